@@ -1,0 +1,2 @@
+//! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, later, apps
+//! defined as data under `modules/`.

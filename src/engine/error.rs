@@ -1,0 +1,92 @@
+//! Module errors, typed as Make types them (`imt-proto` `src/error.ts`): the kind decides what
+//! happens when no error handler catches it (roll back, store an incomplete execution, retry later).
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Make's error classes. Serialized under their Make names (`DataError`, `RateLimitError` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ErrorKind {
+    RuntimeError,
+    DataError,
+    InconsistencyError,
+    RateLimitError,
+    ConnectionError,
+    InvalidConfigurationError,
+    InvalidAccessTokenError,
+    IncompleteDataError,
+    DuplicateDataError,
+    ModuleTimeoutError,
+    MaxResultsExceededError,
+    UnexpectedError,
+}
+
+impl ErrorKind {
+    /// Kinds Make retries automatically when stored as an incomplete execution.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimitError | ErrorKind::ConnectionError | ErrorKind::ModuleTimeoutError
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::RuntimeError => "RuntimeError",
+            ErrorKind::DataError => "DataError",
+            ErrorKind::InconsistencyError => "InconsistencyError",
+            ErrorKind::RateLimitError => "RateLimitError",
+            ErrorKind::ConnectionError => "ConnectionError",
+            ErrorKind::InvalidConfigurationError => "InvalidConfigurationError",
+            ErrorKind::InvalidAccessTokenError => "InvalidAccessTokenError",
+            ErrorKind::IncompleteDataError => "IncompleteDataError",
+            ErrorKind::DuplicateDataError => "DuplicateDataError",
+            ErrorKind::ModuleTimeoutError => "ModuleTimeoutError",
+            ErrorKind::MaxResultsExceededError => "MaxResultsExceededError",
+            ErrorKind::UnexpectedError => "UnexpectedError",
+        }
+    }
+}
+
+/// An error raised by one module on one bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct ModuleError {
+    #[serde(rename = "name")]
+    pub kind: ErrorKind,
+    pub message: String,
+    /// For `RateLimitError`: how long to wait before retrying, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Extra facts for the designer (an HTTP status and body, a JSON path …). Never secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl ModuleError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ModuleError {
+            kind,
+            message: message.into(),
+            delay_ms: None,
+            details: None,
+        }
+    }
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::DataError, message)
+    }
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::RuntimeError, message)
+    }
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfigurationError, message)
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    pub fn with_delay_ms(mut self, delay_ms: u64) -> Self {
+        self.delay_ms = Some(delay_ms);
+        self
+    }
+}

@@ -1,0 +1,3 @@
+//! The executor: runs a compiled scenario with Make's bundle semantics.
+pub mod error;
+pub mod module;

@@ -1,0 +1,59 @@
+//! The boundary between the executor and the modules that do work (HTTP calls, parsing,
+//! app modules). Flow control (routers, iterators, aggregators, variables, directives) is the
+//! executor's own; everything else is a [`Module`] found through a [`Registry`], so the
+//! executor does I/O only through modules.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use super::error::ModuleError;
+
+/// How Make counts and places a module (`imt-proto` `ModuleType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// One operation per bundle in, one bundle out.
+    Action,
+    /// One operation per bundle in, zero or more bundles out (a search, a list).
+    Search,
+    /// Starts a scenario: polled for bundles once per cycle, one operation per cycle.
+    Trigger,
+}
+
+/// One call of a module on one bundle.
+pub struct Invocation<'a> {
+    /// The module's id in the scenario (`{{N.…}}`).
+    pub module_id: u32,
+    /// The module type, e.g. `http:MakeRequest`.
+    pub module: &'a str,
+    /// Static parameters, exactly as written in the blueprint.
+    pub parameters: &'a Map<String, Value>,
+    /// The mapper with every `{{…}}` evaluated against the current bundle.
+    pub mapper: Value,
+    pub execution_id: &'a str,
+}
+
+/// A module implementation. Implementations hold their configuration and shared clients.
+pub trait Module: Send + Sync {
+    fn kind(&self) -> ModuleKind {
+        ModuleKind::Action
+    }
+
+    /// Checks static configuration at load time; each problem is `(field, reason)`, e.g.
+    /// `("mapper.url", "is required")`. The default accepts anything.
+    fn check(&self, _parameters: &Map<String, Value>, _mapper: &Value) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Runs the module: the output bundles, or a typed error.
+    fn call<'a>(
+        &'a self,
+        invocation: Invocation<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>>;
+}
+
+/// Resolves module type names (`app:Name`) to implementations.
+pub trait Registry: Send + Sync {
+    fn module(&self, name: &str) -> Option<Arc<dyn Module>>;
+}

@@ -1,0 +1,50 @@
+//! IML, Make's mapping language: `{{1.user.name}}`, `{{lower(2.email)}}`, `{{if(1.total > 100; "big"; "small")}}`.
+//!
+//! A [`Template`] is parsed once (at scenario load) into an AST and evaluated many times over
+//! JSON bundles through a [`Scope`]. This module knows nothing of scenarios or modules: a scope
+//! only answers "what did module N output in this bundle's ancestry" and "what is the value
+//! of the named root `body`" (the app-definition dialect).
+//!
+//! Invariants:
+//! - parsing never panics and never recurses without bound: nesting depth is capped and a
+//!   too-deep expression is a [`ParseError`] naming its column;
+//! - evaluation never re-parses; a missing path yields `null`, not an error (Make's rule);
+//! - no user code runs: functions are the fixed catalogue in [`functions`].
+
+pub mod functions;
+pub mod value;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// Which flavour of IML a template is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Scenario mappings: arguments separated by `;`, references start with a module id (`1.name`).
+    Scenario,
+    /// App definitions (Custom Apps SDK): arguments separated by `,`, references start with a
+    /// named root (`body.items`, `parameters.id`, `connection.token`).
+    App,
+}
+
+/// What an expression can read while it is evaluated.
+pub trait Scope {
+    /// The output bundle of module `id` in the current bundle's ancestry.
+    fn module_output(&self, id: u32) -> Option<&Value>;
+    /// A named root (app dialect: `body`, `item`, `parameters`, `connection`, `temp` …).
+    fn named(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+    /// The value of `now` (fixed for one evaluation context so a bundle sees one instant).
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    /// The scenario's time zone, used by date formatting when no zone is given.
+    fn timezone(&self) -> chrono_tz::Tz {
+        chrono_tz::UTC
+    }
+    /// The current execution's id (`executionId` keyword).
+    fn execution_id(&self) -> Option<&str> {
+        None
+    }
+}
