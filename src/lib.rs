@@ -10,5 +10,7 @@
 //!
 //! `docs/architecture.md` has the data flow and the invariants.
 pub mod apps;
+pub mod cli;
 pub mod engine;
 pub mod expr;
+pub mod scenario;

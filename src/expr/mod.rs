@@ -12,7 +12,9 @@
 //! - no user code runs: functions are the fixed catalogue in [`functions`].
 
 pub mod functions;
+mod stub;
 pub mod value;
+pub use stub::{EvalError, Mapping, ModuleRef, ParseError, Template};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -1,0 +1,128 @@
+//! `switchyard run FILE [--input JSON|@file|-] [--json]`: one execution in-process, no
+//! database. Prints a readable trace, or with `--json` exactly the execution report.
+//! Exit code 0 on success, 1 when the execution ended in error or incomplete, 2 when the
+//! scenario or the input cannot be read.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::engine::{self, Report, RunInput, Status};
+use crate::scenario::{self, Scenario};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The scenario blueprint file.
+    file: PathBuf,
+    /// Trigger input: JSON, @file or - (standard input). An object is one bundle, an array
+    /// one bundle per element.
+    #[arg(long)]
+    input: Option<String>,
+    /// Print the execution report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let registry = super::registry();
+    let scenario = match scenario::load(&text, &registry) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", args.file.display());
+            return Ok(ExitCode::from(super::EXIT_UNREADABLE));
+        }
+    };
+    let bundles = match &args.input {
+        None => Vec::new(),
+        Some(arg) => match super::read_json_arg(arg, "--input")? {
+            Value::Array(items) => items,
+            other => vec![other],
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let input = RunInput {
+        bundles,
+        execution_id: uuid::Uuid::new_v4().simple().to_string(),
+        ..RunInput::default()
+    };
+    let report = runtime.block_on(engine::run(&scenario, input));
+    if args.json {
+        println!("{}", serde_json::to_string(&report.to_json())?);
+    } else {
+        print_trace(&scenario, &report);
+    }
+    Ok(if report.status == Status::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn print_trace(scenario: &Scenario, report: &Report) {
+    let status = match report.status {
+        Status::Success => "success",
+        Status::Error => "error",
+        Status::Incomplete => "incomplete",
+    };
+    println!(
+        "{} — {status} · {} · {}",
+        if scenario.name.is_empty() {
+            "scenario"
+        } else {
+            &scenario.name
+        },
+        plural(report.operations, "operation"),
+        plural(report.cycles.into(), "cycle"),
+    );
+    for s in &report.stats {
+        let node = scenario.by_id.get(&s.module).map(|&ix| scenario.node(ix));
+        let module = node.map(|n| n.module.as_str()).unwrap_or("?");
+        let label = node
+            .and_then(|n| n.label.as_deref())
+            .map(|l| format!(" \"{l}\""))
+            .unwrap_or_default();
+        let mut line = format!(
+            "  [{}] {module}{label}: {} → {}",
+            s.module,
+            plural(s.runs, "run"),
+            plural(s.bundles_out, "bundle")
+        );
+        if s.filtered > 0 {
+            line.push_str(&format!(", {} filtered out", plural(s.filtered, "bundle")));
+        }
+        if s.errors > 0 {
+            line.push_str(&format!(", {}", plural(s.errors, "error")));
+        }
+        println!("{line}");
+    }
+    if let Some(e) = &report.error {
+        println!("error in module {}: {}: {}", e.module, e.name, e.message);
+    }
+    for i in &report.incomplete {
+        println!(
+            "incomplete: module {} stored for retry after {}: {}",
+            i.module, i.error.name, i.error.message
+        );
+    }
+    if let Some(r) = &report.response {
+        let body = match &r.body {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("response: {} {body}", r.status);
+    }
+}

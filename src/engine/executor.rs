@@ -1,0 +1,891 @@
+//! Runs one execution of a compiled scenario with Make's semantics: cycles, depth-first bundle
+//! flow, routers, filters, iterators and aggregators, variables, error routes and directives.
+//!
+//! The flow is walked with an explicit work stack rather than recursion, so a bundle's path
+//! can be arbitrarily long without growing the thread's stack, and "after every bundle below
+//! this module is done" (an aggregator's flush, a router's next route) is just an item pushed
+//! underneath the bundles it waits for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::expr::value::{to_number, to_text};
+use crate::scenario::compiled::*;
+
+use super::bundle::{Ancestry, BundleScope};
+use super::error::{ErrorKind, ModuleError};
+use super::filter::passes;
+use super::module::{Invocation, ModuleKind};
+use super::report::*;
+
+/// What an execution starts from.
+#[derive(Debug, Clone, Default)]
+pub struct RunInput {
+    /// Bundles for an input trigger (`gateway:CustomWebHook`, `util:BasicTrigger`).
+    pub bundles: Vec<Value>,
+    pub execution_id: String,
+    /// Counters of `util:FunctionIncrement` modules that never reset, by module id.
+    pub counters: HashMap<u32, i64>,
+}
+
+/// Runs one execution to its end and reports what happened.
+pub async fn run(scenario: &Scenario, input: RunInput) -> Report {
+    let mut execution = Execution::new(scenario, input);
+    execution.run().await;
+    execution.report()
+}
+
+enum Work {
+    /// A bundle arrives at a module (its filter already checked when `filtered`).
+    Run {
+        node: Ix,
+        ancestry: Ancestry,
+        filtered: bool,
+    },
+    /// Offer the bundle to the router's route `route`, then the following ones.
+    Route {
+        router: Ix,
+        route: usize,
+        ancestry: Ancestry,
+        any_passed: bool,
+    },
+    /// A merging if-else branch ended: the merge module gets the bundle as its `slot`-th input.
+    Merge {
+        node: Ix,
+        slot: usize,
+        ancestry: Ancestry,
+    },
+    /// Every bundle below one run of the aggregator's feeder is done: emit the aggregate.
+    Flush { aggregator: Ix, ancestry: Ancestry },
+}
+
+enum Stop {
+    Commit,
+    Rollback(ReportError),
+}
+
+#[derive(Default)]
+struct Accumulation {
+    groups: Vec<(Option<String>, Vec<Value>)>,
+    index: HashMap<String, usize>,
+}
+
+struct Execution<'s> {
+    scenario: &'s Scenario,
+    execution_id: String,
+    input: std::vec::IntoIter<Value>,
+    timezone: chrono_tz::Tz,
+    stack: Vec<Work>,
+    accumulations: HashMap<Ix, Vec<Accumulation>>,
+    execution_vars: Map<String, Value>,
+    cycle_vars: Map<String, Value>,
+    counters: HashMap<u32, i64>,
+    cycle_counters: HashMap<u32, i64>,
+    stop: Option<Stop>,
+    operations: u64,
+    cycles: u32,
+    log: Vec<LogEntry>,
+    response: Option<WebhookResponse>,
+    incomplete: Vec<Incomplete>,
+    stats: Vec<ModuleStats>,
+    stats_index: HashMap<Ix, usize>,
+}
+
+impl<'s> Execution<'s> {
+    fn new(scenario: &'s Scenario, input: RunInput) -> Self {
+        Execution {
+            scenario,
+            execution_id: input.execution_id,
+            input: input.bundles.into_iter(),
+            timezone: chrono_tz::UTC,
+            stack: Vec::new(),
+            accumulations: HashMap::new(),
+            execution_vars: Map::new(),
+            cycle_vars: Map::new(),
+            counters: input.counters,
+            cycle_counters: HashMap::new(),
+            stop: None,
+            operations: 0,
+            cycles: 0,
+            log: Vec::new(),
+            response: None,
+            incomplete: Vec::new(),
+            stats: Vec::new(),
+            stats_index: HashMap::new(),
+        }
+    }
+
+    fn report(self) -> Report {
+        let (status, error) = match self.stop {
+            Some(Stop::Rollback(e)) => (Status::Error, Some(e)),
+            _ if !self.incomplete.is_empty() => (Status::Incomplete, None),
+            _ => (Status::Success, None),
+        };
+        Report {
+            status,
+            operations: self.operations,
+            cycles: self.cycles,
+            log: self.log,
+            error,
+            response: self.response,
+            incomplete: self.incomplete,
+            stats: self.stats,
+        }
+    }
+
+    fn stats(&mut self, ix: Ix) -> &mut ModuleStats {
+        let next = self.stats.len();
+        let i = *self.stats_index.entry(ix).or_insert(next);
+        if i == next {
+            self.stats.push(ModuleStats {
+                module: self.scenario.nodes[ix].id,
+                ..ModuleStats::default()
+            });
+        }
+        &mut self.stats[i]
+    }
+
+    async fn run(&mut self) {
+        let Some(entry) = self.scenario.entry else {
+            return;
+        };
+        for cycle in 1..=self.scenario.settings.roundtrips {
+            self.cycle_vars.clear();
+            self.cycle_counters.clear();
+            let node = &self.scenario.nodes[entry];
+            match &node.kind {
+                NodeKind::InputTrigger { max_results } => {
+                    let bundles: Vec<Value> = match max_results {
+                        Some(n) => self.input.by_ref().take(*n).collect(),
+                        None => self.input.by_ref().collect(),
+                    };
+                    if bundles.is_empty() && cycle > 1 {
+                        break;
+                    }
+                    self.cycles += 1;
+                    self.operations += 1;
+                    self.stats(entry).runs += 1;
+                    self.emit(entry, &Ancestry::default(), bundles);
+                }
+                NodeKind::Module(module) if module.kind() == ModuleKind::Trigger => {
+                    self.cycles += 1;
+                    let produced = self.call(entry, &Ancestry::default()).await;
+                    if produced == Some(0) {
+                        break;
+                    }
+                }
+                // A scenario that does not start with a trigger runs its first module once.
+                _ => {
+                    if cycle > 1 {
+                        break;
+                    }
+                    self.cycles += 1;
+                    self.stack.push(Work::Run {
+                        node: entry,
+                        ancestry: Ancestry::default(),
+                        filtered: true,
+                    });
+                }
+            }
+            self.drain().await;
+            let input_exhausted =
+                matches!(node.kind, NodeKind::InputTrigger { .. }) && self.input.len() == 0;
+            if self.stop.is_some() || input_exhausted {
+                break;
+            }
+        }
+    }
+
+    async fn drain(&mut self) {
+        while let Some(work) = self.stack.pop() {
+            if self.stop.is_some() {
+                self.stack.clear();
+                break;
+            }
+            match work {
+                Work::Run {
+                    node,
+                    ancestry,
+                    filtered,
+                } => self.arrive(node, ancestry, filtered).await,
+                Work::Route {
+                    router,
+                    route,
+                    ancestry,
+                    any_passed,
+                } => self.route(router, route, ancestry, any_passed),
+                Work::Merge {
+                    node,
+                    slot,
+                    ancestry,
+                } => self.merge(node, slot, ancestry),
+                Work::Flush {
+                    aggregator,
+                    ancestry,
+                } => self.flush(aggregator, ancestry),
+            }
+        }
+    }
+
+    fn scope<'a>(&'a self, ancestry: &'a Ancestry) -> BundleScope<'a> {
+        BundleScope {
+            ancestry,
+            execution_id: &self.execution_id,
+            timezone: self.timezone,
+        }
+    }
+
+    /// Whether the bundle passes the module's filter; a failing filter is the module's error.
+    fn filter_passes(&mut self, ix: Ix, ancestry: &Ancestry) -> bool {
+        let node = &self.scenario.nodes[ix];
+        let Some(filter) = &node.filter else {
+            return true;
+        };
+        match passes(filter, &self.scope(ancestry)) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.stats(ix).filtered += 1;
+                false
+            }
+            Err(e) => {
+                self.fail(ix, ancestry, e);
+                false
+            }
+        }
+    }
+
+    /// Sends a bundle on to wherever `next` points.
+    fn forward(&mut self, next: Next, ancestry: Ancestry) {
+        match next {
+            Next::End => {}
+            Next::Node(node) => self.stack.push(Work::Run {
+                node,
+                ancestry,
+                filtered: false,
+            }),
+            Next::Merge { node, slot } => self.stack.push(Work::Merge {
+                node,
+                slot,
+                ancestry,
+            }),
+        }
+    }
+
+    /// Records a module's output bundles and sends each, depth first, down the rest of the flow.
+    fn emit(&mut self, ix: Ix, ancestry: &Ancestry, outputs: Vec<Value>) {
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        if let Some(aggregators) = scenario.feeds.get(&ix) {
+            for &a in aggregators {
+                self.accumulations
+                    .entry(a)
+                    .or_default()
+                    .push(Accumulation::default());
+                self.stack.push(Work::Flush {
+                    aggregator: a,
+                    ancestry: ancestry.clone(),
+                });
+            }
+        }
+        self.stats(ix).bundles_out += outputs.len() as u64;
+        let outputs: Vec<Arc<Value>> = outputs.into_iter().map(Arc::new).collect();
+        self.log.extend(outputs.iter().map(|o| LogEntry {
+            module: node.id,
+            output: Arc::clone(o),
+        }));
+        for output in outputs.into_iter().rev() {
+            self.forward(node.next, ancestry.with(node.id, output));
+        }
+    }
+
+    async fn arrive(&mut self, ix: Ix, ancestry: Ancestry, filtered: bool) {
+        if !filtered && !self.filter_passes(ix, &ancestry) {
+            return;
+        }
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        match &node.kind {
+            NodeKind::Router { .. } => {
+                self.stack.push(Work::Route {
+                    router: ix,
+                    route: 0,
+                    ancestry,
+                    any_passed: false,
+                });
+            }
+            NodeKind::IfElse { branches } => {
+                for branch in branches {
+                    let chosen = match &branch.condition {
+                        None => true,
+                        Some(condition) => match passes(condition, &self.scope(&ancestry)) {
+                            Ok(pass) => pass,
+                            Err(e) => return self.fail(ix, &ancestry, e),
+                        },
+                    };
+                    if chosen {
+                        match branch.first {
+                            Some(first) => self.stack.push(Work::Run {
+                                node: first,
+                                ancestry,
+                                filtered: false,
+                            }),
+                            None => self.forward(branch.end, ancestry),
+                        }
+                        return;
+                    }
+                }
+            }
+            NodeKind::Directive(directive) => self.directive(ix, *directive, ancestry),
+            NodeKind::Aggregator(agg) => self.accumulate(ix, agg, &ancestry),
+            NodeKind::Module(_) | NodeKind::InputTrigger { .. } => {
+                self.call(ix, &ancestry).await;
+            }
+            _ => {
+                self.operations += 1;
+                self.stats(ix).runs += 1;
+                match self.builtin(ix, &ancestry) {
+                    Ok(Some(outputs)) => self.emit(ix, &ancestry, outputs),
+                    Ok(None) => self.forward(node.next, ancestry),
+                    Err(e) => self.fail(ix, &ancestry, e),
+                }
+            }
+        }
+    }
+
+    /// Evaluates a module's mapper against the bundle (an empty object when it has none).
+    fn mapper(&self, ix: Ix, ancestry: &Ancestry) -> Result<Value, ModuleError> {
+        match &self.scenario.nodes[ix].mapper {
+            None => Ok(Value::Object(Map::new())),
+            Some(m) => m.eval(&self.scope(ancestry)).map_err(|(path, e)| {
+                ModuleError::data(format!("mapper.{path}: {e}").replace("mapper.:", "mapper:"))
+            }),
+        }
+    }
+
+    /// Runs a [`Module`](super::module::Module); returns how many bundles it produced, or
+    /// `None` when it failed.
+    async fn call(&mut self, ix: Ix, ancestry: &Ancestry) -> Option<usize> {
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        let NodeKind::Module(module) = &node.kind else {
+            return Some(0);
+        };
+        self.operations += 1;
+        self.stats(ix).runs += 1;
+        let result = match self.mapper(ix, ancestry) {
+            Ok(mapper) => {
+                let invocation = Invocation {
+                    module_id: node.id,
+                    module: &node.module,
+                    parameters: &node.parameters,
+                    mapper,
+                    execution_id: &self.execution_id,
+                };
+                module.call(invocation).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(outputs) => {
+                let n = outputs.len();
+                self.emit(ix, ancestry, outputs);
+                Some(n)
+            }
+            Err(e) => {
+                self.fail(ix, ancestry, e);
+                None
+            }
+        }
+    }
+
+    /// The executor's own modules. `Ok(None)` passes the bundle on unchanged.
+    fn builtin(&mut self, ix: Ix, ancestry: &Ancestry) -> Result<Option<Vec<Value>>, ModuleError> {
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        let mapper = self.mapper(ix, ancestry)?;
+        Ok(Some(match &node.kind {
+            NodeKind::Iterator => {
+                let items = match mapper.get("array") {
+                    Some(Value::Array(items)) => items.clone(),
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(other) => vec![other.clone()],
+                };
+                let total = items.len();
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let mut bundle = match item {
+                            Value::Object(map) => map,
+                            other => Map::from_iter([("value".to_string(), other)]),
+                        };
+                        bundle.insert("__IMTINDEX__".into(), json!(i + 1));
+                        bundle.insert("__IMTLENGTH__".into(), json!(total));
+                        Value::Object(bundle)
+                    })
+                    .collect()
+            }
+            NodeKind::Repeater => {
+                let number = |key: &str, default: f64| match mapper.get(key) {
+                    None | Some(Value::Null) => Ok(default),
+                    Some(v) => to_number(v).ok_or_else(|| {
+                        ModuleError::data(format!("mapper.{key}: expected a number, got {v}"))
+                    }),
+                };
+                let (start, repeats, step) = (
+                    number("start", 1.0)?,
+                    number("repeats", 1.0)?,
+                    number("step", 1.0)?,
+                );
+                if !(0.0..=10_000.0).contains(&repeats) || repeats.fract() != 0.0 {
+                    return Err(ModuleError::data(format!(
+                        "mapper.repeats: expected a whole number from 0 to 10000, got {repeats}"
+                    )));
+                }
+                (0..repeats as u64)
+                    .map(|k| json!({"i": crate::expr::value::number(start + k as f64 * step)}))
+                    .collect()
+            }
+            NodeKind::SetVariables { scope } => {
+                let pairs: Vec<(String, Value)> = if node.module == "util:SetVariable2" {
+                    vec![(
+                        variable_name(&mapper, "name")?,
+                        mapper.get("value").cloned().unwrap_or(Value::Null),
+                    )]
+                } else {
+                    let list = mapper
+                        .get("variables")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut pairs = Vec::with_capacity(list.len());
+                    for (k, item) in list.iter().enumerate() {
+                        let name = variable_name(item, "name").map_err(|e| {
+                            ModuleError::data(format!("mapper.variables[{k}]: {}", e.message))
+                        })?;
+                        pairs.push((name, item.get("value").cloned().unwrap_or(Value::Null)));
+                    }
+                    pairs
+                };
+                let vars = match scope {
+                    VariableScope::Roundtrip => &mut self.cycle_vars,
+                    VariableScope::Execution => &mut self.execution_vars,
+                };
+                let mut output = Map::new();
+                for (name, value) in pairs {
+                    vars.insert(name.clone(), value.clone());
+                    output.insert(name, value);
+                }
+                vec![Value::Object(output)]
+            }
+            NodeKind::GetVariables => {
+                let names: Vec<String> = if node.module == "util:GetVariable2" {
+                    vec![variable_name(&mapper, "name")?]
+                } else {
+                    let list = mapper
+                        .get("variables")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    list.iter()
+                        .map(|v| match v {
+                            Value::String(s) => Ok(s.clone()),
+                            other => variable_name(other, "name"),
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+                let mut output = Map::new();
+                for name in names {
+                    // A cycle variable shadows an execution variable of the same name.
+                    let value = self
+                        .cycle_vars
+                        .get(&name)
+                        .or_else(|| self.execution_vars.get(&name))
+                        .cloned();
+                    output.insert(name, value.unwrap_or(Value::Null));
+                }
+                vec![Value::Object(output)]
+            }
+            NodeKind::Increment { reset } => {
+                let counter = match reset {
+                    IncrementReset::Cycle => self.cycle_counters.entry(node.id).or_insert(0),
+                    IncrementReset::Execution | IncrementReset::Never => {
+                        self.counters.entry(node.id).or_insert(0)
+                    }
+                };
+                *counter += 1;
+                vec![json!({"i": *counter})]
+            }
+            NodeKind::WebhookRespond => {
+                let response = webhook_response(&mapper)?;
+                if self.response.is_some() {
+                    return Err(ModuleError::runtime(
+                        "this execution has already answered its webhook call",
+                    ));
+                }
+                self.response = Some(response);
+                return Ok(None);
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    fn route(&mut self, router: Ix, k: usize, ancestry: Ancestry, any_passed: bool) {
+        let scenario = self.scenario;
+        let NodeKind::Router { routes } = &scenario.nodes[router].kind else {
+            return;
+        };
+        let Some(route) = routes.get(k) else {
+            // Every ordinary route has been offered the bundle: the fallback runs if none took it.
+            if !any_passed
+                && let Some(first) = routes
+                    .iter()
+                    .find(|r| r.fallback && !r.disabled)
+                    .and_then(|r| r.first)
+            {
+                self.stack.push(Work::Run {
+                    node: first,
+                    ancestry,
+                    filtered: false,
+                });
+            }
+            return;
+        };
+        let Some(first) = route.first.filter(|_| !route.disabled && !route.fallback) else {
+            self.stack.push(Work::Route {
+                router,
+                route: k + 1,
+                ancestry,
+                any_passed,
+            });
+            return;
+        };
+        let pass = self.filter_passes(first, &ancestry);
+        self.stack.push(Work::Route {
+            router,
+            route: k + 1,
+            ancestry: ancestry.clone(),
+            any_passed: any_passed || pass,
+        });
+        if pass {
+            self.stack.push(Work::Run {
+                node: first,
+                ancestry,
+                filtered: true,
+            });
+        }
+    }
+
+    fn merge(&mut self, ix: Ix, slot: usize, ancestry: Ancestry) {
+        let scenario = self.scenario;
+        let NodeKind::Merge { outputs } = &scenario.nodes[ix].kind else {
+            return;
+        };
+        let mut bundle = Map::new();
+        for (name, mappings) in outputs {
+            let value = match mappings.get(slot) {
+                Some(t) => match t.eval(&self.scope(&ancestry)) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return self.fail(
+                            ix,
+                            &ancestry,
+                            ModuleError::data(format!("output \"{name}\": {e}")),
+                        );
+                    }
+                },
+                None => Value::Null,
+            };
+            bundle.insert(name.clone(), value);
+        }
+        self.stats(ix).runs += 1;
+        self.emit(ix, &ancestry, vec![Value::Object(bundle)]);
+    }
+
+    fn accumulate(&mut self, ix: Ix, agg: &Aggregator, ancestry: &Ancestry) {
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        let item = match &node.mapper {
+            None => ancestry
+                .get(scenario.nodes[agg.feeder].id)
+                .cloned()
+                .unwrap_or(Value::Null),
+            Some(_) => match self.mapper(ix, ancestry) {
+                Ok(Value::Object(mut fields)) => {
+                    fields.remove("groupBy");
+                    match agg.kind {
+                        AggregatorKind::Array => Value::Object(fields),
+                        _ => fields.remove("value").unwrap_or(Value::Null),
+                    }
+                }
+                Ok(other) => other,
+                Err(e) => return self.fail(ix, ancestry, e),
+            },
+        };
+        let key = match &agg.group_by {
+            None => None,
+            Some(t) => match t.eval(&self.scope(ancestry)) {
+                Ok(v) => Some(to_text(&v)),
+                Err(e) => {
+                    return self.fail(
+                        ix,
+                        ancestry,
+                        ModuleError::data(format!("mapper.groupBy: {e}")),
+                    );
+                }
+            },
+        };
+        let Some(acc) = self
+            .accumulations
+            .get_mut(&ix)
+            .and_then(|stack| stack.last_mut())
+        else {
+            let message = format!(
+                "aggregator {} received a bundle that did not come from its source module",
+                node.id
+            );
+            return self.fail(
+                ix,
+                ancestry,
+                ModuleError::new(ErrorKind::InconsistencyError, message),
+            );
+        };
+        let slot = match &key {
+            None => {
+                if acc.groups.is_empty() {
+                    acc.groups.push((None, Vec::new()));
+                }
+                0
+            }
+            Some(k) => match acc.index.get(k) {
+                Some(&i) => i,
+                None => {
+                    acc.groups.push((key.clone(), Vec::new()));
+                    acc.index.insert(k.clone(), acc.groups.len() - 1);
+                    acc.groups.len() - 1
+                }
+            },
+        };
+        acc.groups[slot].1.push(item);
+    }
+
+    fn flush(&mut self, ix: Ix, ancestry: Ancestry) {
+        let scenario = self.scenario;
+        let NodeKind::Aggregator(agg) = &scenario.nodes[ix].kind else {
+            return;
+        };
+        let acc = self
+            .accumulations
+            .get_mut(&ix)
+            .and_then(Vec::pop)
+            .unwrap_or_default();
+        let mut groups = acc.groups;
+        if groups.is_empty() {
+            if agg.stop_if_empty {
+                return;
+            }
+            if agg.group_by.is_none() {
+                groups.push((None, Vec::new()));
+            }
+        }
+        self.operations += 1;
+        self.stats(ix).runs += 1;
+        let outputs = groups
+            .into_iter()
+            .map(|(key, items)| aggregate(&agg.kind, key, items))
+            .collect();
+        self.emit(ix, &ancestry, outputs);
+    }
+
+    fn directive(&mut self, ix: Ix, directive: Directive, ancestry: Ancestry) {
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        let Some(failed) = node.handles else { return };
+        let failed_node = &scenario.nodes[failed];
+        let error = ancestry
+            .get(failed_node.id)
+            .and_then(|o| o.get("error"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let report_error = report_error_from(failed_node.id, &error);
+        match directive {
+            Directive::Ignore => {}
+            Directive::Commit => self.stop = Some(Stop::Commit),
+            Directive::Rollback => self.stop = Some(Stop::Rollback(report_error)),
+            Directive::Resume => match self.mapper(ix, &ancestry) {
+                Ok(output) => self.emit(failed, &ancestry.before(failed_node.id), vec![output]),
+                Err(e) => self.fail(ix, &ancestry, e),
+            },
+            Directive::Break => {
+                let retry = self
+                    .mapper(ix, &ancestry)
+                    .ok()
+                    .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()));
+                self.park(
+                    failed,
+                    &ancestry.before(failed_node.id),
+                    report_error,
+                    retry,
+                );
+            }
+        }
+    }
+
+    /// Stores a bundle as an incomplete execution, to resume at module `ix` later.
+    fn park(&mut self, ix: Ix, ancestry: &Ancestry, error: ReportError, retry: Option<Value>) {
+        let module = self.scenario.nodes[ix].id;
+        self.incomplete.push(Incomplete {
+            module,
+            error,
+            bundle: ancestry.to_map(),
+            retry,
+        });
+    }
+
+    /// A module failed on a bundle: its error route takes over, or the scenario's default
+    /// (Break when incomplete executions are on, else Rollback).
+    fn fail(&mut self, ix: Ix, ancestry: &Ancestry, error: ModuleError) {
+        self.stats(ix).errors += 1;
+        let scenario = self.scenario;
+        let node = &scenario.nodes[ix];
+        tracing::debug!(module = node.id, kind = error.kind.name(), "module error");
+        if let Some(handler) = node.on_error {
+            let output = json!({"error": error});
+            self.stack.push(Work::Run {
+                node: handler,
+                ancestry: ancestry.with(node.id, Arc::new(output)),
+                filtered: false,
+            });
+            return;
+        }
+        let report_error = ReportError {
+            module: node.id,
+            name: error.kind.name().to_string(),
+            message: error.message,
+            details: error.details,
+        };
+        if scenario.settings.dlq {
+            self.park(ix, ancestry, report_error, None);
+        } else {
+            self.stop = Some(Stop::Rollback(report_error));
+        }
+    }
+}
+
+fn variable_name(v: &Value, key: &str) -> Result<String, ModuleError> {
+    match v.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(other) if !other.is_null() => Ok(to_text(other)),
+        _ => Err(ModuleError::data(format!(
+            "mapper.{key}: a variable needs a name"
+        ))),
+    }
+}
+
+fn report_error_from(module: u32, error: &Value) -> ReportError {
+    ReportError {
+        module,
+        name: error
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("RuntimeError")
+            .to_string(),
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        details: error.get("details").cloned(),
+    }
+}
+
+fn aggregate(kind: &AggregatorKind, key: Option<String>, items: Vec<Value>) -> Value {
+    let mut out = Map::new();
+    if let Some(key) = key {
+        out.insert("key".into(), Value::String(key));
+    }
+    match kind {
+        AggregatorKind::Array => {
+            let n = items.len();
+            out.insert("array".into(), Value::Array(items));
+            out.insert("__IMTAGGLENGTH__".into(), json!(n));
+        }
+        AggregatorKind::Text { separator } => {
+            let text = items
+                .iter()
+                .map(to_text)
+                .collect::<Vec<_>>()
+                .join(separator);
+            out.insert("text".into(), Value::String(text));
+        }
+        AggregatorKind::Numeric(function) => {
+            let numbers: Vec<f64> = items.iter().filter_map(to_number).collect();
+            let result = match function {
+                NumericFunction::Count => Some(items.len() as f64),
+                NumericFunction::Sum => Some(numbers.iter().sum()),
+                NumericFunction::Avg if numbers.is_empty() => None,
+                NumericFunction::Avg => Some(numbers.iter().sum::<f64>() / numbers.len() as f64),
+                NumericFunction::Min => numbers.iter().copied().reduce(f64::min),
+                NumericFunction::Max => numbers.iter().copied().reduce(f64::max),
+            };
+            out.insert(
+                "result".into(),
+                result
+                    .map(crate::expr::value::number)
+                    .unwrap_or(Value::Null),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+/// `gateway:WebhookRespond`'s mapper `{status, body, headers: [{key, value}]}` → a reply.
+fn webhook_response(mapper: &Value) -> Result<WebhookResponse, ModuleError> {
+    let status = match mapper.get("status") {
+        None | Some(Value::Null) => 200,
+        Some(v) => match to_number(v) {
+            Some(n) if (100.0..=599.0).contains(&n) && n.fract() == 0.0 => n as u16,
+            _ => {
+                return Err(ModuleError::data(format!(
+                    "mapper.status: expected an HTTP status from 100 to 599, got {v}"
+                )));
+            }
+        },
+    };
+    let mut headers = Map::new();
+    let list = mapper
+        .get("headers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if list.len() > 16 {
+        return Err(ModuleError::data(format!(
+            "mapper.headers: at most 16 headers, got {}",
+            list.len()
+        )));
+    }
+    for (k, h) in list.iter().enumerate() {
+        let key = h
+            .get("key")
+            .or_else(|| h.get("name"))
+            .map(to_text)
+            .unwrap_or_default();
+        let value = h.get("value").map(to_text).unwrap_or_default();
+        if key.is_empty() || key.len() > 256 || value.len() > 4096 {
+            return Err(ModuleError::data(format!(
+                "mapper.headers[{k}]: expected a key of 1–256 characters and a value of at most 4096"
+            )));
+        }
+        headers.insert(key, Value::String(value));
+    }
+    Ok(WebhookResponse {
+        status,
+        headers,
+        body: mapper
+            .get("body")
+            .cloned()
+            .unwrap_or(Value::String(String::new())),
+    })
+}

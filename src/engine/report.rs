@@ -1,0 +1,91 @@
+//! What one execution produced: the report printed by `switchyard run --json` and stored
+//! with each execution. Its JSON shape is a contract: `{status, operations, cycles, log, error}`
+//! plus `response` when the scenario answered a webhook and `incomplete` when bundles were
+//! stored by a Break.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Success,
+    Error,
+    /// At least one bundle was stored as an incomplete execution (Break).
+    Incomplete,
+}
+
+/// One output bundle, in execution order.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub module: u32,
+    pub output: Arc<Value>,
+}
+
+/// The error that stopped (or, for Break, paused) an execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportError {
+    pub module: u32,
+    /// Make's error class, e.g. `DataError`.
+    pub name: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// A `gateway:WebhookRespond` reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub headers: Map<String, Value>,
+    pub body: Value,
+}
+
+/// A bundle parked by Break (or by an unhandled error with incomplete executions on):
+/// enough to resume the flow at the failing module later.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incomplete {
+    /// The module that failed and where the flow resumes.
+    pub module: u32,
+    pub error: ReportError,
+    /// Outputs of the modules before it, by module id: the bundle's ancestry.
+    pub bundle: Map<String, Value>,
+    /// Break's retry settings: `{retry, count, interval}` as mapped, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Value>,
+}
+
+/// Per-module counters for the human-readable trace.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModuleStats {
+    pub module: u32,
+    pub runs: u64,
+    pub bundles_out: u64,
+    pub errors: u64,
+    pub filtered: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub operations: u64,
+    pub cycles: u32,
+    pub log: Vec<LogEntry>,
+    pub error: Option<ReportError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<WebhookResponse>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<Incomplete>,
+    /// Per-module counters in order of first run (not part of the JSON report).
+    #[serde(skip)]
+    pub stats: Vec<ModuleStats>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}

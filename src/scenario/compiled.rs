@@ -1,0 +1,201 @@
+//! The compiled scenario: an arena of modules linked by index, every expression parsed,
+//! every module type resolved. The executor runs this, never the raw blueprint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::{Map, Value};
+
+use crate::engine::module::Module;
+use crate::expr::{Mapping, Template};
+
+use super::filter::CompiledFilter;
+use super::model::{Scheduling, Settings};
+
+/// Index of a module in [`Scenario::nodes`].
+pub type Ix = usize;
+
+/// A scenario ready to run.
+#[derive(Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub settings: Settings,
+    pub scheduling: Option<Scheduling>,
+    pub nodes: Vec<CompiledNode>,
+    /// The first module of the top-level flow.
+    pub entry: Option<Ix>,
+    pub by_id: HashMap<u32, Ix>,
+    /// Aggregators fed by each module (feeder index → aggregator indexes).
+    pub feeds: HashMap<Ix, Vec<Ix>>,
+    /// The flow as a graph of module ids: next, route, branch, merge, error and feeder edges.
+    pub graph: DiGraph<u32, Edge>,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .field("modules", &self.nodes.len())
+            .finish()
+    }
+}
+
+/// Kinds of edges in [`Scenario::graph`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Next,
+    Route(usize),
+    Branch(usize),
+    Merge,
+    OnError,
+    Feeds,
+}
+
+/// Where a bundle goes when a module has finished with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The end of this route.
+    End,
+    Node(Ix),
+    /// The end of an if-else branch that merges: into the merge module, as its `slot`-th input.
+    Merge {
+        node: Ix,
+        slot: usize,
+    },
+}
+
+/// One module of the compiled scenario.
+#[derive(Clone)]
+pub struct CompiledNode {
+    pub id: u32,
+    pub module: String,
+    /// The designer's label (`metadata.designer.name`), if any.
+    pub label: Option<String>,
+    /// JSON path of the module in the blueprint, e.g. `flow[2].routes[0].flow[0]`.
+    pub path: String,
+    pub kind: NodeKind,
+    pub parameters: Map<String, Value>,
+    pub mapper: Option<Mapping>,
+    pub filter: Option<CompiledFilter>,
+    pub next: Next,
+    /// First module of this module's error-handler route.
+    pub on_error: Option<Ix>,
+    /// For modules inside an error-handler route: the module whose errors it handles.
+    pub handles: Option<Ix>,
+}
+
+/// What a module does, as far as the executor is concerned.
+#[derive(Clone)]
+pub enum NodeKind {
+    /// `gateway:CustomWebHook` or `util:BasicTrigger`: bundles come from the caller.
+    InputTrigger {
+        max_results: Option<usize>,
+    },
+    Router {
+        routes: Vec<CompiledRoute>,
+    },
+    Iterator,
+    Aggregator(Aggregator),
+    Repeater,
+    SetVariables {
+        scope: VariableScope,
+    },
+    GetVariables,
+    Increment {
+        reset: IncrementReset,
+    },
+    IfElse {
+        branches: Vec<CompiledBranch>,
+    },
+    Merge {
+        outputs: Vec<(String, Vec<Template>)>,
+    },
+    WebhookRespond,
+    Directive(Directive),
+    /// Any other module, run through the [`Module`] trait.
+    Module(Arc<dyn Module>),
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledRoute {
+    pub first: Option<Ix>,
+    pub fallback: bool,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledBranch {
+    /// `None` for the `else` branch.
+    pub condition: Option<CompiledFilter>,
+    pub first: Option<Ix>,
+    /// Where the branch goes when it has no modules.
+    pub end: Next,
+}
+
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    pub feeder: Ix,
+    pub kind: AggregatorKind,
+    /// Group-by formula: one output bundle per distinct value.
+    pub group_by: Option<Template>,
+    /// Output nothing when no bundle arrived.
+    pub stop_if_empty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregatorKind {
+    /// `builtin:BasicAggregator` → `{array: […]}`.
+    Array,
+    /// `util:TextAggregator` → `{text}`.
+    Text { separator: String },
+    /// `util:NumericalAggregator` → `{result}`.
+    Numeric(NumericFunction),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericFunction {
+    Sum,
+    Avg,
+    Count,
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariableScope {
+    /// Reset at the start of each cycle ("One cycle").
+    Roundtrip,
+    /// Kept for the whole execution.
+    Execution,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncrementReset {
+    /// After one cycle.
+    Cycle,
+    /// After one execution.
+    Execution,
+    /// Never: the counter lives in the scenario's state.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directive {
+    Ignore,
+    Resume,
+    Commit,
+    Rollback,
+    Break,
+}
+
+impl Scenario {
+    pub fn node(&self, ix: Ix) -> &CompiledNode {
+        &self.nodes[ix]
+    }
+
+    /// Graph node of a module index (the graph is built with the same order as `nodes`).
+    pub fn graph_index(ix: Ix) -> NodeIndex {
+        NodeIndex::new(ix)
+    }
+}
