@@ -41,6 +41,17 @@ pub const FLOW_CONTROL: &[&str] = &[
     "builtin:Break",
 ];
 
+/// More modules than any designer can draw; the limit keeps validation's cost bounded.
+pub const MAX_MODULES: usize = 2_000;
+
+const DIRECTIVES: &[&str] = &[
+    "builtin:Ignore",
+    "builtin:Resume",
+    "builtin:Commit",
+    "builtin:Rollback",
+    "builtin:Break",
+];
+
 /// Where a flow sits, which decides what may appear in it.
 #[derive(Clone, Copy)]
 enum FlowRole {
@@ -62,6 +73,16 @@ pub(super) fn compile(
         visible_at: HashMap::new(),
     };
     c.collect_ids(&blueprint.flow, "flow");
+    if c.paths.len() > MAX_MODULES {
+        let message = format!(
+            "a scenario can have at most {MAX_MODULES} modules, this one has {}",
+            c.paths.len()
+        );
+        return Err(vec![Problem {
+            path: "flow".into(),
+            message,
+        }]);
+    }
     if blueprint.flow.is_empty() {
         c.problem("flow", "a scenario needs at least one module");
     }
@@ -429,10 +450,7 @@ impl Compiler<'_> {
         self.nodes[ix].kind = kind;
 
         if let Some(onerror) = &node.onerror {
-            if matches!(
-                self.nodes[ix].kind,
-                NodeKind::Router { .. } | NodeKind::Directive(_)
-            ) {
+            if node.module == "builtin:BasicRouter" || DIRECTIVES.contains(&node.module.as_str()) {
                 self.problem(
                     &format!("{at}.onerror"),
                     format!("{} cannot have an error handler", node.module),

@@ -1,0 +1,181 @@
+//! `switchyard validate` semantics through the library: every problem is reported with its
+//! JSON path, and bad input of any shape or size gives an error, never a panic.
+
+use serde_json::{Value, json};
+use switchyard::scenario::{self, LoadError};
+
+fn problems(blueprint: Value) -> Vec<String> {
+    match scenario::load(&blueprint.to_string(), &switchyard::cli::registry()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems().iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn hook(id: u32) -> Value {
+    json!({"id": id, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}})
+}
+
+fn set(id: u32, value: &str) -> Value {
+    json!({"id": id, "module": "util:SetVariable2", "mapper": {"name": "v", "value": value}})
+}
+
+#[test]
+fn references_must_run_before_on_the_same_path() {
+    let p = problems(
+        json!({"flow": [hook(1), {"id": 2, "module": "builtin:BasicRouter", "routes": [
+            {"flow": [set(3, "{{1.a}}")]},
+            {"flow": [set(4, "{{3.v}}"), set(5, "{{6.v}}"), set(6, "{{7.v}}")]}
+        ]}]}),
+    );
+    assert_eq!(
+        p,
+        [
+            "flow[1].routes[1].flow[0].mapper.value: column 3: module 3 does not run before module 4 on this path",
+            "flow[1].routes[1].flow[1].mapper.value: column 3: module 6 does not run before module 5 on this path",
+            "flow[1].routes[1].flow[2].mapper.value: column 3: unknown module 7 in {{7.…}}",
+        ]
+    );
+}
+
+#[test]
+fn aggregators_swallow_their_source_and_need_it_upstream() {
+    let iter =
+        json!({"id": 2, "module": "builtin:BasicFeeder", "mapper": {"array": "{{1.items}}"}});
+    let agg = |id: u32, feeder: u32| json!({"id": id, "module": "builtin:BasicAggregator", "parameters": {"feeder": feeder}, "mapper": {"x": "{{2.value}}"}});
+    // After the aggregator, the iterator's bundles are gone.
+    let p = problems(
+        json!({"flow": [hook(1), iter.clone(), set(3, "{{2.value}}"), agg(4, 2), set(5, "{{3.v}}{{4.array}}{{1.items}}")]}),
+    );
+    assert_eq!(
+        p,
+        ["flow[4].mapper.value: column 3: module 3 does not run before module 5 on this path"]
+    );
+    // A source on another route is not upstream.
+    let p = problems(
+        json!({"flow": [hook(1), {"id": 9, "module": "builtin:BasicRouter", "routes": [
+        {"flow": [iter.clone()]}, {"flow": [agg(4, 2)]}]}]}),
+    );
+    assert!(p.iter().any(|m| m == "flow[1].routes[1].flow[0].parameters.feeder: source module 2 is not upstream of aggregator 4"), "{p:?}");
+    let p = problems(
+        json!({"flow": [hook(1), {"id": 4, "module": "builtin:BasicAggregator", "parameters": {}}]}),
+    );
+    assert_eq!(
+        p,
+        [
+            "flow[1].parameters.feeder: an aggregator needs `parameters.feeder`: the id of its source module"
+        ]
+    );
+}
+
+#[test]
+fn structural_rules_are_all_reported() {
+    let p = problems(json!({"flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "filter": {"name": "f", "conditions": [[{"a": "1", "o": "exist"}]]}},
+        {"id": 2, "module": "builtin:Ignore"},
+        {"id": 3, "module": "nope:Nothing"},
+        {"id": 2, "module": "util:SetVariable2", "mapper": {"name": "x", "value": 1},
+         "onerror": [{"id": 7, "module": "builtin:Commit"}, set(8, "x")]},
+        {"id": 4, "module": "builtin:BasicRouter", "routes": [{"flow": []}, {"fallback": true, "flow": [set(10, "")]}, {"fallback": true, "flow": [set(11, "")]}]},
+        set(5, "never runs")
+    ], "scheduling": {"type": "indefinitely", "interval": 5}}));
+    let expected = [
+        "flow[3].id: duplicate module id 2 (first used at flow[1])",
+        "flow[0].filter: the first module of a scenario cannot have a filter",
+        "flow[1].module: builtin:Ignore is an error-handler directive: it can only end an `onerror` route",
+        "flow[2].module: unknown module type \"nope:Nothing\"",
+        "flow[3].onerror[0].module: builtin:Commit must be the last module of its error-handler route",
+        "flow[4].routes: at most one route can be the fallback route",
+        "flow[4].routes[0].flow: a route needs at least one module",
+        "flow[5]: modules after a router never run: move them into a route",
+        "scheduling.interval: Invalid interval: 5 s is below the minimum of 60 s",
+    ];
+    for e in expected {
+        assert!(p.iter().any(|m| m == e), "missing problem {e:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+}
+
+#[test]
+fn triggers_only_come_first_and_merges_follow_if_else() {
+    let p = problems(
+        json!({"flow": [set(1, "x"), hook(2), {"id": 3, "module": "builtin:BasicMerge", "outputs": []}]}),
+    );
+    assert_eq!(
+        p,
+        [
+            "flow[1].module: gateway:CustomWebHook is a trigger: it can only be the first module",
+            "flow[2]: builtin:BasicMerge must directly follow a builtin:BasicIfElse",
+        ]
+    );
+}
+
+#[test]
+fn shape_errors_name_the_json_path() {
+    let err = scenario::load(
+        r#"{"flow": [{"id": 1, "module": "a:B", "mapper": {}, "colour": "red"}]}"#,
+        &switchyard::cli::registry(),
+    )
+    .unwrap_err();
+    let LoadError::Shape { path, message } = err else {
+        panic!("expected a shape error, got {err:?}")
+    };
+    assert_eq!(path, "flow[0].colour");
+    assert!(message.contains("unknown field `colour`"), "{message}");
+    let err = scenario::load(
+        r#"{"flow": [{"id": -1, "module": "a:B"}]}"#,
+        &switchyard::cli::registry(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Shape { path, .. } if path == "flow[0].id"),
+        "{err:?}"
+    );
+    let err = scenario::load(r#"{"name": "x"}"#, &switchyard::cli::registry()).unwrap_err();
+    assert!(err.to_string().contains("missing field `flow`"), "{err}");
+}
+
+#[test]
+fn malformed_json_reports_line_and_column() {
+    let err = scenario::load(
+        "{\n  \"flow\": [\n    {\"id\": 1,, }\n]}",
+        &switchyard::cli::registry(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Syntax { line: 3, .. }), "{err:?}");
+}
+
+#[test]
+fn ten_thousand_levels_of_nesting_is_an_error_not_a_crash() {
+    let deep = format!(
+        "{{\"flow\": [{{\"id\": 1, \"module\": \"a:B\", \"mapper\": {}1{}}}]}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let err = scenario::load(&deep, &switchyard::cli::registry()).unwrap_err();
+    assert!(err.to_string().contains("recursion limit"), "{err}");
+    // Routers nested in routers, 10,000 deep (built as text: a Value that deep is itself a hazard).
+    let mut text = String::new();
+    for id in 1..=10_000u32 {
+        text.push_str(&format!(
+            "{{\"flow\": [{{\"id\": {id}, \"module\": \"builtin:BasicRouter\", \"routes\": ["
+        ));
+    }
+    text.push_str("{\"flow\": []}");
+    text.push_str(&"]}]}".repeat(10_000));
+    assert!(scenario::load(&text, &switchyard::cli::registry()).is_err());
+}
+
+#[test]
+fn huge_flows_are_refused_with_a_reason_and_huge_values_load() {
+    let flow: Vec<Value> = (1..=5_000).map(|id| set(id, "x")).collect();
+    let p = problems(json!({"flow": flow}));
+    assert_eq!(
+        p,
+        ["flow: a scenario can have at most 2000 modules, this one has 5000"]
+    );
+    let big: Vec<Value> = (0..200_000).map(Value::from).collect();
+    let p = problems(
+        json!({"flow": [{"id": 1, "module": "builtin:BasicFeeder", "mapper": {"array": big}}]}),
+    );
+    assert!(p.is_empty(), "{p:?}");
+}
