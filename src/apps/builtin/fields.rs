@@ -133,6 +133,15 @@ pub(crate) fn pairs(value: Option<&Value>) -> Result<Vec<Pair>, String> {
     }
 }
 
+/// serde's message for a JSON error without its trailing " at line L column C".
+pub(crate) fn json_error_reason(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    }
+}
+
 /// One `{name, value}` item of a list.
 #[derive(Debug, Clone)]
 pub(crate) struct Pair {

@@ -21,7 +21,9 @@ use reqwest::redirect::Policy;
 use reqwest::{Client, Method, Response, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
-use super::fields::{self, Pair, flag, is_blank, number, object, pairs, pick, report, text};
+use super::fields::{
+    self, Pair, flag, is_blank, json_error_reason, number, object, pairs, pick, report, text,
+};
 use crate::engine::error::{ErrorKind, ModuleError};
 use crate::engine::module::{Invocation, Module};
 
@@ -397,15 +399,6 @@ fn validate_json(field: &str, body: &str) -> Result<(), (String, String)> {
                 ),
             )
         })
-}
-
-/// serde's message without its trailing " at line L column C".
-pub(crate) fn json_error_reason(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message,
-    }
 }
 
 fn build_body(

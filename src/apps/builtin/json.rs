@@ -6,8 +6,7 @@ use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 use serde_json::{Map, Value, json};
 
-use super::fields::{is_blank, is_dynamic, number, object, pick};
-use super::http::json_error_reason;
+use super::fields::{is_blank, is_dynamic, json_error_reason, number, object, pick};
 use crate::engine::error::ModuleError;
 use crate::engine::module::{Invocation, Module, ModuleKind};
 use crate::expr::value::number as json_number;
@@ -31,8 +30,8 @@ impl Module for ParseJson {
         let mut problems = Vec::new();
         if is_blank(source) {
             problems.push(("mapper.json".to_string(), "is required".to_string()));
-        } else if let Some(Value::String(s)) = source
-            && !is_dynamic(&Value::String(s.clone()))
+        } else if let Some(value @ Value::String(s)) = source
+            && !is_dynamic(value)
             && let Err(e) = parse(s)
         {
             problems.push(("mapper.json".to_string(), e.message));
