@@ -1,0 +1,125 @@
+//! The modules built into Switchyard in Rust (HTTP, JSON, text parsing, tools), and
+//! [`BuiltinRegistry`], which serves them by Make module type. Each module family has its own
+//! file; `fields` holds the lenient configuration readers they share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::engine::module::{Module, Registry};
+
+mod fields;
+pub mod http;
+mod json;
+pub mod text;
+pub mod util;
+
+pub use http::HttpOptions;
+
+/// Every module type [`BuiltinRegistry`] serves.
+const NAMES: &[&str] = &[
+    "http:MakeRequest",
+    "http:ActionSendData",
+    "json:ParseJSON",
+    "json:CreateJSON",
+    "json:TransformToJSON",
+    "regexp:Parser",
+    "util:Switcher",
+    "util:ComposeTransformer",
+    "util:FunctionSleep",
+];
+
+/// The registry could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The HTTP client could not be created (TLS set-up, an invalid user agent …).
+    #[error("could not create the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// Serves the built-in modules. HTTP modules share one set of clients (one connection pool per
+/// redirect policy) configured by [`HttpOptions`].
+pub struct BuiltinRegistry {
+    modules: HashMap<&'static str, Arc<dyn Module>>,
+}
+
+impl BuiltinRegistry {
+    pub fn new(options: HttpOptions) -> Result<Self, RegistryError> {
+        let clients = Arc::new(http::HttpClients::new(options)?);
+        let mut modules: HashMap<&'static str, Arc<dyn Module>> = HashMap::new();
+        modules.insert(
+            "http:MakeRequest",
+            Arc::new(http::HttpModule::new(
+                http::Dialect::MakeRequest,
+                clients.clone(),
+            )),
+        );
+        modules.insert(
+            "http:ActionSendData",
+            Arc::new(http::HttpModule::new(http::Dialect::SendData, clients)),
+        );
+        modules.insert("json:ParseJSON", Arc::new(json::ParseJson));
+        modules.insert(
+            "json:CreateJSON",
+            Arc::new(json::ToJson::new(json::Source::Mapper)),
+        );
+        modules.insert(
+            "json:TransformToJSON",
+            Arc::new(json::ToJson::new(json::Source::Object)),
+        );
+        modules.insert("regexp:Parser", Arc::new(text::Parser::default()));
+        modules.insert("util:Switcher", Arc::new(util::Switcher::default()));
+        modules.insert("util:ComposeTransformer", Arc::new(util::Compose));
+        modules.insert("util:FunctionSleep", Arc::new(util::Sleep::new()));
+        Ok(BuiltinRegistry { modules })
+    }
+
+    /// The module types this registry serves.
+    pub fn names() -> &'static [&'static str] {
+        NAMES
+    }
+}
+
+impl Registry for BuiltinRegistry {
+    fn module(&self, name: &str) -> Option<Arc<dyn Module>> {
+        self.modules.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::module::ModuleKind;
+
+    #[test]
+    fn serves_exactly_the_listed_names() {
+        let registry = BuiltinRegistry::new(HttpOptions::default()).unwrap();
+        for name in BuiltinRegistry::names() {
+            assert!(
+                registry.module(name).is_some(),
+                "{name} is listed but not served"
+            );
+        }
+        assert_eq!(registry.modules.len(), BuiltinRegistry::names().len());
+        assert!(registry.module("http:ActionSendDataBasicAuth").is_none());
+        assert!(registry.module("").is_none());
+    }
+
+    #[test]
+    fn kinds() {
+        let registry = BuiltinRegistry::new(HttpOptions::default()).unwrap();
+        let kind = |name: &str| registry.module(name).unwrap().kind();
+        assert_eq!(kind("regexp:Parser"), ModuleKind::Search);
+        assert_eq!(kind("json:ParseJSON"), ModuleKind::Search);
+        assert_eq!(kind("http:MakeRequest"), ModuleKind::Action);
+        assert_eq!(kind("util:Switcher"), ModuleKind::Action);
+    }
+
+    #[test]
+    fn invalid_user_agent_is_an_error_not_a_panic() {
+        let options = HttpOptions {
+            user_agent: "bad\nagent".into(),
+            ..HttpOptions::default()
+        };
+        assert!(BuiltinRegistry::new(options).is_err());
+    }
+}
