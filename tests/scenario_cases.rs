@@ -69,7 +69,7 @@ pub fn case_files() -> Vec<PathBuf> {
 #[tokio::test]
 async fn every_case_produces_its_expected_report() {
     let server = common::server::start().await;
-    let registry = switchyard::cli::registry();
+    let registry = switchyard::cli::registry().expect("registry");
     let files = case_files();
     assert!(
         files.len() >= 10,

@@ -7,11 +7,10 @@ mod validate;
 
 use std::io::Read;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::engine::module::{Module, Registry};
+use crate::apps::{BuiltinRegistry, HttpOptions};
 
 /// Exit code for a file that cannot be read or parsed, or bad arguments.
 pub const EXIT_UNREADABLE: u8 = 2;
@@ -71,15 +70,8 @@ fn init_tracing() {
 }
 
 /// The modules available to scenarios run from the command line.
-pub fn registry() -> impl Registry {
-    NoModules
-}
-
-struct NoModules;
-impl Registry for NoModules {
-    fn module(&self, _name: &str) -> Option<Arc<dyn Module>> {
-        None
-    }
+pub fn registry() -> anyhow::Result<BuiltinRegistry> {
+    Ok(BuiltinRegistry::new(HttpOptions::default())?)
 }
 
 /// Reads `JSON`, `@file` or `-` (standard input) as JSON.

@@ -28,7 +28,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    let registry = super::registry();
+    let registry = super::registry()?;
     let scenario = match scenario::load(&text, &registry) {
         Ok(s) => s,
         Err(e) => {

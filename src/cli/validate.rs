@@ -19,7 +19,7 @@ pub struct ValidateArgs {
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let registry = super::registry();
+    let registry = super::registry()?;
     let mut worst = 0u8;
     let mut results = Vec::new();
     for file in &args.files {

@@ -1,0 +1,219 @@
+//! The `switchyard` binary as users call it: exit codes, output formats, input sources.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run switchyard")
+}
+
+fn switchyard_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_json_prints_exactly_the_report_of_the_case() {
+    let case: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/cases/example-router-filters.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let input = case["input"].to_string();
+    let out = switchyard(&[
+        "run",
+        "scenarios/router-filters.json",
+        "--input",
+        &input,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(
+        common::json_diff(&case["expected"], &report),
+        Vec::<String>::new()
+    );
+    let keys: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["status", "operations", "cycles", "log", "error"]);
+}
+
+#[test]
+fn run_reads_input_from_a_file_and_from_stdin_and_prints_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.json");
+    std::fs::write(
+        &file,
+        r#"{"id": "A-1", "lines": [{"sku": "x", "qty": 1, "price": 2}]}"#,
+    )
+    .unwrap();
+    let out = switchyard(&[
+        "run",
+        "scenarios/iterator-aggregator.json",
+        "--input",
+        &format!("@{}", file.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let trace = text(&out.stdout);
+    assert!(
+        trace.starts_with("Order summary — success · 6 operations · 1 cycle"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("[2] builtin:BasicFeeder \"Each line\": 1 run → 1 bundle"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("response: 200 {\"order\": \"A-1\", \"lines\": 1, \"total\": 2}"),
+        "{trace}"
+    );
+
+    let out = switchyard_stdin(
+        &[
+            "run",
+            "scenarios/iterator-aggregator.json",
+            "--input",
+            "-",
+            "--json",
+        ],
+        r#"{"id": "B", "lines": []}"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["response"]["body"],
+        json!("{\"order\": \"B\", \"lines\": 0, \"total\": 0}")
+    );
+}
+
+#[test]
+fn run_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = dir.path().join("fails.json");
+    std::fs::write(
+        &failing,
+        r#"{"flow": [{"id": 1, "module": "builtin:BasicRepeater", "mapper": {"repeats": -1}}]}"#,
+    )
+    .unwrap();
+    let out = switchyard(&["run", failing.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "error");
+    assert_eq!(report["error"]["module"], 1);
+
+    let out = switchyard(&["run", "scenarios/does-not-exist.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read scenarios/does-not-exist.json"));
+
+    let out = switchyard(&[
+        "run",
+        "scenarios/router-filters.json",
+        "--input",
+        "{not json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--input is not valid JSON (line 1, column 2)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_exit_codes_and_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(&invalid, r#"{"flow": [{"id": 1, "module": "gateway:CustomWebHook"}, {"id": 2, "module": "util:SetVariable2", "mapper": {"name": "x", "value": "{{7.name}}"}}]}"#).unwrap();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"flow\": [").unwrap();
+
+    let out = switchyard(&[
+        "validate",
+        "scenarios/iterator-aggregator.json",
+        "scenarios/router-filters.json",
+        "scenarios/error-handler.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout).matches(": valid").count(), 3);
+
+    let out = switchyard(&[
+        "validate",
+        "scenarios/router-filters.json",
+        invalid.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout)
+            .contains("invalid.json: flow[1].mapper.value: column 3: unknown module 7 in {{7.…}}"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = switchyard(&[
+        "validate",
+        invalid.to_str().unwrap(),
+        broken.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results[0]["valid"], false);
+    assert!(
+        results[1]["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON at line 1")
+    );
+}
+
+#[test]
+fn eval_prints_json_values() {
+    let out = switchyard(&[
+        "eval",
+        "{{1.items}}",
+        "--bundle",
+        r#"{"1": {"items": [1, 2]}}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "[1,2]");
+    let out = switchyard(&["eval", "--bundle", "[1]", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--bundle must be an object"));
+}
+
+#[test]
+fn schema_describes_the_blueprint_format() {
+    let out = switchyard(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["title"], "Blueprint");
+    assert!(schema["properties"]["flow"].is_object());
+    assert_eq!(schema["required"], json!(["flow"]));
+}
