@@ -407,10 +407,14 @@ impl<'s> Execution<'s> {
         let mapper = self.mapper(ix, ancestry)?;
         Ok(Some(match &node.kind {
             NodeKind::Iterator => {
-                let items = match mapper.get("array") {
-                    Some(Value::Array(items)) => items.clone(),
+                let array = match mapper {
+                    Value::Object(mut fields) => fields.remove("array"),
+                    _ => None,
+                };
+                let items = match array {
+                    Some(Value::Array(items)) => items,
                     None | Some(Value::Null) => Vec::new(),
-                    Some(other) => vec![other.clone()],
+                    Some(other) => vec![other],
                 };
                 let total = items.len();
                 items
