@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{arg, array_arg, compare, describe, get_path, key_arg, loosely_same, same};
 use crate::expr::functions::{FnCtx, FnError, FnResult};
-use crate::expr::value::{to_number, to_text};
+use crate::expr::value::{is_empty, to_number, to_text};
 
 /// `map(array; key; [filterKey]; [filterValues])`: the `key` of each item, skipping items
 /// without it; with a filter, only items whose `filterKey` is one of `filterValues` (text
@@ -20,7 +20,7 @@ pub(super) fn map(args: &[Value], _: &FnCtx) -> FnResult {
         ))
     })?;
     let filter = match (key_arg(args, 2), arg(args, 3)) {
-        (Some(filter_key), values) if !values.is_null() => {
+        (Some(filter_key), values) if !is_empty(values) => {
             let allowed: Vec<String> = match values {
                 Value::Array(values) => values.iter().map(to_text).collect(),
                 other => to_text(other)
@@ -523,6 +523,20 @@ mod tests {
             json!(["Zed", "amy", "Bea", "Cy", "al"])
         );
         // A filter key without values does not filter.
+        assert_eq!(
+            ok(
+                "map",
+                &[json!([{"a": 1}]), json!("a"), json!("b"), json!("")]
+            ),
+            json!([1])
+        );
+        assert_eq!(
+            ok(
+                "map",
+                &[json!([{"a": 1}]), json!("a"), json!("b"), json!([])]
+            ),
+            json!([1])
+        );
         assert_eq!(
             ok("map", &[json!([{"a": 1}]), json!("a"), json!("b")]),
             json!([1])

@@ -1,4 +1,5 @@
 //! `addSeconds` … `addYears` and `setSecond` … `setYear`, with moment.js semantics:
+//! - an empty amount (`null`, blank text) adds nothing, as in moment;
 //! - `addSeconds`/`addMinutes`/`addHours` add absolute time (fractions allowed, truncated to
 //!   the millisecond);
 //! - `addDays`/`addMonths`/`addYears` round the amount half away from zero (`addYears(d; 0.5)`
@@ -15,17 +16,27 @@ use serde_json::Value;
 
 use super::calendar::{days_in_month, month_from_name, weekday_from_name};
 use super::{
-    FnCtx, arg, date_arg, date_value, describe, from_local, from_millis, number_arg, out_of_range,
+    FnCtx, arg, date_arg, date_value, describe, from_local, from_millis, is_blank, number_arg,
+    out_of_range,
 };
 use crate::expr::functions::{FnError, FnResult};
 use crate::expr::value::to_number;
+
+/// The amount to add: a number, or nothing (`null`, blank text), which moment reads as 0.
+fn amount_arg(name: &str, args: &[Value]) -> Result<f64, FnError> {
+    if is_blank(arg(args, 1)) {
+        Ok(0.0)
+    } else {
+        number_arg(name, args, 1)
+    }
+}
 
 /// Adds `amount × unit_ms` milliseconds.
 fn add_absolute(name: &str, unit_ms: f64, args: &[Value], ctx: &FnCtx) -> FnResult {
     let Some(date) = date_arg(name, args, 0, ctx)? else {
         return Ok(Value::Null);
     };
-    let amount = number_arg(name, args, 1)?;
+    let amount = amount_arg(name, args)?;
     let ms = date.timestamp_millis() as f64 + amount * unit_ms;
     from_millis(ms)
         .map(date_value)
@@ -88,7 +99,7 @@ fn shift_months(naive: NaiveDateTime, months: i64) -> Option<NaiveDateTime> {
 
 fn add_calendar(name: &str, args: &[Value], ctx: &FnCtx, unit: CalendarUnit) -> FnResult {
     on_wall_clock(name, args, ctx, |naive| {
-        let amount = number_arg(name, args, 1)?;
+        let amount = amount_arg(name, args)?;
         Ok(match unit {
             // f64::round rounds half away from zero, as moment's absRound.
             CalendarUnit::Days => whole(amount.round())
@@ -316,6 +327,28 @@ mod tests {
         assert_eq!(
             run("addDays", DATE, json!(true)),
             json!("2016-12-09T15:55:57.536Z")
+        );
+    }
+
+    #[test]
+    fn empty_amounts_add_nothing() {
+        for name in [
+            "addSeconds",
+            "addMinutes",
+            "addHours",
+            "addDays",
+            "addMonths",
+            "addYears",
+        ] {
+            assert_eq!(ok(name, &[json!(DATE)]), json!(DATE), "{name}");
+            assert_eq!(ok(name, &[json!(DATE), json!(null)]), json!(DATE), "{name}");
+            assert_eq!(ok(name, &[json!(DATE), json!(" ")]), json!(DATE), "{name}");
+        }
+        // Setters have no such default.
+        err(
+            "setHour",
+            &[json!(DATE)],
+            "setHour: argument 2 must be a number, got null",
         );
     }
 
@@ -554,8 +587,8 @@ mod tests {
         );
         err(
             "addSeconds",
-            &[json!(DATE)],
-            "argument 2 must be a number, got null",
+            &[json!(DATE), json!([1])],
+            "argument 2 must be a number, got an array",
         );
         err(
             "setDay",

@@ -530,3 +530,105 @@ mod iml_data {
         assert!(check("array.json") > 30);
     }
 }
+
+/// Every date and array function, fed combinations of awkward arguments, returns a value or
+/// an error and never panics.
+#[cfg(test)]
+mod robustness {
+    use super::super::{FnCtx, lookup};
+    use serde_json::{Value, json};
+
+    const NAMES: [&str; 34] = [
+        "addSeconds",
+        "addMinutes",
+        "addHours",
+        "addDays",
+        "addMonths",
+        "addYears",
+        "setSecond",
+        "setMinute",
+        "setHour",
+        "setDate",
+        "setDay",
+        "setMonth",
+        "setYear",
+        "formatDate",
+        "parseDate",
+        "map",
+        "join",
+        "first",
+        "last",
+        "sort",
+        "distinct",
+        "deduplicate",
+        "flatten",
+        "keys",
+        "slice",
+        "merge",
+        "add",
+        "remove",
+        "reverse",
+        "shuffle",
+        "arrayDiff",
+        "arrayIntersect",
+        "toArray",
+        "toCollection",
+    ];
+
+    #[test]
+    fn no_function_panics_on_odd_arguments() {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!(1e300),
+            json!(-1e300),
+            json!(i64::MAX),
+            json!(u64::MAX),
+            json!(""),
+            json!(" "),
+            json!("abc"),
+            json!("2016-12-08T15:55:57.536Z"),
+            json!("+250000-12-31T23:59:59.999Z"),
+            json!("-250000-01-01T00:00:00Z"),
+            json!(8.64e15),
+            json!("Monday"),
+            json!("January"),
+            json!("YYYY [x] Do W w gggg GGGG X x"),
+            json!("\\"),
+            json!("["),
+            json!("desc ci"),
+            json!("99999999999999999999"),
+            json!([]),
+            json!([1, "a", null, [2, [3]], {"k": "v"}]),
+            json!({"a": {"b": [1, 2]}, "key": "x", "value": 2}),
+            json!([{"key": 1, "value": {"b": 1}}, {"key": null}]),
+        ];
+        let thirds = [
+            json!(null),
+            json!("UTC"),
+            json!("key"),
+            json!(-3),
+            json!([1]),
+        ];
+        let ctx = super::test_support::ctx_in(chrono_tz::Europe::Prague);
+        let call = |name: &str, args: &[Value], ctx: &FnCtx| {
+            let f = lookup(name).expect("registered");
+            let _ = f(args, ctx);
+        };
+        for name in NAMES {
+            call(name, &[], &ctx);
+            for a in &values {
+                call(name, std::slice::from_ref(a), &ctx);
+                for b in &values {
+                    call(name, &[a.clone(), b.clone()], &ctx);
+                    for c in &thirds {
+                        call(name, &[a.clone(), b.clone(), c.clone()], &ctx);
+                    }
+                }
+            }
+        }
+    }
+}
