@@ -1,6 +1,0 @@
-//! array functions.
-use super::Function;
-
-pub fn lookup(_name: &str) -> Option<Function> {
-    None
-}
