@@ -263,3 +263,265 @@ fn walk<'a>(mut cur: &'a Value, path: &'a [Segment], cx: &EvalCtx<'a>) -> Out<'a
 fn index(v: &Value, n: i64) -> Option<&Value> {
     item_at(v.as_array()?, n)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::expr::test_support::TestScope;
+    use crate::expr::{Dialect, EvalError, Template, value};
+
+    fn bundle() -> Value {
+        json!({
+            "1": {
+                "user": {"name": "Ada", "email": "Ada@Example.com", "age": 36},
+                "Customer Name": "ACME",
+                "0": "zero",
+                "items": [
+                    {"name": "a", "price": 10, "tags": ["x", "y"]},
+                    {"name": "b", "price": "2.5", "tags": []},
+                    {"name": "c", "price": null}
+                ],
+                "i": 2,
+                "n": 42,
+                "flag": false,
+                "empty": "",
+                "choices": [{"message": {"content": "hi"}}, {"message": {"content": "yo"}}]
+            },
+            "2": {"status": "active", "count": "10"},
+            "body": {"id": 101, "user": "u1", "items": [1, 2, 3]}
+        })
+    }
+
+    fn run_in(src: &str, dialect: Dialect) -> Result<Value, EvalError> {
+        let t = Template::parse(src, dialect).unwrap_or_else(|e| panic!("{src}: {e}"));
+        t.eval(&TestScope::new(bundle()))
+    }
+
+    fn run(src: &str) -> Value {
+        run_in(src, Dialect::Scenario).unwrap_or_else(|e| panic!("{src}: {e}"))
+    }
+
+    fn fail(src: &str) -> EvalError {
+        match run_in(src, Dialect::Scenario) {
+            Ok(v) => panic!("{src} evaluated to {v}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn references() {
+        assert_eq!(run("{{1.user.name}}"), json!("Ada"));
+        assert_eq!(run("{{1.`Customer Name`}}"), json!("ACME"));
+        assert_eq!(run("{{1.`0`}}"), json!("zero"));
+        assert_eq!(run("{{`2`}}"), json!({"status": "active", "count": "10"}));
+        assert_eq!(run("{{`2`.status}}"), json!("active"));
+        assert_eq!(run("{{1.items[1].name}}"), json!("a"));
+        assert_eq!(run("{{1.items[-1].name}}"), json!("c"));
+        assert_eq!(run("{{1.items[1.i].name}}"), json!("b"));
+        assert_eq!(run("{{1.items[1 + 1].price}}"), json!("2.5"));
+        assert_eq!(run("{{1.items[\"1\"].name}}"), json!("a"));
+        assert_eq!(run("{{1.user[\"name\"]}}"), json!("Ada"));
+        assert_eq!(run("{{1.choices[].message.content}}"), json!(["hi", "yo"]));
+        assert_eq!(run("{{1.items[].tags}}"), json!([["x", "y"], [], null]));
+        assert_eq!(run("{{1.items[].tags[1]}}"), json!(["x", null, null]));
+        assert_eq!(run("{{1.items[]}}"), bundle()["1"]["items"]);
+        assert_eq!(run("{{1.user[]}}"), bundle()["1"]["user"]);
+    }
+
+    #[test]
+    fn missing_paths_are_null() {
+        for src in [
+            "{{1.nope}}",
+            "{{1.nope.deeper[3]}}",
+            "{{9.a}}",
+            "{{1.items[0]}}",
+            "{{1.items[4]}}",
+            "{{1.items[-4]}}",
+            "{{1.items[1.5]}}",
+            "{{1.user.name.first}}",
+            "{{1.items.name}}",
+            "{{1.items[\"x\"]}}",
+            "{{1.nope[]}}",
+        ] {
+            assert_eq!(run(src), Value::Null, "{src}");
+        }
+        assert_eq!(run("a{{1.nope}}b"), json!("ab"));
+    }
+
+    #[test]
+    fn single_expression_keeps_its_type() {
+        assert_eq!(run("{{1.n}}"), json!(42));
+        assert_eq!(run("{{1.flag}}"), json!(false));
+        assert_eq!(run("{{1.user}}")["age"], json!(36));
+        assert_eq!(run(" {{1.n}}"), json!(" 42"));
+        assert_eq!(run("{{1.n}}{{1.n}}"), json!("4242"));
+        assert_eq!(run("{{1.items[1].tags}}!"), json!("x, y!"));
+        assert_eq!(run("{{1.user}}.")["x"], Value::Null);
+        assert_eq!(
+            run("{{1.user}}."),
+            json!(r#"{"name":"Ada","email":"Ada@Example.com","age":36}."#)
+        );
+        assert_eq!(run("plain text"), json!("plain text"));
+        assert_eq!(run(""), json!(""));
+    }
+
+    #[test]
+    fn arithmetic_and_precedence() {
+        assert_eq!(run("{{1 + 2 * 3}}"), json!(7));
+        assert_eq!(run("{{(1 + 2) * 3}}"), json!(9));
+        assert_eq!(run("{{10 - 4 - 3}}"), json!(3));
+        assert_eq!(run("{{2 * 3 % 4}}"), json!(2));
+        assert_eq!(run("{{7 / 2}}"), json!(3.5));
+        assert_eq!(run("{{-1.n + 2}}"), json!(-40));
+        assert_eq!(run("{{2 - -3}}"), json!(5));
+        assert_eq!(run("{{-(1 + 2)}}"), json!(-3));
+        assert_eq!(run("{{1.n + 1}}"), json!(43));
+        assert_eq!(run("{{\"1\" + 2}}"), json!(3));
+        assert_eq!(run("{{2.count + 1.items[2].price}}"), json!(12.5));
+        assert_eq!(run("{{\"a\" + 1}}"), json!("a1"));
+        assert_eq!(run("{{1.user.name + \" \" + 1.n}}"), json!("Ada 42"));
+        assert_eq!(run("{{1.nope + 1}}"), json!(1));
+        assert_eq!(run("{{1.nope * 2}}"), json!(0));
+        assert_eq!(run("{{0.1 + 0.2}}"), json!(0.30000000000000004));
+    }
+
+    #[test]
+    fn arithmetic_errors_name_the_operator() {
+        let e = fail("{{1.n / 0}}");
+        assert_eq!((e.column, e.message.as_str()), (7, "division by zero"));
+        let e = fail("{{1 % (1 - 1)}}");
+        assert_eq!((e.column, e.message.as_str()), (5, "division by zero"));
+        let e = fail("{{1.user.name * 2}}");
+        assert_eq!(e.column, 15);
+        assert_eq!(e.message, "operator \"*\" needs numbers, got \"Ada\"");
+        let e = fail("{{-1.user.name}}");
+        assert_eq!(e.column, 3);
+    }
+
+    #[test]
+    fn comparisons() {
+        assert_eq!(run("{{1 = 1}}"), json!(true));
+        assert_eq!(run("{{1 == 1.0}}"), json!(true));
+        assert_eq!(run("{{2.count = 10}}"), json!(true));
+        assert_eq!(run("{{2.count > 9}}"), json!(true));
+        assert_eq!(run("{{\"10\" > \"9\"}}"), json!(false));
+        assert_eq!(run("{{\"b\" >= \"a\"}}"), json!(true));
+        assert_eq!(run("{{1 != 2}}"), json!(true));
+        assert_eq!(run("{{1 <= 1}}"), json!(true));
+        assert_eq!(run("{{1 < \"x\"}}"), json!(false));
+        assert_eq!(run("{{1 > \"x\"}}"), json!(false));
+        assert_eq!(run("{{2.status = \"active\"}}"), json!(true));
+        assert_eq!(run("{{1.nope = \"\"}}"), json!(true));
+        assert_eq!(run("{{1.flag = false}}"), json!(true));
+    }
+
+    #[test]
+    fn logic_words_and_symbols() {
+        assert_eq!(run("{{1 = 2 and 1 = 2}}"), json!(false));
+        assert_eq!(run("{{1 = 1 AND 2 = 2}}"), json!(true));
+        assert_eq!(run("{{1 = 2 or 2 = 2}}"), json!(true));
+        assert_eq!(run("{{1 = 2 OR 2 = 3}}"), json!(false));
+        assert_eq!(run("{{1 = 1 & 2 = 2}}"), json!(true));
+        assert_eq!(run("{{1 = 2 | 2 = 2}}"), json!(true));
+        assert_eq!(run("{{true && false || true}}"), json!(true));
+        // & binds tighter than |: true | (false & false).
+        assert_eq!(run("{{true | false & false}}"), json!(true));
+        assert_eq!(run("{{(true | false) & false}}"), json!(false));
+        // Short-circuit: the right side is not evaluated.
+        assert_eq!(run("{{false & 1 / 0}}"), json!(false));
+        assert_eq!(run("{{true | 1 / 0}}"), json!(true));
+        assert_eq!(run("{{\"a\" & \"b\"}}"), json!(true));
+    }
+
+    #[test]
+    fn lazy_special_forms() {
+        assert_eq!(run("{{if(1.n > 40; \"big\"; 1 / 0)}}"), json!("big"));
+        assert_eq!(run("{{if(1.flag; 1 / 0; \"no\")}}"), json!("no"));
+        assert_eq!(run("{{if(1.flag; \"yes\")}}"), Value::Null);
+        assert_eq!(run("{{if(\"false\"; 1; 2)}}"), json!(2));
+        assert_eq!(run("{{ifempty(1.user.name; 1 / 0)}}"), json!("Ada"));
+        assert_eq!(run("{{ifempty(1.empty; \"fallback\")}}"), json!("fallback"));
+        assert_eq!(run("{{ifempty(emptyarray; 1.n)}}"), json!(42));
+        assert_eq!(
+            run("{{switch(2.status; \"x\"; 1 / 0; \"active\"; \"on\"; 1 / 0)}}"),
+            json!("on")
+        );
+        assert_eq!(
+            run("{{switch(2.count; 10; \"ten\"; \"other\")}}"),
+            json!("ten")
+        );
+        assert_eq!(run("{{switch(\"q\"; \"a\"; 1; \"b\"; 2)}}"), Value::Null);
+        assert_eq!(
+            run("{{switch(\"q\"; \"a\"; 1; \"b\"; 2; \"else\")}}"),
+            json!("else")
+        );
+        assert!(
+            fail("{{if(true; 1 / 0; 1)}}")
+                .message
+                .contains("division by zero")
+        );
+    }
+
+    #[test]
+    fn function_errors_carry_name_and_column() {
+        let e = fail("{{\"x\" & lower(1; 2)}}");
+        assert_eq!(e.column, 9);
+        assert_eq!(e.message, "lower(): expects 1 argument, got 2");
+        let e = fail("{{1.n + abs(1.user.name)}}");
+        assert_eq!(e.column, 9);
+        assert!(
+            e.message.starts_with("abs(): argument 1 must be a number"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn keywords_and_variables() {
+        assert_eq!(run("{{null}}"), Value::Null);
+        assert_eq!(run("{{ignore}}"), Value::Null);
+        assert_eq!(run("{{true}}"), json!(true));
+        assert_eq!(run("{{emptystring}}"), json!(""));
+        assert_eq!(run("{{emptyarray}}"), json!([]));
+        assert_eq!(
+            run("a{{space}}b{{tab}}c{{newline}}d{{carriagereturn}}{{nbsp}}"),
+            json!("a b\tc\nd\r\u{a0}")
+        );
+        assert!(value::is_erase(&run("{{erase}}")));
+        assert_eq!(run("x{{erase}}y"), json!("xy"));
+        assert_eq!(run("{{pi}}"), json!(std::f64::consts::PI));
+        assert_eq!(run("{{now}}"), json!("2016-12-08T15:55:57.536Z"));
+        assert_eq!(run("{{timestamp}}"), json!(1481212557));
+        assert_eq!(run("{{executionId}}"), json!("exec-42"));
+        let r = run("{{random}}").as_f64().unwrap_or(-1.0);
+        assert!((0.0..1.0).contains(&r));
+        let u = run("{{uuid}}");
+        assert_eq!(u.as_str().map(str::len), Some(36));
+        assert_ne!(u, run("{{uuid}}"));
+    }
+
+    #[test]
+    fn strings_and_escapes() {
+        assert_eq!(
+            run(r#"{{"a\"b\\c\nd\u00e9\ud83d\ude00"}}"#),
+            json!("a\"b\\c\nd\u{e9}\u{1F600}")
+        );
+        assert_eq!(run(r#"{{"\d+"}}"#), json!("\\d+"));
+        assert_eq!(run(r#"{{"a}}b"}}"#), json!("a}}b"));
+        assert_eq!(run("{{1.n}}}"), json!("42}"));
+        assert_eq!(run("{ {{1.n}} }"), json!("{ 42 }"));
+    }
+
+    #[test]
+    fn app_dialect_reads_named_roots() {
+        let app = |src: &str| run_in(src, Dialect::App).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(app("{{if(body.id > 100, body.user, false)}}"), json!("u1"));
+        assert_eq!(app("{{body.items[-1]}}"), json!(3));
+        assert_eq!(app("{{`body`.id}}"), json!(101));
+        assert_eq!(app("{{parameters.id}}"), Value::Null);
+        assert_eq!(app("{{lower('ABC')}}"), json!("abc"));
+        assert_eq!(app("{{body.id == 101 && body.user != 'x'}}"), json!(true));
+        assert_eq!(app("{{now}}"), json!("2016-12-08T15:55:57.536Z"));
+    }
+}

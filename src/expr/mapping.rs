@@ -196,3 +196,119 @@ fn collect_refs(node: &Node, path: &mut String, out: &mut Vec<(String, ModuleRef
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::test_support::TestScope;
+    use serde_json::json;
+
+    fn scope() -> TestScope {
+        TestScope::new(json!({"1": {"name": "Ada", "n": 3, "items": [1, 2]}}))
+    }
+
+    #[test]
+    fn mapping_is_shareable() {
+        fn assert_traits<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
+        assert_traits::<Mapping>();
+    }
+
+    #[test]
+    fn evaluates_templates_and_keeps_order() {
+        let value = json!({
+            "z": "{{1.name}}",
+            "a": {"count": "{{1.n}}", "fixed": [1, "two"]},
+            "m": "n={{1.n}}",
+            "list": ["{{1.items}}", "x", {"deep": "{{1.n * 2}}"}],
+            "b": true
+        });
+        let m = Mapping::compile(&value, Dialect::Scenario).unwrap();
+        assert!(!m.is_static());
+        let out = m.eval(&scope()).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "z": "Ada",
+                "a": {"count": 3, "fixed": [1, "two"]},
+                "m": "n=3",
+                "list": [[1, 2], "x", {"deep": 6}],
+                "b": true
+            })
+        );
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["z", "a", "m", "list", "b"]);
+    }
+
+    #[test]
+    fn static_mapping_is_returned_as_is() {
+        let value = json!({"url": "https://x", "n": [1, {"a": null}]});
+        let m = Mapping::compile(&value, Dialect::Scenario).unwrap();
+        assert!(m.is_static());
+        assert_eq!(m.eval(&scope()).unwrap(), value);
+        assert!(m.module_refs().is_empty());
+        let m = Mapping::compile(&json!("{{1.n}}"), Dialect::Scenario).unwrap();
+        assert!(!m.is_static());
+        assert_eq!(m.eval(&scope()).unwrap(), json!(3));
+    }
+
+    #[test]
+    fn all_parse_errors_with_paths() {
+        let value = json!({
+            "name": "{{lower(}}",
+            "ok": "{{1.name}}",
+            "headers": [{"name": "a", "value": "{{foo}}"}, "{{1.a"],
+        });
+        let errors = Mapping::compile(&value, Dialect::Scenario).unwrap_err();
+        let paths: Vec<(&str, usize)> =
+            errors.iter().map(|(p, e)| (p.as_str(), e.column)).collect();
+        assert_eq!(
+            paths,
+            [("name", 9), ("headers[0].value", 3), ("headers[1]", 1)]
+        );
+        let errors = Mapping::compile(&json!("{{"), Dialect::Scenario).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, "");
+    }
+
+    #[test]
+    fn eval_error_carries_its_path() {
+        let value = json!({"a": [1, {"b": "{{1.n / 0}}"}]});
+        let m = Mapping::compile(&value, Dialect::Scenario).unwrap();
+        let (path, e) = m.eval(&scope()).unwrap_err();
+        assert_eq!(path, "a[1].b");
+        assert_eq!(e.message, "division by zero");
+        let m = Mapping::compile(&json!("{{1.n / 0}}"), Dialect::Scenario).unwrap();
+        assert_eq!(m.eval(&scope()).unwrap_err().0, "");
+    }
+
+    #[test]
+    fn module_refs_with_paths() {
+        let value = json!({"a": "{{1.x}}", "list": ["{{2.y}} {{3.z}}"]});
+        let m = Mapping::compile(&value, Dialect::Scenario).unwrap();
+        let refs: Vec<(String, u32)> = m
+            .module_refs()
+            .into_iter()
+            .map(|(p, r)| (p, r.id))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("a".to_string(), 1),
+                ("list[0]".to_string(), 2),
+                ("list[0]".to_string(), 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn too_deep_json_is_an_error() {
+        let mut v = json!("{{1.n}}");
+        for _ in 0..600 {
+            v = json!([v]);
+        }
+        let errors = Mapping::compile(&v, Dialect::Scenario).unwrap_err();
+        assert!(errors[0].1.message.contains("nests more than"));
+        // Leak-free teardown of the deep value without recursion trouble is serde_json's
+        // business; 600 levels is well within its recursive drop.
+    }
+}

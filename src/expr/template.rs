@@ -119,3 +119,73 @@ impl Template {
         refs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::test_support::TestScope;
+    use serde_json::json;
+
+    fn assert_traits<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
+
+    #[test]
+    fn template_is_shareable() {
+        assert_traits::<Template>();
+        assert_traits::<ModuleRef>();
+        assert_traits::<ParseError>();
+        assert_traits::<EvalError>();
+    }
+
+    #[test]
+    fn static_and_source() {
+        let t = Template::parse("no braces here } {", Dialect::Scenario).unwrap();
+        assert!(t.is_static());
+        assert_eq!(t.source(), "no braces here } {");
+        assert_eq!(
+            t.eval(&TestScope::new(json!({}))).unwrap(),
+            json!("no braces here } {")
+        );
+        let t = Template::parse("{{\"x\"}}", Dialect::Scenario).unwrap();
+        assert!(!t.is_static());
+        let t = Template::parse_expression("\"x\"", Dialect::Scenario).unwrap();
+        assert!(!t.is_static());
+        assert_eq!(t.source(), "\"x\"");
+    }
+
+    #[test]
+    fn module_refs_in_source_order() {
+        let t = Template::parse(
+            "{{1.a}} and {{lower(2.b[3.i])}} {{`4`}} {{if(1.x; 5.y; 6.z)}}",
+            Dialect::Scenario,
+        )
+        .unwrap();
+        let refs: Vec<(u32, usize)> = t.module_refs().iter().map(|r| (r.id, r.column)).collect();
+        assert_eq!(
+            refs,
+            [(1, 3), (2, 21), (3, 25), (4, 35), (1, 46), (5, 51), (6, 56)]
+        );
+        let t = Template::parse_expression("1.a + 12.b", Dialect::Scenario).unwrap();
+        assert_eq!(
+            t.module_refs(),
+            [
+                ModuleRef { id: 1, column: 1 },
+                ModuleRef { id: 12, column: 7 }
+            ]
+        );
+        assert!(
+            Template::parse("x", Dialect::Scenario)
+                .unwrap()
+                .module_refs()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bare_expression_evaluates() {
+        let scope = TestScope::new(json!({"1": {"email": "A@B.C"}, "body": {"id": 7}}));
+        let t = Template::parse_expression("lower(1.email)", Dialect::Scenario).unwrap();
+        assert_eq!(t.eval(&scope).unwrap(), json!("a@b.c"));
+        let t = Template::parse_expression("body.id > 5", Dialect::App).unwrap();
+        assert_eq!(t.eval(&scope).unwrap(), json!(true));
+    }
+}

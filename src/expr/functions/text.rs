@@ -616,9 +616,10 @@ fn is_emoji_base(c: char) -> bool {
     )
 }
 
-/// Characters that only modify the emoji before them (variation selectors, keycap, tags).
+/// Characters that only modify the emoji before them (variation selectors, keycap, skin
+/// tones, tags).
 fn is_emoji_modifier(c: char) -> bool {
-    matches!(u32::from(c), 0xFE0E | 0xFE0F | 0x20E3 | 0xE0020..=0xE007F)
+    matches!(u32::from(c), 0xFE0E | 0xFE0F | 0x20E3 | 0x1F3FB..=0x1F3FF | 0xE0020..=0xE007F)
 }
 
 /// `replaceEmojiCharacters(text; replacement)`: every emoji — including a sequence joined
