@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::Scope;
 use super::ast::{BinOp, Expr, Lazy, Node, Reference, Root, Segment, Var};
 use super::error::EvalError;
-use super::functions::{FnCtx, item_at};
+use super::functions::{FnCtx, item_at, short};
 use super::value::{self, compare, loose_eq, to_number, truthy};
 
 static NULL: Value = Value::Null;
@@ -190,16 +190,9 @@ fn arith_operand(v: &Value, symbol: &str, col: usize) -> Result<f64, EvalError> 
         return Ok(0.0);
     }
     to_number(v).ok_or_else(|| {
-        let mut shown = value::to_text(v);
-        if shown.chars().count() > 40 {
-            shown = shown.chars().take(40).collect::<String>() + "…";
-        }
         EvalError::new(
             col,
-            format!(
-                "operator \"{symbol}\" needs numbers, got {}",
-                Value::from(shown)
-            ),
+            format!("operator \"{symbol}\" needs numbers, got {}", short(v)),
         )
     })
 }
