@@ -28,7 +28,7 @@ pub(crate) enum Part {
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Number(f64),
-    /// Digits directly followed by `.` and a key: the root of `1.name`.
+    /// Digits directly followed by a `.` that starts no fraction: the root of `1.name`.
     ModuleId(u32),
     Ident(String),
     Backtick(String),
