@@ -10,11 +10,22 @@
 //!   too-deep expression is a [`ParseError`] naming its column;
 //! - evaluation never re-parses; a missing path yields `null`, not an error (Make's rule);
 //! - no user code runs: functions are the fixed catalogue in [`functions`].
+//!
+//! Layout: `parser` (lexer + parser) builds the tree in `ast`; `eval` walks it; [`Template`]
+//! and [`Mapping`] are the public entry points; [`value`] holds Make's coercions.
 
+mod ast;
+mod error;
+mod eval;
 pub mod functions;
-mod stub;
+mod mapping;
+mod parser;
+mod template;
 pub mod value;
-pub use stub::{EvalError, Mapping, ModuleRef, ParseError, Template};
+
+pub use error::{EvalError, ParseError};
+pub use mapping::Mapping;
+pub use template::{ModuleRef, Template};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -48,5 +59,55 @@ pub trait Scope {
     /// The current execution's id (`executionId` keyword).
     fn execution_id(&self) -> Option<&str> {
         None
+    }
+}
+
+/// A scope over a JSON map for unit tests: numeric keys are module outputs, other keys
+/// named roots; `now` is fixed at 2016-12-08T15:55:57.536Z.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(crate) struct TestScope {
+        modules: HashMap<u32, Value>,
+        named: HashMap<String, Value>,
+    }
+
+    impl TestScope {
+        pub(crate) fn new(bundle: Value) -> Self {
+            let mut modules = HashMap::new();
+            let mut named = HashMap::new();
+            if let Value::Object(map) = bundle {
+                for (k, v) in map {
+                    match k.parse::<u32>() {
+                        Ok(id) => {
+                            modules.insert(id, v);
+                        }
+                        Err(_) => {
+                            named.insert(k, v);
+                        }
+                    }
+                }
+            }
+            TestScope { modules, named }
+        }
+    }
+
+    impl Scope for TestScope {
+        fn module_output(&self, id: u32) -> Option<&Value> {
+            self.modules.get(&id)
+        }
+        fn named(&self, name: &str) -> Option<&Value> {
+            self.named.get(name)
+        }
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339("2016-12-08T15:55:57.536Z")
+                .map(|d| d.with_timezone(&Utc))
+                .unwrap_or_default()
+        }
+        fn execution_id(&self) -> Option<&str> {
+            Some("exec-42")
+        }
     }
 }

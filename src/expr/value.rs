@@ -1,25 +1,64 @@
 //! Make's coercions between JSON values: how a value reads as text, as a number, as a
-//! boolean, and when it counts as empty. Shared by operators, functions and filters.
+//! boolean, when it counts as empty, and how two values compare. Shared by operators,
+//! functions and filters. Also owns the two special value shapes IML produces: binary buffers
+//! (`{"type":"Buffer","data":[…]}`, as Node serializes a `Buffer`) and the `erase` marker.
 
-use serde_json::{Number, Value};
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Number, Value};
+
+/// Key of the object the `erase` keyword evaluates to (see [`erase`]).
+pub const ERASE_KEY: &str = "__IMTERASE__";
 
 /// Text form of a value, as Make prints it inside a template: `null` is empty, numbers are
-/// written without a trailing `.0`, arrays are joined with `, `, objects are JSON.
+/// written without a trailing `.0`, arrays are joined with `, `, objects are JSON, a buffer
+/// is its bytes read as UTF-8, the `erase` marker is empty.
 pub fn to_text(value: &Value) -> String {
     match value {
-        Value::Null => String::new(),
         Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => number_text(n),
-        Value::Array(items) => items.iter().map(to_text).collect::<Vec<_>>().join(", "),
-        Value::Object(_) => value.to_string(),
+        _ => {
+            let mut out = String::new();
+            write_text(&mut out, value);
+            out
+        }
     }
 }
 
-fn number_text(n: &Number) -> String {
+/// Appends the text form of `value` (see [`to_text`]) to `out` without an intermediate string.
+pub fn write_text(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => {}
+        Value::String(s) => out.push_str(s),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, n),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_text(out, item);
+            }
+        }
+        Value::Object(_) => {
+            if is_erase(value) {
+            } else if let Some(bytes) = as_buffer(value) {
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            } else {
+                let _ = write!(out, "{value}");
+            }
+        }
+    }
+}
+
+fn write_number(out: &mut String, n: &Number) {
     match n.as_f64() {
-        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-        _ => n.to_string(),
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+            let _ = write!(out, "{}", f as i64);
+        }
+        _ => {
+            let _ = write!(out, "{n}");
+        }
     }
 }
 
@@ -28,17 +67,26 @@ fn number_text(n: &Number) -> String {
 pub fn to_number(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let t = s.trim();
-            if t.is_empty() {
-                None
-            } else {
-                t.parse::<f64>().ok().filter(|f| f.is_finite())
-            }
-        }
+        Value::String(s) => parse_number_text(s),
         Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
         _ => None,
     }
+}
+
+/// Parses decimal text (`12`, ` -3.5 `, `1e3`); `inf`, `NaN` and empty text are not numbers.
+pub fn parse_number_text(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let first = t.chars().next()?;
+    // Rust also accepts "inf", "infinity" and "nan"; JSON and Make do not.
+    if !(first.is_ascii_digit() || matches!(first, '-' | '+' | '.')) {
+        return None;
+    }
+    if t.chars()
+        .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+    {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// A JSON number from an `f64`, integral values stored as integers so they print as `2`, not `2.0`.
@@ -53,12 +101,13 @@ pub fn number(f: f64) -> Value {
     }
 }
 
-/// Make's "empty": missing, `null`, empty text, empty array. (`ifempty`, `exist`.)
+/// Make's "empty": missing, `null`, empty text, empty array, the `erase` marker. (`ifempty`, `exist`.)
 pub fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
+        Value::Object(_) => is_erase(value),
         _ => false,
     }
 }
@@ -74,6 +123,125 @@ pub fn truthy(value: &Value) -> bool {
     }
 }
 
+/// What the `erase` keyword evaluates to: a marker object an update module reads as "clear
+/// this field" (an empty value or `null` means "leave it unchanged"). Prints as empty text.
+pub fn erase() -> Value {
+    let mut map = Map::new();
+    map.insert(ERASE_KEY.to_string(), Value::Bool(true));
+    Value::Object(map)
+}
+
+/// Whether `value` is the marker produced by the `erase` keyword.
+pub fn is_erase(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.len() == 1 && map.get(ERASE_KEY) == Some(&Value::Bool(true)),
+        _ => false,
+    }
+}
+
+/// A binary buffer, shaped as Node's JSON form of a `Buffer`: `{"type":"Buffer","data":[…]}`.
+pub fn buffer(bytes: &[u8]) -> Value {
+    let mut map = Map::new();
+    map.insert("type".to_string(), Value::from("Buffer"));
+    map.insert(
+        "data".to_string(),
+        Value::Array(bytes.iter().map(|b| Value::from(*b)).collect()),
+    );
+    Value::Object(map)
+}
+
+/// The bytes of a buffer value (see [`buffer`]); `None` for anything else.
+pub fn as_buffer(value: &Value) -> Option<Vec<u8>> {
+    let map = value.as_object()?;
+    if map.len() != 2 || map.get("type")?.as_str()? != "Buffer" {
+        return None;
+    }
+    map.get("data")?
+        .as_array()?
+        .iter()
+        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect()
+}
+
+/// The bytes a value stands for: a buffer's bytes, or the UTF-8 of its text form.
+pub fn to_bytes(value: &Value) -> Vec<u8> {
+    as_buffer(value).unwrap_or_else(|| to_text(value).into_bytes())
+}
+
+/// Numeric reading used when the other side of a comparison is a number: like [`to_number`]
+/// but only for numbers and numeric text.
+fn comparable_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => parse_number_text(s),
+        _ => None,
+    }
+}
+
+/// The numbers to compare `a` and `b` by, when they compare numerically: both numbers, or
+/// one a number and the other numeric text.
+fn numeric_pair(a: &Value, b: &Value) -> Option<(f64, f64)> {
+    if a.is_number() || b.is_number() {
+        Some((comparable_number(a)?, comparable_number(b)?))
+    } else {
+        None
+    }
+}
+
+/// Equality of the `=` operator, `switch` and `contains`: numerically when both sides are
+/// numbers or one side is a number and the other numeric text; booleans as booleans;
+/// arrays and collections structurally; everything else by text (so a missing value equals `""`).
+pub fn loose_eq(a: &Value, b: &Value) -> bool {
+    if let Some((x, y)) = numeric_pair(a, b) {
+        return x == y;
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => deep_eq(a, b),
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => {
+            // A collection never equals a scalar, even one whose text happens to match.
+            false
+        }
+        _ => text_cmp(a, b) == Ordering::Equal,
+    }
+}
+
+/// Structural equality where numbers compare by value (`1` equals `1.0`).
+pub fn deep_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| deep_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Ordering of `<`, `>`, `<=`, `>=`: numerically when both sides are numbers or one side is a
+/// number and the other numeric text; otherwise by text. `None` when one side is a number and
+/// the other is not numeric (every ordering comparison is then false).
+pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    if let Some((x, y)) = numeric_pair(a, b) {
+        return x.partial_cmp(&y);
+    }
+    if a.is_number() || b.is_number() {
+        return None;
+    }
+    Some(text_cmp(a, b))
+}
+
+fn text_cmp(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => to_text(a).cmp(&to_text(b)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,17 +254,48 @@ mod tests {
         assert_eq!(to_text(&json!(2.5)), "2.5");
         assert_eq!(to_text(&json!([1, "a"])), "1, a");
         assert_eq!(to_text(&json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(to_text(&buffer(b"Make")), "Make");
+        assert_eq!(to_text(&erase()), "");
     }
 
     #[test]
     fn numbers_and_truth() {
         assert_eq!(to_number(&json!(" 12.5 ")), Some(12.5));
         assert_eq!(to_number(&json!("abc")), None);
+        assert_eq!(to_number(&json!("inf")), None);
+        assert_eq!(to_number(&json!("NaN")), None);
+        assert_eq!(to_number(&json!("1e3")), Some(1000.0));
         assert_eq!(number(3.0), json!(3));
         assert_eq!(number(f64::NAN), json!(null));
         assert!(!truthy(&json!("false")));
         assert!(truthy(&json!("0")));
         assert!(is_empty(&json!([])));
         assert!(!is_empty(&json!(0)));
+        assert!(is_empty(&erase()));
+    }
+
+    #[test]
+    fn buffers() {
+        let b = buffer(&[1, 255]);
+        assert_eq!(b, json!({"type": "Buffer", "data": [1, 255]}));
+        assert_eq!(as_buffer(&b), Some(vec![1, 255]));
+        assert_eq!(as_buffer(&json!({"type": "Buffer", "data": [256]})), None);
+        assert_eq!(as_buffer(&json!({"type": "Buffer"})), None);
+        assert_eq!(to_bytes(&json!("é")), "é".as_bytes());
+    }
+
+    #[test]
+    fn equality_and_ordering() {
+        assert!(loose_eq(&json!(1), &json!("1.0")));
+        assert!(loose_eq(&json!(1), &json!(1.0)));
+        assert!(!loose_eq(&json!("1"), &json!("1.0")));
+        assert!(loose_eq(&json!(null), &json!("")));
+        assert!(loose_eq(&json!(true), &json!("true")));
+        assert!(loose_eq(&json!([1, {"a": 2}]), &json!([1.0, {"a": 2.0}])));
+        assert!(!loose_eq(&json!(["a"]), &json!("a")));
+        assert_eq!(compare(&json!(10), &json!("9")), Some(Ordering::Greater));
+        assert_eq!(compare(&json!("10"), &json!("9")), Some(Ordering::Less));
+        assert_eq!(compare(&json!(1), &json!("x")), None);
+        assert_eq!(compare(&json!("b"), &json!("a")), Some(Ordering::Greater));
     }
 }
