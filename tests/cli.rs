@@ -83,7 +83,7 @@ fn run_reads_input_from_a_file_and_from_stdin_and_prints_a_trace() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let trace = text(&out.stdout);
     assert!(
-        trace.starts_with("Order summary — success · 6 operations · 1 cycle"),
+        trace.starts_with("Order summary — success · 5 operations · 1 cycle"),
         "{trace}"
     );
     assert!(
