@@ -1,6 +1,8 @@
 //! Checks a scenario's `scheduling` block (`reference/make.md` §1.6). Computing run times
 //! belongs to the scheduler; this file only says whether a schedule is well formed.
 
+use std::str::FromStr;
+
 use super::model::{ScheduleKind, Scheduling};
 
 /// The shortest interval Make allows for `indefinitely`, in seconds.
@@ -130,18 +132,57 @@ pub fn parse_time(t: &str) -> Option<u32> {
     Some(h * 3600 + m * 60 + s)
 }
 
-/// Checks a cron expression: 5 fields (minute first, as users write them), or 6–7 with seconds.
-pub fn parse_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if expr.trim_start().starts_with('@') {
-        return Ok(());
+/// Parses a cron expression. The 5-field form users write (minute first, weekday 0–7 with
+/// 0 and 7 = Sunday) is translated for the `cron` crate, which wants a leading seconds field
+/// and numbers weekdays from 1 = Sunday: numeric weekdays become names.
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let trimmed = expr.trim();
+    let fields: Vec<&str> = trimmed.split_whitespace().collect();
+    let normalized = if !trimmed.starts_with('@') && fields.len() == 5 {
+        format!(
+            "0 {} {} {} {} {}",
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            weekday_names(fields[4])
+        )
+    } else {
+        trimmed.to_string()
+    };
+    cron::Schedule::from_str(&normalized)
+        .map_err(|e| format!("invalid cron expression \"{expr}\": {e}"))
+}
+
+/// `1-5,0` → `MON-FRI,SUN`; numbers after `/` are steps and stay numbers.
+fn weekday_names(field: &str) -> String {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let mut out = String::with_capacity(field.len() * 2);
+    let mut chars = field.chars().peekable();
+    let mut after_slash = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            let mut number = c.to_string();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                number.push(*d);
+                chars.next();
+            }
+            match number
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| NAMES.get(n))
+                .filter(|_| !after_slash)
+            {
+                Some(name) => out.push_str(name),
+                None => out.push_str(&number),
+            }
+            after_slash = false;
+        } else {
+            after_slash = c == '/';
+            out.push(c);
+        }
     }
-    if !(5..=7).contains(&fields) {
-        return Err(format!(
-            "expected 5 cron fields (minute hour day month weekday), got {fields} in \"{expr}\""
-        ));
-    }
-    Ok(())
+    out
 }
 
 #[cfg(test)]
@@ -173,5 +214,15 @@ mod tests {
             1
         );
         assert_eq!(parse_time("09:30"), Some(34200));
+    }
+
+    #[test]
+    fn bad_cron_is_an_error_with_the_expression() {
+        let e = parse_cron("61 * * * *").unwrap_err();
+        assert!(e.contains("\"61 * * * *\""), "{e}");
+        assert!(parse_cron("@hourly").is_ok());
+        assert_eq!(weekday_names("1-5,0"), "MON-FRI,SUN");
+        assert_eq!(weekday_names("*/2"), "*/2");
+        assert_eq!(weekday_names("7"), "SUN");
     }
 }
