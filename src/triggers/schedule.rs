@@ -71,10 +71,10 @@ impl Schedule {
     /// `anchor` is when an interval schedule started counting (its activation).
     pub fn next_after(&self, after: DateTime<Utc>, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut from = after;
-        if let Some((start, _)) = self.between {
-            if from < start {
-                from = start - Duration::milliseconds(1);
-            }
+        if let Some((start, _)) = self.between
+            && from < start
+        {
+            from = start - Duration::milliseconds(1);
         }
         let next = match self.spec.kind {
             ScheduleKind::Immediately | ScheduleKind::OnDemand => None,
@@ -102,16 +102,11 @@ impl Schedule {
     fn next_interval(&self, from: DateTime<Utc>, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let interval = self.spec.interval?.max(self.min_interval.max(1)) as i64;
         let elapsed = (from - anchor).num_seconds().max(-1);
-        let mut k = elapsed.div_euclid(interval) + 1;
+        let first = elapsed.div_euclid(interval) + 1;
         // Skip ahead, bounded, to the first tick inside a `restrict` window.
-        for _ in 0..100_000 {
-            let at = anchor + Duration::seconds(k.checked_mul(interval)?);
-            if at > from && self.allowed(at) {
-                return Some(at);
-            }
-            k += 1;
-        }
-        None
+        (first..first + 100_000)
+            .filter_map(|k| Some(anchor + Duration::seconds(k.checked_mul(interval)?)))
+            .find(|at| *at > from && self.allowed(*at))
     }
 
     fn next_cron(&self, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
