@@ -78,7 +78,8 @@ struct Execution<'s> {
     input: std::vec::IntoIter<Value>,
     timezone: chrono_tz::Tz,
     stack: Vec<Work>,
-    accumulations: HashMap<Ix, Vec<Accumulation>>,
+    /// Open aggregations per aggregator, indexed like `Scenario::nodes`; the innermost last.
+    accumulations: Vec<Vec<Accumulation>>,
     execution_vars: Map<String, Value>,
     cycle_vars: Map<String, Value>,
     counters: HashMap<u32, i64>,
@@ -90,7 +91,8 @@ struct Execution<'s> {
     response: Option<WebhookResponse>,
     incomplete: Vec<Incomplete>,
     stats: Vec<ModuleStats>,
-    stats_index: HashMap<Ix, usize>,
+    /// Position in `stats` of each module's counters, indexed like `Scenario::nodes`.
+    stats_index: Vec<Option<usize>>,
 }
 
 impl<'s> Execution<'s> {
@@ -101,7 +103,7 @@ impl<'s> Execution<'s> {
             input: input.bundles.into_iter(),
             timezone: chrono_tz::UTC,
             stack: Vec::new(),
-            accumulations: HashMap::new(),
+            accumulations: (0..scenario.nodes.len()).map(|_| Vec::new()).collect(),
             execution_vars: Map::new(),
             cycle_vars: Map::new(),
             counters: input.counters,
@@ -113,7 +115,7 @@ impl<'s> Execution<'s> {
             response: None,
             incomplete: Vec::new(),
             stats: Vec::new(),
-            stats_index: HashMap::new(),
+            stats_index: vec![None; scenario.nodes.len()],
         }
     }
 
@@ -136,14 +138,17 @@ impl<'s> Execution<'s> {
     }
 
     fn stats(&mut self, ix: Ix) -> &mut ModuleStats {
-        let next = self.stats.len();
-        let i = *self.stats_index.entry(ix).or_insert(next);
-        if i == next {
-            self.stats.push(ModuleStats {
-                module: self.scenario.nodes[ix].id,
-                ..ModuleStats::default()
-            });
-        }
+        let i = match self.stats_index[ix] {
+            Some(i) => i,
+            None => {
+                self.stats.push(ModuleStats {
+                    module: self.scenario.nodes[ix].id,
+                    ..ModuleStats::default()
+                });
+                self.stats_index[ix] = Some(self.stats.len() - 1);
+                self.stats.len() - 1
+            }
+        };
         &mut self.stats[i]
     }
 
@@ -277,17 +282,12 @@ impl<'s> Execution<'s> {
     fn emit(&mut self, ix: Ix, ancestry: &Ancestry, outputs: Vec<Value>) {
         let scenario = self.scenario;
         let node = &scenario.nodes[ix];
-        if let Some(aggregators) = scenario.feeds.get(&ix) {
-            for &a in aggregators {
-                self.accumulations
-                    .entry(a)
-                    .or_default()
-                    .push(Accumulation::default());
-                self.stack.push(Work::Flush {
-                    aggregator: a,
-                    ancestry: ancestry.clone(),
-                });
-            }
+        for &a in &scenario.feeds[ix] {
+            self.accumulations[a].push(Accumulation::default());
+            self.stack.push(Work::Flush {
+                aggregator: a,
+                ancestry: ancestry.clone(),
+            });
         }
         self.stats(ix).bundles_out += outputs.len() as u64;
         let outputs: Vec<Arc<Value>> = outputs.into_iter().map(Arc::new).collect();
@@ -453,23 +453,23 @@ impl<'s> Execution<'s> {
                     .collect()
             }
             NodeKind::SetVariables { scope } => {
+                let mut fields = into_object(mapper);
                 let pairs: Vec<(String, Value)> = if node.module == "util:SetVariable2" {
-                    vec![(
-                        variable_name(&mapper, "name")?,
-                        mapper.get("value").cloned().unwrap_or(Value::Null),
-                    )]
+                    let name = variable_name(fields.remove("name"), "mapper.name")?;
+                    vec![(name, fields.remove("value").unwrap_or(Value::Null))]
                 } else {
-                    let list = mapper
-                        .get("variables")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
+                    let list = match fields.remove("variables") {
+                        Some(Value::Array(list)) => list,
+                        _ => Vec::new(),
+                    };
                     let mut pairs = Vec::with_capacity(list.len());
-                    for (k, item) in list.iter().enumerate() {
-                        let name = variable_name(item, "name").map_err(|e| {
-                            ModuleError::data(format!("mapper.variables[{k}]: {}", e.message))
-                        })?;
-                        pairs.push((name, item.get("value").cloned().unwrap_or(Value::Null)));
+                    for (k, item) in list.into_iter().enumerate() {
+                        let mut item = into_object(item);
+                        let name = variable_name(
+                            item.remove("name"),
+                            &format!("mapper.variables[{k}].name"),
+                        )?;
+                        pairs.push((name, item.remove("value").unwrap_or(Value::Null)));
                     }
                     pairs
                 };
@@ -479,24 +479,28 @@ impl<'s> Execution<'s> {
                 };
                 let mut output = Map::new();
                 for (name, value) in pairs {
-                    vars.insert(name.clone(), value.clone());
-                    output.insert(name, value);
+                    output.insert(name.clone(), value.clone());
+                    vars.insert(name, value);
                 }
                 vec![Value::Object(output)]
             }
             NodeKind::GetVariables => {
+                let mut fields = into_object(mapper);
                 let names: Vec<String> = if node.module == "util:GetVariable2" {
-                    vec![variable_name(&mapper, "name")?]
+                    vec![variable_name(fields.remove("name"), "mapper.name")?]
                 } else {
-                    let list = mapper
-                        .get("variables")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    list.iter()
-                        .map(|v| match v {
-                            Value::String(s) => Ok(s.clone()),
-                            other => variable_name(other, "name"),
+                    let list = match fields.remove("variables") {
+                        Some(Value::Array(list)) => list,
+                        _ => Vec::new(),
+                    };
+                    list.into_iter()
+                        .enumerate()
+                        .map(|(k, v)| match v {
+                            Value::Object(mut item) => variable_name(
+                                item.remove("name"),
+                                &format!("mapper.variables[{k}].name"),
+                            ),
+                            other => variable_name(Some(other), &format!("mapper.variables[{k}]")),
                         })
                         .collect::<Result<_, _>>()?
                 };
@@ -641,11 +645,7 @@ impl<'s> Execution<'s> {
                 }
             },
         };
-        let Some(acc) = self
-            .accumulations
-            .get_mut(&ix)
-            .and_then(|stack| stack.last_mut())
-        else {
+        let Some(acc) = self.accumulations[ix].last_mut() else {
             let message = format!(
                 "aggregator {} received a bundle that did not come from its source module",
                 node.id
@@ -680,11 +680,7 @@ impl<'s> Execution<'s> {
         let NodeKind::Aggregator(agg) = &scenario.nodes[ix].kind else {
             return;
         };
-        let acc = self
-            .accumulations
-            .get_mut(&ix)
-            .and_then(Vec::pop)
-            .unwrap_or_default();
+        let acc = self.accumulations[ix].pop().unwrap_or_default();
         let mut groups = acc.groups;
         if groups.is_empty() {
             if agg.stop_if_empty {
@@ -778,12 +774,22 @@ impl<'s> Execution<'s> {
     }
 }
 
-fn variable_name(v: &Value, key: &str) -> Result<String, ModuleError> {
-    match v.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(other) if !other.is_null() => Ok(to_text(other)),
+fn into_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A variable's name: non-empty text (other values are written as text).
+fn variable_name(value: Option<Value>, path: &str) -> Result<String, ModuleError> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(other) if !other.is_null() && !matches!(&other, Value::String(_)) => {
+            Ok(to_text(&other))
+        }
         _ => Err(ModuleError::data(format!(
-            "mapper.{key}: a variable needs a name"
+            "{path}: a variable needs a name"
         ))),
     }
 }

@@ -840,12 +840,12 @@ impl Compiler<'_> {
     }
 
     /// Builds the petgraph view of the flow and the feeder → aggregators map.
-    fn link_graph(&self) -> (DiGraph<u32, Edge>, HashMap<Ix, Vec<Ix>>) {
+    fn link_graph(&self) -> (DiGraph<u32, Edge>, Vec<Vec<Ix>>) {
         let mut graph = DiGraph::with_capacity(self.nodes.len(), self.nodes.len() * 2);
         for node in &self.nodes {
             graph.add_node(node.id);
         }
-        let mut feeds: HashMap<Ix, Vec<Ix>> = HashMap::new();
+        let mut feeds: Vec<Vec<Ix>> = vec![Vec::new(); self.nodes.len()];
         let at = Scenario::graph_index;
         for (ix, node) in self.nodes.iter().enumerate() {
             match node.next {
@@ -881,7 +881,7 @@ impl Compiler<'_> {
                     }
                 }
                 NodeKind::Aggregator(agg) if agg.feeder != ix => {
-                    feeds.entry(agg.feeder).or_default().push(ix);
+                    feeds[agg.feeder].push(ix);
                 }
                 _ => {}
             }

@@ -26,8 +26,8 @@ pub struct Scenario {
     /// The first module of the top-level flow.
     pub entry: Option<Ix>,
     pub by_id: HashMap<u32, Ix>,
-    /// Aggregators fed by each module (feeder index → aggregator indexes).
-    pub feeds: HashMap<Ix, Vec<Ix>>,
+    /// Aggregators fed by each module, indexed like `nodes`.
+    pub feeds: Vec<Vec<Ix>>,
     /// The flow as a graph of module ids: next, route, branch, merge, error and feeder edges.
     pub graph: DiGraph<u32, Edge>,
 }
