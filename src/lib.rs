@@ -9,9 +9,11 @@
 //! - [`cli`]: the `switchyard` command line, which wires everything together.
 //!
 //! `docs/architecture.md` has the data flow and the invariants.
+pub mod api;
 pub mod apps;
 pub mod cli;
 pub mod engine;
 pub mod expr;
+pub mod queue;
 pub mod scenario;
 pub mod triggers;

@@ -1,8 +1,10 @@
 //! The `switchyard` command line: parses arguments and wires the layers together. This is
 //! the binary's edge, so errors here are `anyhow` and end as a message and an exit code.
 
+mod admin;
 mod eval;
 mod run;
+mod service;
 mod validate;
 
 use std::io::Read;
@@ -24,6 +26,15 @@ pub const EXIT_UNREADABLE: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,12 +47,30 @@ enum Command {
     Schema,
     /// Evaluates one IML expression, like Make's function tester.
     Eval(eval::EvalArgs),
+    /// Runs the service: HTTP API, webhooks, scheduler and workers (embedded SQLite by default).
+    Serve(service::ServeArgs),
+    /// Runs workers only, sharing a PostgreSQL database with other processes.
+    Worker(service::WorkerArgs),
+    /// Manages stored scenarios.
+    Scenarios {
+        #[command(flatten)]
+        args: admin::AdminArgs,
+        #[command(subcommand)]
+        command: admin::ScenariosCommand,
+    },
+    /// Inspects and retries stored executions.
+    Executions {
+        #[command(flatten)]
+        args: admin::AdminArgs,
+        #[command(subcommand)]
+        command: admin::ExecutionsCommand,
+    },
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::validate(args),
@@ -53,6 +82,10 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval::eval(args),
+        Command::Serve(args) => service_main(service::serve(args)),
+        Command::Worker(args) => service_main(service::worker(args)),
+        Command::Scenarios { args, command } => service_main(admin::scenarios(args, command)),
+        Command::Executions { args, command } => service_main(admin::executions(args, command)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -60,13 +93,25 @@ pub fn main() -> ExitCode {
     })
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs a service command on a multi-threaded runtime; its error ends the process with 1.
+fn service_main(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match runtime.block_on(future) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// The modules available to scenarios run from the command line.

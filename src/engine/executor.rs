@@ -28,12 +28,24 @@ pub struct RunInput {
     pub execution_id: String,
     /// Counters of `util:FunctionIncrement` modules that never reset, by module id.
     pub counters: HashMap<u32, i64>,
+    /// Resume a bundle parked by Break: run module `module` again on the stored ancestry
+    /// instead of reading the trigger.
+    pub resume: Option<Resume>,
+}
+
+/// Where and with what a parked bundle resumes.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub module: u32,
+    /// Outputs of the modules before it, by module id ([`Incomplete::bundle`]).
+    pub bundle: Map<String, Value>,
 }
 
 /// Runs one execution to its end and reports what happened.
 pub async fn run(scenario: &Scenario, input: RunInput) -> Report {
+    let resume = input.resume.clone();
     let mut execution = Execution::new(scenario, input);
-    execution.run().await;
+    execution.run(resume).await;
     execution.report()
 }
 
@@ -152,7 +164,10 @@ impl<'s> Execution<'s> {
         &mut self.stats[i]
     }
 
-    async fn run(&mut self) {
+    async fn run(&mut self, resume: Option<Resume>) {
+        if let Some(resume) = resume {
+            return self.resume(resume).await;
+        }
         let Some(entry) = self.scenario.entry else {
             return;
         };
@@ -201,6 +216,18 @@ impl<'s> Execution<'s> {
                 break;
             }
         }
+    }
+
+    async fn resume(&mut self, resume: Resume) {
+        let Some(&ix) = self.scenario.by_id.get(&resume.module) else {
+            let message = format!("module {} no longer exists in this scenario version", resume.module);
+            let error = ReportError { module: resume.module, name: ErrorKind::InconsistencyError.name().into(), message, details: None };
+            self.stop = Some(Stop::Rollback(error));
+            return;
+        };
+        self.cycles = 1;
+        self.stack.push(Work::Run { node: ix, ancestry: Ancestry::from_map(&resume.bundle), filtered: true });
+        self.drain().await;
     }
 
     async fn drain(&mut self) {

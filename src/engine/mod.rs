@@ -10,5 +10,5 @@ pub mod filter;
 pub mod module;
 pub mod report;
 
-pub use executor::{RunInput, run};
+pub use executor::{Resume, RunInput, run};
 pub use report::{Report, Status};

@@ -1,2 +1,4 @@
-//! What starts executions: schedules (this file's [`schedule`]) and, in the service, webhooks.
+//! What starts executions on its own: schedules ([`schedule`] computes occurrences,
+//! [`scheduler`] claims and queues them). Webhooks arrive through the API.
 pub mod schedule;
+pub mod scheduler;

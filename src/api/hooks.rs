@@ -1,0 +1,217 @@
+//! Webhook ingest, `POST|GET|PUT /hooks/{id}`. A 2xx is sent only after the delivery and its
+//! queued execution are committed; with `gateway:WebhookRespond` in the scenario the caller
+//! waits for that reply (202 with the execution id when it does not come in time).
+//! Deliveries carrying a provider event id or `Idempotency-Key` are accepted once per hook.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, ApiResult, AppState};
+use crate::scenario::compiled::NodeKind;
+use crate::store::Delivery;
+
+/// Limits on webhook traffic.
+#[derive(Debug, Clone)]
+pub struct HookLimits {
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Requests per hook per window before 429 (Make: 300 per 10 s).
+    pub rate_per_window: u32,
+    pub rate_window: Duration,
+    /// How long a caller waits for a `gateway:WebhookRespond` reply before getting 202.
+    pub respond_timeout: Duration,
+}
+
+impl Default for HookLimits {
+    fn default() -> Self {
+        HookLimits { max_body_bytes: 5 * 1024 * 1024, rate_per_window: 300, rate_window: Duration::from_secs(10), respond_timeout: Duration::from_secs(40) }
+    }
+}
+
+/// Headers that carry a provider's event id, checked in order.
+const DEDUPE_HEADERS: &[&str] = &["idempotency-key", "x-idempotency-key", "x-event-id", "x-github-delivery", "x-shopify-webhook-id", "x-webhook-id"];
+
+pub fn router(max_body_bytes: usize) -> Router<AppState> {
+    Router::new().route("/hooks/{id}", get(ingest).post(ingest).put(ingest)).layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+/// A fixed-window counter per hook.
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    windows: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        RateLimiter { limit, window, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// `Err(seconds to wait)` when the hook is over its limit.
+    fn check(&self, hook: &str) -> Result<(), u64> {
+        let Ok(mut windows) = self.windows.lock() else { return Ok(()) };
+        let now = Instant::now();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let entry = windows.entry(hook.to_string()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            let left = self.window.saturating_sub(now.duration_since(entry.0));
+            return Err(left.as_secs().max(1));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+/// The bundle a request becomes: a JSON object body's fields, form fields, or `{"value": …}`
+/// for other bodies; query parameters are added as fields the body does not set.
+fn bundle(headers: &HeaderMap, query: Map<String, Value>, body: &[u8]) -> ApiResult<Value> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let mut fields = if body.is_empty() {
+        Map::new()
+    } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => Map::from_iter([("value".to_string(), other)]),
+            Err(e) => return Err(ApiError::bad_request(format!("the body is not valid JSON (line {}, column {}): {e}", e.line(), e.column()))),
+        }
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        match serde_urlencoded_pairs(body) {
+            Some(map) => map,
+            None => return Err(ApiError::bad_request("the body is not valid form data")),
+        }
+    } else {
+        Map::from_iter([("value".to_string(), Value::String(String::from_utf8_lossy(body).into_owned()))])
+    };
+    for (k, v) in query {
+        fields.entry(k).or_insert(v);
+    }
+    Ok(Value::Object(fields))
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Option<Map<String, Value>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut map = Map::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned()).ok();
+        map.insert(decode(k)?, Value::String(decode(v)?));
+    }
+    Some(map)
+}
+
+async fn ingest(State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<Map<String, Value>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let Some(hook) = state.store().get_hook(&id).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_hook", "there is no webhook at this address"));
+    };
+    let scenario_row = state.store().get_scenario(&hook.scenario_id).await?;
+    if !hook.active || !scenario_row.active {
+        return Err(ApiError::new(StatusCode::GONE, "inactive_hook", "this webhook's scenario is not active"));
+    }
+    if let Err(wait) = state.inner.limiter.check(&id) {
+        let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests to this webhook; retry in {wait} s")).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(response);
+    }
+    let payload = bundle(&headers, query, &body)?;
+    let key = DEDUPE_HEADERS.iter().find_map(|h| headers.get(*h)).and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200);
+    let scenario = state.inner.runner.scenario(&hook.scenario_id, scenario_row.version).await.map_err(|e| ApiError::internal("scenario", e))?.ok();
+    let responds = scenario.as_ref().is_some_and(|s| s.nodes.iter().any(|n| matches!(n.kind, NodeKind::WebhookRespond)));
+    let delivery = state.store().accept_delivery(&id, key, &hook.scenario_id, scenario_row.version, &payload).await?;
+    state.inner.metrics.webhook_accepted();
+    let execution_id = delivery.execution_id().to_string();
+    let completion = responds.then(|| state.inner.runner.completions().subscribe(&execution_id));
+    if let Delivery::Accepted { .. } = &delivery {
+        // Committed: from here the delivery cannot be lost. A failed push is repaired by
+        // the orphan sweep, so the caller still gets its 2xx.
+        if let Err(e) = state.inner.queue.enqueue(&execution_id).await {
+            tracing::warn!(execution = %execution_id, error = %e, "queue push failed; the orphan sweep will queue it");
+        }
+    }
+    let duplicate = matches!(delivery, Delivery::Duplicate { .. });
+    let Some(completion) = completion else {
+        return Ok(accepted(&execution_id, duplicate));
+    };
+    let response = wait_for_response(&state, &execution_id, completion).await;
+    state.inner.runner.completions().forget(&execution_id);
+    Ok(match response? {
+        Some(reply) => reply,
+        None => (StatusCode::ACCEPTED, axum::Json(json!({"executionId": execution_id, "status": "queued"}))).into_response(),
+    })
+}
+
+fn accepted(execution_id: &str, duplicate: bool) -> Response {
+    let mut response = (StatusCode::OK, "Accepted").into_response();
+    if let Ok(v) = HeaderValue::from_str(execution_id) {
+        response.headers_mut().insert(HeaderName::from_static("x-switchyard-execution"), v);
+    }
+    if duplicate {
+        response.headers_mut().insert(HeaderName::from_static("x-switchyard-duplicate"), HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Waits for the execution to finish (woken by this process's runner, or by polling the
+/// store when another process runs it) and turns its `response` into the HTTP reply.
+async fn wait_for_response(state: &AppState, execution_id: &str, completion: tokio::sync::oneshot::Receiver<()>) -> ApiResult<Option<Response>> {
+    let deadline = tokio::time::Instant::now() + state.inner.limits.respond_timeout;
+    let mut completion = Some(completion);
+    loop {
+        let execution = state.store().get_execution(execution_id).await?;
+        if execution.status.is_terminal() {
+            let reply = execution.report.as_ref().and_then(|r| r.get("response")).cloned();
+            return Ok(Some(match reply {
+                Some(r) => webhook_reply(&r),
+                None => accepted(execution_id, false),
+            }));
+        }
+        let mut woken = false;
+        let finished = async {
+            match completion.as_mut() {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = finished => woken = true,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(None),
+        }
+        if woken {
+            completion = None;
+        }
+    }
+}
+
+fn webhook_reply(r: &Value) -> Response {
+    let status = r.get("status").and_then(Value::as_u64).and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
+    let body = match r.get("body") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let mut response = (status, body).into_response();
+    if let Some(headers) = r.get("headers").and_then(Value::as_object) {
+        for (k, v) in headers {
+            if let (Ok(name), Some(Ok(value))) = (HeaderName::from_bytes(k.as_bytes()), v.as_str().map(HeaderValue::from_str)) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}

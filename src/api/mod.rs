@@ -1,0 +1,112 @@
+//! The HTTP surface of `switchyard serve`: the JSON API under `/api` (bearer token), webhook
+//! ingest under `/hooks/{id}` (no token: the random hook id is the secret), `/health`,
+//! `/metrics` (Prometheus) and `/openapi.json`. [`app`] builds the router from an
+//! [`AppState`], so tests drive it with `oneshot` or a real listener alike.
+
+mod error;
+mod executions;
+mod hooks;
+mod scenarios;
+mod status;
+
+pub use error::{ApiError, ApiResult};
+pub use hooks::HookLimits;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::queue::{Queue, Runner};
+use crate::store::Store;
+
+/// Everything the handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    queue: Queue,
+    runner: Arc<Runner>,
+    token_sha256: String,
+    limits: HookLimits,
+    limiter: hooks::RateLimiter,
+    scheduler: Option<Arc<Notify>>,
+    metrics: status::Metrics,
+}
+
+impl AppState {
+    /// `token_sha256` is the hex SHA-256 of the API bearer token; `scheduler` is woken when
+    /// scenarios change.
+    pub fn new(store: Store, queue: Queue, runner: Arc<Runner>, token_sha256: String, limits: HookLimits, scheduler: Option<Arc<Notify>>) -> Self {
+        let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
+        AppState { inner: Arc::new(Inner { store, queue, runner, token_sha256, limits, limiter, scheduler, metrics: status::Metrics::default() }) }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn schedules_changed(&self) {
+        if let Some(n) = &self.inner.scheduler {
+            n.notify_one();
+        }
+    }
+}
+
+/// Hex SHA-256 of a token, the form in which tokens are stored and compared.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/scenarios", post(scenarios::create).get(scenarios::list))
+        .route("/scenarios/{id}", get(scenarios::get).put(scenarios::update).delete(scenarios::delete))
+        .route("/scenarios/{id}/activate", post(scenarios::activate))
+        .route("/scenarios/{id}/deactivate", post(scenarios::deactivate))
+        .route("/scenarios/{id}/run", post(scenarios::run_now))
+        .route("/scenarios/{id}/hooks", get(scenarios::hooks))
+        .route("/scenarios/{id}/reset-trigger", post(scenarios::reset_trigger))
+        .route("/executions", get(executions::list))
+        .route("/executions/{id}", get(executions::get))
+        .route("/executions/{id}/retry", post(executions::retry))
+        .route("/incomplete", get(executions::list_incomplete))
+        .route("/incomplete/{id}/retry", post(executions::retry_incomplete))
+        .route("/incomplete/{id}/resolve", post(executions::resolve_incomplete))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/api", api)
+        .merge(hooks::router(state.inner.limits.max_body_bytes))
+        .route("/health", get(status::health))
+        .route("/metrics", get(status::metrics))
+        .route("/openapi.json", get(status::openapi))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = presented.is_some_and(|t| constant_time_eq(token_hash(t).as_bytes(), state.inner.token_sha256.as_bytes()));
+    if !ok {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` header is required"));
+    }
+    Ok(next.run(request).await)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,228 @@
+//! `switchyard serve` (API, webhooks, scheduler and workers in one process) and
+//! `switchyard worker` (workers only, for scale-out on PostgreSQL), plus the database
+//! options every service command shares.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::api::{self, AppState, HookLimits};
+use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
+use crate::store::Store;
+use crate::triggers::scheduler::Scheduler;
+
+/// Where the data lives: embedded SQLite in `--data-dir`, or PostgreSQL.
+#[derive(Args, Clone)]
+pub struct DatabaseArgs {
+    /// Directory of the embedded SQLite database.
+    #[arg(long, default_value = "./switchyard-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` (or `sqlite://…`) instead of the data directory.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        Ok(match &self.database_url {
+            Some(url) => Store::connect(url).await?,
+            None => Store::open_sqlite(&self.data_dir).await?,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Executions run at the same time by this process.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds between a worker's heartbeats; a worker silent for two is presumed dead.
+    #[arg(long, default_value_t = 5)]
+    pub heartbeat_seconds: u64,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Import the scenarios (`*.json`) of this folder on first start (empty database).
+    #[arg(long)]
+    pub import: Option<PathBuf>,
+    /// Run no workers in this process (API, webhooks and scheduler only).
+    #[arg(long)]
+    pub no_workers: bool,
+    /// Smallest accepted `indefinitely` interval in seconds (Make's minimum is 60).
+    #[arg(long, default_value_t = 60)]
+    pub min_interval_seconds: u64,
+    /// Delete finished executions older than this many days.
+    #[arg(long)]
+    pub keep_executions_days: Option<u32>,
+    /// Keep at most this many finished executions.
+    #[arg(long)]
+    pub keep_executions: Option<u32>,
+    /// Largest webhook body in bytes (larger get 413).
+    #[arg(long, default_value_t = 5 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Webhook requests per hook per 10 seconds before 429.
+    #[arg(long, default_value_t = 300)]
+    pub hook_rate: u32,
+    /// Seconds a webhook caller waits for a scenario's response before 202.
+    #[arg(long, default_value_t = 40)]
+    pub respond_timeout_seconds: u64,
+}
+
+fn queue_options(heartbeat: u64) -> QueueOptions {
+    QueueOptions { heartbeat: Duration::from_secs(heartbeat.max(1)), ..QueueOptions::default() }
+}
+
+fn runner(store: &Store, heartbeat: u64) -> anyhow::Result<Arc<Runner>> {
+    let registry = Arc::new(super::registry()?);
+    let options = RunnerOptions { heartbeat: Duration::from_secs(heartbeat.max(1)), ..RunnerOptions::default() };
+    Ok(Arc::new(Runner::new(store.clone(), registry, options, Completions::default())))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The bearer token's hash: from `SWITCHYARD_API_TOKEN`, else the stored one, else a new
+/// token printed once.
+async fn api_token_hash(store: &Store) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("SWITCHYARD_API_TOKEN") {
+        if token.trim().len() < 16 {
+            anyhow::bail!("SWITCHYARD_API_TOKEN must be at least 16 characters");
+        }
+        let hash = api::token_hash(token.trim());
+        store.set_api_token_hash(&hash).await?;
+        return Ok(hash);
+    }
+    if let Some(hash) = store.api_token_hash().await? {
+        return Ok(hash);
+    }
+    let token = format!("sy_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let hash = api::token_hash(&token);
+    store.set_api_token_hash(&hash).await?;
+    eprintln!("API token (shown once, stored hashed): {token}");
+    Ok(hash)
+}
+
+async fn import_scenarios(store: &Store, dir: &std::path::Path) -> anyhow::Result<()> {
+    if !store.list_scenarios().await?.is_empty() {
+        return Ok(());
+    }
+    let registry = super::registry()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        match crate::scenario::load(&text, &registry) {
+            Ok(s) => {
+                let (id, _) = store.create_scenario(&s.name, &text).await?;
+                tracing::info!(file = %file.display(), scenario = %id, "imported");
+            }
+            Err(e) => tracing::warn!(file = %file.display(), error = %e, "not imported"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = args.worker.db.open().await?;
+    let token_hash = api_token_hash(&store).await?;
+    let queue = Queue::open(&store, queue_options(args.worker.heartbeat_seconds)).await?;
+    let runner = runner(&store, args.worker.heartbeat_seconds)?;
+    if let Some(dir) = &args.import {
+        import_scenarios(&store, dir).await?;
+    }
+    let requeued = queue.requeue_orphans(&store, Duration::ZERO).await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "queued executions found at start-up were pushed again");
+    }
+    let scheduler = Scheduler::new(store.clone(), queue.clone(), runner.clone(), args.min_interval_seconds);
+    let notifier = scheduler.notifier();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(scheduler.run());
+    tasks.spawn(sweep_orphans(store.clone(), queue.clone()));
+    tasks.spawn(maintain(store.clone(), args.keep_executions_days, args.keep_executions));
+    if !args.no_workers {
+        let (queue, runner, concurrency) = (queue.clone(), runner.clone(), args.worker.concurrency);
+        tasks.spawn(async move {
+            if let Err(e) = queue.work(&format!("serve-{}", std::process::id()), runner, concurrency, shutdown_signal()).await {
+                tracing::error!(error = %e, "workers stopped");
+            }
+        });
+    }
+    let limits = HookLimits {
+        max_body_bytes: args.max_body_bytes,
+        rate_per_window: args.hook_rate,
+        rate_window: Duration::from_secs(10),
+        respond_timeout: Duration::from_secs(args.respond_timeout_seconds),
+    };
+    let state = AppState::new(store.clone(), queue, runner, token_hash, limits, Some(notifier));
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    eprintln!("switchyard listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, api::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tasks.abort_all();
+    store.close().await;
+    Ok(())
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let store = args.db.open().await?;
+    let queue = Queue::open(&store, queue_options(args.heartbeat_seconds)).await?;
+    let runner = runner(&store, args.heartbeat_seconds)?;
+    eprintln!("switchyard worker {} running {} at a time", std::process::id(), args.concurrency);
+    queue.work(&format!("worker-{}", std::process::id()), runner, args.concurrency, shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Pushes executions whose queue push was lost (committed, then a crash).
+async fn sweep_orphans(store: Store, queue: Queue) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        if let Err(e) = queue.requeue_orphans(&store, Duration::from_secs(30)).await {
+            tracing::warn!(error = %e, "orphan sweep failed");
+        }
+    }
+}
+
+/// Retention and, on SQLite, checkpoint + incremental vacuum so the file shrinks.
+async fn maintain(store: Store, keep_days: Option<u32>, keep_last: Option<u32>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        if keep_days.is_some() || keep_last.is_some() {
+            match store.prune(keep_days, keep_last, 1000).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "old executions pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            }
+        }
+        if let Err(e) = store.maintain().await {
+            tracing::warn!(error = %e, "database maintenance failed");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Runs one queued execution: claims it in the store (compare-and-set), compiles its
+//! scenario version (cached), runs the engine, stores the report, the per-module data and
+//! any incomplete executions, and finishes it — once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::engine::module::Registry;
+use crate::engine::{self, Report, Resume, RunInput, Status};
+use crate::scenario::{self, Scenario};
+use crate::store::{ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError};
+
+/// Why an execution could not be run (the execution itself failing is not an error here:
+/// it is a finished execution with status `error`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// This process's worker name, recorded on the executions it runs.
+    pub worker_id: String,
+    /// Per-module output bundles larger than this are stored as a truncation marker.
+    pub module_data_cap: usize,
+    /// How often a running execution proves its worker is alive.
+    pub heartbeat: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions { worker_id: format!("worker-{}", std::process::id()), module_data_cap: 64 * 1024, heartbeat: Duration::from_secs(5) }
+    }
+}
+
+/// Wakes whoever waits for an execution of this process to finish (a webhook caller
+/// expecting a `gateway:WebhookRespond` reply).
+#[derive(Clone, Default)]
+pub struct Completions {
+    waiting: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>,
+}
+
+impl Completions {
+    /// A receiver that resolves when execution `id` finishes in this process.
+    pub fn subscribe(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.entry(id.to_string()).or_default().push(tx);
+        }
+        rx
+    }
+
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.remove(id);
+        }
+    }
+
+    fn notify(&self, id: &str) {
+        let senders = self.waiting.lock().ok().and_then(|mut w| w.remove(id));
+        for tx in senders.into_iter().flatten() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Runner {
+    store: Store,
+    registry: Arc<dyn Registry>,
+    options: RunnerOptions,
+    completions: Completions,
+    compiled: Mutex<HashMap<(String, u32), Arc<Scenario>>>,
+    /// One lock per sequential scenario, so its executions run one at a time.
+    sequential: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    executions_run: AtomicU64,
+    run_millis: AtomicU64,
+}
+
+impl Runner {
+    pub fn new(store: Store, registry: Arc<dyn Registry>, options: RunnerOptions, completions: Completions) -> Runner {
+        Runner {
+            store,
+            registry,
+            options,
+            completions,
+            compiled: Mutex::new(HashMap::new()),
+            sequential: Default::default(),
+            executions_run: AtomicU64::new(0),
+            run_millis: AtomicU64::new(0),
+        }
+    }
+
+    pub fn completions(&self) -> &Completions {
+        &self.completions
+    }
+
+    pub fn registry(&self) -> &dyn Registry {
+        self.registry.as_ref()
+    }
+
+    /// Executions run by this process and the milliseconds they took in all.
+    pub fn duration_totals(&self) -> (u64, u64) {
+        (self.executions_run.load(Ordering::Relaxed), self.run_millis.load(Ordering::Relaxed))
+    }
+
+    /// The compiled scenario at `version`, compiled once per process.
+    pub async fn scenario(&self, id: &str, version: u32) -> Result<Result<Arc<Scenario>, String>, RunnerError> {
+        let key = (id.to_string(), version);
+        if let Some(s) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(Ok(s));
+        }
+        let stored = self.store.get_version(id, version).await?;
+        match scenario::load(&stored.blueprint, self.registry.as_ref()) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                if let Ok(mut c) = self.compiled.lock() {
+                    c.insert(key, s.clone());
+                }
+                Ok(Ok(s))
+            }
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    /// Runs execution `id` if it is still to be run; a finished one is left alone.
+    pub async fn execute(&self, id: &str) -> Result<(), RunnerError> {
+        let Some(peek) = self.store.get_execution(id).await.map(Some).or_else(|e| if e.is_not_found() { Ok(None) } else { Err(e) })? else {
+            return Ok(());
+        };
+        if peek.status.is_terminal() {
+            self.completions.notify(id);
+            return Ok(());
+        }
+        let scenario = match self.scenario(&peek.scenario_id, peek.version).await? {
+            Ok(s) => s,
+            Err(problem) => {
+                let error = serde_json::json!({"name": "InvalidConfigurationError", "message": problem});
+                if self.store.claim_execution(id, &self.options.worker_id).await?.is_some() {
+                    let outcome = ExecutionOutcome { status: FinalStatus::Error, operations: 0, cycles: 0, report: None, error: Some(&error) };
+                    self.store.finish_execution(id, outcome).await?;
+                }
+                self.completions.notify(id);
+                return Ok(());
+            }
+        };
+        let lock = if scenario.settings.sequential {
+            let mut locks = self.sequential.lock().await;
+            Some(locks.entry(peek.scenario_id.clone()).or_default().clone())
+        } else {
+            None
+        };
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let Some(execution) = self.store.claim_execution(id, &self.options.worker_id).await? else {
+            self.completions.notify(id);
+            return Ok(());
+        };
+        let (bundles, resume, incomplete_id) = match execution.payload {
+            None | Some(Value::Null) => (Vec::new(), None, None),
+            Some(payload) if execution.source == ExecutionSource::Retry && payload.get("resume").is_some() => {
+                let r = &payload["resume"];
+                let module = r.get("module").and_then(Value::as_u64).unwrap_or(0) as u32;
+                let bundle = r.get("bundle").and_then(Value::as_object).cloned().unwrap_or_default();
+                let incomplete = r.get("incomplete").and_then(Value::as_str).map(str::to_string);
+                (Vec::new(), Some(Resume { module, bundle }), incomplete)
+            }
+            Some(payload) => (vec![payload], None, None),
+        };
+        let input = RunInput { bundles, execution_id: id.to_string(), resume, ..RunInput::default() };
+        let heartbeat = self.spawn_heartbeat(id);
+        let started = std::time::Instant::now();
+        let report = engine::run(&scenario, input).await;
+        heartbeat.abort();
+        self.executions_run.fetch_add(1, Ordering::Relaxed);
+        self.run_millis.fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.record(&execution.scenario_id, execution.version, id, &scenario, &report).await?;
+        if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
+            self.store.resolve_incomplete(&incomplete).await?;
+        }
+        self.completions.notify(id);
+        Ok(())
+    }
+
+    fn spawn_heartbeat(&self, id: &str) -> tokio::task::JoinHandle<()> {
+        let (store, id, worker, every) = (self.store.clone(), id.to_string(), self.options.worker_id.clone(), self.options.heartbeat);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if !matches!(store.heartbeat_execution(&id, &worker).await, Ok(true)) {
+                    break;
+                }
+            }
+        })
+    }
+
+    async fn record(&self, scenario_id: &str, version: u32, id: &str, scenario: &Scenario, report: &Report) -> Result<(), RunnerError> {
+        if !scenario.settings.confidential {
+            let entries: Vec<ModuleEntry<'_>> = report.log.iter().map(|e| ModuleEntry { module_id: e.module, output: &e.output }).collect();
+            self.store.append_module_data(id, &entries, self.options.module_data_cap).await?;
+        }
+        for parked in &report.incomplete {
+            let bundle = Value::Object(parked.bundle.clone());
+            let error = serde_json::to_value(&parked.error).unwrap_or(Value::Null);
+            let new = NewIncomplete {
+                execution_id: id,
+                scenario_id,
+                version,
+                module_id: parked.module,
+                bundle: &bundle,
+                error: Some(&error),
+                retry: parked.retry.as_ref(),
+                next_attempt_at: None,
+            };
+            self.store.insert_incomplete(new).await?;
+        }
+        let status = match report.status {
+            Status::Success => FinalStatus::Success,
+            Status::Error => FinalStatus::Error,
+            Status::Incomplete => FinalStatus::Incomplete,
+        };
+        // The log lives in the per-module data (size-capped, skipped when confidential).
+        let mut json = report.to_json();
+        if let Some(map) = json.as_object_mut() {
+            map.remove("log");
+        }
+        let error = report.error.as_ref().map(|e| serde_json::to_value(e).unwrap_or(Value::Null));
+        let outcome = ExecutionOutcome { status, operations: report.operations, cycles: report.cycles, report: Some(&json), error: error.as_ref() };
+        self.store.finish_execution(id, outcome).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! The scheduler loop: for every active scenario with a timed schedule, claims each due
+//! occurrence once (a unique row per scenario and tick, so several schedulers in several
+//! processes never double it) and queues its execution. After downtime, missed occurrences
+//! collapse into one run at the latest of them. It sleeps until the next occurrence or until
+//! told that scenarios changed: no polling while idle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::queue::{Queue, Runner};
+use crate::store::Store;
+
+use super::schedule::Schedule;
+
+/// The longest the loop sleeps without looking again (schedules edited by another process).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub struct Scheduler {
+    store: Store,
+    queue: Queue,
+    runner: Arc<Runner>,
+    /// Smallest `indefinitely` interval accepted, in seconds (Make's minimum is 60).
+    pub min_interval: u64,
+    changed: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, queue: Queue, runner: Arc<Runner>, min_interval: u64) -> Scheduler {
+        Scheduler { store, queue, runner, min_interval, changed: Arc::new(Notify::new()) }
+    }
+
+    /// Wakes the loop (a scenario was activated, edited or deactivated).
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            let wait = match self.tick(Utc::now()).await {
+                Ok(next) => next.map(|at| (at - Utc::now()).to_std().unwrap_or_default()).unwrap_or(MAX_SLEEP).min(MAX_SLEEP),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler pass failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.changed.notified() => {}
+            }
+        }
+    }
+
+    /// One pass: queues every due occurrence; returns the earliest future one.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, crate::queue::QueueError> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for row in self.store.list_scenarios().await? {
+            if !row.active {
+                continue;
+            }
+            let Ok(Ok(scenario)) = self.runner.scenario(&row.id, row.version).await else { continue };
+            let Some(spec) = &scenario.scheduling else { continue };
+            let Ok(mut schedule) = Schedule::new(spec) else { continue };
+            schedule.min_interval = self.min_interval;
+            if !schedule.is_timed() {
+                continue;
+            }
+            let anchor = DateTime::<Utc>::from_timestamp_millis(row.updated_at).unwrap_or(now);
+            let last = self.store.last_tick(&row.id).await?.and_then(DateTime::<Utc>::from_timestamp_millis);
+            let Some(mut next) = schedule.next_after(last.unwrap_or(anchor), anchor) else { continue };
+            if next <= now {
+                // Collapse missed occurrences into the latest one that is due.
+                let mut due = next;
+                for _ in 0..100_000 {
+                    match schedule.next_after(due, anchor) {
+                        Some(after) if after <= now => due = after,
+                        _ => break,
+                    }
+                }
+                let claimed = self.store.claim_tick_execution(&row.id, row.version, due.timestamp_millis(), None).await?;
+                if let Some(execution_id) = claimed {
+                    tracing::info!(scenario = %row.id, tick = %due, "scheduled run queued");
+                    self.queue.enqueue(&execution_id).await?;
+                }
+                match schedule.next_after(due, anchor) {
+                    Some(after) => next = after,
+                    None => continue,
+                }
+            }
+            earliest = Some(earliest.map_or(next, |e| e.min(next)));
+        }
+        Ok(earliest)
+    }
+}
