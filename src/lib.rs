@@ -14,3 +14,4 @@ pub mod cli;
 pub mod engine;
 pub mod expr;
 pub mod scenario;
+pub mod store;
