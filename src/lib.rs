@@ -16,4 +16,5 @@ pub mod engine;
 pub mod expr;
 pub mod queue;
 pub mod scenario;
+pub mod store;
 pub mod triggers;

@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
-use crate::store::{Execution, ExecutionCursor, ExecutionFilter, ExecutionSource, ExecutionStatus, ExecutionSummary, IncompleteExecution, NewExecution};
+use crate::store::{
+    Execution, ExecutionCursor, ExecutionFilter, ExecutionSource, ExecutionStatus,
+    ExecutionSummary, IncompleteExecution, NewExecution,
+};
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -28,21 +31,44 @@ fn summary_json(e: &ExecutionSummary) -> Value {
            "durationMs": e.finished_at.zip(e.started_at).map(|(f, s)| f - s)})
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let status = match &q.status {
         None => None,
         Some(s) => Some(ExecutionStatus::from_str(s).map_err(|_| {
-            ApiError::bad_request(format!("unknown status \"{s}\": expected queued, running, success, error or incomplete")).at("status")
+            ApiError::bad_request(format!(
+                "unknown status \"{s}\": expected queued, running, success, error or incomplete"
+            ))
+            .at("status")
         })?),
     };
     let before = match &q.before {
         None => None,
-        Some(c) => Some(ExecutionCursor::from_str(c).map_err(|e| ApiError::bad_request(e.to_string()).at("before"))?),
+        Some(c) => Some(
+            ExecutionCursor::from_str(c)
+                .map_err(|e| ApiError::bad_request(e.to_string()).at("before"))?,
+        ),
     };
-    let filter = ExecutionFilter { scenario_id: q.scenario.clone(), status, limit: q.limit.unwrap_or(0), before };
+    let limit = q
+        .limit
+        .unwrap_or(ExecutionFilter::DEFAULT_LIMIT)
+        .clamp(1, ExecutionFilter::MAX_LIMIT);
+    let filter = ExecutionFilter {
+        scenario_id: q.scenario.clone(),
+        status,
+        limit,
+        before,
+    };
     let rows = state.store().list_executions(&filter).await?;
-    let next = (rows.len() as u32 >= filter.limit.max(1)).then(|| rows.last().map(|r| r.cursor().to_string())).flatten();
-    Ok(Json(json!({"executions": rows.iter().map(summary_json).collect::<Vec<_>>(), "next": next})))
+    // A full page may have a next one; its cursor is the last row's position.
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.cursor().to_string()))
+        .flatten();
+    Ok(Json(
+        json!({"executions": rows.iter().map(summary_json).collect::<Vec<_>>(), "next": next}),
+    ))
 }
 
 /// The execution report (`status, operations, cycles, log, error` and, when present,
@@ -77,7 +103,10 @@ pub async fn execution_json(state: &AppState, e: &Execution) -> ApiResult<Value>
         ("createdAt", json!(e.created_at)),
         ("startedAt", json!(e.started_at)),
         ("finishedAt", json!(e.finished_at)),
-        ("durationMs", json!(e.finished_at.zip(e.started_at).map(|(f, s)| f - s))),
+        (
+            "durationMs",
+            json!(e.finished_at.zip(e.started_at).map(|(f, s)| f - s)),
+        ),
     ] {
         out.insert(k.into(), v);
     }
@@ -90,13 +119,24 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 }
 
 /// Runs the execution's trigger payload again, on the scenario's current version.
-pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let e = state.store().get_execution(&id).await?;
     let row = state.store().get_scenario(&e.scenario_id).await?;
-    let new = NewExecution { scenario_id: &e.scenario_id, version: row.version, source: ExecutionSource::Retry, payload: e.payload.as_ref() };
+    let new = NewExecution {
+        scenario_id: &e.scenario_id,
+        version: row.version,
+        source: ExecutionSource::Retry,
+        payload: e.payload.as_ref(),
+    };
     let execution_id = state.store().create_execution(new).await?;
     state.inner.queue.enqueue(&execution_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"executionId": execution_id}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"executionId": execution_id})),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -111,23 +151,46 @@ fn incomplete_json(i: &IncompleteExecution) -> Value {
            "nextAttemptAt": i.next_attempt_at, "status": i.status.as_str(), "createdAt": i.created_at})
 }
 
-pub async fn list_incomplete(State(state): State<AppState>, Query(q): Query<IncompleteQuery>) -> ApiResult<Json<Value>> {
-    let rows = state.store().list_incomplete(&q.scenario, None, q.limit.unwrap_or(100)).await?;
-    Ok(Json(json!({"incomplete": rows.iter().map(incomplete_json).collect::<Vec<_>>()})))
+pub async fn list_incomplete(
+    State(state): State<AppState>,
+    Query(q): Query<IncompleteQuery>,
+) -> ApiResult<Json<Value>> {
+    let rows = state
+        .store()
+        .list_incomplete(&q.scenario, None, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(
+        json!({"incomplete": rows.iter().map(incomplete_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// Resumes a parked bundle at the module that failed, as a new execution of the version it
 /// was parked on. The incomplete execution is resolved when that execution succeeds.
-pub async fn retry_incomplete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn retry_incomplete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let i = state.store().get_incomplete(&id).await?;
-    let payload = json!({"resume": {"incomplete": i.id, "module": i.module_id, "bundle": i.bundle}});
-    let new = NewExecution { scenario_id: &i.scenario_id, version: i.version, source: ExecutionSource::Retry, payload: Some(&payload) };
+    let payload =
+        json!({"resume": {"incomplete": i.id, "module": i.module_id, "bundle": i.bundle}});
+    let new = NewExecution {
+        scenario_id: &i.scenario_id,
+        version: i.version,
+        source: ExecutionSource::Retry,
+        payload: Some(&payload),
+    };
     let execution_id = state.store().create_execution(new).await?;
     state.inner.queue.enqueue(&execution_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"executionId": execution_id}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"executionId": execution_id})),
+    ))
 }
 
-pub async fn resolve_incomplete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn resolve_incomplete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     state.store().get_incomplete(&id).await?;
     let resolved = state.store().resolve_incomplete(&id).await?;
     Ok(Json(json!({"id": id, "resolved": resolved})))

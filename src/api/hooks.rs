@@ -33,15 +33,29 @@ pub struct HookLimits {
 
 impl Default for HookLimits {
     fn default() -> Self {
-        HookLimits { max_body_bytes: 5 * 1024 * 1024, rate_per_window: 300, rate_window: Duration::from_secs(10), respond_timeout: Duration::from_secs(40) }
+        HookLimits {
+            max_body_bytes: 5 * 1024 * 1024,
+            rate_per_window: 300,
+            rate_window: Duration::from_secs(10),
+            respond_timeout: Duration::from_secs(40),
+        }
     }
 }
 
 /// Headers that carry a provider's event id, checked in order.
-const DEDUPE_HEADERS: &[&str] = &["idempotency-key", "x-idempotency-key", "x-event-id", "x-github-delivery", "x-shopify-webhook-id", "x-webhook-id"];
+const DEDUPE_HEADERS: &[&str] = &[
+    "idempotency-key",
+    "x-idempotency-key",
+    "x-event-id",
+    "x-github-delivery",
+    "x-shopify-webhook-id",
+    "x-webhook-id",
+];
 
 pub fn router(max_body_bytes: usize) -> Router<AppState> {
-    Router::new().route("/hooks/{id}", get(ingest).post(ingest).put(ingest)).layer(DefaultBodyLimit::max(max_body_bytes))
+    Router::new()
+        .route("/hooks/{id}", get(ingest).post(ingest).put(ingest))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
 /// A fixed-window counter per hook.
@@ -53,12 +67,18 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limit: u32, window: Duration) -> Self {
-        RateLimiter { limit, window, windows: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            limit,
+            window,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Err(seconds to wait)` when the hook is over its limit.
     fn check(&self, hook: &str) -> Result<(), u64> {
-        let Ok(mut windows) = self.windows.lock() else { return Ok(()) };
+        let Ok(mut windows) = self.windows.lock() else {
+            return Ok(());
+        };
         let now = Instant::now();
         if windows.len() > 10_000 {
             windows.retain(|_, (start, _)| now.duration_since(*start) < self.window);
@@ -79,14 +99,24 @@ impl RateLimiter {
 /// The bundle a request becomes: a JSON object body's fields, form fields, or `{"value": …}`
 /// for other bodies; query parameters are added as fields the body does not set.
 fn bundle(headers: &HeaderMap, query: Map<String, Value>, body: &[u8]) -> ApiResult<Value> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mut fields = if body.is_empty() {
         Map::new()
     } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map,
             Ok(other) => Map::from_iter([("value".to_string(), other)]),
-            Err(e) => return Err(ApiError::bad_request(format!("the body is not valid JSON (line {}, column {}): {e}", e.line(), e.column()))),
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "the body is not valid JSON (line {}, column {}): {e}",
+                    e.line(),
+                    e.column()
+                )));
+            }
         }
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         match serde_urlencoded_pairs(body) {
@@ -94,7 +124,10 @@ fn bundle(headers: &HeaderMap, query: Map<String, Value>, body: &[u8]) -> ApiRes
             None => return Err(ApiError::bad_request("the body is not valid form data")),
         }
     } else {
-        Map::from_iter([("value".to_string(), Value::String(String::from_utf8_lossy(body).into_owned()))])
+        Map::from_iter([(
+            "value".to_string(),
+            Value::String(String::from_utf8_lossy(body).into_owned()),
+        )])
     };
     for (k, v) in query {
         fields.entry(k).or_insert(v);
@@ -107,30 +140,74 @@ fn serde_urlencoded_pairs(body: &[u8]) -> Option<Map<String, Value>> {
     let mut map = Map::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned()).ok();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .ok()
+        };
         map.insert(decode(k)?, Value::String(decode(v)?));
     }
     Some(map)
 }
 
-async fn ingest(State(state): State<AppState>, Path(id): Path<String>, Query(query): Query<Map<String, Value>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn ingest(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<Map<String, Value>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let Some(hook) = state.store().get_hook(&id).await? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_hook", "there is no webhook at this address"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_hook",
+            "there is no webhook at this address",
+        ));
     };
     let scenario_row = state.store().get_scenario(&hook.scenario_id).await?;
     if !hook.active || !scenario_row.active {
-        return Err(ApiError::new(StatusCode::GONE, "inactive_hook", "this webhook's scenario is not active"));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "inactive_hook",
+            "this webhook's scenario is not active",
+        ));
     }
     if let Err(wait) = state.inner.limiter.check(&id) {
-        let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests to this webhook; retry in {wait} s")).into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests to this webhook; retry in {wait} s"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(response);
     }
     let payload = bundle(&headers, query, &body)?;
-    let key = DEDUPE_HEADERS.iter().find_map(|h| headers.get(*h)).and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200);
-    let scenario = state.inner.runner.scenario(&hook.scenario_id, scenario_row.version).await.map_err(|e| ApiError::internal("scenario", e))?.ok();
-    let responds = scenario.as_ref().is_some_and(|s| s.nodes.iter().any(|n| matches!(n.kind, NodeKind::WebhookRespond)));
-    let delivery = state.store().accept_delivery(&id, key, &hook.scenario_id, scenario_row.version, &payload).await?;
+    let key = DEDUPE_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200);
+    let scenario = state
+        .inner
+        .runner
+        .scenario(&hook.scenario_id, scenario_row.version)
+        .await
+        .map_err(|e| ApiError::internal("scenario", e))?
+        .ok();
+    let responds = scenario.as_ref().is_some_and(|s| {
+        s.nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::WebhookRespond))
+    });
+    let delivery = state
+        .store()
+        .accept_delivery(&id, key, &hook.scenario_id, scenario_row.version, &payload)
+        .await?;
     state.inner.metrics.webhook_accepted();
     let execution_id = delivery.execution_id().to_string();
     let completion = responds.then(|| state.inner.runner.completions().subscribe(&execution_id));
@@ -149,30 +226,47 @@ async fn ingest(State(state): State<AppState>, Path(id): Path<String>, Query(que
     state.inner.runner.completions().forget(&execution_id);
     Ok(match response? {
         Some(reply) => reply,
-        None => (StatusCode::ACCEPTED, axum::Json(json!({"executionId": execution_id, "status": "queued"}))).into_response(),
+        None => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"executionId": execution_id, "status": "queued"})),
+        )
+            .into_response(),
     })
 }
 
 fn accepted(execution_id: &str, duplicate: bool) -> Response {
     let mut response = (StatusCode::OK, "Accepted").into_response();
     if let Ok(v) = HeaderValue::from_str(execution_id) {
-        response.headers_mut().insert(HeaderName::from_static("x-switchyard-execution"), v);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-switchyard-execution"), v);
     }
     if duplicate {
-        response.headers_mut().insert(HeaderName::from_static("x-switchyard-duplicate"), HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            HeaderName::from_static("x-switchyard-duplicate"),
+            HeaderValue::from_static("true"),
+        );
     }
     response
 }
 
 /// Waits for the execution to finish (woken by this process's runner, or by polling the
 /// store when another process runs it) and turns its `response` into the HTTP reply.
-async fn wait_for_response(state: &AppState, execution_id: &str, completion: tokio::sync::oneshot::Receiver<()>) -> ApiResult<Option<Response>> {
+async fn wait_for_response(
+    state: &AppState,
+    execution_id: &str,
+    completion: tokio::sync::oneshot::Receiver<()>,
+) -> ApiResult<Option<Response>> {
     let deadline = tokio::time::Instant::now() + state.inner.limits.respond_timeout;
     let mut completion = Some(completion);
     loop {
         let execution = state.store().get_execution(execution_id).await?;
         if execution.status.is_terminal() {
-            let reply = execution.report.as_ref().and_then(|r| r.get("response")).cloned();
+            let reply = execution
+                .report
+                .as_ref()
+                .and_then(|r| r.get("response"))
+                .cloned();
             return Ok(Some(match reply {
                 Some(r) => webhook_reply(&r),
                 None => accepted(execution_id, false),
@@ -199,7 +293,11 @@ async fn wait_for_response(state: &AppState, execution_id: &str, completion: tok
 }
 
 fn webhook_reply(r: &Value) -> Response {
-    let status = r.get("status").and_then(Value::as_u64).and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
+    let status = r
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::OK);
     let body = match r.get("body") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
@@ -208,7 +306,10 @@ fn webhook_reply(r: &Value) -> Response {
     let mut response = (status, body).into_response();
     if let Some(headers) = r.get("headers").and_then(Value::as_object) {
         for (k, v) in headers {
-            if let (Ok(name), Some(Ok(value))) = (HeaderName::from_bytes(k.as_bytes()), v.as_str().map(HeaderValue::from_str)) {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                v.as_str().map(HeaderValue::from_str),
+            ) {
                 response.headers_mut().insert(name, value);
             }
         }

@@ -11,6 +11,7 @@ mod status;
 
 pub use error::{ApiError, ApiResult};
 pub use hooks::HookLimits;
+pub use scenarios::trigger_key;
 
 use std::sync::Arc;
 
@@ -46,9 +47,27 @@ struct Inner {
 impl AppState {
     /// `token_sha256` is the hex SHA-256 of the API bearer token; `scheduler` is woken when
     /// scenarios change.
-    pub fn new(store: Store, queue: Queue, runner: Arc<Runner>, token_sha256: String, limits: HookLimits, scheduler: Option<Arc<Notify>>) -> Self {
+    pub fn new(
+        store: Store,
+        queue: Queue,
+        runner: Arc<Runner>,
+        token_sha256: String,
+        limits: HookLimits,
+        scheduler: Option<Arc<Notify>>,
+    ) -> Self {
         let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
-        AppState { inner: Arc::new(Inner { store, queue, runner, token_sha256, limits, limiter, scheduler, metrics: status::Metrics::default() }) }
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                runner,
+                token_sha256,
+                limits,
+                limiter,
+                scheduler,
+                metrics: status::Metrics::default(),
+            }),
+        }
     }
 
     fn store(&self) -> &Store {
@@ -71,18 +90,29 @@ pub fn token_hash(token: &str) -> String {
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/scenarios", post(scenarios::create).get(scenarios::list))
-        .route("/scenarios/{id}", get(scenarios::get).put(scenarios::update).delete(scenarios::delete))
+        .route(
+            "/scenarios/{id}",
+            get(scenarios::get)
+                .put(scenarios::update)
+                .delete(scenarios::delete),
+        )
         .route("/scenarios/{id}/activate", post(scenarios::activate))
         .route("/scenarios/{id}/deactivate", post(scenarios::deactivate))
         .route("/scenarios/{id}/run", post(scenarios::run_now))
         .route("/scenarios/{id}/hooks", get(scenarios::hooks))
-        .route("/scenarios/{id}/reset-trigger", post(scenarios::reset_trigger))
+        .route(
+            "/scenarios/{id}/reset-trigger",
+            post(scenarios::reset_trigger),
+        )
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/retry", post(executions::retry))
         .route("/incomplete", get(executions::list_incomplete))
         .route("/incomplete/{id}/retry", post(executions::retry_incomplete))
-        .route("/incomplete/{id}/resolve", post(executions::resolve_incomplete))
+        .route(
+            "/incomplete/{id}/resolve",
+            post(executions::resolve_incomplete),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)
@@ -93,16 +123,29 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = presented.is_some_and(|t| constant_time_eq(token_hash(t).as_bytes(), state.inner.token_sha256.as_bytes()));
+    let ok = presented.is_some_and(|t| {
+        constant_time_eq(
+            token_hash(t).as_bytes(),
+            state.inner.token_sha256.as_bytes(),
+        )
+    });
     if !ok {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` header is required"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        ));
     }
     Ok(next.run(request).await)
 }

@@ -23,8 +23,12 @@ fn compile(state: &AppState, text: &str) -> ApiResult<(scenario::Blueprint, Scen
     let invalid = |e: scenario::LoadError| {
         let problems = e.problems();
         let first = problems.first().cloned();
-        let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_scenario", format!("the scenario is invalid: {e}"))
-            .with_details(json!({"problems": problems}));
+        let mut error = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_scenario",
+            format!("the scenario is invalid: {e}"),
+        )
+        .with_details(json!({"problems": problems}));
         if let Some(p) = first.filter(|p| !p.path.is_empty()) {
             error = error.at(p.path);
         }
@@ -41,7 +45,9 @@ async fn sync_hooks(state: &AppState, id: &str, scenario: &Scenario) -> ApiResul
     let mut keep = Vec::new();
     if let Some(entry) = scenario.entry {
         let node = scenario.node(entry);
-        if matches!(node.kind, NodeKind::InputTrigger { .. }) && node.module == "gateway:CustomWebHook" {
+        if matches!(node.kind, NodeKind::InputTrigger { .. })
+            && node.module == "gateway:CustomWebHook"
+        {
             let hook = state.store().ensure_hook(id, node.id).await?;
             keep.push(node.id);
             hooks.push(json!({"module": node.id, "url": format!("/hooks/{hook}")}));
@@ -56,16 +62,27 @@ fn scenario_json(row: &ScenarioRow) -> Value {
            "createdAt": row.created_at, "updatedAt": row.updated_at})
 }
 
-pub async fn create(State(state): State<AppState>, body: String) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    body: String,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let (blueprint, compiled) = compile(&state, &body)?;
-    let (id, version) = state.store().create_scenario(&blueprint.name, &body).await?;
+    let (id, version) = state
+        .store()
+        .create_scenario(&blueprint.name, &body)
+        .await?;
     let hooks = sync_hooks(&state, &id, &compiled).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "version": version, "hooks": hooks}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "version": version, "hooks": hooks})),
+    ))
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let rows = state.store().list_scenarios().await?;
-    Ok(Json(json!({"scenarios": rows.iter().map(scenario_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"scenarios": rows.iter().map(scenario_json).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -86,7 +103,11 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     Ok(Json(out))
 }
 
-pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body: String) -> ApiResult<Json<Value>> {
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: String,
+) -> ApiResult<Json<Value>> {
     state.store().get_scenario(&id).await?;
     let (_, compiled) = compile(&state, &body)?;
     let version = state.store().update_scenario(&id, &body).await?;
@@ -95,39 +116,69 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body:
     Ok(Json(json!({"id": id, "version": version, "hooks": hooks})))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     state.store().delete_scenario(&id).await?;
     state.schedules_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn activate(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn activate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     state.store().set_active(&id, true).await?;
     state.schedules_changed();
     Ok(Json(scenario_json(&state.store().get_scenario(&id).await?)))
 }
 
-pub async fn deactivate(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn deactivate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     state.store().set_active(&id, false).await?;
     state.schedules_changed();
     Ok(Json(scenario_json(&state.store().get_scenario(&id).await?)))
 }
 
 /// Queues an execution now; the request body (JSON, optional) is the trigger's bundle.
-pub async fn run_now(State(state): State<AppState>, Path(id): Path<String>, body: String) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn run_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: String,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let row = state.store().get_scenario(&id).await?;
     let payload: Option<Value> = if body.trim().is_empty() {
         None
     } else {
-        Some(serde_json::from_str(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON (line {}, column {}): {e}", e.line(), e.column())))?)
+        Some(serde_json::from_str(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not JSON (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ))
+        })?)
     };
-    let new = NewExecution { scenario_id: &id, version: row.version, source: ExecutionSource::Manual, payload: payload.as_ref() };
+    let new = NewExecution {
+        scenario_id: &id,
+        version: row.version,
+        source: ExecutionSource::Manual,
+        payload: payload.as_ref(),
+    };
     let execution_id = state.store().create_execution(new).await?;
     state.inner.queue.enqueue(&execution_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"executionId": execution_id}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"executionId": execution_id})),
+    ))
 }
 
-pub async fn hooks(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn hooks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     state.store().get_scenario(&id).await?;
     let hooks: Vec<Value> = state
         .store()
@@ -139,11 +190,26 @@ pub async fn hooks(State(state): State<AppState>, Path(id): Path<String>) -> Api
     Ok(Json(json!({"hooks": hooks})))
 }
 
-pub async fn reset_trigger(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn reset_trigger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let row = state.store().get_scenario(&id).await?;
-    let scenario = match state.inner.runner.scenario(&id, row.version).await.map_err(|e| ApiError::internal("scenario", e))? {
+    let scenario = match state
+        .inner
+        .runner
+        .scenario(&id, row.version)
+        .await
+        .map_err(|e| ApiError::internal("scenario", e))?
+    {
         Ok(s) => s,
-        Err(problem) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_scenario", problem)),
+        Err(problem) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_scenario",
+                problem,
+            ));
+        }
     };
     let key = trigger_key(&scenario);
     let reset = state.store().reset_trigger_state(&id, &key).await?;

@@ -29,7 +29,10 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": "database unreachable"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+            )
         }
     }
 }
@@ -37,17 +40,34 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let counts = state.store().count_executions_by_status().await?;
     let mut out = String::new();
-    let _ = writeln!(out, "# HELP switchyard_executions Executions in the store by status.\n# TYPE switchyard_executions gauge");
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_executions Executions in the store by status.\n# TYPE switchyard_executions gauge"
+    );
     let mut queued = 0;
     for (status, n) in &counts {
-        let _ = writeln!(out, "switchyard_executions{{status=\"{}\"}} {n}", status.as_str());
+        let _ = writeln!(
+            out,
+            "switchyard_executions{{status=\"{}\"}} {n}",
+            status.as_str()
+        );
         if status.as_str() == "queued" {
             queued = *n;
         }
     }
-    let _ = writeln!(out, "# HELP switchyard_queue_depth Executions waiting for a worker.\n# TYPE switchyard_queue_depth gauge\nswitchyard_queue_depth {queued}");
-    let accepted = state.inner.metrics.webhooks_accepted.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP switchyard_webhooks_accepted_total Webhook deliveries accepted by this process.\n# TYPE switchyard_webhooks_accepted_total counter\nswitchyard_webhooks_accepted_total {accepted}");
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_queue_depth Executions waiting for a worker.\n# TYPE switchyard_queue_depth gauge\nswitchyard_queue_depth {queued}"
+    );
+    let accepted = state
+        .inner
+        .metrics
+        .webhooks_accepted
+        .load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_webhooks_accepted_total Webhook deliveries accepted by this process.\n# TYPE switchyard_webhooks_accepted_total counter\nswitchyard_webhooks_accepted_total {accepted}"
+    );
     let (count, sum_ms) = state.inner.runner.duration_totals();
     let _ = writeln!(
         out,

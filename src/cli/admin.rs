@@ -20,10 +20,16 @@ pub enum ScenariosCommand {
         id: Option<String>,
     },
     List,
-    Activate { id: String },
-    Deactivate { id: String },
+    Activate {
+        id: String,
+    },
+    Deactivate {
+        id: String,
+    },
     /// Forgets a polling trigger's cursor: the next run starts afresh.
-    ResetTrigger { id: String },
+    ResetTrigger {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -36,9 +42,13 @@ pub enum ExecutionsCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Queues a new execution with the same trigger payload.
-    Retry { id: String },
+    Retry {
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -51,7 +61,10 @@ pub struct AdminArgs {
 
 fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
     if json_out {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     } else {
         println!("{}", human());
     }
@@ -64,7 +77,11 @@ pub async fn scenarios(args: AdminArgs, command: ScenariosCommand) -> anyhow::Re
     result
 }
 
-async fn scenarios_on(store: &Store, json_out: bool, command: ScenariosCommand) -> anyhow::Result<()> {
+async fn scenarios_on(
+    store: &Store,
+    json_out: bool,
+    command: ScenariosCommand,
+) -> anyhow::Result<()> {
     match command {
         ScenariosCommand::Import { files, id } => {
             let registry = super::registry()?;
@@ -73,35 +90,71 @@ async fn scenarios_on(store: &Store, json_out: bool, command: ScenariosCommand) 
             }
             let mut out = Vec::new();
             for file in files {
-                let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-                let scenario = crate::scenario::load(&text, &registry).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                let scenario = crate::scenario::load(&text, &registry)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
                 let (sid, version) = match &id {
-                    Some(existing) => (existing.clone(), store.update_scenario(existing, &text).await?),
+                    Some(existing) => (
+                        existing.clone(),
+                        store.update_scenario(existing, &text).await?,
+                    ),
                     None => store.create_scenario(&scenario.name, &text).await?,
                 };
-                if let Some(entry) = scenario.entry.map(|ix| scenario.node(ix)).filter(|n| n.module == "gateway:CustomWebHook") {
+                if let Some(entry) = scenario
+                    .entry
+                    .map(|ix| scenario.node(ix))
+                    .filter(|n| n.module == "gateway:CustomWebHook")
+                {
                     store.ensure_hook(&sid, entry.id).await?;
                 }
-                out.push(json!({"file": file.display().to_string(), "id": sid, "version": version}));
+                out.push(
+                    json!({"file": file.display().to_string(), "id": sid, "version": version}),
+                );
             }
             print(json_out, &json!({"imported": out}), || {
-                out.iter().map(|o| format!("{} → scenario {} (version {})", o["file"].as_str().unwrap_or(""), o["id"].as_str().unwrap_or(""), o["version"])).collect::<Vec<_>>().join("\n")
+                out.iter()
+                    .map(|o| {
+                        format!(
+                            "{} → scenario {} (version {})",
+                            o["file"].as_str().unwrap_or(""),
+                            o["id"].as_str().unwrap_or(""),
+                            o["version"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         ScenariosCommand::List => {
             let rows = store.list_scenarios().await?;
             let value = json!({"scenarios": rows.iter().map(|r| json!({"id": r.id, "name": r.name, "version": r.version, "active": r.active})).collect::<Vec<_>>()});
             print(json_out, &value, || {
-                rows.iter().map(|r| format!("{}  v{}  {}  {}", r.id, r.version, if r.active { "active  " } else { "inactive" }, r.name)).collect::<Vec<_>>().join("\n")
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{}  v{}  {}  {}",
+                            r.id,
+                            r.version,
+                            if r.active { "active  " } else { "inactive" },
+                            r.name
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         ScenariosCommand::Activate { id } => {
             store.set_active(&id, true).await?;
-            print(json_out, &json!({"id": id, "active": true}), || format!("scenario {id} activated"));
+            print(json_out, &json!({"id": id, "active": true}), || {
+                format!("scenario {id} activated")
+            });
         }
         ScenariosCommand::Deactivate { id } => {
             store.set_active(&id, false).await?;
-            print(json_out, &json!({"id": id, "active": false}), || format!("scenario {id} deactivated"));
+            print(json_out, &json!({"id": id, "active": false}), || {
+                format!("scenario {id} deactivated")
+            });
         }
         ScenariosCommand::ResetTrigger { id } => {
             let row = store.get_scenario(&id).await?;
@@ -109,9 +162,17 @@ async fn scenarios_on(store: &Store, json_out: bool, command: ScenariosCommand) 
             let scenario = crate::scenario::load(&blueprint, &super::registry()?)?;
             let key = crate::api::trigger_key(&scenario);
             let reset = store.reset_trigger_state(&id, &key).await?;
-            print(json_out, &json!({"id": id, "trigger": key, "reset": reset}), || {
-                if reset { format!("trigger {key} of scenario {id} reset") } else { format!("trigger {key} of scenario {id} had no state") }
-            });
+            print(
+                json_out,
+                &json!({"id": id, "trigger": key, "reset": reset}),
+                || {
+                    if reset {
+                        format!("trigger {key} of scenario {id} reset")
+                    } else {
+                        format!("trigger {key} of scenario {id} had no state")
+                    }
+                },
+            );
         }
     }
     Ok(())
@@ -124,39 +185,93 @@ pub async fn executions(args: AdminArgs, command: ExecutionsCommand) -> anyhow::
     result
 }
 
-async fn executions_on(store: &Store, json_out: bool, command: ExecutionsCommand) -> anyhow::Result<()> {
+async fn executions_on(
+    store: &Store,
+    json_out: bool,
+    command: ExecutionsCommand,
+) -> anyhow::Result<()> {
     match command {
-        ExecutionsCommand::List { scenario, status, limit } => {
-            let status = status.as_deref().map(ExecutionStatus::from_str).transpose().map_err(|e| anyhow::anyhow!("--status: {e}"))?;
-            let rows = store.list_executions(&ExecutionFilter { scenario_id: scenario, status, limit, before: None }).await?;
+        ExecutionsCommand::List {
+            scenario,
+            status,
+            limit,
+        } => {
+            let status = status
+                .as_deref()
+                .map(ExecutionStatus::from_str)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--status: {e}"))?;
+            let rows = store
+                .list_executions(&ExecutionFilter {
+                    scenario_id: scenario,
+                    status,
+                    limit,
+                    before: None,
+                })
+                .await?;
             let value = json!({"executions": rows.iter().map(|e| json!({"id": e.id, "scenarioId": e.scenario_id, "status": e.status.as_str(), "operations": e.operations, "createdAt": e.created_at})).collect::<Vec<_>>()});
             print(json_out, &value, || {
-                rows.iter().map(|e| format!("{}  {:<10}  {:>5} ops  scenario {}", e.id, e.status.as_str(), e.operations, e.scenario_id)).collect::<Vec<_>>().join("\n")
+                rows.iter()
+                    .map(|e| {
+                        format!(
+                            "{}  {:<10}  {:>5} ops  scenario {}",
+                            e.id,
+                            e.status.as_str(),
+                            e.operations,
+                            e.scenario_id
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         ExecutionsCommand::Show { id } => {
             let e = store.get_execution(&id).await?;
-            let log: Vec<Value> = store.module_data(&id).await?.into_iter().map(|m| json!({"module": m.module_id, "output": m.output})).collect();
+            let log: Vec<Value> = store
+                .module_data(&id)
+                .await?
+                .into_iter()
+                .map(|m| json!({"module": m.module_id, "output": m.output}))
+                .collect();
             let value = json!({"id": e.id, "scenarioId": e.scenario_id, "version": e.version, "status": e.status.as_str(),
                 "operations": e.operations, "cycles": e.cycles, "log": log, "error": e.error, "createdAt": e.created_at,
                 "startedAt": e.started_at, "finishedAt": e.finished_at});
             print(json_out, &value, || {
-                let mut s = format!("execution {} of scenario {} (v{}): {} · {} operations · {} cycles", e.id, e.scenario_id, e.version, e.status.as_str(), e.operations, e.cycles);
+                let mut s = format!(
+                    "execution {} of scenario {} (v{}): {} · {} operations · {} cycles",
+                    e.id,
+                    e.scenario_id,
+                    e.version,
+                    e.status.as_str(),
+                    e.operations,
+                    e.cycles
+                );
                 if let Some(err) = &e.error {
                     s.push_str(&format!("\nerror: {err}"));
                 }
-                s.push_str(&format!("\n{} output bundles stored", value["log"].as_array().map_or(0, Vec::len)));
+                s.push_str(&format!(
+                    "\n{} output bundles stored",
+                    value["log"].as_array().map_or(0, Vec::len)
+                ));
                 s
             });
         }
         ExecutionsCommand::Retry { id } => {
             let e = store.get_execution(&id).await?;
             let row = store.get_scenario(&e.scenario_id).await?;
-            let new = NewExecution { scenario_id: &e.scenario_id, version: row.version, source: ExecutionSource::Retry, payload: e.payload.as_ref() };
+            let new = NewExecution {
+                scenario_id: &e.scenario_id,
+                version: row.version,
+                source: ExecutionSource::Retry,
+                payload: e.payload.as_ref(),
+            };
             let execution_id = store.create_execution(new).await?;
-            let queue = crate::queue::Queue::open(store, crate::queue::QueueOptions::default()).await?;
+            let queue =
+                crate::queue::Queue::open(store, crate::queue::QueueOptions::default()).await?;
             queue.enqueue(&execution_id).await?;
-            print(json_out, &json!({"executionId": execution_id}), || format!("queued execution {execution_id}"));
+            print(json_out, &json!({"executionId": execution_id}), || {
+                format!("queued execution {execution_id}")
+            });
         }
     }
     Ok(())

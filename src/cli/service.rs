@@ -81,23 +81,35 @@ pub struct ServeArgs {
 }
 
 fn queue_options(heartbeat: u64) -> QueueOptions {
-    QueueOptions { heartbeat: Duration::from_secs(heartbeat.max(1)), ..QueueOptions::default() }
+    QueueOptions {
+        heartbeat: Duration::from_secs(heartbeat.max(1)),
+        ..QueueOptions::default()
+    }
 }
 
 fn runner(store: &Store, heartbeat: u64) -> anyhow::Result<Arc<Runner>> {
     let registry = Arc::new(super::registry()?);
-    let options = RunnerOptions { heartbeat: Duration::from_secs(heartbeat.max(1)), ..RunnerOptions::default() };
-    Ok(Arc::new(Runner::new(store.clone(), registry, options, Completions::default())))
+    let options = RunnerOptions {
+        heartbeat: Duration::from_secs(heartbeat.max(1)),
+        ..RunnerOptions::default()
+    };
+    Ok(Arc::new(Runner::new(
+        store.clone(),
+        registry,
+        options,
+        Completions::default(),
+    )))
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -133,7 +145,10 @@ async fn import_scenarios(store: &Store, dir: &std::path::Path) -> anyhow::Resul
         return Ok(());
     }
     let registry = super::registry()?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file)?;
@@ -158,18 +173,38 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let requeued = queue.requeue_orphans(&store, Duration::ZERO).await?;
     if requeued > 0 {
-        tracing::info!(requeued, "queued executions found at start-up were pushed again");
+        tracing::info!(
+            requeued,
+            "queued executions found at start-up were pushed again"
+        );
     }
-    let scheduler = Scheduler::new(store.clone(), queue.clone(), runner.clone(), args.min_interval_seconds);
+    let scheduler = Scheduler::new(
+        store.clone(),
+        queue.clone(),
+        runner.clone(),
+        args.min_interval_seconds,
+    );
     let notifier = scheduler.notifier();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.run());
     tasks.spawn(sweep_orphans(store.clone(), queue.clone()));
-    tasks.spawn(maintain(store.clone(), args.keep_executions_days, args.keep_executions));
+    tasks.spawn(maintain(
+        store.clone(),
+        args.keep_executions_days,
+        args.keep_executions,
+    ));
     if !args.no_workers {
         let (queue, runner, concurrency) = (queue.clone(), runner.clone(), args.worker.concurrency);
         tasks.spawn(async move {
-            if let Err(e) = queue.work(&format!("serve-{}", std::process::id()), runner, concurrency, shutdown_signal()).await {
+            if let Err(e) = queue
+                .work(
+                    &format!("serve-{}", std::process::id()),
+                    runner,
+                    concurrency,
+                    shutdown_signal(),
+                )
+                .await
+            {
                 tracing::error!(error = %e, "workers stopped");
             }
         });
@@ -180,11 +215,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_window: Duration::from_secs(10),
         respond_timeout: Duration::from_secs(args.respond_timeout_seconds),
     };
-    let state = AppState::new(store.clone(), queue, runner, token_hash, limits, Some(notifier));
+    let state = AppState::new(
+        store.clone(),
+        queue,
+        runner,
+        token_hash,
+        limits,
+        Some(notifier),
+    );
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("switchyard listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, api::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tasks.abort_all();
     store.close().await;
     Ok(())
@@ -194,8 +238,19 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let store = args.db.open().await?;
     let queue = Queue::open(&store, queue_options(args.heartbeat_seconds)).await?;
     let runner = runner(&store, args.heartbeat_seconds)?;
-    eprintln!("switchyard worker {} running {} at a time", std::process::id(), args.concurrency);
-    queue.work(&format!("worker-{}", std::process::id()), runner, args.concurrency, shutdown_signal()).await?;
+    eprintln!(
+        "switchyard worker {} running {} at a time",
+        std::process::id(),
+        args.concurrency
+    );
+    queue
+        .work(
+            &format!("worker-{}", std::process::id()),
+            runner,
+            args.concurrency,
+            shutdown_signal(),
+        )
+        .await?;
     store.close().await;
     Ok(())
 }

@@ -220,13 +220,25 @@ impl<'s> Execution<'s> {
 
     async fn resume(&mut self, resume: Resume) {
         let Some(&ix) = self.scenario.by_id.get(&resume.module) else {
-            let message = format!("module {} no longer exists in this scenario version", resume.module);
-            let error = ReportError { module: resume.module, name: ErrorKind::InconsistencyError.name().into(), message, details: None };
+            let message = format!(
+                "module {} no longer exists in this scenario version",
+                resume.module
+            );
+            let error = ReportError {
+                module: resume.module,
+                name: ErrorKind::InconsistencyError.name().into(),
+                message,
+                details: None,
+            };
             self.stop = Some(Stop::Rollback(error));
             return;
         };
         self.cycles = 1;
-        self.stack.push(Work::Run { node: ix, ancestry: Ancestry::from_map(&resume.bundle), filtered: true });
+        self.stack.push(Work::Run {
+            node: ix,
+            ancestry: Ancestry::from_map(&resume.bundle),
+            filtered: true,
+        });
         self.drain().await;
     }
 

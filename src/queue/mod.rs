@@ -36,11 +36,16 @@ pub enum QueueError {
     #[error("job queue database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("could not queue execution {execution_id}: {message}")]
-    Push { execution_id: String, message: String },
+    Push {
+        execution_id: String,
+        message: String,
+    },
     #[error("worker stopped: {0}")]
     Worker(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("could not set up the job queue's tables: {0}")]
+    Setup(String),
 }
 
 /// How workers poll and when they give a dead worker's jobs away.
@@ -85,8 +90,13 @@ impl Queue {
             StorePool::Sqlite(pool) => {
                 // apalis's setup switches its connection to `synchronous = OFF`; give it a
                 // connection of its own so the store's connections keep `NORMAL`.
-                let setup = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with((*pool.connect_options()).clone()).await?;
-                SqliteStorage::setup(&setup).await?;
+                let setup = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with((*pool.connect_options()).clone())
+                    .await?;
+                SqliteStorage::setup(&setup)
+                    .await
+                    .map_err(|e| QueueError::Setup(e.to_string()))?;
                 setup.close().await;
                 let config = apalis_sqlite::Config::default()
                     .queue(QUEUE)
@@ -95,7 +105,9 @@ impl Queue {
                 Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
             }
             StorePool::Postgres(pool) => {
-                PostgresStorage::setup(pool).await?;
+                PostgresStorage::setup(pool)
+                    .await
+                    .map_err(|e| QueueError::Setup(e.to_string()))?;
                 let config = apalis_postgres::Config::default()
                     .queue(QUEUE)
                     .heartbeat_interval(options.heartbeat)
@@ -109,10 +121,12 @@ impl Queue {
     /// Queues an execution. Pushing the same execution twice is harmless: the execution id
     /// is the job's idempotency key.
     pub async fn enqueue(&self, execution_id: &str) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(ExecutionJob { execution_id: execution_id.to_string() })
-            .idempotency_key(execution_id)
-            .max_attempts(self.options.max_attempts)
-            .build();
+        let task = TaskBuilder::new(ExecutionJob {
+            execution_id: execution_id.to_string(),
+        })
+        .idempotency_key(execution_id)
+        .max_attempts(self.options.max_attempts)
+        .build();
         let pushed = match &self.backend {
             Backend::Sqlite(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
             Backend::Postgres(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
@@ -122,18 +136,31 @@ impl Queue {
             // PostgreSQL reports a repeated idempotency key as a unique violation: the job
             // is already queued, which is what was asked.
             Err(message) if message.contains("23505") || message.contains("idempotency") => Ok(()),
-            Err(message) => Err(QueueError::Push { execution_id: execution_id.to_string(), message }),
+            Err(message) => Err(QueueError::Push {
+                execution_id: execution_id.to_string(),
+                message,
+            }),
         }
     }
 
-    /// Pushes every execution still `queued` after `older_than`: those whose push was lost
-    /// to a crash between the store commit and the queue insert.
-    pub async fn requeue_orphans(&self, store: &Store, older_than: Duration) -> Result<usize, QueueError> {
-        let ids = store.queued_executions_before(crate::store::now_ms() - older_than.as_millis() as i64, 10_000).await?;
-        for id in &ids {
-            self.enqueue(id).await?;
+    /// Pushes every execution still `queued` (or `running` without heartbeats) after
+    /// `older_than`: those whose push was lost to a crash between the store commit and the
+    /// queue insert. Executions whose job exists are not duplicated (idempotency key).
+    pub async fn requeue_orphans(
+        &self,
+        store: &Store,
+        older_than: Duration,
+    ) -> Result<usize, QueueError> {
+        let stale = store
+            .stale_executions(
+                crate::store::now_ms() - older_than.as_millis() as i64,
+                10_000,
+            )
+            .await?;
+        for execution in &stale {
+            self.enqueue(&execution.id).await?;
         }
-        Ok(ids.len())
+        Ok(stale.len())
     }
 
     /// Runs `concurrency` executions at a time from the queue until `shutdown` resolves.
@@ -145,30 +172,37 @@ impl Queue {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), QueueError> {
         let concurrency = concurrency.max(1);
+        let name = name.to_string();
+        let signal = async move {
+            shutdown.await;
+            Ok(())
+        };
         let result = match &self.backend {
             Backend::Sqlite(storage) => {
-                let worker = WorkerBuilder::new(name)
-                    .backend(storage.clone().poll_with_interval(self.options.poll_interval))
-                    .data(runner)
-                    .concurrency(concurrency)
-                    .build(handle);
-                Monitor::new().register(move |_| worker).run_with_signal(async move {
-                    shutdown.await;
-                    Ok(())
-                })
-                .await
+                let (storage, interval) = (storage.clone(), self.options.poll_interval);
+                Monitor::new()
+                    .register(move |_| {
+                        WorkerBuilder::new(name.as_str())
+                            .backend(storage.clone().poll_with_interval(interval))
+                            .data(runner.clone())
+                            .concurrency(concurrency)
+                            .build(handle)
+                    })
+                    .run_with_signal(signal)
+                    .await
             }
             Backend::Postgres(storage) => {
-                let worker = WorkerBuilder::new(name)
-                    .backend(storage.clone().with_pubsub())
-                    .data(runner)
-                    .concurrency(concurrency)
-                    .build(handle);
-                Monitor::new().register(move |_| worker).run_with_signal(async move {
-                    shutdown.await;
-                    Ok(())
-                })
-                .await
+                let storage = storage.clone();
+                Monitor::new()
+                    .register(move |_| {
+                        WorkerBuilder::new(name.as_str())
+                            .backend(storage.clone().with_pubsub())
+                            .data(runner.clone())
+                            .concurrency(concurrency)
+                            .build(handle)
+                    })
+                    .run_with_signal(signal)
+                    .await
             }
         };
         result.map_err(|e| QueueError::Worker(e.to_string()))
@@ -176,5 +210,8 @@ impl Queue {
 }
 
 async fn handle(job: ExecutionJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {
-    runner.execute(&job.execution_id).await.map_err(|e| Box::new(e) as BoxDynError)
+    runner
+        .execute(&job.execution_id)
+        .await
+        .map_err(|e| Box::new(e) as BoxDynError)
 }

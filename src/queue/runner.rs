@@ -13,7 +13,9 @@ use tokio::sync::oneshot;
 use crate::engine::module::Registry;
 use crate::engine::{self, Report, Resume, RunInput, Status};
 use crate::scenario::{self, Scenario};
-use crate::store::{ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError};
+use crate::store::{
+    ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError,
+};
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
 /// it is a finished execution with status `error`).
@@ -35,7 +37,11 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        RunnerOptions { worker_id: format!("worker-{}", std::process::id()), module_data_cap: 64 * 1024, heartbeat: Duration::from_secs(5) }
+        RunnerOptions {
+            worker_id: format!("worker-{}", std::process::id()),
+            module_data_cap: 64 * 1024,
+            heartbeat: Duration::from_secs(5),
+        }
     }
 }
 
@@ -83,7 +89,12 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(store: Store, registry: Arc<dyn Registry>, options: RunnerOptions, completions: Completions) -> Runner {
+    pub fn new(
+        store: Store,
+        registry: Arc<dyn Registry>,
+        options: RunnerOptions,
+        completions: Completions,
+    ) -> Runner {
         Runner {
             store,
             registry,
@@ -106,11 +117,18 @@ impl Runner {
 
     /// Executions run by this process and the milliseconds they took in all.
     pub fn duration_totals(&self) -> (u64, u64) {
-        (self.executions_run.load(Ordering::Relaxed), self.run_millis.load(Ordering::Relaxed))
+        (
+            self.executions_run.load(Ordering::Relaxed),
+            self.run_millis.load(Ordering::Relaxed),
+        )
     }
 
     /// The compiled scenario at `version`, compiled once per process.
-    pub async fn scenario(&self, id: &str, version: u32) -> Result<Result<Arc<Scenario>, String>, RunnerError> {
+    pub async fn scenario(
+        &self,
+        id: &str,
+        version: u32,
+    ) -> Result<Result<Arc<Scenario>, String>, RunnerError> {
         let key = (id.to_string(), version);
         if let Some(s) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(Ok(s));
@@ -130,7 +148,13 @@ impl Runner {
 
     /// Runs execution `id` if it is still to be run; a finished one is left alone.
     pub async fn execute(&self, id: &str) -> Result<(), RunnerError> {
-        let Some(peek) = self.store.get_execution(id).await.map(Some).or_else(|e| if e.is_not_found() { Ok(None) } else { Err(e) })? else {
+        let Some(peek) = self
+            .store
+            .get_execution(id)
+            .await
+            .map(Some)
+            .or_else(|e| if e.is_not_found() { Ok(None) } else { Err(e) })?
+        else {
             return Ok(());
         };
         if peek.status.is_terminal() {
@@ -140,9 +164,21 @@ impl Runner {
         let scenario = match self.scenario(&peek.scenario_id, peek.version).await? {
             Ok(s) => s,
             Err(problem) => {
-                let error = serde_json::json!({"name": "InvalidConfigurationError", "message": problem});
-                if self.store.claim_execution(id, &self.options.worker_id).await?.is_some() {
-                    let outcome = ExecutionOutcome { status: FinalStatus::Error, operations: 0, cycles: 0, report: None, error: Some(&error) };
+                let error =
+                    serde_json::json!({"name": "InvalidConfigurationError", "message": problem});
+                if self
+                    .store
+                    .claim_execution(id, &self.options.worker_id)
+                    .await?
+                    .is_some()
+                {
+                    let outcome = ExecutionOutcome {
+                        status: FinalStatus::Error,
+                        operations: 0,
+                        cycles: 0,
+                        report: None,
+                        error: Some(&error),
+                    };
                     self.store.finish_execution(id, outcome).await?;
                 }
                 self.completions.notify(id);
@@ -159,29 +195,56 @@ impl Runner {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let Some(execution) = self.store.claim_execution(id, &self.options.worker_id).await? else {
+        let Some(execution) = self
+            .store
+            .claim_execution(id, &self.options.worker_id)
+            .await?
+        else {
             self.completions.notify(id);
             return Ok(());
         };
         let (bundles, resume, incomplete_id) = match execution.payload {
             None | Some(Value::Null) => (Vec::new(), None, None),
-            Some(payload) if execution.source == ExecutionSource::Retry && payload.get("resume").is_some() => {
+            Some(payload)
+                if execution.source == ExecutionSource::Retry
+                    && payload.get("resume").is_some() =>
+            {
                 let r = &payload["resume"];
                 let module = r.get("module").and_then(Value::as_u64).unwrap_or(0) as u32;
-                let bundle = r.get("bundle").and_then(Value::as_object).cloned().unwrap_or_default();
-                let incomplete = r.get("incomplete").and_then(Value::as_str).map(str::to_string);
+                let bundle = r
+                    .get("bundle")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let incomplete = r
+                    .get("incomplete")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 (Vec::new(), Some(Resume { module, bundle }), incomplete)
             }
             Some(payload) => (vec![payload], None, None),
         };
-        let input = RunInput { bundles, execution_id: id.to_string(), resume, ..RunInput::default() };
+        let input = RunInput {
+            bundles,
+            execution_id: id.to_string(),
+            resume,
+            ..RunInput::default()
+        };
         let heartbeat = self.spawn_heartbeat(id);
         let started = std::time::Instant::now();
         let report = engine::run(&scenario, input).await;
         heartbeat.abort();
         self.executions_run.fetch_add(1, Ordering::Relaxed);
-        self.run_millis.fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.record(&execution.scenario_id, execution.version, id, &scenario, &report).await?;
+        self.run_millis
+            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.record(
+            &execution.scenario_id,
+            execution.version,
+            id,
+            &scenario,
+            &report,
+        )
+        .await?;
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
             self.store.resolve_incomplete(&incomplete).await?;
         }
@@ -190,7 +253,12 @@ impl Runner {
     }
 
     fn spawn_heartbeat(&self, id: &str) -> tokio::task::JoinHandle<()> {
-        let (store, id, worker, every) = (self.store.clone(), id.to_string(), self.options.worker_id.clone(), self.options.heartbeat);
+        let (store, id, worker, every) = (
+            self.store.clone(),
+            id.to_string(),
+            self.options.worker_id.clone(),
+            self.options.heartbeat,
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -203,10 +271,26 @@ impl Runner {
         })
     }
 
-    async fn record(&self, scenario_id: &str, version: u32, id: &str, scenario: &Scenario, report: &Report) -> Result<(), RunnerError> {
+    async fn record(
+        &self,
+        scenario_id: &str,
+        version: u32,
+        id: &str,
+        scenario: &Scenario,
+        report: &Report,
+    ) -> Result<(), RunnerError> {
         if !scenario.settings.confidential {
-            let entries: Vec<ModuleEntry<'_>> = report.log.iter().map(|e| ModuleEntry { module_id: e.module, output: &e.output }).collect();
-            self.store.append_module_data(id, &entries, self.options.module_data_cap).await?;
+            let entries: Vec<ModuleEntry<'_>> = report
+                .log
+                .iter()
+                .map(|e| ModuleEntry {
+                    module_id: e.module,
+                    output: &e.output,
+                })
+                .collect();
+            self.store
+                .append_module_data(id, &entries, self.options.module_data_cap)
+                .await?;
         }
         for parked in &report.incomplete {
             let bundle = Value::Object(parked.bundle.clone());
@@ -233,8 +317,17 @@ impl Runner {
         if let Some(map) = json.as_object_mut() {
             map.remove("log");
         }
-        let error = report.error.as_ref().map(|e| serde_json::to_value(e).unwrap_or(Value::Null));
-        let outcome = ExecutionOutcome { status, operations: report.operations, cycles: report.cycles, report: Some(&json), error: error.as_ref() };
+        let error = report
+            .error
+            .as_ref()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null));
+        let outcome = ExecutionOutcome {
+            status,
+            operations: report.operations,
+            cycles: report.cycles,
+            report: Some(&json),
+            error: error.as_ref(),
+        };
         self.store.finish_execution(id, outcome).await?;
         Ok(())
     }

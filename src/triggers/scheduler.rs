@@ -29,7 +29,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(store: Store, queue: Queue, runner: Arc<Runner>, min_interval: u64) -> Scheduler {
-        Scheduler { store, queue, runner, min_interval, changed: Arc::new(Notify::new()) }
+        Scheduler {
+            store,
+            queue,
+            runner,
+            min_interval,
+            changed: Arc::new(Notify::new()),
+        }
     }
 
     /// Wakes the loop (a scenario was activated, edited or deactivated).
@@ -41,7 +47,10 @@ impl Scheduler {
     pub async fn run(self) {
         loop {
             let wait = match self.tick(Utc::now()).await {
-                Ok(next) => next.map(|at| (at - Utc::now()).to_std().unwrap_or_default()).unwrap_or(MAX_SLEEP).min(MAX_SLEEP),
+                Ok(next) => next
+                    .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                    .unwrap_or(MAX_SLEEP)
+                    .min(MAX_SLEEP),
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler pass failed");
                     Duration::from_secs(1)
@@ -55,22 +64,37 @@ impl Scheduler {
     }
 
     /// One pass: queues every due occurrence; returns the earliest future one.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, crate::queue::QueueError> {
+    pub async fn tick(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, crate::queue::QueueError> {
         let mut earliest: Option<DateTime<Utc>> = None;
         for row in self.store.list_scenarios().await? {
             if !row.active {
                 continue;
             }
-            let Ok(Ok(scenario)) = self.runner.scenario(&row.id, row.version).await else { continue };
-            let Some(spec) = &scenario.scheduling else { continue };
-            let Ok(mut schedule) = Schedule::new(spec) else { continue };
+            let Ok(Ok(scenario)) = self.runner.scenario(&row.id, row.version).await else {
+                continue;
+            };
+            let Some(spec) = &scenario.scheduling else {
+                continue;
+            };
+            let Ok(mut schedule) = Schedule::new(spec) else {
+                continue;
+            };
             schedule.min_interval = self.min_interval;
             if !schedule.is_timed() {
                 continue;
             }
             let anchor = DateTime::<Utc>::from_timestamp_millis(row.updated_at).unwrap_or(now);
-            let last = self.store.last_tick(&row.id).await?.and_then(DateTime::<Utc>::from_timestamp_millis);
-            let Some(mut next) = schedule.next_after(last.unwrap_or(anchor), anchor) else { continue };
+            let last = self
+                .store
+                .last_tick(&row.id)
+                .await?
+                .and_then(DateTime::<Utc>::from_timestamp_millis);
+            let Some(mut next) = schedule.next_after(last.unwrap_or(anchor), anchor) else {
+                continue;
+            };
             if next <= now {
                 // Collapse missed occurrences into the latest one that is due.
                 let mut due = next;
@@ -80,7 +104,10 @@ impl Scheduler {
                         _ => break,
                     }
                 }
-                let claimed = self.store.claim_tick_execution(&row.id, row.version, due.timestamp_millis(), None).await?;
+                let claimed = self
+                    .store
+                    .claim_tick_execution(&row.id, row.version, due.timestamp_millis(), None)
+                    .await?;
                 if let Some(execution_id) = claimed {
                     tracing::info!(scenario = %row.id, tick = %due, "scheduled run queued");
                     self.queue.enqueue(&execution_id).await?;

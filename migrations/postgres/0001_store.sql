@@ -1,0 +1,134 @@
+-- The durable store (src/store/), PostgreSQL dialect. migrations/sqlite/0001_store.sql is the
+-- same schema for SQLite: keep the two files in step.
+--
+-- Conventions shared by both dialects:
+-- - ids are lowercase hex generated in Rust (32 chars; hook ids 64 chars);
+-- - timestamps are UTC milliseconds since the Unix epoch (BIGINT here, INTEGER there);
+-- - JSON documents are JSONB here and TEXT there; scenario blueprints are TEXT on both, kept
+--   byte for byte as submitted;
+-- - flags are BOOLEAN here and INTEGER 0/1 there.
+-- Every integer is BIGINT so that reads decode to i64 on both dialects.
+
+CREATE TABLE scenarios (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    version     BIGINT  NOT NULL CHECK (version >= 1),
+    active      BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at  BIGINT  NOT NULL,
+    updated_at  BIGINT  NOT NULL
+);
+
+CREATE TABLE scenario_versions (
+    scenario_id TEXT    NOT NULL REFERENCES scenarios (id) ON DELETE CASCADE,
+    version     BIGINT  NOT NULL CHECK (version >= 1),
+    blueprint   TEXT    NOT NULL,
+    created_at  BIGINT  NOT NULL,
+    PRIMARY KEY (scenario_id, version)
+);
+
+-- A webhook endpoint: one per (scenario, trigger module), kept across edits so its URL never
+-- changes. `active` is false when the module left the scenario; the hook also stops when the
+-- scenario is inactive (the store joins the two).
+CREATE TABLE hooks (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    scenario_id TEXT    NOT NULL REFERENCES scenarios (id) ON DELETE CASCADE,
+    module_id   BIGINT  NOT NULL,
+    active      BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at  BIGINT  NOT NULL,
+    UNIQUE (scenario_id, module_id)
+);
+
+CREATE TABLE executions (
+    id           TEXT   NOT NULL PRIMARY KEY,
+    scenario_id  TEXT   NOT NULL,
+    version      BIGINT NOT NULL,
+    status       TEXT   NOT NULL
+                 CHECK (status IN ('queued', 'running', 'success', 'error', 'incomplete')),
+    source       TEXT   NOT NULL CHECK (source IN ('webhook', 'schedule', 'manual', 'retry')),
+    payload      JSONB,
+    operations   BIGINT NOT NULL DEFAULT 0,
+    cycles       BIGINT NOT NULL DEFAULT 0,
+    report       JSONB,
+    error        JSONB,
+    attempt      BIGINT NOT NULL DEFAULT 0,
+    worker_id    TEXT,
+    created_at   BIGINT NOT NULL,
+    started_at   BIGINT,
+    heartbeat_at BIGINT,
+    finished_at  BIGINT,
+    FOREIGN KEY (scenario_id, version)
+        REFERENCES scenario_versions (scenario_id, version) ON DELETE CASCADE
+);
+CREATE INDEX executions_scenario_created ON executions (scenario_id, created_at, id);
+CREATE INDEX executions_created ON executions (created_at, id);
+CREATE INDEX executions_status_created ON executions (status, created_at, id);
+CREATE INDEX executions_finished ON executions (finished_at);
+
+CREATE TABLE execution_modules (
+    execution_id TEXT    NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    seq          BIGINT  NOT NULL,
+    module_id    BIGINT  NOT NULL,
+    output       JSONB   NOT NULL,
+    truncated    BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (execution_id, seq)
+);
+
+-- Keyed webhook deliveries, for duplicate detection. They go with their execution, so a key
+-- is remembered as long as the execution is retained.
+CREATE TABLE webhook_deliveries (
+    hook_id      TEXT   NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+    dedupe_key   TEXT   NOT NULL,
+    execution_id TEXT   NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    received_at  BIGINT NOT NULL,
+    PRIMARY KEY (hook_id, dedupe_key)
+);
+CREATE INDEX webhook_deliveries_execution ON webhook_deliveries (execution_id);
+
+-- Polling cursors, keyed by a stable trigger identity rather than the scenario version.
+CREATE TABLE trigger_state (
+    scenario_id TEXT   NOT NULL REFERENCES scenarios (id) ON DELETE CASCADE,
+    trigger_key TEXT   NOT NULL,
+    cursor      JSONB,
+    seen_ids    JSONB  NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (scenario_id, trigger_key)
+);
+
+CREATE TABLE incomplete_executions (
+    id              TEXT   NOT NULL PRIMARY KEY,
+    execution_id    TEXT   NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    scenario_id     TEXT   NOT NULL,
+    version         BIGINT NOT NULL,
+    module_id       BIGINT NOT NULL,
+    bundle          JSONB  NOT NULL,
+    error           JSONB,
+    retry           JSONB,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    status          TEXT   NOT NULL CHECK (status IN ('pending', 'resolved', 'failed')),
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    FOREIGN KEY (scenario_id, version)
+        REFERENCES scenario_versions (scenario_id, version) ON DELETE CASCADE
+);
+CREATE INDEX incomplete_due ON incomplete_executions (status, next_attempt_at);
+CREATE INDEX incomplete_scenario ON incomplete_executions (scenario_id, created_at, id);
+CREATE INDEX incomplete_execution ON incomplete_executions (execution_id);
+
+-- One row per schedule occurrence that some scheduler claimed; the primary key makes the
+-- claim exclusive across processes.
+CREATE TABLE schedule_ticks (
+    scenario_id  TEXT   NOT NULL REFERENCES scenarios (id) ON DELETE CASCADE,
+    tick_at      BIGINT NOT NULL,
+    execution_id TEXT   REFERENCES executions (id) ON DELETE SET NULL,
+    claimed_at   BIGINT NOT NULL,
+    PRIMARY KEY (scenario_id, tick_at)
+);
+CREATE INDEX schedule_ticks_tick ON schedule_ticks (tick_at);
+CREATE INDEX schedule_ticks_execution ON schedule_ticks (execution_id);
+
+CREATE TABLE api_tokens (
+    id         TEXT   NOT NULL PRIMARY KEY,
+    hash       TEXT   NOT NULL,
+    created_at BIGINT NOT NULL
+);

@@ -1,0 +1,451 @@
+//! The durable store: scenarios and their versions, webhook endpoints and deliveries,
+//! executions with their per-module data, polling cursors, incomplete executions, schedule
+//! ticks, the API token, retention. One API, the same behaviour on SQLite and PostgreSQL.
+//!
+//! # Layout
+//! - this file: [`Store`], opening and migrating a database, the backend switch;
+//! - `error.rs`: [`StoreError`];
+//! - `types.rs`: the typed rows and enums the rest of the system reads;
+//! - `json.rs`: how JSON documents are written (TEXT on SQLite, JSONB on PostgreSQL);
+//! - `migrate.rs`: the embedded migrations (`migrations/{sqlite,postgres}/`);
+//! - `scenarios.rs`: scenarios, versions, hooks;
+//! - `executions.rs`: executions, per-module data, webhook deliveries;
+//! - `triggers.rs`: trigger state, schedule ticks, incomplete executions;
+//! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token.
+//!
+//! # Invariants
+//! - **Only this module knows which database it is on.** Queries are runtime `sqlx::query`
+//!   calls (never the `query!` macros, see `shared/reference/rust-stack.md`) written once with
+//!   `$N` placeholders, which both drivers accept, and run through [`on_pool!`], which expands
+//!   the same code for each pool type. Where the dialects differ (row locks), the
+//!   [`Dialect`] trait says so.
+//! - **Ids are generated in Rust**: 128 random bits as 32 lowercase hex characters
+//!   (UUID v4, simple form); hook ids, which are bearer secrets in a URL, have 256 bits.
+//!   A lookup with a string that cannot be an id answers "not found" without a query.
+//! - **Time is UTC milliseconds** in `BIGINT`/`INTEGER` columns, identical on both dialects.
+//! - **State changes are compare-and-set.** A finished execution is never touched again, a
+//!   schedule tick is claimed once, a webhook key accepted once — whichever process races.
+//! - **Errors carry no secrets and no payloads**: ids and reasons only, never a hook id,
+//!   a connection URL or a bundle.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$store`: the same tokens are
+/// compiled once for SQLite and once for PostgreSQL, so one query text serves both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.pool() {
+            $crate::store::StorePool::Sqlite($pool) => $body,
+            $crate::store::StorePool::Postgres($pool) => $body,
+        }
+    };
+}
+
+mod error;
+mod executions;
+mod json;
+mod maintenance;
+mod migrate;
+mod scenarios;
+mod ticks;
+mod triggers;
+mod types;
+
+pub use error::StoreError;
+pub use types::*;
+
+/// Shorthand for results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The file [`Store::open_sqlite`] creates inside its directory.
+pub const SQLITE_FILE_NAME: &str = "switchyard.db";
+
+/// How long a SQLite connection waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The durable store. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: StorePool,
+}
+
+/// The connection pool behind a [`Store`], exposed so that the job queue (apalis) can share
+/// the database.
+#[derive(Clone)]
+pub enum StorePool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which database a [`Store`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+impl fmt::Debug for Store {
+    /// Names the backend only: connection options hold credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/switchyard.db` in WAL mode and applies migrations.
+    ///
+    /// Every connection gets `busy_timeout` 5 s, `synchronous=NORMAL` and foreign keys on;
+    /// a new file gets `auto_vacuum=INCREMENTAL` before its first table, so that
+    /// [`Store::maintain`] can give freed pages back to the file system.
+    pub async fn open_sqlite(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create the data directory",
+            source,
+        })?;
+        let options = SqliteConnectOptions::new().filename(dir.join(SQLITE_FILE_NAME));
+        Store::open_sqlite_with(options).await
+    }
+
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`
+    /// (`postgresql://` also works) and applies migrations.
+    ///
+    /// In-memory SQLite is refused: every pooled connection would see its own empty database.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => {
+                if url.contains(":memory:") || url.contains("mode=memory") {
+                    return Err(StoreError::InvalidInput {
+                        what: "database URL",
+                        reason: "in-memory SQLite is not supported; give a file path".into(),
+                    });
+                }
+                let options =
+                    SqliteConnectOptions::from_str(url).map_err(|_| StoreError::InvalidInput {
+                        what: "database URL",
+                        reason: "not a valid sqlite:// URL".into(),
+                    })?;
+                Store::open_sqlite_with(options).await
+            }
+            "postgres" | "postgresql" => {
+                let options =
+                    PgConnectOptions::from_str(url).map_err(|_| StoreError::InvalidInput {
+                        what: "database URL",
+                        reason: "not a valid postgres:// URL".into(),
+                    })?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options.application_name("switchyard"))
+                    .await?;
+                migrate::run_postgres(&pool).await?;
+                Ok(Store {
+                    pool: StorePool::Postgres(pool),
+                })
+            }
+            _ => Err(StoreError::UnsupportedUrl {
+                scheme: scheme.chars().take(20).collect(),
+            }),
+        }
+    }
+
+    async fn open_sqlite_with(options: SqliteConnectOptions) -> Result<Store> {
+        let options = options
+            .create_if_missing(true)
+            // `auto_vacuum` is applied before `journal_mode` and so before the first table.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        migrate::run_sqlite(&pool).await?;
+        maintenance::ensure_incremental_vacuum(&pool).await?;
+        Ok(Store {
+            pool: StorePool::Sqlite(pool),
+        })
+    }
+
+    /// The connection pool, for the job queue to share.
+    pub fn pool(&self) -> &StorePool {
+        &self.pool
+    }
+
+    /// The SQLite pool, when the store is on SQLite.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            StorePool::Sqlite(pool) => Some(pool),
+            StorePool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, when the store is on PostgreSQL.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            StorePool::Postgres(pool) => Some(pool),
+            StorePool::Sqlite(_) => None,
+        }
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        match &self.pool {
+            StorePool::Sqlite(_) => Backend::Sqlite,
+            StorePool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes the pool: waits for connections in use to be returned, then closes them all.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// What differs between the two dialects beyond what [`on_pool!`] hides.
+trait Dialect: Sized + sqlx::Database {
+    /// Appended to a `SELECT` that reads a row the transaction is about to rewrite.
+    /// SQLite needs nothing: a write transaction holds the database lock from its start.
+    const FOR_UPDATE: &'static str;
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a read followed by a write cannot fail with `SQLITE_BUSY`
+    /// halfway; the wait for the lock is bounded by `busy_timeout`.
+    fn begin_write(
+        pool: &sqlx::Pool<Self>,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+}
+
+impl Dialect for Sqlite {
+    const FOR_UPDATE: &'static str = "";
+
+    fn begin_write(
+        pool: &sqlx::Pool<Self>,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send
+    {
+        pool.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl Dialect for Postgres {
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    fn begin_write(
+        pool: &sqlx::Pool<Self>,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send
+    {
+        pool.begin()
+    }
+}
+
+/// Starts a write transaction on `pool` (see [`Dialect::begin_write`]).
+async fn begin_write<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Transaction<'static, DB>, sqlx::Error> {
+    DB::begin_write(pool).await
+}
+
+/// The `FOR UPDATE` clause for the dialect of `pool`.
+fn for_update<DB: Dialect>(_pool: &sqlx::Pool<DB>) -> &'static str {
+    DB::FOR_UPDATE
+}
+
+/// Now, in UTC milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A new random 128-bit id: 32 lowercase hex characters.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A new 256-bit hook id: 64 lowercase hex characters.
+fn new_hook_id() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Whether `s` can be an id this store generated (32 or 64 lowercase hex characters).
+/// Lookups with anything else are answered "not found" without reaching the database,
+/// which also keeps NUL bytes and other text PostgreSQL refuses away from it.
+fn is_id(s: &str) -> bool {
+    (s.len() == 32 || s.len() == 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Refuses text PostgreSQL cannot store (NUL) and empty or oversized values, so both backends
+/// accept and refuse the same input.
+fn check_text(what: &'static str, value: &str, max_len: usize) -> Result<()> {
+    let reason = if value.is_empty() {
+        "must not be empty".to_string()
+    } else if value.len() > max_len {
+        format!("longer than {max_len} bytes")
+    } else if value.contains('\0') {
+        "contains a NUL character".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidInput { what, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_ids() {
+        let id = new_id();
+        assert_eq!(id.len(), 32);
+        assert!(is_id(&id), "{id}");
+        let hook = new_hook_id();
+        assert_eq!(hook.len(), 64);
+        assert!(is_id(&hook), "{hook}");
+        assert_ne!(new_id(), new_id());
+    }
+
+    #[test]
+    fn is_id_rejects_other_text() {
+        for s in [
+            "",
+            "abc",
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcde\0",
+            "0123456789abcdef0123456789abcdeg",
+            "0123456789abcdef0123456789abcdef0",
+        ] {
+            assert!(!is_id(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn check_text_refuses_nul_empty_and_long() {
+        assert!(check_text("name", "ok", 10).is_ok());
+        assert!(check_text("name", "", 10).is_err());
+        assert!(check_text("name", "a\0b", 10).is_err());
+        let err = check_text("name", "abcdefghijk", 10).unwrap_err();
+        assert!(err.to_string().contains("longer than 10"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connect_refuses_unknown_schemes_and_memory() {
+        let err = Store::connect("mysql://user:secret@host/db")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let err = Store::connect("sqlite::memory:").await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+    }
+
+    /// Compile-time check that every store future is `Send` when awaited inside another future,
+    /// as axum handlers and `tokio::spawn` require. (sqlx's `Acquire` bounds once broke this for
+    /// the migrations; see `migrate.rs`.) Never called.
+    #[allow(dead_code)]
+    fn store_futures_are_send(s: Store, v: serde_json::Value) {
+        fn send<F: std::future::Future + Send>(_: F) {}
+        macro_rules! check {
+            ($s:ident, $v:ident; $($call:expr;)+) => {$({
+                let $s = $s.clone();
+                #[allow(unused_variables)]
+                let $v = $v.clone();
+                send(async move {
+                    let _ = $call.await;
+                });
+            })+};
+        }
+        fn outcome(v: &serde_json::Value) -> ExecutionOutcome<'_> {
+            ExecutionOutcome {
+                status: FinalStatus::Error,
+                operations: 1,
+                cycles: 1,
+                report: Some(v),
+                error: None,
+            }
+        }
+        fn incomplete(v: &serde_json::Value) -> NewIncomplete<'_> {
+            NewIncomplete {
+                execution_id: "a",
+                scenario_id: "b",
+                version: 1,
+                module_id: 1,
+                bundle: v,
+                error: None,
+                retry: None,
+                next_attempt_at: None,
+            }
+        }
+        send(async { Store::open_sqlite(Path::new("x")).await.ok() });
+        send(async { Store::connect("x").await.ok() });
+        check! { s, v;
+            s.create_scenario("a", "b");
+            s.update_scenario("a", "b");
+            s.rename_scenario("a", "b");
+            s.get_scenario("a");
+            s.get_version("a", 1);
+            s.list_versions("a");
+            s.list_scenarios();
+            s.delete_scenario("a");
+            s.set_active("a", true);
+            s.ensure_hook("a", 1);
+            s.retire_hooks("a", &[1]);
+            s.get_hook("a");
+            s.hooks_for("a");
+            s.create_execution(NewExecution {
+                scenario_id: "a",
+                version: 1,
+                source: ExecutionSource::Manual,
+                payload: Some(&v),
+            });
+            s.claim_execution("a", "w");
+            s.heartbeat_execution("a", "w");
+            s.finish_execution("a", outcome(&v));
+            s.get_execution("a");
+            s.list_executions(&ExecutionFilter::default());
+            s.stale_executions(0, 1);
+            s.append_module_data("a", &[ModuleEntry { module_id: 1, output: &v }], 1);
+            s.module_data("a");
+            s.accept_delivery("a", Some("k"), "b", 1, &v);
+            s.trigger_state("a", "k");
+            s.commit_trigger_state("a", "k", Some(&v), &[], 1);
+            s.reset_trigger_state("a", "k");
+            s.claim_tick("a", 1);
+            s.claim_tick_execution("a", 1, 1, Some(&v));
+            s.insert_incomplete(incomplete(&v));
+            s.get_incomplete("a");
+            s.list_incomplete("a", None, 1);
+            s.due_incomplete(0, 1);
+            s.bump_incomplete("a", 0, None);
+            s.resolve_incomplete("a");
+            s.fail_incomplete("a");
+            s.prune(None, None, 1);
+            s.maintain();
+            s.count_executions_by_status();
+            s.api_token_hash();
+            s.set_api_token_hash("a");
+            s.close();
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! What triggers and retries remember between executions: polling trigger state (cursor and
+//! recently seen ids), schedule ticks, incomplete executions.
+//!
+//! - **Trigger state** is keyed by (scenario, trigger key), where the key is a stable trigger
+//!   identity chosen by the caller (e.g. the module id and its connection), never the
+//!   scenario version: editing a scenario keeps its cursor. Commits merge seen ids under a
+//!   row lock, so concurrent commits lose nothing.
+//! - **Schedule ticks** are claimed with `INSERT … ON CONFLICT DO NOTHING`: of any number of
+//!   schedulers racing for one (scenario, tick), exactly one sees a row inserted.
+//! - **Incomplete executions** are bundles parked by Break; a retrier takes due ones with
+//!   [`Store::due_incomplete`] and claims each attempt with [`Store::bump_incomplete`].
+
+use serde_json::Value;
+use sqlx::FromRow;
+
+use super::error::is_foreign_key_violation;
+use sqlx::types::Json;
+
+use super::json::{self, JsonText};
+use super::types::{parse_stored, stored_u32};
+use super::{
+    ExecutionSource, IncompleteExecution, IncompleteStatus, NewIncomplete, Result, Store,
+    StoreError, TriggerState, begin_write, check_text, for_update, is_id, new_id, now_ms,
+};
+
+/// The longest trigger key, in bytes.
+pub const MAX_TRIGGER_KEY_BYTES: usize = 500;
+
+const INCOMPLETE_COLUMNS: &str = "id, execution_id, scenario_id, version, module_id, bundle, \
+     error, retry, attempts, next_attempt_at, status, created_at, updated_at";
+
+#[derive(FromRow)]
+struct IncompleteRecord {
+    id: String,
+    execution_id: String,
+    scenario_id: String,
+    version: i64,
+    module_id: i64,
+    bundle: Json<Value>,
+    error: Option<Json<Value>>,
+    retry: Option<Json<Value>>,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<IncompleteRecord> for IncompleteExecution {
+    type Error = StoreError;
+
+    fn try_from(r: IncompleteRecord) -> Result<IncompleteExecution> {
+        Ok(IncompleteExecution {
+            version: stored_u32("incomplete execution version", r.version)?,
+            module_id: stored_u32("incomplete execution module id", r.module_id)?,
+            attempts: stored_u32("incomplete execution attempts", r.attempts)?,
+            status: parse_stored("incomplete execution status", &r.status)?,
+            bundle: r.bundle.0,
+            error: json::unwrap_opt(r.error),
+            retry: json::unwrap_opt(r.retry),
+            id: r.id,
+            execution_id: r.execution_id,
+            scenario_id: r.scenario_id,
+            next_attempt_at: r.next_attempt_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// Reads a stored seen-id list; anything but an array of strings is corrupt.
+fn seen_ids_from(value: Value) -> Result<Vec<String>> {
+    serde_json::from_value(value)
+        .map_err(|_| StoreError::corrupt("trigger seen ids", "not an array of strings"))
+}
+
+/// Appends the ids not yet in `seen` (in order, once each) and keeps the newest `cap`.
+fn merge_seen(mut seen: Vec<String>, new_ids: &[String], cap: usize) -> Vec<String> {
+    let mut known: std::collections::HashSet<String> = seen.iter().cloned().collect();
+    for id in new_ids {
+        if known.insert(id.clone()) {
+            seen.push(id.clone());
+        }
+    }
+    let excess = seen.len().saturating_sub(cap);
+    seen.drain(..excess);
+    seen
+}
+
+impl Store {
+    /// A polling trigger's state, or `None` before its first commit (or after a reset).
+    pub async fn trigger_state(
+        &self,
+        scenario_id: &str,
+        key: &str,
+    ) -> Result<Option<TriggerState>> {
+        check_text("trigger key", key, MAX_TRIGGER_KEY_BYTES)?;
+        if !is_id(scenario_id) {
+            return Ok(None);
+        }
+        let row: Option<(Option<Json<Value>>, Json<Value>, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT cursor, seen_ids, updated_at FROM trigger_state \
+                 WHERE scenario_id = $1 AND trigger_key = $2",
+            )
+            .bind(scenario_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|(cursor, Json(seen), updated_at)| {
+            Ok(TriggerState {
+                cursor: json::unwrap_opt(cursor),
+                seen_ids: seen_ids_from(seen)?,
+                updated_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a poll's progress: sets the cursor (unless `cursor` is `None`, which keeps
+    /// the stored one) and adds `new_seen_ids` to the seen list, which keeps the newest
+    /// `cap` ids. Atomic: concurrent commits are serialised and none is lost. Returns the
+    /// state as stored.
+    pub async fn commit_trigger_state(
+        &self,
+        scenario_id: &str,
+        key: &str,
+        cursor: Option<&Value>,
+        new_seen_ids: &[String],
+        cap: usize,
+    ) -> Result<TriggerState> {
+        check_text("trigger key", key, MAX_TRIGGER_KEY_BYTES)?;
+        if !is_id(scenario_id) {
+            return Err(StoreError::not_found("scenario", scenario_id));
+        }
+        let cursor = json::opt("trigger cursor", cursor)?;
+        let empty = JsonText::new("trigger seen ids", &Value::Array(Vec::new()))?;
+        let now = now_ms();
+        let lock = on_pool!(self, pool => for_update(pool));
+        let select = format!(
+            "SELECT cursor, seen_ids FROM trigger_state \
+             WHERE scenario_id = $1 AND trigger_key = $2{lock}"
+        );
+        let result: Result<TriggerState> = on_pool!(self, pool => {
+            async {
+                let mut tx = begin_write(pool).await?;
+                // Create the row if needed, so that there is a row to lock.
+                sqlx::query(
+                    "INSERT INTO trigger_state (scenario_id, trigger_key, cursor, seen_ids, \
+                     updated_at) VALUES ($1, $2, NULL, $3, $4) \
+                     ON CONFLICT (scenario_id, trigger_key) DO NOTHING",
+                )
+                .bind(scenario_id)
+                .bind(key)
+                .bind(empty)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let (old_cursor, Json(seen)): (Option<Json<Value>>, Json<Value>) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(select))
+                        .bind(scenario_id)
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let seen = merge_seen(seen_ids_from(seen)?, new_seen_ids, cap);
+                let seen_text = JsonText::new(
+                    "trigger seen ids",
+                    &Value::Array(seen.iter().cloned().map(Value::String).collect()),
+                )?;
+                sqlx::query(
+                    "UPDATE trigger_state SET cursor = COALESCE($3, cursor), seen_ids = $4, \
+                     updated_at = $5 WHERE scenario_id = $1 AND trigger_key = $2",
+                )
+                .bind(scenario_id)
+                .bind(key)
+                .bind(cursor.clone())
+                .bind(seen_text)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let cursor = match cursor {
+                    Some(_) => cursor_value(&cursor),
+                    None => json::unwrap_opt(old_cursor),
+                };
+                Ok::<_, StoreError>(TriggerState {
+                    cursor,
+                    seen_ids: seen,
+                    updated_at: now,
+                })
+            }
+            .await
+        });
+        match result {
+            Err(StoreError::Database(e)) if is_foreign_key_violation(&e) => {
+                Err(StoreError::not_found("scenario", scenario_id))
+            }
+            other => other,
+        }
+    }
+
+    /// Forgets a trigger's state; the next poll starts afresh. Returns whether there was any.
+    pub async fn reset_trigger_state(&self, scenario_id: &str, key: &str) -> Result<bool> {
+        check_text("trigger key", key, MAX_TRIGGER_KEY_BYTES)?;
+        if !is_id(scenario_id) {
+            return Ok(false);
+        }
+        let rows = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM trigger_state WHERE scenario_id = $1 AND trigger_key = $2")
+                .bind(scenario_id)
+                .bind(key)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(rows == 1)
+    }
+
+    /// Claims the schedule occurrence `tick_at` (UTC ms) of a scenario. True for exactly one
+    /// caller, however many schedulers in however many processes race for it.
+    pub async fn claim_tick(&self, scenario_id: &str, tick_at: i64) -> Result<bool> {
+        if !is_id(scenario_id) {
+            return Err(StoreError::not_found("scenario", scenario_id));
+        }
+        let now = now_ms();
+        let result: Result<u64, sqlx::Error> = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO schedule_ticks (scenario_id, tick_at, execution_id, claimed_at) \
+                 VALUES ($1, $2, NULL, $3) ON CONFLICT (scenario_id, tick_at) DO NOTHING",
+            )
+            .bind(scenario_id)
+            .bind(tick_at)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        });
+        match result {
+            Ok(rows) => Ok(rows == 1),
+            Err(e) if is_foreign_key_violation(&e) => {
+                Err(StoreError::not_found("scenario", scenario_id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claims a schedule occurrence and queues its execution in one transaction, so a
+    /// claimed tick always has its execution (a crash between the two cannot lose it).
+    /// Returns the execution id for the one caller that claimed the tick, `None` for others.
+    pub async fn claim_tick_execution(
+        &self,
+        scenario_id: &str,
+        version: u32,
+        tick_at: i64,
+        payload: Option<&Value>,
+    ) -> Result<Option<String>> {
+        if !is_id(scenario_id) {
+            return Err(StoreError::not_found("scenario", scenario_id));
+        }
+        let payload = json::opt("execution payload", payload)?;
+        let execution_id = new_id();
+        let now = now_ms();
+        let result: Result<bool, sqlx::Error> = on_pool!(self, pool => {
+            async {
+                let mut tx = begin_write(pool).await?;
+                sqlx::query(
+                    "INSERT INTO executions \
+                     (id, scenario_id, version, status, source, payload, created_at) \
+                     VALUES ($1, $2, $3, 'queued', $4, $5, $6)",
+                )
+                .bind(&execution_id)
+                .bind(scenario_id)
+                .bind(i64::from(version))
+                .bind(ExecutionSource::Schedule.as_str())
+                .bind(payload.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let claimed = sqlx::query(
+                    "INSERT INTO schedule_ticks (scenario_id, tick_at, execution_id, claimed_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (scenario_id, tick_at) DO NOTHING",
+                )
+                .bind(scenario_id)
+                .bind(tick_at)
+                .bind(&execution_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if claimed {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok::<_, sqlx::Error>(claimed)
+            }
+            .await
+        });
+        match result {
+            Ok(true) => Ok(Some(execution_id)),
+            Ok(false) => Ok(None),
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::NotFound {
+                what: "scenario version",
+                id: format!("{scenario_id} v{version}"),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Parks a bundle as a pending incomplete execution; returns its id.
+    pub async fn insert_incomplete(&self, new: NewIncomplete<'_>) -> Result<String> {
+        if !is_id(new.execution_id) {
+            return Err(StoreError::not_found("execution", new.execution_id));
+        }
+        let bundle = JsonText::new("incomplete bundle", new.bundle)?;
+        let error = json::opt("incomplete error", new.error)?;
+        let retry = json::opt("incomplete retry settings", new.retry)?;
+        let id = new_id();
+        let now = now_ms();
+        let result: Result<(), sqlx::Error> = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO incomplete_executions (id, execution_id, scenario_id, version, \
+                 module_id, bundle, error, retry, attempts, next_attempt_at, status, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 'pending', $10, $10)",
+            )
+            .bind(&id)
+            .bind(new.execution_id)
+            .bind(new.scenario_id)
+            .bind(i64::from(new.version))
+            .bind(i64::from(new.module_id))
+            .bind(bundle.clone())
+            .bind(error.clone())
+            .bind(retry.clone())
+            .bind(new.next_attempt_at)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(id),
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::NotFound {
+                what: "execution or scenario version",
+                id: new.execution_id.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One incomplete execution.
+    pub async fn get_incomplete(&self, id: &str) -> Result<IncompleteExecution> {
+        if !is_id(id) {
+            return Err(StoreError::not_found("incomplete execution", id));
+        }
+        let sql = format!("SELECT {INCOMPLETE_COLUMNS} FROM incomplete_executions WHERE id = $1");
+        let record: Option<IncompleteRecord> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        record
+            .ok_or_else(|| StoreError::not_found("incomplete execution", id))?
+            .try_into()
+    }
+
+    /// A scenario's incomplete executions, newest first, optionally of one status.
+    pub async fn list_incomplete(
+        &self,
+        scenario_id: &str,
+        status: Option<IncompleteStatus>,
+        limit: u32,
+    ) -> Result<Vec<IncompleteExecution>> {
+        if !is_id(scenario_id) {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {INCOMPLETE_COLUMNS} FROM incomplete_executions \
+             WHERE scenario_id = $1 AND ($2 = '' OR status = $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
+        );
+        let status = status.map_or("", IncompleteStatus::as_str);
+        let records: Vec<IncompleteRecord> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(scenario_id)
+                .bind(status)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        records.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Pending incomplete executions whose automatic retry is due at `now`, earliest first.
+    pub async fn due_incomplete(&self, now: i64, limit: u32) -> Result<Vec<IncompleteExecution>> {
+        let sql = format!(
+            "SELECT {INCOMPLETE_COLUMNS} FROM incomplete_executions \
+             WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, id LIMIT $2"
+        );
+        let records: Vec<IncompleteRecord> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        records.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Claims one retry attempt: counts it and moves the next automatic retry to
+    /// `next_attempt_at` (`None`: manual only). Only a pending incomplete execution that is
+    /// due at `now` (or has no automatic retry) changes, so of several retriers racing for
+    /// one due row exactly one gets true.
+    pub async fn bump_incomplete(
+        &self,
+        id: &str,
+        now: i64,
+        next_attempt_at: Option<i64>,
+    ) -> Result<bool> {
+        if !is_id(id) {
+            return Ok(false);
+        }
+        let rows = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE incomplete_executions SET attempts = attempts + 1, next_attempt_at = $3, \
+                 updated_at = $2 WHERE id = $1 AND status = 'pending' \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= $2)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(next_attempt_at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(rows == 1)
+    }
+
+    /// Marks a pending incomplete execution resolved (its retry succeeded). False when it was
+    /// not pending.
+    pub async fn resolve_incomplete(&self, id: &str) -> Result<bool> {
+        self.close_incomplete(id, IncompleteStatus::Resolved).await
+    }
+
+    /// Marks a pending incomplete execution failed (given up). False when it was not pending.
+    pub async fn fail_incomplete(&self, id: &str) -> Result<bool> {
+        self.close_incomplete(id, IncompleteStatus::Failed).await
+    }
+
+    async fn close_incomplete(&self, id: &str, status: IncompleteStatus) -> Result<bool> {
+        if !is_id(id) {
+            return Ok(false);
+        }
+        let now = now_ms();
+        let rows = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE incomplete_executions SET status = $2, next_attempt_at = NULL, \
+                 updated_at = $3 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status.as_str())
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(rows == 1)
+    }
+}
+
+/// The value of a cursor that was just written.
+fn cursor_value(cursor: &Option<JsonText>) -> Option<Value> {
+    cursor
+        .as_ref()
+        .and_then(|c| serde_json::from_str(c.as_str()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn merge_seen_appends_new_ids_once_and_keeps_the_newest() {
+        let seen = merge_seen(ids(&["a", "b"]), &ids(&["b", "c", "c", "d"]), 10);
+        assert_eq!(seen, ids(&["a", "b", "c", "d"]));
+        let capped = merge_seen(seen, &ids(&["e"]), 3);
+        assert_eq!(capped, ids(&["c", "d", "e"]));
+        assert!(merge_seen(ids(&["a"]), &ids(&["b"]), 0).is_empty());
+    }
+
+    #[test]
+    fn seen_ids_must_be_strings() {
+        assert!(seen_ids_from(serde_json::json!(["a", "b"])).is_ok());
+        let err = seen_ids_from(serde_json::json!([1])).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+}

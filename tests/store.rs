@@ -1,0 +1,1674 @@
+//! The durable store (`switchyard::store`), one suite run on every available backend: a fresh
+//! SQLite file in a temporary directory always, and PostgreSQL when
+//! `SWITCHYARD_TEST_DATABASE_URL` is set (`eval "$(.ci/postgres.sh)"`), each test in its own
+//! freshly created database so tests run in parallel. Concurrency tests race separate pools
+//! (as separate processes would) against one database.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard::store::{
+    Backend, Delivery, ExecutionCursor, ExecutionFilter, ExecutionOutcome, ExecutionSource,
+    ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewExecution, NewIncomplete,
+    SQLITE_FILE_NAME, Store, StoreError,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+const PG_URL_VAR: &str = "SWITCHYARD_TEST_DATABASE_URL";
+static PG_NOTICE: Once = Once::new();
+
+/// One database for one test on one backend.
+struct TestDb {
+    backend: Backend,
+    store: Store,
+    /// The SQLite directory (kept alive for the test) or the PostgreSQL URL of the test's own
+    /// database, to open more pools on the same database.
+    place: Place,
+}
+
+enum Place {
+    /// The directory; the `TempDir` itself stays with `each_backend` until the test ends.
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl TestDb {
+    /// Another store on the same database, with its own pool (like another process).
+    async fn another_store(&self) -> Store {
+        match &self.place {
+            Place::Sqlite(dir) => Store::open_sqlite(dir).await.expect("open sqlite"),
+            Place::Postgres(url) => Store::connect(url).await.expect("connect postgres"),
+        }
+    }
+
+    fn sqlite_file(&self) -> Option<PathBuf> {
+        match &self.place {
+            Place::Sqlite(dir) => Some(dir.join(SQLITE_FILE_NAME)),
+            Place::Postgres(_) => None,
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let prefix = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+/// Runs `test` on a fresh SQLite store, then on a fresh PostgreSQL database when
+/// `SWITCHYARD_TEST_DATABASE_URL` is set. A failure names the backend.
+async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(dir.path()).await.expect("open sqlite");
+    let db = TestDb {
+        backend: Backend::Sqlite,
+        store,
+        place: Place::Sqlite(dir.path().to_path_buf()),
+    };
+    let outcome = tokio::spawn(test(db)).await;
+    drop(dir);
+    if let Err(e) = outcome {
+        eprintln!("store test failed on SQLite");
+        std::panic::resume_unwind(e.into_panic());
+    }
+
+    let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
+        PG_NOTICE.call_once(|| {
+            // Written to the real stderr, not the test's captured output, so it is seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL tests skipped: {PG_URL_VAR} not set (see .ci/postgres.sh)"
+            );
+        });
+        return;
+    };
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
+    let name = format!("switchyard_test_{}", &switchyard::store::new_id()[..16]);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&admin)
+        .await
+        .expect("create test database (the user needs CREATEDB)");
+    let url = with_database(&admin_url, &name);
+    let store = Store::connect(&url).await.expect("connect test database");
+    let db = TestDb {
+        backend: Backend::Postgres,
+        store: store.clone(),
+        place: Place::Postgres(url),
+    };
+    let outcome = tokio::spawn(test(db)).await;
+    store.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop test database");
+    admin.close().await;
+    if let Err(e) = outcome {
+        eprintln!("store test failed on PostgreSQL");
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A blueprint with formatting and key order that must survive byte for byte.
+const BLUEPRINT_V1: &str = "{\n  \"name\": \"Orders\",\n  \"flow\": [{\"id\": 1, \"module\": \
+     \"gateway:CustomWebHook\"}],\n  \"metadata\": {\"b\": 1, \"a\": 2}\n}";
+const BLUEPRINT_V2: &str = r#"{"name":"Orders v2","flow":[{"id":1,"module":"gateway:CustomWebHook"},{"id":2,"module":"json:ParseJSON"}]}"#;
+
+async fn scenario(store: &Store, name: &str) -> String {
+    store
+        .create_scenario(name, BLUEPRINT_V1)
+        .await
+        .expect("create scenario")
+        .0
+}
+
+async fn execution(store: &Store, scenario_id: &str, payload: Value) -> String {
+    store
+        .create_execution(NewExecution {
+            scenario_id,
+            version: 1,
+            source: ExecutionSource::Manual,
+            payload: Some(&payload),
+        })
+        .await
+        .expect("create execution")
+}
+
+fn outcome(status: FinalStatus, report: &Value) -> ExecutionOutcome<'_> {
+    ExecutionOutcome {
+        status,
+        operations: 3,
+        cycles: 1,
+        report: Some(report),
+        error: None,
+    }
+}
+
+async fn finish(store: &Store, id: &str, status: FinalStatus) -> bool {
+    let report = json!({"status": status.as_str()});
+    store
+        .finish_execution(id, outcome(status, &report))
+        .await
+        .expect("finish")
+}
+
+fn all_executions() -> ExecutionFilter {
+    ExecutionFilter {
+        limit: ExecutionFilter::MAX_LIMIT,
+        ..ExecutionFilter::default()
+    }
+}
+
+async fn count(store: &Store) -> usize {
+    store
+        .list_executions(&all_executions())
+        .await
+        .unwrap()
+        .len()
+}
+
+const MISSING: &str = "0123456789abcdef0123456789abcdef";
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    match result {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening and migrating
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_applies_settings_and_migrations_once() {
+    each_backend(|db| async move {
+        let reopened = db.another_store().await;
+        assert_eq!(reopened.backend(), db.backend);
+        assert_eq!(db.store.backend(), db.backend);
+        match db.backend {
+            Backend::Sqlite => {
+                let pool = db.store.sqlite_pool().expect("sqlite pool");
+                assert!(db.store.postgres_pool().is_none());
+                let mut conn = pool.acquire().await.unwrap();
+                for (pragma, expected) in [
+                    ("journal_mode", "wal"),
+                    ("auto_vacuum", "2"),
+                    ("foreign_keys", "1"),
+                    ("synchronous", "1"),
+                    ("busy_timeout", "5000"),
+                ] {
+                    use sqlx::Row;
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+                        .fetch_one(&mut *conn)
+                        .await
+                        .unwrap();
+                    let got = match row.try_get::<String, _>(0) {
+                        Ok(text) => text.to_lowercase(),
+                        Err(_) => row.try_get::<i64, _>(0).unwrap().to_string(),
+                    };
+                    assert_eq!(got, expected, "PRAGMA {pragma}");
+                }
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%migrations'",
+                )
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+                assert_eq!(tables, vec!["_switchyard_migrations".to_string()]);
+                let file = db.sqlite_file().unwrap();
+                assert!(file.exists(), "{file:?}");
+                // `connect` takes a sqlite:// URL to the same file.
+                let url = format!("sqlite://{}", file.display());
+                let by_url = Store::connect(&url).await.expect("connect sqlite url");
+                let (id, _) = by_url.create_scenario("via url", BLUEPRINT_V1).await.unwrap();
+                assert_eq!(db.store.get_scenario(&id).await.unwrap().name, "via url");
+            }
+            Backend::Postgres => {
+                let pool = db.store.postgres_pool().expect("postgres pool");
+                assert!(db.store.sqlite_pool().is_none());
+                let applied: Vec<i64> =
+                    sqlx::query_scalar("SELECT version FROM _switchyard_migrations")
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                assert_eq!(applied, vec![1]);
+            }
+        }
+        assert!(format!("{:?}", db.store).contains(&format!("{:?}", db.backend)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_rejects_bad_urls_without_echoing_them() {
+    for url in ["mysql://u:hunter2@h/db", "hunter2", "sqlite::memory:"] {
+        let err = Store::connect(url).await.unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::UnsupportedUrl { .. } | StoreError::InvalidInput { .. }
+            ),
+            "{err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios and hooks
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_keep_every_version() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let (id, version) = s.create_scenario("Orders", BLUEPRINT_V1).await.unwrap();
+        assert_eq!(version, 1);
+        assert_eq!(id.len(), 32);
+        let row = s.get_scenario(&id).await.unwrap();
+        assert_eq!(
+            (row.name.as_str(), row.version, row.active),
+            ("Orders", 1, false)
+        );
+
+        let v2 = s.update_scenario(&id, BLUEPRINT_V2).await.unwrap();
+        assert_eq!(v2, 2);
+        assert_eq!(s.get_scenario(&id).await.unwrap().version, 2);
+        // The old version is kept byte for byte, the new one is current.
+        assert_eq!(s.get_version(&id, 1).await.unwrap().blueprint, BLUEPRINT_V1);
+        assert_eq!(s.get_version(&id, 2).await.unwrap().blueprint, BLUEPRINT_V2);
+        let versions: Vec<u32> = s
+            .list_versions(&id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(versions, vec![1, 2]);
+        assert_not_found(s.get_version(&id, 3).await);
+
+        s.rename_scenario(&id, "Orders (EU)").await.unwrap();
+        s.set_active(&id, true).await.unwrap();
+        let row = s.get_scenario(&id).await.unwrap();
+        assert_eq!((row.name.as_str(), row.active), ("Orders (EU)", true));
+        assert!(row.updated_at >= row.created_at);
+
+        let (other, _) = s.create_scenario("Alerts", BLUEPRINT_V1).await.unwrap();
+        let names: Vec<String> = s
+            .list_scenarios()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, vec!["Alerts", "Orders (EU)"]);
+
+        s.delete_scenario(&other).await.unwrap();
+        assert_not_found(s.get_scenario(&other).await);
+        assert_not_found(s.delete_scenario(&other).await);
+        assert_eq!(s.list_scenarios().await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_input_is_checked_the_same_everywhere() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        for (name, blueprint) in [
+            ("", BLUEPRINT_V1),
+            ("nul\0name", BLUEPRINT_V1),
+            ("ok", "{not json"),
+            ("ok", ""),
+        ] {
+            let err = s.create_scenario(name, blueprint).await.unwrap_err();
+            assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+        }
+        let (id, _) = s.create_scenario("ok", BLUEPRINT_V1).await.unwrap();
+        let err = s.update_scenario(&id, "[1,").await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+        assert_eq!(s.get_scenario(&id).await.unwrap().version, 1);
+
+        for missing in [MISSING, "not-an-id", "a\0b", ""] {
+            assert_not_found(s.get_scenario(missing).await);
+            assert_not_found(s.update_scenario(missing, BLUEPRINT_V2).await);
+            assert_not_found(s.set_active(missing, true).await);
+            assert_not_found(s.rename_scenario(missing, "x").await);
+            assert!(s.list_versions(missing).await.unwrap().is_empty());
+        }
+        let err = s.get_scenario("a\0b").await.unwrap_err();
+        assert!(!err.to_string().contains('\0'), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_keep_their_id_and_follow_their_scenario() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let id = scenario(s, "Hooked").await;
+        let hook = s.ensure_hook(&id, 1).await.unwrap();
+        assert_eq!(hook.len(), 64);
+        assert!(hook.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(s.ensure_hook(&id, 1).await.unwrap(), hook, "idempotent");
+
+        // Inactive scenario: the hook exists but does not accept deliveries.
+        let row = s.get_hook(&hook).await.unwrap().expect("hook");
+        assert_eq!((row.module_id, row.attached, row.active), (1, true, false));
+        assert_eq!(row.scenario_id, id);
+
+        s.set_active(&id, true).await.unwrap();
+        assert!(s.get_hook(&hook).await.unwrap().unwrap().active);
+
+        // Editing keeps the URL.
+        s.update_scenario(&id, BLUEPRINT_V2).await.unwrap();
+        assert_eq!(s.ensure_hook(&id, 1).await.unwrap(), hook);
+        let row = s.get_hook(&hook).await.unwrap().unwrap();
+        assert_eq!(row.scenario_version, 2);
+        let second = s.ensure_hook(&id, 2).await.unwrap();
+        assert_ne!(second, hook);
+        let modules: Vec<u32> = s
+            .hooks_for(&id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.module_id)
+            .collect();
+        assert_eq!(modules, vec![1, 2]);
+
+        // Module 2 leaves the scenario; when it comes back it has the same hook.
+        assert_eq!(s.retire_hooks(&id, &[1]).await.unwrap(), 1);
+        let row = s.get_hook(&second).await.unwrap().unwrap();
+        assert_eq!((row.attached, row.active), (false, false));
+        assert_eq!(s.retire_hooks(&id, &[1]).await.unwrap(), 0);
+        assert_eq!(s.ensure_hook(&id, 2).await.unwrap(), second);
+        assert!(s.get_hook(&second).await.unwrap().unwrap().active);
+
+        // Hooks go inactive with their scenario.
+        s.set_active(&id, false).await.unwrap();
+        for h in s.hooks_for(&id).await.unwrap() {
+            assert!(h.attached && !h.active, "{h:?}");
+        }
+
+        assert!(
+            s.get_hook(&switchyard::store::new_id())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.get_hook("../etc").await.unwrap().is_none());
+        assert_not_found(s.ensure_hook(MISSING, 1).await);
+
+        s.delete_scenario(&id).await.unwrap();
+        assert!(s.get_hook(&hook).await.unwrap().is_none());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executions
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_lifecycle_claims_and_finishes_once() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Life").await;
+        let payload = json!({"order": 42, "lines": [1, 2]});
+        let id = execution(s, &sc, payload.clone()).await;
+        let e = s.get_execution(&id).await.unwrap();
+        assert_eq!(e.status, ExecutionStatus::Queued);
+        assert_eq!(e.source, ExecutionSource::Manual);
+        assert_eq!(e.payload, Some(payload));
+        assert_eq!((e.attempt, e.version), (0, 1));
+        assert!(e.started_at.is_none() && e.finished_at.is_none());
+
+        let claimed = s
+            .claim_execution(&id, "worker-a")
+            .await
+            .unwrap()
+            .expect("claim");
+        assert_eq!(claimed.status, ExecutionStatus::Running);
+        assert_eq!(claimed.attempt, 1);
+        assert_eq!(claimed.worker_id.as_deref(), Some("worker-a"));
+        assert!(claimed.started_at.is_some() && claimed.heartbeat_at.is_some());
+        let out = json!({"x": 1});
+        s.append_module_data(
+            &id,
+            &[ModuleEntry {
+                module_id: 1,
+                output: &out,
+            }],
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        assert!(s.heartbeat_execution(&id, "worker-a").await.unwrap());
+
+        // worker-a dies; the queue re-delivers to worker-b, which starts over.
+        let again = s
+            .claim_execution(&id, "worker-b")
+            .await
+            .unwrap()
+            .expect("re-claim");
+        assert_eq!((again.status, again.attempt), (ExecutionStatus::Running, 2));
+        assert!(
+            s.module_data(&id).await.unwrap().is_empty(),
+            "lost attempt's data dropped"
+        );
+        assert!(!s.heartbeat_execution(&id, "worker-a").await.unwrap());
+        assert!(s.heartbeat_execution(&id, "worker-b").await.unwrap());
+
+        let report = json!({"status": "success", "log": []});
+        let done = ExecutionOutcome {
+            status: FinalStatus::Success,
+            operations: 7,
+            cycles: 2,
+            report: Some(&report),
+            error: None,
+        };
+        assert!(s.finish_execution(&id, done).await.unwrap());
+        // A second finish (a zombie worker, a retry) changes nothing.
+        let late_error = json!({"name": "RuntimeError", "message": "late"});
+        let late = ExecutionOutcome {
+            status: FinalStatus::Error,
+            operations: 1,
+            cycles: 1,
+            report: None,
+            error: Some(&late_error),
+        };
+        assert!(!s.finish_execution(&id, late).await.unwrap());
+        assert!(!finish(s, &id, FinalStatus::Incomplete).await);
+        let e = s.get_execution(&id).await.unwrap();
+        assert_eq!(e.status, ExecutionStatus::Success);
+        assert_eq!((e.operations, e.cycles), (7, 2));
+        assert_eq!(e.report, Some(report));
+        assert_eq!(e.error, None);
+        assert!(e.finished_at.is_some());
+        // Finished executions are not claimed again, nor kept alive.
+        assert!(s.claim_execution(&id, "worker-c").await.unwrap().is_none());
+        assert!(!s.heartbeat_execution(&id, "worker-b").await.unwrap());
+        assert_eq!(s.get_execution(&id).await.unwrap().attempt, 2);
+
+        // A queued execution can be finished directly (e.g. cancelled with an error).
+        let q = execution(s, &sc, json!(null)).await;
+        assert!(finish(s, &q, FinalStatus::Error).await);
+        assert_eq!(
+            s.get_execution(&q).await.unwrap().status,
+            ExecutionStatus::Error
+        );
+
+        assert_not_found(s.get_execution(MISSING).await);
+        assert_not_found(s.claim_execution(MISSING, "w").await);
+        assert_not_found(
+            s.finish_execution(MISSING, outcome(FinalStatus::Success, &json!({})))
+                .await,
+        );
+        assert_not_found(
+            s.create_execution(NewExecution {
+                scenario_id: &sc,
+                version: 9,
+                source: ExecutionSource::Manual,
+                payload: None,
+            })
+            .await,
+        );
+        let err = s.claim_execution(&q, "").await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_finishers_set_one_terminal_status() {
+    each_backend(|db| async move {
+        let other = db.another_store().await;
+        let sc = scenario(&db.store, "Race").await;
+        for round in 0..10 {
+            let id = execution(&db.store, &sc, json!({"round": round})).await;
+            db.store.claim_execution(&id, "w").await.unwrap().unwrap();
+            let statuses = [
+                FinalStatus::Success,
+                FinalStatus::Error,
+                FinalStatus::Incomplete,
+            ];
+            let mut tasks = Vec::new();
+            for (i, status) in statuses.into_iter().cycle().take(6).enumerate() {
+                let store = if i % 2 == 0 {
+                    db.store.clone()
+                } else {
+                    other.clone()
+                };
+                let id = id.clone();
+                tasks.push(tokio::spawn(async move {
+                    (status, finish(&store, &id, status).await)
+                }));
+            }
+            let mut winners = Vec::new();
+            for t in tasks {
+                let (status, won) = t.await.unwrap();
+                if won {
+                    winners.push(status);
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            let stored = db.store.get_execution(&id).await.unwrap();
+            assert_eq!(stored.status, ExecutionStatus::from(winners[0]));
+            assert_eq!(stored.report, Some(json!({"status": winners[0].as_str()})));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_list_newest_first_with_filters_and_cursor() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let a = scenario(s, "A").await;
+        let b = scenario(s, "B").await;
+        let mut ids = Vec::new();
+        for i in 0..9 {
+            let sc = if i % 3 == 0 { &b } else { &a };
+            let id = execution(s, sc, json!({"i": i})).await;
+            if i % 2 == 0 {
+                finish(s, &id, FinalStatus::Success).await;
+            }
+            ids.push(id);
+            if i % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        // Expected order: newest first by (created_at, id).
+        let mut expected = Vec::new();
+        for id in &ids {
+            let e = s.get_execution(id).await.unwrap();
+            expected.push((e.created_at, e.id));
+        }
+        expected.sort();
+        expected.reverse();
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+        let all = s.list_executions(&all_executions()).await.unwrap();
+        let listed: Vec<String> = all.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(listed, expected);
+
+        // Pages of 4 through the cursor, as an API client would (via its text form).
+        let mut paged = Vec::new();
+        let mut before: Option<ExecutionCursor> = None;
+        loop {
+            let page = s
+                .list_executions(&ExecutionFilter {
+                    limit: 4,
+                    before: before.clone(),
+                    ..ExecutionFilter::default()
+                })
+                .await
+                .unwrap();
+            assert!(page.len() <= 4);
+            let Some(last) = page.last() else { break };
+            before = Some(last.cursor().to_string().parse().unwrap());
+            paged.extend(page.iter().map(|e| e.id.clone()));
+        }
+        assert_eq!(paged, expected);
+
+        let only_b = s
+            .list_executions(&ExecutionFilter {
+                scenario_id: Some(b.clone()),
+                ..all_executions()
+            })
+            .await
+            .unwrap();
+        assert_eq!(only_b.len(), 3);
+        assert!(only_b.iter().all(|e| e.scenario_id == b));
+
+        let queued_a = s
+            .list_executions(&ExecutionFilter {
+                scenario_id: Some(a.clone()),
+                status: Some(ExecutionStatus::Queued),
+                ..all_executions()
+            })
+            .await
+            .unwrap();
+        let want: HashSet<&String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0 && i % 2 == 1)
+            .map(|(_, id)| id)
+            .collect();
+        let got: HashSet<&String> = queued_a.iter().map(|e| &e.id).collect();
+        assert_eq!(got, want);
+
+        let none = s
+            .list_executions(&ExecutionFilter {
+                scenario_id: Some("nope".into()),
+                ..all_executions()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        // limit 0 means the default page size.
+        let default_page = s
+            .list_executions(&ExecutionFilter {
+                limit: 0,
+                ..ExecutionFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(default_page.len(), 9);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_executions_are_found_for_the_reaper() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Stale").await;
+        let queued = execution(s, &sc, json!(1)).await;
+        let running = execution(s, &sc, json!(2)).await;
+        s.claim_execution(&running, "w").await.unwrap().unwrap();
+        let done = execution(s, &sc, json!(3)).await;
+        finish(s, &done, FinalStatus::Success).await;
+
+        let now = switchyard::store::now_ms();
+        assert!(
+            s.stale_executions(now - 60_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let stale: HashSet<String> = s
+            .stale_executions(now + 60_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(stale, HashSet::from([queued.clone(), running.clone()]));
+        assert_eq!(s.stale_executions(now + 60_000, 1).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_data_is_appended_in_order_and_capped() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Data").await;
+        let id = execution(s, &sc, json!({})).await;
+        let small = json!({"ok": true});
+        let big = json!({"text": "x".repeat(500)});
+        let big_len = serde_json::to_string(&big).unwrap().len();
+        let truncated = s
+            .append_module_data(
+                &id,
+                &[
+                    ModuleEntry {
+                        module_id: 1,
+                        output: &small,
+                    },
+                    ModuleEntry {
+                        module_id: 2,
+                        output: &big,
+                    },
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(truncated, 1);
+        let mut deep = json!(0);
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        let nul = json!({"s": "a\u{0}b"});
+        let truncated = s
+            .append_module_data(
+                &id,
+                &[
+                    ModuleEntry {
+                        module_id: 3,
+                        output: &deep,
+                    },
+                    ModuleEntry {
+                        module_id: 1,
+                        output: &nul,
+                    },
+                ],
+                1 << 20,
+            )
+            .await
+            .unwrap();
+        assert_eq!(truncated, 1);
+        let data = s.module_data(&id).await.unwrap();
+        let seqs: Vec<u32> = data.iter().map(|d| d.seq).collect();
+        let modules: Vec<u32> = data.iter().map(|d| d.module_id).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3]);
+        assert_eq!(modules, vec![1, 2, 3, 1]);
+        assert_eq!((data[0].output.clone(), data[0].truncated), (small, false));
+        assert_eq!(
+            data[1].output,
+            json!({"__truncated__": true, "bytes": big_len})
+        );
+        assert!(data[1].truncated);
+        assert!(data[2].truncated, "too deep to read back");
+        assert_eq!(data[2].output["__truncated__"], json!(true));
+        assert_eq!(data[3].output, json!({"s": "a\u{FFFD}b"}));
+        assert!(!data[3].truncated);
+
+        // Exactly at the cap is kept.
+        let exact = json!({"t": "y".repeat(20)});
+        let exact_len = serde_json::to_string(&exact).unwrap().len();
+        let t = s
+            .append_module_data(
+                &id,
+                &[ModuleEntry {
+                    module_id: 4,
+                    output: &exact,
+                }],
+                exact_len,
+            )
+            .await
+            .unwrap();
+        assert_eq!(t, 0);
+        assert_eq!(s.module_data(&id).await.unwrap()[4].output, exact);
+
+        // Many entries in one call (several INSERT statements).
+        let many: Vec<Value> = (0..450).map(|i| json!({"n": i})).collect();
+        let entries: Vec<ModuleEntry> = many
+            .iter()
+            .map(|o| ModuleEntry {
+                module_id: 9,
+                output: o,
+            })
+            .collect();
+        s.append_module_data(&id, &entries, 1000).await.unwrap();
+        let data = s.module_data(&id).await.unwrap();
+        assert_eq!(data.len(), 455);
+        assert_eq!(data[454].output, json!({"n": 449}));
+        assert_eq!(data[454].seq, 454);
+
+        assert_not_found(
+            s.append_module_data(
+                MISSING,
+                &[ModuleEntry {
+                    module_id: 1,
+                    output: &json!(1),
+                }],
+                10,
+            )
+            .await,
+        );
+        assert!(s.module_data(MISSING).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_documents_read_back_the_same_on_every_backend() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Json").await;
+        let payload = json!({
+            "z": 1, "a": [1.5, -2, 12345678901234_i64, true, null],
+            "nested": {"k": "ünïcödé ✓", "nul": "x\u{0}y", "esc": "\\u0000 \"q\""},
+            "k\u{0}ey": 1
+        });
+        let id = execution(s, &sc, payload).await;
+        let stored = s.get_execution(&id).await.unwrap().payload.unwrap();
+        assert_eq!(
+            stored,
+            json!({
+                "z": 1, "a": [1.5, -2, 12345678901234_i64, true, null],
+                "nested": {"k": "ünïcödé ✓", "nul": "x\u{FFFD}y", "esc": "\\u0000 \"q\""},
+                "k\u{FFFD}ey": 1
+            })
+        );
+        let mut deep = json!(1);
+        for _ in 0..128 {
+            deep = json!({"d": deep});
+        }
+        let err = s
+            .create_execution(NewExecution {
+                scenario_id: &sc,
+                version: 1,
+                source: ExecutionSource::Manual,
+                payload: Some(&deep),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+        assert!(
+            !err.to_string().contains("\"d\""),
+            "no payload in errors: {err}"
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook deliveries
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_queue_executions_and_drop_duplicates() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Hooks").await;
+        let hook = s.ensure_hook(&sc, 1).await.unwrap();
+        let other_hook = s.ensure_hook(&sc, 2).await.unwrap();
+        let body = json!({"event": "order.created", "id": "evt_1"});
+
+        let first = s
+            .accept_delivery(&hook, Some("evt_1"), &sc, 1, &body)
+            .await
+            .unwrap();
+        let Delivery::Accepted { execution_id } = &first else {
+            panic!("expected Accepted, got {first:?}")
+        };
+        let e = s.get_execution(execution_id).await.unwrap();
+        assert_eq!(
+            (e.status, e.source),
+            (ExecutionStatus::Queued, ExecutionSource::Webhook)
+        );
+        assert_eq!(e.payload, Some(body.clone()));
+
+        let again = s
+            .accept_delivery(&hook, Some("evt_1"), &sc, 1, &json!({"other": 1}))
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Delivery::Duplicate {
+                execution_id: execution_id.clone()
+            }
+        );
+        assert_eq!(again.execution_id(), first.execution_id());
+        assert_eq!(count(s).await, 1, "a duplicate stores nothing");
+
+        // The same key on another hook is another event.
+        let elsewhere = s
+            .accept_delivery(&other_hook, Some("evt_1"), &sc, 1, &body)
+            .await
+            .unwrap();
+        assert!(
+            matches!(elsewhere, Delivery::Accepted { .. }),
+            "{elsewhere:?}"
+        );
+        // No key (or an empty one): every delivery is new.
+        let n1 = s.accept_delivery(&hook, None, &sc, 1, &body).await.unwrap();
+        let n2 = s
+            .accept_delivery(&hook, Some(""), &sc, 1, &body)
+            .await
+            .unwrap();
+        assert!(matches!(n1, Delivery::Accepted { .. }) && matches!(n2, Delivery::Accepted { .. }));
+        assert_ne!(n1.execution_id(), n2.execution_id());
+        // Long and odd keys are accepted and still deduplicated.
+        let long = "k".repeat(5000);
+        let l1 = s
+            .accept_delivery(&hook, Some(&long), &sc, 1, &body)
+            .await
+            .unwrap();
+        let l2 = s
+            .accept_delivery(&hook, Some(&long), &sc, 1, &body)
+            .await
+            .unwrap();
+        assert!(matches!(l2, Delivery::Duplicate { .. }));
+        assert_eq!(l1.execution_id(), l2.execution_id());
+        let odd = "a\0b\nc";
+        let o1 = s
+            .accept_delivery(&hook, Some(odd), &sc, 1, &body)
+            .await
+            .unwrap();
+        let o2 = s
+            .accept_delivery(&hook, Some(odd), &sc, 1, &body)
+            .await
+            .unwrap();
+        assert!(
+            matches!(o1, Delivery::Accepted { .. }) && matches!(o2, Delivery::Duplicate { .. })
+        );
+        assert_eq!(count(s).await, 6);
+
+        let err = s
+            .accept_delivery(MISSING, None, &sc, 1, &body)
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        let err = s
+            .accept_delivery(&hook, Some("k2"), &sc, 7, &body)
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(
+            !err.to_string().contains(&hook),
+            "hook ids are secret: {err}"
+        );
+        let unknown_hook = switchyard::store::new_id();
+        let err = s
+            .accept_delivery(&unknown_hook, Some("k3"), &sc, 1, &body)
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_not_found() && !err.to_string().contains(&unknown_hook),
+            "{err}"
+        );
+        assert_eq!(count(s).await, 6, "failed deliveries leave nothing behind");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_deliveries_with_one_key_queue_one_execution() {
+    each_backend(|db| async move {
+        let other = db.another_store().await;
+        let sc = scenario(&db.store, "Race hooks").await;
+        let hook = db.store.ensure_hook(&sc, 1).await.unwrap();
+        for round in 0..20 {
+            let key = format!("evt_{round}");
+            let body = json!({"round": round});
+            let (a, b) = tokio::join!(
+                db.store.accept_delivery(&hook, Some(&key), &sc, 1, &body),
+                other.accept_delivery(&hook, Some(&key), &sc, 1, &body),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let accepted = [&a, &b]
+                .iter()
+                .filter(|d| matches!(d, Delivery::Accepted { .. }))
+                .count();
+            assert_eq!(accepted, 1, "round {round}: {a:?} {b:?}");
+            assert_eq!(a.execution_id(), b.execution_id(), "round {round}");
+        }
+        assert_eq!(count(&db.store).await, 20);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Triggers: state, ticks, incomplete executions
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_state_survives_edits_and_caps_seen_ids() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Poller").await;
+        let key = "module:1/connection:gmail-7";
+        assert!(s.trigger_state(&sc, key).await.unwrap().is_none());
+
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cursor = json!({"historyId": "1000"});
+        let state = s
+            .commit_trigger_state(&sc, key, Some(&cursor), &ids(&["m1", "m2", "m3"]), 4)
+            .await
+            .unwrap();
+        assert_eq!(state.seen_ids, ids(&["m1", "m2", "m3"]));
+        assert_eq!(state.cursor, Some(cursor.clone()));
+
+        // Editing the scenario does not reset the trigger.
+        s.update_scenario(&sc, BLUEPRINT_V2).await.unwrap();
+        let kept = s
+            .trigger_state(&sc, key)
+            .await
+            .unwrap()
+            .expect("state kept");
+        assert_eq!(kept.cursor, Some(cursor.clone()));
+        assert_eq!(kept.seen_ids, ids(&["m1", "m2", "m3"]));
+
+        // Known ids are not repeated; the list keeps the newest `cap`; `None` keeps the cursor.
+        let state = s
+            .commit_trigger_state(&sc, key, None, &ids(&["m3", "m4", "m5"]), 4)
+            .await
+            .unwrap();
+        assert_eq!(state.seen_ids, ids(&["m2", "m3", "m4", "m5"]));
+        assert_eq!(state.cursor, Some(cursor.clone()));
+        let read = s.trigger_state(&sc, key).await.unwrap().unwrap();
+        assert_eq!(read.seen_ids, state.seen_ids);
+        assert_eq!(read.cursor, state.cursor);
+        assert!(read.updated_at >= kept.updated_at);
+
+        // Another key of the same scenario is independent.
+        assert!(s.trigger_state(&sc, "module:2").await.unwrap().is_none());
+
+        assert!(s.reset_trigger_state(&sc, key).await.unwrap());
+        assert!(s.trigger_state(&sc, key).await.unwrap().is_none());
+        assert!(!s.reset_trigger_state(&sc, key).await.unwrap());
+
+        assert_not_found(s.commit_trigger_state(MISSING, key, None, &[], 10).await);
+        let err = s.trigger_state(&sc, "").await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_trigger_commits_lose_no_seen_ids() {
+    each_backend(|db| async move {
+        let other = db.another_store().await;
+        let sc = scenario(&db.store, "Poller").await;
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = if i % 2 == 0 {
+                db.store.clone()
+            } else {
+                other.clone()
+            };
+            let sc = sc.clone();
+            tasks.push(tokio::spawn(async move {
+                let new = vec![format!("a{i}"), format!("b{i}")];
+                let cursor = json!({"n": i});
+                store
+                    .commit_trigger_state(&sc, "t", Some(&cursor), &new, 1000)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let state = db.store.trigger_state(&sc, "t").await.unwrap().unwrap();
+        assert_eq!(state.seen_ids.len(), 24, "{:?}", state.seen_ids);
+        let unique: HashSet<&String> = state.seen_ids.iter().collect();
+        assert_eq!(unique.len(), 24);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_schedule_tick_is_claimed_exactly_once() {
+    each_backend(|db| async move {
+        let sc = scenario(&db.store, "Cron").await;
+        let mut stores = vec![db.store.clone()];
+        for _ in 0..3 {
+            stores.push(db.another_store().await);
+        }
+        let base = 1_800_000_000_000_i64;
+        let mut tasks = Vec::new();
+        for (n, store) in stores.iter().enumerate() {
+            let store = store.clone();
+            let sc = sc.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut won = Vec::new();
+                for tick in 0..50 {
+                    // Walk the ticks in different orders to make the races varied.
+                    let tick = if n % 2 == 0 { tick } else { 49 - tick };
+                    if store.claim_tick(&sc, base + tick * 60_000).await.unwrap() {
+                        won.push(tick);
+                    }
+                }
+                won
+            }));
+        }
+        let mut winners = vec![0; 50];
+        for t in tasks {
+            for tick in t.await.unwrap() {
+                winners[tick as usize] += 1;
+            }
+        }
+        assert_eq!(winners, vec![1; 50], "each tick exactly one winner");
+        assert!(!db.store.claim_tick(&sc, base).await.unwrap());
+        assert!(db.store.claim_tick(&sc, base + 1).await.unwrap());
+        let other = scenario(&db.store, "Other").await;
+        assert!(
+            db.store.claim_tick(&other, base).await.unwrap(),
+            "ticks are per scenario"
+        );
+        assert_not_found(db.store.claim_tick(MISSING, base).await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claiming_a_tick_with_its_execution_is_atomic() {
+    each_backend(|db| async move {
+        let other = db.another_store().await;
+        let sc = scenario(&db.store, "Cron").await;
+        for tick in 0..10_i64 {
+            let at = 1_800_000_000_000 + tick * 1000;
+            let payload = json!({"tick": at});
+            let (a, b) = tokio::join!(
+                db.store.claim_tick_execution(&sc, 1, at, Some(&payload)),
+                other.claim_tick_execution(&sc, 1, at, Some(&payload)),
+            );
+            let ids: Vec<String> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+            assert_eq!(ids.len(), 1, "tick {tick}");
+            let e = db.store.get_execution(&ids[0]).await.unwrap();
+            assert_eq!(
+                (e.source, e.status),
+                (ExecutionSource::Schedule, ExecutionStatus::Queued)
+            );
+            assert_eq!(e.payload, Some(payload));
+            assert!(!db.store.claim_tick(&sc, at).await.unwrap());
+        }
+        assert_eq!(
+            count(&db.store).await,
+            10,
+            "losers leave no execution behind"
+        );
+        assert_not_found(db.store.claim_tick_execution(&sc, 5, 1, None).await);
+        assert_eq!(count(&db.store).await, 10);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_executions_wait_retry_and_close() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Breaks").await;
+        let exec = execution(s, &sc, json!({})).await;
+        finish(s, &exec, FinalStatus::Incomplete).await;
+        let bundle = json!({"1": {"order": 5}});
+        let error = json!({"name": "ConnectionError", "message": "timeout"});
+        let retry = json!({"retry": true, "count": 3, "interval": 15});
+        let now = 1_900_000_000_000_i64;
+        let new = |next: Option<i64>| NewIncomplete {
+            execution_id: &exec,
+            scenario_id: &sc,
+            version: 1,
+            module_id: 2,
+            bundle: &bundle,
+            error: Some(&error),
+            retry: Some(&retry),
+            next_attempt_at: next,
+        };
+        let due = s.insert_incomplete(new(Some(now - 1))).await.unwrap();
+        let later = s.insert_incomplete(new(Some(now + 60_000))).await.unwrap();
+        let manual = s.insert_incomplete(new(None)).await.unwrap();
+
+        let row = s.get_incomplete(&due).await.unwrap();
+        assert_eq!(row.status, IncompleteStatus::Pending);
+        assert_eq!((row.module_id, row.version, row.attempts), (2, 1, 0));
+        assert_eq!(
+            (row.bundle, row.error, row.retry),
+            (bundle.clone(), Some(error.clone()), Some(retry.clone()))
+        );
+        assert_eq!(row.execution_id, exec);
+
+        let listed: HashSet<String> = s
+            .list_incomplete(&sc, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            listed,
+            HashSet::from([due.clone(), later.clone(), manual.clone()])
+        );
+
+        let due_now: Vec<String> = s
+            .due_incomplete(now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(due_now, vec![due.clone()]);
+
+        // Two retriers race for the due row: one wins the attempt.
+        assert!(
+            s.bump_incomplete(&due, now, Some(now + 30_000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.bump_incomplete(&due, now, Some(now + 30_000))
+                .await
+                .unwrap()
+        );
+        assert!(s.due_incomplete(now, 10).await.unwrap().is_empty());
+        let bumped = s.get_incomplete(&due).await.unwrap();
+        assert_eq!(
+            (bumped.attempts, bumped.next_attempt_at),
+            (1, Some(now + 30_000))
+        );
+        let due_later: Vec<String> = s
+            .due_incomplete(now + 60_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            due_later,
+            vec![due.clone(), later.clone()],
+            "earliest first"
+        );
+        assert!(
+            s.bump_incomplete(&manual, now, None).await.unwrap(),
+            "manual replay"
+        );
+
+        assert!(s.resolve_incomplete(&due).await.unwrap());
+        assert!(!s.resolve_incomplete(&due).await.unwrap());
+        assert!(!s.fail_incomplete(&due).await.unwrap());
+        assert!(!s.bump_incomplete(&due, now + 60_000, None).await.unwrap());
+        assert!(s.fail_incomplete(&later).await.unwrap());
+        assert_eq!(
+            s.get_incomplete(&due).await.unwrap().status,
+            IncompleteStatus::Resolved
+        );
+        assert_eq!(
+            s.get_incomplete(&later).await.unwrap().status,
+            IncompleteStatus::Failed
+        );
+        assert!(
+            s.due_incomplete(now + 120_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let pending = s
+            .list_incomplete(&sc, Some(IncompleteStatus::Pending), 100)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, manual);
+        assert_eq!(s.list_incomplete(&sc, None, 2).await.unwrap().len(), 2);
+
+        assert_not_found(s.get_incomplete(MISSING).await);
+        assert_not_found(
+            s.insert_incomplete(NewIncomplete {
+                execution_id: MISSING,
+                ..new(None)
+            })
+            .await,
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention, maintenance, metrics, token
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_old_finished_executions_in_batches() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Retention").await;
+        let hook = s.ensure_hook(&sc, 1).await.unwrap();
+        let out = json!({"v": 1});
+
+        // Old: finished before `cutoff`. One is a keyed delivery, one has a pending incomplete.
+        let mut old = Vec::new();
+        for i in 0..7 {
+            let id = execution(s, &sc, json!({"old": i})).await;
+            s.append_module_data(
+                &id,
+                &[ModuleEntry {
+                    module_id: 1,
+                    output: &out,
+                }],
+                100,
+            )
+            .await
+            .unwrap();
+            finish(s, &id, FinalStatus::Success).await;
+            old.push(id);
+        }
+        let delivered = s
+            .accept_delivery(&hook, Some("evt-old"), &sc, 1, &json!({}))
+            .await
+            .unwrap();
+        finish(s, delivered.execution_id(), FinalStatus::Error).await;
+        old.push(delivered.execution_id().to_string());
+        let parked = execution(s, &sc, json!({})).await;
+        finish(s, &parked, FinalStatus::Incomplete).await;
+        let incomplete = s
+            .insert_incomplete(NewIncomplete {
+                execution_id: &parked,
+                scenario_id: &sc,
+                version: 1,
+                module_id: 1,
+                bundle: &json!({}),
+                error: None,
+                retry: None,
+                next_attempt_at: None,
+            })
+            .await
+            .unwrap();
+        let still_queued = execution(s, &sc, json!({})).await;
+        let still_running = execution(s, &sc, json!({})).await;
+        s.claim_execution(&still_running, "w")
+            .await
+            .unwrap()
+            .unwrap();
+
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let cutoff = switchyard::store::now_ms();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let recent = execution(s, &sc, json!({})).await;
+        finish(s, &recent, FinalStatus::Success).await;
+
+        // keep_days = 30, evaluated 30 days after `cutoff`; batches of 3.
+        let day = 86_400_000;
+        let deleted = s
+            .prune_at(cutoff + 30 * day, Some(30), None, 3)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 8);
+        for id in &old {
+            assert_not_found(s.get_execution(id).await);
+            assert!(s.module_data(id).await.unwrap().is_empty());
+        }
+        for id in [&parked, &still_queued, &still_running, &recent] {
+            s.get_execution(id).await.expect("kept");
+        }
+        assert_eq!(
+            s.get_incomplete(&incomplete).await.unwrap().status,
+            IncompleteStatus::Pending
+        );
+        // The delivery went with its execution: the key is accepted again.
+        let again = s
+            .accept_delivery(&hook, Some("evt-old"), &sc, 1, &json!({}))
+            .await
+            .unwrap();
+        assert!(matches!(again, Delivery::Accepted { .. }), "{again:?}");
+
+        // Nothing more to delete at the same time.
+        assert_eq!(
+            s.prune_at(cutoff + 30 * day, Some(30), None, 3)
+                .await
+                .unwrap(),
+            0
+        );
+
+        // Once resolved, the parked execution can go too; queued and running never do.
+        s.resolve_incomplete(&incomplete).await.unwrap();
+        let far = cutoff + 400 * day;
+        assert_eq!(s.prune_at(far, Some(1), None, 1000).await.unwrap(), 2);
+        assert_not_found(s.get_incomplete(&incomplete).await);
+        s.get_execution(&still_queued).await.expect("queued kept");
+        s.get_execution(&still_running).await.expect("running kept");
+        s.get_execution(again.execution_id())
+            .await
+            .expect("queued delivery kept");
+        assert_eq!(
+            s.prune(None, None, 100).await.unwrap(),
+            0,
+            "no limits, no deletes"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_keeps_the_newest_per_scenario() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let a = scenario(s, "A").await;
+        let b = scenario(s, "B").await;
+        let mut a_ids = Vec::new();
+        for i in 0..6 {
+            let id = execution(s, &a, json!({"i": i})).await;
+            finish(s, &id, FinalStatus::Success).await;
+            a_ids.push(id);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let b_id = execution(s, &b, json!({})).await;
+        finish(s, &b_id, FinalStatus::Success).await;
+        let a_queued = execution(s, &a, json!({})).await;
+
+        let deleted = s.prune(None, Some(2), 1).await.unwrap();
+        assert_eq!(deleted, 4);
+        let left: HashSet<String> = s
+            .list_executions(&all_executions())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(
+            left,
+            HashSet::from([
+                a_ids[4].clone(),
+                a_ids[5].clone(),
+                b_id.clone(),
+                a_queued.clone()
+            ])
+        );
+        assert_eq!(s.prune(None, Some(2), 1).await.unwrap(), 0);
+        assert_eq!(s.prune(None, Some(0), 10).await.unwrap(), 3);
+        assert_eq!(count(s).await, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_forgets_old_schedule_ticks() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Ticks").await;
+        let now = switchyard::store::now_ms();
+        let day = 86_400_000;
+        for d in 0..10 {
+            assert!(s.claim_tick(&sc, now - d * day - 1).await.unwrap());
+        }
+        s.prune_at(now, None, None, 2).await.unwrap();
+        // Ticks within the last 7 days are still claimed; older ones were forgotten.
+        for d in 0..7 {
+            assert!(
+                !s.claim_tick(&sc, now - d * day - 1).await.unwrap(),
+                "day {d}"
+            );
+        }
+        for d in 7..10 {
+            assert!(
+                s.claim_tick(&sc, now - d * day - 1).await.unwrap(),
+                "day {d}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_shrinks_after_prune_and_maintain() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Bulk").await;
+        // About 5 MB of execution data: 50 executions × 100 KB of module output.
+        let chunk = json!({"blob": "0123456789abcdef".repeat(6400)});
+        for i in 0..50 {
+            let id = execution(s, &sc, json!({"i": i})).await;
+            s.append_module_data(
+                &id,
+                &[ModuleEntry {
+                    module_id: 1,
+                    output: &chunk,
+                }],
+                1 << 20,
+            )
+            .await
+            .unwrap();
+            finish(s, &id, FinalStatus::Success).await;
+        }
+        s.maintain().await.unwrap();
+        let size = |db: &TestDb| {
+            db.sqlite_file()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+        };
+        let before = size(&db);
+
+        let deleted = s.prune(None, Some(0), 7).await.unwrap();
+        assert_eq!(deleted, 50);
+        s.maintain().await.unwrap();
+        assert_eq!(count(s).await, 0);
+
+        if let (Some(before), Some(after)) = (before, size(&db)) {
+            assert!(
+                before > 5_000_000,
+                "the data reached the file: {before} bytes"
+            );
+            assert!(after < before / 4, "file shrank: {before} -> {after} bytes");
+            let wal = db.sqlite_file().unwrap().with_extension("db-wal");
+            let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            assert!(wal_len < 1_000_000, "WAL truncated: {wal_len} bytes");
+        } else {
+            assert_eq!(db.backend, Backend::Postgres);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_scenario_removes_everything_it_owns() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let keep = scenario(s, "Keep").await;
+        let kept_exec = execution(s, &keep, json!({})).await;
+        let sc = scenario(s, "Doomed").await;
+        let hook = s.ensure_hook(&sc, 1).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..1200 {
+            ids.push(execution(s, &sc, json!({"i": i})).await);
+        }
+        s.append_module_data(
+            &ids[0],
+            &[ModuleEntry {
+                module_id: 1,
+                output: &json!(1),
+            }],
+            100,
+        )
+        .await
+        .unwrap();
+        s.accept_delivery(&hook, Some("k"), &sc, 1, &json!({}))
+            .await
+            .unwrap();
+        s.commit_trigger_state(&sc, "t", Some(&json!(1)), &[], 10)
+            .await
+            .unwrap();
+        s.claim_tick(&sc, 5).await.unwrap();
+        let inc = s
+            .insert_incomplete(NewIncomplete {
+                execution_id: &ids[1],
+                scenario_id: &sc,
+                version: 1,
+                module_id: 1,
+                bundle: &json!({}),
+                error: None,
+                retry: None,
+                next_attempt_at: Some(0),
+            })
+            .await
+            .unwrap();
+
+        s.delete_scenario(&sc).await.unwrap();
+        assert_not_found(s.get_scenario(&sc).await);
+        assert!(s.get_hook(&hook).await.unwrap().is_none());
+        assert_not_found(s.get_execution(&ids[0]).await);
+        assert!(s.module_data(&ids[0]).await.unwrap().is_empty());
+        assert!(s.trigger_state(&sc, "t").await.unwrap().is_none());
+        assert_not_found(s.get_incomplete(&inc).await);
+        assert_eq!(count(s).await, 1);
+        s.get_execution(&kept_exec)
+            .await
+            .expect("other scenario untouched");
+        // Its id is free again: a new scenario never sees the old ticks (new ids anyway).
+        assert_not_found(s.claim_tick(&sc, 5).await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_counts_cover_every_status() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Metrics").await;
+        let zero = s.count_executions_by_status().await.unwrap();
+        assert_eq!(zero.len(), 5);
+        assert!(zero.iter().all(|(_, n)| *n == 0));
+        for _ in 0..3 {
+            execution(s, &sc, json!({})).await;
+        }
+        let running = execution(s, &sc, json!({})).await;
+        s.claim_execution(&running, "w").await.unwrap();
+        for status in [
+            FinalStatus::Success,
+            FinalStatus::Success,
+            FinalStatus::Error,
+        ] {
+            let id = execution(s, &sc, json!({})).await;
+            finish(s, &id, status).await;
+        }
+        let counts = s.count_executions_by_status().await.unwrap();
+        assert_eq!(
+            counts,
+            vec![
+                (ExecutionStatus::Queued, 3),
+                (ExecutionStatus::Running, 1),
+                (ExecutionStatus::Success, 2),
+                (ExecutionStatus::Error, 1),
+                (ExecutionStatus::Incomplete, 0),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_token_hash_is_replaced_not_added() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        assert_eq!(s.api_token_hash().await.unwrap(), None);
+        let first = "a".repeat(64);
+        let second = "0123456789abcdef".repeat(4);
+        s.set_api_token_hash(&first).await.unwrap();
+        assert_eq!(s.api_token_hash().await.unwrap(), Some(first.clone()));
+        s.set_api_token_hash(&second).await.unwrap();
+        assert_eq!(s.api_token_hash().await.unwrap(), Some(second.clone()));
+        for bad in ["", "xyz", &"A".repeat(64), &"a".repeat(63)] {
+            let err = s.set_api_token_hash(bad).await.unwrap_err();
+            assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+        }
+        assert_eq!(s.api_token_hash().await.unwrap(), Some(second));
+    })
+    .await;
+}
+
+#[test]
+fn database_name_is_replaced_in_urls() {
+    assert_eq!(
+        with_database("postgres://u:p@127.0.0.1:55432/switchyard", "t1"),
+        "postgres://u:p@127.0.0.1:55432/t1"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/db?sslmode=disable", "t2"),
+        "postgres://u@h/t2?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+}
