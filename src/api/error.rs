@@ -13,9 +13,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub path: Option<String>,
+    pub path: Option<Box<str>>,
     /// Extra structured detail (the list of problems of an invalid scenario).
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -39,11 +39,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn at(mut self, path: impl Into<String>) -> Self {
-        self.path = Some(path.into());
+        self.path = Some(path.into().into_boxed_str());
         self
     }
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
@@ -76,10 +76,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(path) = self.path {
-            error["path"] = Value::String(path);
+            error["path"] = Value::String(path.into());
         }
         if let Some(details) = self.details {
-            error["details"] = details;
+            error["details"] = *details;
         }
         (self.status, Json(json!({ "error": error }))).into_response()
     }
