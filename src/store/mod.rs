@@ -178,13 +178,27 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+        maintenance::ensure_incremental_vacuum(&mut conn).await?;
+        sqlx::Connection::close(conn).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // apalis-sqlite's `setup` runs `PRAGMA synchronous = OFF` on the pooled connections
+            // it touches (an OS crash could then corrupt the file). Every connection handed out
+            // gets NORMAL back; the statement also serves as the liveness check.
+            .test_before_acquire(false)
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         migrate::run_sqlite(&pool).await?;
-        maintenance::ensure_incremental_vacuum(&pool).await?;
         Ok(Store {
             pool: StorePool::Sqlite(pool),
         })
