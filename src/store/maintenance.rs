@@ -226,7 +226,7 @@ impl Store {
 
 /// Makes sure a SQLite file can shrink. New files get `auto_vacuum=INCREMENTAL` from the
 /// connection options before their first table; a file created without it (by an older
-/// build, or by another tool) is converted once with `VACUUM`. Run on a connection of its
+/// build, or by another tool) is converted once with `VACUUM` (best effort). Run on a connection of its
 /// own before the pool opens: other connections would keep reporting the old mode until
 /// their next transaction.
 pub(crate) async fn ensure_incremental_vacuum(conn: &mut SqliteConnection) -> Result<()> {
@@ -239,7 +239,11 @@ pub(crate) async fn ensure_incremental_vacuum(conn: &mut SqliteConnection) -> Re
         sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
             .execute(&mut *conn)
             .await?;
-        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        // Not fatal: the store works without it, the file just does not shrink. VACUUM can
+        // fail when another process keeps the file busy; the next open tries again.
+        if let Err(e) = sqlx::query("VACUUM").execute(&mut *conn).await {
+            tracing::warn!(error = %e, "SQLite VACUUM failed; the file will not shrink yet");
+        }
     }
     Ok(())
 }
