@@ -23,7 +23,7 @@ use super::{
 };
 
 /// Dedupe keys longer than this (or with control characters) are stored as their SHA-256.
-pub const MAX_PLAIN_DEDUPE_KEY_BYTES: usize = 200;
+const MAX_PLAIN_DEDUPE_KEY_BYTES: usize = 200;
 
 /// The longest worker id, in bytes.
 const MAX_WORKER_ID_BYTES: usize = 200;

@@ -6,7 +6,7 @@
 //! SQLite files are created with `auto_vacuum=INCREMENTAL`, so `maintain` can return freed
 //! pages to the file system and truncate the WAL: the file really shrinks.
 
-use sqlx::SqlitePool;
+use sqlx::SqliteConnection;
 
 use super::types::stored_u64;
 use super::{ExecutionStatus, Result, Store, StoreError, begin_write, new_id, now_ms};
@@ -226,10 +226,11 @@ impl Store {
 
 /// Makes sure a SQLite file can shrink. New files get `auto_vacuum=INCREMENTAL` from the
 /// connection options before their first table; a file created without it (by an older
-/// build, or by another tool) is converted once with `VACUUM`.
-pub(crate) async fn ensure_incremental_vacuum(pool: &SqlitePool) -> Result<()> {
+/// build, or by another tool) is converted once with `VACUUM` (best effort). Run on a connection of its
+/// own before the pool opens: other connections would keep reporting the old mode until
+/// their next transaction.
+pub(crate) async fn ensure_incremental_vacuum(conn: &mut SqliteConnection) -> Result<()> {
     const INCREMENTAL: i64 = 2;
-    let mut conn = pool.acquire().await?;
     let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
         .fetch_one(&mut *conn)
         .await?;
@@ -238,7 +239,11 @@ pub(crate) async fn ensure_incremental_vacuum(pool: &SqlitePool) -> Result<()> {
         sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
             .execute(&mut *conn)
             .await?;
-        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        // Not fatal: the store works without it, the file just does not shrink. VACUUM can
+        // fail when another process keeps the file busy; the next open tries again.
+        if let Err(e) = sqlx::query("VACUUM").execute(&mut *conn).await {
+            tracing::warn!(error = %e, "SQLite VACUUM failed; the file will not shrink yet");
+        }
     }
     Ok(())
 }

@@ -14,11 +14,12 @@
 //! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token.
 //!
 //! # Invariants
-//! - **Only this module knows which database it is on.** Queries are runtime `sqlx::query`
-//!   calls (never the `query!` macros, see `shared/reference/rust-stack.md`) written once with
-//!   `$N` placeholders, which both drivers accept, and run through [`on_pool!`], which expands
-//!   the same code for each pool type. Where the dialects differ (row locks), the
-//!   [`Dialect`] trait says so.
+//! - **Only this module knows which database it is on** (the pool is exposed only so that the
+//!   job queue can share it). Queries are runtime `sqlx::query` calls (never the `query!`
+//!   macros, see `shared/reference/rust-stack.md`) written once with `$N` placeholders, which
+//!   both drivers accept, and run through `on_pool!`, which expands the same code for each
+//!   pool type. Where the dialects differ (row locks, write transactions), the `Dialect`
+//!   trait says so.
 //! - **Ids are generated in Rust**: 128 random bits as 32 lowercase hex characters
 //!   (UUID v4, simple form); hook ids, which are bearer secrets in a URL, have 256 bits.
 //!   A lookup with a string that cannot be an id answers "not found" without a query.
@@ -62,6 +63,11 @@ mod triggers;
 mod types;
 
 pub use error::StoreError;
+pub use json::MAX_JSON_DEPTH;
+pub use maintenance::TICK_RETENTION_DAYS;
+pub use migrate::MIGRATIONS_TABLE;
+pub use scenarios::{MAX_BLUEPRINT_BYTES, MAX_NAME_BYTES};
+pub use triggers::MAX_TRIGGER_KEY_BYTES;
 pub use types::*;
 
 /// Shorthand for results of store operations.
@@ -179,13 +185,27 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+        maintenance::ensure_incremental_vacuum(&mut conn).await?;
+        sqlx::Connection::close(conn).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // apalis-sqlite's `setup` runs `PRAGMA synchronous = OFF` on the pooled connections
+            // it touches (an OS crash could then corrupt the file). Every connection handed out
+            // gets NORMAL back; the statement also serves as the liveness check.
+            .test_before_acquire(false)
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         migrate::run_sqlite(&pool).await?;
-        maintenance::ensure_incremental_vacuum(&pool).await?;
         Ok(Store {
             pool: StorePool::Sqlite(pool),
         })
