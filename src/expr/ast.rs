@@ -120,6 +120,14 @@ impl BinOp {
         }
     }
 
+    /// `= != < > <= >=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge
+        )
+    }
+
     /// Binding strength: higher binds tighter.
     pub fn precedence(self) -> u8 {
         match self {

@@ -5,6 +5,42 @@
 //!
 //! Precedence, loosest first: `|`/`or`, `&`/`and`, comparisons (`= == != < > <= >=`),
 //! `+ -`, `* / %`, unary `-`; all binary operators are left-associative.
+//!
+//! # Unquoted text in scenario arguments
+//!
+//! Make writes literal text unquoted in function arguments: `formatDate(now; YYYY-MM-DD)`,
+//! `if(1.status = active; Yes; No)`, `replace(1.text; /\s+/g; -)`. In the scenario dialect an
+//! argument is the source between `(` or `;` and the next `;` or `)` outside double quotes,
+//! backticks and nested parentheses, and it reads as follows:
+//!
+//! 1. Only blanks (or nothing): the empty text `""`.
+//! 2. Otherwise it is parsed as one expression in which a *bare word* (a name that is no
+//!    keyword, variable, word operator or call: `active`, `Yes`, `desc`) is its own text.
+//!    That expression stands when it spans the whole argument and each bare word in it is
+//!    either the whole argument or an operand of a comparison (`= != < > <= >=`) whose
+//!    other operand is not a constant, i.e. is a reference, variable, call or compound
+//!    expression (`1.status = active`, `lower(1.s) != done`).
+//! 3. Otherwise the argument is text: its source as written, leading and trailing blanks
+//!    (Unicode whitespace) trimmed, inner ones kept. Outer blanks are taken as layout (our
+//!    decision; Make has the `space` keyword for a blank that matters), so `join(x; , )`
+//!    joins with `,`: quote `", "` to keep them. So these are text:
+//!    `YYYY-MM-DD HH:mm:ss`, `MM/DD/YYYY`, `Europe/Prague`, `Tom & Jerry` (a bare word under
+//!    arithmetic, `&`, `|` or unary minus: never meant), `a=b`, `page=2` (a bare word
+//!    compared with a constant), `(optional)` (a bare word in parentheses or brackets),
+//!    `DD.MM.YYYY`, `/\s+/g`, `,`, `Unknown user`, `raw_name.sub` (not an expression at all),
+//!    `"Mr" Smith` (quotes kept), `Hello 1.name` (references count only as whole
+//!    expressions). A calendar date `2016-12-08` is text too, not two subtractions.
+//!
+//! Text does not excuse these, which stay parse errors with their column: an unknown
+//! function where an operand can stand (`foo(1.x)`, `Item(s)`: a name directly followed by
+//! `(`; with a space, `Note (see below)` is a call only if the function exists), a special
+//! form's arity, nesting beyond [`MAX_DEPTH`] (even a run of 129 `-`), a `{{` inside an
+//! argument (make.md shows no nested `{{…}}`), an argument with no clean end (an unclosed
+//! quote, backtick or parenthesis: parsed strictly so the error names what is missing), and
+//! an expression that reads data followed by `,` (`if(1.a = 1, "x", "y")`: the app
+//! separator by mistake). Text holding `;`, an unbalanced parenthesis, `{{` or an unpaired
+//! `"` or `` ` `` must be quoted. Outside call arguments (`{{active}}` is an error) and in
+//! the app dialect (where a bare name is a named root) nothing changes.
 
 use serde_json::Value;
 
@@ -174,17 +210,31 @@ struct Parser {
     peeked: Option<Token>,
     /// Current nesting of parentheses, calls, brackets and unary minus.
     nesting: u32,
+    /// The lexer sees nothing at or after this index: the end of the argument being tried.
+    limit: usize,
+    /// Inside a scenario-dialect call argument: a bare word that names nothing is text.
+    lenient: bool,
+    /// The argument being tried used a bare word where it may not stand (see the module
+    /// docs), so the whole argument is read as text.
+    misused: bool,
+    /// The error being returned must not be turned into text by a lenient argument.
+    hard: bool,
 }
 
 impl Parser {
     fn new(src: &str, dialect: Dialect, braces: bool) -> Parser {
+        let chars: Vec<char> = src.chars().collect();
         Parser {
-            chars: src.chars().collect(),
+            limit: chars.len(),
+            chars,
             pos: 0,
             dialect,
             braces,
             peeked: None,
             nesting: 0,
+            lenient: false,
+            misused: false,
+            hard: false,
         }
     }
 
@@ -241,7 +291,11 @@ impl Parser {
     }
 
     fn char_at(&self, i: usize) -> Option<char> {
-        self.chars.get(i).copied()
+        if i < self.limit {
+            self.chars.get(i).copied()
+        } else {
+            None
+        }
     }
 
     fn lex(&mut self) -> Result<Token, ParseError> {
@@ -442,6 +496,9 @@ impl Parser {
     }
 
     fn hex4(&mut self) -> Option<u32> {
+        if self.pos + 4 > self.limit {
+            return None;
+        }
         let digits = self.chars.get(self.pos..self.pos + 4)?;
         let mut v = 0u32;
         for d in digits {
@@ -475,18 +532,27 @@ impl Parser {
     fn enter(&mut self, col: usize) -> Result<(), ParseError> {
         self.nesting += 1;
         if self.nesting > MAX_DEPTH {
-            return Err(too_deep(col));
+            return Err(self.too_deep(col));
         }
         Ok(())
+    }
+
+    /// Too deep is never text: the cap bounds the parser and evaluator, lenient or not.
+    fn too_deep(&mut self, col: usize) -> ParseError {
+        self.hard = true;
+        ParseError::new(
+            col,
+            format!("expression nests too deeply (more than {MAX_DEPTH} levels)"),
+        )
     }
 
     fn leave(&mut self) {
         self.nesting = self.nesting.saturating_sub(1);
     }
 
-    fn node(expr: Expr, column: usize, height: u32) -> Result<Node, ParseError> {
+    fn node(&mut self, expr: Expr, column: usize, height: u32) -> Result<Node, ParseError> {
         if height > MAX_DEPTH {
-            return Err(too_deep(column));
+            return Err(self.too_deep(column));
         }
         Ok(Node {
             expr,
@@ -495,8 +561,14 @@ impl Parser {
         })
     }
 
+    /// An expression in a position where a bare word may not stand on its own (inside
+    /// parentheses or brackets, or outside any call argument).
     fn expr(&mut self) -> Result<Node, ParseError> {
-        self.binary(1)
+        let (node, bare) = self.binary(1)?;
+        if bare {
+            self.misused = true;
+        }
+        Ok(node)
     }
 
     fn peek_operator(&mut self) -> Result<Option<BinOp>, ParseError> {
@@ -507,59 +579,105 @@ impl Parser {
         })
     }
 
-    fn binary(&mut self, min_precedence: u8) -> Result<Node, ParseError> {
-        let mut lhs = self.unary()?;
+    // The functions from here to `call` recurse into each other, so they keep their frames
+    // small: rare branches and error messages live in helpers off the recursive path.
+
+    /// Returns the node and whether it is a bare word read as text.
+    fn binary(&mut self, min_precedence: u8) -> Result<(Node, bool), ParseError> {
+        let (mut lhs, mut lhs_bare) = self.unary()?;
         while let Some(op) = self.peek_operator()? {
             if op.precedence() < min_precedence {
                 break;
             }
             let col = self.next()?.col;
-            let rhs = self.binary(op.precedence() + 1)?;
-            let height = 1 + lhs.height.max(rhs.height);
-            lhs = Self::node(Expr::Binary(op, Box::new(lhs), Box::new(rhs)), col, height)?;
+            let (rhs, rhs_bare) = self.binary(op.precedence() + 1)?;
+            if lhs_bare || rhs_bare {
+                self.check_bare_operands(op, &lhs, &rhs, lhs_bare);
+            }
+            lhs = self.binary_node(op, lhs, rhs, col)?;
+            lhs_bare = false;
         }
-        Ok(lhs)
+        Ok((lhs, lhs_bare))
     }
 
-    fn unary(&mut self) -> Result<Node, ParseError> {
+    /// A bare word is text only as a comparison operand against something that is not a
+    /// constant (`1.status = active`); anywhere else (`YYYY-MM-DD`, `Europe/Prague`,
+    /// `Tom & Jerry`, `a=b`) the argument it stands in is text.
+    fn check_bare_operands(&mut self, op: BinOp, lhs: &Node, rhs: &Node, lhs_bare: bool) {
+        let other = if lhs_bare { rhs } else { lhs };
+        if !op.is_comparison() || matches!(other.expr, Expr::Literal(_)) {
+            self.misused = true;
+        }
+    }
+
+    fn binary_node(
+        &mut self,
+        op: BinOp,
+        lhs: Node,
+        rhs: Node,
+        col: usize,
+    ) -> Result<Node, ParseError> {
+        let height = 1 + lhs.height.max(rhs.height);
+        self.node(Expr::Binary(op, Box::new(lhs), Box::new(rhs)), col, height)
+    }
+
+    fn unary(&mut self) -> Result<(Node, bool), ParseError> {
         if self.peek()?.tok != Tok::Op(BinOp::Sub) {
             return self.primary();
         }
+        Ok((self.negation()?, false))
+    }
+
+    /// `-operand`; a bare word under it makes its argument text.
+    fn negation(&mut self) -> Result<Node, ParseError> {
         let col = self.next()?.col;
         self.enter(col)?;
-        let operand = self.unary()?;
+        let (operand, bare) = self.unary()?;
         self.leave();
+        if bare {
+            self.misused = true;
+        }
         if let Expr::Literal(Value::Number(n)) = &operand.expr
             && let Some(f) = n.as_f64()
         {
-            return Self::node(Expr::Literal(value::number(-f)), col, 1);
+            return self.node(Expr::Literal(value::number(-f)), col, 1);
         }
         let height = operand.height + 1;
-        Self::node(Expr::Neg(Box::new(operand)), col, height)
+        self.node(Expr::Neg(Box::new(operand)), col, height)
     }
 
-    fn primary(&mut self) -> Result<Node, ParseError> {
+    fn primary(&mut self) -> Result<(Node, bool), ParseError> {
         let t = self.next()?;
-        let col = t.col;
         match t.tok {
-            Tok::Number(n) => Self::node(Expr::Literal(value::number(n)), col, 1),
-            Tok::Str(s) => Self::node(Expr::Literal(Value::String(s)), col, 1),
-            Tok::LParen => {
-                self.enter(col)?;
-                let inner = self.expr()?;
-                let close = self.next()?;
-                if close.tok != Tok::RParen {
-                    return Err(ParseError::new(
-                        close.col,
-                        format!(
-                            "expected \")\" to close \"(\" opened at column {col}, found {}",
-                            describe(&close.tok)
-                        ),
-                    ));
-                }
-                self.leave();
-                Ok(inner)
-            }
+            Tok::Ident(name) => self.identifier(name, t.col),
+            Tok::LParen => Ok((self.parenthesized(t.col)?, false)),
+            other => Ok((self.atom(other, t.col)?, false)),
+        }
+    }
+
+    /// After `(` at `col`: the expression and its `)`.
+    fn parenthesized(&mut self, col: usize) -> Result<Node, ParseError> {
+        self.enter(col)?;
+        let inner = self.expr()?;
+        let close = self.next()?;
+        if close.tok != Tok::RParen {
+            return Err(ParseError::new(
+                close.col,
+                format!(
+                    "expected \")\" to close \"(\" opened at column {col}, found {}",
+                    describe(&close.tok)
+                ),
+            ));
+        }
+        self.leave();
+        Ok(inner)
+    }
+
+    /// A literal or a reference (anything but a name or `(`).
+    fn atom(&mut self, tok: Tok, col: usize) -> Result<Node, ParseError> {
+        match tok {
+            Tok::Number(n) => self.node(Expr::Literal(value::number(n)), col, 1),
+            Tok::Str(s) => self.node(Expr::Literal(Value::String(s)), col, 1),
             Tok::ModuleId(id) => {
                 if self.dialect == Dialect::App {
                     return Err(ParseError::new(
@@ -604,7 +722,6 @@ impl Parser {
                 };
                 self.reference(root, col)
             }
-            Tok::Ident(name) => self.identifier(name, col),
             other => Err(ParseError::new(
                 col,
                 format!("expected an expression, found {}", describe(&other)),
@@ -612,15 +729,28 @@ impl Parser {
         }
     }
 
-    fn identifier(&mut self, name: String, col: usize) -> Result<Node, ParseError> {
-        if self.peek()?.tok == Tok::LParen {
-            return self.call(name, col);
+    /// A name: a call, or (see [`Parser::word`]) a keyword, variable, named root or text.
+    fn identifier(&mut self, name: String, col: usize) -> Result<(Node, bool), ParseError> {
+        let lenient = self.lenient;
+        let t = self.peek()?;
+        // `name(` is always a call (an unknown name is an error); in an argument,
+        // `Note (see below)` with a space is a call only when the function exists.
+        if t.tok == Tok::LParen
+            && (!lenient || t.col == col + name.chars().count() || is_callable(&name))
+        {
+            return Ok((self.call(name, col)?, false));
         }
+        self.word(name, col)
+    }
+
+    /// A name that is not a call: keyword, variable, named root (app dialect) or, inside a
+    /// scenario call argument, a bare word read as text (the `bool` is then true).
+    fn word(&mut self, name: String, col: usize) -> Result<(Node, bool), ParseError> {
         if let Some(v) = keyword(&name) {
-            return Self::node(Expr::Literal(v), col, 1);
+            return Ok((self.node(Expr::Literal(v), col, 1)?, false));
         }
         if let Some(v) = variable(&name) {
-            return Self::node(Expr::Var(v), col, 1);
+            return Ok((self.node(Expr::Var(v), col, 1)?, false));
         }
         if word_operator(&name).is_some() {
             return Err(ParseError::new(
@@ -629,7 +759,10 @@ impl Parser {
             ));
         }
         match self.dialect {
-            Dialect::App => self.reference(Root::Named(name), col),
+            Dialect::App => Ok((self.reference(Root::Named(name), col)?, false)),
+            Dialect::Scenario if self.lenient => {
+                Ok((self.node(Expr::Literal(Value::String(name)), col, 1)?, true))
+            }
             Dialect::Scenario => Err(ParseError::new(
                 col,
                 format!(
@@ -688,70 +821,124 @@ impl Parser {
             }
         }
         let height = 1 + each + computed;
-        Self::node(Expr::Ref(Box::new(Reference { root, path })), col, height)
+        self.node(Expr::Ref(Box::new(Reference { root, path })), col, height)
     }
 
     fn call(&mut self, name: String, col: usize) -> Result<Node, ParseError> {
-        enum Target {
-            Lazy(Lazy),
-            Func(functions::Function),
-        }
-        let target = match name.as_str() {
-            "if" => Target::Lazy(Lazy::If),
-            "ifempty" => Target::Lazy(Lazy::IfEmpty),
-            "switch" => Target::Lazy(Lazy::Switch),
-            _ => match functions::lookup(&name) {
-                Some(f) => Target::Func(f),
-                None => {
-                    return Err(ParseError::new(col, format!("unknown function \"{name}\"")));
-                }
-            },
+        let Some(target) = Target::resolve(&name) else {
+            return Err(self.unknown_function(&name, col));
         };
         self.next()?; // "("
         self.enter(col)?;
-        let (sep, other_sep) = match self.dialect {
-            Dialect::Scenario => (Tok::Semicolon, Tok::Comma),
-            Dialect::App => (Tok::Comma, Tok::Semicolon),
+        let (args, comma_text) = self.arguments(&name, col)?;
+        self.leave();
+        self.finish_call(target, name, col, args, comma_text)
+    }
+
+    /// Always an error, even inside an argument that could otherwise be text.
+    fn unknown_function(&mut self, name: &str, col: usize) -> ParseError {
+        self.hard = true;
+        ParseError::new(col, format!("unknown function \"{name}\""))
+    }
+
+    /// The arguments after `name(` up to its `)`, and whether one was read as text holding
+    /// a "," (an arity error then hints at the separator).
+    fn arguments(&mut self, name: &str, col: usize) -> Result<(Vec<Node>, bool), ParseError> {
+        let sep = match self.dialect {
+            Dialect::Scenario => Tok::Semicolon,
+            Dialect::App => Tok::Comma,
         };
-        let sep_text = describe(&sep);
         let mut args = Vec::new();
-        if self.peek()?.tok == Tok::RParen {
-            self.next()?;
-        } else {
-            loop {
-                // An empty argument (`replace(x; " ";)`) is empty text, as in Make.
-                let t = self.peek()?;
-                if t.tok == sep || t.tok == Tok::RParen {
-                    let c = t.col;
-                    args.push(Self::node(Expr::Literal(Value::from("")), c, 1)?);
-                } else {
-                    args.push(self.expr()?);
-                }
+        let mut comma_text = false;
+        loop {
+            // Here nothing is peeked: `self.pos` is just after the "(" or separator.
+            let end = match self.dialect {
+                Dialect::Scenario => self.argument_end()?,
+                Dialect::App => ArgEnd::Strict,
+            };
+            if let ArgEnd::Unclosed(at) = end {
+                self.pos = at;
                 let t = self.next()?;
-                if t.tok == Tok::RParen {
+                return Err(self.separator_error(&t, name, col));
+            }
+            if let ArgEnd::At(end) = end {
+                if args.is_empty() && self.is_empty_call(end) {
+                    self.pos = end;
+                    self.next()?;
                     break;
                 }
-                if t.tok == sep {
-                    continue;
+                let arg = self.lenient_argument(end, name, col, &mut comma_text)?;
+                args.push(arg);
+            } else {
+                if args.is_empty() && self.peek()?.tok == Tok::RParen {
+                    self.next()?;
+                    break;
                 }
-                let hint = if t.tok == other_sep {
-                    match self.dialect {
-                        Dialect::Scenario => " (scenario mappings separate arguments with \";\")",
-                        Dialect::App => " (app definitions separate arguments with \",\")",
-                    }
-                } else {
-                    ""
-                };
-                return Err(ParseError::new(
-                    t.col,
-                    format!(
-                        "expected {sep_text} or \")\" to close \"{name}(\" opened at column {col}, found {}{hint}",
-                        describe(&t.tok)
-                    ),
-                ));
+                let arg = self.strict_argument(&sep)?;
+                args.push(arg);
+            }
+            let t = self.next()?;
+            if t.tok == Tok::RParen {
+                break;
+            }
+            if t.tok != sep {
+                return Err(self.separator_error(&t, name, col));
             }
         }
-        self.leave();
+        Ok((args, comma_text))
+    }
+
+    /// `name( )`: only blanks up to the `)` at `end`.
+    fn is_empty_call(&self, end: usize) -> bool {
+        self.chars.get(end) == Some(&')')
+            && self.chars[self.pos..end].iter().all(|c| c.is_whitespace())
+    }
+
+    /// An app-dialect argument, or a scenario argument with something left open inside
+    /// (parsed as before so the error names it; bare words stay text meanwhile).
+    fn strict_argument(&mut self, sep: &Tok) -> Result<Node, ParseError> {
+        let t = self.peek()?;
+        // An empty argument (`replace(x; " ";)`) is empty text, as in Make.
+        if t.tok == *sep || t.tok == Tok::RParen {
+            let c = t.col;
+            return self.node(Expr::Literal(Value::from("")), c, 1);
+        }
+        let saved = (self.lenient, self.misused);
+        self.lenient = self.dialect == Dialect::Scenario;
+        let arg = self.binary(1);
+        (self.lenient, self.misused) = saved;
+        Ok(arg?.0)
+    }
+
+    fn separator_error(&self, t: &Token, name: &str, col: usize) -> ParseError {
+        let (sep, other_sep, hint) = match self.dialect {
+            Dialect::Scenario => (Tok::Semicolon, Tok::Comma, SCENARIO_SEPARATOR_HINT),
+            Dialect::App => (
+                Tok::Comma,
+                Tok::Semicolon,
+                " (app definitions separate arguments with \",\")",
+            ),
+        };
+        let hint = if t.tok == other_sep { hint } else { "" };
+        ParseError::new(
+            t.col,
+            format!(
+                "expected {} or \")\" to close \"{name}(\" opened at column {col}, found {}{hint}",
+                describe(&sep),
+                describe(&t.tok)
+            ),
+        )
+    }
+
+    /// Checks the special forms' arity and builds the call node.
+    fn finish_call(
+        &mut self,
+        target: Target,
+        name: String,
+        col: usize,
+        args: Vec<Node>,
+        comma_text: bool,
+    ) -> Result<Node, ParseError> {
         let height = 1 + args.iter().map(|a| a.height).max().unwrap_or(0);
         let expr = match target {
             Target::Lazy(kind) => {
@@ -766,9 +953,15 @@ impl Parser {
                         Lazy::IfEmpty => "2 arguments (value; fallback)",
                         Lazy::Switch => "at least 3 arguments (value; case; result; …; else)",
                     };
+                    let hint = if comma_text {
+                        SCENARIO_SEPARATOR_HINT
+                    } else {
+                        ""
+                    };
+                    self.hard = true;
                     return Err(ParseError::new(
                         col,
-                        format!("{name}() takes {expected}, got {}", args.len()),
+                        format!("{name}() takes {expected}, got {}{hint}", args.len()),
                     ));
                 }
                 Expr::Lazy(kind, args)
@@ -779,15 +972,172 @@ impl Parser {
                 args,
             })),
         };
-        Self::node(expr, col, height)
+        self.node(expr, col, height)
+    }
+
+    // ---- lenient scenario arguments ------------------------------------------------------
+
+    /// Where the scenario argument starting at `self.pos` ends (see [`ArgEnd`]), looking
+    /// past double quotes, backticks and nested parentheses. A nested `{{` is an error
+    /// (make.md documents no `{{…}}` inside an expression).
+    fn argument_end(&mut self) -> Result<ArgEnd, ParseError> {
+        let mut depth = 0usize;
+        let mut i = self.pos;
+        while let Some(c) = self.char_at(i) {
+            match c {
+                '"' | '`' => {
+                    i += 1;
+                    loop {
+                        match self.char_at(i) {
+                            None => return Ok(ArgEnd::Strict),
+                            Some('\\') if c == '"' => i += 2,
+                            Some(q) if q == c => break,
+                            Some(_) => i += 1,
+                        }
+                    }
+                }
+                '(' => depth += 1,
+                ')' if depth == 0 => return Ok(ArgEnd::At(i)),
+                ')' => depth -= 1,
+                ';' if depth == 0 => return Ok(ArgEnd::At(i)),
+                '{' if self.char_at(i + 1) == Some('{') => {
+                    self.hard = true;
+                    return Err(ParseError::new(
+                        i + 1,
+                        "\"{{\" cannot be nested inside an expression; refer to values without braces (1.name)",
+                    ));
+                }
+                '}' if self.braces && self.char_at(i + 1) == Some('}') => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        Ok(if depth == 0 {
+            ArgEnd::Unclosed(i)
+        } else {
+            ArgEnd::Strict
+        })
+    }
+
+    /// The scenario argument from `self.pos` to `end` (its `;` or `)`): the expression it
+    /// holds, or its trimmed text (see the module docs for the rule). Leaves `self.pos` at
+    /// `end` with nothing peeked.
+    fn lenient_argument(
+        &mut self,
+        end: usize,
+        name: &str,
+        col: usize,
+        comma_text: &mut bool,
+    ) -> Result<Node, ParseError> {
+        let start = self.pos;
+        let raw = &self.chars[start..end];
+        let lead = raw.iter().take_while(|c| c.is_whitespace()).count();
+        let trail = raw[lead..]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_whitespace())
+            .count();
+        let body = &raw[lead..raw.len() - trail];
+        if body.is_empty() {
+            // An empty argument (`replace(x; " ";)`) is empty text, as in Make.
+            self.pos = end;
+            return self.node(Expr::Literal(Value::from("")), end + 1, 1);
+        }
+        if !is_calendar_date(body) {
+            let saved = (self.limit, self.nesting, self.lenient, self.misused);
+            self.limit = end;
+            self.lenient = true;
+            self.misused = false;
+            let outcome = self.try_argument(name, col);
+            let misused = self.misused;
+            (self.limit, self.nesting, self.lenient, self.misused) = saved;
+            self.pos = end;
+            self.peeked = None;
+            match outcome {
+                Ok(Some(node)) if !misused => return Ok(node),
+                Err(e) if self.hard => return Err(e),
+                _ => {}
+            }
+        }
+        let text: String = self.chars[start + lead..end - trail].iter().collect();
+        self.pos = end;
+        self.peeked = None;
+        if text.contains(',') {
+            *comma_text = true;
+        }
+        self.node(Expr::Literal(Value::String(text)), start + lead + 1, 1)
+    }
+
+    /// Parses the argument up to `self.limit` as one expression: `Ok(None)` when it is not
+    /// one (the caller reads it as text); `Err` only for errors that text cannot excuse.
+    fn try_argument(&mut self, name: &str, col: usize) -> Result<Option<Node>, ParseError> {
+        let (node, _) = self.binary(1)?;
+        let t = self.next()?;
+        match t.tok {
+            Tok::Eof => Ok(Some(node)),
+            // `if(1.a = 1, "x", "y")`: an expression that reads data, then a comma, is the
+            // app dialect's separator by mistake rather than text.
+            Tok::Comma if !self.misused && reads_data(&node) => {
+                self.hard = true;
+                Err(self.separator_error(&t, name, col))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
-fn too_deep(col: usize) -> ParseError {
-    ParseError::new(
-        col,
-        format!("expression nests too deeply (more than {MAX_DEPTH} levels)"),
-    )
+/// How a scenario argument ends.
+enum ArgEnd {
+    /// At this index: its `;` or `)`.
+    At(usize),
+    /// The call is left open: the `}}` or the end of the source is at this index.
+    Unclosed(usize),
+    /// A quote, backtick or parenthesis inside is left open: the argument is parsed
+    /// strictly so the error says which.
+    Strict,
+}
+
+/// What a call calls: a special form (only the chosen branch is evaluated) or a function.
+enum Target {
+    Lazy(Lazy),
+    Func(functions::Function),
+}
+
+impl Target {
+    fn resolve(name: &str) -> Option<Target> {
+        Some(match name {
+            "if" => Target::Lazy(Lazy::If),
+            "ifempty" => Target::Lazy(Lazy::IfEmpty),
+            "switch" => Target::Lazy(Lazy::Switch),
+            _ => Target::Func(functions::lookup(name)?),
+        })
+    }
+}
+
+const SCENARIO_SEPARATOR_HINT: &str = " (scenario mappings separate arguments with \";\")";
+
+/// `if`, `ifempty`, `switch` or a catalogue function.
+fn is_callable(name: &str) -> bool {
+    Target::resolve(name).is_some()
+}
+
+/// True when evaluating the node reads something: a reference, variable or call.
+fn reads_data(node: &Node) -> bool {
+    match &node.expr {
+        Expr::Literal(_) => false,
+        Expr::Ref(_) | Expr::Var(_) | Expr::Call(_) | Expr::Lazy(..) => true,
+        Expr::Neg(n) => reads_data(n),
+        Expr::Binary(_, l, r) => reads_data(l) || reads_data(r),
+    }
+}
+
+/// `2016-12-08`: a calendar date written unquoted is text, not two subtractions.
+fn is_calendar_date(text: &[char]) -> bool {
+    text.len() == 10
+        && text.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == '-',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 #[cfg(test)]
@@ -1021,6 +1371,149 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn lenient_argument_errors() {
+        // A name directly followed by "(" where an operand can stand is a call.
+        let e = err("{{ifempty(1.x; Item(s))}}");
+        assert_eq!(
+            (e.column, e.message.as_str()),
+            (16, "unknown function \"Item\"")
+        );
+        let e = err("{{lower(lower(1.x; if(1.a)))}}");
+        assert_eq!(e.column, 20);
+        assert!(e.message.starts_with("if() takes"), "{}", e.message);
+        let e = err("x {{formatDate({{1.date}}; DD.MM.YYYY)}}");
+        assert_eq!(e.column, 16);
+        assert!(e.message.contains("cannot be nested"), "{}", e.message);
+        // No clean end: the strict parse names what is missing.
+        let e = err("{{ifempty(1.x; Unknown user}}");
+        assert_eq!(e.column, 28);
+        assert_eq!(
+            e.message,
+            "expected \";\" or \")\" to close \"ifempty(\" opened at column 3, found \"}}\""
+        );
+        let e = err_expr("ifempty(1.x; (a b)", Dialect::Scenario);
+        assert_eq!(e.column, 19);
+        assert!(e.message.contains("found the end"), "{}", e.message);
+        let e = err_expr("ifempty(1.x; lower(a b", Dialect::Scenario);
+        assert_eq!(e.column, 23);
+        assert!(e.message.contains("to close \"lower(\""), "{}", e.message);
+        let e = err("{{ifempty(1.x; (a b}}");
+        assert_eq!(e.column, 19);
+        assert!(e.message.contains("to close \"(\""), "{}", e.message);
+        // The app dialect keeps reporting a stray word.
+        let e = err_expr("ifempty(body.x, Unknown user)", Dialect::App);
+        assert_eq!(e.column, 25);
+    }
+
+    #[test]
+    fn text_arguments_hide_their_references() {
+        let t = Template::parse(
+            "{{ifempty(1.x; Hello 2.name)}} {{if(3.s = active; 4.a; No)}}",
+            Dialect::Scenario,
+        )
+        .unwrap();
+        let refs: Vec<u32> = t.module_refs().iter().map(|r| r.id).collect();
+        assert_eq!(refs, [1, 3, 4]);
+    }
+
+    #[test]
+    fn lenient_arguments_stay_capped() {
+        let n = 2_000;
+        for src in [
+            format!("{{{{{}a b{}}}}}", "lower(".repeat(n), ")".repeat(n)),
+            format!("{{{{{}a b}}}}", "lower(".repeat(n)),
+            format!("{{{{lower({}x{})}}}}", "(".repeat(n), ")".repeat(n)),
+            format!("{{{{lower({}x)}}}}", "(".repeat(n)),
+            format!("{{{{lower({})}}}}", "-".repeat(n)),
+            format!("{{{{lower(1.a{})}}}}", " = a".repeat(n)),
+        ] {
+            let e = err(&src);
+            assert!(e.column > 2, "{e}");
+        }
+        for src in [
+            format!("{{{{{}a b{}}}}}", "lower(".repeat(n), ")".repeat(n)),
+            format!("{{{{lower({}x{})}}}}", "(".repeat(n), ")".repeat(n)),
+        ] {
+            assert!(err(&src).message.contains("nests too deeply"));
+        }
+        // Text as deep as the cap allows is fine.
+        let src = format!("{{{{{}a b{}}}}}", "lower(".repeat(100), ")".repeat(100));
+        assert!(Template::parse(&src, Dialect::Scenario).is_ok());
+        let src = format!("{{{{lower({})}}}}", "-".repeat(100));
+        assert!(Template::parse(&src, Dialect::Scenario).is_ok());
+    }
+
+    /// Random argument text never panics, and what parses evaluates.
+    #[test]
+    fn random_arguments_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let alphabet = [
+            "a",
+            "Yes",
+            "1.a",
+            "2.b",
+            "now",
+            "null",
+            "true",
+            "and",
+            " ",
+            "  ",
+            ";",
+            ",",
+            "(",
+            ")",
+            "\"",
+            "\"x\"",
+            "`",
+            "-",
+            "+",
+            "/",
+            "*",
+            "%",
+            "=",
+            "!=",
+            "<",
+            "&",
+            "|",
+            ".",
+            ":",
+            "@",
+            "[",
+            "]",
+            "{",
+            "}",
+            "{{",
+            "}}",
+            "\\s",
+            "lower(",
+            "foo(",
+            "if(",
+            "switch(",
+            "2016-12-08",
+            "1",
+            "é",
+            "\n",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let scope = crate::expr::test_support::TestScope::new(serde_json::json!({
+            "1": {"a": "x"}, "2": {"b": 2}
+        }));
+        for _ in 0..10_000 {
+            let n = rng.random_range(0..16);
+            let body: String = (0..n)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let src = format!("{{{{ifempty(1.x; {body})}}}}");
+            if let Ok(t) = Template::parse(&src, Dialect::Scenario) {
+                let _ = t.eval(&scope);
+            }
+            if let Ok(t) = Template::parse_expression(&src[2..src.len() - 2], Dialect::Scenario) {
+                let _ = t.eval(&scope);
+            }
+        }
     }
 
     /// Random input built from IML's own characters never panics the parser or evaluator.
