@@ -246,6 +246,7 @@ async fn open_applies_settings_and_migrations_once() {
                 .await
                 .unwrap();
                 assert_eq!(tables, vec!["_switchyard_migrations".to_string()]);
+                drop(conn); // the pool's only connection
                 let file = db.sqlite_file().unwrap();
                 assert!(file.exists(), "{file:?}");
                 // `connect` takes a sqlite:// URL to the same file.
@@ -280,24 +281,20 @@ async fn the_job_queue_can_share_the_database() {
             .unwrap();
         match db.store.pool() {
             switchyard::store::StorePool::Sqlite(pool) => {
-                apalis_sqlite::SqliteStorage::setup(pool)
+                switchyard::queue::Queue::open(
+                    &db.store,
+                    switchyard::queue::QueueOptions::default(),
+                )
+                .await
+                .expect("queue set-up");
+                // apalis's set-up switches its connection to `synchronous = OFF`; the queue
+                // gives it a connection of its own, so the store's stays NORMAL.
+                let mut conn = pool.acquire().await.unwrap();
+                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
                     .await
-                    .expect("apalis setup");
-                // apalis set `synchronous = OFF` on the connections it used; every connection
-                // the pool hands out is back to NORMAL.
-                let mut conns = Vec::new();
-                for _ in 0..4 {
-                    conns.push(pool.acquire().await.unwrap());
-                }
-                drop(conns);
-                for _ in 0..4 {
-                    let mut conn = pool.acquire().await.unwrap();
-                    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                        .fetch_one(&mut *conn)
-                        .await
-                        .unwrap();
-                    assert_eq!(sync, 1, "synchronous = NORMAL");
-                }
+                    .unwrap();
+                assert_eq!(sync, 1, "synchronous = NORMAL");
             }
             switchyard::store::StorePool::Postgres(pool) => {
                 apalis_postgres::PostgresStorage::setup(pool)

@@ -58,6 +58,83 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
+/// Where a hook's deliveries go, as last read from the store.
+#[derive(Clone)]
+struct Route {
+    scenario_id: String,
+    version: u32,
+    active: bool,
+    /// The scenario answers the caller (`gateway:WebhookRespond`).
+    responds: bool,
+    read_at: Instant,
+}
+
+/// Webhook routes cached for a second: the hot path then touches the database only to store
+/// the delivery. Changes made through this process's API clear it at once; changes made
+/// elsewhere (the CLI, another process) are seen within [`HookCache::TTL`].
+#[derive(Default)]
+pub struct HookCache {
+    routes: Mutex<HashMap<String, Route>>,
+}
+
+impl HookCache {
+    const TTL: Duration = Duration::from_secs(1);
+
+    pub fn clear(&self) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.clear();
+        }
+    }
+
+    fn get(&self, hook: &str) -> Option<Route> {
+        let routes = self.routes.lock().ok()?;
+        routes
+            .get(hook)
+            .filter(|r| r.read_at.elapsed() < Self::TTL)
+            .cloned()
+    }
+
+    fn put(&self, hook: &str, route: Route) {
+        if let Ok(mut routes) = self.routes.lock() {
+            if routes.len() > 10_000 {
+                routes.clear();
+            }
+            routes.insert(hook.to_string(), route);
+        }
+    }
+}
+
+/// The route of a hook: from the cache, else from the store. `None` for an unknown hook.
+async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
+    if let Some(r) = state.inner.hook_cache.get(id) {
+        return Ok(Some(r));
+    }
+    let Some(hook) = state.store().get_hook(id).await? else {
+        return Ok(None);
+    };
+    let scenario = state.store().get_scenario(&hook.scenario_id).await?;
+    let compiled = state
+        .inner
+        .runner
+        .scenario(&hook.scenario_id, scenario.version)
+        .await
+        .map_err(|e| ApiError::internal("scenario", e))?
+        .ok();
+    let route = Route {
+        responds: compiled.as_ref().is_some_and(|s| {
+            s.nodes
+                .iter()
+                .any(|n| matches!(n.kind, NodeKind::WebhookRespond))
+        }),
+        scenario_id: hook.scenario_id,
+        version: scenario.version,
+        active: hook.active && scenario.active,
+        read_at: Instant::now(),
+    };
+    state.inner.hook_cache.put(id, route.clone());
+    Ok(Some(route))
+}
+
 /// A fixed-window counter per hook.
 pub struct RateLimiter {
     limit: u32,
@@ -158,15 +235,14 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let Some(hook) = state.store().get_hook(&id).await? else {
+    let Some(route) = route(&state, &id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_hook",
             "there is no webhook at this address",
         ));
     };
-    let scenario_row = state.store().get_scenario(&hook.scenario_id).await?;
-    if !hook.active || !scenario_row.active {
+    if !route.active {
         return Err(ApiError::new(
             StatusCode::GONE,
             "inactive_hook",
@@ -192,21 +268,10 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200);
-    let scenario = state
-        .inner
-        .runner
-        .scenario(&hook.scenario_id, scenario_row.version)
-        .await
-        .map_err(|e| ApiError::internal("scenario", e))?
-        .ok();
-    let responds = scenario.as_ref().is_some_and(|s| {
-        s.nodes
-            .iter()
-            .any(|n| matches!(n.kind, NodeKind::WebhookRespond))
-    });
+    let responds = route.responds;
     let delivery = state
         .store()
-        .accept_delivery(&id, key, &hook.scenario_id, scenario_row.version, &payload)
+        .accept_delivery(&id, key, &route.scenario_id, route.version, &payload)
         .await?;
     state.inner.metrics.webhook_accepted();
     let execution_id = delivery.execution_id().to_string();

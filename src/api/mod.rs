@@ -42,6 +42,7 @@ struct Inner {
     limiter: hooks::RateLimiter,
     scheduler: Option<Arc<Notify>>,
     metrics: status::Metrics,
+    hook_cache: hooks::HookCache,
 }
 
 impl AppState {
@@ -66,6 +67,7 @@ impl AppState {
                 limiter,
                 scheduler,
                 metrics: status::Metrics::default(),
+                hook_cache: hooks::HookCache::default(),
             }),
         }
     }
@@ -74,7 +76,10 @@ impl AppState {
         &self.inner.store
     }
 
-    fn schedules_changed(&self) {
+    /// A scenario was created, edited, (de)activated or deleted: wake the scheduler and
+    /// forget cached webhook routes.
+    fn scenarios_changed(&self) {
+        self.inner.hook_cache.clear();
         if let Some(n) = &self.inner.scheduler {
             n.notify_one();
         }

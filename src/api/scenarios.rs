@@ -112,7 +112,7 @@ pub async fn update(
     let (_, compiled) = compile(&state, &body)?;
     let version = state.store().update_scenario(&id, &body).await?;
     let hooks = sync_hooks(&state, &id, &compiled).await?;
-    state.schedules_changed();
+    state.scenarios_changed();
     Ok(Json(json!({"id": id, "version": version, "hooks": hooks})))
 }
 
@@ -121,7 +121,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     state.store().delete_scenario(&id).await?;
-    state.schedules_changed();
+    state.scenarios_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,7 +130,7 @@ pub async fn activate(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     state.store().set_active(&id, true).await?;
-    state.schedules_changed();
+    state.scenarios_changed();
     Ok(Json(scenario_json(&state.store().get_scenario(&id).await?)))
 }
 
@@ -139,7 +139,7 @@ pub async fn deactivate(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     state.store().set_active(&id, false).await?;
-    state.schedules_changed();
+    state.scenarios_changed();
     Ok(Json(scenario_json(&state.store().get_scenario(&id).await?)))
 }
 

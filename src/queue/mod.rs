@@ -19,6 +19,7 @@ use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use crate::store::{Store, StorePool};
 
@@ -51,7 +52,8 @@ pub enum QueueError {
 /// How workers poll and when they give a dead worker's jobs away.
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
-    /// How often an idle SQLite worker looks for new jobs (PostgreSQL is woken by NOTIFY).
+    /// How often an idle SQLite worker looks for jobs pushed by other processes (its own
+    /// process wakes it at once; PostgreSQL workers are woken by NOTIFY).
     pub poll_interval: Duration,
     pub heartbeat: Duration,
     pub missed_heartbeats: usize,
@@ -62,7 +64,7 @@ pub struct QueueOptions {
 impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
-            poll_interval: Duration::from_millis(50),
+            poll_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
             missed_heartbeats: 2,
             max_attempts: 5,
@@ -75,7 +77,13 @@ impl Default for QueueOptions {
 pub struct Queue {
     backend: Backend,
     options: QueueOptions,
+    /// Wakes this process's SQLite workers when it pushes a job, so they fetch at once
+    /// instead of waiting for the next poll (PostgreSQL workers are woken by NOTIFY).
+    wake: Arc<Notify>,
 }
+
+/// Jobs fetched per poll.
+const BATCH: usize = 100;
 
 #[derive(Clone)]
 enum Backend {
@@ -101,7 +109,8 @@ impl Queue {
                 let config = apalis_sqlite::Config::default()
                     .queue(QUEUE)
                     .heartbeat_interval(options.heartbeat)
-                    .missed_heartbeats(options.missed_heartbeats);
+                    .missed_heartbeats(options.missed_heartbeats)
+                    .batch_size(BATCH);
                 Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
             }
             StorePool::Postgres(pool) => {
@@ -111,11 +120,16 @@ impl Queue {
                 let config = apalis_postgres::Config::default()
                     .queue(QUEUE)
                     .heartbeat_interval(options.heartbeat)
-                    .missed_heartbeats(options.missed_heartbeats);
+                    .missed_heartbeats(options.missed_heartbeats)
+                    .batch_size(BATCH);
                 Backend::Postgres(PostgresStorage::new(pool).with_config(config))
             }
         };
-        Ok(Queue { backend, options })
+        Ok(Queue {
+            backend,
+            options,
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     /// Queues an execution. Pushing the same execution twice is harmless: the execution id
@@ -132,7 +146,10 @@ impl Queue {
             Backend::Postgres(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
         };
         match pushed {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.wake.notify_one();
+                Ok(())
+            }
             // PostgreSQL reports a repeated idempotency key as a unique violation: the job
             // is already queued, which is what was asked.
             Err(message) if message.contains("23505") || message.contains("idempotency") => Ok(()),
@@ -179,11 +196,20 @@ impl Queue {
         };
         let result = match &self.backend {
             Backend::Sqlite(storage) => {
-                let (storage, interval) = (storage.clone(), self.options.poll_interval);
+                let (storage, interval, wake) = (
+                    storage.clone(),
+                    self.options.poll_interval,
+                    self.wake.clone(),
+                );
                 Monitor::new()
                     .register(move |_| {
+                        // Fetch when this process pushes, and every `interval` for pushes
+                        // from other processes.
+                        let strategy = Strategy::new()
+                            .stream(wake_stream(wake.clone()))
+                            .interval(interval);
                         WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().poll_with_interval(interval))
+                            .backend(storage.clone().poll_with_strategy(strategy))
                             .data(runner.clone())
                             .concurrency(concurrency)
                             .build(handle)
@@ -207,6 +233,16 @@ impl Queue {
         };
         result.map_err(|e| QueueError::Worker(e.to_string()))
     }
+}
+
+/// A stream that yields each time `wake` is notified.
+fn wake_stream(
+    wake: Arc<Notify>,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send + Sync>> {
+    Box::pin(futures::stream::unfold(wake, |wake| async move {
+        wake.notified().await;
+        Some(((), wake))
+    }))
 }
 
 async fn handle(job: ExecutionJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {

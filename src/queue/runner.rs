@@ -148,60 +148,62 @@ impl Runner {
 
     /// Runs execution `id` if it is still to be run; a finished one is left alone.
     pub async fn execute(&self, id: &str) -> Result<(), RunnerError> {
-        let Some(peek) = self
+        let execution = match self
             .store
-            .get_execution(id)
+            .claim_execution(id, &self.options.worker_id)
             .await
-            .map(Some)
-            .or_else(|e| if e.is_not_found() { Ok(None) } else { Err(e) })?
-        else {
-            return Ok(());
+        {
+            Ok(Some(e)) => e,
+            // Finished already (a second delivery of its job), or deleted.
+            Ok(None) => {
+                self.completions.notify(id);
+                return Ok(());
+            }
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
         };
-        if peek.status.is_terminal() {
-            self.completions.notify(id);
-            return Ok(());
-        }
-        let scenario = match self.scenario(&peek.scenario_id, peek.version).await? {
+        let heartbeat = self.spawn_heartbeat(id);
+        let result = self.run_claimed(execution).await;
+        heartbeat.abort();
+        self.completions.notify(id);
+        result
+    }
+
+    async fn run_claimed(&self, execution: crate::store::Execution) -> Result<(), RunnerError> {
+        let id = execution.id.as_str();
+        let scenario = match self
+            .scenario(&execution.scenario_id, execution.version)
+            .await?
+        {
             Ok(s) => s,
             Err(problem) => {
                 let error =
                     serde_json::json!({"name": "InvalidConfigurationError", "message": problem});
-                if self
-                    .store
-                    .claim_execution(id, &self.options.worker_id)
-                    .await?
-                    .is_some()
-                {
-                    let outcome = ExecutionOutcome {
-                        status: FinalStatus::Error,
-                        operations: 0,
-                        cycles: 0,
-                        report: None,
-                        error: Some(&error),
-                    };
-                    self.store.finish_execution(id, outcome).await?;
-                }
-                self.completions.notify(id);
+                let outcome = ExecutionOutcome {
+                    status: FinalStatus::Error,
+                    operations: 0,
+                    cycles: 0,
+                    report: None,
+                    error: Some(&error),
+                };
+                self.store.finish_execution(id, outcome).await?;
                 return Ok(());
             }
         };
         let lock = if scenario.settings.sequential {
             let mut locks = self.sequential.lock().await;
-            Some(locks.entry(peek.scenario_id.clone()).or_default().clone())
+            Some(
+                locks
+                    .entry(execution.scenario_id.clone())
+                    .or_default()
+                    .clone(),
+            )
         } else {
             None
         };
         let _guard = match &lock {
             Some(l) => Some(l.lock().await),
             None => None,
-        };
-        let Some(execution) = self
-            .store
-            .claim_execution(id, &self.options.worker_id)
-            .await?
-        else {
-            self.completions.notify(id);
-            return Ok(());
         };
         let (bundles, resume, incomplete_id) = match execution.payload {
             None | Some(Value::Null) => (Vec::new(), None, None),
@@ -248,7 +250,6 @@ impl Runner {
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
             self.store.resolve_incomplete(&incomplete).await?;
         }
-        self.completions.notify(id);
         Ok(())
     }
 

@@ -188,21 +188,13 @@ impl Store {
         let mut conn = sqlx::ConnectOptions::connect(&options).await?;
         maintenance::ensure_incremental_vacuum(&mut conn).await?;
         sqlx::Connection::close(conn).await?;
+        // One connection: SQLite has one writer at a time, and queueing statements in the
+        // pool is far cheaper than connections contending for the file lock (whose busy
+        // handler sleeps). The job queue's set-up runs on a connection of its own
+        // (`queue::Queue::open`), so this pool's `synchronous = NORMAL` is never changed.
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            // apalis-sqlite's `setup` runs `PRAGMA synchronous = OFF` on the pooled connections
-            // it touches (an OS crash could then corrupt the file). Every connection handed out
-            // gets NORMAL back; the statement also serves as the liveness check.
-            .test_before_acquire(false)
-            .before_acquire(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(true)
-                })
-            })
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
         migrate::run_sqlite(&pool).await?;
