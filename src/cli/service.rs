@@ -188,6 +188,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.run());
     tasks.spawn(sweep_orphans(store.clone(), queue.clone()));
+    tasks.spawn(crate::queue::retry::run_retries(
+        store.clone(),
+        queue.clone(),
+        Duration::from_secs(15),
+    ));
     tasks.spawn(maintain(
         store.clone(),
         args.keep_executions_days,

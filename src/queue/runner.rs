@@ -232,19 +232,21 @@ impl Runner {
             resume,
             ..RunInput::default()
         };
-        let heartbeat = self.spawn_heartbeat(id);
         let started = std::time::Instant::now();
         let report = engine::run(&scenario, input).await;
-        heartbeat.abort();
         self.executions_run.fetch_add(1, Ordering::Relaxed);
         self.run_millis
             .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // A retry that parks its bundle again leaves the original incomplete execution
+        // pending (its next attempt is already scheduled) instead of parking a copy.
+        let park = incomplete_id.is_none();
         self.record(
             &execution.scenario_id,
             execution.version,
             id,
             &scenario,
             &report,
+            park,
         )
         .await?;
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
@@ -279,6 +281,7 @@ impl Runner {
         id: &str,
         scenario: &Scenario,
         report: &Report,
+        park: bool,
     ) -> Result<(), RunnerError> {
         if !scenario.settings.confidential {
             let entries: Vec<ModuleEntry<'_>> = report
@@ -293,7 +296,7 @@ impl Runner {
                 .append_module_data(id, &entries, self.options.module_data_cap)
                 .await?;
         }
-        for parked in &report.incomplete {
+        for parked in report.incomplete.iter().filter(|_| park) {
             let bundle = Value::Object(parked.bundle.clone());
             let error = serde_json::to_value(&parked.error).unwrap_or(Value::Null);
             let new = NewIncomplete {
@@ -304,7 +307,11 @@ impl Runner {
                 bundle: &bundle,
                 error: Some(&error),
                 retry: parked.retry.as_ref(),
-                next_attempt_at: None,
+                next_attempt_at: super::retry::first_attempt_at(
+                    Some(&error),
+                    parked.retry.as_ref(),
+                    crate::store::now_ms(),
+                ),
             };
             self.store.insert_incomplete(new).await?;
         }
