@@ -443,7 +443,12 @@ impl<'s> Execution<'s> {
     fn builtin(&mut self, ix: Ix, ancestry: &Ancestry) -> Result<Option<Vec<Value>>, ModuleError> {
         let scenario = self.scenario;
         let node = &scenario.nodes[ix];
-        let mapper = self.mapper(ix, ancestry)?;
+        let mapper = match &node.kind {
+            NodeKind::SetVariables {
+                single: Some(_), ..
+            } => Value::Null,
+            _ => self.mapper(ix, ancestry)?,
+        };
         Ok(Some(match &node.kind {
             NodeKind::Iterator => {
                 let array = match mapper {
@@ -491,7 +496,31 @@ impl<'s> Execution<'s> {
                     .map(|k| json!({"i": crate::expr::value::number(start + k as f64 * step)}))
                     .collect()
             }
-            NodeKind::SetVariables { scope } => {
+            NodeKind::SetVariables {
+                scope,
+                single: Some((name, value)),
+            } => {
+                let value = value.eval(&self.scope(ancestry)).map_err(|(path, e)| {
+                    ModuleError::data(format!(
+                        "mapper.value{}: {e}",
+                        if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!(".{path}")
+                        }
+                    ))
+                })?;
+                let vars = match scope {
+                    VariableScope::Roundtrip => &mut self.cycle_vars,
+                    VariableScope::Execution => &mut self.execution_vars,
+                };
+                vars.insert(name.clone(), value.clone());
+                vec![Value::Object(Map::from_iter([(name.clone(), value)]))]
+            }
+            NodeKind::SetVariables {
+                scope,
+                single: None,
+            } => {
                 let mut fields = into_object(mapper);
                 let pairs: Vec<(String, Value)> = if node.module == "util:SetVariable2" {
                     let name = variable_name(fields.remove("name"), "mapper.name")?;
@@ -660,13 +689,10 @@ impl<'s> Execution<'s> {
                 .cloned()
                 .unwrap_or(Value::Null),
             Some(_) => match self.mapper(ix, ancestry) {
-                Ok(Value::Object(mut fields)) => {
-                    fields.remove("groupBy");
-                    match agg.kind {
-                        AggregatorKind::Array => Value::Object(fields),
-                        _ => fields.remove("value").unwrap_or(Value::Null),
-                    }
-                }
+                Ok(Value::Object(mut fields)) => match agg.kind {
+                    AggregatorKind::Array => Value::Object(fields),
+                    _ => fields.remove("value").unwrap_or(Value::Null),
+                },
                 Ok(other) => other,
                 Err(e) => return self.fail(ix, ancestry, e),
             },

@@ -598,7 +598,20 @@ impl Compiler<'_> {
                 } else {
                     self.require_mapper_key(node, at, "variables");
                 }
-                NodeKind::SetVariables { scope }
+                let single = match (node.module.as_str(), node.mapper.as_ref()) {
+                    ("util:SetVariable2", Some(m)) => match (m.get("name"), m.get("value")) {
+                        (Some(Value::String(name)), value)
+                            if !name.is_empty() && !name.contains("{{") =>
+                        {
+                            Mapping::compile(value.unwrap_or(&Value::Null), Dialect::Scenario)
+                                .ok()
+                                .map(|v| (name.clone(), v))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                NodeKind::SetVariables { scope, single }
             }
             "util:GetVariable2" => {
                 self.require_mapper_key(node, at, "name");
@@ -783,6 +796,12 @@ impl Compiler<'_> {
                 }
             }
         };
+        // The group-by formula is not an aggregated field: the mapper run per bundle leaves it out.
+        if let Some(mut fields) = mapper.filter(|m| m.contains_key("groupBy")).cloned() {
+            fields.remove("groupBy");
+            self.nodes[own_ix].mapper =
+                Mapping::compile(&Value::Object(fields), Dialect::Scenario).ok();
+        }
         let stop_if_empty = flag(p, "stopIfEmpty") || flag(p, "stop");
         let kind = match node.module.as_str() {
             "util:TextAggregator" => {

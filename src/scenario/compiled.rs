@@ -100,6 +100,9 @@ pub enum NodeKind {
     Repeater,
     SetVariables {
         scope: VariableScope,
+        /// `util:SetVariable2` with a constant name: the name and its value's mapping, so a
+        /// run evaluates only the value.
+        single: Option<(String, Mapping)>,
     },
     GetVariables,
     Increment {
