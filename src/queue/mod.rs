@@ -12,12 +12,15 @@ mod runner;
 
 pub use runner::{Completions, Runner, RunnerOptions};
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_postgres::PostgresStorage;
+use apalis_postgres::{PostgresStorage, Pubsub};
 use apalis_sqlite::SqliteStorage;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StorePool};
@@ -47,6 +50,10 @@ pub enum QueueError {
     #[error("could not set up the job queue's tables: {0}")]
     Setup(String),
 }
+
+/// When an idle PostgreSQL worker looks for jobs without being notified (a missed NOTIFY,
+/// jobs handed back after a worker died).
+const POSTGRES_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// How workers poll and when they give a dead worker's jobs away.
 #[derive(Debug, Clone)]
@@ -183,7 +190,7 @@ impl Queue {
                 Monitor::new()
                     .register(move |_| {
                         WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().poll_with_interval(interval))
+                            .backend(storage.clone().poll_with_strategy(Wake::every(interval)))
                             .data(runner.clone())
                             .concurrency(concurrency)
                             .build(handle)
@@ -195,8 +202,10 @@ impl Queue {
                 let storage = storage.clone();
                 Monitor::new()
                     .register(move |_| {
+                        let notify = Pubsub::new(storage.pool().clone(), QUEUE.to_string());
+                        let wake = Wake::notified(notify, POSTGRES_FALLBACK_POLL);
                         WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().with_pubsub())
+                            .backend(storage.clone().poll_with_strategy(wake))
                             .data(runner.clone())
                             .concurrency(concurrency)
                             .build(handle)
@@ -206,6 +215,74 @@ impl Queue {
             }
         };
         result.map_err(|e| QueueError::Worker(e.to_string()))
+    }
+}
+
+/// When a worker looks for jobs again: every `every`, and on PostgreSQL whenever a job is
+/// inserted (LISTEN/NOTIFY).
+///
+/// Used instead of apalis's `poll_with_interval`/`with_pubsub`: their strategies re-arm the
+/// timer (or take a notification) without polling it again, so when that happens in the
+/// same poll in which the fetch comes back empty, nothing will wake the worker and it sleeps
+/// until its next heartbeat (seconds of latency for a queued execution). This one always
+/// leaves both the timer and the notification stream pending, i.e. armed with the waker.
+struct Wake<S> {
+    every: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    notify: Option<S>,
+}
+
+impl Wake<futures::stream::Empty<()>> {
+    /// A timer only (SQLite).
+    fn every(every: Duration) -> Self {
+        Wake {
+            every,
+            timer: None,
+            notify: None,
+        }
+    }
+}
+
+impl<S> Wake<S> {
+    /// A timer and a notification stream (PostgreSQL).
+    fn notified(notify: S, every: Duration) -> Self {
+        Wake {
+            every,
+            timer: None,
+            notify: Some(notify),
+        }
+    }
+}
+
+impl<S: Stream + Unpin> PollStrategy for Wake<S> {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        let mut woken = false;
+        if let Some(notify) = self.notify.as_mut() {
+            loop {
+                match notify.poll_next_unpin(cx) {
+                    Poll::Ready(Some(_)) => woken = true,
+                    // The listener is gone: the timer still wakes the worker.
+                    Poll::Ready(None) => {
+                        self.notify = None;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        let every = self.every;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        while timer.as_mut().poll(cx).is_ready() {
+            timer.as_mut().reset(tokio::time::Instant::now() + every);
+            woken = true;
+        }
+        if woken {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
