@@ -75,7 +75,13 @@ macro_rules! backend_tests {
 }
 
 backend_tests!(
-    both: [api_and_webhooks, cli_admin, crash_recovery, two_schedulers],
+    both: [
+        api_and_webhooks,
+        cli_admin,
+        crash_recovery,
+        two_schedulers,
+        database_outage,
+    ],
     postgres_only: [two_workers],
 );
 
@@ -1033,6 +1039,47 @@ async fn crash_recovery(db: TestDb) {
         lost.len(),
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A database outage
+// ---------------------------------------------------------------------------------------------
+
+/// The service's workers come back after the database was unavailable for a while.
+async fn database_outage(db: TestDb) {
+    let svc = db.serve(&["--heartbeat-seconds", "1"]).await;
+    let http = reqwest::Client::new();
+    let (scenario, hook) = svc.api.create_active(&hook_scenario("outage")).await;
+    let url = svc.url(&hook.unwrap());
+    let reply = hook_json(&http, &url, &json!({"n": 1}))
+        .await
+        .expect(200, "webhook before the outage");
+    let before = svc.api.finished(&execution_header(&reply)).await;
+    assert_eq!(before["status"], "success");
+
+    db.outage(Duration::from_secs(match db.backend {
+        Backend::Sqlite => 7,
+        Backend::Postgres => 3,
+    }))
+    .await;
+
+    let reply = eventually("a webhook to be accepted after the outage", 30, || {
+        let (http, url) = (&http, &url);
+        async move {
+            let reply = hook_json(http, url, &json!({"n": 2})).await;
+            if reply.status == 200 {
+                Ok(reply)
+            } else {
+                Err(format!("HTTP {}: {}", reply.status, reply.text))
+            }
+        }
+    })
+    .await;
+    let after = svc.api.finished(&execution_header(&reply)).await;
+    assert_eq!(after["status"], "success", "{after}");
+    assert_eq!(after["log"][1]["output"], json!({"n": 2}));
+    let all = svc.api.all_finished(&scenario, 2, 30).await;
+    assert!(all.iter().all(|e| e["status"] == "success"), "{all:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -171,6 +171,12 @@ impl Queue {
     }
 
     /// Runs `concurrency` executions at a time from the queue until `shutdown` resolves.
+    ///
+    /// apalis ends a worker for good on the first database error (a fetch or heartbeat
+    /// failing while the database restarts or is locked), so a worker that stops before
+    /// `shutdown` is started again, under a new name, after a pause that grows from 1 s to
+    /// 30 s while it keeps failing. Jobs the stopped worker held are handed out again once
+    /// its heartbeats are missed.
     pub async fn work(
         &self,
         name: &str,
@@ -178,39 +184,78 @@ impl Queue {
         concurrency: usize,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), QueueError> {
-        let concurrency = concurrency.max(1);
-        let name = name.to_string();
-        let signal = async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             shutdown.await;
-            Ok(())
-        };
+            let _ = stop.send(true);
+        });
+        let mut pause = Duration::from_secs(1);
+        let mut run = 0u64;
+        loop {
+            let name = if run == 0 {
+                name.to_string()
+            } else {
+                format!("{name}.{run}")
+            };
+            run += 1;
+            let mut signal = stopped.clone();
+            let signal = async move {
+                let _ = signal.wait_for(|stop| *stop).await;
+                Ok(())
+            };
+            let started = std::time::Instant::now();
+            let result = self
+                .run_workers(&name, runner.clone(), concurrency, signal)
+                .await;
+            if *stopped.borrow() {
+                return result;
+            }
+            let error = result
+                .err()
+                .map_or_else(|| "ended".to_string(), |e| e.to_string());
+            if started.elapsed() > Duration::from_secs(60) {
+                pause = Duration::from_secs(1);
+            }
+            tracing::error!(worker = %name, %error, "workers stopped; starting them again in {pause:?}");
+            let mut signal = stopped.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = signal.wait_for(|stop| *stop) => return Ok(()),
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One apalis worker until `signal` or its first error. (Not under apalis's `Monitor`:
+    /// it only returns once the signal comes, even when its worker has died.)
+    async fn run_workers(
+        &self,
+        name: &str,
+        runner: Arc<Runner>,
+        concurrency: usize,
+        signal: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    ) -> Result<(), QueueError> {
+        let concurrency = concurrency.max(1);
         let result = match &self.backend {
             Backend::Sqlite(storage) => {
-                let (storage, interval) = (storage.clone(), self.options.poll_interval);
-                Monitor::new()
-                    .register(move |_| {
-                        WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().poll_with_strategy(Wake::every(interval)))
-                            .data(runner.clone())
-                            .concurrency(concurrency)
-                            .build(handle)
-                    })
-                    .run_with_signal(signal)
+                let wake = Wake::every(self.options.poll_interval);
+                WorkerBuilder::new(name)
+                    .backend(storage.clone().poll_with_strategy(wake))
+                    .data(runner)
+                    .concurrency(concurrency)
+                    .build(handle)
+                    .run_until(signal)
                     .await
             }
             Backend::Postgres(storage) => {
-                let storage = storage.clone();
-                Monitor::new()
-                    .register(move |_| {
-                        let notify = Pubsub::new(storage.pool().clone(), QUEUE.to_string());
-                        let wake = Wake::notified(notify, POSTGRES_FALLBACK_POLL);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().poll_with_strategy(wake))
-                            .data(runner.clone())
-                            .concurrency(concurrency)
-                            .build(handle)
-                    })
-                    .run_with_signal(signal)
+                let notify = Pubsub::new(storage.pool().clone(), QUEUE.to_string());
+                let wake = Wake::notified(notify, POSTGRES_FALLBACK_POLL);
+                WorkerBuilder::new(name)
+                    .backend(storage.clone().poll_with_strategy(wake))
+                    .data(runner)
+                    .concurrency(concurrency)
+                    .build(handle)
+                    .run_until(signal)
                     .await
             }
         };

@@ -161,6 +161,57 @@ impl TestDb {
         }
     }
 
+    /// Makes the database unavailable to every other connection for `duration`: on
+    /// PostgreSQL it refuses connections and ends the open ones; on SQLite it holds the write
+    /// lock (longer than the store's 5 s busy timeout, so writers fail).
+    pub async fn outage(&self, duration: Duration) {
+        match &self.pg {
+            Some(pg) => {
+                let admin = sqlx::PgPool::connect(&pg.admin_url)
+                    .await
+                    .expect("connect admin");
+                let allow =
+                    |on: bool| format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {on}", pg.name);
+                sqlx::query(sqlx::AssertSqlSafe(allow(false)))
+                    .execute(&admin)
+                    .await
+                    .expect("refuse connections");
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&pg.name)
+                .execute(&admin)
+                .await
+                .expect("end connections");
+                tokio::time::sleep(duration).await;
+                sqlx::query(sqlx::AssertSqlSafe(allow(true)))
+                    .execute(&admin)
+                    .await
+                    .expect("accept connections");
+                admin.close().await;
+            }
+            None => {
+                use sqlx::Connection;
+                let file = self.data_dir().join(switchyard::store::SQLITE_FILE_NAME);
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                        .await
+                        .expect("open the SQLite file");
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("take the write lock");
+                tokio::time::sleep(duration).await;
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("release the write lock");
+                conn.close().await.expect("close");
+            }
+        }
+    }
+
     /// Writes `value` as a file in the test directory; returns its path.
     pub fn write_json(&self, name: &str, value: &Value) -> PathBuf {
         let path = self.dir.path().join(name);
