@@ -27,7 +27,7 @@ pub struct ListQuery {
 fn summary_json(e: &ExecutionSummary) -> Value {
     json!({"id": e.id, "scenarioId": e.scenario_id, "version": e.version, "status": e.status.as_str(),
            "source": e.source.as_str(), "operations": e.operations, "cycles": e.cycles, "error": e.error,
-           "attempt": e.attempt, "createdAt": e.created_at, "startedAt": e.started_at, "finishedAt": e.finished_at,
+           "attempt": e.attempt, "workerId": e.worker_id, "createdAt": e.created_at, "startedAt": e.started_at, "finishedAt": e.finished_at,
            "durationMs": e.finished_at.zip(e.started_at).map(|(f, s)| f - s)})
 }
 
@@ -100,6 +100,7 @@ pub async fn execution_json(state: &AppState, e: &Execution) -> ApiResult<Value>
         ("version", json!(e.version)),
         ("source", json!(e.source.as_str())),
         ("attempt", json!(e.attempt)),
+        ("workerId", json!(e.worker_id)),
         ("createdAt", json!(e.created_at)),
         ("startedAt", json!(e.started_at)),
         ("finishedAt", json!(e.finished_at)),

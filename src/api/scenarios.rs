@@ -35,7 +35,7 @@ fn compile(state: &AppState, text: &str) -> ApiResult<(scenario::Blueprint, Scen
         error
     };
     let blueprint = scenario::parse(text).map_err(invalid)?;
-    let compiled = scenario::compile(&blueprint, state.inner.runner.registry()).map_err(invalid)?;
+    let compiled = state.inner.runner.compile(&blueprint).map_err(invalid)?;
     Ok((blueprint, compiled))
 }
 

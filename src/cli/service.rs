@@ -14,14 +14,15 @@ use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::Store;
 use crate::triggers::scheduler::Scheduler;
 
-/// Where the data lives: embedded SQLite in `--data-dir`, or PostgreSQL.
+/// Where the data lives: embedded SQLite in `--data-dir`, or PostgreSQL. Global, so that
+/// `switchyard scenarios list --data-dir DIR` works as well as `scenarios --data-dir DIR list`.
 #[derive(Args, Clone)]
 pub struct DatabaseArgs {
     /// Directory of the embedded SQLite database.
-    #[arg(long, default_value = "./switchyard-data")]
+    #[arg(long, global = true, default_value = "./switchyard-data")]
     pub data_dir: PathBuf,
     /// `postgres://…` (or `sqlite://…`) instead of the data directory.
-    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    #[arg(long, global = true, env = "SWITCHYARD_DATABASE_URL")]
     pub database_url: Option<String>,
 }
 
@@ -87,10 +88,11 @@ fn queue_options(heartbeat: u64) -> QueueOptions {
     }
 }
 
-fn runner(store: &Store, heartbeat: u64) -> anyhow::Result<Arc<Runner>> {
+fn runner(store: &Store, heartbeat: u64, min_interval: u64) -> anyhow::Result<Arc<Runner>> {
     let registry = Arc::new(super::registry()?);
     let options = RunnerOptions {
         heartbeat: Duration::from_secs(heartbeat.max(1)),
+        min_interval,
         ..RunnerOptions::default()
     };
     Ok(Arc::new(Runner::new(
@@ -167,7 +169,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.worker.db.open().await?;
     let token_hash = api_token_hash(&store).await?;
     let queue = Queue::open(&store, queue_options(args.worker.heartbeat_seconds)).await?;
-    let runner = runner(&store, args.worker.heartbeat_seconds)?;
+    let runner = runner(
+        &store,
+        args.worker.heartbeat_seconds,
+        args.min_interval_seconds,
+    )?;
     if let Some(dir) = &args.import {
         import_scenarios(&store, dir).await?;
     }
@@ -242,7 +248,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let store = args.db.open().await?;
     let queue = Queue::open(&store, queue_options(args.heartbeat_seconds)).await?;
-    let runner = runner(&store, args.heartbeat_seconds)?;
+    let runner = runner(
+        &store,
+        args.heartbeat_seconds,
+        crate::scenario::schedule::MIN_INTERVAL_SECONDS,
+    )?;
     eprintln!(
         "switchyard worker {} running {} at a time",
         std::process::id(),

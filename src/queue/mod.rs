@@ -13,12 +13,15 @@ mod runner;
 
 pub use runner::{Completions, Runner, RunnerOptions};
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_postgres::PostgresStorage;
+use apalis_postgres::{PostgresStorage, Pubsub};
 use apalis_sqlite::SqliteStorage;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -49,6 +52,10 @@ pub enum QueueError {
     #[error("could not set up the job queue's tables: {0}")]
     Setup(String),
 }
+
+/// When an idle PostgreSQL worker looks for jobs without being notified (a missed NOTIFY,
+/// jobs handed back after a worker died).
+const POSTGRES_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// How workers poll and when they give a dead worker's jobs away.
 #[derive(Debug, Clone)]
@@ -182,6 +189,12 @@ impl Queue {
     }
 
     /// Runs `concurrency` executions at a time from the queue until `shutdown` resolves.
+    ///
+    /// apalis ends a worker for good on the first database error (a fetch or heartbeat
+    /// failing while the database restarts or is locked), so a worker that stops before
+    /// `shutdown` is started again, under a new name, after a pause that grows from 1 s to
+    /// 30 s while it keeps failing. Jobs the stopped worker held are handed out again once
+    /// its heartbeats are missed.
     pub async fn work(
         &self,
         name: &str,
@@ -189,46 +202,81 @@ impl Queue {
         concurrency: usize,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), QueueError> {
-        let concurrency = concurrency.max(1);
-        let name = name.to_string();
-        let signal = async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             shutdown.await;
-            Ok(())
-        };
+            let _ = stop.send(true);
+        });
+        let mut pause = Duration::from_secs(1);
+        let mut run = 0u64;
+        loop {
+            let name = if run == 0 {
+                name.to_string()
+            } else {
+                format!("{name}.{run}")
+            };
+            run += 1;
+            let mut signal = stopped.clone();
+            let signal = async move {
+                let _ = signal.wait_for(|stop| *stop).await;
+                Ok(())
+            };
+            let started = std::time::Instant::now();
+            let result = self
+                .run_workers(&name, runner.clone(), concurrency, signal)
+                .await;
+            if *stopped.borrow() {
+                return result;
+            }
+            let error = result
+                .err()
+                .map_or_else(|| "ended".to_string(), |e| e.to_string());
+            if started.elapsed() > Duration::from_secs(60) {
+                pause = Duration::from_secs(1);
+            }
+            tracing::error!(worker = %name, %error, "workers stopped; starting them again in {pause:?}");
+            let mut signal = stopped.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = signal.wait_for(|stop| *stop) => return Ok(()),
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One apalis worker until `signal` or its first error. (Not under apalis's `Monitor`:
+    /// it only returns once the signal comes, even when its worker has died.)
+    async fn run_workers(
+        &self,
+        name: &str,
+        runner: Arc<Runner>,
+        concurrency: usize,
+        signal: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    ) -> Result<(), QueueError> {
+        let concurrency = concurrency.max(1);
         let result = match &self.backend {
             Backend::Sqlite(storage) => {
-                let (storage, interval, wake) = (
-                    storage.clone(),
-                    self.options.poll_interval,
-                    self.wake.clone(),
-                );
-                Monitor::new()
-                    .register(move |_| {
-                        // Fetch when this process pushes, and every `interval` for pushes
-                        // from other processes.
-                        let strategy = Strategy::new()
-                            .stream(wake_stream(wake.clone()))
-                            .interval(interval);
-                        WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().poll_with_strategy(strategy))
-                            .data(runner.clone())
-                            .concurrency(concurrency)
-                            .build(handle)
-                    })
-                    .run_with_signal(signal)
+                // Fetch when this process pushes a job, and every `poll_interval` for jobs
+                // pushed by other processes.
+                let wake =
+                    Wake::notified(wake_stream(self.wake.clone()), self.options.poll_interval);
+                WorkerBuilder::new(name)
+                    .backend(storage.clone().poll_with_strategy(wake))
+                    .data(runner)
+                    .concurrency(concurrency)
+                    .build(handle)
+                    .run_until(signal)
                     .await
             }
             Backend::Postgres(storage) => {
-                let storage = storage.clone();
-                Monitor::new()
-                    .register(move |_| {
-                        WorkerBuilder::new(name.as_str())
-                            .backend(storage.clone().with_pubsub())
-                            .data(runner.clone())
-                            .concurrency(concurrency)
-                            .build(handle)
-                    })
-                    .run_with_signal(signal)
+                let notify = Pubsub::new(storage.pool().clone(), QUEUE.to_string());
+                let wake = Wake::notified(notify, POSTGRES_FALLBACK_POLL);
+                WorkerBuilder::new(name)
+                    .backend(storage.clone().poll_with_strategy(wake))
+                    .data(runner)
+                    .concurrency(concurrency)
+                    .build(handle)
+                    .run_until(signal)
                     .await
             }
         };
@@ -237,13 +285,69 @@ impl Queue {
 }
 
 /// A stream that yields each time `wake` is notified.
-fn wake_stream(
-    wake: Arc<Notify>,
-) -> std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send + Sync>> {
+fn wake_stream(wake: Arc<Notify>) -> Pin<Box<dyn Stream<Item = ()> + Send + Sync>> {
     Box::pin(futures::stream::unfold(wake, |wake| async move {
         wake.notified().await;
         Some(((), wake))
     }))
+}
+
+/// When a worker looks for jobs again: every `every`, and on PostgreSQL whenever a job is
+/// inserted (LISTEN/NOTIFY).
+///
+/// Used instead of apalis's `poll_with_interval`/`with_pubsub`: their strategies re-arm the
+/// timer (or take a notification) without polling it again, so when that happens in the
+/// same poll in which the fetch comes back empty, nothing will wake the worker and it sleeps
+/// until its next heartbeat (seconds of latency for a queued execution). This one always
+/// leaves both the timer and the notification stream pending, i.e. armed with the waker.
+struct Wake<S> {
+    every: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    notify: Option<S>,
+}
+
+impl<S> Wake<S> {
+    /// A timer and a notification stream (this process's pushes on SQLite, NOTIFY on
+    /// PostgreSQL).
+    fn notified(notify: S, every: Duration) -> Self {
+        Wake {
+            every,
+            timer: None,
+            notify: Some(notify),
+        }
+    }
+}
+
+impl<S: Stream + Unpin> PollStrategy for Wake<S> {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        let mut woken = false;
+        if let Some(notify) = self.notify.as_mut() {
+            loop {
+                match notify.poll_next_unpin(cx) {
+                    Poll::Ready(Some(_)) => woken = true,
+                    // The listener is gone: the timer still wakes the worker.
+                    Poll::Ready(None) => {
+                        self.notify = None;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        let every = self.every;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        while timer.as_mut().poll(cx).is_ready() {
+            timer.as_mut().reset(tokio::time::Instant::now() + every);
+            woken = true;
+        }
+        if woken {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 async fn handle(job: ExecutionJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {

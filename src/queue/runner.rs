@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::engine::module::Registry;
 use crate::engine::{self, Report, Resume, RunInput, Status};
-use crate::scenario::{self, Scenario};
+use crate::scenario::model::{Blueprint, ScheduleKind};
+use crate::scenario::{self, LoadError, Scenario};
 use crate::store::{
     ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError,
 };
@@ -33,6 +34,9 @@ pub struct RunnerOptions {
     pub module_data_cap: usize,
     /// How often a running execution proves its worker is alive.
     pub heartbeat: Duration,
+    /// Smallest `indefinitely` interval, in seconds, accepted from new blueprints
+    /// ([`Runner::compile`]); Make's minimum unless `serve --min-interval-seconds` lowers it.
+    pub min_interval: u64,
 }
 
 impl Default for RunnerOptions {
@@ -41,6 +45,7 @@ impl Default for RunnerOptions {
             worker_id: format!("worker-{}", std::process::id()),
             module_data_cap: 64 * 1024,
             heartbeat: Duration::from_secs(5),
+            min_interval: scenario::schedule::MIN_INTERVAL_SECONDS,
         }
     }
 }
@@ -74,6 +79,32 @@ impl Completions {
             let _ = tx.send(());
         }
     }
+}
+
+/// Compiles `blueprint`, accepting an `indefinitely` interval below Make's 60 s minimum when
+/// it is at least `min_interval` seconds: the scenario layer always enforces Make's minimum,
+/// so the schedule is checked with the interval raised to it and then given back.
+fn compile_with_min_interval(
+    blueprint: &Blueprint,
+    registry: &dyn Registry,
+    min_interval: u64,
+) -> Result<Scenario, LoadError> {
+    let floor = scenario::schedule::MIN_INTERVAL_SECONDS;
+    let lowered = blueprint.scheduling.as_ref().is_some_and(|s| {
+        s.kind == ScheduleKind::Indefinitely
+            && s.interval
+                .is_some_and(|i| i < floor && i >= min_interval.max(1))
+    });
+    if !lowered {
+        return scenario::compile(blueprint, registry);
+    }
+    let mut checked = blueprint.clone();
+    if let Some(s) = checked.scheduling.as_mut() {
+        s.interval = Some(floor);
+    }
+    let mut compiled = scenario::compile(&checked, registry)?;
+    compiled.scheduling = blueprint.scheduling.clone();
+    Ok(compiled)
 }
 
 pub struct Runner {
@@ -123,7 +154,15 @@ impl Runner {
         )
     }
 
-    /// The compiled scenario at `version`, compiled once per process.
+    /// Compiles a new blueprint (API create/update), accepting `indefinitely` intervals down
+    /// to [`RunnerOptions::min_interval`].
+    pub fn compile(&self, blueprint: &Blueprint) -> Result<Scenario, LoadError> {
+        compile_with_min_interval(blueprint, self.registry.as_ref(), self.options.min_interval)
+    }
+
+    /// The compiled scenario at `version`, compiled once per process. A stored version was
+    /// validated when it was stored, so its schedule interval is not checked against Make's
+    /// minimum again (the scheduler applies its own minimum when it computes run times).
     pub async fn scenario(
         &self,
         id: &str,
@@ -134,7 +173,9 @@ impl Runner {
             return Ok(Ok(s));
         }
         let stored = self.store.get_version(id, version).await?;
-        match scenario::load(&stored.blueprint, self.registry.as_ref()) {
+        let compiled = scenario::parse(&stored.blueprint)
+            .and_then(|b| compile_with_min_interval(&b, self.registry.as_ref(), 1));
+        match compiled {
             Ok(s) => {
                 let s = Arc::new(s);
                 if let Ok(mut c) = self.compiled.lock() {
