@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::engine::module::Registry;
 use crate::engine::{self, Report, Resume, RunInput, Status};
-use crate::scenario::model::{Blueprint, ScheduleKind};
-use crate::scenario::{self, LoadError, Scenario};
+use crate::scenario::model::Blueprint;
+use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{
     ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError,
 };
@@ -81,32 +81,6 @@ impl Completions {
     }
 }
 
-/// Compiles `blueprint`, accepting an `indefinitely` interval below Make's 60 s minimum when
-/// it is at least `min_interval` seconds: the scenario layer always enforces Make's minimum,
-/// so the schedule is checked with the interval raised to it and then given back.
-fn compile_with_min_interval(
-    blueprint: &Blueprint,
-    registry: &dyn Registry,
-    min_interval: u64,
-) -> Result<Scenario, LoadError> {
-    let floor = scenario::schedule::MIN_INTERVAL_SECONDS;
-    let lowered = blueprint.scheduling.as_ref().is_some_and(|s| {
-        s.kind == ScheduleKind::Indefinitely
-            && s.interval
-                .is_some_and(|i| i < floor && i >= min_interval.max(1))
-    });
-    if !lowered {
-        return scenario::compile(blueprint, registry);
-    }
-    let mut checked = blueprint.clone();
-    if let Some(s) = checked.scheduling.as_mut() {
-        s.interval = Some(floor);
-    }
-    let mut compiled = scenario::compile(&checked, registry)?;
-    compiled.scheduling = blueprint.scheduling.clone();
-    Ok(compiled)
-}
-
 pub struct Runner {
     store: Store,
     registry: Arc<dyn Registry>,
@@ -157,7 +131,10 @@ impl Runner {
     /// Compiles a new blueprint (API create/update), accepting `indefinitely` intervals down
     /// to [`RunnerOptions::min_interval`].
     pub fn compile(&self, blueprint: &Blueprint) -> Result<Scenario, LoadError> {
-        compile_with_min_interval(blueprint, self.registry.as_ref(), self.options.min_interval)
+        let options = CompileOptions {
+            min_interval: self.options.min_interval,
+        };
+        scenario::compile_with(blueprint, self.registry.as_ref(), &options)
     }
 
     /// The compiled scenario at `version`, compiled once per process. A stored version was
@@ -173,8 +150,13 @@ impl Runner {
             return Ok(Ok(s));
         }
         let stored = self.store.get_version(id, version).await?;
-        let compiled = scenario::parse(&stored.blueprint)
-            .and_then(|b| compile_with_min_interval(&b, self.registry.as_ref(), 1));
+        let compiled = scenario::parse(&stored.blueprint).and_then(|b| {
+            scenario::compile_with(
+                &b,
+                self.registry.as_ref(),
+                &CompileOptions { min_interval: 1 },
+            )
+        });
         match compiled {
             Ok(s) => {
                 let s = Arc::new(s);

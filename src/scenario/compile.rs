@@ -61,9 +61,25 @@ enum FlowRole {
     ErrorRoute { handles: Ix },
 }
 
+/// Settings of a deployment that change what is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Shortest accepted `indefinitely` interval, in seconds.
+    pub min_interval: u64,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            min_interval: schedule::MIN_INTERVAL_SECONDS,
+        }
+    }
+}
+
 pub(super) fn compile(
     blueprint: &Blueprint,
     registry: &dyn Registry,
+    options: &CompileOptions,
 ) -> Result<Scenario, Vec<Problem>> {
     let mut c = Compiler {
         registry,
@@ -93,7 +109,7 @@ pub(super) fn compile(
         .map(|m| m.scenario.clone())
         .unwrap_or_default();
     if let Some(s) = &blueprint.scheduling {
-        for (path, reason) in schedule::check(s) {
+        for (path, reason) in schedule::check(s, options.min_interval) {
             c.problem(&format!("scheduling{path}"), reason);
         }
     }

@@ -10,7 +10,7 @@ pub mod filter;
 pub mod model;
 pub mod schedule;
 
-pub use compile::FLOW_CONTROL;
+pub use compile::{CompileOptions, FLOW_CONTROL};
 pub use compiled::Scenario;
 pub use model::Blueprint;
 
@@ -96,7 +96,16 @@ pub fn load(text: &str, registry: &dyn Registry) -> Result<Scenario, LoadError> 
 
 /// Compiles a parsed blueprint against the modules `registry` provides.
 pub fn compile(blueprint: &Blueprint, registry: &dyn Registry) -> Result<Scenario, LoadError> {
-    compile::compile(blueprint, registry).map_err(LoadError::Invalid)
+    compile_with(blueprint, registry, &CompileOptions::default())
+}
+
+/// [`compile`] with a deployment's [`CompileOptions`].
+pub fn compile_with(
+    blueprint: &Blueprint,
+    registry: &dyn Registry,
+    options: &CompileOptions,
+) -> Result<Scenario, LoadError> {
+    compile::compile(blueprint, registry, options).map_err(LoadError::Invalid)
 }
 
 /// The JSON Schema of the blueprint format.

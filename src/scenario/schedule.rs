@@ -8,8 +8,10 @@ use super::model::{ScheduleKind, Scheduling};
 /// The shortest interval Make allows for `indefinitely`, in seconds.
 pub const MIN_INTERVAL_SECONDS: u64 = 60;
 
-/// Problems as `(path relative to "scheduling", reason)`.
-pub fn check(s: &Scheduling) -> Vec<(String, String)> {
+/// Problems as `(path relative to "scheduling", reason)`. `min_interval` is the shortest
+/// accepted `indefinitely` interval in seconds ([`MIN_INTERVAL_SECONDS`] unless a test
+/// deployment lowers it).
+pub fn check(s: &Scheduling, min_interval: u64) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let mut problem = |path: &str, reason: String| problems.push((path.to_string(), reason));
     match s.kind {
@@ -18,9 +20,9 @@ pub fn check(s: &Scheduling) -> Vec<(String, String)> {
                 ".interval",
                 "`indefinitely` needs `interval` in seconds".into(),
             ),
-            Some(i) if i < MIN_INTERVAL_SECONDS => problem(
+            Some(i) if i < min_interval => problem(
                 ".interval",
-                format!("Invalid interval: {i} s is below the minimum of {MIN_INTERVAL_SECONDS} s"),
+                format!("Invalid interval: {i} s is below the minimum of {min_interval} s"),
             ),
             Some(_) => {}
         },
@@ -190,27 +192,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn check_default(s: &Scheduling) -> Vec<(String, String)> {
+        check(s, MIN_INTERVAL_SECONDS)
+    }
+
     fn sched(v: serde_json::Value) -> Scheduling {
         serde_json::from_value(v).unwrap()
     }
 
     #[test]
     fn interval_below_minimum_is_reported() {
-        let p = check(&sched(json!({"type": "indefinitely", "interval": 30})));
+        let p = check_default(&sched(json!({"type": "indefinitely", "interval": 30})));
         assert_eq!(p.len(), 1);
         assert!(p[0].1.contains("Invalid interval"), "{p:?}");
-        assert!(check(&sched(json!({"type": "indefinitely", "interval": 900}))).is_empty());
+        assert!(check_default(&sched(json!({"type": "indefinitely", "interval": 900}))).is_empty());
     }
 
     #[test]
     fn bad_dates_days_and_times() {
-        let p = check(&sched(
+        let p = check_default(&sched(
             json!({"type": "weekly", "days": [1, 7], "time": "25:00"}),
         ));
         let paths: Vec<_> = p.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".time", ".days[1]"]);
         assert_eq!(
-            check(&sched(json!({"type": "once", "date": "2026-01-01"}))).len(),
+            check_default(&sched(json!({"type": "once", "date": "2026-01-01"}))).len(),
             1
         );
         assert_eq!(parse_time("09:30"), Some(34200));
