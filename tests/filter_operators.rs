@@ -92,3 +92,17 @@ fn unknown_operators_and_bad_patterns_are_reported_with_their_path() {
     assert!(problems[0].1.contains("unknown operator \"string:equal\""));
     assert!(problems[1].1.contains("invalid pattern"));
 }
+
+#[test]
+fn an_operand_that_fails_names_the_filter_and_the_operand() {
+    let cond = condition(json!("{{1.age / 0}}"), "number:greater", Some(json!(1)));
+    let filter = CompiledFilter::compile("adults only", &[vec![cond]]).unwrap();
+    let error = passes(&filter, &bundle()).unwrap_err();
+    assert!(
+        error
+            .message
+            .starts_with("filter \"adults only\", operand a: column "),
+        "{}",
+        error.message
+    );
+}

@@ -23,7 +23,7 @@ pub fn passes(filter: &CompiledFilter, scope: &dyn Scope) -> Result<bool, Module
         }
         let mut all = true;
         for condition in group {
-            if !holds(condition, scope)? {
+            if !holds(&filter.name, condition, scope)? {
                 all = false;
                 break;
             }
@@ -45,10 +45,10 @@ fn operand(
         .map_err(|(_, e)| ModuleError::data(format!("filter \"{filter}\", operand {name}: {e}")))
 }
 
-fn holds(c: &CompiledCondition, scope: &dyn Scope) -> Result<bool, ModuleError> {
-    let a = operand(&c.a, scope, "a", "")?;
+fn holds(filter: &str, c: &CompiledCondition, scope: &dyn Scope) -> Result<bool, ModuleError> {
+    let a = operand(&c.a, scope, "a", filter)?;
     let b = match &c.b {
-        Some(b) => operand(b, scope, "b", "")?,
+        Some(b) => operand(b, scope, "b", filter)?,
         None => Value::Null,
     };
     Ok(match c.op {
