@@ -12,9 +12,10 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
 use crate::store::{
-    Execution, ExecutionCursor, ExecutionFilter, ExecutionSource, ExecutionStatus,
-    ExecutionSummary, IncompleteExecution, NewExecution,
+    Execution, ExecutionCursor, ExecutionFilter, ExecutionStatus, ExecutionSummary,
+    IncompleteExecution,
 };
+use crate::store::{Store, StoreError};
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -73,9 +74,8 @@ pub async fn list(
 
 /// The execution report (`status, operations, cycles, log, error` and, when present,
 /// `response` and `incomplete`) plus ids and timings.
-pub async fn execution_json(state: &AppState, e: &Execution) -> ApiResult<Value> {
-    let log: Vec<Value> = state
-        .store()
+pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, StoreError> {
+    let log: Vec<Value> = store
         .module_data(&e.id)
         .await?
         .into_iter()
@@ -116,7 +116,7 @@ pub async fn execution_json(state: &AppState, e: &Execution) -> ApiResult<Value>
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let e = state.store().get_execution(&id).await?;
-    Ok(Json(execution_json(&state, &e).await?))
+    Ok(Json(execution_report(state.store(), &e).await?))
 }
 
 /// Runs the execution's trigger payload again, on the scenario's current version.
@@ -125,15 +125,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let e = state.store().get_execution(&id).await?;
-    let row = state.store().get_scenario(&e.scenario_id).await?;
-    let new = NewExecution {
-        scenario_id: &e.scenario_id,
-        version: row.version,
-        source: ExecutionSource::Retry,
-        payload: e.payload.as_ref(),
-    };
-    let execution_id = state.store().create_execution(new).await?;
-    state.inner.queue.enqueue(&execution_id).await?;
+    let execution_id = crate::queue::retry::rerun(state.store(), &state.inner.queue, &e).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"executionId": execution_id})),
@@ -172,16 +164,7 @@ pub async fn retry_incomplete(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let i = state.store().get_incomplete(&id).await?;
-    let payload =
-        json!({"resume": {"incomplete": i.id, "module": i.module_id, "bundle": i.bundle}});
-    let new = NewExecution {
-        scenario_id: &i.scenario_id,
-        version: i.version,
-        source: ExecutionSource::Retry,
-        payload: Some(&payload),
-    };
-    let execution_id = state.store().create_execution(new).await?;
-    state.inner.queue.enqueue(&execution_id).await?;
+    let execution_id = crate::queue::retry::resume(state.store(), &state.inner.queue, &i).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"executionId": execution_id})),

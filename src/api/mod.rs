@@ -10,6 +10,7 @@ mod scenarios;
 mod status;
 
 pub use error::{ApiError, ApiResult};
+pub use executions::execution_report;
 pub use hooks::HookLimits;
 pub use scenarios::trigger_key;
 

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::service::DatabaseArgs;
-use crate::store::{ExecutionFilter, ExecutionSource, ExecutionStatus, NewExecution, Store};
+use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 #[derive(Subcommand)]
 pub enum ScenariosCommand {
@@ -227,15 +227,7 @@ async fn executions_on(
         }
         ExecutionsCommand::Show { id } => {
             let e = store.get_execution(&id).await?;
-            let log: Vec<Value> = store
-                .module_data(&id)
-                .await?
-                .into_iter()
-                .map(|m| json!({"module": m.module_id, "output": m.output}))
-                .collect();
-            let value = json!({"id": e.id, "scenarioId": e.scenario_id, "version": e.version, "status": e.status.as_str(),
-                "operations": e.operations, "cycles": e.cycles, "log": log, "error": e.error, "createdAt": e.created_at,
-                "startedAt": e.started_at, "finishedAt": e.finished_at});
+            let value = crate::api::execution_report(store, &e).await?;
             print(json_out, &value, || {
                 let mut s = format!(
                     "execution {} of scenario {} (v{}): {} · {} operations · {} cycles",
@@ -258,17 +250,9 @@ async fn executions_on(
         }
         ExecutionsCommand::Retry { id } => {
             let e = store.get_execution(&id).await?;
-            let row = store.get_scenario(&e.scenario_id).await?;
-            let new = NewExecution {
-                scenario_id: &e.scenario_id,
-                version: row.version,
-                source: ExecutionSource::Retry,
-                payload: e.payload.as_ref(),
-            };
-            let execution_id = store.create_execution(new).await?;
             let queue =
                 crate::queue::Queue::open(store, crate::queue::QueueOptions::default()).await?;
-            queue.enqueue(&execution_id).await?;
+            let execution_id = crate::queue::retry::rerun(store, &queue, &e).await?;
             print(json_out, &json!({"executionId": execution_id}), || {
                 format!("queued execution {execution_id}")
             });

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Queue, QueueError};
 use crate::engine::error::ErrorKind;
-use crate::store::{ExecutionSource, IncompleteExecution, NewExecution, Store, now_ms};
+use crate::store::{Execution, ExecutionSource, IncompleteExecution, NewExecution, Store, now_ms};
 
 const MINUTE: i64 = 60_000;
 /// Make's automatic-retry schedule for transient errors, in minutes after each attempt.
@@ -74,9 +74,44 @@ pub fn first_attempt_at(error: Option<&Value>, retry: Option<&Value>, now: i64) 
     Plan::of(error, retry).map(|p| now + p.minutes_before(0) * MINUTE)
 }
 
-/// The execution payload that resumes a parked bundle (read by `Runner`).
-pub fn resume_payload(i: &IncompleteExecution) -> Value {
-    json!({"resume": {"incomplete": i.id, "module": i.module_id, "bundle": i.bundle}})
+/// Queues a new execution that resumes a parked bundle at the module that failed, on the
+/// scenario version it was parked on (the payload `Runner` reads). The incomplete execution
+/// is resolved when that execution succeeds.
+pub async fn resume(
+    store: &Store,
+    queue: &Queue,
+    i: &IncompleteExecution,
+) -> Result<String, QueueError> {
+    let payload =
+        json!({"resume": {"incomplete": i.id, "module": i.module_id, "bundle": i.bundle}});
+    let new = NewExecution {
+        scenario_id: &i.scenario_id,
+        version: i.version,
+        source: ExecutionSource::Retry,
+        payload: Some(&payload),
+    };
+    let execution_id = store.create_execution(new).await?;
+    queue.enqueue(&execution_id).await?;
+    Ok(execution_id)
+}
+
+/// Queues a new execution that runs `execution`'s trigger payload again, on the scenario's
+/// current version.
+pub async fn rerun(
+    store: &Store,
+    queue: &Queue,
+    execution: &Execution,
+) -> Result<String, QueueError> {
+    let row = store.get_scenario(&execution.scenario_id).await?;
+    let new = NewExecution {
+        scenario_id: &execution.scenario_id,
+        version: row.version,
+        source: ExecutionSource::Retry,
+        payload: execution.payload.as_ref(),
+    };
+    let execution_id = store.create_execution(new).await?;
+    queue.enqueue(&execution_id).await?;
+    Ok(execution_id)
 }
 
 /// Queues a resuming execution for every incomplete execution whose time has come; gives up
@@ -98,15 +133,7 @@ pub async fn retry_due(store: &Store, queue: &Queue, now: i64) -> Result<usize, 
         if !store.bump_incomplete(&i.id, now, next).await? {
             continue; // another process took this attempt
         }
-        let payload = resume_payload(&i);
-        let new = NewExecution {
-            scenario_id: &i.scenario_id,
-            version: i.version,
-            source: ExecutionSource::Retry,
-            payload: Some(&payload),
-        };
-        let execution_id = store.create_execution(new).await?;
-        queue.enqueue(&execution_id).await?;
+        resume(store, queue, &i).await?;
         queued += 1;
     }
     Ok(queued)
