@@ -439,6 +439,13 @@ impl<'s> Execution<'s> {
         }
     }
 
+    fn variables(&mut self, scope: VariableScope) -> &mut Map<String, Value> {
+        match scope {
+            VariableScope::Roundtrip => &mut self.cycle_vars,
+            VariableScope::Execution => &mut self.execution_vars,
+        }
+    }
+
     /// The executor's own modules. `Ok(None)` passes the bundle on unchanged.
     fn builtin(&mut self, ix: Ix, ancestry: &Ancestry) -> Result<Option<Vec<Value>>, ModuleError> {
         let scenario = self.scenario;
@@ -510,10 +517,7 @@ impl<'s> Execution<'s> {
                         }
                     ))
                 })?;
-                let vars = match scope {
-                    VariableScope::Roundtrip => &mut self.cycle_vars,
-                    VariableScope::Execution => &mut self.execution_vars,
-                };
+                let vars = self.variables(*scope);
                 vars.insert(name.clone(), value.clone());
                 vec![Value::Object(Map::from_iter([(name.clone(), value)]))]
             }
@@ -541,10 +545,7 @@ impl<'s> Execution<'s> {
                     }
                     pairs
                 };
-                let vars = match scope {
-                    VariableScope::Roundtrip => &mut self.cycle_vars,
-                    VariableScope::Execution => &mut self.execution_vars,
-                };
+                let vars = self.variables(*scope);
                 let mut output = Map::new();
                 for (name, value) in pairs {
                     output.insert(name.clone(), value.clone());
