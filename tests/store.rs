@@ -4,136 +4,23 @@
 //! freshly created database so tests run in parallel. Concurrency tests race separate pools
 //! (as separate processes would) against one database.
 
+mod common;
+
 use std::collections::HashSet;
-use std::future::Future;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Once;
 use std::time::Duration;
+
+use common::backends::{TestDb, each_backend, with_database};
 
 use serde_json::{Value, json};
 use switchyard::store::{
     Backend, Delivery, ExecutionCursor, ExecutionFilter, ExecutionOutcome, ExecutionSource,
-    ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewExecution, NewIncomplete,
-    SQLITE_FILE_NAME, Store, StoreError,
+    ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewDelivery, NewExecution,
+    NewIncomplete, SQLITE_FILE_NAME, Store, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-const PG_URL_VAR: &str = "SWITCHYARD_TEST_DATABASE_URL";
-static PG_NOTICE: Once = Once::new();
-
-/// One database for one test on one backend.
-struct TestDb {
-    backend: Backend,
-    store: Store,
-    /// The SQLite directory (kept alive for the test) or the PostgreSQL URL of the test's own
-    /// database, to open more pools on the same database.
-    place: Place,
-}
-
-enum Place {
-    /// The directory; the `TempDir` itself stays with `each_backend` until the test ends.
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl TestDb {
-    /// Another store on the same database, with its own pool (like another process).
-    async fn another_store(&self) -> Store {
-        match &self.place {
-            Place::Sqlite(dir) => Store::open_sqlite(dir).await.expect("open sqlite"),
-            Place::Postgres(url) => Store::connect(url).await.expect("connect postgres"),
-        }
-    }
-
-    fn sqlite_file(&self) -> Option<PathBuf> {
-        match &self.place {
-            Place::Sqlite(dir) => Some(dir.join(SQLITE_FILE_NAME)),
-            Place::Postgres(_) => None,
-        }
-    }
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let prefix = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{db}?{q}"),
-        None => format!("{prefix}/{db}"),
-    }
-}
-
-/// Runs `test` on a fresh SQLite store, then on a fresh PostgreSQL database when
-/// `SWITCHYARD_TEST_DATABASE_URL` is set. A failure names the backend.
-async fn each_backend<F, Fut>(test: F)
-where
-    F: Fn(TestDb) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_sqlite(dir.path()).await.expect("open sqlite");
-    let db = TestDb {
-        backend: Backend::Sqlite,
-        store,
-        place: Place::Sqlite(dir.path().to_path_buf()),
-    };
-    let outcome = tokio::spawn(test(db)).await;
-    drop(dir);
-    if let Err(e) = outcome {
-        eprintln!("store test failed on SQLite");
-        std::panic::resume_unwind(e.into_panic());
-    }
-
-    let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
-        PG_NOTICE.call_once(|| {
-            // Written to the real stderr, not the test's captured output, so it is seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "PostgreSQL tests skipped: {PG_URL_VAR} not set (see .ci/postgres.sh)"
-            );
-        });
-        return;
-    };
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
-    let name = format!("switchyard_test_{}", &switchyard::store::new_id()[..16]);
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&admin)
-        .await
-        .expect("create test database (the user needs CREATEDB)");
-    let url = with_database(&admin_url, &name);
-    let store = Store::connect(&url).await.expect("connect test database");
-    let db = TestDb {
-        backend: Backend::Postgres,
-        store: store.clone(),
-        place: Place::Postgres(url),
-    };
-    let outcome = tokio::spawn(test(db)).await;
-    store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .expect("drop test database");
-    admin.close().await;
-    if let Err(e) = outcome {
-        eprintln!("store test failed on PostgreSQL");
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1074,6 +961,80 @@ async fn deliveries_queue_executions_and_drop_duplicates() {
             "{err}"
         );
         assert_eq!(count(s).await, 6, "failed deliveries leave nothing behind");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_deliveries_commits_together_with_an_answer_each() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Batch").await;
+        let other = scenario(s, "Other").await;
+        let hook = s.ensure_hook(&sc, 1).await.unwrap();
+        let foreign_hook = s.ensure_hook(&other, 1).await.unwrap();
+        let delivery = |hook: &str, key: Option<&str>, n: i64| {
+            NewDelivery::new(hook, key, &sc, 1, &json!({"n": n})).unwrap()
+        };
+        let batch = vec![
+            delivery(&hook, None, 1),
+            delivery(&hook, Some("evt_1"), 2),
+            delivery(&hook, Some("evt_1"), 3),
+            delivery(&foreign_hook, None, 4),
+            delivery(&hook, None, 5),
+        ];
+        let planned: Vec<String> = batch.iter().map(|d| d.execution_id().to_string()).collect();
+
+        // Dropped without a commit: nothing was stored.
+        let mut tx = s.begin_write().await.unwrap();
+        tx.accept_deliveries(&batch).await.unwrap();
+        drop(tx);
+        assert_eq!(count(s).await, 0, "an uncommitted batch leaves nothing");
+
+        let mut tx = s.begin_write().await.unwrap();
+        let results = tx.accept_deliveries(&batch).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(results.len(), 5);
+        let accepted = |i: usize| Delivery::Accepted {
+            execution_id: planned[i].clone(),
+        };
+        assert_eq!(results[0].as_ref().unwrap(), &accepted(0));
+        assert_eq!(results[1].as_ref().unwrap(), &accepted(1));
+        assert_eq!(
+            results[2].as_ref().unwrap(),
+            &Delivery::Duplicate {
+                execution_id: planned[1].clone()
+            },
+            "the same key later in the batch is a duplicate of the first"
+        );
+        assert!(
+            matches!(&results[3], Err(StoreError::NotFound { what: "hook", .. })),
+            "{:?}",
+            results[3]
+        );
+        assert_eq!(results[4].as_ref().unwrap(), &accepted(4));
+        assert_eq!(count(&db.another_store().await).await, 3);
+        for (i, n) in [(0, 1), (1, 2), (4, 5)] {
+            let e = s.get_execution(&planned[i]).await.unwrap();
+            assert_eq!(e.payload, Some(json!({"n": n})));
+            assert_eq!(e.status, ExecutionStatus::Queued);
+        }
+        assert_not_found(s.get_execution(&planned[2]).await);
+
+        // A delivery for a version that does not exist fails its batch; alone it says why.
+        let lost = NewDelivery::new(&hook, None, &sc, 99, &json!({})).unwrap();
+        let mut tx = s.begin_write().await.unwrap();
+        assert!(
+            tx.accept_deliveries(&[delivery(&hook, None, 6), lost.clone()])
+                .await
+                .is_err()
+        );
+        drop(tx);
+        let mut tx = s.begin_write().await.unwrap();
+        match tx.accept_deliveries(std::slice::from_ref(&lost)).await {
+            Err(StoreError::NotFound { what, .. }) => assert_eq!(what, "scenario version"),
+            other => panic!("expected a missing version, got {other:?}"),
+        }
     })
     .await;
 }

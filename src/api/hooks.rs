@@ -16,8 +16,10 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
+use crate::queue::Finished;
 use crate::scenario::compiled::NodeKind;
-use crate::store::Delivery;
+use crate::store::{Delivery, NewDelivery};
+use tokio::sync::oneshot;
 
 /// Limits on webhook traffic.
 #[derive(Debug, Clone)]
@@ -268,25 +270,29 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200);
-    let responds = route.responds;
-    let delivery = state
-        .store()
-        .accept_delivery(&id, key, &route.scenario_id, route.version, &payload)
-        .await?;
+    let delivery = NewDelivery::new(&id, key, &route.scenario_id, route.version, &payload)?;
+    // Subscribed before the execution can run, so its end cannot be missed.
+    let completion = route.responds.then(|| {
+        state
+            .inner
+            .runner
+            .completions()
+            .subscribe(delivery.execution_id())
+    });
+    let expected = delivery.execution_id().to_string();
+    let delivery = state.inner.intake.accept(delivery).await;
+    if completion.is_some() && !matches!(&delivery, Ok(Delivery::Accepted { .. })) {
+        state.inner.runner.completions().forget(&expected);
+    }
+    let delivery = delivery?;
     state.inner.metrics.webhook_accepted();
     let execution_id = delivery.execution_id().to_string();
-    let completion = responds.then(|| state.inner.runner.completions().subscribe(&execution_id));
-    if let Delivery::Accepted { .. } = &delivery {
-        // Committed: from here the delivery cannot be lost. A failed push is repaired by
-        // the orphan sweep, so the caller still gets its 2xx.
-        if let Err(e) = state.inner.queue.enqueue(&execution_id).await {
-            tracing::warn!(execution = %execution_id, error = %e, "queue push failed; the orphan sweep will queue it");
-        }
-    }
     let duplicate = matches!(delivery, Delivery::Duplicate { .. });
     let Some(completion) = completion else {
         return Ok(accepted(&execution_id, duplicate));
     };
+    // A duplicate's execution may have finished long ago: only the store knows.
+    let completion = (!duplicate).then_some(completion);
     let response = wait_for_response(&state, &execution_id, completion).await;
     state.inner.runner.completions().forget(&execution_id);
     Ok(match response? {
@@ -315,45 +321,49 @@ fn accepted(execution_id: &str, duplicate: bool) -> Response {
     response
 }
 
-/// Waits for the execution to finish (woken by this process's runner, or by polling the
-/// store when another process runs it) and turns its `response` into the HTTP reply.
+/// Waits for the execution to finish and turns its `response` into the HTTP reply: told by
+/// this process's runner when it runs the execution here, else by reading the store every
+/// 200 ms (another process runs it, or it finished before). `None` after the timeout.
 async fn wait_for_response(
     state: &AppState,
     execution_id: &str,
-    completion: tokio::sync::oneshot::Receiver<()>,
+    mut completion: Option<oneshot::Receiver<Finished>>,
 ) -> ApiResult<Option<Response>> {
     let deadline = tokio::time::Instant::now() + state.inner.limits.respond_timeout;
-    let mut completion = Some(completion);
+    let mut first = completion.is_none();
     loop {
+        if !first {
+            let finished = async {
+                match completion.as_mut() {
+                    Some(rx) => rx.await.unwrap_or(Finished::Unknown),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                finished = finished => {
+                    completion = None;
+                    if let Finished::Ran { response } = finished {
+                        return Ok(Some(reply(execution_id, response.as_ref())));
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+        }
+        first = false;
         let execution = state.store().get_execution(execution_id).await?;
         if execution.status.is_terminal() {
-            let reply = execution
-                .report
-                .as_ref()
-                .and_then(|r| r.get("response"))
-                .cloned();
-            return Ok(Some(match reply {
-                Some(r) => webhook_reply(&r),
-                None => accepted(execution_id, false),
-            }));
+            let response = execution.report.as_ref().and_then(|r| r.get("response"));
+            return Ok(Some(reply(execution_id, response)));
         }
-        let mut woken = false;
-        let finished = async {
-            match completion.as_mut() {
-                Some(rx) => {
-                    let _ = rx.await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = finished => woken = true,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = tokio::time::sleep_until(deadline) => return Ok(None),
-        }
-        if woken {
-            completion = None;
-        }
+    }
+}
+
+/// The scenario's reply, or a plain acknowledgement when it gave none.
+fn reply(execution_id: &str, response: Option<&Value>) -> Response {
+    match response {
+        Some(r) if !r.is_null() => webhook_reply(r),
+        _ => accepted(execution_id, false),
     }
 }
 

@@ -37,6 +37,7 @@ pub struct AppState {
 struct Inner {
     store: Store,
     queue: Queue,
+    intake: crate::queue::Intake,
     runner: Arc<Runner>,
     token_sha256: String,
     limits: HookLimits,
@@ -60,6 +61,7 @@ impl AppState {
         let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
         AppState {
             inner: Arc::new(Inner {
+                intake: crate::queue::Intake::start(store.clone(), queue.clone()),
                 store,
                 queue,
                 runner,

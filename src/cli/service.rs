@@ -270,12 +270,24 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pushes executions whose queue push was lost (committed, then a crash).
+/// Pushes executions whose queue push was lost (committed, then a crash), and ends those
+/// the queue gave up on.
 async fn sweep_orphans(store: Store, queue: Queue) {
     loop {
         tokio::time::sleep(Duration::from_secs(30)).await;
         if let Err(e) = queue.requeue_orphans(&store, Duration::from_secs(30)).await {
             tracing::warn!(error = %e, "orphan sweep failed");
+        }
+        match queue
+            .settle_spent_jobs(&store, Duration::from_secs(30))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                executions = n,
+                "executions the job queue gave up on ended with an error"
+            ),
+            Err(e) => tracing::warn!(error = %e, "spent-job sweep failed"),
         }
     }
 }

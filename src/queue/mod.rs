@@ -8,10 +8,12 @@
 //! heartbeats stop (`heartbeat × missed_heartbeats`), and [`Queue::requeue_orphans`] pushes
 //! executions that were committed but never reached the queue (a crash between the two).
 
+mod intake;
 pub mod retry;
 mod runner;
 
-pub use runner::{Completions, Runner, RunnerOptions};
+pub use intake::Intake;
+pub use runner::{Completions, Finished, Runner, RunnerOptions};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::store::{Store, StorePool};
+use crate::store::{Store, StorePool, WriteTx};
 
 /// The apalis queue name shared by every process.
 pub const QUEUE: &str = "switchyard.executions";
@@ -92,6 +94,9 @@ pub struct Queue {
 
 /// Jobs fetched per poll.
 const BATCH: usize = 100;
+
+/// Jobs written per `INSERT` by [`Queue::push_in`] on SQLite.
+const SQLITE_JOBS_PER_INSERT: usize = 200;
 
 #[derive(Clone)]
 enum Backend {
@@ -168,6 +173,127 @@ impl Queue {
         }
     }
 
+    /// Queues executions inside the caller's transaction, so they are queued if and only if
+    /// the transaction commits. Call [`Queue::pushed`] after the commit. The transaction
+    /// must be on the queue's database (it is: the queue shares the store's).
+    pub async fn push_in(
+        &self,
+        tx: &mut WriteTx,
+        execution_ids: &[&str],
+    ) -> Result<(), QueueError> {
+        if execution_ids.is_empty() {
+            return Ok(());
+        }
+        let mut jobs = Vec::with_capacity(execution_ids.len());
+        for id in execution_ids {
+            let job = ExecutionJob {
+                execution_id: id.to_string(),
+            };
+            let args = serde_json::to_vec(&job).map_err(|e| QueueError::Push {
+                execution_id: id.to_string(),
+                message: e.to_string(),
+            })?;
+            jobs.push((*id, args));
+        }
+        match tx {
+            WriteTx::Sqlite(tx) => {
+                // apalis's own push writes a statement per job; this is its row, for many jobs
+                // per statement (10 parameters a row).
+                let run_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let max_attempts = self.options.max_attempts as i64;
+                for chunk in jobs.chunks(SQLITE_JOBS_PER_INSERT) {
+                    let mut sql = String::from(
+                        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, \
+                         run_at, priority, metadata, idempotency_key) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        let p = i * 3;
+                        if i > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!(
+                            "(${}, ${}, $1, 'Pending', 0, $2, $3, 0, '{{}}', ${})",
+                            p + 4,
+                            p + 5,
+                            p + 6
+                        ));
+                    }
+                    sql.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING");
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(QUEUE)
+                        .bind(max_attempts)
+                        .bind(run_at);
+                    for (id, args) in chunk {
+                        query = query
+                            .bind(args.as_slice())
+                            .bind(ulid::Ulid::generate().to_string())
+                            .bind(*id);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+            WriteTx::Postgres(tx) => {
+                // apalis's insert trigger sends NOTIFY only for jobs due by `now()`, the
+                // transaction's start: a job stamped with the wall clock a second later
+                // would wait for a worker's fallback poll.
+                let due: i64 =
+                    sqlx::query_scalar("SELECT floor(extract(epoch FROM now()))::bigint")
+                        .fetch_one(&mut **tx)
+                        .await?;
+                let tasks = jobs
+                    .into_iter()
+                    .map(|(id, args)| {
+                        TaskBuilder::new(args)
+                            .idempotency_key(id)
+                            .max_attempts(self.options.max_attempts)
+                            .run_at_timestamp(due.max(0) as u64)
+                            .build()
+                    })
+                    .collect();
+                apalis_postgres::queries::push_tasks(&mut **tx, QUEUE, tasks)
+                    .await
+                    .map_err(|e| QueueError::Push {
+                        execution_id: execution_ids[0].to_string(),
+                        message: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Tells this process's workers that jobs were pushed (and committed) by [`Queue::push_in`].
+    pub fn pushed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Deletes the job of execution `execution_id` inside the transaction that finishes the
+    /// execution: the job is done exactly when the execution is, and the job table keeps only
+    /// work still to do (apalis's own acknowledgement, which follows, then finds no row).
+    pub(crate) async fn delete_job_in(
+        tx: &mut WriteTx,
+        execution_id: &str,
+    ) -> Result<(), QueueError> {
+        match tx {
+            WriteTx::Sqlite(tx) => {
+                sqlx::query("DELETE FROM Jobs WHERE job_type = $1 AND idempotency_key = $2")
+                    .bind(QUEUE)
+                    .bind(execution_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteTx::Postgres(tx) => {
+                sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = $2")
+                    .bind(QUEUE)
+                    .bind(execution_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Pushes every execution still `queued` (or `running` without heartbeats) after
     /// `older_than`: those whose push was lost to a crash between the store commit and the
     /// queue insert. Executions whose job exists are not duplicated (idempotency key).
@@ -186,6 +312,87 @@ impl Queue {
             self.enqueue(&execution.id).await?;
         }
         Ok(stale.len())
+    }
+
+    /// Clears out jobs the queue is done with — done, killed, or failed with no attempt
+    /// left — that the runner did not delete when it finished their execution (it had been
+    /// finished elsewhere, or it never ran to its end). An execution still open behind such
+    /// a job, with no sign of life since `stale_after`, ends with status `error` saying the
+    /// queue gave up; one that may still be running keeps its job until a later sweep.
+    /// Returns how many executions were ended.
+    pub async fn settle_spent_jobs(
+        &self,
+        store: &Store,
+        stale_after: Duration,
+    ) -> Result<usize, QueueError> {
+        const SPENT: &str = "job_type = $1 AND (status IN ('Done', 'Killed') \
+             OR (status = 'Failed' AND attempts >= max_attempts))";
+        let spent: Vec<(String, Option<String>, i64, Option<String>)> = match &self.backend {
+            Backend::Sqlite(_) => {
+                let pool = store.sqlite_pool().ok_or_else(wrong_pool)?;
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT id, idempotency_key, attempts, last_result FROM Jobs \
+                     WHERE {SPENT} LIMIT 500"
+                )))
+                .bind(QUEUE)
+                .fetch_all(pool)
+                .await?
+            }
+            Backend::Postgres(_) => {
+                let pool = store.postgres_pool().ok_or_else(wrong_pool)?;
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT id, idempotency_key, attempts::bigint, last_result::text \
+                     FROM apalis.jobs WHERE {SPENT} LIMIT 500"
+                )))
+                .bind(QUEUE)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        let stale_before = crate::store::now_ms() - stale_after.as_millis() as i64;
+        let mut ended = 0;
+        let mut settled = Vec::new();
+        for (job_id, execution_id, attempts, last_result) in spent {
+            let still_open = match &execution_id {
+                Some(execution_id) => {
+                    let error = serde_json::json!({
+                        "name": "QueueError",
+                        "message": format!(
+                            "the job queue gave up on this execution after {attempts} attempt(s)"
+                        ),
+                        "details": last_result,
+                    });
+                    let (ended_now, after) = store
+                        .abandon_execution(execution_id, &error, stale_before)
+                        .await?;
+                    ended += usize::from(ended_now);
+                    after.is_some_and(|s| !s.is_terminal())
+                }
+                None => false,
+            };
+            if !still_open {
+                settled.push(job_id);
+            }
+        }
+        for job_id in &settled {
+            match &self.backend {
+                Backend::Sqlite(_) => {
+                    let pool = store.sqlite_pool().ok_or_else(wrong_pool)?;
+                    sqlx::query("DELETE FROM Jobs WHERE id = $1")
+                        .bind(job_id)
+                        .execute(pool)
+                        .await?;
+                }
+                Backend::Postgres(_) => {
+                    let pool = store.postgres_pool().ok_or_else(wrong_pool)?;
+                    sqlx::query("DELETE FROM apalis.jobs WHERE id = $1")
+                        .bind(job_id)
+                        .execute(pool)
+                        .await?;
+                }
+            }
+        }
+        Ok(ended)
     }
 
     /// Runs `concurrency` executions at a time from the queue until `shutdown` resolves.
@@ -282,6 +489,10 @@ impl Queue {
         };
         result.map_err(|e| QueueError::Worker(e.to_string()))
     }
+}
+
+fn wrong_pool() -> QueueError {
+    QueueError::Setup("the store is not on the queue's database".into())
 }
 
 /// A stream that yields each time `wake` is notified.

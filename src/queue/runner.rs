@@ -24,6 +24,14 @@ use crate::store::{
 pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] Box<super::QueueError>),
+}
+
+impl From<super::QueueError> for RunnerError {
+    fn from(e: super::QueueError) -> Self {
+        RunnerError::Queue(Box::new(e))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -50,16 +58,26 @@ impl Default for RunnerOptions {
     }
 }
 
+/// How an execution that someone waited for ended, as far as this process knows.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    /// This process ran it; the scenario's `gateway:WebhookRespond` reply, if it gave one
+    /// (as in the report's `response`).
+    Ran { response: Option<Value> },
+    /// It had finished before (a repeated job) or is gone: read the store.
+    Unknown,
+}
+
 /// Wakes whoever waits for an execution of this process to finish (a webhook caller
 /// expecting a `gateway:WebhookRespond` reply).
 #[derive(Clone, Default)]
 pub struct Completions {
-    waiting: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>,
+    waiting: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<Finished>>>>>,
 }
 
 impl Completions {
     /// A receiver that resolves when execution `id` finishes in this process.
-    pub fn subscribe(&self, id: &str) -> oneshot::Receiver<()> {
+    pub fn subscribe(&self, id: &str) -> oneshot::Receiver<Finished> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut waiting) = self.waiting.lock() {
             waiting.entry(id.to_string()).or_default().push(tx);
@@ -73,10 +91,10 @@ impl Completions {
         }
     }
 
-    fn notify(&self, id: &str) {
+    fn notify(&self, id: &str, finished: Finished) {
         let senders = self.waiting.lock().ok().and_then(|mut w| w.remove(id));
         for tx in senders.into_iter().flatten() {
-            let _ = tx.send(());
+            let _ = tx.send(finished.clone());
         }
     }
 }
@@ -179,20 +197,33 @@ impl Runner {
             Ok(Some(e)) => e,
             // Finished already (a second delivery of its job), or deleted.
             Ok(None) => {
-                self.completions.notify(id);
+                self.completions.notify(id, Finished::Unknown);
                 return Ok(());
             }
-            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_not_found() => {
+                self.completions.notify(id, Finished::Unknown);
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         let heartbeat = self.spawn_heartbeat(id);
         let result = self.run_claimed(execution).await;
         heartbeat.abort();
-        self.completions.notify(id);
-        result
+        let finished = match &result {
+            Ok(response) => Finished::Ran {
+                response: response.clone(),
+            },
+            Err(_) => Finished::Unknown,
+        };
+        self.completions.notify(id, finished);
+        result.map(|_| ())
     }
 
-    async fn run_claimed(&self, execution: crate::store::Execution) -> Result<(), RunnerError> {
+    /// Runs a claimed execution and records it; returns its webhook reply, if any.
+    async fn run_claimed(
+        &self,
+        execution: crate::store::Execution,
+    ) -> Result<Option<Value>, RunnerError> {
         let id = execution.id.as_str();
         let scenario = match self
             .scenario(&execution.scenario_id, execution.version)
@@ -210,7 +241,7 @@ impl Runner {
                     error: Some(&error),
                 };
                 self.store.finish_execution(id, outcome).await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let lock = if scenario.settings.sequential {
@@ -275,7 +306,10 @@ impl Runner {
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
             self.store.resolve_incomplete(&incomplete).await?;
         }
-        Ok(())
+        Ok(report
+            .response
+            .as_ref()
+            .and_then(|r| serde_json::to_value(r).ok()))
     }
 
     fn spawn_heartbeat(&self, id: &str) -> tokio::task::JoinHandle<()> {
@@ -306,19 +340,6 @@ impl Runner {
         report: &Report,
         park: bool,
     ) -> Result<(), RunnerError> {
-        if !scenario.settings.confidential {
-            let entries: Vec<ModuleEntry<'_>> = report
-                .log
-                .iter()
-                .map(|e| ModuleEntry {
-                    module_id: e.module,
-                    output: &e.output,
-                })
-                .collect();
-            self.store
-                .append_module_data(id, &entries, self.options.module_data_cap)
-                .await?;
-        }
         for parked in report.incomplete.iter().filter(|_| park) {
             let bundle = Value::Object(parked.bundle.clone());
             let error = serde_json::to_value(&parked.error).unwrap_or(Value::Null);
@@ -359,7 +380,24 @@ impl Runner {
             report: Some(&json),
             error: error.as_ref(),
         };
-        self.store.finish_execution(id, outcome).await?;
+        // The final status, the module data and the end of the job commit together.
+        let mut tx = self.store.begin_write().await?;
+        if tx.finish_execution(id, outcome).await? {
+            if !scenario.settings.confidential {
+                let entries: Vec<ModuleEntry<'_>> = report
+                    .log
+                    .iter()
+                    .map(|e| ModuleEntry {
+                        module_id: e.module,
+                        output: &e.output,
+                    })
+                    .collect();
+                tx.append_module_data(id, &entries, self.options.module_data_cap)
+                    .await?;
+            }
+            super::Queue::delete_job_in(&mut tx, id).await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 }

@@ -17,13 +17,10 @@ use sqlx::types::Json;
 use super::json::{self, JsonText};
 use super::types::{parse_stored, stored_u32, stored_u64, to_i64};
 use super::{
-    Delivery, Execution, ExecutionFilter, ExecutionOutcome, ExecutionSource, ExecutionStatus,
-    ExecutionSummary, ModuleEntry, ModuleRecord, NewExecution, Result, Store, StoreError,
-    begin_write, for_update, is_id, new_id, now_ms,
+    Execution, ExecutionFilter, ExecutionOutcome, ExecutionStatus, ExecutionSummary, ModuleEntry,
+    ModuleRecord, NewExecution, Result, Store, StoreError, WriteTx, for_update, is_id, new_id,
+    now_ms,
 };
-
-/// Dedupe keys longer than this (or with control characters) are stored as their SHA-256.
-const MAX_PLAIN_DEDUPE_KEY_BYTES: usize = 200;
 
 /// The longest worker id, in bytes.
 const MAX_WORKER_ID_BYTES: usize = 200;
@@ -150,20 +147,6 @@ enum Bind<'a> {
     Int(i64),
 }
 
-/// The stored form of a dedupe key: the key itself when short and printable, else
-/// `sha256:` and its digest, so any key a sender picks fits and is accepted on both backends.
-fn stored_dedupe_key(key: &str) -> String {
-    if key.len() <= MAX_PLAIN_DEDUPE_KEY_BYTES && !key.chars().any(char::is_control) {
-        key.to_string()
-    } else {
-        use sha2::Digest;
-        format!(
-            "sha256:{}",
-            hex::encode(sha2::Sha256::digest(key.as_bytes()))
-        )
-    }
-}
-
 /// The marker stored instead of an output larger than the cap.
 fn truncated_marker(bytes: usize) -> Value {
     json!({"__truncated__": true, "bytes": bytes})
@@ -180,9 +163,10 @@ impl Store {
         });
         match result {
             Ok(()) => Ok(id),
-            Err(e) if is_foreign_key_violation(&e) => {
-                Err(version_not_found(new.scenario_id, new.version))
-            }
+            Err(e) if is_foreign_key_violation(&e) => Err(super::intake::version_not_found(
+                new.scenario_id,
+                new.version,
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -203,21 +187,21 @@ impl Store {
              started_at = $3, heartbeat_at = $3 \
              WHERE id = $1 AND status IN ('queued', 'running') RETURNING {EXECUTION_COLUMNS}"
         );
+        // One statement in the common case; a re-claim then drops the lost attempt's data
+        // (should it die before, the next re-claim does it).
         let record: Option<ExecutionRecord> = on_pool!(self, pool => {
-            let mut tx = begin_write(pool).await?;
             let record: Option<ExecutionRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(id)
                 .bind(worker_id)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(pool)
                 .await?;
             if record.as_ref().is_some_and(|r| r.attempt > 1) {
                 sqlx::query("DELETE FROM execution_modules WHERE execution_id = $1")
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(pool)
                     .await?;
             }
-            tx.commit().await?;
             record
         });
         match record {
@@ -250,39 +234,14 @@ impl Store {
         Ok(rows == 1)
     }
 
-    /// Sets the final status and results, once. Compare-and-set: only a queued or running
-    /// execution changes; a finished one is never downgraded or overwritten and the call
-    /// returns false. [`StoreError::NotFound`] when the execution does not exist.
+    /// Sets the final status and results, once (see [`WriteTx::finish_execution`]).
+    /// [`StoreError::NotFound`] when the execution does not exist.
     pub async fn finish_execution(&self, id: &str, outcome: ExecutionOutcome<'_>) -> Result<bool> {
-        if !is_id(id) {
-            return Err(StoreError::not_found("execution", id));
-        }
-        let report = json::opt("execution report", outcome.report)?;
-        let error = json::opt("execution error", outcome.error)?;
-        let operations = to_i64("operations", outcome.operations)?;
-        let status = ExecutionStatus::from(outcome.status);
-        let now = now_ms();
-        let rows = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE executions SET status = $2, operations = $3, cycles = $4, report = $5, \
-                 error = $6, finished_at = $7 \
-                 WHERE id = $1 AND status IN ('queued', 'running')",
-            )
-            .bind(id)
-            .bind(status.as_str())
-            .bind(operations)
-            .bind(i64::from(outcome.cycles))
-            .bind(report.clone())
-            .bind(error.clone())
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if rows == 1 {
-            Ok(true)
-        } else if self.execution_exists(id).await? {
-            Ok(false)
+        let mut tx = self.begin_write().await?;
+        let finished = tx.finish_execution(id, outcome).await?;
+        tx.commit().await?;
+        if finished || self.execution_exists(id).await? {
+            Ok(finished)
         } else {
             Err(StoreError::not_found("execution", id))
         }
@@ -388,10 +347,49 @@ impl Store {
         records.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Appends module outputs to an execution's data, after what is already there. An
-    /// output whose JSON is larger than `cap_bytes` (or nested too deep to read back) is
-    /// stored as `{"__truncated__": true, "bytes": N}` with `truncated` set. Returns how
-    /// many entries were truncated. The caller skips this for confidential scenarios.
+    /// Ends an execution the job queue gave up on with status `error` and `error`, unless
+    /// it is finished or a worker has shown signs of life since `stale_before` (it may
+    /// still finish). Returns whether this call ended it, and the execution's status
+    /// afterwards (`None` when it does not exist).
+    pub async fn abandon_execution(
+        &self,
+        id: &str,
+        error: &Value,
+        stale_before: i64,
+    ) -> Result<(bool, Option<ExecutionStatus>)> {
+        if !is_id(id) {
+            return Ok((false, None));
+        }
+        let error = JsonText::new("execution error", error)?;
+        let now = now_ms();
+        let (ended, status): (u64, Option<String>) = on_pool!(self, pool => {
+            let ended = sqlx::query(
+                "UPDATE executions SET status = 'error', error = $2, finished_at = $3 \
+                 WHERE id = $1 AND (status = 'queued' OR (status = 'running' \
+                 AND COALESCE(heartbeat_at, started_at, created_at) < $4))",
+            )
+            .bind(id)
+            .bind(error.clone())
+            .bind(now)
+            .bind(stale_before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let status = sqlx::query_scalar("SELECT status FROM executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            (ended, status)
+        });
+        let status = status
+            .map(|s| parse_stored("execution status", &s))
+            .transpose()?;
+        Ok((ended == 1, status))
+    }
+
+    /// Appends module outputs to an execution's data (see
+    /// [`WriteTx::append_module_data`]); returns how many entries were truncated. The
+    /// caller skips this for confidential scenarios.
     pub async fn append_module_data(
         &self,
         execution_id: &str,
@@ -401,74 +399,23 @@ impl Store {
         if !is_id(execution_id) {
             return Err(StoreError::not_found("execution", execution_id));
         }
-        let mut rows = Vec::with_capacity(entries.len());
-        let mut truncated_count = 0u32;
-        for entry in entries {
-            let (output, truncated) = match JsonText::new("module output", entry.output) {
-                Ok(text) if text.len() <= cap_bytes => (text, false),
-                Ok(text) => (
-                    JsonText::new("module output", &truncated_marker(text.len()))?,
-                    true,
-                ),
-                Err(StoreError::InvalidInput { .. }) => {
-                    let bytes = serde_json::to_vec(entry.output).map_or(0, |v| v.len());
-                    (
-                        JsonText::new("module output", &truncated_marker(bytes))?,
-                        true,
-                    )
-                }
-                Err(e) => return Err(e),
-            };
-            truncated_count += u32::from(truncated);
-            rows.push((i64::from(entry.module_id), output, truncated));
-        }
         let lock = on_pool!(self, pool => for_update(pool));
         let lock_sql = format!("SELECT id FROM executions WHERE id = $1{lock}");
-        let found = on_pool!(self, pool => {
-            let mut tx = begin_write(pool).await?;
-            let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock_sql))
+        let mut tx = self.begin_write().await?;
+        let found: Option<String> = on_tx!(&mut tx, tx => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(lock_sql))
                 .bind(execution_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_some() && !rows.is_empty() {
-                let mut seq: i64 = sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM execution_modules \
-                     WHERE execution_id = $1",
-                )
-                .bind(execution_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                for chunk in rows.chunks(MODULE_ROWS_PER_INSERT) {
-                    let mut sql = String::from(
-                        "INSERT INTO execution_modules \
-                         (execution_id, seq, module_id, output, truncated) VALUES ",
-                    );
-                    for i in 0..chunk.len() {
-                        let p = i * 4 + 2;
-                        if i > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!("($1, ${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3));
-                    }
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
-                    for (module_id, output, truncated) in chunk {
-                        query = query
-                            .bind(seq)
-                            .bind(*module_id)
-                            .bind(output.clone())
-                            .bind(*truncated);
-                        seq += 1;
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-            }
-            tx.commit().await?;
-            found.is_some()
+                .fetch_optional(&mut **tx)
+                .await?
         });
-        if !found {
+        if found.is_none() {
             return Err(StoreError::not_found("execution", execution_id));
         }
-        Ok(truncated_count)
+        let truncated = tx
+            .append_module_data(execution_id, entries, cap_bytes)
+            .await?;
+        tx.commit().await?;
+        Ok(truncated)
     }
 
     /// An execution's module data in the order appended. Empty when there is none (or the
@@ -497,108 +444,114 @@ impl Store {
             })
             .collect()
     }
+}
 
-    /// Accepts a webhook delivery: in ONE transaction, records the delivery under its
-    /// dedupe key (when there is one) and queues an execution of `scenario_id`/`version` with
-    /// `payload`. Answer the sender with 2xx only after this returns.
-    ///
-    /// The hook must belong to the scenario ([`StoreError::NotFound`] otherwise; the
-    /// message never contains the hook id). A key already seen on this hook (while its first execution is retained) stores
-    /// nothing and returns [`Delivery::Duplicate`] with the first execution's id, also when
-    /// two deliveries race. An empty key counts as no key.
-    pub async fn accept_delivery(
-        &self,
-        hook_id: &str,
-        dedupe_key: Option<&str>,
-        scenario_id: &str,
-        version: u32,
-        payload: &Value,
-    ) -> Result<Delivery> {
-        if !is_id(hook_id) {
-            return Err(hook_not_found());
+impl WriteTx {
+    /// Sets the final status and results, once. Compare-and-set: only a queued or running
+    /// execution changes (and is locked until the commit); a finished one is never
+    /// downgraded or overwritten. False when nothing changed: finished before, or no such
+    /// execution.
+    pub async fn finish_execution(
+        &mut self,
+        id: &str,
+        outcome: ExecutionOutcome<'_>,
+    ) -> Result<bool> {
+        if !is_id(id) {
+            return Ok(false);
         }
-        let payload = JsonText::new("webhook payload", payload)?;
-        let key = dedupe_key.filter(|k| !k.is_empty()).map(stored_dedupe_key);
-        let new = NewExecution {
-            scenario_id,
-            version,
-            source: ExecutionSource::Webhook,
-            payload: None,
-        };
-        // A duplicate whose first execution is deleted (pruned) between our insert and our
-        // read is retried; after that the key is free and the next round accepts it.
-        for _ in 0..3 {
-            let execution_id = new_id();
-            let now = now_ms();
-            // Outer error: the database; inner error: the hook is not this scenario's.
-            let outcome: Result<Result<Option<Delivery>>, sqlx::Error> = on_pool!(self, pool => {
-                async {
-                    let mut tx = begin_write(pool).await?;
-                    let hook: Option<String> = sqlx::query_scalar(
-                        "SELECT id FROM hooks WHERE id = $1 AND scenario_id = $2",
+        let report = json::opt("execution report", outcome.report)?;
+        let error = json::opt("execution error", outcome.error)?;
+        let operations = to_i64("operations", outcome.operations)?;
+        let status = ExecutionStatus::from(outcome.status);
+        let now = now_ms();
+        let rows = on_tx!(self, tx => {
+            sqlx::query(
+                "UPDATE executions SET status = $2, operations = $3, cycles = $4, report = $5, \
+                 error = $6, finished_at = $7 \
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(id)
+            .bind(status.as_str())
+            .bind(operations)
+            .bind(i64::from(outcome.cycles))
+            .bind(report.clone())
+            .bind(error.clone())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+        });
+        Ok(rows == 1)
+    }
+
+    /// Appends module outputs to an execution's data, after what is already there. An
+    /// output whose JSON is larger than `cap_bytes` (or nested too deep to read back) is
+    /// stored as `{"__truncated__": true, "bytes": N}` with `truncated` set. Returns how
+    /// many entries were truncated. The execution's row must be locked by this transaction
+    /// ([`WriteTx::finish_execution`] does) so two appends cannot pick the same positions.
+    pub async fn append_module_data(
+        &mut self,
+        execution_id: &str,
+        entries: &[ModuleEntry<'_>],
+        cap_bytes: usize,
+    ) -> Result<u32> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut rows = Vec::with_capacity(entries.len());
+        let mut truncated_count = 0u32;
+        for entry in entries {
+            let (output, truncated) = match JsonText::new("module output", entry.output) {
+                Ok(text) if text.len() <= cap_bytes => (text, false),
+                Ok(text) => (
+                    JsonText::new("module output", &truncated_marker(text.len()))?,
+                    true,
+                ),
+                Err(StoreError::InvalidInput { .. }) => {
+                    let bytes = serde_json::to_vec(entry.output).map_or(0, |v| v.len());
+                    (
+                        JsonText::new("module output", &truncated_marker(bytes))?,
+                        true,
                     )
-                    .bind(hook_id)
-                    .bind(scenario_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if hook.is_none() {
-                        tx.rollback().await?;
-                        return Ok(Err(hook_not_found()));
-                    }
-                    insert_execution!(&mut *tx, &execution_id, new, Some(payload.clone()), now)?;
-                    let Some(key) = &key else {
-                        tx.commit().await?;
-                        return Ok(Ok(Some(Delivery::Accepted {
-                            execution_id: execution_id.clone(),
-                        })));
-                    };
-                    let inserted = sqlx::query(
-                        "INSERT INTO webhook_deliveries \
-                         (hook_id, dedupe_key, execution_id, received_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (hook_id, dedupe_key) DO NOTHING",
-                    )
-                    .bind(hook_id)
-                    .bind(key)
-                    .bind(&execution_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if inserted == 1 {
-                        tx.commit().await?;
-                        return Ok(Ok(Some(Delivery::Accepted {
-                            execution_id: execution_id.clone(),
-                        })));
-                    }
-                    let first: Option<String> = sqlx::query_scalar(
-                        "SELECT execution_id FROM webhook_deliveries \
-                         WHERE hook_id = $1 AND dedupe_key = $2",
-                    )
-                    .bind(hook_id)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    tx.rollback().await?;
-                    Ok::<_, sqlx::Error>(Ok(first.map(|execution_id| Delivery::Duplicate {
-                        execution_id,
-                    })))
                 }
-                .await
-            });
-            match outcome {
-                Ok(Ok(Some(delivery))) => return Ok(delivery),
-                Ok(Ok(None)) => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(e) if is_foreign_key_violation(&e) => {
-                    return Err(version_not_found(scenario_id, version));
+                Err(e) => return Err(e),
+            };
+            truncated_count += u32::from(truncated);
+            rows.push((i64::from(entry.module_id), output, truncated));
+        }
+        on_tx!(self, tx => {
+            let mut seq: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM execution_modules \
+                 WHERE execution_id = $1",
+            )
+            .bind(execution_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            for chunk in rows.chunks(MODULE_ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO execution_modules \
+                     (execution_id, seq, module_id, output, truncated) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    let p = i * 4 + 2;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("($1, ${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3));
                 }
-                Err(e) => return Err(e.into()),
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
+                for (module_id, output, truncated) in chunk {
+                    query = query
+                        .bind(seq)
+                        .bind(*module_id)
+                        .bind(output.clone())
+                        .bind(*truncated);
+                    seq += 1;
+                }
+                query.execute(&mut **tx).await?;
             }
-        }
-        Err(StoreError::Conflict {
-            what: "webhook delivery",
-            reason: "the first delivery with this key kept disappearing; retry".into(),
-        })
+        });
+        Ok(truncated_count)
     }
 }
 
@@ -606,44 +559,9 @@ fn check_worker(worker_id: &str) -> Result<()> {
     super::check_text("worker id", worker_id, MAX_WORKER_ID_BYTES)
 }
 
-fn hook_not_found() -> StoreError {
-    StoreError::NotFound {
-        what: "hook",
-        id: "(hook id withheld)".into(),
-    }
-}
-
-fn version_not_found(scenario_id: &str, version: u32) -> StoreError {
-    if is_id(scenario_id) {
-        StoreError::NotFound {
-            what: "scenario version",
-            id: format!("{scenario_id} v{version}"),
-        }
-    } else {
-        StoreError::not_found("scenario", scenario_id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dedupe_keys_are_kept_when_short_and_hashed_otherwise() {
-        assert_eq!(stored_dedupe_key("evt_123"), "evt_123");
-        let long = "k".repeat(MAX_PLAIN_DEDUPE_KEY_BYTES + 1);
-        let stored = stored_dedupe_key(&long);
-        assert!(
-            stored.starts_with("sha256:") && stored.len() == 7 + 64,
-            "{stored}"
-        );
-        assert_ne!(
-            stored,
-            stored_dedupe_key(&"k".repeat(MAX_PLAIN_DEDUPE_KEY_BYTES + 2))
-        );
-        assert!(stored_dedupe_key("a\0b").starts_with("sha256:"));
-        assert!(stored_dedupe_key("a\nb").starts_with("sha256:"));
-    }
 
     #[test]
     fn truncated_marker_has_the_documented_shape() {

@@ -52,8 +52,19 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs `$body` with `$tx` bound to the backend's transaction (like `on_pool!`).
+macro_rules! on_tx {
+    ($tx:expr, $t:ident => $body:expr) => {
+        match $tx {
+            $crate::store::WriteTx::Sqlite($t) => $body,
+            $crate::store::WriteTx::Postgres($t) => $body,
+        }
+    };
+}
+
 mod error;
 mod executions;
+mod intake;
 mod json;
 mod maintenance;
 mod migrate;
@@ -63,6 +74,7 @@ mod triggers;
 mod types;
 
 pub use error::StoreError;
+pub use intake::{NewDelivery, WriteTx};
 pub use json::MAX_JSON_DEPTH;
 pub use maintenance::TICK_RETENTION_DAYS;
 pub use migrate::MIGRATIONS_TABLE;
@@ -194,6 +206,9 @@ impl Store {
         // (`queue::Queue::open`), so this pool's `synchronous = NORMAL` is never changed.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            // A ping per acquire is a round trip to the connection's thread for every
+            // statement; a broken SQLite connection shows on the statement itself anyway.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;

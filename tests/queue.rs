@@ -1,0 +1,247 @@
+//! The job queue on every backend: webhook deliveries group-committed with their jobs by the
+//! intake, the runner deleting a job in the transaction that finishes its execution, and the
+//! sweep that ends executions the queue gave up on.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::backends::each_backend;
+use serde_json::json;
+use switchyard::queue::{Completions, Intake, Queue, QueueOptions, Runner, RunnerOptions};
+use switchyard::store::{Delivery, ExecutionStatus, NewDelivery, NewExecution, Store, StorePool};
+
+const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
+    {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+    {"id": 2, "module": "util:SetVariable2", "mapper": {"name": "n", "value": "{{1.n}}"}}
+]}"#;
+
+/// Job rows of the queue's table.
+async fn jobs(store: &Store) -> i64 {
+    match store.pool() {
+        StorePool::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        StorePool::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM apalis.jobs")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+    }
+}
+
+/// Runs `sql` against the queue's table (`{jobs}` is replaced with its name).
+async fn on_jobs(store: &Store, sql: &str, execution_id: &str) {
+    match store.pool() {
+        StorePool::Sqlite(pool) => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.replace("{jobs}", "Jobs")))
+                .bind(execution_id)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        StorePool::Postgres(pool) => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.replace("{jobs}", "apalis.jobs")))
+                .bind(execution_id)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn runner(store: &Store) -> Arc<Runner> {
+    Arc::new(Runner::new(
+        store.clone(),
+        Arc::new(switchyard::cli::registry().unwrap()),
+        RunnerOptions::default(),
+        Completions::default(),
+    ))
+}
+
+async fn wait_for(store: &Store, ids: &[String], status: ExecutionStatus) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut done = 0;
+        for id in ids {
+            if store.get_execution(id).await.unwrap().status == status {
+                done += 1;
+            }
+        }
+        if done == ids.len() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {} executions reached {status:?}",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+        let intake = Intake::start(store.clone(), queue.clone());
+
+        // 200 deliveries at once: they share transactions, and each gets its own answer.
+        let mut handles = Vec::new();
+        for n in 0..200 {
+            let (intake, hook, scenario) = (intake.clone(), hook.clone(), scenario.clone());
+            handles.push(tokio::spawn(async move {
+                let key = (n % 50 == 0).then(|| format!("evt-{}", n % 100));
+                let delivery =
+                    NewDelivery::new(&hook, key.as_deref(), &scenario, 1, &json!({"n": n}))
+                        .unwrap();
+                intake.accept(delivery).await.unwrap()
+            }));
+        }
+        let mut accepted = Vec::new();
+        let mut duplicates = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                Delivery::Accepted { execution_id } => accepted.push(execution_id),
+                Delivery::Duplicate { .. } => duplicates += 1,
+            }
+        }
+        // Keys evt-0 (n = 0, 100) and evt-50 (n = 50, 150): one of each pair is a duplicate.
+        assert_eq!((accepted.len(), duplicates), (198, 2));
+        assert_eq!(jobs(&store).await, 198, "one job per accepted delivery");
+
+        // A delivery that cannot be stored fails alone, in the middle of good ones.
+        let mut handles = Vec::new();
+        for n in 0..20 {
+            let (intake, hook, scenario) = (intake.clone(), hook.clone(), scenario.clone());
+            handles.push(tokio::spawn(async move {
+                let version = if n == 7 { 42 } else { 1 };
+                let delivery =
+                    NewDelivery::new(&hook, None, &scenario, version, &json!({"n": n})).unwrap();
+                intake.accept(delivery).await
+            }));
+        }
+        let mut failed = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                Ok(Delivery::Accepted { execution_id }) => accepted.push(execution_id),
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => {
+                    assert!(e.to_string().contains("v42"), "{e}");
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!(failed, 1);
+        assert_eq!(jobs(&store).await, 217);
+
+        // Workers run each once; finishing an execution deletes its job.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = {
+            let queue = queue.clone();
+            let runner = runner(&store);
+            tokio::spawn(async move {
+                queue
+                    .work("test-worker", runner, 8, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        };
+        wait_for(&store, &accepted, ExecutionStatus::Success).await;
+        for id in &accepted {
+            assert_eq!(store.get_execution(id).await.unwrap().attempt, 1, "{id}");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while jobs(&store).await > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            jobs(&store).await,
+            0,
+            "finished executions take their jobs along"
+        );
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_the_queue_gave_up_on_end_with_an_error() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let payload = json!({"n": 1});
+        let new = || NewExecution {
+            scenario_id: &scenario,
+            version: 1,
+            source: switchyard::store::ExecutionSource::Manual,
+            payload: Some(&payload),
+        };
+        let abandoned = store.create_execution(new()).await.unwrap();
+        let alive = store.create_execution(new()).await.unwrap();
+        let pending = store.create_execution(new()).await.unwrap();
+        for id in [&abandoned, &alive, &pending] {
+            queue.enqueue(id).await.unwrap();
+        }
+        // Two jobs spent all their attempts; one of their executions has a live worker.
+        for id in [&abandoned, &alive] {
+            on_jobs(
+                &store,
+                "UPDATE {jobs} SET status = 'Failed', attempts = max_attempts \
+                 WHERE idempotency_key = $1",
+                id,
+            )
+            .await;
+        }
+        store.claim_execution(&alive, "w1").await.unwrap().unwrap();
+
+        let ended = queue
+            .settle_spent_jobs(&store, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(ended, 1);
+        let e = store.get_execution(&abandoned).await.unwrap();
+        assert_eq!(e.status, ExecutionStatus::Error);
+        let error = e.error.expect("an error is recorded");
+        assert_eq!(error["name"], "QueueError");
+        assert!(
+            error["message"].as_str().unwrap().contains("5 attempt(s)"),
+            "{error}"
+        );
+        assert_eq!(
+            store.get_execution(&alive).await.unwrap().status,
+            ExecutionStatus::Running,
+            "a running execution with a live worker is left to finish"
+        );
+        assert_eq!(
+            store.get_execution(&pending).await.unwrap().status,
+            ExecutionStatus::Queued
+        );
+        assert_eq!(
+            jobs(&store).await,
+            2,
+            "the spent job of the live execution stays"
+        );
+
+        // Once its worker is silent past the limit, it ends too.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let ended = queue
+            .settle_spent_jobs(&store, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(ended, 1);
+        assert_eq!(
+            store.get_execution(&alive).await.unwrap().status,
+            ExecutionStatus::Error
+        );
+        assert_eq!(jobs(&store).await, 1, "only the pending job is left");
+    })
+    .await;
+}
