@@ -520,33 +520,26 @@ impl WriteTx {
             rows.push((i64::from(entry.module_id), output, truncated));
         }
         on_tx!(self, tx => {
-            let mut seq: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM execution_modules \
-                 WHERE execution_id = $1",
-            )
-            .bind(execution_id)
-            .fetch_one(&mut **tx)
-            .await?;
+            // Positions follow what is already there, computed by the statement itself.
             for chunk in rows.chunks(MODULE_ROWS_PER_INSERT) {
                 let mut sql = String::from(
                     "INSERT INTO execution_modules \
-                     (execution_id, seq, module_id, output, truncated) VALUES ",
+                     (execution_id, seq, module_id, output, truncated) \
+                     SELECT $1, base.next + v.column1, v.column2, v.column3, v.column4 \
+                     FROM (SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM execution_modules \
+                     WHERE execution_id = $1) AS base, (VALUES ",
                 );
                 for i in 0..chunk.len() {
-                    let p = i * 4 + 2;
+                    let p = i * 3 + 2;
                     if i > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push_str(&format!("($1, ${p}, ${}, ${}, ${})", p + 1, p + 2, p + 3));
+                    sql.push_str(&format!("({i}, ${p}, ${}, ${})", p + 1, p + 2));
                 }
+                sql.push_str(") AS v");
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
                 for (module_id, output, truncated) in chunk {
-                    query = query
-                        .bind(seq)
-                        .bind(*module_id)
-                        .bind(output.clone())
-                        .bind(*truncated);
-                    seq += 1;
+                    query = query.bind(*module_id).bind(output.clone()).bind(*truncated);
                 }
                 query.execute(&mut **tx).await?;
             }
