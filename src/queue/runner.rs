@@ -11,11 +11,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::engine::module::Registry;
-use crate::engine::{self, Report, Resume, RunInput, Status};
+use crate::engine::trigger::SEEN_IDS_CAP;
+use crate::engine::{self, Report, Resume, RunInput, Status, TriggerState};
 use crate::scenario::model::Blueprint;
 use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{
     ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError,
+    TriggerStateChange,
 };
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
@@ -87,7 +89,7 @@ pub struct Runner {
     options: RunnerOptions,
     completions: Completions,
     compiled: Mutex<HashMap<(String, u32), Arc<Scenario>>>,
-    /// One lock per sequential scenario, so its executions run one at a time.
+    /// One lock per sequential or polling scenario, so its executions run one at a time.
     sequential: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     executions_run: AtomicU64,
     run_millis: AtomicU64,
@@ -208,12 +210,16 @@ impl Runner {
                     cycles: 0,
                     report: None,
                     error: Some(&error),
+                    trigger: None,
                 };
                 self.store.finish_execution(id, outcome).await?;
                 return Ok(());
             }
         };
-        let lock = if scenario.settings.sequential {
+        // A polling trigger's executions run one at a time (in this process), each reading
+        // the state the previous one committed: two polls never emit the same items.
+        let polling = scenario.polling_trigger().map(|node| node.id);
+        let lock = if scenario.settings.sequential || polling.is_some() {
             let mut locks = self.sequential.lock().await;
             Some(
                 locks
@@ -249,10 +255,29 @@ impl Runner {
             }
             Some(payload) => (vec![payload], None, None),
         };
+        // The trigger's state, read under the lock; a resumed bundle reads it only when it
+        // resumes at the trigger itself.
+        let trigger_key = polling
+            .filter(|&module| resume.as_ref().is_none_or(|r| r.module == module))
+            .map(|_| scenario.trigger_key());
+        let trigger = match &trigger_key {
+            Some(key) => Some(
+                self.store
+                    .trigger_state(&execution.scenario_id, key)
+                    .await?
+                    .map(|stored| TriggerState {
+                        cursor: stored.cursor,
+                        seen_ids: stored.seen_ids,
+                    })
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
         let input = RunInput {
             bundles,
             execution_id: id.to_string(),
             resume,
+            trigger,
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
@@ -270,6 +295,7 @@ impl Runner {
             &scenario,
             &report,
             park,
+            trigger_key.as_deref(),
         )
         .await?;
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
@@ -297,6 +323,9 @@ impl Runner {
         })
     }
 
+    /// Stores what the execution produced and finishes it; a polling trigger's committed
+    /// state change (`trigger_key`'s) is stored in the same transaction as the finish.
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         scenario_id: &str,
@@ -305,6 +334,7 @@ impl Runner {
         scenario: &Scenario,
         report: &Report,
         park: bool,
+        trigger_key: Option<&str>,
     ) -> Result<(), RunnerError> {
         if !scenario.settings.confidential {
             let entries: Vec<ModuleEntry<'_>> = report
@@ -358,6 +388,16 @@ impl Runner {
             cycles: report.cycles,
             report: Some(&json),
             error: error.as_ref(),
+            trigger: match (trigger_key, &report.trigger) {
+                (Some(key), Some(change)) => Some(TriggerStateChange {
+                    scenario_id,
+                    key,
+                    cursor: change.cursor.as_ref(),
+                    new_seen_ids: &change.new_seen_ids,
+                    cap: SEEN_IDS_CAP,
+                }),
+                _ => None,
+            },
         };
         self.store.finish_execution(id, outcome).await?;
         Ok(())

@@ -144,6 +144,22 @@ macro_rules! insert_execution {
     };
 }
 
+/// Sets an execution's final status, compare-and-set (see [`Store::finish_execution`]); binds
+/// `$1` id, `$2` status, `$3` operations, `$4` cycles, `$5` report, `$6` error, `$7` now.
+pub(super) const FINISH_EXECUTION_SQL: &str = "UPDATE executions SET status = $2, operations = $3, cycles = $4, report = $5, \
+     error = $6, finished_at = $7 WHERE id = $1 AND status IN ('queued', 'running')";
+
+/// The values [`FINISH_EXECUTION_SQL`] binds.
+pub(super) struct FinishRow<'a> {
+    pub id: &'a str,
+    pub status: &'static str,
+    pub operations: i64,
+    pub cycles: i64,
+    pub report: Option<JsonText>,
+    pub error: Option<JsonText>,
+    pub now: i64,
+}
+
 /// A value bound into a query built at run time.
 enum Bind<'a> {
     Text(&'a str),
@@ -252,7 +268,9 @@ impl Store {
 
     /// Sets the final status and results, once. Compare-and-set: only a queued or running
     /// execution changes; a finished one is never downgraded or overwritten and the call
-    /// returns false. [`StoreError::NotFound`] when the execution does not exist.
+    /// returns false. [`StoreError::NotFound`] when the execution does not exist. A polling
+    /// trigger's state change in `outcome.trigger` is committed in the same transaction, only
+    /// when this call finished the execution (a second finish cannot commit it twice).
     pub async fn finish_execution(&self, id: &str, outcome: ExecutionOutcome<'_>) -> Result<bool> {
         if !is_id(id) {
             return Err(StoreError::not_found("execution", id));
@@ -262,24 +280,36 @@ impl Store {
         let operations = to_i64("operations", outcome.operations)?;
         let status = ExecutionStatus::from(outcome.status);
         let now = now_ms();
-        let rows = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE executions SET status = $2, operations = $3, cycles = $4, report = $5, \
-                 error = $6, finished_at = $7 \
-                 WHERE id = $1 AND status IN ('queued', 'running')",
-            )
-            .bind(id)
-            .bind(status.as_str())
-            .bind(operations)
-            .bind(i64::from(outcome.cycles))
-            .bind(report.clone())
-            .bind(error.clone())
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if rows == 1 {
+        let finished = match outcome.trigger {
+            None => {
+                on_pool!(self, pool => {
+                    sqlx::query(FINISH_EXECUTION_SQL)
+                        .bind(id)
+                        .bind(status.as_str())
+                        .bind(operations)
+                        .bind(i64::from(outcome.cycles))
+                        .bind(report.clone())
+                        .bind(error.clone())
+                        .bind(now)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                }) == 1
+            }
+            Some(change) => {
+                let row = FinishRow {
+                    id,
+                    status: status.as_str(),
+                    operations,
+                    cycles: i64::from(outcome.cycles),
+                    report,
+                    error,
+                    now,
+                };
+                self.finish_with_trigger_state(row, change).await?
+            }
+        };
+        if finished {
             Ok(true)
         } else if self.execution_exists(id).await? {
             Ok(false)

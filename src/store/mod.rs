@@ -395,6 +395,7 @@ mod tests {
                 cycles: 1,
                 report: Some(v),
                 error: None,
+                trigger: None,
             }
         }
         fn incomplete(v: &serde_json::Value) -> NewIncomplete<'_> {
