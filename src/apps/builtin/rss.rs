@@ -389,13 +389,15 @@ impl Cursor {
         };
         let map = object(value).ok_or_else(corrupt)?;
         let date = match map.get("date") {
-            None | Some(Value::Null) => None,
+            Some(Value::Null) => None,
             Some(Value::String(s)) => Some(parse_date(s).ok_or_else(corrupt)?),
-            Some(_) => return Err(corrupt()),
+            _ => return Err(corrupt()),
         };
         let ids = match map.get("ids") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| corrupt())?,
+            Some(v @ Value::Array(_)) => {
+                serde_json::from_value(v.clone()).map_err(|_| corrupt())?
+            }
+            _ => return Err(corrupt()),
         };
         Ok(Cursor { date, ids })
     }
@@ -598,7 +600,12 @@ mod tests {
 
     #[test]
     fn a_foreign_cursor_is_an_error() {
-        for bad in [json!(5), json!({"date": "soon"}), json!({"ids": [1]})] {
+        for bad in [
+            json!(5),
+            json!({"page": 3}),
+            json!({"date": "soon", "ids": []}),
+            json!({"date": null, "ids": [1]}),
+        ] {
             let err = Cursor::from_value(&bad).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InconsistencyError);
         }
