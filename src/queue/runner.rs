@@ -93,6 +93,19 @@ pub struct Runner {
     sequential: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     executions_run: AtomicU64,
     run_millis: AtomicU64,
+    /// Executions claimed by this process and not yet recorded.
+    running: Arc<AtomicU64>,
+    /// Set when the process is stopping: no new execution is claimed.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// Counts one running execution for as long as it lives (even if its future is dropped).
+struct RunningGuard(Arc<AtomicU64>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Runner {
@@ -111,6 +124,8 @@ impl Runner {
             sequential: Default::default(),
             executions_run: AtomicU64::new(0),
             run_millis: AtomicU64::new(0),
+            running: Arc::new(AtomicU64::new(0)),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -120,6 +135,19 @@ impl Runner {
 
     pub fn registry(&self) -> &dyn Registry {
         self.registry.as_ref()
+    }
+
+    /// How many executions this process is running right now (a stopping service waits for
+    /// them to finish).
+    pub fn running(&self) -> u64 {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Stops claiming executions: a job handed to this process from now on waits, unclaimed,
+    /// until the process ends, and is handed out again after its heartbeats stop. The ones
+    /// already running finish ([`Runner::running`] falls to 0).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Executions run by this process and the milliseconds they took in all.
@@ -173,6 +201,11 @@ impl Runner {
 
     /// Runs execution `id` if it is still to be run; a finished one is left alone.
     pub async fn execute(&self, id: &str) -> Result<(), RunnerError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return std::future::pending().await;
+        }
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let _running = RunningGuard(self.running.clone());
         let execution = match self
             .store
             .claim_execution(id, &self.options.worker_id)
