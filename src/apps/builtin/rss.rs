@@ -293,7 +293,7 @@ fn items(feed: &Feed) -> Vec<Item> {
         })
         .collect();
     let mut dated = items.iter().filter_map(|i| i.date);
-    let oldest_first = match (dated.next(), dated.last()) {
+    let oldest_first = match (dated.next(), dated.next_back()) {
         (Some(first), Some(last)) => first < last,
         _ => false,
     };
