@@ -20,8 +20,10 @@
 //! - `two_schedulers`: two `serve` processes on one database never run a schedule tick twice;
 //!   after downtime the missed ticks are caught up with one run.
 //!
-//! Not here yet: the polling-trigger cursor test (items over time, edits, restarts) needs a
-//! polling app trigger, which does not exist yet.
+//! - `polling_cursor`: `rss:TriggerNewArticle` on a fake feed that publishes 500 items over
+//!   time and lists only the newest 50; the scenario is edited and re-activated and the
+//!   server stopped with SIGTERM and restarted: each item reaches the sink exactly once; after
+//!   `kill -9` only uncommitted items repeat; `scenarios reset-trigger` starts afresh.
 
 mod common;
 #[path = "service/harness.rs"]
@@ -81,6 +83,7 @@ backend_tests!(
         crash_recovery,
         two_schedulers,
         database_outage,
+        polling_cursor,
     ],
     postgres_only: [two_workers],
 );
@@ -1368,5 +1371,291 @@ async fn two_schedulers(db: TestDb) {
         assert!(tick_executions.contains(e["id"].as_str().unwrap()), "{e}");
         assert_eq!(e["status"], "success", "{e}");
     }
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Polling trigger cursor: items over time, edits, restarts
+// ---------------------------------------------------------------------------------------------
+
+/// A feed standing in for a third-party site: items are published over time and the feed
+/// lists only the newest `FEED_WINDOW`, newest first; items come in groups of 4 that share a
+/// publication date.
+#[derive(Default)]
+struct FakeFeed {
+    published: u64,
+    requests: u64,
+}
+
+const FEED_ITEMS: u64 = 500;
+const FEED_WINDOW: u64 = 50;
+
+type SharedFeed = Arc<std::sync::Mutex<FakeFeed>>;
+
+fn feed_xml(published: u64) -> String {
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel>\
+         <title>Fake</title><link>http://fake.test/</link><description>d</description>\n",
+    );
+    let oldest = published.saturating_sub(FEED_WINDOW) + 1;
+    for n in (oldest..=published).rev() {
+        let date = chrono::DateTime::from_timestamp(1_700_000_000 + (n as i64 / 4) * 60, 0)
+            .unwrap()
+            .to_rfc2822();
+        xml.push_str(&format!(
+            "<item><title>Item {n}</title><link>http://fake.test/{n}</link>\
+             <guid isPermaLink=\"false\">{n}</guid><pubDate>{date}</pubDate></item>\n"
+        ));
+    }
+    xml.push_str("</channel></rss>\n");
+    xml
+}
+
+async fn feed_server() -> (String, SharedFeed) {
+    use axum::routing::get;
+    let feed: SharedFeed = Default::default();
+    let shared = feed.clone();
+    let app = axum::Router::new().route(
+        "/feed",
+        get(move || {
+            let shared = shared.clone();
+            async move {
+                let published = {
+                    let mut f = shared.lock().unwrap();
+                    f.requests += 1;
+                    f.published
+                };
+                (
+                    [("content-type", "application/rss+xml")],
+                    feed_xml(published),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/feed"), feed)
+}
+
+/// RSS → POST `{"n": id}` to the counter, polled every second, 2 cycles of 25 items.
+fn rss_scenario(feed: &str, counter: &str, name: &str, epoch: Option<&str>) -> Value {
+    let mut parameters = json!({"url": feed, "maxResults": 25, "gzip": true, "include": [],
+        "username": "", "password": ""});
+    if let Some(epoch) = epoch {
+        parameters["epoch"] = json!(epoch);
+    }
+    json!({
+        "name": name,
+        "flow": [
+            {"id": 1, "module": "rss:TriggerNewArticle", "version": 4,
+             "parameters": parameters, "mapper": {}},
+            {"id": 2, "module": "http:ActionSendData", "version": 3,
+             "mapper": {"url": format!("{counter}/count"), "method": "post",
+                        "bodyType": "raw", "contentType": "application/json",
+                        "data": "{\"n\": {{1.id}}}"}}
+        ],
+        "metadata": {"scenario": {"roundtrips": 2}},
+        "scheduling": {"type": "indefinitely", "interval": 1}
+    })
+}
+
+fn distinct(counts: &Counts) -> u64 {
+    counts.lock().unwrap().len() as u64
+}
+
+async fn wait_distinct(counts: &Counts, n: u64, secs: u64) {
+    eventually(&format!("{n} distinct items at the sink"), secs, || async {
+        let d = distinct(counts);
+        if d >= n {
+            Ok(())
+        } else {
+            Err(format!("{d} so far"))
+        }
+    })
+    .await;
+}
+
+fn duplicates(counts: &Counts) -> Vec<(u64, u32)> {
+    let mut d: Vec<(u64, u32)> = counts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| **c != 1)
+        .map(|(n, c)| (*n, *c))
+        .collect();
+    d.sort();
+    d
+}
+
+/// The acceptance test of polling triggers: 500 items appear over time on a feed that lists
+/// only the newest 50; the scenario is edited, deactivated and re-activated, and the server
+/// is stopped gracefully and restarted: every item reaches the sink exactly once. Then the
+/// server is killed (`kill -9`): side effects are at least once, but the committed cursor
+/// never re-emits a committed item nor skips one. Finally `scenarios reset-trigger` makes
+/// the next poll start afresh.
+async fn polling_cursor(db: TestDb) {
+    let started = Instant::now();
+    let args = ["--min-interval-seconds", "1", "--heartbeat-seconds", "1"];
+    let (feed_url, feed) = feed_server().await;
+    let (counter, counts) = counter_server(Duration::ZERO).await;
+    let mut svc = db.serve(&args).await;
+    // The default start: from now on (the feed is empty at the first poll).
+    let (id, _) = svc
+        .api
+        .create_active(&rss_scenario(&feed_url, &counter, "rss v1", None))
+        .await;
+
+    // Publish in bursts once the first poll has happened, never letting the unprocessed
+    // backlog reach the feed's window (items that scroll out unread are lost by any poller).
+    let publisher = {
+        let (feed, counts) = (feed.clone(), counts.clone());
+        tokio::spawn(async move {
+            let bursts = [7u64, 23, 12, 18, 9, 21, 15, 11, 20, 4];
+            let mut k = 0;
+            loop {
+                let (published, requests) = {
+                    let f = feed.lock().unwrap();
+                    (f.published, f.requests)
+                };
+                if published >= FEED_ITEMS {
+                    return;
+                }
+                if requests > 0 && published - distinct(&counts) < 25 {
+                    let burst = bursts[k % bursts.len()].min(FEED_ITEMS - published);
+                    feed.lock().unwrap().published += burst;
+                    k += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+
+    // Mid-way: a new version of the scenario, and deactivate + activate. The cursor stays.
+    wait_distinct(&counts, 120, 40).await;
+    let edited = rss_scenario(&feed_url, &counter, "rss v2", None);
+    let version = svc
+        .api
+        .put(&format!("/api/scenarios/{id}"), &edited)
+        .await
+        .expect(200, "edit")
+        .json["version"]
+        .clone();
+    assert_eq!(version, 2);
+    for action in ["deactivate", "activate"] {
+        svc.api
+            .post(&format!("/api/scenarios/{id}/{action}"), &Value::Null)
+            .await
+            .expect(200, action);
+    }
+
+    // A graceful stop lets the running execution finish and commit; then restart.
+    wait_distinct(&counts, 250, 40).await;
+    assert!(svc.proc.terminate(30), "serve did not stop on SIGTERM");
+    assert_eq!(
+        duplicates(&counts),
+        [],
+        "exactly once through edits and SIGTERM"
+    );
+    let stopped_at = distinct(&counts);
+    svc = db.serve(&args).await;
+
+    // kill -9: what the sink saw but the store did not commit is sent again after the
+    // restart; what was committed never is.
+    wait_distinct(&counts, stopped_at.max(350) + 10, 40).await;
+    svc.kill();
+    let store = db.store().await;
+    let key = "module:1";
+    let committed: HashSet<u64> = store
+        .trigger_state(&id, key)
+        .await
+        .unwrap()
+        .expect("a committed cursor")
+        .seen_ids
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let seen_at_kill: HashSet<u64> = counts.lock().unwrap().keys().copied().collect();
+    assert!(
+        committed.is_subset(&seen_at_kill),
+        "the cursor committed an item whose side effect did not happen"
+    );
+    assert_eq!(duplicates(&counts), [], "exactly once before the kill");
+    let svc = db.serve(&args).await;
+
+    wait_distinct(&counts, FEED_ITEMS, 60).await;
+    publisher.await.unwrap();
+    let final_counts = counts.lock().unwrap().clone();
+    let expected: HashSet<u64> = (1..=FEED_ITEMS).collect();
+    let got: HashSet<u64> = final_counts.keys().copied().collect();
+    assert_eq!(got, expected, "every item reached the sink, nothing else");
+    for (n, c) in &final_counts {
+        if *c > 1 {
+            assert!(
+                !committed.contains(n) && seen_at_kill.contains(n) && *c == 2,
+                "item {n} sent {c} times: only items in flight at the kill may repeat, once"
+            );
+        }
+    }
+    let repeated = final_counts.values().filter(|c| **c > 1).count();
+    // The committed cursor covered at least the newest item of the last committed poll.
+    assert!(
+        committed.iter().max().copied().unwrap_or(0) + 50 >= seen_at_kill.len() as u64,
+        "the committed cursor lagged by more than one execution"
+    );
+
+    // Executions: all finished, all successful, none after the last item re-sent anything.
+    let executions = svc.api.all_finished(&id, 1, 30).await;
+    for e in &executions {
+        assert_ne!(e["status"], "error", "{e}");
+    }
+    let before_reset = counts.lock().unwrap().clone();
+
+    // Editing the start to "all" does not reset the trigger: nothing is sent again.
+    let all = rss_scenario(&feed_url, &counter, "rss v3", Some("all"));
+    svc.api
+        .put(&format!("/api/scenarios/{id}"), &all)
+        .await
+        .expect(200, "edit to all");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        *counts.lock().unwrap(),
+        before_reset,
+        "an edit reset the cursor"
+    );
+
+    // reset-trigger: the next poll starts afresh, from "all": the 50 listed items again.
+    let out = db.cli(&["scenarios", "reset-trigger", &id, "--json"]);
+    let reset = stdout_json(&out, "reset-trigger");
+    assert_eq!(reset["reset"], true, "{reset}");
+    assert_eq!(reset["trigger"], key);
+    eventually("the listed items to be sent again", 30, || async {
+        let now = counts.lock().unwrap().clone();
+        let again: Vec<u64> = (1..=FEED_ITEMS)
+            .filter(|n| now.get(n) != before_reset.get(n))
+            .collect();
+        if again == (FEED_ITEMS - FEED_WINDOW + 1..=FEED_ITEMS).collect::<Vec<_>>() {
+            Ok(())
+        } else {
+            Err(format!("{} items sent again", again.len()))
+        }
+    })
+    .await;
+    let now = counts.lock().unwrap().clone();
+    for n in FEED_ITEMS - FEED_WINDOW + 1..=FEED_ITEMS {
+        assert_eq!(now[&n], before_reset[&n] + 1, "item {n} once more");
+    }
+    eprintln!(
+        "polling_cursor ({:?}): {} items, {repeated} repeated after kill -9, {} executions, \
+         {:.1} s",
+        db.backend,
+        FEED_ITEMS,
+        executions.len(),
+        started.elapsed().as_secs_f64()
+    );
     store.close().await;
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use switchyard::store::{
     Backend, Delivery, ExecutionCursor, ExecutionFilter, ExecutionOutcome, ExecutionSource,
     ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewDelivery, NewExecution,
-    NewIncomplete, SQLITE_FILE_NAME, Store, StoreError,
+    NewIncomplete, SQLITE_FILE_NAME, Store, StoreError, StorePool, TriggerStateChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -58,6 +58,7 @@ fn outcome(status: FinalStatus, report: &Value) -> ExecutionOutcome<'_> {
         cycles: 1,
         report: Some(report),
         error: None,
+        trigger: None,
     }
 }
 
@@ -467,6 +468,7 @@ async fn execution_lifecycle_claims_and_finishes_once() {
             cycles: 2,
             report: Some(&report),
             error: None,
+            trigger: None,
         };
         assert!(s.finish_execution(&id, done).await.unwrap());
         // A second finish (a zombie worker, a retry) changes nothing.
@@ -477,6 +479,7 @@ async fn execution_lifecycle_claims_and_finishes_once() {
             cycles: 1,
             report: None,
             error: Some(&late_error),
+            trigger: None,
         };
         assert!(!s.finish_execution(&id, late).await.unwrap());
         assert!(!finish(s, &id, FinalStatus::Incomplete).await);
@@ -1118,6 +1121,155 @@ async fn trigger_state_survives_edits_and_caps_seen_ids() {
         assert_not_found(s.commit_trigger_state(MISSING, key, None, &[], 10).await);
         let err = s.trigger_state(&sc, "").await.unwrap_err();
         assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
+    })
+    .await;
+}
+
+/// Runs one statement on the store's own database.
+async fn raw_sql(store: &Store, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match store.pool() {
+        StorePool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        StorePool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    }
+    .expect("raw statement");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trigger_state_commits_with_the_finish_and_only_once() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Poller").await;
+        let key = "module:1";
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let report = json!({"status": "success"});
+        let finish_with = |id: String, cursor: Value, new: Vec<String>| {
+            let (sc, report) = (sc.clone(), report.clone());
+            let store = s.clone();
+            async move {
+                let change = TriggerStateChange {
+                    scenario_id: &sc,
+                    key,
+                    cursor: Some(&cursor),
+                    new_seen_ids: &new,
+                    cap: 100,
+                };
+                let outcome = ExecutionOutcome {
+                    trigger: Some(change),
+                    ..outcome(FinalStatus::Success, &report)
+                };
+                store.finish_execution(&id, outcome).await
+            }
+        };
+
+        // The finish that finishes the execution commits the state.
+        let e1 = execution(s, &sc, json!(null)).await;
+        s.claim_execution(&e1, "w").await.unwrap().unwrap();
+        assert!(
+            finish_with(e1.clone(), json!({"n": 1}), ids(&["a", "b"]))
+                .await
+                .unwrap()
+        );
+        let state = s.trigger_state(&sc, key).await.unwrap().expect("committed");
+        assert_eq!(state.cursor, Some(json!({"n": 1})));
+        assert_eq!(state.seen_ids, ids(&["a", "b"]));
+        assert_eq!(
+            s.get_execution(&e1).await.unwrap().status,
+            ExecutionStatus::Success
+        );
+
+        // A second finish of the same execution (a duplicate delivery) commits nothing.
+        assert!(
+            !finish_with(e1.clone(), json!({"n": 2}), ids(&["c"]))
+                .await
+                .unwrap()
+        );
+        let state = s.trigger_state(&sc, key).await.unwrap().unwrap();
+        assert_eq!(state.cursor, Some(json!({"n": 1})));
+        assert_eq!(state.seen_ids, ids(&["a", "b"]));
+
+        // A rolled-back run is finished without a change: the state stays.
+        let e2 = execution(s, &sc, json!(null)).await;
+        assert!(finish(s, &e2, FinalStatus::Error).await);
+        let state = s.trigger_state(&sc, key).await.unwrap().unwrap();
+        assert_eq!(state.cursor, Some(json!({"n": 1})));
+
+        // One transaction: when the state cannot be written, the execution is not finished
+        // either (its job will run it again).
+        let e3 = execution(s, &sc, json!(null)).await;
+        s.claim_execution(&e3, "w").await.unwrap().unwrap();
+        raw_sql(s, "UPDATE trigger_state SET seen_ids = '[1, 2]'").await;
+        let err = finish_with(e3.clone(), json!({"n": 3}), ids(&["d"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(
+            s.get_execution(&e3).await.unwrap().status,
+            ExecutionStatus::Running
+        );
+        raw_sql(s, "UPDATE trigger_state SET seen_ids = '[\"a\", \"b\"]'").await;
+        let state = s.trigger_state(&sc, key).await.unwrap().unwrap();
+        assert_eq!(state.cursor, Some(json!({"n": 1})), "nothing of e3 stored");
+        assert!(
+            finish_with(e3.clone(), json!({"n": 3}), ids(&["d"]))
+                .await
+                .unwrap()
+        );
+        let state = s.trigger_state(&sc, key).await.unwrap().unwrap();
+        assert_eq!(state.cursor, Some(json!({"n": 3})));
+        assert_eq!(state.seen_ids, ids(&["a", "b", "d"]));
+
+        // Two workers racing to finish one execution: exactly one commits its change.
+        let e4 = execution(s, &sc, json!(null)).await;
+        let other = db.another_store().await;
+        let (sc2, report2) = (sc.clone(), report.clone());
+        let e4b = e4.clone();
+        let racer = tokio::spawn(async move {
+            let new = vec!["y".to_string()];
+            let cursor = json!({"n": "y"});
+            let change = TriggerStateChange {
+                scenario_id: &sc2,
+                key: "module:1",
+                cursor: Some(&cursor),
+                new_seen_ids: &new,
+                cap: 100,
+            };
+            let outcome = ExecutionOutcome {
+                trigger: Some(change),
+                ..outcome(FinalStatus::Success, &report2)
+            };
+            other.finish_execution(&e4b, outcome).await.unwrap()
+        });
+        let mine = finish_with(e4.clone(), json!({"n": "x"}), ids(&["x"]))
+            .await
+            .unwrap();
+        let theirs = racer.await.unwrap();
+        assert!(mine ^ theirs, "exactly one finish: {mine} {theirs}");
+        let state = s.trigger_state(&sc, key).await.unwrap().unwrap();
+        let (winner, loser) = if mine { ("x", "y") } else { ("y", "x") };
+        assert_eq!(state.cursor, Some(json!({"n": winner})));
+        assert!(state.seen_ids.contains(&winner.to_string()));
+        assert!(!state.seen_ids.contains(&loser.to_string()), "{state:?}");
+
+        // A change for a scenario that does not exist is refused, and nothing is finished.
+        let e5 = execution(s, &sc, json!(null)).await;
+        let none: Vec<String> = Vec::new();
+        let change = TriggerStateChange {
+            scenario_id: MISSING,
+            key,
+            cursor: None,
+            new_seen_ids: &none,
+            cap: 10,
+        };
+        let outcome = ExecutionOutcome {
+            trigger: Some(change),
+            ..outcome(FinalStatus::Success, &report)
+        };
+        assert_not_found(s.finish_execution(&e5, outcome).await);
+        assert_eq!(
+            s.get_execution(&e5).await.unwrap().status,
+            ExecutionStatus::Queued
+        );
     })
     .await;
 }

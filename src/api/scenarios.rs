@@ -15,8 +15,7 @@ use crate::store::{ExecutionSource, NewExecution, ScenarioRow};
 /// The stable identity of a scenario's trigger: its first module's id. Editing the
 /// scenario keeps it, so a polling cursor survives edits.
 pub fn trigger_key(scenario: &Scenario) -> String {
-    let id = scenario.entry.map(|ix| scenario.node(ix).id).unwrap_or(0);
-    format!("module:{id}")
+    scenario.trigger_key()
 }
 
 fn compile(state: &AppState, text: &str) -> ApiResult<(scenario::Blueprint, Scenario)> {

@@ -159,7 +159,11 @@ async fn scenarios_on(
         ScenariosCommand::ResetTrigger { id } => {
             let row = store.get_scenario(&id).await?;
             let blueprint = store.get_version(&id, row.version).await?.blueprint;
-            let scenario = crate::scenario::load(&blueprint, &super::registry()?)?;
+            // A stored version was validated when stored (perhaps with a lower deployment
+            // minimum interval): compile it as the runner does.
+            let parsed = crate::scenario::parse(&blueprint)?;
+            let options = crate::scenario::CompileOptions { min_interval: 1 };
+            let scenario = crate::scenario::compile_with(&parsed, &super::registry()?, &options)?;
             let key = crate::api::trigger_key(&scenario);
             let reset = store.reset_trigger_state(&id, &key).await?;
             print(

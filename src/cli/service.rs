@@ -103,6 +103,29 @@ fn runner(store: &Store, heartbeat: u64, min_interval: u64) -> anyhow::Result<Ar
     )))
 }
 
+/// How long a stopping `serve` waits for running executions.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Resolves once the process is told to stop and the runner has finished the executions it
+/// was running (at most [`SHUTDOWN_GRACE`]): the moment to stop the queue's workers.
+async fn drained(runner: Arc<Runner>) {
+    shutdown_signal().await;
+    runner.drain();
+    wait_idle(&runner).await;
+}
+
+/// Waits until the runner runs nothing, for at most [`SHUTDOWN_GRACE`].
+async fn wait_idle(runner: &Runner) {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while runner.running() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("running executions did not finish in time; they will run again");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -210,9 +233,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if let Err(e) = queue
                 .work(
                     &format!("serve-{}", std::process::id()),
-                    runner,
+                    runner.clone(),
                     concurrency,
-                    shutdown_signal(),
+                    drained(runner),
                 )
                 .await
             {
@@ -220,6 +243,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let stopping = runner.clone();
     let limits = HookLimits {
         max_body_bytes: args.max_body_bytes,
         rate_per_window: args.hook_rate,
@@ -240,6 +264,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Executions already running finish (and commit) before the process ends; no new ones
+    // start once the signal came.
+    stopping.drain();
+    wait_idle(&stopping).await;
     tasks.abort_all();
     store.close().await;
     Ok(())
@@ -261,9 +289,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     queue
         .work(
             &format!("worker-{}", std::process::id()),
-            runner,
+            runner.clone(),
             args.concurrency,
-            shutdown_signal(),
+            drained(runner),
         )
         .await?;
     store.close().await;

@@ -19,6 +19,7 @@ use super::error::{ErrorKind, ModuleError};
 use super::filter::passes;
 use super::module::{Invocation, ModuleKind};
 use super::report::*;
+use super::trigger::{self, PollRequest, TriggerCommit, TriggerState};
 
 /// What an execution starts from.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,8 @@ pub struct RunInput {
     /// Resume a bundle parked by Break: run module `module` again on the stored ancestry
     /// instead of reading the trigger.
     pub resume: Option<Resume>,
+    /// A polling trigger's stored state (`None`: empty, as on its first run).
+    pub trigger: Option<TriggerState>,
 }
 
 /// Where and with what a parked bundle resumes.
@@ -105,6 +108,20 @@ struct Execution<'s> {
     stats: Vec<ModuleStats>,
     /// Position in `stats` of each module's counters, indexed like `Scenario::nodes`.
     stats_index: Vec<Option<usize>>,
+    trigger: TriggerRun,
+}
+
+/// A polling trigger's state through an execution.
+#[derive(Default)]
+struct TriggerRun {
+    /// What the next poll reads: the stored state plus every poll of this execution.
+    state: TriggerState,
+    /// The change read by the current cycle, committed when the cycle ends without rollback.
+    pending: Option<TriggerCommit>,
+    /// The change of every committed cycle: what the report hands back to be stored.
+    committed: Option<TriggerCommit>,
+    /// Whether the last poll left new items for another cycle.
+    more: bool,
 }
 
 impl<'s> Execution<'s> {
@@ -128,6 +145,10 @@ impl<'s> Execution<'s> {
             incomplete: Vec::new(),
             stats: Vec::new(),
             stats_index: vec![None; scenario.nodes.len()],
+            trigger: TriggerRun {
+                state: input.trigger.unwrap_or_default(),
+                ..TriggerRun::default()
+            },
         }
     }
 
@@ -146,6 +167,7 @@ impl<'s> Execution<'s> {
             response: self.response,
             incomplete: self.incomplete,
             stats: self.stats,
+            trigger: self.trigger.committed,
         }
     }
 
@@ -193,6 +215,8 @@ impl<'s> Execution<'s> {
                     self.cycles += 1;
                     let produced = self.call(entry, &Ancestry::default()).await;
                     if produced == Some(0) {
+                        // Nothing new, but the poll may still have moved the cursor.
+                        self.end_cycle();
                         break;
                     }
                 }
@@ -210,11 +234,29 @@ impl<'s> Execution<'s> {
                 }
             }
             self.drain().await;
-            let input_exhausted =
-                matches!(node.kind, NodeKind::InputTrigger { .. }) && self.input.len() == 0;
-            if self.stop.is_some() || input_exhausted {
+            self.end_cycle();
+            let exhausted = match node.kind {
+                NodeKind::InputTrigger { .. } => self.input.len() == 0,
+                NodeKind::Module(_) => !self.trigger.more,
+                _ => false,
+            };
+            if self.stop.is_some() || exhausted {
                 break;
             }
+        }
+    }
+
+    /// A cycle ended: its trigger state change is committed unless it rolled back.
+    fn end_cycle(&mut self) {
+        let Some(change) = self.trigger.pending.take() else {
+            return;
+        };
+        if matches!(self.stop, Some(Stop::Rollback(_))) {
+            return;
+        }
+        match &mut self.trigger.committed {
+            Some(committed) => committed.then(change),
+            None => self.trigger.committed = Some(change),
         }
     }
 
@@ -240,6 +282,7 @@ impl<'s> Execution<'s> {
             filtered: true,
         });
         self.drain().await;
+        self.end_cycle();
     }
 
     async fn drain(&mut self) {
@@ -422,7 +465,31 @@ impl<'s> Execution<'s> {
                     mapper,
                     execution_id: &self.execution_id,
                 };
-                module.call(invocation).await
+                if module.kind() == ModuleKind::Trigger {
+                    match trigger::limit(&node.parameters) {
+                        Ok(limit) => {
+                            self.trigger.more = false;
+                            let request = PollRequest {
+                                state: &self.trigger.state,
+                                limit,
+                            };
+                            match module.poll(invocation, request).await {
+                                Ok(polled) => {
+                                    self.trigger.state.apply(&polled.change);
+                                    self.trigger.pending = Some(polled.change);
+                                    self.trigger.more = polled.more;
+                                    Ok(polled.bundles)
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err((field, reason)) => {
+                            Err(ModuleError::config(format!("{field}: {reason}")))
+                        }
+                    }
+                } else {
+                    module.call(invocation).await
+                }
             }
             Err(e) => Err(e),
         };

@@ -9,6 +9,8 @@ pub mod executor;
 pub mod filter;
 pub mod module;
 pub mod report;
+pub mod trigger;
 
 pub use executor::{Resume, RunInput, run};
 pub use report::{Report, Status};
+pub use trigger::{TriggerCommit, TriggerState};

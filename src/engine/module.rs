@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::error::ModuleError;
+use super::trigger::{PollRequest, Polled};
 
 /// How Make counts and places a module (`imt-proto` `ModuleType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,8 @@ pub enum ModuleKind {
     Action,
     /// One operation per bundle in, zero or more bundles out (a search, a list).
     Search,
-    /// Starts a scenario: polled for bundles once per cycle, one operation per cycle.
+    /// Starts a scenario: polled for bundles once per cycle ([`Module::poll`]), one operation
+    /// per cycle.
     Trigger,
 }
 
@@ -51,6 +53,26 @@ pub trait Module: Send + Sync {
         &'a self,
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>>;
+
+    /// Polls a trigger (`ModuleKind::Trigger`) once: the new items after `request.state`,
+    /// oldest first and at most `request.limit`, with the state change that records them.
+    /// The executor calls this instead of [`Module::call`] for triggers. The default calls
+    /// `call` and keeps no state.
+    fn poll<'a>(
+        &'a self,
+        invocation: Invocation<'a>,
+        request: PollRequest<'a>,
+    ) -> BoxFuture<'a, Result<Polled, ModuleError>> {
+        let _ = request;
+        Box::pin(async move {
+            let bundles = self.call(invocation).await?;
+            Ok(Polled {
+                more: !bundles.is_empty(),
+                bundles,
+                ..Polled::default()
+            })
+        })
+    }
 }
 
 /// Resolves module type names (`app:Name`) to implementations.

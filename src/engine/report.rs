@@ -8,6 +8,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::trigger::TriggerCommit;
+
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,6 +84,11 @@ pub struct Report {
     /// Per-module counters in order of first run (not part of the JSON report).
     #[serde(skip)]
     pub stats: Vec<ModuleStats>,
+    /// A polling trigger's state change from the cycles that committed, to store with the
+    /// execution; `None` when no cycle of a polling trigger committed (not part of the JSON
+    /// report).
+    #[serde(skip)]
+    pub trigger: Option<TriggerCommit>,
 }
 
 impl Report {

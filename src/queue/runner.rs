@@ -11,11 +11,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::engine::module::Registry;
-use crate::engine::{self, Report, Resume, RunInput, Status};
+use crate::engine::trigger::SEEN_IDS_CAP;
+use crate::engine::{self, Report, Resume, RunInput, Status, TriggerState};
 use crate::scenario::model::Blueprint;
 use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{
     ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError,
+    TriggerStateChange,
 };
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
@@ -105,10 +107,23 @@ pub struct Runner {
     options: RunnerOptions,
     completions: Completions,
     compiled: Mutex<HashMap<(String, u32), Arc<Scenario>>>,
-    /// One lock per sequential scenario, so its executions run one at a time.
+    /// One lock per sequential or polling scenario, so its executions run one at a time.
     sequential: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     executions_run: AtomicU64,
     run_millis: AtomicU64,
+    /// Executions claimed by this process and not yet recorded.
+    running: Arc<AtomicU64>,
+    /// Set when the process is stopping: no new execution is claimed.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// Counts one running execution for as long as it lives (even if its future is dropped).
+struct RunningGuard(Arc<AtomicU64>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Runner {
@@ -127,6 +142,8 @@ impl Runner {
             sequential: Default::default(),
             executions_run: AtomicU64::new(0),
             run_millis: AtomicU64::new(0),
+            running: Arc::new(AtomicU64::new(0)),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -136,6 +153,19 @@ impl Runner {
 
     pub fn registry(&self) -> &dyn Registry {
         self.registry.as_ref()
+    }
+
+    /// How many executions this process is running right now (a stopping service waits for
+    /// them to finish).
+    pub fn running(&self) -> u64 {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Stops claiming executions: a job handed to this process from now on waits, unclaimed,
+    /// until the process ends, and is handed out again after its heartbeats stop. The ones
+    /// already running finish ([`Runner::running`] falls to 0).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Executions run by this process and the milliseconds they took in all.
@@ -189,6 +219,11 @@ impl Runner {
 
     /// Runs execution `id` if it is still to be run; a finished one is left alone.
     pub async fn execute(&self, id: &str) -> Result<(), RunnerError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return std::future::pending().await;
+        }
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let _running = RunningGuard(self.running.clone());
         let execution = match self
             .store
             .claim_execution(id, &self.options.worker_id)
@@ -239,12 +274,16 @@ impl Runner {
                     cycles: 0,
                     report: None,
                     error: Some(&error),
+                    trigger: None,
                 };
                 self.store.finish_execution(id, outcome).await?;
                 return Ok(None);
             }
         };
-        let lock = if scenario.settings.sequential {
+        // A polling trigger's executions run one at a time (in this process), each reading
+        // the state the previous one committed: two polls never emit the same items.
+        let polling = scenario.polling_trigger().map(|node| node.id);
+        let lock = if scenario.settings.sequential || polling.is_some() {
             let mut locks = self.sequential.lock().await;
             Some(
                 locks
@@ -280,10 +319,29 @@ impl Runner {
             }
             Some(payload) => (vec![payload], None, None),
         };
+        // The trigger's state, read under the lock; a resumed bundle reads it only when it
+        // resumes at the trigger itself.
+        let trigger_key = polling
+            .filter(|&module| resume.as_ref().is_none_or(|r| r.module == module))
+            .map(|_| scenario.trigger_key());
+        let trigger = match &trigger_key {
+            Some(key) => Some(
+                self.store
+                    .trigger_state(&execution.scenario_id, key)
+                    .await?
+                    .map(|stored| TriggerState {
+                        cursor: stored.cursor,
+                        seen_ids: stored.seen_ids,
+                    })
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
         let input = RunInput {
             bundles,
             execution_id: id.to_string(),
             resume,
+            trigger,
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
@@ -301,6 +359,7 @@ impl Runner {
             &scenario,
             &report,
             park,
+            trigger_key.as_deref(),
         )
         .await?;
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
@@ -331,6 +390,9 @@ impl Runner {
         })
     }
 
+    /// Stores what the execution produced and finishes it; a polling trigger's committed
+    /// state change (`trigger_key`'s) is stored in the same transaction as the finish.
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         scenario_id: &str,
@@ -339,6 +401,7 @@ impl Runner {
         scenario: &Scenario,
         report: &Report,
         park: bool,
+        trigger_key: Option<&str>,
     ) -> Result<(), RunnerError> {
         for parked in report.incomplete.iter().filter(|_| park) {
             let bundle = Value::Object(parked.bundle.clone());
@@ -379,6 +442,16 @@ impl Runner {
             cycles: report.cycles,
             report: Some(&json),
             error: error.as_ref(),
+            trigger: match (trigger_key, &report.trigger) {
+                (Some(key), Some(change)) => Some(TriggerStateChange {
+                    scenario_id,
+                    key,
+                    cursor: change.cursor.as_ref(),
+                    new_seen_ids: &change.new_seen_ids,
+                    cap: SEEN_IDS_CAP,
+                }),
+                _ => None,
+            },
         };
         // The final status, the module data and the end of the job commit together.
         let mut tx = self.store.begin_write().await?;

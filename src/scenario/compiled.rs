@@ -7,7 +7,7 @@ use std::sync::Arc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Map, Value};
 
-use crate::engine::module::Module;
+use crate::engine::module::{Module, ModuleKind};
 use crate::expr::{Mapping, Template};
 
 use super::filter::CompiledFilter;
@@ -200,5 +200,21 @@ impl Scenario {
     /// Graph node of a module index (the graph is built with the same order as `nodes`).
     pub fn graph_index(ix: Ix) -> NodeIndex {
         NodeIndex::new(ix)
+    }
+
+    /// The stable identity of the scenario's trigger: its first module's id. Editing the
+    /// scenario keeps it, so a polling trigger's state survives edits and re-activation.
+    pub fn trigger_key(&self) -> String {
+        let id = self.entry.map(|ix| self.node(ix).id).unwrap_or(0);
+        format!("module:{id}")
+    }
+
+    /// The first module when it is a polling trigger (a module of kind `Trigger`).
+    pub fn polling_trigger(&self) -> Option<&CompiledNode> {
+        let node = self.node(self.entry?);
+        match &node.kind {
+            NodeKind::Module(module) if module.kind() == ModuleKind::Trigger => Some(node),
+            _ => None,
+        }
     }
 }

@@ -450,7 +450,9 @@ impl WriteTx {
     /// Sets the final status and results, once. Compare-and-set: only a queued or running
     /// execution changes (and is locked until the commit); a finished one is never
     /// downgraded or overwritten. False when nothing changed: finished before, or no such
-    /// execution.
+    /// execution. A polling trigger's progress in `outcome.trigger` is merged into its state
+    /// in the same transaction, only when this call finished the execution (a second finish
+    /// cannot commit it twice).
     pub async fn finish_execution(
         &mut self,
         id: &str,
@@ -481,6 +483,11 @@ impl WriteTx {
             .await?
             .rows_affected()
         });
+        if rows == 1
+            && let Some(change) = outcome.trigger
+        {
+            self.merge_trigger_state(change).await?;
+        }
         Ok(rows == 1)
     }
 

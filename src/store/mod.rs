@@ -32,6 +32,7 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -95,6 +96,10 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Store {
     pool: StorePool,
+    /// SQLite's checkpointer connection ([`checkpoint_wal`]), closed by [`Store::close`].
+    checkpointer: Option<SqlitePool>,
+    /// Dropped with the last clone, which also ends the checkpointer.
+    _alive: Arc<()>,
 }
 
 /// The connection pool behind a [`Store`], exposed so that the job queue (apalis) can share
@@ -180,6 +185,8 @@ impl Store {
                 migrate::run_postgres(&pool).await?;
                 Ok(Store {
                     pool: StorePool::Postgres(pool),
+                    checkpointer: None,
+                    _alive: Arc::new(()),
                 })
             }
             _ => Err(StoreError::UnsupportedUrl {
@@ -196,7 +203,12 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            // Commits never checkpoint (a checkpoint syncs the file, stalling the one
+            // writer); [`checkpoint_wal`] does it on a connection of its own, and the
+            // WAL file is cut back to this size after each reset.
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", "67108864");
         let mut conn = sqlx::ConnectOptions::connect(&options).await?;
         maintenance::ensure_incremental_vacuum(&mut conn).await?;
         sqlx::Connection::close(conn).await?;
@@ -210,11 +222,20 @@ impl Store {
             // statement; a broken SQLite connection shows on the statement itself anyway.
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         migrate::run_sqlite(&pool).await?;
+        let alive = Arc::new(());
+        // The checkpointer's connection only reads and checkpoints.
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        tokio::spawn(checkpoint_wal(checkpointer.clone(), Arc::downgrade(&alive)));
         Ok(Store {
             pool: StorePool::Sqlite(pool),
+            checkpointer: Some(checkpointer),
+            _alive: alive,
         })
     }
 
@@ -249,7 +270,10 @@ impl Store {
 
     /// Closes the pool: waits for connections in use to be returned, then closes them all.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        on_pool!(self, pool => pool.close().await);
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
     }
 }
 
@@ -299,6 +323,36 @@ async fn begin_write<DB: Dialect>(
 /// The `FOR UPDATE` clause for the dialect of `pool`.
 fn for_update<DB: Dialect>(_pool: &sqlx::Pool<DB>) -> &'static str {
     DB::FOR_UPDATE
+}
+
+/// The `FOR UPDATE` clause for the dialect of transaction `tx`.
+fn for_update_in<DB: Dialect>(_tx: &Transaction<'_, DB>) -> &'static str {
+    DB::FOR_UPDATE
+}
+
+/// How often the SQLite checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] on a connection of its
+/// own, while the writer goes on appending: `PASSIVE` never waits for or blocks the writer
+/// or readers, so the file syncs a checkpoint needs stay off the path of every commit. Ends
+/// when the last [`Store`] clone is dropped.
+async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.upgrade().is_none() || pool.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
+        }
+    }
+    pool.close().await;
 }
 
 /// Now, in UTC milliseconds since the Unix epoch.
@@ -410,6 +464,7 @@ mod tests {
                 cycles: 1,
                 report: Some(v),
                 error: None,
+                trigger: None,
             }
         }
         fn incomplete(v: &serde_json::Value) -> NewIncomplete<'_> {

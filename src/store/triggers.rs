@@ -20,7 +20,8 @@ use super::json::{self, JsonText};
 use super::types::{parse_stored, stored_u32};
 use super::{
     ExecutionSource, IncompleteExecution, IncompleteStatus, NewIncomplete, Result, Store,
-    StoreError, TriggerState, begin_write, check_text, for_update, is_id, new_id, now_ms,
+    StoreError, TriggerState, TriggerStateChange, WriteTx, begin_write, check_text, for_update,
+    for_update_in, is_id, new_id, now_ms,
 };
 
 /// The longest trigger key, in bytes.
@@ -87,6 +88,59 @@ fn merge_seen(mut seen: Vec<String>, new_ids: &[String], cap: usize) -> Vec<Stri
     seen
 }
 
+/// Merges a trigger state change into the stored state inside the write transaction `$tx`
+/// (shared by [`Store::commit_trigger_state`] and [`Store::finish_execution`]): creates the
+/// row if needed, reads it under a row lock (`$lock` is the dialect's `FOR UPDATE`), sets
+/// the cursor unless `$cursor` (`Option<JsonText>`) is `None`, appends `$new_seen_ids`
+/// keeping the newest `$cap`, and stamps `$now`. Evaluates to `(old cursor, seen ids)`;
+/// `?` propagates database errors to the enclosing `Result<_, StoreError>`.
+macro_rules! merge_trigger_state {
+    ($tx:expr, $lock:expr, $scenario_id:expr, $key:expr, $cursor:expr, $new_seen_ids:expr,
+     $cap:expr, $now:expr) => {{
+        let empty = JsonText::new("trigger seen ids", &Value::Array(Vec::new()))?;
+        // Create the row if needed, so that there is a row to lock.
+        sqlx::query(
+            "INSERT INTO trigger_state (scenario_id, trigger_key, cursor, seen_ids, \
+             updated_at) VALUES ($1, $2, NULL, $3, $4) \
+             ON CONFLICT (scenario_id, trigger_key) DO NOTHING",
+        )
+        .bind($scenario_id)
+        .bind($key)
+        .bind(empty)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        let select = format!(
+            "SELECT cursor, seen_ids FROM trigger_state \
+             WHERE scenario_id = $1 AND trigger_key = $2{}",
+            $lock
+        );
+        let (old_cursor, Json(seen)): (Option<Json<Value>>, Json<Value>) =
+            sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind($scenario_id)
+                .bind($key)
+                .fetch_one(&mut *$tx)
+                .await?;
+        let seen = merge_seen(seen_ids_from(seen)?, $new_seen_ids, $cap);
+        let seen_text = JsonText::new(
+            "trigger seen ids",
+            &Value::Array(seen.iter().cloned().map(Value::String).collect()),
+        )?;
+        sqlx::query(
+            "UPDATE trigger_state SET cursor = COALESCE($3, cursor), seen_ids = $4, \
+             updated_at = $5 WHERE scenario_id = $1 AND trigger_key = $2",
+        )
+        .bind($scenario_id)
+        .bind($key)
+        .bind($cursor)
+        .bind(seen_text)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        (old_cursor, seen)
+    }};
+}
+
 impl Store {
     /// A polling trigger's state, or `None` before its first commit (or after a reset).
     pub async fn trigger_state(
@@ -135,50 +189,20 @@ impl Store {
             return Err(StoreError::not_found("scenario", scenario_id));
         }
         let cursor = json::opt("trigger cursor", cursor)?;
-        let empty = JsonText::new("trigger seen ids", &Value::Array(Vec::new()))?;
         let now = now_ms();
-        let lock = on_pool!(self, pool => for_update(pool));
-        let select = format!(
-            "SELECT cursor, seen_ids FROM trigger_state \
-             WHERE scenario_id = $1 AND trigger_key = $2{lock}"
-        );
         let result: Result<TriggerState> = on_pool!(self, pool => {
             async {
                 let mut tx = begin_write(pool).await?;
-                // Create the row if needed, so that there is a row to lock.
-                sqlx::query(
-                    "INSERT INTO trigger_state (scenario_id, trigger_key, cursor, seen_ids, \
-                     updated_at) VALUES ($1, $2, NULL, $3, $4) \
-                     ON CONFLICT (scenario_id, trigger_key) DO NOTHING",
-                )
-                .bind(scenario_id)
-                .bind(key)
-                .bind(empty)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let (old_cursor, Json(seen)): (Option<Json<Value>>, Json<Value>) =
-                    sqlx::query_as(sqlx::AssertSqlSafe(select))
-                        .bind(scenario_id)
-                        .bind(key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let seen = merge_seen(seen_ids_from(seen)?, new_seen_ids, cap);
-                let seen_text = JsonText::new(
-                    "trigger seen ids",
-                    &Value::Array(seen.iter().cloned().map(Value::String).collect()),
-                )?;
-                sqlx::query(
-                    "UPDATE trigger_state SET cursor = COALESCE($3, cursor), seen_ids = $4, \
-                     updated_at = $5 WHERE scenario_id = $1 AND trigger_key = $2",
-                )
-                .bind(scenario_id)
-                .bind(key)
-                .bind(cursor.clone())
-                .bind(seen_text)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                let (old_cursor, seen) = merge_trigger_state!(
+                    tx,
+                    for_update(pool),
+                    scenario_id,
+                    key,
+                    cursor.clone(),
+                    new_seen_ids,
+                    cap,
+                    now
+                );
                 tx.commit().await?;
                 let cursor = match cursor {
                     Some(_) => cursor_value(&cursor),
@@ -476,6 +500,44 @@ fn cursor_value(cursor: &Option<JsonText>) -> Option<Value> {
     cursor
         .as_ref()
         .and_then(|c| serde_json::from_str(c.as_str()).ok())
+}
+
+impl WriteTx {
+    /// Merges a polling trigger's progress into its state (see
+    /// [`Store::commit_trigger_state`]) inside this transaction.
+    pub(super) async fn merge_trigger_state(
+        &mut self,
+        change: TriggerStateChange<'_>,
+    ) -> Result<()> {
+        check_text("trigger key", change.key, MAX_TRIGGER_KEY_BYTES)?;
+        if !is_id(change.scenario_id) {
+            return Err(StoreError::not_found("scenario", change.scenario_id));
+        }
+        let cursor = json::opt("trigger cursor", change.cursor)?;
+        let now = now_ms();
+        let result: Result<()> = on_tx!(self, tx => {
+            async {
+                merge_trigger_state!(
+                    (*tx),
+                    for_update_in(tx),
+                    change.scenario_id,
+                    change.key,
+                    cursor.clone(),
+                    change.new_seen_ids,
+                    change.cap,
+                    now
+                );
+                Ok::<_, StoreError>(())
+            }
+            .await
+        });
+        match result {
+            Err(StoreError::Database(e)) if is_foreign_key_violation(&e) => {
+                Err(StoreError::not_found("scenario", change.scenario_id))
+            }
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

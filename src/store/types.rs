@@ -253,6 +253,22 @@ pub struct ExecutionOutcome<'a> {
     pub cycles: u32,
     pub report: Option<&'a Value>,
     pub error: Option<&'a Value>,
+    /// A polling trigger's state change, committed in the same transaction, only when this
+    /// call is the one that finishes the execution.
+    pub trigger: Option<TriggerStateChange<'a>>,
+}
+
+/// A polling trigger's progress, as [`crate::store::Store::commit_trigger_state`] takes it:
+/// a new cursor (`None` keeps the stored one) and ids to add to the seen list, which keeps
+/// the newest `cap`.
+#[derive(Debug, Clone, Copy)]
+pub struct TriggerStateChange<'a> {
+    pub scenario_id: &'a str,
+    /// The trigger's stable identity ([`crate::scenario::Scenario::trigger_key`]).
+    pub key: &'a str,
+    pub cursor: Option<&'a Value>,
+    pub new_seen_ids: &'a [String],
+    pub cap: usize,
 }
 
 /// A position in the newest-first list of executions: list what comes after it.

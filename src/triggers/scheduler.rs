@@ -3,6 +3,11 @@
 //! processes never double it) and queues its execution. After downtime, missed occurrences
 //! collapse into one run at the latest of them. It sleeps until the next occurrence or until
 //! told that scenarios changed: no polling while idle.
+//!
+//! A scenario that starts with a polling trigger is not queued again while an execution of it
+//! is still queued or running (as Make does not start a scheduled run before the previous one
+//! ends): the due occurrence is claimed on a later pass, once the previous poll has committed.
+//! The runner serialises a polling scenario's executions in each process as well.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::queue::{Queue, Runner};
-use crate::store::Store;
+use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 use super::schedule::Schedule;
 
@@ -95,6 +100,20 @@ impl Scheduler {
             let Some(mut next) = schedule.next_after(last.unwrap_or(anchor), anchor) else {
                 continue;
             };
+            if next <= now && scenario.polling_trigger().is_some() && self.busy(&row.id).await? {
+                // The previous poll is still running: look again at the next occurrence.
+                let mut after = next;
+                for _ in 0..100_000 {
+                    match schedule.next_after(after, anchor) {
+                        Some(a) if after <= now => after = a,
+                        _ => break,
+                    }
+                }
+                if after > now {
+                    earliest = Some(earliest.map_or(after, |e| e.min(after)));
+                }
+                continue;
+            }
             if next <= now {
                 // Collapse missed occurrences into the latest one that is due.
                 let mut due = next;
@@ -120,5 +139,21 @@ impl Scheduler {
             earliest = Some(earliest.map_or(next, |e| e.min(next)));
         }
         Ok(earliest)
+    }
+
+    /// Whether the scenario has an execution still queued or running.
+    async fn busy(&self, scenario_id: &str) -> Result<bool, crate::queue::QueueError> {
+        for status in [ExecutionStatus::Running, ExecutionStatus::Queued] {
+            let filter = ExecutionFilter {
+                scenario_id: Some(scenario_id.to_string()),
+                status: Some(status),
+                limit: 1,
+                before: None,
+            };
+            if !self.store.list_executions(&filter).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

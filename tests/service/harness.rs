@@ -306,6 +306,28 @@ impl Proc {
         }
     }
 
+    /// SIGTERM (a graceful stop) and wait up to `secs` for the process to exit; true when it
+    /// exited in time (it is killed otherwise).
+    pub fn terminate(&mut self, secs: u64) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while sent && Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     /// Still running?
     pub fn running(&mut self) -> bool {
         self.child

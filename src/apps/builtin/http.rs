@@ -186,7 +186,7 @@ fn stop_on_error(
 // ---------------------------------------------------------------------------------------------
 // Reading single fields (shared by check() and call())
 
-fn parse_url(value: Option<&Value>) -> Result<Url, String> {
+pub(crate) fn parse_url(value: Option<&Value>) -> Result<Url, String> {
     if is_blank(value) {
         return Err("is required".into());
     }
@@ -876,6 +876,44 @@ impl From<reqwest::Error> for Failure {
 }
 
 async fn execute(clients: &HttpClients, spec: Spec, module_id: u32) -> Result<Value, ModuleError> {
+    let parse_response = spec.parse_response;
+    let (status, headers, body) = exchange(clients, spec, module_id).await?;
+    output_bundle(status, &headers, body, parse_response)
+}
+
+/// A GET for modules that read a document (a feed): the shared client following redirects,
+/// the size cap and default timeout of the registry's [`HttpOptions`], an HTTP error status
+/// as an error, and basic authentication when `basic_auth` is given (its password is never
+/// logged). Returns the status, headers and raw body.
+pub(crate) async fn get_document(
+    clients: &HttpClients,
+    url: Url,
+    accept: &'static str,
+    basic_auth: Option<(String, String)>,
+    module_id: u32,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), ModuleError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
+    let spec = Spec {
+        method: Method::GET,
+        url,
+        headers,
+        body: None,
+        basic_auth,
+        parse_response: false,
+        stop_on_http_error: true,
+        follow_redirects: true,
+        timeout: clients.options.timeout,
+    };
+    exchange(clients, spec, module_id).await
+}
+
+/// Sends a request and reads its answer within the size cap and timeout.
+async fn exchange(
+    clients: &HttpClients,
+    spec: Spec,
+    module_id: u32,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), ModuleError> {
     let client = if spec.follow_redirects {
         &clients.follow
     } else {
@@ -938,7 +976,7 @@ async fn execute(clients: &HttpClients, spec: Spec, module_id: u32) -> Result<Va
         }
     };
     tracing::debug!(module_id, %method, host, status = status.as_u16(), elapsed_ms, "http request done");
-    output_bundle(status, &headers, body, spec.parse_response)
+    Ok((status, headers, body))
 }
 
 /// Reads at most `limit` bytes of the body; the flag says whether more was left unread.

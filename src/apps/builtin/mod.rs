@@ -1,4 +1,4 @@
-//! The modules built into Switchyard in Rust (HTTP, JSON, text parsing, tools), and
+//! The modules built into Switchyard in Rust (HTTP, RSS, JSON, text parsing, tools), and
 //! [`BuiltinRegistry`], which serves them by Make module type. Each module family has its own
 //! file; `fields` holds the lenient configuration readers they share.
 
@@ -10,6 +10,7 @@ use crate::engine::module::{Module, Registry};
 mod fields;
 pub mod http;
 mod json;
+mod rss;
 pub mod text;
 pub mod util;
 
@@ -23,6 +24,7 @@ const NAMES: &[&str] = &[
     "json:CreateJSON",
     "json:TransformToJSON",
     "regexp:Parser",
+    "rss:TriggerNewArticle",
     "util:Switcher",
     "util:ComposeTransformer",
     "util:FunctionSleep",
@@ -55,7 +57,14 @@ impl BuiltinRegistry {
         );
         modules.insert(
             "http:ActionSendData",
-            Arc::new(http::HttpModule::new(http::Dialect::SendData, clients)),
+            Arc::new(http::HttpModule::new(
+                http::Dialect::SendData,
+                clients.clone(),
+            )),
+        );
+        modules.insert(
+            "rss:TriggerNewArticle",
+            Arc::new(rss::WatchFeed::new(clients)),
         );
         modules.insert("json:ParseJSON", Arc::new(json::ParseJson));
         modules.insert(
@@ -112,6 +121,7 @@ mod tests {
         assert_eq!(kind("json:ParseJSON"), ModuleKind::Search);
         assert_eq!(kind("http:MakeRequest"), ModuleKind::Action);
         assert_eq!(kind("util:Switcher"), ModuleKind::Action);
+        assert_eq!(kind("rss:TriggerNewArticle"), ModuleKind::Trigger);
     }
 
     #[test]
