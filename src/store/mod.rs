@@ -330,27 +330,44 @@ fn for_update_in<DB: Dialect>(_tx: &Transaction<'_, DB>) -> &'static str {
     DB::FOR_UPDATE
 }
 
-/// How often the SQLite checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the SQLite checkpointer copies the WAL into the database file while there is
+/// something to copy, and how long it waits after finding nothing (no wake-ups while idle).
+const CHECKPOINT_BUSY: Duration = Duration::from_millis(500);
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(5);
 
-/// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] on a connection of its
-/// own, while the writer goes on appending: `PASSIVE` never waits for or blocks the writer
-/// or readers, so the file syncs a checkpoint needs stay off the path of every commit. Ends
-/// when the last [`Store`] clone is dropped.
+/// Copies the WAL into the database file on a connection of its own while the writer goes on
+/// appending: `PASSIVE` never waits for or blocks the writer or readers, so the file syncs a
+/// checkpoint needs stay off the path of every commit. Ends when the last [`Store`] clone is
+/// dropped or [`Store::close`] is called.
 async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = CHECKPOINT_BUSY;
+    let mut last = (-1, -1);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(wait).await;
         if alive.upgrade().is_none() || pool.is_closed() {
             break;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
-        }
+        let result: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await;
+        wait = match result {
+            // Frames in the WAL and frames copied: all copied and nothing new since the last
+            // look means nobody is writing.
+            Ok((_, frames, copied)) => {
+                let idle = copied >= frames && (frames, copied) == last;
+                last = (frames, copied);
+                if idle {
+                    CHECKPOINT_IDLE
+                } else {
+                    CHECKPOINT_BUSY
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
+                CHECKPOINT_IDLE
+            }
+        };
     }
     pool.close().await;
 }
