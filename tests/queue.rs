@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::backends::each_backend;
 use serde_json::json;
-use switchyard::queue::{Completions, Intake, Queue, QueueOptions, Runner, RunnerOptions};
+use switchyard::queue::{
+    Completions, DirectRun, Intake, LEASE, Queue, QueueOptions, Runner, RunnerOptions,
+};
 use switchyard::store::{Delivery, ExecutionStatus, NewDelivery, NewExecution, Store, StorePool};
 
 const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
@@ -72,11 +74,19 @@ async fn wait_for(store: &Store, ids: &[String], status: ExecutionStatus) {
         if done == ids.len() {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{done} of {} executions reached {status:?}",
-            ids.len()
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let mut late = Vec::new();
+            for id in ids {
+                let e = store.get_execution(id).await.unwrap();
+                if e.status != status {
+                    late.push(format!("{id}: {:?} attempt {}", e.status, e.attempt));
+                }
+            }
+            panic!(
+                "{done} of {} executions reached {status:?}; {late:?}",
+                ids.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -88,7 +98,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
         let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
         let hook = store.ensure_hook(&scenario, 1).await.unwrap();
-        let intake = Intake::start(store.clone(), queue.clone());
+        let intake = Intake::start(store.clone(), queue.clone(), None);
 
         // 200 deliveries at once: they share transactions, and each gets its own answer.
         let mut handles = Vec::new();
@@ -99,7 +109,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
                 let delivery =
                     NewDelivery::new(&hook, key.as_deref(), &scenario, 1, &json!({"n": n}))
                         .unwrap();
-                intake.accept(delivery).await.unwrap()
+                intake.accept(delivery, true).await.unwrap()
             }));
         }
         let mut accepted = Vec::new();
@@ -122,7 +132,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
                 let version = if n == 7 { 42 } else { 1 };
                 let delivery =
                     NewDelivery::new(&hook, None, &scenario, version, &json!({"n": n})).unwrap();
-                intake.accept(delivery).await
+                intake.accept(delivery, true).await
             }));
         }
         let mut failed = 0;
@@ -242,6 +252,147 @@ async fn executions_the_queue_gave_up_on_end_with_an_error() {
             ExecutionStatus::Error
         );
         assert_eq!(jobs(&store).await, 1, "only the pending job is left");
+    })
+    .await;
+}
+
+/// Due time (unix seconds) of execution `id`'s job, if it has one.
+async fn job_due(store: &Store, id: &str) -> Option<i64> {
+    match store.pool() {
+        StorePool::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT run_at FROM Jobs WHERE idempotency_key = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .unwrap()
+        }
+        StorePool::Postgres(pool) => sqlx::query_scalar(
+            "SELECT extract(epoch FROM run_at)::bigint FROM apalis.jobs \
+             WHERE idempotency_key = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .unwrap(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_executions_run_here_under_a_lease_and_fall_back_to_the_queue() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+        let delivery =
+            |n: i64| NewDelivery::new(&hook, None, &scenario, 1, &json!({"n": n})).unwrap();
+
+        // No worker runs here: whatever runs, the intake's direct path ran it. (With more
+        // deliveries in flight than slots, the rest would wait for the workers.)
+        let intake = Intake::start(
+            store.clone(),
+            queue.clone(),
+            Some(DirectRun {
+                runner: runner(&store),
+                concurrency: 16,
+            }),
+        );
+        let mut direct = Vec::new();
+        for n in 0..10 {
+            match intake.accept(delivery(n), true).await.unwrap() {
+                Delivery::Accepted { execution_id } => direct.push(execution_id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        wait_for(&store, &direct, ExecutionStatus::Success).await;
+        for id in &direct {
+            assert_eq!(
+                job_due(&store, id).await,
+                None,
+                "finished with its job: {id}"
+            );
+        }
+
+        // Not allowed to run here (a sequential scenario's): queued for the workers, due now.
+        let Delivery::Accepted {
+            execution_id: queued,
+        } = intake.accept(delivery(99), false).await.unwrap()
+        else {
+            panic!("expected a new delivery")
+        };
+        let due = job_due(&store, &queued).await.expect("a job");
+        assert!((due - unix_now()).abs() <= 1, "due now, got {due}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            store.get_execution(&queued).await.unwrap().status,
+            ExecutionStatus::Queued,
+            "left to the workers"
+        );
+
+        // A process that accepted executions and died: their jobs are leased, not lost. The
+        // intake below has no runner to give them to, so they stay as the dead process left them.
+        let mut tx = store.begin_write().await.unwrap();
+        let orphan = delivery(7);
+        tx.accept_deliveries(std::slice::from_ref(&orphan))
+            .await
+            .unwrap();
+        queue
+            .push_in(
+                &mut tx,
+                &[switchyard::queue::Push {
+                    execution_id: orphan.execution_id(),
+                    leased: true,
+                }],
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let due = job_due(&store, orphan.execution_id()).await.expect("a job");
+        let lease = LEASE.as_secs() as i64;
+        assert!(
+            (due - unix_now() - lease).abs() <= 1,
+            "due after the lease, got {due}"
+        );
+        // Once the lease is over (moved here to now), a worker runs it.
+        let due_now = match db.backend {
+            switchyard::store::Backend::Sqlite => {
+                "UPDATE {jobs} SET run_at = CAST(strftime('%s', 'now') AS INTEGER) - 1 \
+                 WHERE idempotency_key = $1"
+            }
+            switchyard::store::Backend::Postgres => {
+                "UPDATE {jobs} SET run_at = now() - interval '1 second' \
+                 WHERE idempotency_key = $1"
+            }
+        };
+        on_jobs(&store, due_now, orphan.execution_id()).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = {
+            let queue = queue.clone();
+            let runner = runner(&store);
+            tokio::spawn(async move {
+                queue
+                    .work("test-worker", runner, 2, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        };
+        queue.pushed();
+        wait_for(
+            &store,
+            &[orphan.execution_id().to_string(), queued],
+            ExecutionStatus::Success,
+        )
+        .await;
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
     })
     .await;
 }

@@ -68,6 +68,8 @@ struct Route {
     active: bool,
     /// The scenario answers the caller (`gateway:WebhookRespond`).
     responds: bool,
+    /// Its executions must run one at a time, in arrival order (only the queue keeps that).
+    sequential: bool,
     read_at: Instant,
 }
 
@@ -128,6 +130,7 @@ async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
                 .iter()
                 .any(|n| matches!(n.kind, NodeKind::WebhookRespond))
         }),
+        sequential: compiled.as_ref().is_none_or(|s| s.settings.sequential),
         scenario_id: hook.scenario_id,
         version: scenario.version,
         active: hook.active && scenario.active,
@@ -280,7 +283,7 @@ async fn ingest(
             .subscribe(delivery.execution_id())
     });
     let expected = delivery.execution_id().to_string();
-    let delivery = state.inner.intake.accept(delivery).await;
+    let delivery = state.inner.intake.accept(delivery, !route.sequential).await;
     if completion.is_some() && !matches!(&delivery, Ok(Delivery::Accepted { .. })) {
         state.inner.runner.completions().forget(&expected);
     }

@@ -49,7 +49,8 @@ struct Inner {
 
 impl AppState {
     /// `token_sha256` is the hex SHA-256 of the API bearer token; `scheduler` is woken when
-    /// scenarios change.
+    /// scenarios change; webhook executions run in this process, up to `direct_concurrency`
+    /// at a time, as soon as they are accepted (0: only the workers run them).
     pub fn new(
         store: Store,
         queue: Queue,
@@ -57,11 +58,19 @@ impl AppState {
         token_sha256: String,
         limits: HookLimits,
         scheduler: Option<Arc<Notify>>,
+        direct_concurrency: usize,
     ) -> Self {
         let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
         AppState {
             inner: Arc::new(Inner {
-                intake: crate::queue::Intake::start(store.clone(), queue.clone()),
+                intake: crate::queue::Intake::start(
+                    store.clone(),
+                    queue.clone(),
+                    (direct_concurrency > 0).then(|| crate::queue::DirectRun {
+                        runner: runner.clone(),
+                        concurrency: direct_concurrency,
+                    }),
+                ),
                 store,
                 queue,
                 runner,

@@ -257,6 +257,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_hash,
         limits,
         Some(notifier),
+        if args.no_workers {
+            0
+        } else {
+            args.worker.concurrency
+        },
     );
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;

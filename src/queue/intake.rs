@@ -6,10 +6,17 @@
 //!
 //! A delivery is answered `Ok` only once its execution and job are committed; a failed batch
 //! is retried one delivery per transaction, so one bad delivery fails alone.
+//!
+//! With a [`DirectRun`], the process runs what it accepted itself while it has capacity: the
+//! job is pushed with a lease ([`super::LEASE`]) and handed straight to the runner, sparing
+//! the workers' fetch, lock and acknowledgement. The job stays in the queue until the
+//! execution finishes, so if the process dies another worker runs it once the lease ends.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 
-use super::{Queue, QueueError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use super::{Push, Queue, QueueError, Runner};
 use crate::store::{Delivery, NewDelivery, Store, StoreError};
 
 /// Most deliveries written in one transaction.
@@ -20,42 +27,102 @@ const BACKLOG: usize = 4096;
 
 type Reply = oneshot::Sender<Result<Delivery, QueueError>>;
 
+/// One delivery waiting for the intake task.
+struct Request {
+    delivery: NewDelivery,
+    /// Its execution may run in this process at once (not a sequential scenario's).
+    may_run_here: bool,
+    reply: Reply,
+}
+
+/// Running accepted executions in the accepting process: the runner and how many it may run
+/// at once this way.
+pub struct DirectRun {
+    pub runner: Arc<Runner>,
+    pub concurrency: usize,
+}
+
 /// A handle on the intake task; cheap to clone.
 #[derive(Clone)]
 pub struct Intake {
-    requests: mpsc::Sender<(NewDelivery, Reply)>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl Intake {
     /// Starts the intake task on the current tokio runtime. It ends when every handle is
     /// dropped.
-    pub fn start(store: Store, queue: Queue) -> Intake {
+    pub fn start(store: Store, queue: Queue, direct: Option<DirectRun>) -> Intake {
         let (requests, receiver) = mpsc::channel(BACKLOG);
-        tokio::spawn(run(store, queue, receiver));
+        let direct = direct.map(|d| Direct {
+            runner: d.runner,
+            permits: Arc::new(Semaphore::new(d.concurrency.max(1))),
+        });
+        tokio::spawn(run(store, queue, direct, receiver));
         Intake { requests }
     }
 
     /// Records the delivery and queues its execution; returns once both are committed
-    /// (or the key was seen before: [`Delivery::Duplicate`]).
-    pub async fn accept(&self, delivery: NewDelivery) -> Result<Delivery, QueueError> {
+    /// (or the key was seen before: [`Delivery::Duplicate`]). With `may_run_here`, the
+    /// execution may be run by this process at once ([`DirectRun`]).
+    pub async fn accept(
+        &self,
+        delivery: NewDelivery,
+        may_run_here: bool,
+    ) -> Result<Delivery, QueueError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || QueueError::Worker("the webhook intake has stopped".into());
-        self.requests
-            .send((delivery, reply))
-            .await
-            .map_err(|_| stopped())?;
+        let request = Request {
+            delivery,
+            may_run_here,
+            reply,
+        };
+        self.requests.send(request).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(store: Store, queue: Queue, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>) {
+struct Direct {
+    runner: Arc<Runner>,
+    permits: Arc<Semaphore>,
+}
+
+async fn run(
+    store: Store,
+    queue: Queue,
+    direct: Option<Direct>,
+    mut receiver: mpsc::Receiver<Request>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (deliveries, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
-        match commit(&store, &queue, &deliveries).await {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        // A run slot for each delivery that may take one now; the others go to the workers.
+        let mut slots: Vec<Option<OwnedSemaphorePermit>> = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            let slot = match &direct {
+                Some(d) if request.may_run_here => d.permits.clone().try_acquire_owned().ok(),
+                _ => None,
+            };
+            deliveries.push(request.delivery);
+            replies.push(request.reply);
+            slots.push(slot);
+        }
+        let leased: Vec<bool> = slots.iter().map(Option::is_some).collect();
+        match commit(&store, &queue, &deliveries, &leased).await {
             Ok(results) => {
                 queue.pushed();
-                for (reply, result) in replies.into_iter().zip(results) {
+                for ((reply, result), slot) in replies.into_iter().zip(results).zip(slots) {
+                    if let (Some(d), Some(slot), Ok(Delivery::Accepted { execution_id })) =
+                        (&direct, slot, &result)
+                    {
+                        let (runner, id) = (d.runner.clone(), execution_id.clone());
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            if let Err(e) = runner.execute(&id).await {
+                                tracing::warn!(execution = %id, error = %e, "run failed; the queue will retry it when its lease ends");
+                            }
+                        });
+                    }
                     let _ = reply.send(result.map_err(QueueError::from));
                 }
             }
@@ -67,7 +134,7 @@ async fn run(store: Store, queue: Queue, mut receiver: mpsc::Receiver<(NewDelive
             Err(error) => {
                 tracing::debug!(%error, deliveries = deliveries.len(), "batch failed; accepting its deliveries one by one");
                 for (delivery, reply) in deliveries.iter().zip(replies) {
-                    let result = commit(&store, &queue, std::slice::from_ref(delivery))
+                    let result = commit(&store, &queue, std::slice::from_ref(delivery), &[false])
                         .await
                         .and_then(|mut r| {
                             r.pop()
@@ -84,22 +151,28 @@ async fn run(store: Store, queue: Queue, mut receiver: mpsc::Receiver<(NewDelive
     }
 }
 
-/// One transaction: the deliveries, their executions and their jobs.
+/// One transaction: the deliveries, their executions and their jobs (`leased` for those
+/// this process runs itself).
 async fn commit(
     store: &Store,
     queue: &Queue,
     deliveries: &[NewDelivery],
+    leased: &[bool],
 ) -> Result<Vec<Result<Delivery, StoreError>>, QueueError> {
     let mut tx = store.begin_write().await?;
     let results = tx.accept_deliveries(deliveries).await?;
-    let accepted: Vec<&str> = results
+    let jobs: Vec<Push<'_>> = results
         .iter()
-        .filter_map(|r| match r {
-            Ok(Delivery::Accepted { execution_id }) => Some(execution_id.as_str()),
+        .zip(leased)
+        .filter_map(|(r, leased)| match r {
+            Ok(Delivery::Accepted { execution_id }) => Some(Push {
+                execution_id,
+                leased: *leased,
+            }),
             _ => None,
         })
         .collect();
-    queue.push_in(&mut tx, &accepted).await?;
+    queue.push_in(&mut tx, &jobs).await?;
     tx.commit().await?;
     Ok(results)
 }

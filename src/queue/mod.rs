@@ -12,7 +12,7 @@ mod intake;
 pub mod retry;
 mod runner;
 
-pub use intake::Intake;
+pub use intake::{DirectRun, Intake};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
 
 use std::pin::Pin;
@@ -95,6 +95,55 @@ pub struct Queue {
 /// Jobs fetched per poll.
 const BATCH: usize = 100;
 
+/// How long a job run directly by the process that accepted it stays out of other workers'
+/// reach ([`Queue::push_in`]); the runner's heartbeat keeps pushing it back.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// A job for [`Queue::push_in`].
+#[derive(Debug, Clone, Copy)]
+pub struct Push<'a> {
+    pub execution_id: &'a str,
+    /// The pushing process runs it itself; see [`LEASE`].
+    pub leased: bool,
+}
+
+/// Pushes back the lease of execution `execution_id`'s job while its process runs it (a no-op
+/// for a job a worker has taken).
+pub(crate) async fn extend_lease(store: &Store, execution_id: &str) -> Result<(), QueueError> {
+    let run_at = unix_seconds() + LEASE.as_secs() as i64;
+    match store.pool() {
+        StorePool::Sqlite(pool) => {
+            sqlx::query(
+                "UPDATE Jobs SET run_at = $1 WHERE job_type = $2 AND idempotency_key = $3 \
+                 AND status = 'Pending'",
+            )
+            .bind(run_at)
+            .bind(QUEUE)
+            .bind(execution_id)
+            .execute(pool)
+            .await?;
+        }
+        StorePool::Postgres(pool) => {
+            sqlx::query(
+                "UPDATE apalis.jobs SET run_at = to_timestamp($1) WHERE job_type = $2 \
+                 AND idempotency_key = $3 AND status = 'Pending'",
+            )
+            .bind(run_at as f64)
+            .bind(QUEUE)
+            .bind(execution_id)
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Jobs written per `INSERT` by [`Queue::push_in`] on SQLite.
 const SQLITE_JOBS_PER_INSERT: usize = 200;
 
@@ -176,16 +225,19 @@ impl Queue {
     /// Queues executions inside the caller's transaction, so they are queued if and only if
     /// the transaction commits. Call [`Queue::pushed`] after the commit. The transaction
     /// must be on the queue's database (it is: the queue shares the store's).
-    pub async fn push_in(
-        &self,
-        tx: &mut WriteTx,
-        execution_ids: &[&str],
-    ) -> Result<(), QueueError> {
-        if execution_ids.is_empty() {
+    ///
+    /// A job pushed `leased` is due only after [`LEASE`]: the calling process runs it itself
+    /// at once, and the runner's heartbeat keeps pushing the lease back
+    /// ([`extend_lease`]), so other workers get it only if that process dies.
+    pub async fn push_in(&self, tx: &mut WriteTx, jobs: &[Push<'_>]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
             return Ok(());
         }
+        let execution_ids: Vec<&str> = jobs.iter().map(|j| j.execution_id).collect();
+        let leased: Vec<bool> = jobs.iter().map(|j| j.leased).collect();
+        let lease = LEASE.as_secs() as i64;
         let mut jobs = Vec::with_capacity(execution_ids.len());
-        for id in execution_ids {
+        for (id, leased) in execution_ids.iter().zip(&leased) {
             let job = ExecutionJob {
                 execution_id: id.to_string(),
             };
@@ -193,15 +245,13 @@ impl Queue {
                 execution_id: id.to_string(),
                 message: e.to_string(),
             })?;
-            jobs.push((*id, args));
+            jobs.push((*id, args, *leased));
         }
         match tx {
             WriteTx::Sqlite(tx) => {
                 // apalis's own push writes a statement per job; this is its row, for many jobs
-                // per statement (10 parameters a row).
-                let run_at = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
+                // per statement.
+                let now = unix_seconds();
                 let max_attempts = self.options.max_attempts as i64;
                 for chunk in jobs.chunks(SQLITE_JOBS_PER_INSERT) {
                     let mut sql = String::from(
@@ -209,12 +259,13 @@ impl Queue {
                          run_at, priority, metadata, idempotency_key) VALUES ",
                     );
                     for i in 0..chunk.len() {
-                        let p = i * 3;
+                        let p = i * 4;
                         if i > 0 {
                             sql.push_str(", ");
                         }
                         sql.push_str(&format!(
-                            "(${}, ${}, $1, 'Pending', 0, $2, $3, 0, '{{}}', ${})",
+                            "(${}, ${}, $1, 'Pending', 0, $2, ${}, 0, '{{}}', ${})",
+                            p + 3,
                             p + 4,
                             p + 5,
                             p + 6
@@ -223,12 +274,12 @@ impl Queue {
                     sql.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING");
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(QUEUE)
-                        .bind(max_attempts)
-                        .bind(run_at);
-                    for (id, args) in chunk {
+                        .bind(max_attempts);
+                    for (id, args, leased) in chunk {
                         query = query
                             .bind(args.as_slice())
                             .bind(ulid::Ulid::generate().to_string())
+                            .bind(if *leased { now + lease } else { now })
                             .bind(*id);
                     }
                     query.execute(&mut **tx).await?;
@@ -245,11 +296,12 @@ impl Queue {
                         .await?;
                 let tasks = jobs
                     .into_iter()
-                    .map(|(id, args)| {
+                    .map(|(id, args, leased)| {
+                        let run_at = if leased { due + lease } else { due };
                         TaskBuilder::new(args)
                             .idempotency_key(id)
                             .max_attempts(self.options.max_attempts)
-                            .run_at_timestamp(due.max(0) as u64)
+                            .run_at_timestamp(run_at.max(0) as u64)
                             .build()
                     })
                     .collect();

@@ -386,6 +386,9 @@ impl Runner {
                 if !matches!(store.heartbeat_execution(&id, &worker).await, Ok(true)) {
                     break;
                 }
+                if let Err(e) = super::extend_lease(&store, &id).await {
+                    tracing::warn!(execution = %id, error = %e, "could not extend the job's lease");
+                }
             }
         })
     }
