@@ -8,8 +8,9 @@
 //! is retried one delivery per transaction, so one bad delivery fails alone.
 //!
 //! With a [`DirectRun`], the process runs what it accepted itself while it has capacity: the
-//! job is pushed with a lease ([`super::LEASE`]) and handed straight to the runner, sparing
-//! the workers' fetch, lock and acknowledgement. The job stays in the queue until the
+//! execution is created already claimed by this process's runner, its job is pushed with a
+//! lease ([`super::LEASE`]), and it goes straight to the runner, sparing the workers' fetch,
+//! lock and acknowledgement and the claim. The job stays in the queue until the
 //! execution finishes, so if the process dies another worker runs it once the lease ends.
 
 use std::sync::Arc;
@@ -98,43 +99,35 @@ async fn run(
         let mut replies = Vec::with_capacity(batch.len());
         // A run slot for each delivery that may take one now; the others go to the workers.
         let mut slots: Vec<Option<OwnedSemaphorePermit>> = Vec::with_capacity(batch.len());
-        for request in batch.drain(..) {
+        for mut request in batch.drain(..) {
             let slot = match &direct {
                 Some(d) if request.may_run_here => d.permits.clone().try_acquire_owned().ok(),
                 _ => None,
             };
+            if let (Some(d), Some(_)) = (&direct, &slot) {
+                request.delivery.claim_for(d.runner.worker_id());
+            }
             deliveries.push(request.delivery);
             replies.push(request.reply);
             slots.push(slot);
         }
         let leased: Vec<bool> = slots.iter().map(Option::is_some).collect();
-        match commit(&store, &queue, &deliveries, &leased).await {
+        let outcome = commit(&store, &queue, &deliveries, &leased).await;
+        let results: Vec<Result<Delivery, QueueError>> = match outcome {
             Ok(results) => {
                 queue.pushed();
-                for ((reply, result), slot) in replies.into_iter().zip(results).zip(slots) {
-                    if let (Some(d), Some(slot), Ok(Delivery::Accepted { execution_id })) =
-                        (&direct, slot, &result)
-                    {
-                        let (runner, id) = (d.runner.clone(), execution_id.clone());
-                        tokio::spawn(async move {
-                            let _slot = slot;
-                            if let Err(e) = runner.execute(&id).await {
-                                tracing::warn!(execution = %id, error = %e, "run failed; the queue will retry it when its lease ends");
-                            }
-                        });
-                    }
-                    let _ = reply.send(result.map_err(QueueError::from));
-                }
+                results
+                    .into_iter()
+                    .map(|r| r.map_err(QueueError::from))
+                    .collect()
             }
-            Err(error) if deliveries.len() == 1 => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(error));
-                }
-            }
+            Err(error) if deliveries.len() == 1 => vec![Err(error)],
             Err(error) => {
                 tracing::debug!(%error, deliveries = deliveries.len(), "batch failed; accepting its deliveries one by one");
-                for (delivery, reply) in deliveries.iter().zip(replies) {
-                    let result = commit(&store, &queue, std::slice::from_ref(delivery), &[false])
+                let mut results = Vec::with_capacity(deliveries.len());
+                for (delivery, leased) in deliveries.iter().zip(&leased) {
+                    let one = std::slice::from_ref(delivery);
+                    let result = commit(&store, &queue, one, &[*leased])
                         .await
                         .and_then(|mut r| {
                             r.pop()
@@ -144,9 +137,27 @@ async fn run(
                     if result.is_ok() {
                         queue.pushed();
                     }
-                    let _ = reply.send(result);
+                    results.push(result);
                 }
+                results
             }
+        };
+        for (((reply, result), slot), delivery) in
+            replies.into_iter().zip(results).zip(slots).zip(&deliveries)
+        {
+            if let (Some(d), Some(slot), Ok(Delivery::Accepted { .. })) = (&direct, slot, &result)
+                && let Some(execution) = delivery.claimed_execution()
+            {
+                let runner = d.runner.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let id = execution.id.clone();
+                    if let Err(e) = runner.execute_claimed(execution).await {
+                        tracing::warn!(execution = %id, error = %e, "run failed; the queue will retry it when its lease ends");
+                    }
+                });
+            }
+            let _ = reply.send(result);
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::engine::{self, Report, Resume, RunInput, Status, TriggerState};
 use crate::scenario::model::Blueprint;
 use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{
-    ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store, StoreError,
-    TriggerStateChange,
+    Execution, ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store,
+    StoreError, TriggerStateChange,
 };
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
@@ -241,7 +241,29 @@ impl Runner {
             }
             Err(e) => return Err(e.into()),
         };
-        let heartbeat = self.spawn_heartbeat(id);
+        self.run_to_the_end(execution).await
+    }
+
+    /// Runs an execution this worker claimed when it was created (see
+    /// [`Runner::worker_id`]); otherwise as [`Runner::execute`].
+    pub async fn execute_claimed(&self, execution: Execution) -> Result<(), RunnerError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return std::future::pending().await;
+        }
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let _running = RunningGuard(self.running.clone());
+        self.run_to_the_end(execution).await
+    }
+
+    /// The name this runner claims executions under.
+    pub fn worker_id(&self) -> &str {
+        &self.options.worker_id
+    }
+
+    /// Runs a claimed execution with heartbeats, records it and tells whoever waits.
+    async fn run_to_the_end(&self, execution: Execution) -> Result<(), RunnerError> {
+        let id = execution.id.clone();
+        let heartbeat = self.spawn_heartbeat(&id);
         let result = self.run_claimed(execution).await;
         heartbeat.abort();
         let finished = match &result {
@@ -250,15 +272,12 @@ impl Runner {
             },
             Err(_) => Finished::Unknown,
         };
-        self.completions.notify(id, finished);
+        self.completions.notify(&id, finished);
         result.map(|_| ())
     }
 
     /// Runs a claimed execution and records it; returns its webhook reply, if any.
-    async fn run_claimed(
-        &self,
-        execution: crate::store::Execution,
-    ) -> Result<Option<Value>, RunnerError> {
+    async fn run_claimed(&self, execution: Execution) -> Result<Option<Value>, RunnerError> {
         let id = execution.id.as_str();
         let scenario = match self
             .scenario(&execution.scenario_id, execution.version)

@@ -13,13 +13,20 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::error::is_foreign_key_violation;
 use super::json::JsonText;
-use super::{Delivery, ExecutionSource, Result, Store, StoreError, is_id, new_id, now_ms};
+use super::{
+    Delivery, Execution, ExecutionSource, ExecutionStatus, Result, Store, StoreError, is_id,
+    new_id, now_ms,
+};
 
 /// Dedupe keys longer than this (or with control characters) are stored as their SHA-256.
 const MAX_PLAIN_DEDUPE_KEY_BYTES: usize = 200;
 
-/// Executions written per multi-row `INSERT` (6 parameters each).
+/// Executions written per multi-row `INSERT` (9 parameters each).
 const EXECUTIONS_PER_INSERT: usize = 100;
+
+/// The columns a delivery's execution is created with.
+const INSERT_EXECUTION: &str = "INSERT INTO executions (id, scenario_id, version, status, \
+     source, payload, created_at, attempt, worker_id, started_at, heartbeat_at)";
 
 /// A write transaction on the store's database, for work that must commit together with the
 /// store's own writes (the job queue pushing the jobs of the executions it creates).
@@ -38,6 +45,8 @@ pub struct NewDelivery {
     scenario_id: String,
     version: u32,
     payload: JsonText,
+    /// The worker that claims the execution as it is created (it runs it at once).
+    claimed_by: Option<String>,
 }
 
 impl NewDelivery {
@@ -57,7 +66,47 @@ impl NewDelivery {
             scenario_id: scenario_id.to_string(),
             version,
             payload: JsonText::new("webhook payload", payload)?,
+            claimed_by: None,
         })
+    }
+
+    /// Has the execution created `running`, claimed by `worker_id` (attempt 1), instead of
+    /// `queued`: that worker runs it at once ([`NewDelivery::claimed_execution`]).
+    pub fn claim_for(&mut self, worker_id: &str) {
+        self.claimed_by = Some(worker_id.to_string());
+    }
+
+    /// The execution as [`NewDelivery::claim_for`] has it stored once accepted (`None`
+    /// without a claim), for its worker to run without reading it back.
+    pub fn claimed_execution(&self) -> Option<Execution> {
+        let worker_id = self.claimed_by.clone()?;
+        let now = now_ms();
+        Some(Execution {
+            id: self.execution_id.clone(),
+            scenario_id: self.scenario_id.clone(),
+            version: self.version,
+            status: ExecutionStatus::Running,
+            source: ExecutionSource::Webhook,
+            payload: serde_json::from_str(self.payload.as_str()).ok(),
+            operations: 0,
+            cycles: 0,
+            report: None,
+            error: None,
+            attempt: 1,
+            worker_id: Some(worker_id),
+            created_at: now,
+            started_at: Some(now),
+            heartbeat_at: Some(now),
+            finished_at: None,
+        })
+    }
+
+    /// The row values that depend on a claim: status, attempt, worker, started.
+    fn claim_columns(&self, now: i64) -> (&'static str, i64, Option<&str>, Option<i64>) {
+        match &self.claimed_by {
+            Some(worker) => ("running", 1, Some(worker.as_str()), Some(now)),
+            None => ("queued", 0, None, None),
+        }
     }
 
     /// The id its execution gets if the delivery is accepted (a duplicate answers with the
@@ -161,35 +210,41 @@ impl WriteTx {
                     }
                 }
                 for chunk in unkeyed.chunks(EXECUTIONS_PER_INSERT) {
-                    let mut sql = String::from(
-                        "INSERT INTO executions (id, scenario_id, version, status, source, payload, \
-                         created_at) VALUES ",
-                    );
+                    let mut sql = format!("{INSERT_EXECUTION} VALUES ");
                     for i in 0..chunk.len() {
-                        let p = i * 5;
+                        let p = i * 9;
                         if i > 0 {
                             sql.push_str(", ");
                         }
                         sql.push_str(&format!(
-                            "(${}, ${}, ${}, 'queued', ${}, ${}, ${})",
-                            p + 1,
+                            "(${}, ${}, ${}, ${}, ${}, ${}, $1, ${}, ${}, ${}, ${})",
                             p + 2,
                             p + 3,
                             p + 4,
                             p + 5,
-                            chunk.len() * 5 + 1
+                            p + 6,
+                            p + 7,
+                            p + 8,
+                            p + 9,
+                            p + 10,
+                            p + 10
                         ));
                     }
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
                     for d in chunk {
+                        let (status, attempt, worker, started) = d.claim_columns(now);
                         query = query
                             .bind(d.execution_id.as_str())
                             .bind(d.scenario_id.as_str())
                             .bind(i64::from(d.version))
+                            .bind(status)
                             .bind(ExecutionSource::Webhook.as_str())
-                            .bind(d.payload.clone());
+                            .bind(d.payload.clone())
+                            .bind(attempt)
+                            .bind(worker)
+                            .bind(started);
                     }
-                    query.bind(now).execute(&mut **tx).await?;
+                    query.execute(&mut **tx).await?;
                 }
                 for (slot, d) in batch.iter().enumerate() {
                     let (Some(key), true) = (&d.dedupe_key, hooks[&(d.hook_id.as_str(), d.scenario_id.as_str())])
@@ -197,16 +252,20 @@ impl WriteTx {
                         continue;
                     };
                     let id = d.execution_id.clone();
-                    sqlx::query(
-                        "INSERT INTO executions (id, scenario_id, version, status, source, payload, \
-                         created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6)",
-                    )
+                    let (status, attempt, worker, started) = d.claim_columns(now);
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{INSERT_EXECUTION} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+                    )))
                     .bind(id.as_str())
                     .bind(d.scenario_id.as_str())
                     .bind(i64::from(d.version))
+                    .bind(status)
                     .bind(ExecutionSource::Webhook.as_str())
                     .bind(d.payload.clone())
                     .bind(now)
+                    .bind(attempt)
+                    .bind(worker)
+                    .bind(started)
                     .execute(&mut **tx)
                     .await?;
                     let inserted = sqlx::query(
