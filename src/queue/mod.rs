@@ -8,6 +8,7 @@
 //! heartbeats stop (`heartbeat × missed_heartbeats`), and [`Queue::requeue_orphans`] pushes
 //! executions that were committed but never reached the queue (a crash between the two).
 
+mod finisher;
 mod intake;
 pub mod retry;
 mod runner;

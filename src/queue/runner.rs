@@ -10,14 +10,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::finisher::{Finish, Finisher};
 use crate::engine::module::Registry;
-use crate::engine::trigger::SEEN_IDS_CAP;
 use crate::engine::{self, Report, Resume, RunInput, Status, TriggerState};
 use crate::scenario::model::Blueprint;
 use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{
-    Execution, ExecutionOutcome, ExecutionSource, FinalStatus, ModuleEntry, NewIncomplete, Store,
-    StoreError, TriggerStateChange,
+    Execution, ExecutionOutcome, ExecutionSource, FinalStatus, NewIncomplete, Store, StoreError,
 };
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
@@ -28,6 +27,8 @@ pub enum RunnerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] Box<super::QueueError>),
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl From<super::QueueError> for RunnerError {
@@ -115,6 +116,7 @@ pub struct Runner {
     running: Arc<AtomicU64>,
     /// Set when the process is stopping: no new execution is claimed.
     draining: std::sync::atomic::AtomicBool,
+    finisher: Finisher,
 }
 
 /// Counts one running execution for as long as it lives (even if its future is dropped).
@@ -134,6 +136,7 @@ impl Runner {
         completions: Completions,
     ) -> Runner {
         Runner {
+            finisher: Finisher::start(store.clone(), options.module_data_cap),
             store,
             registry,
             options,
@@ -458,41 +461,33 @@ impl Runner {
             .error
             .as_ref()
             .map(|e| serde_json::to_value(e).unwrap_or(Value::Null));
-        let outcome = ExecutionOutcome {
+        let finish = Finish {
+            id: id.to_string(),
             status,
             operations: report.operations,
             cycles: report.cycles,
-            report: Some(&json),
-            error: error.as_ref(),
+            report: json,
+            error,
             trigger: match (trigger_key, &report.trigger) {
-                (Some(key), Some(change)) => Some(TriggerStateChange {
-                    scenario_id,
-                    key,
-                    cursor: change.cursor.as_ref(),
-                    new_seen_ids: &change.new_seen_ids,
-                    cap: SEEN_IDS_CAP,
-                }),
+                (Some(key), Some(change)) => Some((
+                    scenario_id.to_string(),
+                    key.to_string(),
+                    change.cursor.clone(),
+                    change.new_seen_ids.clone(),
+                )),
                 _ => None,
             },
-        };
-        // The final status, the module data and the end of the job commit together.
-        let mut tx = self.store.begin_write().await?;
-        if tx.finish_execution(id, outcome).await? {
-            if !scenario.settings.confidential {
-                let entries: Vec<ModuleEntry<'_>> = report
+            module_data: (!scenario.settings.confidential).then(|| {
+                report
                     .log
                     .iter()
-                    .map(|e| ModuleEntry {
-                        module_id: e.module,
-                        output: &e.output,
-                    })
-                    .collect();
-                tx.append_module_data(id, &entries, self.options.module_data_cap)
-                    .await?;
-            }
-            super::Queue::delete_job_in(&mut tx, id).await?;
-            tx.commit().await?;
-        }
+                    .map(|e| (e.module, e.output.clone()))
+                    .collect()
+            }),
+        };
+        // The final status, the module data, the trigger's state and the end of the job
+        // commit together, with other runners' (group commit).
+        self.finisher.finish(finish).await?;
         Ok(())
     }
 }
