@@ -226,11 +226,10 @@ impl Store {
             .await?;
         migrate::run_sqlite(&pool).await?;
         let alive = Arc::new(());
-        // The checkpointer's connection only reads and checkpoints.
+        // The checkpointer's connection only checkpoints; it opens at its first checkpoint.
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
-            .await?;
+            .connect_lazy_with(options);
         tokio::spawn(checkpoint_wal(checkpointer.clone(), Arc::downgrade(&alive)));
         Ok(Store {
             pool: StorePool::Sqlite(pool),
