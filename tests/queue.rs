@@ -62,6 +62,27 @@ fn runner(store: &Store) -> Arc<Runner> {
     ))
 }
 
+/// Workers on the queue until the returned sender is used (or dropped).
+fn start_worker(
+    queue: &Queue,
+    store: &Store,
+    concurrency: usize,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), switchyard::queue::QueueError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (queue, runner) = (queue.clone(), runner(store));
+    let worker = tokio::spawn(async move {
+        queue
+            .work("test-worker", runner, concurrency, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, worker)
+}
+
 async fn wait_for(store: &Store, ids: &[String], status: ExecutionStatus) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -150,18 +171,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         assert_eq!(jobs(&store).await, 217);
 
         // Workers run each once; finishing an execution deletes its job.
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let worker = {
-            let queue = queue.clone();
-            let runner = runner(&store);
-            tokio::spawn(async move {
-                queue
-                    .work("test-worker", runner, 8, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        };
+        let (stop, worker) = start_worker(&queue, &store, 8);
         wait_for(&store, &accepted, ExecutionStatus::Success).await;
         for id in &accepted {
             assert_eq!(store.get_execution(id).await.unwrap().attempt, 1, "{id}");
@@ -372,18 +382,7 @@ async fn accepted_executions_run_here_under_a_lease_and_fall_back_to_the_queue()
             }
         };
         on_jobs(&store, due_now, orphan.execution_id()).await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let worker = {
-            let queue = queue.clone();
-            let runner = runner(&store);
-            tokio::spawn(async move {
-                queue
-                    .work("test-worker", runner, 2, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        };
+        let (stop, worker) = start_worker(&queue, &store, 2);
         queue.pushed();
         wait_for(
             &store,

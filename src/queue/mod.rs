@@ -255,24 +255,16 @@ impl Queue {
                 let now = unix_seconds();
                 let max_attempts = self.options.max_attempts as i64;
                 for chunk in jobs.chunks(SQLITE_JOBS_PER_INSERT) {
-                    let mut sql = String::from(
-                        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, \
-                         run_at, priority, metadata, idempotency_key) VALUES ",
+                    let rows = crate::store::values_rows(
+                        "(?, ?, $1, 'Pending', 0, $2, ?, 0, '{}', ?)",
+                        chunk.len(),
+                        3,
                     );
-                    for i in 0..chunk.len() {
-                        let p = i * 4;
-                        if i > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!(
-                            "(${}, ${}, $1, 'Pending', 0, $2, ${}, 0, '{{}}', ${})",
-                            p + 3,
-                            p + 4,
-                            p + 5,
-                            p + 6
-                        ));
-                    }
-                    sql.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING");
+                    let sql = format!(
+                        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, \
+                         run_at, priority, metadata, idempotency_key) VALUES {rows} \
+                         ON CONFLICT (job_type, idempotency_key) DO NOTHING"
+                    );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(QUEUE)
                         .bind(max_attempts);

@@ -19,7 +19,7 @@ use super::types::{parse_stored, stored_u32, stored_u64, to_i64};
 use super::{
     Execution, ExecutionFilter, ExecutionOutcome, ExecutionStatus, ExecutionSummary, ModuleEntry,
     ModuleRecord, NewExecution, Result, Store, StoreError, WriteTx, for_update, is_id, new_id,
-    now_ms,
+    now_ms, values_rows,
 };
 
 /// The longest worker id, in bytes.
@@ -536,13 +536,7 @@ impl WriteTx {
                      FROM (SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM execution_modules \
                      WHERE execution_id = $1) AS base, (VALUES ",
                 );
-                for i in 0..chunk.len() {
-                    let p = i * 3 + 2;
-                    if i > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("({i}, ${p}, ${}, ${})", p + 1, p + 2));
-                }
+                sql.push_str(&values_rows("(#, ?, ?, ?)", chunk.len(), 2));
                 sql.push_str(") AS v");
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
                 for (module_id, output, truncated) in chunk {

@@ -15,13 +15,13 @@ use super::error::is_foreign_key_violation;
 use super::json::JsonText;
 use super::{
     Delivery, Execution, ExecutionSource, ExecutionStatus, Result, Store, StoreError, is_id,
-    new_id, now_ms,
+    new_id, now_ms, values_rows,
 };
 
 /// Dedupe keys longer than this (or with control characters) are stored as their SHA-256.
 const MAX_PLAIN_DEDUPE_KEY_BYTES: usize = 200;
 
-/// Executions written per multi-row `INSERT` (9 parameters each).
+/// Executions written per multi-row `INSERT` (10 parameters each).
 const EXECUTIONS_PER_INSERT: usize = 100;
 
 /// The columns a delivery's execution is created with.
@@ -210,26 +210,8 @@ impl WriteTx {
                     }
                 }
                 for chunk in unkeyed.chunks(EXECUTIONS_PER_INSERT) {
-                    let mut sql = format!("{INSERT_EXECUTION} VALUES ");
-                    for i in 0..chunk.len() {
-                        let p = i * 9;
-                        if i > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, $1, ${}, ${}, ${}, ${})",
-                            p + 2,
-                            p + 3,
-                            p + 4,
-                            p + 5,
-                            p + 6,
-                            p + 7,
-                            p + 8,
-                            p + 9,
-                            p + 10,
-                            p + 10
-                        ));
-                    }
+                    let rows = values_rows("(?, ?, ?, ?, ?, ?, $1, ?, ?, ?, ?)", chunk.len(), 2);
+                    let sql = format!("{INSERT_EXECUTION} VALUES {rows}");
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
                     for d in chunk {
                         let (status, attempt, worker, started) = d.claim_columns(now);
@@ -242,6 +224,7 @@ impl WriteTx {
                             .bind(d.payload.clone())
                             .bind(attempt)
                             .bind(worker)
+                            .bind(started)
                             .bind(started);
                     }
                     query.execute(&mut **tx).await?;

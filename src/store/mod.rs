@@ -371,6 +371,30 @@ async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
     pool.close().await;
 }
 
+/// `rows` copies of a row template, joined by `, `, for a multi-row `VALUES`: each `?` becomes
+/// the next parameter (`$first`, `$first + 1`, …) and each `#` the row's index (so the
+/// template holds neither character otherwise).
+pub(crate) fn values_rows(template: &str, rows: usize, first: usize) -> String {
+    let mut sql = String::new();
+    let mut next = first;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        for c in template.chars() {
+            match c {
+                '?' => {
+                    sql.push_str(&format!("${next}"));
+                    next += 1;
+                }
+                '#' => sql.push_str(&row.to_string()),
+                c => sql.push(c),
+            }
+        }
+    }
+    sql
+}
+
 /// Now, in UTC milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -411,6 +435,16 @@ fn check_text(what: &'static str, value: &str, max_len: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_rows_numbers_parameters_and_rows() {
+        assert_eq!(values_rows("(?, #)", 0, 2), "");
+        assert_eq!(
+            values_rows("(?, $1, ?)", 2, 2),
+            "($2, $1, $3), ($4, $1, $5)"
+        );
+        assert_eq!(values_rows("(#, ?)", 3, 5), "(0, $5), (1, $6), (2, $7)");
+    }
 
     #[test]
     fn generated_ids_are_ids() {

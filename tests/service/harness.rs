@@ -80,23 +80,6 @@ impl Drop for PgDatabase {
     }
 }
 
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let prefix = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{db}?{q}"),
-        None => format!("{prefix}/{db}"),
-    }
-}
-
 impl TestDb {
     /// A fresh database on `backend`; `None` (after printing the notice once) for PostgreSQL
     /// when `SWITCHYARD_TEST_DATABASE_URL` is not set.
@@ -123,7 +106,7 @@ impl TestDb {
                     .await
                     .expect("create test database (the user needs CREATEDB)");
                 admin.close().await;
-                let url = with_database(&admin_url, &name);
+                let url = crate::common::backends::with_database(&admin_url, &name);
                 Some(PgDatabase {
                     admin_url,
                     name,
