@@ -395,3 +395,53 @@ async fn accepted_executions_run_here_under_a_lease_and_fall_back_to_the_queue()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
+    each_backend(|db| async move {
+        let blueprint = r#"{"name": "One at a time", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "util:FunctionSleep", "mapper": {"duration": "1"}}
+        ], "metadata": {"scenario": {"sequential": true}}}"#;
+        Queue::open(&db.store, QueueOptions::default())
+            .await
+            .unwrap();
+        let (scenario, _) = db.store.create_scenario("Seq", blueprint).await.unwrap();
+        let payload = json!({});
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let new = NewExecution {
+                scenario_id: &scenario,
+                version: 1,
+                source: switchyard::store::ExecutionSource::Webhook,
+                payload: Some(&payload),
+            };
+            ids.push(db.store.create_execution(new).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Two processes' runners, given the executions latest first.
+        let (first, second) = (runner(&db.store), runner(&db.another_store().await));
+        let runs = [
+            (second.clone(), ids[2].clone()),
+            (first.clone(), ids[1].clone()),
+            (second.clone(), ids[0].clone()),
+        ]
+        .map(|(runner, id)| tokio::spawn(async move { runner.execute(&id).await }));
+        for run in runs {
+            run.await.unwrap().unwrap();
+        }
+        let mut finished = Vec::new();
+        for id in &ids {
+            let e = db.store.get_execution(id).await.unwrap();
+            assert_eq!(e.status, ExecutionStatus::Success, "{id}");
+            finished.push(e.finished_at.unwrap());
+        }
+        for pair in finished.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= 900,
+                "each starts after the one before it ends: finished at {finished:?}"
+            );
+        }
+    })
+    .await;
+}

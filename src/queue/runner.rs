@@ -102,6 +102,9 @@ impl Completions {
     }
 }
 
+/// How often an execution of a sequential scenario checks whether its turn has come.
+const SEQUENTIAL_POLL: Duration = Duration::from_millis(100);
+
 pub struct Runner {
     store: Store,
     registry: Arc<dyn Registry>,
@@ -302,6 +305,12 @@ impl Runner {
                 return Ok(None);
             }
         };
+        // A sequential scenario's executions run in arrival order across processes: wait for
+        // earlier ones, wherever they run, before taking this process's lock (which an
+        // earlier one here may still need).
+        if scenario.settings.sequential {
+            self.wait_for_earlier(&execution).await?;
+        }
         // A polling trigger's executions run one at a time (in this process), each reading
         // the state the previous one committed: two polls never emit the same items.
         let polling = scenario.polling_trigger().map(|node| node.id);
@@ -391,6 +400,28 @@ impl Runner {
             .response
             .as_ref()
             .and_then(|r| serde_json::to_value(r).ok()))
+    }
+
+    /// Returns once no execution of the same scenario that arrived earlier is queued or
+    /// running with signs of life (three missed heartbeats count as dead).
+    async fn wait_for_earlier(&self, execution: &Execution) -> Result<(), RunnerError> {
+        let dead_after = self.options.heartbeat * 3;
+        loop {
+            let alive_since = crate::store::now_ms() - dead_after.as_millis() as i64;
+            let earlier = self
+                .store
+                .earlier_open_execution(
+                    &execution.scenario_id,
+                    execution.created_at,
+                    &execution.id,
+                    alive_since,
+                )
+                .await?;
+            if !earlier {
+                return Ok(());
+            }
+            tokio::time::sleep(SEQUENTIAL_POLL).await;
+        }
     }
 
     fn spawn_heartbeat(&self, id: &str) -> tokio::task::JoinHandle<()> {

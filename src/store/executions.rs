@@ -347,6 +347,32 @@ impl Store {
         records.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// Whether an execution of `scenario_id` that arrived before the one created at
+    /// `created_at` with id `id` is still to finish: queued, or running with a sign of life
+    /// since `alive_since` (a worker that died does not hold the others back).
+    pub async fn earlier_open_execution(
+        &self,
+        scenario_id: &str,
+        created_at: i64,
+        id: &str,
+        alive_since: i64,
+    ) -> Result<bool> {
+        let found: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM executions WHERE scenario_id = $1 AND (created_at, id) < ($2, $3) \
+                 AND (status = 'queued' OR (status = 'running' \
+                 AND COALESCE(heartbeat_at, started_at, created_at) >= $4)) LIMIT 1",
+            )
+            .bind(scenario_id)
+            .bind(created_at)
+            .bind(id)
+            .bind(alive_since)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
     /// Ends an execution the job queue gave up on with status `error` and `error`, unless
     /// it is finished or a worker has shown signs of life since `stale_before` (it may
     /// still finish). Returns whether this call ended it, and the execution's status
