@@ -95,4 +95,88 @@ impl Report {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+
+    /// [`Report::to_json`] without `log`: what is stored with an execution, whose log is its
+    /// per-module data. The bundles are not copied to be thrown away.
+    pub fn to_json_without_log(&self) -> Value {
+        #[derive(Serialize)]
+        struct WithoutLog<'a> {
+            status: &'a Status,
+            operations: u64,
+            cycles: u32,
+            error: Option<&'a ReportError>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            response: Option<&'a WebhookResponse>,
+            #[serde(skip_serializing_if = "<[Incomplete]>::is_empty")]
+            incomplete: &'a [Incomplete],
+        }
+        serde_json::to_value(WithoutLog {
+            status: &self.status,
+            operations: self.operations,
+            cycles: self.cycles,
+            error: self.error.as_ref(),
+            response: self.response.as_ref(),
+            incomplete: &self.incomplete,
+        })
+        .unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(with_extras: bool) -> Report {
+        let error = ReportError {
+            module: 2,
+            name: "DataError".into(),
+            message: "bad".into(),
+            details: None,
+        };
+        Report {
+            status: if with_extras {
+                Status::Incomplete
+            } else {
+                Status::Success
+            },
+            operations: 3,
+            cycles: 1,
+            log: vec![LogEntry {
+                module: 1,
+                output: Arc::new(serde_json::json!({"big": [1, 2, 3]})),
+            }],
+            error: with_extras.then(|| error.clone()),
+            response: with_extras.then(|| WebhookResponse {
+                status: 201,
+                headers: Map::new(),
+                body: Value::String("ok".into()),
+            }),
+            incomplete: if with_extras {
+                vec![Incomplete {
+                    module: 2,
+                    error,
+                    bundle: Map::new(),
+                    retry: None,
+                }]
+            } else {
+                Vec::new()
+            },
+            stats: Vec::new(),
+            trigger: None,
+        }
+    }
+
+    #[test]
+    fn the_stored_report_is_the_report_without_its_log() {
+        for with_extras in [false, true] {
+            let report = report(with_extras);
+            let mut expected = report.to_json();
+            expected.as_object_mut().unwrap().remove("log");
+            assert_eq!(
+                report.to_json_without_log(),
+                expected,
+                "extras: {with_extras}"
+            );
+        }
+    }
 }

@@ -484,10 +484,7 @@ impl Runner {
             Status::Incomplete => FinalStatus::Incomplete,
         };
         // The log lives in the per-module data (size-capped, skipped when confidential).
-        let mut json = report.to_json();
-        if let Some(map) = json.as_object_mut() {
-            map.remove("log");
-        }
+        let json = report.to_json_without_log();
         let error = report
             .error
             .as_ref()
