@@ -372,9 +372,8 @@ impl Queue {
     ) -> Result<usize, QueueError> {
         const SPENT: &str = "job_type = $1 AND (status IN ('Done', 'Killed') \
              OR (status = 'Failed' AND attempts >= max_attempts))";
-        let spent: Vec<(String, Option<String>, i64, Option<String>)> = match &self.backend {
-            Backend::Sqlite(_) => {
-                let pool = store.sqlite_pool().ok_or_else(wrong_pool)?;
+        let spent: Vec<(String, Option<String>, i64, Option<String>)> = match store.pool() {
+            StorePool::Sqlite(pool) => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT id, idempotency_key, attempts, last_result FROM Jobs \
                      WHERE {SPENT} LIMIT 500"
@@ -383,8 +382,7 @@ impl Queue {
                 .fetch_all(pool)
                 .await?
             }
-            Backend::Postgres(_) => {
-                let pool = store.postgres_pool().ok_or_else(wrong_pool)?;
+            StorePool::Postgres(pool) => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT id, idempotency_key, attempts::bigint, last_result::text \
                      FROM apalis.jobs WHERE {SPENT} LIMIT 500"
@@ -420,16 +418,14 @@ impl Queue {
             }
         }
         for job_id in &settled {
-            match &self.backend {
-                Backend::Sqlite(_) => {
-                    let pool = store.sqlite_pool().ok_or_else(wrong_pool)?;
+            match store.pool() {
+                StorePool::Sqlite(pool) => {
                     sqlx::query("DELETE FROM Jobs WHERE id = $1")
                         .bind(job_id)
                         .execute(pool)
                         .await?;
                 }
-                Backend::Postgres(_) => {
-                    let pool = store.postgres_pool().ok_or_else(wrong_pool)?;
+                StorePool::Postgres(pool) => {
                     sqlx::query("DELETE FROM apalis.jobs WHERE id = $1")
                         .bind(job_id)
                         .execute(pool)
@@ -534,10 +530,6 @@ impl Queue {
         };
         result.map_err(|e| QueueError::Worker(e.to_string()))
     }
-}
-
-fn wrong_pool() -> QueueError {
-    QueueError::Setup("the store is not on the queue's database".into())
 }
 
 /// A stream that yields each time `wake` is notified.
