@@ -34,9 +34,7 @@ async fn flaky_server(failures: usize) -> (String, Arc<AtomicUsize>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/flaky", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{}/flaky", common::server::serve(app).await);
     (url, calls)
 }
 

@@ -185,11 +185,7 @@ async fn start() -> (String, Shared) {
             get(|| async { (StatusCode::NOT_FOUND, "no such feed") }),
         )
         .with_state(feed.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::server::serve(app).await;
     (format!("http://{addr}"), feed)
 }
 

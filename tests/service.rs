@@ -1432,13 +1432,7 @@ async fn feed_server() -> (String, SharedFeed) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::server::serve(app).await;
     (format!("http://{addr}/feed"), feed)
 }
 

@@ -42,6 +42,11 @@ pub async fn start() -> SocketAddr {
                 Json(json!({"users": [{"id": 1, "name": "Ann"}, {"id": 2, "name": "Bob"}]}))
             }),
         );
+    serve(app).await
+}
+
+/// Serves `app` on a free loopback port for the rest of the test; returns its address.
+pub async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

@@ -700,12 +700,6 @@ pub async fn counter_server(delay: Duration) -> (String, Counts) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = crate::common::server::serve(app).await;
     (format!("http://{addr}"), counts)
 }
