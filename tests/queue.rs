@@ -1,6 +1,7 @@
 //! The job queue on every backend: webhook deliveries group-committed with their jobs by the
-//! intake, the runner deleting a job in the transaction that finishes its execution, and the
-//! sweep that ends executions the queue gave up on.
+//! store writer, executions run by the accepting process without a job (and recovered when
+//! it dies), the runner deleting a job in the transaction that finishes its execution, and
+//! the sweep that ends executions the queue gave up on.
 
 mod common;
 
@@ -9,9 +10,7 @@ use std::time::Duration;
 
 use common::backends::each_backend;
 use serde_json::json;
-use switchyard::queue::{
-    Completions, DirectRun, Intake, LEASE, Queue, QueueOptions, Runner, RunnerOptions,
-};
+use switchyard::queue::{Completions, Intake, Queue, QueueOptions, Runner, RunnerOptions};
 use switchyard::store::{Delivery, ExecutionStatus, NewDelivery, NewExecution, Store, StorePool};
 
 const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
@@ -53,9 +52,10 @@ async fn on_jobs(store: &Store, sql: &str, execution_id: &str) {
     }
 }
 
-fn runner(store: &Store) -> Arc<Runner> {
+fn runner(store: &Store, queue: &Queue) -> Arc<Runner> {
     Arc::new(Runner::new(
         store.clone(),
+        queue,
         Arc::new(switchyard::cli::registry().unwrap()),
         RunnerOptions::default(),
         Completions::default(),
@@ -72,7 +72,7 @@ fn start_worker(
     tokio::task::JoinHandle<Result<(), switchyard::queue::QueueError>>,
 ) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (queue, runner) = (queue.clone(), runner(store));
+    let (queue, runner) = (queue.clone(), runner(store, queue));
     let worker = tokio::spawn(async move {
         queue
             .work("test-worker", runner, concurrency, async {
@@ -119,7 +119,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
         let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
         let hook = store.ensure_hook(&scenario, 1).await.unwrap();
-        let intake = Intake::start(store.clone(), queue.clone(), None);
+        let intake = Intake::new(runner(&store, &queue), 0);
 
         // 200 deliveries at once: they share transactions, and each gets its own answer.
         let mut handles = Vec::new();
@@ -295,7 +295,7 @@ fn unix_now() -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_executions_run_here_under_a_lease_and_fall_back_to_the_queue() {
+async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_process_dies() {
     each_backend(|db| async move {
         let store = db.store.clone();
         let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
@@ -306,29 +306,19 @@ async fn accepted_executions_run_here_under_a_lease_and_fall_back_to_the_queue()
 
         // No worker runs here: whatever runs, the intake's direct path ran it. (With more
         // deliveries in flight than slots, the rest would wait for the workers.)
-        let intake = Intake::start(
-            store.clone(),
-            queue.clone(),
-            Some(DirectRun {
-                runner: runner(&store),
-                concurrency: 16,
-            }),
-        );
+        let intake = Intake::new(runner(&store, &queue), 16);
         let mut direct = Vec::new();
         for n in 0..10 {
             match intake.accept(delivery(n), true).await.unwrap() {
-                Delivery::Accepted { execution_id } => direct.push(execution_id),
+                Delivery::Accepted { execution_id } => {
+                    assert_eq!(job_due(&store, &execution_id).await, None, "no job");
+                    direct.push(execution_id);
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
         wait_for(&store, &direct, ExecutionStatus::Success).await;
-        for id in &direct {
-            assert_eq!(
-                job_due(&store, id).await,
-                None,
-                "finished with its job: {id}"
-            );
-        }
+        assert_eq!(jobs(&store).await, 0);
 
         // Not allowed to run here (a sequential scenario's): queued for the workers, due now.
         let Delivery::Accepted {
@@ -346,50 +336,41 @@ async fn accepted_executions_run_here_under_a_lease_and_fall_back_to_the_queue()
             "left to the workers"
         );
 
-        // A process that accepted executions and died: their jobs are leased, not lost. The
-        // intake below has no runner to give them to, so they stay as the dead process left them.
+        // A process that accepted an execution to run itself, and died: the execution stays
+        // `running` without a job until its heartbeats are missed, then goes to the workers.
+        let mut orphan = delivery(7);
+        orphan.claim_for("a-dead-process");
         let mut tx = store.begin_write().await.unwrap();
-        let orphan = delivery(7);
         tx.accept_deliveries(std::slice::from_ref(&orphan))
             .await
             .unwrap();
-        queue
-            .push_in(
-                &mut tx,
-                &[switchyard::queue::Push {
-                    execution_id: orphan.execution_id(),
-                    leased: true,
-                }],
-            )
-            .await
-            .unwrap();
         tx.commit().await.unwrap();
-        let due = job_due(&store, orphan.execution_id()).await.expect("a job");
-        let lease = LEASE.as_secs() as i64;
-        assert!(
-            (due - unix_now() - lease).abs() <= 1,
-            "due after the lease, got {due}"
+        let orphan = orphan.execution_id().to_string();
+        assert_eq!(job_due(&store, &orphan).await, None);
+        let silent_for = Duration::from_millis(200);
+        assert_eq!(
+            queue
+                .requeue_orphans(&store, None, silent_for)
+                .await
+                .unwrap(),
+            0,
+            "its heartbeats are not missed yet"
         );
-        // Once the lease is over (moved here to now), a worker runs it.
-        let due_now = match db.backend {
-            switchyard::store::Backend::Sqlite => {
-                "UPDATE {jobs} SET run_at = CAST(strftime('%s', 'now') AS INTEGER) - 1 \
-                 WHERE idempotency_key = $1"
-            }
-            switchyard::store::Backend::Postgres => {
-                "UPDATE {jobs} SET run_at = now() - interval '1 second' \
-                 WHERE idempotency_key = $1"
-            }
-        };
-        on_jobs(&store, due_now, orphan.execution_id()).await;
+        tokio::time::sleep(silent_for * 2).await;
+        assert_eq!(
+            queue
+                .requeue_orphans(&store, None, silent_for)
+                .await
+                .unwrap(),
+            1,
+            "only the silent running one (queued ones are left alone without queued_for)"
+        );
+        assert!(job_due(&store, &orphan).await.is_some(), "pushed again");
         let (stop, worker) = start_worker(&queue, &store, 2);
         queue.pushed();
-        wait_for(
-            &store,
-            &[orphan.execution_id().to_string(), queued],
-            ExecutionStatus::Success,
-        )
-        .await;
+        wait_for(&store, &[orphan.clone(), queued], ExecutionStatus::Success).await;
+        let recovered = store.get_execution(&orphan).await.unwrap();
+        assert_eq!(recovered.attempt, 2, "run again by a worker");
         let _ = stop.send(());
         worker.await.unwrap().unwrap();
     })
@@ -420,7 +401,14 @@ async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Two processes' runners, given the executions latest first.
-        let (first, second) = (runner(&db.store), runner(&db.another_store().await));
+        let other = db.another_store().await;
+        let (queue, other_queue) = (
+            Queue::open(&db.store, QueueOptions::default())
+                .await
+                .unwrap(),
+            Queue::open(&other, QueueOptions::default()).await.unwrap(),
+        );
+        let (first, second) = (runner(&db.store, &queue), runner(&other, &other_queue));
         let runs = [
             (second.clone(), ids[2].clone()),
             (first.clone(), ids[1].clone()),

@@ -63,6 +63,7 @@ async fn setup(url: &str) -> Setup {
     let registry = Arc::new(switchyard::cli::registry().unwrap());
     let runner = Runner::new(
         store.clone(),
+        &queue,
         registry,
         RunnerOptions::default(),
         Completions::default(),

@@ -444,6 +444,27 @@ async fn api_and_webhooks(db: TestDb) {
     assert_eq!(execution["response"]["status"], 201, "{execution}");
     assert_same_report(&execution, &run_json(&db, &respond, &input));
 
+    // As in Make, the caller is answered when WebhookRespond runs, not when the execution
+    // ends: here it is still sleeping when the reply arrives.
+    let respond_then_sleep = json!({"name": "respond then sleep", "flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "early"}},
+        {"id": 2, "module": "gateway:WebhookRespond", "mapper": {"status": "200", "body": "early"}},
+        {"id": 3, "module": "util:FunctionSleep", "mapper": {"duration": 3}}
+    ]});
+    let (early_id, early_hook) = api.create_active(&respond_then_sleep).await;
+    let reply = hook_json(&http, &svc.url(&early_hook.unwrap()), &json!({}))
+        .await
+        .expect(200, "early response");
+    assert_eq!(reply.text, "early");
+    let listed = api
+        .get(&format!("/api/executions?scenario={early_id}"))
+        .await
+        .expect(200, "list while sleeping")
+        .json;
+    assert_eq!(listed["executions"][0]["status"], "running", "{listed}");
+    let executions = api.all_finished(&early_id, 1, 30).await;
+    assert_eq!(executions[0]["status"], "success");
+
     // The README's example scenario, through a webhook, answers what `run` answers.
     let text = repo_file("scenarios/iterator-aggregator.json");
     let example: Value = serde_json::from_str(&text).unwrap();

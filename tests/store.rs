@@ -13,9 +13,10 @@ use common::backends::{TestDb, each_backend, with_database};
 
 use serde_json::{Value, json};
 use switchyard::store::{
-    Backend, Delivery, ExecutionCursor, ExecutionFilter, ExecutionOutcome, ExecutionSource,
-    ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewDelivery, NewExecution,
-    NewIncomplete, SQLITE_FILE_NAME, Store, StoreError, StorePool, TriggerStateChange,
+    Backend, Delivery, ExecutionCursor, ExecutionFilter, ExecutionFinish, ExecutionOutcome,
+    ExecutionSource, ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewDelivery,
+    NewExecution, NewIncomplete, SQLITE_FILE_NAME, Store, StoreError, StorePool,
+    TriggerStateChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -565,6 +566,95 @@ async fn racing_finishers_set_one_terminal_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_finishes_finishes_each_open_execution_once_with_its_data() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Batch").await;
+        let mut ids = Vec::new();
+        for n in 0..150 {
+            ids.push(execution(s, &sc, json!({"n": n})).await);
+        }
+        let done_before = ids[3].clone();
+        assert!(finish(s, &done_before, FinalStatus::Error).await);
+        // Each execution gets an output per module, some more than others; the batch is
+        // larger than one UPDATE statement takes.
+        let outputs: Vec<Vec<Value>> = (0..ids.len())
+            .map(|n| (0..(n % 3 + 1)).map(|m| json!({"n": n, "m": m})).collect())
+            .collect();
+        let entries: Vec<Vec<ModuleEntry<'_>>> = outputs
+            .iter()
+            .map(|o| {
+                o.iter()
+                    .enumerate()
+                    .map(|(m, output)| ModuleEntry {
+                        module_id: m as u32 + 1,
+                        output,
+                    })
+                    .collect()
+            })
+            .collect();
+        let reports: Vec<Value> = (0..ids.len()).map(|n| json!({"report": n})).collect();
+        let mut batch: Vec<ExecutionFinish<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| ExecutionFinish {
+                id,
+                outcome: outcome(FinalStatus::Success, &reports[n]),
+                module_data: &entries[n],
+            })
+            .collect();
+        // Named twice: the second entry finishes nothing. Unknown and malformed ids neither.
+        batch.push(ExecutionFinish {
+            id: &ids[0],
+            outcome: outcome(FinalStatus::Error, &reports[0]),
+            module_data: &entries[0],
+        });
+        let unknown = "0123456789abcdef0123456789abcdef".to_string();
+        batch.push(ExecutionFinish {
+            id: &unknown,
+            outcome: outcome(FinalStatus::Success, &reports[0]),
+            module_data: &[],
+        });
+        batch.push(ExecutionFinish {
+            id: "not an id",
+            outcome: outcome(FinalStatus::Success, &reports[0]),
+            module_data: &[],
+        });
+        let mut tx = s.begin_write().await.unwrap();
+        let finished = tx.finish_executions(&batch, 10_000).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let expected: Vec<bool> = (0..batch.len())
+            .map(|slot| slot < ids.len() && slot != 3)
+            .collect();
+        assert_eq!(finished, expected);
+        for (n, id) in ids.iter().enumerate() {
+            let stored = s.get_execution(id).await.unwrap();
+            let data = s.module_data(id).await.unwrap();
+            if n == 3 {
+                assert_eq!(stored.status, ExecutionStatus::Error, "never overwritten");
+                assert!(data.is_empty());
+                continue;
+            }
+            assert_eq!(stored.status, ExecutionStatus::Success);
+            assert_eq!(stored.report, Some(reports[n].clone()));
+            assert!(stored.finished_at.is_some());
+            let read: Vec<(u32, u32, Value)> = data
+                .into_iter()
+                .map(|r| (r.seq, r.module_id, r.output))
+                .collect();
+            let wanted: Vec<(u32, u32, Value)> = outputs[n]
+                .iter()
+                .enumerate()
+                .map(|(m, o)| (m as u32, m as u32 + 1, o.clone()))
+                .collect();
+            assert_eq!(read, wanted, "execution {n}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_list_newest_first_with_filters_and_cursor() {
     each_backend(|db| async move {
         let s = &db.store;
@@ -676,20 +766,32 @@ async fn stale_executions_are_found_for_the_reaper() {
 
         let now = switchyard::store::now_ms();
         assert!(
-            s.stale_executions(now - 60_000, 10)
+            s.stale_executions(Some(now - 60_000), now - 60_000, 10)
                 .await
                 .unwrap()
                 .is_empty()
         );
+        let ids = |found: Vec<switchyard::store::ExecutionSummary>| -> HashSet<String> {
+            found.into_iter().map(|e| e.id).collect()
+        };
+        // Without `queued_before`, only the silent running one.
+        let silent = ids(s.stale_executions(None, now + 60_000, 10).await.unwrap());
+        assert_eq!(silent, HashSet::from([running.clone()]));
         let stale: HashSet<String> = s
-            .stale_executions(now + 60_000, 10)
+            .stale_executions(Some(now + 60_000), now + 60_000, 10)
             .await
             .unwrap()
             .into_iter()
             .map(|e| e.id)
             .collect();
         assert_eq!(stale, HashSet::from([queued.clone(), running.clone()]));
-        assert_eq!(s.stale_executions(now + 60_000, 1).await.unwrap().len(), 1);
+        assert_eq!(
+            s.stale_executions(Some(now + 60_000), now + 60_000, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     })
     .await;
 }

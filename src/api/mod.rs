@@ -63,14 +63,7 @@ impl AppState {
         let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
         AppState {
             inner: Arc::new(Inner {
-                intake: crate::queue::Intake::start(
-                    store.clone(),
-                    queue.clone(),
-                    (direct_concurrency > 0).then(|| crate::queue::DirectRun {
-                        runner: runner.clone(),
-                        concurrency: direct_concurrency,
-                    }),
-                ),
+                intake: crate::queue::Intake::new(runner.clone(), direct_concurrency),
                 store,
                 queue,
                 runner,

@@ -88,7 +88,12 @@ fn queue_options(heartbeat: u64) -> QueueOptions {
     }
 }
 
-fn runner(store: &Store, heartbeat: u64, min_interval: u64) -> anyhow::Result<Arc<Runner>> {
+fn runner(
+    store: &Store,
+    queue: &Queue,
+    heartbeat: u64,
+    min_interval: u64,
+) -> anyhow::Result<Arc<Runner>> {
     let registry = Arc::new(super::registry()?);
     let options = RunnerOptions {
         heartbeat: Duration::from_secs(heartbeat.max(1)),
@@ -97,6 +102,7 @@ fn runner(store: &Store, heartbeat: u64, min_interval: u64) -> anyhow::Result<Ar
     };
     Ok(Arc::new(Runner::new(
         store.clone(),
+        queue,
         registry,
         options,
         Completions::default(),
@@ -194,13 +200,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let queue = Queue::open(&store, queue_options(args.worker.heartbeat_seconds)).await?;
     let runner = runner(
         &store,
+        &queue,
         args.worker.heartbeat_seconds,
         args.min_interval_seconds,
     )?;
     if let Some(dir) = &args.import {
         import_scenarios(&store, dir).await?;
     }
-    let requeued = queue.requeue_orphans(&store, Duration::ZERO).await?;
+    let heartbeat = Duration::from_secs(args.worker.heartbeat_seconds.max(1));
+    // What was queued when a previous run stopped is pushed at once; what was running is
+    // pushed once its worker has missed its heartbeats (it may be another live process's).
+    let requeued = queue
+        .requeue_orphans(&store, Some(Duration::ZERO), heartbeat * MISSED_HEARTBEATS)
+        .await?;
     if requeued > 0 {
         tracing::info!(
             requeued,
@@ -216,7 +228,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let notifier = scheduler.notifier();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.run());
-    tasks.spawn(sweep_orphans(store.clone(), queue.clone()));
+    tasks.spawn(sweep_orphans(store.clone(), queue.clone(), heartbeat));
     tasks.spawn(crate::queue::retry::run_retries(
         store.clone(),
         queue.clone(),
@@ -283,6 +295,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let queue = Queue::open(&store, queue_options(args.heartbeat_seconds)).await?;
     let runner = runner(
         &store,
+        &queue,
         args.heartbeat_seconds,
         crate::scenario::schedule::MIN_INTERVAL_SECONDS,
     )?;
@@ -291,30 +304,53 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         std::process::id(),
         args.concurrency
     );
-    queue
+    // Workers also look for executions whose process died, so a dead `serve` leaves
+    // nothing behind while workers live.
+    let heartbeat = Duration::from_secs(args.heartbeat_seconds.max(1));
+    let sweep = tokio::spawn(sweep_orphans(store.clone(), queue.clone(), heartbeat));
+    let worked = queue
         .work(
             &format!("worker-{}", std::process::id()),
             runner.clone(),
             args.concurrency,
             drained(runner),
         )
-        .await?;
+        .await;
+    sweep.abort();
+    worked?;
     store.close().await;
     Ok(())
 }
 
-/// Pushes executions whose queue push was lost (committed, then a crash), and ends those
-/// the queue gave up on.
-async fn sweep_orphans(store: Store, queue: Queue) {
+/// How long a queued execution waits before its job is presumed lost (pushed again), and
+/// how often that and the queue's spent jobs are looked at.
+const QUEUED_SWEEP: Duration = Duration::from_secs(30);
+
+/// Heartbeats an execution's worker may miss before the execution is pushed to the queue
+/// again.
+const MISSED_HEARTBEATS: u32 = 3;
+
+/// Pushes executions whose worker died (every heartbeat) and those whose queue push was lost
+/// (committed, then a crash), and ends those the queue gave up on (every [`QUEUED_SWEEP`]).
+async fn sweep_orphans(store: Store, queue: Queue, heartbeat: Duration) {
+    let mut last_full = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        if let Err(e) = queue.requeue_orphans(&store, Duration::from_secs(30)).await {
-            tracing::warn!(error = %e, "orphan sweep failed");
-        }
+        tokio::time::sleep(heartbeat).await;
+        let full = last_full.elapsed() >= QUEUED_SWEEP;
+        let queued_for = full.then_some(QUEUED_SWEEP);
         match queue
-            .settle_spent_jobs(&store, Duration::from_secs(30))
+            .requeue_orphans(&store, queued_for, heartbeat * MISSED_HEARTBEATS)
             .await
         {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(executions = n, "abandoned executions were pushed again"),
+            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+        }
+        if !full {
+            continue;
+        }
+        last_full = tokio::time::Instant::now();
+        match queue.settle_spent_jobs(&store, QUEUED_SWEEP).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 executions = n,

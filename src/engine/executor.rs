@@ -34,6 +34,26 @@ pub struct RunInput {
     pub resume: Option<Resume>,
     /// A polling trigger's stored state (`None`: empty, as on its first run).
     pub trigger: Option<TriggerState>,
+    /// Told the `gateway:WebhookRespond` reply the moment that module runs, as Make answers
+    /// the webhook's caller then and not when the execution ends.
+    pub respond: Option<Responder>,
+}
+
+/// Hands a `gateway:WebhookRespond` reply to whoever waits for it (see
+/// [`RunInput::respond`]).
+#[derive(Clone)]
+pub struct Responder(Arc<dyn Fn(&WebhookResponse) + Send + Sync>);
+
+impl Responder {
+    pub fn new(respond: impl Fn(&WebhookResponse) + Send + Sync + 'static) -> Self {
+        Responder(Arc::new(respond))
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 /// Where and with what a parked bundle resumes.
@@ -104,6 +124,7 @@ struct Execution<'s> {
     cycles: u32,
     log: Vec<LogEntry>,
     response: Option<WebhookResponse>,
+    respond: Option<Responder>,
     incomplete: Vec<Incomplete>,
     stats: Vec<ModuleStats>,
     /// Position in `stats` of each module's counters, indexed like `Scenario::nodes`.
@@ -142,6 +163,7 @@ impl<'s> Execution<'s> {
             cycles: 0,
             log: Vec::new(),
             response: None,
+            respond: input.respond,
             incomplete: Vec::new(),
             stats: Vec::new(),
             stats_index: vec![None; scenario.nodes.len()],
@@ -668,6 +690,9 @@ impl<'s> Execution<'s> {
                     return Err(ModuleError::runtime(
                         "this execution has already answered its webhook call",
                     ));
+                }
+                if let Some(respond) = &self.respond {
+                    (respond.0)(&response);
                 }
                 self.response = Some(response);
                 return Ok(None);

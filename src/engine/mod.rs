@@ -11,6 +11,6 @@ pub mod module;
 pub mod report;
 pub mod trigger;
 
-pub use executor::{Resume, RunInput, run};
+pub use executor::{Responder, Resume, RunInput, run};
 pub use report::{Report, Status};
 pub use trigger::{TriggerCommit, TriggerState};

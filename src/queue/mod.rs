@@ -8,12 +8,12 @@
 //! heartbeats stop (`heartbeat × missed_heartbeats`), and [`Queue::requeue_orphans`] pushes
 //! executions that were committed but never reached the queue (a crash between the two).
 
-mod finisher;
 mod intake;
 pub mod retry;
 mod runner;
+mod writer;
 
-pub use intake::{DirectRun, Intake};
+pub use intake::Intake;
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
 
 use std::pin::Pin;
@@ -96,56 +96,13 @@ pub struct Queue {
 /// Jobs fetched per poll.
 const BATCH: usize = 100;
 
-/// How long a job run directly by the process that accepted it stays out of other workers'
-/// reach ([`Queue::push_in`]); the runner's heartbeat keeps pushing it back.
-pub const LEASE: Duration = Duration::from_secs(15);
-
-/// A job for [`Queue::push_in`].
-#[derive(Debug, Clone, Copy)]
-pub struct Push<'a> {
-    pub execution_id: &'a str,
-    /// The pushing process runs it itself; see [`LEASE`].
-    pub leased: bool,
-}
-
-/// Pushes back the lease of execution `execution_id`'s job while its process runs it (a no-op
-/// for a job a worker has taken).
-pub(crate) async fn extend_lease(store: &Store, execution_id: &str) -> Result<(), QueueError> {
-    let run_at = unix_seconds() + LEASE.as_secs() as i64;
-    match store.pool() {
-        StorePool::Sqlite(pool) => {
-            sqlx::query(
-                "UPDATE Jobs SET run_at = $1 WHERE job_type = $2 AND idempotency_key = $3 \
-                 AND status = 'Pending'",
-            )
-            .bind(run_at)
-            .bind(QUEUE)
-            .bind(execution_id)
-            .execute(pool)
-            .await?;
-        }
-        StorePool::Postgres(pool) => {
-            sqlx::query(
-                "UPDATE apalis.jobs SET run_at = to_timestamp($1) WHERE job_type = $2 \
-                 AND idempotency_key = $3 AND status = 'Pending'",
-            )
-            .bind(run_at as f64)
-            .bind(QUEUE)
-            .bind(execution_id)
-            .execute(pool)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 fn unix_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Jobs written per `INSERT` by [`Queue::push_in`] on SQLite.
+/// Jobs written per `INSERT` by [`Queue::push_in`] on SQLite, and deleted per `DELETE`.
 const SQLITE_JOBS_PER_INSERT: usize = 200;
 
 #[derive(Clone)]
@@ -226,19 +183,16 @@ impl Queue {
     /// Queues executions inside the caller's transaction, so they are queued if and only if
     /// the transaction commits. Call [`Queue::pushed`] after the commit. The transaction
     /// must be on the queue's database (it is: the queue shares the store's).
-    ///
-    /// A job pushed `leased` is due only after [`LEASE`]: the calling process runs it itself
-    /// at once, and the runner's heartbeat keeps pushing the lease back
-    /// ([`extend_lease`]), so other workers get it only if that process dies.
-    pub async fn push_in(&self, tx: &mut WriteTx, jobs: &[Push<'_>]) -> Result<(), QueueError> {
-        if jobs.is_empty() {
+    pub async fn push_in(
+        &self,
+        tx: &mut WriteTx,
+        execution_ids: &[&str],
+    ) -> Result<(), QueueError> {
+        if execution_ids.is_empty() {
             return Ok(());
         }
-        let execution_ids: Vec<&str> = jobs.iter().map(|j| j.execution_id).collect();
-        let leased: Vec<bool> = jobs.iter().map(|j| j.leased).collect();
-        let lease = LEASE.as_secs() as i64;
         let mut jobs = Vec::with_capacity(execution_ids.len());
-        for (id, leased) in execution_ids.iter().zip(&leased) {
+        for id in execution_ids {
             let job = ExecutionJob {
                 execution_id: id.to_string(),
             };
@@ -246,7 +200,7 @@ impl Queue {
                 execution_id: id.to_string(),
                 message: e.to_string(),
             })?;
-            jobs.push((*id, args, *leased));
+            jobs.push((*id, args));
         }
         match tx {
             WriteTx::Sqlite(tx) => {
@@ -256,9 +210,9 @@ impl Queue {
                 let max_attempts = self.options.max_attempts as i64;
                 for chunk in jobs.chunks(SQLITE_JOBS_PER_INSERT) {
                     let rows = crate::store::values_rows(
-                        "(?, ?, $1, 'Pending', 0, $2, ?, 0, '{}', ?)",
+                        "(?, ?, $1, 'Pending', 0, $2, $3, 0, '{}', ?)",
                         chunk.len(),
-                        3,
+                        4,
                     );
                     let sql = format!(
                         "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, \
@@ -267,12 +221,12 @@ impl Queue {
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(QUEUE)
-                        .bind(max_attempts);
-                    for (id, args, leased) in chunk {
+                        .bind(max_attempts)
+                        .bind(now);
+                    for (id, args) in chunk {
                         query = query
                             .bind(args.as_slice())
                             .bind(ulid::Ulid::generate().to_string())
-                            .bind(if *leased { now + lease } else { now })
                             .bind(*id);
                     }
                     query.execute(&mut **tx).await?;
@@ -289,12 +243,11 @@ impl Queue {
                         .await?;
                 let tasks = jobs
                     .into_iter()
-                    .map(|(id, args, leased)| {
-                        let run_at = if leased { due + lease } else { due };
+                    .map(|(id, args)| {
                         TaskBuilder::new(args)
                             .idempotency_key(id)
                             .max_attempts(self.options.max_attempts)
-                            .run_at_timestamp(run_at.max(0) as u64)
+                            .run_at_timestamp(due.max(0) as u64)
                             .build()
                     })
                     .collect();
@@ -313,45 +266,56 @@ impl Queue {
         self.wake.notify_one();
     }
 
-    /// Deletes the job of execution `execution_id` inside the transaction that finishes the
-    /// execution: the job is done exactly when the execution is, and the job table keeps only
-    /// work still to do (apalis's own acknowledgement, which follows, then finds no row).
-    pub(crate) async fn delete_job_in(
+    /// Deletes the jobs of executions `execution_ids` inside the transaction that finishes
+    /// them: a job is done exactly when its execution is, and the job table keeps only work
+    /// still to do (apalis's own acknowledgement, which follows, then finds no row).
+    /// Executions run without a job (by the process that accepted them) have none to delete.
+    pub(crate) async fn delete_jobs_in(
         tx: &mut WriteTx,
-        execution_id: &str,
+        execution_ids: &[&str],
     ) -> Result<(), QueueError> {
-        match tx {
-            WriteTx::Sqlite(tx) => {
-                sqlx::query("DELETE FROM Jobs WHERE job_type = $1 AND idempotency_key = $2")
-                    .bind(QUEUE)
-                    .bind(execution_id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            WriteTx::Postgres(tx) => {
-                sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = $2")
-                    .bind(QUEUE)
-                    .bind(execution_id)
-                    .execute(&mut **tx)
-                    .await?;
+        for chunk in execution_ids.chunks(SQLITE_JOBS_PER_INSERT) {
+            let keys = crate::store::values_rows("?", chunk.len(), 2);
+            let sql = |table: &str| {
+                sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE job_type = $1 AND idempotency_key IN ({keys})"
+                ))
+            };
+            match tx {
+                WriteTx::Sqlite(tx) => {
+                    let mut query = sqlx::query(sql("Jobs")).bind(QUEUE);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                WriteTx::Postgres(tx) => {
+                    let mut query = sqlx::query(sql("apalis.jobs")).bind(QUEUE);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Pushes every execution still `queued` (or `running` without heartbeats) after
-    /// `older_than`: those whose push was lost to a crash between the store commit and the
-    /// queue insert. Executions whose job exists are not duplicated (idempotency key).
+    /// Pushes every execution running with no sign of life for `silent_for` (its worker
+    /// died: an execution run by the process that accepted it has no job until then) and,
+    /// with `queued_for`, every one queued for longer (its push was lost to a crash between
+    /// the store commit and the queue insert). Executions whose job exists are not
+    /// duplicated (idempotency key).
     pub async fn requeue_orphans(
         &self,
         store: &Store,
-        older_than: Duration,
+        queued_for: Option<Duration>,
+        silent_for: Duration,
     ) -> Result<usize, QueueError> {
+        let now = crate::store::now_ms();
+        let before = |age: Duration| now - age.as_millis() as i64;
         let stale = store
-            .stale_executions(
-                crate::store::now_ms() - older_than.as_millis() as i64,
-                10_000,
-            )
+            .stale_executions(queued_for.map(before), before(silent_for), 10_000)
             .await?;
         for execution in &stale {
             self.enqueue(&execution.id).await?;

@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::finisher::{Finish, Finisher};
+use super::Queue;
+use super::writer::{Finish, Writer};
 use crate::engine::module::Registry;
-use crate::engine::{self, Report, Resume, RunInput, Status, TriggerState};
+use crate::engine::{self, Report, Responder, Resume, RunInput, Status, TriggerState};
 use crate::scenario::model::Blueprint;
 use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{
@@ -65,7 +66,8 @@ impl Default for RunnerOptions {
 #[derive(Debug, Clone)]
 pub enum Finished {
     /// This process ran it; the scenario's `gateway:WebhookRespond` reply, if it gave one
-    /// (as in the report's `response`).
+    /// (as in the report's `response`). Told as soon as that module runs (the execution
+    /// goes on and is recorded afterwards), or when the execution ends without a reply.
     Ran { response: Option<Value> },
     /// It had finished before (a repeated job) or is gone: read the store.
     Unknown,
@@ -119,7 +121,7 @@ pub struct Runner {
     running: Arc<AtomicU64>,
     /// Set when the process is stopping: no new execution is claimed.
     draining: std::sync::atomic::AtomicBool,
-    finisher: Finisher,
+    writer: Writer,
 }
 
 /// Counts one running execution for as long as it lives (even if its future is dropped).
@@ -132,14 +134,17 @@ impl Drop for RunningGuard {
 }
 
 impl Runner {
+    /// A runner for executions of `store`, which writes through a store writer of its own
+    /// (also the one its process's [`super::Intake`] accepts deliveries through).
     pub fn new(
         store: Store,
+        queue: &Queue,
         registry: Arc<dyn Registry>,
         options: RunnerOptions,
         completions: Completions,
     ) -> Runner {
         Runner {
-            finisher: Finisher::start(store.clone(), options.module_data_cap),
+            writer: Writer::start(store.clone(), queue.clone(), options.module_data_cap),
             store,
             registry,
             options,
@@ -151,6 +156,10 @@ impl Runner {
             running: Arc::new(AtomicU64::new(0)),
             draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     pub fn completions(&self) -> &Completions {
@@ -368,11 +377,18 @@ impl Runner {
             ),
             None => None,
         };
+        let completions = self.completions.clone();
+        let execution_id = id.to_string();
+        let respond = Responder::new(move |response| {
+            let response = serde_json::to_value(response).ok();
+            completions.notify(&execution_id, Finished::Ran { response });
+        });
         let input = RunInput {
             bundles,
             execution_id: id.to_string(),
             resume,
             trigger,
+            respond: Some(respond),
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
@@ -438,9 +454,6 @@ impl Runner {
                 tick.tick().await;
                 if !matches!(store.heartbeat_execution(&id, &worker).await, Ok(true)) {
                     break;
-                }
-                if let Err(e) = super::extend_lease(&store, &id).await {
-                    tracing::warn!(execution = %id, error = %e, "could not extend the job's lease");
                 }
             }
         })
@@ -515,7 +528,7 @@ impl Runner {
         };
         // The final status, the module data, the trigger's state and the end of the job
         // commit together, with other runners' (group commit).
-        self.finisher.finish(finish).await?;
+        self.writer.finish(finish).await?;
         Ok(())
     }
 }

@@ -8,6 +8,8 @@
 //! transaction, so the HTTP answer can wait for the commit and a duplicate key finds the
 //! first delivery's execution.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Value, json};
 use sqlx::FromRow;
 
@@ -17,16 +19,19 @@ use sqlx::types::Json;
 use super::json::{self, JsonText};
 use super::types::{parse_stored, stored_u32, stored_u64, to_i64};
 use super::{
-    Execution, ExecutionFilter, ExecutionOutcome, ExecutionStatus, ExecutionSummary, ModuleEntry,
-    ModuleRecord, NewExecution, Result, Store, StoreError, WriteTx, for_update, is_id, new_id,
-    now_ms, values_rows,
+    Execution, ExecutionFilter, ExecutionFinish, ExecutionOutcome, ExecutionStatus,
+    ExecutionSummary, ModuleEntry, ModuleRecord, NewExecution, Result, Store, StoreError, WriteTx,
+    for_update, is_id, new_id, now_ms, values_rows,
 };
 
 /// The longest worker id, in bytes.
 const MAX_WORKER_ID_BYTES: usize = 200;
 
-/// Module entries written per `INSERT` statement.
+/// Module entries written per `INSERT` statement (5 parameters each).
 const MODULE_ROWS_PER_INSERT: usize = 200;
+
+/// Executions finished per `UPDATE` statement (6 parameters each).
+const FINISHES_PER_UPDATE: usize = 100;
 
 const EXECUTION_COLUMNS: &str = "id, scenario_id, version, status, source, payload, operations, \
      cycles, report, error, attempt, worker_id, created_at, started_at, heartbeat_at, finished_at";
@@ -323,23 +328,26 @@ impl Store {
         records.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Executions that look abandoned, oldest first: queued since before `older_than` (their
-    /// job may never have reached the queue), or running with no sign of life (claim or
-    /// heartbeat) since before `older_than`. A reaper re-enqueues or fails them.
+    /// Executions that look abandoned, oldest first: running with no sign of life (claim or
+    /// heartbeat) since before `silent_since` (their worker died), and, with
+    /// `queued_before`, queued since before it (their job may never have reached the queue).
+    /// A reaper re-enqueues or fails them.
     pub async fn stale_executions(
         &self,
-        older_than: i64,
+        queued_before: Option<i64>,
+        silent_since: i64,
         limit: u32,
     ) -> Result<Vec<ExecutionSummary>> {
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM executions \
              WHERE (status = 'queued' AND created_at < $1) \
-                OR (status = 'running' AND COALESCE(heartbeat_at, started_at, created_at) < $1) \
-             ORDER BY created_at, id LIMIT $2"
+                OR (status = 'running' AND COALESCE(heartbeat_at, started_at, created_at) < $2) \
+             ORDER BY created_at, id LIMIT $3"
         );
         let records: Vec<SummaryRecord> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(older_than)
+                .bind(queued_before.unwrap_or(i64::MIN))
+                .bind(silent_since)
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?
@@ -484,37 +492,84 @@ impl WriteTx {
         id: &str,
         outcome: ExecutionOutcome<'_>,
     ) -> Result<bool> {
-        if !is_id(id) {
-            return Ok(false);
+        let finish = ExecutionFinish {
+            id,
+            outcome,
+            module_data: &[],
+        };
+        let finished = self.finish_executions(&[finish], 0).await?;
+        Ok(finished.first().copied().unwrap_or(false))
+    }
+
+    /// [`WriteTx::finish_execution`] for many executions, in a few statements whatever
+    /// their number; each one this call finishes also gets its `module_data` appended (as
+    /// [`WriteTx::append_module_data`] does, with `cap_bytes`). One answer per entry, in
+    /// order; an execution named twice is finished by its first entry.
+    pub async fn finish_executions(
+        &mut self,
+        batch: &[ExecutionFinish<'_>],
+        cap_bytes: usize,
+    ) -> Result<Vec<bool>> {
+        // Everything is serialised before the first write, so a bad document writes nothing.
+        let mut updates = Vec::with_capacity(batch.len());
+        let mut named = HashSet::new();
+        for (slot, f) in batch.iter().enumerate() {
+            if !is_id(f.id) || !named.insert(f.id) {
+                continue;
+            }
+            let outcome = &f.outcome;
+            updates.push(FinishRow {
+                slot,
+                status: ExecutionStatus::from(outcome.status),
+                operations: to_i64("operations", outcome.operations)?,
+                report: json::opt("execution report", outcome.report)?,
+                error: json::opt("execution error", outcome.error)?,
+            });
         }
-        let report = json::opt("execution report", outcome.report)?;
-        let error = json::opt("execution error", outcome.error)?;
-        let operations = to_i64("operations", outcome.operations)?;
-        let status = ExecutionStatus::from(outcome.status);
         let now = now_ms();
-        let rows = on_tx!(self, tx => {
-            sqlx::query(
-                "UPDATE executions SET status = $2, operations = $3, cycles = $4, report = $5, \
-                 error = $6, finished_at = $7 \
-                 WHERE id = $1 AND status IN ('queued', 'running')",
-            )
-            .bind(id)
-            .bind(status.as_str())
-            .bind(operations)
-            .bind(i64::from(outcome.cycles))
-            .bind(report.clone())
-            .bind(error.clone())
-            .bind(now)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected()
-        });
-        if rows == 1
-            && let Some(change) = outcome.trigger
-        {
-            self.merge_trigger_state(change).await?;
+        let mut finished_ids: HashSet<String> = HashSet::new();
+        for chunk in updates.chunks(FINISHES_PER_UPDATE) {
+            let sql = format!(
+                "UPDATE executions SET status = v.column2, operations = v.column3, \
+                 cycles = v.column4, report = v.column5, error = v.column6, finished_at = $1 \
+                 FROM (VALUES {}) AS v \
+                 WHERE executions.id = v.column1 AND executions.status IN ('queued', 'running') \
+                 RETURNING executions.id",
+                values_rows("(?, ?, ?, ?, ?, ?)", chunk.len(), 2)
+            );
+            let ids: Vec<String> = on_tx!(self, tx => {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now);
+                for row in chunk {
+                    let f = &batch[row.slot];
+                    query = query
+                        .bind(f.id)
+                        .bind(row.status.as_str())
+                        .bind(row.operations)
+                        .bind(i64::from(f.outcome.cycles))
+                        .bind(row.report.as_ref())
+                        .bind(row.error.as_ref());
+                }
+                query.fetch_all(&mut **tx).await?
+            });
+            finished_ids.extend(ids);
         }
-        Ok(rows == 1)
+        let mut finished = vec![false; batch.len()];
+        let mut module_rows = Vec::new();
+        for row in &updates {
+            let f = &batch[row.slot];
+            if !finished_ids.contains(f.id) {
+                continue;
+            }
+            finished[row.slot] = true;
+            if let Some(change) = f.outcome.trigger {
+                self.merge_trigger_state(change).await?;
+            }
+            for entry in f.module_data {
+                module_rows.push(module_row(f.id, entry, cap_bytes)?);
+            }
+        }
+        self.insert_module_rows(&module_rows).await?;
+        Ok(finished)
     }
 
     /// Appends module outputs to an execution's data, after what is already there. An
@@ -528,51 +583,90 @@ impl WriteTx {
         entries: &[ModuleEntry<'_>],
         cap_bytes: usize,
     ) -> Result<u32> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let mut rows = Vec::with_capacity(entries.len());
-        let mut truncated_count = 0u32;
-        for entry in entries {
-            let (output, truncated) = match JsonText::new("module output", entry.output) {
-                Ok(text) if text.len() <= cap_bytes => (text, false),
-                Ok(text) => (
-                    JsonText::new("module output", &truncated_marker(text.len()))?,
-                    true,
-                ),
-                Err(StoreError::InvalidInput { .. }) => {
-                    let bytes = serde_json::to_vec(entry.output).map_or(0, |v| v.len());
-                    (
-                        JsonText::new("module output", &truncated_marker(bytes))?,
-                        true,
-                    )
-                }
-                Err(e) => return Err(e),
-            };
-            truncated_count += u32::from(truncated);
-            rows.push((i64::from(entry.module_id), output, truncated));
-        }
+        let rows = entries
+            .iter()
+            .map(|entry| module_row(execution_id, entry, cap_bytes))
+            .collect::<Result<Vec<_>>>()?;
+        self.insert_module_rows(&rows).await?;
+        Ok(rows.iter().map(|r| u32::from(r.truncated)).sum())
+    }
+
+    /// Writes module data rows, each execution's in order after what it already has (the
+    /// statement reads where that ends).
+    async fn insert_module_rows(&mut self, rows: &[ModuleRow<'_>]) -> Result<()> {
         on_tx!(self, tx => {
-            // Positions follow what is already there, computed by the statement itself.
             for chunk in rows.chunks(MODULE_ROWS_PER_INSERT) {
-                let mut sql = String::from(
-                    "INSERT INTO execution_modules \
-                     (execution_id, seq, module_id, output, truncated) \
-                     SELECT $1, base.next + v.column1, v.column2, v.column3, v.column4 \
-                     FROM (SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM execution_modules \
-                     WHERE execution_id = $1) AS base, (VALUES ",
+                let sql = format!(
+                    "INSERT INTO execution_modules (execution_id, seq, module_id, output, truncated) \
+                     SELECT v.column1, COALESCE((SELECT MAX(m.seq) + 1 FROM execution_modules AS m \
+                     WHERE m.execution_id = v.column1), 0) + v.column2, v.column3, v.column4, \
+                     v.column5 FROM (VALUES {}) AS v",
+                    values_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
                 );
-                sql.push_str(&values_rows("(#, ?, ?, ?)", chunk.len(), 2));
-                sql.push_str(") AS v");
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
-                for (module_id, output, truncated) in chunk {
-                    query = query.bind(*module_id).bind(output.clone()).bind(*truncated);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                // Each chunk's positions count from what the previous chunks left.
+                let mut positions: HashMap<&str, i64> = HashMap::new();
+                for row in chunk {
+                    let position = positions.entry(row.execution_id).or_insert(0);
+                    query = query
+                        .bind(row.execution_id)
+                        .bind(*position)
+                        .bind(row.module_id)
+                        .bind(&row.output)
+                        .bind(row.truncated);
+                    *position += 1;
                 }
                 query.execute(&mut **tx).await?;
             }
         });
-        Ok(truncated_count)
+        Ok(())
     }
+}
+
+/// An execution's new final state, serialised for [`WriteTx::finish_executions`].
+struct FinishRow {
+    /// Its entry in the batch.
+    slot: usize,
+    status: ExecutionStatus,
+    operations: i64,
+    report: Option<JsonText>,
+    error: Option<JsonText>,
+}
+
+/// A module output ready to be written: its JSON, or the truncation marker.
+struct ModuleRow<'a> {
+    execution_id: &'a str,
+    module_id: i64,
+    output: JsonText,
+    truncated: bool,
+}
+
+fn module_row<'a>(
+    execution_id: &'a str,
+    entry: &ModuleEntry<'_>,
+    cap_bytes: usize,
+) -> Result<ModuleRow<'a>> {
+    let (output, truncated) = match JsonText::new("module output", entry.output) {
+        Ok(text) if text.len() <= cap_bytes => (text, false),
+        Ok(text) => (
+            JsonText::new("module output", &truncated_marker(text.len()))?,
+            true,
+        ),
+        Err(StoreError::InvalidInput { .. }) => {
+            let bytes = serde_json::to_vec(entry.output).map_or(0, |v| v.len());
+            (
+                JsonText::new("module output", &truncated_marker(bytes))?,
+                true,
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(ModuleRow {
+        execution_id,
+        module_id: i64::from(entry.module_id),
+        output,
+        truncated,
+    })
 }
 
 fn check_worker(worker_id: &str) -> Result<()> {

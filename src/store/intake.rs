@@ -76,6 +76,11 @@ impl NewDelivery {
         self.claimed_by = Some(worker_id.to_string());
     }
 
+    /// Whether [`NewDelivery::claim_for`] claimed its execution for a worker.
+    pub fn is_claimed(&self) -> bool {
+        self.claimed_by.is_some()
+    }
+
     /// The execution as [`NewDelivery::claim_for`] has it stored once accepted (`None`
     /// without a claim), for its worker to run without reading it back.
     pub fn claimed_execution(&self) -> Option<Execution> {

@@ -334,10 +334,17 @@ fn for_update_in<DB: Dialect>(_tx: &Transaction<'_, DB>) -> &'static str {
 const CHECKPOINT_BUSY: Duration = Duration::from_millis(500);
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(5);
 
+/// WAL frames (pages) past which the checkpointer makes the writer start the WAL over.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// Copies the WAL into the database file on a connection of its own while the writer goes on
 /// appending: `PASSIVE` never waits for or blocks the writer or readers, so the file syncs a
-/// checkpoint needs stay off the path of every commit. Ends when the last [`Store`] clone is
-/// dropped or [`Store::close`] is called.
+/// checkpoint needs stay off the path of every commit. Under steady writes a passive
+/// checkpoint never catches up with the end, and the WAL would only grow (and every lookup
+/// in it slow down): once it passes [`WAL_RESTART_FRAMES`], a `RESTART` checkpoint — which
+/// has little left to copy after the passive one — holds the writer back that long and
+/// has it start the WAL over (`journal_size_limit` then trims the file). Ends when the last
+/// [`Store`] clone is dropped or [`Store::close`] is called.
 async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
     let mut wait = CHECKPOINT_BUSY;
     let mut last = (-1, -1);
@@ -346,10 +353,17 @@ async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
         if alive.upgrade().is_none() || pool.is_closed() {
             break;
         }
-        let result: Result<(i64, i64, i64), sqlx::Error> =
+        let mut result: Result<(i64, i64, i64), sqlx::Error> =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&pool)
                 .await;
+        if let Ok((_, frames, _)) = result
+            && frames >= WAL_RESTART_FRAMES
+        {
+            result = sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
+                .fetch_one(&pool)
+                .await;
+        }
         wait = match result {
             // Frames in the WAL and frames copied: all copied and nothing new since the last
             // look means nobody is writing.
@@ -402,7 +416,10 @@ pub fn now_ms() -> i64 {
 
 /// A new random 128-bit id: 32 lowercase hex characters.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    // Time-ordered (UUIDv7: milliseconds, then random bits), so new rows land at the end of
+    // every index keyed by id instead of on a random page each: fewer pages written per
+    // commit, and the ones written stay in cache.
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// A new 256-bit hook id: 64 lowercase hex characters.
@@ -556,7 +573,7 @@ mod tests {
             s.finish_execution("a", outcome(&v));
             s.get_execution("a");
             s.list_executions(&ExecutionFilter::default());
-            s.stale_executions(0, 1);
+            s.stale_executions(Some(0), 0, 1);
             s.append_module_data("a", &[ModuleEntry { module_id: 1, output: &v }], 1);
             s.module_data("a");
             s.accept_delivery("a", Some("k"), "b", 1, &v);

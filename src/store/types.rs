@@ -258,6 +258,15 @@ pub struct ExecutionOutcome<'a> {
     pub trigger: Option<TriggerStateChange<'a>>,
 }
 
+/// One execution to finish in [`crate::store::WriteTx::finish_executions`], with the module
+/// outputs to store if it is the one that finishes it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutionFinish<'a> {
+    pub id: &'a str,
+    pub outcome: ExecutionOutcome<'a>,
+    pub module_data: &'a [ModuleEntry<'a>],
+}
+
 /// A polling trigger's progress, as [`crate::store::Store::commit_trigger_state`] takes it:
 /// a new cursor (`None` keeps the stored one) and ids to add to the seen list, which keeps
 /// the newest `cap`.
