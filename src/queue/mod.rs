@@ -102,8 +102,8 @@ fn unix_seconds() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Jobs written per `INSERT` by [`Queue::push_in`] on SQLite, and deleted per `DELETE`.
-const SQLITE_JOBS_PER_INSERT: usize = 200;
+/// Most jobs written per `INSERT` by [`Queue::push_in`] (on SQLite) or deleted per `DELETE`.
+const JOBS_PER_STATEMENT: usize = 128;
 
 #[derive(Clone)]
 enum Backend {
@@ -208,25 +208,23 @@ impl Queue {
                 // per statement.
                 let now = unix_seconds();
                 let max_attempts = self.options.max_attempts as i64;
-                for chunk in jobs.chunks(SQLITE_JOBS_PER_INSERT) {
-                    let rows = crate::store::values_rows(
-                        "(?, ?, $1, 'Pending', 0, $2, $3, 0, '{}', ?)",
-                        chunk.len(),
-                        4,
-                    );
+                for chunk in crate::store::pow2_chunks(&jobs, JOBS_PER_STATEMENT) {
+                    // Plain `?` parameters: SQLite looks numbered ones up by name.
+                    let rows = vec!["(?, ?, ?, 'Pending', 0, ?, ?, 0, '{}', ?)"; chunk.len()];
                     let sql = format!(
                         "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, \
-                         run_at, priority, metadata, idempotency_key) VALUES {rows} \
-                         ON CONFLICT (job_type, idempotency_key) DO NOTHING"
+                         run_at, priority, metadata, idempotency_key) VALUES {} \
+                         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+                        rows.join(", ")
                     );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(QUEUE)
-                        .bind(max_attempts)
-                        .bind(now);
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (id, args) in chunk {
                         query = query
                             .bind(args.as_slice())
                             .bind(ulid::Ulid::generate().to_string())
+                            .bind(QUEUE)
+                            .bind(max_attempts)
+                            .bind(now)
                             .bind(*id);
                     }
                     query.execute(&mut **tx).await?;
@@ -274,27 +272,25 @@ impl Queue {
         tx: &mut WriteTx,
         execution_ids: &[&str],
     ) -> Result<(), QueueError> {
-        for chunk in execution_ids.chunks(SQLITE_JOBS_PER_INSERT) {
-            let keys = crate::store::values_rows("?", chunk.len(), 2);
-            let sql = |table: &str| {
-                sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE job_type = $1 AND idempotency_key IN ({keys})"
-                ))
-            };
+        for chunk in crate::store::pow2_chunks(execution_ids, JOBS_PER_STATEMENT) {
             match tx {
                 WriteTx::Sqlite(tx) => {
-                    let mut query = sqlx::query(sql("Jobs")).bind(QUEUE);
+                    // Plain `?` parameters: SQLite looks numbered ones up by name.
+                    let keys = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "DELETE FROM Jobs WHERE job_type = ? AND idempotency_key IN ({keys})"
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(QUEUE);
                     for id in chunk {
                         query = query.bind(*id);
                     }
                     query.execute(&mut **tx).await?;
                 }
                 WriteTx::Postgres(tx) => {
-                    let mut query = sqlx::query(sql("apalis.jobs")).bind(QUEUE);
-                    for id in chunk {
-                        query = query.bind(*id);
-                    }
-                    query.execute(&mut **tx).await?;
+                    let query = sqlx::query(
+                        "DELETE FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = ANY($2)",
+                    );
+                    query.bind(QUEUE).bind(chunk).execute(&mut **tx).await?;
                 }
             }
         }

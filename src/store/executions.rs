@@ -21,17 +21,17 @@ use super::types::{parse_stored, stored_u32, stored_u64, to_i64};
 use super::{
     Execution, ExecutionFilter, ExecutionFinish, ExecutionOutcome, ExecutionStatus,
     ExecutionSummary, ModuleEntry, ModuleRecord, NewExecution, Result, Store, StoreError, WriteTx,
-    for_update, is_id, new_id, now_ms, values_rows,
+    for_update, is_id, new_id, now_ms, positional_in, pow2_chunks, values_rows,
 };
 
 /// The longest worker id, in bytes.
 const MAX_WORKER_ID_BYTES: usize = 200;
 
-/// Module entries written per `INSERT` statement (5 parameters each).
-const MODULE_ROWS_PER_INSERT: usize = 200;
+/// Most module entries written per `INSERT` statement (5 parameters each).
+const MODULE_ROWS_PER_INSERT: usize = 128;
 
-/// Executions finished per `UPDATE` statement (6 parameters each).
-const FINISHES_PER_UPDATE: usize = 100;
+/// Most executions finished per `UPDATE` statement (6 parameters each).
+const FINISHES_PER_UPDATE: usize = 64;
 
 const EXECUTION_COLUMNS: &str = "id, scenario_id, version, status, source, payload, operations, \
      cycles, report, error, attempt, worker_id, created_at, started_at, heartbeat_at, finished_at";
@@ -528,7 +528,7 @@ impl WriteTx {
         }
         let now = now_ms();
         let mut finished_ids: HashSet<String> = HashSet::new();
-        for chunk in updates.chunks(FINISHES_PER_UPDATE) {
+        for chunk in pow2_chunks(&updates, FINISHES_PER_UPDATE) {
             let sql = format!(
                 "UPDATE executions SET status = v.column2, operations = v.column3, \
                  cycles = v.column4, report = v.column5, error = v.column6, finished_at = $1 \
@@ -538,6 +538,7 @@ impl WriteTx {
                 values_rows("(?, ?, ?, ?, ?, ?)", chunk.len(), 2)
             );
             let ids: Vec<String> = on_tx!(self, tx => {
+                let sql = positional_in(tx, sql);
                 let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(now);
                 for row in chunk {
                     let f = &batch[row.slot];
@@ -595,7 +596,7 @@ impl WriteTx {
     /// statement reads where that ends).
     async fn insert_module_rows(&mut self, rows: &[ModuleRow<'_>]) -> Result<()> {
         on_tx!(self, tx => {
-            for chunk in rows.chunks(MODULE_ROWS_PER_INSERT) {
+            for chunk in pow2_chunks(rows, MODULE_ROWS_PER_INSERT) {
                 let sql = format!(
                     "INSERT INTO execution_modules (execution_id, seq, module_id, output, truncated) \
                      SELECT v.column1, COALESCE((SELECT MAX(m.seq) + 1 FROM execution_modules AS m \
@@ -603,7 +604,7 @@ impl WriteTx {
                      v.column5 FROM (VALUES {}) AS v",
                     values_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(positional_in(tx, sql)));
                 // Each chunk's positions count from what the previous chunks left.
                 let mut positions: HashMap<&str, i64> = HashMap::new();
                 for row in chunk {

@@ -15,14 +15,14 @@ use super::error::is_foreign_key_violation;
 use super::json::JsonText;
 use super::{
     Delivery, Execution, ExecutionSource, ExecutionStatus, Result, Store, StoreError, is_id,
-    new_id, now_ms, values_rows,
+    new_id, now_ms, positional_in, pow2_chunks, values_rows,
 };
 
 /// Dedupe keys longer than this (or with control characters) are stored as their SHA-256.
 const MAX_PLAIN_DEDUPE_KEY_BYTES: usize = 200;
 
-/// Executions written per multi-row `INSERT` (10 parameters each).
-const EXECUTIONS_PER_INSERT: usize = 100;
+/// Most executions written per multi-row `INSERT` (11 parameters each).
+const EXECUTIONS_PER_INSERT: usize = 64;
 
 /// The columns a delivery's execution is created with.
 const INSERT_EXECUTION: &str = "INSERT INTO executions (id, scenario_id, version, status, \
@@ -214,10 +214,10 @@ impl WriteTx {
                         results.push(Err(hook_not_found()));
                     }
                 }
-                for chunk in unkeyed.chunks(EXECUTIONS_PER_INSERT) {
-                    let rows = values_rows("(?, ?, ?, ?, ?, ?, $1, ?, ?, ?, ?)", chunk.len(), 2);
-                    let sql = format!("{INSERT_EXECUTION} VALUES {rows}");
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+                for chunk in pow2_chunks(&unkeyed, EXECUTIONS_PER_INSERT) {
+                    let rows = values_rows("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len(), 1);
+                    let sql = positional_in(tx, format!("{INSERT_EXECUTION} VALUES {rows}"));
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for d in chunk {
                         let (status, attempt, worker, started) = d.claim_columns(now);
                         query = query
@@ -226,7 +226,8 @@ impl WriteTx {
                             .bind(i64::from(d.version))
                             .bind(status)
                             .bind(ExecutionSource::Webhook.as_str())
-                            .bind(d.payload.clone())
+                            .bind(&d.payload)
+                            .bind(now)
                             .bind(attempt)
                             .bind(worker)
                             .bind(started)
