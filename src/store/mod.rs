@@ -233,7 +233,11 @@ impl Store {
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options);
-        tokio::spawn(checkpoint_wal(checkpointer.clone(), Arc::downgrade(&alive)));
+        tokio::spawn(checkpoint_wal(
+            checkpointer.clone(),
+            pool.clone(),
+            Arc::downgrade(&alive),
+        ));
         Ok(Store {
             pool: StorePool::Sqlite(pool),
             checkpointer: Some(checkpointer),
@@ -348,17 +352,19 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// Copies the WAL into the database file on a connection of its own while the writer goes on
 /// appending: `PASSIVE` never waits for or blocks the writer or readers, so the file syncs a
 /// checkpoint needs stay off the path of every commit. Under steady writes a passive
-/// checkpoint never catches up with the end, and the WAL would only grow (and every lookup
-/// in it slow down): once it passes [`WAL_RESTART_FRAMES`], a `RESTART` checkpoint — which
-/// has little left to copy after the passive one — holds the writer back that long and
-/// has it start the WAL over (`journal_size_limit` then trims the file). Ends when the last
-/// [`Store`] clone is dropped or [`Store::close`] is called.
-async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
+/// checkpoint never reaches the end of the WAL, which would then only grow (and every
+/// lookup in it slow down): once it passes [`WAL_RESTART_FRAMES`], a `RESTART` checkpoint has
+/// the writer start the WAL over (`journal_size_limit` then trims the file). That one runs on
+/// the store's own connection (`writer`), taking its turn between transactions — on a
+/// connection of its own it would lose every race for the write lock to a busy writer — and
+/// after the passive one has little left to copy. Ends when the last [`Store`] clone is
+/// dropped or [`Store::close`] is called.
+async fn checkpoint_wal(pool: SqlitePool, writer: SqlitePool, alive: std::sync::Weak<()>) {
     let mut wait = CHECKPOINT_BUSY;
     let mut last = (-1, -1);
     loop {
         tokio::time::sleep(wait).await;
-        if alive.upgrade().is_none() || pool.is_closed() {
+        if alive.upgrade().is_none() || pool.is_closed() || writer.is_closed() {
             break;
         }
         let mut result: Result<(i64, i64, i64), sqlx::Error> =
@@ -369,7 +375,7 @@ async fn checkpoint_wal(pool: SqlitePool, alive: std::sync::Weak<()>) {
             && frames >= WAL_RESTART_FRAMES
         {
             result = sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
-                .fetch_one(&pool)
+                .fetch_one(&writer)
                 .await;
         }
         wait = match result {
