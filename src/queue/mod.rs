@@ -6,7 +6,11 @@
 //!
 //! Delivery is at least once: a job whose worker died is handed out again after its
 //! heartbeats stop (`heartbeat × missed_heartbeats`), and [`Queue::requeue_orphans`] pushes
-//! executions that were committed but never reached the queue (a crash between the two).
+//! executions that were committed but never reached the queue (a crash between the two) and
+//! those the process that accepted them was running itself, without a job, when it died.
+//!
+//! Writes go through one store writer per process ([`writer`]): new deliveries with their
+//! jobs and finished executions with their job's deletion, many per transaction.
 
 mod intake;
 pub mod retry;

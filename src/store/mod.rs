@@ -472,7 +472,8 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A new random 128-bit id: 32 lowercase hex characters.
+/// A new 128-bit id, time-ordered (UUIDv7): 32 lowercase hex characters. Not a secret (hook ids,
+/// which are, come from [`new_hook_id`]).
 pub fn new_id() -> String {
     // Time-ordered (UUIDv7: milliseconds, then random bits), so new rows land at the end of
     // every index keyed by id instead of on a random page each: fewer pages written per

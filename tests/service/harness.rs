@@ -100,7 +100,7 @@ impl TestDb {
                 let admin = sqlx::PgPool::connect(&admin_url)
                     .await
                     .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
-                let name = format!("switchyard_svc_{}", &switchyard::store::new_id()[..16]);
+                let name = format!("switchyard_svc_{}", &switchyard::store::new_id()[16..]);
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
                     .execute(&admin)
                     .await
