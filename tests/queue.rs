@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::backends::each_backend;
 use serde_json::json;
-use switchyard::queue::{Completions, Intake, Queue, QueueOptions, Runner, RunnerOptions};
+use switchyard::queue::{
+    Completions, Intake, Queue, QueueOptions, RunHere, Runner, RunnerOptions, SLOT_WAIT,
+};
 use switchyard::store::{Delivery, ExecutionStatus, NewDelivery, NewExecution, Store, StorePool};
 
 const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
@@ -119,7 +121,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
         let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
         let hook = store.ensure_hook(&scenario, 1).await.unwrap();
-        let intake = Intake::new(runner(&store, &queue), 0);
+        let intake = Intake::new(runner(&store, &queue), 0, SLOT_WAIT);
 
         // 200 deliveries at once: they share transactions, and each gets its own answer.
         let mut handles = Vec::new();
@@ -130,7 +132,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
                 let delivery =
                     NewDelivery::new(&hook, key.as_deref(), &scenario, 1, &json!({"n": n}))
                         .unwrap();
-                intake.accept(delivery, true).await.unwrap()
+                intake.accept(delivery, RunHere::IfFree).await.unwrap()
             }));
         }
         let mut accepted = Vec::new();
@@ -153,7 +155,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
                 let version = if n == 7 { 42 } else { 1 };
                 let delivery =
                     NewDelivery::new(&hook, None, &scenario, version, &json!({"n": n})).unwrap();
-                intake.accept(delivery, true).await
+                intake.accept(delivery, RunHere::IfFree).await
             }));
         }
         let mut failed = 0;
@@ -306,10 +308,10 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
 
         // No worker runs here: whatever runs, the intake's direct path ran it. (With more
         // deliveries in flight than slots, the rest would wait for the workers.)
-        let intake = Intake::new(runner(&store, &queue), 16);
+        let intake = Intake::new(runner(&store, &queue), 16, SLOT_WAIT);
         let mut direct = Vec::new();
         for n in 0..10 {
-            match intake.accept(delivery(n), true).await.unwrap() {
+            match intake.accept(delivery(n), RunHere::IfFree).await.unwrap() {
                 Delivery::Accepted { execution_id } => {
                     assert_eq!(job_due(&store, &execution_id).await, None, "no job");
                     direct.push(execution_id);
@@ -323,7 +325,7 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
         // Not allowed to run here (a sequential scenario's): queued for the workers, due now.
         let Delivery::Accepted {
             execution_id: queued,
-        } = intake.accept(delivery(99), false).await.unwrap()
+        } = intake.accept(delivery(99), RunHere::No).await.unwrap()
         else {
             panic!("expected a new delivery")
         };
@@ -373,6 +375,58 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
         assert_eq!(recovered.attempt, 2, "run again by a worker");
         let _ = stop.send(());
         worker.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waiting_for_a_reply_waits_for_a_run_slot_the_others_do_not() {
+    const SLEEPY: &str = r#"{"name": "Sleepy", "flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+        {"id": 2, "module": "util:FunctionSleep", "mapper": {"duration": 1}}
+    ]}"#;
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Sleepy", SLEEPY).await.unwrap();
+        let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+        let delivery = || NewDelivery::new(&hook, None, &scenario, 1, &json!({})).unwrap();
+        let accepted = |d: Delivery| match d {
+            Delivery::Accepted { execution_id } => execution_id,
+            other => panic!("unexpected {other:?}"),
+        };
+        // One run slot, taken for a second by the first delivery; no worker runs, so what
+        // has no job ran here.
+        let intake = Intake::new(runner(&store, &queue), 1, Duration::from_secs(10));
+        let first = accepted(intake.accept(delivery(), RunHere::IfFree).await.unwrap());
+        assert_eq!(job_due(&store, &first).await, None, "ran here");
+        let not_waiting = accepted(intake.accept(delivery(), RunHere::IfFree).await.unwrap());
+        assert!(
+            job_due(&store, &not_waiting).await.is_some(),
+            "queued at once"
+        );
+        let waiting = accepted(intake.accept(delivery(), RunHere::Wait).await.unwrap());
+        assert_eq!(
+            store.get_execution(&first).await.unwrap().status,
+            ExecutionStatus::Success,
+            "it got the slot the first one left"
+        );
+        assert_eq!(job_due(&store, &waiting).await, None, "runs here");
+        wait_for(&store, &[waiting], ExecutionStatus::Success).await;
+
+        // A slot wait shorter than the run: the waiting delivery goes to the queue too.
+        let intake = Intake::new(runner(&store, &queue), 1, Duration::from_millis(50));
+        let busy = accepted(intake.accept(delivery(), RunHere::IfFree).await.unwrap());
+        let waited = accepted(intake.accept(delivery(), RunHere::Wait).await.unwrap());
+        assert!(
+            job_due(&store, &waited).await.is_some(),
+            "queued after the wait"
+        );
+        wait_for(&store, &[busy], ExecutionStatus::Success).await;
+        assert_eq!(
+            store.get_execution(&waited).await.unwrap().status,
+            ExecutionStatus::Queued
+        );
     })
     .await;
 }

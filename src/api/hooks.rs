@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
-use crate::queue::Finished;
+use crate::queue::{Finished, RunHere};
 use crate::scenario::compiled::NodeKind;
 use crate::store::{Delivery, NewDelivery};
 use tokio::sync::oneshot;
@@ -283,7 +283,14 @@ async fn ingest(
             .subscribe(delivery.execution_id())
     });
     let expected = delivery.execution_id().to_string();
-    let delivery = state.inner.intake.accept(delivery, !route.sequential).await;
+    let run_here = if route.sequential {
+        RunHere::No
+    } else if route.responds {
+        RunHere::Wait
+    } else {
+        RunHere::IfFree
+    };
+    let delivery = state.inner.intake.accept(delivery, run_here).await;
     if completion.is_some() && !matches!(&delivery, Ok(Delivery::Accepted { .. })) {
         state.inner.runner.completions().forget(&expected);
     }

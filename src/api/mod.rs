@@ -63,7 +63,11 @@ impl AppState {
         let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
         AppState {
             inner: Arc::new(Inner {
-                intake: crate::queue::Intake::new(runner.clone(), direct_concurrency),
+                intake: crate::queue::Intake::new(
+                    runner.clone(),
+                    direct_concurrency,
+                    crate::queue::SLOT_WAIT,
+                ),
                 store,
                 queue,
                 runner,

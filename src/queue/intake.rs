@@ -9,13 +9,35 @@
 //! `running` with no heartbeat, and [`super::Queue::requeue_orphans`] (at the next start, or
 //! in any live process once its heartbeats are missed) pushes it to the workers. A
 //! sequential scenario's deliveries always go through the queue, which keeps their order.
+//!
+//! A delivery whose caller waits for the scenario's `WebhookRespond` reply may wait a little
+//! for a run slot before it is committed: the caller waits anyway, and the queue's path
+//! (a job, a worker's fetch, claim and acknowledgement) is the slower one. One whose caller
+//! is answered on acceptance never waits: it goes to the queue at once when every slot is
+//! taken.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{QueueError, Runner};
 use crate::store::{Delivery, NewDelivery};
+
+/// Where an accepted delivery's execution may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunHere {
+    /// Only through the queue (a sequential scenario's: the queue keeps their order).
+    No,
+    /// In this process if a run slot is free now, else through the queue.
+    IfFree,
+    /// In this process if a run slot is free within the intake's slot wait, else through
+    /// the queue (the caller waits for a `WebhookRespond` reply anyway).
+    Wait,
+}
+
+/// How long a delivery whose caller waits for a reply waits for a run slot by default.
+pub const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 /// A handle on the intake; cheap to clone.
 #[derive(Clone)]
@@ -23,30 +45,42 @@ pub struct Intake {
     runner: Arc<Runner>,
     /// Run slots for accepted executions; `None`: every one goes to the workers.
     direct: Option<Arc<Semaphore>>,
+    slot_wait: Duration,
 }
 
 impl Intake {
     /// Accepts deliveries through `runner`'s store writer; up to `direct_concurrency` of
-    /// their executions at a time run in this process at once (0: none).
-    pub fn new(runner: Arc<Runner>, direct_concurrency: usize) -> Intake {
+    /// their executions at a time run in this process at once (0: none), and a
+    /// [`RunHere::Wait`] delivery waits up to `slot_wait` for one of those slots.
+    pub fn new(runner: Arc<Runner>, direct_concurrency: usize, slot_wait: Duration) -> Intake {
         Intake {
             runner,
             direct: (direct_concurrency > 0).then(|| Arc::new(Semaphore::new(direct_concurrency))),
+            slot_wait,
+        }
+    }
+
+    async fn slot(&self, run_here: RunHere) -> Option<OwnedSemaphorePermit> {
+        let slots = self.direct.as_ref()?.clone();
+        match run_here {
+            RunHere::No => None,
+            RunHere::IfFree => slots.try_acquire_owned().ok(),
+            RunHere::Wait => tokio::time::timeout(self.slot_wait, slots.acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok),
         }
     }
 
     /// Records the delivery and queues its execution; returns once both are committed
-    /// (or the key was seen before: [`Delivery::Duplicate`]). With `may_run_here`, the
+    /// (or the key was seen before: [`Delivery::Duplicate`]). `run_here` says whether the
     /// execution may be run by this process at once.
     pub async fn accept(
         &self,
         mut delivery: NewDelivery,
-        may_run_here: bool,
+        run_here: RunHere,
     ) -> Result<Delivery, QueueError> {
-        let slot = match &self.direct {
-            Some(slots) if may_run_here => slots.clone().try_acquire_owned().ok(),
-            _ => None,
-        };
+        let slot = self.slot(run_here).await;
         if slot.is_some() {
             delivery.claim_for(self.runner.worker_id());
         }

@@ -17,7 +17,7 @@ pub mod retry;
 mod runner;
 mod writer;
 
-pub use intake::Intake;
+pub use intake::{Intake, RunHere, SLOT_WAIT};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
 
 use std::pin::Pin;
