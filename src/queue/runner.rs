@@ -452,8 +452,15 @@ impl Runner {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if !matches!(store.heartbeat_execution(&id, &worker).await, Ok(true)) {
-                    break;
+                match store.heartbeat_execution(&id, &worker).await {
+                    Ok(true) => {}
+                    // Finished, or claimed by another worker since: nothing to keep alive.
+                    Ok(false) => break,
+                    // The database is away for a moment: beat again at the next tick, or
+                    // the execution would look abandoned once it is back.
+                    Err(e) => {
+                        tracing::debug!(execution = %id, error = %e, "heartbeat failed");
+                    }
                 }
             }
         })
