@@ -65,9 +65,9 @@ impl Default for RunnerOptions {
 /// How an execution that someone waited for ended, as far as this process knows.
 #[derive(Debug, Clone)]
 pub enum Finished {
-    /// This process ran it; the scenario's `gateway:WebhookRespond` reply, if it gave one
-    /// (as in the report's `response`). Told as soon as that module runs (the execution
-    /// goes on and is recorded afterwards), or when the execution ends without a reply.
+    /// This process ran it: the scenario's `gateway:WebhookRespond` reply (as in the
+    /// report's `response`), told as soon as that module runs (the execution goes on and is
+    /// recorded afterwards); `None`, told once the execution is recorded, when it gave none.
     Ran { response: Option<Value> },
     /// It had finished before (a repeated job) or is gone: read the store.
     Unknown,
@@ -281,18 +281,18 @@ impl Runner {
         let heartbeat = self.spawn_heartbeat(&id);
         let result = self.run_claimed(execution).await;
         heartbeat.abort();
+        // A `WebhookRespond` reply has been handed over when the module ran; whoever still
+        // waits is told the execution ended without one.
         let finished = match &result {
-            Ok(response) => Finished::Ran {
-                response: response.clone(),
-            },
+            Ok(()) => Finished::Ran { response: None },
             Err(_) => Finished::Unknown,
         };
         self.completions.notify(&id, finished);
-        result.map(|_| ())
+        result
     }
 
-    /// Runs a claimed execution and records it; returns its webhook reply, if any.
-    async fn run_claimed(&self, execution: Execution) -> Result<Option<Value>, RunnerError> {
+    /// Runs a claimed execution and records it.
+    async fn run_claimed(&self, execution: Execution) -> Result<(), RunnerError> {
         let id = execution.id.as_str();
         let scenario = match self
             .scenario(&execution.scenario_id, execution.version)
@@ -311,7 +311,7 @@ impl Runner {
                     trigger: None,
                 };
                 self.store.finish_execution(id, outcome).await?;
-                return Ok(None);
+                return Ok(());
             }
         };
         // A sequential scenario's executions run in arrival order across processes: wait for
@@ -412,10 +412,7 @@ impl Runner {
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
             self.store.resolve_incomplete(&incomplete).await?;
         }
-        Ok(report
-            .response
-            .as_ref()
-            .and_then(|r| serde_json::to_value(r).ok()))
+        Ok(())
     }
 
     /// Returns once no execution of the same scenario that arrived earlier is queued or

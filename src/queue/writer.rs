@@ -222,11 +222,7 @@ async fn commit(
     cap: usize,
 ) -> Result<(Vec<Result<Delivery, StoreError>>, Vec<bool>), QueueError> {
     let mut tx = store.begin_write().await?;
-    let accepted = if deliveries.is_empty() {
-        Vec::new()
-    } else {
-        tx.accept_deliveries(deliveries).await?
-    };
+    let accepted = tx.accept_deliveries(deliveries).await?;
     let jobs: Vec<&str> = accepted
         .iter()
         .zip(deliveries)

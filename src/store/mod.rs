@@ -444,8 +444,7 @@ fn positional_in<DB: Dialect>(_tx: &Transaction<'_, DB>, sql: String) -> String 
 }
 
 /// `rows` copies of a row template, joined by `, `, for a multi-row `VALUES`: each `?` becomes
-/// the next parameter (`$first`, `$first + 1`, …) and each `#` the row's index (so the
-/// template holds neither character otherwise).
+/// the next parameter (`$first`, `$first + 1`, …), so the template holds no `?` otherwise.
 pub(crate) fn values_rows(template: &str, rows: usize, first: usize) -> String {
     let mut sql = String::new();
     let mut next = first;
@@ -454,13 +453,11 @@ pub(crate) fn values_rows(template: &str, rows: usize, first: usize) -> String {
             sql.push_str(", ");
         }
         for c in template.chars() {
-            match c {
-                '?' => {
-                    sql.push_str(&format!("${next}"));
-                    next += 1;
-                }
-                '#' => sql.push_str(&row.to_string()),
-                c => sql.push(c),
+            if c == '?' {
+                sql.push_str(&format!("${next}"));
+                next += 1;
+            } else {
+                sql.push(c);
             }
         }
     }
@@ -513,13 +510,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_rows_numbers_parameters_and_rows() {
-        assert_eq!(values_rows("(?, #)", 0, 2), "");
+    fn values_rows_numbers_parameters() {
+        assert_eq!(values_rows("(?, ?)", 0, 2), "");
         assert_eq!(
             values_rows("(?, $1, ?)", 2, 2),
             "($2, $1, $3), ($4, $1, $5)"
         );
-        assert_eq!(values_rows("(#, ?)", 3, 5), "(0, $5), (1, $6), (2, $7)");
+        assert_eq!(values_rows("(?)", 3, 5), "($5), ($6), ($7)");
     }
 
     #[test]
