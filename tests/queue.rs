@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::backends::each_backend;
+use common::backends::{TestDb, each_backend};
 use serde_json::json;
 use switchyard::queue::{
     Completions, Intake, Queue, QueueOptions, RunHere, Runner, RunnerOptions, SLOT_WAIT,
@@ -85,6 +85,15 @@ fn start_worker(
     (stop, worker)
 }
 
+/// The test's store, a queue on it, and a scenario of `blueprint` with its webhook's id.
+async fn hooked(db: &TestDb, name: &str, blueprint: &str) -> (Store, Queue, String, String) {
+    let store = db.store.clone();
+    let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+    let (scenario, _) = store.create_scenario(name, blueprint).await.unwrap();
+    let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+    (store, queue, scenario, hook)
+}
+
 async fn wait_for(store: &Store, ids: &[String], status: ExecutionStatus) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -117,10 +126,7 @@ async fn wait_for(store: &Store, ids: &[String], status: ExecutionStatus) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
     each_backend(|db| async move {
-        let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
-        let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+        let (store, queue, scenario, hook) = hooked(&db, "Echo", BLUEPRINT).await;
         let intake = Intake::new(runner(&store, &queue), 0, SLOT_WAIT);
 
         // 200 deliveries at once: they share transactions, and each gets its own answer.
@@ -299,10 +305,7 @@ fn unix_now() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_process_dies() {
     each_backend(|db| async move {
-        let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
-        let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+        let (store, queue, scenario, hook) = hooked(&db, "Echo", BLUEPRINT).await;
         let delivery =
             |n: i64| NewDelivery::new(&hook, None, &scenario, 1, &json!({"n": n})).unwrap();
 
@@ -386,10 +389,7 @@ async fn a_caller_waiting_for_a_reply_waits_for_a_run_slot_the_others_do_not() {
         {"id": 2, "module": "util:FunctionSleep", "mapper": {"duration": 1}}
     ]}"#;
     each_backend(|db| async move {
-        let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-        let (scenario, _) = store.create_scenario("Sleepy", SLEEPY).await.unwrap();
-        let hook = store.ensure_hook(&scenario, 1).await.unwrap();
+        let (store, queue, scenario, hook) = hooked(&db, "Sleepy", SLEEPY).await;
         let delivery = || NewDelivery::new(&hook, None, &scenario, 1, &json!({})).unwrap();
         let accepted = |d: Delivery| match d {
             Delivery::Accepted { execution_id } => execution_id,

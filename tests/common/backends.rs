@@ -61,6 +61,46 @@ pub fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// A PostgreSQL database created for one test.
+pub struct PgTestDatabase {
+    /// `SWITCHYARD_TEST_DATABASE_URL`: the server, to drop the database from afterwards.
+    pub admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+/// Creates a fresh database named `{prefix}_{random}` on the server of
+/// `SWITCHYARD_TEST_DATABASE_URL`; `None`, after printing a notice once per test binary, when
+/// the variable is not set.
+pub async fn create_pg_database(prefix: &str) -> Option<PgTestDatabase> {
+    let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
+        PG_NOTICE.call_once(|| {
+            // Written to the real stderr, not the test's captured output, so it is seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL tests skipped: {PG_URL_VAR} not set (see .ci/postgres.sh)"
+            );
+        });
+        return None;
+    };
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
+    // The random end of an id: its start is the clock.
+    let name = format!("{prefix}_{}", &switchyard::store::new_id()[16..]);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&admin)
+        .await
+        .expect("create test database (the user needs CREATEDB)");
+    admin.close().await;
+    let url = with_database(&admin_url, &name);
+    Some(PgTestDatabase {
+        admin_url,
+        name,
+        url,
+    })
+}
+
 /// Runs `test` on a fresh SQLite store, then on a fresh PostgreSQL database when
 /// `SWITCHYARD_TEST_DATABASE_URL` is set. A failure names the backend.
 pub async fn each_backend<F, Fut>(test: F)
@@ -82,25 +122,14 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
 
-    let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
-        PG_NOTICE.call_once(|| {
-            // Written to the real stderr, not the test's captured output, so it is seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "PostgreSQL tests skipped: {PG_URL_VAR} not set (see .ci/postgres.sh)"
-            );
-        });
+    let Some(PgTestDatabase {
+        admin_url,
+        name,
+        url,
+    }) = create_pg_database("switchyard_test").await
+    else {
         return;
     };
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
-    let name = format!("switchyard_test_{}", &switchyard::store::new_id()[16..]);
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&admin)
-        .await
-        .expect("create test database (the user needs CREATEDB)");
-    let url = with_database(&admin_url, &name);
     let store = Store::connect(&url).await.expect("connect test database");
     let db = TestDb {
         backend: Backend::Postgres,
@@ -109,6 +138,9 @@ where
     };
     let outcome = tokio::spawn(test(db)).await;
     store.close().await;
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
     )))

@@ -7,10 +7,8 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -20,9 +18,6 @@ use switchyard::store::Store;
 
 /// The API token every child process is started with.
 pub const TOKEN: &str = "service-test-token-0123456789abcdef";
-
-const PG_URL_VAR: &str = "SWITCHYARD_TEST_DATABASE_URL";
-static PG_NOTICE: Once = Once::new();
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_switchyard")
@@ -88,29 +83,11 @@ impl TestDb {
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {
-                let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
-                    PG_NOTICE.call_once(|| {
-                        let _ = writeln!(
-                            std::io::stderr(),
-                            "PostgreSQL tests skipped: {PG_URL_VAR} not set (see .ci/postgres.sh)"
-                        );
-                    });
-                    return None;
-                };
-                let admin = sqlx::PgPool::connect(&admin_url)
-                    .await
-                    .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
-                let name = format!("switchyard_svc_{}", &switchyard::store::new_id()[16..]);
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&admin)
-                    .await
-                    .expect("create test database (the user needs CREATEDB)");
-                admin.close().await;
-                let url = crate::common::backends::with_database(&admin_url, &name);
+                let created = crate::common::backends::create_pg_database("switchyard_svc").await?;
                 Some(PgDatabase {
-                    admin_url,
-                    name,
-                    url,
+                    admin_url: created.admin_url,
+                    name: created.name,
+                    url: created.url,
                 })
             }
         };
