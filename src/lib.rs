@@ -4,7 +4,7 @@
 //! - [`expr`]: IML, Make's mapping language — parser, evaluator, function catalogue;
 //! - [`scenario`]: the blueprint model, validation with JSON paths, the compiled graph;
 //! - [`engine`]: the executor — bundles, filters, flow control, error directives — and the
-//!   [`engine::module::Module`] trait it calls modules through;
+//!   [`module::Module`] trait it calls modules through;
 //! - [`apps`]: module implementations (HTTP, JSON, regexp, …) behind that trait;
 //! - [`cli`]: the `switchyard` command line, which wires everything together.
 //!
@@ -14,6 +14,7 @@ pub mod apps;
 pub mod cli;
 pub mod engine;
 pub mod expr;
+pub mod module;
 pub mod queue;
 pub mod scenario;
 pub mod store;

@@ -13,8 +13,8 @@ use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Value, json};
 use switchyard::apps::{BuiltinRegistry, HttpOptions};
-use switchyard::engine::error::{ErrorKind, ModuleError};
-use switchyard::engine::module::{Invocation, Registry};
+use switchyard::module::error::{ErrorKind, ModuleError};
+use switchyard::module::{Invocation, Registry};
 
 /// One request as the server received it.
 #[derive(Debug, Clone)]

@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use switchyard::engine::error::ErrorKind;
-use switchyard::engine::module::{Invocation, Registry};
-use switchyard::engine::trigger::{PollRequest, Polled, TriggerState};
 use switchyard::engine::{self, RunInput, Status};
+use switchyard::module::error::ErrorKind;
+use switchyard::module::polling::{PollRequest, Polled, TriggerState};
+use switchyard::module::{Invocation, Registry};
 use switchyard::scenario;
 
 const MODULE: &str = "rss:TriggerNewArticle";
@@ -203,7 +203,7 @@ async fn poll(
     parameters: &Map<String, Value>,
     state: &TriggerState,
     limit: usize,
-) -> Result<Polled, switchyard::engine::error::ModuleError> {
+) -> Result<Polled, switchyard::module::error::ModuleError> {
     let module = registry.module(MODULE).expect("registered");
     let invocation = Invocation {
         module_id: 1,

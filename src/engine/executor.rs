@@ -15,11 +15,10 @@ use crate::expr::value::{to_number, to_text};
 use crate::scenario::compiled::*;
 
 use super::bundle::{Ancestry, BundleScope};
-use super::error::{ErrorKind, ModuleError};
 use super::filter::passes;
-use super::module::{Invocation, ModuleKind};
 use super::report::*;
-use super::trigger::{self, PollRequest, TriggerCommit, TriggerState};
+use crate::module::polling::{self, PollRequest, TriggerCommit, TriggerState};
+use crate::module::{ErrorKind, Invocation, ModuleError, ModuleKind};
 
 /// What an execution starts from.
 #[derive(Debug, Clone, Default)]
@@ -468,7 +467,7 @@ impl<'s> Execution<'s> {
         }
     }
 
-    /// Runs a [`Module`](super::module::Module); returns how many bundles it produced, or
+    /// Runs a [`Module`](crate::module::Module); returns how many bundles it produced, or
     /// `None` when it failed.
     async fn call(&mut self, ix: Ix, ancestry: &Ancestry) -> Option<usize> {
         let scenario = self.scenario;
@@ -488,7 +487,7 @@ impl<'s> Execution<'s> {
                     execution_id: &self.execution_id,
                 };
                 if module.kind() == ModuleKind::Trigger {
-                    match trigger::limit(&node.parameters) {
+                    match polling::limit(&node.parameters) {
                         Ok(limit) => {
                             self.trigger.more = false;
                             let request = PollRequest {

@@ -10,7 +10,7 @@ use crate::expr::value::{is_empty, to_number, to_text};
 use crate::scenario::filter::{CompiledCondition, CompiledFilter, Operator, TextOp};
 use crate::scenario::schedule::parse_time;
 
-use super::error::ModuleError;
+use crate::module::ModuleError;
 
 /// Whether a bundle passes: any group whose conditions all hold. An empty filter passes.
 pub fn passes(filter: &CompiledFilter, scope: &dyn Scope) -> Result<bool, ModuleError> {

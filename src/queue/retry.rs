@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Queue, QueueError};
-use crate::engine::error::ErrorKind;
+use crate::module::error::ErrorKind;
 use crate::store::{Execution, ExecutionSource, IncompleteExecution, NewExecution, Store, now_ms};
 
 const MINUTE: i64 = 60_000;

@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 
 use super::Queue;
 use super::writer::{Finish, Writer};
-use crate::engine::module::Registry;
-use crate::engine::{self, Report, Responder, Resume, RunInput, Status, TriggerState};
+use crate::engine::{self, Report, Responder, Resume, RunInput, Status};
+use crate::module::Registry;
+use crate::module::TriggerState;
 use crate::scenario::model::Blueprint;
 use crate::scenario::{self, CompileOptions, LoadError, Scenario};
 use crate::store::{

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::runner::RunnerError;
 use super::{Queue, QueueError};
-use crate::engine::trigger::SEEN_IDS_CAP;
+use crate::module::polling::SEEN_IDS_CAP;
 use crate::store::{
     Delivery, ExecutionFinish, ExecutionOutcome, FinalStatus, ModuleEntry, NewDelivery, Store,
     StoreError, TriggerStateChange,

@@ -7,8 +7,8 @@ use petgraph::algo::has_path_connecting;
 use petgraph::graph::DiGraph;
 use serde_json::{Map, Value};
 
-use crate::engine::module::{ModuleKind, Registry};
 use crate::expr::{Dialect, Mapping, Template};
+use crate::module::{ModuleKind, Registry};
 
 use super::Problem;
 use super::compiled::*;

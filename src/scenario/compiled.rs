@@ -7,8 +7,8 @@ use std::sync::Arc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Map, Value};
 
-use crate::engine::module::{Module, ModuleKind};
 use crate::expr::{Mapping, Template};
+use crate::module::{Module, ModuleKind};
 
 use super::filter::CompiledFilter;
 use super::model::{Scheduling, Settings};

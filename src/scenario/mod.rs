@@ -14,7 +14,7 @@ pub use compile::{CompileOptions, FLOW_CONTROL};
 pub use compiled::Scenario;
 pub use model::Blueprint;
 
-use crate::engine::module::Registry;
+use crate::module::Registry;
 
 /// One thing wrong with a scenario, at a JSON path such as `flow[2].mapper.name`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

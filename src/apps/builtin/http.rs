@@ -24,8 +24,8 @@ use serde_json::{Map, Value, json};
 use super::fields::{
     self, Pair, flag, is_blank, json_error_reason, number, object, pairs, pick, report, text,
 };
-use crate::engine::error::{ErrorKind, ModuleError};
-use crate::engine::module::{Invocation, Module};
+use crate::module::error::{ErrorKind, ModuleError};
+use crate::module::{Invocation, Module};
 
 /// Longest timeout a module may ask for, in seconds (Make's limit for both versions).
 pub const MAX_TIMEOUT_SECS: u64 = 300;

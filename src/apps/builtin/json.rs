@@ -7,9 +7,9 @@ use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 use serde_json::{Map, Value, json};
 
 use super::fields::{is_blank, is_dynamic, json_error_reason, number, object, pick};
-use crate::engine::error::ModuleError;
-use crate::engine::module::{Invocation, Module, ModuleKind};
 use crate::expr::value::number as json_number;
+use crate::module::error::ModuleError;
+use crate::module::{Invocation, Module, ModuleKind};
 
 /// JSON.stringify caps indentation at ten characters; so does Make's `space`.
 const MAX_SPACE: usize = 10;
@@ -277,7 +277,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.kind, crate::engine::error::ErrorKind::DataError);
+        assert_eq!(err.kind, crate::module::error::ErrorKind::DataError);
         assert!(err.message.contains("line 3 column 3"), "{}", err.message);
         assert_eq!(err.details, Some(json!({"line": 3, "column": 3})));
         let err = run(&ParseJson, json!({}), json!({})).await.unwrap_err();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::engine::module::{Module, Registry};
+use crate::module::{Module, Registry};
 
 mod fields;
 pub mod http;
@@ -97,7 +97,7 @@ impl Registry for BuiltinRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::module::ModuleKind;
+    use crate::module::ModuleKind;
 
     #[test]
     fn serves_exactly_the_listed_names() {

@@ -6,7 +6,7 @@
 //! **Cursor.** The trigger state's cursor is `{"date": D, "ids": [...]}`: `D` is the newest
 //! item date processed (RFC 3339, `null` before any dated item) and `ids` the ids processed at
 //! exactly `D`; every emitted id is also added to the store's seen ids (capped at
-//! [`SEEN_IDS_CAP`](crate::engine::trigger::SEEN_IDS_CAP), oldest dropped first). An item is new
+//! [`SEEN_IDS_CAP`](crate::module::polling::SEEN_IDS_CAP), oldest dropped first). An item is new
 //! when its id is neither seen nor in `ids` and it is not older than `D`. So items that share a
 //! date are emitted exactly once even when a cycle's limit splits them, feeds that only list the
 //! newest N items lose nothing as long as N items do not appear between two polls, and items
@@ -33,9 +33,9 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{flag, is_blank, object, report, text};
 use super::http::{self, HttpClients};
-use crate::engine::error::{ErrorKind, ModuleError};
-use crate::engine::module::{Invocation, Module, ModuleKind};
-use crate::engine::trigger::{self, PollRequest, Polled, SEEN_IDS_CAP, TriggerCommit};
+use crate::module::error::{ErrorKind, ModuleError};
+use crate::module::polling::{self, PollRequest, Polled, SEEN_IDS_CAP, TriggerCommit};
+use crate::module::{Invocation, Module, ModuleKind};
 
 /// What the feed request accepts.
 const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/xml;q=0.9, \
@@ -109,7 +109,7 @@ fn check(parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String
         url,
         http::parse_url(url).map_err(|e| format!("{e} (the address of an RSS or Atom feed)")),
     );
-    if let Err(problem) = trigger::limit(parameters) {
+    if let Err(problem) = polling::limit(parameters) {
         problems.push(problem);
     }
     let gzip = parameters.get("gzip");
@@ -162,8 +162,8 @@ impl Module for WatchFeed {
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
-            let state = trigger::TriggerState::default();
-            let limit = trigger::limit(invocation.parameters).unwrap_or(trigger::DEFAULT_LIMIT);
+            let state = polling::TriggerState::default();
+            let limit = polling::limit(invocation.parameters).unwrap_or(polling::DEFAULT_LIMIT);
             let polled = self
                 .poll(
                     invocation,

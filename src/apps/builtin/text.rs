@@ -20,8 +20,8 @@ use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value, json};
 
 use super::fields::{flag, is_blank, object, report, text};
-use crate::engine::error::{ErrorKind, ModuleError};
-use crate::engine::module::{Invocation, Module, ModuleKind};
+use crate::module::error::{ErrorKind, ModuleError};
+use crate::module::{Invocation, Module, ModuleKind};
 
 /// Most bundles one `regexp:Parser` call may output.
 pub const MAX_MATCHES: usize = 10_000;

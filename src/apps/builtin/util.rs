@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use super::fields::{flag, is_blank, is_dynamic, number, object, report, text};
 use super::text::{Flags, RegexCache, compile};
-use crate::engine::error::ModuleError;
-use crate::engine::module::{Invocation, Module};
+use crate::module::error::ModuleError;
+use crate::module::{Invocation, Module};
 
 /// Longest sleep Make allows, in seconds.
 pub const MAX_SLEEP_SECS: f64 = 300.0;
@@ -224,7 +224,7 @@ impl Module for Sleep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::error::ErrorKind;
+    use crate::module::error::ErrorKind;
     use std::time::Instant;
 
     async fn run(module: &dyn Module, mapper: Value) -> Result<Vec<Value>, ModuleError> {

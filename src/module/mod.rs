@@ -1,15 +1,23 @@
-//! The boundary between the executor and the modules that do work (HTTP calls, parsing,
-//! app modules). Flow control (routers, iterators, aggregators, variables, directives) is the
-//! executor's own; everything else is a [`Module`] found through a [`Registry`], so the
-//! executor does I/O only through modules.
+//! The module contract: the boundary between the executor and the modules that do work
+//! (HTTP calls, parsing, app modules). Flow control (routers, iterators, aggregators,
+//! variables, directives) is the executor's own; everything else is a [`Module`] found
+//! through a [`Registry`], so the executor does I/O only through modules.
+//!
+//! This layer sits below `scenario` (which resolves module types at compile time) and
+//! `engine` (which calls them), and above `expr` only: it imports nothing else of the crate.
+//! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`],
+//! Make's typed errors ([`error`]) and polling-trigger state ([`polling`]).
+
+pub mod error;
+pub mod polling;
+
+pub use error::{ErrorKind, ModuleError};
+pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
-
-use super::error::ModuleError;
-use super::trigger::{PollRequest, Polled};
 
 /// How Make counts and places a module (`imt-proto` `ModuleType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! committed.
 //!
 //! The executor threads the state through an execution's cycles: cycle k+1 polls with the
-//! state cycle k produced. The [`Report`](super::Report) carries the change of the cycles that
+//! state cycle k produced. The engine's report carries the change of the cycles that
 //! committed ([`TriggerCommit`]); a cycle that rolled back contributes nothing, so its items are
 //! read again next time (Make "puts the epoch back"). The service stores the committed change
 //! in the same transaction that finishes the execution.
