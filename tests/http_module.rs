@@ -168,7 +168,7 @@ async fn run(
             module,
             parameters: &parameters,
             mapper,
-            execution_id: "test-execution",
+            context: &switchyard::module::ExecutionContext::new("test-execution"),
         })
         .await
 }
@@ -719,7 +719,7 @@ async fn invalid_url_is_a_data_error() {
                 module: "http:MakeRequest",
                 parameters: &parameters,
                 mapper: json!({ "url": url }),
-                execution_id: "x",
+                context: &switchyard::module::ExecutionContext::new("x"),
             })
             .await
             .unwrap_err();

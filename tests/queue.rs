@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::backends::{TestDb, each_backend};
 use serde_json::json;
+use switchyard::catalog::{Catalog, CatalogOptions};
 use switchyard::queue::{
     Completions, Intake, Queue, QueueOptions, RunHere, Runner, RunnerOptions, SLOT_WAIT,
 };
@@ -55,10 +56,11 @@ async fn on_jobs(store: &Store, sql: &str, execution_id: &str) {
 }
 
 fn runner(store: &Store, queue: &Queue) -> Arc<Runner> {
+    let registry = Arc::new(switchyard::apps::AppRegistry::build(Default::default()).unwrap());
+    let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
     Arc::new(Runner::new(
-        store.clone(),
+        catalog,
         queue,
-        Arc::new(switchyard::cli::registry().unwrap()),
         RunnerOptions::default(),
         Completions::default(),
     ))

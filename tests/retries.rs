@@ -11,6 +11,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
+use switchyard::catalog::{Catalog, CatalogOptions};
 use switchyard::queue::retry::retry_due;
 use switchyard::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use switchyard::store::{
@@ -60,11 +61,11 @@ async fn setup(url: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path()).await.unwrap();
     let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-    let registry = Arc::new(switchyard::cli::registry().unwrap());
+    let registry = Arc::new(switchyard::apps::AppRegistry::build(Default::default()).unwrap());
+    let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
     let runner = Runner::new(
-        store.clone(),
+        catalog,
         &queue,
-        registry,
         RunnerOptions::default(),
         Completions::default(),
     );

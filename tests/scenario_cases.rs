@@ -69,7 +69,7 @@ pub fn case_files() -> Vec<PathBuf> {
 #[tokio::test]
 async fn every_case_produces_its_expected_report() {
     let server = common::server::start().await;
-    let registry = switchyard::cli::registry().expect("registry");
+    let registry = switchyard::apps::AppRegistry::build(Default::default()).expect("registry");
     let files = case_files();
     assert!(
         files.len() >= 10,
@@ -94,7 +94,7 @@ async fn every_case_produces_its_expected_report() {
         };
         let input = RunInput {
             bundles: case.input,
-            execution_id: "test".into(),
+            context: switchyard::module::ExecutionContext::new("test"),
             ..RunInput::default()
         };
         let report = engine::run(&scenario, input).await.to_json();

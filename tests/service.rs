@@ -84,6 +84,7 @@ backend_tests!(
         two_schedulers,
         database_outage,
         polling_cursor,
+        first_five_minutes,
     ],
     postgres_only: [two_workers],
 );
@@ -620,6 +621,79 @@ async fn api_and_webhooks(db: TestDb) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A new user's first five minutes
+// ---------------------------------------------------------------------------------------------
+
+/// The README's first command (`serve --import scenarios/`), then what a new user does: find
+/// "Order summary" and the hook it reports, activate it, post the README's order to that hook
+/// and read the answer and the execution.
+async fn first_five_minutes(db: TestDb) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let svc = db.serve(&["--import", &examples.to_string_lossy()]).await;
+    let api = &svc.api;
+    let http = reqwest::Client::new();
+    let list = api.get("/api/scenarios").await.expect(200, "list").json;
+    let scenarios = list["scenarios"].as_array().expect("scenarios");
+    let files = std::fs::read_dir(&examples).unwrap().count();
+    assert_eq!(scenarios.len(), files, "every example imported: {list}");
+    let id = scenarios
+        .iter()
+        .find(|s| s["name"] == "Order summary")
+        .and_then(|s| s["id"].as_str())
+        .expect("Order summary imported")
+        .to_string();
+
+    // Its hook exists from the import on, and `serve` said where.
+    let scenario = api
+        .get(&format!("/api/scenarios/{id}"))
+        .await
+        .expect(200, "scenario")
+        .json;
+    let hook_url = scenario["hooks"][0]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("GET /api/scenarios/{{id}} has no hook: {scenario}"))
+        .to_string();
+    assert_eq!(scenario["hooks"][0]["module"], 1, "{scenario}");
+    let log = svc.proc.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("iterator-aggregator.json") && l.contains(&hook_url)),
+        "serve --import does not print the hook it created:\n{log}"
+    );
+    let hooks = api
+        .get(&format!("/api/scenarios/{id}/hooks"))
+        .await
+        .expect(200, "hooks")
+        .json;
+    assert_eq!(hooks["hooks"][0]["url"], hook_url.as_str(), "{hooks}");
+
+    // Inactive: the hook refuses deliveries; activated: the README's order is answered.
+    let order = json!({"id": "A-17", "lines": [{"sku": "ab-1", "qty": 2, "price": 3.5},
+                                               {"sku": "cd-2", "qty": 1, "price": 10}]});
+    let refused = hook_json(&http, &svc.url(&hook_url), &order).await;
+    assert_ne!(
+        refused.status, 200,
+        "an inactive scenario's hook took a delivery"
+    );
+    api.post(&format!("/api/scenarios/{id}/activate"), &Value::Null)
+        .await
+        .expect(200, "activate");
+    let reply = hook_json(&http, &svc.url(&hook_url), &order)
+        .await
+        .expect(200, "the README's order on the imported hook");
+    assert_eq!(
+        reply.json,
+        json!({"order": "A-17", "lines": 2, "total": 17})
+    );
+    let executions = api.all_finished(&id, 1, 30).await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let execution = api.execution(executions[0]["id"].as_str().unwrap()).await;
+    assert_eq!(execution["status"], "success", "{execution}");
+    assert_eq!(execution["operations"], 6, "{execution}");
+    assert_eq!(execution["response"]["status"], 200, "{execution}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // The admin CLI
 // ---------------------------------------------------------------------------------------------
 
@@ -640,16 +714,25 @@ async fn cli_admin(db: TestDb) {
         .as_str()
         .expect("imported id")
         .to_string();
+    // The import created the webhook trigger's hook, and says where it is.
+    let hook_url = imported["imported"][0]["hooks"][0]["url"]
+        .as_str()
+        .expect("imported hook url")
+        .to_string();
+    assert!(hook_url.starts_with("/hooks/"), "{imported}");
     assert_eq!(
         imported,
-        json!({"imported": [{"file": file_arg, "id": id, "version": 1}]})
+        json!({"imported": [{"file": file_arg, "id": id, "version": 1,
+                             "hooks": [{"module": 1, "url": hook_url}]}]})
     );
     let human = stdout_ok(
         &db.cli(&["scenarios", "import", &file_arg]),
         "scenarios import",
     );
     assert!(
-        human.contains("→ scenario ") && human.contains("(version 1)"),
+        human.contains("→ scenario ")
+            && human.contains("(version 1)")
+            && human.contains("hook /hooks/"),
         "{human}"
     );
     let second_id = human
@@ -697,9 +780,11 @@ async fn cli_admin(db: TestDb) {
         .find(|s| s["id"] == id.as_str())
         .cloned()
         .expect("imported scenario listed");
+    // A new version keeps its hook's URL.
     assert_eq!(
         row,
-        json!({"id": id, "name": "from the CLI", "version": 2, "active": false})
+        json!({"id": id, "name": "from the CLI", "version": 2, "active": false,
+               "hooks": [{"module": 1, "url": hook_url}]})
     );
     assert_eq!(list["scenarios"].as_array().unwrap().len(), 2);
     let human = stdout_ok(&db.cli(&["scenarios", "list"]), "scenarios list");
@@ -709,7 +794,10 @@ async fn cli_admin(db: TestDb) {
         .expect("listed")
         .to_string();
     assert!(
-        line.contains("v2") && line.contains("inactive") && line.contains("from the CLI"),
+        line.contains("v2")
+            && line.contains("inactive")
+            && line.contains("from the CLI")
+            && line.contains(&hook_url),
         "{line}"
     );
 
@@ -722,6 +810,7 @@ async fn cli_admin(db: TestDb) {
         .expect(200, "hooks")
         .json;
     let hook_path = hooks["hooks"][0]["url"].as_str().expect("hook").to_string();
+    assert_eq!(hook_path, hook_url, "the hook the import printed");
     let reply = hook_json(&http, &svc.url(&hook_path), &json!({"n": 41}))
         .await
         .expect(200, "webhook of a CLI-imported scenario");

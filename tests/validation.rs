@@ -7,7 +7,7 @@ use switchyard::scenario::{self, LoadError};
 fn problems(blueprint: Value) -> Vec<String> {
     match scenario::load(
         &blueprint.to_string(),
-        &switchyard::cli::registry().expect("registry"),
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
     ) {
         Ok(_) => Vec::new(),
         Err(e) => e.problems().iter().map(ToString::to_string).collect(),
@@ -116,7 +116,7 @@ fn triggers_only_come_first_and_merges_follow_if_else() {
 fn shape_errors_name_the_json_path() {
     let err = scenario::load(
         r#"{"flow": [{"id": 1, "module": "a:B", "mapper": {}, "colour": "red"}]}"#,
-        &switchyard::cli::registry().expect("registry"),
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
     )
     .unwrap_err();
     let LoadError::Shape { path, message } = err else {
@@ -126,7 +126,7 @@ fn shape_errors_name_the_json_path() {
     assert!(message.contains("unknown field `colour`"), "{message}");
     let err = scenario::load(
         r#"{"flow": [{"id": -1, "module": "a:B"}]}"#,
-        &switchyard::cli::registry().expect("registry"),
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
     )
     .unwrap_err();
     assert!(
@@ -135,7 +135,7 @@ fn shape_errors_name_the_json_path() {
     );
     let err = scenario::load(
         r#"{"name": "x"}"#,
-        &switchyard::cli::registry().expect("registry"),
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
     )
     .unwrap_err();
     assert!(err.to_string().contains("missing field `flow`"), "{err}");
@@ -145,7 +145,7 @@ fn shape_errors_name_the_json_path() {
 fn malformed_json_reports_line_and_column() {
     let err = scenario::load(
         "{\n  \"flow\": [\n    {\"id\": 1,, }\n]}",
-        &switchyard::cli::registry().expect("registry"),
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
     )
     .unwrap_err();
     assert!(matches!(err, LoadError::Syntax { line: 3, .. }), "{err:?}");
@@ -158,7 +158,11 @@ fn ten_thousand_levels_of_nesting_is_an_error_not_a_crash() {
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
-    let err = scenario::load(&deep, &switchyard::cli::registry().expect("registry")).unwrap_err();
+    let err = scenario::load(
+        &deep,
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("recursion limit"), "{err}");
     // Routers nested in routers, 10,000 deep (built as text: a Value that deep is itself a hazard).
     let mut text = String::new();
@@ -169,7 +173,13 @@ fn ten_thousand_levels_of_nesting_is_an_error_not_a_crash() {
     }
     text.push_str("{\"flow\": []}");
     text.push_str(&"]}]}".repeat(10_000));
-    assert!(scenario::load(&text, &switchyard::cli::registry().expect("registry")).is_err());
+    assert!(
+        scenario::load(
+            &text,
+            &switchyard::apps::AppRegistry::build(Default::default()).expect("registry")
+        )
+        .is_err()
+    );
 }
 
 #[test]

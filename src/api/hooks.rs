@@ -118,11 +118,9 @@ async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
     };
     let scenario = state.store().get_scenario(&hook.scenario_id).await?;
     let compiled = state
-        .inner
-        .runner
-        .scenario(&hook.scenario_id, scenario.version)
-        .await
-        .map_err(|e| ApiError::internal("scenario", e))?
+        .catalog()
+        .compiled(&hook.scenario_id, scenario.version)
+        .await?
         .ok();
     let route = Route {
         responds: compiled.as_ref().is_some_and(|s| {

@@ -12,7 +12,6 @@ mod status;
 pub use error::{ApiError, ApiResult};
 pub use executions::execution_report;
 pub use hooks::HookLimits;
-pub use scenarios::trigger_key;
 
 use std::sync::Arc;
 
@@ -23,8 +22,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 
+use crate::catalog::Catalog;
 use crate::queue::{Queue, Runner};
 use crate::store::Store;
 
@@ -36,30 +35,30 @@ pub struct AppState {
 
 struct Inner {
     store: Store,
+    catalog: Catalog,
     queue: Queue,
     intake: crate::queue::Intake,
     runner: Arc<Runner>,
     token_sha256: String,
     limits: HookLimits,
     limiter: hooks::RateLimiter,
-    scheduler: Option<Arc<Notify>>,
     metrics: status::Metrics,
     hook_cache: hooks::HookCache,
 }
 
 impl AppState {
-    /// `token_sha256` is the hex SHA-256 of the API bearer token; `scheduler` is woken when
-    /// scenarios change; webhook executions run in this process, up to `direct_concurrency`
-    /// at a time, as soon as they are accepted (0: only the workers run them).
+    /// The API over `runner`'s scenario catalog and store. `token_sha256` is the hex SHA-256
+    /// of the API bearer token; webhook executions run in this process, up to
+    /// `direct_concurrency` at a time, as soon as they are accepted (0: only the workers run
+    /// them).
     pub fn new(
-        store: Store,
         queue: Queue,
         runner: Arc<Runner>,
         token_sha256: String,
         limits: HookLimits,
-        scheduler: Option<Arc<Notify>>,
         direct_concurrency: usize,
     ) -> Self {
+        let catalog = runner.catalog().clone();
         let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
         AppState {
             inner: Arc::new(Inner {
@@ -68,13 +67,13 @@ impl AppState {
                     direct_concurrency,
                     crate::queue::SLOT_WAIT,
                 ),
-                store,
+                store: catalog.store().clone(),
+                catalog,
                 queue,
                 runner,
                 token_sha256,
                 limits,
                 limiter,
-                scheduler,
                 metrics: status::Metrics::default(),
                 hook_cache: hooks::HookCache::default(),
             }),
@@ -85,13 +84,14 @@ impl AppState {
         &self.inner.store
     }
 
-    /// A scenario was created, edited, (de)activated or deleted: wake the scheduler and
-    /// forget cached webhook routes.
+    fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// A scenario was edited, (de)activated or deleted: forget cached webhook routes (the
+    /// catalog tells the scheduler itself).
     fn scenarios_changed(&self) {
         self.inner.hook_cache.clear();
-        if let Some(n) = &self.inner.scheduler {
-            n.notify_one();
-        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `/api/scenarios`: create from blueprint JSON (validated first: an invalid scenario is a
 //! 422 with every problem and its path), read, update (a new version; hooks keep their
-//! URLs), delete, activate/deactivate, run now, list hooks, reset a polling trigger.
+//! URLs), delete, activate/deactivate, run now, list hooks, reset a polling trigger. The
+//! rules (compile options, hooks, the compiled cache) are the catalog's: these handlers
+//! translate HTTP to catalog calls.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,52 +10,42 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, AppState};
-use crate::scenario::compiled::NodeKind;
-use crate::scenario::{self, Scenario};
+use crate::catalog::{CatalogError, Hook, Stored};
+use crate::scenario::LoadError;
 use crate::store::{ExecutionSource, NewExecution, ScenarioRow};
 
-/// The stable identity of a scenario's trigger: its first module's id. Editing the
-/// scenario keeps it, so a polling cursor survives edits.
-pub fn trigger_key(scenario: &Scenario) -> String {
-    scenario.trigger_key()
+/// An invalid blueprint: 422 with every problem and its path (the first one's as `path`).
+fn invalid(e: LoadError) -> ApiError {
+    let problems = e.problems();
+    let first = problems.first().cloned();
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_scenario",
+        format!("the scenario is invalid: {e}"),
+    )
+    .with_details(json!({"problems": problems}));
+    if let Some(p) = first.filter(|p| !p.path.is_empty()) {
+        error = error.at(p.path);
+    }
+    error
 }
 
-fn compile(state: &AppState, text: &str) -> ApiResult<(scenario::Blueprint, Scenario)> {
-    let invalid = |e: scenario::LoadError| {
-        let problems = e.problems();
-        let first = problems.first().cloned();
-        let mut error = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_scenario",
-            format!("the scenario is invalid: {e}"),
-        )
-        .with_details(json!({"problems": problems}));
-        if let Some(p) = first.filter(|p| !p.path.is_empty()) {
-            error = error.at(p.path);
-        }
-        error
-    };
-    let blueprint = scenario::parse(text).map_err(invalid)?;
-    let compiled = state.inner.runner.compile(&blueprint).map_err(invalid)?;
-    Ok((blueprint, compiled))
-}
-
-/// Hooks for the scenario's instant trigger (a `gateway:CustomWebHook` first module).
-async fn sync_hooks(state: &AppState, id: &str, scenario: &Scenario) -> ApiResult<Vec<Value>> {
-    let mut hooks = Vec::new();
-    let mut keep = Vec::new();
-    if let Some(entry) = scenario.entry {
-        let node = scenario.node(entry);
-        if matches!(node.kind, NodeKind::InputTrigger { .. })
-            && node.module == "gateway:CustomWebHook"
-        {
-            let hook = state.store().ensure_hook(id, node.id).await?;
-            keep.push(node.id);
-            hooks.push(json!({"module": node.id, "url": format!("/hooks/{hook}")}));
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Invalid(e) => invalid(e),
+            CatalogError::Store(e) => e.into(),
         }
     }
-    state.store().retire_hooks(id, &keep).await?;
-    Ok(hooks)
+}
+
+fn hook_json(hook: &Hook) -> Value {
+    json!({"module": hook.module, "url": hook.path()})
+}
+
+fn stored_json(stored: &Stored) -> Value {
+    json!({"id": stored.id, "version": stored.version,
+           "hooks": stored.hooks.iter().map(hook_json).collect::<Vec<_>>()})
 }
 
 fn scenario_json(row: &ScenarioRow) -> Value {
@@ -65,16 +57,8 @@ pub async fn create(
     State(state): State<AppState>,
     body: String,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (blueprint, compiled) = compile(&state, &body)?;
-    let (id, version) = state
-        .store()
-        .create_scenario(&blueprint.name, &body)
-        .await?;
-    let hooks = sync_hooks(&state, &id, &compiled).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": id, "version": version, "hooks": hooks})),
-    ))
+    let stored = state.catalog().create(&body).await?;
+    Ok((StatusCode::CREATED, Json(stored_json(&stored))))
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -88,17 +72,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     let row = state.store().get_scenario(&id).await?;
     let version = state.store().get_version(&id, row.version).await?;
     let blueprint: Value = serde_json::from_str(&version.blueprint).unwrap_or(Value::Null);
-    let hooks: Vec<Value> = state
-        .store()
-        .hooks_for(&id)
-        .await?
-        .into_iter()
-        .filter(|h| h.active || row.active)
-        .map(|h| json!({"module": h.module_id, "url": format!("/hooks/{}", h.id)}))
-        .collect();
+    let hooks = state.catalog().hooks(&id).await?;
     let mut out = scenario_json(&row);
     out["blueprint"] = blueprint;
-    out["hooks"] = Value::Array(hooks);
+    out["hooks"] = hooks.iter().map(hook_json).collect();
     Ok(Json(out))
 }
 
@@ -107,19 +84,16 @@ pub async fn update(
     Path(id): Path<String>,
     body: String,
 ) -> ApiResult<Json<Value>> {
-    state.store().get_scenario(&id).await?;
-    let (_, compiled) = compile(&state, &body)?;
-    let version = state.store().update_scenario(&id, &body).await?;
-    let hooks = sync_hooks(&state, &id, &compiled).await?;
+    let stored = state.catalog().update(&id, &body).await?;
     state.scenarios_changed();
-    Ok(Json(json!({"id": id, "version": version, "hooks": hooks})))
+    Ok(Json(stored_json(&stored)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.store().delete_scenario(&id).await?;
+    state.catalog().delete(&id).await?;
     state.scenarios_changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -128,18 +102,18 @@ pub async fn activate(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    state.store().set_active(&id, true).await?;
+    let row = state.catalog().set_active(&id, true).await?;
     state.scenarios_changed();
-    Ok(Json(scenario_json(&state.store().get_scenario(&id).await?)))
+    Ok(Json(scenario_json(&row)))
 }
 
 pub async fn deactivate(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    state.store().set_active(&id, false).await?;
+    let row = state.catalog().set_active(&id, false).await?;
     state.scenarios_changed();
-    Ok(Json(scenario_json(&state.store().get_scenario(&id).await?)))
+    Ok(Json(scenario_json(&row)))
 }
 
 /// Queues an execution now; the request body (JSON, optional) is the trigger's bundle.
@@ -193,24 +167,6 @@ pub async fn reset_trigger(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let row = state.store().get_scenario(&id).await?;
-    let scenario = match state
-        .inner
-        .runner
-        .scenario(&id, row.version)
-        .await
-        .map_err(|e| ApiError::internal("scenario", e))?
-    {
-        Ok(s) => s,
-        Err(problem) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_scenario",
-                problem,
-            ));
-        }
-    };
-    let key = trigger_key(&scenario);
-    let reset = state.store().reset_trigger_state(&id, &key).await?;
+    let (key, reset) = state.catalog().reset_trigger(&id).await?;
     Ok(Json(json!({"trigger": key, "reset": reset})))
 }

@@ -1,6 +1,106 @@
-//! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, later, apps
-//! defined as data under `modules/`.
+//! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, with the next
+//! layer of apps, those defined as data under `modules/`. [`AppRegistry`] puts them behind
+//! one [`Registry`]: it is built once per process (by `cli`) and handed to whatever compiles
+//! or runs scenarios.
 
 pub mod builtin;
 
 pub use builtin::{BuiltinRegistry, HttpOptions, RegistryError};
+
+use std::sync::Arc;
+
+use crate::module::{Module, Registry};
+
+/// How the process's modules are set up.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// The shared HTTP clients of every module that calls out.
+    pub http: HttpOptions,
+}
+
+/// Every module this process can run: registries consulted in order, the first that serves
+/// a module type wins (built-in modules first, so a data-defined app cannot shadow one).
+pub struct AppRegistry {
+    layers: Vec<Arc<dyn Registry>>,
+}
+
+impl AppRegistry {
+    /// The registry of a process: the built-in modules, with their shared HTTP clients.
+    pub fn build(options: AppOptions) -> Result<AppRegistry, RegistryError> {
+        Ok(AppRegistry {
+            layers: vec![Arc::new(BuiltinRegistry::new(options.http)?)],
+        })
+    }
+
+    /// The same registry with `registry` consulted after the ones it has.
+    pub fn with(mut self, registry: Arc<dyn Registry>) -> AppRegistry {
+        self.layers.push(registry);
+        self
+    }
+}
+
+impl Registry for AppRegistry {
+    fn module(&self, name: &str) -> Option<Arc<dyn Module>> {
+        self.layers.iter().find_map(|layer| layer.module(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::{Invocation, ModuleError};
+    use futures::future::BoxFuture;
+    use serde_json::Value;
+
+    struct Named(&'static str);
+
+    impl Module for Named {
+        fn call<'a>(&'a self, _: Invocation<'a>) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
+            Box::pin(async move { Ok(vec![Value::from(self.0)]) })
+        }
+    }
+
+    struct Extra;
+
+    impl Registry for Extra {
+        fn module(&self, name: &str) -> Option<Arc<dyn Module>> {
+            match name {
+                "extra:One" => Some(Arc::new(Named("extra"))),
+                "json:ParseJSON" => Some(Arc::new(Named("shadow"))),
+                _ => None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn layers_are_consulted_in_order() {
+        let registry = AppRegistry::build(AppOptions::default())
+            .unwrap()
+            .with(Arc::new(Extra));
+        assert!(registry.module("http:MakeRequest").is_some());
+        assert!(registry.module("nope:Nope").is_none());
+        let context = crate::module::ExecutionContext::new("test");
+        let call = |name: &str| {
+            let module = registry.module(name).unwrap();
+            let parameters = serde_json::Map::new();
+            let context = &context;
+            async move {
+                module
+                    .call(Invocation {
+                        module_id: 1,
+                        module: "x",
+                        parameters: &parameters,
+                        mapper: serde_json::json!({"json": "1"}),
+                        context,
+                    })
+                    .await
+            }
+        };
+        assert_eq!(call("extra:One").await.unwrap(), vec![Value::from("extra")]);
+        // The built-in module is found first: a later layer cannot shadow it.
+        assert_ne!(
+            call("json:ParseJSON").await.unwrap(),
+            vec![Value::from("shadow")]
+        );
+    }
+}

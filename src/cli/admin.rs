@@ -3,11 +3,14 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::service::DatabaseArgs;
+use crate::catalog::{Catalog, CatalogOptions, Hook};
+use crate::module::Registry;
 use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 #[derive(Subcommand)]
@@ -70,74 +73,84 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
     }
 }
 
-pub async fn scenarios(args: AdminArgs, command: ScenariosCommand) -> anyhow::Result<()> {
+pub async fn scenarios(
+    args: AdminArgs,
+    command: ScenariosCommand,
+    modules: Arc<dyn Registry>,
+) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let result = scenarios_on(&store, args.json, command).await;
+    let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
+    let result = scenarios_on(&catalog, args.json, command).await;
     store.close().await;
     result
 }
 
+fn hooks_json(hooks: &[Hook]) -> Value {
+    hooks
+        .iter()
+        .map(|h| json!({"module": h.module, "url": h.path()}))
+        .collect()
+}
+
+/// `  hook /hooks/…` for a human line (nothing without hooks).
+fn hooks_text(hooks: &[Hook]) -> String {
+    hooks
+        .iter()
+        .map(|h| format!("  hook {}", h.path()))
+        .collect()
+}
+
 async fn scenarios_on(
-    store: &Store,
+    catalog: &Catalog,
     json_out: bool,
     command: ScenariosCommand,
 ) -> anyhow::Result<()> {
     match command {
         ScenariosCommand::Import { files, id } => {
-            let registry = super::registry()?;
             if id.is_some() && files.len() != 1 {
                 anyhow::bail!("--id updates one scenario: give exactly one file");
             }
             let mut out = Vec::new();
+            let mut lines = Vec::new();
             for file in files {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-                let scenario = crate::scenario::load(&text, &registry)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                let (sid, version) = match &id {
-                    Some(existing) => (
-                        existing.clone(),
-                        store.update_scenario(existing, &text).await?,
-                    ),
-                    None => store.create_scenario(&scenario.name, &text).await?,
-                };
-                if let Some(entry) = scenario
-                    .entry
-                    .map(|ix| scenario.node(ix))
-                    .filter(|n| n.module == "gateway:CustomWebHook")
-                {
-                    store.ensure_hook(&sid, entry.id).await?;
+                let stored = match &id {
+                    Some(existing) => catalog.update(existing, &text).await,
+                    None => catalog.create(&text).await,
                 }
-                out.push(
-                    json!({"file": file.display().to_string(), "id": sid, "version": version}),
-                );
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                lines.push(format!(
+                    "{} → scenario {} (version {}){}",
+                    file.display(),
+                    stored.id,
+                    stored.version,
+                    hooks_text(&stored.hooks)
+                ));
+                out.push(json!({"file": file.display().to_string(), "id": stored.id,
+                    "version": stored.version, "hooks": hooks_json(&stored.hooks)}));
             }
-            print(json_out, &json!({"imported": out}), || {
-                out.iter()
-                    .map(|o| {
-                        format!(
-                            "{} → scenario {} (version {})",
-                            o["file"].as_str().unwrap_or(""),
-                            o["id"].as_str().unwrap_or(""),
-                            o["version"]
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            print(json_out, &json!({"imported": out}), || lines.join("\n"));
         }
         ScenariosCommand::List => {
-            let rows = store.list_scenarios().await?;
-            let value = json!({"scenarios": rows.iter().map(|r| json!({"id": r.id, "name": r.name, "version": r.version, "active": r.active})).collect::<Vec<_>>()});
+            let rows = catalog.store().list_scenarios().await?;
+            let mut listed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let hooks = catalog.hooks(&row.id).await?;
+                listed.push((row, hooks));
+            }
+            let value = json!({"scenarios": listed.iter().map(|(r, hooks)| json!({"id": r.id, "name": r.name, "version": r.version, "active": r.active, "hooks": hooks_json(hooks)})).collect::<Vec<_>>()});
             print(json_out, &value, || {
-                rows.iter()
-                    .map(|r| {
+                listed
+                    .iter()
+                    .map(|(r, hooks)| {
                         format!(
-                            "{}  v{}  {}  {}",
+                            "{}  v{}  {}  {}{}",
                             r.id,
                             r.version,
                             if r.active { "active  " } else { "inactive" },
-                            r.name
+                            r.name,
+                            hooks_text(hooks)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -145,27 +158,19 @@ async fn scenarios_on(
             });
         }
         ScenariosCommand::Activate { id } => {
-            store.set_active(&id, true).await?;
+            catalog.set_active(&id, true).await?;
             print(json_out, &json!({"id": id, "active": true}), || {
                 format!("scenario {id} activated")
             });
         }
         ScenariosCommand::Deactivate { id } => {
-            store.set_active(&id, false).await?;
+            catalog.set_active(&id, false).await?;
             print(json_out, &json!({"id": id, "active": false}), || {
                 format!("scenario {id} deactivated")
             });
         }
         ScenariosCommand::ResetTrigger { id } => {
-            let row = store.get_scenario(&id).await?;
-            let blueprint = store.get_version(&id, row.version).await?.blueprint;
-            // A stored version was validated when stored (perhaps with a lower deployment
-            // minimum interval): compile it as the runner does.
-            let parsed = crate::scenario::parse(&blueprint)?;
-            let options = crate::scenario::CompileOptions { min_interval: 1 };
-            let scenario = crate::scenario::compile_with(&parsed, &super::registry()?, &options)?;
-            let key = crate::api::trigger_key(&scenario);
-            let reset = store.reset_trigger_state(&id, &key).await?;
+            let (key, reset) = catalog.reset_trigger(&id).await?;
             print(
                 json_out,
                 &json!({"id": id, "trigger": key, "reset": reset}),

@@ -9,10 +9,12 @@ mod validate;
 
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::apps::{BuiltinRegistry, HttpOptions};
+use crate::apps::{AppOptions, AppRegistry};
+use crate::module::Registry;
 
 /// Exit code for a file that cannot be read or parsed, or bad arguments.
 pub const EXIT_UNREADABLE: u8 = 2;
@@ -72,8 +74,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Validate(args) => validate::validate(args),
+        Command::Run(args) => modules().and_then(|modules| run::run(args, modules.as_ref())),
+        Command::Validate(args) => {
+            modules().and_then(|modules| validate::validate(args, modules.as_ref()))
+        }
         Command::Schema => {
             println!(
                 "{}",
@@ -82,9 +86,15 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval::eval(args),
-        Command::Serve(args) => service_main(service::serve(args)),
-        Command::Worker(args) => service_main(service::worker(args)),
-        Command::Scenarios { args, command } => service_main(admin::scenarios(args, command)),
+        Command::Serve(args) => {
+            modules().and_then(|modules| service_main(service::serve(args, modules)))
+        }
+        Command::Worker(args) => {
+            modules().and_then(|modules| service_main(service::worker(args, modules)))
+        }
+        Command::Scenarios { args, command } => {
+            modules().and_then(|modules| service_main(admin::scenarios(args, command, modules)))
+        }
         Command::Executions { args, command } => service_main(admin::executions(args, command)),
     };
     result.unwrap_or_else(|e| {
@@ -121,9 +131,10 @@ fn service_main(
     }
 }
 
-/// The modules available to scenarios run from the command line.
-pub fn registry() -> anyhow::Result<BuiltinRegistry> {
-    Ok(BuiltinRegistry::new(HttpOptions::default())?)
+/// The modules of this process, built here once and handed to every layer that compiles or
+/// runs scenarios (the catalog, the runner, the API and the scheduler through them).
+fn modules() -> anyhow::Result<Arc<dyn Registry>> {
+    Ok(Arc::new(AppRegistry::build(AppOptions::default())?))
 }
 
 /// Reads `JSON`, `@file` or `-` (standard input) as JSON.

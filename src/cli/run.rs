@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::engine::{self, Report, RunInput, Status};
+use crate::module::{ExecutionContext, Registry};
 use crate::scenario::{self, Scenario};
 
 #[derive(Args)]
@@ -25,11 +26,10 @@ pub struct RunArgs {
     json: bool,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    let registry = super::registry()?;
-    let scenario = match scenario::load(&text, &registry) {
+    let scenario = match scenario::load(&text, registry) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{}: {e}", args.file.display());
@@ -48,7 +48,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let input = RunInput {
         bundles,
-        execution_id: uuid::Uuid::new_v4().simple().to_string(),
+        context: ExecutionContext::new(uuid::Uuid::new_v4().simple().to_string()),
         ..RunInput::default()
     };
     let report = runtime.block_on(engine::run(&scenario, input));

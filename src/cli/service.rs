@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::api::{self, AppState, HookLimits};
+use crate::catalog::{Catalog, CatalogOptions};
+use crate::module::Registry;
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::Store;
 use crate::triggers::scheduler::Scheduler;
@@ -88,25 +90,17 @@ fn queue_options(heartbeat: u64) -> QueueOptions {
     }
 }
 
-fn runner(
-    store: &Store,
-    queue: &Queue,
-    heartbeat: u64,
-    min_interval: u64,
-) -> anyhow::Result<Arc<Runner>> {
-    let registry = Arc::new(super::registry()?);
+fn runner(catalog: &Catalog, queue: &Queue, heartbeat: u64) -> Arc<Runner> {
     let options = RunnerOptions {
         heartbeat: Duration::from_secs(heartbeat.max(1)),
-        min_interval,
         ..RunnerOptions::default()
     };
-    Ok(Arc::new(Runner::new(
-        store.clone(),
+    Arc::new(Runner::new(
+        catalog.clone(),
         queue,
-        registry,
         options,
         Completions::default(),
-    )))
+    ))
 }
 
 /// How long a stopping `serve` waits for running executions.
@@ -171,41 +165,52 @@ async fn api_token_hash(store: &Store) -> anyhow::Result<String> {
     Ok(hash)
 }
 
-async fn import_scenarios(store: &Store, dir: &std::path::Path) -> anyhow::Result<()> {
-    if !store.list_scenarios().await?.is_empty() {
+/// Imports the scenarios of `dir` (with their hooks) into an empty database and says what
+/// it imported, hook URLs included, so the examples can be triggered at once.
+async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::Result<()> {
+    if !catalog.store().list_scenarios().await?.is_empty() {
         return Ok(());
     }
-    let registry = super::registry()?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    for file in files {
-        let text = std::fs::read_to_string(&file)?;
-        match crate::scenario::load(&text, &registry) {
-            Ok(s) => {
-                let (id, _) = store.create_scenario(&s.name, &text).await?;
-                tracing::info!(file = %file.display(), scenario = %id, "imported");
+    let imported = catalog
+        .import_dir(dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot import {}: {e}", dir.display()))?;
+    for (file, result) in imported {
+        match result {
+            Ok(stored) => {
+                let hooks: Vec<String> = stored.hooks.iter().map(|h| h.path()).collect();
+                eprintln!(
+                    "imported {} → scenario {} \"{}\"{}",
+                    file.display(),
+                    stored.id,
+                    stored.name,
+                    if hooks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", hook {}", hooks.join(", "))
+                    }
+                );
             }
-            Err(e) => tracing::warn!(file = %file.display(), error = %e, "not imported"),
+            Err(e) => eprintln!("not imported {}: {e}", file.display()),
         }
     }
     Ok(())
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
     let store = args.worker.db.open().await?;
     let token_hash = api_token_hash(&store).await?;
     let queue = Queue::open(&store, queue_options(args.worker.heartbeat_seconds)).await?;
-    let runner = runner(
-        &store,
-        &queue,
-        args.worker.heartbeat_seconds,
-        args.min_interval_seconds,
-    )?;
+    let catalog = Catalog::new(
+        store.clone(),
+        modules,
+        CatalogOptions {
+            min_interval: args.min_interval_seconds,
+        },
+    );
+    let runner = runner(&catalog, &queue, args.worker.heartbeat_seconds);
     if let Some(dir) = &args.import {
-        import_scenarios(&store, dir).await?;
+        import_scenarios(&catalog, dir).await?;
     }
     let heartbeat = Duration::from_secs(args.worker.heartbeat_seconds.max(1));
     // What was queued when a previous run stopped is pushed at once; what was running is
@@ -219,13 +224,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "queued executions found at start-up were pushed again"
         );
     }
-    let scheduler = Scheduler::new(
-        store.clone(),
-        queue.clone(),
-        runner.clone(),
-        args.min_interval_seconds,
-    );
-    let notifier = scheduler.notifier();
+    let scheduler = Scheduler::new(catalog, queue.clone(), args.min_interval_seconds);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.run());
     tasks.spawn(sweep_orphans(store.clone(), queue.clone(), heartbeat));
@@ -263,12 +262,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         respond_timeout: Duration::from_secs(args.respond_timeout_seconds),
     };
     let state = AppState::new(
-        store.clone(),
         queue,
         runner,
         token_hash,
         limits,
-        Some(notifier),
         if args.no_workers {
             0
         } else {
@@ -290,15 +287,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
     let store = args.db.open().await?;
     let queue = Queue::open(&store, queue_options(args.heartbeat_seconds)).await?;
-    let runner = runner(
-        &store,
-        &queue,
-        args.heartbeat_seconds,
-        crate::scenario::schedule::MIN_INTERVAL_SECONDS,
-    )?;
+    let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
+    let runner = runner(&catalog, &queue, args.heartbeat_seconds);
     eprintln!(
         "switchyard worker {} running {} at a time",
         std::process::id(),

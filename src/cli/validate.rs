@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::module::Registry;
 use crate::scenario::{self, LoadError};
 
 #[derive(Args)]
@@ -18,15 +19,14 @@ pub struct ValidateArgs {
     json: bool,
 }
 
-pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let registry = super::registry()?;
+pub fn validate(args: ValidateArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let mut worst = 0u8;
     let mut results = Vec::new();
     for file in &args.files {
         let name = file.display().to_string();
         let (code, problems) = match std::fs::read_to_string(file) {
             Err(e) => (super::EXIT_UNREADABLE, vec![format!("cannot read: {e}")]),
-            Ok(text) => match scenario::load(&text, &registry) {
+            Ok(text) => match scenario::load(&text, registry) {
                 Ok(_) => (0, Vec::new()),
                 Err(e @ LoadError::Syntax { .. }) => (super::EXIT_UNREADABLE, vec![e.to_string()]),
                 Err(e) => (1, e.problems().iter().map(ToString::to_string).collect()),

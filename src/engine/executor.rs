@@ -18,14 +18,16 @@ use super::bundle::{Ancestry, BundleScope};
 use super::filter::passes;
 use super::report::*;
 use crate::module::polling::{self, PollRequest, TriggerCommit, TriggerState};
-use crate::module::{ErrorKind, Invocation, ModuleError, ModuleKind};
+use crate::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, ModuleKind};
 
 /// What an execution starts from.
 #[derive(Debug, Clone, Default)]
 pub struct RunInput {
     /// Bundles for an input trigger (`gateway:CustomWebHook`, `util:BasicTrigger`).
     pub bundles: Vec<Value>,
-    pub execution_id: String,
+    /// The execution's identity and the services modules may reach
+    /// ([`Invocation::context`](crate::module::Invocation::context)).
+    pub context: ExecutionContext,
     /// Counters of `util:FunctionIncrement` modules that never reset, by module id.
     pub counters: HashMap<u32, i64>,
     /// Resume a bundle parked by Break: run module `module` again on the stored ancestry
@@ -108,7 +110,7 @@ struct Accumulation {
 
 struct Execution<'s> {
     scenario: &'s Scenario,
-    execution_id: String,
+    context: ExecutionContext,
     input: std::vec::IntoIter<Value>,
     timezone: chrono_tz::Tz,
     stack: Vec<Work>,
@@ -148,7 +150,7 @@ impl<'s> Execution<'s> {
     fn new(scenario: &'s Scenario, input: RunInput) -> Self {
         Execution {
             scenario,
-            execution_id: input.execution_id,
+            context: input.context,
             input: input.bundles.into_iter(),
             timezone: chrono_tz::UTC,
             stack: Vec::new(),
@@ -219,7 +221,7 @@ impl<'s> Execution<'s> {
             self.cycle_counters.clear();
             let node = &self.scenario.nodes[entry];
             match &node.kind {
-                NodeKind::InputTrigger { max_results } => {
+                NodeKind::InputTrigger { max_results, .. } => {
                     let bundles: Vec<Value> = match max_results {
                         Some(n) => self.input.by_ref().take(*n).collect(),
                         None => self.input.by_ref().collect(),
@@ -340,7 +342,7 @@ impl<'s> Execution<'s> {
     fn scope<'a>(&'a self, ancestry: &'a Ancestry) -> BundleScope<'a> {
         BundleScope {
             ancestry,
-            execution_id: &self.execution_id,
+            execution_id: &self.context.execution_id,
             timezone: self.timezone,
         }
     }
@@ -484,7 +486,7 @@ impl<'s> Execution<'s> {
                     module: &node.module,
                     parameters: &node.parameters,
                     mapper,
-                    execution_id: &self.execution_id,
+                    context: &self.context,
                 };
                 if module.kind() == ModuleKind::Trigger {
                     match polling::limit(&node.parameters) {
@@ -594,6 +596,7 @@ impl<'s> Execution<'s> {
             NodeKind::SetVariables {
                 scope,
                 single: Some((name, value)),
+                ..
             } => {
                 let value = value.eval(&self.scope(ancestry)).map_err(|(path, e)| {
                     ModuleError::data(format!(
@@ -611,10 +614,11 @@ impl<'s> Execution<'s> {
             }
             NodeKind::SetVariables {
                 scope,
+                form,
                 single: None,
             } => {
                 let mut fields = into_object(mapper);
-                let pairs: Vec<(String, Value)> = if node.module == "util:SetVariable2" {
+                let pairs: Vec<(String, Value)> = if *form == VariableForm::One {
                     let name = variable_name(fields.remove("name"), "mapper.name")?;
                     vec![(name, fields.remove("value").unwrap_or(Value::Null))]
                 } else {
@@ -641,9 +645,9 @@ impl<'s> Execution<'s> {
                 }
                 vec![Value::Object(output)]
             }
-            NodeKind::GetVariables => {
+            NodeKind::GetVariables { form } => {
                 let mut fields = into_object(mapper);
-                let names: Vec<String> = if node.module == "util:GetVariable2" {
+                let names: Vec<String> = if *form == VariableForm::One {
                     vec![variable_name(fields.remove("name"), "mapper.name")?]
                 } else {
                     let list = match fields.remove("variables") {

@@ -5,12 +5,15 @@
 //!
 //! This layer sits below `scenario` (which resolves module types at compile time) and
 //! `engine` (which calls them), and above `expr` only: it imports nothing else of the crate.
-//! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`],
-//! Make's typed errors ([`error`]) and polling-trigger state ([`polling`]).
+//! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`] and
+//! its execution's [`context`], Make's typed errors ([`error`]) and polling-trigger state
+//! ([`polling`]).
 
+pub mod context;
 pub mod error;
 pub mod polling;
 
+pub use context::{ExecutionContext, Extensions};
 pub use error::{ErrorKind, ModuleError};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
 
@@ -41,7 +44,8 @@ pub struct Invocation<'a> {
     pub parameters: &'a Map<String, Value>,
     /// The mapper with every `{{…}}` evaluated against the current bundle.
     pub mapper: Value,
-    pub execution_id: &'a str,
+    /// The execution this call belongs to, with the services higher layers provide.
+    pub context: &'a ExecutionContext,
 }
 
 /// A module implementation. Implementations hold their configuration and shared clients.

@@ -12,11 +12,10 @@ use tokio::sync::oneshot;
 
 use super::Queue;
 use super::writer::{Finish, Writer};
+use crate::catalog::Catalog;
 use crate::engine::{self, Report, Responder, Resume, RunInput, Status};
-use crate::module::Registry;
-use crate::module::TriggerState;
-use crate::scenario::model::Blueprint;
-use crate::scenario::{self, CompileOptions, LoadError, Scenario};
+use crate::module::{ExecutionContext, Extensions, TriggerState};
+use crate::scenario::Scenario;
 use crate::store::{
     Execution, ExecutionOutcome, ExecutionSource, FinalStatus, NewIncomplete, Store, StoreError,
 };
@@ -47,9 +46,6 @@ pub struct RunnerOptions {
     pub module_data_cap: usize,
     /// How often a running execution proves its worker is alive.
     pub heartbeat: Duration,
-    /// Smallest `indefinitely` interval, in seconds, accepted from new blueprints
-    /// ([`Runner::compile`]); Make's minimum unless `serve --min-interval-seconds` lowers it.
-    pub min_interval: u64,
 }
 
 impl Default for RunnerOptions {
@@ -58,7 +54,6 @@ impl Default for RunnerOptions {
             worker_id: format!("worker-{}", std::process::id()),
             module_data_cap: 64 * 1024,
             heartbeat: Duration::from_secs(5),
-            min_interval: scenario::schedule::MIN_INTERVAL_SECONDS,
         }
     }
 }
@@ -110,10 +105,9 @@ const SEQUENTIAL_POLL: Duration = Duration::from_millis(100);
 
 pub struct Runner {
     store: Store,
-    registry: Arc<dyn Registry>,
+    catalog: Catalog,
     options: RunnerOptions,
     completions: Completions,
-    compiled: Mutex<HashMap<(String, u32), Arc<Scenario>>>,
     /// One lock per sequential or polling scenario, so its executions run one at a time.
     sequential: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     executions_run: AtomicU64,
@@ -135,22 +129,22 @@ impl Drop for RunningGuard {
 }
 
 impl Runner {
-    /// A runner for executions of `store`, which writes through a store writer of its own
-    /// (also the one its process's [`super::Intake`] accepts deliveries through).
+    /// A runner for executions of the catalog's scenarios, which writes through a store
+    /// writer of its own (also the one its process's [`super::Intake`] accepts deliveries
+    /// through).
     pub fn new(
-        store: Store,
+        catalog: Catalog,
         queue: &Queue,
-        registry: Arc<dyn Registry>,
         options: RunnerOptions,
         completions: Completions,
     ) -> Runner {
+        let store = catalog.store().clone();
         Runner {
             writer: Writer::start(store.clone(), queue.clone(), options.module_data_cap),
             store,
-            registry,
+            catalog,
             options,
             completions,
-            compiled: Mutex::new(HashMap::new()),
             sequential: Default::default(),
             executions_run: AtomicU64::new(0),
             run_millis: AtomicU64::new(0),
@@ -167,8 +161,8 @@ impl Runner {
         &self.completions
     }
 
-    pub fn registry(&self) -> &dyn Registry {
-        self.registry.as_ref()
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// How many executions this process is running right now (a stopping service waits for
@@ -190,47 +184,6 @@ impl Runner {
             self.executions_run.load(Ordering::Relaxed),
             self.run_millis.load(Ordering::Relaxed),
         )
-    }
-
-    /// Compiles a new blueprint (API create/update), accepting `indefinitely` intervals down
-    /// to [`RunnerOptions::min_interval`].
-    pub fn compile(&self, blueprint: &Blueprint) -> Result<Scenario, LoadError> {
-        let options = CompileOptions {
-            min_interval: self.options.min_interval,
-        };
-        scenario::compile_with(blueprint, self.registry.as_ref(), &options)
-    }
-
-    /// The compiled scenario at `version`, compiled once per process. A stored version was
-    /// validated when it was stored, so its schedule interval is not checked against Make's
-    /// minimum again (the scheduler applies its own minimum when it computes run times).
-    pub async fn scenario(
-        &self,
-        id: &str,
-        version: u32,
-    ) -> Result<Result<Arc<Scenario>, String>, RunnerError> {
-        let key = (id.to_string(), version);
-        if let Some(s) = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return Ok(Ok(s));
-        }
-        let stored = self.store.get_version(id, version).await?;
-        let compiled = scenario::parse(&stored.blueprint).and_then(|b| {
-            scenario::compile_with(
-                &b,
-                self.registry.as_ref(),
-                &CompileOptions { min_interval: 1 },
-            )
-        });
-        match compiled {
-            Ok(s) => {
-                let s = Arc::new(s);
-                if let Ok(mut c) = self.compiled.lock() {
-                    c.insert(key, s.clone());
-                }
-                Ok(Ok(s))
-            }
-            Err(e) => Ok(Err(e.to_string())),
-        }
     }
 
     /// Runs execution `id` if it is still to be run; a finished one is left alone.
@@ -296,13 +249,16 @@ impl Runner {
     async fn run_claimed(&self, execution: Execution) -> Result<(), RunnerError> {
         let id = execution.id.as_str();
         let scenario = match self
-            .scenario(&execution.scenario_id, execution.version)
+            .catalog
+            .compiled(&execution.scenario_id, execution.version)
             .await?
         {
             Ok(s) => s,
             Err(problem) => {
-                let error =
-                    serde_json::json!({"name": "InvalidConfigurationError", "message": problem});
+                let error = serde_json::json!({
+                    "name": "InvalidConfigurationError",
+                    "message": problem.to_string(),
+                });
                 let outcome = ExecutionOutcome {
                     status: FinalStatus::Error,
                     operations: 0,
@@ -386,7 +342,11 @@ impl Runner {
         });
         let input = RunInput {
             bundles,
-            execution_id: id.to_string(),
+            context: ExecutionContext {
+                execution_id: id.to_string(),
+                scenario_id: Some(execution.scenario_id.clone()),
+                extensions: Extensions::default(),
+            },
             resume,
             trigger,
             respond: Some(respond),

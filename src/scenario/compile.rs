@@ -553,7 +553,10 @@ impl Compiler<'_> {
                         }
                     },
                 };
-                NodeKind::InputTrigger { max_results }
+                NodeKind::InputTrigger {
+                    max_results,
+                    webhook: node.module == "gateway:CustomWebHook",
+                }
             }
             "builtin:BasicRouter" => {
                 let routes = node.routes.clone().unwrap_or_default();
@@ -609,13 +612,15 @@ impl Compiler<'_> {
                         VariableScope::Roundtrip
                     }
                 };
-                if node.module == "util:SetVariable2" {
+                let form = if node.module == "util:SetVariable2" {
                     self.require_mapper_key(node, at, "name");
+                    VariableForm::One
                 } else {
                     self.require_mapper_key(node, at, "variables");
-                }
-                let single = match (node.module.as_str(), node.mapper.as_ref()) {
-                    ("util:SetVariable2", Some(m)) => match (m.get("name"), m.get("value")) {
+                    VariableForm::List
+                };
+                let single = match (form, node.mapper.as_ref()) {
+                    (VariableForm::One, Some(m)) => match (m.get("name"), m.get("value")) {
                         (Some(Value::String(name)), value)
                             if !name.is_empty() && !name.contains("{{") =>
                         {
@@ -627,15 +632,23 @@ impl Compiler<'_> {
                     },
                     _ => None,
                 };
-                NodeKind::SetVariables { scope, single }
+                NodeKind::SetVariables {
+                    scope,
+                    form,
+                    single,
+                }
             }
             "util:GetVariable2" => {
                 self.require_mapper_key(node, at, "name");
-                NodeKind::GetVariables
+                NodeKind::GetVariables {
+                    form: VariableForm::One,
+                }
             }
             "util:GetVariables" => {
                 self.require_mapper_key(node, at, "variables");
-                NodeKind::GetVariables
+                NodeKind::GetVariables {
+                    form: VariableForm::List,
+                }
             }
             "util:FunctionIncrement" => {
                 let reset = match p.get("reset").and_then(Value::as_str) {

@@ -91,6 +91,8 @@ pub enum NodeKind {
     /// `gateway:CustomWebHook` or `util:BasicTrigger`: bundles come from the caller.
     InputTrigger {
         max_results: Option<usize>,
+        /// Bundles arrive on a webhook (`gateway:CustomWebHook`): the scenario gets a hook URL.
+        webhook: bool,
     },
     Router {
         routes: Vec<CompiledRoute>,
@@ -100,11 +102,14 @@ pub enum NodeKind {
     Repeater,
     SetVariables {
         scope: VariableScope,
+        form: VariableForm,
         /// `util:SetVariable2` with a constant name: the name and its value's mapping, so a
         /// run evaluates only the value.
         single: Option<(String, Mapping)>,
     },
-    GetVariables,
+    GetVariables {
+        form: VariableForm,
+    },
     Increment {
         reset: IncrementReset,
     },
@@ -165,6 +170,15 @@ pub enum NumericFunction {
     Max,
 }
 
+/// How a variables module's mapper names its variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariableForm {
+    /// `util:SetVariable2`/`util:GetVariable2`: one `name` (and `value`).
+    One,
+    /// `util:SetVariables`/`util:GetVariables`: a `variables` list.
+    List,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VariableScope {
     /// Reset at the start of each cycle ("One cycle").
@@ -207,6 +221,12 @@ impl Scenario {
     pub fn trigger_key(&self) -> String {
         let id = self.entry.map(|ix| self.node(ix).id).unwrap_or(0);
         format!("module:{id}")
+    }
+
+    /// The first module when its bundles arrive on a webhook: the module a hook URL is for.
+    pub fn webhook_trigger(&self) -> Option<&CompiledNode> {
+        let node = self.node(self.entry?);
+        matches!(node.kind, NodeKind::InputTrigger { webhook: true, .. }).then_some(node)
     }
 
     /// The first module when it is a polling trigger (a module of kind `Trigger`).

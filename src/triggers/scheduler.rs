@@ -15,7 +15,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::queue::{Queue, Runner};
+use crate::catalog::Catalog;
+use crate::queue::Queue;
 use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 use super::schedule::Schedule;
@@ -26,26 +27,23 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 pub struct Scheduler {
     store: Store,
     queue: Queue,
-    runner: Arc<Runner>,
+    catalog: Catalog,
     /// Smallest `indefinitely` interval accepted, in seconds (Make's minimum is 60).
     pub min_interval: u64,
     changed: Arc<Notify>,
 }
 
 impl Scheduler {
-    pub fn new(store: Store, queue: Queue, runner: Arc<Runner>, min_interval: u64) -> Scheduler {
+    /// A scheduler of `catalog`'s scenarios, woken by the catalog's changes (a scenario
+    /// activated, edited or deactivated through it).
+    pub fn new(catalog: Catalog, queue: Queue, min_interval: u64) -> Scheduler {
         Scheduler {
-            store,
+            store: catalog.store().clone(),
+            changed: catalog.changes(),
             queue,
-            runner,
+            catalog,
             min_interval,
-            changed: Arc::new(Notify::new()),
         }
-    }
-
-    /// Wakes the loop (a scenario was activated, edited or deactivated).
-    pub fn notifier(&self) -> Arc<Notify> {
-        self.changed.clone()
     }
 
     /// Runs until the task is dropped.
@@ -78,7 +76,7 @@ impl Scheduler {
             if !row.active {
                 continue;
             }
-            let Ok(Ok(scenario)) = self.runner.scenario(&row.id, row.version).await else {
+            let Ok(Ok(scenario)) = self.catalog.compiled(&row.id, row.version).await else {
                 continue;
             };
             let Some(spec) = &scenario.scheduling else {

@@ -224,7 +224,7 @@ mod tests {
                 module: "json:test",
                 parameters: &parameters,
                 mapper,
-                execution_id: "test",
+                context: &crate::module::ExecutionContext::new("test"),
             })
             .await
     }

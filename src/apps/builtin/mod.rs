@@ -16,18 +16,38 @@ pub mod util;
 
 pub use http::HttpOptions;
 
-/// Every module type [`BuiltinRegistry`] serves.
-const NAMES: &[&str] = &[
-    "http:MakeRequest",
-    "http:ActionSendData",
-    "json:ParseJSON",
-    "json:CreateJSON",
-    "json:TransformToJSON",
-    "regexp:Parser",
-    "rss:TriggerNewArticle",
-    "util:Switcher",
-    "util:ComposeTransformer",
-    "util:FunctionSleep",
+/// Builds one module from the shared HTTP clients.
+type Constructor = fn(&Arc<http::HttpClients>) -> Arc<dyn Module>;
+
+/// Every module type [`BuiltinRegistry`] serves, with how it is built: adding a built-in
+/// module is adding a row.
+const MODULES: &[(&str, Constructor)] = &[
+    ("http:MakeRequest", |clients| {
+        Arc::new(http::HttpModule::new(
+            http::Dialect::MakeRequest,
+            clients.clone(),
+        ))
+    }),
+    ("http:ActionSendData", |clients| {
+        Arc::new(http::HttpModule::new(
+            http::Dialect::SendData,
+            clients.clone(),
+        ))
+    }),
+    ("json:ParseJSON", |_| Arc::new(json::ParseJson)),
+    ("json:CreateJSON", |_| {
+        Arc::new(json::ToJson::new(json::Source::Mapper))
+    }),
+    ("json:TransformToJSON", |_| {
+        Arc::new(json::ToJson::new(json::Source::Object))
+    }),
+    ("regexp:Parser", |_| Arc::new(text::Parser::default())),
+    ("rss:TriggerNewArticle", |clients| {
+        Arc::new(rss::WatchFeed::new(clients.clone()))
+    }),
+    ("util:Switcher", |_| Arc::new(util::Switcher::default())),
+    ("util:ComposeTransformer", |_| Arc::new(util::Compose)),
+    ("util:FunctionSleep", |_| Arc::new(util::Sleep::new())),
 ];
 
 /// The registry could not be built.
@@ -47,44 +67,16 @@ pub struct BuiltinRegistry {
 impl BuiltinRegistry {
     pub fn new(options: HttpOptions) -> Result<Self, RegistryError> {
         let clients = Arc::new(http::HttpClients::new(options)?);
-        let mut modules: HashMap<&'static str, Arc<dyn Module>> = HashMap::new();
-        modules.insert(
-            "http:MakeRequest",
-            Arc::new(http::HttpModule::new(
-                http::Dialect::MakeRequest,
-                clients.clone(),
-            )),
-        );
-        modules.insert(
-            "http:ActionSendData",
-            Arc::new(http::HttpModule::new(
-                http::Dialect::SendData,
-                clients.clone(),
-            )),
-        );
-        modules.insert(
-            "rss:TriggerNewArticle",
-            Arc::new(rss::WatchFeed::new(clients)),
-        );
-        modules.insert("json:ParseJSON", Arc::new(json::ParseJson));
-        modules.insert(
-            "json:CreateJSON",
-            Arc::new(json::ToJson::new(json::Source::Mapper)),
-        );
-        modules.insert(
-            "json:TransformToJSON",
-            Arc::new(json::ToJson::new(json::Source::Object)),
-        );
-        modules.insert("regexp:Parser", Arc::new(text::Parser::default()));
-        modules.insert("util:Switcher", Arc::new(util::Switcher::default()));
-        modules.insert("util:ComposeTransformer", Arc::new(util::Compose));
-        modules.insert("util:FunctionSleep", Arc::new(util::Sleep::new()));
+        let modules = MODULES
+            .iter()
+            .map(|(name, build)| (*name, build(&clients)))
+            .collect();
         Ok(BuiltinRegistry { modules })
     }
 
     /// The module types this registry serves.
-    pub fn names() -> &'static [&'static str] {
-        NAMES
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        MODULES.iter().map(|(name, _)| *name)
     }
 }
 
@@ -108,7 +100,7 @@ mod tests {
                 "{name} is listed but not served"
             );
         }
-        assert_eq!(registry.modules.len(), BuiltinRegistry::names().len());
+        assert_eq!(registry.modules.len(), BuiltinRegistry::names().count());
         assert!(registry.module("http:ActionSendDataBasicAuth").is_none());
         assert!(registry.module("").is_none());
     }

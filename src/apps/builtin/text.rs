@@ -205,7 +205,7 @@ mod tests {
                 module: "regexp:Parser",
                 parameters: &parameters,
                 mapper: json!({ "text": input }),
-                execution_id: "test",
+                context: &crate::module::ExecutionContext::new("test"),
             })
             .await
     }

@@ -235,7 +235,7 @@ mod tests {
                 module: "util:test",
                 parameters: &parameters,
                 mapper,
-                execution_id: "test",
+                context: &crate::module::ExecutionContext::new("test"),
             })
             .await
     }

@@ -1,0 +1,77 @@
+//! What a module may know about the execution it runs in: built once per execution by
+//! whoever starts it (the runner, `switchyard run`) and handed to every module call through
+//! [`Invocation::context`](super::Invocation::context), so a module never re-reads raw
+//! blueprint or payload JSON to find it.
+//!
+//! [`Extensions`] carries services of higher layers (a connections handle, later) by type,
+//! without this layer knowing them: the layer that provides one inserts it, the module that
+//! needs it asks for its type.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The execution a module call belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionContext {
+    pub execution_id: String,
+    /// The stored scenario's id (`None` for `switchyard run FILE`).
+    pub scenario_id: Option<String>,
+    pub extensions: Extensions,
+}
+
+impl ExecutionContext {
+    /// A context for execution `execution_id` with no scenario id and no extensions.
+    pub fn new(execution_id: impl Into<String>) -> Self {
+        ExecutionContext {
+            execution_id: execution_id.into(),
+            ..ExecutionContext::default()
+        }
+    }
+}
+
+/// Values keyed by their type; cheap to clone (the values are shared).
+#[derive(Clone, Default)]
+pub struct Extensions(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl Extensions {
+    /// Adds `value`, replacing any earlier value of the same type.
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The value of type `T`, if one was inserted.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extensions({} value(s))", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Handle(u32);
+
+    #[test]
+    fn extensions_are_found_by_type() {
+        let mut extensions = Extensions::default();
+        assert!(extensions.get::<Handle>().is_none());
+        extensions.insert(Handle(1));
+        extensions.insert(Handle(2));
+        extensions.insert(String::from("other"));
+        assert_eq!(extensions.get::<Handle>(), Some(&Handle(2)));
+        assert_eq!(
+            extensions.get::<String>().map(String::as_str),
+            Some("other")
+        );
+        let copy = extensions.clone();
+        assert_eq!(copy.get::<Handle>(), Some(&Handle(2)));
+    }
+}
