@@ -13,9 +13,11 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
+use crate::engine::report::WebhookResponse;
 use crate::queue::{Finished, RunHere};
 use crate::scenario::compiled::NodeKind;
 use crate::store::{Delivery, NewDelivery};
@@ -363,40 +365,46 @@ async fn wait_for_response(
         first = false;
         let execution = state.store().get_execution(execution_id).await?;
         if execution.status.is_terminal() {
-            let response = execution.report.as_ref().and_then(|r| r.get("response"));
-            return Ok(Some(reply(execution_id, response)));
+            let response = stored_response(execution.report.as_ref())
+                .map_err(|e| ApiError::internal("the execution's stored webhook response", e))?;
+            return Ok(Some(reply(execution_id, response.as_ref())));
         }
     }
 }
 
-/// The scenario's reply, or a plain acknowledgement when it gave none.
-fn reply(execution_id: &str, response: Option<&Value>) -> Response {
-    match response {
-        Some(r) if !r.is_null() => webhook_reply(r),
-        _ => accepted(execution_id, false),
+/// The `WebhookRespond` reply recorded in a finished execution's report, if it gave one.
+fn stored_response(report: Option<&Value>) -> Result<Option<WebhookResponse>, serde_json::Error> {
+    match report.and_then(|r| r.get("response")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(response) => WebhookResponse::deserialize(response).map(Some),
     }
 }
 
-fn webhook_reply(r: &Value) -> Response {
-    let status = r
-        .get("status")
-        .and_then(Value::as_u64)
-        .and_then(|s| StatusCode::from_u16(s as u16).ok())
-        .unwrap_or(StatusCode::OK);
-    let body = match r.get("body") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+/// The scenario's reply, or a plain acknowledgement when it gave none.
+fn reply(execution_id: &str, response: Option<&WebhookResponse>) -> Response {
+    match response {
+        Some(r) => webhook_reply(r),
+        None => accepted(execution_id, false),
+    }
+}
+
+/// The HTTP response for a `WebhookRespond` reply: its status, its headers (a header whose
+/// name or value HTTP does not allow is left out) and its body, text as is and other JSON
+/// values as JSON text.
+fn webhook_reply(r: &WebhookResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let body = match &r.body {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     };
     let mut response = (status, body).into_response();
-    if let Some(headers) = r.get("headers").and_then(Value::as_object) {
-        for (k, v) in headers {
-            if let (Ok(name), Some(Ok(value))) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                v.as_str().map(HeaderValue::from_str),
-            ) {
-                response.headers_mut().insert(name, value);
-            }
+    for (k, v) in &r.headers {
+        if let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            v.as_str().map(HeaderValue::from_str),
+        ) {
+            response.headers_mut().insert(name, value);
         }
     }
     response
