@@ -13,7 +13,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
@@ -372,11 +371,14 @@ async fn wait_for_response(
     }
 }
 
-/// The `WebhookRespond` reply recorded in a finished execution's report, if it gave one.
-fn stored_response(report: Option<&Value>) -> Result<Option<WebhookResponse>, serde_json::Error> {
+/// The `WebhookRespond` reply recorded in a finished execution's report, if it gave one; an
+/// unreadable one is an error naming the field (`response.status: …`).
+fn stored_response(report: Option<&Value>) -> Result<Option<WebhookResponse>, String> {
     match report.and_then(|r| r.get("response")) {
         None | Some(Value::Null) => Ok(None),
-        Some(response) => WebhookResponse::deserialize(response).map(Some),
+        Some(response) => serde_path_to_error::deserialize(response)
+            .map(Some)
+            .map_err(|e| format!("response.{}: {}", e.path(), e.inner())),
     }
 }
 
@@ -408,4 +410,76 @@ fn webhook_reply(r: &WebhookResponse) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+        response.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn typed() -> WebhookResponse {
+        WebhookResponse {
+            status: 201,
+            headers: Map::from_iter([
+                ("X-Order".to_string(), json!("A-9")),
+                ("Content-Type".to_string(), json!("application/json")),
+                // Not allowed by HTTP: left out, the rest of the reply goes.
+                ("bad header".to_string(), json!("x")),
+                ("X-Line".to_string(), json!("a\nb")),
+            ]),
+            body: json!({"order": "A-9"}),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reply_is_built_from_the_typed_response() {
+        let response = reply("e1", Some(&typed()));
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(header(&response, "x-order"), Some("A-9"));
+        assert_eq!(header(&response, "content-type"), Some("application/json"));
+        assert_eq!(header(&response, "x-line"), None);
+        assert_eq!(response.headers().len(), 2, "{:?}", response.headers());
+        assert_eq!(body(response).await, r#"{"order":"A-9"}"#);
+
+        let text = WebhookResponse {
+            status: 418,
+            headers: Map::new(),
+            body: json!("short and stout"),
+        };
+        let response = reply("e1", Some(&text));
+        assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+        assert_eq!(body(response).await, "short and stout");
+
+        let response = reply("e1", None);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-switchyard-execution"), Some("e1"));
+        assert_eq!(body(response).await, "Accepted");
+    }
+
+    #[test]
+    fn a_stored_report_gives_back_the_same_response() {
+        // As the runner stores it: the report without its log.
+        let report = json!({"status": "success", "operations": 2, "cycles": 1, "error": null,
+                            "response": serde_json::to_value(typed()).unwrap()});
+        assert_eq!(stored_response(Some(&report)).unwrap(), Some(typed()));
+        let none = json!({"status": "success", "operations": 1, "cycles": 1, "error": null});
+        assert_eq!(stored_response(Some(&none)).unwrap(), None);
+        assert_eq!(stored_response(None).unwrap(), None);
+        let malformed = json!({"response": {"status": "soon", "headers": {}, "body": ""}});
+        let error = stored_response(Some(&malformed)).unwrap_err();
+        assert!(
+            error.starts_with("response.status: invalid type"),
+            "{error}"
+        );
+    }
 }

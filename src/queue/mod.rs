@@ -181,10 +181,7 @@ impl Queue {
     /// ([`JobPush::AlreadyQueued`]).
     pub async fn enqueue(&self, execution_id: &str) -> Result<JobPush, QueueError> {
         let job = job_row(execution_id)?;
-        let pushed = self
-            .store
-            .push_job(QUEUE, self.max_attempts(), job)
-            .await?;
+        let pushed = self.store.push_job(QUEUE, self.max_attempts(), job).await?;
         if pushed == JobPush::Queued {
             self.wake.notify_one();
         }

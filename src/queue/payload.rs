@@ -74,8 +74,8 @@ impl ExecutionPayload {
                 if source == ExecutionSource::Retry
                     && value.as_object().is_some_and(|o| o.contains_key("resume")) =>
             {
-                let stored: Stored<ResumePoint> = serde_path_to_error::deserialize(value)
-                    .map_err(|e| PayloadError {
+                let stored: Stored<ResumePoint> =
+                    serde_path_to_error::deserialize(value).map_err(|e| PayloadError {
                         path: e.path().to_string(),
                         reason: e.inner().to_string(),
                     })?;
@@ -108,7 +108,10 @@ mod tests {
             read(ExecutionSource::Retry, old.clone()),
             Ok(ExecutionPayload::Resume(point.clone()))
         );
-        assert_eq!(ExecutionPayload::Resume(point).to_stored(), Some(old.clone()));
+        assert_eq!(
+            ExecutionPayload::Resume(point).to_stored(),
+            Some(old.clone())
+        );
         // Only a retry resumes: a webhook body with a `resume` field is a body.
         assert_eq!(
             read(ExecutionSource::Webhook, old.clone()),
@@ -130,18 +133,32 @@ mod tests {
     #[test]
     fn a_malformed_resume_names_what_is_wrong() {
         let cases = [
-            (json!({"resume": {"module": "two", "bundle": {}}}), "resume.module"),
-            (json!({"resume": {"module": -1, "bundle": {}}}), "resume.module"),
+            (
+                json!({"resume": {"module": "two", "bundle": {}}}),
+                "resume.module",
+            ),
+            (
+                json!({"resume": {"module": -1, "bundle": {}}}),
+                "resume.module",
+            ),
             (json!({"resume": {"bundle": {}}}), "resume"),
-            (json!({"resume": {"module": 2, "bundle": [1]}}), "resume.bundle"),
+            (
+                json!({"resume": {"module": 2, "bundle": [1]}}),
+                "resume.bundle",
+            ),
             (json!({"resume": 7}), "resume"),
-            (json!({"resume": {"module": 2, "bundle": {}}, "extra": 1}), "."),
+            (
+                json!({"resume": {"module": 2, "bundle": {}}, "extra": 1}),
+                "extra",
+            ),
         ];
         for (stored, path) in cases {
             let error = read(ExecutionSource::Retry, stored.clone()).unwrap_err();
             assert_eq!(error.path, path, "{stored}: {error}");
             assert!(
-                error.to_string().starts_with("the execution's payload cannot be read"),
+                error
+                    .to_string()
+                    .starts_with("the execution's payload cannot be read"),
                 "{error}"
             );
         }

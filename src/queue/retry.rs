@@ -210,6 +210,24 @@ mod tests {
             ),
             (8, 10, 180, 180)
         );
+        for transient in ["ConnectionError", "ModuleTimeoutError"] {
+            let error = json!({"name": transient, "message": "later"});
+            assert_eq!(
+                Plan::of(Some(&error), None),
+                Some(Plan::Backoff),
+                "{transient}"
+            );
+        }
+        for other in [
+            "InvalidAccessTokenError",
+            "QueueError",
+            "rateLimitError",
+            "",
+        ] {
+            let error = json!({"name": other, "message": "no"});
+            assert_eq!(Plan::of(Some(&error), None), None, "{other:?}");
+        }
+        assert_eq!(Plan::of(Some(&json!({"name": 7})), None), None);
         let data = json!({"name": "DataError", "message": "bad"});
         assert_eq!(
             first_attempt_at(Some(&data), None, now),

@@ -701,6 +701,9 @@ mod tests {
             s.count_executions_by_status();
             s.api_token_hash();
             s.set_api_token_hash("a");
+            s.push_job("q", 1, NewJob { id: "j".into(), key: "a", args: Vec::new() });
+            s.spent_jobs("q");
+            s.delete_job("j");
             s.close();
         }
     }
