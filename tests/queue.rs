@@ -12,9 +12,13 @@ use common::backends::{TestDb, each_backend};
 use serde_json::json;
 use switchyard::catalog::{Catalog, CatalogOptions};
 use switchyard::queue::{
-    Completions, Intake, Queue, QueueOptions, RunHere, Runner, RunnerOptions, SLOT_WAIT,
+    Completions, ExecutionPayload, Intake, Queue, QueueOptions, ResumePoint, RunHere, Runner,
+    RunnerOptions, SLOT_WAIT,
 };
-use switchyard::store::{Delivery, ExecutionStatus, NewDelivery, NewExecution, Store, StorePool};
+use switchyard::store::{
+    Delivery, ExecutionSource, ExecutionStatus, JobPush, NewDelivery, NewExecution, Store,
+    StorePool,
+};
 
 const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
     {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
@@ -486,6 +490,95 @@ async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
                 "each starts after the one before it ends: finished at {finished:?}"
             );
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushing_a_queued_execution_again_is_told_and_writes_nothing() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let payload = json!({"n": 1});
+        let new = NewExecution {
+            scenario_id: &scenario,
+            version: 1,
+            source: switchyard::store::ExecutionSource::Manual,
+            payload: Some(&payload),
+        };
+        let id = store.create_execution(new).await.unwrap();
+        assert_eq!(queue.enqueue(&id).await.unwrap(), JobPush::Queued);
+        assert_eq!(queue.enqueue(&id).await.unwrap(), JobPush::AlreadyQueued);
+        assert_eq!(jobs(&store).await, 1);
+
+        // Inside a transaction, a repeated key is skipped without spoiling the transaction
+        // (on PostgreSQL a failed statement would abort it): the other job commits.
+        let other = store.create_execution(new).await.unwrap();
+        let mut tx = store.begin_write().await.unwrap();
+        queue.push_in(&mut tx, &[&id, &other]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(jobs(&store).await, 2);
+        assert!(job_due(&store, &other).await.is_some());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_payload_round_trips_and_a_malformed_one_ends_its_execution() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let create = |payload: Option<serde_json::Value>| {
+            let store = store.clone();
+            let scenario = scenario.clone();
+            async move {
+                let new = NewExecution {
+                    scenario_id: &scenario,
+                    version: 1,
+                    source: ExecutionSource::Retry,
+                    payload: payload.as_ref(),
+                };
+                store.create_execution(new).await.unwrap()
+            }
+        };
+
+        // What a retry stores is what the runner reads.
+        let point = ResumePoint {
+            incomplete: None,
+            module: 2,
+            bundle: json!({"1": {"n": "resumed"}}).as_object().cloned().unwrap(),
+        };
+        let payload = ExecutionPayload::Resume(point);
+        let resumed = create(payload.to_stored()).await;
+        let stored = store.get_execution(&resumed).await.unwrap();
+        assert_eq!(
+            ExecutionPayload::from_stored(stored.source, stored.payload.as_ref()),
+            Ok(payload)
+        );
+        let runner = runner(&store, &queue);
+        runner.execute(&resumed).await.unwrap();
+        let done = store.get_execution(&resumed).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Success, "{:?}", done.error);
+        let outputs = store.module_data(&resumed).await.unwrap();
+        assert_eq!(outputs.len(), 1, "resumed at module 2");
+        assert_eq!(outputs[0].output, json!({"n": "resumed"}));
+
+        // A resume that cannot be read ends its execution with an error saying where,
+        // instead of running from a default module.
+        let malformed = create(Some(json!({"resume": {"module": "two", "bundle": {}}}))).await;
+        runner.execute(&malformed).await.unwrap();
+        let ended = store.get_execution(&malformed).await.unwrap();
+        assert_eq!(ended.status, ExecutionStatus::Error);
+        let error = ended.error.expect("an error is recorded");
+        assert_eq!(error["name"], "DataError", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("payload cannot be read") && message.contains("resume.module"),
+            "{message}"
+        );
+        assert!(store.module_data(&malformed).await.unwrap().is_empty());
     })
     .await;
 }

@@ -13,7 +13,9 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use switchyard::catalog::{Catalog, CatalogOptions};
 use switchyard::queue::retry::retry_due;
-use switchyard::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
+use switchyard::queue::{
+    Completions, ExecutionPayload, Queue, QueueOptions, ResumePoint, Runner, RunnerOptions,
+};
 use switchyard::store::{
     ExecutionSource, ExecutionStatus, IncompleteStatus, NewExecution, Store, now_ms,
 };
@@ -148,6 +150,16 @@ async fn a_parked_bundle_is_retried_at_the_failed_module_and_resolved() {
     );
     let retry = retries(&s).await;
     assert_eq!(retry.len(), 1);
+    // The retry stores where and with what it resumes, read back as it was written.
+    let queued = s.store.get_execution(&retry[0]).await.unwrap();
+    assert_eq!(
+        ExecutionPayload::from_stored(queued.source, queued.payload.as_ref()),
+        Ok(ExecutionPayload::Resume(ResumePoint {
+            incomplete: Some(parked[0].id.clone()),
+            module: 2,
+            bundle: json!({"1": {"order": "A-7"}}).as_object().cloned().unwrap(),
+        }))
+    );
     s.runner.execute(&retry[0]).await.unwrap();
 
     let done = s.store.get_execution(&retry[0]).await.unwrap();

@@ -16,6 +16,7 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiResult, AppState};
+use crate::engine::report::WebhookResponse;
 use crate::queue::{Finished, RunHere};
 use crate::scenario::compiled::NodeKind;
 use crate::store::{Delivery, NewDelivery};
@@ -361,41 +362,122 @@ async fn wait_for_response(
         first = false;
         let execution = state.store().get_execution(execution_id).await?;
         if execution.status.is_terminal() {
-            let response = execution.report.as_ref().and_then(|r| r.get("response"));
-            return Ok(Some(reply(execution_id, response)));
+            let response = stored_response(execution.report.as_ref())
+                .map_err(|e| ApiError::internal("the execution's stored webhook response", e))?;
+            return Ok(Some(reply(execution_id, response.as_ref())));
         }
+    }
+}
+
+/// The `WebhookRespond` reply recorded in a finished execution's report, if it gave one; an
+/// unreadable one is an error naming the field (`response.status: …`).
+fn stored_response(report: Option<&Value>) -> Result<Option<WebhookResponse>, String> {
+    match report.and_then(|r| r.get("response")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(response) => serde_path_to_error::deserialize(response)
+            .map(Some)
+            .map_err(|e| format!("response.{}: {}", e.path(), e.inner())),
     }
 }
 
 /// The scenario's reply, or a plain acknowledgement when it gave none.
-fn reply(execution_id: &str, response: Option<&Value>) -> Response {
+fn reply(execution_id: &str, response: Option<&WebhookResponse>) -> Response {
     match response {
-        Some(r) if !r.is_null() => webhook_reply(r),
-        _ => accepted(execution_id, false),
+        Some(r) => webhook_reply(r),
+        None => accepted(execution_id, false),
     }
 }
 
-fn webhook_reply(r: &Value) -> Response {
-    let status = r
-        .get("status")
-        .and_then(Value::as_u64)
-        .and_then(|s| StatusCode::from_u16(s as u16).ok())
-        .unwrap_or(StatusCode::OK);
-    let body = match r.get("body") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+/// The HTTP response for a `WebhookRespond` reply: its status, its headers (a header whose
+/// name or value HTTP does not allow is left out) and its body, text as is and other JSON
+/// values as JSON text.
+fn webhook_reply(r: &WebhookResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let body = match &r.body {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     };
     let mut response = (status, body).into_response();
-    if let Some(headers) = r.get("headers").and_then(Value::as_object) {
-        for (k, v) in headers {
-            if let (Ok(name), Some(Ok(value))) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                v.as_str().map(HeaderValue::from_str),
-            ) {
-                response.headers_mut().insert(name, value);
-            }
+    for (k, v) in &r.headers {
+        if let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            v.as_str().map(HeaderValue::from_str),
+        ) {
+            response.headers_mut().insert(name, value);
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+        response.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn typed() -> WebhookResponse {
+        WebhookResponse {
+            status: 201,
+            headers: Map::from_iter([
+                ("X-Order".to_string(), json!("A-9")),
+                ("Content-Type".to_string(), json!("application/json")),
+                // Not allowed by HTTP: left out, the rest of the reply goes.
+                ("bad header".to_string(), json!("x")),
+                ("X-Line".to_string(), json!("a\nb")),
+            ]),
+            body: json!({"order": "A-9"}),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reply_is_built_from_the_typed_response() {
+        let response = reply("e1", Some(&typed()));
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(header(&response, "x-order"), Some("A-9"));
+        assert_eq!(header(&response, "content-type"), Some("application/json"));
+        assert_eq!(header(&response, "x-line"), None);
+        assert_eq!(response.headers().len(), 2, "{:?}", response.headers());
+        assert_eq!(body(response).await, r#"{"order":"A-9"}"#);
+
+        let text = WebhookResponse {
+            status: 418,
+            headers: Map::new(),
+            body: json!("short and stout"),
+        };
+        let response = reply("e1", Some(&text));
+        assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+        assert_eq!(body(response).await, "short and stout");
+
+        let response = reply("e1", None);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-switchyard-execution"), Some("e1"));
+        assert_eq!(body(response).await, "Accepted");
+    }
+
+    #[test]
+    fn a_stored_report_gives_back_the_same_response() {
+        // As the runner stores it: the report without its log.
+        let report = json!({"status": "success", "operations": 2, "cycles": 1, "error": null,
+                            "response": serde_json::to_value(typed()).unwrap()});
+        assert_eq!(stored_response(Some(&report)).unwrap(), Some(typed()));
+        let none = json!({"status": "success", "operations": 1, "cycles": 1, "error": null});
+        assert_eq!(stored_response(Some(&none)).unwrap(), None);
+        assert_eq!(stored_response(None).unwrap(), None);
+        let malformed = json!({"response": {"status": "soon", "headers": {}, "body": ""}});
+        let error = stored_response(Some(&malformed)).unwrap_err();
+        assert!(
+            error.starts_with("response.status: invalid type"),
+            "{error}"
+        );
+    }
 }

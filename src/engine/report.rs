@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::module::TriggerCommit;
@@ -38,8 +38,8 @@ pub struct ReportError {
     pub details: Option<Value>,
 }
 
-/// A `gateway:WebhookRespond` reply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A `gateway:WebhookRespond` reply (read back from a stored report by the webhook handler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookResponse {
     pub status: u16,
     pub headers: Map<String, Value>,

@@ -1,11 +1,12 @@
 //! Module errors, typed as Make types them (`imt-proto` `src/error.ts`): the kind decides what
 //! happens when no error handler catches it (roll back, store an incomplete execution, retry later).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Make's error classes. Serialized under their Make names (`DataError`, `RateLimitError` …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Make's error classes. Serialized (and read back, [`std::str::FromStr`]) under their Make
+/// names (`DataError`, `RateLimitError` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
     RuntimeError,
     DataError,
@@ -30,6 +31,22 @@ impl ErrorKind {
         )
     }
 
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::RuntimeError,
+        ErrorKind::DataError,
+        ErrorKind::InconsistencyError,
+        ErrorKind::RateLimitError,
+        ErrorKind::ConnectionError,
+        ErrorKind::InvalidConfigurationError,
+        ErrorKind::InvalidAccessTokenError,
+        ErrorKind::IncompleteDataError,
+        ErrorKind::DuplicateDataError,
+        ErrorKind::ModuleTimeoutError,
+        ErrorKind::MaxResultsExceededError,
+        ErrorKind::UnexpectedError,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::RuntimeError => "RuntimeError",
@@ -45,6 +62,23 @@ impl ErrorKind {
             ErrorKind::MaxResultsExceededError => "MaxResultsExceededError",
             ErrorKind::UnexpectedError => "UnexpectedError",
         }
+    }
+}
+
+/// A name that is not one of Make's error kinds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error kind {0:?}")]
+pub struct UnknownErrorKind(pub String);
+
+impl std::str::FromStr for ErrorKind {
+    type Err = UnknownErrorKind;
+
+    /// Reads a kind from its Make name ([`ErrorKind::name`]).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| UnknownErrorKind(name.chars().take(64).collect()))
     }
 }
 
@@ -88,5 +122,22 @@ impl ModuleError {
     pub fn with_delay_ms(mut self, delay_ms: u64) -> Self {
         self.delay_ms = Some(delay_ms);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_read_back_from_their_names() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(kind.name().parse::<ErrorKind>(), Ok(kind));
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.name());
+            assert_eq!(serde_json::from_value::<ErrorKind>(json).unwrap(), kind);
+        }
+        assert!("dataError".parse::<ErrorKind>().is_err());
+        assert!("QueueError".parse::<ErrorKind>().is_err());
     }
 }

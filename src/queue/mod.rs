@@ -11,13 +11,20 @@
 //!
 //! Writes go through one store writer per process ([`writer`]): new deliveries with their
 //! jobs and finished executions with their job's deletion, many per transaction.
+//!
+//! apalis sets up its tables and runs the workers that fetch, lock and acknowledge jobs; every
+//! other statement on its table — pushing, deleting, sweeping jobs — is the store's
+//! (`store::WriteTx::push_jobs` and its neighbours): this module holds no SQL and does not
+//! know which database it is on beyond handing apalis its pool.
 
 mod intake;
+mod payload;
 pub mod retry;
 mod runner;
 mod writer;
 
 pub use intake::{Intake, RunHere, SLOT_WAIT};
+pub use payload::{ExecutionPayload, PayloadError, ResumePoint};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
 
 use std::pin::Pin;
@@ -32,7 +39,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::store::{Store, StorePool, WriteTx};
+use crate::store::{JobPush, NewJob, Store, WriteTx};
 
 /// The apalis queue name shared by every process.
 pub const QUEUE: &str = "switchyard.executions";
@@ -90,6 +97,8 @@ impl Default for QueueOptions {
 /// A handle for pushing jobs; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
+    /// Writes and deletes the job rows (apalis's workers fetch and acknowledge them).
+    store: Store,
     backend: Backend,
     options: QueueOptions,
     /// Wakes this process's SQLite workers when it pushes a job, so they fetch at once
@@ -100,14 +109,22 @@ pub struct Queue {
 /// Jobs fetched per poll.
 const BATCH: usize = 100;
 
-fn unix_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The row of the job that runs execution `execution_id`: apalis's id (a ULID), the execution
+/// id as idempotency key, and the job as apalis's JSON codec reads it.
+fn job_row(execution_id: &str) -> Result<NewJob<'_>, QueueError> {
+    let job = ExecutionJob {
+        execution_id: execution_id.to_string(),
+    };
+    let args = serde_json::to_vec(&job).map_err(|e| QueueError::Push {
+        execution_id: execution_id.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(NewJob {
+        id: ulid::Ulid::generate().to_string(),
+        key: execution_id,
+        args,
+    })
 }
-
-/// Most jobs written per `INSERT` by [`Queue::push_in`] (on SQLite) or deleted per `DELETE`.
-const JOBS_PER_STATEMENT: usize = 128;
 
 #[derive(Clone)]
 enum Backend {
@@ -118,38 +135,41 @@ enum Backend {
 impl Queue {
     /// Creates apalis's tables if needed and returns a handle on the store's database.
     pub async fn open(store: &Store, options: QueueOptions) -> Result<Queue, QueueError> {
-        let backend = match store.pool() {
-            StorePool::Sqlite(pool) => {
-                // apalis's setup switches its connection to `synchronous = OFF`; give it a
-                // connection of its own so the store's connections keep `NORMAL`.
-                let setup = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with((*pool.connect_options()).clone())
-                    .await?;
-                SqliteStorage::setup(&setup)
-                    .await
-                    .map_err(|e| QueueError::Setup(e.to_string()))?;
-                setup.close().await;
-                let config = apalis_sqlite::Config::default()
-                    .queue(QUEUE)
-                    .heartbeat_interval(options.heartbeat)
-                    .missed_heartbeats(options.missed_heartbeats)
-                    .batch_size(BATCH);
-                Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
-            }
-            StorePool::Postgres(pool) => {
-                PostgresStorage::setup(pool)
-                    .await
-                    .map_err(|e| QueueError::Setup(e.to_string()))?;
-                let config = apalis_postgres::Config::default()
-                    .queue(QUEUE)
-                    .heartbeat_interval(options.heartbeat)
-                    .missed_heartbeats(options.missed_heartbeats)
-                    .batch_size(BATCH);
-                Backend::Postgres(PostgresStorage::new(pool).with_config(config))
-            }
+        let backend = if let Some(pool) = store.sqlite_pool() {
+            // apalis's setup switches its connection to `synchronous = OFF`; give it a
+            // connection of its own so the store's connections keep `NORMAL`.
+            let setup = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with((*pool.connect_options()).clone())
+                .await?;
+            SqliteStorage::setup(&setup)
+                .await
+                .map_err(|e| QueueError::Setup(e.to_string()))?;
+            setup.close().await;
+            let config = apalis_sqlite::Config::default()
+                .queue(QUEUE)
+                .heartbeat_interval(options.heartbeat)
+                .missed_heartbeats(options.missed_heartbeats)
+                .batch_size(BATCH);
+            Backend::Sqlite(SqliteStorage::new(pool).with_config(config))
+        } else if let Some(pool) = store.postgres_pool() {
+            PostgresStorage::setup(pool)
+                .await
+                .map_err(|e| QueueError::Setup(e.to_string()))?;
+            let config = apalis_postgres::Config::default()
+                .queue(QUEUE)
+                .heartbeat_interval(options.heartbeat)
+                .missed_heartbeats(options.missed_heartbeats)
+                .batch_size(BATCH);
+            Backend::Postgres(PostgresStorage::new(pool).with_config(config))
+        } else {
+            return Err(QueueError::Setup(format!(
+                "no job queue for a store on {}",
+                store.backend()
+            )));
         };
         Ok(Queue {
+            store: store.clone(),
             backend,
             options,
             wake: Arc::new(Notify::new()),
@@ -157,31 +177,15 @@ impl Queue {
     }
 
     /// Queues an execution. Pushing the same execution twice is harmless: the execution id
-    /// is the job's idempotency key.
-    pub async fn enqueue(&self, execution_id: &str) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(ExecutionJob {
-            execution_id: execution_id.to_string(),
-        })
-        .idempotency_key(execution_id)
-        .max_attempts(self.options.max_attempts)
-        .build();
-        let pushed = match &self.backend {
-            Backend::Sqlite(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
-            Backend::Postgres(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
-        };
-        match pushed {
-            Ok(()) => {
-                self.wake.notify_one();
-                Ok(())
-            }
-            // PostgreSQL reports a repeated idempotency key as a unique violation: the job
-            // is already queued, which is what was asked.
-            Err(message) if message.contains("23505") || message.contains("idempotency") => Ok(()),
-            Err(message) => Err(QueueError::Push {
-                execution_id: execution_id.to_string(),
-                message,
-            }),
+    /// is the job's idempotency key, and a job already queued is left as it is
+    /// ([`JobPush::AlreadyQueued`]).
+    pub async fn enqueue(&self, execution_id: &str) -> Result<JobPush, QueueError> {
+        let job = job_row(execution_id)?;
+        let pushed = self.store.push_job(QUEUE, self.max_attempts(), job).await?;
+        if pushed == JobPush::Queued {
+            self.wake.notify_one();
         }
+        Ok(pushed)
     }
 
     /// Queues executions inside the caller's transaction, so they are queued if and only if
@@ -195,72 +199,16 @@ impl Queue {
         if execution_ids.is_empty() {
             return Ok(());
         }
-        let mut jobs = Vec::with_capacity(execution_ids.len());
-        for id in execution_ids {
-            let job = ExecutionJob {
-                execution_id: id.to_string(),
-            };
-            let args = serde_json::to_vec(&job).map_err(|e| QueueError::Push {
-                execution_id: id.to_string(),
-                message: e.to_string(),
-            })?;
-            jobs.push((*id, args));
-        }
-        match tx {
-            WriteTx::Sqlite(tx) => {
-                // apalis's own push writes a statement per job; this is its row, for many jobs
-                // per statement.
-                let now = unix_seconds();
-                let max_attempts = self.options.max_attempts as i64;
-                for chunk in crate::store::pow2_chunks(&jobs, JOBS_PER_STATEMENT) {
-                    // Plain `?` parameters: SQLite looks numbered ones up by name.
-                    let rows = vec!["(?, ?, ?, 'Pending', 0, ?, ?, 0, '{}', ?)"; chunk.len()];
-                    let sql = format!(
-                        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, \
-                         run_at, priority, metadata, idempotency_key) VALUES {} \
-                         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-                        rows.join(", ")
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (id, args) in chunk {
-                        query = query
-                            .bind(args.as_slice())
-                            .bind(ulid::Ulid::generate().to_string())
-                            .bind(QUEUE)
-                            .bind(max_attempts)
-                            .bind(now)
-                            .bind(*id);
-                    }
-                    query.execute(&mut **tx).await?;
-                }
-                Ok(())
-            }
-            WriteTx::Postgres(tx) => {
-                // apalis's insert trigger sends NOTIFY only for jobs due by `now()`, the
-                // transaction's start: a job stamped with the wall clock a second later
-                // would wait for a worker's fallback poll.
-                let due: i64 =
-                    sqlx::query_scalar("SELECT floor(extract(epoch FROM now()))::bigint")
-                        .fetch_one(&mut **tx)
-                        .await?;
-                let tasks = jobs
-                    .into_iter()
-                    .map(|(id, args)| {
-                        TaskBuilder::new(args)
-                            .idempotency_key(id)
-                            .max_attempts(self.options.max_attempts)
-                            .run_at_timestamp(due.max(0) as u64)
-                            .build()
-                    })
-                    .collect();
-                apalis_postgres::queries::push_tasks(&mut **tx, QUEUE, tasks)
-                    .await
-                    .map_err(|e| QueueError::Push {
-                        execution_id: execution_ids[0].to_string(),
-                        message: e.to_string(),
-                    })
-            }
-        }
+        let jobs = execution_ids
+            .iter()
+            .map(|id| job_row(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.push_jobs(QUEUE, self.max_attempts(), &jobs).await?;
+        Ok(())
+    }
+
+    fn max_attempts(&self) -> u32 {
+        u32::try_from(self.options.max_attempts).unwrap_or(u32::MAX)
     }
 
     /// Tells this process's workers that jobs were pushed (and committed) by [`Queue::push_in`].
@@ -276,28 +224,7 @@ impl Queue {
         tx: &mut WriteTx,
         execution_ids: &[&str],
     ) -> Result<(), QueueError> {
-        for chunk in crate::store::pow2_chunks(execution_ids, JOBS_PER_STATEMENT) {
-            match tx {
-                WriteTx::Sqlite(tx) => {
-                    // Plain `?` parameters: SQLite looks numbered ones up by name.
-                    let keys = vec!["?"; chunk.len()].join(", ");
-                    let sql = format!(
-                        "DELETE FROM Jobs WHERE job_type = ? AND idempotency_key IN ({keys})"
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(QUEUE);
-                    for id in chunk {
-                        query = query.bind(*id);
-                    }
-                    query.execute(&mut **tx).await?;
-                }
-                WriteTx::Postgres(tx) => {
-                    let query = sqlx::query(
-                        "DELETE FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = ANY($2)",
-                    );
-                    query.bind(QUEUE).bind(chunk).execute(&mut **tx).await?;
-                }
-            }
-        }
+        tx.delete_jobs(QUEUE, execution_ids).await?;
         Ok(())
     }
 
@@ -334,40 +261,20 @@ impl Queue {
         store: &Store,
         stale_after: Duration,
     ) -> Result<usize, QueueError> {
-        const SPENT: &str = "job_type = $1 AND (status IN ('Done', 'Killed') \
-             OR (status = 'Failed' AND attempts >= max_attempts))";
-        let spent: Vec<(String, Option<String>, i64, Option<String>)> = match store.pool() {
-            StorePool::Sqlite(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT id, idempotency_key, attempts, last_result FROM Jobs \
-                     WHERE {SPENT} LIMIT 500"
-                )))
-                .bind(QUEUE)
-                .fetch_all(pool)
-                .await?
-            }
-            StorePool::Postgres(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT id, idempotency_key, attempts::bigint, last_result::text \
-                     FROM apalis.jobs WHERE {SPENT} LIMIT 500"
-                )))
-                .bind(QUEUE)
-                .fetch_all(pool)
-                .await?
-            }
-        };
+        let spent = store.spent_jobs(QUEUE).await?;
         let stale_before = crate::store::now_ms() - stale_after.as_millis() as i64;
         let mut ended = 0;
         let mut settled = Vec::new();
-        for (job_id, execution_id, attempts, last_result) in spent {
-            let still_open = match &execution_id {
+        for job in spent {
+            let still_open = match &job.execution_id {
                 Some(execution_id) => {
                     let error = serde_json::json!({
                         "name": "QueueError",
                         "message": format!(
-                            "the job queue gave up on this execution after {attempts} attempt(s)"
+                            "the job queue gave up on this execution after {} attempt(s)",
+                            job.attempts
                         ),
-                        "details": last_result,
+                        "details": job.last_result,
                     });
                     let (ended_now, after) = store
                         .abandon_execution(execution_id, &error, stale_before)
@@ -378,24 +285,11 @@ impl Queue {
                 None => false,
             };
             if !still_open {
-                settled.push(job_id);
+                settled.push(job.id);
             }
         }
         for job_id in &settled {
-            match store.pool() {
-                StorePool::Sqlite(pool) => {
-                    sqlx::query("DELETE FROM Jobs WHERE id = $1")
-                        .bind(job_id)
-                        .execute(pool)
-                        .await?;
-                }
-                StorePool::Postgres(pool) => {
-                    sqlx::query("DELETE FROM apalis.jobs WHERE id = $1")
-                        .bind(job_id)
-                        .execute(pool)
-                        .await?;
-                }
-            }
+            store.delete_job(job_id).await?;
         }
         Ok(ended)
     }

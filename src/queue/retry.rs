@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Queue, QueueError};
+use super::{ExecutionPayload, Queue, QueueError, ResumePoint};
 use crate::module::error::ErrorKind;
-use crate::store::{Execution, ExecutionSource, IncompleteExecution, NewExecution, Store, now_ms};
+use crate::store::{
+    Execution, ExecutionSource, IncompleteExecution, NewExecution, Store, StoreError, now_ms,
+};
 
 const MINUTE: i64 = 60_000;
 /// Make's automatic-retry schedule for transient errors, in minutes after each attempt.
@@ -42,15 +44,13 @@ impl Plan {
                 interval: number("interval", 15).clamp(1, 44_640),
             });
         }
-        let kind = error.and_then(|e| e.get("name")).and_then(Value::as_str)?;
-        [
-            ErrorKind::RateLimitError,
-            ErrorKind::ConnectionError,
-            ErrorKind::ModuleTimeoutError,
-        ]
-        .iter()
-        .any(|k| k.name() == kind)
-        .then_some(Plan::Backoff)
+        // A name that is not one of Make's kinds is no transient error: a person looks at it.
+        let kind: ErrorKind = error
+            .and_then(|e| e.get("name"))
+            .and_then(Value::as_str)?
+            .parse()
+            .ok()?;
+        kind.is_transient().then_some(Plan::Backoff)
     }
 
     fn allowed(self) -> u32 {
@@ -82,17 +82,45 @@ pub async fn resume(
     queue: &Queue,
     i: &IncompleteExecution,
 ) -> Result<String, QueueError> {
-    let payload =
-        json!({"resume": {"incomplete": i.id, "module": i.module_id, "bundle": i.bundle}});
+    let bundle = match &i.bundle {
+        Value::Object(bundle) => bundle.clone(),
+        other => {
+            return Err(QueueError::Store(StoreError::Corrupt {
+                what: "incomplete execution bundle",
+                reason: format!(
+                    "expected an object of module outputs, found {}",
+                    json_type(other)
+                ),
+            }));
+        }
+    };
+    let payload = ExecutionPayload::Resume(ResumePoint {
+        incomplete: Some(i.id.clone()),
+        module: i.module_id,
+        bundle,
+    })
+    .to_stored();
     let new = NewExecution {
         scenario_id: &i.scenario_id,
         version: i.version,
         source: ExecutionSource::Retry,
-        payload: Some(&payload),
+        payload: payload.as_ref(),
     };
     let execution_id = store.create_execution(new).await?;
     queue.enqueue(&execution_id).await?;
     Ok(execution_id)
+}
+
+/// The JSON type of `value`, to name it without its content.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Queues a new execution that runs `execution`'s trigger payload again, on the scenario's
@@ -182,6 +210,24 @@ mod tests {
             ),
             (8, 10, 180, 180)
         );
+        for transient in ["ConnectionError", "ModuleTimeoutError"] {
+            let error = json!({"name": transient, "message": "later"});
+            assert_eq!(
+                Plan::of(Some(&error), None),
+                Some(Plan::Backoff),
+                "{transient}"
+            );
+        }
+        for other in [
+            "InvalidAccessTokenError",
+            "QueueError",
+            "rateLimitError",
+            "",
+        ] {
+            let error = json!({"name": other, "message": "no"});
+            assert_eq!(Plan::of(Some(&error), None), None, "{other:?}");
+        }
+        assert_eq!(Plan::of(Some(&json!({"name": 7})), None), None);
         let data = json!({"name": "DataError", "message": "bad"});
         assert_eq!(
             first_attempt_at(Some(&data), None, now),

@@ -10,15 +10,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::Queue;
-use super::writer::{Finish, Writer};
+use super::writer::{Finish, TriggerProgress, Writer};
+use super::{ExecutionPayload, Queue};
 use crate::catalog::Catalog;
+use crate::engine::report::WebhookResponse;
 use crate::engine::{self, Report, Responder, Resume, RunInput, Status};
+use crate::module::error::ErrorKind;
 use crate::module::{ExecutionContext, Extensions, TriggerState};
 use crate::scenario::Scenario;
-use crate::store::{
-    Execution, ExecutionOutcome, ExecutionSource, FinalStatus, NewIncomplete, Store, StoreError,
-};
+use crate::store::{Execution, ExecutionOutcome, FinalStatus, NewIncomplete, Store, StoreError};
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
 /// it is a finished execution with status `error`).
@@ -28,8 +28,6 @@ pub enum RunnerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] Box<super::QueueError>),
-    #[error("{0}")]
-    Stopped(String),
 }
 
 impl From<super::QueueError> for RunnerError {
@@ -61,10 +59,10 @@ impl Default for RunnerOptions {
 /// How an execution that someone waited for ended, as far as this process knows.
 #[derive(Debug, Clone)]
 pub enum Finished {
-    /// This process ran it: the scenario's `gateway:WebhookRespond` reply (as in the
-    /// report's `response`), told as soon as that module runs (the execution goes on and is
+    /// This process ran it: the scenario's `gateway:WebhookRespond` reply (the report's
+    /// `response`), told as soon as that module runs (the execution goes on and is
     /// recorded afterwards); `None`, told once the execution is recorded, when it gave none.
-    Ran { response: Option<Value> },
+    Ran { response: Option<WebhookResponse> },
     /// It had finished before (a repeated job) or is gone: read the store.
     Unknown,
 }
@@ -255,22 +253,24 @@ impl Runner {
         {
             Ok(s) => s,
             Err(problem) => {
-                let error = serde_json::json!({
-                    "name": "InvalidConfigurationError",
-                    "message": problem.to_string(),
-                });
-                let outcome = ExecutionOutcome {
-                    status: FinalStatus::Error,
-                    operations: 0,
-                    cycles: 0,
-                    report: None,
-                    error: Some(&error),
-                    trigger: None,
-                };
-                self.store.finish_execution(id, outcome).await?;
-                return Ok(());
+                return self
+                    .end_unrun(
+                        id,
+                        ErrorKind::InvalidConfigurationError,
+                        &problem.to_string(),
+                    )
+                    .await;
             }
         };
+        let payload =
+            match ExecutionPayload::from_stored(execution.source, execution.payload.as_ref()) {
+                Ok(payload) => payload,
+                Err(problem) => {
+                    return self
+                        .end_unrun(id, ErrorKind::DataError, &problem.to_string())
+                        .await;
+                }
+            };
         // A sequential scenario's executions run in arrival order across processes: wait for
         // earlier ones, wherever they run, before taking this process's lock (which an
         // earlier one here may still need).
@@ -295,26 +295,16 @@ impl Runner {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let (bundles, resume, incomplete_id) = match execution.payload {
-            None | Some(Value::Null) => (Vec::new(), None, None),
-            Some(payload)
-                if execution.source == ExecutionSource::Retry
-                    && payload.get("resume").is_some() =>
-            {
-                let r = &payload["resume"];
-                let module = r.get("module").and_then(Value::as_u64).unwrap_or(0) as u32;
-                let bundle = r
-                    .get("bundle")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                let incomplete = r
-                    .get("incomplete")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                (Vec::new(), Some(Resume { module, bundle }), incomplete)
-            }
-            Some(payload) => (vec![payload], None, None),
+        let (bundles, resume, incomplete_id) = match payload {
+            ExecutionPayload::Trigger(bundle) => (bundle.into_iter().collect(), None, None),
+            ExecutionPayload::Resume(point) => (
+                Vec::new(),
+                Some(Resume {
+                    module: point.module,
+                    bundle: point.bundle,
+                }),
+                point.incomplete,
+            ),
         };
         // The trigger's state, read under the lock; a resumed bundle reads it only when it
         // resumes at the trigger itself.
@@ -337,7 +327,7 @@ impl Runner {
         let completions = self.completions.clone();
         let execution_id = id.to_string();
         let respond = Responder::new(move |response| {
-            let response = serde_json::to_value(response).ok();
+            let response = Some(response.clone());
             completions.notify(&execution_id, Finished::Ran { response });
         });
         let input = RunInput {
@@ -373,6 +363,22 @@ impl Runner {
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
             self.store.resolve_incomplete(&incomplete).await?;
         }
+        Ok(())
+    }
+
+    /// Ends an execution that cannot be run (its scenario version does not compile, its
+    /// payload cannot be read) with status `error` and a `kind` error saying why.
+    async fn end_unrun(&self, id: &str, kind: ErrorKind, problem: &str) -> Result<(), RunnerError> {
+        let error = serde_json::json!({"name": kind.name(), "message": problem});
+        let outcome = ExecutionOutcome {
+            status: FinalStatus::Error,
+            operations: 0,
+            cycles: 0,
+            report: None,
+            error: Some(&error),
+            trigger: None,
+        };
+        self.store.finish_execution(id, outcome).await?;
         Ok(())
     }
 
@@ -475,12 +481,12 @@ impl Runner {
             report: json,
             error,
             trigger: match (trigger_key, &report.trigger) {
-                (Some(key), Some(change)) => Some((
-                    scenario_id.to_string(),
-                    key.to_string(),
-                    change.cursor.clone(),
-                    change.new_seen_ids.clone(),
-                )),
+                (Some(key), Some(change)) => Some(TriggerProgress {
+                    scenario_id: scenario_id.to_string(),
+                    key: key.to_string(),
+                    cursor: change.cursor.clone(),
+                    new_seen_ids: change.new_seen_ids.clone(),
+                }),
                 _ => None,
             },
             module_data: (!scenario.settings.confidential).then(|| {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::runner::RunnerError;
 use super::{Queue, QueueError};
 use crate::module::polling::SEEN_IDS_CAP;
 use crate::store::{
@@ -37,11 +36,22 @@ pub(crate) struct Finish {
     /// The report without its log (the log is the module data).
     pub report: Value,
     pub error: Option<Value>,
-    /// The polling trigger's committed progress: (scenario, trigger key, cursor, new ids).
-    pub trigger: Option<(String, String, Option<Value>, Vec<String>)>,
+    /// The polling trigger's committed progress, stored with the finish.
+    pub trigger: Option<TriggerProgress>,
     /// Output bundles by module, in order (shared with the report's log); `None` for a
     /// confidential scenario.
     pub module_data: Option<Vec<(u32, Arc<Value>)>>,
+}
+
+/// What the cycles of a polling trigger that committed processed, to merge into its state.
+pub(crate) struct TriggerProgress {
+    pub scenario_id: String,
+    /// The trigger's key in its scenario (`Scenario::trigger_key`).
+    pub key: String,
+    /// The trigger's new cursor (`None`: unchanged).
+    pub cursor: Option<Value>,
+    /// Ids emitted since the state was read, added to the ids seen.
+    pub new_seen_ids: Vec<String>,
 }
 
 impl Finish {
@@ -52,18 +62,13 @@ impl Finish {
             cycles: self.cycles,
             report: Some(&self.report),
             error: self.error.as_ref(),
-            trigger: self
-                .trigger
-                .as_ref()
-                .map(
-                    |(scenario_id, key, cursor, new_seen_ids)| TriggerStateChange {
-                        scenario_id,
-                        key,
-                        cursor: cursor.as_ref(),
-                        new_seen_ids,
-                        cap: SEEN_IDS_CAP,
-                    },
-                ),
+            trigger: self.trigger.as_ref().map(|t| TriggerStateChange {
+                scenario_id: &t.scenario_id,
+                key: &t.key,
+                cursor: t.cursor.as_ref(),
+                new_seen_ids: &t.new_seen_ids,
+                cap: SEEN_IDS_CAP,
+            }),
         }
     }
 
@@ -80,7 +85,7 @@ impl Finish {
 }
 
 type AcceptReply = oneshot::Sender<Result<Delivery, QueueError>>;
-type FinishReply = oneshot::Sender<Result<bool, RunnerError>>;
+type FinishReply = oneshot::Sender<Result<bool, QueueError>>;
 
 enum Write {
     Accept(NewDelivery, AcceptReply),
@@ -118,9 +123,9 @@ impl Writer {
 
     /// Stores the result; true when this call finished the execution (false: it had been
     /// finished before, and nothing was written).
-    pub async fn finish(&self, finish: Finish) -> Result<bool, RunnerError> {
+    pub async fn finish(&self, finish: Finish) -> Result<bool, QueueError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || RunnerError::Stopped("the store writer has stopped".into());
+        let stopped = || QueueError::Worker("the store writer has stopped".into());
         self.requests
             .send(Write::Finish(Box::new(finish), reply))
             .await
@@ -156,7 +161,7 @@ async fn run(store: Store, queue: Queue, cap: usize, mut receiver: mpsc::Receive
             ),
             Err(error) if deliveries.len() + finishes.len() == 1 => {
                 if deliveries.is_empty() {
-                    (Vec::new(), vec![Err(error.into())])
+                    (Vec::new(), vec![Err(error)])
                 } else {
                     (vec![Err(error)], Vec::new())
                 }
@@ -185,7 +190,7 @@ async fn one_by_one(
     cap: usize,
 ) -> (
     Vec<Result<Delivery, QueueError>>,
-    Vec<Result<bool, RunnerError>>,
+    Vec<Result<bool, QueueError>>,
 ) {
     let mut accepted = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
@@ -204,8 +209,7 @@ async fn one_by_one(
         let one = std::slice::from_ref(finish);
         let result = commit(store, queue, &[], one, cap)
             .await
-            .map(|(_, f)| f.first().copied().unwrap_or(false))
-            .map_err(Into::into);
+            .map(|(_, f)| f.first().copied().unwrap_or(false));
         finished.push(result);
     }
     (accepted, finished)

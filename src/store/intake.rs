@@ -28,8 +28,9 @@ const EXECUTIONS_PER_INSERT: usize = 64;
 const INSERT_EXECUTION: &str = "INSERT INTO executions (id, scenario_id, version, status, \
      source, payload, created_at, attempt, worker_id, started_at, heartbeat_at)";
 
-/// A write transaction on the store's database, for work that must commit together with the
-/// store's own writes (the job queue pushing the jobs of the executions it creates).
+/// A write transaction on the store's database, for writes of several kinds that must commit
+/// together (webhook deliveries, their executions and their jobs; finished executions and the
+/// deletion of their jobs).
 pub enum WriteTx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),

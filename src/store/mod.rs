@@ -11,11 +11,13 @@
 //! - `scenarios.rs`: scenarios, versions, hooks;
 //! - `executions.rs`: executions, per-module data, webhook deliveries;
 //! - `triggers.rs`: trigger state, schedule ticks, incomplete executions;
+//! - `jobs.rs`: the job queue's rows (apalis's table: its set-up and workers are the queue's);
 //! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token.
 //!
 //! # Invariants
-//! - **Only this module knows which database it is on** (the pool is exposed only so that the
-//!   job queue can share it). Queries are runtime `sqlx::query` calls (never the `query!`
+//! - **Only this module knows which database it is on, and it owns every statement** — the
+//!   job queue's rows included (`jobs.rs`); the pool is exposed only so that apalis can set up
+//!   its tables and run its workers on the same database. Queries are runtime `sqlx::query` calls (never the `query!`
 //!   macros, see `shared/reference/rust-stack.md`) written once with `$N` placeholders, which
 //!   both drivers accept, and run through `on_pool!`, which expands the same code for each
 //!   pool type. Where the dialects differ (row locks, write transactions), the `Dialect`
@@ -66,6 +68,7 @@ macro_rules! on_tx {
 mod error;
 mod executions;
 mod intake;
+mod jobs;
 mod json;
 mod maintenance;
 mod migrate;
@@ -76,6 +79,7 @@ mod types;
 
 pub use error::StoreError;
 pub use intake::{NewDelivery, WriteTx};
+pub use jobs::{JobPush, NewJob, SpentJob};
 pub use json::MAX_JSON_DEPTH;
 pub use maintenance::TICK_RETENTION_DAYS;
 pub use migrate::MIGRATIONS_TABLE;
@@ -292,6 +296,9 @@ trait Dialect: Sized + sqlx::Database {
     /// Whether multi-row statements take plain `?` parameters ([`positional_in`]).
     const POSITIONAL: bool;
 
+    /// The job queue's table, as apalis creates it on this database (`jobs.rs`).
+    const JOBS: jobs::JobTable;
+
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a read followed by a write cannot fail with `SQLITE_BUSY`
     /// halfway; the wait for the lock is bounded by `busy_timeout`.
@@ -303,6 +310,11 @@ trait Dialect: Sized + sqlx::Database {
 impl Dialect for Sqlite {
     const FOR_UPDATE: &'static str = "";
     const POSITIONAL: bool = true;
+    const JOBS: jobs::JobTable = jobs::JobTable {
+        name: "Jobs",
+        due_now: "CAST(strftime('%s', 'now') AS INTEGER)",
+        no_metadata: "'{}'",
+    };
 
     fn begin_write(
         pool: &sqlx::Pool<Self>,
@@ -315,6 +327,11 @@ impl Dialect for Sqlite {
 impl Dialect for Postgres {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const POSITIONAL: bool = false;
+    const JOBS: jobs::JobTable = jobs::JobTable {
+        name: "apalis.jobs",
+        due_now: "now()",
+        no_metadata: "''::hstore",
+    };
 
     fn begin_write(
         pool: &sqlx::Pool<Self>,
@@ -684,6 +701,9 @@ mod tests {
             s.count_executions_by_status();
             s.api_token_hash();
             s.set_api_token_hash("a");
+            s.push_job("q", 1, NewJob { id: "j".into(), key: "a", args: Vec::new() });
+            s.spent_jobs("q");
+            s.delete_job("j");
             s.close();
         }
     }
