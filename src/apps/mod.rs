@@ -2,5 +2,7 @@
 //! defined as data under `modules/`.
 
 pub mod builtin;
+pub mod transport;
 
-pub use builtin::{BuiltinRegistry, HttpOptions, RegistryError};
+pub use builtin::{BuiltinRegistry, RegistryError};
+pub use transport::{Auth, HttpOptions, Transport};

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::apps::transport::{HttpOptions, Transport};
 use crate::module::{Module, Registry};
 
 mod fields;
@@ -13,8 +14,6 @@ mod json;
 mod rss;
 pub mod text;
 pub mod util;
-
-pub use http::HttpOptions;
 
 /// Every module type [`BuiltinRegistry`] serves.
 const NAMES: &[&str] = &[
@@ -38,33 +37,33 @@ pub enum RegistryError {
     HttpClient(#[from] reqwest::Error),
 }
 
-/// Serves the built-in modules. HTTP modules share one set of clients (one connection pool per
-/// redirect policy) configured by [`HttpOptions`].
+/// Serves the built-in modules. The HTTP and RSS modules share one [`Transport`] (one client
+/// and connection pool) configured by [`HttpOptions`].
 pub struct BuiltinRegistry {
     modules: HashMap<&'static str, Arc<dyn Module>>,
 }
 
 impl BuiltinRegistry {
     pub fn new(options: HttpOptions) -> Result<Self, RegistryError> {
-        let clients = Arc::new(http::HttpClients::new(options)?);
+        let transport = Arc::new(Transport::new(options)?);
         let mut modules: HashMap<&'static str, Arc<dyn Module>> = HashMap::new();
         modules.insert(
             "http:MakeRequest",
             Arc::new(http::HttpModule::new(
                 http::Dialect::MakeRequest,
-                clients.clone(),
+                transport.clone(),
             )),
         );
         modules.insert(
             "http:ActionSendData",
             Arc::new(http::HttpModule::new(
                 http::Dialect::SendData,
-                clients.clone(),
+                transport.clone(),
             )),
         );
         modules.insert(
             "rss:TriggerNewArticle",
-            Arc::new(rss::WatchFeed::new(clients)),
+            Arc::new(rss::WatchFeed::new(transport)),
         );
         modules.insert("json:ParseJSON", Arc::new(json::ParseJson));
         modules.insert(
