@@ -1,5 +1,5 @@
 //! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, later, apps
-//! defined as data under `modules/`.
+//! defined as data under `modules/`. `transport` is the HTTP client they all send through.
 
 pub mod builtin;
 pub mod transport;

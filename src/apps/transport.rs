@@ -141,13 +141,16 @@ impl Auth {
                 headers.insert(name.clone(), value);
             }
             Auth::ApiKeyQuery { name, value } => {
-                let kept: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter(|(key, _)| key != name)
-                    .map(|(key, value)| (key.into_owned(), value.into_owned()))
-                    .collect();
-                let mut pairs = url.query_pairs_mut();
-                pairs.clear().extend_pairs(kept).append_pair(name, value);
+                // The query is re-encoded only when a parameter has to be replaced.
+                if url.query_pairs().any(|(key, _)| key == name.as_str()) {
+                    let kept: Vec<(String, String)> = url
+                        .query_pairs()
+                        .filter(|(key, _)| key != name)
+                        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(kept);
+                }
+                url.query_pairs_mut().append_pair(name, value);
             }
         }
         Ok(())
@@ -155,7 +158,7 @@ impl Auth {
 }
 
 /// A request body and the content type it implies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Body {
     pub bytes: Vec<u8>,
     /// Sent as `Content-Type` unless the request's headers already have one.
@@ -178,8 +181,9 @@ pub enum ErrorStatus {
     Return,
 }
 
-/// One request, as an app describes it.
-#[derive(Debug, Clone)]
+/// One request, as an app describes it. Its `Debug` shows no value that may be a secret: the
+/// URL without its query, the names of the query parameters and headers, the body's size.
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     pub url: Url,
@@ -221,6 +225,45 @@ impl Request {
             Some(value) => value.to_str().ok(),
             None => self.body.as_ref()?.content_type.as_deref(),
         }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body")
+            .field("bytes", &self.bytes.len())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut url = self.url.clone();
+        let _ = url.set_password(None);
+        let url_query: Vec<String> = url
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        url.set_query(None);
+        let query: Vec<&str> = url_query
+            .iter()
+            .map(String::as_str)
+            .chain(self.query.iter().map(|(name, _)| name.as_str()))
+            .collect();
+        let headers: Vec<&str> = self.headers.keys().map(HeaderName::as_str).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &url.as_str())
+            .field("query", &query)
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .field("redirects", &self.redirects)
+            .field("error_status", &self.error_status)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
     }
 }
 
@@ -821,7 +864,16 @@ mod tests {
             bytes: b"{}".to_vec(),
             content_type: Some("application/json".into()),
         });
-        assert!(!format!("{request:?}").contains("s3cret"));
+        request.url = Url::parse("http://u:s3cret-pw@x.test/p?token=s3cret-1").unwrap();
+        request.query = vec![("key".into(), "s3cret-2".into())];
+        request
+            .headers
+            .insert("x-key", HeaderValue::from_static("s3cret-3"));
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        for expected in ["token", "key", "x-key", "x.test/p"] {
+            assert!(shown.contains(expected), "{expected} not in {shown}");
+        }
     }
 
     #[tokio::test]

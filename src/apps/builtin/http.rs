@@ -1238,4 +1238,97 @@ mod tests {
             json!("o\u{fffd}k")
         );
     }
+
+    #[test]
+    fn check_and_the_request_builder_read_the_same_problems() {
+        // Each problem check() reports is the one the builder fails on.
+        for (dialect, params, mapper) in [
+            (
+                Dialect::MakeRequest,
+                json!({}),
+                json!({"url": "ftp://x.org"}),
+            ),
+            (
+                Dialect::MakeRequest,
+                json!({}),
+                json!({"url": "https://x.org", "method": "fetch"}),
+            ),
+            (
+                Dialect::SendData,
+                json!({}),
+                json!({"url": "https://x.org", "qs": 5}),
+            ),
+            (
+                Dialect::SendData,
+                json!({"handleErrors": "sometimes"}),
+                json!({"url": "https://x.org"}),
+            ),
+            (
+                Dialect::MakeRequest,
+                json!({}),
+                json!({"url": "https://x.org", "contentType": "json", "jsonStringBodyContent": "{"}),
+            ),
+            (
+                Dialect::SendData,
+                json!({}),
+                json!({"url": "https://x.org", "bodyType": "xml"}),
+            ),
+            (Dialect::MakeRequest, json!({}), json!([1])),
+        ] {
+            let found = problems(dialect, params.clone(), mapper.clone());
+            assert_eq!(found.len(), 1, "{mapper}: {found:?}");
+            let err = spec(dialect, params, mapper.clone()).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::DataError, "{mapper}");
+            assert_eq!(err.message, found[0], "{mapper}");
+        }
+        // What only the run can know is not reported at load time but fails the run.
+        let mapped = json!({"url": "{{1.url}}", "contentType": "json", "jsonStringBodyContent": "{{1.body}}"});
+        assert!(problems(Dialect::MakeRequest, json!({}), mapped).is_empty());
+        let evaluated =
+            json!({"url": "not a url", "contentType": "json", "jsonStringBodyContent": "{{"});
+        let err = spec(Dialect::MakeRequest, json!({}), evaluated)
+            .err()
+            .unwrap();
+        assert!(err.message.starts_with("mapper.url:"), "{}", err.message);
+        // As before the parser was shared, a missing JSON body is left to the run.
+        let no_body = json!({"url": "https://x.org", "contentType": "json"});
+        assert!(problems(Dialect::MakeRequest, json!({}), no_body.clone()).is_empty());
+        let err = spec(Dialect::MakeRequest, json!({}), no_body)
+            .err()
+            .unwrap();
+        assert_eq!(err.message, "mapper.jsonStringBodyContent: is required");
+    }
+
+    #[test]
+    fn v3_basic_authentication_is_an_auth() {
+        let s = spec(
+            Dialect::SendData,
+            json!({}),
+            json!({"url": "https://x.org", "authUser": "ann", "authPass": "pw-123"}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.request.auth,
+            Auth::Basic {
+                user: "ann".into(),
+                password: "pw-123".into()
+            }
+        );
+        assert!(!format!("{s:?}").contains("pw-123"));
+        let s = spec(
+            Dialect::SendData,
+            json!({}),
+            json!({"url": "https://x.org", "authUser": ""}),
+        )
+        .unwrap();
+        assert_eq!(s.request.auth, Auth::None);
+        // v4 reads no such fields.
+        let s = spec(
+            Dialect::MakeRequest,
+            json!({}),
+            json!({"url": "https://x.org", "authUser": "ann"}),
+        )
+        .unwrap();
+        assert_eq!(s.request.auth, Auth::None);
+    }
 }
