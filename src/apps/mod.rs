@@ -1,11 +1,13 @@
 //! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, with the next
 //! layer of apps, those defined as data under `modules/`. [`AppRegistry`] puts them behind
 //! one [`Registry`]: it is built once per process (by `cli`) and handed to whatever compiles
-//! or runs scenarios.
+//! or runs scenarios. [`transport`] is the HTTP client they all send through.
 
 pub mod builtin;
+pub mod transport;
 
-pub use builtin::{BuiltinRegistry, HttpOptions, RegistryError};
+pub use builtin::{BuiltinRegistry, RegistryError};
+pub use transport::{Auth, HttpOptions, Transport};
 
 use std::sync::Arc;
 

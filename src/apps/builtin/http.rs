@@ -1,93 +1,41 @@
 //! The HTTP app: `http:MakeRequest` (Make's current "Make a request", v4) and
-//! `http:ActionSendData` (the legacy v3 "Make a request"). Both read their configuration
-//! liberally (the field spellings found in real exports), send one request through a shared
-//! `reqwest` client, and answer with Make's HTTP output bundle:
+//! `http:ActionSendData` (the legacy v3 "Make a request"). This file is Make's dialect only:
+//! it reads the module's fields liberally (the field spellings found in real exports) into a
+//! [`transport::Request`], sends it through the registry's shared [`Transport`], and answers
+//! with Make's HTTP output bundle:
 //! `{statusCode, headers: {lower-cased name: value}, cookieHeaders?: [...], data}`.
 //!
-//! Errors are typed as Make types them: an HTTP error status is a `RuntimeError` (429 a
-//! `RateLimitError` carrying `Retry-After`) unless the module's "stop on HTTP error" /
-//! `handleErrors` switch says to return the response instead; an unreachable host is a
-//! `ConnectionError`, an expired timeout a `ModuleTimeoutError`, a bad URL or body a `DataError`.
-//! Header values, query strings and bodies are never logged: they can hold secrets.
+//! One parser, [`read_spec`], reads the fields for both `check()` (load time) and `call()`
+//! (run time); every problem it finds says whether it is already known at load time (not when
+//! its value is still an IML expression), so the two can never disagree on what a field means.
+//!
+//! Errors are typed as Make types them (the mapping lives in the transport): an HTTP error
+//! status is a `RuntimeError` (429 a `RateLimitError` carrying `Retry-After`) unless the
+//! module's "stop on HTTP error" / `handleErrors` switch says to return the response instead;
+//! an unreachable host is a `ConnectionError`, an expired timeout a `ModuleTimeoutError`, a bad
+//! URL or body a `DataError`, a Make feature Switchyard lacks an `InvalidConfigurationError`.
+//! v3's basic-authentication fields become an [`Auth::Basic`]. Header values, query strings and
+//! bodies are never logged or echoed: they can hold secrets.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use futures::future::BoxFuture;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, SET_COOKIE};
-use reqwest::redirect::Policy;
-use reqwest::{Client, Method, Response, StatusCode, Url};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
 use super::fields::{
-    self, Pair, flag, is_blank, json_error_reason, number, object, pairs, pick, report, text,
+    self, Pair, flag, is_blank, json_error_reason, number, object, pairs, pick, text,
 };
-use crate::module::error::{ErrorKind, ModuleError};
+use crate::apps::transport::{
+    Auth, Body, ErrorStatus, MAX_TIMEOUT_SECS, Redirects, Request, Transport,
+};
+use crate::module::error::ModuleError;
 use crate::module::{Invocation, Module};
 
-/// Longest timeout a module may ask for, in seconds (Make's limit for both versions).
-pub const MAX_TIMEOUT_SECS: u64 = 300;
-/// How many redirects are followed before giving up.
-const MAX_REDIRECTS: usize = 10;
-/// How much of an error response's body is kept in the error's `details`.
-const ERROR_BODY_EXCERPT_CHARS: usize = 1000;
-/// How much of an error response is read to build that excerpt.
-const ERROR_BODY_READ_BYTES: usize = 64 * 1024;
-/// Longest `Retry-After` honoured, so a hostile server cannot freeze a scenario for ever.
-const MAX_RETRY_AFTER_MS: u64 = 24 * 60 * 60 * 1000;
 const METHODS: &[&str] = &["get", "head", "post", "put", "patch", "delete", "options"];
-
-/// Settings shared by every HTTP module of a registry.
-#[derive(Debug, Clone)]
-pub struct HttpOptions {
-    /// Timeout of a request whose module sets none (Make's default is its maximum, 300 s).
-    pub timeout: Duration,
-    /// Timeout for establishing a connection; a host that does not answer in time is a
-    /// `ConnectionError`.
-    pub connect_timeout: Duration,
-    /// Largest response body accepted; a larger one fails the module.
-    pub max_response_bytes: usize,
-    /// `User-Agent` sent unless the module sets its own header.
-    pub user_agent: String,
-}
-
-impl Default for HttpOptions {
-    fn default() -> Self {
-        HttpOptions {
-            timeout: Duration::from_secs(MAX_TIMEOUT_SECS),
-            connect_timeout: Duration::from_secs(30),
-            max_response_bytes: 10 * 1024 * 1024,
-            user_agent: concat!("Switchyard/", env!("CARGO_PKG_VERSION")).to_string(),
-        }
-    }
-}
-
-/// The shared clients. reqwest fixes the redirect policy per client, so there are two: one
-/// that follows redirects and one that returns them. Both share the options.
-pub(crate) struct HttpClients {
-    follow: Client,
-    direct: Client,
-    options: HttpOptions,
-}
-
-impl HttpClients {
-    pub(crate) fn new(options: HttpOptions) -> Result<Self, reqwest::Error> {
-        let build = |policy: Policy| {
-            Client::builder()
-                .user_agent(options.user_agent.clone())
-                .connect_timeout(options.connect_timeout)
-                .redirect(policy)
-                .build()
-        };
-        Ok(HttpClients {
-            follow: build(Policy::limited(MAX_REDIRECTS))?,
-            direct: build(Policy::none())?,
-            options,
-        })
-    }
-}
 
 /// Which of Make's HTTP module shapes a module reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +49,12 @@ pub(crate) enum Dialect {
 /// One HTTP module.
 pub(crate) struct HttpModule {
     dialect: Dialect,
-    clients: Arc<HttpClients>,
+    transport: Arc<Transport>,
 }
 
 impl HttpModule {
-    pub(crate) fn new(dialect: Dialect, clients: Arc<HttpClients>) -> Self {
-        HttpModule { dialect, clients }
+    pub(crate) fn new(dialect: Dialect, transport: Arc<Transport>) -> Self {
+        HttpModule { dialect, transport }
     }
 }
 
@@ -120,13 +68,17 @@ impl Module for HttpModule {
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
-            let spec = build_spec(
-                self.dialect,
-                invocation.parameters,
-                &invocation.mapper,
-                &self.clients.options,
+            let spec = build_spec(self.dialect, invocation.parameters, &invocation.mapper)?;
+            let response = self
+                .transport
+                .send(spec.request, invocation.module_id)
+                .await?;
+            let bundle = output_bundle(
+                response.status,
+                &response.headers,
+                response.body,
+                spec.parse_response,
             )?;
-            let bundle = execute(&self.clients, spec, invocation.module_id).await?;
             Ok(vec![bundle])
         })
     }
@@ -184,7 +136,7 @@ fn stop_on_error(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading single fields (shared by check() and call())
+// Reading single fields
 
 pub(crate) fn parse_url(value: Option<&Value>) -> Result<Url, String> {
     if is_blank(value) {
@@ -219,11 +171,12 @@ fn parse_method(value: Option<&Value>) -> Result<Method, String> {
     Method::from_bytes(name.to_ascii_uppercase().as_bytes()).map_err(|e| e.to_string())
 }
 
-fn parse_timeout(value: Option<&Value>, default: Duration) -> Result<Duration, String> {
+/// The module's timeout; `None` leaves the transport's default.
+fn parse_timeout(value: Option<&Value>) -> Result<Option<Duration>, String> {
     match number(value)? {
-        None => Ok(default),
+        None => Ok(None),
         Some(secs) if (1.0..=MAX_TIMEOUT_SECS as f64).contains(&secs) => {
-            Ok(Duration::from_secs_f64(secs))
+            Ok(Some(Duration::from_secs_f64(secs)))
         }
         Some(_) => Err(format!("must be between 1 and {MAX_TIMEOUT_SECS} seconds")),
     }
@@ -270,12 +223,6 @@ enum BodyKind {
     Multipart,
     /// Text sent as is, with an optional content type.
     Raw,
-}
-
-/// A request body and the content type it implies.
-struct Body {
-    bytes: Vec<u8>,
-    content_type: Option<String>,
 }
 
 fn normalise(selector: &str) -> String {
@@ -401,36 +348,46 @@ fn validate_json(field: &str, body: &str) -> Result<(), (String, String)> {
         })
 }
 
-fn build_body(
-    dialect: Dialect,
-    m: Option<&Map<String, Value>>,
-) -> Result<Option<Body>, (String, String)> {
-    match body_kind(dialect, m)? {
+/// The body the mapper describes. A problem is known at load time when the fields it comes
+/// from are static (the caller also defers every body problem while a selector is mapped) —
+/// except a missing JSON body and JSON given as text in the data-structure field, which only
+/// the request builder has ever rejected.
+fn build_body(dialect: Dialect, m: Option<&Map<String, Value>>) -> Result<Option<Body>, Problem> {
+    let static_problem = |(field, reason): (String, String)| Problem::invalid(field, reason, true);
+    let run_time_problem =
+        |(field, reason): (String, String)| Problem::invalid(field, reason, false);
+    match body_kind(dialect, m).map_err(static_problem)? {
         BodyKind::None => Ok(None),
         BodyKind::Json => {
-            let json = if json_input_is_text(m)? {
-                let (field, value) = pick(m, JSON_TEXT_FIELDS)
-                    .or_else(|| pick(m, JSON_DATA_FIELDS))
-                    .ok_or_else(|| {
-                        (
-                            "mapper.jsonStringBodyContent".to_string(),
-                            "is required".to_string(),
-                        )
+            let json = if json_input_is_text(m).map_err(static_problem)? {
+                if let Some((field, value)) = pick(m, JSON_TEXT_FIELDS) {
+                    let body = body_text(value);
+                    validate_json(&format!("mapper.{field}"), &body).map_err(|problem| {
+                        Problem::invalid(problem.0, problem.1, !fields::is_dynamic(value))
                     })?;
-                let body = body_text(value);
-                validate_json(&format!("mapper.{field}"), &body)?;
-                body
+                    body
+                } else {
+                    let (field, value) = pick(m, JSON_DATA_FIELDS).ok_or_else(|| {
+                        run_time_problem((
+                            "mapper.jsonStringBodyContent".into(),
+                            "is required".into(),
+                        ))
+                    })?;
+                    let body = body_text(value);
+                    validate_json(&format!("mapper.{field}"), &body).map_err(run_time_problem)?;
+                    body
+                }
             } else {
                 let (field, value) = pick(m, JSON_DATA_FIELDS).ok_or_else(|| {
-                    (
-                        "mapper.dataStructureBodyContent".to_string(),
-                        "is required".to_string(),
-                    )
+                    run_time_problem((
+                        "mapper.dataStructureBodyContent".into(),
+                        "is required".into(),
+                    ))
                 })?;
                 match value {
                     // Some exports store the structure as JSON text.
                     Value::String(s) => {
-                        validate_json(&format!("mapper.{field}"), s)?;
+                        validate_json(&format!("mapper.{field}"), s).map_err(run_time_problem)?;
                         s.clone()
                     }
                     other => other.to_string(),
@@ -444,7 +401,13 @@ fn build_body(
         BodyKind::UrlEncoded => {
             let names = field_list(dialect, BodyKind::UrlEncoded);
             let (field, value) = pick(m, names).unwrap_or((names[0], &Value::Null));
-            let items = pairs(Some(value)).map_err(|e| (format!("mapper.{field}"), e))?;
+            let items = pairs(Some(value)).map_err(|reason| {
+                Problem::invalid(
+                    format!("mapper.{field}"),
+                    reason,
+                    !fields::is_dynamic(value),
+                )
+            })?;
             let encoded = items
                 .iter()
                 .filter(|p| !p.name.is_empty())
@@ -459,7 +422,13 @@ fn build_body(
         BodyKind::Multipart => {
             let names = field_list(dialect, BodyKind::Multipart);
             let (field, value) = pick(m, names).unwrap_or((names[0], &Value::Null));
-            let items = pairs(Some(value)).map_err(|e| (format!("mapper.{field}"), e))?;
+            let items = pairs(Some(value)).map_err(|reason| {
+                Problem::invalid(
+                    format!("mapper.{field}"),
+                    reason,
+                    !fields::is_dynamic(value),
+                )
+            })?;
             let (bytes, content_type) = multipart(&items);
             Ok(Some(Body {
                 bytes,
@@ -478,7 +447,6 @@ fn build_body(
     }
 }
 
-/// The content type of a raw/custom body: a MIME type, or `custom` with the type given apart.
 fn raw_content_type(dialect: Dialect, m: Option<&Map<String, Value>>) -> Option<String> {
     let custom = || {
         pick(m, &["customContentType", "contentTypeValue"])
@@ -645,456 +613,242 @@ fn unsupported(
 }
 
 // ---------------------------------------------------------------------------------------------
-// check()
+// The one parser of the fields, for check() and call()
 
+/// One problem with a module's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    field: String,
+    reason: String,
+    /// A Make feature Switchyard does not offer (an `InvalidConfigurationError` at run time)
+    /// rather than a bad value (a `DataError`).
+    unsupported: bool,
+    /// Whether `check()` reports it: false when the value is still an IML expression that only
+    /// the run will evaluate.
+    at_load: bool,
+}
+
+impl Problem {
+    fn invalid(field: impl Into<String>, reason: impl Into<String>, at_load: bool) -> Self {
+        Problem {
+            field: field.into(),
+            reason: reason.into(),
+            unsupported: false,
+            at_load,
+        }
+    }
+}
+
+/// The problems found so far while reading the fields.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// The value `result` read from `value`, or `None` with its problem recorded against
+    /// `field`.
+    fn read<T>(
+        &mut self,
+        field: impl Into<String>,
+        value: Option<&Value>,
+        result: Result<T, String>,
+    ) -> Option<T> {
+        result
+            .map_err(|reason| {
+                let at_load = !value.is_some_and(fields::is_dynamic);
+                self.0.push(Problem::invalid(field, reason, at_load));
+            })
+            .ok()
+    }
+}
+
+/// A request ready to send, and how its answer is shown.
+#[derive(Debug)]
+struct Spec {
+    request: Request,
+    parse_response: bool,
+}
+
+/// Reads the module's fields into a [`Spec`], or returns every problem found in them, in the
+/// order of the fields (URL, method, headers, query, timeout, switches, body, then the Make
+/// features Switchyard lacks).
+fn read_spec(
+    dialect: Dialect,
+    parameters: &Map<String, Value>,
+    mapper: &Value,
+) -> Result<Spec, Vec<Problem>> {
+    if !(mapper.is_object() || mapper.is_null()) {
+        return Err(vec![Problem::invalid("mapper", "must be an object", true)]);
+    }
+    let m = object(mapper);
+    let get = |name: &str| m.and_then(|m| m.get(name));
+    let mut problems = Problems::default();
+
+    let url = problems.read("mapper.url", get("url"), parse_url(get("url")));
+    let method = problems.read("mapper.method", get("method"), parse_method(get("method")));
+    let headers = problems.read(
+        "mapper.headers",
+        get("headers"),
+        parse_headers(get("headers")),
+    );
+    let query = match pick(m, dialect.query_fields()) {
+        Some((field, value)) => problems.read(
+            format!("mapper.{field}"),
+            Some(value),
+            parse_query(Some(value)),
+        ),
+        None => Some(Vec::new()),
+    };
+    let timeout = problems.read(
+        "mapper.timeout",
+        get("timeout"),
+        parse_timeout(get("timeout")),
+    );
+    let parse_response = problems.read(
+        "mapper.parseResponse",
+        get("parseResponse"),
+        flag(get("parseResponse"), dialect.parse_default()),
+    );
+    let follow_redirects = match pick(m, dialect.redirect_fields()) {
+        Some((field, value)) => problems.read(
+            format!("mapper.{field}"),
+            Some(value),
+            flag(Some(value), true),
+        ),
+        None => Some(true),
+    };
+    let (field, value, stop) = stop_on_error(dialect, parameters, m);
+    let stop_on_http_error = problems.read(field, value.as_ref(), stop);
+
+    // While a body selector is mapped, nothing about the body is known before the run.
+    let selectors_mapped = ["contentType", "bodyType", "inputMethod"]
+        .iter()
+        .any(|s| get(s).is_some_and(fields::is_dynamic));
+    let body = match build_body(dialect, m) {
+        Ok(body) => Some(body),
+        Err(problem) => {
+            problems.0.push(Problem {
+                at_load: problem.at_load && !selectors_mapped,
+                ..problem
+            });
+            None
+        }
+    };
+
+    for (field, reason, value) in unsupported(dialect, parameters, m) {
+        problems.0.push(Problem {
+            field,
+            reason,
+            unsupported: true,
+            at_load: !value.as_ref().is_some_and(fields::is_dynamic),
+        });
+    }
+
+    let (
+        Some(url),
+        Some(method),
+        Some(headers),
+        Some(query),
+        Some(timeout),
+        Some(parse_response),
+        Some(follow_redirects),
+        Some(stop_on_http_error),
+        Some(body),
+    ) = (
+        url,
+        method,
+        headers,
+        query,
+        timeout,
+        parse_response,
+        follow_redirects,
+        stop_on_http_error,
+        body,
+    )
+    else {
+        return Err(problems.0);
+    };
+    if !problems.0.is_empty() {
+        return Err(problems.0);
+    }
+    let request = Request {
+        query,
+        headers,
+        body,
+        auth: basic_auth(dialect, m),
+        timeout,
+        redirects: if follow_redirects {
+            Redirects::Follow
+        } else {
+            Redirects::Return
+        },
+        error_status: if stop_on_http_error {
+            ErrorStatus::Raise
+        } else {
+            ErrorStatus::Return
+        },
+        ..Request::new(method, url)
+    };
+    Ok(Spec {
+        request,
+        parse_response,
+    })
+}
+
+/// v3's basic-authentication fields (`authUser`, `authPass`); v4 asks for a keychain instead,
+/// which [`unsupported`] reports.
+fn basic_auth(dialect: Dialect, m: Option<&Map<String, Value>>) -> Auth {
+    match dialect {
+        Dialect::SendData => match pick(m, &["authUser"]).map(|(_, v)| text(v)) {
+            Some(user) if !user.is_empty() => Auth::Basic {
+                user,
+                password: pick(m, &["authPass"])
+                    .map(|(_, v)| text(v))
+                    .unwrap_or_default(),
+            },
+            _ => Auth::None,
+        },
+        Dialect::MakeRequest => Auth::None,
+    }
+}
+
+/// The problems known at load time, as `(field, reason)`.
 fn check(
     dialect: Dialect,
     parameters: &Map<String, Value>,
     mapper: &Value,
 ) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    if !(mapper.is_object() || mapper.is_null()) {
-        problems.push(("mapper".into(), "must be an object".into()));
-        return problems;
+    match read_spec(dialect, parameters, mapper) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .filter(|p| p.at_load)
+            .map(|p| (p.field, p.reason))
+            .collect(),
     }
-    let m = object(mapper);
-    let get = |name: &str| m.and_then(|m| m.get(name));
-
-    let url = get("url");
-    if is_blank(url) {
-        problems.push(("mapper.url".into(), "is required".into()));
-    } else {
-        report(&mut problems, "mapper.url", url, parse_url(url));
-    }
-    report(
-        &mut problems,
-        "mapper.method",
-        get("method"),
-        parse_method(get("method")),
-    );
-    report(
-        &mut problems,
-        "mapper.headers",
-        get("headers"),
-        parse_headers(get("headers")),
-    );
-    if let Some((field, value)) = pick(m, dialect.query_fields()) {
-        report(
-            &mut problems,
-            format!("mapper.{field}"),
-            Some(value),
-            parse_query(Some(value)),
-        );
-    }
-    let timeout = get("timeout");
-    report(
-        &mut problems,
-        "mapper.timeout",
-        timeout,
-        parse_timeout(timeout, Duration::ZERO),
-    );
-    let parse = get("parseResponse");
-    report(
-        &mut problems,
-        "mapper.parseResponse",
-        parse,
-        flag(parse, true),
-    );
-    if let Some((field, value)) = pick(m, dialect.redirect_fields()) {
-        report(
-            &mut problems,
-            format!("mapper.{field}"),
-            Some(value),
-            flag(Some(value), true),
-        );
-    }
-    let (field, value, stop) = stop_on_error(dialect, parameters, m);
-    report(&mut problems, field, value.as_ref(), stop);
-
-    // The body: its selectors always, its content when it is already known.
-    let selectors = ["contentType", "bodyType", "inputMethod"];
-    if !selectors
-        .iter()
-        .any(|s| get(s).is_some_and(fields::is_dynamic))
-    {
-        match body_kind(dialect, m).and_then(|kind| {
-            if kind == BodyKind::Json {
-                json_input_is_text(m).map(|_| kind)
-            } else {
-                Ok(kind)
-            }
-        }) {
-            Err(problem) => problems.push(problem),
-            Ok(BodyKind::Json) => {
-                if let Some((field, value)) = pick(m, JSON_TEXT_FIELDS)
-                    && let Value::String(body) = value
-                    && !fields::is_dynamic(value)
-                    && let Err(problem) = validate_json(&format!("mapper.{field}"), body)
-                {
-                    problems.push(problem);
-                }
-            }
-            Ok(kind @ (BodyKind::UrlEncoded | BodyKind::Multipart)) => {
-                if let Some((field, value)) = pick(m, field_list(dialect, kind)) {
-                    report(
-                        &mut problems,
-                        format!("mapper.{field}"),
-                        Some(value),
-                        pairs(Some(value)),
-                    );
-                }
-            }
-            Ok(BodyKind::None | BodyKind::Raw) => {}
-        }
-    }
-
-    for (field, reason, value) in unsupported(dialect, parameters, m) {
-        if !value.as_ref().is_some_and(fields::is_dynamic) {
-            problems.push((field, reason));
-        }
-    }
-    problems
 }
 
-// ---------------------------------------------------------------------------------------------
-// call()
-
-/// A request ready to send.
-struct Spec {
-    method: Method,
-    url: Url,
-    headers: HeaderMap,
-    body: Option<Vec<u8>>,
-    basic_auth: Option<(String, String)>,
-    parse_response: bool,
-    stop_on_http_error: bool,
-    follow_redirects: bool,
-    timeout: Duration,
-}
-
-fn data_error((field, reason): (String, String)) -> ModuleError {
-    ModuleError::data(format!("{field}: {reason}"))
-}
-
-fn field_error(field: &str) -> impl FnOnce(String) -> ModuleError + '_ {
-    move |reason| ModuleError::data(format!("{field}: {reason}"))
-}
-
+/// The request to send, or the first problem as an error: a missing Make feature first (an
+/// `InvalidConfigurationError`), else the first bad field (a `DataError`).
 fn build_spec(
     dialect: Dialect,
     parameters: &Map<String, Value>,
     mapper: &Value,
-    options: &HttpOptions,
 ) -> Result<Spec, ModuleError> {
-    if !(mapper.is_object() || mapper.is_null()) {
-        return Err(ModuleError::data("mapper: must be an object"));
-    }
-    let m = object(mapper);
-    let get = |name: &str| m.and_then(|m| m.get(name));
-
-    if let Some((field, reason, _)) = unsupported(dialect, parameters, m).into_iter().next() {
-        return Err(ModuleError::config(format!("{field}: {reason}")));
-    }
-
-    let mut url = parse_url(get("url")).map_err(field_error("mapper.url"))?;
-    let method = parse_method(get("method")).map_err(field_error("mapper.method"))?;
-    let mut headers = parse_headers(get("headers")).map_err(field_error("mapper.headers"))?;
-    if let Some((field, value)) = pick(m, dialect.query_fields()) {
-        let query = parse_query(Some(value))
-            .map_err(|e| ModuleError::data(format!("mapper.{field}: {e}")))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
+    read_spec(dialect, parameters, mapper).map_err(|problems| {
+        let problem = problems
+            .iter()
+            .find(|p| p.unsupported)
+            .or_else(|| problems.first());
+        match problem {
+            Some(p) if p.unsupported => ModuleError::config(format!("{}: {}", p.field, p.reason)),
+            Some(p) => ModuleError::data(format!("{}: {}", p.field, p.reason)),
+            None => ModuleError::data("mapper: could not be read"),
         }
-    }
-    let timeout =
-        parse_timeout(get("timeout"), options.timeout).map_err(field_error("mapper.timeout"))?;
-    let parse_response = flag(get("parseResponse"), dialect.parse_default())
-        .map_err(field_error("mapper.parseResponse"))?;
-    let follow_redirects = match pick(m, dialect.redirect_fields()) {
-        Some((field, value)) => flag(Some(value), true)
-            .map_err(|e| ModuleError::data(format!("mapper.{field}: {e}")))?,
-        None => true,
-    };
-    let (field, _, stop) = stop_on_error(dialect, parameters, m);
-    let stop_on_http_error = stop.map_err(|e| ModuleError::data(format!("{field}: {e}")))?;
-
-    let body = build_body(dialect, m).map_err(data_error)?;
-    let body = body.map(
-        |Body {
-             bytes,
-             content_type,
-         }| {
-            // A Content-Type header written by the designer wins over the one the body implies.
-            if let Some(content_type) = content_type
-                && !headers.contains_key(CONTENT_TYPE)
-                && let Ok(value) = HeaderValue::from_str(&content_type)
-            {
-                headers.insert(CONTENT_TYPE, value);
-            }
-            bytes
-        },
-    );
-
-    // v3 basic authentication fields.
-    let basic_auth = match dialect {
-        Dialect::SendData => pick(m, &["authUser"])
-            .map(|(_, v)| text(v))
-            .filter(|user| !user.is_empty())
-            .map(|user| {
-                let pass = pick(m, &["authPass"])
-                    .map(|(_, v)| text(v))
-                    .unwrap_or_default();
-                (user, pass)
-            }),
-        Dialect::MakeRequest => None,
-    };
-
-    Ok(Spec {
-        method,
-        url,
-        headers,
-        body,
-        basic_auth,
-        parse_response,
-        stop_on_http_error,
-        follow_redirects,
-        timeout,
     })
 }
 
-/// Why a request failed before a bundle could be built.
-enum Failure {
-    Transport(reqwest::Error),
-    TooLarge { declared: Option<u64> },
-    Module(ModuleError),
-}
-
-impl From<reqwest::Error> for Failure {
-    fn from(e: reqwest::Error) -> Self {
-        Failure::Transport(e)
-    }
-}
-
-async fn execute(clients: &HttpClients, spec: Spec, module_id: u32) -> Result<Value, ModuleError> {
-    let parse_response = spec.parse_response;
-    let (status, headers, body) = exchange(clients, spec, module_id).await?;
-    output_bundle(status, &headers, body, parse_response)
-}
-
-/// A GET for modules that read a document (a feed): the shared client following redirects,
-/// the size cap and default timeout of the registry's [`HttpOptions`], an HTTP error status
-/// as an error, and basic authentication when `basic_auth` is given (its password is never
-/// logged). Returns the status, headers and raw body.
-pub(crate) async fn get_document(
-    clients: &HttpClients,
-    url: Url,
-    accept: &'static str,
-    basic_auth: Option<(String, String)>,
-    module_id: u32,
-) -> Result<(StatusCode, HeaderMap, Vec<u8>), ModuleError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
-    let spec = Spec {
-        method: Method::GET,
-        url,
-        headers,
-        body: None,
-        basic_auth,
-        parse_response: false,
-        stop_on_http_error: true,
-        follow_redirects: true,
-        timeout: clients.options.timeout,
-    };
-    exchange(clients, spec, module_id).await
-}
-
-/// Sends a request and reads its answer within the size cap and timeout.
-async fn exchange(
-    clients: &HttpClients,
-    spec: Spec,
-    module_id: u32,
-) -> Result<(StatusCode, HeaderMap, Vec<u8>), ModuleError> {
-    let client = if spec.follow_redirects {
-        &clients.follow
-    } else {
-        &clients.direct
-    };
-    let limit = clients.options.max_response_bytes;
-    let timeout = spec.timeout;
-    let method = spec.method.clone();
-    let host = spec.url.host_str().unwrap_or_default().to_string();
-
-    let mut request = client
-        .request(spec.method, spec.url)
-        .headers(spec.headers)
-        .timeout(timeout);
-    if let Some((user, pass)) = spec.basic_auth {
-        request = request.basic_auth(user, Some(pass));
-    }
-    if let Some(body) = spec.body {
-        request = request.body(body);
-    }
-
-    let started = Instant::now();
-    let exchange = async {
-        let mut response = request.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        if status.as_u16() >= 400 && spec.stop_on_http_error {
-            let (body, _) = read_body(&mut response, limit.min(ERROR_BODY_READ_BYTES)).await?;
-            return Err(Failure::Module(status_error(status, &headers, &body)));
-        }
-        if method != Method::HEAD
-            && let Some(declared) = response.content_length()
-            && declared > limit as u64
-        {
-            return Err(Failure::TooLarge {
-                declared: Some(declared),
-            });
-        }
-        let (body, truncated) = read_body(&mut response, limit).await?;
-        if truncated {
-            return Err(Failure::TooLarge { declared: None });
-        }
-        Ok((status, headers, body))
-    };
-    let outcome = match tokio::time::timeout(timeout, exchange).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Failure::Module(timeout_error(timeout))),
-    };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    let (status, headers, body) = match outcome {
-        Ok(parts) => parts,
-        Err(failure) => {
-            let error = match failure {
-                Failure::Transport(e) => transport_error(e, timeout),
-                Failure::TooLarge { declared } => too_large(limit, declared),
-                Failure::Module(e) => e,
-            };
-            tracing::debug!(module_id, %method, host, elapsed_ms, kind = error.kind.name(), "http request failed");
-            return Err(error);
-        }
-    };
-    tracing::debug!(module_id, %method, host, status = status.as_u16(), elapsed_ms, "http request done");
-    Ok((status, headers, body))
-}
-
-/// Reads at most `limit` bytes of the body; the flag says whether more was left unread.
-async fn read_body(
-    response: &mut Response,
-    limit: usize,
-) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = limit.saturating_sub(body.len());
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, true));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((body, false))
-}
-
-fn status_line(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
-}
-
-/// The error for an HTTP error status when the module is set to stop on them.
-fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ModuleError {
-    let excerpt: String = String::from_utf8_lossy(body)
-        .chars()
-        .take(ERROR_BODY_EXCERPT_CHARS)
-        .collect();
-    let details = json!({"statusCode": status.as_u16(), "body": excerpt});
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        let error =
-            ModuleError::new(ErrorKind::RateLimitError, status_line(status)).with_details(details);
-        return match retry_after_ms(headers) {
-            Some(delay) => error.with_delay_ms(delay),
-            None => error,
-        };
-    }
-    ModuleError::runtime(status_line(status)).with_details(details)
-}
-
-/// `Retry-After` as milliseconds from now: delta-seconds or an HTTP date.
-fn retry_after_ms(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let ms = if let Ok(secs) = value.parse::<u64>() {
-        secs.saturating_mul(1000)
-    } else {
-        let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        let ms = when
-            .with_timezone(&Utc)
-            .signed_duration_since(Utc::now())
-            .num_milliseconds();
-        u64::try_from(ms).unwrap_or(0)
-    };
-    Some(ms.min(MAX_RETRY_AFTER_MS))
-}
-
-fn timeout_error(timeout: Duration) -> ModuleError {
-    ModuleError::new(
-        ErrorKind::ModuleTimeoutError,
-        format!("the request timed out after {} s", timeout.as_secs_f64()),
-    )
-}
-
-fn too_large(limit: usize, declared: Option<u64>) -> ModuleError {
-    let mut details = Map::new();
-    details.insert("limitBytes".into(), json!(limit));
-    if let Some(declared) = declared {
-        details.insert("contentLength".into(), json!(declared));
-    }
-    ModuleError::runtime(format!(
-        "the response body exceeds the limit of {limit} bytes"
-    ))
-    .with_details(Value::Object(details))
-}
-
-/// Maps a transport failure to Make's error kinds. The URL is left out of the message: its
-/// query string may carry a key.
-fn transport_error(error: reqwest::Error, timeout: Duration) -> ModuleError {
-    let error = error.without_url();
-    let cause = error_chain(&error);
-    if error.is_connect() {
-        return ModuleError::new(
-            ErrorKind::ConnectionError,
-            format!("could not connect: {cause}"),
-        );
-    }
-    if error.is_timeout() {
-        return timeout_error(timeout);
-    }
-    if error.is_redirect() {
-        return ModuleError::runtime(format!("too many redirects (more than {MAX_REDIRECTS})"));
-    }
-    if error.is_builder() {
-        return ModuleError::data(format!("the request could not be built: {cause}"));
-    }
-    ModuleError::new(
-        ErrorKind::ConnectionError,
-        format!("the request failed: {cause}"),
-    )
-}
-
-/// The messages of an error and its sources, joined, without repeats.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let message = e.to_string();
-        if !parts.iter().any(|p| p.contains(&message)) {
-            parts.push(message);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
-}
+// ---------------------------------------------------------------------------------------------
+// The answer
 
 /// Make's HTTP output bundle.
 fn output_bundle(
@@ -1189,10 +943,15 @@ fn parse_form(body: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::module::error::ErrorKind;
 
     fn spec(dialect: Dialect, params: Value, mapper: Value) -> Result<Spec, ModuleError> {
         let params = params.as_object().cloned().unwrap_or_default();
-        build_spec(dialect, &params, &mapper, &HttpOptions::default())
+        build_spec(dialect, &params, &mapper)
+    }
+
+    fn body(spec: &Spec) -> Option<&[u8]> {
+        spec.request.body.as_ref().map(|b| b.bytes.as_slice())
     }
 
     fn problems(dialect: Dialect, params: Value, mapper: Value) -> Vec<String> {
@@ -1329,25 +1088,34 @@ mod tests {
             json!({"url": "https://x.org"}),
         )
         .unwrap();
-        assert!(v4.parse_response && v4.stop_on_http_error && v4.follow_redirects);
-        assert_eq!(v4.method, Method::GET);
-        assert_eq!(v4.timeout, Duration::from_secs(300));
+        assert!(v4.parse_response);
+        assert_eq!(v4.request.error_status, ErrorStatus::Raise);
+        assert_eq!(v4.request.redirects, Redirects::Follow);
+        assert_eq!(v4.request.method, Method::GET);
+        // No timeout of its own: the transport's default, Make's 300 s.
+        assert_eq!(v4.request.timeout, None);
+        assert_eq!(
+            crate::apps::transport::HttpOptions::default().timeout,
+            Duration::from_secs(300)
+        );
         let v3 = spec(
             Dialect::SendData,
             json!({}),
             json!({"url": "https://x.org", "method": "POST", "timeout": "30"}),
         )
         .unwrap();
-        assert!(!v3.parse_response && !v3.stop_on_http_error);
-        assert_eq!(v3.method, Method::POST);
-        assert_eq!(v3.timeout, Duration::from_secs(30));
+        assert!(!v3.parse_response);
+        assert_eq!(v3.request.error_status, ErrorStatus::Return);
+        assert_eq!(v3.request.method, Method::POST);
+        assert_eq!(v3.request.timeout, Some(Duration::from_secs(30)));
         let v3 = spec(
             Dialect::SendData,
             json!({"handleErrors": true}),
             json!({"url": "https://x.org", "followRedirect": false}),
         )
         .unwrap();
-        assert!(v3.stop_on_http_error && !v3.follow_redirects);
+        assert_eq!(v3.request.error_status, ErrorStatus::Raise);
+        assert_eq!(v3.request.redirects, Redirects::Return);
     }
 
     #[test]
@@ -1359,8 +1127,11 @@ mod tests {
                    "urlEncodedBodyContent": [{"name": "a b", "value": "x&y=z"}, {"name": "n", "value": 5}]}),
         )
         .unwrap();
-        assert_eq!(s.body.as_deref(), Some(&b"a+b=x%26y%3Dz&n=5"[..]));
-        assert_eq!(s.headers[CONTENT_TYPE], "application/x-www-form-urlencoded");
+        assert_eq!(body(&s), Some(&b"a+b=x%26y%3Dz&n=5"[..]));
+        assert_eq!(
+            s.request.content_type().unwrap(),
+            "application/x-www-form-urlencoded"
+        );
 
         let s = spec(
             Dialect::MakeRequest,
@@ -1369,8 +1140,8 @@ mod tests {
                    "dataStructureBodyContent": {"k": [1, 2]}}),
         )
         .unwrap();
-        assert_eq!(s.body.as_deref(), Some(&br#"{"k":[1,2]}"#[..]));
-        assert_eq!(s.headers[CONTENT_TYPE], "application/json");
+        assert_eq!(body(&s), Some(&br#"{"k":[1,2]}"#[..]));
+        assert_eq!(s.request.content_type().unwrap(), "application/json");
 
         // A designer's Content-Type header wins.
         let s = spec(
@@ -1380,8 +1151,8 @@ mod tests {
                    "headers": [{"name": "Content-Type", "value": "text/csv"}], "data": "a,b"}),
         )
         .unwrap();
-        assert_eq!(s.headers[CONTENT_TYPE], "text/csv");
-        assert_eq!(s.body.as_deref(), Some(&b"a,b"[..]));
+        assert_eq!(s.request.content_type().unwrap(), "text/csv");
+        assert_eq!(body(&s), Some(&b"a,b"[..]));
 
         let s = spec(
             Dialect::SendData,
@@ -1390,7 +1161,10 @@ mod tests {
                    "customContentType": "application/octet-stream", "data": "zz"}),
         )
         .unwrap();
-        assert_eq!(s.headers[CONTENT_TYPE], "application/octet-stream");
+        assert_eq!(
+            s.request.content_type().unwrap(),
+            "application/octet-stream"
+        );
     }
 
     #[test]
@@ -1430,28 +1204,6 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
-        assert_eq!(retry_after_ms(&headers), Some(120_000));
-        let later = (Utc::now() + chrono::Duration::seconds(90))
-            .to_rfc2822()
-            .replace("+0000", "GMT");
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
-        let ms = retry_after_ms(&headers).unwrap();
-        assert!((85_000..=90_000).contains(&ms), "{ms}");
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after_ms(&headers), Some(0));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after_ms(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("99999999999"));
-        assert_eq!(retry_after_ms(&headers), Some(MAX_RETRY_AFTER_MS));
-    }
-
-    #[test]
     fn response_data_parses_json_and_forms_only_when_asked() {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -1488,19 +1240,95 @@ mod tests {
     }
 
     #[test]
-    fn status_errors_carry_status_and_excerpt() {
-        let err = status_error(
-            StatusCode::NOT_FOUND,
-            &HeaderMap::new(),
-            "x".repeat(5000).as_bytes(),
-        );
-        assert_eq!(err.kind, ErrorKind::RuntimeError);
-        assert_eq!(err.message, "404 Not Found");
-        let details = err.details.unwrap();
-        assert_eq!(details["statusCode"], 404);
+    fn check_and_the_request_builder_read_the_same_problems() {
+        // Each problem check() reports is the one the builder fails on.
+        for (dialect, params, mapper) in [
+            (
+                Dialect::MakeRequest,
+                json!({}),
+                json!({"url": "ftp://x.org"}),
+            ),
+            (
+                Dialect::MakeRequest,
+                json!({}),
+                json!({"url": "https://x.org", "method": "fetch"}),
+            ),
+            (
+                Dialect::SendData,
+                json!({}),
+                json!({"url": "https://x.org", "qs": 5}),
+            ),
+            (
+                Dialect::SendData,
+                json!({"handleErrors": "sometimes"}),
+                json!({"url": "https://x.org"}),
+            ),
+            (
+                Dialect::MakeRequest,
+                json!({}),
+                json!({"url": "https://x.org", "contentType": "json", "jsonStringBodyContent": "{"}),
+            ),
+            (
+                Dialect::SendData,
+                json!({}),
+                json!({"url": "https://x.org", "bodyType": "xml"}),
+            ),
+            (Dialect::MakeRequest, json!({}), json!([1])),
+        ] {
+            let found = problems(dialect, params.clone(), mapper.clone());
+            assert_eq!(found.len(), 1, "{mapper}: {found:?}");
+            let err = spec(dialect, params, mapper.clone()).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::DataError, "{mapper}");
+            assert_eq!(err.message, found[0], "{mapper}");
+        }
+        // What only the run can know is not reported at load time but fails the run.
+        let mapped = json!({"url": "{{1.url}}", "contentType": "json", "jsonStringBodyContent": "{{1.body}}"});
+        assert!(problems(Dialect::MakeRequest, json!({}), mapped).is_empty());
+        let evaluated =
+            json!({"url": "not a url", "contentType": "json", "jsonStringBodyContent": "{{"});
+        let err = spec(Dialect::MakeRequest, json!({}), evaluated)
+            .err()
+            .unwrap();
+        assert!(err.message.starts_with("mapper.url:"), "{}", err.message);
+        // As before the parser was shared, a missing JSON body is left to the run.
+        let no_body = json!({"url": "https://x.org", "contentType": "json"});
+        assert!(problems(Dialect::MakeRequest, json!({}), no_body.clone()).is_empty());
+        let err = spec(Dialect::MakeRequest, json!({}), no_body)
+            .err()
+            .unwrap();
+        assert_eq!(err.message, "mapper.jsonStringBodyContent: is required");
+    }
+
+    #[test]
+    fn v3_basic_authentication_is_an_auth() {
+        let s = spec(
+            Dialect::SendData,
+            json!({}),
+            json!({"url": "https://x.org", "authUser": "ann", "authPass": "pw-123"}),
+        )
+        .unwrap();
         assert_eq!(
-            details["body"].as_str().unwrap().len(),
-            ERROR_BODY_EXCERPT_CHARS
+            s.request.auth,
+            Auth::Basic {
+                user: "ann".into(),
+                password: "pw-123".into()
+            }
         );
+        assert!(!format!("{s:?}").contains("pw-123"));
+        let s = spec(
+            Dialect::SendData,
+            json!({}),
+            json!({"url": "https://x.org", "authUser": ""}),
+        )
+        .unwrap();
+        assert_eq!(s.request.auth, Auth::None);
+        // v4 reads no such fields.
+        let s = spec(
+            Dialect::MakeRequest,
+            json!({}),
+            json!({"url": "https://x.org", "authUser": "ann"}),
+        )
+        .unwrap();
+        assert_eq!(s.request.auth, Auth::None);
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::apps::transport::{HttpOptions, Transport};
 use crate::module::{Module, Registry};
 
 mod fields;
@@ -14,24 +15,22 @@ mod rss;
 pub mod text;
 pub mod util;
 
-pub use http::HttpOptions;
-
-/// Builds one module from the shared HTTP clients.
-type Constructor = fn(&Arc<http::HttpClients>) -> Arc<dyn Module>;
+/// Builds one module on the shared HTTP transport.
+type Constructor = fn(&Arc<Transport>) -> Arc<dyn Module>;
 
 /// Every module type [`BuiltinRegistry`] serves, with how it is built: adding a built-in
 /// module is adding a row.
 const MODULES: &[(&str, Constructor)] = &[
-    ("http:MakeRequest", |clients| {
+    ("http:MakeRequest", |transport| {
         Arc::new(http::HttpModule::new(
             http::Dialect::MakeRequest,
-            clients.clone(),
+            transport.clone(),
         ))
     }),
-    ("http:ActionSendData", |clients| {
+    ("http:ActionSendData", |transport| {
         Arc::new(http::HttpModule::new(
             http::Dialect::SendData,
-            clients.clone(),
+            transport.clone(),
         ))
     }),
     ("json:ParseJSON", |_| Arc::new(json::ParseJson)),
@@ -42,8 +41,8 @@ const MODULES: &[(&str, Constructor)] = &[
         Arc::new(json::ToJson::new(json::Source::Object))
     }),
     ("regexp:Parser", |_| Arc::new(text::Parser::default())),
-    ("rss:TriggerNewArticle", |clients| {
-        Arc::new(rss::WatchFeed::new(clients.clone()))
+    ("rss:TriggerNewArticle", |transport| {
+        Arc::new(rss::WatchFeed::new(transport.clone()))
     }),
     ("util:Switcher", |_| Arc::new(util::Switcher::default())),
     ("util:ComposeTransformer", |_| Arc::new(util::Compose)),
@@ -58,18 +57,18 @@ pub enum RegistryError {
     HttpClient(#[from] reqwest::Error),
 }
 
-/// Serves the built-in modules. HTTP modules share one set of clients (one connection pool per
-/// redirect policy) configured by [`HttpOptions`].
+/// Serves the built-in modules. The HTTP and RSS modules share one [`Transport`] (one client
+/// and connection pool) configured by [`HttpOptions`].
 pub struct BuiltinRegistry {
     modules: HashMap<&'static str, Arc<dyn Module>>,
 }
 
 impl BuiltinRegistry {
     pub fn new(options: HttpOptions) -> Result<Self, RegistryError> {
-        let clients = Arc::new(http::HttpClients::new(options)?);
+        let transport = Arc::new(Transport::new(options)?);
         let modules = MODULES
             .iter()
-            .map(|(name, build)| (*name, build(&clients)))
+            .map(|(name, build)| (*name, build(&transport)))
             .collect();
         Ok(BuiltinRegistry { modules })
     }

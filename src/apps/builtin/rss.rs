@@ -1,6 +1,6 @@
 //! The RSS app: `rss:TriggerNewArticle` (Make's "Watch RSS feed items"), a polling trigger.
-//! Each poll fetches the feed with the registry's shared HTTP client (size cap, timeouts, basic
-//! authentication when `username` is set), parses RSS 0.x/1.0/2.0 or Atom with `feed-rs`, and
+//! Each poll fetches the feed through the registry's shared [`Transport`] (size cap, timeouts,
+//! an [`Auth::Basic`] when `username` is set), parses RSS 0.x/1.0/2.0 or Atom with `feed-rs`, and
 //! emits one bundle per item not processed before, oldest first, at most `maxResults` per cycle.
 //!
 //! **Cursor.** The trigger state's cursor is `{"date": D, "ids": [...]}`: `D` is the newest
@@ -27,28 +27,30 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use feed_rs::model::{Entry, Feed, LinkTarget};
 use futures::future::BoxFuture;
-use reqwest::Url;
+use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::fields::{flag, is_blank, object, report, text};
-use super::http::{self, HttpClients};
+use super::http;
+use crate::apps::transport::{Auth, Request, Transport};
 use crate::module::error::{ErrorKind, ModuleError};
 use crate::module::polling::{self, PollRequest, Polled, SEEN_IDS_CAP, TriggerCommit};
 use crate::module::{Invocation, Module, ModuleKind};
 
 /// What the feed request accepts.
-const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/xml;q=0.9, \
+const FEED_TYPES: &str = "application/rss+xml, application/atom+xml, application/xml;q=0.9, \
                       text/xml;q=0.9, */*;q=0.5";
 
 /// `rss:TriggerNewArticle`.
 pub(crate) struct WatchFeed {
-    clients: Arc<HttpClients>,
+    transport: Arc<Transport>,
 }
 
 impl WatchFeed {
-    pub(crate) fn new(clients: Arc<HttpClients>) -> Self {
-        WatchFeed { clients }
+    pub(crate) fn new(transport: Arc<Transport>) -> Self {
+        WatchFeed { transport }
     }
 }
 
@@ -67,7 +69,7 @@ enum Epoch {
 struct Config {
     url: Url,
     epoch: Epoch,
-    basic_auth: Option<(String, String)>,
+    auth: Auth,
 }
 
 fn parse_epoch(value: Option<&Value>) -> Result<Epoch, String> {
@@ -136,15 +138,15 @@ fn config(parameters: &Map<String, Value>) -> Result<Config, ModuleError> {
     let url = http::parse_url(parameters.get("url")).map_err(field("url"))?;
     let epoch = parse_epoch(parameters.get("epoch")).map_err(field("epoch"))?;
     let username = parameters.get("username").map(text).unwrap_or_default();
-    let basic_auth = (!username.is_empty()).then(|| {
-        let password = parameters.get("password").map(text).unwrap_or_default();
-        (username, password)
-    });
-    Ok(Config {
-        url,
-        epoch,
-        basic_auth,
-    })
+    let auth = if username.is_empty() {
+        Auth::None
+    } else {
+        Auth::Basic {
+            user: username,
+            password: parameters.get("password").map(text).unwrap_or_default(),
+        }
+    };
+    Ok(Config { url, epoch, auth })
 }
 
 impl Module for WatchFeed {
@@ -188,7 +190,7 @@ impl Module for WatchFeed {
                 None => None,
                 Some(value) => Some(Cursor::from_value(value)?),
             };
-            let feed = fetch(&self.clients, &config, invocation.module_id).await?;
+            let feed = fetch(&self.transport, &config, invocation.module_id).await?;
             let items = items(&feed);
             Ok(select(
                 items,
@@ -207,23 +209,24 @@ impl Module for WatchFeed {
 /// The feed at the configured URL. Errors name what was expected; only the host is quoted
 /// (the path or query may carry a token).
 async fn fetch(
-    clients: &HttpClients,
+    transport: &Transport,
     config: &Config,
     module_id: u32,
 ) -> Result<Feed, ModuleError> {
     let host = config.url.host_str().unwrap_or_default().to_string();
-    let (status, _headers, body) = http::get_document(
-        clients,
-        config.url.clone(),
-        ACCEPT,
-        config.basic_auth.clone(),
-        module_id,
-    )
-    .await
-    .map_err(|e| ModuleError {
-        message: format!("could not read the feed from {host}: {}", e.message),
-        ..e
-    })?;
+    let mut request = Request::new(Method::GET, config.url.clone());
+    request
+        .headers
+        .insert(ACCEPT, HeaderValue::from_static(FEED_TYPES));
+    request.auth = config.auth.clone();
+    let response = transport
+        .send(request, module_id)
+        .await
+        .map_err(|e| ModuleError {
+            message: format!("could not read the feed from {host}: {}", e.message),
+            ..e
+        })?;
+    let (status, body) = (response.status, response.body);
     if !status.is_success() {
         return Err(ModuleError::runtime(format!(
             "the feed at {host} answered HTTP {}; expected 2xx with an RSS or Atom document",
