@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+use super::extract::{Path, Query, RawBody};
 use super::{ApiError, ApiResult, AppState};
 use crate::queue::{Finished, RunHere};
 use crate::scenario::compiled::NodeKind;
@@ -238,7 +238,7 @@ async fn ingest(
     Path(id): Path<String>,
     Query(query): Query<Map<String, Value>>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let Some(route) = route(&state, &id).await? else {
         return Err(ApiError::new(

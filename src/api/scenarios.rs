@@ -3,11 +3,12 @@
 //! URLs), delete, activate/deactivate, run now, list hooks, reset a polling trigger.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, AppState};
+use super::extract::{Path, Text};
+use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::scenario::compiled::NodeKind;
 use crate::scenario::{self, Scenario};
 use crate::store::{ExecutionSource, NewExecution, ScenarioRow};
@@ -58,12 +59,12 @@ async fn sync_hooks(state: &AppState, id: &str, scenario: &Scenario) -> ApiResul
 
 fn scenario_json(row: &ScenarioRow) -> Value {
     json!({"id": row.id, "name": row.name, "version": row.version, "active": row.active,
-           "createdAt": row.created_at, "updatedAt": row.updated_at})
+           "createdAt": rfc3339(row.created_at), "updatedAt": rfc3339(row.updated_at)})
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (blueprint, compiled) = compile(&state, &body)?;
     let (id, version) = state
@@ -105,7 +106,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<Json<Value>> {
     state.store().get_scenario(&id).await?;
     let (_, compiled) = compile(&state, &body)?;
@@ -146,7 +147,7 @@ pub async fn deactivate(
 pub async fn run_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let row = state.store().get_scenario(&id).await?;
     let payload: Option<Value> = if body.trim().is_empty() {
