@@ -11,6 +11,8 @@
 //!   webhook responses, limits (404, 410, 413, 429, 400), idempotency keys, versions,
 //!   run-now, retry, health, metrics and OpenAPI; each execution's report equals what
 //!   `switchyard run --json` prints for the same scenario and input.
+//! - `api_conventions`: every rejection (query string, path parameter, body), unknown route
+//!   and wrong method answers with the JSON error envelope; times are RFC 3339 strings.
 //! - `cli_admin`: `switchyard scenarios …` and `switchyard executions …` next to a running
 //!   `serve`, human and `--json` output.
 //! - `crash_recovery`: 2,000 keyed webhooks, `kill -9` mid-way, restart: each acknowledged
@@ -79,6 +81,7 @@ macro_rules! backend_tests {
 backend_tests!(
     both: [
         api_and_webhooks,
+        api_conventions,
         cli_admin,
         crash_recovery,
         two_schedulers,
@@ -138,6 +141,36 @@ fn assert_same_report(execution: &Value, run: &Value) {
     }
     let duration = execution["durationMs"].as_i64().expect("durationMs");
     assert!(duration >= 0, "{execution}");
+    let created = timestamp(&execution["createdAt"], "createdAt");
+    let started = timestamp(&execution["startedAt"], "startedAt");
+    let finished = timestamp(&execution["finishedAt"], "finishedAt");
+    assert!(created <= started && started <= finished, "{execution}");
+    assert_eq!(
+        (finished - started).num_milliseconds(),
+        duration,
+        "durationMs is finishedAt - startedAt: {execution}"
+    );
+}
+
+/// An API time: an RFC 3339 string in UTC with milliseconds, `2026-12-03T07:33:11.120Z`.
+fn timestamp(value: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("`{what}` is not a string: {value}"));
+    let shape = text.len() == 24
+        && text.ends_with('Z')
+        && text.as_bytes()[10] == b'T'
+        && text.as_bytes()[19] == b'.';
+    assert!(shape, "`{what}` is not YYYY-MM-DDTHH:MM:SS.mmmZ: {text}");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("`{what}` {text}: {e}"))
+        .to_utc()
+}
+
+/// `instant` is within `seconds` of now.
+fn assert_recent(instant: chrono::DateTime<chrono::Utc>, seconds: i64, what: &str) {
+    let off = (chrono::Utc::now() - instant).num_seconds().abs();
+    assert!(off <= seconds, "{what} {instant} is {off} s away from now");
 }
 
 /// Webhook → `POST {counter}/count` with the bundle's `n`.
@@ -152,6 +185,12 @@ fn counting_scenario(counter: &str) -> Value {
 }
 
 fn api_error_code(reply: &Reply) -> &str {
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "an error is JSON: {}",
+        reply.text
+    );
     assert!(
         reply.json["error"]["message"]
             .as_str()
@@ -360,9 +399,10 @@ async fn api_and_webhooks(db: TestDb) {
     );
     // Over --max-body-bytes: 413, nothing queued.
     let big = json!({"n": 0, "pad": "x".repeat(5000)}).to_string();
-    hook(&http, &url, Some("application/json"), big, &[])
+    let reply = hook(&http, &url, Some("application/json"), big, &[])
         .await
         .expect(413, "body over --max-body-bytes");
+    assert_eq!(api_error_code(&reply), "payload_too_large");
     assert_eq!(api.executions(&id).await.len(), before);
 
     // Idempotency-Key: the second delivery is a duplicate of the first execution.
@@ -555,9 +595,9 @@ async fn api_and_webhooks(db: TestDb) {
         &rows[0],
     );
     assert!(diffs.is_empty(), "{diffs:?}");
-    let created_at: Vec<i64> = rows
+    let created_at: Vec<_> = rows
         .iter()
-        .map(|r| r["createdAt"].as_i64().unwrap())
+        .map(|r| timestamp(&r["createdAt"], "createdAt"))
         .collect();
     assert!(created_at.windows(2).all(|w| w[0] >= w[1]), "newest first");
     let reply = api
@@ -617,6 +657,236 @@ async fn api_and_webhooks(db: TestDb) {
         metric(&metrics.text, "switchyard_webhooks_accepted_total").is_some_and(|n| n >= 30.0),
         "{}",
         metrics.text
+    );
+}
+
+/// The API's conventions: whatever is wrong with a request (query string, path parameter,
+/// body, route, method), the answer is the JSON error envelope naming what and where; every
+/// time is an RFC 3339 string with milliseconds and `Z`, the instant the store holds.
+async fn api_conventions(db: TestDb) {
+    let svc = db.serve(&[]).await;
+    let api = &svc.api;
+    let http = reqwest::Client::new();
+    let error = |reply: &Reply| reply.json["error"].clone();
+
+    // Query strings: the parameter, by name.
+    let reply = api
+        .get("/api/executions?limit=abc")
+        .await
+        .expect(400, "limit=abc");
+    assert_eq!(api_error_code(&reply), "bad_request");
+    assert_eq!(
+        error(&reply),
+        json!({"code": "bad_request", "path": "limit",
+               "message": "query parameter \"limit\": invalid digit found in string"})
+    );
+    let reply = api.get("/api/incomplete").await.expect(400, "no scenario");
+    assert_eq!(api_error_code(&reply), "bad_request");
+    assert_eq!(
+        error(&reply)["message"],
+        "query parameter \"scenario\" is required"
+    );
+
+    // Path parameters.
+    let reply = api
+        .get("/api/executions/%FF")
+        .await
+        .expect(400, "an id that is not UTF-8");
+    assert_eq!(api_error_code(&reply), "bad_request");
+    assert_eq!(
+        error(&reply),
+        json!({"code": "bad_request", "path": "id",
+               "message": "path parameter \"id\" is not valid UTF-8"})
+    );
+
+    // Bodies: malformed JSON, text that is not UTF-8, more than the API takes.
+    let blueprint = json!({"name": "times", "flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "times"}},
+        {"id": 2, "module": "util:SetVariable2",
+         "mapper": {"name": "x", "scope": "roundtrip", "value": "{{1.n}}"}}]});
+    let created = api.create(&blueprint).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let raw = |method: reqwest::Method, path: &str, body: Vec<u8>| {
+        http.request(method, svc.url(path))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let reply = Reply::from(
+        raw(
+            reqwest::Method::POST,
+            &format!("/api/scenarios/{id}/run"),
+            b"{\"n\": ".to_vec(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .expect(400, "run with malformed JSON");
+    assert_eq!(api_error_code(&reply), "bad_request");
+    let reply = Reply::from(
+        raw(
+            reqwest::Method::POST,
+            "/api/scenarios",
+            b"{\"flow\": [".to_vec(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .expect(422, "a blueprint that is not JSON");
+    assert_eq!(api_error_code(&reply), "invalid_scenario");
+    let reply = Reply::from(
+        raw(
+            reqwest::Method::POST,
+            "/api/scenarios",
+            vec![b'{', 0xff, b'}'],
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .expect(400, "a body that is not UTF-8");
+    assert_eq!(api_error_code(&reply), "bad_request");
+    assert_eq!(error(&reply)["message"], "the body is not valid UTF-8 text");
+    // On a connection of its own: the server closes it after a 413 without reading the body.
+    let reply = Reply::from(
+        reqwest::Client::new()
+            .put(svc.url(&format!("/api/scenarios/{id}")))
+            .bearer_auth(TOKEN)
+            .body(vec![b' '; 3 * 1024 * 1024])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(413, "a body over the API's limit");
+    assert_eq!(api_error_code(&reply), "payload_too_large");
+
+    // Unknown routes, with or without a token, under /api or not.
+    for path in ["/api/nothing", "/api/executions/a/b", "/api", "/nothing"] {
+        let reply = api.get(path).await.expect(404, path);
+        assert_eq!(api_error_code(&reply), "not_found", "{path}");
+        assert_eq!(error(&reply)["message"], format!("no route for GET {path}"));
+        let reply = Reply::from(http.get(svc.url(path)).send().await.unwrap())
+            .await
+            .expect(404, path);
+        assert_eq!(api_error_code(&reply), "not_found", "{path}");
+    }
+
+    // Wrong methods: 405 with `Allow`.
+    for (method, path, allow) in [
+        (
+            reqwest::Method::DELETE,
+            "/api/executions".to_string(),
+            "GET",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/scenarios/{id}/run"),
+            "POST",
+        ),
+        (reqwest::Method::POST, "/health".to_string(), "GET"),
+        (reqwest::Method::DELETE, "/hooks/abc".to_string(), "POST"),
+    ] {
+        let reply = api
+            .send(method.clone(), &path, &Value::Null)
+            .await
+            .expect(405, &format!("{method} {path}"));
+        assert_eq!(api_error_code(&reply), "method_not_allowed", "{path}");
+        assert_eq!(
+            error(&reply)["message"],
+            format!("{path} does not take {method}")
+        );
+        assert!(
+            reply.header("allow").is_some_and(|a| a.contains(allow)),
+            "{method} {path}: Allow {:?}",
+            reply.headers
+        );
+    }
+
+    // Times: the scenario's, as RFC 3339 strings, just now.
+    let scenario = api
+        .get(&format!("/api/scenarios/{id}"))
+        .await
+        .expect(200, "get scenario")
+        .json;
+    for key in ["createdAt", "updatedAt"] {
+        assert_recent(timestamp(&scenario[key], key), 60, key);
+    }
+    let listed = api.get("/api/scenarios").await.expect(200, "list").json;
+    let row = listed["scenarios"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == id.as_str()))
+        .expect("listed")
+        .clone();
+    assert_eq!(row["createdAt"], scenario["createdAt"]);
+
+    // An execution's: its report and its list row agree; the duration stays a number.
+    let run = api
+        .post(&format!("/api/scenarios/{id}/run"), &json!({"n": 1}))
+        .await
+        .expect(202, "run now")
+        .json;
+    let execution = api
+        .finished(run["executionId"].as_str().expect("execution id"))
+        .await;
+    assert_eq!(execution["status"], "success", "{execution}");
+    let started = timestamp(&execution["startedAt"], "startedAt");
+    let finished = timestamp(&execution["finishedAt"], "finishedAt");
+    assert_recent(
+        timestamp(&execution["createdAt"], "createdAt"),
+        60,
+        "createdAt",
+    );
+    assert_eq!(
+        execution["durationMs"].as_i64(),
+        Some((finished - started).num_milliseconds()),
+        "{execution}"
+    );
+    let page = api
+        .get(&format!("/api/executions?scenario={id}"))
+        .await
+        .expect(200, "list executions")
+        .json;
+    for key in ["createdAt", "startedAt", "finishedAt", "durationMs"] {
+        assert_eq!(page["executions"][0][key], execution[key], "{key}");
+    }
+
+    // An incomplete execution's: parked by Break, its next attempt a minute ahead.
+    let flaky = json!({"name": "parked", "flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "parked"}},
+        {"id": 2, "module": "http:MakeRequest", "mapper": {"url": "http://127.0.0.1:1/", "method": "get"},
+         "onerror": [{"id": 9, "module": "builtin:Break",
+                      "mapper": {"retry": true, "count": "2", "interval": "1"}}]}
+    ], "metadata": {"scenario": {"dlq": true}}});
+    let parked = api.create(&flaky).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let run = api
+        .post(&format!("/api/scenarios/{parked}/run"), &json!({}))
+        .await
+        .expect(202, "run now")
+        .json;
+    let execution = api
+        .finished(run["executionId"].as_str().expect("execution id"))
+        .await;
+    assert_eq!(execution["status"], "incomplete", "{execution}");
+    let incomplete = api
+        .get(&format!("/api/incomplete?scenario={parked}"))
+        .await
+        .expect(200, "list incomplete")
+        .json;
+    let row = &incomplete["incomplete"][0];
+    let created = timestamp(&row["createdAt"], "createdAt");
+    assert_recent(created, 60, "createdAt");
+    let next = timestamp(&row["nextAttemptAt"], "nextAttemptAt");
+    let ahead = (next - created).num_seconds();
+    assert!(
+        (50..=70).contains(&ahead),
+        "next attempt {ahead} s ahead: {row}"
     );
 }
 
@@ -828,6 +1098,11 @@ async fn cli_admin(db: TestDb) {
         list["executions"],
         json!([{"id": execution_id, "scenarioId": id, "status": "success", "operations": 2,
                 "createdAt": execution["createdAt"]}])
+    );
+    assert_recent(
+        timestamp(&list["executions"][0]["createdAt"], "createdAt"),
+        120,
+        "executions list --json createdAt",
     );
     let human = stdout_ok(
         &db.cli(&["executions", "list", "--scenario", &id]),
@@ -1314,7 +1589,7 @@ async fn two_schedulers(db: TestDb) {
         .expect(200, "activate")
         .json;
     let activated_at = Instant::now();
-    let anchor = activated["updatedAt"].as_i64().expect("updatedAt");
+    let anchor = timestamp(&activated["updatedAt"], "updatedAt").timestamp_millis();
     let mut b = db.serve(&args).await;
 
     // Both schedulers race for every tick for about 6 s.

@@ -1,16 +1,17 @@
 //! `/api/executions` and `/api/incomplete`: list and inspect executions (the report of
 //! `switchyard run --json` plus ids and timings, with per-module data), re-run one, and
-//! retry or resolve incomplete executions (bundles parked by Break).
+//! retry or resolve incomplete executions (bundles parked by Break). Times are RFC 3339
+//! strings ([`rfc3339`]); `durationMs` is a number of milliseconds.
 
 use std::str::FromStr;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, ApiResult, AppState};
+use super::extract::{Json, Path, Query};
+use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::store::{
     Execution, ExecutionCursor, ExecutionFilter, ExecutionStatus, ExecutionSummary,
     IncompleteExecution,
@@ -28,7 +29,7 @@ pub struct ListQuery {
 fn summary_json(e: &ExecutionSummary) -> Value {
     json!({"id": e.id, "scenarioId": e.scenario_id, "version": e.version, "status": e.status.as_str(),
            "source": e.source.as_str(), "operations": e.operations, "cycles": e.cycles, "error": e.error,
-           "attempt": e.attempt, "workerId": e.worker_id, "createdAt": e.created_at, "startedAt": e.started_at, "finishedAt": e.finished_at,
+           "attempt": e.attempt, "workerId": e.worker_id, "createdAt": rfc3339(e.created_at), "startedAt": e.started_at.map(rfc3339), "finishedAt": e.finished_at.map(rfc3339),
            "durationMs": e.finished_at.zip(e.started_at).map(|(f, s)| f - s)})
 }
 
@@ -101,9 +102,9 @@ pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, Sto
         ("source", json!(e.source.as_str())),
         ("attempt", json!(e.attempt)),
         ("workerId", json!(e.worker_id)),
-        ("createdAt", json!(e.created_at)),
-        ("startedAt", json!(e.started_at)),
-        ("finishedAt", json!(e.finished_at)),
+        ("createdAt", json!(rfc3339(e.created_at))),
+        ("startedAt", json!(e.started_at.map(rfc3339))),
+        ("finishedAt", json!(e.finished_at.map(rfc3339))),
         (
             "durationMs",
             json!(e.finished_at.zip(e.started_at).map(|(f, s)| f - s)),
@@ -141,7 +142,7 @@ pub struct IncompleteQuery {
 fn incomplete_json(i: &IncompleteExecution) -> Value {
     json!({"id": i.id, "executionId": i.execution_id, "scenarioId": i.scenario_id, "version": i.version,
            "module": i.module_id, "bundle": i.bundle, "error": i.error, "retry": i.retry, "attempts": i.attempts,
-           "nextAttemptAt": i.next_attempt_at, "status": i.status.as_str(), "createdAt": i.created_at})
+           "nextAttemptAt": i.next_attempt_at.map(rfc3339), "status": i.status.as_str(), "createdAt": rfc3339(i.created_at)})
 }
 
 pub async fn list_incomplete(

@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+use super::extract::{Path, Query, RawBody};
 use super::{ApiError, ApiResult, AppState};
 use crate::engine::report::WebhookResponse;
 use crate::queue::{Finished, RunHere};
@@ -237,7 +237,7 @@ async fn ingest(
     Path(id): Path<String>,
     Query(query): Query<Map<String, Value>>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let Some(route) = route(&state, &id).await? else {
         return Err(ApiError::new(

@@ -2,22 +2,30 @@
 //! ingest under `/hooks/{id}` (no token: the random hook id is the secret), `/health`,
 //! `/metrics` (Prometheus) and `/openapi.json`. [`app`] builds the router from an
 //! [`AppState`], so tests drive it with `oneshot` or a real listener alike.
+//!
+//! Conventions: every failure, including a rejected query string, path parameter or body, an
+//! unknown route (404) and a wrong method (405), is the JSON error envelope of [`ApiError`]
+//! (handlers take their input through [`extract`]'s extractors); every point in time is an
+//! RFC 3339 string ([`rfc3339`]); durations are milliseconds.
 
 mod error;
 mod executions;
+mod extract;
 mod hooks;
 mod scenarios;
 mod status;
+mod time;
 
 pub use error::{ApiError, ApiResult};
 pub use executions::execution_report;
 pub use hooks::HookLimits;
+pub use time::rfc3339;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -127,14 +135,38 @@ pub fn app(state: AppState) -> Router {
             "/incomplete/{id}/resolve",
             post(executions::resolve_incomplete),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Set per router: a nested router's routes are out of the outer one's reach.
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api", api)
         .merge(hooks::router(state.inner.limits.max_body_bytes))
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics))
         .route("/openapi.json", get(status::openapi))
+        .method_not_allowed_fallback(method_not_allowed)
+        // Also answers unknown paths under `/api`: a nested router without a fallback of its
+        // own uses this one.
+        .fallback(no_route)
         .with_state(state)
+}
+
+/// 404 for a path no route matches (before any token check: there is nothing to guard).
+async fn no_route(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+/// 405 for a known path with a method it does not take; axum adds the `Allow` header.
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 async fn require_token(

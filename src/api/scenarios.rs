@@ -5,11 +5,12 @@
 //! translate HTTP to catalog calls.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, AppState};
+use super::extract::{Path, Text};
+use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::catalog::{CatalogError, Hook, Stored};
 use crate::scenario::LoadError;
 use crate::store::{ExecutionSource, NewExecution, ScenarioRow};
@@ -50,12 +51,12 @@ fn stored_json(stored: &Stored) -> Value {
 
 fn scenario_json(row: &ScenarioRow) -> Value {
     json!({"id": row.id, "name": row.name, "version": row.version, "active": row.active,
-           "createdAt": row.created_at, "updatedAt": row.updated_at})
+           "createdAt": rfc3339(row.created_at), "updatedAt": rfc3339(row.updated_at)})
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let stored = state.catalog().create(&body).await?;
     Ok((StatusCode::CREATED, Json(stored_json(&stored))))
@@ -82,7 +83,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<Json<Value>> {
     let stored = state.catalog().update(&id, &body).await?;
     state.scenarios_changed();
@@ -120,7 +121,7 @@ pub async fn deactivate(
 pub async fn run_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let row = state.store().get_scenario(&id).await?;
     let payload: Option<Value> = if body.trim().is_empty() {

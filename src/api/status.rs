@@ -4,12 +4,12 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use super::extract::Json;
 use super::{ApiResult, AppState};
 
 /// Counters kept by this process.

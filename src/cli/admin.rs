@@ -218,7 +218,7 @@ async fn executions_on(
                     before: None,
                 })
                 .await?;
-            let value = json!({"executions": rows.iter().map(|e| json!({"id": e.id, "scenarioId": e.scenario_id, "status": e.status.as_str(), "operations": e.operations, "createdAt": e.created_at})).collect::<Vec<_>>()});
+            let value = json!({"executions": rows.iter().map(|e| json!({"id": e.id, "scenarioId": e.scenario_id, "status": e.status.as_str(), "operations": e.operations, "createdAt": crate::api::rfc3339(e.created_at)})).collect::<Vec<_>>()});
             print(json_out, &value, || {
                 rows.iter()
                     .map(|e| {
