@@ -706,48 +706,25 @@ async fn api_conventions(db: TestDb) {
          "mapper": {"name": "x", "scope": "roundtrip", "value": "{{1.n}}"}}]});
     let created = api.create(&blueprint).await;
     let id = created["id"].as_str().expect("id").to_string();
-    let raw = |method: reqwest::Method, path: &str, body: Vec<u8>| {
-        http.request(method, svc.url(path))
+    let raw = |path: String, body: Vec<u8>| {
+        let request = http
+            .post(svc.url(&path))
             .bearer_auth(TOKEN)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
+            .body(body);
+        async move { Reply::from(request.send().await.unwrap()).await }
     };
-    let reply = Reply::from(
-        raw(
-            reqwest::Method::POST,
-            &format!("/api/scenarios/{id}/run"),
-            b"{\"n\": ".to_vec(),
-        )
+    let reply = raw(format!("/api/scenarios/{id}/run"), b"{\"n\": ".to_vec())
         .await
-        .unwrap(),
-    )
-    .await
-    .expect(400, "run with malformed JSON");
+        .expect(400, "run with malformed JSON");
     assert_eq!(api_error_code(&reply), "bad_request");
-    let reply = Reply::from(
-        raw(
-            reqwest::Method::POST,
-            "/api/scenarios",
-            b"{\"flow\": [".to_vec(),
-        )
+    let reply = raw("/api/scenarios".to_string(), b"{\"flow\": [".to_vec())
         .await
-        .unwrap(),
-    )
-    .await
-    .expect(422, "a blueprint that is not JSON");
+        .expect(422, "a blueprint that is not JSON");
     assert_eq!(api_error_code(&reply), "invalid_scenario");
-    let reply = Reply::from(
-        raw(
-            reqwest::Method::POST,
-            "/api/scenarios",
-            vec![b'{', 0xff, b'}'],
-        )
+    let reply = raw("/api/scenarios".to_string(), vec![b'{', 0xff, b'}'])
         .await
-        .unwrap(),
-    )
-    .await
-    .expect(400, "a body that is not UTF-8");
+        .expect(400, "a body that is not UTF-8");
     assert_eq!(api_error_code(&reply), "bad_request");
     assert_eq!(error(&reply)["message"], "the body is not valid UTF-8 text");
     // On a connection of its own: the server closes it after a 413 without reading the body.
