@@ -265,8 +265,8 @@ impl Catalog {
     }
 
     /// Imports every `*.json` file of `dir`, in name order, as new scenarios with their
-    /// hooks. A file that cannot be read or is invalid is reported and skipped; the others
-    /// are imported.
+    /// hooks: each file's outcome, an invalid one's problems included (the others are
+    /// imported all the same). A folder or file that cannot be read is an I/O error.
     pub async fn import_dir(
         &self,
         dir: &std::path::Path,

@@ -37,12 +37,18 @@ impl DatabaseArgs {
     }
 }
 
+/// Run slots per process by default: at 64 concurrent webhook callers, 8 slots gave 2,200
+/// req/s, 32 gave 3,450, 128 gave 5,400 (`benches/load/run.sh`, SQLite, sync).
+pub const DEFAULT_CONCURRENCY: usize = 128;
+
 #[derive(Args)]
 pub struct WorkerArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
-    /// Executions run at the same time by this process.
-    #[arg(long, default_value_t = 8)]
+    /// Executions run at the same time by this process. Executions mostly wait (on HTTP
+    /// calls, the store's commits), and a webhook delivery that finds every slot taken goes
+    /// through the slower queue, so the default is high: measured in `docs/performance.md`.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Seconds between a worker's heartbeats; a worker silent for two is presumed dead.
     #[arg(long, default_value_t = 5)]
