@@ -234,7 +234,11 @@ async fn executions_the_queue_gave_up_on_end_with_an_error() {
             )
             .await;
         }
-        store.claim_execution(&alive, "w1").await.unwrap().unwrap();
+        store
+            .claim_execution(&alive, "w1", 3)
+            .await
+            .unwrap()
+            .unwrap();
 
         let ended = queue
             .settle_spent_jobs(&store, Duration::from_secs(30))
@@ -579,6 +583,111 @@ async fn a_resume_payload_round_trips_and_a_malformed_one_ends_its_execution() {
             "{message}"
         );
         assert!(store.module_data(&malformed).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// An execution whose runs kept ending with their process (claimed, never finished) is run
+/// at most `max_run_attempts` times: over the cap, neither the worker's claim nor the orphan
+/// sweep starts it again; it ends as error "crashed the worker N times". One below the cap
+/// still runs. The scenario's HTTP call counts the runs that really happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    each_backend(|db| async move {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let app = axum::Router::new().route(
+            "/count",
+            axum::routing::any(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        );
+        let addr = common::server::serve(app).await;
+        let blueprint = json!({"name": "Counted", "flow": [
+            {"id": 1, "module": "http:MakeRequest",
+             "mapper": {"url": format!("http://{addr}/count"), "method": "get"}}
+        ]})
+        .to_string();
+        let store = db.store.clone();
+        let options = QueueOptions {
+            max_run_attempts: 3,
+            ..QueueOptions::default()
+        };
+        let queue = Queue::open(&store, options).await.unwrap();
+        let (scenario, _) = store.create_scenario("Counted", &blueprint).await.unwrap();
+        // Claimed `claims` times by processes that died mid-run.
+        let crashed = |claims: u32| {
+            let (store, scenario) = (store.clone(), scenario.clone());
+            async move {
+                let id = store
+                    .create_execution(NewExecution {
+                        scenario_id: &scenario,
+                        version: 1,
+                        source: ExecutionSource::Manual,
+                        payload: None,
+                    })
+                    .await
+                    .unwrap();
+                for n in 0..claims {
+                    let dead = format!("dead-{n}");
+                    store.claim_execution(&id, &dead, 3).await.unwrap().unwrap();
+                }
+                id
+            }
+        };
+        let swept = crashed(3).await;
+        let below_cap = crashed(2).await;
+        let crash_error = json!({
+            "name": "QueueError",
+            "message": "crashed the worker 3 times; not run again",
+        });
+
+        // The orphan sweep ends the one over the cap instead of pushing it again.
+        let silent_for = Duration::from_millis(200);
+        tokio::time::sleep(silent_for * 2).await;
+        let pushed = queue
+            .requeue_orphans(&store, None, silent_for)
+            .await
+            .unwrap();
+        assert_eq!(pushed, 1, "only the one below the cap is pushed");
+        assert_eq!(job_due(&store, &swept).await, None, "not pushed");
+        let e = store.get_execution(&swept).await.unwrap();
+        assert_eq!(e.status, ExecutionStatus::Error);
+        assert_eq!(e.error, Some(crash_error.clone()));
+        assert_eq!(e.attempt, 3);
+
+        // A job still delivers one over the cap (a dead worker's job handed out again): the
+        // claim refuses to run it and ends it.
+        let delivered = crashed(3).await;
+        queue.enqueue(&delivered).await.unwrap();
+        let (stop, worker) = start_worker(&queue, &store, 2);
+        queue.pushed();
+        wait_for(&store, &[below_cap.clone()], ExecutionStatus::Success).await;
+        wait_for(&store, &[delivered.clone()], ExecutionStatus::Error).await;
+        let e = store.get_execution(&delivered).await.unwrap();
+        assert_eq!(e.error, Some(crash_error));
+        assert_eq!(e.attempt, 3, "the refused claim counts no attempt");
+        assert_eq!(store.get_execution(&below_cap).await.unwrap().attempt, 3);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "only the execution below the cap ran its modules"
+        );
+        // Ended for good: a further claim neither runs nor reopens it.
+        assert!(
+            store
+                .claim_execution(&delivered, "w", 10)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
     })
     .await;
 }

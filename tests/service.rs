@@ -19,8 +19,12 @@
 //!   webhook has exactly one successful execution and a re-sent key is a duplicate.
 //! - `two_workers` (PostgreSQL): 1,000 queued executions, two worker processes, each
 //!   execution's HTTP call made exactly once, both workers busy.
-//! - `two_schedulers`: two `serve` processes on one database never run a schedule tick twice;
-//!   after downtime the missed ticks are caught up with one run.
+//! - `two_schedulers`: two `serve` processes on one database never run a schedule tick twice
+//!   (on SQLite the second is refused: one owner per data directory); after downtime the
+//!   missed ticks are caught up with one run.
+//! - `one_owner_per_sqlite_data_directory` (SQLite): a second `serve` or a `worker` on a data
+//!   directory a `serve` runs on is refused with a message naming it; admin commands still
+//!   work; the lock is released by a graceful stop and by `kill -9`.
 //!
 //! - `polling_cursor`: `rss:TriggerNewArticle` on a fake feed that publishes 500 items over
 //!   time and lists only the newest 50; the scenario is edited and re-activated and the
@@ -95,6 +99,72 @@ backend_tests!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
+
+/// `second`, started on the SQLite data directory of `db` while the process `owner` runs
+/// there, exits non-zero within 30 s saying which data directory (and which process holds it).
+fn assert_refused_as_second_owner(db: &TestDb, mut second: Proc, owner: u32) {
+    let status = second
+        .wait_exit(30)
+        .unwrap_or_else(|| panic!("{} was not refused:\n{}", second.name, second.log()));
+    let log = second.log();
+    assert!(!status.success(), "{}: {status}:\n{log}", second.name);
+    let dir = db.data_dir().display().to_string();
+    assert!(
+        log.contains(&format!("the SQLite data directory {dir} is already used")),
+        "{}: the refusal names the data directory:\n{log}",
+        second.name
+    );
+    assert!(
+        log.contains(&format!("(process {owner})")) && log.contains("PostgreSQL"),
+        "{}: the refusal names the owner and the way out:\n{log}",
+        second.name
+    );
+}
+
+/// One owner per SQLite data directory: a second `serve` or a `worker` next to a running
+/// `serve` is refused (exit non-zero, the data directory named) while the first keeps
+/// serving and admin commands keep working; the OS lock goes with its process, after a
+/// graceful stop and after `kill -9`, and the next `serve` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_per_sqlite_data_directory() {
+    let db = TestDb::new(Backend::Sqlite)
+        .await
+        .expect("a SQLite database");
+    let mut first = db.serve(&[]).await;
+    let owner = first.proc.pid();
+    assert_refused_as_second_owner(&db, db.spawn_serve(&[]), owner);
+    assert_refused_as_second_owner(&db, db.worker(&[]), owner);
+    let health = first
+        .api
+        .client
+        .get(first.url("/health"))
+        .send()
+        .await
+        .expect("the first still serves");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let listed = db.cli(&["scenarios", "list"]);
+    assert!(
+        listed.status.success(),
+        "admin commands open without owning: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(first.proc.running(), "the first is still running");
+
+    // `kill -9`: the OS lock dies with its process.
+    first.kill();
+    let mut second = db.serve(&[]).await;
+    assert_refused_as_second_owner(&db, db.worker(&[]), second.proc.pid());
+    // A graceful stop releases it too.
+    assert!(second.proc.terminate(30), "serve did not stop on SIGTERM");
+    let mut worker = db.worker(&[]);
+    assert!(
+        worker.wait_exit(3).is_none(),
+        "a worker owns the directory once serve is gone:\n{}",
+        worker.log()
+    );
+    assert_refused_as_second_owner(&db, db.spawn_serve(&[]), worker.pid());
+    worker.kill();
+}
 
 fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -1567,7 +1637,15 @@ async fn two_schedulers(db: TestDb) {
         .json;
     let activated_at = Instant::now();
     let anchor = timestamp(&activated["updatedAt"], "updatedAt").timestamp_millis();
-    let mut b = db.serve(&args).await;
+    // Two `serve` on one SQLite data directory are refused (one owner per SQLite
+    // database); on PostgreSQL both schedulers race for every tick.
+    let mut b = match db.backend {
+        Backend::Postgres => Some(db.serve(&args).await),
+        Backend::Sqlite => {
+            assert_refused_as_second_owner(&db, db.spawn_serve(&args), a.proc.pid());
+            None
+        }
+    };
 
     // Both schedulers race for every tick for about 6 s.
     let scheduled = |api: Api| {
@@ -1609,7 +1687,9 @@ async fn two_schedulers(db: TestDb) {
 
     // Downtime: both stop; about 5 ticks are missed.
     a.kill();
-    b.kill();
+    if let Some(b) = &mut b {
+        b.kill();
+    }
     let last_before = ticks(&store, &id).await.last().expect("ticks").at;
     let stopped_at = now_ms();
     // Restart 100 ms after an occurrence at least 5 s later, so that the latest missed tick

@@ -427,7 +427,7 @@ async fn execution_lifecycle_claims_and_finishes_once() {
         assert!(e.started_at.is_none() && e.finished_at.is_none());
 
         let claimed = s
-            .claim_execution(&id, "worker-a")
+            .claim_execution(&id, "worker-a", 3)
             .await
             .unwrap()
             .expect("claim");
@@ -450,7 +450,7 @@ async fn execution_lifecycle_claims_and_finishes_once() {
 
         // worker-a dies; the queue re-delivers to worker-b, which starts over.
         let again = s
-            .claim_execution(&id, "worker-b")
+            .claim_execution(&id, "worker-b", 3)
             .await
             .unwrap()
             .expect("re-claim");
@@ -491,7 +491,12 @@ async fn execution_lifecycle_claims_and_finishes_once() {
         assert_eq!(e.error, None);
         assert!(e.finished_at.is_some());
         // Finished executions are not claimed again, nor kept alive.
-        assert!(s.claim_execution(&id, "worker-c").await.unwrap().is_none());
+        assert!(
+            s.claim_execution(&id, "worker-c", 3)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(!s.heartbeat_execution(&id, "worker-b").await.unwrap());
         assert_eq!(s.get_execution(&id).await.unwrap().attempt, 2);
 
@@ -504,7 +509,7 @@ async fn execution_lifecycle_claims_and_finishes_once() {
         );
 
         assert_not_found(s.get_execution(MISSING).await);
-        assert_not_found(s.claim_execution(MISSING, "w").await);
+        assert_not_found(s.claim_execution(MISSING, "w", 3).await);
         assert_not_found(
             s.finish_execution(MISSING, outcome(FinalStatus::Success, &json!({})))
                 .await,
@@ -518,7 +523,7 @@ async fn execution_lifecycle_claims_and_finishes_once() {
             })
             .await,
         );
-        let err = s.claim_execution(&q, "").await.unwrap_err();
+        let err = s.claim_execution(&q, "", 3).await.unwrap_err();
         assert!(matches!(err, StoreError::InvalidInput { .. }), "{err}");
     })
     .await;
@@ -531,7 +536,11 @@ async fn racing_finishers_set_one_terminal_status() {
         let sc = scenario(&db.store, "Race").await;
         for round in 0..10 {
             let id = execution(&db.store, &sc, json!({"round": round})).await;
-            db.store.claim_execution(&id, "w").await.unwrap().unwrap();
+            db.store
+                .claim_execution(&id, "w", 3)
+                .await
+                .unwrap()
+                .unwrap();
             let statuses = [
                 FinalStatus::Success,
                 FinalStatus::Error,
@@ -760,7 +769,7 @@ async fn stale_executions_are_found_for_the_reaper() {
         let sc = scenario(s, "Stale").await;
         let queued = execution(s, &sc, json!(1)).await;
         let running = execution(s, &sc, json!(2)).await;
-        s.claim_execution(&running, "w").await.unwrap().unwrap();
+        s.claim_execution(&running, "w", 3).await.unwrap().unwrap();
         let done = execution(s, &sc, json!(3)).await;
         finish(s, &done, FinalStatus::Success).await;
 
@@ -1266,7 +1275,7 @@ async fn trigger_state_commits_with_the_finish_and_only_once() {
 
         // The finish that finishes the execution commits the state.
         let e1 = execution(s, &sc, json!(null)).await;
-        s.claim_execution(&e1, "w").await.unwrap().unwrap();
+        s.claim_execution(&e1, "w", 3).await.unwrap().unwrap();
         assert!(
             finish_with(e1.clone(), json!({"n": 1}), ids(&["a", "b"]))
                 .await
@@ -1299,7 +1308,7 @@ async fn trigger_state_commits_with_the_finish_and_only_once() {
         // One transaction: when the state cannot be written, the execution is not finished
         // either (its job will run it again).
         let e3 = execution(s, &sc, json!(null)).await;
-        s.claim_execution(&e3, "w").await.unwrap().unwrap();
+        s.claim_execution(&e3, "w", 3).await.unwrap().unwrap();
         raw_sql(s, "UPDATE trigger_state SET seen_ids = '[1, 2]'").await;
         let err = finish_with(e3.clone(), json!({"n": 3}), ids(&["d"]))
             .await
@@ -1667,7 +1676,7 @@ async fn prune_deletes_only_old_finished_executions_in_batches() {
             .unwrap();
         let still_queued = execution(s, &sc, json!({})).await;
         let still_running = execution(s, &sc, json!({})).await;
-        s.claim_execution(&still_running, "w")
+        s.claim_execution(&still_running, "w", 3)
             .await
             .unwrap()
             .unwrap();
@@ -1956,7 +1965,7 @@ async fn execution_counts_cover_every_status() {
             execution(s, &sc, json!({})).await;
         }
         let running = execution(s, &sc, json!({})).await;
-        s.claim_execution(&running, "w").await.unwrap();
+        s.claim_execution(&running, "w", 3).await.unwrap();
         for status in [
             FinalStatus::Success,
             FinalStatus::Success,

@@ -29,10 +29,21 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// Opens the database for a one-shot command (`scenarios …`, `executions …`): works next
+    /// to a running `serve` (no owner lock, see `store`'s "One owner per SQLite database").
     pub async fn open(&self) -> anyhow::Result<Store> {
         Ok(match &self.database_url {
             Some(url) => Store::connect(url).await?,
             None => Store::open_sqlite(&self.data_dir).await?,
+        })
+    }
+
+    /// Opens the database for a process that runs executions (`serve`, `worker`): on SQLite
+    /// it becomes the database's one owner, and is refused while another process is.
+    pub async fn open_owned(&self) -> anyhow::Result<Store> {
+        Ok(match &self.database_url {
+            Some(url) => Store::connect_owned(url).await?,
+            None => Store::open_sqlite_owned(&self.data_dir).await?,
         })
     }
 }
@@ -53,6 +64,12 @@ pub struct WorkerArgs {
     /// Seconds between a worker's heartbeats; a worker silent for two is presumed dead.
     #[arg(long, default_value_t = 5)]
     pub heartbeat_seconds: u64,
+    /// Runs of one execution before it is given up: an execution whose runs keep ending
+    /// with their process (out of memory, killed) ends as error "crashed the worker N times"
+    /// after this many instead of being run again at every restart.
+    #[arg(long, default_value_t = crate::queue::DEFAULT_MAX_RUN_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
 }
 
 #[derive(Args)]
@@ -89,9 +106,10 @@ pub struct ServeArgs {
     pub respond_timeout_seconds: u64,
 }
 
-fn queue_options(heartbeat: u64) -> QueueOptions {
+fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
     QueueOptions {
         heartbeat: Duration::from_secs(heartbeat.max(1)),
+        max_run_attempts,
         ..QueueOptions::default()
     }
 }
@@ -204,9 +222,13 @@ async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::R
 }
 
 pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
-    let store = args.worker.db.open().await?;
+    let store = args.worker.db.open_owned().await?;
     let token_hash = api_token_hash(&store).await?;
-    let queue = Queue::open(&store, queue_options(args.worker.heartbeat_seconds)).await?;
+    let queue = Queue::open(
+        &store,
+        queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
+    )
+    .await?;
     let catalog = Catalog::new(
         store.clone(),
         modules,
@@ -294,8 +316,12 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
 }
 
 pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
-    let store = args.db.open().await?;
-    let queue = Queue::open(&store, queue_options(args.heartbeat_seconds)).await?;
+    let store = args.db.open_owned().await?;
+    let queue = Queue::open(
+        &store,
+        queue_options(args.heartbeat_seconds, args.max_attempts),
+    )
+    .await?;
     let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
     let runner = runner(&catalog, &queue, args.heartbeat_seconds);
     eprintln!(

@@ -9,6 +9,11 @@
 //! executions that were committed but never reached the queue (a crash between the two) and
 //! those the process that accepted them was running itself, without a job, when it died.
 //!
+//! An execution is run at most [`QueueOptions::max_run_attempts`] times: each claim counts
+//! an attempt in the store before the run starts, and one whose runs keep ending with their
+//! process (out of memory, killed) ends as error "crashed the worker N times" — neither the
+//! claim nor the orphan sweep starts it again.
+//!
 //! Writes go through one store writer per process ([`writer`]): new deliveries with their
 //! jobs and finished executions with their job's deletion, many per transaction.
 //!
@@ -71,6 +76,9 @@ pub enum QueueError {
 /// jobs handed back after a worker died).
 const POSTGRES_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
+/// Runs of one execution by default before it ends as crashed ([`QueueOptions::max_run_attempts`]).
+pub const DEFAULT_MAX_RUN_ATTEMPTS: u32 = 3;
+
 /// How workers poll and when they give a dead worker's jobs away.
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
@@ -81,6 +89,12 @@ pub struct QueueOptions {
     pub missed_heartbeats: usize,
     /// Deliveries of one job before it is given up (each delivery re-runs the execution).
     pub max_attempts: usize,
+    /// Runs of one execution before it is given up (`--max-attempts`): every claim counts
+    /// one in the store before the run starts, so an execution whose runs end with their
+    /// process (out of memory, killed) is claimed at most this many times, then ends as
+    /// error "crashed the worker N times" ([`crate::store::crash_error`]) instead of being
+    /// pushed again by every orphan sweep.
+    pub max_run_attempts: u32,
 }
 
 impl Default for QueueOptions {
@@ -90,6 +104,7 @@ impl Default for QueueOptions {
             heartbeat: Duration::from_secs(5),
             missed_heartbeats: 2,
             max_attempts: 5,
+            max_run_attempts: DEFAULT_MAX_RUN_ATTEMPTS,
         }
     }
 }
@@ -211,6 +226,11 @@ impl Queue {
         u32::try_from(self.options.max_attempts).unwrap_or(u32::MAX)
     }
 
+    /// Claims of one execution before it ends as crashed ([`QueueOptions::max_run_attempts`]).
+    pub fn max_run_attempts(&self) -> u32 {
+        self.options.max_run_attempts.max(1)
+    }
+
     /// Tells this process's workers that jobs were pushed (and committed) by [`Queue::push_in`].
     pub fn pushed(&self) {
         self.wake.notify_one();
@@ -232,7 +252,10 @@ impl Queue {
     /// died: an execution run by the process that accepted it has no job until then) and,
     /// with `queued_for`, every one queued for longer (its push was lost to a crash between
     /// the store commit and the queue insert). Executions whose job exists are not
-    /// duplicated (idempotency key).
+    /// duplicated (idempotency key). A silent execution already claimed
+    /// [`QueueOptions::max_run_attempts`] times is not pushed: its runs keep ending with
+    /// their process, so it ends as error ([`crate::store::crash_error`]). Returns how many
+    /// executions were pushed.
     pub async fn requeue_orphans(
         &self,
         store: &Store,
@@ -244,10 +267,26 @@ impl Queue {
         let stale = store
             .stale_executions(queued_for.map(before), before(silent_for), 10_000)
             .await?;
+        let mut pushed = 0;
         for execution in &stale {
+            if execution.attempt >= self.max_run_attempts() {
+                let error = crate::store::crash_error(execution.attempt);
+                let (ended, _) = store
+                    .abandon_execution(&execution.id, &error, before(silent_for))
+                    .await?;
+                if ended {
+                    tracing::warn!(
+                        execution = %execution.id,
+                        attempts = execution.attempt,
+                        "an execution whose runs kept ending with their process was not run again"
+                    );
+                }
+                continue;
+            }
             self.enqueue(&execution.id).await?;
+            pushed += 1;
         }
-        Ok(stale.len())
+        Ok(pushed)
     }
 
     /// Clears out jobs the queue is done with — done, killed, or failed with no attempt

@@ -115,6 +115,9 @@ pub struct Runner {
     /// Set when the process is stopping: no new execution is claimed.
     draining: std::sync::atomic::AtomicBool,
     writer: Writer,
+    /// Claims of one execution before it ends as crashed (the queue's
+    /// [`super::QueueOptions::max_run_attempts`]).
+    max_run_attempts: u32,
 }
 
 /// Counts one running execution for as long as it lives (even if its future is dropped).
@@ -148,6 +151,7 @@ impl Runner {
             run_millis: AtomicU64::new(0),
             running: Arc::new(AtomicU64::new(0)),
             draining: std::sync::atomic::AtomicBool::new(false),
+            max_run_attempts: queue.max_run_attempts(),
         }
     }
 
@@ -193,11 +197,12 @@ impl Runner {
         let _running = RunningGuard(self.running.clone());
         let execution = match self
             .store
-            .claim_execution(id, &self.options.worker_id)
+            .claim_execution(id, &self.options.worker_id, self.max_run_attempts)
             .await
         {
             Ok(Some(e)) => e,
-            // Finished already (a second delivery of its job), or deleted.
+            // Finished already (a second delivery of its job, or the claim ended it as
+            // crashed: over `max_run_attempts`), or deleted.
             Ok(None) => {
                 self.completions.notify(id, Finished::Unknown);
                 return Ok(());

@@ -33,6 +33,20 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// Another process owns the SQLite database (see [`super::Store::open_sqlite_owned`]).
+    #[error(
+        "the SQLite data directory {} is already used by another Switchyard process{holder} \
+         (serve or worker); stop that process first, or use PostgreSQL (--database-url) to run \
+         several processes on one database",
+        path.display()
+    )]
+    Locked {
+        /// The data directory (or the database file of a `sqlite://` URL).
+        path: std::path::PathBuf,
+        /// ` (process PID)` when the owner wrote its id into the lock file, else empty.
+        holder: String,
+    },
+
     /// Applying the schema migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

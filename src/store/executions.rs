@@ -27,6 +27,20 @@ use super::{
 /// The longest worker id, in bytes.
 const MAX_WORKER_ID_BYTES: usize = 200;
 
+/// The `name` of the error an execution ends with when its runs kept ending with their
+/// process ([`crash_error`]).
+pub const CRASH_ERROR_NAME: &str = "QueueError";
+
+/// The error of an execution claimed `attempts` times without ever finishing — each run
+/// ended with its process (out of memory, killed): `{"name": "QueueError", "message":
+/// "crashed the worker N times; not run again"}`. Such an execution is never run again.
+pub fn crash_error(attempts: u32) -> Value {
+    json!({
+        "name": CRASH_ERROR_NAME,
+        "message": format!("crashed the worker {attempts} times; not run again"),
+    })
+}
+
 /// Most module entries written per `INSERT` statement (5 parameters each).
 const MODULE_ROWS_PER_INSERT: usize = 128;
 
@@ -177,11 +191,21 @@ impl Store {
     }
 
     /// Claims an execution for `worker_id`: `queued → running`, or `running → running` when
-    /// the queue re-delivers the job of a worker that died. Increments the attempt, stamps
+    /// the queue re-delivers the job of a worker that died. Increments the attempt (counted
+    /// before the run starts, so a run that kills its process is counted), stamps
     /// `started_at`/`heartbeat_at`, and on a re-claim drops the per-module data of the lost
     /// attempt (the new attempt runs from the start). `None` when the execution has already
     /// finished; [`StoreError::NotFound`] when it does not exist.
-    pub async fn claim_execution(&self, id: &str, worker_id: &str) -> Result<Option<Execution>> {
+    ///
+    /// An open execution already claimed `max_attempts` times (each of those runs ended with
+    /// its process) is not run again: it ends here as `error` with [`crash_error`], and the
+    /// answer is `None` as for any finished execution.
+    pub async fn claim_execution(
+        &self,
+        id: &str,
+        worker_id: &str,
+        max_attempts: u32,
+    ) -> Result<Option<Execution>> {
         check_worker(worker_id)?;
         if !is_id(id) {
             return Err(StoreError::not_found("execution", id));
@@ -190,7 +214,8 @@ impl Store {
         let sql = format!(
             "UPDATE executions SET status = 'running', attempt = attempt + 1, worker_id = $2, \
              started_at = $3, heartbeat_at = $3 \
-             WHERE id = $1 AND status IN ('queued', 'running') RETURNING {EXECUTION_COLUMNS}"
+             WHERE id = $1 AND status IN ('queued', 'running') AND attempt < $4 \
+             RETURNING {EXECUTION_COLUMNS}"
         );
         // One statement in the common case; a re-claim then drops the lost attempt's data
         // (should it die before, the next re-claim does it).
@@ -199,6 +224,7 @@ impl Store {
                 .bind(id)
                 .bind(worker_id)
                 .bind(now)
+                .bind(i64::from(max_attempts))
                 .fetch_optional(pool)
                 .await?;
             if record.as_ref().is_some_and(|r| r.attempt > 1) {
@@ -211,9 +237,54 @@ impl Store {
         });
         match record {
             Some(r) => Ok(Some(r.try_into()?)),
-            None if self.execution_exists(id).await? => Ok(None),
+            None if self.execution_exists(id).await? => {
+                self.end_crashed(id, max_attempts).await?;
+                Ok(None)
+            }
             None => Err(StoreError::not_found("execution", id)),
         }
+    }
+
+    /// Ends execution `id` with [`crash_error`] if it is still open with at least
+    /// `max_attempts` claims (compare-and-set on the attempt read, so the message counts
+    /// right). Returns whether this call ended it.
+    async fn end_crashed(&self, id: &str, max_attempts: u32) -> Result<bool> {
+        let open: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT attempt FROM executions \
+                 WHERE id = $1 AND status IN ('queued', 'running') AND attempt >= $2",
+            )
+            .bind(id)
+            .bind(i64::from(max_attempts))
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some(attempts) = open else {
+            return Ok(false);
+        };
+        let error = crash_error(stored_u32("execution attempt", attempts)?);
+        let error = JsonText::new("execution error", &error)?;
+        let ended = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE executions SET status = 'error', error = $2, finished_at = $3 \
+                 WHERE id = $1 AND status IN ('queued', 'running') AND attempt = $4",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(now_ms())
+            .bind(attempts)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if ended == 1 {
+            tracing::warn!(
+                execution = %id,
+                attempts,
+                "an execution whose runs kept ending with their process was not run again"
+            );
+        }
+        Ok(ended == 1)
     }
 
     /// Records that `worker_id` is still running the execution. False when the execution is

@@ -30,8 +30,18 @@
 //!   schedule tick is claimed once, a webhook key accepted once — whichever process races.
 //! - **Errors carry no secrets and no payloads**: ids and reasons only, never a hook id,
 //!   a connection URL or a bundle.
+//! - **One owner per SQLite database.** The long-running processes (`serve`, `worker`) open
+//!   SQLite with [`Store::open_sqlite_owned`] / [`Store::connect_owned`], which hold an
+//!   exclusive OS file lock ([`SQLITE_LOCK_FILE_NAME`] next to the database, `flock`) for the
+//!   store's lifetime: a second one is refused with [`StoreError::Locked`], because two
+//!   processes running one SQLite queue run its executions twice. The lock dies with its
+//!   process (even `kill -9`). One-shot admin commands (`scenarios …`, `executions …`) open
+//!   without it ([`Store::open_sqlite`]): they run no executions and write through SQLite's
+//!   own locking, so they work next to a running `serve`. PostgreSQL takes no lock: several
+//!   processes on one PostgreSQL database is the supported way to scale out.
 
 use std::fmt;
+use std::fs::File;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -78,6 +88,7 @@ mod triggers;
 mod types;
 
 pub use error::StoreError;
+pub use executions::{CRASH_ERROR_NAME, crash_error};
 pub use intake::{NewDelivery, WriteTx};
 pub use jobs::{JobPush, NewJob, SpentJob};
 pub use json::MAX_JSON_DEPTH;
@@ -93,6 +104,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The file [`Store::open_sqlite`] creates inside its directory.
 pub const SQLITE_FILE_NAME: &str = "switchyard.db";
 
+/// The lock file an owning process ([`Store::open_sqlite_owned`]) holds in the data directory.
+pub const SQLITE_LOCK_FILE_NAME: &str = "switchyard.lock";
+
 /// How long a SQLite connection waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -104,6 +118,9 @@ pub struct Store {
     checkpointer: Option<SqlitePool>,
     /// Dropped with the last clone, which also ends the checkpointer.
     _alive: Arc<()>,
+    /// The exclusive lock of an owning SQLite store: held until [`Store::close`] or until the
+    /// last clone is dropped (or the process ends).
+    owner_lock: Option<Arc<std::sync::Mutex<Option<File>>>>,
 }
 
 /// The connection pool behind a [`Store`], exposed so that the job queue (apalis) can share
@@ -154,6 +171,43 @@ impl Store {
         Store::open_sqlite_with(options).await
     }
 
+    /// As [`Store::open_sqlite`], for the one process that runs executions on this data
+    /// directory (`serve`, `worker`): first takes the exclusive lock on
+    /// `dir/switchyard.lock`, and fails with [`StoreError::Locked`] naming `dir` when another
+    /// process holds it.
+    pub async fn open_sqlite_owned(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create the data directory",
+            source,
+        })?;
+        let lock = take_owner_lock(&dir.join(SQLITE_LOCK_FILE_NAME), dir)?;
+        let mut store = Store::open_sqlite(dir).await?;
+        store.owner_lock = Some(Arc::new(std::sync::Mutex::new(Some(lock))));
+        Ok(store)
+    }
+
+    /// As [`Store::connect`], for the one process that runs executions on the database: on
+    /// SQLite (`sqlite://PATH`) first takes the exclusive lock on `PATH.lock` (see
+    /// [`Store::open_sqlite_owned`]); PostgreSQL takes none (several processes may share it).
+    pub async fn connect_owned(url: &str) -> Result<Store> {
+        let lock = if url.starts_with("sqlite:") && !url.contains(":memory:") {
+            let options =
+                SqliteConnectOptions::from_str(url).map_err(|_| StoreError::InvalidInput {
+                    what: "database URL",
+                    reason: "not a valid sqlite:// URL".into(),
+                })?;
+            let file = options.get_filename();
+            let mut lock_path = file.as_os_str().to_owned();
+            lock_path.push(".lock");
+            Some(take_owner_lock(Path::new(&lock_path), file)?)
+        } else {
+            None
+        };
+        let mut store = Store::connect(url).await?;
+        store.owner_lock = lock.map(|l| Arc::new(std::sync::Mutex::new(Some(l))));
+        Ok(store)
+    }
+
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`
     /// (`postgresql://` also works) and applies migrations.
     ///
@@ -191,6 +245,7 @@ impl Store {
                     pool: StorePool::Postgres(pool),
                     checkpointer: None,
                     _alive: Arc::new(()),
+                    owner_lock: None,
                 })
             }
             _ => Err(StoreError::UnsupportedUrl {
@@ -246,6 +301,7 @@ impl Store {
             pool: StorePool::Sqlite(pool),
             checkpointer: Some(checkpointer),
             _alive: alive,
+            owner_lock: None,
         })
     }
 
@@ -284,7 +340,54 @@ impl Store {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }
+        // The database is closed: another process may own it now.
+        if let Some(lock) = &self.owner_lock {
+            drop(lock.lock().map(|mut held| held.take()));
+        }
     }
+}
+
+/// Takes the exclusive, non-blocking OS lock (`flock`) on `lock_path`, created if missing,
+/// and writes this process's id into it (for whoever is refused). [`StoreError::Locked`]
+/// names `shown` (the data directory or database file) when another process holds the lock.
+fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
+    use std::io::{Read, Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)
+        .map_err(|source| StoreError::Io {
+            action: "open the data directory's lock file",
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StoreError::Locked {
+                path: shown.to_path_buf(),
+                holder: (!holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| format!(" (process {holder})"))
+                    .unwrap_or_default(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(StoreError::Io {
+                action: "lock the data directory",
+                source,
+            });
+        }
+    }
+    // Informational only: the lock, not this text, decides who owns the database.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(file)
 }
 
 /// What differs between the two dialects beyond what [`on_pool!`] hides.
@@ -675,7 +778,7 @@ mod tests {
                 source: ExecutionSource::Manual,
                 payload: Some(&v),
             });
-            s.claim_execution("a", "w");
+            s.claim_execution("a", "w", 3);
             s.heartbeat_execution("a", "w");
             s.finish_execution("a", outcome(&v));
             s.get_execution("a");

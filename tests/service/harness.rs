@@ -184,6 +184,16 @@ impl TestDb {
         Service::start(self, "serve", extra).await
     }
 
+    /// Starts `switchyard serve` on this database on a free port without waiting for it
+    /// (for a start that is meant to fail).
+    pub fn spawn_serve(&self, extra: &[&str]) -> Proc {
+        let mut args: Vec<String> = vec!["serve".into()];
+        args.extend(self.db_args());
+        args.extend(["--port".into(), free_port().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::spawn(self, "serve", &args)
+    }
+
     /// Starts `switchyard worker` on this database (no HTTP; ready when it says so).
     pub fn worker(&self, extra: &[&str]) -> Proc {
         let mut args: Vec<String> = vec!["worker".into()];
@@ -286,6 +296,20 @@ impl Proc {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// Waits up to `secs` for the process to exit on its own; its exit status, or `None`
+    /// when it is still running (it is left running).
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Still running?
