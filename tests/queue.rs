@@ -667,8 +667,18 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
         queue.enqueue(&delivered).await.unwrap();
         let (stop, worker) = start_worker(&queue, &store, 2);
         queue.pushed();
-        wait_for(&store, &[below_cap.clone()], ExecutionStatus::Success).await;
-        wait_for(&store, &[delivered.clone()], ExecutionStatus::Error).await;
+        wait_for(
+            &store,
+            std::slice::from_ref(&below_cap),
+            ExecutionStatus::Success,
+        )
+        .await;
+        wait_for(
+            &store,
+            std::slice::from_ref(&delivered),
+            ExecutionStatus::Error,
+        )
+        .await;
         let e = store.get_execution(&delivered).await.unwrap();
         assert_eq!(e.error, Some(crash_error));
         assert_eq!(e.attempt, 3, "the refused claim counts no attempt");

@@ -370,9 +370,11 @@ fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
             let holder = holder.trim();
             return Err(StoreError::Locked {
                 path: shown.to_path_buf(),
-                holder: (!holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| format!(" (process {holder})"))
-                    .unwrap_or_default(),
+                holder: if !holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()) {
+                    format!(" (process {holder})")
+                } else {
+                    String::new()
+                },
             });
         }
         Err(std::fs::TryLockError::Error(source)) => {
