@@ -53,6 +53,8 @@ pub struct WorkerArgs {
     /// Seconds between a worker's heartbeats; a worker silent for two is presumed dead.
     #[arg(long, default_value_t = 5)]
     pub heartbeat_seconds: u64,
+    #[command(flatten)]
+    pub egress: super::EgressArgs,
 }
 
 #[derive(Args)]
