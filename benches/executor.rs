@@ -27,7 +27,9 @@ fn scenario_text() -> String {
 }
 
 fn bench_executor(c: &mut Criterion) {
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).expect("registry");
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .expect("registry");
     let scenario = scenario::load(&scenario_text(), &registry).expect("bench scenario loads");
     let items: Vec<Value> = (0..ITEMS)
         .map(|i| json!({"id": i, "name": format!("item {i}")}))

@@ -14,7 +14,9 @@ use switchyard::apps::AppRegistry;
 use switchyard::catalog::{Catalog, CatalogError, CatalogOptions};
 
 fn catalog(store: switchyard::store::Store) -> Catalog {
-    let registry = Arc::new(AppRegistry::build(Default::default()).expect("registry"));
+    let registry = Arc::new(
+        AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback()).expect("registry"),
+    );
     Catalog::new(store, registry, CatalogOptions::default())
 }
 

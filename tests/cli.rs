@@ -11,6 +11,7 @@ fn switchyard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SWITCHYARD_ALLOW_EGRESS", "127.0.0.1")
         .output()
         .expect("run switchyard")
 }
@@ -19,6 +20,7 @@ fn switchyard_stdin(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SWITCHYARD_ALLOW_EGRESS", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -216,4 +218,92 @@ fn schema_describes_the_blueprint_format() {
     assert_eq!(schema["title"], "Blueprint");
     assert!(schema["properties"]["flow"].is_object());
     assert_eq!(schema["required"], json!(["flow"]));
+}
+
+/// `switchyard run` refuses requests to loopback unless `--allow-egress` or
+/// `SWITCHYARD_ALLOW_EGRESS` (comma-separated) allows them; a bad allowance is an argument
+/// error naming it. `serve` and `worker` take the same option.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_obeys_the_egress_guard_and_its_allowances() {
+    let server = common::server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("call.json");
+    let scenario = json!({"name": "call", "flow": [{
+        "id": 1, "module": "http:MakeRequest", "version": 4,
+        "mapper": {"url": format!("http://{server}/json"), "method": "get", "parseResponse": true}
+    }]});
+    std::fs::write(&file, scenario.to_string()).unwrap();
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .arg("run")
+            .arg(&file)
+            .arg("--json")
+            .args(args)
+            .env_remove("SWITCHYARD_ALLOW_EGRESS");
+        if let Some(value) = env {
+            command.env("SWITCHYARD_ALLOW_EGRESS", value);
+        }
+        command.output().expect("run switchyard")
+    };
+
+    let out = run(&[], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "error", "{report}");
+    let shown = report["error"].to_string();
+    assert!(shown.contains("InvalidConfigurationError"), "{shown}");
+    assert!(shown.contains("--allow-egress 127.0.0.1"), "{shown}");
+    assert!(shown.contains("SWITCHYARD_ALLOW_EGRESS"), "{shown}");
+
+    for (args, env) in [
+        (&["--allow-egress", "127.0.0.1"][..], None),
+        (
+            &[
+                "--allow-egress",
+                "10.0.0.0/8",
+                "--allow-egress",
+                "127.0.0.0/8",
+            ][..],
+            None,
+        ),
+        (&[][..], Some("10.0.0.0/8, 127.0.0.1")),
+        (&["--allow-egress", "::1,127.0.0.1"][..], None),
+    ] {
+        let out = run(args, env);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?} {env:?}: {}",
+            text(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["log"][0]["output"]["data"]["users"][0]["name"], "Ann",
+            "{report}"
+        );
+    }
+
+    let out = run(&["--allow-egress", "127.1"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--allow-egress"), "{stderr}");
+    assert!(
+        stderr.contains("\"127.1\" is not an egress allowance"),
+        "{stderr}"
+    );
+    let out = run(&[], Some("127.0.0.1,http://x"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"http://x\""),
+        "{}",
+        text(&out.stderr)
+    );
+
+    for command in ["serve", "worker"] {
+        let out = switchyard(&[command, "--help"]);
+        let help = text(&out.stdout);
+        assert!(help.contains("--allow-egress <HOST|CIDR>"), "{help}");
+        assert!(help.contains("SWITCHYARD_ALLOW_EGRESS"), "{help}");
+    }
 }

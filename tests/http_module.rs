@@ -145,7 +145,7 @@ async fn start() -> (String, Log) {
 }
 
 fn registry() -> BuiltinRegistry {
-    BuiltinRegistry::new(HttpOptions::default()).unwrap()
+    BuiltinRegistry::new(HttpOptions::allowing_loopback()).unwrap()
 }
 
 /// Checks the configuration as the loader would, then calls the module once.
@@ -626,7 +626,7 @@ async fn oversized_responses_fail() {
     let (base, _log) = start().await;
     let small = BuiltinRegistry::new(HttpOptions {
         max_response_bytes: 1024 * 1024,
-        ..HttpOptions::default()
+        ..HttpOptions::allowing_loopback()
     })
     .unwrap();
     for path in ["big", "big-stream"] {

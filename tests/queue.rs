@@ -60,7 +60,10 @@ async fn on_jobs(store: &Store, sql: &str, execution_id: &str) {
 }
 
 fn runner(store: &Store, queue: &Queue) -> Arc<Runner> {
-    let registry = Arc::new(switchyard::apps::AppRegistry::build(Default::default()).unwrap());
+    let registry = Arc::new(
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap(),
+    );
     let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
     Arc::new(Runner::new(
         catalog,

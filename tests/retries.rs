@@ -63,7 +63,10 @@ async fn setup(url: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path()).await.unwrap();
     let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-    let registry = Arc::new(switchyard::apps::AppRegistry::build(Default::default()).unwrap());
+    let registry = Arc::new(
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap(),
+    );
     let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
     let runner = Runner::new(
         catalog,

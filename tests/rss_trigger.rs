@@ -233,7 +233,9 @@ async fn rss_items_have_makes_fields_oldest_first() {
         &feed,
         [item("a1", 1_700_000_000), item("img2", 1_700_000_100)],
     );
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let p = params(
         json!({"url": format!("{base}/rss"), "maxResults": 10, "epoch": "all",
         "gzip": true, "include": [], "username": "", "password": ""}),
@@ -286,7 +288,9 @@ async fn atom_entries_have_makes_fields() {
         &feed,
         [item("e1", 1_704_067_200), item("e2", 1_704_067_260)],
     );
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let p = params(json!({"url": format!("{base}/atom"), "maxResults": 1, "epoch": "all"}));
     let polled = poll(&registry, &p, &TriggerState::default(), 1)
         .await
@@ -341,7 +345,9 @@ async fn limit_splits_items_sharing_a_date_and_each_is_emitted_once() {
         &feed,
         [item("t1", 1_700_000_500), item("t2", 1_700_000_500)],
     );
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let p = params(json!({"url": format!("{base}/rss"), "maxResults": 2, "epoch": "all"}));
     let mut state = TriggerState::default();
     let mut all = Vec::new();
@@ -361,7 +367,9 @@ async fn limit_splits_items_sharing_a_date_and_each_is_emitted_once() {
 async fn a_feed_listing_only_the_newest_items_loses_nothing() {
     let (base, feed) = start().await;
     feed.lock().unwrap().window = Some(5);
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let p = params(json!({"url": format!("{base}/rss"), "maxResults": 3, "epoch": "all"}));
     let mut state = TriggerState::default();
     let mut all = Vec::new();
@@ -386,7 +394,9 @@ async fn where_to_start() {
         &feed,
         [item("old1", 1_600_000_000), item("old2", 1_700_000_000)],
     );
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let url = format!("{base}/rss");
 
     // Default: from now on. The first poll emits nothing but records the start.
@@ -430,7 +440,9 @@ async fn where_to_start() {
 async fn basic_auth_is_sent_and_the_password_never_shows() {
     let (base, feed) = start().await;
     publish(&feed, [item("p1", 1_700_000_000)]);
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let ok = params(
         json!({"url": format!("{base}/private"), "maxResults": 5, "epoch": "all",
         "username": "reader", "password": "s3cret-pw"}),
@@ -454,7 +466,9 @@ async fn basic_auth_is_sent_and_the_password_never_shows() {
 #[tokio::test]
 async fn errors_say_what_was_expected() {
     let (base, _feed) = start().await;
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let state = TriggerState::default();
     let cases = [
         (format!("{base}/missing"), ErrorKind::RuntimeError, "404"),
@@ -502,7 +516,9 @@ async fn errors_say_what_was_expected() {
 
 #[test]
 fn validation_names_the_bad_parameters() {
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let blueprint = |parameters: Value| {
         json!({"name": "rss", "flow": [
             {"id": 1, "module": MODULE, "version": 4, "parameters": parameters, "mapper": {}}
@@ -594,7 +610,9 @@ async fn cycles_pass_the_state_on_and_the_report_carries_what_committed() {
         &feed,
         (1..=7).map(|n| item(&format!("c{n}"), 1_700_000_000 + n)),
     );
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let s = scenario::load(&scenario_text(&base, 2, 3, false), &registry).unwrap();
 
     let first = run(&s, &TriggerState::default()).await;
@@ -630,7 +648,9 @@ async fn a_rolled_back_cycle_commits_nothing() {
             item("ok3", 1_700_000_003),
         ],
     );
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
 
     // One cycle with everything: the error rolls it back, nothing to commit.
     let s = scenario::load(&scenario_text(&base, 10, 1, false), &registry).unwrap();
@@ -666,7 +686,9 @@ async fn a_rolled_back_cycle_commits_nothing() {
 #[tokio::test]
 async fn a_failing_poll_commits_nothing() {
     let (base, _feed) = start().await;
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let text = scenario_text(&base, 5, 2, false).replace("/rss", "/missing");
     let s = scenario::load(&text, &registry).unwrap();
     let report = run(&s, &TriggerState::default()).await;

@@ -69,7 +69,9 @@ pub fn case_files() -> Vec<PathBuf> {
 #[tokio::test]
 async fn every_case_produces_its_expected_report() {
     let server = common::server::start().await;
-    let registry = switchyard::apps::AppRegistry::build(Default::default()).expect("registry");
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .expect("registry");
     let files = case_files();
     assert!(
         files.len() >= 10,

@@ -54,7 +54,8 @@ for backend in $backends; do
     else
       args+=(--data-dir "$WORK/data-$mode")
     fi
-    SWITCHYARD_API_TOKEN=$TOKEN "$BIN" "${args[@]}" 2>"$WORK/serve.log" & SERVE=$!; PIDS+=($SERVE)
+    # The scenarios call the mock API on loopback, which the egress guard refuses unless allowed.
+    SWITCHYARD_API_TOKEN=$TOKEN SWITCHYARD_ALLOW_EGRESS=127.0.0.1 "$BIN" "${args[@]}" 2>"$WORK/serve.log" & SERVE=$!; PIDS+=($SERVE)
     for _ in $(seq 100); do curl -sf "localhost:$PORT/health" >/dev/null && break; sleep 0.1; done
     idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$SERVE/status)
     scenario=$(sed "s|\$MOCK_URL|http://127.0.0.1:$MOCK_PORT/api|" "benches/load/$mode.json")

@@ -1,12 +1,15 @@
 //! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, with the next
 //! layer of apps, those defined as data under `modules/`. [`AppRegistry`] puts them behind
 //! one [`Registry`]: it is built once per process (by `cli`) and handed to whatever compiles
-//! or runs scenarios. [`transport`] is the HTTP client they all send through.
+//! or runs scenarios. [`transport`] is the HTTP client they all send through, behind the
+//! [`egress`] guard.
 
 pub mod builtin;
+pub mod egress;
 pub mod transport;
 
 pub use builtin::{BuiltinRegistry, RegistryError};
+pub use egress::{EgressAllowance, EgressPolicy};
 pub use transport::{Auth, HttpOptions, Transport};
 
 use std::sync::Arc;
@@ -18,6 +21,15 @@ use crate::module::{Module, Registry};
 pub struct AppOptions {
     /// The shared HTTP clients of every module that calls out.
     pub http: HttpOptions,
+}
+
+impl AppOptions {
+    /// The defaults with loopback addresses allowed (see [`EgressPolicy::allowing_loopback`]).
+    pub fn allowing_loopback() -> Self {
+        AppOptions {
+            http: HttpOptions::allowing_loopback(),
+        }
+    }
 }
 
 /// Every module this process can run: registries consulted in order, the first that serves

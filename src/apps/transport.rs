@@ -8,28 +8,34 @@
 //!   request while the hop stays on the origin (scheme, host, port) the request started on.
 //!   Redirects are followed here rather than by `reqwest`, so that once a redirect leaves that
 //!   origin no credential of the `Auth` — `Authorization`, an API-key header or query parameter —
-//!   is sent again, and, as `reqwest` does, `Authorization`, `Cookie` and `Proxy-Authorization`
-//!   headers the caller set are dropped too.
+//!   is sent again, and the headers the caller set are dropped too (see below).
 //! - Secrets never reach logs or errors: `Auth`'s `Debug` redacts them, header values are marked
 //!   sensitive, and neither the URL (its query may carry a key) nor any header value is put in a
 //!   message; only the host is logged.
 //! - A response body is never read past its cap: a larger one is an error, not a truncation.
+//! - Every hop passes the egress guard of [`HttpOptions::egress`] before anything is sent: its
+//!   IP-literal host is checked here, a host name by the client's [`GuardedResolver`], so that
+//!   a redirect cannot lead to an address the first URL could not. A hop that leaves the origin
+//!   of the one before it also loses the caller's custom headers (only content negotiation
+//!   and body headers go along), as one of them may be a credential under another name.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::Utc;
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName,
-    HeaderValue, LOCATION, PROXY_AUTHORIZATION, REFERER, RETRY_AFTER, TRANSFER_ENCODING,
-    WWW_AUTHENTICATE,
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION,
+    PRAGMA, REFERER, RETRY_AFTER, TRANSFER_ENCODING,
 };
 use reqwest::redirect::Policy;
 use reqwest::{Client, Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
+use crate::apps::egress::{EgressPolicy, EgressRefused, GuardedResolver};
 use crate::module::error::{ErrorKind, ModuleError};
 
 /// Longest timeout a request may ask for, in seconds (Make's limit for its HTTP modules), and
@@ -56,6 +62,18 @@ pub struct HttpOptions {
     pub max_response_bytes: usize,
     /// `User-Agent` sent unless the request sets its own header.
     pub user_agent: String,
+    /// Which non-public hosts and addresses requests may reach (by default none).
+    pub egress: EgressPolicy,
+}
+
+impl HttpOptions {
+    /// The defaults with loopback addresses allowed: for tests and local development.
+    pub fn allowing_loopback() -> Self {
+        HttpOptions {
+            egress: EgressPolicy::allowing_loopback(),
+            ..HttpOptions::default()
+        }
+    }
 }
 
 impl Default for HttpOptions {
@@ -65,6 +83,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(30),
             max_response_bytes: 10 * 1024 * 1024,
             user_agent: concat!("Switchyard/", env!("CARGO_PKG_VERSION")).to_string(),
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -318,6 +337,9 @@ impl Transport {
             .user_agent(options.user_agent.clone())
             .connect_timeout(options.connect_timeout)
             .redirect(Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver::new(Arc::new(
+                options.egress.clone(),
+            ))))
             .build()?;
         Ok(Transport { client, options })
     }
@@ -396,6 +418,10 @@ impl Transport {
 
         let mut redirects = 0;
         let mut response = loop {
+            self.options
+                .egress
+                .check_url(&hop.url)
+                .map_err(ModuleError::from)?;
             let response = self.build(&hop, &request.auth, timeout)?.send().await?;
             if request.redirects == Redirects::Return {
                 break response;
@@ -493,10 +519,15 @@ impl Hop {
             }
         }
         if !same_origin(&next, &self.url) {
-            for header in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE] {
+            let custom: Vec<HeaderName> = self
+                .headers
+                .keys()
+                .filter(|name| !CROSS_ORIGIN_HEADERS.contains(name))
+                .cloned()
+                .collect();
+            for header in custom {
                 self.headers.remove(header);
             }
-            self.headers.remove("cookie2");
         }
         if !same_origin(&next, first_url) {
             self.credentials = false;
@@ -508,6 +539,20 @@ impl Hop {
         self.url = next;
     }
 }
+
+/// The caller's headers a redirect to another origin keeps: content negotiation and those that
+/// describe a body still sent (307/308). Any other may be a credential (`Authorization`,
+/// `Cookie`, `X-Api-Token` …) and is dropped.
+const CROSS_ORIGIN_HEADERS: [HeaderName; 8] = [
+    ACCEPT,
+    ACCEPT_ENCODING,
+    ACCEPT_LANGUAGE,
+    CACHE_CONTROL,
+    CONTENT_ENCODING,
+    CONTENT_LANGUAGE,
+    CONTENT_TYPE,
+    PRAGMA,
+];
 
 /// Whether two URLs have the same origin: scheme, host and port.
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -649,6 +694,9 @@ fn too_large(limit: usize, declared: Option<u64>) -> ModuleError {
 /// query string may carry a key.
 pub fn transport_error(error: reqwest::Error, timeout: Duration) -> ModuleError {
     let error = error.without_url();
+    if let Some(refused) = egress_refusal(&error) {
+        return refused.clone().into();
+    }
     let cause = error_chain(&error);
     if error.is_connect() {
         return ModuleError::new(
@@ -669,6 +717,18 @@ pub fn transport_error(error: reqwest::Error, timeout: Duration) -> ModuleError 
         ErrorKind::ConnectionError,
         format!("the request failed: {cause}"),
     )
+}
+
+/// The refusal of the egress guard's resolver, if that is why `error` happened.
+fn egress_refusal<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressRefused> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(refused) = e.downcast_ref::<EgressRefused>() {
+            return Some(refused);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The messages of an error and its sources, joined, without repeats.
@@ -746,7 +806,47 @@ mod tests {
     }
 
     fn transport() -> Transport {
-        Transport::new(HttpOptions::default()).unwrap()
+        Transport::new(HttpOptions::allowing_loopback()).unwrap()
+    }
+
+    fn guarded(allowed: &[&str]) -> Transport {
+        Transport::new(HttpOptions {
+            egress: EgressPolicy::allowing(allowed).unwrap(),
+            ..HttpOptions::default()
+        })
+        .unwrap()
+    }
+
+    /// A bare HTTP server on `address` that answers `200 ok` and counts the connections it
+    /// accepted: how a test proves that a refused request never connected.
+    async fn counting(address: &str) -> Option<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(address).await.ok()?;
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        Some((port, accepted))
     }
 
     fn get(url: &str) -> Request {
@@ -937,7 +1037,11 @@ mod tests {
                 .insert("x-trace", HeaderValue::from_static("t-1"));
             request
                 .headers
-                .insert(COOKIE, HeaderValue::from_static("session=abc"));
+                .insert(ACCEPT, HeaderValue::from_static("application/json"));
+            request.headers.insert(
+                reqwest::header::COOKIE,
+                HeaderValue::from_static("session=abc"),
+            );
             let seen = echoed(request).await;
             assert_eq!(seen["path"], "/echo", "{auth:?}");
             let headers = seen["headers"].as_object().unwrap();
@@ -945,18 +1049,19 @@ mod tests {
                 assert!(!headers.contains_key(credential), "{auth:?}: {seen}");
             }
             assert!(seen["query"].is_null(), "{auth:?}: {seen}");
-            // Headers that are not credentials go along, as browsers do.
-            assert_eq!(headers["x-trace"], "t-1");
+            // Custom headers may be credentials under another name: they stay behind too;
+            // content negotiation goes along.
+            assert!(!headers.contains_key("x-trace"), "{auth:?}: {seen}");
+            assert_eq!(headers["accept"], "application/json");
 
             // Within the origin, the credentials are sent on every hop.
-            let seen = echoed(redirected(
-                &here,
-                &format!("{here}/echo"),
-                302,
-                auth.clone(),
-            ))
-            .await;
+            let mut within = redirected(&here, &format!("{here}/echo"), 302, auth.clone());
+            within
+                .headers
+                .insert("x-trace", HeaderValue::from_static("t-1"));
+            let seen = echoed(within).await;
             let headers = seen["headers"].as_object().unwrap();
+            assert_eq!(headers["x-trace"], "t-1");
             match &auth {
                 Auth::ApiKeyQuery { .. } => assert_eq!(seen["query"], "api_key=key-q"),
                 Auth::ApiKeyHeader { .. } => assert_eq!(headers["x-api-key"], "key-123"),
@@ -1017,6 +1122,168 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::RuntimeError);
         assert_eq!(err.message, "too many redirects (more than 10)");
+    }
+
+    /// Asserts that `url` is refused by the guard with a message naming `address`.
+    async fn assert_refused(transport: &Transport, url: &str, address: &str) {
+        let err = transport.send(get(url), 1).await.unwrap_err();
+        assert_eq!(
+            err.kind,
+            ErrorKind::InvalidConfigurationError,
+            "{url}: {err:?}"
+        );
+        assert!(
+            err.message.contains(&format!("--allow-egress {address}`")),
+            "{url}: {}",
+            err.message
+        );
+        assert!(
+            err.message.contains("SWITCHYARD_ALLOW_EGRESS"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn every_form_of_a_local_address_is_refused_without_connecting_unless_allowed() {
+        use std::sync::atomic::Ordering;
+        let (port, accepted) = counting("127.0.0.1:0").await.unwrap();
+        let ipv6 = counting("[::1]:0").await;
+        let mut cases = vec![
+            (
+                "127.0.0.1",
+                port,
+                "127.0.0.1",
+                "127.0.0.1",
+                accepted.clone(),
+            ),
+            (
+                "localhost",
+                port,
+                "127.0.0.1",
+                "localhost",
+                accepted.clone(),
+            ),
+            (
+                "2130706433",
+                port,
+                "127.0.0.1",
+                "127.0.0.1",
+                accepted.clone(),
+            ),
+            (
+                "0x7f000001",
+                port,
+                "127.0.0.1",
+                "127.0.0.1",
+                accepted.clone(),
+            ),
+            ("127.1", port, "127.0.0.1", "127.0.0.1", accepted.clone()),
+            (
+                "[::ffff:127.0.0.1]",
+                port,
+                "127.0.0.1",
+                "127.0.0.1",
+                accepted.clone(),
+            ),
+            ("0.0.0.0", port, "0.0.0.0", "0.0.0.0", accepted.clone()),
+        ];
+        if let Some((port6, accepted6)) = &ipv6 {
+            cases.push(("[::1]", *port6, "::1", "::1", accepted6.clone()));
+        }
+        for (host, port, address, allowance, accepted) in cases {
+            let url = format!("http://{host}:{port}/");
+            let before = accepted.load(Ordering::SeqCst);
+            let err = guarded(&[]).send(get(&url), 1).await.unwrap_err();
+            assert_eq!(
+                err.kind,
+                ErrorKind::InvalidConfigurationError,
+                "{url}: {err:?}"
+            );
+            if host != "localhost" {
+                assert!(
+                    err.message.contains(&format!("--allow-egress {address}`")),
+                    "{url}: {}",
+                    err.message
+                );
+            }
+            assert!(
+                err.message.contains("SWITCHYARD_ALLOW_EGRESS"),
+                "{}",
+                err.message
+            );
+            // Another loopback address is not allowed by this one.
+            if address == "127.0.0.1" {
+                let err = guarded(&["127.0.0.2"])
+                    .send(get(&url), 1)
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.kind, ErrorKind::InvalidConfigurationError, "{url}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), before, "{url} connected");
+
+            let response = guarded(&[allowance]).send(get(&url), 1).await.unwrap();
+            assert_eq!(response.body, b"ok", "{url}");
+            assert_eq!(accepted.load(Ordering::SeqCst), before + 1, "{url}");
+        }
+
+        // Addresses nothing listens on here: refused by the guard, not by a failed connection.
+        let transport = guarded(&[]);
+        assert_refused(
+            &transport,
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254",
+        )
+        .await;
+        assert_refused(&transport, "http://10.1.2.3:8080/", "10.1.2.3").await;
+        assert_refused(&transport, "http://[fd00::1]/", "fd00::1").await;
+        // A name is opened by name, not by the address it resolves to.
+        assert_refused(
+            &guarded(&["example.internal"]),
+            &format!("http://localhost:{port}/"),
+            "127.0.0.1",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_refused_address_is_refused_without_connecting() {
+        use std::sync::atomic::Ordering;
+        let here = format!("http://{}", serve().await);
+        // Another loopback address, allowed in the first request's place but not here.
+        let Some((port, accepted)) = counting("127.0.0.2:0").await else {
+            return;
+        };
+        let transport = guarded(&["127.0.0.1"]);
+        for target in [
+            format!("http://127.0.0.2:{port}/"),
+            format!("http://0x7f000002:{port}/"),
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ] {
+            let err = transport
+                .send(redirected(&here, &target, 302, Auth::None), 1)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.kind,
+                ErrorKind::InvalidConfigurationError,
+                "{target}: {err:?}"
+            );
+            assert!(err.message.contains("--allow-egress"), "{}", err.message);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+        // Allowed, the same redirect is followed.
+        let response = guarded(&["127.0.0.1", "127.0.0.2"])
+            .send(
+                redirected(&here, &format!("http://127.0.0.2:{port}/"), 302, Auth::None),
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.body, b"ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[test]

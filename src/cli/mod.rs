@@ -11,9 +11,9 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::apps::{AppOptions, AppRegistry};
+use crate::apps::{AppOptions, AppRegistry, EgressAllowance, EgressPolicy, HttpOptions};
 use crate::module::Registry;
 
 /// Exit code for a file that cannot be read or parsed, or bad arguments.
@@ -74,10 +74,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Run(args) => modules().and_then(|modules| run::run(args, modules.as_ref())),
-        Command::Validate(args) => {
-            modules().and_then(|modules| validate::validate(args, modules.as_ref()))
+        Command::Run(args) => {
+            modules(&args.egress).and_then(|modules| run::run(args, modules.as_ref()))
         }
+        Command::Validate(args) => modules(&EgressArgs::default())
+            .and_then(|modules| validate::validate(args, modules.as_ref())),
         Command::Schema => {
             println!(
                 "{}",
@@ -86,15 +87,14 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval::eval(args),
-        Command::Serve(args) => {
-            modules().and_then(|modules| service_main(service::serve(args, modules)))
-        }
+        Command::Serve(args) => modules(&args.worker.egress)
+            .and_then(|modules| service_main(service::serve(args, modules))),
         Command::Worker(args) => {
-            modules().and_then(|modules| service_main(service::worker(args, modules)))
+            modules(&args.egress).and_then(|modules| service_main(service::worker(args, modules)))
         }
-        Command::Scenarios { args, command } => {
-            modules().and_then(|modules| service_main(admin::scenarios(args, command, modules)))
-        }
+        // Stored scenarios are only compiled here, never run: no target needs allowing.
+        Command::Scenarios { args, command } => modules(&EgressArgs::default())
+            .and_then(|modules| service_main(admin::scenarios(args, command, modules))),
         Command::Executions { args, command } => service_main(admin::executions(args, command)),
     };
     result.unwrap_or_else(|e| {
@@ -131,10 +131,32 @@ fn service_main(
     }
 }
 
+/// The egress guard's allowances of a command that runs scenarios.
+#[derive(Args, Clone, Default)]
+pub struct EgressArgs {
+    /// Let outgoing requests (HTTP and RSS modules) reach this host name, IP address or CIDR
+    /// block although it is not public (loopback, private, link-local …, refused by default).
+    /// Repeatable, or comma-separated.
+    #[arg(
+        long = "allow-egress",
+        value_name = "HOST|CIDR",
+        env = "SWITCHYARD_ALLOW_EGRESS",
+        value_delimiter = ','
+    )]
+    pub allow_egress: Vec<EgressAllowance>,
+}
+
 /// The modules of this process, built here once and handed to every layer that compiles or
-/// runs scenarios (the catalog, the runner, the API and the scheduler through them).
-fn modules() -> anyhow::Result<Arc<dyn Registry>> {
-    Ok(Arc::new(AppRegistry::build(AppOptions::default())?))
+/// runs scenarios (the catalog, the runner, the API and the scheduler through them); their
+/// outgoing requests obey the egress guard with `egress`'s allowances.
+fn modules(egress: &EgressArgs) -> anyhow::Result<Arc<dyn Registry>> {
+    let options = AppOptions {
+        http: HttpOptions {
+            egress: EgressPolicy::new(egress.allow_egress.clone()),
+            ..HttpOptions::default()
+        },
+    };
+    Ok(Arc::new(AppRegistry::build(options)?))
 }
 
 /// Reads `JSON`, `@file` or `-` (standard input) as JSON.

@@ -24,6 +24,8 @@ pub struct RunArgs {
     /// Print the execution report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub egress: super::EgressArgs,
 }
 
 pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {

@@ -70,6 +70,8 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = crate::queue::DEFAULT_MAX_RUN_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    #[command(flatten)]
+    pub egress: super::EgressArgs,
 }
 
 #[derive(Args)]

@@ -216,6 +216,8 @@ fn command(args: &[String]) -> Command {
     cmd.args(args)
         .env("SWITCHYARD_API_TOKEN", TOKEN)
         .env_remove("SWITCHYARD_DATABASE_URL")
+        // The scenarios of these tests call fakes on loopback.
+        .env("SWITCHYARD_ALLOW_EGRESS", "127.0.0.1")
         .env(
             "SWITCHYARD_LOG",
             std::env::var("SWITCHYARD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
