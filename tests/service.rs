@@ -338,6 +338,16 @@ async fn api_and_webhooks(db: TestDb) {
     api.get("/api/scenarios")
         .await
         .expect(200, "list scenarios");
+    // The scheme is case-insensitive.
+    Reply::from(
+        http.get(svc.url("/api/scenarios"))
+            .header("authorization", format!("bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(200, "a lowercase `bearer` scheme");
 
     // An invalid blueprint: 422 with every problem and its JSON path.
     let bad = json!({"name": "bad", "flow": [
@@ -498,6 +508,19 @@ async fn api_and_webhooks(db: TestDb) {
     .expect(200, "another key");
     assert_ne!(execution_header(&one), execution_header(&other));
     assert_eq!(api.executions(&id).await.len(), before + 2);
+    // A key over 200 bytes deduplicates too (stored as its hash, not dropped).
+    let long_key = "evt-".repeat(80);
+    let long = [("Idempotency-Key", long_key.as_str())];
+    let body = json!({"n": 6}).to_string();
+    let one = hook(&http, &url, Some("application/json"), body.clone(), &long)
+        .await
+        .expect(200, "long keyed webhook");
+    let two = hook(&http, &url, Some("application/json"), body, &long)
+        .await
+        .expect(200, "repeated long keyed webhook");
+    assert_eq!(execution_header(&one), execution_header(&two));
+    assert_eq!(two.header("x-switchyard-duplicate"), Some("true"));
+    assert_eq!(api.executions(&id).await.len(), before + 3);
 
     // Unknown hooks: 404.
     for path in [

@@ -269,10 +269,14 @@ async fn ingest(
     let key = DEDUPE_HEADERS
         .iter()
         .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200);
-    let delivery = NewDelivery::new(&id, key, &route.scenario_id, route.version, &payload)?;
+        .and_then(dedupe_key);
+    let delivery = NewDelivery::new(
+        &id,
+        key.as_deref(),
+        &route.scenario_id,
+        route.version,
+        &payload,
+    )?;
     // Subscribed before the execution can run, so its end cannot be missed.
     let completion = route.responds.then(|| {
         state
@@ -328,6 +332,28 @@ fn accepted(execution_id: &str, duplicate: bool) -> Response {
         );
     }
     response
+}
+
+/// Longest deduplication key stored as sent; longer ones are stored as their hash.
+const MAX_DEDUPE_KEY: usize = 200;
+
+/// The deduplication key a delivery's header value stands for: the trimmed value when it is
+/// short printable text, else `sha256:` and the hex SHA-256 of its bytes — a long or binary
+/// key still deduplicates instead of being dropped (which would run both copies).
+fn dedupe_key(value: &HeaderValue) -> Option<String> {
+    let bytes = value.as_bytes().trim_ascii();
+    if bytes.is_empty() {
+        return None;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.len() <= MAX_DEDUPE_KEY && !text.starts_with("sha256:") => {
+            Some(text.to_string())
+        }
+        _ => Some(format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+        )),
+    }
 }
 
 /// Waits for the execution to finish and turns its `response` into the HTTP reply: told by
@@ -413,6 +439,33 @@ fn webhook_reply(r: &WebhookResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_or_binary_dedupe_keys_are_hashed_not_dropped() {
+        let key = |bytes: &[u8]| dedupe_key(&HeaderValue::from_bytes(bytes).unwrap());
+        assert_eq!(key(b"  evt-1 ").as_deref(), Some("evt-1"));
+        assert_eq!(key(b"   "), None);
+        let long = "k".repeat(MAX_DEDUPE_KEY + 1);
+        let hashed = key(long.as_bytes()).expect("a long key is kept");
+        assert!(
+            hashed.starts_with("sha256:") && hashed.len() == 7 + 64,
+            "{hashed}"
+        );
+        assert_eq!(
+            key(long.as_bytes()),
+            Some(hashed.clone()),
+            "the same key, the same hash"
+        );
+        let other = "k".repeat(MAX_DEDUPE_KEY + 2);
+        assert_ne!(key(other.as_bytes()), Some(hashed));
+        let exact = "k".repeat(MAX_DEDUPE_KEY);
+        assert_eq!(key(exact.as_bytes()), Some(exact.clone()));
+        // Bytes that are not UTF-8 still deduplicate.
+        assert!(key(&[0xff, 0xfe]).is_some_and(|k| k.starts_with("sha256:")));
+        // A sent key cannot pose as another key's hash.
+        let posing = format!("sha256:{}", "0".repeat(64));
+        assert_ne!(key(posing.as_bytes()), Some(posing));
+    }
 
     fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
         response.headers().get(name).and_then(|v| v.to_str().ok())
