@@ -92,6 +92,7 @@ backend_tests!(
         database_outage,
         polling_cursor,
         first_five_minutes,
+        slow_clients_are_cut_off,
     ],
     postgres_only: [two_workers],
 );
@@ -1031,6 +1032,65 @@ async fn first_five_minutes(db: TestDb) {
     assert_eq!(execution["status"], "success", "{execution}");
     assert_eq!(execution["operations"], 6, "{execution}");
     assert_eq!(execution["response"]["status"], 200, "{execution}");
+}
+
+/// Slowloris: 300 connections that send half a request's headers, and 100 that send nothing,
+/// are closed by the server once `--header-timeout-seconds` has passed, while `/health` keeps
+/// answering at once.
+async fn slow_clients_are_cut_off(db: TestDb) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let svc = db.serve(&["--header-timeout-seconds", "2"]).await;
+    let address = svc.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for k in 0..400 {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        if k < 300 {
+            stream
+                .write_all(b"POST /hooks/abc HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+                .await
+                .expect("half a request");
+        }
+        slow.push(stream);
+    }
+    let started = Instant::now();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        svc.api
+            .get("/health")
+            .await
+            .expect(200, "health among slow clients");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "/health took {:?} among slow clients",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each slow connection is closed by the server: a read ends (0 bytes or an error, after
+    // perhaps an error response) well within the deadline plus a margin.
+    for (k, mut stream) in slow.into_iter().enumerate() {
+        let mut buffer = [0u8; 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "slow connection {k} still open {:?} after it was opened",
+            started.elapsed()
+        );
+    }
+    svc.api
+        .get("/health")
+        .await
+        .expect(200, "health after the slow clients");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,12 +13,14 @@ mod executions;
 mod extract;
 mod hooks;
 mod scenarios;
+mod server;
 mod status;
 mod time;
 
 pub use error::{ApiError, ApiResult};
 pub use executions::execution_report;
 pub use hooks::HookLimits;
+pub use server::{ServerLimits, serve};
 pub use time::rfc3339;
 
 use std::sync::Arc;

@@ -103,6 +103,13 @@ pub struct ServeArgs {
     /// Webhook requests per hook per 10 seconds before 429.
     #[arg(long, default_value_t = 300)]
     pub hook_rate: u32,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive connection
+    /// to start its next request) before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// Open HTTP connections at most; more wait to be accepted.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Seconds a webhook caller waits for a scenario's response before 202.
     #[arg(long, default_value_t = 40)]
     pub respond_timeout_seconds: u64,
@@ -305,9 +312,11 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("switchyard listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let server = api::ServerLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
+        max_connections: args.max_connections,
+    };
+    api::serve(listener, api::app(state), server, shutdown_signal()).await;
     // Executions already running finish (and commit) before the process ends; no new ones
     // start once the signal came.
     stopping.drain();
