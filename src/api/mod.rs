@@ -44,7 +44,6 @@ pub struct AppState {
 }
 
 struct Inner {
-    store: Store,
     catalog: Catalog,
     queue: Queue,
     intake: crate::queue::Intake,
@@ -77,7 +76,6 @@ impl AppState {
                     direct_concurrency,
                     crate::queue::SLOT_WAIT,
                 ),
-                store: catalog.store().clone(),
                 catalog,
                 queue,
                 runner,
@@ -91,7 +89,7 @@ impl AppState {
     }
 
     fn store(&self) -> &Store {
-        &self.inner.store
+        self.inner.catalog.store()
     }
 
     fn catalog(&self) -> &Catalog {

@@ -399,15 +399,7 @@ fn build_body(dialect: Dialect, m: Option<&Map<String, Value>>) -> Result<Option
             }))
         }
         BodyKind::UrlEncoded => {
-            let names = field_list(dialect, BodyKind::UrlEncoded);
-            let (field, value) = pick(m, names).unwrap_or((names[0], &Value::Null));
-            let items = pairs(Some(value)).map_err(|reason| {
-                Problem::invalid(
-                    format!("mapper.{field}"),
-                    reason,
-                    !fields::is_dynamic(value),
-                )
-            })?;
+            let items = body_pairs(dialect, BodyKind::UrlEncoded, m)?;
             let encoded = items
                 .iter()
                 .filter(|p| !p.name.is_empty())
@@ -420,15 +412,7 @@ fn build_body(dialect: Dialect, m: Option<&Map<String, Value>>) -> Result<Option
             }))
         }
         BodyKind::Multipart => {
-            let names = field_list(dialect, BodyKind::Multipart);
-            let (field, value) = pick(m, names).unwrap_or((names[0], &Value::Null));
-            let items = pairs(Some(value)).map_err(|reason| {
-                Problem::invalid(
-                    format!("mapper.{field}"),
-                    reason,
-                    !fields::is_dynamic(value),
-                )
-            })?;
+            let items = body_pairs(dialect, BodyKind::Multipart, m)?;
             let (bytes, content_type) = multipart(&items);
             Ok(Some(Body {
                 bytes,
@@ -445,6 +429,24 @@ fn build_body(dialect: Dialect, m: Option<&Map<String, Value>>) -> Result<Option
             }))
         }
     }
+}
+
+/// The name/value pairs of a form or multipart body (`kind`), from the first of its fields
+/// the mapper has; a malformed list is a problem at that field.
+fn body_pairs(
+    dialect: Dialect,
+    kind: BodyKind,
+    m: Option<&Map<String, Value>>,
+) -> Result<Vec<Pair>, Problem> {
+    let names = field_list(dialect, kind);
+    let (field, value) = pick(m, names).unwrap_or((names[0], &Value::Null));
+    pairs(Some(value)).map_err(|reason| {
+        Problem::invalid(
+            format!("mapper.{field}"),
+            reason,
+            !fields::is_dynamic(value),
+        )
+    })
 }
 
 fn raw_content_type(dialect: Dialect, m: Option<&Map<String, Value>>) -> Option<String> {
