@@ -82,6 +82,27 @@ async fn invalid_blueprints_are_refused_before_anything_is_stored() {
             }
             other => panic!("expected an invalid blueprint, got {other:?}"),
         }
+        // A stored scenario's name is checked with the blueprint, with its path.
+        let long = "n".repeat(1_001);
+        for (name, expected) in [
+            ("", "needs a name"),
+            ("   ", "needs a name"),
+            ("a\u{0}b", "U+0000"),
+            ("two\nlines", "U+000A"),
+            (long.as_str(), "1001 bytes long; at most 1000"),
+        ] {
+            match catalog.create(&manual_blueprint(name)).await {
+                Err(CatalogError::Invalid(e)) => {
+                    let problems = e.problems();
+                    assert_eq!(problems[0].path, "name", "{name:?}: {problems:?}");
+                    assert!(
+                        problems[0].message.contains(expected),
+                        "{name:?}: {problems:?}"
+                    );
+                }
+                other => panic!("expected the name {name:?} refused, got {other:?}"),
+            }
+        }
         assert!(db.store.list_scenarios().await.unwrap().is_empty());
         // The deployment's minimum interval applies to new blueprints.
         let every_second = json!({"name": "fast", "scheduling": {"type": "indefinitely", "interval": 1},

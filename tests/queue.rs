@@ -65,12 +65,15 @@ fn runner(store: &Store, queue: &Queue) -> Arc<Runner> {
             .unwrap(),
     );
     let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
-    Arc::new(Runner::new(
-        catalog,
-        queue,
-        RunnerOptions::default(),
-        Completions::default(),
-    ))
+    Arc::new(
+        Runner::new(
+            catalog,
+            queue,
+            RunnerOptions::default(),
+            Completions::default(),
+        )
+        .unwrap(),
+    )
 }
 
 /// Workers on the queue until the returned sender is used (or dropped).
@@ -561,7 +564,7 @@ async fn a_resume_payload_round_trips_and_a_malformed_one_ends_its_execution() {
         let resumed = create(payload.to_stored()).await;
         let stored = store.get_execution(&resumed).await.unwrap();
         assert_eq!(
-            ExecutionPayload::from_stored(stored.source, stored.payload.as_ref()),
+            ExecutionPayload::from_stored(stored.source, stored.payload.clone()),
             Ok(payload)
         );
         let runner = runner(&store, &queue);

@@ -73,7 +73,8 @@ async fn setup(url: &str) -> Setup {
         &queue,
         RunnerOptions::default(),
         Completions::default(),
-    );
+    )
+    .unwrap();
     let (scenario, _) = store
         .create_scenario("flaky", &blueprint(url))
         .await
@@ -156,7 +157,7 @@ async fn a_parked_bundle_is_retried_at_the_failed_module_and_resolved() {
     // The retry stores where and with what it resumes, read back as it was written.
     let queued = s.store.get_execution(&retry[0]).await.unwrap();
     assert_eq!(
-        ExecutionPayload::from_stored(queued.source, queued.payload.as_ref()),
+        ExecutionPayload::from_stored(queued.source, queued.payload.clone()),
         Ok(ExecutionPayload::Resume(ResumePoint {
             incomplete: Some(parked[0].id.clone()),
             module: 2,

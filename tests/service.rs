@@ -1093,6 +1093,244 @@ async fn slow_clients_are_cut_off(db: TestDb) {
         .expect(200, "health after the slow clients");
 }
 
+/// CPU-heavy executions run on the engine's own threads (`--engine-threads`, one per CPU): while
+/// two of them compute (nested repeaters, a hash per bundle), `/health` and a light scenario's
+/// hook keep answering. Before, the executor ran on the HTTP server's threads and both stalled
+/// for as long as the heavy executions ran (about 35 s in the issue's reproduction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_executions_do_not_stall_the_service() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let svc = db.serve(&[]).await;
+    let client = reqwest::Client::new();
+    let heavy = json!({
+        "name": "heavy",
+        "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "heavy"}},
+            {"id": 2, "module": "builtin:BasicRepeater", "mapper": {"repeats": "{{1.n}}"}},
+            {"id": 3, "module": "builtin:BasicRepeater", "mapper": {"repeats": "{{1.n}}"}},
+            {"id": 4, "module": "util:SetVariable2",
+             "mapper": {"name": "h", "scope": "roundtrip", "value": "{{sha256(2.i + \"/\" + 3.i)}}"}}
+        ]
+    });
+    let (heavy_id, heavy_hook) = svc.api.create_active(&heavy).await;
+    let (_, light_hook) = svc.api.create_active(&hook_scenario("light")).await;
+    let (heavy_url, light_url) = (svc.url(&heavy_hook.unwrap()), svc.url(&light_hook.unwrap()));
+    for _ in 0..2 {
+        hook_json(&client, &heavy_url, &json!({"n": 2000}))
+            .await
+            .expect(200, "heavy delivery");
+    }
+    eventually("both heavy executions to run", 20, || async {
+        let running = svc
+            .api
+            .executions(&heavy_id)
+            .await
+            .iter()
+            .filter(|e| e["status"] == "running")
+            .count();
+        if running == 2 {
+            Ok(())
+        } else {
+            Err(format!("{running} running"))
+        }
+    })
+    .await;
+    let mut slowest = Duration::ZERO;
+    for n in 0..40 {
+        let asked = Instant::now();
+        svc.api.get("/health").await.expect(200, "health");
+        hook_json(&client, &light_url, &json!({"n": n}))
+            .await
+            .expect(200, "light delivery");
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let still_running = svc
+        .api
+        .executions(&heavy_id)
+        .await
+        .iter()
+        .filter(|e| e["status"] == "running")
+        .count();
+    assert_eq!(
+        still_running, 2,
+        "the heavy executions ended before the probes did: make them heavier"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/health plus a light delivery took {slowest:?} while two heavy executions ran"
+    );
+}
+
+/// The peak resident memory of process `pid` so far (Linux: `VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib * 1024
+}
+
+/// Large webhook bodies in parallel are bounded: 16 bodies of 5 MB (a JSON array of 115,000
+/// objects each) sent at once are all accepted and run, and the process's peak memory stays
+/// under 500 MB (it reached 1.8 GB when every body was parsed and run at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_large_bodies_are_bounded() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let svc = db.serve(&[]).await;
+    let (id, hook_path) = svc
+        .api
+        .create_active(&json!({
+            "name": "large bodies",
+            "flow": [
+                {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "large"}},
+                {"id": 2, "module": "util:SetVariable2",
+                 "mapper": {"name": "n", "scope": "roundtrip", "value": "{{length(1.value)}}"}}
+            ]
+        }))
+        .await;
+    let url = svc.url(&hook_path.unwrap());
+    let items: Vec<Value> = (0..115_000)
+        .map(|i| json!({"id": i, "name": format!("user {i}"), "ok": true}))
+        .collect();
+    let body = Value::Array(items).to_string();
+    assert!(
+        (4_500_000..5 << 20).contains(&body.len()),
+        "{} bytes",
+        body.len()
+    );
+    let before = peak_rss(svc.proc.pid());
+    let client = reqwest::Client::new();
+    let sends = (0..16).map(|_| hook(&client, &url, Some("application/json"), body.clone(), &[]));
+    for reply in futures::future::join_all(sends).await {
+        reply.expect(200, "large delivery");
+    }
+    let done = svc.api.all_finished(&id, 16, 120).await;
+    for e in &done {
+        assert_eq!(e["status"], "success", "{e}");
+    }
+    let variable = svc.api.execution(done[0]["id"].as_str().unwrap()).await;
+    assert!(
+        variable.to_string().contains("115000"),
+        "the bundle reached the flow whole: {variable}"
+    );
+    let peak = peak_rss(svc.proc.pid());
+    assert!(
+        peak < 500 << 20,
+        "peak memory {} MB (before the bodies: {} MB)",
+        peak >> 20,
+        before >> 20
+    );
+}
+
+/// Input the service refuses, with the error envelope and where: a webhook body nested deeper
+/// than the store reads back once wrapped (400, not 500), scenario names that cannot be
+/// stored (422 at `name`), and a body that trickles in slower than `--body-timeout-seconds`
+/// (408, while other requests are served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_refused_with_the_envelope() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let svc = db.serve(&["--body-timeout-seconds", "2"]).await;
+    let client = reqwest::Client::new();
+    let (id, hook_path) = svc.api.create_active(&hook_scenario("deep")).await;
+    let url = svc.url(&hook_path.unwrap());
+    // An array body is wrapped in `{"value": …}`: 126 levels fit, 127 do not; an object body
+    // is not wrapped, so 127 fit.
+    let array = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let object = |depth: usize| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+    for (body, expected) in [
+        (array(126), 200),
+        (array(127), 400),
+        (object(127), 200),
+        (array(300), 400),
+    ] {
+        let reply = hook(&client, &url, Some("application/json"), body.clone(), &[]).await;
+        let reply = reply.expect(expected, "deep body");
+        if expected == 400 {
+            assert_eq!(
+                reply.json["error"]["code"], "bad_request",
+                "{:?}",
+                reply.json
+            );
+        }
+    }
+    assert_eq!(svc.api.all_finished(&id, 2, 30).await.len(), 2);
+    // Names that cannot be stored.
+    for (name, expected) in [
+        ("", "needs a name"),
+        ("a\u{0}b", "U+0000"),
+        (&*"n".repeat(1001), "at most 1000"),
+    ] {
+        let mut blueprint = hook_scenario("named");
+        blueprint["name"] = json!(name);
+        let reply = svc
+            .api
+            .post("/api/scenarios", &blueprint)
+            .await
+            .expect(422, "bad name");
+        let error = &reply.json["error"];
+        assert_eq!(error["code"], "invalid_scenario", "{error}");
+        assert_eq!(error["path"], "name", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(expected),
+            "{error}"
+        );
+    }
+    // A body sent a byte at a time: cut off with 408 once its deadline passed.
+    let address = svc.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let path = url.trim_start_matches(&svc.base);
+    slow.write_all(
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if slow.write_all(b"1,").await.is_err() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+    };
+    let health = async {
+        for _ in 0..5 {
+            svc.api
+                .get("/health")
+                .await
+                .expect(200, "health beside a slow body");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::join!(trickle, health);
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the slow body was cut off after {:?}",
+        started.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The admin CLI
 // ---------------------------------------------------------------------------------------------

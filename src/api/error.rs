@@ -60,6 +60,14 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_not_found() {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        } else if let StoreError::InvalidInput { .. } = e {
+            // The request carried a value no backend stores (a document nested too deep, a
+            // text too long): the caller's to fix, and the message says which and why.
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                e.to_string(),
+            )
         } else {
             ApiError::internal("database", e)
         }

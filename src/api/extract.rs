@@ -188,15 +188,36 @@ impl From<StringRejection> for ApiError {
             StringRejection::InvalidUtf8(_) => {
                 ApiError::bad_request("the body is not valid UTF-8 text")
             }
-            other => body_unreadable(other.status(), other.body_text()),
+            other => deadline_exceeded(&other)
+                .unwrap_or_else(|| body_unreadable(other.status(), other.body_text())),
         }
     }
 }
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        if let Some(late) = deadline_exceeded(&rejection) {
+            return late;
+        }
         body_unreadable(rejection.status(), rejection.body_text())
     }
+}
+
+/// The 408 for a body that missed the server's deadline
+/// ([`super::server::BodyDeadlineExceeded`]), if that is what `rejection` stems from.
+fn deadline_exceeded(rejection: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let mut cause = Some(rejection);
+    while let Some(error) = cause {
+        if let Some(late) = error.downcast_ref::<super::server::BodyDeadlineExceeded>() {
+            return Some(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("{late}; send it faster, or in a new request"),
+            ));
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// A body that could not be read: over the size limit (413) or cut off.

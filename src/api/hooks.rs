@@ -3,15 +3,18 @@
 //! waits for that reply (202 with the execution id when it does not come in time).
 //! Deliveries carrying a provider event id or `Idempotency-Key` are accepted once per hook.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::extract::{Path, Query, RawBody};
@@ -19,7 +22,7 @@ use super::{ApiError, ApiResult, AppState};
 use crate::engine::report::WebhookResponse;
 use crate::queue::{Finished, RunHere};
 use crate::scenario::compiled::NodeKind;
-use crate::store::{Delivery, NewDelivery};
+use crate::store::{Delivery, NewDelivery, StoreError};
 use tokio::sync::oneshot;
 
 /// Limits on webhook traffic.
@@ -177,28 +180,21 @@ impl RateLimiter {
     }
 }
 
-/// The bundle a request becomes: a JSON object body's fields, form fields, or `{"value": …}`
-/// for other bodies; query parameters are added as fields the body does not set.
-fn bundle(headers: &HeaderMap, query: Map<String, Value>, body: &[u8]) -> ApiResult<Value> {
+/// The bundle a request becomes, as JSON text: a JSON object body's fields, form fields, or
+/// `{"value": …}` for other bodies; query parameters are added as fields the body does not
+/// set. A JSON body is not built as a value: its top-level fields are kept as the text they
+/// were sent as (a 5 MB body costs about its size here, not the ten times a value tree does).
+fn bundle(headers: &HeaderMap, query: Map<String, Value>, body: &[u8]) -> ApiResult<String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let is_json = content_type.starts_with("application/json") || content_type.ends_with("+json");
     let mut fields = if body.is_empty() {
         Map::new()
-    } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => Map::from_iter([("value".to_string(), other)]),
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "the body is not valid JSON (line {}, column {}): {e}",
-                    e.line(),
-                    e.column()
-                )));
-            }
-        }
+    } else if is_json {
+        return json_bundle(body, query);
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         match serde_urlencoded_pairs(body) {
             Some(map) => map,
@@ -213,7 +209,46 @@ fn bundle(headers: &HeaderMap, query: Map<String, Value>, body: &[u8]) -> ApiRes
     for (k, v) in query {
         fields.entry(k).or_insert(v);
     }
-    Ok(Value::Object(fields))
+    Ok(Value::Object(fields).to_string())
+}
+
+/// [`bundle`] of a JSON body: its fields (the last of repeated keys wins, in the place of the
+/// first, as when read as a value), or `{"value": body}` when it is not an object.
+fn json_bundle(body: &[u8], query: Map<String, Value>) -> ApiResult<String> {
+    let invalid = |e: serde_json::Error| {
+        ApiError::bad_request(format!(
+            "the body is not valid JSON (line {}, column {}): {e}",
+            e.line(),
+            e.column()
+        ))
+    };
+    let raw: &RawValue = serde_json::from_slice(body).map_err(invalid)?;
+    let fields: IndexMap<Cow<'_, str>, &RawValue> = if raw.get().starts_with('{') {
+        serde_json::from_str(raw.get()).map_err(invalid)?
+    } else {
+        IndexMap::from_iter([(Cow::Borrowed("value"), raw)])
+    };
+    let mut out = String::with_capacity(body.len() + 2);
+    out.push('{');
+    let mut first = true;
+    let mut push = |key: &str, value: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        out.push_str(&Value::from(key).to_string());
+        out.push(':');
+        out.push_str(value);
+    };
+    for (key, value) in &fields {
+        push(key, value.get());
+    }
+    for (key, value) in query {
+        if !fields.contains_key(key.as_str()) {
+            push(&key, &value.to_string());
+        }
+    }
+    out.push('}');
+    Ok(out)
 }
 
 fn serde_urlencoded_pairs(body: &[u8]) -> Option<Map<String, Value>> {
@@ -237,7 +272,7 @@ async fn ingest(
     Path(id): Path<String>,
     Query(query): Query<Map<String, Value>>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    request: axum::extract::Request,
 ) -> ApiResult<Response> {
     let Some(route) = route(&state, &id).await? else {
         return Err(ApiError::new(
@@ -265,18 +300,39 @@ async fn ingest(
             .insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(response);
     }
+    // A large body waits for room before it is read (its declared length; a body sent
+    // without one may be as large as the limit), and keeps it until its execution ends.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(state.inner.limits.max_body_bytes);
+    let admission = state
+        .inner
+        .runner
+        .payload_gate()
+        .admit(declared.min(state.inner.limits.max_body_bytes))
+        .await;
+    let RawBody(body) = RawBody::from_request(request, &state).await?;
     let payload = bundle(&headers, query, &body)?;
+    drop(body);
     let key = DEDUPE_HEADERS
         .iter()
         .find_map(|h| headers.get(*h))
         .and_then(dedupe_key);
-    let delivery = NewDelivery::new(
+    let delivery = NewDelivery::with_json_text(
         &id,
         key.as_deref(),
         &route.scenario_id,
         route.version,
-        &payload,
-    )?;
+        payload,
+    )
+    .map_err(|e| match e {
+        // Nested one level too deep once wrapped in `{"value": …}`, say.
+        StoreError::InvalidInput { reason, .. } => {
+            ApiError::bad_request(format!("the body cannot be accepted: {reason}"))
+        }
+        e => e.into(),
+    })?;
     // Subscribed before the execution can run, so its end cannot be missed.
     let completion = route.responds.then(|| {
         state
@@ -293,7 +349,11 @@ async fn ingest(
     } else {
         RunHere::IfFree
     };
-    let delivery = state.inner.intake.accept(delivery, run_here).await;
+    let delivery = state
+        .inner
+        .intake
+        .accept_admitted(delivery, run_here, admission)
+        .await;
     if completion.is_some() && !matches!(&delivery, Ok(Delivery::Accepted { .. })) {
         state.inner.runner.completions().forget(&expected);
     }
@@ -439,6 +499,60 @@ fn webhook_reply(r: &WebhookResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON body kept as text means what reading it as a value meant: an object's
+    /// fields (repeated keys: the last value, in the first one's place), other values under
+    /// `value`, query parameters where the body sets nothing.
+    #[test]
+    fn json_bodies_become_the_bundles_their_values_would() {
+        let json = HeaderMap::from_iter([(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )]);
+        let query = |pairs: &[(&str, &str)]| -> Map<String, Value> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect()
+        };
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Value);
+        let cases: [Case; 6] = [
+            (
+                r#"{"b": 1, "a": {"x": [1, 2]}, "b": 3}"#,
+                &[],
+                json!({"b": 3, "a": {"x": [1, 2]}}),
+            ),
+            (
+                r#" [1, "two"] "#,
+                &[("q", "1")],
+                json!({"value": [1, "two"], "q": "1"}),
+            ),
+            (r#""text""#, &[], json!({"value": "text"})),
+            (
+                r#"{"q": "body", "k\u00e9": null}"#,
+                &[("q", "query"), ("r", "2")],
+                json!({"q": "body", "ké": null, "r": "2"}),
+            ),
+            ("{}", &[], json!({})),
+            ("", &[("q", "1")], json!({"q": "1"})),
+        ];
+        for (body, pairs, expected) in cases {
+            let text = bundle(&json, query(pairs), body.as_bytes()).unwrap();
+            let value: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(value, expected, "{body}");
+            // Key order is the body's.
+            assert_eq!(value.to_string(), expected.to_string(), "{body}");
+        }
+        for bad in ["{", "[1,]", "{\"a\": 1} x"] {
+            let err = bundle(&json, Map::new(), bad.as_bytes()).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(
+                err.message.contains("not valid JSON"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+    }
 
     #[test]
     fn long_or_binary_dedupe_keys_are_hashed_not_dropped() {

@@ -3,13 +3,21 @@
 //! headers (a client that sends them slowly, or opens a connection and sends nothing, is cut
 //! off: slowloris), the same deadline for an idle keep-alive connection's next request, and a
 //! cap on open connections (past it, new ones wait in the kernel's backlog instead of taking
-//! memory and tasks). On shutdown it stops accepting and lets open requests finish.
+//! memory and tasks), and a deadline for a request's body counted from its first read
+//! (a body sent a byte at a time is cut off with 408, however steady its trickle). On
+//! shutdown it stops accepting and lets open requests finish.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::middleware::Next;
+use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -25,6 +33,8 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// How long a request's body may take to arrive, from its first read.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -32,6 +42,7 @@ impl Default for ServerLimits {
         ServerLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -52,6 +63,12 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let body_timeout = limits.body_timeout;
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            next.run(with_body_deadline(request, body_timeout)).await
+        },
+    ));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
@@ -102,5 +119,68 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still open after {DRAIN:?} of shutdown were cut off");
+    }
+}
+
+/// The error a request body's stream ends with once its deadline passed; extractors turn it
+/// into a 408 (see `extract::body_unreadable`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyDeadlineExceeded(pub Duration);
+
+/// Gives the request's body `timeout` to arrive in full, from when the handler starts
+/// reading it (a handler may first wait for room to read a large body: that wait is not the
+/// client's). A request without a body is left as is.
+fn with_body_deadline(request: Request, timeout: Duration) -> Request {
+    if http_body::Body::is_end_stream(request.body()) {
+        return request;
+    }
+    request.map(|inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline: None,
+            timeout,
+        })
+    })
+}
+
+/// A body that fails with [`BodyDeadlineExceeded`] once its deadline passes.
+struct DeadlineBody {
+    inner: Body,
+    /// Set at the first read.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    timeout: Duration,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let timeout = this.timeout;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyDeadlineExceeded(
+                this.timeout,
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -125,6 +125,12 @@ impl Catalog {
     /// Parses and checks a new blueprint with the deployment's options.
     pub fn check(&self, text: &str) -> Result<(Blueprint, Scenario), LoadError> {
         let blueprint = scenario::parse(text)?;
+        if let Some(problem) = name_problem(&blueprint.name) {
+            return Err(LoadError::Invalid(vec![scenario::Problem {
+                path: "name".into(),
+                message: problem,
+            }]));
+        }
         let options = CompileOptions {
             min_interval: self.inner.options.min_interval,
         };
@@ -283,5 +289,26 @@ impl Catalog {
             out.push((file, result));
         }
         Ok(out)
+    }
+}
+
+/// Why `name` cannot name a stored scenario, if it cannot: it must have a visible character,
+/// no control characters, and at most [`crate::store::MAX_NAME_BYTES`] bytes.
+fn name_problem(name: &str) -> Option<String> {
+    let max = crate::store::MAX_NAME_BYTES;
+    if name.trim().is_empty() {
+        Some("a stored scenario needs a name (a non-empty \"name\")".into())
+    } else if name.len() > max {
+        Some(format!(
+            "the name is {} bytes long; at most {max} are allowed",
+            name.len()
+        ))
+    } else {
+        name.chars().find(|c| c.is_control()).map(|c| {
+            format!(
+                "the name contains the control character U+{:04X}; names are one line of text",
+                u32::from(c)
+            )
+        })
     }
 }

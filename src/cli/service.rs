@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::api::{self, AppState, HookLimits};
@@ -70,6 +71,10 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = crate::queue::DEFAULT_MAX_RUN_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    /// Threads that run executions, apart from those answering HTTP requests (so a
+    /// CPU-heavy execution cannot stall the API and webhooks) [default: one per CPU].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub engine_threads: Option<u16>,
     #[command(flatten)]
     pub egress: super::EgressArgs,
 }
@@ -107,6 +112,10 @@ pub struct ServeArgs {
     /// to start its next request) before the connection is closed.
     #[arg(long, default_value_t = 10)]
     pub header_timeout_seconds: u64,
+    /// Seconds a request's body may take to arrive once the server reads it (slower ones
+    /// get 408).
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout_seconds: u64,
     /// Open HTTP connections at most; more wait to be accepted.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
@@ -123,17 +132,18 @@ fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
     }
 }
 
-fn runner(catalog: &Catalog, queue: &Queue, heartbeat: u64) -> Arc<Runner> {
+fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result<Arc<Runner>> {
+    let defaults = RunnerOptions::default();
     let options = RunnerOptions {
-        heartbeat: Duration::from_secs(heartbeat.max(1)),
-        ..RunnerOptions::default()
+        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+        engine_threads: args
+            .engine_threads
+            .map_or(defaults.engine_threads, usize::from),
+        ..defaults
     };
-    Arc::new(Runner::new(
-        catalog.clone(),
-        queue,
-        options,
-        Completions::default(),
-    ))
+    let runner = Runner::new(catalog.clone(), queue, options, Completions::default())
+        .context("could not start the engine's threads")?;
+    Ok(Arc::new(runner))
 }
 
 /// How long a stopping `serve` waits for running executions.
@@ -245,7 +255,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
             min_interval: args.min_interval_seconds,
         },
     );
-    let runner = runner(&catalog, &queue, args.worker.heartbeat_seconds);
+    let runner = runner(&catalog, &queue, &args.worker)?;
     if let Some(dir) = &args.import {
         import_scenarios(&catalog, dir).await?;
     }
@@ -315,6 +325,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
     let server = api::ServerLimits {
         header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
         max_connections: args.max_connections,
+        body_timeout: Duration::from_secs(args.body_timeout_seconds.max(1)),
     };
     api::serve(listener, api::app(state), server, shutdown_signal()).await;
     // Executions already running finish (and commit) before the process ends; no new ones
@@ -334,7 +345,7 @@ pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Res
     )
     .await?;
     let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
-    let runner = runner(&catalog, &queue, args.heartbeat_seconds);
+    let runner = runner(&catalog, &queue, &args)?;
     eprintln!(
         "switchyard worker {} running {} at a time",
         std::process::id(),

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::gate::Admission;
 use super::{QueueError, Runner};
 use crate::store::{Delivery, NewDelivery};
 
@@ -74,11 +75,29 @@ impl Intake {
 
     /// Records the delivery and queues its execution; returns once both are committed
     /// (or the key was seen before: [`Delivery::Duplicate`]). `run_here` says whether the
-    /// execution may be run by this process at once.
+    /// execution may be run by this process at once. A large payload first waits for room in
+    /// the runner's [`PayloadGate`](super::PayloadGate).
     pub async fn accept(
+        &self,
+        delivery: NewDelivery,
+        run_here: RunHere,
+    ) -> Result<Delivery, QueueError> {
+        let admission = self
+            .runner
+            .payload_gate()
+            .admit(delivery.payload_bytes())
+            .await;
+        self.accept_admitted(delivery, run_here, admission).await
+    }
+
+    /// [`Intake::accept`] for a delivery whose payload was admitted before its body was
+    /// read: the admission is held until the execution run here ends (or, when it goes to
+    /// the queue, until the delivery is committed).
+    pub async fn accept_admitted(
         &self,
         mut delivery: NewDelivery,
         run_here: RunHere,
+        admission: Admission,
     ) -> Result<Delivery, QueueError> {
         let slot = self.slot(run_here).await;
         if slot.is_some() {
@@ -93,7 +112,7 @@ impl Intake {
             tokio::spawn(async move {
                 let _slot = slot;
                 let id = execution.id.clone();
-                if let Err(e) = runner.execute_claimed(execution).await {
+                if let Err(e) = runner.execute_claimed(execution, admission).await {
                     tracing::warn!(execution = %id, error = %e,
                         "run failed; the execution is pushed again once its heartbeats are missed");
                 }

@@ -22,12 +22,16 @@
 //! (`store::WriteTx::push_jobs` and its neighbours): this module holds no SQL and does not
 //! know which database it is on beyond handing apalis its pool.
 
+mod engine_pool;
+mod gate;
 mod intake;
 mod payload;
 pub mod retry;
 mod runner;
 mod writer;
 
+pub use engine_pool::EnginePool;
+pub use gate::{Admission, DEFAULT_PAYLOAD_BUDGET, GATED_PAYLOAD_BYTES, PayloadGate};
 pub use intake::{Intake, RunHere, SLOT_WAIT};
 pub use payload::{ExecutionPayload, PayloadError, ResumePoint};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};

@@ -63,10 +63,11 @@ impl ExecutionPayload {
         }
     }
 
-    /// Reads the payload stored with an execution from `source`.
+    /// Reads the payload stored with an execution from `source` (taking it: a webhook's
+    /// bundle may be large, and is not copied).
     pub fn from_stored(
         source: ExecutionSource,
-        stored: Option<&Value>,
+        stored: Option<Value>,
     ) -> Result<ExecutionPayload, PayloadError> {
         match stored {
             None | Some(Value::Null) => Ok(ExecutionPayload::Trigger(None)),
@@ -81,7 +82,7 @@ impl ExecutionPayload {
                     })?;
                 Ok(ExecutionPayload::Resume(stored.resume))
             }
-            Some(value) => Ok(ExecutionPayload::Trigger(Some(value.clone()))),
+            Some(value) => Ok(ExecutionPayload::Trigger(Some(value))),
         }
     }
 }
@@ -92,7 +93,7 @@ mod tests {
     use serde_json::json;
 
     fn read(source: ExecutionSource, stored: Value) -> Result<ExecutionPayload, PayloadError> {
-        ExecutionPayload::from_stored(source, Some(&stored))
+        ExecutionPayload::from_stored(source, Some(stored))
     }
 
     #[test]
@@ -121,7 +122,7 @@ mod tests {
             read(ExecutionSource::Retry, json!({"order": 1})),
             Ok(ExecutionPayload::Trigger(Some(json!({"order": 1}))))
         );
-        for none in [None, Some(&Value::Null)] {
+        for none in [None, Some(Value::Null)] {
             assert_eq!(
                 ExecutionPayload::from_stored(ExecutionSource::Schedule, none),
                 Ok(ExecutionPayload::Trigger(None))

@@ -10,11 +10,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::engine_pool::EnginePool;
+use super::gate::{Admission, PayloadGate};
 use super::writer::{Finish, TriggerProgress, Writer};
 use super::{ExecutionPayload, Queue};
 use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
-use crate::engine::{self, Report, Responder, Resume, RunInput, Status};
+use crate::engine::{Report, Responder, Resume, RunInput, Status};
 use crate::module::error::ErrorKind;
 use crate::module::{ExecutionContext, Extensions, TriggerState};
 use crate::scenario::Scenario;
@@ -44,6 +46,10 @@ pub struct RunnerOptions {
     pub module_data_cap: usize,
     /// How often a running execution proves its worker is alive.
     pub heartbeat: Duration,
+    /// Threads of the runtime executions run on ([`EnginePool`]).
+    pub engine_threads: usize,
+    /// Bytes of large payloads read or run at once ([`PayloadGate`]).
+    pub payload_budget: usize,
 }
 
 impl Default for RunnerOptions {
@@ -52,6 +58,8 @@ impl Default for RunnerOptions {
             worker_id: format!("worker-{}", std::process::id()),
             module_data_cap: 64 * 1024,
             heartbeat: Duration::from_secs(5),
+            engine_threads: EnginePool::default_threads(),
+            payload_budget: super::DEFAULT_PAYLOAD_BUDGET,
         }
     }
 }
@@ -115,6 +123,10 @@ pub struct Runner {
     /// Set when the process is stopping: no new execution is claimed.
     draining: std::sync::atomic::AtomicBool,
     writer: Writer,
+    /// Where `engine::run` runs: not on the threads that answer HTTP requests.
+    engine: EnginePool,
+    /// Room for large payloads, shared with the process's intake.
+    payload_gate: PayloadGate,
     /// Claims of one execution before it ends as crashed (the queue's
     /// [`super::QueueOptions::max_run_attempts`]).
     max_run_attempts: u32,
@@ -138,9 +150,11 @@ impl Runner {
         queue: &Queue,
         options: RunnerOptions,
         completions: Completions,
-    ) -> Runner {
+    ) -> std::io::Result<Runner> {
         let store = catalog.store().clone();
-        Runner {
+        Ok(Runner {
+            engine: EnginePool::new(options.engine_threads)?,
+            payload_gate: PayloadGate::new(options.payload_budget),
             writer: Writer::start(store.clone(), queue.clone(), options.module_data_cap),
             store,
             catalog,
@@ -152,11 +166,16 @@ impl Runner {
             running: Arc::new(AtomicU64::new(0)),
             draining: std::sync::atomic::AtomicBool::new(false),
             max_run_attempts: queue.max_run_attempts(),
-        }
+        })
     }
 
     pub(crate) fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// The process's budget for large payloads (see [`PayloadGate`]).
+    pub fn payload_gate(&self) -> &PayloadGate {
+        &self.payload_gate
     }
 
     pub fn completions(&self) -> &Completions {
@@ -195,6 +214,12 @@ impl Runner {
         }
         self.running.fetch_add(1, Ordering::SeqCst);
         let _running = RunningGuard(self.running.clone());
+        // A large payload waits for room before it is read (its job says nothing of its size).
+        let _admission = match self.store.payload_bytes(id).await {
+            Ok(bytes) => self.payload_gate.admit(bytes).await,
+            Err(e) if e.is_not_found() => Admission::default(),
+            Err(e) => return Err(e.into()),
+        };
         let execution = match self
             .store
             .claim_execution(id, &self.options.worker_id, self.max_run_attempts)
@@ -218,7 +243,12 @@ impl Runner {
 
     /// Runs an execution this worker claimed when it was created (see
     /// [`Runner::worker_id`]); otherwise as [`Runner::execute`].
-    pub async fn execute_claimed(&self, execution: Execution) -> Result<(), RunnerError> {
+    /// `_admission` (the payload's room in the [`PayloadGate`]) is held until it ends.
+    pub async fn execute_claimed(
+        &self,
+        execution: Execution,
+        _admission: Admission,
+    ) -> Result<(), RunnerError> {
         if self.draining.load(Ordering::SeqCst) {
             return std::future::pending().await;
         }
@@ -249,7 +279,7 @@ impl Runner {
     }
 
     /// Runs a claimed execution and records it.
-    async fn run_claimed(&self, execution: Execution) -> Result<(), RunnerError> {
+    async fn run_claimed(&self, mut execution: Execution) -> Result<(), RunnerError> {
         let id = execution.id.as_str();
         let scenario = match self
             .catalog
@@ -268,7 +298,7 @@ impl Runner {
             }
         };
         let payload =
-            match ExecutionPayload::from_stored(execution.source, execution.payload.as_ref()) {
+            match ExecutionPayload::from_stored(execution.source, execution.payload.take()) {
                 Ok(payload) => payload,
                 Err(problem) => {
                     return self
@@ -348,7 +378,7 @@ impl Runner {
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
-        let report = engine::run(&scenario, input).await;
+        let report = self.engine.run(scenario.clone(), input).await;
         self.executions_run.fetch_add(1, Ordering::Relaxed);
         self.run_millis
             .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);

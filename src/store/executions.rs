@@ -340,6 +340,27 @@ impl Store {
             .try_into()
     }
 
+    /// The length of execution `id`'s payload as JSON text (0 without one): what reading it
+    /// will cost, asked before reading it.
+    pub async fn payload_bytes(&self, id: &str) -> Result<usize> {
+        if !is_id(id) {
+            return Err(StoreError::not_found("execution", id));
+        }
+        let length: Option<Option<i64>> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT CAST(length(CAST(payload AS TEXT)) AS BIGINT) FROM executions \
+                 WHERE id = $1",
+            )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        match length {
+            Some(bytes) => Ok(bytes.map_or(0, |b| usize::try_from(b).unwrap_or(0))),
+            None => Err(StoreError::not_found("execution", id)),
+        }
+    }
+
     async fn execution_exists(&self, id: &str) -> Result<bool> {
         let found: Option<String> = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT id FROM executions WHERE id = $1")

@@ -60,15 +60,57 @@ impl NewDelivery {
         version: u32,
         payload: &Value,
     ) -> Result<NewDelivery> {
-        Ok(NewDelivery {
+        let payload = JsonText::new("webhook payload", payload)?;
+        Ok(NewDelivery::with(
+            hook_id,
+            dedupe_key,
+            scenario_id,
+            version,
+            payload,
+        ))
+    }
+
+    /// [`NewDelivery::new`] with a payload that is already JSON text (a webhook body kept as
+    /// sent, without building it as a value: a large body costs its size, not ten times
+    /// that). Refused like a value: invalid JSON, or nested deeper than the store reads back.
+    pub fn with_json_text(
+        hook_id: &str,
+        dedupe_key: Option<&str>,
+        scenario_id: &str,
+        version: u32,
+        payload: String,
+    ) -> Result<NewDelivery> {
+        let payload = JsonText::from_text("webhook payload", payload)?;
+        Ok(NewDelivery::with(
+            hook_id,
+            dedupe_key,
+            scenario_id,
+            version,
+            payload,
+        ))
+    }
+
+    fn with(
+        hook_id: &str,
+        dedupe_key: Option<&str>,
+        scenario_id: &str,
+        version: u32,
+        payload: JsonText,
+    ) -> NewDelivery {
+        NewDelivery {
             execution_id: new_id(),
             hook_id: hook_id.to_string(),
             dedupe_key: dedupe_key.filter(|k| !k.is_empty()).map(stored_dedupe_key),
             scenario_id: scenario_id.to_string(),
             version,
-            payload: JsonText::new("webhook payload", payload)?,
+            payload,
             claimed_by: None,
-        })
+        }
+    }
+
+    /// The size of the payload's JSON text, in bytes.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload.len()
     }
 
     /// Has the execution created `running`, claimed by `worker_id` (attempt 1), instead of

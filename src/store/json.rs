@@ -50,6 +50,28 @@ impl JsonText {
         })
     }
 
+    /// Takes a document already serialised (a webhook body kept as sent), with the checks of
+    /// [`JsonText::new`]: valid JSON (read without building it), nested at most
+    /// [`MAX_JSON_DEPTH`] levels, and `\u0000` escapes replaced — the only case that parses
+    /// the document into a value.
+    pub(crate) fn from_text(what: &'static str, text: String) -> Result<JsonText> {
+        let invalid = |reason: String| StoreError::InvalidInput { what, reason };
+        let scan = scan_text(&text);
+        if scan.depth > MAX_JSON_DEPTH {
+            return Err(invalid(format!(
+                "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        if scan.has_nul {
+            let value: Value =
+                serde_json::from_str(&text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+            return JsonText::new(what, &value);
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        Ok(JsonText(text))
+    }
+
     /// The serialised document.
     pub(crate) fn as_str(&self) -> &str {
         &self.0
@@ -91,6 +113,41 @@ fn scan(value: &Value) -> Scan {
         }
         if out.depth > MAX_JSON_DEPTH {
             break;
+        }
+    }
+    out
+}
+
+/// [`scan`] on JSON text: the nesting depth of arrays and objects, and whether a string
+/// holds a `\u0000` escape (JSON text cannot hold a raw NUL in a string). One pass over the
+/// bytes; the text is assumed to be JSON (checked separately).
+fn scan_text(text: &str) -> Scan {
+    let mut out = Scan {
+        depth: 0,
+        has_nul: false,
+    };
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+                out.has_nul |= b == b'u' && bytes.get(i + 1..i + 5) == Some(b"0000");
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                out.depth = out.depth.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
     }
     out
@@ -200,6 +257,27 @@ mod tests {
         assert_eq!(
             back,
             json!({"a\u{FFFD}b": ["x\u{FFFD}", {"k": "\u{FFFD}"}], "plain": "\\u0000"})
+        );
+    }
+
+    #[test]
+    fn text_is_taken_as_is_with_the_same_checks() {
+        let text = r#"{"b": [1, {"k": "a\\\"[{"}], "a": "\\u0000 is text"}"#;
+        assert_eq!(JsonText::from_text("doc", text.into()).unwrap().0, text);
+        let deepest = nested(MAX_JSON_DEPTH).to_string();
+        assert!(JsonText::from_text("doc", deepest).is_ok());
+        let err = JsonText::from_text("doc", nested(MAX_JSON_DEPTH + 1).to_string()).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        // Brackets inside strings do not count.
+        let in_strings = format!("[{:?}]", "[".repeat(500));
+        assert!(JsonText::from_text("doc", in_strings).is_ok());
+        let err = JsonText::from_text("doc", "{\"a\": }".into()).unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        // A NUL escape is replaced as in a value.
+        let text = JsonText::from_text("doc", r#"{"a\u0000": "x\u0000"}"#.into()).unwrap();
+        assert_eq!(
+            text.0,
+            r#"{"a\uFFFD":"x\uFFFD"}"#.replace("\\uFFFD", "\u{FFFD}")
         );
     }
 
