@@ -65,15 +65,12 @@ fn runner(store: &Store, queue: &Queue) -> Arc<Runner> {
             .unwrap(),
     );
     let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
-    Arc::new(
-        Runner::new(
-            catalog,
-            queue,
-            RunnerOptions::default(),
-            Completions::default(),
-        )
-        .unwrap(),
-    )
+    // Heartbeats every 100 ms: a claim without one for 300 ms counts as a dead worker's.
+    let options = RunnerOptions {
+        heartbeat: Duration::from_millis(100),
+        ..RunnerOptions::default()
+    };
+    Arc::new(Runner::new(catalog, queue, options, Completions::default()).unwrap())
 }
 
 /// Workers on the queue until the returned sender is used (or dropped).
@@ -530,6 +527,51 @@ async fn pushing_a_queued_execution_again_is_told_and_writes_nothing() {
         tx.commit().await.unwrap();
         assert_eq!(jobs(&store).await, 2);
         assert!(job_due(&store, &other).await.is_some());
+    })
+    .await;
+}
+
+/// A job handed out again while the worker running its execution is alive (a missed queue
+/// heartbeat, a slow database) does not run the execution a second time: the claim leaves a
+/// running execution to a worker whose heartbeat is recent, and takes it over only once that
+/// worker has been silent for three heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_workers_running_execution_is_never_claimed() {
+    each_backend(|db| async move {
+        let (store, queue, scenario, _) = hooked(&db, "Echo", BLUEPRINT).await;
+        let payload = json!({"n": 1});
+        let id = store
+            .create_execution(NewExecution {
+                scenario_id: &scenario,
+                version: 1,
+                source: ExecutionSource::Manual,
+                payload: Some(&payload),
+            })
+            .await
+            .unwrap();
+        store
+            .claim_execution(&id, "alive", 3)
+            .await
+            .unwrap()
+            .unwrap();
+        let runner = runner(&store, &queue);
+        // Kept alive by its worker's heartbeats: another runner's claim leaves it alone.
+        for _ in 0..5 {
+            assert!(store.heartbeat_execution(&id, "alive").await.unwrap());
+            runner.execute(&id).await.unwrap();
+            let e = store.get_execution(&id).await.unwrap();
+            assert_eq!(e.status, ExecutionStatus::Running);
+            assert_eq!((e.attempt, e.worker_id.as_deref()), (1, Some("alive")));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Silent for longer than three heartbeats: its worker is presumed dead, and the
+        // execution is taken over and run.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        runner.execute(&id).await.unwrap();
+        let e = store.get_execution(&id).await.unwrap();
+        assert_eq!(e.status, ExecutionStatus::Success, "{:?}", e.error);
+        assert_eq!(e.attempt, 2);
+        assert_ne!(e.worker_id.as_deref(), Some("alive"));
     })
     .await;
 }

@@ -222,12 +222,17 @@ impl Runner {
         };
         let execution = match self
             .store
-            .claim_execution(id, &self.options.worker_id, self.max_run_attempts)
+            .claim_execution_unless_alive(
+                id,
+                &self.options.worker_id,
+                self.max_run_attempts,
+                self.alive_since(),
+            )
             .await
         {
             Ok(Some(e)) => e,
             // Finished already (a second delivery of its job, or the claim ended it as
-            // crashed: over `max_run_attempts`), or deleted.
+            // crashed: over `max_run_attempts`), run by a live worker, or deleted.
             Ok(None) => {
                 self.completions.notify(id, Finished::Unknown);
                 return Ok(());
@@ -417,12 +422,17 @@ impl Runner {
         Ok(())
     }
 
+    /// The oldest sign of life (milliseconds) of a worker still presumed alive: three
+    /// missed heartbeats count as dead.
+    fn alive_since(&self) -> i64 {
+        crate::store::now_ms() - (self.options.heartbeat * 3).as_millis() as i64
+    }
+
     /// Returns once no execution of the same scenario that arrived earlier is queued or
     /// running with signs of life (three missed heartbeats count as dead).
     async fn wait_for_earlier(&self, execution: &Execution) -> Result<(), RunnerError> {
-        let dead_after = self.options.heartbeat * 3;
         loop {
-            let alive_since = crate::store::now_ms() - dead_after.as_millis() as i64;
+            let alive_since = self.alive_since();
             let earlier = self
                 .store
                 .earlier_open_execution(

@@ -206,6 +206,31 @@ impl Store {
         worker_id: &str,
         max_attempts: u32,
     ) -> Result<Option<Execution>> {
+        self.claim(id, worker_id, max_attempts, i64::MAX).await
+    }
+
+    /// [`Store::claim_execution`], except that a `running` execution whose worker gave a
+    /// sign of life at `alive_since` or later (milliseconds) is left to that worker: its job
+    /// handed out again (a missed queue heartbeat, a slow database) does not run it twice.
+    /// The answer is then `None`, as for a finished execution; should that worker die, its
+    /// heartbeats stop and the orphan sweep pushes the execution again.
+    pub async fn claim_execution_unless_alive(
+        &self,
+        id: &str,
+        worker_id: &str,
+        max_attempts: u32,
+        alive_since: i64,
+    ) -> Result<Option<Execution>> {
+        self.claim(id, worker_id, max_attempts, alive_since).await
+    }
+
+    async fn claim(
+        &self,
+        id: &str,
+        worker_id: &str,
+        max_attempts: u32,
+        alive_since: i64,
+    ) -> Result<Option<Execution>> {
         check_worker(worker_id)?;
         if !is_id(id) {
             return Err(StoreError::not_found("execution", id));
@@ -214,7 +239,8 @@ impl Store {
         let sql = format!(
             "UPDATE executions SET status = 'running', attempt = attempt + 1, worker_id = $2, \
              started_at = $3, heartbeat_at = $3 \
-             WHERE id = $1 AND status IN ('queued', 'running') AND attempt < $4 \
+             WHERE id = $1 AND attempt < $4 \
+             AND (status = 'queued' OR (status = 'running' AND COALESCE(heartbeat_at, 0) < $5)) \
              RETURNING {EXECUTION_COLUMNS}"
         );
         // One statement in the common case; a re-claim then drops the lost attempt's data
@@ -225,6 +251,7 @@ impl Store {
                 .bind(worker_id)
                 .bind(now)
                 .bind(i64::from(max_attempts))
+                .bind(alive_since)
                 .fetch_optional(pool)
                 .await?;
             if record.as_ref().is_some_and(|r| r.attempt > 1) {

@@ -620,7 +620,7 @@ pub async fn hook(
     let r = request
         .send()
         .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        .unwrap_or_else(|e| panic!("POST {url}: {e:?}"));
     Reply::from(r).await
 }
 
