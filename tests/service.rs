@@ -1231,8 +1231,9 @@ async fn parallel_large_bodies_are_bounded() {
 
 /// Input the service refuses, with the error envelope and where: a webhook body nested deeper
 /// than the store reads back once wrapped (400, not 500), scenario names that cannot be
-/// stored (422 at `name`), and a body that trickles in slower than `--body-timeout-seconds`
-/// (408, while other requests are served).
+/// stored (422 at `name`), requests hyper cannot read (400/414/431, answered before any
+/// handler), and a body that trickles in slower than `--body-timeout-seconds` (408, while
+/// other requests are served).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_refused_with_the_envelope() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1285,6 +1286,53 @@ async fn hostile_input_is_refused_with_the_envelope() {
             "{error}"
         );
     }
+    // Requests hyper rejects before any handler runs get the envelope too; on a kept-alive
+    // connection, after a request that was served.
+    let long_uri = format!(
+        "GET /health?x={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let many_headers = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("X-H{i}: a\r\n"))
+            .collect::<String>()
+    );
+    let big_header = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(500_000)
+    );
+    let served_then_long = format!("GET /health HTTP/1.1\r\nHost: x\r\n\r\n{long_uri}");
+    for (request, status, code) in [
+        (long_uri.as_str(), "414", "uri_too_long"),
+        (&many_headers, "431", "headers_too_large"),
+        (&big_header, "431", "headers_too_large"),
+        ("GARBAGE\r\n\r\n", "400", "bad_request"),
+        (&served_then_long, "414", "uri_too_long"),
+    ] {
+        let address = svc.base.trim_start_matches("http://").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let _ = stream.write_all(request.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let last = &answer[answer.rfind("HTTP/1.1 ").unwrap_or(0)..];
+        assert!(last.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        assert!(last.contains("content-type: application/json"), "{answer}");
+        assert!(
+            last.contains(&format!(r#"{{"error":{{"code":"{code}","#)),
+            "{answer}"
+        );
+        if request.starts_with("GET /health HTTP/1.1\r\nHost: x\r\n\r\n") {
+            assert!(
+                answer.starts_with("HTTP/1.1 200 "),
+                "served first: {answer}"
+            );
+        }
+    }
+
     // A body sent a byte at a time: cut off with 408 once its deadline passed.
     let address = svc.base.trim_start_matches("http://").to_string();
     let mut slow = tokio::net::TcpStream::connect(&address)

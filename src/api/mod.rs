@@ -8,6 +8,7 @@
 //! (handlers take their input through [`extract`]'s extractors); every point in time is an
 //! RFC 3339 string ([`rfc3339`]); durations are milliseconds.
 
+mod canned;
 mod error;
 mod executions;
 mod extract;

@@ -25,6 +25,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::canned::{Calls, EnvelopeIo};
+
 /// Connection limits of the HTTP server.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -104,9 +106,19 @@ pub async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let service = TowerToHyperService::new(app);
+            // hyper's own rejections (a request it cannot read) get the error envelope.
+            let calls = Calls::default();
+            let app = TowerToHyperService::new(app);
+            let service = {
+                let calls = calls.clone();
+                hyper::service::service_fn(move |request| {
+                    calls.count();
+                    hyper::service::Service::call(&app, request)
+                })
+            };
+            let io = TokioIo::new(EnvelopeIo::new(stream, calls));
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(io, service)
                 .into_owned();
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");

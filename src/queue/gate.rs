@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const GATED_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// The budget by default: large payloads in flight at once, in bytes of JSON text.
-pub const DEFAULT_PAYLOAD_BUDGET: usize = 24 * 1024 * 1024;
+pub const DEFAULT_PAYLOAD_BUDGET: usize = 16 * 1024 * 1024;
 
 /// A process's budget for large payloads.
 #[derive(Clone)]
