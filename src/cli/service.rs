@@ -72,6 +72,8 @@ pub struct WorkerArgs {
     pub max_attempts: u32,
     #[command(flatten)]
     pub egress: super::EgressArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArgs,
 }
 
 #[derive(Args)]
@@ -123,17 +125,18 @@ fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
     }
 }
 
-fn runner(catalog: &Catalog, queue: &Queue, heartbeat: u64) -> Arc<Runner> {
+fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result<Arc<Runner>> {
     let options = RunnerOptions {
-        heartbeat: Duration::from_secs(heartbeat.max(1)),
+        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+        budget: args.budget.budget()?,
         ..RunnerOptions::default()
     };
-    Arc::new(Runner::new(
+    Ok(Arc::new(Runner::new(
         catalog.clone(),
         queue,
         options,
         Completions::default(),
-    ))
+    )))
 }
 
 /// How long a stopping `serve` waits for running executions.
@@ -245,7 +248,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
             min_interval: args.min_interval_seconds,
         },
     );
-    let runner = runner(&catalog, &queue, args.worker.heartbeat_seconds);
+    let runner = runner(&catalog, &queue, &args.worker)?;
     if let Some(dir) = &args.import {
         import_scenarios(&catalog, dir).await?;
     }
@@ -334,7 +337,7 @@ pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Res
     )
     .await?;
     let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
-    let runner = runner(&catalog, &queue, args.heartbeat_seconds);
+    let runner = runner(&catalog, &queue, &args)?;
     eprintln!(
         "switchyard worker {} running {} at a time",
         std::process::id(),

@@ -547,7 +547,12 @@ mod tests {
             a.clone(),
         );
         assert_eq!(e.column, 3);
-        assert!(e.message.starts_with("replace(): the result would take at least 16"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("replace(): the result would take at least 16"),
+            "{}",
+            e.message
+        );
         // Two deep is 8 MB and allowed.
         let two = run_in_scope(r#"{{replace(replace(1.a; ""; 1.a); ""; 1.a)}}"#, a.clone());
         assert_eq!(two.as_str().map(str::len), Some(8_120_600));

@@ -14,7 +14,7 @@ use super::writer::{Finish, TriggerProgress, Writer};
 use super::{ExecutionPayload, Queue};
 use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
-use crate::engine::{self, Report, Responder, Resume, RunInput, Status};
+use crate::engine::{self, Budget, Report, Responder, Resume, RunInput, Status};
 use crate::module::error::ErrorKind;
 use crate::module::{ExecutionContext, Extensions, TriggerState};
 use crate::scenario::Scenario;
@@ -44,6 +44,8 @@ pub struct RunnerOptions {
     pub module_data_cap: usize,
     /// How often a running execution proves its worker is alive.
     pub heartbeat: Duration,
+    /// What each execution may spend (`engine::Budget`).
+    pub budget: Budget,
 }
 
 impl Default for RunnerOptions {
@@ -52,6 +54,7 @@ impl Default for RunnerOptions {
             worker_id: format!("worker-{}", std::process::id()),
             module_data_cap: 64 * 1024,
             heartbeat: Duration::from_secs(5),
+            budget: Budget::default(),
         }
     }
 }
@@ -345,6 +348,7 @@ impl Runner {
             resume,
             trigger,
             respond: Some(respond),
+            budget: self.options.budget,
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
