@@ -7,7 +7,7 @@
 //! underneath the bundles it waits for.
 //!
 //! Every execution runs within its [`Budget`]: operations are counted before they run, the
-//! wall time is checked before each work item and bounds each module call (a call that hangs
+//! wall time is checked every 64th work item and bounds each module call (a call that hangs
 //! is cut off at the deadline), and the bytes of bundles held (on the work stack, in open
 //! aggregations, in the log, parked) are metered as they are produced. Running out ends the
 //! execution at once, rolled back, with an `ExecutionInterruptedError` no handler catches.
