@@ -14,6 +14,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::apps::{AppOptions, AppRegistry, EgressAllowance, EgressPolicy, HttpOptions};
+use crate::engine::Budget;
 use crate::module::Registry;
 
 /// Exit code for a file that cannot be read or parsed, or bad arguments.
@@ -146,6 +147,60 @@ pub struct EgressArgs {
     pub allow_egress: Vec<EgressAllowance>,
 }
 
+/// What each execution of a command that runs scenarios may spend (`engine::Budget`);
+/// exceeding one ends the execution with an `ExecutionInterruptedError`.
+#[derive(Args, Clone)]
+pub struct BudgetArgs {
+    /// Wall time of one execution in seconds, module calls included (Make: 40 minutes).
+    #[arg(long, value_name = "SECONDS", default_value_t = Budget::DEFAULT_WALL_TIME.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_execution_seconds: u64,
+    /// Operations one execution may run (counted as Make counts them).
+    #[arg(long, value_name = "N", default_value_t = Budget::DEFAULT_OPERATIONS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_operations: u64,
+    /// Bytes of bundle data one execution may hold at once (in flight, in open aggregations,
+    /// in its log): bytes, or with a KiB, MiB or GiB suffix.
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_bundle_bytes: u64,
+    /// Output bundles of each module kept in an execution's log (the first ones); the others
+    /// are counted but not kept.
+    #[arg(long, value_name = "N", default_value_t = Budget::DEFAULT_LOG_BUNDLES_PER_MODULE)]
+    pub log_bundles_per_module: u64,
+}
+
+impl BudgetArgs {
+    pub fn budget(&self) -> anyhow::Result<Budget> {
+        Ok(Budget::default()
+            .with_wall_time(std::time::Duration::from_secs(self.max_execution_seconds))?
+            .with_operations(self.max_operations)?
+            .with_bundle_bytes(self.max_bundle_bytes)?
+            .with_log_bundles_per_module(self.log_bundles_per_module))
+    }
+}
+
+/// A positive number of bytes: `1048576`, `512KiB`, `256MiB`, `1GiB`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (expected KiB, MiB or GiB)")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("expected a positive number of bytes, got {text:?}"))
+}
+
 /// The modules of this process, built here once and handed to every layer that compiles or
 /// runs scenarios (the catalog, the runner, the API and the scheduler through them); their
 /// outgoing requests obey the egress guard with `egress`'s allowances.
@@ -178,4 +233,28 @@ fn read_json_arg(arg: &str, what: &str) -> anyhow::Result<serde_json::Value> {
             e.column()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn bytes_are_plain_or_with_a_binary_unit() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        for bad in [
+            "0",
+            "",
+            "MiB",
+            "12MB",
+            "-1",
+            "1.5MiB",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -26,6 +26,8 @@ pub struct RunArgs {
     json: bool,
     #[command(flatten)]
     pub egress: super::EgressArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArgs,
 }
 
 pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
@@ -51,6 +53,7 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let input = RunInput {
         bundles,
         context: ExecutionContext::new(uuid::Uuid::new_v4().simple().to_string()),
+        budget: args.budget.budget()?,
         ..RunInput::default()
     };
     let report = runtime.block_on(engine::run(&scenario, input));
@@ -108,6 +111,9 @@ fn print_trace(scenario: &Scenario, report: &Report) {
         }
         if s.errors > 0 {
             line.push_str(&format!(", {}", plural(s.errors, "error")));
+        }
+        if s.logged < s.bundles_out {
+            line.push_str(&format!(" (the first {} logged)", s.logged));
         }
         println!("{line}");
     }

@@ -77,6 +77,8 @@ pub struct WorkerArgs {
     pub engine_threads: Option<u16>,
     #[command(flatten)]
     pub egress: super::EgressArgs,
+    #[command(flatten)]
+    pub budget: super::BudgetArgs,
 }
 
 #[derive(Args)]
@@ -139,6 +141,7 @@ fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result
         engine_threads: args
             .engine_threads
             .map_or(defaults.engine_threads, usize::from),
+        budget: args.budget.budget()?,
         ..defaults
     };
     let runner = Runner::new(catalog.clone(), queue, options, Completions::default())

@@ -1,17 +1,23 @@
 //! A bundle's ancestry: the outputs of the modules it passed through, as a persistent linked
-//! list so that N output bundles share their common prefix instead of copying it.
+//! list so that N output bundles share their common prefix instead of copying it. A frame
+//! may carry the [`Held`] bytes of its output, given back to the execution's meter when the
+//! last bundle that shares the frame is done.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::budget::Held;
 use crate::expr::Scope;
 
 struct Frame {
     id: u32,
     output: Arc<Value>,
     parent: Option<Arc<Frame>>,
+    /// The output's bytes, counted while this frame lives (`None`: counted elsewhere — the
+    /// log keeps it — or not at all).
+    _held: Option<Held>,
 }
 
 /// The ancestry of one bundle; cloning is a reference-count increment.
@@ -21,10 +27,16 @@ pub struct Ancestry(Option<Arc<Frame>>);
 impl Ancestry {
     /// This ancestry extended with module `id`'s output.
     pub fn with(&self, id: u32, output: Arc<Value>) -> Ancestry {
+        self.with_held(id, output, None)
+    }
+
+    /// [`Ancestry::with`], the output's bytes counted for as long as the new frame lives.
+    pub fn with_held(&self, id: u32, output: Arc<Value>, held: Option<Held>) -> Ancestry {
         Ancestry(Some(Arc::new(Frame {
             id,
             output,
             parent: self.0.clone(),
+            _held: held,
         })))
     }
 
@@ -129,6 +141,19 @@ mod tests {
         assert_eq!(b.before(1).get(1), Some(&json!({"x": 1})));
         assert_eq!(a.get(3), None);
         assert_eq!(Ancestry::from_map(&a.to_map()).to_map(), a.to_map());
+    }
+
+    #[test]
+    fn held_bytes_are_given_back_when_the_last_bundle_sharing_them_is_done() {
+        let meter = crate::engine::budget::Meter::default();
+        let a = Ancestry::default().with_held(1, Arc::new(Value::Null), Some(meter.hold(100)));
+        let routed = a.clone();
+        let below = a.with(2, Arc::new(json!({"y": 2})));
+        drop(a);
+        drop(routed);
+        assert_eq!(meter.held(), 100, "a bundle below still holds it");
+        drop(below);
+        assert_eq!(meter.held(), 0);
     }
 
     #[test]

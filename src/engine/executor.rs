@@ -5,15 +5,27 @@
 //! can be arbitrarily long without growing the thread's stack, and "after every bundle below
 //! this module is done" (an aggregator's flush, a router's next route) is just an item pushed
 //! underneath the bundles it waits for.
+//!
+//! Every execution runs within its [`Budget`]: operations are counted before they run, the
+//! wall time is checked every 64th work item and bounds each module call (a call that hangs
+//! is cut off at the deadline), and the bytes of bundles held (on the work stack, in open
+//! aggregations, in the log, parked) are metered as they are produced. Running out ends the
+//! execution at once, rolled back, with an `ExecutionInterruptedError` no handler catches.
+//! The log keeps the first [`Budget::log_bundles_per_module`] outputs of each module.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::expr::value::{to_number, to_text};
+use tokio::time::Instant;
+
+use crate::expr::value::{
+    MAX_VALUE_BYTES, estimated_size, text_len, to_number, to_text, write_text,
+};
 use crate::scenario::compiled::*;
 
+use super::budget::{BUNDLE_OVERHEAD, Budget, Exceeded, Meter};
 use super::bundle::{Ancestry, BundleScope};
 use super::filter::passes;
 use super::report::*;
@@ -38,6 +50,8 @@ pub struct RunInput {
     /// Told the `gateway:WebhookRespond` reply the moment that module runs, as Make answers
     /// the webhook's caller then and not when the execution ends.
     pub respond: Option<Responder>,
+    /// What the execution may spend (time, operations, bytes held, bundles logged).
+    pub budget: Budget,
 }
 
 /// Hands a `gateway:WebhookRespond` reply to whoever waits for it (see
@@ -97,6 +111,17 @@ enum Work {
     Flush { aggregator: Ix, ancestry: Ancestry },
 }
 
+impl Work {
+    /// The module this item is about.
+    fn node(&self) -> Ix {
+        match self {
+            Work::Run { node, .. } | Work::Merge { node, .. } => *node,
+            Work::Route { router, .. } => *router,
+            Work::Flush { aggregator, .. } => *aggregator,
+        }
+    }
+}
+
 enum Stop {
     Commit,
     Rollback(ReportError),
@@ -106,6 +131,8 @@ enum Stop {
 struct Accumulation {
     groups: Vec<(Option<String>, Vec<Value>)>,
     index: HashMap<String, usize>,
+    /// The bytes of its items and keys, counted by the execution's meter until it is flushed.
+    bytes: u64,
 }
 
 struct Execution<'s> {
@@ -131,6 +158,11 @@ struct Execution<'s> {
     /// Position in `stats` of each module's counters, indexed like `Scenario::nodes`.
     stats_index: Vec<Option<usize>>,
     trigger: TriggerRun,
+    budget: Budget,
+    /// When the wall time runs out (`None`: too far to represent).
+    deadline: Option<Instant>,
+    /// Bytes of bundle data held right now.
+    meter: Meter,
 }
 
 /// A polling trigger's state through an execution.
@@ -172,7 +204,52 @@ impl<'s> Execution<'s> {
                 state: input.trigger.unwrap_or_default(),
                 ..TriggerRun::default()
             },
+            budget: input.budget,
+            deadline: Instant::now().checked_add(input.budget.wall_time()),
+            meter: Meter::default(),
         }
+    }
+
+    /// Ends the execution because budget `exceeded` ran out at module `ix` (`spent`: what
+    /// it would have taken): rolled back, as an unhandled error, but no error route or `dlq`
+    /// setting takes it.
+    fn interrupt(&mut self, ix: Ix, exceeded: Exceeded, spent: u64) {
+        let module = self.scenario.nodes[ix].id;
+        tracing::debug!(module, budget = exceeded.name(), "execution interrupted");
+        if self.stop.is_none() {
+            self.stop = Some(Stop::Rollback(exceeded.error(&self.budget, module, spent)));
+        }
+    }
+
+    /// Counts one operation of module `ix`, unless the budget is spent: then the execution
+    /// is interrupted and `false` returned (the operation must not run).
+    fn spend_operation(&mut self, ix: Ix) -> bool {
+        if self.operations >= self.budget.operations() {
+            self.interrupt(ix, Exceeded::Operations, self.operations + 1);
+            return false;
+        }
+        self.operations += 1;
+        true
+    }
+
+    /// Counts `bytes` more held (the caller gives them back, or they stay until the end);
+    /// interrupts the execution at module `ix` (and returns `false`) when that is over the
+    /// budget.
+    fn hold(&mut self, ix: Ix, bytes: u64) -> bool {
+        self.within_bytes(ix, self.meter.add(bytes))
+    }
+
+    /// Whether `held` bytes are within the budget; interrupts the execution at `ix` if not.
+    fn within_bytes(&mut self, ix: Ix, held: u64) -> bool {
+        if held > self.budget.bundle_bytes() {
+            self.interrupt(ix, Exceeded::BundleBytes, held);
+            return false;
+        }
+        true
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     fn report(self) -> Report {
@@ -230,7 +307,9 @@ impl<'s> Execution<'s> {
                         break;
                     }
                     self.cycles += 1;
-                    self.operations += 1;
+                    if !self.spend_operation(entry) {
+                        break;
+                    }
                     self.stats(entry).runs += 1;
                     self.emit(entry, &Ancestry::default(), bundles);
                 }
@@ -309,7 +388,14 @@ impl<'s> Execution<'s> {
     }
 
     async fn drain(&mut self) {
+        let mut items = 0u32;
         while let Some(work) = self.stack.pop() {
+            // Reading the clock costs about as much as a small work item: every 64th item
+            // (a module call is bounded by the deadline on its own).
+            items = items.wrapping_add(1);
+            if items % 64 == 1 && self.stop.is_none() && self.out_of_time() {
+                self.interrupt(work.node(), Exceeded::WallTime, 0);
+            }
             if self.stop.is_some() {
                 self.stack.clear();
                 break;
@@ -384,9 +470,37 @@ impl<'s> Execution<'s> {
     }
 
     /// Records a module's output bundles and sends each, depth first, down the rest of the flow.
+    /// The first [`Budget::log_bundles_per_module`] of the module's outputs are logged (and
+    /// held until the end); every other output's bytes are held while its bundle is in flight.
     fn emit(&mut self, ix: Ix, ancestry: &Ancestry, outputs: Vec<Value>) {
         let scenario = self.scenario;
         let node = &scenario.nodes[ix];
+        let log_room = self.budget.log_bundles_per_module();
+        let stats = self.stats(ix);
+        stats.bundles_out += outputs.len() as u64;
+        let logged = log_room
+            .saturating_sub(stats.logged)
+            .min(outputs.len() as u64);
+        stats.logged += logged;
+        let mut bundles = Vec::with_capacity(outputs.len());
+        let mut logged_bytes = 0u64;
+        for (k, output) in outputs.into_iter().enumerate() {
+            let bytes = estimated_size(&output) as u64 + BUNDLE_OVERHEAD;
+            let output = Arc::new(output);
+            if (k as u64) < logged {
+                self.log.push(LogEntry {
+                    module: node.id,
+                    output: Arc::clone(&output),
+                });
+                logged_bytes += bytes;
+                bundles.push((output, None));
+            } else {
+                bundles.push((output, Some(self.meter.hold(bytes))));
+            }
+        }
+        if !self.hold(ix, logged_bytes) {
+            return;
+        }
         for &a in &scenario.feeds[ix] {
             self.accumulations[a].push(Accumulation::default());
             self.stack.push(Work::Flush {
@@ -394,14 +508,8 @@ impl<'s> Execution<'s> {
                 ancestry: ancestry.clone(),
             });
         }
-        self.stats(ix).bundles_out += outputs.len() as u64;
-        let outputs: Vec<Arc<Value>> = outputs.into_iter().map(Arc::new).collect();
-        self.log.extend(outputs.iter().map(|o| LogEntry {
-            module: node.id,
-            output: Arc::clone(o),
-        }));
-        for output in outputs.into_iter().rev() {
-            self.forward(node.next, ancestry.with(node.id, output));
+        for (output, held) in bundles.into_iter().rev() {
+            self.forward(node.next, ancestry.with_held(node.id, output, held));
         }
     }
 
@@ -448,7 +556,9 @@ impl<'s> Execution<'s> {
                 self.call(ix, &ancestry).await;
             }
             _ => {
-                self.operations += 1;
+                if !self.spend_operation(ix) {
+                    return;
+                }
                 self.stats(ix).runs += 1;
                 match self.builtin(ix, &ancestry) {
                     Ok(Some(outputs)) => self.emit(ix, &ancestry, outputs),
@@ -477,8 +587,13 @@ impl<'s> Execution<'s> {
         let NodeKind::Module(module) = &node.kind else {
             return Some(0);
         };
-        self.operations += 1;
+        if !self.spend_operation(ix) {
+            return None;
+        }
         self.stats(ix).runs += 1;
+        let deadline = self.deadline;
+        // Set when the call was cut off at the deadline (the wall time ran out inside it).
+        let mut out_of_time = false;
         let result = match self.mapper(ix, ancestry) {
             Ok(mapper) => {
                 let invocation = Invocation {
@@ -496,14 +611,18 @@ impl<'s> Execution<'s> {
                                 state: &self.trigger.state,
                                 limit,
                             };
-                            match module.poll(invocation, request).await {
-                                Ok(polled) => {
+                            match before(deadline, module.poll(invocation, request)).await {
+                                Some(Ok(polled)) => {
                                     self.trigger.state.apply(&polled.change);
                                     self.trigger.pending = Some(polled.change);
                                     self.trigger.more = polled.more;
                                     Ok(polled.bundles)
                                 }
-                                Err(e) => Err(e),
+                                Some(Err(e)) => Err(e),
+                                None => {
+                                    out_of_time = true;
+                                    Ok(Vec::new())
+                                }
                             }
                         }
                         Err((field, reason)) => {
@@ -511,11 +630,20 @@ impl<'s> Execution<'s> {
                         }
                     }
                 } else {
-                    module.call(invocation).await
+                    before(deadline, module.call(invocation))
+                        .await
+                        .unwrap_or_else(|| {
+                            out_of_time = true;
+                            Ok(Vec::new())
+                        })
                 }
             }
             Err(e) => Err(e),
         };
+        if out_of_time {
+            self.interrupt(ix, Exceeded::WallTime, 0);
+            return None;
+        }
         match result {
             Ok(outputs) => {
                 let n = outputs.len();
@@ -557,6 +685,25 @@ impl<'s> Execution<'s> {
                     None | Some(Value::Null) => Vec::new(),
                     Some(other) => vec![other],
                 };
+                // Every bundle an iterator makes is held at once (they wait on the work
+                // stack): measured before any is built, as that is where a big array would
+                // take an execution's memory.
+                let room = self.budget.bundle_bytes().saturating_sub(self.meter.held());
+                let wrapper = iterator_wrapper_bytes();
+                let mut projected = 0u64;
+                for item in &items {
+                    projected += estimated_size(item) as u64 + BUNDLE_OVERHEAD;
+                    projected += if item.is_object() {
+                        wrapper.counters
+                    } else {
+                        wrapper.object
+                    };
+                    if projected > room {
+                        let spent = self.meter.held() + projected;
+                        self.interrupt(ix, Exceeded::BundleBytes, spent);
+                        return Ok(Some(Vec::new()));
+                    }
+                }
                 let total = items.len();
                 items
                     .into_iter()
@@ -833,7 +980,10 @@ impl<'s> Execution<'s> {
                 }
             },
         };
+        let bytes = (estimated_size(&item) + key.as_ref().map_or(0, String::len)) as u64;
+        acc.bytes += bytes;
         acc.groups[slot].1.push(item);
+        self.hold(ix, bytes);
     }
 
     fn flush(&mut self, ix: Ix, ancestry: Ancestry) {
@@ -842,6 +992,8 @@ impl<'s> Execution<'s> {
             return;
         };
         let acc = self.accumulations[ix].pop().unwrap_or_default();
+        // Its items move into the aggregate, counted again when it is emitted.
+        self.meter.sub(acc.bytes);
         let mut groups = acc.groups;
         if groups.is_empty() {
             if agg.stop_if_empty {
@@ -851,13 +1003,18 @@ impl<'s> Execution<'s> {
                 groups.push((None, Vec::new()));
             }
         }
-        self.operations += 1;
+        if !self.spend_operation(ix) {
+            return;
+        }
         self.stats(ix).runs += 1;
         let outputs = groups
             .into_iter()
             .map(|(key, items)| aggregate(&agg.kind, key, items))
-            .collect();
-        self.emit(ix, &ancestry, outputs);
+            .collect::<Result<_, _>>();
+        match outputs {
+            Ok(outputs) => self.emit(ix, &ancestry, outputs),
+            Err(e) => self.fail(ix, &ancestry, e),
+        }
     }
 
     fn directive(&mut self, ix: Ix, directive: Directive, ancestry: Ancestry) {
@@ -895,14 +1052,22 @@ impl<'s> Execution<'s> {
     }
 
     /// Stores a bundle as an incomplete execution, to resume at module `ix` later.
+    /// Its copy of the ancestry is held until the execution ends.
     fn park(&mut self, ix: Ix, ancestry: &Ancestry, error: ReportError, retry: Option<Value>) {
         let module = self.scenario.nodes[ix].id;
+        let bundle = ancestry.to_map();
+        let bytes = bundle
+            .iter()
+            .map(|(id, output)| (id.len() + estimated_size(output)) as u64)
+            .sum::<u64>()
+            + BUNDLE_OVERHEAD;
         self.incomplete.push(Incomplete {
             module,
             error,
-            bundle: ancestry.to_map(),
+            bundle,
             retry,
         });
+        self.hold(ix, bytes);
     }
 
     /// A module failed on a bundle: its error route takes over, or the scenario's default
@@ -932,6 +1097,33 @@ impl<'s> Execution<'s> {
         } else {
             self.stop = Some(Stop::Rollback(report_error));
         }
+    }
+}
+
+/// What an iterator adds to an item to make its bundle (as `estimated_size` counts it).
+struct IteratorWrapper {
+    /// `__IMTINDEX__` and `__IMTLENGTH__`.
+    counters: u64,
+    /// The counters and the collection `{"value": item}` around an item that is not one.
+    object: u64,
+}
+
+fn iterator_wrapper_bytes() -> IteratorWrapper {
+    let counters = json!({"__IMTINDEX__": 1, "__IMTLENGTH__": 1});
+    let object = json!({"value": null, "__IMTINDEX__": 1, "__IMTLENGTH__": 1});
+    // Less the value each stands around: the item itself is measured on its own.
+    let value = std::mem::size_of::<Value>();
+    IteratorWrapper {
+        counters: (estimated_size(&counters) - value) as u64,
+        object: (estimated_size(&object) - value) as u64,
+    }
+}
+
+/// Runs `call` until `deadline`; `None` when the deadline came first (the call is dropped).
+async fn before<T>(deadline: Option<Instant>, call: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, call).await.ok(),
+        None => Some(call.await),
     }
 }
 
@@ -972,7 +1164,14 @@ fn report_error_from(module: u32, error: &Value) -> ReportError {
     }
 }
 
-fn aggregate(kind: &AggregatorKind, key: Option<String>, items: Vec<Value>) -> Value {
+/// One group's aggregate. A text aggregate over
+/// [`MAX_VALUE_BYTES`](crate::expr::value::MAX_VALUE_BYTES) (a long separator between many
+/// items) is refused before it is built.
+fn aggregate(
+    kind: &AggregatorKind,
+    key: Option<String>,
+    items: Vec<Value>,
+) -> Result<Value, ModuleError> {
     let mut out = Map::new();
     if let Some(key) = key {
         out.insert("key".into(), Value::String(key));
@@ -984,11 +1183,27 @@ fn aggregate(kind: &AggregatorKind, key: Option<String>, items: Vec<Value>) -> V
             out.insert("__IMTAGGLENGTH__".into(), json!(n));
         }
         AggregatorKind::Text { separator } => {
-            let text = items
+            let len = items
                 .iter()
-                .map(to_text)
-                .collect::<Vec<_>>()
-                .join(separator);
+                .map(text_len)
+                .fold(0usize, usize::saturating_add)
+                .saturating_add(
+                    separator
+                        .len()
+                        .saturating_mul(items.len().saturating_sub(1)),
+                );
+            if len > MAX_VALUE_BYTES {
+                return Err(ModuleError::data(format!(
+                    "the text would take {len} bytes, more than one value may take ({MAX_VALUE_BYTES} bytes)"
+                )));
+            }
+            let mut text = String::with_capacity(len);
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(separator);
+                }
+                write_text(&mut text, item);
+            }
             out.insert("text".into(), Value::String(text));
         }
         AggregatorKind::Numeric(function) => {
@@ -1009,7 +1224,7 @@ fn aggregate(kind: &AggregatorKind, key: Option<String>, items: Vec<Value>) -> V
             );
         }
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
 /// `gateway:WebhookRespond`'s mapper `{status, body, headers: [{key, value}]}` → a reply.
@@ -1059,4 +1274,248 @@ fn webhook_response(mapper: &Value) -> Result<WebhookResponse, ModuleError> {
             .cloned()
             .unwrap_or(Value::String(String::new())),
     })
+}
+
+#[cfg(test)]
+mod budget_tests {
+    //! Each budget stops a real scenario: the execution ends `error` with an
+    //! `ExecutionInterruptedError` that no error route or `dlq` setting takes.
+
+    use std::time::{Duration, Instant as StdInstant};
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::module::{Module, Registry};
+
+    /// `test:Hang` never answers.
+    struct Hang;
+
+    impl Module for Hang {
+        fn call<'a>(&'a self, _: Invocation<'a>) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    struct TestModules;
+
+    impl Registry for TestModules {
+        fn module(&self, name: &str) -> Option<Arc<dyn crate::module::Module>> {
+            (name == "test:Hang").then(|| Arc::new(Hang) as Arc<dyn crate::module::Module>)
+        }
+    }
+
+    fn load(blueprint: Value) -> Scenario {
+        crate::scenario::load(&blueprint.to_string(), &TestModules)
+            .unwrap_or_else(|e| panic!("scenario loads: {e}"))
+    }
+
+    async fn run_with(scenario: &Scenario, bundle: Value, budget: Budget) -> Report {
+        run(
+            scenario,
+            RunInput {
+                bundles: vec![bundle],
+                budget,
+                ..RunInput::default()
+            },
+        )
+        .await
+    }
+
+    /// Webhook → repeater × repeater → set variable, every module with an error route that
+    /// ignores errors, and incomplete executions on: nothing catches a budget stop.
+    fn nested_repeaters(outer: u32, inner: u32) -> Scenario {
+        let ignore = || json!([{"id": 99, "module": "builtin:Ignore"}]);
+        let ignore2 = || json!([{"id": 98, "module": "builtin:Ignore"}]);
+        load(json!({"name": "nested", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "builtin:BasicRepeater",
+             "mapper": {"start": 1, "repeats": outer, "step": 1}},
+            {"id": 3, "module": "builtin:BasicRepeater",
+             "mapper": {"start": 1, "repeats": inner, "step": 1}, "onerror": ignore()},
+            {"id": 4, "module": "util:SetVariable2",
+             "mapper": {"name": "x", "scope": "roundtrip", "value": "{{2.i * 3.i}}"},
+             "onerror": ignore2()}
+        ], "metadata": {"scenario": {"dlq": true}}}))
+    }
+
+    fn assert_interrupted(report: &Report, budget: &str) -> ReportError {
+        assert_eq!(report.status, Status::Error, "{:?}", report.error);
+        assert!(report.incomplete.is_empty(), "nothing is parked");
+        let error = report.error.clone().expect("an error");
+        assert_eq!(error.name, "ExecutionInterruptedError", "{error:?}");
+        let details = error.details.clone().expect("details");
+        assert_eq!(details["budget"], budget, "{error:?}");
+        error
+    }
+
+    #[tokio::test]
+    async fn the_operations_budget_stops_nested_repeaters() {
+        let scenario = nested_repeaters(10_000, 10_000);
+        let budget = Budget::default().with_operations(50_000).unwrap();
+        let report = run_with(&scenario, json!({}), budget).await;
+        let error = assert_interrupted(&report, "operations");
+        assert_eq!(report.operations, 50_000);
+        assert_eq!(
+            error.message,
+            "the execution ran 50000 operations, its limit (--max-operations 50000)"
+        );
+        assert_eq!(error.details.unwrap()["flag"], "--max-operations");
+        // Within the budget the same scenario runs to its end.
+        let report = run_with(&nested_repeaters(10, 10), json!({}), budget).await;
+        assert_eq!(report.status, Status::Success);
+        assert_eq!(report.operations, 1 + 1 + 10 + 100);
+    }
+
+    #[tokio::test]
+    async fn the_wall_time_cuts_off_a_module_that_hangs() {
+        let scenario = load(json!({"name": "hang", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "test:Hang",
+             "onerror": [{"id": 3, "module": "builtin:Ignore"}]}
+        ], "metadata": {"scenario": {"dlq": true}}}));
+        let budget = Budget::default()
+            .with_wall_time(Duration::from_millis(300))
+            .unwrap();
+        let started = StdInstant::now();
+        let report = run_with(&scenario, json!({}), budget).await;
+        let elapsed = started.elapsed();
+        let error = assert_interrupted(&report, "wallTime");
+        assert_eq!(error.module, 2);
+        assert_eq!(
+            error.message,
+            "the execution ran for 0.3 s, its time limit (--max-execution-seconds 0.3)"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_wall_time_stops_flow_control_between_bundles() {
+        let scenario = nested_repeaters(10_000, 10_000);
+        let budget = Budget::default()
+            .with_wall_time(Duration::from_millis(300))
+            .unwrap();
+        let started = StdInstant::now();
+        let report = run_with(&scenario, json!({}), budget).await;
+        assert_interrupted(&report, "wallTime");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(report.operations < 10_000_000);
+    }
+
+    #[tokio::test]
+    async fn the_bytes_budget_stops_a_huge_iterator_before_it_builds_its_bundles() {
+        let scenario = load(json!({"name": "iterate", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "builtin:BasicFeeder", "mapper": {"array": "{{1.items}}"},
+             "onerror": [{"id": 4, "module": "builtin:Ignore"}]},
+            {"id": 3, "module": "util:SetVariable2",
+             "mapper": {"name": "x", "scope": "roundtrip", "value": "{{2.value}}"}}
+        ], "metadata": {"scenario": {"dlq": true}}}));
+        let items: Vec<u32> = (0..50_000).collect();
+        let budget = Budget::default().with_bundle_bytes(10 << 20).unwrap();
+        let report = run_with(&scenario, json!({"items": items}), budget).await;
+        let error = assert_interrupted(&report, "bundleBytes");
+        assert_eq!(error.module, 2);
+        assert_eq!(
+            error.message,
+            "the execution's bundles would take more than 10485760 bytes, its limit \
+             (--max-bundle-bytes 10485760)"
+        );
+        assert_eq!(report.operations, 2);
+        assert!(
+            report.stats.iter().all(|s| s.module != 3),
+            "nothing ran after it"
+        );
+        // A smaller array fits.
+        let items: Vec<u32> = (0..1_000).collect();
+        let report = run_with(&scenario, json!({"items": items}), budget).await;
+        assert_eq!(report.status, Status::Success);
+    }
+
+    #[tokio::test]
+    async fn the_bytes_budget_counts_an_aggregators_open_accumulation() {
+        // 10,000 bundles of 10 KB each reach the aggregator: 100 MB in its accumulation.
+        let scenario = load(json!({"name": "aggregate", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "builtin:BasicRepeater",
+             "mapper": {"start": 1, "repeats": 10_000, "step": 1}},
+            {"id": 3, "module": "util:SetVariable2",
+             "mapper": {"name": "x", "scope": "roundtrip", "value": "{{2.i}}{{1.text}}"}},
+            {"id": 4, "module": "builtin:BasicAggregator", "parameters": {"feeder": 2},
+             "mapper": {"x": "{{3.x}}"}}
+        ]}));
+        let budget = Budget::default()
+            .with_bundle_bytes(20 << 20)
+            .unwrap()
+            .with_log_bundles_per_module(0);
+        let bundle = json!({"text": "t".repeat(10_000)});
+        let report = run_with(&scenario, bundle.clone(), budget).await;
+        let error = assert_interrupted(&report, "bundleBytes");
+        assert_eq!(error.module, 4);
+        // Each bundle of module 3 is given back once it has reached the aggregator; only
+        // the accumulation grows (about 2,000 × 10 KB when it is stopped).
+        let set = report.stats.iter().find(|s| s.module == 3).unwrap();
+        assert!((1_500..2_500).contains(&set.runs), "{}", set.runs);
+        // With room for it, the aggregate is built.
+        let roomy = budget.with_bundle_bytes(200 << 20).unwrap();
+        let report = run_with(&scenario, bundle, roomy).await;
+        assert_eq!(report.status, Status::Success, "{:?}", report.error);
+    }
+
+    #[tokio::test]
+    async fn bytes_of_bundles_that_are_done_are_given_back() {
+        // 10,000 bundles of about 400 bytes flow through, never more than 200 at a time: 4 MB
+        // in all, under 1 MiB at once.
+        let scenario = nested_repeaters(100, 100);
+        let budget = Budget::default()
+            .with_bundle_bytes(1 << 20)
+            .unwrap()
+            .with_log_bundles_per_module(0);
+        let report = run_with(&scenario, json!({}), budget).await;
+        assert_eq!(report.status, Status::Success, "{:?}", report.error);
+        assert_eq!(report.operations, 1 + 1 + 100 + 10_000);
+        assert!(report.log.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_the_first_bundles_of_each_module_and_counts_the_rest() {
+        let scenario = nested_repeaters(5, 10);
+        let budget = Budget::default().with_log_bundles_per_module(7);
+        let report = run_with(&scenario, json!({}), budget).await;
+        assert_eq!(report.status, Status::Success);
+        let logged = |module: u32| -> Vec<Value> {
+            report
+                .log
+                .iter()
+                .filter(|e| e.module == module)
+                .map(|e| (*e.output).clone())
+                .collect()
+        };
+        assert_eq!(logged(1).len(), 1);
+        assert_eq!(
+            logged(2),
+            (1..=5).map(|i| json!({"i": i})).collect::<Vec<_>>()
+        );
+        // The first seven of module 3's fifty, in execution order.
+        assert_eq!(
+            logged(3),
+            (1..=7).map(|i| json!({"i": i})).collect::<Vec<_>>()
+        );
+        assert_eq!(logged(4).len(), 7);
+        for (module, out, kept) in [(1, 1, 1), (2, 5, 5), (3, 50, 7), (4, 50, 7)] {
+            let stats = report.stats.iter().find(|s| s.module == module).unwrap();
+            assert_eq!(
+                (stats.bundles_out, stats.logged),
+                (out, kept),
+                "module {module}"
+            );
+        }
+    }
 }

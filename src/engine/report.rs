@@ -65,7 +65,11 @@ pub struct Incomplete {
 pub struct ModuleStats {
     pub module: u32,
     pub runs: u64,
+    /// Every output bundle, logged or not.
     pub bundles_out: u64,
+    /// Output bundles kept in the report's log: the first ones, up to the budget's
+    /// `log_bundles_per_module`; `bundles_out - logged` were left out.
+    pub logged: u64,
     pub errors: u64,
     pub filtered: u64,
 }

@@ -2,7 +2,9 @@
 //! path lookup (1-based indexes, `[]` mapping, missing → `null`), operators, the lazy
 //! `if`/`ifempty`/`switch`, variables — and turns function failures into [`EvalError`]s
 //! that name the function and its column. Values borrowed from the scope are not cloned
-//! until a result needs to own them.
+//! until a result needs to own them. `+` on text measures its result first and refuses one
+//! over [`value::MAX_VALUE_BYTES`] (doubling a text at every cycle would otherwise run out
+//! of memory).
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -13,7 +15,7 @@ use serde_json::Value;
 use super::Scope;
 use super::ast::{BinOp, Expr, Lazy, Node, Reference, Root, Segment, Var};
 use super::error::EvalError;
-use super::functions::{FnCtx, item_at, short};
+use super::functions::{FnCtx, item_at, short, too_large};
 use super::value::{self, compare, loose_eq, to_number, truthy};
 
 static NULL: Value = Value::Null;
@@ -150,7 +152,13 @@ fn binary_values(op: BinOp, l: &Value, r: &Value, col: usize) -> Result<Value, E
         BinOp::Ge => ordered(&[Greater, Equal]),
         BinOp::Add => {
             if is_plain_text(l) || is_plain_text(r) || !addable(l) || !addable(r) {
-                let mut s = value::to_text(l);
+                let len = value::text_len(l).saturating_add(value::text_len(r));
+                if len > value::MAX_VALUE_BYTES {
+                    let e = too_large(len);
+                    return Err(EvalError::new(col, format!("operator \"+\": {}", e.0)));
+                }
+                let mut s = String::with_capacity(len);
+                value::write_text(&mut s, l);
                 value::write_text(&mut s, r);
                 Value::String(s)
             } else {
@@ -504,6 +512,125 @@ mod tests {
         assert_eq!(run(r#"{{"a}}b"}}"#), json!("a}}b"));
         assert_eq!(run("{{1.n}}}"), json!("42}"));
         assert_eq!(run("{ {{1.n}} }"), json!("{ 42 }"));
+    }
+
+    /// Evaluates `src` over `bundle`; the error it must end with.
+    fn refused(src: &str, bundle: Value) -> EvalError {
+        let t = Template::parse(src, Dialect::Scenario).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let started = std::time::Instant::now();
+        let result = t.eval(&TestScope::new(bundle));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{src} took {:?} to be refused",
+            started.elapsed()
+        );
+        match result {
+            Ok(v) => panic!("{src} was not refused: {} bytes", value::to_text(&v).len()),
+            Err(e) => {
+                assert!(
+                    e.message
+                        .contains("more than one value may take (67108864 bytes)"),
+                    "{src}: {}",
+                    e.message
+                );
+                e
+            }
+        }
+    }
+
+    #[test]
+    fn results_over_the_value_cap_are_refused_before_they_are_built() {
+        // `replace(A; ""; A)` is quadratic: three deep, a 200-character A would make 1.6 GB.
+        let a = json!({"1": {"a": "a".repeat(200)}});
+        let e = refused(
+            r#"{{replace(replace(replace(1.a; ""; 1.a); ""; 1.a); ""; 1.a)}}"#,
+            a.clone(),
+        );
+        assert_eq!(e.column, 3);
+        assert!(
+            e.message
+                .starts_with("replace(): the result would take at least 16"),
+            "{}",
+            e.message
+        );
+        // Two deep is 8 MB and allowed.
+        let two = run_in_scope(r#"{{replace(replace(1.a; ""; 1.a); ""; 1.a)}}"#, a.clone());
+        assert_eq!(two.as_str().map(str::len), Some(8_120_600));
+        // Regex replacements are checked piece by piece (`$'` copies the rest of the text).
+        let e = refused(
+            r#"{{replace(1.t; "/x/g"; 1.r)}}"#,
+            json!({"1": {"t": "x".repeat(10_000), "r": "$'".repeat(1_000)}}),
+        );
+        assert!(e.message.starts_with("replace(): "), "{}", e.message);
+
+        let big = "x".repeat(33 << 20);
+        let e = refused("{{1.big + 1.big}}", json!({"1": {"big": big.clone()}}));
+        assert!(e.message.starts_with("operator \"+\": "), "{}", e.message);
+        assert_eq!(e.column, 9);
+        let e = refused("{{1.big}}{{1.big}}", json!({"1": {"big": big.clone()}}));
+        assert!(e.message.starts_with("text: "), "{}", e.message);
+        drop(big);
+
+        let cases: [(&str, Value, &str); 9] = [
+            (
+                "{{split(1.t; \",\")}}",
+                json!({"1": {"t": ",".repeat(1_000_000)}}),
+                "split(): ",
+            ),
+            (
+                "{{join(1.items; 1.sep)}}",
+                json!({"1": {"items": vec![1; 1_000], "sep": "-".repeat(100_000)}}),
+                "join(): ",
+            ),
+            (
+                "{{merge(1.items; 1.items)}}",
+                json!({"1": {"items": vec![Value::Null; 500_000]}}),
+                "merge(): ",
+            ),
+            (
+                "{{add(1.items; 1.items)}}",
+                json!({"1": {"items": vec![Value::Null; 500_000]}}),
+                "add(): ",
+            ),
+            (
+                "{{toString(1.o)}}",
+                json!({"1": {"o": {"s": "\u{0}".repeat(12_000_000)}}}),
+                "toString(): ",
+            ),
+            (
+                "{{toBinary(1.t)}}",
+                json!({"1": {"t": "x".repeat(1_000_000)}}),
+                "toBinary(): ",
+            ),
+            (
+                "{{escapeHTML(1.t)}}",
+                json!({"1": {"t": "\"".repeat(12_000_000)}}),
+                "escapeHTML(): ",
+            ),
+            (
+                "{{replaceEmojiCharacters(1.t; 1.r)}}",
+                json!({"1": {"t": "😀".repeat(1_000), "r": "r".repeat(100_000)}}),
+                "replaceEmojiCharacters(): ",
+            ),
+            (
+                "{{formatNumber(1e300; 0; \",\"; 1.sep)}}",
+                json!({"1": {"sep": ".".repeat(1_000_000)}}),
+                "formatNumber(): ",
+            ),
+        ];
+        for (src, bundle, prefix) in cases {
+            let e = refused(src, bundle);
+            assert!(e.message.starts_with(prefix), "{src}: {}", e.message);
+        }
+        // Under the cap, the same functions work as before.
+        assert_eq!(run("{{join(1.items[].name; \"--\")}}"), json!("a--b--c"));
+        assert_eq!(run("{{1.user.name + \"!\"}}"), json!("Ada!"));
+    }
+
+    fn run_in_scope(src: &str, bundle: Value) -> Value {
+        let t = Template::parse(src, Dialect::Scenario).unwrap_or_else(|e| panic!("{src}: {e}"));
+        t.eval(&TestScope::new(bundle))
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`Template`]: one parsed string of IML — text with `{{…}}` parts, or one bare expression —
-//! ready to evaluate many times; and [`ModuleRef`], a module it reads.
+//! ready to evaluate many times; and [`ModuleRef`], a module it reads. Text joined from
+//! parts is measured part by part and refused over [`value::MAX_VALUE_BYTES`].
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use serde_json::Value;
 use super::ast::Node;
 use super::error::{EvalError, ParseError};
 use super::eval::{EvalCtx, eval};
+use super::functions::too_large;
 use super::parser::{self, Part};
 use super::{Dialect, Scope, value};
 
@@ -82,7 +84,15 @@ impl Template {
                 for part in parts {
                     match part {
                         Part::Text(t) => out.push_str(t),
-                        Part::Expr(node) => value::write_text(&mut out, &*eval(node, cx)?),
+                        Part::Expr(node) => {
+                            let v = eval(node, cx)?;
+                            let len = out.len().saturating_add(value::text_len(&v));
+                            if len > value::MAX_VALUE_BYTES {
+                                let e = too_large(len);
+                                return Err(EvalError::new(node.column, format!("text: {}", e.0)));
+                            }
+                            value::write_text(&mut out, &v);
+                        }
                     }
                 }
                 Ok(Value::String(out))

@@ -1,7 +1,10 @@
 //! Make's coercions between JSON values: how a value reads as text, as a number, as a
 //! boolean, when it counts as empty, and how two values compare. Shared by operators,
 //! functions and filters. Also owns the two special value shapes IML produces: binary buffers
-//! (`{"type":"Buffer","data":[…]}`, as Node serializes a `Buffer`) and the `erase` marker.
+//! (`{"type":"Buffer","data":[…]}`, as Node serializes a `Buffer`) and the `erase` marker,
+//! and the measure of a value's size: [`estimated_size`] (memory) and [`text_len`] (its text),
+//! with [`MAX_VALUE_BYTES`], the most one value built by a function, an operator or a
+//! template may take. Both measures walk nesting with an explicit stack.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -10,6 +13,124 @@ use serde_json::{Map, Number, Value};
 
 /// Key of the object the `erase` keyword evaluates to (see [`erase`]).
 pub const ERASE_KEY: &str = "__IMTERASE__";
+
+/// The most one value built by a function, an operator or a template may take: 64 MiB (text
+/// by its UTF-8 length, anything else by [`estimated_size`]). Checked before the value is
+/// built, so an expression that multiplies its input (`replace(A; ""; A)` nested, a text
+/// doubled at every cycle) fails at once with a `DataError` naming the function instead of
+/// exhausting memory. Values read from bundles are not limited by it, only values built.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What [`estimated_size`] counts for one value: the size of a `serde_json::Value` (72 bytes
+/// with the ordered maps this crate uses).
+pub const VALUE_BYTES: usize = std::mem::size_of::<Value>();
+
+/// What [`estimated_size`] counts for one entry of a collection besides its key's bytes and
+/// its value: the key's `String` (24 bytes) and the ordered map's hash and index (16).
+const ENTRY_BYTES: usize = 40;
+
+/// The memory a value takes, estimated cheaply and without recursion: [`VALUE_BYTES`] per
+/// value (nested ones included), plus the bytes of every text, plus per collection entry its
+/// key's bytes and 40 bytes of bookkeeping. Allocator overhead is not counted.
+pub fn estimated_size(value: &Value) -> usize {
+    enum Children<'a> {
+        Items(std::slice::Iter<'a, Value>),
+        Entries(serde_json::map::Iter<'a>),
+    }
+    let mut total = 0usize;
+    let mut stack: Vec<Children<'_>> = Vec::new();
+    let mut next = Some(value);
+    loop {
+        if let Some(v) = next.take() {
+            total = total.saturating_add(VALUE_BYTES);
+            match v {
+                Value::String(s) => total = total.saturating_add(s.len()),
+                Value::Array(items) => stack.push(Children::Items(items.iter())),
+                Value::Object(map) => stack.push(Children::Entries(map.iter())),
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+        let Some(children) = stack.last_mut() else {
+            return total;
+        };
+        match children {
+            Children::Items(items) => next = items.next(),
+            Children::Entries(entries) => {
+                next = entries.next().map(|(key, v)| {
+                    total = total.saturating_add(key.len() + ENTRY_BYTES);
+                    v
+                });
+            }
+        }
+        if next.is_none() {
+            stack.pop();
+        }
+    }
+}
+
+/// The length in bytes of [`to_text`]'s result, without building it: nested arrays are
+/// walked with an explicit stack, a collection is measured by writing its JSON into a counter.
+pub fn text_len(value: &Value) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![std::slice::from_ref(value).iter()];
+    while let Some(items) = stack.last_mut() {
+        match items.next() {
+            None => {
+                stack.pop();
+            }
+            Some(Value::Array(inner)) => {
+                // `, ` between items.
+                total = total.saturating_add(2 * inner.len().saturating_sub(1));
+                stack.push(inner.iter());
+            }
+            Some(other) => total = total.saturating_add(scalar_text_len(other)),
+        }
+    }
+    total
+}
+
+/// [`text_len`] of a value that is not an array.
+fn scalar_text_len(value: &Value) -> usize {
+    /// Counts what is written to it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(bytes.len());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    match value {
+        Value::Null => 0,
+        Value::String(s) => s.len(),
+        Value::Bool(b) => {
+            if *b {
+                4
+            } else {
+                5
+            }
+        }
+        Value::Number(n) => {
+            let mut s = String::new();
+            write_number(&mut s, n);
+            s.len()
+        }
+        Value::Array(_) => text_len(value),
+        Value::Object(_) => {
+            if is_erase(value) {
+                0
+            } else if let Some(bytes) = as_buffer(value) {
+                String::from_utf8_lossy(&bytes).len()
+            } else {
+                let mut counter = Counter(0);
+                let _ = serde_json::to_writer(&mut counter, value);
+                counter.0
+            }
+        }
+    }
+}
 
 /// Text form of a value, as Make prints it inside a template: `null` is empty, numbers are
 /// written without a trailing `.0`, arrays are joined with `, `, objects are JSON, a buffer
@@ -272,6 +393,50 @@ mod tests {
         assert!(is_empty(&json!([])));
         assert!(!is_empty(&json!(0)));
         assert!(is_empty(&erase()));
+    }
+
+    #[test]
+    fn text_len_is_the_length_of_the_text() {
+        for v in [
+            json!(null),
+            json!("héllo"),
+            json!(true),
+            json!(false),
+            json!(2.0),
+            json!(-2.5),
+            json!(12345678901234567u64),
+            json!([1, "a", [2, [3, null]], {"k": "v\n"}]),
+            json!([]),
+            json!({"a": [1, 2], "b": {"c": "ž"}}),
+            buffer(b"Make"),
+            buffer(&[0xff, 0x41]),
+            erase(),
+        ] {
+            assert_eq!(text_len(&v), to_text(&v).len(), "{v}");
+        }
+    }
+
+    #[test]
+    fn estimated_size_counts_values_texts_and_keys() {
+        const V: usize = VALUE_BYTES;
+        assert_eq!(estimated_size(&json!(null)), V);
+        assert_eq!(estimated_size(&json!("abcd")), V + 4);
+        assert_eq!(estimated_size(&json!([1, "ab"])), V * 3 + 2);
+        assert_eq!(estimated_size(&json!({"key": 1})), V * 2 + 3 + 40);
+        assert_eq!(
+            estimated_size(&json!({"a": {"b": ["xyz"]}})),
+            V * 4 + (1 + 40) * 2 + 3
+        );
+        // Deep nesting needs no recursion.
+        let mut deep = json!(1);
+        for _ in 0..100_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert_eq!(estimated_size(&deep), V * 100_001);
+        assert_eq!(text_len(&deep), 1);
+        while let Value::Array(mut items) = deep {
+            deep = items.pop().unwrap_or(Value::Null);
+        }
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub enum ErrorKind {
     ModuleTimeoutError,
     MaxResultsExceededError,
     UnexpectedError,
+    /// The execution exceeded one of its budgets (wall time, operations, bytes of bundles
+    /// held; `engine::Budget`) and was stopped. Never retried, and no error handler catches
+    /// it: the execution ends, rolled back.
+    ExecutionInterruptedError,
 }
 
 impl ErrorKind {
@@ -32,7 +36,7 @@ impl ErrorKind {
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::RuntimeError,
         ErrorKind::DataError,
         ErrorKind::InconsistencyError,
@@ -45,6 +49,7 @@ impl ErrorKind {
         ErrorKind::ModuleTimeoutError,
         ErrorKind::MaxResultsExceededError,
         ErrorKind::UnexpectedError,
+        ErrorKind::ExecutionInterruptedError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +66,7 @@ impl ErrorKind {
             ErrorKind::ModuleTimeoutError => "ModuleTimeoutError",
             ErrorKind::MaxResultsExceededError => "MaxResultsExceededError",
             ErrorKind::UnexpectedError => "UnexpectedError",
+            ErrorKind::ExecutionInterruptedError => "ExecutionInterruptedError",
         }
     }
 }
@@ -139,5 +145,14 @@ mod tests {
         }
         assert!("dataError".parse::<ErrorKind>().is_err());
         assert!("QueueError".parse::<ErrorKind>().is_err());
+    }
+
+    #[test]
+    fn an_interrupted_execution_is_never_retried() {
+        assert!(!ErrorKind::ExecutionInterruptedError.is_transient());
+        assert_eq!(
+            "ExecutionInterruptedError".parse::<ErrorKind>(),
+            Ok(ErrorKind::ExecutionInterruptedError)
+        );
     }
 }

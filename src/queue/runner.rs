@@ -16,7 +16,7 @@ use super::writer::{Finish, TriggerProgress, Writer};
 use super::{ExecutionPayload, Queue};
 use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
-use crate::engine::{Report, Responder, Resume, RunInput, Status};
+use crate::engine::{Budget, Report, Responder, Resume, RunInput, Status};
 use crate::module::error::ErrorKind;
 use crate::module::{ExecutionContext, Extensions, TriggerState};
 use crate::scenario::Scenario;
@@ -50,6 +50,8 @@ pub struct RunnerOptions {
     pub engine_threads: usize,
     /// Bytes of large payloads read or run at once ([`PayloadGate`]).
     pub payload_budget: usize,
+    /// What each execution may spend (`engine::Budget`).
+    pub budget: Budget,
 }
 
 impl Default for RunnerOptions {
@@ -60,6 +62,7 @@ impl Default for RunnerOptions {
             heartbeat: Duration::from_secs(5),
             engine_threads: EnginePool::default_threads(),
             payload_budget: super::DEFAULT_PAYLOAD_BUDGET,
+            budget: Budget::default(),
         }
     }
 }
@@ -380,6 +383,7 @@ impl Runner {
             resume,
             trigger,
             respond: Some(respond),
+            budget: self.options.budget,
             ..RunInput::default()
         };
         let started = std::time::Instant::now();

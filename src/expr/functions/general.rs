@@ -1,9 +1,11 @@
 //! General functions: `get`, `pick`, `omit`, `mergeCollections`, `toString`, `toNumber`,
 //! `equal`. (`if`, `ifempty` and `switch` are lazy, so the evaluator owns them.)
+//! `mergeCollections` and `toString` measure their result first and refuse one over
+//! [`value::MAX_VALUE_BYTES`].
 
 use serde_json::{Map, Value};
 
-use super::{FnCtx, FnError, FnResult, Function, arg, arity, item_at, short};
+use super::{FnCtx, FnError, FnResult, Function, arg, arity, ensure_fits, item_at, short};
 use crate::expr::value::{self, loose_eq};
 
 pub fn lookup(name: &str) -> Option<Function> {
@@ -151,6 +153,11 @@ fn omit(args: &[Value], _: &FnCtx) -> FnResult {
 /// `mergeCollections(c1; c2 …)`: later collections' keys win; empty arguments are skipped.
 fn merge_collections(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, usize::MAX)?;
+    ensure_fits(
+        args.iter()
+            .map(value::estimated_size)
+            .fold(0usize, usize::saturating_add),
+    )?;
     let mut out = Map::new();
     for (i, a) in args.iter().enumerate() {
         if let Some(map) = collection(a, &format!("argument {}", i + 1))? {
@@ -165,7 +172,12 @@ fn merge_collections(args: &[Value], _: &FnCtx) -> FnResult {
 /// `toString(value)`: the text form; a buffer is read as UTF-8.
 fn to_string(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, 1)?;
-    Ok(Value::String(value::to_text(arg(args, 0))))
+    let v = arg(args, 0);
+    // The JSON of a collection can be several times its size (escapes, numbers' digits).
+    if !v.is_string() {
+        ensure_fits(value::text_len(v))?;
+    }
+    Ok(Value::String(value::to_text(v)))
 }
 
 /// `toNumber(value)`: numbers as is, numeric text parsed, booleans 1/0; empty stays `null`.

@@ -237,6 +237,14 @@ fn format_number(args: &[Value], _: &FnCtx) -> FnResult {
     let thousands = sep(3, ".");
     let fixed = to_fixed(x.abs(), d);
     let (int, frac) = fixed.split_once('.').unwrap_or((fixed.as_str(), ""));
+    // Up to 102 thousands separators (1e308): a long one multiplies.
+    super::ensure_fits(
+        thousands
+            .len()
+            .saturating_mul(int.len() / 3)
+            .saturating_add(decimal.len())
+            .saturating_add(fixed.len()),
+    )?;
     let mut out = String::new();
     if x < 0.0 && fixed.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
         out.push('-');

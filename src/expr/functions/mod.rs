@@ -1,7 +1,9 @@
 //! The function catalogue (`reference/make.md` §2.2), one file per family. Functions receive
 //! already-evaluated arguments; the few that must not evaluate every argument (`if`,
 //! `ifempty`, `switch`) are handled by the evaluator itself. Also owns the argument helpers
-//! every family uses (arity checks, numeric arguments, 1-based indexes).
+//! every family uses (arity checks, numeric arguments, 1-based indexes) and [`ensure_fits`],
+//! which every function whose result can grow larger than its arguments (`replace`, `join`,
+//! `split`, `merge`, `add`, `toString`, encodings …) calls before building it.
 
 pub mod array;
 pub mod date;
@@ -44,6 +46,32 @@ pub fn lookup(name: &str) -> Option<Function> {
         .or_else(|| math::lookup(name))
         .or_else(|| date::lookup(name))
         .or_else(|| array::lookup(name))
+}
+
+/// Refuses a result that would take `bytes` (as [`value::MAX_VALUE_BYTES`] measures them)
+/// before it is built.
+pub fn ensure_fits(bytes: usize) -> Result<(), FnError> {
+    if bytes > value::MAX_VALUE_BYTES {
+        return Err(too_large(bytes));
+    }
+    Ok(())
+}
+
+/// The error of a result over [`value::MAX_VALUE_BYTES`]; the evaluator prefixes the
+/// function's name.
+pub fn too_large(bytes: usize) -> FnError {
+    FnError::new(format!(
+        "the result would take at least {bytes} bytes, more than one value may take ({} bytes)",
+        value::MAX_VALUE_BYTES
+    ))
+}
+
+/// Appends `piece` to a result being built, unless that takes it over
+/// [`value::MAX_VALUE_BYTES`].
+pub fn push_capped(out: &mut String, piece: &str) -> Result<(), FnError> {
+    ensure_fits(out.len().saturating_add(piece.len()))?;
+    out.push_str(piece);
+    Ok(())
 }
 
 /// Checks the argument count: `min..=max` (`usize::MAX` for "no upper bound").

@@ -3,6 +3,11 @@
 //! `ascii`, `base64`, `toBinary`, URL and HTML escaping, `stripHTML`, hashes (`md5`, `sha1`,
 //! `sha256`, `sha512`, with HMAC) and `replaceEmojiCharacters`. Positions count characters
 //! and are 0-based, as in Make's documentation.
+//!
+//! Functions whose result can outgrow their arguments (`replace`, `split`, `base64`,
+//! `toBinary`, `encodeURL`, `escapeHTML`, `replaceEmojiCharacters`) measure it first and refuse
+//! one over [`value::MAX_VALUE_BYTES`]; the others never outgrow their text argument by more
+//! than a few bytes per character.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +22,10 @@ use sha2::Digest;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-use super::{FnCtx, FnError, FnResult, Function, arg, arity, number_arg, short, text_arg};
+use super::{
+    FnCtx, FnError, FnResult, Function, arg, arity, ensure_fits, number_arg, push_capped, short,
+    text_arg,
+};
 use crate::expr::value::{self, loose_eq};
 
 pub fn lookup(name: &str) -> Option<Function> {
@@ -169,6 +177,8 @@ fn expand(
     out: &mut String,
 ) -> Result<(), FnError> {
     let whole = caps.get_match();
+    // Each piece is checked before it is appended: `$'` repeated in a long replacement would
+    // otherwise copy the text once per repeat.
     let chars: Vec<char> = replacement.chars().collect();
     let mut i = 0;
     while let Some(&c) = chars.get(i) {
@@ -183,15 +193,15 @@ fn expand(
                 i += 1;
             }
             Some('&') => {
-                out.push_str(whole.as_str());
+                push_capped(out, whole.as_str())?;
                 i += 1;
             }
             Some('`') => {
-                out.push_str(haystack.get(..whole.start()).unwrap_or(""));
+                push_capped(out, haystack.get(..whole.start()).unwrap_or(""))?;
                 i += 1;
             }
             Some('\'') => {
-                out.push_str(haystack.get(whole.end()..).unwrap_or(""));
+                push_capped(out, haystack.get(whole.end()..).unwrap_or(""))?;
                 i += 1;
             }
             Some('<') => {
@@ -207,10 +217,10 @@ fn expand(
                     .map(|e| one * 10 + e as usize);
                 let groups = caps.len() - 1;
                 if let Some(n) = two.filter(|n| *n >= 1 && *n <= groups) {
-                    out.push_str(caps.get(n).map_or("", |m| m.as_str()));
+                    push_capped(out, caps.get(n).map_or("", |m| m.as_str()))?;
                     i += 2;
                 } else if one >= 1 && one <= groups {
-                    out.push_str(caps.get(one).map_or("", |m| m.as_str()));
+                    push_capped(out, caps.get(one).map_or("", |m| m.as_str()))?;
                     i += 1;
                 } else {
                     out.push('$');
@@ -219,18 +229,30 @@ fn expand(
             _ => out.push('$'),
         }
     }
-    Ok(())
+    // Plain characters are appended one by one, unchecked: at most the replacement's length.
+    ensure_fits(out.len())
 }
 
 /// `replace(text; search; replacement)`: every occurrence of plain `search`; or, when
 /// `search` is `/pattern/flags`, the first match (every match with `g`), with `$&` and
-/// `$1`… in the replacement.
+/// `$1`… in the replacement. The result's size is known (plain) or checked piece by piece
+/// (regex) before it is built: an empty `search` matches between every two characters, so
+/// `replace(A; ""; A)` is quadratic.
 fn replace(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 3, 3)?;
     let text = text_arg(args, 0);
     let search = text_arg(args, 1);
     let replacement = text_arg(args, 2);
     let Some((pattern, flags)) = regex_literal(&search) else {
+        let matches = if search.is_empty() {
+            text.chars().count() + 1
+        } else {
+            text.matches(search.as_str()).count()
+        };
+        ensure_fits(
+            (text.len() - matches * search.len())
+                .saturating_add(matches.saturating_mul(replacement.len())),
+        )?;
         return Ok(Value::String(text.replace(&search, &replacement)));
     };
     let re = compile_regex(pattern, flags)?;
@@ -239,11 +261,11 @@ fn replace(args: &[Value], _: &FnCtx) -> FnResult {
     let mut last = 0;
     for caps in re.captures_iter(&text).take(limit) {
         let m = caps.get_match();
-        out.push_str(text.get(last..m.start()).unwrap_or(""));
+        push_capped(&mut out, text.get(last..m.start()).unwrap_or(""))?;
         expand(&replacement, &caps, &text, &mut out)?;
         last = m.end();
     }
-    out.push_str(text.get(last..).unwrap_or(""));
+    push_capped(&mut out, text.get(last..).unwrap_or(""))?;
     Ok(Value::String(out))
 }
 
@@ -303,10 +325,22 @@ fn index_of(args: &[Value], _: &FnCtx) -> FnResult {
 }
 
 /// `split(text; separator)`: an array of the pieces; an empty separator splits characters.
+/// Each piece is a value of its own (72 bytes and more), so a text of separators would take
+/// 72 times its length as an array: the pieces are counted first.
 fn split(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 2, 2)?;
     let text = text_arg(args, 0);
     let sep = text_arg(args, 1);
+    let pieces = if sep.is_empty() {
+        text.chars().count()
+    } else {
+        text.matches(sep.as_str()).count() + 1
+    };
+    ensure_fits(
+        (pieces + 1)
+            .saturating_mul(value::VALUE_BYTES)
+            .saturating_add(text.len()),
+    )?;
     let pieces: Vec<Value> = if sep.is_empty() {
         text.chars().map(|c| Value::String(c.to_string())).collect()
     } else {
@@ -391,9 +425,9 @@ fn ascii(args: &[Value], _: &FnCtx) -> FnResult {
 /// `base64(text or buffer)`: standard Base64 of the UTF-8 text or the buffer's bytes.
 fn base64(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, 1)?;
-    Ok(Value::String(
-        STANDARD.encode(value::to_bytes(arg(args, 0))),
-    ))
+    let bytes = value::to_bytes(arg(args, 0));
+    ensure_fits(bytes.len().div_ceil(3).saturating_mul(4))?;
+    Ok(Value::String(STANDARD.encode(bytes)))
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
@@ -440,6 +474,8 @@ fn decode_bytes(value: &Value, encoding: &str, what: &str) -> Result<Vec<u8>, Fn
 fn to_binary(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, 2)?;
     let bytes = decode_bytes(arg(args, 0), &text_arg(args, 1), "argument 1")?;
+    // A buffer holds each byte as a number: 72 bytes of memory per byte.
+    ensure_fits((bytes.len() + 4).saturating_mul(value::VALUE_BYTES))?;
     Ok(value::buffer(&bytes))
 }
 
@@ -459,6 +495,8 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 fn encode_url(args: &[Value], _: &FnCtx) -> FnResult {
     let s = one_text(args)?;
+    // Up to three times the text (`%XX` per byte): measured from the pieces, not built.
+    ensure_fits(utf8_percent_encode(&s, URI_COMPONENT).map(str::len).sum())?;
     Ok(Value::String(
         utf8_percent_encode(&s, URI_COMPONENT).to_string(),
     ))
@@ -471,17 +509,31 @@ fn decode_url(args: &[Value], _: &FnCtx) -> FnResult {
     ))
 }
 
+/// The entity `escapeHTML` writes for a character, if any.
+fn html_entity(c: char) -> Option<&'static str> {
+    Some(match c {
+        '&' => "&amp;",
+        '<' => "&lt;",
+        '>' => "&gt;",
+        '"' => "&quot;",
+        '\'' => "&#39;",
+        _ => return None,
+    })
+}
+
 fn escape_html(args: &[Value], _: &FnCtx) -> FnResult {
     let s = one_text(args)?;
-    let mut out = String::with_capacity(s.len());
+    // Up to six times the text (`&quot;`): measured before it is built.
+    let len = s
+        .chars()
+        .map(|c| html_entity(c).map_or(c.len_utf8(), str::len))
+        .fold(0usize, usize::saturating_add);
+    ensure_fits(len)?;
+    let mut out = String::with_capacity(len);
     for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+        match html_entity(c) {
+            Some(entity) => out.push_str(entity),
+            None => out.push(c),
         }
     }
     Ok(Value::String(out))
@@ -655,7 +707,7 @@ fn replace_emoji_characters(args: &[Value], _: &FnCtx) -> FnResult {
                 _ => break,
             }
         }
-        out.push_str(&replacement);
+        push_capped(&mut out, &replacement)?;
     }
     Ok(Value::String(out))
 }

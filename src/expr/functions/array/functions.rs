@@ -1,11 +1,14 @@
-//! The array functions themselves; conventions are in the parent module.
+//! The array functions themselves; conventions are in the parent module. `join`, `merge`
+//! and `add` measure their result before building it and refuse one over
+//! [`MAX_VALUE_BYTES`](crate::expr::value::MAX_VALUE_BYTES); every other function here
+//! returns at most (copies of) what its arguments hold.
 
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value};
 
 use super::{arg, array_arg, compare, describe, get_path, key_arg, loosely_same, same};
-use crate::expr::functions::{FnCtx, FnError, FnResult};
-use crate::expr::value::{is_empty, to_number, to_text};
+use crate::expr::functions::{FnCtx, FnError, FnResult, ensure_fits};
+use crate::expr::value::{self, is_empty, to_number, to_text};
 
 /// `map(array; key; [filterKey]; [filterValues])`: the `key` of each item, skipping items
 /// without it; with a filter, only items whose `filterKey` is one of `filterValues` (text
@@ -52,8 +55,25 @@ pub(super) fn join(args: &[Value], _: &FnCtx) -> FnResult {
         Value::Null => ",".to_string(),
         other => to_text(other),
     };
-    let parts: Vec<String> = items.iter().map(to_text).collect();
-    Ok(Value::String(parts.join(&separator)))
+    // A long separator between many items multiplies: measured before it is built.
+    let len = items
+        .iter()
+        .map(value::text_len)
+        .fold(0usize, usize::saturating_add)
+        .saturating_add(
+            separator
+                .len()
+                .saturating_mul(items.len().saturating_sub(1)),
+        );
+    ensure_fits(len)?;
+    let mut out = String::with_capacity(len);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&separator);
+        }
+        value::write_text(&mut out, item);
+    }
+    Ok(Value::String(out))
 }
 
 /// `first(array)`: the first item, `null` for an empty array.
@@ -249,6 +269,15 @@ pub(super) fn slice(args: &[Value], _: &FnCtx) -> FnResult {
 
 /// `merge(array1; array2; …)`: the arrays one after another.
 pub(super) fn merge(args: &[Value], _: &FnCtx) -> FnResult {
+    let mut size = value::VALUE_BYTES;
+    for i in 0..args.len() {
+        let items = array_arg("merge", args, i)?;
+        size = items
+            .iter()
+            .map(value::estimated_size)
+            .fold(size, usize::saturating_add);
+    }
+    ensure_fits(size)?;
     let mut out = Vec::new();
     for i in 0..args.len() {
         out.extend_from_slice(array_arg("merge", args, i)?);
@@ -258,7 +287,15 @@ pub(super) fn merge(args: &[Value], _: &FnCtx) -> FnResult {
 
 /// `add(array; value1; value2; …)`: the array with the values appended.
 pub(super) fn add(args: &[Value], _: &FnCtx) -> FnResult {
-    let mut out = array_arg("add", args, 0)?.to_vec();
+    let items = array_arg("add", args, 0)?;
+    ensure_fits(
+        items
+            .iter()
+            .chain(args.iter().skip(1))
+            .map(value::estimated_size)
+            .fold(value::VALUE_BYTES, usize::saturating_add),
+    )?;
+    let mut out = items.to_vec();
     out.extend(args.iter().skip(1).cloned());
     Ok(Value::Array(out))
 }
