@@ -16,8 +16,8 @@ use switchyard::queue::{
     RunnerOptions, SLOT_WAIT,
 };
 use switchyard::store::{
-    Delivery, ExecutionSource, ExecutionStatus, JobPush, NewDelivery, NewExecution, Store,
-    StorePool,
+    Delivery, ExecutionOutcome, ExecutionSource, ExecutionStatus, FinalStatus, JobPush,
+    NewDelivery, NewExecution, Store, StorePool,
 };
 
 const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
@@ -532,46 +532,84 @@ async fn pushing_a_queued_execution_again_is_told_and_writes_nothing() {
 }
 
 /// A job handed out again while the worker running its execution is alive (a missed queue
-/// heartbeat, a slow database) does not run the execution a second time: the claim leaves a
-/// running execution to a worker whose heartbeat is recent, and takes it over only once that
-/// worker has been silent for three heartbeats.
+/// heartbeat, a slow database, a process that just died) does not run the execution a second
+/// time: the runner waits while that worker's heartbeats are recent, and takes the execution
+/// over only once the worker has been silent for three heartbeats; if the worker finishes it
+/// meanwhile, the job ends without a run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_workers_running_execution_is_never_claimed() {
     each_backend(|db| async move {
         let (store, queue, scenario, _) = hooked(&db, "Echo", BLUEPRINT).await;
         let payload = json!({"n": 1});
-        let id = store
-            .create_execution(NewExecution {
-                scenario_id: &scenario,
-                version: 1,
-                source: ExecutionSource::Manual,
-                payload: Some(&payload),
-            })
-            .await
-            .unwrap();
+        let new = NewExecution {
+            scenario_id: &scenario,
+            version: 1,
+            source: ExecutionSource::Manual,
+            payload: Some(&payload),
+        };
+        let runner = runner(&store, &queue);
+        let handed_out_again = |id: &str| {
+            let (runner, id) = (runner.clone(), id.to_string());
+            tokio::spawn(async move { runner.execute(&id).await })
+        };
+
+        // Alive, then silent: taken over once presumed dead.
+        let id = store.create_execution(new).await.unwrap();
         store
             .claim_execution(&id, "alive", 3)
             .await
             .unwrap()
             .unwrap();
-        let runner = runner(&store, &queue);
-        // Kept alive by its worker's heartbeats: another runner's claim leaves it alone.
-        for _ in 0..5 {
+        let waiting = handed_out_again(&id);
+        for _ in 0..6 {
             assert!(store.heartbeat_execution(&id, "alive").await.unwrap());
-            runner.execute(&id).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let e = store.get_execution(&id).await.unwrap();
             assert_eq!(e.status, ExecutionStatus::Running);
             assert_eq!((e.attempt, e.worker_id.as_deref()), (1, Some("alive")));
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                !waiting.is_finished(),
+                "the job ended while its worker lives"
+            );
         }
-        // Silent for longer than three heartbeats: its worker is presumed dead, and the
-        // execution is taken over and run.
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        runner.execute(&id).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("taken over once silent")
+            .unwrap()
+            .unwrap();
         let e = store.get_execution(&id).await.unwrap();
         assert_eq!(e.status, ExecutionStatus::Success, "{:?}", e.error);
         assert_eq!(e.attempt, 2);
         assert_ne!(e.worker_id.as_deref(), Some("alive"));
+
+        // Alive, then finished by its worker: the job ends, nothing runs again.
+        let id = store.create_execution(new).await.unwrap();
+        store
+            .claim_execution(&id, "alive", 3)
+            .await
+            .unwrap()
+            .unwrap();
+        let waiting = handed_out_again(&id);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!waiting.is_finished());
+        let report = json!({"status": "success"});
+        let outcome = ExecutionOutcome {
+            status: FinalStatus::Success,
+            operations: 1,
+            cycles: 1,
+            report: Some(&report),
+            error: None,
+            trigger: None,
+        };
+        assert!(store.finish_execution(&id, outcome).await.unwrap());
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the job ends once its execution is finished")
+            .unwrap()
+            .unwrap();
+        let e = store.get_execution(&id).await.unwrap();
+        assert_eq!((e.attempt, e.operations), (1, 1), "not run again");
+        assert!(store.module_data(&id).await.unwrap().is_empty());
     })
     .await;
 }

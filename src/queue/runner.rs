@@ -223,28 +223,39 @@ impl Runner {
             Err(e) if e.is_not_found() => Admission::default(),
             Err(e) => return Err(e.into()),
         };
-        let execution = match self
-            .store
-            .claim_execution_unless_alive(
-                id,
-                &self.options.worker_id,
-                self.max_run_attempts,
-                self.alive_since(),
-            )
-            .await
-        {
-            Ok(Some(e)) => e,
-            // Finished already (a second delivery of its job, or the claim ended it as
-            // crashed: over `max_run_attempts`), run by a live worker, or deleted.
-            Ok(None) => {
-                self.completions.notify(id, Finished::Unknown);
-                return Ok(());
+        // Running in a live worker (its job handed out again: a missed queue heartbeat, or
+        // the worker's process just died and its heartbeats are not stale yet): wait until it
+        // finishes, or until its worker is presumed dead and the claim takes it over.
+        let execution = loop {
+            let claimed = self
+                .store
+                .claim_execution_unless_alive(
+                    id,
+                    &self.options.worker_id,
+                    self.max_run_attempts,
+                    self.alive_since(),
+                )
+                .await;
+            match claimed {
+                Ok(Some(e)) => break e,
+                Ok(None) if self.store.is_open(id).await? => {
+                    if self.draining.load(Ordering::SeqCst) {
+                        return std::future::pending().await;
+                    }
+                    tokio::time::sleep(self.options.heartbeat).await;
+                }
+                // Finished already (a second delivery of its job, or the claim ended it as
+                // crashed: over `max_run_attempts`), or deleted.
+                Ok(None) => {
+                    self.completions.notify(id, Finished::Unknown);
+                    return Ok(());
+                }
+                Err(e) if e.is_not_found() => {
+                    self.completions.notify(id, Finished::Unknown);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) if e.is_not_found() => {
-                self.completions.notify(id, Finished::Unknown);
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
         };
         self.run_to_the_end(execution).await
     }

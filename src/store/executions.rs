@@ -388,6 +388,22 @@ impl Store {
         }
     }
 
+    /// Whether execution `id` is still queued or running (false when finished or missing).
+    pub async fn is_open(&self, id: &str) -> Result<bool> {
+        if !is_id(id) {
+            return Ok(false);
+        }
+        let found: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM executions WHERE id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
     async fn execution_exists(&self, id: &str) -> Result<bool> {
         let found: Option<String> = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT id FROM executions WHERE id = $1")
