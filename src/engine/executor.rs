@@ -400,6 +400,10 @@ impl<'s> Execution<'s> {
                 self.stack.clear();
                 break;
             }
+            // Flow control never waits: give the thread back now and then (after Tokio's
+            // cooperative budget of work), so a long flow shares its thread and its caller
+            // can tell a light execution from a heavy one (`queue::EnginePool`).
+            tokio::task::consume_budget().await;
             match work {
                 Work::Run {
                     node,
