@@ -1207,11 +1207,41 @@ async fn parallel_large_bodies_are_bounded() {
     );
     let before = peak_rss(svc.proc.pid());
     let client = reqwest::Client::new();
-    let sends = (0..16).map(|_| hook(&client, &url, Some("application/json"), body.clone(), &[]));
+    // Sent as webhook senders do: a 503 (too many large bodies at once: the sender is told
+    // rather than held mid-upload) is retried after its `Retry-After`, with the same key.
+    let busy = AtomicUsize::new(0);
+    let sends = (0..16).map(|n| {
+        let (client, url, body, busy) = (&client, &url, &body, &busy);
+        async move {
+            let key = format!("large-{n}");
+            loop {
+                let reply = hook(
+                    client,
+                    url,
+                    Some("application/json"),
+                    body.clone(),
+                    &[("idempotency-key", &key)],
+                )
+                .await;
+                if reply.status != 503 {
+                    return reply;
+                }
+                assert_eq!(reply.json["error"]["code"], "busy", "{:?}", reply.json);
+                let wait: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+                busy.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+        }
+    });
     for reply in futures::future::join_all(sends).await {
         reply.expect(200, "large delivery");
     }
+    eprintln!(
+        "large bodies: {} answers were 503 busy, then retried",
+        busy.load(Ordering::SeqCst)
+    );
     let done = svc.api.all_finished(&id, 16, 120).await;
+    assert_eq!(done.len(), 16, "each body accepted once");
     for e in &done {
         assert_eq!(e["status"], "success", "{e}");
     }

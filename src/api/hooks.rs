@@ -48,6 +48,12 @@ impl Default for HookLimits {
     }
 }
 
+/// How long a large body waits for room to be read before its sender is told to retry.
+const LARGE_BODY_WAIT: Duration = Duration::from_secs(10);
+
+/// The `Retry-After` of that answer, in seconds.
+const LARGE_BODY_RETRY_SECS: u64 = 5;
+
 /// Headers that carry a provider's event id, checked in order.
 const DEDUPE_HEADERS: &[&str] = &[
     "idempotency-key",
@@ -306,12 +312,26 @@ async fn ingest(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(state.inner.limits.max_body_bytes);
-    let admission = state
+    let admit = state
         .inner
         .runner
         .payload_gate()
-        .admit(declared.min(state.inner.limits.max_body_bytes))
-        .await;
+        .admit(declared.min(state.inner.limits.max_body_bytes));
+    // Not for long, though: a sender held mid-upload is better told to come back (webhook
+    // senders retry a 503), and its connection freed.
+    let Ok(admission) = tokio::time::timeout(LARGE_BODY_WAIT, admit).await else {
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many large bodies are being handled at once; retry in a few seconds",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(LARGE_BODY_RETRY_SECS),
+        );
+        return Ok(response);
+    };
     let RawBody(body) = RawBody::from_request(request, &state).await?;
     let payload = bundle(&headers, query, &body)?;
     drop(body);
