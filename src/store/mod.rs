@@ -88,7 +88,7 @@ mod triggers;
 mod types;
 
 pub use error::StoreError;
-pub use executions::{CRASH_ERROR_NAME, crash_error};
+pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};
 pub use intake::{NewDelivery, WriteTx};
 pub use jobs::{JobPush, NewJob, SpentJob};
 pub use json::MAX_JSON_DEPTH;
@@ -788,6 +788,8 @@ mod tests {
             s.stale_executions(Some(0), 0, 1);
             s.append_module_data("a", &[ModuleEntry { module_id: 1, output: &v }], 1);
             s.module_data("a");
+            s.module_page("a", 1, 0, 100);
+            s.module_summaries("a");
             s.accept_delivery("a", Some("k"), "b", 1, &v);
             s.trigger_state("a", "k");
             s.commit_trigger_state("a", "k", Some(&v), &[], 1);
