@@ -114,7 +114,7 @@ async fn open_applies_settings_and_migrations_once() {
                     ("journal_mode", "wal"),
                     ("auto_vacuum", "2"),
                     ("foreign_keys", "1"),
-                    ("synchronous", "1"),
+                    ("synchronous", "2"),
                     ("busy_timeout", "5000"),
                 ] {
                     use sqlx::Row;
@@ -177,13 +177,13 @@ async fn the_job_queue_can_share_the_database() {
                 .await
                 .expect("queue set-up");
                 // apalis's set-up switches its connection to `synchronous = OFF`; the queue
-                // gives it a connection of its own, so the store's stays NORMAL.
+                // gives it a connection of its own, so the store's stays FULL.
                 let mut conn = pool.acquire().await.unwrap();
                 let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
                     .fetch_one(&mut *conn)
                     .await
                     .unwrap();
-                assert_eq!(sync, 1, "synchronous = NORMAL");
+                assert_eq!(sync, 2, "synchronous = FULL");
             }
             switchyard::store::StorePool::Postgres(pool) => {
                 apalis_postgres::PostgresStorage::setup(pool)
