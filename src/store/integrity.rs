@@ -98,8 +98,16 @@ impl Store {
                 ),
             }
         });
+        let waited = Instant::now();
         match tokio::time::timeout(wait, outcome).await {
-            Ok(Ok(Ok(None))) => Ok(()),
+            Ok(Ok(Ok(None))) => {
+                tracing::info!(
+                    file = %file.display(),
+                    elapsed = ?waited.elapsed(),
+                    "integrity check passed"
+                );
+                Ok(())
+            }
             Ok(Ok(Ok(Some(problems)))) => Err(StoreError::Damaged {
                 path: file,
                 problems,
