@@ -5,11 +5,13 @@
 //! PostgreSQL when `SWITCHYARD_TEST_DATABASE_URL` is set.
 //!
 //! - `module_pages_and_summaries` / `module_data_in_parts_belongs_to_its_worker` (store);
+//! - `a_database_of_the_first_schema_keeps_its_history`: the migration to pages keeps every
+//!   stored output of a database made by the first schema;
 //! - `a_large_execution_is_read_in_pages`: a repeater of 5,000 behind a webhook, a filter,
 //!   errors and a truncated output: the summary's counts, every page, `next`, the bounds and
 //!   every bad parameter (400/404 envelopes);
-//! - `saving_a_large_execution_does_not_stall_the_service`: 100,000 output bundles saved
-//!   while `/health` is probed every 20 ms.
+//! - `saving_a_large_execution_does_not_stall_the_service`: 200,000 output bundles saved
+//!   while `/health` is probed every 20 ms; no probe waits a second during the save.
 
 mod common;
 #[path = "service/harness.rs"]
