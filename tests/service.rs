@@ -187,14 +187,39 @@ fn run_json(db: &TestDb, blueprint: &Value, input: &Value) -> Value {
 }
 
 /// The execution as the API shows it is `switchyard run --json`'s report for the same
-/// scenario and input, plus ids and timings.
-fn assert_same_report(execution: &Value, run: &Value) {
-    for key in ["status", "operations", "cycles", "log", "error", "response"] {
+/// scenario and input, its log read in pages (`log`, from [`Api::log`]), plus ids, timings
+/// and a summary of each module that adds up to the log.
+fn assert_same_report(execution: &Value, log: &Value, run: &Value) {
+    for key in ["status", "operations", "cycles", "error", "response"] {
         assert_eq!(
             execution.get(key),
             run.get(key),
             "`{key}` differs between GET /api/executions/{{id}} and `switchyard run --json`\n\
              API: {execution}\nrun: {run}"
+        );
+    }
+    assert_eq!(
+        Some(log),
+        run.get("log"),
+        "the log read in pages differs from `switchyard run --json`'s"
+    );
+    assert!(
+        execution.get("log").is_none(),
+        "the summary has no log: {execution}"
+    );
+    let modules = execution["modules"].as_array().expect("modules");
+    let stored: u64 = modules.iter().map(|m| m["stored"].as_u64().unwrap()).sum();
+    assert_eq!(
+        stored as usize,
+        log.as_array().unwrap().len(),
+        "{execution}"
+    );
+    for m in modules {
+        assert_eq!(m["bundles"], m["stored"], "nothing omitted: {m}");
+        assert_eq!(
+            (&m["omitted"], &m["truncated"]),
+            (&json!(0), &json!(0)),
+            "{m}"
         );
     }
     for key in [
@@ -453,8 +478,9 @@ async fn api_and_webhooks(db: TestDb) {
         assert!(reply.header("x-switchyard-duplicate").is_none());
         let execution_id = execution_header(&reply);
         let execution = api.finished(&execution_id).await;
+        let log = api.log(&execution_id).await;
         assert_eq!(
-            execution["log"][0],
+            log[0],
             json!({"module": 1, "output": bundle}),
             "{content_type:?} body with query {query:?}"
         );
@@ -462,7 +488,7 @@ async fn api_and_webhooks(db: TestDb) {
         assert_eq!(execution["scenarioId"], id.as_str());
         assert_eq!(execution["version"], 1);
         assert_eq!(execution["id"], execution_id.as_str());
-        assert_same_report(&execution, &run_json(&db, &blueprint, &bundle));
+        assert_same_report(&execution, &log, &run_json(&db, &blueprint, &bundle));
         first_execution.get_or_insert(execution_id);
     }
     let first_execution = first_execution.unwrap();
@@ -575,9 +601,11 @@ async fn api_and_webhooks(db: TestDb) {
     assert_eq!(reply.header("x-order"), Some("A-9"));
     assert_eq!(reply.json, json!({"order": "A-9", "double": 6}));
     let executions = api.all_finished(&respond_id, 1, 30).await;
-    let execution = api.execution(executions[0]["id"].as_str().unwrap()).await;
+    let execution_id = executions[0]["id"].as_str().unwrap();
+    let execution = api.execution(execution_id).await;
     assert_eq!(execution["response"]["status"], 201, "{execution}");
-    assert_same_report(&execution, &run_json(&db, &respond, &input));
+    let log = api.log(execution_id).await;
+    assert_same_report(&execution, &log, &run_json(&db, &respond, &input));
 
     // As in Make, the caller is answered when WebhookRespond runs, not when the execution
     // ends: here it is still sleeping when the reply arrives.
@@ -614,8 +642,10 @@ async fn api_and_webhooks(db: TestDb) {
         json!({"order": "A-17", "lines": 2, "total": 17})
     );
     let executions = api.all_finished(&example_id, 1, 30).await;
-    let execution = api.execution(executions[0]["id"].as_str().unwrap()).await;
-    assert_same_report(&execution, &run_json(&db, &example, &input));
+    let execution_id = executions[0]["id"].as_str().unwrap();
+    let execution = api.execution(execution_id).await;
+    let log = api.log(execution_id).await;
+    assert_same_report(&execution, &log, &run_json(&db, &example, &input));
 
     // Update: version 2, the same hook URL.
     let mut v2 = hook_scenario("orders v2");
@@ -639,9 +669,10 @@ async fn api_and_webhooks(db: TestDb) {
     let reply = hook_json(&http, &url, &json!({"n": 4}))
         .await
         .expect(200, "webhook after update");
-    let execution = api.finished(&execution_header(&reply)).await;
+    let execution_id = execution_header(&reply);
+    let execution = api.finished(&execution_id).await;
     assert_eq!(execution["version"], 2);
-    assert_eq!(execution["log"][1]["output"], json!({"n": 40}));
+    assert_eq!(api.log(&execution_id).await[1]["output"], json!({"n": 40}));
 
     // Run now: the body is the trigger's bundle.
     let queued = api
@@ -649,13 +680,13 @@ async fn api_and_webhooks(db: TestDb) {
         .await
         .expect(202, "run now")
         .json;
-    let execution = api
-        .finished(queued["executionId"].as_str().expect("executionId"))
-        .await;
+    let execution_id = queued["executionId"].as_str().expect("executionId");
+    let execution = api.finished(execution_id).await;
     assert_eq!(execution["source"], "manual");
     assert_eq!(execution["status"], "success");
-    assert_eq!(execution["log"][0]["output"], json!({"n": 3}));
-    assert_eq!(execution["log"][1]["output"], json!({"n": 30}));
+    let log = api.log(execution_id).await;
+    assert_eq!(log[0]["output"], json!({"n": 3}));
+    assert_eq!(log[1]["output"], json!({"n": 30}));
 
     // Retry: the same payload again, on the current version.
     let queued = api
@@ -666,11 +697,14 @@ async fn api_and_webhooks(db: TestDb) {
         .await
         .expect(202, "retry")
         .json;
-    let retried = api.finished(queued["executionId"].as_str().unwrap()).await;
-    let original = api.execution(&first_execution).await;
+    let retried_id = queued["executionId"].as_str().unwrap();
+    let retried = api.finished(retried_id).await;
     assert_eq!(retried["source"], "retry");
     assert_eq!(retried["version"], 2);
-    assert_eq!(retried["log"][0], original["log"][0]);
+    assert_eq!(
+        api.log(retried_id).await[0],
+        api.log(&first_execution).await[0]
+    );
 
     // The list: newest first, summaries.
     let list = api
@@ -1533,7 +1567,7 @@ async fn cli_admin(db: TestDb) {
     let execution_id = execution_header(&reply);
     let execution = api.finished(&execution_id).await;
     assert_eq!(execution["status"], "success");
-    assert_eq!(execution["log"][1]["output"], json!({"n": 42}));
+    assert_eq!(api.log(&execution_id).await[1]["output"], json!({"n": 42}));
 
     // executions list / show.
     let list = stdout_json(
@@ -1567,7 +1601,7 @@ async fn cli_admin(db: TestDb) {
         "status",
         "operations",
         "cycles",
-        "log",
+        "modules",
         "error",
         "version",
     ] {
@@ -1579,7 +1613,36 @@ async fn cli_admin(db: TestDb) {
     );
     assert!(
         human.contains("success · 2 operations · 1 cycles")
-            && human.contains("2 output bundles stored"),
+            && human.contains("2 output bundles stored")
+            && human.contains("module 2: 1 stored of 1 bundles"),
+        "{human}"
+    );
+    // A module's bundles, a page at a time, as the API pages them.
+    let page = stdout_json(
+        &db.cli(&[
+            "executions",
+            "show",
+            &execution_id,
+            "--module",
+            "2",
+            "--json",
+        ]),
+        "executions show --module --json",
+    );
+    assert_eq!(
+        page,
+        api.get(&format!("/api/executions/{execution_id}?module=2"))
+            .await
+            .expect(200, "module page")
+            .json
+    );
+    assert_eq!(page["bundles"][0]["output"], json!({"n": 42}), "{page}");
+    let human = stdout_ok(
+        &db.cli(&["executions", "show", &execution_id, "--module", "2"]),
+        "executions show --module",
+    );
+    assert!(
+        human.contains("bundles 1–1 of 1 stored") && human.contains(r#"{"n":42}"#),
         "{human}"
     );
 
@@ -1592,7 +1655,7 @@ async fn cli_admin(db: TestDb) {
     let execution = api.finished(retry_id).await;
     assert_eq!(execution["source"], "retry");
     assert_eq!(execution["status"], "success");
-    assert_eq!(execution["log"][0]["output"], json!({"n": 41}));
+    assert_eq!(api.log(retry_id).await[0]["output"], json!({"n": 41}));
     let human = stdout_ok(
         &db.cli(&["executions", "retry", &execution_id]),
         "executions retry",
@@ -1847,8 +1910,8 @@ async fn crash_recovery(db: TestDb) {
     let api = &second.api;
     futures::stream::iter(sample)
         .for_each_concurrent(8, |(n, id)| async move {
-            let e = api.execution(&id).await;
-            assert_eq!(e["log"][0]["output"], json!({"n": n}), "execution {id}");
+            let log = api.log(&id).await;
+            assert_eq!(log[0]["output"], json!({"n": n}), "execution {id}");
         })
         .await;
     // Each execution made its call once per attempt: once, or again after being killed.
@@ -1909,9 +1972,10 @@ async fn database_outage(db: TestDb) {
         }
     })
     .await;
-    let after = svc.api.finished(&execution_header(&reply)).await;
+    let after_id = execution_header(&reply);
+    let after = svc.api.finished(&after_id).await;
     assert_eq!(after["status"], "success", "{after}");
-    assert_eq!(after["log"][1]["output"], json!({"n": 2}));
+    assert_eq!(svc.api.log(&after_id).await[1]["output"], json!({"n": 2}));
     let all = svc.api.all_finished(&scenario, 2, 30).await;
     assert!(all.iter().all(|e| e["status"] == "success"), "{all:?}");
 }

@@ -14,8 +14,8 @@ use common::backends::{TestDb, each_backend, with_database};
 use serde_json::{Value, json};
 use switchyard::store::{
     Backend, Delivery, ExecutionCursor, ExecutionFilter, ExecutionFinish, ExecutionOutcome,
-    ExecutionSource, ExecutionStatus, FinalStatus, IncompleteStatus, ModuleEntry, NewDelivery,
-    NewExecution, NewIncomplete, SQLITE_FILE_NAME, Store, StoreError, StorePool,
+    ExecutionSource, ExecutionStatus, FinalStatus, IncompleteStatus, ModuleData, ModuleEntry,
+    NewDelivery, NewExecution, NewIncomplete, SQLITE_FILE_NAME, Store, StoreError, StorePool,
     TriggerStateChange,
 };
 
@@ -114,7 +114,7 @@ async fn open_applies_settings_and_migrations_once() {
                     ("journal_mode", "wal"),
                     ("auto_vacuum", "2"),
                     ("foreign_keys", "1"),
-                    ("synchronous", "1"),
+                    ("synchronous", "2"),
                     ("busy_timeout", "5000"),
                 ] {
                     use sqlx::Row;
@@ -152,7 +152,7 @@ async fn open_applies_settings_and_migrations_once() {
                         .fetch_all(pool)
                         .await
                         .unwrap();
-                assert_eq!(applied, vec![1]);
+                assert_eq!(applied, vec![1, 2], "each migration once");
             }
         }
         assert!(format!("{:?}", db.store).contains(&format!("{:?}", db.backend)));
@@ -177,13 +177,13 @@ async fn the_job_queue_can_share_the_database() {
                 .await
                 .expect("queue set-up");
                 // apalis's set-up switches its connection to `synchronous = OFF`; the queue
-                // gives it a connection of its own, so the store's stays NORMAL.
+                // gives it a connection of its own, so the store's stays FULL.
                 let mut conn = pool.acquire().await.unwrap();
                 let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
                     .fetch_one(&mut *conn)
                     .await
                     .unwrap();
-                assert_eq!(sync, 1, "synchronous = NORMAL");
+                assert_eq!(sync, 2, "synchronous = FULL");
             }
             switchyard::store::StorePool::Postgres(pool) => {
                 apalis_postgres::PostgresStorage::setup(pool)
@@ -602,6 +602,11 @@ async fn a_batch_of_finishes_finishes_each_open_execution_once_with_its_data() {
                     .collect()
             })
             .collect();
+        let data: Vec<ModuleData> = entries
+            .iter()
+            .map(|e| ModuleData::prepare(e, 10_000).unwrap())
+            .collect();
+        let no_data = ModuleData::default();
         let reports: Vec<Value> = (0..ids.len()).map(|n| json!({"report": n})).collect();
         let mut batch: Vec<ExecutionFinish<'_>> = ids
             .iter()
@@ -609,28 +614,28 @@ async fn a_batch_of_finishes_finishes_each_open_execution_once_with_its_data() {
             .map(|(n, id)| ExecutionFinish {
                 id,
                 outcome: outcome(FinalStatus::Success, &reports[n]),
-                module_data: &entries[n],
+                module_data: &data[n],
             })
             .collect();
         // Named twice: the second entry finishes nothing. Unknown and malformed ids neither.
         batch.push(ExecutionFinish {
             id: &ids[0],
             outcome: outcome(FinalStatus::Error, &reports[0]),
-            module_data: &entries[0],
+            module_data: &data[0],
         });
         let unknown = "0123456789abcdef0123456789abcdef".to_string();
         batch.push(ExecutionFinish {
             id: &unknown,
             outcome: outcome(FinalStatus::Success, &reports[0]),
-            module_data: &[],
+            module_data: &no_data,
         });
         batch.push(ExecutionFinish {
             id: "not an id",
             outcome: outcome(FinalStatus::Success, &reports[0]),
-            module_data: &[],
+            module_data: &no_data,
         });
         let mut tx = s.begin_write().await.unwrap();
-        let finished = tx.finish_executions(&batch, 10_000).await.unwrap();
+        let finished = tx.finish_executions(&batch).await.unwrap();
         tx.commit().await.unwrap();
 
         let expected: Vec<bool> = (0..batch.len())

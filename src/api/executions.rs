@@ -1,7 +1,15 @@
-//! `/api/executions` and `/api/incomplete`: list and inspect executions (the report of
-//! `switchyard run --json` plus ids and timings, with per-module data), re-run one, and
+//! `/api/executions` and `/api/incomplete`: list and inspect executions, re-run one, and
 //! retry or resolve incomplete executions (bundles parked by Break). Times are RFC 3339
 //! strings ([`rfc3339`]); `durationMs` is a number of milliseconds.
+//!
+//! An execution is read as a summary plus pages, so that its size never reaches a response:
+//! `GET /api/executions/{id}` is the report of `switchyard run --json` without its `log`,
+//! plus ids, timings and `modules` (per module, in order of first run: runs, bundles
+//! produced, stored, omitted, errors, filtered, truncated); `?module=M&offset=O&limit=L`
+//! (`limit` 1 to [`MAX_PAGE`], default [`DEFAULT_PAGE`]) is one page of module M's stored
+//! output bundles, `{module, offset, limit, total, bundles: [{seq, output}], next}`, where
+//! `seq` is the bundle's position in the execution's log (so pages of several modules merge
+//! back into it) and `next` the offset of the next page, or null.
 
 use std::str::FromStr;
 
@@ -17,6 +25,10 @@ use crate::store::{
     IncompleteExecution,
 };
 use crate::store::{Store, StoreError};
+
+/// The largest page of a module's bundles, and the page when no `limit` is given.
+pub const MAX_PAGE: u32 = 1000;
+pub const DEFAULT_PAGE: u32 = 100;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -73,20 +85,15 @@ pub async fn list(
     ))
 }
 
-/// The execution report (`status, operations, cycles, log, error` and, when present,
-/// `response` and `incomplete`) plus ids and timings.
+/// The execution report without its log (`status, operations, cycles, error` and, when
+/// present, `response` and `incomplete`), its per-module summary (`modules`), ids and
+/// timings. Its size does not grow with the bundles the execution produced.
 pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, StoreError> {
-    let log: Vec<Value> = store
-        .module_data(&e.id)
-        .await?
-        .into_iter()
-        .map(|m| json!({"module": m.module_id, "output": m.output}))
-        .collect();
+    let modules = store.module_summaries(&e.id).await?;
     let mut out = Map::new();
     out.insert("status".into(), json!(e.status.as_str()));
     out.insert("operations".into(), json!(e.operations));
     out.insert("cycles".into(), json!(e.cycles));
-    out.insert("log".into(), Value::Array(log));
     out.insert("error".into(), e.error.clone().unwrap_or(Value::Null));
     if let Some(report) = &e.report {
         for key in ["response", "incomplete"] {
@@ -95,6 +102,7 @@ pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, Sto
             }
         }
     }
+    out.insert("modules".into(), json!(modules));
     for (k, v) in [
         ("id", json!(e.id)),
         ("scenarioId", json!(e.scenario_id)),
@@ -115,9 +123,114 @@ pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, Sto
     Ok(Value::Object(out))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// `GET /api/executions/{id}`'s query: none for the summary, `module` (with `offset` and
+/// `limit`) for a page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionQuery {
+    module: Option<u32>,
+    offset: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// Which page of which module's bundles to read.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub module: u32,
+    pub offset: u64,
+    pub limit: u32,
+}
+
+impl ExecutionQuery {
+    /// The page asked for, `None` for the summary; a 400 naming the parameter when the
+    /// values are out of range or `offset`/`limit` come without `module`.
+    fn page(&self) -> ApiResult<Option<PageRequest>> {
+        let Some(module) = self.module else {
+            if self.offset.is_some() || self.limit.is_some() {
+                return Err(ApiError::bad_request(
+                    "query parameter \"module\" is required with offset and limit: they page \
+                     one module's bundles",
+                )
+                .at("module"));
+            }
+            return Ok(None);
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter \"limit\": expected 1 to {MAX_PAGE}, got {limit}"
+            ))
+            .at("limit"));
+        }
+        Ok(Some(PageRequest {
+            module,
+            offset: self.offset.unwrap_or(0),
+            limit,
+        }))
+    }
+}
+
+/// One page of a module's stored bundles in execution `e`: `{module, offset, limit, total,
+/// bundles: [{seq, output}], next}`. [`StoreError::NotFound`] when `e` has finished and
+/// module `page.module` neither ran in it nor has stored bundles (while it runs, a module
+/// may still come).
+pub async fn module_page(
+    store: &Store,
+    e: &Execution,
+    page: PageRequest,
+) -> Result<Value, StoreError> {
+    let execution_id = e.id.as_str();
+    let found = store
+        .module_page(execution_id, page.module, page.offset, page.limit)
+        .await?;
+    if found.total == 0
+        && e.status.is_terminal()
+        && !store
+            .module_summaries(execution_id)
+            .await?
+            .iter()
+            .any(|m| m.module == page.module)
+    {
+        return Err(StoreError::NotFound {
+            what: "module",
+            id: format!("{} in execution {execution_id}", page.module),
+        });
+    }
+    let end = page.offset.saturating_add(found.records.len() as u64);
+    let next = (!found.records.is_empty() && end < found.total).then_some(end);
+    let bundles: Vec<Value> = found
+        .records
+        .into_iter()
+        .map(|r| json!({"seq": r.seq, "output": r.output}))
+        .collect();
+    Ok(json!({
+        "module": page.module,
+        "offset": page.offset,
+        "limit": page.limit,
+        "total": found.total,
+        "bundles": bundles,
+        "next": next,
+    }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ExecutionQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = q.page()?;
     let e = state.store().get_execution(&id).await?;
-    Ok(Json(execution_report(state.store(), &e).await?))
+    Ok(Json(match page {
+        Some(page) => {
+            module_page(state.store(), &e, page)
+                .await
+                .map_err(|err| match err.is_not_found() {
+                    true => ApiError::from(err).at("module"),
+                    false => err.into(),
+                })?
+        }
+        None => execution_report(state.store(), &e).await?,
+    }))
 }
 
 /// Runs the execution's trigger payload again, on the scenario's current version.

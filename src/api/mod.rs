@@ -19,7 +19,7 @@ mod status;
 mod time;
 
 pub use error::{ApiError, ApiResult};
-pub use executions::execution_report;
+pub use executions::{DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
 pub use server::{ServerLimits, serve};
 pub use time::rfc3339;

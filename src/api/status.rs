@@ -1,5 +1,11 @@
 //! `/health`, `/metrics` (Prometheus text: queue depth, executions by status, webhooks
 //! accepted, execution durations) and `/openapi.json`.
+//!
+//! `/health` is cheap (one small read and the integrity check's last result,
+//! [`crate::store::Store::health`]): 200 `{"status": "ok"}`; 503 `{"status": "degraded",
+//! "store": "…what failed…"}` when the database failed its integrity check or a read met a
+//! damaged page; 503 `{"status": "unavailable", "reason": "database unreachable"}` when the
+//! database cannot be reached (the detail is logged, not sent).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::extract::Json;
 use super::{ApiResult, AppState};
+use crate::store::StoreHealth;
 
 /// Counters kept by this process.
 #[derive(Default)]
@@ -25,9 +32,16 @@ impl Metrics {
 }
 
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store().count_executions_by_status().await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Err(e) => {
+    match state.store().health().await {
+        StoreHealth::Ok => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        StoreHealth::Degraded(problem) => {
+            tracing::error!(%problem, "health check: the store is degraded");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "degraded", "store": problem})),
+            )
+        }
+        StoreHealth::Unavailable(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -45,13 +45,23 @@ pub enum ExecutionsCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// An execution's summary (per module: bundles produced, stored, omitted, …), or with
+    /// `--module` one page of that module's stored output bundles.
     Show {
         id: String,
+        /// Show this module's stored output bundles instead of the summary.
+        #[arg(long)]
+        module: Option<u32>,
+        /// With `--module`: skip this many bundles.
+        #[arg(long, default_value_t = 0, requires = "module")]
+        offset: u64,
+        /// With `--module`: show at most this many bundles.
+        #[arg(long, default_value_t = crate::api::DEFAULT_PAGE, requires = "module",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::api::MAX_PAGE)))]
+        limit: u32,
     },
     /// Queues a new execution with the same trigger payload.
-    Retry {
-        id: String,
-    },
+    Retry { id: String },
 }
 
 #[derive(Args)]
@@ -234,7 +244,38 @@ async fn executions_on(
                     .join("\n")
             });
         }
-        ExecutionsCommand::Show { id } => {
+        ExecutionsCommand::Show {
+            id,
+            module: Some(module),
+            offset,
+            limit,
+        } => {
+            let e = store.get_execution(&id).await?;
+            let page = crate::api::PageRequest {
+                module,
+                offset,
+                limit,
+            };
+            let value = crate::api::module_page(store, &e, page).await?;
+            print(json_out, &value, || {
+                let bundles = value["bundles"].as_array().map_or(&[][..], Vec::as_slice);
+                let mut s = format!(
+                    "module {module} of execution {}: bundles {}–{} of {} stored",
+                    e.id,
+                    offset.saturating_add(u64::from(!bundles.is_empty())),
+                    offset.saturating_add(bundles.len() as u64),
+                    value["total"]
+                );
+                for bundle in bundles {
+                    s.push_str(&format!("\n#{}  {}", bundle["seq"], bundle["output"]));
+                }
+                if let Some(next) = value["next"].as_u64() {
+                    s.push_str(&format!("\nmore: --offset {next}"));
+                }
+                s
+            });
+        }
+        ExecutionsCommand::Show { id, .. } => {
             let e = store.get_execution(&id).await?;
             let value = crate::api::execution_report(store, &e).await?;
             print(json_out, &value, || {
@@ -250,10 +291,23 @@ async fn executions_on(
                 if let Some(err) = &e.error {
                     s.push_str(&format!("\nerror: {err}"));
                 }
-                s.push_str(&format!(
-                    "\n{} output bundles stored",
-                    value["log"].as_array().map_or(0, Vec::len)
-                ));
+                let modules = value["modules"].as_array().map_or(&[][..], Vec::as_slice);
+                let count = |m: &Value, key: &str| m[key].as_u64().unwrap_or(0);
+                let stored: u64 = modules.iter().map(|m| count(m, "stored")).sum();
+                s.push_str(&format!("\n{stored} output bundles stored"));
+                for m in modules {
+                    let mut line =
+                        format!("\nmodule {}: {} stored", m["module"], count(m, "stored"));
+                    if let Some(bundles) = m["bundles"].as_u64() {
+                        line.push_str(&format!(" of {bundles} bundles"));
+                    }
+                    for key in ["omitted", "truncated", "errors", "filtered"] {
+                        if count(m, key) > 0 {
+                            line.push_str(&format!(", {} {key}", count(m, key)));
+                        }
+                    }
+                    s.push_str(&line);
+                }
                 s
             });
         }

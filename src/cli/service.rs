@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::api::{self, AppState, HookLimits};
 use crate::catalog::{Catalog, CatalogOptions};
 use crate::module::Registry;
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
-use crate::store::Store;
+use crate::store::{SqliteSync, Store};
 use crate::triggers::scheduler::Scheduler;
 
 /// Where the data lives: embedded SQLite in `--data-dir`, or PostgreSQL. Global, so that
@@ -40,13 +40,27 @@ impl DatabaseArgs {
     }
 
     /// Opens the database for a process that runs executions (`serve`, `worker`): on SQLite
-    /// it becomes the database's one owner, and is refused while another process is.
-    pub async fn open_owned(&self) -> anyhow::Result<Store> {
+    /// it becomes the database's one owner, and is refused while another process is or when
+    /// the database fails its integrity check; its commits are synced as `sync` says.
+    pub async fn open_owned(&self, sync: SqliteSynchronous) -> anyhow::Result<Store> {
+        let sync = match sync {
+            SqliteSynchronous::Full => SqliteSync::Full,
+            SqliteSynchronous::Normal => SqliteSync::Normal,
+        };
         Ok(match &self.database_url {
-            Some(url) => Store::connect_owned(url).await?,
-            None => Store::open_sqlite_owned(&self.data_dir).await?,
+            Some(url) => Store::connect_owned(url, sync).await?,
+            None => Store::open_sqlite_owned(&self.data_dir, sync).await?,
         })
     }
+}
+
+/// `--sqlite-synchronous`: SQLite's `PRAGMA synchronous` for the store's commits.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Sync the journal at every commit: an acknowledged webhook survives a power loss.
+    Full,
+    /// Sync at checkpoints only: faster commits; a power loss can lose the last ones.
+    Normal,
 }
 
 /// Run slots per process by default: at 64 concurrent webhook callers, 8 slots gave 2,200
@@ -79,6 +93,11 @@ pub struct WorkerArgs {
     pub egress: super::EgressArgs,
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+    /// When SQLite makes a commit durable: `full` syncs at every commit (an acknowledged
+    /// webhook survives a power loss), `normal` only at checkpoints (faster; a power loss
+    /// can lose the last commits). Ignored on PostgreSQL.
+    #[arg(long, value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 #[derive(Args)]
@@ -244,7 +263,11 @@ async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::R
 }
 
 pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
-    let store = args.worker.db.open_owned().await?;
+    let store = args
+        .worker
+        .db
+        .open_owned(args.worker.sqlite_synchronous)
+        .await?;
     let token_hash = api_token_hash(&store).await?;
     let queue = Queue::open(
         &store,
@@ -341,7 +364,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
 }
 
 pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
-    let store = args.db.open_owned().await?;
+    let store = args.db.open_owned(args.sqlite_synchronous).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.heartbeat_seconds, args.max_attempts),

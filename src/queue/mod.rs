@@ -156,7 +156,7 @@ impl Queue {
     pub async fn open(store: &Store, options: QueueOptions) -> Result<Queue, QueueError> {
         let backend = if let Some(pool) = store.sqlite_pool() {
             // apalis's setup switches its connection to `synchronous = OFF`; give it a
-            // connection of its own so the store's connections keep `NORMAL`.
+            // connection of its own so the store's connections keep theirs (`FULL` by default).
             let setup = sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with((*pool.connect_options()).clone())

@@ -549,6 +549,8 @@ impl Runner {
                 }),
                 _ => None,
             },
+            // What the log holds, and no more: the engine caps the bundles it keeps per
+            // module; `modules` still counts every one (the summary's `omitted`).
             module_data: (!scenario.settings.confidential).then(|| {
                 report
                     .log
@@ -556,9 +558,22 @@ impl Runner {
                     .map(|e| (e.module, e.output.clone()))
                     .collect()
             }),
+            modules: report
+                .stats
+                .iter()
+                .map(|m| crate::store::ModuleCounts {
+                    module_id: m.module,
+                    runs: m.runs,
+                    bundles: m.bundles_out,
+                    errors: m.errors,
+                    filtered: m.filtered,
+                })
+                .collect(),
+            worker_id: self.options.worker_id.clone(),
         };
-        // The final status, the module data, the trigger's state and the end of the job
-        // commit together, with other runners' (group commit).
+        // The final status, the module data with its summary, the trigger's state and the
+        // end of the job commit together, with other runners' (group commit); a large
+        // execution's module data goes first, in parts (see `writer`).
         self.writer.finish(finish).await?;
         Ok(())
     }

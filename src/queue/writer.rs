@@ -8,6 +8,15 @@
 //! Nothing is answered before its commit: a delivery is `Ok` only once its execution (and
 //! job) are durable. A failed batch is retried one write per transaction, so one bad write
 //! fails alone.
+//!
+//! No transaction holds the database for long (on SQLite one connection serves every request,
+//! `/health` included): a finish's module outputs are serialised by [`Writer::finish`] on the
+//! caller's side (off the async runtime when there are many), and an execution with more than
+//! [`MODULE_ROWS_PER_COMMIT`] outputs (or [`MODULE_BYTES_PER_COMMIT`] bytes of them) has the
+//! leading parts written in transactions of their own before its finish — each only while the
+//! execution is still claimed by the worker that ran it, and the finish then only on the same
+//! condition, so a re-run elsewhere never mixes its data with this one's. A round of writes is
+//! split into transactions of at most that many module outputs.
 
 use std::sync::Arc;
 
@@ -17,12 +26,21 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Queue, QueueError};
 use crate::module::polling::SEEN_IDS_CAP;
 use crate::store::{
-    Delivery, ExecutionFinish, ExecutionOutcome, FinalStatus, ModuleEntry, NewDelivery, Store,
-    StoreError, TriggerStateChange,
+    Delivery, ExecutionFinish, ExecutionOutcome, FinalStatus, ModuleCounts, ModuleData,
+    ModuleEntry, NewDelivery, Store, StoreError, TriggerStateChange,
 };
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Most module outputs, and most bytes of them, written in one transaction (a larger
+/// execution's are written in parts). Measured in `docs/reliability.md`: a part this size
+/// commits in a few milliseconds, so other requests wait at most that long for the database.
+pub(crate) const MODULE_ROWS_PER_COMMIT: usize = 2048;
+pub(crate) const MODULE_BYTES_PER_COMMIT: usize = 2 << 20;
+
+/// Up to this many outputs are serialised on the caller's task; more on a blocking thread.
+const SERIALISE_INLINE: usize = 32;
 
 /// Writes waiting for the writer before their senders wait to hand them over.
 const BACKLOG: usize = 4096;
@@ -41,6 +59,12 @@ pub(crate) struct Finish {
     /// Output bundles by module, in order (shared with the report's log); `None` for a
     /// confidential scenario.
     pub module_data: Option<Vec<(u32, Arc<Value>)>>,
+    /// The engine's per-module counts, in order of first run: with what is stored, the
+    /// execution's module summary.
+    pub modules: Vec<ModuleCounts>,
+    /// The worker that ran it: module data written in parts is written only while the
+    /// execution is still claimed by it.
+    pub worker_id: String,
 }
 
 /// What the cycles of a polling trigger that committed processed, to merge into its state.
@@ -54,7 +78,29 @@ pub(crate) struct TriggerProgress {
     pub new_seen_ids: Vec<String>,
 }
 
-impl Finish {
+/// A [`Finish`] with its module data (or the last part of it) serialised.
+struct Prepared {
+    id: String,
+    status: FinalStatus,
+    operations: u64,
+    cycles: u32,
+    report: Value,
+    error: Option<Value>,
+    trigger: Option<TriggerProgress>,
+    module_data: ModuleData,
+    /// Set when leading parts of the data were written before: finish only while the
+    /// execution is claimed by this worker.
+    owner: Option<String>,
+}
+
+/// A leading part of an execution's module data, written ahead of its finish.
+struct Append {
+    id: String,
+    worker_id: String,
+    part: ModuleData,
+}
+
+impl Prepared {
     fn outcome(&self) -> ExecutionOutcome<'_> {
         ExecutionOutcome {
             status: self.status,
@@ -71,31 +117,54 @@ impl Finish {
             }),
         }
     }
+}
 
-    fn module_entries(&self) -> Vec<ModuleEntry<'_>> {
-        self.module_data
-            .iter()
-            .flatten()
-            .map(|(module_id, output)| ModuleEntry {
-                module_id: *module_id,
-                output: output.as_ref(),
-            })
-            .collect()
-    }
+/// Serialises module outputs (capped at `cap` bytes each), summarises them with the
+/// engine's `counts` and splits them into the parts of their own transactions (the last, with
+/// the summary, goes with the finish).
+fn prepare(
+    outputs: &[(u32, Arc<Value>)],
+    counts: &[ModuleCounts],
+    cap: usize,
+) -> Result<Vec<ModuleData>, StoreError> {
+    let entries: Vec<ModuleEntry<'_>> = outputs
+        .iter()
+        .map(|(module_id, output)| ModuleEntry {
+            module_id: *module_id,
+            output: output.as_ref(),
+        })
+        .collect();
+    let mut data = ModuleData::prepare(&entries, cap)?;
+    data.summarise(counts);
+    Ok(data.into_parts(MODULE_ROWS_PER_COMMIT, MODULE_BYTES_PER_COMMIT))
 }
 
 type AcceptReply = oneshot::Sender<Result<Delivery, QueueError>>;
-type FinishReply = oneshot::Sender<Result<bool, QueueError>>;
+type BoolReply = oneshot::Sender<Result<bool, QueueError>>;
 
 enum Write {
     Accept(NewDelivery, AcceptReply),
-    Finish(Box<Finish>, FinishReply),
+    Append(Box<Append>, BoolReply),
+    Finish(Box<Prepared>, BoolReply),
+}
+
+impl Write {
+    /// The module outputs this write stores.
+    fn module_rows(&self) -> usize {
+        match self {
+            Write::Accept(..) => 0,
+            Write::Append(append, _) => append.part.len(),
+            Write::Finish(finish, _) => finish.module_data.len(),
+        }
+    }
 }
 
 /// A handle on the writer task; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Writer {
     requests: mpsc::Sender<Write>,
+    /// Module outputs larger than this many bytes are stored as a truncation marker.
+    module_data_cap: usize,
 }
 
 impl Writer {
@@ -104,8 +173,11 @@ impl Writer {
     /// is dropped.
     pub fn start(store: Store, queue: Queue, module_data_cap: usize) -> Writer {
         let (requests, receiver) = mpsc::channel(BACKLOG);
-        tokio::spawn(run(store, queue, module_data_cap, receiver));
-        Writer { requests }
+        tokio::spawn(run(store, queue, receiver));
+        Writer {
+            requests,
+            module_data_cap,
+        }
     }
 
     /// Records the delivery and its execution — with a job, unless the execution was
@@ -122,109 +194,230 @@ impl Writer {
     }
 
     /// Stores the result; true when this call finished the execution (false: it had been
-    /// finished before, and nothing was written).
-    pub async fn finish(&self, finish: Finish) -> Result<bool, QueueError> {
+    /// finished before, or, for one whose data was written in parts, it is no longer claimed
+    /// by `finish.worker_id`, and no finish was written).
+    pub async fn finish(&self, mut finish: Finish) -> Result<bool, QueueError> {
+        let outputs = finish.module_data.take().unwrap_or_default();
+        let counts = std::mem::take(&mut finish.modules);
+        let cap = self.module_data_cap;
+        let mut parts = if outputs.len() <= SERIALISE_INLINE {
+            prepare(&outputs, &counts, cap)?
+        } else {
+            tokio::task::spawn_blocking(move || prepare(&outputs, &counts, cap))
+                .await
+                .map_err(|e| QueueError::Worker(format!("serialising module data: {e}")))??
+        };
+        let last = parts.pop().unwrap_or_default();
+        let in_parts = !parts.is_empty();
+        for part in parts {
+            let append = Append {
+                id: finish.id.clone(),
+                worker_id: finish.worker_id.clone(),
+                part,
+            };
+            if !self
+                .send(|reply| Write::Append(Box::new(append), reply))
+                .await?
+            {
+                // Finished or claimed by another worker since: that one's data and finish
+                // count, not this one's.
+                return Ok(false);
+            }
+        }
+        let prepared = Prepared {
+            id: finish.id,
+            status: finish.status,
+            operations: finish.operations,
+            cycles: finish.cycles,
+            report: finish.report,
+            error: finish.error,
+            trigger: finish.trigger,
+            module_data: last,
+            owner: in_parts.then_some(finish.worker_id),
+        };
+        self.send(|reply| Write::Finish(Box::new(prepared), reply))
+            .await
+    }
+
+    /// Hands a write to the writer and waits for its commit.
+    async fn send(&self, write: impl FnOnce(BoolReply) -> Write) -> Result<bool, QueueError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || QueueError::Worker("the store writer has stopped".into());
         self.requests
-            .send(Write::Finish(Box::new(finish), reply))
+            .send(write(reply))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(store: Store, queue: Queue, cap: usize, mut receiver: mpsc::Receiver<Write>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (mut deliveries, mut accept_replies) = (Vec::new(), Vec::new());
-        let (mut finishes, mut finish_replies) = (Vec::new(), Vec::new());
-        for write in batch.drain(..) {
-            match write {
-                Write::Accept(delivery, reply) => {
-                    deliveries.push(delivery);
-                    accept_replies.push(reply);
-                }
-                Write::Finish(finish, reply) => {
-                    finishes.push(*finish);
-                    finish_replies.push(reply);
-                }
+/// The writes of one transaction, and whom to answer.
+#[derive(Default)]
+struct Round {
+    deliveries: Vec<NewDelivery>,
+    accept_replies: Vec<AcceptReply>,
+    appends: Vec<Append>,
+    append_replies: Vec<BoolReply>,
+    finishes: Vec<Prepared>,
+    finish_replies: Vec<BoolReply>,
+    module_rows: usize,
+}
+
+impl Round {
+    fn push(&mut self, write: Write) {
+        self.module_rows += write.module_rows();
+        match write {
+            Write::Accept(delivery, reply) => {
+                self.deliveries.push(delivery);
+                self.accept_replies.push(reply);
+            }
+            Write::Append(append, reply) => {
+                self.appends.push(*append);
+                self.append_replies.push(reply);
+            }
+            Write::Finish(finish, reply) => {
+                self.finishes.push(*finish);
+                self.finish_replies.push(reply);
             }
         }
-        let (accepted, finished) = match commit(&store, &queue, &deliveries, &finishes, cap).await {
-            Ok((accepted, finished)) => (
-                accepted
-                    .into_iter()
-                    .map(|r| r.map_err(Into::into))
-                    .collect(),
-                finished.into_iter().map(Ok).collect(),
-            ),
-            Err(error) if deliveries.len() + finishes.len() == 1 => {
-                if deliveries.is_empty() {
-                    (Vec::new(), vec![Err(error)])
-                } else {
-                    (vec![Err(error)], Vec::new())
+    }
+
+    fn writes(&self) -> usize {
+        self.deliveries.len() + self.appends.len() + self.finishes.len()
+    }
+
+    /// Commits the round and answers every write of it.
+    async fn commit(self, store: &Store, queue: &Queue) {
+        let writes = self.writes();
+        if writes == 0 {
+            return;
+        }
+        let (deliveries, appends, finishes) = (&self.deliveries, &self.appends, &self.finishes);
+        let (accepted, appended, finished) =
+            match commit(store, queue, deliveries, appends, finishes).await {
+                Ok((accepted, appended, finished)) => (
+                    accepted
+                        .into_iter()
+                        .map(|r| r.map_err(Into::into))
+                        .collect(),
+                    appended.into_iter().map(Ok).collect(),
+                    finished.into_iter().map(Ok).collect(),
+                ),
+                Err(error) if writes == 1 => {
+                    // The one write gets the error itself.
+                    let mut error = Some(error);
+                    (
+                        the_error(&mut error, deliveries.len()),
+                        the_error(&mut error, appends.len()),
+                        the_error(&mut error, finishes.len()),
+                    )
                 }
-            }
-            Err(error) => {
-                tracing::debug!(%error, deliveries = deliveries.len(), executions = finishes.len(),
-                    "batch failed; writing its parts one by one");
-                one_by_one(&store, &queue, &deliveries, &finishes, cap).await
-            }
-        };
-        for (reply, result) in accept_replies.into_iter().zip(accepted) {
+                Err(error) => {
+                    tracing::debug!(%error, deliveries = deliveries.len(),
+                        parts = appends.len(), executions = finishes.len(),
+                        "batch failed; writing its parts one by one");
+                    one_by_one(store, queue, deliveries, appends, finishes).await
+                }
+            };
+        for (reply, result) in self.accept_replies.into_iter().zip(accepted) {
             let _ = reply.send(result);
         }
-        for (reply, result) in finish_replies.into_iter().zip(finished) {
+        for (reply, result) in self.append_replies.into_iter().zip(appended) {
+            let _ = reply.send(result);
+        }
+        for (reply, result) in self.finish_replies.into_iter().zip(finished) {
             let _ = reply.send(result);
         }
     }
 }
 
-/// Each delivery and each finish in a transaction of its own, after a batch failed.
+/// The answers of `n` writes (0 or 1) when the one write of a round failed with `error`.
+fn the_error<T>(error: &mut Option<QueueError>, n: usize) -> Vec<Result<T, QueueError>> {
+    match n {
+        1 => error.take().map(Err).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+async fn run(store: Store, queue: Queue, mut receiver: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut round = Round::default();
+        for write in batch.drain(..) {
+            // A transaction holds at most MODULE_ROWS_PER_COMMIT outputs (a write with more
+            // goes alone); the writes that wait go together in the first one.
+            if round.module_rows > 0
+                && round.module_rows + write.module_rows() > MODULE_ROWS_PER_COMMIT
+            {
+                std::mem::take(&mut round).commit(&store, &queue).await;
+            }
+            round.push(write);
+        }
+        round.commit(&store, &queue).await;
+    }
+}
+
+type Answers = (
+    Vec<Result<Delivery, QueueError>>,
+    Vec<Result<bool, QueueError>>,
+    Vec<Result<bool, QueueError>>,
+);
+
+/// Each write in a transaction of its own, after a batch failed.
 async fn one_by_one(
     store: &Store,
     queue: &Queue,
     deliveries: &[NewDelivery],
-    finishes: &[Finish],
-    cap: usize,
-) -> (
-    Vec<Result<Delivery, QueueError>>,
-    Vec<Result<bool, QueueError>>,
-) {
+    appends: &[Append],
+    finishes: &[Prepared],
+) -> Answers {
     let mut accepted = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let one = std::slice::from_ref(delivery);
-        let result = commit(store, queue, one, &[], cap)
+        let result = commit(store, queue, one, &[], &[])
             .await
-            .and_then(|(mut r, _)| {
+            .and_then(|(mut r, _, _)| {
                 r.pop()
                     .unwrap_or_else(|| Err(missing()))
                     .map_err(Into::into)
             });
         accepted.push(result);
     }
+    let mut appended = Vec::with_capacity(appends.len());
+    for append in appends {
+        let one = std::slice::from_ref(append);
+        let result = commit(store, queue, &[], one, &[])
+            .await
+            .map(|(_, a, _)| a.first().copied().unwrap_or(false));
+        appended.push(result);
+    }
     let mut finished = Vec::with_capacity(finishes.len());
     for finish in finishes {
         let one = std::slice::from_ref(finish);
-        let result = commit(store, queue, &[], one, cap)
+        let result = commit(store, queue, &[], &[], one)
             .await
-            .map(|(_, f)| f.first().copied().unwrap_or(false));
+            .map(|(_, _, f)| f.first().copied().unwrap_or(false));
         finished.push(result);
     }
-    (accepted, finished)
+    (accepted, appended, finished)
 }
 
+/// What one transaction did: each delivery's answer, whether each part was appended and
+/// whether each execution was finished.
+type Committed = (Vec<Result<Delivery, StoreError>>, Vec<bool>, Vec<bool>);
+
 /// One transaction: the deliveries, their executions and the jobs of those not claimed;
-/// then, for each execution still open, its final status, module data, trigger state and
-/// the deletion of its job.
+/// the leading parts of module data of executions still claimed by their worker; then, for
+/// each execution still open (and, when its data was written in parts, still claimed by
+/// its worker), its final status, module data and summary, trigger state and the deletion
+/// of its job.
 async fn commit(
     store: &Store,
     queue: &Queue,
     deliveries: &[NewDelivery],
-    finishes: &[Finish],
-    cap: usize,
-) -> Result<(Vec<Result<Delivery, StoreError>>, Vec<bool>), QueueError> {
+    appends: &[Append],
+    finishes: &[Prepared],
+) -> Result<Committed, QueueError> {
     let mut tx = store.begin_write().await?;
     let accepted = tx.accept_deliveries(deliveries).await?;
     let jobs: Vec<&str> = accepted
@@ -238,29 +431,45 @@ async fn commit(
         })
         .collect();
     queue.push_in(&mut tx, &jobs).await?;
-    let entries: Vec<Vec<ModuleEntry<'_>>> = finishes.iter().map(Finish::module_entries).collect();
+    let mut appended = Vec::with_capacity(appends.len());
+    for a in appends {
+        appended.push(tx.append_module_part(&a.id, &a.worker_id, &a.part).await?);
+    }
+    // A finish after parts is made only while its worker still holds the execution.
+    let mut owned = Vec::with_capacity(finishes.len());
+    for f in finishes {
+        owned.push(match &f.owner {
+            Some(worker_id) => tx.claimed_by(&f.id, worker_id).await?,
+            None => true,
+        });
+    }
     let batch: Vec<ExecutionFinish<'_>> = finishes
         .iter()
-        .zip(&entries)
-        .map(|(f, entries)| ExecutionFinish {
+        .zip(&owned)
+        .filter(|(_, owned)| **owned)
+        .map(|(f, _)| ExecutionFinish {
             id: &f.id,
             outcome: f.outcome(),
-            module_data: entries,
+            module_data: &f.module_data,
         })
         .collect();
-    let finished = tx.finish_executions(&batch, cap).await?;
-    let done: Vec<&str> = batch
+    let mut answers = tx.finish_executions(&batch).await?.into_iter();
+    let finished: Vec<bool> = owned
+        .iter()
+        .map(|&owned| owned && answers.next().unwrap_or(false))
+        .collect();
+    let done: Vec<&str> = finishes
         .iter()
         .zip(&finished)
         .filter(|(_, finished)| **finished)
-        .map(|(f, _)| f.id)
+        .map(|(f, _)| f.id.as_str())
         .collect();
     Queue::delete_jobs_in(&mut tx, &done).await?;
     tx.commit().await?;
     if !jobs.is_empty() {
         queue.pushed();
     }
-    Ok((accepted, finished))
+    Ok((accepted, appended, finished))
 }
 
 fn missing() -> StoreError {

@@ -47,6 +47,19 @@ pub enum StoreError {
         holder: String,
     },
 
+    /// The SQLite database failed its integrity check (see [`super::Store::check_integrity`]).
+    #[error(
+        "the SQLite database {} is damaged (PRAGMA quick_check: {problems}); Switchyard does \
+         not run on a damaged database: restore it from a backup, or recover what it holds \
+         with `sqlite3 {} .recover | sqlite3 recovered.db` and use that file",
+        path.display(),
+        path.display()
+    )]
+    Damaged {
+        path: std::path::PathBuf,
+        problems: String,
+    },
+
     /// Applying the schema migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -1,5 +1,15 @@
 //! Executions, their per-module data, and webhook deliveries.
 //!
+//! An execution's module data is one row per stored output bundle (`execution_modules`, keyed
+//! by execution, module and `seq`, its position in the log), each capped in bytes
+//! ([`truncated_marker`]), plus a per-module summary
+//! ([`ModuleSummary`], the `modules` column) written with the finish. It is read a page of one
+//! module at a time ([`Store::module_page`]), never whole, so a large execution costs a reader
+//! what it asks for. The outputs are serialised before any transaction ([`ModuleData`]), and
+//! the data of a large execution can be written in parts ([`WriteTx::append_module_part`])
+//! that commit before its finish, so that no transaction holds the database for long; a part
+//! is written only while the execution is still claimed by the worker that ran it.
+//!
 //! An execution's life is `queued → running → success | error | incomplete`. Every change is
 //! a compare-and-set on the current status: a worker claims only a queued or running
 //! execution (running again means the previous worker died and the queue re-delivered the
@@ -20,8 +30,9 @@ use super::json::{self, JsonText};
 use super::types::{parse_stored, stored_u32, stored_u64, to_i64};
 use super::{
     Execution, ExecutionFilter, ExecutionFinish, ExecutionOutcome, ExecutionStatus,
-    ExecutionSummary, ModuleEntry, ModuleRecord, NewExecution, Result, Store, StoreError, WriteTx,
-    for_update, is_id, new_id, now_ms, positional_in, pow2_chunks, values_rows,
+    ExecutionSummary, ModuleCounts, ModuleEntry, ModulePage, ModuleRecord, ModuleSummary,
+    NewExecution, Result, Store, StoreError, WriteTx, for_update, for_update_in, is_id, new_id,
+    now_ms, positional_in, pow2_chunks, values_rows,
 };
 
 /// The longest worker id, in bytes.
@@ -44,7 +55,7 @@ pub fn crash_error(attempts: u32) -> Value {
 /// Most module entries written per `INSERT` statement (5 parameters each).
 const MODULE_ROWS_PER_INSERT: usize = 128;
 
-/// Most executions finished per `UPDATE` statement (6 parameters each).
+/// Most executions finished per `UPDATE` statement (7 parameters each).
 const FINISHES_PER_UPDATE: usize = 64;
 
 const EXECUTION_COLUMNS: &str = "id, scenario_id, version, status, source, payload, operations, \
@@ -587,13 +598,112 @@ impl Store {
         Ok(truncated)
     }
 
-    /// An execution's module data in the order appended. Empty when there is none (or the
-    /// execution does not exist).
+    /// One page of module `module_id`'s stored outputs in execution `execution_id`: at most
+    /// `limit` of them after the first `offset`, in order, and how many it has in all. Reads
+    /// the rows of that module only (an index range), whatever the execution's size. Empty
+    /// when there are none (or no such execution).
+    pub async fn module_page(
+        &self,
+        execution_id: &str,
+        module_id: u32,
+        offset: u64,
+        limit: u32,
+    ) -> Result<ModulePage> {
+        if !is_id(execution_id) {
+            return Ok(ModulePage {
+                total: 0,
+                records: Vec::new(),
+            });
+        }
+        // Past the end of any table: clamped rather than refused.
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (total, rows): (i64, Vec<ModuleRow>) = on_pool!(self, pool => {
+            let total = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM execution_modules \
+                 WHERE execution_id = $1 AND module_id = $2",
+            )
+            .bind(execution_id)
+            .bind(i64::from(module_id))
+            .fetch_one(pool)
+            .await?;
+            let rows = sqlx::query_as(
+                "SELECT seq, module_id, output, truncated FROM execution_modules \
+                 WHERE execution_id = $1 AND module_id = $2 ORDER BY seq LIMIT $3 OFFSET $4",
+            )
+            .bind(execution_id)
+            .bind(i64::from(module_id))
+            .bind(i64::from(limit))
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            (total, rows)
+        });
+        Ok(ModulePage {
+            total: stored_u64("module data count", total)?,
+            records: rows.into_iter().map(module_record).collect::<Result<_>>()?,
+        })
+    }
+
+    /// The per-module summary of execution `execution_id`, in order of first run: the one
+    /// recorded with its finish; none while it is queued or running (its data is being
+    /// written); for a finished execution without one (finished before summaries were
+    /// recorded, or never run), what its stored rows say, with the engine's counts `None`.
+    /// [`StoreError::NotFound`] when the execution does not exist.
+    pub async fn module_summaries(&self, execution_id: &str) -> Result<Vec<ModuleSummary>> {
+        if !is_id(execution_id) {
+            return Err(StoreError::not_found("execution", execution_id));
+        }
+        let recorded: Option<(String, Option<Json<Value>>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT status, modules FROM executions WHERE id = $1")
+                .bind(execution_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        match recorded {
+            None => Err(StoreError::not_found("execution", execution_id)),
+            Some((_, Some(Json(modules)))) => serde_json::from_value(modules)
+                .map_err(|e| StoreError::corrupt("execution module summary", e.to_string())),
+            Some((status, None)) if matches!(status.as_str(), "queued" | "running") => {
+                Ok(Vec::new())
+            }
+            Some((_, None)) => {
+                let tallies: Vec<(i64, i64, i64)> = on_pool!(self, pool => {
+                    sqlx::query_as(
+                        "SELECT module_id, COUNT(*), \
+                         SUM(CASE WHEN truncated THEN 1 ELSE 0 END) \
+                         FROM execution_modules WHERE execution_id = $1 \
+                         GROUP BY module_id ORDER BY MIN(seq)",
+                    )
+                    .bind(execution_id)
+                    .fetch_all(pool)
+                    .await?
+                });
+                tallies
+                    .into_iter()
+                    .map(|(module, stored, truncated)| {
+                        Ok(ModuleSummary {
+                            module: stored_u32("module data module id", module)?,
+                            runs: None,
+                            bundles: None,
+                            stored: stored_u64("module data count", stored)?,
+                            omitted: None,
+                            errors: None,
+                            filtered: None,
+                            truncated: stored_u64("module data count", truncated)?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// An execution's module data in log order (`seq`). Empty when there is none (or the
+    /// execution does not exist). Reads all of it: the API reads pages ([`Store::module_page`]).
     pub async fn module_data(&self, execution_id: &str) -> Result<Vec<ModuleRecord>> {
         if !is_id(execution_id) {
             return Ok(Vec::new());
         }
-        let rows: Vec<(i64, i64, Json<Value>, bool)> = on_pool!(self, pool => {
+        let rows: Vec<ModuleRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT seq, module_id, output, truncated FROM execution_modules \
                  WHERE execution_id = $1 ORDER BY seq",
@@ -602,17 +712,20 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        rows.into_iter()
-            .map(|(seq, module_id, Json(output), truncated)| {
-                Ok(ModuleRecord {
-                    seq: stored_u32("module data seq", seq)?,
-                    module_id: stored_u32("module data module id", module_id)?,
-                    output,
-                    truncated,
-                })
-            })
-            .collect()
+        rows.into_iter().map(module_record).collect()
     }
+}
+
+/// A row of `execution_modules` as read: `seq, module_id, output, truncated`.
+type ModuleRow = (i64, i64, Json<Value>, bool);
+
+fn module_record((seq, module_id, Json(output), truncated): ModuleRow) -> Result<ModuleRecord> {
+    Ok(ModuleRecord {
+        seq: stored_u32("module data seq", seq)?,
+        module_id: stored_u32("module data module id", module_id)?,
+        output,
+        truncated,
+    })
 }
 
 impl WriteTx {
@@ -630,21 +743,20 @@ impl WriteTx {
         let finish = ExecutionFinish {
             id,
             outcome,
-            module_data: &[],
+            module_data: &ModuleData::default(),
         };
-        let finished = self.finish_executions(&[finish], 0).await?;
+        let finished = self.finish_executions(&[finish]).await?;
         Ok(finished.first().copied().unwrap_or(false))
     }
 
     /// [`WriteTx::finish_execution`] for many executions, in a few statements whatever
-    /// their number; each one this call finishes also gets its `module_data` appended (as
-    /// [`WriteTx::append_module_data`] does, with `cap_bytes`). One answer per entry, in
-    /// order; an execution named twice is finished by its first entry.
-    pub async fn finish_executions(
-        &mut self,
-        batch: &[ExecutionFinish<'_>],
-        cap_bytes: usize,
-    ) -> Result<Vec<bool>> {
+    /// their number; each one this call finishes also gets its `module_data` written (at
+    /// the positions of its log) and the data's summary, if it has one, recorded. An
+    /// execution's module data is written once, by its finish and the leading parts of the
+    /// same data before it ([`WriteTx::append_module_part`]): a claim that re-runs an
+    /// execution drops what a lost attempt wrote. One answer per entry, in order; an
+    /// execution named twice is finished by its first entry.
+    pub async fn finish_executions(&mut self, batch: &[ExecutionFinish<'_>]) -> Result<Vec<bool>> {
         // Everything is serialised before the first write, so a bad document writes nothing.
         let mut updates = Vec::with_capacity(batch.len());
         let mut named = HashSet::new();
@@ -659,6 +771,7 @@ impl WriteTx {
                 operations: to_i64("operations", outcome.operations)?,
                 report: json::opt("execution report", outcome.report)?,
                 error: json::opt("execution error", outcome.error)?,
+                modules: f.module_data.summary_json()?,
             });
         }
         let now = now_ms();
@@ -666,11 +779,12 @@ impl WriteTx {
         for chunk in pow2_chunks(&updates, FINISHES_PER_UPDATE) {
             let sql = format!(
                 "UPDATE executions SET status = v.column2, operations = v.column3, \
-                 cycles = v.column4, report = v.column5, error = v.column6, finished_at = $1 \
+                 cycles = v.column4, report = v.column5, error = v.column6, \
+                 modules = v.column7, finished_at = $1 \
                  FROM (VALUES {}) AS v \
                  WHERE executions.id = v.column1 AND executions.status IN ('queued', 'running') \
                  RETURNING executions.id",
-                values_rows("(?, ?, ?, ?, ?, ?)", chunk.len(), 2)
+                values_rows("(?, ?, ?, ?, ?, ?, ?)", chunk.len(), 2)
             );
             let ids: Vec<String> = on_tx!(self, tx => {
                 let sql = positional_in(tx, sql);
@@ -683,7 +797,8 @@ impl WriteTx {
                         .bind(row.operations)
                         .bind(i64::from(f.outcome.cycles))
                         .bind(row.report.as_ref())
-                        .bind(row.error.as_ref());
+                        .bind(row.error.as_ref())
+                        .bind(row.modules.as_ref());
                 }
                 query.fetch_all(&mut **tx).await?
             });
@@ -700,12 +815,52 @@ impl WriteTx {
             if let Some(change) = f.outcome.trigger {
                 self.merge_trigger_state(change).await?;
             }
-            for entry in f.module_data {
-                module_rows.push(module_row(f.id, entry, cap_bytes)?);
-            }
+            module_rows.extend(f.module_data.rows.iter().map(|row| (f.id, row)));
         }
-        self.insert_module_rows(&module_rows).await?;
+        self.insert_module_rows(&module_rows, 0).await?;
         Ok(finished)
+    }
+
+    /// Appends a part of an execution's module data (see [`ModuleData::into_parts`]) ahead of
+    /// its finish, only while the execution is running and claimed by `worker_id`: false,
+    /// writing nothing, once it is finished or another worker has claimed it (that worker
+    /// runs it from the start and drops what this one wrote). The execution's row is locked
+    /// until the commit.
+    pub async fn append_module_part(
+        &mut self,
+        execution_id: &str,
+        worker_id: &str,
+        part: &ModuleData,
+    ) -> Result<bool> {
+        if !self.claimed_by(execution_id, worker_id).await? {
+            return Ok(false);
+        }
+        let rows: Vec<(&str, &PreparedRow)> =
+            part.rows.iter().map(|row| (execution_id, row)).collect();
+        self.insert_module_rows(&rows, 0).await?;
+        Ok(true)
+    }
+
+    /// Whether execution `id` is running, claimed by `worker_id`; its row is locked until the
+    /// commit. The finish of an execution whose data was written in parts is made only when
+    /// this holds, so the finish and the parts are one worker's.
+    pub async fn claimed_by(&mut self, id: &str, worker_id: &str) -> Result<bool> {
+        if !is_id(id) {
+            return Ok(false);
+        }
+        let found: Option<String> = on_tx!(self, tx => {
+            let sql = format!(
+                "SELECT id FROM executions WHERE id = $1 AND status = 'running' \
+                 AND worker_id = $2{}",
+                for_update_in(tx)
+            );
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(worker_id)
+                .fetch_optional(&mut **tx)
+                .await?
+        });
+        Ok(found.is_some())
     }
 
     /// Appends module outputs to an execution's data, after what is already there. An
@@ -719,38 +874,43 @@ impl WriteTx {
         entries: &[ModuleEntry<'_>],
         cap_bytes: usize,
     ) -> Result<u32> {
-        let rows = entries
-            .iter()
-            .map(|entry| module_row(execution_id, entry, cap_bytes))
-            .collect::<Result<Vec<_>>>()?;
-        self.insert_module_rows(&rows).await?;
-        Ok(rows.iter().map(|r| u32::from(r.truncated)).sum())
+        let data = ModuleData::prepare(entries, cap_bytes)?;
+        let next: i64 = on_tx!(self, tx => {
+            sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM execution_modules WHERE execution_id = $1",
+            )
+            .bind(execution_id)
+            .fetch_one(&mut **tx)
+            .await?
+        });
+        let rows: Vec<(&str, &PreparedRow)> =
+            data.rows.iter().map(|row| (execution_id, row)).collect();
+        self.insert_module_rows(&rows, next).await?;
+        Ok(data.rows.iter().map(|r| u32::from(r.truncated)).sum())
     }
 
-    /// Writes module data rows, each execution's in order after what it already has (the
-    /// statement reads where that ends).
-    async fn insert_module_rows(&mut self, rows: &[ModuleRow<'_>]) -> Result<()> {
+    /// Writes module data rows (each with its execution's id) at `first_seq` plus their
+    /// position in their data.
+    async fn insert_module_rows(
+        &mut self,
+        rows: &[(&str, &PreparedRow)],
+        first_seq: i64,
+    ) -> Result<()> {
         on_tx!(self, tx => {
             for chunk in pow2_chunks(rows, MODULE_ROWS_PER_INSERT) {
                 let sql = format!(
-                    "INSERT INTO execution_modules (execution_id, seq, module_id, output, truncated) \
-                     SELECT v.column1, COALESCE((SELECT MAX(m.seq) + 1 FROM execution_modules AS m \
-                     WHERE m.execution_id = v.column1), 0) + v.column2, v.column3, v.column4, \
-                     v.column5 FROM (VALUES {}) AS v",
+                    "INSERT INTO execution_modules (execution_id, module_id, seq, output, truncated) \
+                     VALUES {}",
                     values_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(positional_in(tx, sql)));
-                // Each chunk's positions count from what the previous chunks left.
-                let mut positions: HashMap<&str, i64> = HashMap::new();
-                for row in chunk {
-                    let position = positions.entry(row.execution_id).or_insert(0);
+                for (execution_id, row) in chunk {
                     query = query
-                        .bind(row.execution_id)
-                        .bind(*position)
-                        .bind(row.module_id)
+                        .bind(*execution_id)
+                        .bind(i64::from(row.module_id))
+                        .bind(first_seq + row.seq)
                         .bind(&row.output)
                         .bind(row.truncated);
-                    *position += 1;
                 }
                 query.execute(&mut **tx).await?;
             }
@@ -767,21 +927,161 @@ struct FinishRow {
     operations: i64,
     report: Option<JsonText>,
     error: Option<JsonText>,
+    modules: Option<JsonText>,
+}
+
+/// Module outputs serialised for storage, in order — each output's JSON, or the truncation
+/// marker when it is larger than the cap — with, for the data of a whole execution, its
+/// per-module summary ([`ModuleData::summarise`]). Preparing is the CPU work of storing
+/// module data (serialising every output), done before any transaction starts so that a
+/// transaction only binds; for large data, do it off the async runtime. The default is no
+/// data and no summary.
+#[derive(Debug, Default)]
+pub struct ModuleData {
+    rows: Vec<PreparedRow>,
+    /// The serialised outputs' length in bytes, in all.
+    bytes: usize,
+    summary: Option<Vec<ModuleSummary>>,
 }
 
 /// A module output ready to be written: its JSON, or the truncation marker.
-struct ModuleRow<'a> {
-    execution_id: &'a str,
-    module_id: i64,
+#[derive(Debug)]
+struct PreparedRow {
+    module_id: u32,
+    /// Its position in its data (the execution's log).
+    seq: i64,
     output: JsonText,
     truncated: bool,
 }
 
-fn module_row<'a>(
-    execution_id: &'a str,
-    entry: &ModuleEntry<'_>,
-    cap_bytes: usize,
-) -> Result<ModuleRow<'a>> {
+impl ModuleData {
+    /// Serialises `entries` (the execution's log: their order is their position); an output
+    /// whose JSON is larger than `cap_bytes` (or nested too deep to read back) becomes
+    /// `{"__truncated__": true, "bytes": N}`. The rows are kept in the store's key order
+    /// (module, then position), so that each part of the data is written at the end of the
+    /// execution's key range.
+    pub fn prepare(entries: &[ModuleEntry<'_>], cap_bytes: usize) -> Result<ModuleData> {
+        let mut rows = entries
+            .iter()
+            .zip(0..)
+            .map(|(entry, seq)| module_row(entry, seq, cap_bytes))
+            .collect::<Result<Vec<_>>>()?;
+        rows.sort_by_key(|row| (row.module_id, row.seq));
+        let bytes = rows.iter().map(|r| r.output.len()).sum();
+        Ok(ModuleData {
+            rows,
+            bytes,
+            summary: None,
+        })
+    }
+
+    /// Records the per-module summary of this data with the engine's `counts`: one entry per
+    /// module of `counts`, in their order (the order of first run), plus any module with
+    /// stored outputs but no counts, in order of its first output.
+    pub fn summarise(&mut self, counts: &[ModuleCounts]) {
+        // Per module: stored, truncated, first position.
+        let mut tallies: HashMap<u32, (u64, u64, i64)> = HashMap::new();
+        for row in &self.rows {
+            let tally = tallies.entry(row.module_id).or_insert((0, 0, row.seq));
+            tally.0 += 1;
+            tally.1 += u64::from(row.truncated);
+            tally.2 = tally.2.min(row.seq);
+        }
+        let counted: HashSet<u32> = counts.iter().map(|c| c.module_id).collect();
+        let mut uncounted: Vec<u32> = tallies
+            .keys()
+            .copied()
+            .filter(|m| !counted.contains(m))
+            .collect();
+        uncounted.sort_by_key(|m| tallies[m].2);
+        let mut summary: Vec<ModuleSummary> = counts
+            .iter()
+            .map(|c| {
+                let (stored, truncated, _) =
+                    tallies.get(&c.module_id).copied().unwrap_or((0, 0, 0));
+                ModuleSummary {
+                    module: c.module_id,
+                    runs: Some(c.runs),
+                    bundles: Some(c.bundles.max(stored)),
+                    stored,
+                    omitted: Some(c.bundles.saturating_sub(stored)),
+                    errors: Some(c.errors),
+                    filtered: Some(c.filtered),
+                    truncated,
+                }
+            })
+            .collect();
+        summary.extend(uncounted.into_iter().map(|module| {
+            let (stored, truncated, _) = tallies[&module];
+            ModuleSummary {
+                module,
+                runs: None,
+                bundles: Some(stored),
+                stored,
+                omitted: Some(0),
+                errors: None,
+                filtered: None,
+                truncated,
+            }
+        }));
+        self.summary = Some(summary);
+    }
+
+    /// The per-module summary, when [`ModuleData::summarise`] recorded one.
+    pub fn summary(&self) -> Option<&[ModuleSummary]> {
+        self.summary.as_deref()
+    }
+
+    /// How many outputs.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The serialised outputs' length in bytes, in all.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Splits the data, in key order, into parts of at most `max_rows` outputs and
+    /// `max_bytes` bytes (a single larger output makes a part of its own). Always at least one part; the
+    /// last one carries the summary. The leading parts are written with
+    /// [`WriteTx::append_module_part`], the last with the finish.
+    pub fn into_parts(self, max_rows: usize, max_bytes: usize) -> Vec<ModuleData> {
+        let max_rows = max_rows.max(1);
+        let mut parts = Vec::new();
+        let mut current = ModuleData::default();
+        for row in self.rows {
+            let full = current.rows.len() >= max_rows
+                || (!current.rows.is_empty() && current.bytes + row.output.len() > max_bytes);
+            if full {
+                parts.push(std::mem::take(&mut current));
+            }
+            current.bytes += row.output.len();
+            current.rows.push(row);
+        }
+        current.summary = self.summary;
+        parts.push(current);
+        parts
+    }
+
+    /// The summary as the `modules` column stores it.
+    fn summary_json(&self) -> Result<Option<JsonText>> {
+        let Some(summary) = &self.summary else {
+            return Ok(None);
+        };
+        let value = serde_json::to_value(summary).map_err(|e| StoreError::InvalidInput {
+            what: "execution module summary",
+            reason: e.to_string(),
+        })?;
+        JsonText::new("execution module summary", &value).map(Some)
+    }
+}
+
+fn module_row(entry: &ModuleEntry<'_>, seq: i64, cap_bytes: usize) -> Result<PreparedRow> {
     let (output, truncated) = match JsonText::new("module output", entry.output) {
         Ok(text) if text.len() <= cap_bytes => (text, false),
         Ok(text) => (
@@ -797,9 +1097,9 @@ fn module_row<'a>(
         }
         Err(e) => return Err(e),
     };
-    Ok(ModuleRow {
-        execution_id,
-        module_id: i64::from(entry.module_id),
+    Ok(PreparedRow {
+        module_id: entry.module_id,
+        seq,
         output,
         truncated,
     })

@@ -17,16 +17,28 @@ use super::{Result, StoreError};
 pub const MIGRATIONS_TABLE: &str = "_switchyard_migrations";
 
 /// `(file name, SQL)` of every SQLite migration, in order.
-const SQLITE: &[(&str, &str)] = &[(
-    "0001_store.sql",
-    include_str!("../../migrations/sqlite/0001_store.sql"),
-)];
+const SQLITE: &[(&str, &str)] = &[
+    (
+        "0001_store.sql",
+        include_str!("../../migrations/sqlite/0001_store.sql"),
+    ),
+    (
+        "0002_module_pages.sql",
+        include_str!("../../migrations/sqlite/0002_module_pages.sql"),
+    ),
+];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
-const POSTGRES: &[(&str, &str)] = &[(
-    "0001_store.sql",
-    include_str!("../../migrations/postgres/0001_store.sql"),
-)];
+const POSTGRES: &[(&str, &str)] = &[
+    (
+        "0001_store.sql",
+        include_str!("../../migrations/postgres/0001_store.sql"),
+    ),
+    (
+        "0002_module_pages.sql",
+        include_str!("../../migrations/postgres/0002_module_pages.sql"),
+    ),
+];
 
 /// Builds a migrator from `VERSION_DESCRIPTION.sql` files.
 fn migrator(files: &'static [(&'static str, &'static str)]) -> Result<Migrator> {

@@ -12,7 +12,9 @@
 //! - `executions.rs`: executions, per-module data, webhook deliveries;
 //! - `triggers.rs`: trigger state, schedule ticks, incomplete executions;
 //! - `jobs.rs`: the job queue's rows (apalis's table: its set-up and workers are the queue's);
-//! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token.
+//! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token;
+//! - `files.rs`: the data directory's and the database files' permissions (owner only);
+//! - `integrity.rs`: the integrity check of a SQLite database and the health `/health` reports.
 //!
 //! # Invariants
 //! - **Only this module knows which database it is on, and it owns every statement** — the
@@ -39,6 +41,10 @@
 //!   without it ([`Store::open_sqlite`]): they run no executions and write through SQLite's
 //!   own locking, so they work next to a running `serve`. PostgreSQL takes no lock: several
 //!   processes on one PostgreSQL database is the supported way to scale out.
+//! - **At rest, SQLite is owner-only and durable**: the data directory is created `0700` and
+//!   the database files are `0600` (`files.rs`); commits are `synchronous = FULL` unless the
+//!   caller asks for [`SqliteSync::Normal`], so an acknowledged webhook survives a power
+//!   loss; an owning open refuses a database that fails its integrity check (`integrity.rs`).
 
 use std::fmt;
 use std::fs::File;
@@ -77,7 +83,9 @@ macro_rules! on_tx {
 
 mod error;
 mod executions;
+mod files;
 mod intake;
+mod integrity;
 mod jobs;
 mod json;
 mod maintenance;
@@ -88,8 +96,10 @@ mod triggers;
 mod types;
 
 pub use error::StoreError;
-pub use executions::{CRASH_ERROR_NAME, crash_error};
+pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};
+pub use files::{DATA_DIR_MODE, DATABASE_FILE_MODE};
 pub use intake::{NewDelivery, WriteTx};
+pub use integrity::{STARTUP_CHECK_WAIT, StoreHealth};
 pub use jobs::{JobPush, NewJob, SpentJob};
 pub use json::MAX_JSON_DEPTH;
 pub use maintenance::TICK_RETENTION_DAYS;
@@ -110,6 +120,18 @@ pub const SQLITE_LOCK_FILE_NAME: &str = "switchyard.lock";
 /// How long a SQLite connection waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// When SQLite makes a commit durable (`PRAGMA synchronous`; the WAL journal either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// The WAL is synced at every commit: a committed write (an acknowledged webhook)
+    /// survives a power loss or an operating-system crash. The default.
+    #[default]
+    Full,
+    /// The WAL is synced only at checkpoints: faster commits; a crash of the process loses
+    /// nothing, a power loss can lose the last commits before the checkpoint.
+    Normal,
+}
+
 /// The durable store. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
 pub struct Store {
@@ -121,6 +143,8 @@ pub struct Store {
     /// The exclusive lock of an owning SQLite store: held until [`Store::close`] or until the
     /// last clone is dropped (or the process ends).
     owner_lock: Option<Arc<std::sync::Mutex<Option<File>>>>,
+    /// The integrity check's last failure ([`Store::check_integrity`]).
+    integrity: Arc<integrity::Integrity>,
 }
 
 /// The connection pool behind a [`Store`], exposed so that the job queue (apalis) can share
@@ -159,43 +183,45 @@ impl fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) `dir/switchyard.db` in WAL mode and applies migrations.
     ///
-    /// Every connection gets `busy_timeout` 5 s, `synchronous=NORMAL` and foreign keys on;
-    /// a new file gets `auto_vacuum=INCREMENTAL` before its first table, so that
+    /// A new `dir` is created owner-only (`0700`) and the database files are made `0600`
+    /// (`files.rs`). Every connection gets `busy_timeout` 5 s, `synchronous=FULL` and foreign
+    /// keys on; a new file gets `auto_vacuum=INCREMENTAL` before its first table, so that
     /// [`Store::maintain`] can give freed pages back to the file system.
     pub async fn open_sqlite(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            action: "create the data directory",
-            source,
-        })?;
-        let options = SqliteConnectOptions::new().filename(dir.join(SQLITE_FILE_NAME));
-        Store::open_sqlite_with(options).await
+        Store::open_sqlite_synced(dir, SqliteSync::default()).await
+    }
+
+    async fn open_sqlite_synced(dir: &Path, sync: SqliteSync) -> Result<Store> {
+        files::ensure_data_dir(dir)?;
+        let file = dir.join(SQLITE_FILE_NAME);
+        files::ensure_database_file(&file)?;
+        let options = SqliteConnectOptions::new().filename(file);
+        Store::open_sqlite_with(options, sync).await
     }
 
     /// As [`Store::open_sqlite`], for the one process that runs executions on this data
-    /// directory (`serve`, `worker`): first takes the exclusive lock on
-    /// `dir/switchyard.lock`, and fails with [`StoreError::Locked`] naming `dir` when another
-    /// process holds it.
-    pub async fn open_sqlite_owned(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            action: "create the data directory",
-            source,
-        })?;
+    /// directory (`serve`, `worker`), with commits synced as `sync` says: first takes the
+    /// exclusive lock on `dir/switchyard.lock`, and fails with [`StoreError::Locked`] naming
+    /// `dir` when another process holds it; then checks the database's integrity
+    /// ([`Store::check_integrity`], waiting up to [`STARTUP_CHECK_WAIT`]) and fails with
+    /// [`StoreError::Damaged`] when it is damaged.
+    pub async fn open_sqlite_owned(dir: &Path, sync: SqliteSync) -> Result<Store> {
+        files::ensure_data_dir(dir)?;
         let lock = take_owner_lock(&dir.join(SQLITE_LOCK_FILE_NAME), dir)?;
-        let mut store = Store::open_sqlite(dir).await?;
+        let mut store = Store::open_sqlite_synced(dir, sync).await?;
         store.owner_lock = Some(Arc::new(std::sync::Mutex::new(Some(lock))));
+        store.check_integrity(STARTUP_CHECK_WAIT).await?;
         Ok(store)
     }
 
     /// As [`Store::connect`], for the one process that runs executions on the database: on
-    /// SQLite (`sqlite://PATH`) first takes the exclusive lock on `PATH.lock` (see
-    /// [`Store::open_sqlite_owned`]); PostgreSQL takes none (several processes may share it).
-    pub async fn connect_owned(url: &str) -> Result<Store> {
+    /// SQLite (`sqlite://PATH`, commits synced as `sync` says) first takes the exclusive lock
+    /// on `PATH.lock` and then checks the database's integrity (see
+    /// [`Store::open_sqlite_owned`]); PostgreSQL takes no lock (several processes may share
+    /// it) and ignores `sync`.
+    pub async fn connect_owned(url: &str, sync: SqliteSync) -> Result<Store> {
         let lock = if url.starts_with("sqlite:") && !url.contains(":memory:") {
-            let options =
-                SqliteConnectOptions::from_str(url).map_err(|_| StoreError::InvalidInput {
-                    what: "database URL",
-                    reason: "not a valid sqlite:// URL".into(),
-                })?;
+            let options = sqlite_url_options(url)?;
             let file = options.get_filename();
             let mut lock_path = file.as_os_str().to_owned();
             lock_path.push(".lock");
@@ -203,16 +229,21 @@ impl Store {
         } else {
             None
         };
-        let mut store = Store::connect(url).await?;
+        let mut store = Store::connect_synced(url, sync).await?;
         store.owner_lock = lock.map(|l| Arc::new(std::sync::Mutex::new(Some(l))));
+        store.check_integrity(STARTUP_CHECK_WAIT).await?;
         Ok(store)
     }
 
-    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`
-    /// (`postgresql://` also works) and applies migrations.
+    /// Connects to `sqlite://PATH` (created if missing, `0600`, commits `synchronous=FULL`)
+    /// or `postgres://…` (`postgresql://` also works) and applies migrations.
     ///
     /// In-memory SQLite is refused: every pooled connection would see its own empty database.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_synced(url, SqliteSync::default()).await
+    }
+
+    async fn connect_synced(url: &str, sync: SqliteSync) -> Result<Store> {
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
         match scheme {
             "sqlite" => {
@@ -222,12 +253,9 @@ impl Store {
                         reason: "in-memory SQLite is not supported; give a file path".into(),
                     });
                 }
-                let options =
-                    SqliteConnectOptions::from_str(url).map_err(|_| StoreError::InvalidInput {
-                        what: "database URL",
-                        reason: "not a valid sqlite:// URL".into(),
-                    })?;
-                Store::open_sqlite_with(options).await
+                let options = sqlite_url_options(url)?;
+                files::ensure_database_file(options.get_filename())?;
+                Store::open_sqlite_with(options, sync).await
             }
             "postgres" | "postgresql" => {
                 let options =
@@ -246,6 +274,7 @@ impl Store {
                     checkpointer: None,
                     _alive: Arc::new(()),
                     owner_lock: None,
+                    integrity: Default::default(),
                 })
             }
             _ => Err(StoreError::UnsupportedUrl {
@@ -254,13 +283,18 @@ impl Store {
         }
     }
 
-    async fn open_sqlite_with(options: SqliteConnectOptions) -> Result<Store> {
+    async fn open_sqlite_with(options: SqliteConnectOptions, sync: SqliteSync) -> Result<Store> {
         let options = options
             .create_if_missing(true)
             // `auto_vacuum` is applied before `journal_mode` and so before the first table.
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL syncs the WAL at every commit: the writer's group commit makes that one
+            // sync per batch of webhooks (measured in `docs/performance.md`).
+            .synchronous(match sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             // Commits never checkpoint (a checkpoint syncs the file, stalling the one
@@ -277,7 +311,7 @@ impl Store {
         // One connection: SQLite has one writer at a time, and queueing statements in the
         // pool is far cheaper than connections contending for the file lock (whose busy
         // handler sleeps). The job queue's set-up runs on a connection of its own
-        // (`queue::Queue::open`), so this pool's `synchronous = NORMAL` is never changed.
+        // (`queue::Queue::open`), so this pool's `synchronous` is never changed.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             // A ping per acquire is a round trip to the connection's thread for every
@@ -302,6 +336,7 @@ impl Store {
             checkpointer: Some(checkpointer),
             _alive: alive,
             owner_lock: None,
+            integrity: Default::default(),
         })
     }
 
@@ -347,21 +382,28 @@ impl Store {
     }
 }
 
+/// The connection options of a `sqlite://` URL.
+fn sqlite_url_options(url: &str) -> Result<SqliteConnectOptions> {
+    SqliteConnectOptions::from_str(url).map_err(|_| StoreError::InvalidInput {
+        what: "database URL",
+        reason: "not a valid sqlite:// URL".into(),
+    })
+}
+
 /// Takes the exclusive, non-blocking OS lock (`flock`) on `lock_path`, created if missing,
 /// and writes this process's id into it (for whoever is refused). [`StoreError::Locked`]
 /// names `shown` (the data directory or database file) when another process holds the lock.
 fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
     use std::io::{Read, Seek, Write};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path)
-        .map_err(|source| StoreError::Io {
-            action: "open the data directory's lock file",
-            source,
-        })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, DATABASE_FILE_MODE);
+    let mut file = options.open(lock_path).map_err(|source| StoreError::Io {
+        action: "open the data directory's lock file",
+        source,
+    })?;
+    files::restrict_lock_file(&file, lock_path);
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -788,6 +830,8 @@ mod tests {
             s.stale_executions(Some(0), 0, 1);
             s.append_module_data("a", &[ModuleEntry { module_id: 1, output: &v }], 1);
             s.module_data("a");
+            s.module_page("a", 1, 0, 100);
+            s.module_summaries("a");
             s.accept_delivery("a", Some("k"), "b", 1, &v);
             s.trigger_state("a", "k");
             s.commit_trigger_state("a", "k", Some(&v), &[], 1);

@@ -259,12 +259,12 @@ pub struct ExecutionOutcome<'a> {
 }
 
 /// One execution to finish in [`crate::store::WriteTx::finish_executions`], with the module
-/// outputs to store if it is the one that finishes it.
+/// outputs (and their summary) to store if it is the one that finishes it.
 #[derive(Debug, Clone, Copy)]
 pub struct ExecutionFinish<'a> {
     pub id: &'a str,
     pub outcome: ExecutionOutcome<'a>,
-    pub module_data: &'a [ModuleEntry<'a>],
+    pub module_data: &'a super::ModuleData,
 }
 
 /// A polling trigger's progress, as [`crate::store::Store::commit_trigger_state`] takes it:
@@ -359,6 +359,49 @@ pub struct ModuleRecord {
     /// The output, or `{"__truncated__": true, "bytes": N}` when it was larger than the cap.
     pub output: Value,
     pub truncated: bool,
+}
+
+/// What the engine counted for one module of an execution (its `Report::stats`), the part of
+/// a [`ModuleSummary`] the store cannot count itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleCounts {
+    pub module_id: u32,
+    /// Bundles the module ran on.
+    pub runs: u64,
+    /// Output bundles it produced (stored or not).
+    pub bundles: u64,
+    pub errors: u64,
+    /// Bundles its filter stopped.
+    pub filtered: u64,
+}
+
+/// What an execution's history holds of one module: the engine's counts and what of its
+/// output was stored. `omitted` is `bundles - stored` (bundles left out of the log or the
+/// store by a cap, or all of them for a confidential scenario); `truncated` counts stored
+/// outputs replaced by the truncation marker (over the byte cap).
+///
+/// The engine's counts are `None` only for an execution whose summary was not recorded (one
+/// still running, or finished before summaries existed): its summary is then what the
+/// stored rows say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ModuleSummary {
+    pub module: u32,
+    pub runs: Option<u64>,
+    pub bundles: Option<u64>,
+    pub stored: u64,
+    pub omitted: Option<u64>,
+    pub errors: Option<u64>,
+    pub filtered: Option<u64>,
+    pub truncated: u64,
+}
+
+/// One page of a module's stored outputs ([`crate::store::Store::module_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModulePage {
+    /// The module's stored outputs in all.
+    pub total: u64,
+    /// The outputs of the page, in order.
+    pub records: Vec<ModuleRecord>,
 }
 
 /// The answer to a webhook delivery.

@@ -523,6 +523,46 @@ impl Api {
             .json
     }
 
+    /// Every stored bundle of `module` in execution `id`, read page by page
+    /// (`?module=&offset=&limit=`, following `next`): `[{seq, output}]`.
+    pub async fn module_bundles(&self, id: &str, module: u64, limit: u32) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut offset = 0;
+        loop {
+            let path =
+                format!("/api/executions/{id}?module={module}&offset={offset}&limit={limit}");
+            let page = self.get(&path).await.expect(200, "module page").json;
+            all.extend(page["bundles"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_u64() {
+                Some(next) => offset = next,
+                None => return all,
+            }
+        }
+    }
+
+    /// Execution `id`'s log as `switchyard run --json` prints it (`[{module, output}]` in
+    /// execution order), put back together from the pages of every module its summary names.
+    pub async fn log(&self, id: &str) -> Value {
+        let summary = self.execution(id).await;
+        let mut log = Vec::new();
+        for m in summary["modules"].as_array().into_iter().flatten() {
+            let module = m["module"].as_u64().expect("module id");
+            for bundle in self.module_bundles(id, module, 1000).await {
+                log.push((
+                    bundle["seq"].as_u64().expect("seq"),
+                    module,
+                    bundle["output"].clone(),
+                ));
+            }
+        }
+        log.sort_by_key(|(seq, _, _)| *seq);
+        Value::Array(
+            log.into_iter()
+                .map(|(_, module, output)| json!({"module": module, "output": output}))
+                .collect(),
+        )
+    }
+
     /// Every execution of a scenario (all pages), newest first.
     pub async fn executions(&self, scenario: &str) -> Vec<Value> {
         let mut all = Vec::new();
