@@ -1279,10 +1279,14 @@ async fn parallel_large_bodies_are_bounded() {
     for e in &done {
         assert_eq!(e["status"], "success", "{e}");
     }
-    let variable = svc.api.execution(done[0]["id"].as_str().unwrap()).await;
-    assert!(
-        variable.to_string().contains("115000"),
-        "the bundle reached the flow whole: {variable}"
+    let variable = svc
+        .api
+        .module_bundles(done[0]["id"].as_str().unwrap(), 2, 10)
+        .await;
+    assert_eq!(
+        variable,
+        vec![json!({"seq": 1, "output": {"n": 115000}})],
+        "the bundle reached the flow whole"
     );
     let peak = peak_rss(svc.proc.pid());
     assert!(
