@@ -85,8 +85,9 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = crate::queue::DEFAULT_MAX_RUN_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
-    /// Threads that run executions, apart from those answering HTTP requests (so a
-    /// CPU-heavy execution cannot stall the API and webhooks) [default: one per CPU].
+    /// Threads an execution moves to once it has computed for 2 ms, apart from those
+    /// answering HTTP requests (so a CPU-heavy execution cannot stall the API and webhooks)
+    /// [default: one per CPU].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub engine_threads: Option<u16>,
     #[command(flatten)]

@@ -46,7 +46,7 @@ pub struct RunnerOptions {
     pub module_data_cap: usize,
     /// How often a running execution proves its worker is alive.
     pub heartbeat: Duration,
-    /// Threads of the runtime executions run on ([`EnginePool`]).
+    /// Threads of the runtime heavy executions move to ([`EnginePool`]).
     pub engine_threads: usize,
     /// Bytes of large payloads read or run at once ([`PayloadGate`]).
     pub payload_budget: usize,
@@ -126,7 +126,7 @@ pub struct Runner {
     /// Set when the process is stopping: no new execution is claimed.
     draining: std::sync::atomic::AtomicBool,
     writer: Writer,
-    /// Where `engine::run` runs: not on the threads that answer HTTP requests.
+    /// Runs `engine::run`: here while light, on threads of its own once heavy.
     engine: EnginePool,
     /// Room for large payloads, shared with the process's intake.
     payload_gate: PayloadGate,
