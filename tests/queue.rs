@@ -548,19 +548,20 @@ async fn a_live_workers_running_execution_is_never_claimed() {
             payload: Some(&payload),
         };
         let runner = runner(&store, &queue);
-        let handed_out_again = |id: &str| {
-            let (runner, id) = (runner.clone(), id.to_string());
-            tokio::spawn(async move { runner.execute(&id).await })
+        // An execution run by worker "alive", and its job handed out again to `runner`.
+        let handed_out_again = || async {
+            let id = store.create_execution(new).await.unwrap();
+            store
+                .claim_execution(&id, "alive", 3)
+                .await
+                .unwrap()
+                .unwrap();
+            let (runner, job) = (runner.clone(), id.clone());
+            (id, tokio::spawn(async move { runner.execute(&job).await }))
         };
 
         // Alive, then silent: taken over once presumed dead.
-        let id = store.create_execution(new).await.unwrap();
-        store
-            .claim_execution(&id, "alive", 3)
-            .await
-            .unwrap()
-            .unwrap();
-        let waiting = handed_out_again(&id);
+        let (id, waiting) = handed_out_again().await;
         for _ in 0..6 {
             assert!(store.heartbeat_execution(&id, "alive").await.unwrap());
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -583,13 +584,7 @@ async fn a_live_workers_running_execution_is_never_claimed() {
         assert_ne!(e.worker_id.as_deref(), Some("alive"));
 
         // Alive, then finished by its worker: the job ends, nothing runs again.
-        let id = store.create_execution(new).await.unwrap();
-        store
-            .claim_execution(&id, "alive", 3)
-            .await
-            .unwrap()
-            .unwrap();
-        let waiting = handed_out_again(&id);
+        let (id, waiting) = handed_out_again().await;
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!waiting.is_finished());
         let report = json!({"status": "success"});

@@ -1156,14 +1156,12 @@ async fn heavy_executions_do_not_stall_the_service() {
             .await
             .expect(200, "heavy delivery");
     }
+    let running = || async {
+        let all = svc.api.executions(&heavy_id).await;
+        all.iter().filter(|e| e["status"] == "running").count()
+    };
     eventually("both heavy executions to run", 20, || async {
-        let running = svc
-            .api
-            .executions(&heavy_id)
-            .await
-            .iter()
-            .filter(|e| e["status"] == "running")
-            .count();
+        let running = running().await;
         if running == 2 {
             Ok(())
         } else {
@@ -1181,15 +1179,9 @@ async fn heavy_executions_do_not_stall_the_service() {
         slowest = slowest.max(asked.elapsed());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let still_running = svc
-        .api
-        .executions(&heavy_id)
-        .await
-        .iter()
-        .filter(|e| e["status"] == "running")
-        .count();
     assert_eq!(
-        still_running, 2,
+        running().await,
+        2,
         "the heavy executions ended before the probes did: make them heavier"
     );
     assert!(

@@ -217,7 +217,8 @@ impl Store {
         worker_id: &str,
         max_attempts: u32,
     ) -> Result<Option<Execution>> {
-        self.claim(id, worker_id, max_attempts, i64::MAX).await
+        self.claim_execution_unless_alive(id, worker_id, max_attempts, i64::MAX)
+            .await
     }
 
     /// [`Store::claim_execution`], except that a `running` execution whose worker gave a
@@ -226,16 +227,6 @@ impl Store {
     /// The answer is then `None`, as for a finished execution; should that worker die, its
     /// heartbeats stop and the orphan sweep pushes the execution again.
     pub async fn claim_execution_unless_alive(
-        &self,
-        id: &str,
-        worker_id: &str,
-        max_attempts: u32,
-        alive_since: i64,
-    ) -> Result<Option<Execution>> {
-        self.claim(id, worker_id, max_attempts, alive_since).await
-    }
-
-    async fn claim(
         &self,
         id: &str,
         worker_id: &str,
