@@ -295,16 +295,12 @@ async fn ingest(
         ));
     }
     if let Err(wait) = state.inner.limiter.check(&id) {
-        let mut response = ApiError::new(
+        return Ok(retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("too many requests to this webhook; retry in {wait} s"),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Ok(response);
+            wait,
+        ));
     }
     // A large body waits for room before it is read (its declared length; a body sent
     // without one may be as large as the limit), and keeps it until its execution ends.
@@ -320,17 +316,12 @@ async fn ingest(
     // Not for long, though: a sender held mid-upload is better told to come back (webhook
     // senders retry a 503), and its connection freed.
     let Ok(admission) = tokio::time::timeout(LARGE_BODY_WAIT, admit).await else {
-        let mut response = ApiError::new(
+        return Ok(retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
-            "too many large bodies are being handled at once; retry in a few seconds",
-        )
-        .into_response();
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(LARGE_BODY_RETRY_SECS),
-        );
-        return Ok(response);
+            "too many large bodies are being handled at once; retry in a few seconds".into(),
+            LARGE_BODY_RETRY_SECS,
+        ));
     };
     let RawBody(body) = RawBody::from_request(request, &state).await?;
     let payload = bundle(&headers, query, &body)?;
@@ -396,6 +387,15 @@ async fn ingest(
         )
             .into_response(),
     })
+}
+
+/// The error envelope of a request to send again in `seconds`, with `Retry-After`.
+fn retry_later(status: StatusCode, code: &'static str, message: String, seconds: u64) -> Response {
+    let mut response = ApiError::new(status, code, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 fn accepted(execution_id: &str, duplicate: bool) -> Response {
