@@ -452,14 +452,9 @@ async fn a_database_of_the_first_schema_keeps_its_history() {
     let store = Store::connect(&pg.url).await.unwrap();
     check(store.clone()).await;
     store.close().await;
-    let admin = sqlx::PgPool::connect(&pg.admin_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-        pg.name
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
+    common::backends::drop_pg_database(&pg.admin_url, &pg.name)
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

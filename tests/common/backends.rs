@@ -101,6 +101,29 @@ pub async fn create_pg_database(prefix: &str) -> Option<PgTestDatabase> {
     })
 }
 
+/// Drops test database `name` on the server of `admin_url`. An autovacuum worker on it runs as
+/// the superuser, whom `WITH (FORCE)` may not end for a plain user (42501): that is waited out,
+/// trying again for up to 5 s.
+pub async fn drop_pg_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let admin = sqlx::PgPool::connect(admin_url).await?;
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let mut tries = 0;
+    let dropped = loop {
+        match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&admin)
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") && tries < 25 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => break other.map(|_| ()),
+        }
+    };
+    admin.close().await;
+    dropped
+}
+
 /// Runs `test` on a fresh SQLite store, then on a fresh PostgreSQL database when
 /// `SWITCHYARD_TEST_DATABASE_URL` is set. A failure names the backend.
 pub async fn each_backend<F, Fut>(test: F)
@@ -138,16 +161,9 @@ where
     };
     let outcome = tokio::spawn(test(db)).await;
     store.close().await;
-    let admin = sqlx::PgPool::connect(&admin_url)
+    drop_pg_database(&admin_url, &name)
         .await
-        .expect("connect to SWITCHYARD_TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .expect("drop test database");
-    admin.close().await;
+        .expect("drop test database");
     if let Err(e) = outcome {
         eprintln!("test failed on PostgreSQL");
         std::panic::resume_unwind(e.into_panic());

@@ -57,16 +57,7 @@ impl Drop for PgDatabase {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async {
-                let admin = sqlx::PgPool::connect(&admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await?;
-                admin.close().await;
-                Ok::<_, sqlx::Error>(())
-            })
+            runtime.block_on(crate::common::backends::drop_pg_database(&admin_url, &name))
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
