@@ -6,16 +6,21 @@
 //! This layer sits below `scenario` (which resolves module types at compile time) and
 //! `engine` (which calls them), and above `expr` only: it imports nothing else of the crate.
 //! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`] and
-//! its execution's [`context`], Make's typed errors ([`error`]) and polling-trigger state
-//! ([`polling`]).
+//! its execution's [`context`], Make's typed errors ([`error`]), polling-trigger state
+//! ([`polling`]), the webhook side of instant triggers ([`webhook`]) and the stored
+//! connections a module authenticates with ([`connection`]).
 
+pub mod connection;
 pub mod context;
 pub mod error;
 pub mod polling;
+pub mod webhook;
 
 pub use context::{ExecutionContext, Extensions};
 pub use error::{ErrorKind, ModuleError};
+pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
+pub use webhook::{HookReply, HookRequest, HookTarget, InstantTrigger};
 
 use std::sync::Arc;
 
@@ -32,6 +37,10 @@ pub enum ModuleKind {
     /// Starts a scenario: polled for bundles once per cycle ([`Module::poll`]), one operation
     /// per cycle.
     Trigger,
+    /// Starts a scenario from its webhook: each delivery is a bundle, as for
+    /// `gateway:CustomWebHook`; the module's [`Module::instant`] part registers the hook on the
+    /// service that calls it.
+    InstantTrigger,
 }
 
 /// One call of a module on one bundle.
@@ -58,6 +67,11 @@ pub trait Module: Send + Sync {
     /// `("mapper.url", "is required")`. The default accepts anything.
     fn check(&self, _parameters: &Map<String, Value>, _mapper: &Value) -> Vec<(String, String)> {
         Vec::new()
+    }
+
+    /// The webhook side of an instant trigger (`ModuleKind::InstantTrigger`).
+    fn instant(&self) -> Option<&dyn InstantTrigger> {
+        None
     }
 
     /// Runs the module: the output bundles, or a typed error.

@@ -524,6 +524,26 @@ impl Compiler<'_> {
         }
     }
 
+    /// `parameters.maxResults` of a trigger fed by its caller: a whole number ≥ 1, or none.
+    fn max_results(&mut self, node: &Node, at: &str) -> Option<usize> {
+        match node.parameters.get("maxResults") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            {
+                Some(n) if n >= 1 => Some(n as usize),
+                _ => {
+                    self.problem(
+                        &format!("{at}.parameters.maxResults"),
+                        "expected a whole number ≥ 1",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn kind(
         &mut self,
@@ -536,28 +556,10 @@ impl Compiler<'_> {
     ) -> NodeKind {
         let p = &node.parameters;
         let kind = match node.module.as_str() {
-            "gateway:CustomWebHook" | "util:BasicTrigger" => {
-                let max_results = match p.get("maxResults") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => match v
-                        .as_u64()
-                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    {
-                        Some(n) if n >= 1 => Some(n as usize),
-                        _ => {
-                            self.problem(
-                                &format!("{at}.parameters.maxResults"),
-                                "expected a whole number ≥ 1",
-                            );
-                            None
-                        }
-                    },
-                };
-                NodeKind::InputTrigger {
-                    max_results,
-                    webhook: node.module == "gateway:CustomWebHook",
-                }
-            }
+            "gateway:CustomWebHook" | "util:BasicTrigger" => NodeKind::InputTrigger {
+                max_results: self.max_results(node, at),
+                webhook: node.module == "gateway:CustomWebHook",
+            },
             "builtin:BasicRouter" => {
                 let routes = node.routes.clone().unwrap_or_default();
                 if routes.is_empty() {
@@ -731,13 +733,21 @@ impl Compiler<'_> {
                     {
                         self.problem(&format!("{at}.{field}"), reason);
                     }
-                    if module.kind() == ModuleKind::Trigger && !is_first {
-                        self.problem(
-                            &format!("{at}.module"),
-                            format!("{name} is a trigger: it can only be the first module"),
-                        );
+                    match module.kind() {
+                        // An app's instant trigger is fed by its hook, as a custom webhook is.
+                        ModuleKind::InstantTrigger => NodeKind::InputTrigger {
+                            max_results: self.max_results(node, at),
+                            webhook: true,
+                        },
+                        ModuleKind::Trigger if !is_first => {
+                            self.problem(
+                                &format!("{at}.module"),
+                                format!("{name} is a trigger: it can only be the first module"),
+                            );
+                            NodeKind::Module(module)
+                        }
+                        _ => NodeKind::Module(module),
                     }
-                    NodeKind::Module(module)
                 }
                 None => {
                     self.problem(

@@ -88,10 +88,12 @@ pub struct CompiledNode {
 /// What a module does, as far as the executor is concerned.
 #[derive(Clone)]
 pub enum NodeKind {
-    /// `gateway:CustomWebHook` or `util:BasicTrigger`: bundles come from the caller.
+    /// `gateway:CustomWebHook`, `util:BasicTrigger` or an app's instant trigger
+    /// (`ModuleKind::InstantTrigger`): bundles come from the caller.
     InputTrigger {
         max_results: Option<usize>,
-        /// Bundles arrive on a webhook (`gateway:CustomWebHook`): the scenario gets a hook URL.
+        /// Bundles arrive on a webhook (`gateway:CustomWebHook`, an instant trigger): the
+        /// scenario gets a hook URL.
         webhook: bool,
     },
     Router {

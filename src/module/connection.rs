@@ -1,0 +1,100 @@
+//! Stored connections as a module sees them: a [`Connection`] found by the name or id a
+//! blueprint gives in `parameters.__IMTCONN__`, through a [`Connections`] source that a higher
+//! layer (the `connections` layer, which unseals them) puts in the execution's
+//! [`Extensions`](super::Extensions) as a [`ConnectionsHandle`].
+//!
+//! Invariant: a connection's secret fields are never printed — [`Secrets`]' `Debug` redacts
+//! them — and an error about a connection names it, never its values.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use super::ModuleError;
+
+/// The blueprint parameter that names a module's connection (Make's own key).
+pub const CONNECTION_PARAMETER: &str = "__IMTCONN__";
+
+/// One stored connection, unsealed for the call that asked for it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub id: String,
+    pub name: String,
+    /// The app whose connection type this is (`chatbot`, `http` …).
+    pub app: String,
+    /// The connection type's name within its app (`token`, `basic`, `apiKey` …).
+    pub kind: String,
+    /// The values the connection was stored with (its `configuration`), secrets included.
+    pub fields: Secrets,
+}
+
+/// A connection's values; `Debug` shows the field names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(pub Map<String, Value>);
+
+impl Secrets {
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field)
+    }
+
+    /// A field as text (strings as they are, numbers and booleans written out).
+    pub fn text(&self, field: &str) -> Option<String> {
+        match self.0.get(field)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// Where a module finds connections.
+pub trait Connections: Send + Sync {
+    /// The connection named or numbered `reference`. Unknown: an
+    /// `InvalidConfigurationError` naming the reference.
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>>;
+}
+
+/// What the layer that provides connections inserts into an execution's extensions.
+pub type ConnectionsHandle = Arc<dyn Connections>;
+
+/// The connection reference of a module's `parameters`: `__IMTCONN__` as text (Make writes a
+/// number, a stored connection's id), `None` when absent or empty.
+pub fn reference(parameters: &Map<String, Value>) -> Option<String> {
+    match parameters.get(CONNECTION_PARAMETER)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_debug_shows_names_only() {
+        let secrets = Secrets(json!({"token": "s3cr3t"}).as_object().unwrap().clone());
+        let printed = format!("{secrets:?}");
+        assert!(printed.contains("token"));
+        assert!(!printed.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn reference_reads_names_and_ids() {
+        let p = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(reference(&p(json!({"__IMTCONN__": " bot "}))).as_deref(), Some("bot"));
+        assert_eq!(reference(&p(json!({"__IMTCONN__": 42}))).as_deref(), Some("42"));
+        assert_eq!(reference(&p(json!({"__IMTCONN__": ""}))), None);
+        assert_eq!(reference(&p(json!({}))), None);
+    }
+}
