@@ -114,7 +114,10 @@ async fn invalid_blueprints_are_refused_before_anything_is_stored() {
         let lenient = Catalog::new(
             db.store.clone(),
             catalog.registry().clone(),
-            CatalogOptions { min_interval: 1 },
+            CatalogOptions {
+                min_interval: 1,
+                ..CatalogOptions::default()
+            },
         );
         lenient.create(&every_second.to_string()).await.unwrap();
         // An unknown scenario is not found, not invalid.

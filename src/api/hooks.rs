@@ -2,6 +2,9 @@
 //! queued execution are committed; with `gateway:WebhookRespond` in the scenario the caller
 //! waits for that reply (202 with the execution id when it does not come in time).
 //! Deliveries carrying a provider event id or `Idempotency-Key` are accepted once per hook.
+//! A hook fed to an app's instant trigger lets the module answer its service's verification
+//! requests (even before the scenario is active: services verify while the hook is being
+//! registered) and name each delivery for that deduplication (ChatBot's `x-request-id`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,7 +22,9 @@ use serde_json::{Map, Value, json};
 
 use super::extract::{Path, Query, RawBody};
 use super::{ApiError, ApiResult, AppState};
+use crate::catalog::Hook;
 use crate::engine::report::WebhookResponse;
+use crate::module::{HookReply, HookRequest, HookTarget, Module};
 use crate::queue::{Finished, RunHere};
 use crate::scenario::compiled::NodeKind;
 use crate::store::{Delivery, NewDelivery, StoreError};
@@ -80,7 +85,28 @@ struct Route {
     responds: bool,
     /// Its executions must run one at a time, in arrival order (only the queue keeps that).
     sequential: bool,
+    /// The app instant trigger the hook feeds, if it is one.
+    instant: Option<std::sync::Arc<InstantRoute>>,
     read_at: Instant,
+}
+
+/// What verifying and naming a delivery to an instant trigger needs.
+struct InstantRoute {
+    module: std::sync::Arc<dyn Module>,
+    parameters: Map<String, Value>,
+    url: String,
+    token: String,
+    attachment: Value,
+}
+
+impl InstantRoute {
+    fn target(&self) -> HookTarget<'_> {
+        HookTarget {
+            url: &self.url,
+            token: &self.token,
+            data: &self.attachment,
+        }
+    }
 }
 
 /// Webhook routes cached for a second: the hot path then touches the database only to store
@@ -132,7 +158,22 @@ async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
         .compiled(&hook.scenario_id, scenario.version)
         .await?
         .ok();
+    let instant = compiled
+        .as_ref()
+        .and_then(|s| s.webhook_trigger())
+        .and_then(|node| {
+            let module = state.catalog().registry().module(&node.module)?;
+            module.instant()?;
+            Some(std::sync::Arc::new(InstantRoute {
+                parameters: node.parameters.clone(),
+                url: state.catalog().hook_url(id).unwrap_or_default(),
+                token: Hook::token(id),
+                attachment: hook.attachment.clone().unwrap_or(Value::Null),
+                module,
+            }))
+        });
     let route = Route {
+        instant,
         responds: compiled.as_ref().is_some_and(|s| {
             s.nodes
                 .iter()
@@ -287,12 +328,17 @@ async fn ingest(
             "there is no webhook at this address",
         ));
     };
-    if !route.active {
-        return Err(ApiError::new(
+    let inactive = || {
+        ApiError::new(
             StatusCode::GONE,
             "inactive_hook",
             "this webhook's scenario is not active",
-        ));
+        )
+    };
+    // An instant trigger's service may verify the hook while it is being registered, before
+    // the scenario is active: its request is read and offered to the module first.
+    if !route.active && route.instant.is_none() {
+        return Err(inactive());
     }
     if let Err(wait) = state.inner.limiter.check(&id) {
         return Ok(retry_later(
@@ -323,13 +369,37 @@ async fn ingest(
             LARGE_BODY_RETRY_SECS,
         ));
     };
+    let method = request.method().as_str().to_string();
     let RawBody(body) = RawBody::from_request(request, &state).await?;
+    let mut delivery_id = None;
+    if let Some(instant) = &route.instant {
+        let (query, headers) = (pairs(&query), header_pairs(&headers));
+        let request = HookRequest {
+            method: &method,
+            query: &query,
+            headers: &headers,
+            body: &body,
+        };
+        let trigger = instant.module.instant();
+        if let Some(reply) =
+            trigger.and_then(|t| t.verify(&instant.parameters, instant.target(), request))
+        {
+            return Ok(verification_reply(reply));
+        }
+        delivery_id = trigger.and_then(|t| t.delivery_id(request));
+    }
+    if !route.active {
+        return Err(inactive());
+    }
     let payload = bundle(&headers, query, &body)?;
     drop(body);
-    let key = DEDUPE_HEADERS
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(dedupe_key);
+    let key = match delivery_id {
+        Some(id) => HeaderValue::from_str(&id).ok().and_then(|v| dedupe_key(&v)),
+        None => DEDUPE_HEADERS
+            .iter()
+            .find_map(|h| headers.get(*h))
+            .and_then(dedupe_key),
+    };
     let delivery = NewDelivery::with_json_text(
         &id,
         key.as_deref(),
@@ -387,6 +457,35 @@ async fn ingest(
         )
             .into_response(),
     })
+}
+
+/// Query parameters as text pairs (the query was read as JSON strings).
+fn pairs(query: &Map<String, Value>) -> Vec<(String, String)> {
+    query
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k.clone(), s.clone()),
+            other => (k.clone(), other.to_string()),
+        })
+        .collect()
+}
+
+/// Headers with lower-case names; values that are not text are left out.
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.into())))
+        .collect()
+}
+
+/// An instant trigger's answer to its service's verification request.
+fn verification_reply(reply: HookReply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, reply.body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&reply.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
 }
 
 /// The error envelope of a request to send again in `seconds`, with `Retry-After`.

@@ -36,6 +36,11 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::Invalid(e) => invalid(e),
             CatalogError::Store(e) => e.into(),
+            e @ CatalogError::Attach { .. } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "webhook_attach_failed",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -12,6 +12,13 @@
 //! - **Hooks follow the current version.** Storing a version whose first module receives
 //!   webhooks ensures that module's hook (the same URL across edits) and detaches the hooks
 //!   of modules it no longer has ([`Catalog::create`], [`Catalog::update`]).
+//! - **Instant triggers are registered while active.** Activating a scenario whose trigger
+//!   is an app's instant trigger registers its hook URL on the service (`attach`) before the
+//!   scenario is marked active — a failed registration leaves it inactive — and keeps what the
+//!   service answered with the hook; deactivating or deleting it removes the registration
+//!   (`detach`), and so does an edit of an active scenario that changes the trigger (the new
+//!   one is registered in its place). The service reaches the hook at
+//!   [`CatalogOptions::public_url`] `/hooks/{id}`.
 //! - **Changes are announced**: whoever plans work from the stored scenarios (the
 //!   scheduler) is woken through [`Catalog::changes`].
 
@@ -20,7 +27,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::module::Registry;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::module::{ExecutionContext, Extensions, HookTarget, ModuleError, Registry};
+use crate::scenario::compiled::CompiledNode;
 use crate::scenario::{self, Blueprint, CompileOptions, LoadError, Scenario};
 use crate::store::{ScenarioRow, Store, StoreError};
 
@@ -32,6 +43,14 @@ pub enum CatalogError {
     Invalid(#[from] LoadError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An instant trigger's hook could not be registered on its service (the scenario stays
+    /// inactive), or could not be registered there without a public URL.
+    #[error("module {module} ({app}) could not register its webhook: {error}")]
+    Attach {
+        module: u32,
+        app: String,
+        error: ModuleError,
+    },
 }
 
 impl CatalogError {
@@ -46,12 +65,21 @@ pub struct CatalogOptions {
     /// Smallest `indefinitely` interval, in seconds, accepted from new blueprints (Make's
     /// minimum unless `serve --min-interval-seconds` lowers it).
     pub min_interval: u64,
+    /// The base URL external services reach this deployment's hooks at (`serve
+    /// --public-url`, else the address `serve` listens on), without a trailing slash.
+    /// `None`: scenarios whose trigger registers its hook on a service cannot be activated.
+    pub public_url: Option<String>,
+    /// Services of higher layers that modules need outside executions too (the connections
+    /// an instant trigger registers its hook with).
+    pub services: Extensions,
 }
 
 impl Default for CatalogOptions {
     fn default() -> Self {
         CatalogOptions {
             min_interval: scenario::schedule::MIN_INTERVAL_SECONDS,
+            public_url: None,
+            services: Extensions::default(),
         }
     }
 }
@@ -69,6 +97,13 @@ impl Hook {
     /// The hook's URL path, `/hooks/{id}`.
     pub fn path(&self) -> String {
         format!("/hooks/{}", self.id)
+    }
+
+    /// The verification token of hook `id` handed to services that echo one back: derived
+    /// from the hook's secret, so it needs no storage, and does not reveal it.
+    pub fn token(id: &str) -> String {
+        let digest = Sha256::digest(format!("switchyard hook token\0{id}"));
+        hex::encode(&digest[..16])
     }
 }
 
@@ -145,13 +180,44 @@ impl Catalog {
         self.stored(id, version, blueprint.name, compiled).await
     }
 
-    /// Stores a new version of scenario `id` (checked first); its hooks follow it.
+    /// Stores a new version of scenario `id` (checked first); its hooks follow it. When the
+    /// scenario is active and the new version's instant trigger differs from the old one's,
+    /// the old registration is removed and the new one made.
     pub async fn update(&self, id: &str, text: &str) -> Result<Stored, CatalogError> {
-        self.store().get_scenario(id).await?;
+        let row = self.store().get_scenario(id).await?;
         let (blueprint, compiled) = self.check(text)?;
+        let previous = if row.active {
+            self.compiled(id, row.version).await?.ok()
+        } else {
+            None
+        };
+        let changed = previous.as_ref().is_some_and(|old| {
+            let key = |s: &Scenario| {
+                s.webhook_trigger()
+                    .map(|n| (n.id, n.module.clone(), n.parameters.clone()))
+            };
+            key(old) != key(&compiled)
+        });
+        if changed && let Some(old) = &previous {
+            self.detach(id, old).await?;
+        }
         let version = self.store().update_scenario(id, text).await?;
-        self.stored(id.to_string(), version, blueprint.name, compiled)
-            .await
+        let stored = self
+            .stored(id.to_string(), version, blueprint.name, compiled)
+            .await?;
+        if changed {
+            let current = self
+                .compiled(id, version)
+                .await?
+                .map_err(CatalogError::Invalid)?;
+            if let Err(e) = self.attach(id, &current).await {
+                // Not receiving events while shown as active would be worse than inactive.
+                self.store().set_active(id, false).await?;
+                self.inner.changes.notify_one();
+                return Err(e);
+            }
+        }
+        Ok(stored)
     }
 
     /// After a version is stored: its hooks, its compiled form cached, the news told.
@@ -206,15 +272,156 @@ impl Catalog {
             .collect())
     }
 
-    /// Activates or deactivates scenario `id`; its row afterwards.
-    pub async fn set_active(&self, id: &str, active: bool) -> Result<ScenarioRow, StoreError> {
+    /// Activates or deactivates scenario `id`; its row afterwards. An instant trigger's hook is
+    /// registered on its service before the scenario becomes active (an error leaves it
+    /// inactive) and removed after it stops being active.
+    pub async fn set_active(&self, id: &str, active: bool) -> Result<ScenarioRow, CatalogError> {
+        let row = self.store().get_scenario(id).await?;
+        let current = self.compiled(id, row.version).await?.ok();
+        if active && let Some(scenario) = &current {
+            self.attach(id, scenario).await?;
+        }
         self.store().set_active(id, active).await?;
         self.inner.changes.notify_one();
-        self.store().get_scenario(id).await
+        if !active && let Some(scenario) = &current {
+            self.detach(id, scenario).await?;
+        }
+        Ok(self.store().get_scenario(id).await?)
     }
 
-    /// Deletes scenario `id` with its versions, hooks and executions.
-    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+    /// The instant trigger of `scenario` with its hook row, when it has one.
+    async fn instant_hook<'s>(
+        &self,
+        id: &str,
+        scenario: &'s Scenario,
+    ) -> Result<Option<(&'s CompiledNode, crate::store::HookRow)>, StoreError> {
+        let Some(node) = scenario.webhook_trigger() else {
+            return Ok(None);
+        };
+        let is_instant = self
+            .registry()
+            .module(&node.module)
+            .is_some_and(|m| m.instant().is_some());
+        if !is_instant {
+            return Ok(None);
+        }
+        let hook = self
+            .store()
+            .hooks_for(id)
+            .await?
+            .into_iter()
+            .find(|h| h.module_id == node.id);
+        Ok(hook.map(|h| (node, h)))
+    }
+
+    /// The URL a service calls for hook `hook_id`, when the public URL is known.
+    pub fn hook_url(&self, hook_id: &str) -> Option<String> {
+        let base = self.inner.options.public_url.as_deref()?;
+        Some(format!("{}/hooks/{hook_id}", base.trim_end_matches('/')))
+    }
+
+    /// The context of a registration call: the catalog's services, no execution.
+    fn registration_context(&self, id: &str) -> ExecutionContext {
+        ExecutionContext {
+            execution_id: String::new(),
+            scenario_id: Some(id.to_string()),
+            extensions: self.inner.options.services.clone(),
+        }
+    }
+
+    /// Registers the hook of `scenario`'s instant trigger on its service (again, when an
+    /// earlier registration is recorded: it is removed first) and records the answer.
+    async fn attach(&self, id: &str, scenario: &Scenario) -> Result<(), CatalogError> {
+        let Some((node, hook)) = self.instant_hook(id, scenario).await? else {
+            return Ok(());
+        };
+        if hook.attachment.is_some() {
+            self.detach(id, scenario).await?;
+        }
+        let failed = |error: ModuleError| CatalogError::Attach {
+            module: node.id,
+            app: node.module.clone(),
+            error,
+        };
+        let Some(url) = self.hook_url(&hook.id) else {
+            return Err(failed(ModuleError::new(
+                crate::module::ErrorKind::InvalidConfigurationError,
+                "the service needs this deployment's public URL to call the webhook: \
+                 start `switchyard serve` with --public-url URL (or pass it to this command)",
+            )));
+        };
+        let Some(module) = self.registry().module(&node.module) else {
+            return Ok(());
+        };
+        let Some(instant) = module.instant() else {
+            return Ok(());
+        };
+        let token = Hook::token(&hook.id);
+        let context = self.registration_context(id);
+        let target = HookTarget {
+            url: &url,
+            token: &token,
+            data: &Value::Null,
+        };
+        let attachment = instant
+            .attach(&node.parameters, target, &context)
+            .await
+            .map_err(failed)?;
+        self.store()
+            .set_hook_attachment(&hook.id, Some(&attachment))
+            .await?;
+        tracing::info!(scenario = id, module = node.id, app = %node.module, "webhook registered");
+        Ok(())
+    }
+
+    /// Removes the registration recorded for `scenario`'s instant trigger, if any. A service
+    /// that no longer knows the hook (404) counts as removed.
+    async fn detach(&self, id: &str, scenario: &Scenario) -> Result<(), CatalogError> {
+        let Some((node, hook)) = self.instant_hook(id, scenario).await? else {
+            return Ok(());
+        };
+        let Some(attachment) = &hook.attachment else {
+            return Ok(());
+        };
+        let (Some(module), Some(url)) = (
+            self.registry().module(&node.module),
+            self.hook_url(&hook.id),
+        ) else {
+            return Ok(());
+        };
+        let Some(instant) = module.instant() else {
+            return Ok(());
+        };
+        let token = Hook::token(&hook.id);
+        let context = self.registration_context(id);
+        let target = HookTarget {
+            url: &url,
+            token: &token,
+            data: attachment,
+        };
+        match instant.detach(&node.parameters, target, &context).await {
+            Ok(()) => {}
+            Err(error) if error.status() == Some(404) => {}
+            Err(error) => {
+                return Err(CatalogError::Attach {
+                    module: node.id,
+                    app: node.module.clone(),
+                    error,
+                });
+            }
+        }
+        self.store().set_hook_attachment(&hook.id, None).await?;
+        tracing::info!(scenario = id, module = node.id, app = %node.module, "webhook removed");
+        Ok(())
+    }
+
+    /// Deletes scenario `id` with its versions, hooks and executions, removing its instant
+    /// trigger's registration first.
+    pub async fn delete(&self, id: &str) -> Result<(), CatalogError> {
+        let row = self.store().get_scenario(id).await?;
+        if let Some(scenario) = self.compiled(id, row.version).await?.ok() {
+            self.detach(id, &scenario).await?;
+        }
         self.store().delete_scenario(id).await?;
         if let Ok(mut cache) = self.inner.compiled.lock() {
             cache.retain(|(scenario, _), _| scenario != id);

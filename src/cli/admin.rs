@@ -70,6 +70,11 @@ pub struct AdminArgs {
     pub db: DatabaseArgs,
     #[arg(long, global = true)]
     pub json: bool,
+    /// The base URL services reach the server's hooks at, needed to activate a scenario whose
+    /// instant trigger registers its hook on a service (as `serve --public-url`).
+    #[arg(long, global = true, env = "SWITCHYARD_PUBLIC_URL",
+          value_parser = super::service::parse_public_url)]
+    pub public_url: Option<String>,
 }
 
 fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
@@ -89,7 +94,11 @@ pub async fn scenarios(
     modules: Arc<dyn Registry>,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
+    let options = CatalogOptions {
+        public_url: args.public_url.clone(),
+        ..CatalogOptions::default()
+    };
+    let catalog = Catalog::new(store.clone(), modules, options);
     let result = scenarios_on(&catalog, args.json, command).await;
     store.close().await;
     result

@@ -109,6 +109,11 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// The base URL external services reach this server at: an app's instant trigger
+    /// registers `URL/hooks/<id>` on its service when its scenario is activated. Default:
+    /// the address this server listens on.
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// Import the scenarios (`*.json`) of this folder on first start (empty database).
     #[arg(long)]
     pub import: Option<PathBuf>,
@@ -263,6 +268,19 @@ async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::R
     Ok(())
 }
 
+/// A `--public-url`: an absolute http(s) URL without query or fragment, kept without a
+/// trailing slash.
+pub fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("expected an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the public URL cannot have a query or a fragment".into());
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
 pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
     let store = args
         .worker
@@ -275,11 +293,17 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
         queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
     )
     .await?;
+    // Bound first: the address is the public URL unless one is given.
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
     let catalog = Catalog::new(
         store.clone(),
         modules,
         CatalogOptions {
             min_interval: args.min_interval_seconds,
+            public_url: Some(args.public_url.clone().unwrap_or(format!("http://{local}"))),
+            ..CatalogOptions::default()
         },
     );
     let runner = runner(&catalog, &queue, &args.worker)?;
@@ -346,9 +370,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
             args.worker.concurrency
         },
     );
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    eprintln!("switchyard listening on http://{}", listener.local_addr()?);
+    eprintln!("switchyard listening on http://{local}");
     let server = api::ServerLimits {
         header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
         max_connections: args.max_connections,

@@ -129,6 +129,12 @@ impl ModuleError {
         self.delay_ms = Some(delay_ms);
         self
     }
+
+    /// The HTTP status of the response this error reports (`details.statusCode`), if any.
+    pub fn status(&self) -> Option<u16> {
+        let code = self.details.as_ref()?.get("statusCode")?.as_u64()?;
+        u16::try_from(code).ok()
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! hook URL never changes; it accepts deliveries only while it is attached and the scenario
 //! is active.
 
+use serde_json::Value;
 use sqlx::FromRow;
 
 use super::error::{StoreError, is_foreign_key_violation};
@@ -56,6 +57,7 @@ struct HookRecord {
     scenario_active: bool,
     scenario_version: i64,
     created_at: i64,
+    attachment: Option<String>,
 }
 
 impl TryFrom<HookRecord> for HookRow {
@@ -70,13 +72,22 @@ impl TryFrom<HookRecord> for HookRow {
             id: r.id,
             scenario_id: r.scenario_id,
             created_at: r.created_at,
+            attachment: r
+                .attachment
+                .map(|text| {
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        what: "hook attachment",
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?,
         })
     }
 }
 
 const HOOK_COLUMNS: &str = "SELECT h.id, h.scenario_id, h.module_id, h.active AS attached, \
-     s.active AS scenario_active, s.version AS scenario_version, h.created_at \
-     FROM hooks h JOIN scenarios s ON s.id = h.scenario_id";
+     s.active AS scenario_active, s.version AS scenario_version, h.created_at, \
+     h.attachment FROM hooks h JOIN scenarios s ON s.id = h.scenario_id";
 
 fn check_blueprint(blueprint: &str) -> Result<()> {
     check_text("blueprint", blueprint, MAX_BLUEPRINT_BYTES)?;
@@ -395,6 +406,20 @@ impl Store {
             tx.commit().await?;
         });
         Ok(count)
+    }
+
+    /// Records what an instant trigger's `attach` returned for hook `id` (`None`: nothing is
+    /// registered any more).
+    pub async fn set_hook_attachment(&self, id: &str, attachment: Option<&Value>) -> Result<()> {
+        let text = attachment.map(Value::to_string);
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE hooks SET attachment = $2 WHERE id = $1")
+                .bind(id)
+                .bind(text.as_deref())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// A hook by id, or `None`. (No error names a hook id: it is the secret of its URL.)

@@ -179,6 +179,9 @@ pub struct HookRow {
     /// The hook accepts deliveries: it is attached and its scenario is active.
     pub active: bool,
     pub created_at: i64,
+    /// What the instant trigger's `attach` returned when the scenario was activated, kept for
+    /// its `detach`; `None` while nothing is registered on the service.
+    pub attachment: Option<serde_json::Value>,
 }
 
 /// What [`crate::store::Store::create_execution`] needs.
