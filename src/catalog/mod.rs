@@ -419,7 +419,7 @@ impl Catalog {
     /// trigger's registration first.
     pub async fn delete(&self, id: &str) -> Result<(), CatalogError> {
         let row = self.store().get_scenario(id).await?;
-        if let Some(scenario) = self.compiled(id, row.version).await?.ok() {
+        if let Ok(scenario) = self.compiled(id, row.version).await? {
             self.detach(id, &scenario).await?;
         }
         self.store().delete_scenario(id).await?;
