@@ -26,6 +26,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0002_module_pages.sql",
         include_str!("../../migrations/sqlite/0002_module_pages.sql"),
     ),
+    (
+        "0003_connections.sql",
+        include_str!("../../migrations/sqlite/0003_connections.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -37,6 +41,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0002_module_pages.sql",
         include_str!("../../migrations/postgres/0002_module_pages.sql"),
+    ),
+    (
+        "0003_connections.sql",
+        include_str!("../../migrations/postgres/0003_connections.sql"),
     ),
 ];
 
