@@ -176,7 +176,9 @@ pub struct Rotation {
 /// Checks a connection to store by its kind's rules and returns its kind and fields as they
 /// will be sealed (an `api_key`'s placement written out). Every problem is reported, each with
 /// its path.
-pub fn validate(input: &NewConnectionInput) -> Result<(String, Map<String, Value>), Vec<FieldProblem>> {
+pub fn validate(
+    input: &NewConnectionInput,
+) -> Result<(String, Map<String, Value>), Vec<FieldProblem>> {
     let mut problems = Vec::new();
     if let Err(e) = check_connection_name(&input.name) {
         problems.push(FieldProblem::new("name", store_reason(&e)));
@@ -239,8 +241,8 @@ pub fn validate(input: &NewConnectionInput) -> Result<(String, Map<String, Value
         None => Ok(None),
         Some(_) => Err(FieldProblem::new(format!("fields.{name}"), "must be text")),
     };
-    let mut required = |fields: &Map<String, Value>, name: &str, allow_empty: bool| {
-        match text(fields, name) {
+    let mut required =
+        |fields: &Map<String, Value>, name: &str, allow_empty: bool| match text(fields, name) {
             Ok(Some(s)) if allow_empty || !s.is_empty() => {}
             Ok(Some(_)) => problems.push(FieldProblem::new(
                 format!("fields.{name}"),
@@ -248,11 +250,13 @@ pub fn validate(input: &NewConnectionInput) -> Result<(String, Map<String, Value
             )),
             Ok(None) => problems.push(FieldProblem::new(
                 format!("fields.{name}"),
-                format!("is required for a {} connection", kind.as_deref().unwrap_or("")),
+                format!(
+                    "is required for a {} connection",
+                    kind.as_deref().unwrap_or("")
+                ),
             )),
             Err(p) => problems.push(p),
-        }
-    };
+        };
     match kind.as_deref() {
         Some("bearer") => required(&fields, "token", false),
         Some("basic") => {
@@ -294,7 +298,8 @@ pub fn validate(input: &NewConnectionInput) -> Result<(String, Map<String, Value
     match text(&fields, BASE_URL_FIELD) {
         Ok(Some(url)) => {
             let valid = reqwest::Url::parse(&url).is_ok_and(|u| {
-                matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
             });
             if !valid {
                 problems.push(FieldProblem::new(
@@ -461,7 +466,10 @@ impl Vault {
     }
 
     /// Validates and stores a new connection, sealed under the current key.
-    pub async fn create(&self, input: &NewConnectionInput) -> Result<ConnectionRow, ConnectionError> {
+    pub async fn create(
+        &self,
+        input: &NewConnectionInput,
+    ) -> Result<ConnectionRow, ConnectionError> {
         let (kind, fields) = validate(input).map_err(ConnectionError::Invalid)?;
         let id = new_id();
         let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
@@ -562,7 +570,10 @@ impl Vault {
     /// step is finished by running it again (with no new key, or the same one). With
     /// `SWITCHYARD_MASTER_KEY`, `new_key` is required and the caller must then put it in the
     /// environment of every process.
-    pub async fn rotate_key(&self, new_key: Option<MasterKey>) -> Result<Rotation, ConnectionError> {
+    pub async fn rotate_key(
+        &self,
+        new_key: Option<MasterKey>,
+    ) -> Result<Rotation, ConnectionError> {
         let mut keyring = self.keyring();
         if let KeySource::File(path) = keyring.source()
             && let Some(dir) = path.parent()
@@ -605,29 +616,29 @@ impl Vault {
             ));
         }
         let during = keyring.clone();
-        let resealed = self
-            .store
-            .reseal_connections(|stored| {
-                if stored.row.key_id == new_key.id() {
-                    return Ok(None);
-                }
-                let key = during
-                    .find(&stored.row.key_id)
-                    .ok_or_else(|| ConnectionError::WrongKey {
-                        count: 1,
-                        ids: stored.row.id.clone(),
-                        sealed_with: stored.row.key_id.clone(),
-                        have: during.ids().join(", "),
-                        source_name: during.source().to_string(),
+        let resealed =
+            self.store
+                .reseal_connections(|stored| {
+                    if stored.row.key_id == new_key.id() {
+                        return Ok(None);
+                    }
+                    let key = during.find(&stored.row.key_id).ok_or_else(|| {
+                        ConnectionError::WrongKey {
+                            count: 1,
+                            ids: stored.row.id.clone(),
+                            sealed_with: stored.row.key_id.clone(),
+                            have: during.ids().join(", "),
+                            source_name: during.source().to_string(),
+                        }
                     })?;
-                let plaintext = seal::unseal(key, &stored.row.id, &stored.sealed)?;
-                let sealed = seal::seal(&new_key, &stored.row.id, &plaintext)?;
-                Ok::<_, ConnectionError>(Some(Resealed {
-                    key_id: new_key.id().to_string(),
-                    sealed,
-                }))
-            })
-            .await??;
+                    let plaintext = seal::unseal(key, &stored.row.id, &stored.sealed)?;
+                    let sealed = seal::seal(&new_key, &stored.row.id, &plaintext)?;
+                    Ok::<_, ConnectionError>(Some(Resealed {
+                        key_id: new_key.id().to_string(),
+                        sealed,
+                    }))
+                })
+                .await??;
         let source = match files {
             Some((path, next)) => {
                 std::fs::rename(&next, &path).map_err(|source| KeyError::Io {
@@ -688,7 +699,11 @@ mod tests {
 
     #[test]
     fn kinds_need_their_standard_fields() {
-        let (kind, _) = validate(&input(None, json!({"token": "t", "baseUrl": "https://x.org"}))).unwrap();
+        let (kind, _) = validate(&input(
+            None,
+            json!({"token": "t", "baseUrl": "https://x.org"}),
+        ))
+        .unwrap();
         assert_eq!(kind, "bearer");
         let (kind, fields) = validate(&input(
             Some("api_key"),
@@ -696,7 +711,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(kind, "api_key");
-        assert_eq!(fields["placement"], "header", "the default placement is written out");
+        assert_eq!(
+            fields["placement"], "header",
+            "the default placement is written out"
+        );
         let (kind, _) = validate(&input(None, json!({"username": "u", "password": ""}))).unwrap();
         assert_eq!(kind, "basic");
 
@@ -720,8 +738,11 @@ mod tests {
         );
         assert_eq!(
             paths(
-                validate(&input(Some("api_key"), json!({"key": "k", "name": "Bad Name"})))
-                    .unwrap_err()
+                validate(&input(
+                    Some("api_key"),
+                    json!({"key": "k", "name": "Bad Name"})
+                ))
+                .unwrap_err()
             ),
             ["fields.name"]
         );
@@ -760,7 +781,13 @@ mod tests {
         .unwrap_err();
         let text = ConnectionError::Invalid(problems).to_string();
         assert!(!text.contains(secret), "{text}");
-        for path in ["name:", "app:", "fields.username:", "fields.password:", "fields.baseUrl:"] {
+        for path in [
+            "name:",
+            "app:",
+            "fields.username:",
+            "fields.password:",
+            "fields.baseUrl:",
+        ] {
             assert!(text.contains(path), "{path} in {text}");
         }
     }

@@ -310,7 +310,10 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert!(check_connection_name("chatbot-prod").is_ok());
-        assert!(check_connection_name("12345").is_ok(), "Make's numeric keychain ids");
+        assert!(
+            check_connection_name("12345").is_ok(),
+            "Make's numeric keychain ids"
+        );
         for bad in [
             "",
             " padded",
