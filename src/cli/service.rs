@@ -1,6 +1,9 @@
 //! `switchyard serve` (API, webhooks, scheduler and workers in one process) and
 //! `switchyard worker` (workers only, for scale-out on PostgreSQL), plus the database
-//! options every service command shares.
+//! options every service command shares. Both open the stored connections with the master key
+//! (`SWITCHYARD_MASTER_KEY`, or the data directory's key file) and refuse to start when stored
+//! connections are sealed under another key; their executions' modules resolve connections
+//! through it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +15,8 @@ use clap::{Args, ValueEnum};
 
 use crate::api::{self, AppState, HookLimits};
 use crate::catalog::{Catalog, CatalogOptions};
-use crate::module::Registry;
+use crate::connections::Vault;
+use crate::module::{ConnectionsHandle, Extensions, Registry};
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::{SqliteSync, Store};
 use crate::triggers::scheduler::Scheduler;
@@ -154,14 +158,34 @@ fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
     }
 }
 
-fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result<Arc<Runner>> {
+/// The stored connections of `store`, checked to open with this process's master key.
+async fn vault(store: &Store, db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
+    let vault = super::connections::vault_on(store.clone(), db)?;
+    let stored = vault.check_keys().await?;
+    tracing::info!(
+        connections = stored,
+        key = vault.keyring().current().id(),
+        "stored connections open with the master key"
+    );
+    Ok(vault)
+}
+
+fn runner(
+    catalog: &Catalog,
+    queue: &Queue,
+    args: &WorkerArgs,
+    vault: &Arc<Vault>,
+) -> anyhow::Result<Arc<Runner>> {
     let defaults = RunnerOptions::default();
+    let mut extensions = Extensions::default();
+    extensions.insert::<ConnectionsHandle>(vault.handle());
     let options = RunnerOptions {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         engine_threads: args
             .engine_threads
             .map_or(defaults.engine_threads, usize::from),
         budget: args.budget.budget()?,
+        extensions,
         ..defaults
     };
     let runner = Runner::new(catalog.clone(), queue, options, Completions::default())
@@ -270,6 +294,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
         .open_owned(args.worker.sqlite_synchronous)
         .await?;
     let token_hash = api_token_hash(&store).await?;
+    let vault = vault(&store, &args.worker.db).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
@@ -282,7 +307,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
             min_interval: args.min_interval_seconds,
         },
     );
-    let runner = runner(&catalog, &queue, &args.worker)?;
+    let runner = runner(&catalog, &queue, &args.worker, &vault)?;
     if let Some(dir) = &args.import {
         import_scenarios(&catalog, dir).await?;
     }
@@ -345,7 +370,8 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
         } else {
             args.worker.concurrency
         },
-    );
+    )
+    .with_connections(vault);
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("switchyard listening on http://{}", listener.local_addr()?);
@@ -366,13 +392,14 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
 
 pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
     let store = args.db.open_owned(args.sqlite_synchronous).await?;
+    let vault = vault(&store, &args.db).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.heartbeat_seconds, args.max_attempts),
     )
     .await?;
     let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
-    let runner = runner(&catalog, &queue, &args)?;
+    let runner = runner(&catalog, &queue, &args, &vault)?;
     eprintln!(
         "switchyard worker {} running {} at a time",
         std::process::id(),

@@ -52,6 +52,9 @@ pub struct RunnerOptions {
     pub payload_budget: usize,
     /// What each execution may spend (`engine::Budget`).
     pub budget: Budget,
+    /// Services of higher layers every execution's modules get (the stored connections'
+    /// handle), copied into each execution's context.
+    pub extensions: Extensions,
 }
 
 impl Default for RunnerOptions {
@@ -63,6 +66,7 @@ impl Default for RunnerOptions {
             engine_threads: EnginePool::default_threads(),
             payload_budget: super::DEFAULT_PAYLOAD_BUDGET,
             budget: Budget::default(),
+            extensions: Extensions::default(),
         }
     }
 }
@@ -389,7 +393,7 @@ impl Runner {
             context: ExecutionContext {
                 execution_id: id.to_string(),
                 scenario_id: Some(execution.scenario_id.clone()),
-                extensions: Extensions::default(),
+                extensions: self.options.extensions.clone(),
             },
             resume,
             trigger,
