@@ -23,7 +23,7 @@ use crate::store::{ConnectionRow, Store};
 #[derive(Subcommand)]
 pub enum ConnectionsCommand {
     /// Stores a connection, sealed under the master key.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Lists the stored connections (name, id, app, kind, created, key id; never a secret).
     List,
     /// Opens a connection with the master key and runs its app's test request.
@@ -90,7 +90,7 @@ pub async fn open_vault(db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
 /// The vault over `store`, with the master key `db`'s data directory (or the environment)
 /// gives.
 pub fn vault_on(store: Store, db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
-    let keys = Keyring::load(&db.data_dir).context("cannot load the master key")?;
+    let keys = Keyring::load(&db.key_dir()).context("cannot load the master key")?;
     Ok(Arc::new(Vault::new(store, keys)))
 }
 
@@ -119,7 +119,7 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
 async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyhow::Result<()> {
     match command {
         ConnectionsCommand::Add(args) => {
-            let input = input(args)?;
+            let input = input(*args)?;
             let row = vault.create(&input).await?;
             print(json_out, &row_json(&row), || {
                 format!(

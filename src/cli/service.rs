@@ -43,6 +43,22 @@ impl DatabaseArgs {
         })
     }
 
+    /// Where the master key file of stored connections is (unless `SWITCHYARD_MASTER_KEY` is
+    /// set): the data directory, or for a `sqlite://PATH` URL the directory of that file.
+    pub fn key_dir(&self) -> PathBuf {
+        let sqlite_file = self.database_url.as_deref().and_then(|url| {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))?;
+            Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+        });
+        match sqlite_file.as_deref().and_then(std::path::Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => self.data_dir.clone(),
+        }
+    }
+
     /// Opens the database for a process that runs executions (`serve`, `worker`): on SQLite
     /// it becomes the database's one owner, and is refused while another process is or when
     /// the database fails its integrity check; its commits are synced as `sync` says.
@@ -476,5 +492,31 @@ async fn maintain(store: Store, keep_days: Option<u32>, keep_last: Option<u32>) 
         if let Err(e) = store.maintain().await {
             tracing::warn!(error = %e, "database maintenance failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_file_is_next_to_a_sqlite_url_else_in_the_data_dir() {
+        let args = |url: Option<&str>| DatabaseArgs {
+            data_dir: PathBuf::from("/data"),
+            database_url: url.map(str::to_string),
+        };
+        assert_eq!(args(None).key_dir(), PathBuf::from("/data"));
+        assert_eq!(
+            args(Some("postgres://u:p@h/db")).key_dir(),
+            PathBuf::from("/data")
+        );
+        assert_eq!(
+            args(Some("sqlite:///var/lib/sy/store.db?mode=rwc")).key_dir(),
+            PathBuf::from("/var/lib/sy")
+        );
+        assert_eq!(
+            args(Some("sqlite://store.db")).key_dir(),
+            PathBuf::from(".")
+        );
     }
 }

@@ -28,7 +28,6 @@ pub use keys::{
 };
 pub use seal::SealError;
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
@@ -668,14 +667,6 @@ impl Connections for Vault {
                 .await
                 .map_err(|e| e.to_module_error(reference))
         })
-    }
-}
-
-/// Where the key file of `keyring` is, when its keys come from one.
-pub fn key_file(keyring: &Keyring) -> Option<PathBuf> {
-    match keyring.source() {
-        KeySource::File(path) => Some(path.clone()),
-        KeySource::Environment => None,
     }
 }
 
