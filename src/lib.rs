@@ -17,6 +17,7 @@
 //!   compiled form of each version, cached;
 //! - [`queue`]: jobs (apalis), the webhook intake, the runner and the store writer;
 //! - [`triggers`]: schedules and the scheduler loop;
+//! - [`connections`]: stored connections, sealed under a master key kept out of the database;
 //! - [`api`]: the HTTP API, webhook ingest, health and metrics (axum);
 //! - [`cli`]: the `switchyard` command line, the only place that wires everything together.
 //!
@@ -25,6 +26,7 @@ pub mod api;
 pub mod apps;
 pub mod catalog;
 pub mod cli;
+pub mod connections;
 pub mod engine;
 pub mod expr;
 pub mod module;

@@ -9,6 +9,7 @@
 //! RFC 3339 string ([`rfc3339`]); durations are milliseconds.
 
 mod canned;
+mod connections;
 mod error;
 mod executions;
 mod extract;
@@ -18,6 +19,7 @@ mod server;
 mod status;
 mod time;
 
+pub use connections::connection_json;
 pub use error::{ApiError, ApiResult};
 pub use executions::{DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
@@ -35,6 +37,7 @@ use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
+use crate::connections::Vault;
 use crate::queue::{Queue, Runner};
 use crate::store::Store;
 
@@ -42,6 +45,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
+    /// The stored connections (`/api/connections`); `None` answers those routes with 503.
+    connections: Option<Arc<Vault>>,
 }
 
 struct Inner {
@@ -86,7 +91,14 @@ impl AppState {
                 metrics: status::Metrics::default(),
                 hook_cache: hooks::HookCache::default(),
             }),
+            connections: None,
         }
+    }
+
+    /// The same state serving the stored connections of `vault` under `/api/connections`.
+    pub fn with_connections(mut self, vault: Arc<Vault>) -> Self {
+        self.connections = Some(vault);
+        self
     }
 
     fn store(&self) -> &Store {
@@ -132,6 +144,15 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}/retry", post(executions::retry))
         .route("/incomplete", get(executions::list_incomplete))
         .route("/incomplete/{id}/retry", post(executions::retry_incomplete))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/connections/{reference}",
+            get(connections::get).delete(connections::delete),
+        )
+        .route("/connections/{reference}/test", post(connections::test))
         .route(
             "/incomplete/{id}/resolve",
             post(executions::resolve_incomplete),

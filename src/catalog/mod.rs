@@ -152,6 +152,12 @@ impl Catalog {
         &self.inner.registry
     }
 
+    /// The services of higher layers modules are handed (the connections), for
+    /// registrations here and for every execution the runner starts.
+    pub fn services(&self) -> &Extensions {
+        &self.inner.options.services
+    }
+
     /// Notified whenever a scenario is created, edited, (de)activated or deleted here.
     pub fn changes(&self) -> Arc<Notify> {
         self.inner.changes.clone()

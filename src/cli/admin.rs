@@ -94,8 +94,10 @@ pub async fn scenarios(
     modules: Arc<dyn Registry>,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
+    let vault = super::service::vault(&store, &args.db).await?;
     let options = CatalogOptions {
         public_url: args.public_url.clone(),
+        services: super::service::services(&vault),
         ..CatalogOptions::default()
     };
     let catalog = Catalog::new(store.clone(), modules, options);

@@ -2,6 +2,7 @@
 //! the binary's edge, so errors here are `anyhow` and end as a message and an exit code.
 
 mod admin;
+mod connections;
 mod eval;
 mod run;
 mod service;
@@ -42,7 +43,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs one execution of a scenario in-process (no database) and prints a trace.
+    /// Runs one execution of a scenario in-process (with the stored connections of
+    /// `--data-dir`, when given) and prints a trace.
     Run(run::RunArgs),
     /// Checks scenario files and reports every problem with its JSON path.
     Validate(validate::ValidateArgs),
@@ -67,6 +69,13 @@ enum Command {
         args: admin::AdminArgs,
         #[command(subcommand)]
         command: admin::ExecutionsCommand,
+    },
+    /// Manages stored connections (credentials), sealed under the master key.
+    Connections {
+        #[command(flatten)]
+        args: admin::AdminArgs,
+        #[command(subcommand)]
+        command: connections::ConnectionsCommand,
     },
 }
 
@@ -97,6 +106,9 @@ pub fn main() -> ExitCode {
         Command::Scenarios { args, command } => modules(&EgressArgs::default())
             .and_then(|modules| service_main(admin::scenarios(args, command, modules))),
         Command::Executions { args, command } => service_main(admin::executions(args, command)),
+        Command::Connections { args, command } => {
+            service_main(connections::connections(args, command))
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -1,5 +1,8 @@
-//! `switchyard run FILE [--input JSON|@file|-] [--json]`: one execution in-process, no
-//! database. Prints a readable trace, or with `--json` exactly the execution report.
+//! `switchyard run FILE [--input JSON|@file|-] [--json] [--data-dir DIR | --database-url URL]`:
+//! one execution in-process. Prints a readable trace, or with `--json` exactly the execution
+//! report. The execution is not stored; with `--data-dir` (or `--database-url`) its modules
+//! resolve `parameters.__IMTCONN__` among that database's stored connections, unsealed with the
+//! master key (`SWITCHYARD_MASTER_KEY` or the data directory's key file).
 //! Exit code 0 on success, 1 when the execution ended in error or incomplete, 2 when the
 //! scenario or the input cannot be read.
 
@@ -10,7 +13,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::engine::{self, Report, RunInput, Status};
-use crate::module::{ExecutionContext, Registry};
+use crate::module::{ConnectionsHandle, ExecutionContext, Extensions, Registry};
 use crate::scenario::{self, Scenario};
 
 #[derive(Args)]
@@ -24,10 +27,37 @@ pub struct RunArgs {
     /// Print the execution report as JSON.
     #[arg(long)]
     json: bool,
+    /// The data directory whose stored connections the scenario's modules use.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A `postgres://…` (or `sqlite://…`) database whose stored connections the modules use
+    /// (the master key then comes from SWITCHYARD_MASTER_KEY, or the key file of --data-dir).
+    #[arg(long)]
+    database_url: Option<String>,
     #[command(flatten)]
     pub egress: super::EgressArgs,
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+}
+
+/// The stored connections `args` name, with every one checked to open with the master key;
+/// none without `--data-dir` or `--database-url`.
+async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
+    let mut extensions = Extensions::default();
+    if args.data_dir.is_none() && args.database_url.is_none() {
+        return Ok(extensions);
+    }
+    let db = super::service::DatabaseArgs {
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./switchyard-data")),
+        database_url: args.database_url.clone(),
+    };
+    let vault = super::connections::open_vault(&db).await?;
+    vault.check_keys().await?;
+    extensions.insert::<ConnectionsHandle>(vault.handle());
+    Ok(extensions)
 }
 
 pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
@@ -50,9 +80,13 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let extensions = runtime.block_on(connections(&args))?;
     let input = RunInput {
         bundles,
-        context: ExecutionContext::new(uuid::Uuid::new_v4().simple().to_string()),
+        context: ExecutionContext {
+            extensions,
+            ..ExecutionContext::new(uuid::Uuid::new_v4().simple().to_string())
+        },
         budget: args.budget.budget()?,
         ..RunInput::default()
     };

@@ -1,6 +1,9 @@
 //! `switchyard serve` (API, webhooks, scheduler and workers in one process) and
 //! `switchyard worker` (workers only, for scale-out on PostgreSQL), plus the database
-//! options every service command shares.
+//! options every service command shares. Both open the stored connections with the master key
+//! (`SWITCHYARD_MASTER_KEY`, or the data directory's key file) and refuse to start when stored
+//! connections are sealed under another key; their executions' modules resolve connections
+//! through it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +15,8 @@ use clap::{Args, ValueEnum};
 
 use crate::api::{self, AppState, HookLimits};
 use crate::catalog::{Catalog, CatalogOptions};
-use crate::module::Registry;
+use crate::connections::Vault;
+use crate::module::{ConnectionsHandle, Extensions, Registry};
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::{SqliteSync, Store};
 use crate::triggers::scheduler::Scheduler;
@@ -37,6 +41,22 @@ impl DatabaseArgs {
             Some(url) => Store::connect(url).await?,
             None => Store::open_sqlite(&self.data_dir).await?,
         })
+    }
+
+    /// Where the master key file of stored connections is (unless `SWITCHYARD_MASTER_KEY` is
+    /// set): the data directory, or for a `sqlite://PATH` URL the directory of that file.
+    pub fn key_dir(&self) -> PathBuf {
+        let sqlite_file = self.database_url.as_deref().and_then(|url| {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))?;
+            Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+        });
+        match sqlite_file.as_deref().and_then(std::path::Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => self.data_dir.clone(),
+        }
     }
 
     /// Opens the database for a process that runs executions (`serve`, `worker`): on SQLite
@@ -159,7 +179,30 @@ fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
     }
 }
 
-fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result<Arc<Runner>> {
+/// The stored connections of `store`, checked to open with this process's master key.
+pub(super) async fn vault(store: &Store, db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
+    let vault = super::connections::vault_on(store.clone(), db)?;
+    let stored = vault.check_keys().await?;
+    tracing::info!(
+        connections = stored,
+        key = vault.keyring().current().id(),
+        "stored connections open with the master key"
+    );
+    Ok(vault)
+}
+
+/// What modules are handed by this process: the stored connections.
+pub fn services(vault: &Arc<Vault>) -> Extensions {
+    let mut services = Extensions::default();
+    services.insert::<ConnectionsHandle>(vault.handle());
+    services
+}
+
+fn runner(
+    catalog: &Catalog,
+    queue: &Queue,
+    args: &WorkerArgs,
+) -> anyhow::Result<Arc<Runner>> {
     let defaults = RunnerOptions::default();
     let options = RunnerOptions {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
@@ -288,6 +331,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
         .open_owned(args.worker.sqlite_synchronous)
         .await?;
     let token_hash = api_token_hash(&store).await?;
+    let vault = vault(&store, &args.worker.db).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
@@ -303,7 +347,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
         CatalogOptions {
             min_interval: args.min_interval_seconds,
             public_url: Some(args.public_url.clone().unwrap_or(format!("http://{local}"))),
-            ..CatalogOptions::default()
+            services: services(&vault),
         },
     );
     let runner = runner(&catalog, &queue, &args.worker)?;
@@ -369,7 +413,8 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
         } else {
             args.worker.concurrency
         },
-    );
+    )
+    .with_connections(vault);
     eprintln!("switchyard listening on http://{local}");
     let server = api::ServerLimits {
         header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
@@ -388,12 +433,17 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
 
 pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
     let store = args.db.open_owned(args.sqlite_synchronous).await?;
+    let vault = vault(&store, &args.db).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.heartbeat_seconds, args.max_attempts),
     )
     .await?;
-    let catalog = Catalog::new(store.clone(), modules, CatalogOptions::default());
+    let options = CatalogOptions {
+        services: services(&vault),
+        ..CatalogOptions::default()
+    };
+    let catalog = Catalog::new(store.clone(), modules, options);
     let runner = runner(&catalog, &queue, &args)?;
     eprintln!(
         "switchyard worker {} running {} at a time",
@@ -471,5 +521,31 @@ async fn maintain(store: Store, keep_days: Option<u32>, keep_last: Option<u32>) 
         if let Err(e) = store.maintain().await {
             tracing::warn!(error = %e, "database maintenance failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_file_is_next_to_a_sqlite_url_else_in_the_data_dir() {
+        let args = |url: Option<&str>| DatabaseArgs {
+            data_dir: PathBuf::from("/data"),
+            database_url: url.map(str::to_string),
+        };
+        assert_eq!(args(None).key_dir(), PathBuf::from("/data"));
+        assert_eq!(
+            args(Some("postgres://u:p@h/db")).key_dir(),
+            PathBuf::from("/data")
+        );
+        assert_eq!(
+            args(Some("sqlite:///var/lib/sy/store.db?mode=rwc")).key_dir(),
+            PathBuf::from("/var/lib/sy")
+        );
+        assert_eq!(
+            args(Some("sqlite://store.db")).key_dir(),
+            PathBuf::from(".")
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
 use crate::engine::{Budget, Report, Responder, Resume, RunInput, Status};
 use crate::module::error::ErrorKind;
-use crate::module::{ExecutionContext, Extensions, TriggerState};
+use crate::module::{ExecutionContext, TriggerState};
 use crate::scenario::Scenario;
 use crate::store::{Execution, ExecutionOutcome, FinalStatus, NewIncomplete, Store, StoreError};
 
@@ -389,7 +389,7 @@ impl Runner {
             context: ExecutionContext {
                 execution_id: id.to_string(),
                 scenario_id: Some(execution.scenario_id.clone()),
-                extensions: Extensions::default(),
+                extensions: self.catalog.services().clone(),
             },
             resume,
             trigger,

@@ -25,7 +25,7 @@ pub const DATABASE_FILE_MODE: u32 = 0o600;
 
 /// Creates the data directory `dir` (and missing parents) owner-only, or warns when an
 /// existing one is open to other users.
-pub(crate) fn ensure_data_dir(dir: &Path) -> Result<()> {
+pub fn ensure_data_dir(dir: &Path) -> Result<()> {
     let io_error = |source| StoreError::Io {
         action: "create the data directory",
         source,

@@ -27,6 +27,10 @@ const SQLITE: &[(&str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_module_pages.sql"),
     ),
     (
+        "0003_connections.sql",
+        include_str!("../../migrations/sqlite/0003_connections.sql"),
+    ),
+    (
         "0004_hook_attachments.sql",
         include_str!("../../migrations/sqlite/0004_hook_attachments.sql"),
     ),
@@ -41,6 +45,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0002_module_pages.sql",
         include_str!("../../migrations/postgres/0002_module_pages.sql"),
+    ),
+    (
+        "0003_connections.sql",
+        include_str!("../../migrations/postgres/0003_connections.sql"),
     ),
     (
         "0004_hook_attachments.sql",

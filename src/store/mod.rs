@@ -11,6 +11,7 @@
 //! - `scenarios.rs`: scenarios, versions, hooks;
 //! - `executions.rs`: executions, per-module data, webhook deliveries;
 //! - `triggers.rs`: trigger state, schedule ticks, incomplete executions;
+//! - `connections.rs`: stored connections (metadata and sealed values, never opened here);
 //! - `jobs.rs`: the job queue's rows (apalis's table: its set-up and workers are the queue's);
 //! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token;
 //! - `files.rs`: the data directory's and the database files' permissions (owner only);
@@ -81,6 +82,7 @@ macro_rules! on_tx {
     };
 }
 
+mod connections;
 mod error;
 mod executions;
 mod files;
@@ -95,9 +97,13 @@ mod ticks;
 mod triggers;
 mod types;
 
+pub use connections::{
+    ConnectionRow, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection, Resealed,
+    SealedConnection, check_connection_name,
+};
 pub use error::StoreError;
 pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};
-pub use files::{DATA_DIR_MODE, DATABASE_FILE_MODE};
+pub use files::{DATA_DIR_MODE, DATABASE_FILE_MODE, ensure_data_dir};
 pub use intake::{NewDelivery, WriteTx};
 pub use integrity::{STARTUP_CHECK_WAIT, StoreHealth};
 pub use jobs::{JobPush, NewJob, SpentJob};

@@ -64,3 +64,4 @@ fn wildcard_and_differences() {
     );
     assert_eq!(json_diff(&json!([1, 2]), &json!([1])).len(), 1);
 }
+pub mod connections;

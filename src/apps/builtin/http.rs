@@ -16,6 +16,14 @@
 //! URL or body a `DataError`, a Make feature Switchyard lacks an `InvalidConfigurationError`.
 //! v3's basic-authentication fields become an [`Auth::Basic`]. Header values, query strings and
 //! bodies are never logged or echoed: they can hold secrets.
+//!
+//! Make's credential-taking variants take their credentials from stored connections (Make's
+//! keychains), resolved at call time through the execution's [`ConnectionsHandle`] and applied
+//! only as the request's [`Auth`]: `http:ActionSendDataBasicAuth` (a `basic` connection named by
+//! `parameters.__IMTCONN__`), `http:ActionSendDataAPIKeyAuth` (an `api_key` connection, by
+//! `__IMTCONN__` or Make's `parameters.auth`) and `http:MakeRequest` with `authenticationType`
+//! `basicAuth` (`basicAuthKeychain`) or `apiKey` (`apiKeyKeychain`). A connection of another
+//! kind is refused with an error naming it and the kind needed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +41,7 @@ use crate::apps::transport::{
     Auth, Body, ErrorStatus, MAX_TIMEOUT_SECS, Redirects, Request, Transport,
 };
 use crate::module::error::ModuleError;
-use crate::module::{Invocation, Module};
+use crate::module::{Connection, ConnectionsHandle, ExecutionContext, Invocation, Module};
 
 const METHODS: &[&str] = &["get", "head", "post", "put", "patch", "delete", "options"];
 
@@ -46,21 +54,71 @@ pub(crate) enum Dialect {
     SendData,
 }
 
+/// Where a module's credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// As its fields say: v4's `authenticationType` and keychain, v3's `authUser`/`authPass`.
+    Fields,
+    /// Always a stored `basic` connection (`http:ActionSendDataBasicAuth`).
+    Basic,
+    /// Always a stored `api_key` connection (`http:ActionSendDataAPIKeyAuth`).
+    ApiKey,
+}
+
+/// The kind of stored connection a module uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeychainKind {
+    Basic,
+    ApiKey,
+}
+
+impl KeychainKind {
+    /// The connection kind (`connections::KINDS`) it needs.
+    fn connection_kind(self) -> &'static str {
+        match self {
+            KeychainKind::Basic => "basic",
+            KeychainKind::ApiKey => "api_key",
+        }
+    }
+}
+
+/// The stored connection a request authenticates with: the parameter that names it and the
+/// name or id it gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Keychain {
+    field: String,
+    reference: String,
+    kind: KeychainKind,
+}
+
 /// One HTTP module.
 pub(crate) struct HttpModule {
     dialect: Dialect,
+    credentials: Credentials,
     transport: Arc<Transport>,
 }
 
 impl HttpModule {
     pub(crate) fn new(dialect: Dialect, transport: Arc<Transport>) -> Self {
-        HttpModule { dialect, transport }
+        HttpModule::with_credentials(dialect, Credentials::Fields, transport)
+    }
+
+    pub(crate) fn with_credentials(
+        dialect: Dialect,
+        credentials: Credentials,
+        transport: Arc<Transport>,
+    ) -> Self {
+        HttpModule {
+            dialect,
+            credentials,
+            transport,
+        }
     }
 }
 
 impl Module for HttpModule {
     fn check(&self, parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
-        check(self.dialect, parameters, mapper)
+        check(self.dialect, self.credentials, parameters, mapper)
     }
 
     fn call<'a>(
@@ -68,7 +126,16 @@ impl Module for HttpModule {
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
-            let spec = build_spec(self.dialect, invocation.parameters, &invocation.mapper)?;
+            let mut spec = build_spec(
+                self.dialect,
+                self.credentials,
+                invocation.parameters,
+                &invocation.mapper,
+            )?;
+            if let Some(keychain) = &spec.keychain {
+                spec.request.auth =
+                    keychain_auth(keychain, invocation.module, invocation.context).await?;
+            }
             let response = self
                 .transport
                 .send(spec.request, invocation.module_id)
@@ -549,15 +616,6 @@ fn unsupported(
     };
     match dialect {
         Dialect::MakeRequest => {
-            let auth = parameters.get("authenticationType");
-            let auth_text = auth.map(text).unwrap_or_default();
-            if !(auth_text.is_empty() || auth_text == "noAuth") {
-                add(
-                    "parameters.authenticationType",
-                    "needs a Make keychain, which Switchyard does not support; send the credential in a header instead",
-                    auth,
-                );
-            }
             if let Some(tls) = parameters.get("tlsType")
                 && text(tls).eq_ignore_ascii_case("mtls")
             {
@@ -668,6 +726,150 @@ impl Problems {
 struct Spec {
     request: Request,
     parse_response: bool,
+    /// The stored connection whose credentials the request is sent with.
+    keychain: Option<Keychain>,
+}
+
+/// The stored connection the module's parameters name, if it uses one. A missing reference or
+/// an authentication type Switchyard lacks is a configuration problem known at load time.
+fn keychain(
+    dialect: Dialect,
+    credentials: Credentials,
+    parameters: &Map<String, Value>,
+) -> Result<Option<Keychain>, Problem> {
+    let config_problem = |field: &str, reason: String| Problem {
+        field: field.to_string(),
+        reason,
+        unsupported: true,
+        at_load: true,
+    };
+    let named = |fields: &[&'static str], kind: KeychainKind, why: &str| {
+        let found = fields.iter().find_map(|field| {
+            let reference = match parameters.get(*field)? {
+                Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((*field, reference))
+        });
+        match found {
+            Some((field, reference)) => Ok(Some(Keychain {
+                field: format!("parameters.{field}"),
+                reference,
+                kind,
+            })),
+            None => Err(config_problem(
+                &format!("parameters.{}", fields[0]),
+                format!(
+                    "is required{why}: the name or id of a stored {} connection \
+                     (`switchyard connections add`)",
+                    kind.connection_kind()
+                ),
+            )),
+        }
+    };
+    const CONNECTION: &str = crate::module::connection::CONNECTION_PARAMETER;
+    match (dialect, credentials) {
+        (_, Credentials::Basic) => named(&[CONNECTION], KeychainKind::Basic, ""),
+        (_, Credentials::ApiKey) => named(&[CONNECTION, "auth"], KeychainKind::ApiKey, ""),
+        (Dialect::SendData, Credentials::Fields) => Ok(None),
+        (Dialect::MakeRequest, Credentials::Fields) => {
+            let auth = parameters.get("authenticationType").map(text);
+            match auth.as_deref().map(str::trim) {
+                None | Some("") | Some("noAuth") => Ok(None),
+                Some("apiKey") => named(
+                    &["apiKeyKeychain", CONNECTION],
+                    KeychainKind::ApiKey,
+                    " with authenticationType apiKey",
+                ),
+                Some("basicAuth") => named(
+                    &["basicAuthKeychain", CONNECTION],
+                    KeychainKind::Basic,
+                    " with authenticationType basicAuth",
+                ),
+                Some("oAuth") => Err(config_problem(
+                    "parameters.authenticationType",
+                    "OAuth 2 connections are not supported; use noAuth with the token in a \
+                     header, or an apiKey keychain"
+                        .into(),
+                )),
+                Some(other) => Err(config_problem(
+                    "parameters.authenticationType",
+                    format!("'{other}' is not one of noAuth, apiKey, basicAuth"),
+                )),
+            }
+        }
+    }
+}
+
+/// The credentials of the stored connection `keychain` names, found through the execution's
+/// connections.
+async fn keychain_auth(
+    keychain: &Keychain,
+    module: &str,
+    context: &ExecutionContext,
+) -> Result<Auth, ModuleError> {
+    let connections = context
+        .extensions
+        .get::<ConnectionsHandle>()
+        .ok_or_else(|| {
+            ModuleError::config(format!(
+                "{}: connection \"{}\" cannot be used: this process has no stored connections \
+             (`switchyard run` needs the --data-dir that holds them)",
+                keychain.field, keychain.reference
+            ))
+        })?;
+    let connection = connections.resolve(&keychain.reference).await?;
+    connection_auth(keychain, module, &connection)
+}
+
+/// The [`Auth`] of `connection`, which must be of the kind `keychain` needs.
+fn connection_auth(
+    keychain: &Keychain,
+    module: &str,
+    connection: &Connection,
+) -> Result<Auth, ModuleError> {
+    let needed = keychain.kind.connection_kind();
+    if connection.kind != needed {
+        return Err(ModuleError::config(format!(
+            "{}: connection \"{}\" is a {} connection; {module} needs a {needed} connection",
+            keychain.field, connection.name, connection.kind
+        )));
+    }
+    let field = |name: &str| {
+        connection.fields.text(name).ok_or_else(|| {
+            ModuleError::config(format!(
+                "{}: connection \"{}\" has no {name} field",
+                keychain.field, connection.name
+            ))
+        })
+    };
+    match keychain.kind {
+        KeychainKind::Basic => Ok(Auth::Basic {
+            user: field("username")?,
+            password: connection.fields.text("password").unwrap_or_default(),
+        }),
+        KeychainKind::ApiKey => {
+            let (name, value) = (field("name")?, field("key")?);
+            let placement = connection.fields.text("placement");
+            match placement.as_deref().unwrap_or("header") {
+                "header" => Ok(Auth::ApiKeyHeader {
+                    name: HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        ModuleError::config(format!(
+                            "{}: connection \"{}\": '{name}' is not a valid header name",
+                            keychain.field, connection.name
+                        ))
+                    })?,
+                    value,
+                }),
+                "query" => Ok(Auth::ApiKeyQuery { name, value }),
+                _ => Err(ModuleError::config(format!(
+                    "{}: connection \"{}\": its placement must be header or query",
+                    keychain.field, connection.name
+                ))),
+            }
+        }
+    }
 }
 
 /// Reads the module's fields into a [`Spec`], or returns every problem found in them, in the
@@ -675,6 +877,7 @@ struct Spec {
 /// features Switchyard lacks).
 fn read_spec(
     dialect: Dialect,
+    credentials: Credentials,
     parameters: &Map<String, Value>,
     mapper: &Value,
 ) -> Result<Spec, Vec<Problem>> {
@@ -736,6 +939,13 @@ fn read_spec(
         }
     };
 
+    let keychain = match keychain(dialect, credentials, parameters) {
+        Ok(keychain) => keychain,
+        Err(problem) => {
+            problems.0.push(problem);
+            None
+        }
+    };
     for (field, reason, value) in unsupported(dialect, parameters, m) {
         problems.0.push(Problem {
             field,
@@ -793,11 +1003,12 @@ fn read_spec(
     Ok(Spec {
         request,
         parse_response,
+        keychain,
     })
 }
 
-/// v3's basic-authentication fields (`authUser`, `authPass`); v4 asks for a keychain instead,
-/// which [`unsupported`] reports.
+/// v3's basic-authentication fields (`authUser`, `authPass`); v4 names a keychain instead
+/// ([`keychain`]), whose credentials replace these at call time.
 fn basic_auth(dialect: Dialect, m: Option<&Map<String, Value>>) -> Auth {
     match dialect {
         Dialect::SendData => match pick(m, &["authUser"]).map(|(_, v)| text(v)) {
@@ -816,10 +1027,11 @@ fn basic_auth(dialect: Dialect, m: Option<&Map<String, Value>>) -> Auth {
 /// The problems known at load time, as `(field, reason)`.
 fn check(
     dialect: Dialect,
+    credentials: Credentials,
     parameters: &Map<String, Value>,
     mapper: &Value,
 ) -> Vec<(String, String)> {
-    match read_spec(dialect, parameters, mapper) {
+    match read_spec(dialect, credentials, parameters, mapper) {
         Ok(_) => Vec::new(),
         Err(problems) => problems
             .into_iter()
@@ -833,10 +1045,11 @@ fn check(
 /// `InvalidConfigurationError`), else the first bad field (a `DataError`).
 fn build_spec(
     dialect: Dialect,
+    credentials: Credentials,
     parameters: &Map<String, Value>,
     mapper: &Value,
 ) -> Result<Spec, ModuleError> {
-    read_spec(dialect, parameters, mapper).map_err(|problems| {
+    read_spec(dialect, credentials, parameters, mapper).map_err(|problems| {
         let problem = problems
             .iter()
             .find(|p| p.unsupported)
@@ -949,7 +1162,7 @@ mod tests {
 
     fn spec(dialect: Dialect, params: Value, mapper: Value) -> Result<Spec, ModuleError> {
         let params = params.as_object().cloned().unwrap_or_default();
-        build_spec(dialect, &params, &mapper)
+        build_spec(dialect, Credentials::Fields, &params, &mapper)
     }
 
     fn body(spec: &Spec) -> Option<&[u8]> {
@@ -958,7 +1171,7 @@ mod tests {
 
     fn problems(dialect: Dialect, params: Value, mapper: Value) -> Vec<String> {
         let params = params.as_object().cloned().unwrap_or_default();
-        check(dialect, &params, &mapper)
+        check(dialect, Credentials::Fields, &params, &mapper)
             .into_iter()
             .map(|(f, r)| format!("{f}: {r}"))
             .collect()
@@ -1004,7 +1217,7 @@ mod tests {
             "mapper.url: must start with http:// or https://",
             "mapper.timeout: must be between 1 and 300 seconds",
             "mapper.stopOnHttpError: must be true or false",
-            "parameters.authenticationType: needs a Make keychain",
+            "parameters.apiKeyKeychain: is required with authenticationType apiKey",
             "mapper.paginationType: pagination is not supported",
             "mapper.jsonStringBodyContent: is not valid JSON",
         ] {
@@ -1332,5 +1545,143 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.request.auth, Auth::None);
+    }
+
+    fn connection(kind: &str, fields: Value) -> Connection {
+        Connection {
+            id: "c1".into(),
+            name: "stored".into(),
+            app: "http".into(),
+            kind: kind.into(),
+            fields: crate::module::Secrets(fields.as_object().unwrap().clone()),
+        }
+    }
+
+    #[test]
+    fn keychains_are_read_from_make_parameter_names() {
+        let read = |dialect, credentials, params: Value| {
+            keychain(dialect, credentials, params.as_object().unwrap())
+        };
+        let k = read(
+            Dialect::MakeRequest,
+            Credentials::Fields,
+            json!({"authenticationType": "apiKey", "apiKeyKeychain": 14964}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (k.field.as_str(), k.reference.as_str(), k.kind),
+            ("parameters.apiKeyKeychain", "14964", KeychainKind::ApiKey)
+        );
+        let k = read(
+            Dialect::MakeRequest,
+            Credentials::Fields,
+            json!({"authenticationType": "basicAuth", "basicAuthKeychain": "ops"}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.kind, KeychainKind::Basic);
+        let k = read(
+            Dialect::SendData,
+            Credentials::ApiKey,
+            json!({"auth": 6895, "handleErrors": false}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.field, "parameters.auth");
+        let k = read(
+            Dialect::SendData,
+            Credentials::Basic,
+            json!({"__IMTCONN__": "ops"}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.field, "parameters.__IMTCONN__");
+        assert_eq!(
+            read(
+                Dialect::MakeRequest,
+                Credentials::Fields,
+                json!({"authenticationType": "noAuth"})
+            )
+            .unwrap(),
+            None
+        );
+        for (credentials, params, field) in [
+            (Credentials::Basic, json!({}), "parameters.__IMTCONN__"),
+            (
+                Credentials::Fields,
+                json!({"authenticationType": "oAuth"}),
+                "parameters.authenticationType",
+            ),
+            (
+                Credentials::Fields,
+                json!({"authenticationType": "digest"}),
+                "parameters.authenticationType",
+            ),
+        ] {
+            let problem = read(Dialect::MakeRequest, credentials, params).unwrap_err();
+            assert_eq!(problem.field, field);
+            assert!(problem.unsupported && problem.at_load);
+        }
+    }
+
+    #[test]
+    fn connections_become_auth_of_their_kind_only() {
+        let basic = Keychain {
+            field: "parameters.__IMTCONN__".into(),
+            reference: "stored".into(),
+            kind: KeychainKind::Basic,
+        };
+        let auth = connection_auth(
+            &basic,
+            "http:ActionSendDataBasicAuth",
+            &connection("basic", json!({"username": "ann", "password": "pw-1"})),
+        )
+        .unwrap();
+        assert_eq!(
+            auth,
+            Auth::Basic {
+                user: "ann".into(),
+                password: "pw-1".into()
+            }
+        );
+        let err = connection_auth(
+            &basic,
+            "http:ActionSendDataBasicAuth",
+            &connection("bearer", json!({"token": "planted-token"})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.kind,
+            crate::module::ErrorKind::InvalidConfigurationError
+        );
+        assert_eq!(
+            err.message,
+            "parameters.__IMTCONN__: connection \"stored\" is a bearer connection; \
+             http:ActionSendDataBasicAuth needs a basic connection"
+        );
+        let api_key = Keychain {
+            kind: KeychainKind::ApiKey,
+            ..basic.clone()
+        };
+        let auth = connection_auth(
+            &api_key,
+            "m",
+            &connection(
+                "api_key",
+                json!({"key": "k-1", "name": "api_key", "placement": "query"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            auth,
+            Auth::ApiKeyQuery {
+                name: "api_key".into(),
+                value: "k-1".into()
+            }
+        );
+        let err = connection_auth(&api_key, "m", &connection("api_key", json!({"name": "X"})))
+            .unwrap_err();
+        assert!(err.message.ends_with("has no key field"), "{}", err.message);
     }
 }

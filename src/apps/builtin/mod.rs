@@ -33,6 +33,20 @@ const MODULES: &[(&str, Constructor)] = &[
             transport.clone(),
         ))
     }),
+    ("http:ActionSendDataBasicAuth", |transport| {
+        Arc::new(http::HttpModule::with_credentials(
+            http::Dialect::SendData,
+            http::Credentials::Basic,
+            transport.clone(),
+        ))
+    }),
+    ("http:ActionSendDataAPIKeyAuth", |transport| {
+        Arc::new(http::HttpModule::with_credentials(
+            http::Dialect::SendData,
+            http::Credentials::ApiKey,
+            transport.clone(),
+        ))
+    }),
     ("json:ParseJSON", |_| Arc::new(json::ParseJson)),
     ("json:CreateJSON", |_| {
         Arc::new(json::ToJson::new(json::Source::Mapper))
@@ -100,7 +114,12 @@ mod tests {
             );
         }
         assert_eq!(registry.modules.len(), BuiltinRegistry::names().count());
-        assert!(registry.module("http:ActionSendDataBasicAuth").is_none());
+        assert!(registry.module("http:ActionSendDataBasicAuth").is_some());
+        assert!(
+            registry
+                .module("http:ActionSendDataClientCertAuth")
+                .is_none()
+        );
         assert!(registry.module("").is_none());
     }
 

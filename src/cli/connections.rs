@@ -1,0 +1,308 @@
+//! `switchyard connections add|list|test|remove|rotate-key`: the stored connections of a data
+//! directory (or `--database-url`), sealed under the master key (`SWITCHYARD_MASTER_KEY`, or
+//! `master.key` in the data directory). Secrets can come from standard input instead of the
+//! command line (`--token-stdin`, `--password-stdin`), where other users could read them; no
+//! output ever shows one.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use super::admin::AdminArgs;
+use super::service::DatabaseArgs;
+use crate::api::{connection_json, rfc3339};
+use crate::connections::{
+    KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, Vault,
+};
+use crate::store::{ConnectionRow, Store};
+
+#[derive(Subcommand)]
+pub enum ConnectionsCommand {
+    /// Stores a connection, sealed under the master key.
+    Add(Box<AddArgs>),
+    /// Lists the stored connections (name, id, app, kind, created, key id; never a secret).
+    List,
+    /// Opens a connection with the master key and runs its app's test request.
+    Test { name: String },
+    /// Deletes a connection.
+    Remove { name: String },
+    /// Re-seals every connection under a new master key, in one transaction.
+    RotateKey {
+        /// The new key (64 hex digits or base64 of 32 bytes) from this file; else from
+        /// SWITCHYARD_NEW_MASTER_KEY; else a new random key (key file only).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// The connection's name, as scenarios give it in `parameters.__IMTCONN__`.
+    name: String,
+    /// The app whose connection this is (`chatbot`, `http` …).
+    #[arg(long)]
+    app: String,
+    /// One of api_key, bearer, basic, secret [default: basic with --username, else bearer].
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(KINDS))]
+    kind: Option<String>,
+    /// The secret: a bearer token, an API key (`--kind api_key`) or a secret's value
+    /// (`--kind secret`). Others on this machine may see it in the process list: prefer
+    /// --token-stdin.
+    #[arg(long, conflicts_with = "token_stdin")]
+    token: Option<String>,
+    /// Reads the secret from the first line of standard input.
+    #[arg(long)]
+    token_stdin: bool,
+    /// The user name of a basic connection.
+    #[arg(long)]
+    username: Option<String>,
+    /// The password of a basic connection (prefer --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+    /// Reads a basic connection's password from the first line of standard input.
+    #[arg(long, conflicts_with = "token_stdin")]
+    password_stdin: bool,
+    /// The header or query parameter an api_key connection's key goes in (`X-Api-Key`).
+    #[arg(long)]
+    key_name: Option<String>,
+    /// Where an api_key connection's key goes: header (default) or query.
+    #[arg(long, value_parser = ["header", "query"])]
+    placement: Option<String>,
+    /// The base URL of the app's API (http:// or https://).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Another field of the connection, as NAME=VALUE (repeatable).
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    fields: Vec<String>,
+}
+
+/// Opens the store and the vault of `db`: the master key from the environment or the data
+/// directory's key file (created on first use).
+pub async fn open_vault(db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
+    let store = db.open().await?;
+    vault_on(store, db)
+}
+
+/// The vault over `store`, with the master key `db`'s data directory (or the environment)
+/// gives.
+pub fn vault_on(store: Store, db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
+    let keys = Keyring::load(&db.key_dir()).context("cannot load the master key")?;
+    Ok(Arc::new(Vault::new(store, keys)))
+}
+
+pub async fn connections(args: AdminArgs, command: ConnectionsCommand) -> anyhow::Result<()> {
+    let vault = open_vault(&args.db).await?;
+    let result = run(&vault, args.json, command).await;
+    vault.store().close().await;
+    result
+}
+
+fn row_json(row: &ConnectionRow) -> Value {
+    connection_json(row)
+}
+
+fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", human());
+    }
+}
+
+async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyhow::Result<()> {
+    match command {
+        ConnectionsCommand::Add(args) => {
+            let input = input(*args)?;
+            let row = vault.create(&input).await?;
+            print(json_out, &row_json(&row), || {
+                format!(
+                    "stored connection \"{}\" (id {}, app {}, kind {}, sealed under key {})",
+                    row.name, row.id, row.app, row.kind, row.key_id
+                )
+            });
+        }
+        ConnectionsCommand::List => {
+            let rows = vault.list().await?;
+            let value = json!({"connections": rows.iter().map(row_json).collect::<Vec<_>>()});
+            print(json_out, &value, || {
+                if rows.is_empty() {
+                    return "no stored connections".to_string();
+                }
+                let mut lines = vec![format!(
+                    "{:<24} {:<32} {:<12} {:<8} {:<24} KEY",
+                    "NAME", "ID", "APP", "KIND", "CREATED"
+                )];
+                lines.extend(rows.iter().map(|r| {
+                    format!(
+                        "{:<24} {:<32} {:<12} {:<8} {:<24} {}",
+                        r.name,
+                        r.id,
+                        r.app,
+                        r.kind,
+                        rfc3339(r.created_at),
+                        r.key_id
+                    )
+                }));
+                lines.join("\n")
+            });
+        }
+        ConnectionsCommand::Test { name } => {
+            let report = vault.test(&name).await?;
+            print(
+                json_out,
+                &json!({"connection": row_json(&report.connection), "ok": true,
+                        "detail": report.detail}),
+                || {
+                    format!(
+                        "connection \"{}\": {}",
+                        report.connection.name, report.detail
+                    )
+                },
+            );
+        }
+        ConnectionsCommand::Remove { name } => {
+            let row = vault.remove(&name).await?;
+            print(json_out, &json!({"removed": row_json(&row)}), || {
+                format!("removed connection \"{}\" (id {})", row.name, row.id)
+            });
+        }
+        ConnectionsCommand::RotateKey { new_key_file } => {
+            let new_key = match (new_key_file, std::env::var(NEW_MASTER_KEY_ENV)) {
+                (Some(path), _) => Some(MasterKey::read_file(&path)?),
+                (None, Ok(text)) => Some(MasterKey::parse(&text, NEW_MASTER_KEY_ENV)?),
+                (None, Err(_)) => None,
+            };
+            let rotation = vault.rotate_key(new_key).await?;
+            print(
+                json_out,
+                &json!({"resealed": rotation.resealed, "oldKeyId": rotation.old_key_id,
+                        "newKeyId": rotation.new_key_id, "key": rotation.source.to_string()}),
+                || {
+                    let mut text = format!(
+                        "re-sealed {} connection(s) under master key {} (was {}); the key is in {}",
+                        rotation.resealed,
+                        rotation.new_key_id,
+                        rotation.old_key_id,
+                        rotation.source
+                    );
+                    if rotation.source == crate::connections::KeySource::Environment {
+                        text.push_str(
+                            ": set it to the new key for every process before they next start",
+                        );
+                    }
+                    text
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn stdin_line(what: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    let line = text.lines().next().unwrap_or_default().to_string();
+    if line.is_empty() {
+        anyhow::bail!("standard input gave no {what} (an empty first line)");
+    }
+    Ok(line)
+}
+
+/// The connection `args` describe.
+fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
+    let kind = args.kind.clone().unwrap_or_else(|| {
+        if args.username.is_some() {
+            "basic".into()
+        } else {
+            "bearer".into()
+        }
+    });
+    let secret = match (&args.token, args.token_stdin) {
+        (Some(token), _) => Some(token.clone()),
+        (None, true) => Some(stdin_line("secret")?),
+        (None, false) => None,
+    };
+    let mut fields = Map::new();
+    let mut put = |name: &str, value: String| {
+        fields.insert(name.to_string(), Value::String(value));
+    };
+    match kind.as_str() {
+        "basic" => {
+            if secret.is_some() {
+                anyhow::bail!(
+                    "a basic connection takes --username and --password(-stdin), not --token"
+                );
+            }
+            let username = args
+                .username
+                .clone()
+                .context("a basic connection needs --username")?;
+            let password = match (&args.password, args.password_stdin) {
+                (Some(password), _) => password.clone(),
+                (None, true) => stdin_line("password")?,
+                (None, false) => {
+                    anyhow::bail!("a basic connection needs --password-stdin (or --password)")
+                }
+            };
+            put("username", username);
+            put("password", password);
+        }
+        other => {
+            if args.username.is_some() || args.password.is_some() || args.password_stdin {
+                anyhow::bail!("--username and --password are for basic connections only");
+            }
+            let secret = secret.with_context(|| {
+                format!("a {other} connection needs --token-stdin (or --token)")
+            })?;
+            match other {
+                "bearer" => put("token", secret),
+                "secret" => put("value", secret),
+                _ => {
+                    put("key", secret);
+                    put(
+                        "name",
+                        args.key_name
+                            .clone()
+                            .context("an api_key connection needs --key-name (e.g. X-Api-Key)")?,
+                    );
+                    put(
+                        "placement",
+                        args.placement.clone().unwrap_or_else(|| "header".into()),
+                    );
+                }
+            }
+        }
+    }
+    if kind != "api_key" && (args.key_name.is_some() || args.placement.is_some()) {
+        anyhow::bail!("--key-name and --placement are for api_key connections only");
+    }
+    if let Some(url) = &args.base_url {
+        put(crate::connections::BASE_URL_FIELD, url.clone());
+    }
+    for field in &args.fields {
+        let (name, value) = field
+            .split_once('=')
+            // Not repeated: it may be a secret given the wrong way.
+            .context("--field: expected NAME=VALUE")?;
+        if fields.contains_key(name) {
+            anyhow::bail!("--field {name}: the connection already has this field");
+        }
+        fields.insert(name.to_string(), Value::String(value.to_string()));
+    }
+    Ok(NewConnectionInput {
+        name: args.name,
+        app: args.app,
+        kind: Some(kind),
+        fields,
+    })
+}

@@ -1,0 +1,785 @@
+//! Stored connections: the credentials scenarios name in `parameters.__IMTCONN__`, kept in the
+//! store sealed under a master key that is never in the database. [`Vault`] is the one way in
+//! and out for a process: the CLI's `connections …` commands and the HTTP API create, list,
+//! test, remove and re-key them through it, and it is the [`Connections`] source the runner and
+//! `switchyard run` hand to modules (as a [`ConnectionsHandle`] in the execution's extensions).
+//!
+//! - `keys.rs`: the master key (`SWITCHYARD_MASTER_KEY`, or `master.key` in the data directory,
+//!   created `0600`), its id, and the keyring of a rotation in progress;
+//! - `seal.rs`: AES-256-GCM sealing with a random nonce and the row and key ids as associated
+//!   data.
+//!
+//! Invariants:
+//! - **Secrets stay sealed at rest and out of sight.** Only the sealed blob holds a
+//!   connection's values; every listing is metadata only (name, id, app, kind, key id, times);
+//!   errors name a connection by name or id and a field by its name, never a value.
+//! - **Nothing secret is cached.** A connection is unsealed for the call that asks for it
+//!   ([`Connections::resolve`]) and handed to that call alone; the vault keeps only keys.
+//! - **Kinds are universal.** A connection's `kind` is one of [`KINDS`] and carries the
+//!   standard fields of its kind ([`validate`]); an app may add fields of its own, such as
+//!   ChatBot's `baseUrl`.
+
+pub mod keys;
+pub mod seal;
+
+pub use keys::{
+    KEY_FILE_NAME, KeyError, KeySource, Keyring, MASTER_KEY_ENV, MasterKey, NEW_MASTER_KEY_ENV,
+    NEXT_KEY_FILE_NAME,
+};
+pub use seal::SealError;
+
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use crate::module::{Connection, Connections, ConnectionsHandle, ModuleError, Secrets};
+use crate::store::{
+    ConnectionRow, NewConnection, Resealed, SealedConnection, Store, StoreError,
+    check_connection_name, new_id,
+};
+
+/// The universal connection kinds.
+pub const KINDS: &[&str] = &["api_key", "bearer", "basic", "secret"];
+/// The optional field every kind may carry: the base URL of the app's API.
+pub const BASE_URL_FIELD: &str = "baseUrl";
+/// Where an `api_key` connection puts its key.
+pub const PLACEMENTS: &[&str] = &["header", "query"];
+/// The largest connection, its values written as JSON, in bytes.
+const MAX_VALUES_BYTES: usize = 32 * 1024;
+/// Connection ids an error lists before saying "and N more".
+const IDS_SHOWN: usize = 10;
+
+/// One problem with a connection to store: the field path (`fields.token`, `kind` …) and what
+/// was expected. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub path: String,
+    pub reason: String,
+}
+
+impl FieldProblem {
+    fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldProblem {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a connection operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The connection to store is invalid: every problem, each with its field path.
+    #[error("{}", describe_problems(.0))]
+    Invalid(Vec<FieldProblem>),
+    /// Not found, a duplicate name (`Conflict`), a refused value, or the database failing.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored connection's sealed values do not open.
+    #[error(transparent)]
+    Sealed(#[from] SealError),
+    /// A stored connection is sealed under a key this process does not have.
+    #[error(
+        "{count} stored connection(s) ({ids}) are sealed under master key id(s) {sealed_with}, \
+         but this process has master key id(s) {have} (from {source_name}); start it with the \
+         master key they were sealed with ({MASTER_KEY_ENV} or the key file {KEY_FILE_NAME} of \
+         the data directory where they were stored)"
+    )]
+    WrongKey {
+        count: usize,
+        ids: String,
+        sealed_with: String,
+        have: String,
+        source_name: String,
+    },
+    /// The unsealed values are not a JSON object (written by something else than this layer).
+    #[error("the values of connection {id} are unreadable: {reason}")]
+    Unreadable { id: String, reason: String },
+    /// The connection's app has no test request this process can run.
+    #[error("connection \"{name}\" opens with the master key, but cannot be tested: {reason}")]
+    TestUnavailable { name: String, reason: String },
+    /// The connection's app answered its test request with a failure.
+    #[error("connection \"{name}\" failed its test: {reason}")]
+    TestFailed { name: String, reason: String },
+    /// The master key could not be had.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A key rotation cannot go on as asked.
+    #[error("{0}")]
+    Rotation(String),
+}
+
+fn describe_problems(problems: &[FieldProblem]) -> String {
+    let mut text = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if text.is_empty() {
+        text.push_str("the connection is invalid");
+    }
+    text
+}
+
+impl ConnectionError {
+    /// The error as a module sees it when resolving `reference`: an unknown connection or one
+    /// that does not open is a configuration problem (retrying cannot help); a database failure
+    /// is a runtime error.
+    pub fn to_module_error(&self, reference: &str) -> ModuleError {
+        match self {
+            ConnectionError::Store(e) if e.is_not_found() => ModuleError::config(format!(
+                "connection \"{reference}\" not found: store it with `switchyard connections \
+                 add` (the reference is a connection's name or id)"
+            )),
+            ConnectionError::Store(StoreError::InvalidInput { .. }) => ModuleError::config(
+                format!("connection \"{reference}\" not found (not a valid name or id)"),
+            ),
+            ConnectionError::Store(e) => {
+                ModuleError::runtime(format!("connection \"{reference}\" could not be read: {e}"))
+            }
+            other => ModuleError::config(other.to_string()),
+        }
+    }
+}
+
+/// A connection to store, as the CLI and the API receive it.
+#[derive(Debug, Clone, Default)]
+pub struct NewConnectionInput {
+    pub name: String,
+    pub app: String,
+    /// One of [`KINDS`]; when absent, inferred from the standard fields given.
+    pub kind: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+/// The result of a connection's test.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    pub connection: ConnectionRow,
+    /// What the test found, in words (never a value of the connection).
+    pub detail: String,
+}
+
+/// The result of a key rotation.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// Connections re-sealed under the new key.
+    pub resealed: usize,
+    pub old_key_id: String,
+    pub new_key_id: String,
+    /// Where the new key now is (the key file, or the environment the caller must update).
+    pub source: KeySource,
+}
+
+/// Checks a connection to store by its kind's rules and returns its kind and fields as they
+/// will be sealed (an `api_key`'s placement written out). Every problem is reported, each with
+/// its path.
+pub fn validate(
+    input: &NewConnectionInput,
+) -> Result<(String, Map<String, Value>), Vec<FieldProblem>> {
+    let mut problems = Vec::new();
+    if let Err(e) = check_connection_name(&input.name) {
+        problems.push(FieldProblem::new("name", store_reason(&e)));
+    }
+    let app_ok = !input.app.is_empty()
+        && input.app.len() <= 100
+        && input
+            .app
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'#'));
+    if !app_ok {
+        problems.push(FieldProblem::new(
+            "app",
+            "must be an app name: 1 to 100 letters, digits, '-', '_' or '#'",
+        ));
+    }
+    let mut fields = input.fields.clone();
+    for (name, value) in &fields {
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            problems.push(FieldProblem::new(
+                "fields",
+                "field names must be 1 to 100 characters without control characters",
+            ));
+        } else if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            problems.push(FieldProblem::new(
+                format!("fields.{name}"),
+                "must be text, a number or true/false",
+            ));
+        }
+    }
+    let kind = match &input.kind {
+        Some(kind) if KINDS.contains(&kind.as_str()) => Some(kind.clone()),
+        Some(_) => {
+            problems.push(FieldProblem::new(
+                "kind",
+                format!("must be one of {}", KINDS.join(", ")),
+            ));
+            None
+        }
+        None => match ["token", "username", "key", "value"]
+            .iter()
+            .position(|f| fields.contains_key(*f))
+        {
+            Some(i) => Some(["bearer", "basic", "api_key", "secret"][i].to_string()),
+            None => {
+                problems.push(FieldProblem::new(
+                    "kind",
+                    format!(
+                        "is required when no standard field (token, username, key, value) is \
+                         given: one of {}",
+                        KINDS.join(", ")
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    let text = |fields: &Map<String, Value>, name: &str| match fields.get(name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None => Ok(None),
+        Some(_) => Err(FieldProblem::new(format!("fields.{name}"), "must be text")),
+    };
+    let mut required =
+        |fields: &Map<String, Value>, name: &str, allow_empty: bool| match text(fields, name) {
+            Ok(Some(s)) if allow_empty || !s.is_empty() => {}
+            Ok(Some(_)) => problems.push(FieldProblem::new(
+                format!("fields.{name}"),
+                "must not be empty",
+            )),
+            Ok(None) => problems.push(FieldProblem::new(
+                format!("fields.{name}"),
+                format!(
+                    "is required for a {} connection",
+                    kind.as_deref().unwrap_or("")
+                ),
+            )),
+            Err(p) => problems.push(p),
+        };
+    match kind.as_deref() {
+        Some("bearer") => required(&fields, "token", false),
+        Some("basic") => {
+            required(&fields, "username", false);
+            // Some APIs take a key as the user name and no password.
+            required(&fields, "password", true);
+        }
+        Some("secret") => required(&fields, "value", false),
+        Some("api_key") => {
+            required(&fields, "key", false);
+            required(&fields, "name", false);
+            let placement = match text(&fields, "placement") {
+                Ok(None) => Some("header".to_string()),
+                Ok(Some(p)) if PLACEMENTS.contains(&p.as_str()) => Some(p),
+                Ok(Some(_)) | Err(_) => {
+                    problems.push(FieldProblem::new(
+                        "fields.placement",
+                        format!("must be one of {}", PLACEMENTS.join(", ")),
+                    ));
+                    None
+                }
+            };
+            if let (Some(placement), Ok(Some(name))) = (&placement, text(&fields, "name"))
+                && placement == "header"
+                && !name.is_empty()
+                && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            {
+                problems.push(FieldProblem::new(
+                    "fields.name",
+                    format!("'{name}' is not a valid HTTP header name"),
+                ));
+            }
+            if let Some(placement) = placement {
+                fields.insert("placement".into(), Value::String(placement));
+            }
+        }
+        _ => {}
+    }
+    match text(&fields, BASE_URL_FIELD) {
+        Ok(Some(url)) => {
+            let valid = reqwest::Url::parse(&url).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !valid {
+                problems.push(FieldProblem::new(
+                    format!("fields.{BASE_URL_FIELD}"),
+                    "must be an http:// or https:// URL with a host",
+                ));
+            }
+        }
+        Ok(None) => {}
+        Err(p) => problems.push(p),
+    }
+    if let Some(kind) = &kind {
+        problems.extend(check_app_fields(&input.app, kind, &fields));
+    }
+    if serde_json::to_vec(&fields).map_or(0, |v| v.len()) > MAX_VALUES_BYTES {
+        problems.push(FieldProblem::new(
+            "fields",
+            format!("take more than {MAX_VALUES_BYTES} bytes as JSON"),
+        ));
+    }
+    match kind {
+        Some(kind) if problems.is_empty() => Ok((kind, fields)),
+        _ => Err(problems),
+    }
+}
+
+/// The reason of a store refusal, without its "invalid X:" prefix.
+fn store_reason(e: &StoreError) -> String {
+    match e {
+        StoreError::InvalidInput { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks `fields` against the connection type `kind` of `app`, as its app definition
+/// describes it (a JSON Schema, checked with the `jsonschema` crate).
+///
+/// The app registry (apps defined as data under `modules/`) will provide this check; until it
+/// is wired here, a connection is checked by its kind's rules alone ([`validate`]), which is
+/// also all the built-in `http` app asks for.
+fn check_app_fields(app: &str, kind: &str, fields: &Map<String, Value>) -> Vec<FieldProblem> {
+    let _ = (app, kind, fields);
+    Vec::new()
+}
+
+/// Runs the test request of `connection`'s app (the app definition's connection test, e.g. a
+/// `GET` of the account behind a token) and says what it found.
+///
+/// The app registry (apps defined as data) will provide this; the built-in `http` app's
+/// connections have no test request of their own.
+async fn run_app_test(connection: &Connection) -> Result<String, ConnectionError> {
+    let reason = if connection.app == "http" {
+        "the http app's connections have no test request (they are tried by the HTTP modules \
+         that use them)"
+            .to_string()
+    } else {
+        format!(
+            "the test request of the {} app is not available in this build (app definitions \
+             are not loaded)",
+            connection.app
+        )
+    };
+    Err(ConnectionError::TestUnavailable {
+        name: connection.name.clone(),
+        reason,
+    })
+}
+
+/// The stored connections of a process, over its store and master keys.
+pub struct Vault {
+    store: Store,
+    keys: RwLock<Keyring>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("store", &self.store)
+            .field("keys", &self.keyring().ids())
+            .finish()
+    }
+}
+
+impl Vault {
+    pub fn new(store: Store, keys: Keyring) -> Vault {
+        Vault {
+            store,
+            keys: RwLock::new(keys),
+        }
+    }
+
+    /// This vault as the connections handle of an execution's extensions.
+    pub fn handle(self: &Arc<Self>) -> ConnectionsHandle {
+        self.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The keys in use (a copy).
+    pub fn keyring(&self) -> Keyring {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_keyring(&self, keyring: Keyring) {
+        match self.keys.write() {
+            Ok(mut keys) => *keys = keyring,
+            Err(poisoned) => *poisoned.into_inner() = keyring,
+        }
+    }
+
+    /// The key `key_id`; when this process does not have it and its keys come from a key file,
+    /// the file is read again first (another process may have rotated it).
+    fn key(&self, key_id: &str) -> Option<MasterKey> {
+        let keyring = self.keyring();
+        if let Some(key) = keyring.find(key_id) {
+            return Some(key.clone());
+        }
+        let KeySource::File(path) = keyring.source() else {
+            return None;
+        };
+        let dir = path.parent()?;
+        let reloaded = Keyring::load_file(dir).ok()?;
+        let key = reloaded.find(key_id).cloned();
+        if key.is_some() {
+            self.set_keyring(reloaded);
+        }
+        key
+    }
+
+    /// Checks that every stored connection is sealed under a key this process has; otherwise
+    /// [`ConnectionError::WrongKey`] with their count and ids. Returns how many are stored.
+    pub async fn check_keys(&self) -> Result<usize, ConnectionError> {
+        let rows = self.store.list_connections().await?;
+        let missing: Vec<&SealedConnection> = rows
+            .iter()
+            .filter(|c| self.key(&c.row.key_id).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(rows.len());
+        }
+        let mut ids: Vec<&str> = missing.iter().map(|c| c.row.id.as_str()).collect();
+        let more = ids.len().saturating_sub(IDS_SHOWN);
+        ids.truncate(IDS_SHOWN);
+        let mut ids = ids.join(", ");
+        if more > 0 {
+            ids.push_str(&format!(" and {more} more"));
+        }
+        let mut sealed_with: Vec<&str> = missing.iter().map(|c| c.row.key_id.as_str()).collect();
+        sealed_with.sort_unstable();
+        sealed_with.dedup();
+        let keyring = self.keyring();
+        Err(ConnectionError::WrongKey {
+            count: missing.len(),
+            ids,
+            sealed_with: sealed_with.join(", "),
+            have: keyring.ids().join(", "),
+            source_name: keyring.source().to_string(),
+        })
+    }
+
+    /// Validates and stores a new connection, sealed under the current key.
+    pub async fn create(
+        &self,
+        input: &NewConnectionInput,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        let (kind, fields) = validate(input).map_err(ConnectionError::Invalid)?;
+        let id = new_id();
+        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = self.keyring().current().clone();
+        let sealed = seal::seal(&key, &id, &plaintext)?;
+        let row = self
+            .store
+            .insert_connection(NewConnection {
+                id: &id,
+                name: &input.name,
+                app: &input.app,
+                kind: &kind,
+                key_id: key.id(),
+                sealed: &sealed,
+            })
+            .await?;
+        Ok(row)
+    }
+
+    /// Every stored connection, by name (metadata only).
+    pub async fn list(&self) -> Result<Vec<ConnectionRow>, ConnectionError> {
+        Ok(self
+            .store
+            .list_connections()
+            .await?
+            .into_iter()
+            .map(|c| c.row)
+            .collect())
+    }
+
+    /// The connection named or numbered `reference` (metadata only).
+    pub async fn get(&self, reference: &str) -> Result<ConnectionRow, ConnectionError> {
+        Ok(self.store.get_connection(reference).await?.row)
+    }
+
+    /// Deletes the connection named or numbered `reference`.
+    pub async fn remove(&self, reference: &str) -> Result<ConnectionRow, ConnectionError> {
+        Ok(self.store.delete_connection(reference).await?)
+    }
+
+    /// The connection named or numbered `reference`, unsealed, for one use.
+    pub async fn open(&self, reference: &str) -> Result<Connection, ConnectionError> {
+        let stored = self.store.get_connection(reference).await?;
+        let fields = self.unseal(&stored)?;
+        let row = stored.row;
+        Ok(Connection {
+            id: row.id,
+            name: row.name,
+            app: row.app,
+            kind: row.kind,
+            fields: Secrets(fields),
+        })
+    }
+
+    fn unseal(&self, stored: &SealedConnection) -> Result<Map<String, Value>, ConnectionError> {
+        let row = &stored.row;
+        let Some(key) = self.key(&row.key_id) else {
+            let keyring = self.keyring();
+            return Err(ConnectionError::WrongKey {
+                count: 1,
+                ids: row.id.clone(),
+                sealed_with: row.key_id.clone(),
+                have: keyring.ids().join(", "),
+                source_name: keyring.source().to_string(),
+            });
+        };
+        let plaintext = seal::unseal(&key, &row.id, &stored.sealed)?;
+        match serde_json::from_slice(&plaintext) {
+            Ok(Value::Object(fields)) => Ok(fields),
+            // serde_json's message could quote the text: say only what was wrong.
+            _ => Err(ConnectionError::Unreadable {
+                id: row.id.clone(),
+                reason: "not a JSON object".into(),
+            }),
+        }
+    }
+
+    /// Unseals the connection named or numbered `reference` (proving the key and the blob) and
+    /// runs its app's test request.
+    pub async fn test(&self, reference: &str) -> Result<TestReport, ConnectionError> {
+        let connection = self.open(reference).await?;
+        let detail = run_app_test(&connection).await?;
+        let row = self.get(&connection.id).await?;
+        Ok(TestReport {
+            connection: row,
+            detail,
+        })
+    }
+
+    /// Re-seals every stored connection under a new master key, in one transaction.
+    ///
+    /// With a key file: the new key is `new_key` or a generated one, written first to
+    /// `master.key.next` (so both keys open every row whatever happens next), then the rows are
+    /// re-sealed, then the file replaces `master.key`. A rotation interrupted before that last
+    /// step is finished by running it again (with no new key, or the same one). With
+    /// `SWITCHYARD_MASTER_KEY`, `new_key` is required and the caller must then put it in the
+    /// environment of every process.
+    pub async fn rotate_key(
+        &self,
+        new_key: Option<MasterKey>,
+    ) -> Result<Rotation, ConnectionError> {
+        let mut keyring = self.keyring();
+        if let KeySource::File(path) = keyring.source()
+            && let Some(dir) = path.parent()
+        {
+            // Another process may have changed the files since this one read them.
+            keyring = Keyring::load_file(dir)?;
+        }
+        let old_key_id = keyring.current().id().to_string();
+        let (new_key, files) = match (keyring.source().clone(), keyring.next().cloned()) {
+            (KeySource::Environment, _) => {
+                let new_key = new_key.ok_or_else(|| {
+                    ConnectionError::Rotation(format!(
+                        "the master key comes from {MASTER_KEY_ENV}: give the new key with \
+                         --new-key-file or {NEW_MASTER_KEY_ENV}, then set {MASTER_KEY_ENV} to it"
+                    ))
+                })?;
+                (new_key, None)
+            }
+            (KeySource::File(path), Some(pending)) => {
+                if new_key.as_ref().is_some_and(|k| k != &pending) {
+                    return Err(ConnectionError::Rotation(format!(
+                        "a rotation to master key {} was interrupted: run `connections \
+                         rotate-key` without a new key to finish it first",
+                        pending.id()
+                    )));
+                }
+                let next = path.with_file_name(NEXT_KEY_FILE_NAME);
+                (pending, Some((path, next)))
+            }
+            (KeySource::File(path), None) => {
+                let new_key = new_key.unwrap_or_else(MasterKey::generate);
+                let next = path.with_file_name(NEXT_KEY_FILE_NAME);
+                new_key.write_new_file(&next)?;
+                (new_key, Some((path, next)))
+            }
+        };
+        if new_key.id() == old_key_id {
+            return Err(ConnectionError::Rotation(
+                "the new master key is the key in use".into(),
+            ));
+        }
+        let during = keyring.clone();
+        let resealed =
+            self.store
+                .reseal_connections(|stored| {
+                    if stored.row.key_id == new_key.id() {
+                        return Ok(None);
+                    }
+                    let key = during.find(&stored.row.key_id).ok_or_else(|| {
+                        ConnectionError::WrongKey {
+                            count: 1,
+                            ids: stored.row.id.clone(),
+                            sealed_with: stored.row.key_id.clone(),
+                            have: during.ids().join(", "),
+                            source_name: during.source().to_string(),
+                        }
+                    })?;
+                    let plaintext = seal::unseal(key, &stored.row.id, &stored.sealed)?;
+                    let sealed = seal::seal(&new_key, &stored.row.id, &plaintext)?;
+                    Ok::<_, ConnectionError>(Some(Resealed {
+                        key_id: new_key.id().to_string(),
+                        sealed,
+                    }))
+                })
+                .await??;
+        let source = match files {
+            Some((path, next)) => {
+                std::fs::rename(&next, &path).map_err(|source| KeyError::Io {
+                    action: "replace",
+                    path: path.clone(),
+                    source,
+                })?;
+                KeySource::File(path)
+            }
+            None => KeySource::Environment,
+        };
+        let new_key_id = new_key.id().to_string();
+        self.set_keyring(Keyring::new(new_key, source.clone()));
+        Ok(Rotation {
+            resealed,
+            old_key_id,
+            new_key_id,
+            source,
+        })
+    }
+}
+
+impl Connections for Vault {
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
+        Box::pin(async move {
+            self.open(reference)
+                .await
+                .map_err(|e| e.to_module_error(reference))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(kind: Option<&str>, fields: Value) -> NewConnectionInput {
+        NewConnectionInput {
+            name: "bot".into(),
+            app: "chatbot".into(),
+            kind: kind.map(str::to_string),
+            fields: fields.as_object().unwrap().clone(),
+        }
+    }
+
+    fn paths(problems: Vec<FieldProblem>) -> Vec<String> {
+        problems.into_iter().map(|p| p.path).collect()
+    }
+
+    #[test]
+    fn kinds_need_their_standard_fields() {
+        let (kind, _) = validate(&input(
+            None,
+            json!({"token": "t", "baseUrl": "https://x.org"}),
+        ))
+        .unwrap();
+        assert_eq!(kind, "bearer");
+        let (kind, fields) = validate(&input(
+            Some("api_key"),
+            json!({"key": "k", "name": "X-Api-Key"}),
+        ))
+        .unwrap();
+        assert_eq!(kind, "api_key");
+        assert_eq!(
+            fields["placement"], "header",
+            "the default placement is written out"
+        );
+        let (kind, _) = validate(&input(None, json!({"username": "u", "password": ""}))).unwrap();
+        assert_eq!(kind, "basic");
+
+        assert_eq!(
+            paths(validate(&input(Some("bearer"), json!({}))).unwrap_err()),
+            ["fields.token"]
+        );
+        assert_eq!(
+            paths(validate(&input(Some("basic"), json!({"username": 5}))).unwrap_err()),
+            ["fields.username", "fields.password"]
+        );
+        assert_eq!(
+            paths(
+                validate(&input(
+                    Some("api_key"),
+                    json!({"key": "k", "name": "Bad Name", "placement": "body"})
+                ))
+                .unwrap_err()
+            ),
+            ["fields.placement"]
+        );
+        assert_eq!(
+            paths(
+                validate(&input(
+                    Some("api_key"),
+                    json!({"key": "k", "name": "Bad Name"})
+                ))
+                .unwrap_err()
+            ),
+            ["fields.name"]
+        );
+        assert_eq!(
+            paths(validate(&input(Some("oauth"), json!({"token": "t"}))).unwrap_err()),
+            ["kind"]
+        );
+        assert_eq!(
+            paths(validate(&input(None, json!({"other": "x"}))).unwrap_err()),
+            ["kind"]
+        );
+        assert_eq!(
+            paths(
+                validate(&input(
+                    Some("secret"),
+                    json!({"value": "v", "baseUrl": "ftp://x.org", "nested": {"a": 1}})
+                ))
+                .unwrap_err()
+            ),
+            ["fields.nested", "fields.baseUrl"]
+        );
+    }
+
+    #[test]
+    fn problems_never_quote_values() {
+        let secret = "planted-secret-value";
+        let problems = validate(&NewConnectionInput {
+            name: String::new(),
+            app: "bad app".into(),
+            kind: Some("basic".into()),
+            fields: json!({"username": "", "password": 1, "baseUrl": secret})
+                .as_object()
+                .unwrap()
+                .clone(),
+        })
+        .unwrap_err();
+        let text = ConnectionError::Invalid(problems).to_string();
+        assert!(!text.contains(secret), "{text}");
+        for path in [
+            "name:",
+            "app:",
+            "fields.username:",
+            "fields.password:",
+            "fields.baseUrl:",
+        ] {
+            assert!(text.contains(path), "{path} in {text}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Stored connections: one row per connection, its metadata in plain columns (id, name, app,
+//! kind, the id of the master key that sealed it, times) and its values as one sealed blob the
+//! store never opens. Sealing and unsealing are the `connections` layer's; the store keeps the
+//! bytes, looks rows up by name or id and re-seals every row in one transaction when the master
+//! key rotates.
+//!
+//! Invariants: a name is unique and never looks like an id (so a reference is either one or the
+//! other); errors name a connection by its name or id, never by anything from its blob.
+
+use sqlx::FromRow;
+
+use super::error::StoreError;
+use super::{Result, Store, begin_write, check_text, is_id, now_ms};
+
+/// The longest connection name, in bytes.
+pub const MAX_CONNECTION_NAME_BYTES: usize = 200;
+/// The longest app or kind name, in bytes.
+const MAX_LABEL_BYTES: usize = 100;
+/// The largest sealed blob, in bytes (a connection's values are a few small fields).
+pub const MAX_SEALED_BYTES: usize = 64 * 1024;
+
+/// A stored connection without its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub name: String,
+    pub app: String,
+    pub kind: String,
+    /// The id of the master key the values are sealed under (not a secret).
+    pub key_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored connection with its sealed values.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedConnection {
+    pub row: ConnectionRow,
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedConnection")
+            .field("row", &self.row)
+            .field("sealed", &self.sealed.len())
+            .finish()
+    }
+}
+
+/// A connection to insert: its id is chosen by the caller, who sealed the values with it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewConnection<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub app: &'a str,
+    pub kind: &'a str,
+    pub key_id: &'a str,
+    pub sealed: &'a [u8],
+}
+
+/// A row's values sealed again, under the master key `key_id`.
+#[derive(Debug, Clone)]
+pub struct Resealed {
+    pub key_id: String,
+    pub sealed: Vec<u8>,
+}
+
+#[derive(FromRow)]
+struct ConnectionRecord {
+    id: String,
+    name: String,
+    app: String,
+    kind: String,
+    key_id: String,
+    sealed: Vec<u8>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<ConnectionRecord> for SealedConnection {
+    fn from(r: ConnectionRecord) -> Self {
+        SealedConnection {
+            row: ConnectionRow {
+                id: r.id,
+                name: r.name,
+                app: r.app,
+                kind: r.kind,
+                key_id: r.key_id,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            sealed: r.sealed,
+        }
+    }
+}
+
+const COLUMNS: &str = "SELECT id, name, app, kind, key_id, sealed, created_at, updated_at \
+                       FROM connections";
+
+/// Refuses a name no backend should store or that could be mistaken for an id.
+pub fn check_connection_name(name: &str) -> Result<()> {
+    check_text("connection name", name, MAX_CONNECTION_NAME_BYTES)?;
+    let reason = if name.trim() != name {
+        "must not start or end with white space"
+    } else if name.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else if is_id(name) {
+        "must not look like a connection id (32 or 64 hex digits)"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidInput {
+        what: "connection name",
+        reason: reason.into(),
+    })
+}
+
+/// Whether `reference` can name a stored connection at all (by name or id); anything else is
+/// "not found" without a query (PostgreSQL refuses NUL in text).
+fn is_reference(reference: &str) -> bool {
+    !reference.is_empty()
+        && reference.len() <= MAX_CONNECTION_NAME_BYTES.max(64)
+        && !reference.contains('\0')
+}
+
+/// "Not found" for a reference, repeating it only when it is a plausible name or id: it comes
+/// from a blueprint or a request, never from a secret.
+fn connection_not_found(reference: &str) -> StoreError {
+    let id = if is_reference(reference) && !reference.chars().any(char::is_control) {
+        format!("\"{reference}\"")
+    } else {
+        "(malformed reference)".to_string()
+    };
+    StoreError::NotFound {
+        what: "connection",
+        id,
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Store {
+    /// Stores a new connection. A name already taken is [`StoreError::Conflict`].
+    pub async fn insert_connection(&self, new: NewConnection<'_>) -> Result<ConnectionRow> {
+        check_connection_name(new.name)?;
+        check_text("connection app", new.app, MAX_LABEL_BYTES)?;
+        check_text("connection kind", new.kind, MAX_LABEL_BYTES)?;
+        check_text("key id", new.key_id, MAX_LABEL_BYTES)?;
+        if !is_id(new.id) {
+            return Err(StoreError::InvalidInput {
+                what: "connection id",
+                reason: "expected an id made by store::new_id".into(),
+            });
+        }
+        if new.sealed.is_empty() || new.sealed.len() > MAX_SEALED_BYTES {
+            return Err(StoreError::InvalidInput {
+                what: "connection values",
+                reason: format!("sealed, they must take 1 to {MAX_SEALED_BYTES} bytes"),
+            });
+        }
+        let now = now_ms();
+        let inserted = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO connections \
+                 (id, name, app, kind, key_id, sealed, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(new.id)
+            .bind(new.name)
+            .bind(new.app)
+            .bind(new.kind)
+            .bind(new.key_id)
+            .bind(new.sealed)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        });
+        match inserted {
+            Ok(_) => Ok(ConnectionRow {
+                id: new.id.to_string(),
+                name: new.name.to_string(),
+                app: new.app.to_string(),
+                kind: new.kind.to_string(),
+                key_id: new.key_id.to_string(),
+                created_at: now,
+                updated_at: now,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict {
+                what: "connection",
+                reason: format!("a connection named \"{}\" already exists", new.name),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every stored connection with its sealed values, by name.
+    pub async fn list_connections(&self) -> Result<Vec<SealedConnection>> {
+        let records: Vec<ConnectionRecord> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLUMNS} ORDER BY name")))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(records.into_iter().map(SealedConnection::from).collect())
+    }
+
+    /// The connection named or numbered `reference`.
+    pub async fn get_connection(&self, reference: &str) -> Result<SealedConnection> {
+        if !is_reference(reference) {
+            return Err(connection_not_found(reference));
+        }
+        // Names never look like ids, so at most one row matches.
+        let record: Option<ConnectionRecord> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} WHERE name = $1 OR id = $1"
+            )))
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?
+        });
+        record
+            .map(SealedConnection::from)
+            .ok_or_else(|| connection_not_found(reference))
+    }
+
+    /// Deletes the connection named or numbered `reference`; returns what it was.
+    pub async fn delete_connection(&self, reference: &str) -> Result<ConnectionRow> {
+        if !is_reference(reference) {
+            return Err(connection_not_found(reference));
+        }
+        let record: Option<ConnectionRecord> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "DELETE FROM connections WHERE name = $1 OR id = $1 \
+                 RETURNING id, name, app, kind, key_id, sealed, created_at, updated_at",
+            )
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?
+        });
+        record
+            .map(|r| SealedConnection::from(r).row)
+            .ok_or_else(|| connection_not_found(reference))
+    }
+
+    /// Re-seals every stored connection in one transaction: `reseal` gets each row and returns
+    /// its values sealed again (or `None` to leave the row as it is). When `reseal` fails for
+    /// any row, nothing is changed and its error is returned as the inner `Err`. Returns how
+    /// many rows were re-sealed.
+    pub async fn reseal_connections<E, F>(&self, reseal: F) -> Result<Result<usize, E>>
+    where
+        F: Fn(&SealedConnection) -> std::result::Result<Option<Resealed>, E> + Sync,
+        E: Send,
+    {
+        let now = now_ms();
+        let outcome = on_pool!(self, pool => {
+            let mut tx = begin_write(pool).await?;
+            let records: Vec<ConnectionRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} ORDER BY id{}",
+                super::for_update_in(&tx)
+            )))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut changes = Vec::with_capacity(records.len());
+            let mut failed = None;
+            for record in records {
+                let connection = SealedConnection::from(record);
+                match reseal(&connection) {
+                    Ok(Some(resealed)) => changes.push((connection.row.id, resealed)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => {
+                    tx.rollback().await?;
+                    Err(e)
+                }
+                None => {
+                    for (id, resealed) in &changes {
+                        sqlx::query(
+                            "UPDATE connections SET key_id = $2, sealed = $3, updated_at = $4 \
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(&resealed.key_id)
+                        .bind(&resealed.sealed)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(changes.len())
+                }
+            }
+        });
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_connection_name("chatbot-prod").is_ok());
+        assert!(
+            check_connection_name("12345").is_ok(),
+            "Make's numeric keychain ids"
+        );
+        for bad in [
+            "",
+            " padded",
+            "tab\there",
+            "0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(check_connection_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_connection_name(&"n".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn not_found_repeats_only_plausible_references() {
+        assert_eq!(
+            connection_not_found("bot").to_string(),
+            "connection \"bot\" not found"
+        );
+        assert_eq!(
+            connection_not_found("a\0b").to_string(),
+            "connection (malformed reference) not found"
+        );
+    }
+}
