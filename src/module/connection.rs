@@ -92,8 +92,14 @@ mod tests {
     #[test]
     fn reference_reads_names_and_ids() {
         let p = |v: Value| v.as_object().unwrap().clone();
-        assert_eq!(reference(&p(json!({"__IMTCONN__": " bot "}))).as_deref(), Some("bot"));
-        assert_eq!(reference(&p(json!({"__IMTCONN__": 42}))).as_deref(), Some("42"));
+        assert_eq!(
+            reference(&p(json!({"__IMTCONN__": " bot "}))).as_deref(),
+            Some("bot")
+        );
+        assert_eq!(
+            reference(&p(json!({"__IMTCONN__": 42}))).as_deref(),
+            Some("42")
+        );
         assert_eq!(reference(&p(json!({"__IMTCONN__": ""}))), None);
         assert_eq!(reference(&p(json!({}))), None);
     }

@@ -16,9 +16,9 @@ pub mod error;
 pub mod polling;
 pub mod webhook;
 
+pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
 pub use context::{ExecutionContext, Extensions};
 pub use error::{ErrorKind, ModuleError};
-pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
 pub use webhook::{HookReply, HookRequest, HookTarget, InstantTrigger};
 
