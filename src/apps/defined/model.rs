@@ -400,7 +400,7 @@ pub struct StatusError {
 
 /// Make's error kinds, for the schema.
 #[derive(JsonSchema)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::enum_variant_names)]
 enum ErrorKindName {
     RuntimeError,
     DataError,
