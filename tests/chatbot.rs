@@ -1496,3 +1496,72 @@ fn an_invalid_extra_app_stops_the_command_with_its_path() {
     assert!(stderr.contains("broken.json"), "{stderr}");
     assert!(stderr.contains("modules.A.request.url: column"), "{stderr}");
 }
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn hook_request<'a>(
+    method: &'a str,
+    query: &'a [(String, String)],
+    headers: &'a [(String, String)],
+    body: &'a [u8],
+) -> HookRequest<'a> {
+    HookRequest {
+        method,
+        query,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn verification_and_delivery_ids_are_read_from_the_hook_request() {
+    let bot = Bot::start().await;
+    let module = bot.module("WatchNewMessages");
+    let instant = module.instant().unwrap();
+    let data = json!({"webhookId": "w1"});
+    let target = HookTarget {
+        url: "https://switchyard.test/hooks/9",
+        token: "tok-9",
+        data: &data,
+    };
+    let none = Map::new();
+    let challenge = pairs(&[("challenge", "c-1"), ("token", "tok-9")]);
+    let reply = instant
+        .verify(&none, target, hook_request("GET", &challenge, &[], b""))
+        .unwrap();
+    assert_eq!(
+        (
+            reply.status,
+            reply.content_type.as_str(),
+            reply.body.as_str()
+        ),
+        (200, "text/plain; charset=utf-8", "c-1")
+    );
+    let wrong = pairs(&[("challenge", "c-1"), ("token", "other")]);
+    let refused = instant
+        .verify(&none, target, hook_request("GET", &wrong, &[], b""))
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    assert!(!refused.body.contains("tok-9"));
+    // A delivery, or a GET without a challenge, is not a verification.
+    let event = hook_request("POST", &[], &[], b"{\"chatId\": \"c\"}");
+    assert!(instant.verify(&none, target, event).is_none());
+    assert!(
+        instant
+            .verify(&none, target, hook_request("GET", &[], &[], b""))
+            .is_none()
+    );
+
+    let headers = pairs(&[("x-request-id", "req-1")]);
+    let delivery = hook_request("POST", &[], &headers, b"{}");
+    assert_eq!(instant.delivery_id(delivery).as_deref(), Some("req-1"));
+    assert_eq!(
+        instant.delivery_id(hook_request("POST", &[], &[], b"{}")),
+        None
+    );
+    assert_eq!(bot.fake.total_calls(), 0);
+}

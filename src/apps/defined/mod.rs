@@ -10,7 +10,7 @@
 //!
 //! Invariant: adding an app is adding a file; nothing here names an app.
 
-pub mod input;
+mod input;
 mod interpreter;
 pub mod load;
 pub mod model;

@@ -363,8 +363,7 @@ pub struct ResponseSpec {
 }
 
 /// `response.iterate`: `"{{body.data}}"`, or `{container, condition}`.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct IterateSpec {
     /// IML: the array.
     pub container: String,
@@ -603,6 +602,27 @@ impl<'de> Deserialize<'de> for IterateSpec {
             }
         }
         deserializer.deserialize_any(IterateVisitor)
+    }
+}
+
+impl JsonSchema for IterateSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "IterateSpec".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "The array whose items each make a bundle: an IML string, or {container, condition}.",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {"container": {"type": "string"}, "condition": {}},
+                    "required": ["container"],
+                    "additionalProperties": false,
+                },
+            ],
+        })
     }
 }
 
