@@ -58,13 +58,13 @@ pub struct LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "app definition {}:", self.file)?;
-        for (i, p) in self.problems.iter().enumerate() {
-            let sep = if self.problems.len() == 1 {
-                " "
-            } else {
-                "\n  "
-            };
-            let _ = i;
+        // One problem on the same line; several, one per line.
+        let sep = if self.problems.len() == 1 {
+            " "
+        } else {
+            "\n  "
+        };
+        for p in &self.problems {
             if p.path.is_empty() {
                 write!(f, "{sep}{}", p.message)?;
             } else {
