@@ -1,17 +1,20 @@
-//! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and, with the next
-//! layer of apps, those defined as data under `modules/`. [`AppRegistry`] puts them behind
-//! one [`Registry`]: it is built once per process (by `cli`) and handed to whatever compiles
-//! or runs scenarios. [`transport`] is the HTTP client they all send through, behind the
-//! [`egress`] guard.
+//! Modules that do work: the built-in ones (HTTP, JSON, text parsing …) and the apps defined
+//! as data ([`defined`], `modules/*.json`, served as `app:ModuleName`). [`AppRegistry`] puts
+//! them behind one [`Registry`]: it is built once per process (by `cli`) and handed to
+//! whatever compiles or runs scenarios. [`transport`] is the HTTP client they all send
+//! through, behind the [`egress`] guard.
 
 pub mod builtin;
+pub mod defined;
 pub mod egress;
 pub mod transport;
 
 pub use builtin::{BuiltinRegistry, RegistryError};
+pub use defined::DefinedApps;
 pub use egress::{EgressAllowance, EgressPolicy};
 pub use transport::{Auth, HttpOptions, Transport};
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::module::{Module, Registry};
@@ -21,6 +24,9 @@ use crate::module::{Module, Registry};
 pub struct AppOptions {
     /// The shared HTTP clients of every module that calls out.
     pub http: HttpOptions,
+    /// App definition files, or folders of them, loaded beside the built-in ones (an app of
+    /// the same name as a built-in one replaces it).
+    pub apps: Vec<PathBuf>,
 }
 
 impl AppOptions {
@@ -28,22 +34,49 @@ impl AppOptions {
     pub fn allowing_loopback() -> Self {
         AppOptions {
             http: HttpOptions::allowing_loopback(),
+            ..AppOptions::default()
         }
     }
+}
+
+/// Why the process's modules could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Builtin(#[from] RegistryError),
+    #[error("could not create the HTTP client of the apps: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// An app definition is invalid: the error names its file and JSON paths.
+    #[error(transparent)]
+    Apps(#[from] defined::LoadError),
 }
 
 /// Every module this process can run: registries consulted in order, the first that serves
 /// a module type wins (built-in modules first, so a data-defined app cannot shadow one).
 pub struct AppRegistry {
     layers: Vec<Arc<dyn Registry>>,
+    defined: Arc<DefinedApps>,
 }
 
 impl AppRegistry {
-    /// The registry of a process: the built-in modules, with their shared HTTP clients.
-    pub fn build(options: AppOptions) -> Result<AppRegistry, RegistryError> {
+    /// The registry of a process: the built-in modules, then the apps defined as data (those
+    /// built into the binary and `options.apps`), each family with its shared HTTP client.
+    pub fn build(options: AppOptions) -> Result<AppRegistry, BuildError> {
+        let apps = defined::Apps::load(&options.apps)?;
+        let builtin = Arc::new(BuiltinRegistry::new(options.http.clone())?);
+        let defined = Arc::new(DefinedApps::new(
+            apps,
+            Arc::new(Transport::new(options.http)?),
+        ));
         Ok(AppRegistry {
-            layers: vec![Arc::new(BuiltinRegistry::new(options.http)?)],
+            layers: vec![builtin, defined.clone()],
+            defined,
         })
+    }
+
+    /// The apps defined as data: their definitions, connection types and connection tests.
+    pub fn defined(&self) -> &Arc<DefinedApps> {
+        &self.defined
     }
 
     /// The same registry with `registry` consulted after the ones it has.
@@ -92,6 +125,7 @@ mod tests {
             .unwrap()
             .with(Arc::new(Extra));
         assert!(registry.module("http:MakeRequest").is_some());
+        assert!(registry.module("chatbot:GetUser").is_some());
         assert!(registry.module("nope:Nope").is_none());
         let context = crate::module::ExecutionContext::new("test");
         let call = |name: &str| {

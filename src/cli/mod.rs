@@ -48,8 +48,12 @@ enum Command {
     Run(run::RunArgs),
     /// Checks scenario files and reports every problem with its JSON path.
     Validate(validate::ValidateArgs),
-    /// Prints the JSON Schema of the scenario format.
-    Schema,
+    /// Prints the JSON Schema of the scenario format (with --app, of the app definition format).
+    Schema {
+        /// Print the JSON Schema of app definitions (`modules/*.json`) instead.
+        #[arg(long)]
+        app: bool,
+    },
     /// Evaluates one IML expression, like Make's function tester.
     Eval(eval::EvalArgs),
     /// Runs the service: HTTP API, webhooks, scheduler and workers (embedded SQLite by default).
@@ -89,10 +93,15 @@ pub fn main() -> ExitCode {
         }
         Command::Validate(args) => modules(&EgressArgs::default())
             .and_then(|modules| validate::validate(args, modules.as_ref())),
-        Command::Schema => {
+        Command::Schema { app } => {
+            let schema = if app {
+                crate::apps::defined::json_schema()
+            } else {
+                crate::scenario::json_schema()
+            };
             println!(
                 "{}",
-                serde_json::to_string_pretty(&crate::scenario::json_schema()).unwrap_or_default()
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -215,13 +224,18 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 
 /// The modules of this process, built here once and handed to every layer that compiles or
 /// runs scenarios (the catalog, the runner, the API and the scheduler through them); their
-/// outgoing requests obey the egress guard with `egress`'s allowances.
+/// outgoing requests obey the egress guard with `egress`'s allowances. App definitions beyond
+/// the built-in ones are read from `SWITCHYARD_APPS_DIR` (files or folders, separated as
+/// `PATH` is); an invalid one stops the command with its file and JSON path.
 fn modules(egress: &EgressArgs) -> anyhow::Result<Arc<dyn Registry>> {
     let options = AppOptions {
         http: HttpOptions {
             egress: EgressPolicy::new(egress.allow_egress.clone()),
             ..HttpOptions::default()
         },
+        apps: std::env::var_os("SWITCHYARD_APPS_DIR")
+            .map(|paths| std::env::split_paths(&paths).collect())
+            .unwrap_or_default(),
     };
     Ok(Arc::new(AppRegistry::build(options)?))
 }

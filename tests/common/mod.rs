@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod chatbot;
 pub mod server;
 
 use serde_json::Value;

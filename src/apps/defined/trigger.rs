@@ -1,0 +1,610 @@
+//! The trigger parts of app modules: polling triggers (`Module::poll` with
+//! `response.trigger`) and instant triggers (the [`InstantTrigger`] side of a module with a
+//! `webhook`).
+//!
+//! **Polling.** The trigger state's cursor is `{"date": D, "ids": [...]}`: the newest item
+//! date emitted (RFC 3339, `null` before any dated item) and the ids emitted at exactly that
+//! date; the store's seen ids hold every emitted id (capped). An item is new when it is not
+//! older than `D` and its id is neither seen nor in `ids`, so items sharing a timestamp are
+//! each emitted once even when a cycle's limit splits them. A poll reads the module's pages
+//! (stopping at the first item older than the cursor when the API lists newest first,
+//! `order: desc`), emits the new items oldest first, at most the limit, and says whether more
+//! were left. Where a fresh trigger starts is `parameters.start`: `now` (Make's *From now
+//! on*, the default: what the API lists at the first poll counts as processed), `since` (items
+//! dated `parameters.since` or later) or `all`. Templates read the cursor as `data.lastDate`
+//! and `data.lastId`.
+//!
+//! **Instant.** `attach` renders and sends `webhook.attach` (with `webhook.url`,
+//! `webhook.token`, `parameters`, `connection`) and returns its `response.data`; `detach`
+//! sends `webhook.detach` with `webhook.*` holding that data (a 404 counts as removed);
+//! `verify` answers a request `verification.condition` recognises — `respond` when
+//! `verification.valid` holds, 401 otherwise; `delivery_id` renders `deliveryId`.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+
+use super::input::parse_date;
+use super::interpreter::{AppModule, Call, Pager, output};
+use super::load::CompiledWebhook;
+use super::model::{Order, RespondType};
+use super::template::{CompiledResponse, Vars};
+use crate::expr::value;
+use crate::module::polling::{
+    self, PollRequest, Polled, SEEN_IDS_CAP, TriggerCommit, TriggerState,
+};
+use crate::module::{
+    ErrorKind, ExecutionContext, HookReply, HookRequest, HookTarget, InstantTrigger, Invocation,
+    ModuleError,
+};
+
+/// Items one poll reads at most; the pages beyond are left for the next poll.
+const MAX_SCANNED: usize = 10 * polling::MAX_LIMIT;
+
+/// Where a fresh trigger starts (Make's "Choose where to start").
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Epoch {
+    Now,
+    All,
+    Since(DateTime<Utc>),
+}
+
+fn epoch(parameters: &Value) -> Result<Epoch, ModuleError> {
+    let start = parameters
+        .get("start")
+        .map(value::to_text)
+        .unwrap_or_default();
+    match start.trim().to_ascii_lowercase().as_str() {
+        "" | "now" => Ok(Epoch::Now),
+        "all" => Ok(Epoch::All),
+        "since" => parameters
+            .get("since")
+            .and_then(parse_date)
+            .map(Epoch::Since)
+            .ok_or_else(|| ModuleError::data("since: a date is required when start is `since`")),
+        _ => Err(ModuleError::data("start: expected now, since or all")),
+    }
+}
+
+fn iso(date: DateTime<Utc>) -> String {
+    date.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The newest emitted date and the ids emitted at exactly that date.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Cursor {
+    date: Option<DateTime<Utc>>,
+    ids: Vec<String>,
+}
+
+impl Cursor {
+    fn from_value(value: &Value) -> Result<Cursor, ModuleError> {
+        let corrupt = || {
+            ModuleError::new(
+                ErrorKind::InconsistencyError,
+                "the stored trigger state is not this trigger's cursor; reset the trigger \
+                 (switchyard scenarios reset-trigger) to start again",
+            )
+        };
+        let map = value.as_object().ok_or_else(corrupt)?;
+        let date = match map.get("date") {
+            Some(Value::Null) => None,
+            Some(v @ Value::String(_)) => Some(parse_date(v).ok_or_else(corrupt)?),
+            _ => return Err(corrupt()),
+        };
+        let ids = match map.get("ids") {
+            Some(v @ Value::Array(_)) => {
+                serde_json::from_value(v.clone()).map_err(|_| corrupt())?
+            }
+            _ => return Err(corrupt()),
+        };
+        Ok(Cursor { date, ids })
+    }
+
+    fn to_value(&self) -> Value {
+        json!({"date": self.date.map(iso), "ids": self.ids})
+    }
+
+    /// The cursor after emitting an item dated `date`.
+    fn advance(&mut self, id: &str, date: Option<DateTime<Utc>>) {
+        let Some(date) = date else { return };
+        match self.date {
+            Some(current) if current > date => {}
+            Some(current) if current == date => self.ids.push(id.to_string()),
+            _ => {
+                self.date = Some(date);
+                self.ids = vec![id.to_string()];
+            }
+        }
+        let excess = self.ids.len().saturating_sub(SEEN_IDS_CAP);
+        self.ids.drain(..excess);
+    }
+}
+
+/// One new item.
+struct Candidate {
+    id: String,
+    date: Option<DateTime<Utc>>,
+    bundle: Value,
+}
+
+/// A trigger called outside a poll (no state): the items up to its limit.
+pub(crate) async fn call_fresh(
+    module: &AppModule,
+    invocation: Invocation<'_>,
+) -> Result<Vec<Value>, ModuleError> {
+    let state = TriggerState::default();
+    let limit = polling::limit(invocation.parameters).unwrap_or(polling::DEFAULT_LIMIT);
+    Ok(poll(
+        module,
+        invocation,
+        PollRequest {
+            state: &state,
+            limit,
+        },
+    )
+    .await?
+    .bundles)
+}
+
+pub(crate) async fn poll(
+    module: &AppModule,
+    invocation: Invocation<'_>,
+    request: PollRequest<'_>,
+) -> Result<Polled, ModuleError> {
+    let parameters = module.checked_input(invocation.parameters, &invocation.mapper)?;
+    let epoch = epoch(&parameters)?;
+    let cursor = request
+        .state
+        .cursor
+        .as_ref()
+        .map(Cursor::from_value)
+        .transpose()?;
+    let mut call = module
+        .prepare(
+            invocation.module_id,
+            invocation.parameters,
+            parameters,
+            invocation.context,
+        )
+        .await?;
+    let last_date = match (&cursor, epoch) {
+        (Some(c), _) => c.date.map(iso),
+        (None, Epoch::All) => Some("1970-01-01T00:00:00.000Z".to_string()),
+        (None, Epoch::Since(date)) => Some(iso(date)),
+        (None, Epoch::Now) => Some(iso(call.now)),
+    };
+    call.data = json!({
+        "lastDate": last_date,
+        "lastId": cursor.as_ref().and_then(|c| c.ids.last().cloned()),
+    });
+    poll_prepared(
+        module,
+        &call,
+        cursor,
+        epoch,
+        &request.state.seen_ids,
+        request.limit,
+    )
+    .await
+    .map_err(|e| call.scrub(e))
+}
+
+async fn poll_prepared(
+    module: &AppModule,
+    call: &Call,
+    cursor: Option<Cursor>,
+    epoch: Epoch,
+    seen: &[String],
+    limit: usize,
+) -> Result<Polled, ModuleError> {
+    let Some((last, temp)) = module.before_last(call).await? else {
+        return Ok(Polled::default());
+    };
+    let default = CompiledResponse::default();
+    let response = last.response.as_ref().unwrap_or(&default);
+    let Some(trigger) = &response.trigger else {
+        return Err(ModuleError::config(format!(
+            "{} has no response.trigger",
+            module.type_name()
+        )));
+    };
+    // A fresh trigger starting from now only records what is listed.
+    let from_now = cursor.is_none() && epoch == Epoch::Now;
+    let start = match (cursor, epoch) {
+        (Some(cursor), _) => cursor,
+        (None, Epoch::Since(date)) => Cursor {
+            date: Some(date),
+            ids: Vec::new(),
+        },
+        (None, Epoch::All | Epoch::Now) => Cursor::default(),
+    };
+    let mut known: HashSet<&str> = seen.iter().map(String::as_str).collect();
+    known.extend(start.ids.iter().map(String::as_str));
+    let mut emitted: HashSet<String> = HashSet::new();
+
+    let vars = call.vars(&temp);
+    let rendered = last.render(&vars, &call.base_qs, &call.base_headers)?;
+    let mut pager = Pager::new(module, call, last, response, rendered, &temp);
+    let mut fresh: Vec<Candidate> = Vec::new();
+    let mut scanned = 0;
+    while let Some(page) = pager.next_page().await? {
+        let page_vars = page.response.vars(vars);
+        let items = page
+            .items
+            .unwrap_or_else(|| vec![page.response.body.clone()]);
+        let mut older = false;
+        for item in &items {
+            scanned += 1;
+            let item_vars = Vars { item, ..page_vars };
+            let id = trigger.id.text(&item_vars)?;
+            if id.is_empty() {
+                return Err(ModuleError::data(format!(
+                    "{}: an item has no id",
+                    trigger.id.path()
+                )));
+            }
+            let date = match &trigger.date {
+                None => None,
+                Some(expr) => match expr.eval(&item_vars)? {
+                    Value::Null => None,
+                    v => Some(parse_date(&v).ok_or_else(|| {
+                        ModuleError::data(format!("{}: an item's date is not a date", expr.path()))
+                    })?),
+                },
+            };
+            if let (Some(d), Some(c)) = (date, start.date)
+                && d < c
+            {
+                older = true;
+                continue;
+            }
+            if known.contains(id.as_str()) || !emitted.insert(id.clone()) {
+                continue;
+            }
+            let bundle = if from_now {
+                Value::Null
+            } else {
+                output(response, &item_vars)?
+            };
+            fresh.push(Candidate { id, date, bundle });
+        }
+        let enough = match trigger.order {
+            Order::Desc => older || from_now,
+            Order::Asc => !from_now && fresh.len() > limit,
+            Order::Unordered => false,
+        };
+        if enough || scanned >= MAX_SCANNED {
+            break;
+        }
+    }
+
+    // Oldest first: an API that lists newest first is read backwards, then by date (undated
+    // items, which only the seen ids track, first).
+    if trigger.order == Order::Desc {
+        fresh.reverse();
+    }
+    fresh.sort_by_key(|c| c.date);
+
+    let mut next = start;
+    if from_now {
+        let mut ids = Vec::with_capacity(fresh.len());
+        for candidate in fresh {
+            next.advance(&candidate.id, candidate.date);
+            ids.push(candidate.id);
+        }
+        return Ok(Polled {
+            bundles: Vec::new(),
+            change: TriggerCommit {
+                cursor: Some(next.to_value()),
+                new_seen_ids: ids,
+            },
+            more: false,
+        });
+    }
+    let more = fresh.len() > limit;
+    let mut bundles = Vec::with_capacity(limit.min(fresh.len()));
+    let mut ids = Vec::with_capacity(bundles.capacity());
+    for candidate in fresh.into_iter().take(limit) {
+        next.advance(&candidate.id, candidate.date);
+        ids.push(candidate.id);
+        bundles.push(candidate.bundle);
+    }
+    Ok(Polled {
+        bundles,
+        change: TriggerCommit {
+            cursor: Some(next.to_value()),
+            new_seen_ids: ids,
+        },
+        more,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instant triggers
+
+/// `webhook.*`: the hook's URL and token, and what attach kept.
+fn hook_value(hook: &HookTarget<'_>) -> Value {
+    let mut map = Map::new();
+    map.insert("url".into(), Value::from(hook.url));
+    map.insert("token".into(), Value::from(hook.token));
+    if let Value::Object(data) = hook.data {
+        for (key, value) in data {
+            map.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    Value::Object(map)
+}
+
+/// A hook request's query, headers and body as templates read them.
+struct Received {
+    method: Value,
+    query: Value,
+    headers: Value,
+    body: Value,
+}
+
+impl Received {
+    fn new(request: &HookRequest<'_>, with_body: bool) -> Self {
+        let mut query = Map::new();
+        for (name, value) in request.query {
+            query
+                .entry(name.clone())
+                .or_insert_with(|| Value::from(value.as_str()));
+        }
+        let mut headers = Map::new();
+        for (name, value) in request.headers {
+            headers
+                .entry(name.to_ascii_lowercase())
+                .or_insert_with(|| Value::from(value.as_str()));
+        }
+        let body = if !with_body || request.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(request.body).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(request.body).into_owned())
+            })
+        };
+        Received {
+            method: Value::from(request.method),
+            query: Value::Object(query),
+            headers: Value::Object(headers),
+            body,
+        }
+    }
+
+    fn vars<'a>(&'a self, parameters: &'a Value, webhook: &'a Value) -> Vars<'a> {
+        Vars {
+            parameters,
+            webhook,
+            method: &self.method,
+            query: &self.query,
+            headers: &self.headers,
+            body: &self.body,
+            ..Vars::empty(Utc::now())
+        }
+    }
+}
+
+impl AppModule {
+    fn webhook(&self) -> Result<&CompiledWebhook, ModuleError> {
+        self.module
+            .webhook
+            .as_ref()
+            .ok_or_else(|| ModuleError::config(format!("{} has no webhook", self.type_name())))
+    }
+
+    async fn attach_inner(
+        &self,
+        parameters: &Map<String, Value>,
+        hook: HookTarget<'_>,
+        context: &ExecutionContext,
+    ) -> Result<Value, ModuleError> {
+        let Some(attach) = &self.webhook()?.attach else {
+            return Ok(Value::Null);
+        };
+        // An instant trigger's fields come with its parameters (its mapper is never run).
+        let checked = self.checked_input(parameters, &Value::Object(parameters.clone()))?;
+        let mut call = self.prepare(0, parameters, checked, context).await?;
+        call.webhook = hook_value(&hook);
+        let result = async {
+            let temp = Value::Object(Map::new());
+            let rendered = attach.render(&call.vars(&temp), &call.base_qs, &call.base_headers)?;
+            let default = CompiledResponse::default();
+            let response = attach.response.as_ref().unwrap_or(&default);
+            let exchanged = self.exchange(&call, &rendered, response, &temp).await?;
+            match &response.data {
+                Some(data) => data.eval(&exchanged.vars(call.vars(&temp))),
+                None => Ok(Value::Null),
+            }
+        };
+        result.await.map_err(|e| call.scrub(e))
+    }
+
+    async fn detach_inner(
+        &self,
+        parameters: &Map<String, Value>,
+        hook: HookTarget<'_>,
+        context: &ExecutionContext,
+    ) -> Result<(), ModuleError> {
+        let Some(detach) = &self.webhook()?.detach else {
+            return Ok(());
+        };
+        let checked = self.checked_input(parameters, &Value::Object(parameters.clone()))?;
+        let mut call = self.prepare(0, parameters, checked, context).await?;
+        call.webhook = hook_value(&hook);
+        let result = async {
+            let temp = Value::Object(Map::new());
+            let rendered = detach.render(&call.vars(&temp), &call.base_qs, &call.base_headers)?;
+            let default = CompiledResponse::default();
+            let response = detach.response.as_ref().unwrap_or(&default);
+            match self.exchange(&call, &rendered, response, &temp).await {
+                Ok(_) => Ok(()),
+                // Already gone on the service.
+                Err(e) if e.details.as_ref().is_some_and(|d| d["statusCode"] == 404) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        result.await.map_err(|e| call.scrub(e))
+    }
+}
+
+impl InstantTrigger for AppModule {
+    fn verify(
+        &self,
+        parameters: &Map<String, Value>,
+        hook: HookTarget<'_>,
+        request: HookRequest<'_>,
+    ) -> Option<HookReply> {
+        let verification = self.module.webhook.as_ref()?.verification.as_ref()?;
+        let received = Received::new(&request, true);
+        let parameters = Value::Object(parameters.clone());
+        let webhook = hook_value(&hook);
+        let vars = received.vars(&parameters, &webhook);
+        match verification.condition.truthy(&vars) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(module = %self.type_name(), error = %e.message, "the webhook verification condition failed");
+                return None;
+            }
+        }
+        let valid = match &verification.valid {
+            None => true,
+            Some(valid) => valid.truthy(&vars).unwrap_or(false),
+        };
+        if !valid {
+            return Some(HookReply {
+                status: 401,
+                content_type: "application/json".into(),
+                body: json!({"error": "the verification request is not valid for this hook"})
+                    .to_string(),
+            });
+        }
+        let body = match &verification.body {
+            None => Value::Null,
+            Some(body) => match body.eval(&vars) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(module = %self.type_name(), error = %e.message, "the webhook verification reply failed");
+                    return Some(HookReply {
+                        status: 500,
+                        content_type: "application/json".into(),
+                        body: json!({"error": "the verification reply could not be rendered"})
+                            .to_string(),
+                    });
+                }
+            },
+        };
+        let (content_type, body) = match verification.body_type {
+            RespondType::Text => ("text/plain; charset=utf-8", value::to_text(&body)),
+            RespondType::Json => ("application/json", body.to_string()),
+        };
+        Some(HookReply {
+            status: verification.status,
+            content_type: content_type.into(),
+            body,
+        })
+    }
+
+    fn delivery_id(&self, request: HookRequest<'_>) -> Option<String> {
+        let expr = self.module.webhook.as_ref()?.delivery_id.as_ref()?;
+        let received = Received::new(&request, expr.mentions("body"));
+        let empty = Value::Null;
+        let id = expr.text(&received.vars(&empty, &empty)).ok()?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_string())
+    }
+
+    fn attach<'a>(
+        &'a self,
+        parameters: &'a Map<String, Value>,
+        hook: HookTarget<'a>,
+        context: &'a ExecutionContext,
+    ) -> BoxFuture<'a, Result<Value, ModuleError>> {
+        Box::pin(self.attach_inner(parameters, hook, context))
+    }
+
+    fn detach<'a>(
+        &'a self,
+        parameters: &'a Map<String, Value>,
+        hook: HookTarget<'a>,
+        context: &'a ExecutionContext,
+    ) -> BoxFuture<'a, Result<(), ModuleError>> {
+        Box::pin(self.detach_inner(parameters, hook, context))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(secs, 0)
+    }
+
+    #[test]
+    fn epochs() {
+        assert_eq!(epoch(&json!({})).unwrap(), Epoch::Now);
+        assert_eq!(epoch(&json!({"start": "all"})).unwrap(), Epoch::All);
+        assert_eq!(
+            epoch(&json!({"start": "since", "since": "2024-01-02"})).unwrap(),
+            Epoch::Since(at(1_704_153_600).unwrap())
+        );
+        assert!(
+            epoch(&json!({"start": "since"}))
+                .unwrap_err()
+                .message
+                .starts_with("since")
+        );
+        assert!(
+            epoch(&json!({"start": "later"}))
+                .unwrap_err()
+                .message
+                .starts_with("start")
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_foreign_state() {
+        let mut cursor = Cursor::default();
+        cursor.advance("a", at(10));
+        cursor.advance("b", at(20));
+        cursor.advance("c", at(20));
+        cursor.advance("old", at(5));
+        cursor.advance("undated", None);
+        assert_eq!(cursor.ids, ["b", "c"]);
+        let value = cursor.to_value();
+        assert_eq!(
+            value,
+            json!({"date": "1970-01-01T00:00:20.000Z", "ids": ["b", "c"]})
+        );
+        assert_eq!(Cursor::from_value(&value).unwrap(), cursor);
+        for bad in [
+            json!(5),
+            json!({"date": "soon", "ids": []}),
+            json!({"date": null}),
+        ] {
+            assert_eq!(
+                Cursor::from_value(&bad).unwrap_err().kind,
+                ErrorKind::InconsistencyError
+            );
+        }
+    }
+
+    #[test]
+    fn hook_values_merge_what_attach_kept() {
+        let data = json!({"webhookId": "w1", "url": "ignored"});
+        let hook = HookTarget {
+            url: "https://x.test/hooks/1",
+            token: "t",
+            data: &data,
+        };
+        assert_eq!(
+            hook_value(&hook),
+            json!({"url": "https://x.test/hooks/1", "token": "t", "webhookId": "w1"})
+        );
+    }
+}
