@@ -859,17 +859,17 @@ impl Service {
                 .await
                 .unwrap();
         let registry = Arc::new(AppRegistry::build(AppOptions::allowing_loopback()).unwrap());
+        let mut services = switchyard::module::Extensions::default();
+        services.insert::<ConnectionsHandle>(vault.handle());
         let catalog = switchyard::catalog::Catalog::new(
             store.clone(),
             registry,
-            switchyard::catalog::CatalogOptions::default(),
+            switchyard::catalog::CatalogOptions {
+                services,
+                ..switchyard::catalog::CatalogOptions::default()
+            },
         );
-        let mut extensions = switchyard::module::Extensions::default();
-        extensions.insert::<ConnectionsHandle>(vault.handle());
-        let options = switchyard::queue::RunnerOptions {
-            extensions,
-            ..switchyard::queue::RunnerOptions::default()
-        };
+        let options = switchyard::queue::RunnerOptions::default();
         let runner = Arc::new(
             switchyard::queue::Runner::new(
                 catalog,

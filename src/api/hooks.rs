@@ -165,7 +165,7 @@ async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
             let module = state.catalog().registry().module(&node.module)?;
             module.instant()?;
             Some(std::sync::Arc::new(InstantRoute {
-                parameters: node.parameters.clone(),
+                parameters: node.configuration(),
                 url: state.catalog().hook_url(id).unwrap_or_default(),
                 token: Hook::token(id),
                 attachment: hook.attachment.clone().unwrap_or(Value::Null),

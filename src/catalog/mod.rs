@@ -200,7 +200,7 @@ impl Catalog {
         let changed = previous.as_ref().is_some_and(|old| {
             let key = |s: &Scenario| {
                 s.webhook_trigger()
-                    .map(|n| (n.id, n.module.clone(), n.parameters.clone()))
+                    .map(|n| (n.id, n.module.clone(), n.configuration()))
             };
             key(old) != key(&compiled)
         });
@@ -370,7 +370,7 @@ impl Catalog {
             data: &Value::Null,
         };
         let attachment = instant
-            .attach(&node.parameters, target, &context)
+            .attach(&node.configuration(), target, &context)
             .await
             .map_err(failed)?;
         self.store()
@@ -405,7 +405,10 @@ impl Catalog {
             token: &token,
             data: attachment,
         };
-        match instant.detach(&node.parameters, target, &context).await {
+        match instant
+            .detach(&node.configuration(), target, &context)
+            .await
+        {
             Ok(()) => {}
             Err(error) if error.status() == Some(404) => {}
             Err(error) => {

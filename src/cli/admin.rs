@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::service::DatabaseArgs;
+use crate::apps::AppRegistry;
 use crate::catalog::{Catalog, CatalogOptions, Hook};
-use crate::module::Registry;
 use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 #[derive(Subcommand)]
@@ -91,10 +91,10 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
 pub async fn scenarios(
     args: AdminArgs,
     command: ScenariosCommand,
-    modules: Arc<dyn Registry>,
+    modules: Arc<AppRegistry>,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let vault = super::service::vault(&store, &args.db).await?;
+    let vault = super::service::vault(&store, &args.db, &modules).await?;
     let options = CatalogOptions {
         public_url: args.public_url.clone(),
         services: super::service::services(&vault),

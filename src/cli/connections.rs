@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::admin::AdminArgs;
 use super::service::DatabaseArgs;
 use crate::api::{connection_json, rfc3339};
+use crate::apps::AppRegistry;
 use crate::connections::{
     KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, Vault,
 };
@@ -84,18 +85,32 @@ pub struct AddArgs {
 /// directory's key file (created on first use).
 pub async fn open_vault(db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
     let store = db.open().await?;
-    vault_on(store, db)
+    vault_on(store, db, None)
 }
 
 /// The vault over `store`, with the master key `db`'s data directory (or the environment)
-/// gives.
-pub fn vault_on(store: Store, db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
+/// gives; with `apps`, new connections are checked against their app's connection type and
+/// can be tested.
+pub fn vault_on(
+    store: Store,
+    db: &DatabaseArgs,
+    apps: Option<&AppRegistry>,
+) -> anyhow::Result<Arc<Vault>> {
     let keys = Keyring::load(&db.key_dir()).context("cannot load the master key")?;
-    Ok(Arc::new(Vault::new(store, keys)))
+    let vault = Vault::new(store, keys);
+    Ok(Arc::new(match apps {
+        Some(apps) => vault.with_apps(apps.defined().clone()),
+        None => vault,
+    }))
 }
 
-pub async fn connections(args: AdminArgs, command: ConnectionsCommand) -> anyhow::Result<()> {
-    let vault = open_vault(&args.db).await?;
+pub async fn connections(
+    args: AdminArgs,
+    command: ConnectionsCommand,
+    modules: Arc<AppRegistry>,
+) -> anyhow::Result<()> {
+    let store = args.db.open().await?;
+    let vault = vault_on(store, &args.db, Some(&modules))?;
     let result = run(&vault, args.json, command).await;
     vault.store().close().await;
     result

@@ -16,7 +16,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::apps::{AppOptions, AppRegistry, EgressAllowance, EgressPolicy, HttpOptions};
 use crate::engine::Budget;
-use crate::module::Registry;
 
 /// Exit code for a file that cannot be read or parsed, or bad arguments.
 pub const EXIT_UNREADABLE: u8 = 2;
@@ -64,6 +63,8 @@ enum Command {
     Scenarios {
         #[command(flatten)]
         args: admin::AdminArgs,
+        #[command(flatten)]
+        egress: EgressArgs,
         #[command(subcommand)]
         command: admin::ScenariosCommand,
     },
@@ -78,6 +79,8 @@ enum Command {
     Connections {
         #[command(flatten)]
         args: admin::AdminArgs,
+        #[command(flatten)]
+        egress: EgressArgs,
         #[command(subcommand)]
         command: connections::ConnectionsCommand,
     },
@@ -111,13 +114,20 @@ pub fn main() -> ExitCode {
         Command::Worker(args) => {
             modules(&args.egress).and_then(|modules| service_main(service::worker(args, modules)))
         }
-        // Stored scenarios are only compiled here, never run: no target needs allowing.
-        Command::Scenarios { args, command } => modules(&EgressArgs::default())
+        // Activating a scenario may register its instant trigger's hook on a service.
+        Command::Scenarios {
+            args,
+            egress,
+            command,
+        } => modules(&egress)
             .and_then(|modules| service_main(admin::scenarios(args, command, modules))),
         Command::Executions { args, command } => service_main(admin::executions(args, command)),
-        Command::Connections { args, command } => {
-            service_main(connections::connections(args, command))
-        }
+        Command::Connections {
+            args,
+            egress,
+            command,
+        } => modules(&egress)
+            .and_then(|modules| service_main(connections::connections(args, command, modules))),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -163,7 +173,8 @@ pub struct EgressArgs {
         long = "allow-egress",
         value_name = "HOST|CIDR",
         env = "SWITCHYARD_ALLOW_EGRESS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        global = true
     )]
     pub allow_egress: Vec<EgressAllowance>,
 }
@@ -227,7 +238,7 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 /// outgoing requests obey the egress guard with `egress`'s allowances. App definitions beyond
 /// the built-in ones are read from `SWITCHYARD_APPS_DIR` (files or folders, separated as
 /// `PATH` is); an invalid one stops the command with its file and JSON path.
-fn modules(egress: &EgressArgs) -> anyhow::Result<Arc<dyn Registry>> {
+fn modules(egress: &EgressArgs) -> anyhow::Result<Arc<AppRegistry>> {
     let options = AppOptions {
         http: HttpOptions {
             egress: EgressPolicy::new(egress.allow_egress.clone()),

@@ -14,9 +14,10 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::api::{self, AppState, HookLimits};
+use crate::apps::AppRegistry;
 use crate::catalog::{Catalog, CatalogOptions};
 use crate::connections::Vault;
-use crate::module::{ConnectionsHandle, Extensions, Registry};
+use crate::module::{ConnectionsHandle, Extensions};
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::{SqliteSync, Store};
 use crate::triggers::scheduler::Scheduler;
@@ -180,8 +181,12 @@ fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
 }
 
 /// The stored connections of `store`, checked to open with this process's master key.
-pub(super) async fn vault(store: &Store, db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
-    let vault = super::connections::vault_on(store.clone(), db)?;
+pub(super) async fn vault(
+    store: &Store,
+    db: &DatabaseArgs,
+    apps: &AppRegistry,
+) -> anyhow::Result<Arc<Vault>> {
+    let vault = super::connections::vault_on(store.clone(), db, Some(apps))?;
     let stored = vault.check_keys().await?;
     tracing::info!(
         connections = stored,
@@ -198,11 +203,7 @@ pub fn services(vault: &Arc<Vault>) -> Extensions {
     services
 }
 
-fn runner(
-    catalog: &Catalog,
-    queue: &Queue,
-    args: &WorkerArgs,
-) -> anyhow::Result<Arc<Runner>> {
+fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result<Arc<Runner>> {
     let defaults = RunnerOptions::default();
     let options = RunnerOptions {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
@@ -324,14 +325,14 @@ pub fn parse_public_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_string())
 }
 
-pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
+pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result<()> {
     let store = args
         .worker
         .db
         .open_owned(args.worker.sqlite_synchronous)
         .await?;
     let token_hash = api_token_hash(&store).await?;
-    let vault = vault(&store, &args.worker.db).await?;
+    let vault = vault(&store, &args.worker.db, &modules).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
@@ -431,9 +432,9 @@ pub async fn serve(args: ServeArgs, modules: Arc<dyn Registry>) -> anyhow::Resul
     Ok(())
 }
 
-pub async fn worker(args: WorkerArgs, modules: Arc<dyn Registry>) -> anyhow::Result<()> {
+pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Result<()> {
     let store = args.db.open_owned(args.sqlite_synchronous).await?;
-    let vault = vault(&store, &args.db).await?;
+    let vault = vault(&store, &args.db, &modules).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.heartbeat_seconds, args.max_attempts),

@@ -33,6 +33,7 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
+use crate::apps::defined::DefinedApps;
 use crate::module::{Connection, Connections, ConnectionsHandle, ModuleError, Secrets};
 use crate::store::{
     ConnectionRow, NewConnection, Resealed, SealedConnection, Store, StoreError,
@@ -310,9 +311,6 @@ pub fn validate(
         Ok(None) => {}
         Err(p) => problems.push(p),
     }
-    if let Some(kind) = &kind {
-        problems.extend(check_app_fields(&input.app, kind, &fields));
-    }
     if serde_json::to_vec(&fields).map_or(0, |v| v.len()) > MAX_VALUES_BYTES {
         problems.push(FieldProblem::new(
             "fields",
@@ -333,44 +331,82 @@ fn store_reason(e: &StoreError) -> String {
     }
 }
 
-/// Checks `fields` against the connection type `kind` of `app`, as its app definition
-/// describes it (a JSON Schema, checked with the `jsonschema` crate).
-///
-/// The app registry (apps defined as data under `modules/`) will provide this check; until it
-/// is wired here, a connection is checked by its kind's rules alone ([`validate`]), which is
-/// also all the built-in `http` app asks for.
-fn check_app_fields(app: &str, kind: &str, fields: &Map<String, Value>) -> Vec<FieldProblem> {
-    let _ = (app, kind, fields);
-    Vec::new()
+/// Checks `fields` against the connection type `kind` (its name, or its universal kind) of
+/// `app` as `apps` defines it: the type must exist and the fields must match its
+/// `configuration` JSON Schema (checked with the `jsonschema` crate). Each problem names the
+/// field (`fields.baseUrl`), never its value. The built-in `http` app has no definition: its
+/// connections are checked by their kind's rules alone ([`validate`]).
+pub fn check_app_fields(
+    apps: &DefinedApps,
+    app: &str,
+    kind: &str,
+    fields: &Map<String, Value>,
+) -> Vec<FieldProblem> {
+    if app == "http" {
+        return Vec::new();
+    }
+    if apps.app(app).is_none() {
+        return vec![FieldProblem::new(
+            "app",
+            format!("no app named \"{app}\" is defined (see `modules/`)"),
+        )];
+    }
+    let Some(connection_type) = apps.connection_type(app, kind) else {
+        return vec![FieldProblem::new(
+            "kind",
+            format!("the {app} app has no connection type \"{kind}\""),
+        )];
+    };
+    let validator = match jsonschema::validator_for(&connection_type.configuration) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![FieldProblem::new(
+                "app",
+                format!("the {app} app's connection schema is invalid: {e}"),
+            )];
+        }
+    };
+    let instance = Value::Object(fields.clone());
+    validator
+        .iter_errors(&instance)
+        .map(|error| {
+            let pointer = error.instance_path().to_string();
+            let field = pointer.trim_start_matches('/').replace('/', ".");
+            let path = if field.is_empty() {
+                "fields".to_string()
+            } else {
+                format!("fields.{field}")
+            };
+            // The message of `jsonschema` quotes the value: say what was expected instead.
+            FieldProblem::new(path, schema_expectation(&error))
+        })
+        .collect()
 }
 
-/// Runs the test request of `connection`'s app (the app definition's connection test, e.g. a
-/// `GET` of the account behind a token) and says what it found.
-///
-/// The app registry (apps defined as data) will provide this; the built-in `http` app's
-/// connections have no test request of their own.
-async fn run_app_test(connection: &Connection) -> Result<String, ConnectionError> {
-    let reason = if connection.app == "http" {
-        "the http app's connections have no test request (they are tried by the HTTP modules \
-         that use them)"
-            .to_string()
-    } else {
-        format!(
-            "the test request of the {} app is not available in this build (app definitions \
-             are not loaded)",
-            connection.app
-        )
-    };
-    Err(ConnectionError::TestUnavailable {
-        name: connection.name.clone(),
-        reason,
-    })
+/// What a schema error expected, without the value that failed it.
+fn schema_expectation(error: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    match error.kind() {
+        K::Required { property } => format!("{property} is required"),
+        K::AdditionalProperties { unexpected } => {
+            format!("unknown field(s): {}", unexpected.join(", "))
+        }
+        K::Type { kind } => format!("must be of type {kind:?}"),
+        K::MinLength { limit } => format!("must be at least {limit} character(s) long"),
+        K::MaxLength { limit } => format!("must be at most {limit} characters long"),
+        K::Pattern { pattern } => format!("must match the pattern {pattern}"),
+        K::Format { format } => format!("must be a valid {format}"),
+        K::Enum { options } => format!("must be one of {options}"),
+        _ => "does not match the connection type's schema".to_string(),
+    }
 }
 
 /// The stored connections of a process, over its store and master keys.
 pub struct Vault {
     store: Store,
     keys: RwLock<Keyring>,
+    /// The apps defined as data: their connection types check new connections and test them.
+    apps: Option<Arc<DefinedApps>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -387,7 +423,14 @@ impl Vault {
         Vault {
             store,
             keys: RwLock::new(keys),
+            apps: None,
         }
+    }
+
+    /// The same vault checking and testing connections with the connection types of `apps`.
+    pub fn with_apps(mut self, apps: Arc<DefinedApps>) -> Vault {
+        self.apps = Some(apps);
+        self
     }
 
     /// This vault as the connections handle of an execution's extensions.
@@ -470,6 +513,12 @@ impl Vault {
         input: &NewConnectionInput,
     ) -> Result<ConnectionRow, ConnectionError> {
         let (kind, fields) = validate(input).map_err(ConnectionError::Invalid)?;
+        if let Some(apps) = &self.apps {
+            let problems = check_app_fields(apps, &input.app, &kind, &fields);
+            if !problems.is_empty() {
+                return Err(ConnectionError::Invalid(problems));
+            }
+        }
         let id = new_id();
         let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
             id: id.clone(),
@@ -549,11 +598,44 @@ impl Vault {
         }
     }
 
+    /// Runs the test request of `connection`'s connection type (the app definition's `test`,
+    /// e.g. a `GET` of one user with a token) and says what it proved. The built-in `http`
+    /// app's connections have no test request of their own.
+    async fn run_app_test(&self, connection: &Connection) -> Result<String, ConnectionError> {
+        let unavailable = |reason: String| ConnectionError::TestUnavailable {
+            name: connection.name.clone(),
+            reason,
+        };
+        if connection.app == "http" {
+            return Err(unavailable(
+                "the http app's connections have no test request (they are tried by the \
+                 HTTP modules that use them)"
+                    .into(),
+            ));
+        }
+        let Some(apps) = &self.apps else {
+            return Err(unavailable(format!(
+                "the {} app's definition is not loaded in this command",
+                connection.app
+            )));
+        };
+        match apps.test_connection(connection).await {
+            Ok(()) => Ok(format!(
+                "the {} app's test request succeeded",
+                connection.app
+            )),
+            Err(error) => Err(ConnectionError::TestFailed {
+                name: connection.name.clone(),
+                reason: format!("{}: {}", error.kind.name(), error.message),
+            }),
+        }
+    }
+
     /// Unseals the connection named or numbered `reference` (proving the key and the blob) and
     /// runs its app's test request.
     pub async fn test(&self, reference: &str) -> Result<TestReport, ConnectionError> {
         let connection = self.open(reference).await?;
-        let detail = run_app_test(&connection).await?;
+        let detail = self.run_app_test(&connection).await?;
         let row = self.get(&connection.id).await?;
         Ok(TestReport {
             connection: row,

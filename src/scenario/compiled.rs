@@ -85,6 +85,28 @@ pub struct CompiledNode {
     pub handles: Option<Ix>,
 }
 
+impl CompiledNode {
+    /// The module's configuration outside any execution — its parameters, plus the mapper
+    /// fields that need no bundle (an instant trigger's, whose mapper nothing precedes) — for
+    /// calls made when no bundle exists: registering a hook, answering its verification.
+    /// Parameters win over mapper fields of the same name.
+    pub fn configuration(&self) -> Map<String, Value> {
+        struct NoBundles;
+        impl crate::expr::Scope for NoBundles {
+            fn module_output(&self, _: u32) -> Option<&Value> {
+                None
+            }
+        }
+        let mut configuration = self.parameters.clone();
+        if let Some(Ok(Value::Object(fields))) = self.mapper.as_ref().map(|m| m.eval(&NoBundles)) {
+            for (name, value) in fields {
+                configuration.entry(name).or_insert(value);
+            }
+        }
+        configuration
+    }
+}
+
 /// What a module does, as far as the executor is concerned.
 #[derive(Clone)]
 pub enum NodeKind {
