@@ -92,7 +92,13 @@ impl TestDb {
     /// The arguments that point a command at this database.
     pub fn db_args(&self) -> Vec<String> {
         match &self.pg {
-            Some(pg) => vec!["--database-url".into(), pg.url.clone()],
+            // The data directory holds the master key of stored connections.
+            Some(pg) => vec![
+                "--database-url".into(),
+                pg.url.clone(),
+                "--data-dir".into(),
+                self.data_dir().to_string_lossy().into_owned(),
+            ],
             None => vec![
                 "--data-dir".into(),
                 self.data_dir().to_string_lossy().into_owned(),
