@@ -79,9 +79,9 @@ fn add_connection(db: &TestDb, fake: &FakeChatBot, token: &str) {
     assert!(!printed.contains(token), "add printed the token: {printed}");
 }
 
-/// The example blueprint `name` of `scenarios/`.
-fn example(name: &str) -> Value {
-    serde_json::from_str(&repo_file(&format!("scenarios/{name}"))).expect("example JSON")
+/// The example blueprint at `path` (`scenarios/…`).
+fn example(path: &str) -> Value {
+    serde_json::from_str(&repo_file(path)).expect("example JSON")
 }
 
 /// A ChatBot webhook event (chatbot-api.md A.5) from the user with `email`.
@@ -121,7 +121,10 @@ async fn watch_new_messages(db: TestDb) {
     add_connection(&db, &fake, &token);
     let svc = db.serve(&[]).await;
 
-    let created = svc.api.create(&example("chatbot-upsert-user.json")).await;
+    let created = svc
+        .api
+        .create(&example("scenarios/chatbot-upsert-user.json"))
+        .await;
     let id = created["id"].as_str().expect("scenario id").to_string();
     let hook = created["hooks"][0]["url"]
         .as_str()
@@ -274,7 +277,7 @@ async fn nightly_stories_report(db: TestDb) {
         }),
     );
     let addr = common::server::serve(app).await;
-    let mut blueprint = example("chatbot-nightly-stories.json");
+    let mut blueprint = example("scenarios/chatbot-nightly-stories.json");
     blueprint["flow"][3]["mapper"]["url"] = json!(format!("http://{addr}/chatbot/stories"));
     let file = db.write_json("nightly.json", &blueprint);
 
