@@ -291,4 +291,5 @@ async fn serve_throughput() {
         accepted as f64 / finished_in.as_secs_f64(),
     );
     let _ = serve.kill();
+    let _ = serve.wait();
 }
