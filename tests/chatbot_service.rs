@@ -235,6 +235,32 @@ async fn watch_new_messages(db: TestDb) {
         );
     }
 
+    // A trigger whose connection does not exist cannot register: the scenario stays inactive.
+    let mut orphan = example("scenarios/chatbot-upsert-user.json");
+    orphan["name"] = json!("no connection");
+    orphan["flow"][0]["parameters"]["__IMTCONN__"] = json!("nobody");
+    let orphan = svc.api.create(&orphan).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = svc
+        .api
+        .post(&format!("/api/scenarios/{orphan}/activate"), &Value::Null)
+        .await
+        .expect(422, "activate without a connection");
+    assert_eq!(
+        refused.json["error"]["code"], "webhook_attach_failed",
+        "{refused:?}"
+    );
+    assert!(refused.text.contains("nobody"), "{}", refused.text);
+    let row = svc
+        .api
+        .get(&format!("/api/scenarios/{orphan}"))
+        .await
+        .expect(200, "get");
+    assert_eq!(row.json["active"], false);
+    assert_eq!(fake.webhooks().len(), 1, "only the first scenario's hook");
+
     // Deleting the scenario removes the hook too.
     svc.api
         .send(

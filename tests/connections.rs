@@ -1078,3 +1078,22 @@ async fn api_crud_and_a_planted_token_never_leaves_the_vault() {
     })
     .await;
 }
+
+/// Module calls reuse an opened connection for a while instead of reading and unsealing it
+/// each time; a change made through the vault is seen at once.
+#[tokio::test]
+async fn a_removed_connection_is_not_served_from_memory() {
+    let (_dir, vault) = sqlite_vault().await;
+    let bearer = |token: &str| input("bot", "http", "bearer", json!({"token": token}));
+    vault.create(&bearer("first")).await.unwrap();
+    let resolved = Connections::resolve(vault.as_ref(), "bot").await.unwrap();
+    assert_eq!(resolved.fields.text("token").as_deref(), Some("first"));
+    vault.remove("bot").await.unwrap();
+    let gone = Connections::resolve(vault.as_ref(), "bot")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind, ErrorKind::InvalidConfigurationError, "{gone:?}");
+    vault.create(&bearer("second")).await.unwrap();
+    let again = Connections::resolve(vault.as_ref(), "bot").await.unwrap();
+    assert_eq!(again.fields.text("token").as_deref(), Some("second"));
+}

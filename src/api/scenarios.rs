@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::extract::{Path, Text};
 use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::catalog::{CatalogError, Hook, Stored};
+use crate::module::ErrorKind;
 use crate::scenario::LoadError;
 use crate::store::{ExecutionSource, NewExecution, ScenarioRow};
 
@@ -36,11 +37,17 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::Invalid(e) => invalid(e),
             CatalogError::Store(e) => e.into(),
-            e @ CatalogError::Attach { .. } => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "webhook_attach_failed",
-                e.to_string(),
-            ),
+            // The deployment's or the scenario's configuration (no connection, no public URL)
+            // is the caller's to fix; anything else is the service's answer.
+            CatalogError::Attach { ref error, .. } => {
+                let status = match error.kind {
+                    ErrorKind::InvalidConfigurationError | ErrorKind::DataError => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                ApiError::new(status, "webhook_attach_failed", e.to_string())
+            }
         }
     }
 }

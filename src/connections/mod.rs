@@ -407,7 +407,15 @@ pub struct Vault {
     keys: RwLock<Keyring>,
     /// The apps defined as data: their connection types check new connections and test them.
     apps: Option<Arc<DefinedApps>>,
+    /// Connections opened recently, by the reference they were asked for: a module call would
+    /// otherwise read and unseal its connection every time (a store round trip each). Cleared
+    /// by every change made through this vault; a change made by another process is seen
+    /// within [`OPENED_TTL`].
+    opened: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Connection)>>,
 }
+
+/// How long an opened connection is reused.
+pub const OPENED_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -424,6 +432,7 @@ impl Vault {
             store,
             keys: RwLock::new(keys),
             apps: None,
+            opened: Default::default(),
         }
     }
 
@@ -451,6 +460,7 @@ impl Vault {
     }
 
     fn set_keyring(&self, keyring: Keyring) {
+        self.forget_opened();
         match self.keys.write() {
             Ok(mut keys) => *keys = keyring,
             Err(poisoned) => *poisoned.into_inner() = keyring,
@@ -558,7 +568,9 @@ impl Vault {
 
     /// Deletes the connection named or numbered `reference`.
     pub async fn remove(&self, reference: &str) -> Result<ConnectionRow, ConnectionError> {
-        Ok(self.store.delete_connection(reference).await?)
+        let removed = self.store.delete_connection(reference).await;
+        self.forget_opened();
+        Ok(removed?)
     }
 
     /// The connection named or numbered `reference`, unsealed, for one use.
@@ -573,6 +585,20 @@ impl Vault {
             kind: row.kind,
             fields: Secrets(fields),
         })
+    }
+
+    /// The connection opened for `reference` within [`OPENED_TTL`], if any.
+    fn recently_opened(&self, reference: &str) -> Option<Connection> {
+        let opened = self.opened.lock().ok()?;
+        let (at, connection) = opened.get(reference)?;
+        (at.elapsed() < OPENED_TTL).then(|| connection.clone())
+    }
+
+    /// Forgets every opened connection (after a change to the stored ones).
+    fn forget_opened(&self) {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.clear();
+        }
     }
 
     fn unseal(&self, stored: &SealedConnection) -> Result<Map<String, Value>, ConnectionError> {
@@ -745,9 +771,23 @@ impl Vault {
 impl Connections for Vault {
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
         Box::pin(async move {
-            self.open(reference)
+            if let Some(connection) = self.recently_opened(reference) {
+                return Ok(connection);
+            }
+            let connection = self
+                .open(reference)
                 .await
-                .map_err(|e| e.to_module_error(reference))
+                .map_err(|e| e.to_module_error(reference))?;
+            if let Ok(mut opened) = self.opened.lock() {
+                if opened.len() >= 1000 {
+                    opened.clear();
+                }
+                opened.insert(
+                    reference.to_string(),
+                    (std::time::Instant::now(), connection.clone()),
+                );
+            }
+            Ok(connection)
         })
     }
 }

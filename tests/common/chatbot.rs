@@ -73,6 +73,10 @@ pub struct Delivery {
 struct Data {
     token: String,
     users: Vec<Value>,
+    /// Position of each user in `users` by `id`, and the `userId`s taken: lookups stay
+    /// constant-time however many users a benchmark creates.
+    user_index: std::collections::HashMap<String, usize>,
+    user_ids: std::collections::HashSet<String>,
     stories: Vec<Value>,
     webhooks: Vec<Value>,
     faults: Vec<(String, String, usize, Fault)>,
@@ -149,8 +153,18 @@ impl Data {
             "createdAt": chatbot_date(at),
             "lastSeen": chatbot_date(at),
         });
+        let id = user["id"].as_str().unwrap_or_default().to_string();
+        self.user_index.insert(id, self.users.len());
+        if let Some(user_id) = user["userId"].as_str() {
+            self.user_ids.insert(user_id.to_string());
+        }
         self.users.push(user.clone());
         user
+    }
+
+    fn user_mut(&mut self, id: &str) -> Option<&mut Value> {
+        let index = *self.user_index.get(id)?;
+        self.users.get_mut(index)
     }
 }
 
@@ -226,12 +240,16 @@ impl FakeChatBot {
         story
     }
 
+    pub fn user_count(&self) -> usize {
+        self.lock().users.len()
+    }
+
     pub fn users(&self) -> Vec<Value> {
         self.lock().users.clone()
     }
 
     pub fn user(&self, id: &str) -> Option<Value> {
-        self.lock().users.iter().find(|u| u["id"] == id).cloned()
+        self.lock().user_mut(id).map(|u| u.clone())
     }
 
     pub fn stories(&self) -> Vec<Value> {
@@ -591,7 +609,7 @@ fn create_user(fake: &FakeChatBot, body: &Value) -> Response {
     };
     let mut data = fake.lock();
     if let Some(user_id) = &user_id
-        && data.users.iter().any(|u| u["userId"] == user_id.as_str())
+        && data.user_ids.contains(user_id.as_str())
     {
         return error(409, "conflict", "A user with this userId already exists");
     }
@@ -612,7 +630,7 @@ fn update_user(fake: &FakeChatBot, id: &str, body: &Value) -> Response {
         Err(message) => return error(400, "bad_request", &message),
     };
     let mut data = fake.lock();
-    let Some(user) = data.users.iter_mut().find(|u| u["id"] == id) else {
+    let Some(user) = data.user_mut(id) else {
         return error(404, "not_found", "User not found");
     };
     if let Some(segments) = segments {
@@ -629,7 +647,7 @@ fn ban_user(fake: &FakeChatBot, id: &str, body: &Value) -> Response {
         return error(400, "bad_request", "banned: must be true or false");
     };
     let mut data = fake.lock();
-    let Some(user) = data.users.iter_mut().find(|u| u["id"] == id) else {
+    let Some(user) = data.user_mut(id) else {
         return error(404, "not_found", "User not found");
     };
     user["banned"] = json!(banned);
