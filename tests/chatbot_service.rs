@@ -344,34 +344,6 @@ fn watch_users_scenario(counter: &str, name: &str) -> Value {
     })
 }
 
-fn distinct(counts: &Counts) -> u64 {
-    counts.lock().unwrap().len() as u64
-}
-
-fn repeated(counts: &Counts) -> Vec<(u64, u32)> {
-    let mut repeated: Vec<(u64, u32)> = counts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, c)| **c != 1)
-        .map(|(n, c)| (*n, *c))
-        .collect();
-    repeated.sort();
-    repeated
-}
-
-async fn wait_distinct(counts: &Counts, n: u64, secs: u64) {
-    eventually(&format!("{n} distinct users at the sink"), secs, || async {
-        let d = distinct(counts);
-        if d >= n {
-            Ok(())
-        } else {
-            Err(format!("{d} so far"))
-        }
-    })
-    .await;
-}
-
 async fn watch_users_cursor(db: TestDb) {
     let started = Instant::now();
     let args = ["--min-interval-seconds", "1", "--heartbeat-seconds", "1"];
@@ -425,7 +397,7 @@ async fn watch_users_cursor(db: TestDb) {
     wait_distinct(&counts, 250, 60).await;
     assert!(svc.proc.terminate(30), "serve did not stop on SIGTERM");
     assert_eq!(
-        repeated(&counts),
+        duplicates(&counts),
         [],
         "exactly once through edits and SIGTERM"
     );
@@ -436,7 +408,7 @@ async fn watch_users_cursor(db: TestDb) {
     wait_distinct(&counts, stopped_at.max(350) + 10, 60).await;
     svc.kill();
     let seen_at_kill: HashSet<u64> = counts.lock().unwrap().keys().copied().collect();
-    assert_eq!(repeated(&counts), [], "exactly once before the kill");
+    assert_eq!(duplicates(&counts), [], "exactly once before the kill");
     let svc = db.serve(&args).await;
 
     wait_distinct(&counts, USERS, 90).await;
@@ -448,7 +420,7 @@ async fn watch_users_cursor(db: TestDb) {
     let final_counts = counts.lock().unwrap().clone();
     let got: HashSet<u64> = final_counts.keys().copied().collect();
     assert_eq!(got, (1..=USERS).collect(), "every user, nothing else");
-    let again = repeated(&counts);
+    let again = duplicates(&counts);
     for (n, c) in &again {
         assert!(
             seen_at_kill.contains(n) && *c == 2,

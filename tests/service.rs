@@ -2359,34 +2359,6 @@ fn rss_scenario(feed: &str, counter: &str, name: &str, epoch: Option<&str>) -> V
     })
 }
 
-fn distinct(counts: &Counts) -> u64 {
-    counts.lock().unwrap().len() as u64
-}
-
-async fn wait_distinct(counts: &Counts, n: u64, secs: u64) {
-    eventually(&format!("{n} distinct items at the sink"), secs, || async {
-        let d = distinct(counts);
-        if d >= n {
-            Ok(())
-        } else {
-            Err(format!("{d} so far"))
-        }
-    })
-    .await;
-}
-
-fn duplicates(counts: &Counts) -> Vec<(u64, u32)> {
-    let mut d: Vec<(u64, u32)> = counts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, c)| **c != 1)
-        .map(|(n, c)| (*n, *c))
-        .collect();
-    d.sort();
-    d
-}
-
 /// The acceptance test of polling triggers: 500 items appear over time on a feed that lists
 /// only the newest 50; the scenario is edited, deactivated and re-activated, and the server
 /// is stopped gracefully and restarted: every item reaches the sink exactly once. Then the

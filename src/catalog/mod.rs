@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::module::{ExecutionContext, Extensions, HookTarget, ModuleError, Registry};
+use crate::module::{ExecutionContext, Extensions, HookTarget, Module, ModuleError, Registry};
 use crate::scenario::compiled::CompiledNode;
 use crate::scenario::{self, Blueprint, CompileOptions, LoadError, Scenario};
 use crate::store::{ScenarioRow, Store, StoreError};
@@ -295,20 +295,20 @@ impl Catalog {
         Ok(self.store().get_scenario(id).await?)
     }
 
-    /// The instant trigger of `scenario` with its hook row, when it has one.
-    async fn instant_hook<'s>(
+    /// The registration of `scenario`'s instant trigger, when its first module is one: the
+    /// module, its configuration, its hook and the context a registration call runs in.
+    async fn registration<'s>(
         &self,
         id: &str,
         scenario: &'s Scenario,
-    ) -> Result<Option<(&'s CompiledNode, crate::store::HookRow)>, StoreError> {
+    ) -> Result<Option<Registration<'s>>, StoreError> {
         let Some(node) = scenario.webhook_trigger() else {
             return Ok(None);
         };
-        let is_instant = self
-            .registry()
-            .module(&node.module)
-            .is_some_and(|m| m.instant().is_some());
-        if !is_instant {
+        let Some(module) = self.registry().module(&node.module) else {
+            return Ok(None);
+        };
+        if module.instant().is_none() {
             return Ok(None);
         }
         let hook = self
@@ -317,7 +317,19 @@ impl Catalog {
             .await?
             .into_iter()
             .find(|h| h.module_id == node.id);
-        Ok(hook.map(|h| (node, h)))
+        Ok(hook.map(|hook| Registration {
+            token: Hook::token(&hook.id),
+            url: self.hook_url(&hook.id),
+            context: ExecutionContext {
+                execution_id: String::new(),
+                scenario_id: Some(id.to_string()),
+                extensions: self.inner.options.services.clone(),
+            },
+            configuration: node.configuration(),
+            node,
+            module,
+            hook,
+        }))
     }
 
     /// The URL a service calls for hook `hook_id`, when the public URL is known.
@@ -326,101 +338,63 @@ impl Catalog {
         Some(format!("{}/hooks/{hook_id}", base.trim_end_matches('/')))
     }
 
-    /// The context of a registration call: the catalog's services, no execution.
-    fn registration_context(&self, id: &str) -> ExecutionContext {
-        ExecutionContext {
-            execution_id: String::new(),
-            scenario_id: Some(id.to_string()),
-            extensions: self.inner.options.services.clone(),
-        }
-    }
-
     /// Registers the hook of `scenario`'s instant trigger on its service (again, when an
     /// earlier registration is recorded: it is removed first) and records the answer.
     async fn attach(&self, id: &str, scenario: &Scenario) -> Result<(), CatalogError> {
-        let Some((node, hook)) = self.instant_hook(id, scenario).await? else {
+        let Some(r) = self.registration(id, scenario).await? else {
             return Ok(());
         };
-        if hook.attachment.is_some() {
+        let Some(trigger) = r.module.instant() else {
+            return Ok(());
+        };
+        if r.hook.attachment.is_some() {
             self.detach(id, scenario).await?;
         }
-        let failed = |error: ModuleError| CatalogError::Attach {
-            module: node.id,
-            app: node.module.clone(),
-            error,
-        };
-        let Some(url) = self.hook_url(&hook.id) else {
-            return Err(failed(ModuleError::new(
-                crate::module::ErrorKind::InvalidConfigurationError,
+        let Some(url) = &r.url else {
+            return Err(r.failed(ModuleError::config(
                 "the service needs this deployment's public URL to call the webhook: \
                  start `switchyard serve` with --public-url URL (or pass it to this command)",
             )));
         };
-        let Some(module) = self.registry().module(&node.module) else {
-            return Ok(());
-        };
-        let Some(instant) = module.instant() else {
-            return Ok(());
-        };
-        let token = Hook::token(&hook.id);
-        let context = self.registration_context(id);
         let target = HookTarget {
-            url: &url,
-            token: &token,
+            url,
+            token: &r.token,
             data: &Value::Null,
         };
-        let attachment = instant
-            .attach(&node.configuration(), target, &context)
+        let attachment = trigger
+            .attach(&r.configuration, target, &r.context)
             .await
-            .map_err(failed)?;
+            .map_err(|e| r.failed(e))?;
         self.store()
-            .set_hook_attachment(&hook.id, Some(&attachment))
+            .set_hook_attachment(&r.hook.id, Some(&attachment))
             .await?;
-        tracing::info!(scenario = id, module = node.id, app = %node.module, "webhook registered");
+        tracing::info!(scenario = id, module = r.node.id, app = %r.node.module, "webhook registered");
         Ok(())
     }
 
     /// Removes the registration recorded for `scenario`'s instant trigger, if any. A service
     /// that no longer knows the hook (404) counts as removed.
     async fn detach(&self, id: &str, scenario: &Scenario) -> Result<(), CatalogError> {
-        let Some((node, hook)) = self.instant_hook(id, scenario).await? else {
+        let Some(r) = self.registration(id, scenario).await? else {
             return Ok(());
         };
-        let Some(attachment) = &hook.attachment else {
+        let (Some(trigger), Some(attachment), Some(url)) =
+            (r.module.instant(), &r.hook.attachment, &r.url)
+        else {
             return Ok(());
         };
-        let (Some(module), Some(url)) = (
-            self.registry().module(&node.module),
-            self.hook_url(&hook.id),
-        ) else {
-            return Ok(());
-        };
-        let Some(instant) = module.instant() else {
-            return Ok(());
-        };
-        let token = Hook::token(&hook.id);
-        let context = self.registration_context(id);
         let target = HookTarget {
-            url: &url,
-            token: &token,
+            url,
+            token: &r.token,
             data: attachment,
         };
-        match instant
-            .detach(&node.configuration(), target, &context)
-            .await
-        {
+        match trigger.detach(&r.configuration, target, &r.context).await {
             Ok(()) => {}
             Err(error) if error.status() == Some(404) => {}
-            Err(error) => {
-                return Err(CatalogError::Attach {
-                    module: node.id,
-                    app: node.module.clone(),
-                    error,
-                });
-            }
+            Err(error) => return Err(r.failed(error)),
         }
-        self.store().set_hook_attachment(&hook.id, None).await?;
-        tracing::info!(scenario = id, module = node.id, app = %node.module, "webhook removed");
+        self.store().set_hook_attachment(&r.hook.id, None).await?;
+        tracing::info!(scenario = id, module = r.node.id, app = %r.node.module, "webhook removed");
         Ok(())
     }
 
@@ -505,6 +479,28 @@ impl Catalog {
             out.push((file, result));
         }
         Ok(out)
+    }
+}
+
+/// What registering an instant trigger's hook on its service needs.
+struct Registration<'s> {
+    node: &'s CompiledNode,
+    module: Arc<dyn Module>,
+    /// Its parameters and static mapper fields (`CompiledNode::configuration`).
+    configuration: serde_json::Map<String, Value>,
+    hook: crate::store::HookRow,
+    url: Option<String>,
+    token: String,
+    context: ExecutionContext,
+}
+
+impl Registration<'_> {
+    fn failed(&self, error: ModuleError) -> CatalogError {
+        CatalogError::Attach {
+            module: self.node.id,
+            app: self.node.module.clone(),
+            error,
+        }
     }
 }
 

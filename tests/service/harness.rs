@@ -743,3 +743,34 @@ pub async fn counter_server(delay: Duration) -> (String, Counts) {
     let addr = crate::common::server::serve(app).await;
     (format!("http://{addr}"), counts)
 }
+
+/// How many distinct numbers the counter saw.
+pub fn distinct(counts: &Counts) -> u64 {
+    counts.lock().unwrap().len() as u64
+}
+
+/// Waits until the counter saw `n` distinct numbers.
+pub async fn wait_distinct(counts: &Counts, n: u64, secs: u64) {
+    eventually(&format!("{n} distinct items at the sink"), secs, || async {
+        let d = distinct(counts);
+        if d >= n {
+            Ok(())
+        } else {
+            Err(format!("{d} so far"))
+        }
+    })
+    .await;
+}
+
+/// The numbers the counter saw other than once, with their counts, in order.
+pub fn duplicates(counts: &Counts) -> Vec<(u64, u32)> {
+    let mut d: Vec<(u64, u32)> = counts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| **c != 1)
+        .map(|(n, c)| (*n, *c))
+        .collect();
+    d.sort();
+    d
+}
