@@ -59,15 +59,21 @@ async fn on_jobs(store: &Store, sql: &str, execution_id: &str) {
     }
 }
 
+/// A runner with heartbeats every 100 ms: a claim without one for 300 ms counts as a dead
+/// worker's.
 fn runner(store: &Store, queue: &Queue) -> Arc<Runner> {
+    runner_beating(store, queue, Duration::from_millis(100))
+}
+
+/// A runner whose claims send a heartbeat every `heartbeat` (dead after three missed).
+fn runner_beating(store: &Store, queue: &Queue, heartbeat: Duration) -> Arc<Runner> {
     let registry = Arc::new(
         switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
             .unwrap(),
     );
     let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
-    // Heartbeats every 100 ms: a claim without one for 300 ms counts as a dead worker's.
     let options = RunnerOptions {
-        heartbeat: Duration::from_millis(100),
+        heartbeat,
         ..RunnerOptions::default()
     };
     Arc::new(Runner::new(catalog, queue, options, Completions::default()).unwrap())
@@ -475,7 +481,14 @@ async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
                 .unwrap(),
             Queue::open(&other, QueueOptions::default()).await.unwrap(),
         );
-        let (first, second) = (runner(&db.store, &queue), runner(&other, &other_queue));
+        // Heartbeats every second: a loaded machine (CI runs the suites in parallel) can delay
+        // 100 ms beats past the three that mark a worker dead, and then the other process
+        // rightly takes the execution over — which is not what this test is about.
+        let beat = Duration::from_secs(1);
+        let (first, second) = (
+            runner_beating(&db.store, &queue, beat),
+            runner_beating(&other, &other_queue, beat),
+        );
         let runs = [
             (second.clone(), ids[2].clone()),
             (first.clone(), ids[1].clone()),
