@@ -9,7 +9,10 @@
 //! read again next time (Make "puts the epoch back"). The service stores the committed change
 //! in the same transaction that finishes the execution.
 
-use serde_json::{Map, Value};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use super::{ErrorKind, ModuleError};
 
 /// How many seen ids are kept per trigger (the oldest are dropped first).
 pub const SEEN_IDS_CAP: usize = 1000;
@@ -79,6 +82,71 @@ impl TriggerCommit {
     }
 }
 
+/// The cursor of a trigger whose items carry dates (RSS items, an app's `trigger.date`): the
+/// newest date emitted and the ids emitted at exactly that date (at most [`SEEN_IDS_CAP`]),
+/// so items that share the newest date are neither lost nor emitted twice. Stored as
+/// `{"date": RFC 3339 | null, "ids": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DateCursor {
+    pub date: Option<DateTime<Utc>>,
+    pub ids: Vec<String>,
+}
+
+impl DateCursor {
+    /// Reads a stored cursor; anything else is an `InconsistencyError` saying the state is
+    /// not `what` (e.g. "an RSS cursor") and how to start again.
+    pub fn from_value(value: &Value, what: &str) -> Result<DateCursor, ModuleError> {
+        let corrupt = || {
+            ModuleError::new(
+                ErrorKind::InconsistencyError,
+                format!(
+                    "the stored trigger state is not {what}; reset the trigger \
+                     (switchyard scenarios reset-trigger) to start again"
+                ),
+            )
+        };
+        let map = value.as_object().ok_or_else(corrupt)?;
+        let date = match map.get("date") {
+            Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                DateTime::parse_from_rfc3339(s)
+                    .map_err(|_| corrupt())?
+                    .with_timezone(&Utc),
+            ),
+            _ => return Err(corrupt()),
+        };
+        let ids = match map.get("ids") {
+            Some(v @ Value::Array(_)) => {
+                serde_json::from_value(v.clone()).map_err(|_| corrupt())?
+            }
+            _ => return Err(corrupt()),
+        };
+        Ok(DateCursor { date, ids })
+    }
+
+    pub fn to_value(&self) -> Value {
+        let date = self
+            .date
+            .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true));
+        json!({"date": date, "ids": self.ids})
+    }
+
+    /// The cursor after emitting item `id` dated `date` (an undated item leaves it as is).
+    pub fn advance(&mut self, id: &str, date: Option<DateTime<Utc>>) {
+        let Some(date) = date else { return };
+        match self.date {
+            Some(current) if current > date => {}
+            Some(current) if current == date => self.ids.push(id.to_string()),
+            _ => {
+                self.date = Some(date);
+                self.ids = vec![id.to_string()];
+            }
+        }
+        let excess = self.ids.len().saturating_sub(SEEN_IDS_CAP);
+        self.ids.drain(..excess);
+    }
+}
+
 /// A trigger's bundle limit per cycle: `parameters.maxResults` (RSS, webhooks) or
 /// `parameters.limit` (most app triggers), a whole number from 1 to [`MAX_LIMIT`];
 /// [`DEFAULT_LIMIT`] when neither is set. The error names the field.
@@ -123,6 +191,38 @@ mod tests {
         for bad in [json!(0), json!(1.5), json!("x"), json!(true), json!(3201)] {
             let err = limit(&params(json!({"maxResults": bad}))).unwrap_err();
             assert_eq!(err.0, "parameters.maxResults");
+        }
+    }
+
+    fn at(seconds: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(seconds, 0)
+    }
+
+    #[test]
+    fn date_cursors_round_trip_and_refuse_foreign_state() {
+        let mut cursor = DateCursor::default();
+        cursor.advance("a", at(10));
+        cursor.advance("b", at(20));
+        cursor.advance("c", at(20));
+        cursor.advance("old", at(5));
+        cursor.advance("undated", None);
+        assert_eq!(cursor.ids, ["b", "c"]);
+        let value = cursor.to_value();
+        assert_eq!(
+            value,
+            json!({"date": "1970-01-01T00:00:20.000Z", "ids": ["b", "c"]})
+        );
+        assert_eq!(DateCursor::from_value(&value, "a cursor").unwrap(), cursor);
+        for bad in [
+            json!(5),
+            json!({"page": 3}),
+            json!({"date": "soon", "ids": []}),
+            json!({"date": null, "ids": [1]}),
+            json!({"date": null}),
+        ] {
+            let err = DateCursor::from_value(&bad, "an RSS cursor").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InconsistencyError);
+            assert!(err.message.contains("not an RSS cursor"), "{}", err.message);
         }
     }
 

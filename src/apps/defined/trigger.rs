@@ -32,12 +32,9 @@ use super::load::CompiledWebhook;
 use super::model::{Order, RespondType};
 use super::template::{CompiledResponse, Vars};
 use crate::expr::value;
-use crate::module::polling::{
-    self, PollRequest, Polled, SEEN_IDS_CAP, TriggerCommit, TriggerState,
-};
+use crate::module::polling::{self, DateCursor, PollRequest, Polled, TriggerCommit, TriggerState};
 use crate::module::{
-    ErrorKind, ExecutionContext, HookReply, HookRequest, HookTarget, InstantTrigger, Invocation,
-    ModuleError,
+    ExecutionContext, HookReply, HookRequest, HookTarget, InstantTrigger, Invocation, ModuleError,
 };
 
 /// Items one poll reads at most; the pages beyond are left for the next poll.
@@ -70,57 +67,6 @@ fn epoch(parameters: &Value) -> Result<Epoch, ModuleError> {
 
 fn iso(date: DateTime<Utc>) -> String {
     date.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The newest emitted date and the ids emitted at exactly that date.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Cursor {
-    date: Option<DateTime<Utc>>,
-    ids: Vec<String>,
-}
-
-impl Cursor {
-    fn from_value(value: &Value) -> Result<Cursor, ModuleError> {
-        let corrupt = || {
-            ModuleError::new(
-                ErrorKind::InconsistencyError,
-                "the stored trigger state is not this trigger's cursor; reset the trigger \
-                 (switchyard scenarios reset-trigger) to start again",
-            )
-        };
-        let map = value.as_object().ok_or_else(corrupt)?;
-        let date = match map.get("date") {
-            Some(Value::Null) => None,
-            Some(v @ Value::String(_)) => Some(parse_date(v).ok_or_else(corrupt)?),
-            _ => return Err(corrupt()),
-        };
-        let ids = match map.get("ids") {
-            Some(v @ Value::Array(_)) => {
-                serde_json::from_value(v.clone()).map_err(|_| corrupt())?
-            }
-            _ => return Err(corrupt()),
-        };
-        Ok(Cursor { date, ids })
-    }
-
-    fn to_value(&self) -> Value {
-        json!({"date": self.date.map(iso), "ids": self.ids})
-    }
-
-    /// The cursor after emitting an item dated `date`.
-    fn advance(&mut self, id: &str, date: Option<DateTime<Utc>>) {
-        let Some(date) = date else { return };
-        match self.date {
-            Some(current) if current > date => {}
-            Some(current) if current == date => self.ids.push(id.to_string()),
-            _ => {
-                self.date = Some(date);
-                self.ids = vec![id.to_string()];
-            }
-        }
-        let excess = self.ids.len().saturating_sub(SEEN_IDS_CAP);
-        self.ids.drain(..excess);
-    }
 }
 
 /// One new item.
@@ -160,7 +106,7 @@ pub(crate) async fn poll(
         .state
         .cursor
         .as_ref()
-        .map(Cursor::from_value)
+        .map(|v| DateCursor::from_value(v, "this trigger's cursor"))
         .transpose()?;
     let mut call = module
         .prepare(
@@ -195,7 +141,7 @@ pub(crate) async fn poll(
 async fn poll_prepared(
     module: &AppModule,
     call: &Call,
-    cursor: Option<Cursor>,
+    cursor: Option<DateCursor>,
     epoch: Epoch,
     seen: &[String],
     limit: usize,
@@ -215,11 +161,11 @@ async fn poll_prepared(
     let from_now = cursor.is_none() && epoch == Epoch::Now;
     let start = match (cursor, epoch) {
         (Some(cursor), _) => cursor,
-        (None, Epoch::Since(date)) => Cursor {
+        (None, Epoch::Since(date)) => DateCursor {
             date: Some(date),
             ids: Vec::new(),
         },
-        (None, Epoch::All | Epoch::Now) => Cursor::default(),
+        (None, Epoch::All | Epoch::Now) => DateCursor::default(),
     };
     let mut known: HashSet<&str> = seen.iter().map(String::as_str).collect();
     known.extend(start.ids.iter().map(String::as_str));
@@ -565,33 +511,6 @@ mod tests {
                 .message
                 .starts_with("start")
         );
-    }
-
-    #[test]
-    fn cursors_round_trip_and_refuse_foreign_state() {
-        let mut cursor = Cursor::default();
-        cursor.advance("a", at(10));
-        cursor.advance("b", at(20));
-        cursor.advance("c", at(20));
-        cursor.advance("old", at(5));
-        cursor.advance("undated", None);
-        assert_eq!(cursor.ids, ["b", "c"]);
-        let value = cursor.to_value();
-        assert_eq!(
-            value,
-            json!({"date": "1970-01-01T00:00:20.000Z", "ids": ["b", "c"]})
-        );
-        assert_eq!(Cursor::from_value(&value).unwrap(), cursor);
-        for bad in [
-            json!(5),
-            json!({"date": "soon", "ids": []}),
-            json!({"date": null}),
-        ] {
-            assert_eq!(
-                Cursor::from_value(&bad).unwrap_err().kind,
-                ErrorKind::InconsistencyError
-            );
-        }
     }
 
     #[test]
