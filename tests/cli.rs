@@ -307,3 +307,24 @@ async fn run_obeys_the_egress_guard_and_its_allowances() {
         assert!(help.contains("SWITCHYARD_ALLOW_EGRESS"), "{help}");
     }
 }
+
+#[test]
+fn a_public_url_that_services_cannot_call_is_refused() {
+    for (url, expected) in [
+        ("ftp://hooks.example.com", "http:// or https://"),
+        ("https://hooks.example.com/?k=v", "query or a fragment"),
+        ("not a url", "not a URL"),
+    ] {
+        for command in [&["serve"][..], &["scenarios", "list"][..]] {
+            let mut args = command.to_vec();
+            args.extend(["--public-url", url]);
+            let out = switchyard(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains("--public-url") && stderr.contains(expected),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
