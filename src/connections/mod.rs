@@ -19,8 +19,13 @@
 //!   standard fields of its kind ([`validate`]); an app may add fields of its own, such as
 //!   ChatBot's `baseUrl`.
 
+pub mod integrations;
 pub mod keys;
+pub mod oauth;
 pub mod seal;
+
+pub use integrations::{Context, Grant, Integration, IntegrationError, load_files};
+pub use oauth::{Connected, OAuthSettings};
 
 pub use keys::{
     KEY_FILE_NAME, KeyError, KeySource, Keyring, MASTER_KEY_ENV, MasterKey, NEW_MASTER_KEY_ENV,
@@ -109,6 +114,16 @@ pub enum ConnectionError {
     /// A key rotation cannot go on as asked.
     #[error("{0}")]
     Rotation(String),
+    /// No integration has this alias.
+    #[error("there is no integration \"{alias}\" (declare it in an --integrations file)")]
+    UnknownIntegration { alias: String },
+    /// An integration's flow failed or does not apply.
+    #[error("integration \"{alias}\": {reason}")]
+    OAuth { alias: String, reason: String },
+    /// A callback or link that cannot be trusted (unknown, replayed or expired `state`, a
+    /// link whose signature does not match). Nothing was stored.
+    #[error("refused: {0}")]
+    Csrf(String),
 }
 
 fn describe_problems(problems: &[FieldProblem]) -> String {
@@ -139,6 +154,10 @@ impl ConnectionError {
             ConnectionError::Store(e) => {
                 ModuleError::runtime(format!("connection \"{reference}\" could not be read: {e}"))
             }
+            ConnectionError::OAuth { .. } => ModuleError::new(
+                crate::module::ErrorKind::InvalidAccessTokenError,
+                self.to_string(),
+            ),
             other => ModuleError::config(other.to_string()),
         }
     }
@@ -407,6 +426,8 @@ pub struct Vault {
     keys: RwLock<Keyring>,
     /// The apps defined as data: their connection types check new connections and test them.
     apps: Option<Arc<DefinedApps>>,
+    /// The declared integrations and their grants (`serve --integrations`).
+    oauth: Option<Arc<oauth::OAuth>>,
     /// Connections opened recently, by the reference they were asked for: a module call would
     /// otherwise read and unseal its connection every time (a store round trip each). Cleared
     /// by every change made through this vault; a change made by another process is seen
@@ -432,8 +453,15 @@ impl Vault {
             store,
             keys: RwLock::new(keys),
             apps: None,
+            oauth: None,
             opened: Default::default(),
         }
+    }
+
+    /// The same vault with integrations: OAuth2 flows, refresh, secrets, service accounts.
+    pub fn with_integrations(mut self, settings: OAuthSettings) -> Result<Vault, ConnectionError> {
+        self.oauth = Some(Arc::new(oauth::OAuth::new(settings)?));
+        Ok(self)
     }
 
     /// The same vault checking and testing connections with the connection types of `apps`.
@@ -545,6 +573,8 @@ impl Vault {
                 kind: &kind,
                 key_id: key.id(),
                 sealed: &sealed,
+                integration: None,
+                expires_at: None,
             })
             .await?;
         Ok(row)
@@ -575,16 +605,27 @@ impl Vault {
 
     /// The connection named or numbered `reference`, unsealed, for one use.
     pub async fn open(&self, reference: &str) -> Result<Connection, ConnectionError> {
+        Ok(self.open_with_status(reference).await?.0)
+    }
+
+    /// [`Vault::open`], with the connection's status.
+    pub async fn open_with_status(
+        &self,
+        reference: &str,
+    ) -> Result<(Connection, String), ConnectionError> {
         let stored = self.store.get_connection(reference).await?;
         let fields = self.unseal(&stored)?;
         let row = stored.row;
-        Ok(Connection {
-            id: row.id,
-            name: row.name,
-            app: row.app,
-            kind: row.kind,
-            fields: Secrets(fields),
-        })
+        Ok((
+            Connection {
+                id: row.id,
+                name: row.name,
+                app: row.app,
+                kind: row.kind,
+                fields: Secrets(fields),
+            },
+            row.status,
+        ))
     }
 
     /// The connection opened for `reference` within [`OPENED_TTL`], if any.
@@ -771,13 +812,28 @@ impl Vault {
 impl Connections for Vault {
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
         Box::pin(async move {
-            if let Some(connection) = self.recently_opened(reference) {
+            if let Some(connection) = self.recently_opened(reference)
+                && !oauth::is_expiring(&connection)
+            {
                 return Ok(connection);
             }
-            let connection = self
-                .open(reference)
-                .await
-                .map_err(|e| e.to_module_error(reference))?;
+            let opened = match self.open_with_status(reference).await {
+                // A client-credentials integration connects itself on first use.
+                Err(ConnectionError::Store(e))
+                    if e.is_not_found()
+                        && self.integration(reference).is_ok_and(|i| {
+                            matches!(i.grant, integrations::Grant::ClientCredentials(_))
+                        }) =>
+                {
+                    self.connect_client_credentials(reference)
+                        .await
+                        .map_err(|e| e.to_module_error(reference))?;
+                    self.open_with_status(reference).await
+                }
+                other => other,
+            };
+            let (connection, status) = opened.map_err(|e| e.to_module_error(reference))?;
+            let connection = self.ready(connection, &status).await?;
             if let Ok(mut opened) = self.opened.lock() {
                 if opened.len() >= 1000 {
                     opened.clear();
@@ -788,6 +844,78 @@ impl Connections for Vault {
                 );
             }
             Ok(connection)
+        })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        id: &'a str,
+        stale: &'a str,
+    ) -> BoxFuture<'a, Result<Connection, ModuleError>> {
+        Box::pin(async move {
+            let (connection, status) = self
+                .open_with_status(id)
+                .await
+                .map_err(|e| e.to_module_error(id))?;
+            if connection.kind != oauth::KIND_OAUTH2 {
+                return Err(ModuleError::new(
+                    crate::module::ErrorKind::InvalidAccessTokenError,
+                    format!(
+                        "connection \"{}\": the service refused its credentials",
+                        connection.name
+                    ),
+                ));
+            }
+            if status == crate::store::STATUS_NEEDS_REAUTH {
+                return self.ready(connection, &status).await;
+            }
+            self.refreshed(&connection.id, Some(stale)).await
+        })
+    }
+
+    fn delete<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<bool, ModuleError>> {
+        Box::pin(async move {
+            match self.remove(reference).await {
+                Ok(_) => Ok(true),
+                Err(ConnectionError::Store(e)) if e.is_not_found() => Ok(false),
+                Err(ConnectionError::Store(StoreError::InvalidInput { .. })) => Ok(false),
+                Err(e) => Err(e.to_module_error(reference)),
+            }
+        })
+    }
+
+    fn describe<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Value, ModuleError>> {
+        Box::pin(async move {
+            let (connection, _) = self
+                .open_with_status(reference)
+                .await
+                .map_err(|e| e.to_module_error(reference))?;
+            let row = self
+                .get(&connection.id)
+                .await
+                .map_err(|e| e.to_module_error(reference))?;
+            Ok(oauth::redacted_token(&row, &connection))
+        })
+    }
+
+    fn oauth_link(&self, alias: &str, user: &str) -> Result<String, ModuleError> {
+        Vault::oauth_link(self, alias, user).map_err(|e| e.to_module_error(alias))
+    }
+
+    fn token_references<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Value, ModuleError>> {
+        Box::pin(async move {
+            let failed = |e: ConnectionError| {
+                ModuleError::runtime(format!("the token references cannot be read: {e}"))
+            };
+            let bot = self.bot_tokens().await.map_err(failed)?;
+            let user = match user {
+                Some(u) => self.user_tokens(u).await.map_err(failed)?,
+                None => Map::new(),
+            };
+            Ok(serde_json::json!({"bot": bot, "user": user}))
         })
     }
 }

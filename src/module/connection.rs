@@ -61,6 +61,62 @@ pub trait Connections: Send + Sync {
     /// The connection named or numbered `reference`. Unknown: an
     /// `InvalidConfigurationError` naming the reference.
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>>;
+
+    /// A new token for connection `id`, whose token `stale` a service just refused (401):
+    /// refreshed once however many requests ask at the same time. A source without
+    /// refreshable connections says the token is invalid.
+    fn refresh<'a>(
+        &'a self,
+        id: &'a str,
+        _stale: &'a str,
+    ) -> BoxFuture<'a, Result<Connection, ModuleError>> {
+        Box::pin(async move {
+            Err(ModuleError::new(
+                super::ErrorKind::InvalidAccessTokenError,
+                format!("connection {id}: its token was refused and cannot be refreshed"),
+            ))
+        })
+    }
+
+    /// Deletes the connection `reference` (the token helpers' `deleteToken`): true when it
+    /// was there.
+    fn delete<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<bool, ModuleError>> {
+        Box::pin(async { Err(ModuleError::config("this process cannot delete connections")) })
+    }
+
+    /// The connection `reference` as `getFullToken` shows it: its metadata and which
+    /// credentials it holds, every secret replaced by `[redacted]`.
+    fn describe<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Value, ModuleError>> {
+        Box::pin(async move {
+            let connection = self.resolve(reference).await?;
+            let fields: Map<String, Value> = connection
+                .fields
+                .0
+                .keys()
+                .map(|k| (k.clone(), Value::String("[redacted]".into())))
+                .collect();
+            Ok(serde_json::json!({
+                "id": connection.id, "name": connection.name, "provider": connection.app,
+                "kind": connection.kind, "credentials": fields,
+            }))
+        })
+    }
+
+    /// The link end user `user` opens to connect the user-level integration `alias`.
+    fn oauth_link(&self, alias: &str, _user: &str) -> Result<String, ModuleError> {
+        Err(ModuleError::config(format!(
+            "integration \"{alias}\" is not declared: start the service with --integrations"
+        )))
+    }
+
+    /// The token references an execution sees as `bot.tokens` and, for end user `user`,
+    /// `user.tokens`: `{"bot": {alias: id}, "user": {alias: id}}`.
+    fn token_references<'a>(
+        &'a self,
+        _user: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Value, ModuleError>> {
+        Box::pin(async { Ok(serde_json::json!({"bot": {}, "user": {}})) })
+    }
 }
 
 /// What the layer that provides connections inserts into an execution's extensions.

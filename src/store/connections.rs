@@ -30,6 +30,27 @@ pub struct ConnectionRow {
     pub key_id: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set for a connection made through an integration (`serve --integrations`).
+    pub integration: Option<IntegrationLink>,
+    /// [`STATUS_CONNECTED`] or [`STATUS_NEEDS_REAUTH`].
+    pub status: String,
+    /// When its access token expires (ms since the epoch), when it has one that does.
+    pub expires_at: Option<i64>,
+}
+
+/// A connection that works.
+pub const STATUS_CONNECTED: &str = "connected";
+/// A connection whose token can no longer be refreshed: someone must connect it again.
+pub const STATUS_NEEDS_REAUTH: &str = "needs_reauth";
+
+/// Which integration a connection was made for, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationLink {
+    pub alias: String,
+    /// `bot` or `user`.
+    pub context: String,
+    /// The end user a `user` connection belongs to.
+    pub subject: Option<String>,
 }
 
 /// A stored connection with its sealed values.
@@ -57,6 +78,8 @@ pub struct NewConnection<'a> {
     pub kind: &'a str,
     pub key_id: &'a str,
     pub sealed: &'a [u8],
+    pub integration: Option<&'a IntegrationLink>,
+    pub expires_at: Option<i64>,
 }
 
 /// A row's values sealed again, under the master key `key_id`.
@@ -76,6 +99,11 @@ struct ConnectionRecord {
     sealed: Vec<u8>,
     created_at: i64,
     updated_at: i64,
+    alias: Option<String>,
+    context: Option<String>,
+    subject: Option<String>,
+    status: String,
+    expires_at: Option<i64>,
 }
 
 impl From<ConnectionRecord> for SealedConnection {
@@ -89,14 +117,24 @@ impl From<ConnectionRecord> for SealedConnection {
                 key_id: r.key_id,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
+                integration: r.alias.map(|alias| IntegrationLink {
+                    alias,
+                    context: r.context.unwrap_or_default(),
+                    subject: r.subject,
+                }),
+                status: r.status,
+                expires_at: r.expires_at,
             },
             sealed: r.sealed,
         }
     }
 }
 
-const COLUMNS: &str = "SELECT id, name, app, kind, key_id, sealed, created_at, updated_at \
-                       FROM connections";
+/// The columns of a [`ConnectionRecord`].
+const FIELDS: &str = "id, name, app, kind, key_id, sealed, created_at, updated_at, alias, context, \
+                      subject, status, expires_at";
+const COLUMNS: &str = "SELECT id, name, app, kind, key_id, sealed, created_at, updated_at, alias, \
+                       context, subject, status, expires_at FROM connections";
 
 /// Refuses a name no backend should store or that could be mistaken for an id.
 pub fn check_connection_name(name: &str) -> Result<()> {
@@ -165,8 +203,9 @@ impl Store {
         let inserted = on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO connections \
-                 (id, name, app, kind, key_id, sealed, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                 (id, name, app, kind, key_id, sealed, created_at, updated_at, alias, context, \
+                  subject, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)",
             )
             .bind(new.id)
             .bind(new.name)
@@ -175,6 +214,10 @@ impl Store {
             .bind(new.key_id)
             .bind(new.sealed)
             .bind(now)
+            .bind(new.integration.map(|i| i.alias.as_str()))
+            .bind(new.integration.map(|i| i.context.as_str()))
+            .bind(new.integration.and_then(|i| i.subject.as_deref()))
+            .bind(new.expires_at)
             .execute(pool)
             .await
             .map(|_| ())
@@ -188,6 +231,9 @@ impl Store {
                 key_id: new.key_id.to_string(),
                 created_at: now,
                 updated_at: now,
+                integration: new.integration.cloned(),
+                status: STATUS_CONNECTED.to_string(),
+                expires_at: new.expires_at,
             }),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict {
                 what: "connection",
@@ -232,10 +278,9 @@ impl Store {
             return Err(connection_not_found(reference));
         }
         let record: Option<ConnectionRecord> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "DELETE FROM connections WHERE name = $1 OR id = $1 \
-                 RETURNING id, name, app, kind, key_id, sealed, created_at, updated_at",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM connections WHERE name = $1 OR id = $1 RETURNING {FIELDS}"
+            )))
             .bind(reference)
             .fetch_optional(pool)
             .await?
@@ -243,6 +288,113 @@ impl Store {
         record
             .map(|r| SealedConnection::from(r).row)
             .ok_or_else(|| connection_not_found(reference))
+    }
+
+    /// Replaces the values of connection `id` (sealed again by the caller, under `key_id`),
+    /// its token's expiry and its status — one statement, so a reader sees the old values or
+    /// the new ones. `NotFound` when the row is gone (removed meanwhile).
+    pub async fn update_connection_values(
+        &self,
+        id: &str,
+        key_id: &str,
+        sealed: &[u8],
+        expires_at: Option<i64>,
+        status: &str,
+    ) -> Result<()> {
+        if sealed.is_empty() || sealed.len() > MAX_SEALED_BYTES {
+            return Err(StoreError::InvalidInput {
+                what: "connection values",
+                reason: format!("sealed, they must take 1 to {MAX_SEALED_BYTES} bytes"),
+            });
+        }
+        let now = now_ms();
+        let updated = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE connections SET key_id = $2, sealed = $3, expires_at = $4, status = $5, \
+                 updated_at = $6, refresh_lease = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(key_id)
+            .bind(sealed)
+            .bind(expires_at)
+            .bind(status)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Err(connection_not_found(id));
+        }
+        Ok(())
+    }
+
+    /// Sets the status of connection `id` ([`STATUS_CONNECTED`], [`STATUS_NEEDS_REAUTH`]) and
+    /// gives up its refresh lease.
+    pub async fn set_connection_status(&self, id: &str, status: &str) -> Result<()> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE connections SET status = $2, updated_at = $3, refresh_lease = NULL \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Takes the right to refresh connection `id`'s token until `until` (ms), unless another
+    /// process holds it: true when this caller got it. One statement, so of many callers in
+    /// any number of processes exactly one wins until the lease ends or is given back.
+    pub async fn lease_refresh(&self, id: &str, until: i64) -> Result<bool> {
+        let now = now_ms();
+        let taken = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE connections SET refresh_lease = $2 \
+                 WHERE id = $1 AND (refresh_lease IS NULL OR refresh_lease < $3)",
+            )
+            .bind(id)
+            .bind(until)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(taken == 1)
+    }
+
+    /// Gives back the refresh lease of connection `id` (after a refresh that failed for a
+    /// reason another try may not share).
+    pub async fn release_refresh(&self, id: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE connections SET refresh_lease = NULL WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// The user connections of end user `subject` (metadata and sealed values), by name.
+    pub async fn subject_connections(&self, subject: &str) -> Result<Vec<ConnectionRow>> {
+        let records: Vec<ConnectionRecord> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} WHERE subject = $1 ORDER BY name"
+            )))
+            .bind(subject)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(records
+            .into_iter()
+            .map(|r| SealedConnection::from(r).row)
+            .collect())
     }
 
     /// Re-seals every stored connection in one transaction: `reseal` gets each row and returns

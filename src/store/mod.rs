@@ -92,15 +92,17 @@ mod jobs;
 mod json;
 mod maintenance;
 mod migrate;
+mod oauth_states;
 mod scenarios;
 mod ticks;
 mod triggers;
 mod types;
 
 pub use connections::{
-    ConnectionRow, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection, Resealed,
-    SealedConnection, check_connection_name,
+    ConnectionRow, IntegrationLink, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection,
+    Resealed, STATUS_CONNECTED, STATUS_NEEDS_REAUTH, SealedConnection, check_connection_name,
 };
+pub use oauth_states::OAuthState;
 pub use error::StoreError;
 pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};
 pub use files::{DATA_DIR_MODE, DATABASE_FILE_MODE, ensure_data_dir};

@@ -1,0 +1,566 @@
+//! Integrations files: the list a bot (or any of its skills) declares of the services it may
+//! connect to, in the seeds' format (YAML or JSON) — `provider`, `alias`, `scope`,
+//! `context: bot|user`, `description`, `title`, `icon`, and for `provider: oauth2` the `flow`,
+//! `client_id`, `client_secret` and the provider's URLs. Each entry is read once into an
+//! [`Integration`] with its provider's preset (`modules/oauth-providers.json`) applied, so the
+//! rest of the layer never looks at the file again.
+//!
+//! Invariants:
+//! - Every problem names the file and the entry (`integrations.yaml: [2].client_id: …`); a
+//!   client secret is never repeated.
+//! - Aliases are unique across all files (skills gather into one list); a duplicate names
+//!   both files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The provider presets, embedded from `modules/oauth-providers.json`.
+const PRESETS_JSON: &str = include_str!("../../modules/oauth-providers.json");
+
+#[derive(Debug, Deserialize)]
+struct Presets {
+    providers: BTreeMap<String, Preset>,
+    userinfo: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Preset {
+    grant: String,
+    #[serde(default)]
+    authorize_url: Option<String>,
+    #[serde(default)]
+    token_url: Option<String>,
+    #[serde(default)]
+    userinfo_url: Option<String>,
+    #[serde(default)]
+    authorize_params: BTreeMap<String, String>,
+    #[serde(default)]
+    userinfo: BTreeMap<String, Vec<String>>,
+}
+
+static PRESETS: LazyLock<Presets> = LazyLock::new(|| {
+    serde_json::from_str(PRESETS_JSON).expect("modules/oauth-providers.json is valid (tested)")
+});
+
+/// The normalized token-info fields, in the order `getTokenInfo` returns them.
+pub const TOKEN_INFO_FIELDS: &[&str] = &[
+    "name",
+    "first_name",
+    "last_name",
+    "nickname",
+    "email",
+    "location",
+    "description",
+    "phone",
+    "urls",
+];
+
+/// Who an integration's connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Connected once by the designer; every execution uses it (`bot.tokens.<alias>`).
+    Bot,
+    /// Connected by each end user through an OAuth link (`user.tokens.<alias>`).
+    User,
+}
+
+impl Context {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Context::Bot => "bot",
+            Context::User => "user",
+        }
+    }
+}
+
+/// How an integration obtains its token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// Authorization code with PKCE and `state`, through `/oauth/start/{alias}`.
+    AuthCode(OAuthEndpoints),
+    /// Client credentials: re-requested whenever the token expires.
+    ClientCredentials(OAuthEndpoints),
+    /// A Google service account's JSON key, exchanged with a JWT-bearer grant.
+    ServiceAccount,
+    /// A value the designer types in (`provider: secret`).
+    Secret,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Grant {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::AuthCode(_) => "auth_code",
+            Grant::ClientCredentials(_) => "client_credentials",
+            Grant::ServiceAccount => "service_account",
+            Grant::Secret => "secret",
+        }
+    }
+
+    pub fn endpoints(&self) -> Option<&OAuthEndpoints> {
+        match self {
+            Grant::AuthCode(e) | Grant::ClientCredentials(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An OAuth2 client and the provider's endpoints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthEndpoints {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: String,
+    pub userinfo_url: Option<String>,
+    /// Extra query parameters of the authorize URL (Google's `access_type=offline` …).
+    pub authorize_params: BTreeMap<String, String>,
+}
+
+/// One declared integration, checked and with its provider's preset applied.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub provider: String,
+    pub alias: String,
+    pub context: Context,
+    /// The scope as written (Google separates by spaces, Facebook by commas).
+    pub scope: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub icon: Option<String>,
+    pub grant: Grant,
+    /// Normalized token-info field → the provider's userinfo keys, first present wins.
+    pub userinfo: BTreeMap<String, Vec<String>>,
+    /// The file it was declared in.
+    pub file: PathBuf,
+}
+
+impl Integration {
+    /// The scopes, split as the provider writes them (spaces or commas).
+    pub fn scopes(&self) -> Vec<String> {
+        self.scope
+            .as_deref()
+            .unwrap_or("")
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The normalized token info of a provider's userinfo answer: every field of
+    /// [`TOKEN_INFO_FIELDS`], `null` when the provider said nothing of it; `urls` is an object.
+    pub fn token_info(&self, userinfo: &Value) -> Map<String, Value> {
+        let mut info = Map::new();
+        for field in TOKEN_INFO_FIELDS {
+            let keys = self.userinfo.get(*field).map(Vec::as_slice).unwrap_or(&[]);
+            if *field == "urls" {
+                let urls: Map<String, Value> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        let v = dotted(userinfo, k)?;
+                        let text = v.as_str().filter(|s| !s.is_empty())?;
+                        Some((k.split('.').next().unwrap_or(k).to_string(), text.into()))
+                    })
+                    .collect();
+                info.insert("urls".into(), Value::Object(urls));
+                continue;
+            }
+            let value = keys
+                .iter()
+                .find_map(|k| dotted(userinfo, k).filter(|v| !v.is_null()))
+                .map(|v| match v {
+                    Value::Object(o) => o.get("name").cloned().unwrap_or(Value::Null),
+                    other => other.clone(),
+                })
+                .unwrap_or(Value::Null);
+            info.insert((*field).into(), value);
+        }
+        info
+    }
+}
+
+/// `a.b.c` in `value`.
+fn dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+/// A problem with an integrations file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {path}: {reason}")]
+pub struct IntegrationError {
+    pub file: String,
+    /// Where in the file: `[2].client_id`, or `(file)`.
+    pub path: String,
+    pub reason: String,
+}
+
+/// One entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    provider: String,
+    #[serde(default)]
+    alias: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    icon: Option<String>,
+    #[serde(default)]
+    flow: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    authorize_url: Option<String>,
+    #[serde(default)]
+    token_url: Option<String>,
+    #[serde(default)]
+    userinfo_url: Option<String>,
+}
+
+/// Every integration declared by `files`, gathered into one list (skills: each file adds its
+/// entries). A duplicate alias is an error naming both files.
+pub fn load_files(files: &[PathBuf]) -> Result<Vec<Integration>, IntegrationError> {
+    let mut all: Vec<Integration> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| IntegrationError {
+            file: file.display().to_string(),
+            path: "(file)".into(),
+            reason: format!("cannot be read: {e}"),
+        })?;
+        for integration in parse(file, &text)? {
+            if let Some(first) = all.iter().find(|i| i.alias == integration.alias) {
+                return Err(IntegrationError {
+                    file: file.display().to_string(),
+                    path: format!("alias \"{}\"", integration.alias),
+                    reason: format!(
+                        "is declared twice: in {} and in {} (give one of them another alias)",
+                        first.file.display(),
+                        file.display()
+                    ),
+                });
+            }
+            all.push(integration);
+        }
+    }
+    Ok(all)
+}
+
+/// The integrations of one file's text (YAML, of which JSON is a subset).
+pub fn parse(file: &Path, text: &str) -> Result<Vec<Integration>, IntegrationError> {
+    let problem = |path: String, reason: String| IntegrationError {
+        file: file.display().to_string(),
+        path,
+        reason,
+    };
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {}, column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "(file)".into());
+        // The parser's message may quote the text (a client secret): keep only its kind.
+        let reason = e.to_string();
+        let reason = reason.split(" at line").next().unwrap_or("").to_string();
+        problem(at, format!("is not valid YAML or JSON: {reason}"))
+    })?;
+    let entries = match value {
+        Value::Array(entries) => entries,
+        Value::Null => Vec::new(),
+        _ => {
+            return Err(problem(
+                "(file)".into(),
+                "expected a list of integrations (`- provider: google …`)".into(),
+            ));
+        }
+    };
+    let mut out: Vec<Integration> = Vec::with_capacity(entries.len());
+    for (i, raw) in entries.into_iter().enumerate() {
+        let at = |field: &str| {
+            if field.is_empty() {
+                format!("[{i}]")
+            } else {
+                format!("[{i}].{field}")
+            }
+        };
+        let entry: Entry = serde_json::from_value(raw).map_err(|e| {
+            let reason = e.to_string();
+            // `unknown field `x`, expected one of …` names keys, never values.
+            problem(at(""), reason)
+        })?;
+        let integration = entry_to_integration(file, entry, &at).map_err(|(path, reason)| {
+            problem(path, reason)
+        })?;
+        if let Some(first) = out.iter().find(|o| o.alias == integration.alias) {
+            return Err(problem(
+                at("alias"),
+                format!(
+                    "\"{}\" is declared twice in this file (also by provider {})",
+                    integration.alias, first.provider
+                ),
+            ));
+        }
+        out.push(integration);
+    }
+    Ok(out)
+}
+
+fn entry_to_integration(
+    file: &Path,
+    entry: Entry,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Integration, (String, String)> {
+    let presets = &*PRESETS;
+    let provider = entry.provider.trim().to_lowercase();
+    let Some(preset) = presets.providers.get(&provider) else {
+        return Err((
+            at("provider"),
+            format!(
+                "\"{provider}\" is not a supported provider; expected one of: {}",
+                presets.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    };
+    let alias = entry.alias.clone().unwrap_or_else(|| provider.clone());
+    let alias_ok = !alias.is_empty()
+        && alias.len() <= 100
+        && alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !alias_ok {
+        return Err((
+            at("alias"),
+            "must be 1 to 100 letters, digits, `_` or `-` (it names the token: bot.tokens.<alias>)"
+                .into(),
+        ));
+    }
+    let context = match entry.context.as_deref().map(str::trim) {
+        Some("bot") => Context::Bot,
+        Some("user") => Context::User,
+        None => {
+            return Err((at("context"), "is required: `bot` or `user`".into()));
+        }
+        Some(other) => {
+            return Err((
+                at("context"),
+                format!("\"{other}\" is not one of `bot`, `user`"),
+            ));
+        }
+    };
+    let url = |field: &str, value: Option<String>| -> Result<Option<String>, (String, String)> {
+        match value {
+            None => Ok(None),
+            Some(v) => match reqwest::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(Some(v)),
+                _ => Err((at(field), "must be an http(s) URL".into())),
+            },
+        }
+    };
+    let authorize_url = url("authorize_url", entry.authorize_url)?.or(preset.authorize_url.clone());
+    let token_url = url("token_url", entry.token_url)?.or(preset.token_url.clone());
+    let userinfo_url = url("userinfo_url", entry.userinfo_url)?.or(preset.userinfo_url.clone());
+    let grant = match preset.grant.as_str() {
+        "none" => {
+            if context != Context::Bot {
+                return Err((
+                    at("context"),
+                    "a secret is the bot's: use `context: bot`".into(),
+                ));
+            }
+            Grant::Secret
+        }
+        "jwt_bearer" => {
+            if entry.scope.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                return Err((
+                    at("scope"),
+                    "is required for a google_service_account (the Google OAuth scopes to \
+                     request, e.g. https://www.googleapis.com/auth/bigquery)"
+                        .into(),
+                ));
+            }
+            Grant::ServiceAccount
+        }
+        grant => {
+            let flow = match (grant, entry.flow.as_deref().map(str::trim)) {
+                (_, Some("auth_code")) => "auth_code",
+                (_, Some("client_credentials")) => "client_credentials",
+                (_, Some(other)) => {
+                    return Err((
+                        at("flow"),
+                        format!("\"{other}\" is not one of `auth_code`, `client_credentials`"),
+                    ));
+                }
+                ("auth_code", None) => "auth_code",
+                _ => {
+                    return Err((
+                        at("flow"),
+                        "is required for provider oauth2: `auth_code` or `client_credentials`"
+                            .into(),
+                    ));
+                }
+            };
+            let client_id = entry
+                .client_id
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| (at("client_id"), "is required".into()))?;
+            let Some(token_url) = token_url else {
+                return Err((at("token_url"), "is required for provider oauth2".into()));
+            };
+            let endpoints = OAuthEndpoints {
+                client_id,
+                client_secret: entry.client_secret.filter(|s| !s.is_empty()),
+                authorize_url,
+                token_url,
+                userinfo_url,
+                authorize_params: preset.authorize_params.clone(),
+            };
+            if flow == "auth_code" {
+                if endpoints.authorize_url.is_none() {
+                    return Err((
+                        at("authorize_url"),
+                        "is required for the auth_code flow".into(),
+                    ));
+                }
+                Grant::AuthCode(endpoints)
+            } else {
+                if context == Context::User {
+                    return Err((
+                        at("flow"),
+                        "client_credentials has no end user: use `context: bot`".into(),
+                    ));
+                }
+                Grant::ClientCredentials(endpoints)
+            }
+        }
+    };
+    let mut userinfo = presets.userinfo.clone();
+    userinfo.extend(preset.userinfo.clone());
+    Ok(Integration {
+        provider,
+        alias,
+        context,
+        scope: entry.scope.filter(|s| !s.trim().is_empty()),
+        title: entry.title,
+        description: entry.description,
+        icon: entry.icon,
+        grant,
+        userinfo,
+        file: file.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_text(text: &str) -> Result<Vec<Integration>, IntegrationError> {
+        parse(Path::new("integrations.yaml"), text)
+    }
+
+    #[test]
+    fn presets_parse() {
+        assert!(PRESETS.providers.contains_key("google"));
+        for p in PRESETS.providers.values() {
+            assert!(["auth_code", "from_flow", "jwt_bearer", "none"].contains(&p.grant.as_str()));
+        }
+    }
+
+    #[test]
+    fn the_seeds_list_loads() {
+        let list = parse_text(
+            "- provider: google\n  alias: google\n  scope: email profile\n  context: user\n  client_id: gid\n\
+             - provider: facebook\n  context: user\n  scope: email,user_friends\n  client_id: fid\n\
+             - provider: secret\n  alias: myapi_key\n  context: bot\n  description: API key\n\
+             - context: bot\n  alias: discord1\n  provider: oauth2\n  icon: lightning\n  title: Discord\n  scope: identify\n  flow: client_credentials\n  client_id: xxx\n  client_secret: yyy\n  token_url: https://discord.com/api/oauth2/token\n\
+             - provider: google_service_account\n  context: bot\n  alias: bigquery\n  scope: https://www.googleapis.com/auth/bigquery\n",
+        )
+        .unwrap();
+        let aliases: Vec<&str> = list.iter().map(|i| i.alias.as_str()).collect();
+        assert_eq!(
+            aliases,
+            ["google", "facebook", "myapi_key", "discord1", "bigquery"]
+        );
+        assert_eq!(list[1].scopes(), ["email", "user_friends"]);
+        assert_eq!(list[0].scopes(), ["email", "profile"]);
+        assert!(matches!(list[0].grant, Grant::AuthCode(_)));
+        assert!(matches!(list[2].grant, Grant::Secret));
+        assert!(matches!(list[3].grant, Grant::ClientCredentials(_)));
+        assert!(matches!(list[4].grant, Grant::ServiceAccount));
+        assert_eq!(list[3].title.as_deref(), Some("Discord"));
+    }
+
+    #[test]
+    fn problems_name_the_entry_and_never_the_secret() {
+        let e = parse_text("- provider: oauth2\n  context: bot\n  client_id: a\n  client_secret: hunter2\n  token_url: https://x/t\n").unwrap_err();
+        assert_eq!(e.path, "[0].flow");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = parse_text("- provider: myspace\n  context: bot\n").unwrap_err();
+        assert_eq!(e.path, "[0].provider");
+        assert!(e.reason.contains("google"), "{e}");
+        let e = parse_text("- provider: google\n  context: user\n").unwrap_err();
+        assert_eq!(e.path, "[0].client_id");
+        let e = parse_text("- provider: google\n  client_id: a\n").unwrap_err();
+        assert_eq!(e.path, "[0].context");
+        let e = parse_text("- provider: google_service_account\n  context: bot\n").unwrap_err();
+        assert_eq!(e.path, "[0].scope");
+        let e = parse_text("- provider: google\n  context: user\n  client_id: a\n  colour: red\n")
+            .unwrap_err();
+        assert!(e.reason.contains("colour"), "{e}");
+        let e = parse_text("provider: google").unwrap_err();
+        assert!(e.reason.contains("list"), "{e}");
+        let e = parse_text("- provider: google\n  context: user\n  client_id: a\n- provider: google\n  context: bot\n  client_id: b\n").unwrap_err();
+        assert_eq!(e.path, "[1].alias");
+    }
+
+    #[test]
+    fn files_gather_and_a_duplicate_alias_names_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("main.yaml");
+        let b = dir.path().join("skill.json");
+        std::fs::write(&a, "- provider: secret\n  alias: k\n  context: bot\n").unwrap();
+        std::fs::write(
+            &b,
+            r#"[{"provider": "google", "context": "user", "client_id": "c"}]"#,
+        )
+        .unwrap();
+        let all = load_files(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(all.len(), 2);
+        std::fs::write(&b, r#"[{"provider": "secret", "alias": "k", "context": "bot"}]"#).unwrap();
+        let e = load_files(&[a, b]).unwrap_err().to_string();
+        assert!(e.contains("main.yaml") && e.contains("skill.json"), "{e}");
+    }
+
+    #[test]
+    fn userinfo_is_normalized() {
+        let list = parse_text("- provider: google\n  context: user\n  client_id: c\n").unwrap();
+        let info = list[0].token_info(&json!({
+            "sub": "1", "name": "Ada Lovelace", "given_name": "Ada", "family_name": "Lovelace",
+            "email": "ada@example.com", "picture": "https://p/1.png"
+        }));
+        assert_eq!(info["first_name"], "Ada");
+        assert_eq!(info["last_name"], "Lovelace");
+        assert_eq!(info["email"], "ada@example.com");
+        assert_eq!(info["nickname"], "ada@example.com");
+        assert_eq!(info["phone"], Value::Null);
+        assert_eq!(info["urls"]["picture"], "https://p/1.png");
+        let keys: Vec<&String> = info.keys().collect();
+        assert_eq!(keys, TOKEN_INFO_FIELDS);
+    }
+}

@@ -1,0 +1,1167 @@
+//! OAuth2 and the other integration grants, on top of the [`Vault`]: starting an
+//! authorization (PKCE + single-use, expiring `state`), finishing it at the callback, client
+//! credentials, refresh, Google service-account JWT-bearer tokens, secrets, signed per-user
+//! links, and the token helpers' view of a token (info, redacted structure). The `oauth2`
+//! crate speaks the protocol; this file decides when.
+//!
+//! Invariants:
+//! - **One refresh per connection at a time**, across executions and processes: a refresh
+//!   holds the connection's in-process lock *and* its store lease
+//!   ([`Store::lease_refresh`](crate::store::Store::lease_refresh)); whoever waited re-reads
+//!   the connection and uses the token the winner stored. A rotated refresh token is stored
+//!   with the new access token in one update.
+//! - A token refused by the provider (`invalid_grant`, a revoked refresh token) marks the
+//!   connection `needs_reauth`; executions then fail with `InvalidAccessTokenError` saying how
+//!   to connect it again. A provider that is down changes nothing (the next call tries again).
+//! - No token value, client secret, code or verifier appears in an error or a log line: errors
+//!   say which integration and what the provider's error code was.
+//! - Every token call goes through the egress guard, without following redirects.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
+    TokenUrl,
+};
+use reqwest::Url;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::integrations::{Context, Grant, Integration, OAuthEndpoints};
+use super::{ConnectionError, Vault, seal};
+use crate::apps::EgressPolicy;
+use crate::apps::egress::GuardedResolver;
+use crate::apps::transport::error_chain;
+use crate::module::{Connection, ErrorKind, ModuleError, Secrets};
+use crate::store::{
+    ConnectionRow, IntegrationLink, NewConnection, OAuthState, STATUS_NEEDS_REAUTH, StoreError,
+    new_id, now_ms,
+};
+
+/// The kind of a connection holding an OAuth2 token set.
+pub const KIND_OAUTH2: &str = "oauth2";
+/// The kind of a connection holding a Google service account's JSON key.
+pub const KIND_SERVICE_ACCOUNT: &str = "service_account";
+/// How long before its expiry a token is refreshed (a request under way must not see it lapse).
+pub const REFRESH_SKEW_MS: i64 = 60_000;
+/// How long an authorization may take between `/oauth/start` and the callback.
+pub const STATE_TTL_MS: i64 = 10 * 60_000;
+/// How long a per-user link (`oauthLink`) stays valid.
+pub const LINK_TTL_SECS: i64 = 24 * 3600;
+/// How long one process may hold a connection's refresh lease.
+const LEASE_MS: i64 = 30_000;
+/// Timeout of one call to a token or userinfo endpoint.
+const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The JWT-bearer grant type (RFC 7523), used for service accounts.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Google's token endpoint, when a service account key names none.
+const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+/// What a process knows of its integrations.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub integrations: Vec<Integration>,
+    /// The service's public base URL: the callback is `<public_url>/oauth/callback`.
+    pub public_url: Url,
+    /// Which non-public hosts token calls may reach (the HTTP modules' policy).
+    pub egress: EgressPolicy,
+}
+
+/// The integrations of a vault and what their grants need at run time.
+pub(crate) struct OAuth {
+    settings: OAuthSettings,
+    callback: Url,
+    http: reqwest::Client,
+    egress: Arc<EgressPolicy>,
+    /// One lock per connection id: the in-process half of single-flight refresh.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Service-account access tokens, by connection id: (expires at ms, token).
+    minted: Mutex<HashMap<String, (i64, String)>>,
+}
+
+impl OAuth {
+    pub(crate) fn new(settings: OAuthSettings) -> Result<OAuth, ConnectionError> {
+        let egress = Arc::new(settings.egress.clone());
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TOKEN_CALL_TIMEOUT)
+            .dns_resolver(Arc::new(GuardedResolver::new(egress.clone())))
+            .build()
+            .map_err(|e| ConnectionError::OAuth {
+                alias: "(all)".into(),
+                reason: format!("the HTTP client cannot be built: {e}"),
+            })?;
+        let callback = callback_url(&settings.public_url);
+        Ok(OAuth {
+            settings,
+            callback,
+            http,
+            egress,
+            locks: Mutex::default(),
+            minted: Mutex::default(),
+        })
+    }
+
+    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    fn check_url(&self, alias: &str, url: &str) -> Result<Url, ConnectionError> {
+        let url = Url::parse(url).map_err(|_| oauth_error(alias, "an endpoint is not a URL"))?;
+        self.egress
+            .check_url(&url)
+            .map_err(|e| oauth_error(alias, &e.to_string()))?;
+        Ok(url)
+    }
+}
+
+/// `<public_url>/oauth/callback`.
+pub fn callback_url(public_url: &Url) -> Url {
+    let mut url = public_url.clone();
+    let path = format!("{}/oauth/callback", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.set_query(None);
+    url
+}
+
+fn oauth_error(alias: &str, reason: &str) -> ConnectionError {
+    ConnectionError::OAuth {
+        alias: alias.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// What a provider's refusal or failure means for the connection.
+enum GrantFailure {
+    /// The grant itself was refused (`invalid_grant`, `unauthorized_client` …): connecting
+    /// again is the only way.
+    Refused(String),
+    /// The provider could not be reached or answered nonsense: try again later.
+    Unavailable(String),
+}
+
+fn grant_failure<E: std::error::Error + 'static>(
+    error: RequestTokenError<E, oauth2::StandardErrorResponse<BasicErrorResponseType>>,
+) -> GrantFailure {
+    match error {
+        RequestTokenError::ServerResponse(response) => {
+            let code = response.error().as_ref().to_string();
+            match response.error() {
+                BasicErrorResponseType::InvalidGrant
+                | BasicErrorResponseType::UnauthorizedClient
+                | BasicErrorResponseType::InvalidClient => {
+                    GrantFailure::Refused(format!("the provider answered {code}"))
+                }
+                _ => GrantFailure::Unavailable(format!("the provider answered {code}")),
+            }
+        }
+        RequestTokenError::Request(e) => GrantFailure::Unavailable(format!(
+            "the token endpoint could not be reached: {}",
+            error_chain(&e)
+        )),
+        // The body may hold a token: say only that it was not understood.
+        RequestTokenError::Parse(_, _) => {
+            GrantFailure::Unavailable("the token endpoint's answer is not a token response".into())
+        }
+        RequestTokenError::Other(reason) => GrantFailure::Unavailable(reason),
+    }
+}
+
+/// A token response as the fields of an `oauth2` connection; a refresh that brings no new
+/// refresh token keeps the old one.
+fn token_fields(
+    token: &BasicTokenResponse,
+    previous: Option<&Map<String, Value>>,
+) -> (Map<String, Value>, Option<i64>) {
+    let mut fields = previous.cloned().unwrap_or_default();
+    fields.insert(
+        "access_token".into(),
+        token.access_token().secret().clone().into(),
+    );
+    if let Some(refresh) = token.refresh_token() {
+        fields.insert("refresh_token".into(), refresh.secret().clone().into());
+    }
+    fields.insert(
+        "token_type".into(),
+        token.token_type().as_ref().to_lowercase().into(),
+    );
+    if let Some(scopes) = token.scopes() {
+        let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        fields.insert("scope".into(), scope.join(" ").into());
+    }
+    let expires_at = token
+        .expires_in()
+        .map(|d| now_ms() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
+    match expires_at {
+        Some(at) => fields.insert("expires_at".into(), at.into()),
+        None => fields.remove("expires_at"),
+    };
+    (fields, expires_at)
+}
+
+/// When a connection's token expires (ms), from its fields.
+fn expires_at(connection: &Connection) -> Option<i64> {
+    connection.fields.get("expires_at").and_then(Value::as_i64)
+}
+
+/// The access token a connection gives a request or `getAccessToken`: an OAuth2 access token,
+/// a bearer token, an API key, or a secret's value.
+pub fn access_token(connection: &Connection) -> Option<String> {
+    let field = match connection.kind.as_str() {
+        KIND_OAUTH2 | KIND_SERVICE_ACCOUNT => "access_token",
+        "bearer" => "token",
+        "api_key" => "key",
+        "secret" => "value",
+        _ => return None,
+    };
+    connection.fields.text(field)
+}
+
+/// Whether a connection's token must be refreshed before use.
+pub fn is_expiring(connection: &Connection) -> bool {
+    connection.kind == KIND_OAUTH2
+        && expires_at(connection).is_some_and(|at| at - REFRESH_SKEW_MS <= now_ms())
+}
+
+/// The outcome of a callback: the connection stored and for whom.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub connection: ConnectionRow,
+    pub alias: String,
+    pub context: Context,
+    pub subject: Option<String>,
+}
+
+impl Vault {
+    fn oauth(&self) -> Result<&OAuth, ConnectionError> {
+        self.oauth.as_deref().ok_or_else(|| {
+            oauth_error(
+                "(none)",
+                "this process declares no integrations (start it with --integrations FILE)",
+            )
+        })
+    }
+
+    /// The declared integrations (empty without `--integrations`).
+    pub fn integrations(&self) -> &[Integration] {
+        self.oauth
+            .as_deref()
+            .map(|o| o.settings.integrations.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The integration `alias`.
+    pub fn integration(&self, alias: &str) -> Result<&Integration, ConnectionError> {
+        self.integrations()
+            .iter()
+            .find(|i| i.alias == alias)
+            .ok_or_else(|| ConnectionError::UnknownIntegration {
+                alias: alias.chars().take(100).collect(),
+            })
+    }
+
+    /// The key that signs per-user links, derived from the master key.
+    fn link_key(&self) -> Vec<u8> {
+        let mut hash = Sha256::new();
+        hash.update(b"switchyard oauth link v1\0");
+        hash.update(self.keyring().current().to_hex().as_bytes());
+        hash.finalize().to_vec()
+    }
+
+    fn link_signature(&self, alias: &str, subject: &str, expires: i64) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.link_key()).expect("any key length");
+        mac.update(format!("{alias}\0{subject}\0{expires}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The link an end user opens to connect the `user` integration `alias` (the seed's
+    /// `oauth_link`): `<public>/oauth/start/<alias>?user=…&expires=…&sig=…`, signed so that
+    /// nobody can start a flow that stores a token as another user's.
+    pub fn oauth_link(&self, alias: &str, subject: &str) -> Result<String, ConnectionError> {
+        let oauth = self.oauth()?;
+        let integration = self.integration(alias)?;
+        if integration.context != Context::User || !matches!(integration.grant, Grant::AuthCode(_))
+        {
+            return Err(oauth_error(
+                alias,
+                "links are for `context: user` integrations with the auth_code flow",
+            ));
+        }
+        check_subject(subject)?;
+        let expires = now_ms() / 1000 + LINK_TTL_SECS;
+        let mut url = oauth.settings.public_url.clone();
+        let path = format!(
+            "{}/oauth/start/{alias}",
+            url.path().trim_end_matches('/')
+        );
+        url.set_path(&path);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("user", subject)
+            .append_pair("expires", &expires.to_string())
+            .append_pair("sig", &self.link_signature(alias, subject, expires));
+        Ok(url.to_string())
+    }
+
+    /// Checks a per-user link's signature and expiry.
+    pub fn check_link(
+        &self,
+        alias: &str,
+        subject: &str,
+        expires: &str,
+        signature: &str,
+    ) -> Result<(), ConnectionError> {
+        let refused = |reason: &str| ConnectionError::Csrf(reason.to_string());
+        let expires: i64 = expires
+            .parse()
+            .map_err(|_| refused("the link's expiry is not a number"))?;
+        if expires < now_ms() / 1000 {
+            return Err(refused("the link has expired: ask for a new one"));
+        }
+        let expected = self.link_signature(alias, subject, expires);
+        let same = expected.len() == signature.len()
+            && expected
+                .bytes()
+                .zip(signature.bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0;
+        if !same {
+            return Err(refused("the link's signature does not match"));
+        }
+        Ok(())
+    }
+
+    /// Starts the authorization of integration `alias` (for end user `subject` when it is a
+    /// `user` integration): records the state and the PKCE verifier and returns the
+    /// provider's authorize URL to redirect to.
+    pub async fn start_authorization(
+        &self,
+        alias: &str,
+        subject: Option<&str>,
+    ) -> Result<Url, ConnectionError> {
+        let oauth = self.oauth()?;
+        let integration = self.integration(alias)?;
+        let Grant::AuthCode(endpoints) = &integration.grant else {
+            return Err(oauth_error(
+                alias,
+                &format!(
+                    "is a {} integration: it is not connected through an authorization",
+                    integration.grant.name()
+                ),
+            ));
+        };
+        match (integration.context, subject) {
+            (Context::User, None) => {
+                return Err(oauth_error(
+                    alias,
+                    "is a `context: user` integration: start it with a per-user link \
+                     (the oauthLink module)",
+                ));
+            }
+            (Context::Bot, Some(_)) => {
+                return Err(oauth_error(
+                    alias,
+                    "is a `context: bot` integration: it has no per-user links",
+                ));
+            }
+            _ => {}
+        }
+        let authorize = endpoints.authorize_url.as_deref().unwrap_or_default();
+        let client = BasicClient::new(ClientId::new(endpoints.client_id.clone()))
+            .set_auth_uri(
+                AuthUrl::new(authorize.to_string())
+                    .map_err(|_| oauth_error(alias, "authorize_url is not a URL"))?,
+            )
+            .set_redirect_uri(
+                RedirectUrl::from_url(oauth.callback.clone()),
+            );
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(integration.scopes().into_iter().map(Scope::new))
+            .set_pkce_challenge(challenge);
+        for (k, v) in &endpoints.authorize_params {
+            request = request.add_extra_param(k.clone(), v.clone());
+        }
+        let (url, state) = request.url();
+        let state_hash = hex::encode(Sha256::digest(state.secret().as_bytes()));
+        let key = self.keyring().current().clone();
+        let sealed = seal::seal(&key, &state_hash, verifier.secret().as_bytes())?;
+        let now = now_ms();
+        self.store()
+            .insert_oauth_state(&OAuthState {
+                state_hash,
+                alias: alias.to_string(),
+                subject: subject.map(str::to_string),
+                key_id: key.id().to_string(),
+                sealed,
+                created_at: now,
+                expires_at: now + STATE_TTL_MS,
+            })
+            .await?;
+        Ok(url)
+    }
+
+    /// Finishes an authorization: takes its state (once; an unknown, replayed or expired state
+    /// is [`ConnectionError::Csrf`] and nothing is stored), exchanges the code with the PKCE
+    /// verifier, reads the user's info and stores the token set sealed.
+    pub async fn finish_authorization(
+        &self,
+        code: &str,
+        state: &str,
+    ) -> Result<Connected, ConnectionError> {
+        let oauth = self.oauth()?;
+        let state_hash = hex::encode(Sha256::digest(state.as_bytes()));
+        let taken = self
+            .store()
+            .take_oauth_state(&state_hash)
+            .await?
+            .ok_or_else(|| {
+                ConnectionError::Csrf(
+                    "the state is unknown, already used or expired: start the connection again"
+                        .into(),
+                )
+            })?;
+        let integration = self.integration(&taken.alias)?;
+        let Grant::AuthCode(endpoints) = &integration.grant else {
+            return Err(oauth_error(&taken.alias, "is no longer an auth_code integration"));
+        };
+        let key = self.key(&taken.key_id).ok_or_else(|| {
+            ConnectionError::Csrf("the state was sealed under another master key".into())
+        })?;
+        let verifier = seal::unseal(&key, &taken.state_hash, &taken.sealed)?;
+        let verifier = String::from_utf8(verifier).map_err(|_| {
+            ConnectionError::Csrf("the stored verifier is unreadable".into())
+        })?;
+        let alias = integration.alias.clone();
+        oauth.check_url(&alias, &endpoints.token_url)?;
+        let token = token_client(endpoints, &alias)?
+            .set_redirect_uri(RedirectUrl::from_url(oauth.callback.clone()))
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+            .request_async(&oauth.http)
+            .await
+            .map_err(|e| match grant_failure(e) {
+                GrantFailure::Refused(r) | GrantFailure::Unavailable(r) => {
+                    oauth_error(&alias, &format!("the code exchange failed: {r}"))
+                }
+            })?;
+        let (mut fields, expires_at) = token_fields(&token, None);
+        let userinfo = self
+            .userinfo(integration, endpoints, token.access_token().secret())
+            .await;
+        fields.insert("info".into(), Value::Object(integration.token_info(&userinfo)));
+        let connection = self
+            .store_integration_connection(
+                integration,
+                taken.subject.as_deref(),
+                KIND_OAUTH2,
+                fields,
+                expires_at,
+            )
+            .await?;
+        Ok(Connected {
+            connection,
+            alias,
+            context: integration.context,
+            subject: taken.subject,
+        })
+    }
+
+    /// The provider's userinfo for an access token; `{}` when it has no userinfo endpoint or
+    /// it fails (the connection is stored all the same, its info empty).
+    async fn userinfo(
+        &self,
+        integration: &Integration,
+        endpoints: &OAuthEndpoints,
+        access_token: &str,
+    ) -> Value {
+        let Some(url) = &endpoints.userinfo_url else {
+            return json!({});
+        };
+        let Ok(oauth) = self.oauth() else {
+            return json!({});
+        };
+        let Ok(url) = oauth.check_url(&integration.alias, url) else {
+            return json!({});
+        };
+        let response = oauth
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() => r.json().await.unwrap_or_else(|_| json!({})),
+            Ok(r) => {
+                tracing::warn!(integration = %integration.alias, status = %r.status(),
+                    "the userinfo endpoint refused the new token; its info stays empty");
+                json!({})
+            }
+            Err(e) => {
+                tracing::warn!(integration = %integration.alias,
+                    error = %error_chain(&e),
+                    "the userinfo endpoint could not be reached; its info stays empty");
+                json!({})
+            }
+        }
+    }
+
+    /// Stores (or replaces) the connection of `integration` for the bot or for `subject`.
+    /// A bot connection is named by its alias, a user's `<alias>:<user>`.
+    pub(crate) async fn store_integration_connection(
+        &self,
+        integration: &Integration,
+        subject: Option<&str>,
+        kind: &str,
+        fields: Map<String, Value>,
+        expires_at: Option<i64>,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        let name = match subject {
+            Some(s) => format!("{}:{s}", integration.alias),
+            None => integration.alias.clone(),
+        };
+        let link = IntegrationLink {
+            alias: integration.alias.clone(),
+            context: integration.context.as_str().into(),
+            subject: subject.map(str::to_string),
+        };
+        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
+            id: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = self.keyring().current().clone();
+        // Twice at most: a concurrent callback may insert the row between the lookup and ours.
+        for _ in 0..2 {
+            match self.store().get_connection(&name).await {
+                Ok(existing) => {
+                    if existing.row.integration.as_ref().map(|l| &l.alias)
+                        != Some(&integration.alias)
+                    {
+                        return Err(ConnectionError::Store(StoreError::Conflict {
+                            what: "connection",
+                            reason: format!(
+                                "a connection named \"{name}\" exists that integration \
+                                 \"{}\" did not make; remove or rename it first",
+                                integration.alias
+                            ),
+                        }));
+                    }
+                    let sealed = seal::seal(&key, &existing.row.id, &plaintext)?;
+                    self.store()
+                        .update_connection_values(
+                            &existing.row.id,
+                            key.id(),
+                            &sealed,
+                            expires_at,
+                            crate::store::STATUS_CONNECTED,
+                        )
+                        .await?;
+                    self.forget_opened();
+                    return Ok(self.store().get_connection(&existing.row.id).await?.row);
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            let id = new_id();
+            let sealed = seal::seal(&key, &id, &plaintext)?;
+            let inserted = self
+                .store()
+                .insert_connection(NewConnection {
+                    id: &id,
+                    name: &name,
+                    app: &integration.provider,
+                    kind,
+                    key_id: key.id(),
+                    sealed: &sealed,
+                    integration: Some(&link),
+                    expires_at,
+                })
+                .await;
+            match inserted {
+                Err(StoreError::Conflict { .. }) => continue,
+                other => {
+                    self.forget_opened();
+                    return Ok(other?);
+                }
+            }
+        }
+        Err(ConnectionError::Store(StoreError::Conflict {
+            what: "connection",
+            reason: format!("\"{name}\" is being stored by another request"),
+        }))
+    }
+
+    /// Stores the value of a `secret` integration, or a `google_service_account`'s JSON key
+    /// (an object, or its text).
+    pub async fn set_secret(
+        &self,
+        alias: &str,
+        value: &Value,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        let integration = self.integration(alias)?.clone();
+        let invalid = |path: &str, reason: &str| {
+            ConnectionError::Invalid(vec![super::FieldProblem::new(path, reason)])
+        };
+        match integration.grant {
+            Grant::Secret => {
+                let Some(text) = value.as_str().filter(|s| !s.is_empty()) else {
+                    return Err(invalid("value", "must be a non-empty string"));
+                };
+                let mut fields = Map::new();
+                fields.insert("value".into(), text.into());
+                self.store_integration_connection(&integration, None, "secret", fields, None)
+                    .await
+            }
+            Grant::ServiceAccount => {
+                let key = match value {
+                    Value::String(text) => serde_json::from_str::<Value>(text)
+                        .map_err(|_| invalid("value", "must be the service account's JSON key"))?,
+                    other => other.clone(),
+                };
+                check_service_account_key(&key).map_err(|(p, r)| invalid(&p, &r))?;
+                let mut fields = Map::new();
+                fields.insert("key".into(), key);
+                self.store_integration_connection(
+                    &integration,
+                    None,
+                    KIND_SERVICE_ACCOUNT,
+                    fields,
+                    None,
+                )
+                .await
+            }
+            _ => Err(oauth_error(
+                alias,
+                "is not a `secret` or `google_service_account` integration: connect it through \
+                 /oauth/start instead",
+            )),
+        }
+    }
+
+    /// Obtains a client-credentials token for the bot integration `alias` and stores it.
+    pub async fn connect_client_credentials(
+        &self,
+        alias: &str,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        let integration = self.integration(alias)?.clone();
+        let (fields, expires_at) = self.client_credentials_token(&integration).await?;
+        self.store_integration_connection(&integration, None, KIND_OAUTH2, fields, expires_at)
+            .await
+    }
+
+    async fn client_credentials_token(
+        &self,
+        integration: &Integration,
+    ) -> Result<(Map<String, Value>, Option<i64>), ConnectionError> {
+        let oauth = self.oauth()?;
+        let Grant::ClientCredentials(endpoints) = &integration.grant else {
+            return Err(oauth_error(
+                &integration.alias,
+                "is not a client_credentials integration",
+            ));
+        };
+        oauth.check_url(&integration.alias, &endpoints.token_url)?;
+        let token = token_client(endpoints, &integration.alias)?
+            .exchange_client_credentials()
+            .add_scopes(integration.scopes().into_iter().map(Scope::new))
+            .request_async(&oauth.http)
+            .await
+            .map_err(|e| match grant_failure(e) {
+                GrantFailure::Refused(r) | GrantFailure::Unavailable(r) => oauth_error(
+                    &integration.alias,
+                    &format!("the client credentials grant failed: {r}"),
+                ),
+            })?;
+        Ok(token_fields(&token, None))
+    }
+
+    /// `connection` ready to use: an OAuth2 token refreshed (or re-requested) when it is about
+    /// to expire, a service account's access token minted; anything else as it is. A
+    /// connection that needs re-authorization is an `InvalidAccessTokenError`.
+    pub(crate) async fn ready(
+        &self,
+        connection: Connection,
+        status: &str,
+    ) -> Result<Connection, ModuleError> {
+        if status == STATUS_NEEDS_REAUTH {
+            return Err(needs_reauth(&connection));
+        }
+        match connection.kind.as_str() {
+            KIND_OAUTH2 if is_expiring(&connection) => self.refreshed(&connection.id, None).await,
+            KIND_SERVICE_ACCOUNT => self.with_minted_token(connection).await,
+            _ => Ok(connection),
+        }
+    }
+
+    /// A new token for OAuth2 connection `id`, once per connection at a time: with `stale`
+    /// (the token a request was refused with) only when the stored token is still that one,
+    /// otherwise only when it is about to expire. Whoever waited for another refresh gets
+    /// the token it stored.
+    pub(crate) async fn refreshed(
+        &self,
+        id: &str,
+        stale: Option<&str>,
+    ) -> Result<Connection, ModuleError> {
+        let oauth = self.oauth().map_err(|e| e.to_module_error(id))?;
+        let lock = oauth.lock(id);
+        let _held = lock.lock().await;
+        let deadline = now_ms() + LEASE_MS;
+        loop {
+            let (connection, status) = self
+                .open_with_status(id)
+                .await
+                .map_err(|e| e.to_module_error(id))?;
+            if status == STATUS_NEEDS_REAUTH {
+                return Err(needs_reauth(&connection));
+            }
+            let still_needed = match stale {
+                Some(stale) => access_token(&connection).as_deref() == Some(stale),
+                None => is_expiring(&connection),
+            };
+            if !still_needed {
+                return Ok(connection);
+            }
+            if self
+                .store()
+                .lease_refresh(id, now_ms() + LEASE_MS)
+                .await
+                .map_err(|e| ModuleError::runtime(format!("connection {id}: {e}")))?
+            {
+                return self.refresh_leased(connection).await;
+            }
+            // Another process is refreshing it: wait for its result.
+            if now_ms() > deadline {
+                return Err(ModuleError::new(
+                    ErrorKind::ConnectionError,
+                    format!(
+                        "connection \"{}\": another process has been refreshing its token for \
+                         {} s",
+                        connection.name,
+                        LEASE_MS / 1000
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Refreshes `connection`'s token while holding its lease; stores the result (which
+    /// gives the lease back) or marks it `needs_reauth`.
+    async fn refresh_leased(&self, connection: Connection) -> Result<Connection, ModuleError> {
+        let alias = connection_alias(self, &connection.id).await;
+        let integration = alias.as_deref().and_then(|a| self.integration(a).ok());
+        let Some(integration) = integration.cloned() else {
+            let _ = self.store().release_refresh(&connection.id).await;
+            return Err(ModuleError::new(
+                ErrorKind::InvalidAccessTokenError,
+                format!(
+                    "connection \"{}\" has expired and its integration is not declared in this \
+                     process (--integrations), so it cannot be refreshed",
+                    connection.name
+                ),
+            ));
+        };
+        let outcome = match &integration.grant {
+            Grant::ClientCredentials(_) => self
+                .client_credentials_token(&integration)
+                .await
+                .map_err(|e| GrantFailure::Unavailable(e.to_string())),
+            Grant::AuthCode(endpoints) => match connection.fields.text("refresh_token") {
+                None => Err(GrantFailure::Refused(
+                    "the provider gave no refresh token".into(),
+                )),
+                Some(refresh) => {
+                    let oauth = self.oauth().map_err(|e| e.to_module_error(&connection.id))?;
+                    match oauth.check_url(&integration.alias, &endpoints.token_url) {
+                        Err(e) => Err(GrantFailure::Unavailable(e.to_string())),
+                        Ok(_) => match token_client(endpoints, &integration.alias) {
+                            Err(e) => Err(GrantFailure::Unavailable(e.to_string())),
+                            Ok(client) => client
+                                .exchange_refresh_token(&RefreshToken::new(refresh))
+                                .request_async(&oauth.http)
+                                .await
+                                .map(|t| token_fields(&t, Some(&connection.fields.0)))
+                                .map_err(grant_failure),
+                        },
+                    }
+                }
+            },
+            _ => Err(GrantFailure::Refused("it has no refreshable token".into())),
+        };
+        match outcome {
+            Ok((fields, expires_at)) => {
+                let key = self.keyring().current().clone();
+                let plaintext = serde_json::to_vec(&fields)
+                    .map_err(|e| ModuleError::runtime(e.to_string()))?;
+                let sealed = seal::seal(&key, &connection.id, &plaintext)
+                    .map_err(|e| ModuleError::runtime(e.to_string()))?;
+                self.store()
+                    .update_connection_values(
+                        &connection.id,
+                        key.id(),
+                        &sealed,
+                        expires_at,
+                        crate::store::STATUS_CONNECTED,
+                    )
+                    .await
+                    .map_err(|e| ModuleError::runtime(format!("connection {}: {e}", connection.id)))?;
+                self.forget_opened();
+                tracing::info!(connection = %connection.id, integration = %integration.alias,
+                    "token refreshed");
+                Ok(Connection {
+                    fields: Secrets(fields),
+                    ..connection
+                })
+            }
+            Err(GrantFailure::Refused(reason)) => {
+                let _ = self
+                    .store()
+                    .set_connection_status(&connection.id, STATUS_NEEDS_REAUTH)
+                    .await;
+                self.forget_opened();
+                tracing::warn!(connection = %connection.id, integration = %integration.alias,
+                    %reason, "token refresh refused; the connection needs re-authorization");
+                Err(ModuleError::new(
+                    ErrorKind::InvalidAccessTokenError,
+                    format!(
+                        "connection \"{}\" could not be refreshed ({reason}) and needs to be \
+                         connected again (/oauth/start/{})",
+                        connection.name, integration.alias
+                    ),
+                ))
+            }
+            Err(GrantFailure::Unavailable(reason)) => {
+                let _ = self.store().release_refresh(&connection.id).await;
+                Err(ModuleError::new(
+                    ErrorKind::ConnectionError,
+                    format!(
+                        "connection \"{}\" could not be refreshed: {reason}",
+                        connection.name
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// A service account connection with an access token (minted, or the cached one).
+    async fn with_minted_token(&self, mut connection: Connection) -> Result<Connection, ModuleError> {
+        let oauth = self.oauth().map_err(|e| e.to_module_error(&connection.id))?;
+        let cached = oauth
+            .minted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&connection.id)
+            .filter(|(at, _)| at - REFRESH_SKEW_MS > now_ms())
+            .map(|(_, token)| token.clone());
+        let token = match cached {
+            Some(token) => token,
+            None => {
+                let lock = oauth.lock(&connection.id);
+                let _held = lock.lock().await;
+                let again = oauth
+                    .minted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&connection.id)
+                    .filter(|(at, _)| at - REFRESH_SKEW_MS > now_ms())
+                    .map(|(_, token)| token.clone());
+                match again {
+                    Some(token) => token,
+                    None => {
+                        let (token, expires_at) = self.mint(&connection).await?;
+                        oauth
+                            .minted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(connection.id.clone(), (expires_at, token.clone()));
+                        token
+                    }
+                }
+            }
+        };
+        connection
+            .fields
+            .0
+            .insert("access_token".into(), token.into());
+        Ok(connection)
+    }
+
+    /// Exchanges a service account's signed assertion for an access token.
+    async fn mint(&self, connection: &Connection) -> Result<(String, i64), ModuleError> {
+        let oauth = self.oauth().map_err(|e| e.to_module_error(&connection.id))?;
+        let alias = connection_alias(self, &connection.id).await.unwrap_or_default();
+        let scope = self
+            .integration(&alias)
+            .ok()
+            .and_then(|i| i.scope.clone())
+            .ok_or_else(|| {
+                ModuleError::config(format!(
+                    "connection \"{}\": its google_service_account integration is not declared \
+                     (with its scope) in this process's --integrations",
+                    connection.name
+                ))
+            })?;
+        let key = connection.fields.get("key").cloned().unwrap_or(Value::Null);
+        let failed = |reason: String| {
+            ModuleError::new(
+                ErrorKind::InvalidAccessTokenError,
+                format!(
+                    "connection \"{}\": the service account token could not be had: {reason}",
+                    connection.name
+                ),
+            )
+        };
+        let token_uri = key["token_uri"].as_str().unwrap_or(GOOGLE_TOKEN_URI);
+        let url = oauth
+            .check_url(&alias, token_uri)
+            .map_err(|e| failed(e.to_string()))?;
+        let assertion = service_account_assertion(&key, &scope, token_uri, now_ms() / 1000)
+            .map_err(|(_, r)| failed(r))?;
+        let response = oauth
+            .http
+            .post(url)
+            .form(&[("grant_type", JWT_BEARER), ("assertion", assertion.as_str())])
+            .send()
+            .await
+            .map_err(|e| {
+                ModuleError::new(
+                    ErrorKind::ConnectionError,
+                    format!(
+                        "connection \"{}\": the token endpoint could not be reached: {}",
+                        connection.name,
+                        error_chain(&e)
+                    ),
+                )
+            })?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let code = body["error"].as_str().unwrap_or("no error code");
+            return Err(failed(format!("the token endpoint answered {status} ({code})")));
+        }
+        let token = body["access_token"]
+            .as_str()
+            .ok_or_else(|| failed("the answer has no access_token".into()))?;
+        let expires_in = body["expires_in"].as_i64().unwrap_or(3600);
+        Ok((token.to_string(), now_ms() + expires_in * 1000))
+    }
+
+    /// The user connections of end user `subject`: alias → connection id.
+    pub async fn user_tokens(&self, subject: &str) -> Result<Map<String, Value>, ConnectionError> {
+        Ok(self
+            .store()
+            .subject_connections(subject)
+            .await?
+            .into_iter()
+            .filter_map(|row| Some((row.integration?.alias, Value::String(row.id))))
+            .collect())
+    }
+
+    /// The bot connections of the declared integrations: alias → connection id.
+    pub async fn bot_tokens(&self) -> Result<Map<String, Value>, ConnectionError> {
+        Ok(self
+            .store()
+            .list_connections()
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let link = c.row.integration?;
+                (link.context == "bot").then_some((link.alias, Value::String(c.row.id)))
+            })
+            .collect())
+    }
+}
+
+/// The integration alias of connection `id`, from its row.
+async fn connection_alias(vault: &Vault, id: &str) -> Option<String> {
+    vault
+        .store()
+        .get_connection(id)
+        .await
+        .ok()?
+        .row
+        .integration
+        .map(|l| l.alias)
+}
+
+fn needs_reauth(connection: &Connection) -> ModuleError {
+    ModuleError::new(
+        ErrorKind::InvalidAccessTokenError,
+        format!(
+            "connection \"{}\" needs to be connected again: its token was refused when it was \
+             refreshed",
+            connection.name
+        ),
+    )
+}
+
+fn check_subject(subject: &str) -> Result<(), ConnectionError> {
+    let ok = !subject.is_empty()
+        && subject.len() <= 150
+        && !subject.chars().any(char::is_control)
+        && subject.trim() == subject;
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectionError::Invalid(vec![super::FieldProblem::new(
+            "user",
+            "must be 1 to 150 characters without control characters or surrounding spaces",
+        )]))
+    }
+}
+
+/// An `oauth2` client for the token endpoint of `endpoints`.
+fn token_client(
+    endpoints: &OAuthEndpoints,
+    alias: &str,
+) -> Result<
+    BasicClient<
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    ConnectionError,
+> {
+    let mut client = BasicClient::new(ClientId::new(endpoints.client_id.clone())).set_token_uri(
+        TokenUrl::new(endpoints.token_url.clone())
+            .map_err(|_| oauth_error(alias, "token_url is not a URL"))?,
+    );
+    if let Some(secret) = &endpoints.client_secret {
+        client = client.set_client_secret(ClientSecret::new(secret.clone()));
+    }
+    Ok(client)
+}
+
+/// Checks a Google service account's JSON key: `(field path, what is wrong)` otherwise.
+pub fn check_service_account_key(key: &Value) -> Result<(), (String, String)> {
+    if !key.is_object() {
+        return Err(("value".into(), "must be the service account's JSON key (an object)".into()));
+    }
+    for field in ["client_email", "private_key"] {
+        if key[field].as_str().is_none_or(str::is_empty) {
+            return Err((format!("value.{field}"), "is required".into()));
+        }
+    }
+    let pem = key["private_key"].as_str().unwrap_or_default();
+    jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| {
+        (
+            "value.private_key".to_string(),
+            "is not an RSA private key in PEM form".to_string(),
+        )
+    })?;
+    if let Some(uri) = key.get("token_uri") {
+        let ok = uri
+            .as_str()
+            .and_then(|u| Url::parse(u).ok())
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err(("value.token_uri".into(), "must be an http(s) URL".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The RS256-signed JWT a service account presents (RFC 7523 §2.1, Google's claims).
+pub fn service_account_assertion(
+    key: &Value,
+    scope: &str,
+    audience: &str,
+    now_secs: i64,
+) -> Result<String, (String, String)> {
+    check_service_account_key(key)?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = key["private_key_id"].as_str().map(str::to_string);
+    let claims = json!({
+        "iss": key["client_email"],
+        "scope": scope.split([' ', ',']).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "),
+        "aud": audience,
+        "iat": now_secs,
+        "exp": now_secs + 3600,
+    });
+    let pem = key["private_key"].as_str().unwrap_or_default();
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| {
+        (
+            "value.private_key".to_string(),
+            "is not an RSA private key in PEM form".to_string(),
+        )
+    })?;
+    jsonwebtoken::encode(&header, &claims, &encoding)
+        .map_err(|e| ("value.private_key".to_string(), format!("cannot sign: {e}")))
+}
+
+/// A token as `getFullToken` shows it: everything but the secrets, which are replaced by
+/// whether they are present.
+pub fn redacted_token(row: &ConnectionRow, connection: &Connection) -> Value {
+    let mut token = Map::new();
+    token.insert("id".into(), row.id.clone().into());
+    token.insert("name".into(), row.name.clone().into());
+    token.insert("provider".into(), row.app.clone().into());
+    token.insert("kind".into(), row.kind.clone().into());
+    if let Some(link) = &row.integration {
+        token.insert("alias".into(), link.alias.clone().into());
+        token.insert("context".into(), link.context.clone().into());
+        token.insert("user".into(), link.subject.clone().into());
+    }
+    token.insert("status".into(), row.status.clone().into());
+    token.insert(
+        "expiresAt".into(),
+        row.expires_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+            .unwrap_or(Value::Null),
+    );
+    let mut credentials = Map::new();
+    for (field, value) in &connection.fields.0 {
+        let shown = match field.as_str() {
+            "info" | "scope" | "token_type" | "expires_at" => value.clone(),
+            "key" => json!({
+                "client_email": value["client_email"],
+                "private_key": "[redacted]",
+            }),
+            _ => Value::String("[redacted]".into()),
+        };
+        credentials.insert(field.clone(), shown);
+    }
+    token.insert("credentials".into(), Value::Object(credentials));
+    Value::Object(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callback_is_under_the_public_url() {
+        let u = |s: &str| callback_url(&Url::parse(s).unwrap()).to_string();
+        assert_eq!(u("http://127.0.0.1:8080"), "http://127.0.0.1:8080/oauth/callback");
+        assert_eq!(
+            u("https://x.example/base/"),
+            "https://x.example/base/oauth/callback"
+        );
+    }
+
+    #[test]
+    fn a_bad_service_account_key_is_named_by_field() {
+        let e = check_service_account_key(&json!({"client_email": "a@b"})).unwrap_err();
+        assert_eq!(e.0, "value.private_key");
+        let e = check_service_account_key(
+            &json!({"client_email": "a@b", "private_key": "-----BEGIN NOT A KEY-----"}),
+        )
+        .unwrap_err();
+        assert!(e.1.contains("RSA"), "{e:?}");
+        assert!(!e.1.contains("BEGIN"));
+    }
+}
