@@ -13,7 +13,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::engine::{self, Report, RunInput, Status};
-use crate::module::{ConnectionsHandle, ExecutionContext, Extensions, Registry};
+use crate::module::{ConnectionsHandle, ExecutionContext, Extensions, Redactions, Registry};
 use crate::scenario::{self, Scenario};
 
 #[derive(Args)]
@@ -80,7 +80,9 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let extensions = runtime.block_on(connections(&args))?;
+    let mut extensions = runtime.block_on(connections(&args))?;
+    let redactions = Redactions::default();
+    extensions.insert(redactions.clone());
     let input = RunInput {
         bundles,
         context: ExecutionContext {
@@ -90,7 +92,8 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
         budget: args.budget.budget()?,
         ..RunInput::default()
     };
-    let report = runtime.block_on(engine::run(&scenario, input));
+    let mut report = runtime.block_on(engine::run(&scenario, input));
+    report.redact(&redactions.secrets());
     if args.json {
         println!("{}", serde_json::to_string(&report.to_json())?);
     } else {

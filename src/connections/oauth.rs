@@ -213,19 +213,6 @@ fn expires_at(connection: &Connection) -> Option<i64> {
     connection.fields.get("expires_at").and_then(Value::as_i64)
 }
 
-/// The access token a connection gives a request or `getAccessToken`: an OAuth2 access token,
-/// a bearer token, an API key, or a secret's value.
-pub fn access_token(connection: &Connection) -> Option<String> {
-    let field = match connection.kind.as_str() {
-        KIND_OAUTH2 | KIND_SERVICE_ACCOUNT => "access_token",
-        "bearer" => "token",
-        "api_key" => "key",
-        "secret" => "value",
-        _ => return None,
-    };
-    connection.fields.text(field)
-}
-
 /// Whether a connection's token must be refreshed before use.
 pub fn is_expiring(connection: &Connection) -> bool {
     connection.kind == KIND_OAUTH2
@@ -726,7 +713,7 @@ impl Vault {
                 return Err(needs_reauth(&connection));
             }
             let still_needed = match stale {
-                Some(stale) => access_token(&connection).as_deref() == Some(stale),
+                Some(stale) => connection.access_token().as_deref() == Some(stale),
                 None => is_expiring(&connection),
             };
             if !still_needed {

@@ -96,6 +96,50 @@ pub struct Report {
 }
 
 impl Report {
+    /// Replaces each of `secrets` (longest first) by `[redacted]` wherever it appears in text
+    /// the report keeps: bundles of the log, the error, the webhook response, parked bundles.
+    /// For the secrets an execution revealed to its bundles ([`crate::module::Redactions`]).
+    pub fn redact(&mut self, secrets: &[String]) {
+        if secrets.is_empty() {
+            return;
+        }
+        fn text(s: &mut String, secrets: &[String]) {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "[redacted]");
+                }
+            }
+        }
+        fn value(v: &mut Value, secrets: &[String]) {
+            match v {
+                Value::String(s) => text(s, secrets),
+                Value::Array(items) => items.iter_mut().for_each(|i| value(i, secrets)),
+                Value::Object(map) => map.values_mut().for_each(|i| value(i, secrets)),
+                _ => {}
+            }
+        }
+        fn error(e: &mut ReportError, secrets: &[String]) {
+            text(&mut e.message, secrets);
+            if let Some(details) = &mut e.details {
+                value(details, secrets);
+            }
+        }
+        for entry in &mut self.log {
+            value(Arc::make_mut(&mut entry.output), secrets);
+        }
+        if let Some(e) = &mut self.error {
+            error(e, secrets);
+        }
+        if let Some(response) = &mut self.response {
+            value(&mut response.body, secrets);
+            response.headers.values_mut().for_each(|h| value(h, secrets));
+        }
+        for parked in &mut self.incomplete {
+            error(&mut parked.error, secrets);
+            parked.bundle.values_mut().for_each(|b| value(b, secrets));
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }

@@ -30,6 +30,21 @@ pub struct Connection {
     pub fields: Secrets,
 }
 
+impl Connection {
+    /// The token a request or `tokens:GetAccessToken` uses: an OAuth2 or service-account
+    /// access token, a bearer token, an API key, or a secret's value.
+    pub fn access_token(&self) -> Option<String> {
+        let field = match self.kind.as_str() {
+            "oauth2" | "service_account" => "access_token",
+            "bearer" => "token",
+            "api_key" => "key",
+            "secret" => "value",
+            _ => return None,
+        };
+        self.fields.text(field)
+    }
+}
+
 /// A connection's values; `Debug` shows the field names only.
 #[derive(Clone, Default, PartialEq)]
 pub struct Secrets(pub Map<String, Value>);

@@ -30,6 +30,34 @@ impl ExecutionContext {
     }
 }
 
+/// The secret values an execution revealed to its bundles (an access token from
+/// `tokens:GetAccessToken`): the runner and `switchyard run` replace each of them by
+/// `[redacted]` in everything they store or print about the execution, so a token a scenario
+/// needed to read never reaches its history. One per execution, shared by its module calls.
+#[derive(Debug, Clone, Default)]
+pub struct Redactions(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Redactions {
+    /// Adds a value to hide (values shorter than 4 characters would hide too much text and
+    /// are too short to be secrets).
+    pub fn add(&self, secret: &str) {
+        if secret.len() < 4 {
+            return;
+        }
+        let mut secrets = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_string());
+        }
+    }
+
+    /// The values to hide, longest first (so a secret containing another is hidden whole).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets
+    }
+}
+
 /// Values keyed by their type; cheap to clone (the values are shared).
 #[derive(Clone, Default)]
 pub struct Extensions(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);

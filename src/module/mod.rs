@@ -17,7 +17,7 @@ pub mod polling;
 pub mod webhook;
 
 pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
-pub use context::{ExecutionContext, Extensions};
+pub use context::{ExecutionContext, Extensions, Redactions};
 pub use error::{ErrorKind, ModuleError};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
 pub use webhook::{HookReply, HookRequest, HookTarget, InstantTrigger};

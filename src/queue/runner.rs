@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
 use crate::engine::{Budget, Report, Responder, Resume, RunInput, Status};
 use crate::module::error::ErrorKind;
-use crate::module::{ExecutionContext, TriggerState};
+use crate::module::{ExecutionContext, Redactions, TriggerState};
 use crate::scenario::Scenario;
 use crate::store::{Execution, ExecutionOutcome, FinalStatus, NewIncomplete, Store, StoreError};
 
@@ -384,12 +384,15 @@ impl Runner {
             let response = Some(response.clone());
             completions.notify(&execution_id, Finished::Ran { response });
         });
+        let mut extensions = self.catalog.services().clone();
+        let redactions = Redactions::default();
+        extensions.insert(redactions.clone());
         let input = RunInput {
             bundles,
             context: ExecutionContext {
                 execution_id: id.to_string(),
                 scenario_id: Some(execution.scenario_id.clone()),
-                extensions: self.catalog.services().clone(),
+                extensions,
             },
             resume,
             trigger,
@@ -398,7 +401,8 @@ impl Runner {
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
-        let report = self.engine.run(scenario.clone(), input).await;
+        let mut report = self.engine.run(scenario.clone(), input).await;
+        report.redact(&redactions.secrets());
         self.executions_run.fetch_add(1, Ordering::Relaxed);
         self.run_millis
             .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -63,6 +63,8 @@ pub(crate) enum Credentials {
     Basic,
     /// Always a stored `api_key` connection (`http:ActionSendDataAPIKeyAuth`).
     ApiKey,
+    /// Always a stored OAuth2 connection (`http:ActionSendDataOAuth`).
+    OAuth,
 }
 
 /// The kind of stored connection a module uses.
@@ -70,6 +72,9 @@ pub(crate) enum Credentials {
 enum KeychainKind {
     Basic,
     ApiKey,
+    /// A connection with an access token sent as `Authorization: Bearer …`: an `oauth2`
+    /// integration's (refreshed as needed), a service account's or a `bearer` token.
+    OAuth,
 }
 
 impl KeychainKind {
@@ -78,6 +83,7 @@ impl KeychainKind {
         match self {
             KeychainKind::Basic => "basic",
             KeychainKind::ApiKey => "api_key",
+            KeychainKind::OAuth => "oauth2",
         }
     }
 }
@@ -132,14 +138,39 @@ impl Module for HttpModule {
                 invocation.parameters,
                 &invocation.mapper,
             )?;
+            let mut token = None;
             if let Some(keychain) = &spec.keychain {
-                spec.request.auth =
+                let (auth, connection) =
                     keychain_auth(keychain, invocation.module, invocation.context).await?;
+                spec.request.auth = auth;
+                if keychain.kind == KeychainKind::OAuth {
+                    token = Some(connection);
+                }
             }
-            let response = self
+            // An OAuth token refused with 401 is refreshed once and the request sent again.
+            let retry = token.as_ref().map(|_| spec.request.clone());
+            let mut response = self
                 .transport
                 .send(spec.request, invocation.module_id)
-                .await?;
+                .await;
+            if let (Some(connection), Some(mut again)) = (token, retry) {
+                let refused = match &response {
+                    Ok(r) => r.status == StatusCode::UNAUTHORIZED,
+                    Err(e) => e.status() == Some(401),
+                };
+                if refused {
+                    let keychain = spec.keychain.as_ref().expect("set with the token");
+                    let stale = match &again.auth {
+                        Auth::Bearer(t) => t.clone(),
+                        _ => String::new(),
+                    };
+                    let connections = connections(keychain, invocation.context)?;
+                    let fresh = connections.refresh(&connection.id, &stale).await?;
+                    again.auth = connection_auth(keychain, invocation.module, &fresh)?;
+                    response = self.transport.send(again, invocation.module_id).await;
+                }
+            }
+            let response = response?;
             let bundle = output_bundle(
                 response.status,
                 &response.headers,
@@ -772,6 +803,7 @@ fn keychain(
     match (dialect, credentials) {
         (_, Credentials::Basic) => named(&[CONNECTION], KeychainKind::Basic, ""),
         (_, Credentials::ApiKey) => named(&[CONNECTION, "auth"], KeychainKind::ApiKey, ""),
+        (_, Credentials::OAuth) => named(&[CONNECTION, "auth"], KeychainKind::OAuth, ""),
         (Dialect::SendData, Credentials::Fields) => Ok(None),
         (Dialect::MakeRequest, Credentials::Fields) => {
             let auth = parameters.get("authenticationType").map(text);
@@ -787,40 +819,46 @@ fn keychain(
                     KeychainKind::Basic,
                     " with authenticationType basicAuth",
                 ),
-                Some("oAuth") => Err(config_problem(
-                    "parameters.authenticationType",
-                    "OAuth 2 connections are not supported; use noAuth with the token in a \
-                     header, or an apiKey keychain"
-                        .into(),
-                )),
+                Some("oAuth") => named(
+                    &["oAuthKeychain", "oauthKeychain", CONNECTION],
+                    KeychainKind::OAuth,
+                    " with authenticationType oAuth",
+                ),
                 Some(other) => Err(config_problem(
                     "parameters.authenticationType",
-                    format!("'{other}' is not one of noAuth, apiKey, basicAuth"),
+                    format!("'{other}' is not one of noAuth, apiKey, basicAuth, oAuth"),
                 )),
             }
         }
     }
 }
 
+/// The execution's connections, or an error saying that this process has none.
+fn connections<'c>(
+    keychain: &Keychain,
+    context: &'c ExecutionContext,
+) -> Result<&'c ConnectionsHandle, ModuleError> {
+    context.extensions.get::<ConnectionsHandle>().ok_or_else(|| {
+        ModuleError::config(format!(
+            "{}: connection \"{}\" cannot be used: this process has no stored connections \
+             (`switchyard run` needs the --data-dir that holds them)",
+            keychain.field, keychain.reference
+        ))
+    })
+}
+
 /// The credentials of the stored connection `keychain` names, found through the execution's
-/// connections.
+/// connections, with the connection.
 async fn keychain_auth(
     keychain: &Keychain,
     module: &str,
     context: &ExecutionContext,
-) -> Result<Auth, ModuleError> {
-    let connections = context
-        .extensions
-        .get::<ConnectionsHandle>()
-        .ok_or_else(|| {
-            ModuleError::config(format!(
-                "{}: connection \"{}\" cannot be used: this process has no stored connections \
-             (`switchyard run` needs the --data-dir that holds them)",
-                keychain.field, keychain.reference
-            ))
-        })?;
-    let connection = connections.resolve(&keychain.reference).await?;
-    connection_auth(keychain, module, &connection)
+) -> Result<(Auth, Connection), ModuleError> {
+    let connection = connections(keychain, context)?
+        .resolve(&keychain.reference)
+        .await?;
+    let auth = connection_auth(keychain, module, &connection)?;
+    Ok((auth, connection))
 }
 
 /// The [`Auth`] of `connection`, which must be of the kind `keychain` needs.
@@ -830,7 +868,7 @@ fn connection_auth(
     connection: &Connection,
 ) -> Result<Auth, ModuleError> {
     let needed = keychain.kind.connection_kind();
-    if connection.kind != needed {
+    if keychain.kind != KeychainKind::OAuth && connection.kind != needed {
         return Err(ModuleError::config(format!(
             "{}: connection \"{}\" is a {} connection; {module} needs a {needed} connection",
             keychain.field, connection.name, connection.kind
@@ -868,6 +906,28 @@ fn connection_auth(
                     keychain.field, connection.name
                 ))),
             }
+        }
+        KeychainKind::OAuth => {
+            let token = match connection.kind.as_str() {
+                "oauth2" | "service_account" => connection.fields.text("access_token"),
+                "bearer" => connection.fields.text("token"),
+                _ => {
+                    return Err(ModuleError::config(format!(
+                        "{}: connection \"{}\" is a {} connection; {module} needs an OAuth2 \
+                         connection (an integration's token, or a bearer token)",
+                        keychain.field, connection.name, connection.kind
+                    )));
+                }
+            };
+            token.map(Auth::Bearer).ok_or_else(|| {
+                ModuleError::new(
+                    crate::module::ErrorKind::InvalidAccessTokenError,
+                    format!(
+                        "{}: connection \"{}\" has no access token",
+                        keychain.field, connection.name
+                    ),
+                )
+            })
         }
     }
 }

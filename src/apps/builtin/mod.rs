@@ -13,6 +13,7 @@ pub mod http;
 mod json;
 mod rss;
 pub mod text;
+mod tokens;
 pub mod util;
 
 /// Builds one module on the shared HTTP transport.
@@ -47,6 +48,13 @@ const MODULES: &[(&str, Constructor)] = &[
             transport.clone(),
         ))
     }),
+    ("http:ActionSendDataOAuth", |transport| {
+        Arc::new(http::HttpModule::with_credentials(
+            http::Dialect::SendData,
+            http::Credentials::OAuth,
+            transport.clone(),
+        ))
+    }),
     ("json:ParseJSON", |_| Arc::new(json::ParseJson)),
     ("json:CreateJSON", |_| {
         Arc::new(json::ToJson::new(json::Source::Mapper))
@@ -58,6 +66,22 @@ const MODULES: &[(&str, Constructor)] = &[
     ("rss:TriggerNewArticle", |transport| {
         Arc::new(rss::WatchFeed::new(transport.clone()))
     }),
+    ("tokens:GetAccessToken", |_| {
+        Arc::new(tokens::TokenHelper(tokens::Helper::GetAccessToken))
+    }),
+    ("tokens:GetTokenInfo", |_| {
+        Arc::new(tokens::TokenHelper(tokens::Helper::GetTokenInfo))
+    }),
+    ("tokens:GetFullToken", |_| {
+        Arc::new(tokens::TokenHelper(tokens::Helper::GetFullToken))
+    }),
+    ("tokens:DeleteToken", |_| {
+        Arc::new(tokens::TokenHelper(tokens::Helper::DeleteToken))
+    }),
+    ("tokens:OAuthLink", |_| {
+        Arc::new(tokens::TokenHelper(tokens::Helper::OAuthLink))
+    }),
+    ("tokens:WatchTokenEvents", |_| Arc::new(tokens::WatchTokenEvents)),
     ("util:Switcher", |_| Arc::new(util::Switcher::default())),
     ("util:ComposeTransformer", |_| Arc::new(util::Compose)),
     ("util:FunctionSleep", |_| Arc::new(util::Sleep::new())),
