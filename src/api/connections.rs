@@ -16,8 +16,15 @@ use crate::connections::{ConnectionError, NewConnectionInput, Vault};
 use crate::store::{ConnectionRow, StoreError};
 
 /// A connection as the API and `switchyard connections … --json` show it: never its values.
+/// A connection made through an integration also says which (`alias`, `context`, `user`);
+/// `provider` is its app, `status` `connected` or `needs_reauth`, `expiresAt` when its access
+/// token expires (null when it does not).
 pub fn connection_json(row: &ConnectionRow) -> Value {
-    json!({"id": row.id, "name": row.name, "app": row.app, "kind": row.kind,
+    let link = row.integration.as_ref();
+    json!({"id": row.id, "name": row.name, "app": row.app, "provider": row.app,
+           "kind": row.kind, "alias": link.map(|l| &l.alias),
+           "context": link.map(|l| &l.context), "user": link.and_then(|l| l.subject.as_ref()),
+           "status": row.status, "expiresAt": row.expires_at.map(rfc3339),
            "keyId": row.key_id, "createdAt": rfc3339(row.created_at),
            "updatedAt": rfc3339(row.updated_at)})
 }
@@ -67,6 +74,17 @@ impl From<ConnectionError> for ApiError {
                     "connection_unreadable",
                     e.to_string(),
                 )
+            }
+            e @ ConnectionError::UnknownIntegration { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            e @ ConnectionError::OAuth { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "integration_refused",
+                e.to_string(),
+            ),
+            ConnectionError::Csrf(reason) => {
+                ApiError::bad_request(format!("refused: {reason}"))
             }
             e => ApiError::internal("connections", e),
         }

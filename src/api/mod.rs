@@ -14,6 +14,7 @@ mod error;
 mod executions;
 mod extract;
 mod hooks;
+mod oauth;
 mod scenarios;
 mod server;
 mod status;
@@ -111,6 +112,14 @@ impl AppState {
 
     /// A scenario was edited, (de)activated or deleted: forget cached webhook routes (the
     /// catalog tells the scheduler itself).
+    /// Whether `token` is the API token.
+    fn token_matches(&self, token: &str) -> bool {
+        constant_time_eq(
+            token_hash(token).as_bytes(),
+            self.inner.token_sha256.as_bytes(),
+        )
+    }
+
     fn scenarios_changed(&self) {
         self.inner.hook_cache.clear();
     }
@@ -153,6 +162,8 @@ pub fn app(state: AppState) -> Router {
             get(connections::get).delete(connections::delete),
         )
         .route("/connections/{reference}/test", post(connections::test))
+        .route("/integrations", get(oauth::list))
+        .route("/secrets/{alias}", axum::routing::put(oauth::put_secret))
         .route(
             "/incomplete/{id}/resolve",
             post(executions::resolve_incomplete),
@@ -163,6 +174,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .merge(hooks::router(state.inner.limits.max_body_bytes))
+        .route("/oauth/start/{alias}", get(oauth::start))
+        .route("/oauth/callback", get(oauth::callback))
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics))
         .route("/openapi.json", get(status::openapi))
@@ -204,12 +217,7 @@ async fn require_token(
         // The scheme is case-insensitive (RFC 9110 §11.1): `bearer x` is `Bearer x`.
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let ok = presented.is_some_and(|t| {
-        constant_time_eq(
-            token_hash(t).as_bytes(),
-            state.inner.token_sha256.as_bytes(),
-        )
-    });
+    let ok = presented.is_some_and(|t| state.token_matches(t));
     if !ok {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

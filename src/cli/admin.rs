@@ -94,7 +94,7 @@ pub async fn scenarios(
     modules: Arc<AppRegistry>,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let vault = super::service::vault(&store, &args.db, &modules).await?;
+    let vault = super::service::vault(&store, &args.db, &modules, None).await?;
     let options = CatalogOptions {
         public_url: args.public_url.clone(),
         services: super::service::services(&vault),

@@ -17,7 +17,7 @@ use super::service::DatabaseArgs;
 use crate::api::{connection_json, rfc3339};
 use crate::apps::AppRegistry;
 use crate::connections::{
-    KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, Vault,
+    KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, OAuthSettings, Vault,
 };
 use crate::store::{ConnectionRow, Store};
 
@@ -31,6 +31,19 @@ pub enum ConnectionsCommand {
     Test { name: String },
     /// Deletes a connection.
     Remove { name: String },
+    /// Stores the value of a `provider: secret` integration, or the JSON key of a
+    /// `provider: google_service_account` one, sealed like a token. The value is read from
+    /// standard input (all of it, without the final newline) or from --file.
+    SetSecret {
+        /// The integration's alias.
+        alias: String,
+        /// The integrations file(s) that declare it (as `serve --integrations`).
+        #[arg(long = "integrations", value_name = "FILE", required = true)]
+        integrations: Vec<PathBuf>,
+        /// Reads the value from this file (a service account's JSON key, say).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Re-seals every connection under a new master key, in one transaction.
     RotateKey {
         /// The new key (64 hex digits or base64 of 32 bytes) from this file; else from
@@ -85,7 +98,7 @@ pub struct AddArgs {
 /// directory's key file (created on first use).
 pub async fn open_vault(db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
     let store = db.open().await?;
-    vault_on(store, db, None)
+    vault_on(store, db, None, None)
 }
 
 /// The vault over `store`, with the master key `db`'s data directory (or the environment)
@@ -95,13 +108,17 @@ pub fn vault_on(
     store: Store,
     db: &DatabaseArgs,
     apps: Option<&AppRegistry>,
+    integrations: Option<OAuthSettings>,
 ) -> anyhow::Result<Arc<Vault>> {
     let keys = Keyring::load(&db.key_dir()).context("cannot load the master key")?;
-    let vault = Vault::new(store, keys);
-    Ok(Arc::new(match apps {
-        Some(apps) => vault.with_apps(apps.defined().clone()),
-        None => vault,
-    }))
+    let mut vault = Vault::new(store, keys);
+    if let Some(apps) = apps {
+        vault = vault.with_apps(apps.defined().clone());
+    }
+    if let Some(settings) = integrations {
+        vault = vault.with_integrations(settings)?;
+    }
+    Ok(Arc::new(vault))
 }
 
 pub async fn connections(
@@ -110,7 +127,7 @@ pub async fn connections(
     modules: Arc<AppRegistry>,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let vault = vault_on(store, &args.db, Some(&modules))?;
+    let vault = vault_on(store, &args.db, Some(&modules), None)?;
     let result = run(&vault, args.json, command).await;
     vault.store().close().await;
     result
@@ -140,6 +157,38 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
                 format!(
                     "stored connection \"{}\" (id {}, app {}, kind {}, sealed under key {})",
                     row.name, row.id, row.app, row.kind, row.key_id
+                )
+            });
+        }
+        ConnectionsCommand::SetSecret {
+            alias,
+            integrations,
+            file,
+        } => {
+            let text = match &file {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    text
+                }
+            };
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            let settings = OAuthSettings {
+                integrations: crate::connections::load_files(&integrations)?,
+                public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
+                egress: Default::default(),
+            };
+            let vault = Vault::new(vault.store().clone(), vault.keyring())
+                .with_integrations(settings)?;
+            let row = vault.set_secret(&alias, &Value::String(text.to_string())).await?;
+            print(json_out, &row_json(&row), || {
+                format!(
+                    "stored the secret of integration \"{alias}\" (connection {}, sealed under \
+                     key {})",
+                    row.id, row.key_id
                 )
             });
         }

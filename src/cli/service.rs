@@ -14,9 +14,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::api::{self, AppState, HookLimits};
-use crate::apps::AppRegistry;
+use crate::apps::{AppRegistry, EgressPolicy};
 use crate::catalog::{Catalog, CatalogOptions};
-use crate::connections::Vault;
+use crate::connections::{OAuthSettings, Vault};
 use crate::module::{ConnectionsHandle, Extensions};
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::{SqliteSync, Store};
@@ -115,6 +115,17 @@ pub struct WorkerArgs {
     pub egress: super::EgressArgs,
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+    /// The base URL external services and users reach the server at: an app's instant
+    /// trigger registers `URL/hooks/<id>` on its service when its scenario is activated, and
+    /// OAuth providers send users back to `URL/oauth/callback`. Default: the address `serve`
+    /// listens on (`worker`: http://127.0.0.1:8080).
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+    /// An integrations file (YAML or JSON: `- provider: google …`): the OAuth2 providers,
+    /// secrets and service accounts scenarios may use. Repeatable (a bot and its skills):
+    /// the entries of every file are gathered; an alias declared twice is an error.
+    #[arg(long = "integrations", value_name = "FILE")]
+    pub integrations: Vec<PathBuf>,
     /// When SQLite makes a commit durable: `full` syncs at every commit (an acknowledged
     /// webhook survives a power loss), `normal` only at checkpoints (faster; a power loss
     /// can lose the last commits). Ignored on PostgreSQL.
@@ -130,11 +141,6 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The base URL external services reach this server at: an app's instant trigger
-    /// registers `URL/hooks/<id>` on its service when its scenario is activated. Default:
-    /// the address this server listens on.
-    #[arg(long, env = "SWITCHYARD_PUBLIC_URL", value_parser = parse_public_url)]
-    pub public_url: Option<String>,
     /// Import the scenarios (`*.json`) of this folder on first start (empty database).
     #[arg(long)]
     pub import: Option<PathBuf>,
@@ -180,13 +186,31 @@ fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
     }
 }
 
-/// The stored connections of `store`, checked to open with this process's master key.
+/// The integrations `args` declares, their callbacks under `public_url`.
+fn integration_settings(args: &WorkerArgs, public_url: &str) -> anyhow::Result<OAuthSettings> {
+    let integrations = crate::connections::load_files(&args.integrations)?;
+    if !integrations.is_empty() {
+        tracing::info!(
+            integrations = integrations.len(),
+            "integrations declared by --integrations"
+        );
+    }
+    Ok(OAuthSettings {
+        integrations,
+        public_url: reqwest::Url::parse(public_url)?,
+        egress: EgressPolicy::new(args.egress.allow_egress.clone()),
+    })
+}
+
+/// The stored connections of `store`, checked to open with this process's master key, with
+/// the declared integrations when given.
 pub(super) async fn vault(
     store: &Store,
     db: &DatabaseArgs,
     apps: &AppRegistry,
+    integrations: Option<OAuthSettings>,
 ) -> anyhow::Result<Arc<Vault>> {
-    let vault = super::connections::vault_on(store.clone(), db, Some(apps))?;
+    let vault = super::connections::vault_on(store.clone(), db, Some(apps), integrations)?;
     let stored = vault.check_keys().await?;
     tracing::info!(
         connections = stored,
@@ -332,22 +356,28 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
         .open_owned(args.worker.sqlite_synchronous)
         .await?;
     let token_hash = api_token_hash(&store).await?;
-    let vault = vault(&store, &args.worker.db, &modules).await?;
+    // Bound first: the address is the public URL unless one is given.
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let public_url = args
+        .worker
+        .public_url
+        .clone()
+        .unwrap_or(format!("http://{local}"));
+    let settings = integration_settings(&args.worker, &public_url)?;
+    let vault = vault(&store, &args.worker.db, &modules, Some(settings)).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
     )
     .await?;
-    // Bound first: the address is the public URL unless one is given.
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
     let catalog = Catalog::new(
         store.clone(),
         modules,
         CatalogOptions {
             min_interval: args.min_interval_seconds,
-            public_url: Some(args.public_url.clone().unwrap_or(format!("http://{local}"))),
+            public_url: Some(public_url),
             services: services(&vault),
         },
     );
@@ -434,13 +464,19 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
 
 pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Result<()> {
     let store = args.db.open_owned(args.sqlite_synchronous).await?;
-    let vault = vault(&store, &args.db, &modules).await?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    let settings = integration_settings(&args, &public_url)?;
+    let vault = vault(&store, &args.db, &modules, Some(settings)).await?;
     let queue = Queue::open(
         &store,
         queue_options(args.heartbeat_seconds, args.max_attempts),
     )
     .await?;
     let options = CatalogOptions {
+        public_url: Some(public_url),
         services: services(&vault),
         ..CatalogOptions::default()
     };

@@ -299,6 +299,24 @@ impl Vault {
         Ok(url.to_string())
     }
 
+    /// A signed link that starts (or replaces) the connection of the bot integration `alias`
+    /// without the API token, valid for [`STATE_TTL_MS`]: what a designer opens in a browser.
+    pub fn bot_connect_url(&self, alias: &str) -> Result<String, ConnectionError> {
+        let oauth = self.oauth()?;
+        let expires = (now_ms() + STATE_TTL_MS) / 1000;
+        let mut url = oauth.settings.public_url.clone();
+        let path = format!(
+            "{}/oauth/start/{alias}",
+            url.path().trim_end_matches('/')
+        );
+        url.set_path(&path);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("expires", &expires.to_string())
+            .append_pair("sig", &self.link_signature(alias, "", expires));
+        Ok(url.to_string())
+    }
+
     /// Checks a per-user link's signature and expiry.
     pub fn check_link(
         &self,
