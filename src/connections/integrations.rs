@@ -2,7 +2,7 @@
 //! connect to, in the seeds' format (YAML or JSON) — `provider`, `alias`, `scope`,
 //! `context: bot|user`, `description`, `title`, `icon`, and for `provider: oauth2` the `flow`,
 //! `client_id`, `client_secret` and the provider's URLs. Each entry is read once into an
-//! [`Integration`] with its provider's preset (`modules/oauth-providers.json`) applied, so the
+//! [`Integration`] with its provider's preset (`src/connections/providers.json`) applied, so the
 //! rest of the layer never looks at the file again.
 //!
 //! Invariants:
@@ -19,8 +19,8 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// The provider presets, embedded from `modules/oauth-providers.json`.
-const PRESETS_JSON: &str = include_str!("../../modules/oauth-providers.json");
+/// The provider presets, embedded from `providers.json` beside this file.
+const PRESETS_JSON: &str = include_str!("providers.json");
 
 #[derive(Debug, Deserialize)]
 struct Presets {
@@ -44,7 +44,7 @@ struct Preset {
 }
 
 static PRESETS: LazyLock<Presets> = LazyLock::new(|| {
-    serde_json::from_str(PRESETS_JSON).expect("modules/oauth-providers.json is valid (tested)")
+    serde_json::from_str(PRESETS_JSON).expect("src/connections/providers.json is valid (tested)")
 });
 
 /// The normalized token-info fields, in the order `getTokenInfo` returns them.

@@ -47,7 +47,8 @@ use crate::store::{
 pub const KIND_OAUTH2: &str = "oauth2";
 /// The kind of a connection holding a Google service account's JSON key.
 pub const KIND_SERVICE_ACCOUNT: &str = "service_account";
-/// How long before its expiry a token is refreshed (a request under way must not see it lapse).
+/// How long before its expiry a token is refreshed (a request under way must not see it
+/// lapse); a token that lives less than twice this is refreshed at half its life.
 pub const REFRESH_SKEW_MS: i64 = 60_000;
 /// How long an authorization may take between `/oauth/start` and the callback.
 pub const STATE_TTL_MS: i64 = 10 * 60_000;
@@ -198,25 +199,37 @@ fn token_fields(
         let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         fields.insert("scope".into(), scope.join(" ").into());
     }
-    let expires_at = token
+    let lifetime = token
         .expires_in()
-        .map(|d| now_ms() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
-    match expires_at {
-        Some(at) => fields.insert("expires_at".into(), at.into()),
-        None => fields.remove("expires_at"),
-    };
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
+    let expires_at = lifetime.map(|ms| now_ms() + ms);
+    match (expires_at, lifetime) {
+        (Some(at), Some(ms)) => {
+            fields.insert("expires_at".into(), at.into());
+            // Ahead of expiry by the skew, or by half its life when that is shorter (a
+            // token that lives 10 s is not refreshed at once).
+            fields.insert(
+                "refresh_at".into(),
+                (at - REFRESH_SKEW_MS.min(ms / 2)).into(),
+            );
+        }
+        _ => {
+            fields.remove("expires_at");
+            fields.remove("refresh_at");
+        }
+    }
     (fields, expires_at)
 }
 
-/// When a connection's token expires (ms), from its fields.
-fn expires_at(connection: &Connection) -> Option<i64> {
-    connection.fields.get("expires_at").and_then(Value::as_i64)
+/// When a connection's token is to be refreshed (ms), from its fields.
+fn refresh_at(connection: &Connection) -> Option<i64> {
+    let field = |name: &str| connection.fields.get(name).and_then(Value::as_i64);
+    field("refresh_at").or_else(|| field("expires_at").map(|at| at - REFRESH_SKEW_MS))
 }
 
 /// Whether a connection's token must be refreshed before use.
 pub fn is_expiring(connection: &Connection) -> bool {
-    connection.kind == KIND_OAUTH2
-        && expires_at(connection).is_some_and(|at| at - REFRESH_SKEW_MS <= now_ms())
+    connection.kind == KIND_OAUTH2 && refresh_at(connection).is_some_and(|at| at <= now_ms())
 }
 
 /// The outcome of a callback: the connection stored and for whom.
@@ -1131,7 +1144,7 @@ pub fn redacted_token(row: &ConnectionRow, connection: &Connection) -> Value {
     let mut credentials = Map::new();
     for (field, value) in &connection.fields.0 {
         let shown = match field.as_str() {
-            "info" | "scope" | "token_type" | "expires_at" => value.clone(),
+            "info" | "scope" | "token_type" | "expires_at" | "refresh_at" => value.clone(),
             "key" => json!({
                 "client_email": value["client_email"],
                 "private_key": "[redacted]",

@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod chatbot;
+pub mod oauth;
 pub mod server;
 
 use serde_json::Value;
