@@ -212,7 +212,13 @@ fn cli_round_trip_on_a_data_dir() {
             "id",
             "name",
             "app",
+            "provider",
             "kind",
+            "alias",
+            "context",
+            "user",
+            "status",
+            "expiresAt",
             "keyId",
             "createdAt",
             "updatedAt"

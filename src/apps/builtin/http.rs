@@ -1657,6 +1657,17 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(k.field, "parameters.__IMTCONN__");
+        let k = read(
+            Dialect::MakeRequest,
+            Credentials::Fields,
+            json!({"authenticationType": "oAuth", "oAuthKeychain": "crm"}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (k.field.as_str(), k.reference.as_str(), k.kind),
+            ("parameters.oAuthKeychain", "crm", KeychainKind::OAuth)
+        );
         assert_eq!(
             read(
                 Dialect::MakeRequest,
@@ -1671,8 +1682,9 @@ mod tests {
             (
                 Credentials::Fields,
                 json!({"authenticationType": "oAuth"}),
-                "parameters.authenticationType",
+                "parameters.oAuthKeychain",
             ),
+            (Credentials::OAuth, json!({}), "parameters.__IMTCONN__"),
             (
                 Credentials::Fields,
                 json!({"authenticationType": "digest"}),
@@ -1720,6 +1732,27 @@ mod tests {
             "parameters.__IMTCONN__: connection \"stored\" is a bearer connection; \
              http:ActionSendDataBasicAuth needs a basic connection"
         );
+        let oauth = Keychain {
+            kind: KeychainKind::OAuth,
+            ..basic.clone()
+        };
+        for (kind, fields) in [
+            ("oauth2", json!({"access_token": "at-1", "refresh_token": "rt-1"})),
+            ("bearer", json!({"token": "at-1"})),
+        ] {
+            assert_eq!(
+                connection_auth(&oauth, "m", &connection(kind, fields)).unwrap(),
+                Auth::Bearer("at-1".into())
+            );
+        }
+        let err = connection_auth(
+            &oauth,
+            "http:ActionSendDataOAuth",
+            &connection("basic", json!({"username": "ann", "password": "planted"})),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("needs an OAuth2 connection"), "{err:?}");
+        assert!(!err.message.contains("planted"));
         let api_key = Keychain {
             kind: KeychainKind::ApiKey,
             ..basic.clone()
