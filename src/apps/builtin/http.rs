@@ -21,9 +21,12 @@
 //! keychains), resolved at call time through the execution's [`ConnectionsHandle`] and applied
 //! only as the request's [`Auth`]: `http:ActionSendDataBasicAuth` (a `basic` connection named by
 //! `parameters.__IMTCONN__`), `http:ActionSendDataAPIKeyAuth` (an `api_key` connection, by
-//! `__IMTCONN__` or Make's `parameters.auth`) and `http:MakeRequest` with `authenticationType`
-//! `basicAuth` (`basicAuthKeychain`) or `apiKey` (`apiKeyKeychain`). A connection of another
-//! kind is refused with an error naming it and the kind needed.
+//! `__IMTCONN__` or Make's `parameters.auth`), `http:ActionSendDataOAuth` (an integration's
+//! OAuth2 token, a service account's or a bearer token, sent as `Authorization: Bearer`) and
+//! `http:MakeRequest` with `authenticationType` `basicAuth` (`basicAuthKeychain`), `apiKey`
+//! (`apiKeyKeychain`) or `oAuth` (`oAuthKeychain`). A connection of another kind is refused
+//! with an error naming it and the kind needed. An OAuth token the server refuses with 401 is
+//! refreshed once (through the connections' single-flight refresh) and the request sent again.
 
 use std::sync::Arc;
 use std::time::Duration;
