@@ -533,7 +533,7 @@ impl<'s> Execution<'s> {
                 });
             }
             NodeKind::IfElse { branches } => {
-                for branch in branches {
+                for branch in branches.iter().filter(|b| !b.disabled) {
                     let chosen = match &branch.condition {
                         None => true,
                         Some(condition) => match passes(condition, &self.scope(&ancestry)) {
