@@ -337,6 +337,11 @@ impl Catalog {
         }))
     }
 
+    /// The base URL the service is reached at (`--public-url`), when known.
+    pub fn public_url(&self) -> Option<&str> {
+        self.inner.options.public_url.as_deref()
+    }
+
     /// The URL a service calls for hook `hook_id`, when the public URL is known.
     pub fn hook_url(&self, hook_id: &str) -> Option<String> {
         let base = self.inner.options.public_url.as_deref()?;

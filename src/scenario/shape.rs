@@ -421,7 +421,7 @@ mod tests {
             .to_vec();
         assert_eq!(did_you_mean("maper", &known), Some("mapper"));
         assert_eq!(did_you_mean("Parameters", &known), Some("parameters"));
-        assert_eq!(did_you_mean("filters2", &known), None);
+        assert_eq!(did_you_mean("colour", &known), None);
         assert_eq!(did_you_mean("_public_note", &known), None);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
