@@ -98,6 +98,45 @@ fn host(url: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    struct NoModules;
+    impl crate::module::Registry for NoModules {
+        fn module(&self, _: &str) -> Option<std::sync::Arc<dyn crate::module::Module>> {
+            None
+        }
+    }
+
+    #[test]
+    fn urls_come_from_the_public_url_and_counters_from_the_call() {
+        let scenario = crate::scenario::load(
+            r#"{"name": "Leads", "flow": [{"id": 1, "module": "util:SetVariable2", "mapper": {"name": "a"}}]}"#,
+            &NoModules,
+        )
+        .unwrap();
+        let context = ExecutionContext {
+            scenario_id: Some("s1".into()),
+            ..ExecutionContext::new("e1")
+        };
+        let started = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let vars = SystemVariables::new(&scenario, &context, Some("https://x.example/"), started);
+        assert_eq!(
+            vars.value(3, 120),
+            json!({
+                "scenario": {"id": "s1", "name": "Leads", "url": "https://x.example/api/scenarios/s1"},
+                "execution": {"id": "e1", "url": "https://x.example/api/executions/e1",
+                              "startedAt": "2026-01-02T03:04:05.000Z",
+                              "operationsConsumed": 3, "dataConsumed": 120},
+                "team": {"id": null, "name": null},
+                "organization": {"id": null, "name": null, "operationsLeft": null,
+                                 "dataLeft": null, "zoneDomain": "x.example"},
+            })
+        );
+        let without = SystemVariables::new(&scenario, &context, None, started).value(0, 0);
+        assert_eq!(without["scenario"]["url"], Value::Null);
+        assert_eq!(without["execution"]["url"], Value::Null);
+    }
+
     #[test]
     fn hosts_of_public_urls() {
         assert_eq!(
