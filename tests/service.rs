@@ -412,6 +412,32 @@ async fn api_and_webhooks(db: TestDb) {
         reply.text
     );
 
+    // A blueprint with only warnings (an unknown key, a placeholder module) is imported;
+    // the answer lists the warnings with their paths.
+    let noted = json!({"name": "noted", "_public_note": "exported", "flow": [
+        {"id": 1, "module": "util:SetVariable2",
+         "mapper": {"name": "x", "scope": "roundtrip", "value": "1"}},
+        {"id": null, "module": "placeholder:Placeholder"}]});
+    let reply = api
+        .post("/api/scenarios", &noted)
+        .await
+        .expect(201, "a blueprint with warnings only");
+    let warnings: Vec<&str> = reply.json["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w["path"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(warnings, ["_public_note", "flow[1]"], "{}", reply.text);
+    let noted_id = reply.json["id"].as_str().expect("id");
+    api.send(
+        reqwest::Method::DELETE,
+        &format!("/api/scenarios/{noted_id}"),
+        &Value::Null,
+    )
+    .await
+    .expect(204, "delete the noted scenario");
+
     // Create: 201 with the hook of the webhook trigger.
     let blueprint = hook_scenario("orders");
     let created = api.create(&blueprint).await;

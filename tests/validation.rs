@@ -114,30 +114,24 @@ fn triggers_only_come_first_and_merges_follow_if_else() {
 
 #[test]
 fn shape_errors_name_the_json_path() {
-    let err = scenario::load(
-        r#"{"flow": [{"id": 1, "module": "a:B", "mapper": {}, "colour": "red"}]}"#,
-        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
+    // An unknown key is a warning (Make's exporter adds keys over time), not an error.
+    let registry = switchyard::apps::AppRegistry::build(Default::default()).expect("registry");
+    let checked = scenario::check(
+        r#"{"flow": [{"id": 1, "module": "util:SetVariable2", "mapper": {"name": "v"}, "colour": "red"}]}"#,
+        &registry,
+        &Default::default(),
     )
-    .unwrap_err();
-    let LoadError::Shape { path, message } = err else {
-        panic!("expected a shape error, got {err:?}")
-    };
-    assert_eq!(path, "flow[0].colour");
-    assert!(message.contains("unknown field `colour`"), "{message}");
-    let err = scenario::load(
-        r#"{"flow": [{"id": -1, "module": "a:B"}]}"#,
-        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
-    )
-    .unwrap_err();
+    .unwrap();
+    assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+    assert_eq!(checked.warnings.len(), 1, "{:?}", checked.warnings);
+    assert_eq!(checked.warnings[0].path, "flow[0].colour");
+    assert!(checked.warnings[0].message.contains("unknown key `colour`"));
+    let err = scenario::load(r#"{"flow": [{"id": -1, "module": "a:B"}]}"#, &registry).unwrap_err();
     assert!(
-        matches!(&err, LoadError::Shape { path, .. } if path == "flow[0].id"),
+        err.problems().iter().any(|p| p.path == "flow[0].id"),
         "{err:?}"
     );
-    let err = scenario::load(
-        r#"{"name": "x"}"#,
-        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
-    )
-    .unwrap_err();
+    let err = scenario::load(r#"{"name": "x"}"#, &registry).unwrap_err();
     assert!(err.to_string().contains("missing field `flow`"), "{err}");
 }
 
@@ -195,4 +189,159 @@ fn huge_flows_are_refused_with_a_reason_and_huge_values_load() {
         json!({"flow": [{"id": 1, "module": "builtin:BasicFeeder", "mapper": {"array": big}}]}),
     );
     assert!(p.is_empty(), "{p:?}");
+}
+
+fn check(blueprint: Value) -> scenario::Checked {
+    scenario::check(
+        &blueprint.to_string(),
+        &switchyard::apps::AppRegistry::build(Default::default()).expect("registry"),
+        &Default::default(),
+    )
+    .expect("valid JSON")
+}
+
+fn listed(problems: &[scenario::Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+/// Gap 6: one wrong field no longer hides the rest: every shape error of every module, and
+/// the compile problems of the modules around them, in one pass.
+#[test]
+fn every_problem_of_every_module_is_reported_in_one_pass() {
+    let checked = check(json!({"flow": [
+        hook(1),
+        {"id": 2, "module": "util:SetVariable2", "mapper": {"name": "v", "value": "{{9.x}}"}},
+        {"id": "three", "module": "util:SetVariable2"},
+        {"id": 4, "module": 7},
+        {"id": 5, "module": "builtin:BasicRouter", "routes": [
+            {"flow": [{"id": 6, "module": "nope:Nothing"}, {"id": 7, "module": "util:SetVariable2", "filter": {"conditions": "x"}}]},
+            {"flow": "not a flow"}
+        ]}
+    ], "scheduling": {"type": "sometimes"}}));
+    let errors = listed(&checked.errors);
+    for expected in [
+        "flow[2].id: invalid type: string \"three\", expected u32",
+        "flow[3].module: invalid type: integer `7`, expected a string",
+        "flow[4].routes[0].flow[1].filter.conditions: invalid type: string \"x\", expected a sequence",
+        "flow[4].routes[1].flow: expected an array of modules, got a string",
+        "flow[1].mapper.value: column 3: unknown module 9 in {{9.…}}",
+        "flow[4].routes[0].flow[0].module: unknown module type \"nope:Nothing\"",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "missing {expected:?} in {errors:#?}"
+        );
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("scheduling.type: unknown variant `sometimes`")),
+        "{errors:#?}"
+    );
+    assert!(checked.scenario.is_none());
+}
+
+/// Gap 5: unknown keys anywhere Make defines the shape are warnings with a hint; a module
+/// that will fail when it runs (constant invalid JSON for json:ParseJSON) is a warning too,
+/// and the scenario loads.
+#[test]
+fn unknown_keys_and_run_time_failures_are_warnings_with_hints() {
+    let checked = check(json!({
+        "name": "x",
+        "flow": [
+            hook(1),
+            {"id": 2, "module": "json:ParseJSON", "maper": {}, "mapper": {"json": "{not json"},
+             "_public_note": "n", "onerror": [{"id": 3, "module": "builtin:Commit"}]},
+            {"id": 4, "module": "builtin:BasicRouter", "routes": [
+                {"flow": [set(5, "x")], "name": "first", "disabld": true}
+            ]}
+        ],
+        "metadata": {"scenario": {"roundtrips": 1, "autocommit": true}, "designer": {"orphans": []}},
+        "sheduling": {"type": "immediately"}
+    }));
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    let warnings = listed(&checked.warnings);
+    for expected in [
+        "sheduling: unknown key `sheduling` is ignored (did you mean `scheduling`?)",
+        "metadata.scenario.autocommit: unknown key `autocommit` is ignored (did you mean `autoCommit`?)",
+        "flow[1].maper: unknown key `maper` is ignored (did you mean `mapper`?)",
+        "flow[1]._public_note: unknown key `_public_note` is ignored",
+        "flow[2].routes[0].name: unknown key `name` is ignored",
+        "flow[2].routes[0].disabld: unknown key `disabld` is ignored (did you mean `disabled`?)",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w == expected),
+            "missing {expected:?} in {warnings:#?}"
+        );
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("flow[1].mapper.json: ")
+                && w.ends_with("(the module will fail when it runs)")),
+        "{warnings:#?}"
+    );
+    assert_eq!(warnings.len(), 7, "{warnings:#?}");
+    let scenario = checked.scenario.expect("warnings do not stop the load");
+    assert_eq!(scenario.warnings.len(), 7);
+}
+
+/// Gap 7: placeholder modules are empty designer slots: skipped with a warning, and the
+/// modules after them keep their paths.
+#[test]
+fn placeholder_modules_are_skipped_with_a_warning() {
+    let checked = check(json!({"flow": [
+        hook(1),
+        {"id": null, "module": "placeholder:Placeholder", "metadata": {"designer": {"x": 300, "y": 0}}},
+        {"id": 2, "module": "nope:Nothing"},
+        {"id": 3, "module": "builtin:BasicRouter", "routes": [
+            {"flow": [{"id": null, "module": "placeholder:Placeholder"}]},
+            {"flow": [set(4, "{{1.a}}")]}
+        ]}
+    ]}));
+    assert_eq!(
+        listed(&checked.warnings),
+        [
+            "flow[1]: an empty placeholder module (placeholder:Placeholder) is skipped",
+            "flow[3].routes[0].flow[0]: an empty placeholder module (placeholder:Placeholder) is skipped",
+        ]
+    );
+    // The error after the placeholder names the module's position as written.
+    assert_eq!(
+        listed(&checked.errors),
+        ["flow[2].module: unknown module type \"nope:Nothing\""]
+    );
+}
+
+/// Gaps 2, 3, 4: a disabled if-else branch, a labelled filter without conditions, an if-else
+/// nested in a branch and a filter on an if-else all load.
+#[test]
+fn real_export_shapes_of_if_else_and_filters_load() {
+    let checked = check(json!({"flow": [
+        hook(1),
+        {"id": 2, "module": "builtin:BasicIfElse",
+         "filter": {"name": "only orders", "conditions": [[{"a": "{{1.kind}}", "o": "text:equal", "b": "order"}]]},
+         "branches": [
+            {"type": "condition", "label": "off", "disabled": true, "merge": true,
+             "conditions": [[{"a": "{{1.n}}", "o": "exist"}]], "flow": []},
+            {"type": "condition", "label": "big", "merge": true,
+             "conditions": [[{"a": "{{1.n}}", "o": "number:greater", "b": "10"}]],
+             "flow": [
+                {"id": 3, "module": "builtin:BasicIfElse", "branches": [
+                    {"type": "condition", "label": "huge", "merge": true,
+                     "conditions": [[{"a": "{{1.n}}", "o": "number:greater", "b": "100"}]],
+                     "flow": [set(4, "huge")]},
+                    {"type": "else", "merge": true, "flow": [set(5, "big")]}
+                ]},
+                {"id": 6, "module": "builtin:BasicMerge", "outputs": [{"name": "size", "mappings": ["{{4.v}}", "{{5.v}}"]}]}
+             ]},
+            {"type": "else", "merge": true, "flow": [set(7, "small")]}
+         ]},
+        {"id": 8, "module": "builtin:BasicMerge", "outputs": [{"name": "size", "mappings": ["off", "{{6.size}}", "{{7.v}}"]}]},
+        {"id": 9, "module": "util:SetVariable2", "filter": {"name": "labelled pass-through"},
+         "mapper": {"name": "out", "value": "{{8.size}}"}}
+    ]}));
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    assert!(checked.warnings.is_empty(), "{:#?}", checked.warnings);
+    assert!(checked.scenario.is_some());
 }

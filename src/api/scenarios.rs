@@ -56,9 +56,12 @@ fn hook_json(hook: &Hook) -> Value {
     json!({"module": hook.module, "url": hook.path()})
 }
 
+/// A stored version; `warnings` lists what loading found that does not stop the scenario
+/// from running (`[{path, message}]`, empty when nothing was found).
 fn stored_json(stored: &Stored) -> Value {
     json!({"id": stored.id, "version": stored.version,
-           "hooks": stored.hooks.iter().map(hook_json).collect::<Vec<_>>()})
+           "hooks": stored.hooks.iter().map(hook_json).collect::<Vec<_>>(),
+           "warnings": stored.warnings})
 }
 
 fn scenario_json(row: &ScenarioRow) -> Value {

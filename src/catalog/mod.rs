@@ -114,6 +114,9 @@ pub struct Stored {
     pub version: u32,
     pub name: String,
     pub hooks: Vec<Hook>,
+    /// What loading found that does not stop the scenario from running (unknown keys,
+    /// skipped placeholders …), each with its JSON path.
+    pub warnings: Vec<scenario::Problem>,
 }
 
 /// The catalog; cheap to clone (clones share the compiled cache).
@@ -235,6 +238,7 @@ impl Catalog {
         compiled: Scenario,
     ) -> Result<Stored, CatalogError> {
         let hooks = self.sync_hooks(&id, &compiled).await?;
+        let warnings = compiled.warnings.clone();
         if let Ok(mut cache) = self.inner.compiled.lock() {
             cache.insert((id.clone(), version), Arc::new(compiled));
         }
@@ -244,6 +248,7 @@ impl Catalog {
             version,
             name,
             hooks,
+            warnings,
         })
     }
 
@@ -330,6 +335,11 @@ impl Catalog {
             module,
             hook,
         }))
+    }
+
+    /// The base URL the service is reached at (`--public-url`), when known.
+    pub fn public_url(&self) -> Option<&str> {
+        self.inner.options.public_url.as_deref()
     }
 
     /// The URL a service calls for hook `hook_id`, when the public URL is known.

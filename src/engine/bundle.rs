@@ -8,7 +8,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use std::cell::OnceCell;
+
 use super::budget::Held;
+use super::system::SystemVariables;
 use crate::expr::Scope;
 
 struct Frame {
@@ -109,11 +112,27 @@ pub struct BundleScope<'a> {
     pub ancestry: &'a Ancestry,
     pub execution_id: &'a str,
     pub timezone: chrono_tz::Tz,
+    pub system: &'a SystemVariables,
+    /// Operations run so far in the execution (`var.execution.operationsConsumed`).
+    pub operations: u64,
+    /// Bytes of module output produced so far (`var.execution.dataConsumed`).
+    pub data_bytes: u64,
+    /// The `var` object, built the first time an expression reads it.
+    pub var: OnceCell<Value>,
 }
 
 impl Scope for BundleScope<'_> {
     fn module_output(&self, id: u32) -> Option<&Value> {
         self.ancestry.get(id)
+    }
+    fn named(&self, name: &str) -> Option<&Value> {
+        match name {
+            "var" => Some(
+                self.var
+                    .get_or_init(|| self.system.value(self.operations, self.data_bytes)),
+            ),
+            _ => None,
+        }
     }
     fn now(&self) -> DateTime<Utc> {
         Utc::now()

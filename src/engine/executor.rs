@@ -29,6 +29,7 @@ use super::budget::{BUNDLE_OVERHEAD, Budget, Exceeded, Meter};
 use super::bundle::{Ancestry, BundleScope};
 use super::filter::passes;
 use super::report::*;
+use super::system::SystemVariables;
 use crate::module::polling::{self, PollRequest, TriggerCommit, TriggerState};
 use crate::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, ModuleKind};
 
@@ -52,6 +53,9 @@ pub struct RunInput {
     pub respond: Option<Responder>,
     /// What the execution may spend (time, operations, bytes held, bundles logged).
     pub budget: Budget,
+    /// The base URL the service is reached at (`--public-url`), for the system variables
+    /// `var.scenario.url` and `var.execution.url`; `None` leaves them `null`.
+    pub public_url: Option<String>,
 }
 
 /// Hands a `gateway:WebhookRespond` reply to whoever waits for it (see
@@ -163,6 +167,10 @@ struct Execution<'s> {
     deadline: Option<Instant>,
     /// Bytes of bundle data held right now.
     meter: Meter,
+    /// Make's system variables (`{{var.…}}`) of this execution.
+    system: SystemVariables,
+    /// Bytes of module output produced so far (`var.execution.dataConsumed`).
+    data_bytes: u64,
 }
 
 /// A polling trigger's state through an execution.
@@ -180,7 +188,15 @@ struct TriggerRun {
 
 impl<'s> Execution<'s> {
     fn new(scenario: &'s Scenario, input: RunInput) -> Self {
+        let system = SystemVariables::new(
+            scenario,
+            &input.context,
+            input.public_url.as_deref(),
+            chrono::Utc::now(),
+        );
         Execution {
+            system,
+            data_bytes: 0,
             scenario,
             context: input.context,
             input: input.bundles.into_iter(),
@@ -434,6 +450,10 @@ impl<'s> Execution<'s> {
             ancestry,
             execution_id: &self.context.execution_id,
             timezone: self.timezone,
+            system: &self.system,
+            operations: self.operations,
+            data_bytes: self.data_bytes,
+            var: std::cell::OnceCell::new(),
         }
     }
 
@@ -490,6 +510,7 @@ impl<'s> Execution<'s> {
         let mut logged_bytes = 0u64;
         for (k, output) in outputs.into_iter().enumerate() {
             let bytes = estimated_size(&output) as u64 + BUNDLE_OVERHEAD;
+            self.data_bytes += bytes - BUNDLE_OVERHEAD;
             let output = Arc::new(output);
             if (k as u64) < logged {
                 self.log.push(LogEntry {
@@ -533,7 +554,7 @@ impl<'s> Execution<'s> {
                 });
             }
             NodeKind::IfElse { branches } => {
-                for branch in branches {
+                for branch in branches.iter().filter(|b| !b.disabled) {
                     let chosen = match &branch.condition {
                         None => true,
                         Some(condition) => match passes(condition, &self.scope(&ancestry)) {

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod executor;
 pub mod filter;
 pub mod report;
+pub mod system;
 
 pub use budget::{Budget, BudgetError};
 pub use executor::{Responder, Resume, RunInput, run};

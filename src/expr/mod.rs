@@ -30,6 +30,11 @@ pub use template::{ModuleRef, Template};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+/// Names that start a reference in the scenario dialect besides module ids: the system
+/// variables (`{{var.scenario.id}}`, `{{var.execution.url}}` …), read through
+/// [`Scope::named`]. One list, so every system root parses the same way.
+pub const SYSTEM_ROOTS: &[&str] = &["var"];
+
 /// Which flavour of IML a template is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -44,7 +49,8 @@ pub enum Dialect {
 pub trait Scope {
     /// The output bundle of module `id` in the current bundle's ancestry.
     fn module_output(&self, id: u32) -> Option<&Value>;
-    /// A named root (app dialect: `body`, `item`, `parameters`, `connection`, `temp` …).
+    /// A named root (app dialect: `body`, `item`, `parameters`, `connection`, `temp` …;
+    /// scenario dialect: the [`SYSTEM_ROOTS`], such as `var`).
     fn named(&self, _name: &str) -> Option<&Value> {
         None
     }

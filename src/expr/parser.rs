@@ -442,6 +442,16 @@ impl Parser {
                 ));
             };
             self.pos += 1;
+            // Make's rule for a quote inside scenario text: write it twice (`""""` is one
+            // `"`, `" ""MMMM"""` is ` "MMMM"`), as in spreadsheet formulas.
+            if c == quote
+                && self.dialect == Dialect::Scenario
+                && self.char_at(self.pos) == Some(quote)
+            {
+                out.push(quote);
+                self.pos += 1;
+                continue;
+            }
             if c == quote {
                 return Ok(Token {
                     tok: Tok::Str(out),
@@ -760,6 +770,9 @@ impl Parser {
         }
         match self.dialect {
             Dialect::App => Ok((self.reference(Root::Named(name), col)?, false)),
+            Dialect::Scenario if super::SYSTEM_ROOTS.contains(&name.as_str()) => {
+                Ok((self.reference(Root::Named(name), col)?, false))
+            }
             Dialect::Scenario if self.lenient => {
                 Ok((self.node(Expr::Literal(Value::String(name)), col, 1)?, true))
             }

@@ -183,9 +183,27 @@ fn write_number(out: &mut String, n: &Number) {
     }
 }
 
+/// The one value an array stands for where one value is expected (Make's coercion, as
+/// JavaScript's: `[x]` reads as `x`, nested one-item arrays too, `[]` as nothing (`null`)).
+/// Anything else, an array of several items included, is returned as it is: text joins such
+/// an array with `, ` ([`to_text`]), a number or a date refuses it.
+pub fn single(value: &Value) -> &Value {
+    let mut value = value;
+    // Bounded by the value's own depth, which serde_json caps when parsing.
+    while let Value::Array(items) = value {
+        match items.as_slice() {
+            [] => return &Value::Null,
+            [one] => value = one,
+            _ => break,
+        }
+    }
+    value
+}
+
 /// Numeric reading of a value: numbers as is, numeric text parsed (after trimming), booleans
-/// as 1/0. Anything else is not a number.
+/// as 1/0, a one-item array as its item ([`single`]). Anything else is not a number.
 pub fn to_number(value: &Value) -> Option<f64> {
+    let value = single(value);
     match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => parse_number_text(s),

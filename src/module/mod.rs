@@ -69,6 +69,13 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
+    /// What, seen at load time, will make the module fail when it runs, without stopping the
+    /// scenario from loading (Make loads it; the module's error route handles the failure):
+    /// reported as warnings, `(field, reason)` like [`Module::check`]. The default finds none.
+    fn warnings(&self, _parameters: &Map<String, Value>, _mapper: &Value) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// The webhook side of an instant trigger (`ModuleKind::InstantTrigger`).
     fn instant(&self) -> Option<&dyn InstantTrigger> {
         None

@@ -398,6 +398,7 @@ impl Runner {
             trigger,
             respond: Some(respond),
             budget: self.options.budget,
+            public_url: self.catalog.public_url().map(str::to_string),
             ..RunInput::default()
         };
         let started = std::time::Instant::now();

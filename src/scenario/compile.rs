@@ -1,5 +1,8 @@
 //! Blueprint → [`Scenario`]: resolves module types, parses every expression, links the flow
 //! and checks it, collecting every problem with its JSON path instead of stopping at the first.
+//! Problems that make the scenario unrunnable are errors; what only makes a module fail when
+//! it runs (`Module::warnings`) is a warning, as Make loads such a scenario and lets the
+//! module's error route handle the failure.
 
 use std::collections::HashMap;
 
@@ -76,15 +79,24 @@ impl Default for CompileOptions {
     }
 }
 
+/// What compilation found: the scenario (when nothing stops it from running), errors and
+/// warnings (the blueprint's own, from reading it, first).
+pub(super) struct Compiled {
+    pub scenario: Option<Scenario>,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
 pub(super) fn compile(
     blueprint: &Blueprint,
     registry: &dyn Registry,
     options: &CompileOptions,
-) -> Result<Scenario, Vec<Problem>> {
+) -> Compiled {
     let mut c = Compiler {
         registry,
         nodes: Vec::new(),
         problems: Vec::new(),
+        warnings: blueprint.warnings.clone(),
         paths: HashMap::new(),
         visible_at: HashMap::new(),
     };
@@ -94,10 +106,14 @@ pub(super) fn compile(
             "a scenario can have at most {MAX_MODULES} modules, this one has {}",
             c.paths.len()
         );
-        return Err(vec![Problem {
-            path: "flow".into(),
-            message,
-        }]);
+        return Compiled {
+            scenario: None,
+            errors: vec![Problem {
+                path: "flow".into(),
+                message,
+            }],
+            warnings: c.warnings,
+        };
     }
     if blueprint.flow.is_empty() {
         c.problem("flow", "a scenario needs at least one module");
@@ -116,7 +132,11 @@ pub(super) fn compile(
     let (graph, feeds) = c.link_graph();
     c.check_feeders(&graph);
     if !c.problems.is_empty() {
-        return Err(c.problems);
+        return Compiled {
+            scenario: None,
+            errors: c.problems,
+            warnings: c.warnings,
+        };
     }
     let by_id = c
         .nodes
@@ -126,7 +146,7 @@ pub(super) fn compile(
         .collect();
     let mut settings = settings;
     settings.roundtrips = settings.roundtrips.max(1);
-    Ok(Scenario {
+    let scenario = Scenario {
         name: blueprint.name.clone(),
         settings,
         scheduling: blueprint.scheduling.clone(),
@@ -135,13 +155,20 @@ pub(super) fn compile(
         by_id,
         feeds,
         graph,
-    })
+        warnings: c.warnings.clone(),
+    };
+    Compiled {
+        scenario: Some(scenario),
+        errors: Vec::new(),
+        warnings: c.warnings,
+    }
 }
 
 struct Compiler<'a> {
     registry: &'a dyn Registry,
     nodes: Vec<CompiledNode>,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
     /// Every module id with the path of its first occurrence.
     paths: HashMap<u32, String>,
     /// Modules visible to each module's input (its ancestry), by module id.
@@ -156,9 +183,16 @@ impl Compiler<'_> {
         });
     }
 
+    fn warning(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
     fn collect_ids(&mut self, flow: &[Node], path: &str) {
         for (i, node) in flow.iter().enumerate() {
-            let at = format!("{path}[{i}]");
+            let at = node_path(path, node, i);
             if let Some(first) = self.paths.get(&node.id) {
                 let message = format!("duplicate module id {} (first used at {first})", node.id);
                 self.problem(&format!("{at}.id"), message);
@@ -194,7 +228,7 @@ impl Compiler<'_> {
         let mut i = 0;
         while i < flow.len() {
             let node = &flow[i];
-            let at = format!("{path}[{i}]");
+            let at = node_path(path, node, i);
             let is_first_of_scenario = matches!(role, FlowRole::Main) && i == 0;
             self.visible_at.insert(node.id, visible.clone());
             let ix = self.node(
@@ -220,7 +254,7 @@ impl Compiler<'_> {
             };
             if is_router && i + 1 < flow.len() {
                 self.problem(
-                    &format!("{path}[{}]", i + 1),
+                    &node_path(path, &flow[i + 1], i + 1),
                     "modules after a router never run: move them into a route",
                 );
                 break;
@@ -229,7 +263,7 @@ impl Compiler<'_> {
                 // The merge that must follow takes the branches' bundles and continues the flow.
                 match flow.get(i + 1) {
                     Some(merge) if merge.module == "builtin:BasicMerge" => {
-                        let merge_at = format!("{path}[{}]", i + 1);
+                        let merge_at = node_path(path, merge, i + 1);
                         let merge_ix =
                             self.node(merge, &merge_at, &visible, role, false, i + 2 == flow.len());
                         self.visible_at.insert(merge.id, visible.clone());
@@ -353,6 +387,7 @@ impl Compiler<'_> {
                 condition,
                 first,
                 end,
+                disabled: branch.disabled,
             });
         }
         if elses > 1 {
@@ -435,10 +470,9 @@ impl Compiler<'_> {
                     "the first module of a scenario cannot have a filter",
                 );
             }
-            if matches!(
-                node.module.as_str(),
-                "builtin:BasicIfElse" | "builtin:BasicMerge"
-            ) {
+            // An if-else's filter decides whether the bundle reaches it at all (real exports
+            // carry one); a merge's input is the branches', so a filter there means nothing.
+            if node.module == "builtin:BasicMerge" {
                 self.problem(
                     &format!("{at}.filter"),
                     format!("{} cannot have a filter", node.module),
@@ -574,7 +608,7 @@ impl Compiler<'_> {
                 let mut compiled = Vec::with_capacity(routes.len());
                 for (k, route) in routes.iter().enumerate() {
                     let rat = format!("{at}.routes[{k}].flow");
-                    if route.flow.is_empty() {
+                    if route.flow.is_empty() && route.placeholders == 0 {
                         self.problem(&rat, "a route needs at least one module");
                     }
                     let first = self.flow(&route.flow, &rat, visible, FlowRole::Route, Next::End);
@@ -670,14 +704,10 @@ impl Compiler<'_> {
                 NodeKind::Increment { reset }
             }
             // Branches are compiled by the enclosing flow, which knows the merge that follows.
-            "builtin:BasicIfElse" => {
-                if matches!(role, FlowRole::Branch) {
-                    self.problem(at, "an if-else cannot be nested inside an if-else branch");
-                }
-                NodeKind::IfElse {
-                    branches: Vec::new(),
-                }
-            }
+            // Nested inside a branch too: the inner merge continues into the outer branch's end.
+            "builtin:BasicIfElse" => NodeKind::IfElse {
+                branches: Vec::new(),
+            },
             "builtin:BasicMerge" => {
                 let mut outputs = Vec::new();
                 for (k, out) in node.outputs.iter().flatten().enumerate() {
@@ -726,12 +756,16 @@ impl Compiler<'_> {
                 }
                 NodeKind::Directive(directive)
             }
+            // Already reported by the reader: it stands in so references to it resolve.
+            super::shape::UNREADABLE => NodeKind::Directive(Directive::Ignore),
             name => match self.registry.module(name) {
                 Some(module) => {
-                    for (field, reason) in
-                        module.check(p, node.mapper.as_ref().unwrap_or(&Value::Null))
-                    {
+                    let mapper = node.mapper.as_ref().unwrap_or(&Value::Null);
+                    for (field, reason) in module.check(p, mapper) {
                         self.problem(&format!("{at}.{field}"), reason);
+                    }
+                    for (field, reason) in module.warnings(p, mapper) {
+                        self.warning(&format!("{at}.{field}"), reason);
                     }
                     match module.kind() {
                         // An app's instant trigger is fed by its hook, as a custom webhook is.
@@ -974,6 +1008,12 @@ impl Compiler<'_> {
         }
         self.problems.extend(problems);
     }
+}
+
+/// The path of module `node`, the `index`-th of the flow at `path`: its position in the
+/// blueprint as written (placeholders skipped by the reader still count).
+fn node_path(path: &str, node: &Node, index: usize) -> String {
+    format!("{path}[{}]", node.position.unwrap_or(index))
 }
 
 fn flag(p: &Map<String, Value>, key: &str) -> bool {

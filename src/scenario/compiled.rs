@@ -30,6 +30,9 @@ pub struct Scenario {
     pub feeds: Vec<Vec<Ix>>,
     /// The flow as a graph of module ids: next, route, branch, merge, error and feeder edges.
     pub graph: DiGraph<u32, Edge>,
+    /// What loading found that does not stop the scenario from running (unknown keys,
+    /// skipped placeholders, modules that will fail when they run), each with its path.
+    pub warnings: Vec<super::Problem>,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -163,6 +166,8 @@ pub struct CompiledBranch {
     pub first: Option<Ix>,
     /// Where the branch goes when it has no modules.
     pub end: Next,
+    /// Never taken: the bundle is offered to the next branch.
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,14 +1,18 @@
 //! Scenarios: the blueprint model ([`model`]), its compilation into a runnable, checked graph
 //! ([`compiled`]), filters and schedules.
 //!
-//! Loading is three steps, each with errors that say where: JSON syntax (line and column),
-//! shape (JSON path of the first mismatch), then meaning (every problem, each with its path).
+//! Loading is three steps, each with problems that say where: JSON syntax (line and column),
+//! shape (every module read on its own: each mismatch with its JSON path), then meaning
+//! (every problem, each with its path). Problems are **errors** (the scenario cannot run) or
+//! **warnings** (it runs, but a key is ignored, a placeholder is skipped or a module will
+//! fail when it runs); only errors stop a load. [`check`] returns both lists.
 
 mod compile;
 pub mod compiled;
 pub mod filter;
 pub mod model;
 pub mod schedule;
+mod shape;
 
 pub use compile::{CompileOptions, FLOW_CONTROL};
 pub use compiled::Scenario;
@@ -25,7 +29,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -67,31 +75,73 @@ impl LoadError {
     }
 }
 
-/// Parses blueprint JSON text into the model, with the path of the first shape mismatch.
+/// Parses blueprint JSON text into the model: every shape mismatch of every module, each
+/// with its path. The warnings found on the way travel in [`Blueprint::warnings`].
 pub fn parse(text: &str) -> Result<Blueprint, LoadError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+    from_value(parse_json(text)?)
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, LoadError> {
+    serde_json::from_str(text).map_err(|e| LoadError::Syntax {
         line: e.line(),
         column: e.column(),
         message: strip_position(&e.to_string()),
-    })?;
-    from_value(value)
-}
-
-/// Converts an already-parsed JSON value into the model.
-pub fn from_value(value: serde_json::Value) -> Result<Blueprint, LoadError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        LoadError::Shape {
-            path,
-            message: e.into_inner().to_string(),
-        }
     })
 }
 
-/// Parses and compiles: the scenario ready to run, or every problem found.
+/// Converts an already-parsed JSON value into the model (see [`parse`]).
+pub fn from_value(value: serde_json::Value) -> Result<Blueprint, LoadError> {
+    let read = shape::read(value);
+    match read.blueprint {
+        Some(mut blueprint) if read.errors.is_empty() => {
+            blueprint.warnings = read.warnings;
+            Ok(blueprint)
+        }
+        _ => Err(LoadError::Invalid(read.errors)),
+    }
+}
+
+/// Parses and compiles: the scenario ready to run (its warnings in [`Scenario::warnings`]),
+/// or every error found.
 pub fn load(text: &str, registry: &dyn Registry) -> Result<Scenario, LoadError> {
     compile(&parse(text)?, registry)
+}
+
+/// Everything wrong with a blueprint, errors and warnings, and the scenario when there is no
+/// error.
+#[derive(Debug)]
+pub struct Checked {
+    pub scenario: Option<Scenario>,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+/// Reads and compiles blueprint text, collecting every error and warning in one pass (shape
+/// errors of one module do not hide compile problems of the others). Only invalid JSON
+/// syntax is returned as an `Err`.
+pub fn check(
+    text: &str,
+    registry: &dyn Registry,
+    options: &CompileOptions,
+) -> Result<Checked, LoadError> {
+    let read = shape::read(parse_json(text)?);
+    let (mut errors, mut warnings) = (read.errors, read.warnings);
+    let Some(mut blueprint) = read.blueprint else {
+        return Ok(Checked {
+            scenario: None,
+            errors,
+            warnings,
+        });
+    };
+    blueprint.warnings = std::mem::take(&mut warnings);
+    let compiled = compile::compile(&blueprint, registry, options);
+    errors.extend(compiled.errors);
+    warnings.extend(compiled.warnings);
+    Ok(Checked {
+        scenario: compiled.scenario.filter(|_| errors.is_empty()),
+        errors,
+        warnings,
+    })
 }
 
 /// Compiles a parsed blueprint against the modules `registry` provides.
@@ -105,7 +155,11 @@ pub fn compile_with(
     registry: &dyn Registry,
     options: &CompileOptions,
 ) -> Result<Scenario, LoadError> {
-    compile::compile(blueprint, registry, options).map_err(LoadError::Invalid)
+    let compiled = compile::compile(blueprint, registry, options);
+    match compiled.scenario {
+        Some(scenario) if compiled.errors.is_empty() => Ok(scenario),
+        _ => Err(LoadError::Invalid(compiled.errors)),
+    }
 }
 
 /// The JSON Schema of the blueprint format.

@@ -1,6 +1,8 @@
 //! The blueprint format as written by users and exported by Make (`reference/make.md` §3):
 //! plain serde types, no behaviour. Exporter-only keys (`metadata` on modules, `designer`,
-//! `zone` …) are accepted and ignored; unknown keys where Make defines the shape are errors.
+//! `zone` …) are accepted and ignored. Unknown keys where Make defines the shape are ignored
+//! by serde and reported as warnings by the reader (`scenario::shape`), which also reads each
+//! module on its own so that one bad module does not hide the problems of the others.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,6 @@ use serde_json::{Map, Value};
 
 /// A scenario: modules and how they link, its schedule and its settings.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Blueprint {
     /// The scenario's name.
     #[serde(default)]
@@ -30,6 +31,11 @@ pub struct Blueprint {
     /// A free-text description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What the reader found that does not stop the scenario from running (unknown keys,
+    /// skipped placeholder modules); compile adds its own and hands them to the [`Scenario`](super::Scenario).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub warnings: Vec<super::Problem>,
 }
 
 /// Top-level `metadata`: the settings block plus whatever the exporter wrote.
@@ -112,7 +118,6 @@ impl Default for Settings {
 
 /// One module in a flow.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Node {
     /// Unique across the whole scenario, including nested routes; `{{id.…}}` reads its output.
     pub id: u32,
@@ -148,6 +153,11 @@ pub struct Node {
     /// Make's listener flag (accepted, not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<bool>,
+    /// Position of the module in its flow in the blueprint as written (the reader drops
+    /// placeholder modules, so it can differ from the position in `flow`); paths use it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub position: Option<usize>,
     /// Exporter-only data (designer position, `restore`, `expect`, `interface` …), ignored
     /// except `designer.name`, the module's label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,7 +166,6 @@ pub struct Node {
 
 /// One router route.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Route {
     pub flow: Vec<Node>,
     /// A disabled route never runs.
@@ -165,20 +174,26 @@ pub struct Route {
     /// The fallback route runs only when no other route's filter passed.
     #[serde(default)]
     pub fallback: bool,
+    /// Placeholder modules the reader dropped from `flow` (a route that held only
+    /// placeholders is an unfinished route in the designer, not an error).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub placeholders: usize,
 }
 
 /// A filter: OR of AND-groups of conditions.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Filter {
     #[serde(default)]
     pub name: String,
+    /// No conditions (Make exports a labelled pass-through filter without the key): every
+    /// bundle passes.
+    #[serde(default)]
     pub conditions: Vec<Vec<Condition>>,
 }
 
 /// `{a, o, b}`: operand, operator (`text:equal:ci`, `number:greater`, `exist` …), operand.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Condition {
     #[serde(default)]
     pub a: Value,
@@ -189,7 +204,6 @@ pub struct Condition {
 
 /// One branch of `builtin:BasicIfElse`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Branch {
     #[serde(rename = "type")]
     pub kind: BranchKind,
@@ -200,6 +214,10 @@ pub struct Branch {
     /// Whether this branch continues into the following `builtin:BasicMerge`.
     #[serde(default)]
     pub merge: bool,
+    /// A disabled branch is never taken: its condition is not evaluated and the bundle is
+    /// offered to the next branch, as a disabled router route is skipped.
+    #[serde(default)]
+    pub disabled: bool,
     #[serde(default)]
     pub flow: Vec<Node>,
 }
@@ -213,7 +231,6 @@ pub enum BranchKind {
 
 /// One output of `builtin:BasicMerge`: a name and one expression per merging branch.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct MergeOutput {
     pub name: String,
     pub mappings: Vec<Value>,
@@ -221,7 +238,6 @@ pub struct MergeOutput {
 
 /// When a scenario runs (`reference/make.md` §1.6), plus a `cron` extension.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Scheduling {
     #[serde(rename = "type")]
     pub kind: ScheduleKind,
@@ -270,7 +286,6 @@ pub enum ScheduleKind {
 
 /// A `restrict` window: days, months and a `[from, to]` time range.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Restriction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days: Option<Vec<u32>>,

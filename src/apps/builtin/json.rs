@@ -30,11 +30,23 @@ impl Module for ParseJson {
         let mut problems = Vec::new();
         if is_blank(source) {
             problems.push(("mapper.json".to_string(), "is required".to_string()));
-        } else if let Some(value @ Value::String(s)) = source
+        }
+        problems
+    }
+
+    /// Constant text that is not JSON fails when the module runs, where its error route
+    /// handles it; Make loads such a scenario.
+    fn warnings(&self, _parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
+        let source = object(mapper).and_then(|m| m.get("json"));
+        let mut problems = Vec::new();
+        if let Some(value @ Value::String(s)) = source
             && !is_dynamic(value)
             && let Err(e) = parse(s)
         {
-            problems.push(("mapper.json".to_string(), e.message));
+            problems.push((
+                "mapper.json".to_string(),
+                format!("{} (the module will fail when it runs)", e.message),
+            ));
         }
         problems
     }
@@ -288,10 +300,17 @@ mod tests {
     fn parse_check_flags_missing_and_static_invalid_json() {
         let p = Map::new();
         assert_eq!(ParseJson.check(&p, &json!({})).len(), 1);
-        assert_eq!(ParseJson.check(&p, &json!({"json": "{bad"})).len(), 1);
+        // Constant invalid JSON is a warning (the module fails when it runs), not an error.
+        assert!(ParseJson.check(&p, &json!({"json": "{bad"})).is_empty());
+        assert_eq!(ParseJson.warnings(&p, &json!({"json": "{bad"})).len(), 1);
         assert!(
             ParseJson
                 .check(&p, &json!({"json": "{{1.body}}"}))
+                .is_empty()
+        );
+        assert!(
+            ParseJson
+                .warnings(&p, &json!({"json": "{{1.body}}"}))
                 .is_empty()
         );
         assert!(ParseJson.check(&p, &json!({"json": "[1]"})).is_empty());

@@ -11,6 +11,7 @@ use crate::module::{Module, Registry};
 mod fields;
 pub mod http;
 mod json;
+mod regexp;
 mod rss;
 pub mod text;
 mod tokens;
@@ -63,6 +64,14 @@ const MODULES: &[(&str, Constructor)] = &[
         Arc::new(json::ToJson::new(json::Source::Object))
     }),
     ("regexp:Parser", |_| Arc::new(text::Parser::default())),
+    ("regexp:AdvancedParser", |_| {
+        Arc::new(regexp::AdvancedParser::default())
+    }),
+    ("regexp:Replace", |_| Arc::new(regexp::Replace::default())),
+    ("regexp:HTMLToText", |_| Arc::new(regexp::HtmlToText)),
+    ("regexp:GetElementsFromText", |_| {
+        Arc::new(regexp::GetElementsFromText)
+    }),
     ("rss:TriggerNewArticle", |transport| {
         Arc::new(rss::WatchFeed::new(transport.clone()))
     }),

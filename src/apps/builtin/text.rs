@@ -161,7 +161,7 @@ impl Module for Parser {
     }
 }
 
-fn matches(regex: &Regex, input: &str, global: bool) -> Result<Vec<Value>, ModuleError> {
+pub(crate) fn matches(regex: &Regex, input: &str, global: bool) -> Result<Vec<Value>, ModuleError> {
     let names: Vec<Option<&str>> = regex.capture_names().collect();
     let mut bundles = Vec::new();
     for (index, captures) in regex.captures_iter(input).enumerate() {

@@ -882,7 +882,7 @@ mod tests {
         );
         err(
             "slice",
-            &[a, json!(0), json!([1])],
+            &[a, json!(0), json!([1, 2])],
             "slice: argument 3 must be a number",
         );
     }

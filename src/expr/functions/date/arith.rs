@@ -587,7 +587,7 @@ mod tests {
         );
         err(
             "addSeconds",
-            &[json!(DATE), json!([1])],
+            &[json!(DATE), json!([1, 2])],
             "argument 2 must be a number, got an array",
         );
         err(
@@ -603,7 +603,7 @@ mod tests {
         err("setMonth", &[json!(DATE), json!(null)], "month number");
         err(
             "setYear",
-            &[json!(DATE), json!([2017])],
+            &[json!(DATE), json!([2017, 2018])],
             "must be a number, got an array",
         );
         err("setHour", &[json!({"a": 1}), json!(1)], "got a collection");

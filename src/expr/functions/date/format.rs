@@ -443,8 +443,13 @@ mod tests {
         );
         err(
             "formatDate",
-            &[json!([DATE]), json!("YYYY")],
+            &[json!([DATE, DATE]), json!("YYYY")],
             "must be a date",
+        );
+        // A one-item array stands for its item (Make's coercion, issue 12 gap 9).
+        assert_eq!(
+            ok("formatDate", &[json!([DATE]), json!("YYYY")]),
+            json!("2016")
         );
     }
 

@@ -65,11 +65,13 @@ pub fn lookup(name: &str) -> Option<Function> {
 ///   `2016-12-08 15:55`, `20161208T155557+0100`), date-only (`2016-12-08`) or year-month
 ///   (`2016-12`); without an offset it is a wall-clock time in `tz`;
 /// - RFC 2822 text (`Thu, 08 Dec 2016 15:55:57 GMT`);
-/// - a number, as Unix milliseconds (fractions truncated, as JavaScript does).
+/// - a number, as Unix milliseconds (fractions truncated, as JavaScript does);
+/// - a one-item array, as its item ([`value::single`](crate::expr::value::single)).
 ///
-/// Anything else (other text, booleans, arrays, collections, `null`) is not a date.
+/// Anything else (other text, booleans, arrays of several items, collections, `null`) is
+/// not a date.
 pub fn to_datetime(value: &Value, tz: Tz) -> Option<DateTime<Utc>> {
-    match value {
+    match crate::expr::value::single(value) {
         Value::Number(n) => from_millis(n.as_f64()?),
         Value::String(s) => iso::parse(s, tz),
         _ => None,
@@ -174,7 +176,7 @@ fn date_arg(
     i: usize,
     ctx: &FnCtx,
 ) -> Result<Option<DateTime<Utc>>, FnError> {
-    let value = arg(args, i);
+    let value = crate::expr::value::single(arg(args, i));
     if is_blank(value) {
         return Ok(None);
     }
@@ -317,7 +319,7 @@ mod tests {
             json!(""),
             json!(null),
             json!(true),
-            json!([1]),
+            json!([1, 2]),
             json!({"a": 1}),
             json!(1e300),
             json!(-1e300),
