@@ -83,6 +83,10 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let mut extensions = runtime.block_on(connections(&args))?;
     let redactions = Redactions::default();
     extensions.insert(redactions.clone());
+    let roots = runtime.block_on(crate::module::connection::token_roots(
+        extensions.get::<ConnectionsHandle>(),
+        &bundles,
+    ));
     let input = RunInput {
         bundles,
         context: ExecutionContext {
@@ -90,6 +94,7 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
             ..ExecutionContext::new(uuid::Uuid::new_v4().simple().to_string())
         },
         budget: args.budget.budget()?,
+        roots,
         ..RunInput::default()
     };
     let mut report = runtime.block_on(engine::run(&scenario, input));

@@ -433,6 +433,9 @@ pub struct Vault {
     /// by every change made through this vault; a change made by another process is seen
     /// within [`OPENED_TTL`].
     opened: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Connection)>>,
+    /// The bot's token references (`bot.tokens`), read at most once per [`OPENED_TTL`] (every
+    /// execution asks for them); cleared with `opened`.
+    bot_tokens: std::sync::Mutex<Option<(std::time::Instant, Map<String, Value>)>>,
 }
 
 /// How long an opened connection is reused.
@@ -455,6 +458,7 @@ impl Vault {
             apps: None,
             oauth: None,
             opened: Default::default(),
+            bot_tokens: Default::default(),
         }
     }
 
@@ -639,6 +643,9 @@ impl Vault {
     fn forget_opened(&self) {
         if let Ok(mut opened) = self.opened.lock() {
             opened.clear();
+        }
+        if let Ok(mut bot) = self.bot_tokens.lock() {
+            *bot = None;
         }
     }
 
@@ -907,6 +914,10 @@ impl Connections for Vault {
         user: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Value, ModuleError>> {
         Box::pin(async move {
+            // Most processes declare no integrations: nothing to read for every execution.
+            if self.integrations().is_empty() {
+                return Ok(serde_json::json!({"bot": {}, "user": {}}));
+            }
             let failed = |e: ConnectionError| {
                 ModuleError::runtime(format!("the token references cannot be read: {e}"))
             };

@@ -131,7 +131,7 @@ impl Scope for BundleScope<'_> {
                 self.var
                     .get_or_init(|| self.system.value(self.operations, self.data_bytes)),
             ),
-            _ => None,
+            other => self.system.root(other),
         }
     }
     fn now(&self) -> DateTime<Utc> {

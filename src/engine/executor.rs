@@ -56,6 +56,9 @@ pub struct RunInput {
     /// The base URL the service is reached at (`--public-url`), for the system variables
     /// `var.scenario.url` and `var.execution.url`; `None` leaves them `null`.
     pub public_url: Option<String>,
+    /// Further system roots the process provides, by name: the integrations' `bot` and
+    /// `user` (`crate::module::connection::token_roots`). A root not given reads as `null`.
+    pub roots: serde_json::Map<String, Value>,
 }
 
 /// Hands a `gateway:WebhookRespond` reply to whoever waits for it (see
@@ -193,7 +196,8 @@ impl<'s> Execution<'s> {
             &input.context,
             input.public_url.as_deref(),
             chrono::Utc::now(),
-        );
+        )
+        .with_roots(input.roots.clone());
         Execution {
             system,
             data_bytes: 0,

@@ -22,6 +22,8 @@ pub struct SystemVariables {
     execution: Map<String, Value>,
     team: Value,
     organization: Value,
+    /// The other system roots of this execution (`bot`, `user`), as the process gave them.
+    roots: Map<String, Value>,
 }
 
 impl SystemVariables {
@@ -64,7 +66,19 @@ impl SystemVariables {
                 "dataLeft": null,
                 "zoneDomain": zone,
             }),
+            roots: Map::new(),
         }
+    }
+
+    /// The same variables with the other system roots `roots` (`bot`, `user`).
+    pub fn with_roots(mut self, roots: Map<String, Value>) -> Self {
+        self.roots = roots;
+        self
+    }
+
+    /// The system root `name` other than `var`, when the process gave it.
+    pub fn root(&self, name: &str) -> Option<&Value> {
+        self.roots.get(name)
     }
 
     /// The `var` object with the counters as they are now: `operations` run so far in this

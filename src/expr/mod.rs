@@ -31,9 +31,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// Names that start a reference in the scenario dialect besides module ids: the system
-/// variables (`{{var.scenario.id}}`, `{{var.execution.url}}` …), read through
+/// variables (`{{var.scenario.id}}`, `{{var.execution.url}}` …) and the integrations' token
+/// references (`{{bot.tokens.google}}`, `{{user.tokens.google}}`, `{{user.id}}`), read through
 /// [`Scope::named`]. One list, so every system root parses the same way.
-pub const SYSTEM_ROOTS: &[&str] = &["var"];
+pub const SYSTEM_ROOTS: &[&str] = &["var", "bot", "user"];
 
 /// Which flavour of IML a template is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -96,7 +96,11 @@ pub trait Connections: Send + Sync {
     /// Deletes the connection `reference` (the token helpers' `deleteToken`): true when it
     /// was there.
     fn delete<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<bool, ModuleError>> {
-        Box::pin(async { Err(ModuleError::config("this process cannot delete connections")) })
+        Box::pin(async {
+            Err(ModuleError::config(
+                "this process cannot delete connections",
+            ))
+        })
     }
 
     /// The connection `reference` as `getFullToken` shows it: its metadata and which
@@ -132,6 +136,44 @@ pub trait Connections: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, ModuleError>> {
         Box::pin(async { Ok(serde_json::json!({"bot": {}, "user": {}})) })
     }
+}
+
+/// The system roots `bot` and `user` of an execution: `bot.tokens.<alias>` and, for the end
+/// user of the execution (the text `user` of its first bundle, as a token event or a webhook
+/// carrying `user` gives it), `user.id` and `user.tokens.<alias>` — token references the
+/// `tokens:*` modules and OAuth connections take. Empty without a connections source; a
+/// source that cannot answer leaves them empty (a module using a token then fails, saying
+/// which).
+pub async fn token_roots(
+    connections: Option<&ConnectionsHandle>,
+    bundles: &[Value],
+) -> Map<String, Value> {
+    let user = bundles
+        .first()
+        .and_then(|b| b.get("user"))
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty());
+    let mut roots = Map::new();
+    let references = match connections {
+        Some(c) => match c.token_references(user).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "token references unavailable to this execution");
+                Value::Null
+            }
+        },
+        None => Value::Null,
+    };
+    let tokens = |key: &str| match references.get(key) {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        _ => Value::Object(Map::new()),
+    };
+    roots.insert("bot".into(), serde_json::json!({"tokens": tokens("bot")}));
+    roots.insert(
+        "user".into(),
+        serde_json::json!({"id": user, "tokens": tokens("user")}),
+    );
+    roots
 }
 
 /// What the layer that provides connections inserts into an execution's extensions.

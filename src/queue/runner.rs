@@ -17,8 +17,9 @@ use super::{ExecutionPayload, Queue};
 use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
 use crate::engine::{Budget, Report, Responder, Resume, RunInput, Status};
+use crate::module::connection::token_roots;
 use crate::module::error::ErrorKind;
-use crate::module::{ExecutionContext, Redactions, TriggerState};
+use crate::module::{ConnectionsHandle, ExecutionContext, Redactions, TriggerState};
 use crate::scenario::Scenario;
 use crate::store::{Execution, ExecutionOutcome, FinalStatus, NewIncomplete, Store, StoreError};
 
@@ -387,6 +388,7 @@ impl Runner {
         let mut extensions = self.catalog.services().clone();
         let redactions = Redactions::default();
         extensions.insert(redactions.clone());
+        let roots = token_roots(extensions.get::<ConnectionsHandle>(), &bundles).await;
         let input = RunInput {
             bundles,
             context: ExecutionContext {
@@ -399,6 +401,7 @@ impl Runner {
             respond: Some(respond),
             budget: self.options.budget,
             public_url: self.catalog.public_url().map(str::to_string),
+            roots,
             ..RunInput::default()
         };
         let started = std::time::Instant::now();
