@@ -47,18 +47,7 @@ static PRESETS: LazyLock<Presets> = LazyLock::new(|| {
     serde_json::from_str(PRESETS_JSON).expect("src/connections/providers.json is valid (tested)")
 });
 
-/// The normalized token-info fields, in the order `getTokenInfo` returns them.
-pub const TOKEN_INFO_FIELDS: &[&str] = &[
-    "name",
-    "first_name",
-    "last_name",
-    "nickname",
-    "email",
-    "location",
-    "description",
-    "phone",
-    "urls",
-];
+pub use crate::module::connection::TOKEN_INFO_FIELDS;
 
 /// Who an integration's connection belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

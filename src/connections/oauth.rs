@@ -115,6 +115,16 @@ impl OAuth {
         locks.entry(id.to_string()).or_default().clone()
     }
 
+    /// The service-account token minted for connection `id`, while it is fresh.
+    fn minted_token(&self, id: &str) -> Option<String> {
+        self.minted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .filter(|(at, _)| at - REFRESH_SKEW_MS > now_ms())
+            .map(|(_, token)| token.clone())
+    }
+
     fn check_url(&self, alias: &str, url: &str) -> Result<Url, ConnectionError> {
         let url = Url::parse(url).map_err(|_| oauth_error(alias, "an endpoint is not a URL"))?;
         self.egress
@@ -880,26 +890,13 @@ impl Vault {
         let oauth = self
             .oauth()
             .map_err(|e| e.to_module_error(&connection.id))?;
-        let cached = oauth
-            .minted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&connection.id)
-            .filter(|(at, _)| at - REFRESH_SKEW_MS > now_ms())
-            .map(|(_, token)| token.clone());
-        let token = match cached {
+        let cached = || oauth.minted_token(&connection.id);
+        let token = match cached() {
             Some(token) => token,
             None => {
                 let lock = oauth.lock(&connection.id);
                 let _held = lock.lock().await;
-                let again = oauth
-                    .minted
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&connection.id)
-                    .filter(|(at, _)| at - REFRESH_SKEW_MS > now_ms())
-                    .map(|(_, token)| token.clone());
-                match again {
+                match cached() {
                     Some(token) => token,
                     None => {
                         let (token, expires_at) = self.mint(&connection).await?;

@@ -14,6 +14,20 @@ use serde_json::{Map, Value};
 
 use super::ModuleError;
 
+/// The normalized token-info fields of an integration's token, in the order `getTokenInfo`
+/// returns them (the seeds' list).
+pub const TOKEN_INFO_FIELDS: &[&str] = &[
+    "name",
+    "first_name",
+    "last_name",
+    "nickname",
+    "email",
+    "location",
+    "description",
+    "phone",
+    "urls",
+];
+
 /// The blueprint parameter that names a module's connection (Make's own key).
 pub const CONNECTION_PARAMETER: &str = "__IMTCONN__";
 

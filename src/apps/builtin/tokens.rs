@@ -20,23 +20,11 @@
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
+use crate::module::connection::TOKEN_INFO_FIELDS;
 use crate::module::{
     ConnectionsHandle, ErrorKind, ExecutionContext, HookReply, HookRequest, HookTarget,
     InstantTrigger, Invocation, Module, ModuleError, ModuleKind, Redactions,
 };
-
-/// The normalized token-info fields (the seed's list).
-const INFO_FIELDS: &[&str] = &[
-    "name",
-    "first_name",
-    "last_name",
-    "nickname",
-    "email",
-    "location",
-    "description",
-    "phone",
-    "urls",
-];
 
 /// Which helper a module is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +115,7 @@ impl Module for TokenHelper {
                     let connection = connections.resolve(token).await?;
                     let info = connection.fields.get("info");
                     let mut out = Map::new();
-                    for field in INFO_FIELDS {
+                    for field in TOKEN_INFO_FIELDS {
                         let value = info.and_then(|i| i.get(*field)).cloned().unwrap_or(
                             if *field == "urls" {
                                 json!({})
