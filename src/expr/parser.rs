@@ -6,6 +6,10 @@
 //! Precedence, loosest first: `|`/`or`, `&`/`and`, comparisons (`= == != < > <= >=`),
 //! `+ -`, `* / %`, unary `-`; all binary operators are left-associative.
 //!
+//! In the scenario dialect a quote inside double-quoted text is written twice (`""""` is one
+//! `"`), and a reference may start with a system root ([`super::SYSTEM_ROOTS`]: `var.…`)
+//! instead of a module id (`docs/iml.md`).
+//!
 //! # Unquoted text in scenario arguments
 //!
 //! Make writes literal text unquoted in function arguments: `formatDate(now; YYYY-MM-DD)`,

@@ -46,14 +46,12 @@ pub enum LoadError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {message}")]
-    Shape { path: String, message: String },
     #[error("{} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
 
 impl LoadError {
-    /// Every problem as a list (a syntax or shape error is one problem).
+    /// Every problem as a list (a syntax error is one problem).
     pub fn problems(&self) -> Vec<Problem> {
         match self {
             LoadError::Syntax {
@@ -66,10 +64,6 @@ impl LoadError {
                     message: format!("invalid JSON at line {line}, column {column}: {message}"),
                 }]
             }
-            LoadError::Shape { path, message } => vec![Problem {
-                path: path.clone(),
-                message: message.clone(),
-            }],
             LoadError::Invalid(p) => p.clone(),
         }
     }
