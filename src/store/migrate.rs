@@ -34,6 +34,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0004_hook_attachments.sql",
         include_str!("../../migrations/sqlite/0004_hook_attachments.sql"),
     ),
+    (
+        "0005_datastores.sql",
+        include_str!("../../migrations/sqlite/0005_datastores.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -53,6 +57,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0004_hook_attachments.sql",
         include_str!("../../migrations/postgres/0004_hook_attachments.sql"),
+    ),
+    (
+        "0005_datastores.sql",
+        include_str!("../../migrations/postgres/0005_datastores.sql"),
     ),
 ];
 

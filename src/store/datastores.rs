@@ -1,0 +1,1265 @@
+//! Make's data stores on both backends: one row per store (name, data structure, size limit and
+//! the bytes and records it holds) and one row per record (store, key, data as serialised JSON,
+//! size). Implements the module layer's [`DataStores`] service, so `datastore:*` modules reach
+//! it through a [`DataStoresHandle`] in the execution's extensions.
+//!
+//! Invariants:
+//! - **Every write is one transaction that first locks the store's row** (`BEGIN IMMEDIATE` on
+//!   SQLite, `SELECT … FOR UPDATE` on PostgreSQL), then reads the record, decides, writes it and
+//!   the store's counters. So concurrent writes to one key never lose an update, an
+//!   insert-if-absent (`AddRecord` with `overwrite: false`) succeeds exactly once per key, and
+//!   the size limit holds whichever process writes.
+//! - **A record is validated against the structure before it is written**: no unknown field,
+//!   each value of its field's type (text, number, boolean, date, array, collection, any; text
+//!   that reads as the type is converted, dates are stored as ISO 8601 in UTC), required fields
+//!   not empty. Errors name the store, the key and the field.
+//! - A record's size is its key's bytes plus its serialised data's; a store's size is the sum.
+//! - Searches use Make's filter operators (`scenario::filter::Operator`) on concrete values.
+
+use std::cmp::Ordering as CmpOrdering;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+use sqlx::FromRow;
+
+use crate::module::ModuleError;
+use crate::module::datastore::{
+    AddMode, DataStore, DataStores, DataStoresHandle, Field, FieldKind, MAX_KEY_BYTES, Record,
+    RecordCondition, RecordQuery, check_fields,
+};
+use crate::scenario::filter::{Operator, TextOp};
+
+use super::error::StoreError;
+use super::{Result, Store, begin_write, check_text, for_update_in, now_ms};
+
+/// The longest data store name, in bytes.
+pub const MAX_DATASTORE_NAME_BYTES: usize = 200;
+/// The largest size limit a store can be given (1 GiB).
+pub const MAX_DATASTORE_BYTES: u64 = 1 << 30;
+
+/// What `StoreError::Conflict` names for a key that exists (a `DataError` for modules).
+const RECORD_EXISTS: &str = "data store record";
+/// What `StoreError::Conflict` names for a full store (a `RuntimeError` for modules).
+const STORE_FULL: &str = "data store size";
+
+/// A store to create.
+#[derive(Debug, Clone)]
+pub struct NewDataStore<'a> {
+    pub name: &'a str,
+    /// An id to give the store (Make's numeric ids, so exported blueprints find it); a new id
+    /// when `None`.
+    pub id: Option<&'a str>,
+    pub fields: Vec<Field>,
+    pub max_size_bytes: u64,
+}
+
+#[derive(FromRow)]
+struct StoreRow {
+    id: String,
+    name: String,
+    structure: String,
+    max_size_bytes: i64,
+    size_bytes: i64,
+    record_count: i64,
+    created_at: i64,
+}
+
+impl StoreRow {
+    fn into_store(self) -> Result<DataStore> {
+        let fields: Vec<Field> = serde_json::from_str(&self.structure)
+            .map_err(|e| StoreError::corrupt("data store structure", e.to_string()))?;
+        Ok(DataStore {
+            id: self.id,
+            name: self.name,
+            fields,
+            max_size_bytes: self.max_size_bytes.max(0) as u64,
+            size_bytes: self.size_bytes.max(0) as u64,
+            records: self.record_count.max(0) as u64,
+            created_at: self.created_at,
+        })
+    }
+}
+
+const STORE_COLUMNS: &str = "SELECT id, name, structure, max_size_bytes, size_bytes, record_count, \
+                             created_at FROM datastores";
+
+fn record_from(key: String, data: &str) -> Result<Record> {
+    match serde_json::from_str(data) {
+        Ok(Value::Object(data)) => Ok(Record { key, data }),
+        Ok(_) => Err(StoreError::corrupt(
+            "data store record",
+            "data is not an object",
+        )),
+        Err(e) => Err(StoreError::corrupt("data store record", e.to_string())),
+    }
+}
+
+/// Whether `reference` can name a store at all; anything else is "not found" without a query.
+fn is_reference(reference: &str) -> bool {
+    !reference.is_empty()
+        && reference.len() <= MAX_DATASTORE_NAME_BYTES
+        && !reference.chars().any(char::is_control)
+}
+
+fn store_not_found(reference: &str) -> StoreError {
+    let id = if is_reference(reference) {
+        format!("\"{reference}\"")
+    } else {
+        "(malformed reference)".to_string()
+    };
+    StoreError::NotFound {
+        what: "data store",
+        id,
+    }
+}
+
+/// Refuses a store name no backend should store.
+pub fn check_datastore_name(name: &str) -> Result<()> {
+    check_text("data store name", name, MAX_DATASTORE_NAME_BYTES)?;
+    let reason = if name.trim() != name {
+        "must not start or end with white space"
+    } else if name.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidInput {
+        what: "data store name",
+        reason: reason.into(),
+    })
+}
+
+/// Refuses a record key: empty, longer than [`MAX_KEY_BYTES`], or with control characters.
+pub fn check_key(key: &str) -> Result<()> {
+    check_text("data store record key", key, MAX_KEY_BYTES)?;
+    if key.chars().any(char::is_control) {
+        return Err(StoreError::InvalidInput {
+            what: "data store record key",
+            reason: "must not contain control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A new record key (Make generates one when the key is left empty).
+fn new_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn invalid(store: &DataStore, reason: String) -> StoreError {
+    StoreError::InvalidInput {
+        what: "data store record",
+        reason: format!("data store \"{}\": {reason}", store.name),
+    }
+}
+
+/// Whether a value counts as empty for a field (`null`, empty text).
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// `value` as field `field` stores it, or why it cannot be.
+fn coerce(field: &Field, value: Value) -> std::result::Result<Value, String> {
+    if is_blank(&value) {
+        return Ok(Value::Null);
+    }
+    let wrong = |value: &Value| {
+        let shown = value.to_string();
+        let shown: String = shown.chars().take(60).collect();
+        format!("expected {} for field \"{}\", got {shown}", field.kind, field.name)
+    };
+    Ok(match (field.kind, value) {
+        (FieldKind::Any, v) => v,
+        (FieldKind::Text, Value::String(s)) => Value::String(s),
+        (FieldKind::Text, Value::Number(n)) => Value::String(n.to_string()),
+        (FieldKind::Text, Value::Bool(b)) => Value::String(b.to_string()),
+        (FieldKind::Number, Value::Number(n)) => Value::Number(n),
+        (FieldKind::Number, Value::String(s)) => match number_of_text(&s) {
+            Some(n) => n,
+            None => return Err(wrong(&Value::String(s))),
+        },
+        (FieldKind::Boolean, Value::Bool(b)) => Value::Bool(b),
+        (FieldKind::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(wrong(&Value::String(s))),
+        },
+        (FieldKind::Date, v) => match date_of(&v) {
+            Some(d) => Value::String(d.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            None => return Err(wrong(&v)),
+        },
+        (FieldKind::Array, Value::Array(a)) => Value::Array(a),
+        (FieldKind::Collection, Value::Object(o)) => Value::Object(o),
+        (_, v) => return Err(wrong(&v)),
+    })
+}
+
+fn number_of_text(s: &str) -> Option<Value> {
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Value::from(i));
+    }
+    let f: f64 = s.parse().ok()?;
+    serde_json::Number::from_f64(f).map(Value::Number)
+}
+
+/// A date from ISO 8601 text (with or without a time or zone; UTC when none) or epoch
+/// milliseconds.
+fn date_of(value: &Value) -> Option<DateTime<Utc>> {
+    match value {
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+                return Some(d.with_timezone(&Utc));
+            }
+            for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+                if let Ok(d) = NaiveDateTime::parse_from_str(s, format) {
+                    return Some(d.and_utc());
+                }
+            }
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        }
+        Value::Number(n) => DateTime::from_timestamp_millis(n.as_f64()? as i64),
+        _ => None,
+    }
+}
+
+/// Validates `data` against the store's structure: every field converted to its type, no
+/// unknown field. With `complete`, fields not given are stored empty (`null`).
+fn validate(
+    store: &DataStore,
+    key: &str,
+    data: Map<String, Value>,
+    complete: bool,
+) -> Result<Map<String, Value>> {
+    let mut problems = Vec::new();
+    let mut out = Map::with_capacity(store.fields.len());
+    for (name, value) in data {
+        let Some(field) = store.fields.iter().find(|f| f.name == name) else {
+            let known = if store.fields.is_empty() {
+                "the store has no data structure: it keeps keys only".to_string()
+            } else {
+                format!(
+                    "its fields are {}",
+                    store
+                        .fields
+                        .iter()
+                        .map(|f| format!("\"{}\"", f.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            problems.push(format!("unknown field \"{name}\" ({known})"));
+            continue;
+        };
+        match coerce(field, value) {
+            Ok(v) => {
+                out.insert(name, v);
+            }
+            Err(reason) => problems.push(reason),
+        }
+    }
+    if complete {
+        // The structure's order, every field present.
+        let mut ordered = Map::with_capacity(store.fields.len());
+        for field in &store.fields {
+            ordered.insert(
+                field.name.clone(),
+                out.remove(&field.name).unwrap_or(Value::Null),
+            );
+        }
+        out = ordered;
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(invalid(
+            store,
+            format!(
+                "record \"{key}\": validation failed for {} field(s): {}",
+                problems.len(),
+                problems.join("; ")
+            ),
+        ))
+    }
+}
+
+/// Refuses a record whose required fields are empty.
+fn check_required(store: &DataStore, key: &str, data: &Map<String, Value>) -> Result<()> {
+    let missing: Vec<String> = store
+        .fields
+        .iter()
+        .filter(|f| f.required && data.get(&f.name).is_none_or(is_blank))
+        .map(|f| format!("\"{}\"", f.name))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(
+            store,
+            format!(
+                "record \"{key}\": required field(s) {} are empty",
+                missing.join(", ")
+            ),
+        ))
+    }
+}
+
+/// What a write does with the record it finds under its key.
+enum Change {
+    /// Store this data (validated) under the key.
+    Put(Map<String, Value>),
+    /// Remove the record.
+    Remove,
+}
+
+fn record_size(key: &str, data: &str) -> i64 {
+    (key.len() + data.len()) as i64
+}
+
+impl Store {
+    /// Creates a data store. A name (or id) already taken is [`StoreError::Conflict`].
+    pub async fn create_datastore(&self, new: NewDataStore<'_>) -> Result<DataStore> {
+        check_datastore_name(new.name)?;
+        check_fields(&new.fields).map_err(|reason| StoreError::InvalidInput {
+            what: "data store structure",
+            reason,
+        })?;
+        if new.max_size_bytes == 0 || new.max_size_bytes > MAX_DATASTORE_BYTES {
+            return Err(StoreError::InvalidInput {
+                what: "data store size limit",
+                reason: format!("must be 1 to {MAX_DATASTORE_BYTES} bytes"),
+            });
+        }
+        let id = match new.id {
+            Some(id) => {
+                let fine = !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !fine {
+                    return Err(StoreError::InvalidInput {
+                        what: "data store id",
+                        reason: "must be 1 to 64 letters, digits, '-' or '_'".into(),
+                    });
+                }
+                id.to_string()
+            }
+            None => super::new_id(),
+        };
+        let structure = serde_json::to_string(&new.fields).map_err(|e| {
+            StoreError::InvalidInput {
+                what: "data store structure",
+                reason: e.to_string(),
+            }
+        })?;
+        let now = now_ms();
+        let inserted = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO datastores (id, name, structure, max_size_bytes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&id)
+            .bind(new.name)
+            .bind(&structure)
+            .bind(new.max_size_bytes as i64)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        });
+        match inserted {
+            Ok(()) => Ok(DataStore {
+                id,
+                name: new.name.to_string(),
+                fields: new.fields,
+                max_size_bytes: new.max_size_bytes,
+                size_bytes: 0,
+                records: 0,
+                created_at: now,
+            }),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::Conflict {
+                    what: "data store",
+                    reason: format!(
+                        "a data store named \"{}\" (or with id \"{id}\") already exists",
+                        new.name
+                    ),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every data store, by name.
+    pub async fn list_datastores(&self) -> Result<Vec<DataStore>> {
+        let rows: Vec<StoreRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{STORE_COLUMNS} ORDER BY name")))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(StoreRow::into_store).collect()
+    }
+
+    /// The store whose id or name is `reference` (an id wins over another store's name).
+    pub async fn get_datastore(&self, reference: &str) -> Result<DataStore> {
+        if !is_reference(reference) {
+            return Err(store_not_found(reference));
+        }
+        let row: Option<StoreRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{STORE_COLUMNS} WHERE id = $1 OR name = $1 \
+                 ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1"
+            )))
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.ok_or_else(|| store_not_found(reference))?.into_store()
+    }
+
+    /// Deletes a store and its records; returns what it was.
+    pub async fn delete_datastore(&self, reference: &str) -> Result<DataStore> {
+        let store = self.get_datastore(reference).await?;
+        let deleted = on_pool!(self, pool => {
+            let mut tx = begin_write(pool).await?;
+            sqlx::query("DELETE FROM datastore_records WHERE store_id = $1")
+                .bind(&store.id)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("DELETE FROM datastores WHERE id = $1")
+                .bind(&store.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            done
+        });
+        if deleted == 0 {
+            return Err(store_not_found(reference));
+        }
+        Ok(store)
+    }
+
+    /// The record under `key` in store `store_id`.
+    pub async fn datastore_record(&self, store_id: &str, key: &str) -> Result<Option<Record>> {
+        if check_key(key).is_err() {
+            return Ok(None);
+        }
+        let row: Option<(String,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT data FROM datastore_records WHERE store_id = $1 AND key = $2")
+                .bind(store_id)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(data,)| record_from(key.to_string(), &data))
+            .transpose()
+    }
+
+    /// Whether a record is stored under `key`.
+    pub async fn datastore_record_exists(&self, store_id: &str, key: &str) -> Result<bool> {
+        if check_key(key).is_err() {
+            return Ok(false);
+        }
+        let row: Option<(i64,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT 1 FROM datastore_records WHERE store_id = $1 AND key = $2")
+                .bind(store_id)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.is_some())
+    }
+
+    /// Records of store `store_id` in key order, after `after` (exclusive), at most `limit`.
+    pub async fn datastore_records_page(
+        &self,
+        store_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Record>> {
+        let rows: Vec<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT key, data FROM datastore_records WHERE store_id = $1 AND key > $2 \
+                 ORDER BY key LIMIT $3",
+            )
+            .bind(store_id)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(key, data)| record_from(key, &data))
+            .collect()
+    }
+
+    /// Writes a record (see [`DataStores::add`]); `key: None` generates one.
+    pub async fn add_datastore_record(
+        &self,
+        store: &DataStore,
+        key: Option<&str>,
+        data: Map<String, Value>,
+        mode: AddMode,
+    ) -> Result<Record> {
+        let key = match key.map(str::trim) {
+            Some(key) if !key.is_empty() => key.to_string(),
+            _ => new_key(),
+        };
+        check_key(&key)?;
+        let data = validate(store, &key, data, true)?;
+        check_required(store, &key, &data)?;
+        let written = self
+            .write_record(store, &key, move |store, key, old| {
+                if old.is_some() && mode == AddMode::InsertIfAbsent {
+                    return Err(StoreError::Conflict {
+                        what: RECORD_EXISTS,
+                        reason: format!(
+                            "data store \"{}\" already has a record with key \"{key}\" \
+                             (overwrite is off)",
+                            store.name
+                        ),
+                    });
+                }
+                Ok(Change::Put(data))
+            })
+            .await?;
+        Ok(Record {
+            key,
+            data: written.unwrap_or_default(),
+        })
+    }
+
+    /// Merges `data` into the record under `key` (see [`DataStores::update`]).
+    pub async fn update_datastore_record(
+        &self,
+        store: &DataStore,
+        key: &str,
+        data: Map<String, Value>,
+        insert_missing: bool,
+    ) -> Result<Record> {
+        check_key(key)?;
+        let data = validate(store, key, data, false)?;
+        let written = self
+            .write_record(store, key, move |store, key, old| {
+                let merged = match old {
+                    Some(mut old) => {
+                        old.extend(data);
+                        old
+                    }
+                    None if insert_missing => validate(store, key, data, true)?,
+                    None => {
+                        return Err(invalid(
+                            store,
+                            format!(
+                                "no record with key \"{key}\" to update (insert missing \
+                                 records is off)"
+                            ),
+                        ));
+                    }
+                };
+                check_required(store, key, &merged)?;
+                Ok(Change::Put(merged))
+            })
+            .await?;
+        Ok(Record {
+            key: key.to_string(),
+            data: written.unwrap_or_default(),
+        })
+    }
+
+    /// Deletes the record under `key`; whether there was one.
+    pub async fn delete_datastore_record(&self, store: &DataStore, key: &str) -> Result<bool> {
+        if check_key(key).is_err() {
+            return Ok(false);
+        }
+        let mut existed = false;
+        self.write_record(store, key, |_, _, old| {
+            existed = old.is_some();
+            Ok(Change::Remove)
+        })
+        .await?;
+        Ok(existed)
+    }
+
+    /// The one write path: locks the store's row, reads the record under `key`, lets `decide`
+    /// choose the change, writes it and the store's counters, commits. Returns the data stored.
+    async fn write_record<F>(
+        &self,
+        store: &DataStore,
+        key: &str,
+        decide: F,
+    ) -> Result<Option<Map<String, Value>>>
+    where
+        F: FnOnce(&DataStore, &str, Option<Map<String, Value>>) -> Result<Change> + Send,
+    {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            let mut tx = begin_write(pool).await?;
+            let locked: Option<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT max_size_bytes, size_bytes, record_count FROM datastores WHERE id = $1{}",
+                for_update_in(&tx)
+            )))
+            .bind(&store.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((max, used, count)) = locked else {
+                return Err(store_not_found(&store.name));
+            };
+            let old: Option<(String, i64)> = sqlx::query_as(
+                "SELECT data, size FROM datastore_records WHERE store_id = $1 AND key = $2",
+            )
+            .bind(&store.id)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let old_size = old.as_ref().map_or(0, |(_, size)| *size);
+            let old_data = old
+                .as_ref()
+                .map(|(data, _)| record_from(key.to_string(), data).map(|r| r.data))
+                .transpose()?;
+            let existed = old.is_some();
+            match decide(store, key, old_data)? {
+                Change::Put(data) => {
+                    let text = serde_json::to_string(&data).map_err(|e| {
+                        StoreError::InvalidInput { what: "data store record", reason: e.to_string() }
+                    })?;
+                    let size = record_size(key, &text);
+                    let new_used = used - old_size + size;
+                    if new_used > max && size > old_size {
+                        return Err(StoreError::Conflict {
+                            what: STORE_FULL,
+                            reason: format!(
+                                "data store \"{}\" is full: record \"{key}\" takes {size} bytes, \
+                                 {} of {max} bytes are free",
+                                store.name,
+                                (max - used + old_size).max(0)
+                            ),
+                        });
+                    }
+                    sqlx::query(
+                        "INSERT INTO datastore_records (store_id, key, data, size, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (store_id, key) DO UPDATE SET data = excluded.data, \
+                         size = excluded.size, updated_at = excluded.updated_at",
+                    )
+                    .bind(&store.id)
+                    .bind(key)
+                    .bind(&text)
+                    .bind(size)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE datastores SET size_bytes = $2, record_count = $3 WHERE id = $1",
+                    )
+                    .bind(&store.id)
+                    .bind(new_used)
+                    .bind(count + i64::from(!existed))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Some(data))
+                }
+                Change::Remove => {
+                    if existed {
+                        sqlx::query(
+                            "DELETE FROM datastore_records WHERE store_id = $1 AND key = $2",
+                        )
+                        .bind(&store.id)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE datastores SET size_bytes = $2, record_count = $3 \
+                             WHERE id = $1",
+                        )
+                        .bind(&store.id)
+                        .bind(used - old_size)
+                        .bind(count - 1)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                    }
+                    Ok(None)
+                }
+            }
+        })
+    }
+
+    /// Deletes every record of the store; how many there were.
+    pub async fn delete_all_datastore_records(&self, store: &DataStore) -> Result<u64> {
+        on_pool!(self, pool => {
+            let mut tx = begin_write(pool).await?;
+            let locked: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT record_count FROM datastores WHERE id = $1{}",
+                for_update_in(&tx)
+            )))
+            .bind(&store.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if locked.is_none() {
+                return Err(store_not_found(&store.name));
+            }
+            let deleted = sqlx::query("DELETE FROM datastore_records WHERE store_id = $1")
+                .bind(&store.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE datastores SET size_bytes = 0, record_count = 0 WHERE id = $1")
+                .bind(&store.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
+
+    /// Adds or replaces many records in one transaction: all of them or, on the first record
+    /// the structure or the size limit refuses, none. Each record is validated first; the
+    /// error of a refused one starts with its position (`record N`).
+    pub async fn import_datastore_records(
+        &self,
+        store: &DataStore,
+        records: Vec<Record>,
+    ) -> Result<usize> {
+        let mut checked = Vec::with_capacity(records.len());
+        for (i, record) in records.into_iter().enumerate() {
+            let at = |e: StoreError| StoreError::InvalidInput {
+                what: "data store import",
+                reason: format!("record {}: {e}", i + 1),
+            };
+            check_key(&record.key).map_err(at)?;
+            let data = validate(store, &record.key, record.data, true).map_err(at)?;
+            check_required(store, &record.key, &data).map_err(at)?;
+            let text = serde_json::to_string(&data).map_err(|e| StoreError::InvalidInput {
+                what: "data store import",
+                reason: e.to_string(),
+            })?;
+            checked.push((record.key, text));
+        }
+        let now = now_ms();
+        let written = checked.len();
+        on_pool!(self, pool => {
+            let mut tx = begin_write(pool).await?;
+            let locked: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT max_size_bytes FROM datastores WHERE id = $1{}",
+                for_update_in(&tx)
+            )))
+            .bind(&store.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((max,)) = locked else {
+                return Err(store_not_found(&store.name));
+            };
+            for (key, text) in &checked {
+                sqlx::query(
+                    "INSERT INTO datastore_records (store_id, key, data, size, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (store_id, key) DO UPDATE SET data = excluded.data, \
+                     size = excluded.size, updated_at = excluded.updated_at",
+                )
+                .bind(&store.id)
+                .bind(key)
+                .bind(text)
+                .bind(record_size(key, text))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let (used, count): (i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM datastore_records \
+                 WHERE store_id = $1",
+            )
+            .bind(&store.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if used > max {
+                return Err(StoreError::Conflict {
+                    what: STORE_FULL,
+                    reason: format!(
+                        "data store \"{}\" is full: the import needs {used} bytes, its limit \
+                         is {max}; nothing was imported",
+                        store.name
+                    ),
+                });
+            }
+            sqlx::query("UPDATE datastores SET size_bytes = $2, record_count = $3 WHERE id = $1")
+                .bind(&store.id)
+                .bind(used)
+                .bind(count)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(written)
+    }
+
+    /// The records matching `query` (see [`DataStores::search`]).
+    pub async fn search_datastore_records(
+        &self,
+        store: &DataStore,
+        query: &RecordQuery,
+    ) -> Result<Vec<Record>> {
+        let filter = compile_filter(store, &query.filter)?;
+        for sort in &query.sort {
+            check_field_name(store, &sort.field, "sort")?;
+        }
+        let rows: Vec<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT key, data FROM datastore_records WHERE store_id = $1 ORDER BY key",
+            )
+            .bind(&store.id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut found = Vec::new();
+        for (key, data) in rows {
+            let record = record_from(key, &data)?;
+            if filter_passes(store, &filter, &record)? {
+                found.push(record);
+                if query.sort.is_empty() && query.limit.is_some_and(|l| found.len() >= l) {
+                    break;
+                }
+            }
+        }
+        if !query.sort.is_empty() {
+            found.sort_by(|x, y| {
+                for sort in &query.sort {
+                    let ord = compare_values(&field_value(x, &sort.field), &field_value(y, &sort.field));
+                    let ord = if sort.descending { ord.reverse() } else { ord };
+                    if ord != CmpOrdering::Equal {
+                        return ord;
+                    }
+                }
+                CmpOrdering::Equal
+            });
+            if let Some(limit) = query.limit {
+                found.truncate(limit);
+            }
+        }
+        Ok(found)
+    }
+
+    /// A [`DataStoresHandle`] on this store, for an execution's extensions.
+    pub fn datastores_handle(&self) -> DataStoresHandle {
+        std::sync::Arc::new(self.clone())
+    }
+}
+
+fn check_field_name(store: &DataStore, name: &str, what: &str) -> Result<()> {
+    if name == "key" || store.fields.iter().any(|f| f.name == name) {
+        Ok(())
+    } else {
+        Err(invalid(
+            store,
+            format!("{what}: unknown field \"{name}\" (use \"key\" or a field of the structure)"),
+        ))
+    }
+}
+
+fn compile_filter<'q>(
+    store: &DataStore,
+    groups: &'q [Vec<RecordCondition>],
+) -> Result<Vec<Vec<(Operator, &'q RecordCondition)>>> {
+    groups
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            group
+                .iter()
+                .enumerate()
+                .map(|(c, condition)| {
+                    let at = format!("filter[{g}][{c}]");
+                    check_field_name(store, &condition.a, &at)?;
+                    let op = Operator::parse(&condition.o).ok_or_else(|| {
+                        invalid(store, format!("{at}: unknown operator \"{}\"", condition.o))
+                    })?;
+                    Ok((op, condition))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn field_value(record: &Record, field: &str) -> Value {
+    if field == "key" {
+        Value::String(record.key.clone())
+    } else {
+        record.data.get(field).cloned().unwrap_or(Value::Null)
+    }
+}
+
+fn filter_passes(
+    store: &DataStore,
+    groups: &[Vec<(Operator, &RecordCondition)>],
+    record: &Record,
+) -> Result<bool> {
+    if groups.iter().all(Vec::is_empty) {
+        return Ok(true);
+    }
+    for group in groups.iter().filter(|g| !g.is_empty()) {
+        let mut all = true;
+        for (op, condition) in group {
+            if !holds(store, *op, &field_value(record, &condition.a), &condition.b)? {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    }
+}
+
+fn boolean_of(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" | "" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_f64().map(|f| f != 0.0),
+        Value::Null => Some(false),
+        _ => None,
+    }
+}
+
+fn seconds_of_day(v: &Value) -> Option<u32> {
+    if let Some(t) = v.as_str().and_then(crate::scenario::schedule::parse_time) {
+        return Some(t);
+    }
+    use chrono::Timelike;
+    date_of(v).map(|d| d.num_seconds_from_midnight())
+}
+
+fn fold(s: String, ci: bool) -> String {
+    if ci { s.to_lowercase() } else { s }
+}
+
+/// Orders two readings; when either side does not read as the type only "not equal" holds
+/// (the engine's filters do the same).
+fn ordered<T: PartialOrd>(
+    ord: crate::scenario::filter::Ordering,
+    a: Option<T>,
+    b: Option<T>,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.partial_cmp(&b).is_some_and(|o| ord.holds(o)),
+        _ => ord == crate::scenario::filter::Ordering::NotEqual,
+    }
+}
+
+fn holds(store: &DataStore, op: Operator, a: &Value, b: &Value) -> Result<bool> {
+    let items = |v: &Value| -> Vec<Value> {
+        match v {
+            Value::Array(items) => items.clone(),
+            Value::Null => Vec::new(),
+            other => vec![other.clone()],
+        }
+    };
+    Ok(match op {
+        Operator::Exist => !is_blank(a),
+        Operator::NotExist => is_blank(a),
+        Operator::Text(text, negated, ci) => {
+            let subject = fold(text_of(a), ci);
+            let found = if text == TextOp::Pattern {
+                regex::RegexBuilder::new(&text_of(b))
+                    .case_insensitive(ci)
+                    .build()
+                    .map_err(|e| invalid(store, format!("invalid pattern in filter: {e}")))?
+                    .is_match(&subject)
+            } else {
+                let needle = fold(text_of(b), ci);
+                match text {
+                    TextOp::Equal => subject == needle,
+                    TextOp::Contain => subject.contains(&needle),
+                    TextOp::StartWith => subject.starts_with(&needle),
+                    TextOp::EndWith => subject.ends_with(&needle),
+                    TextOp::Pattern => false,
+                }
+            };
+            found != negated
+        }
+        Operator::Number(ord) => ordered(ord, number_of(a), number_of(b)),
+        Operator::Date(ord) => ordered(ord, date_of(a), date_of(b)),
+        Operator::Time(ord) => ordered(ord, seconds_of_day(a), seconds_of_day(b)),
+        Operator::Boolean(negated) => match (boolean_of(a), boolean_of(b)) {
+            (Some(x), Some(y)) => (x == y) != negated,
+            _ => negated,
+        },
+        Operator::ArrayContains(negated, ci) => {
+            let needle = fold(text_of(b), ci);
+            items(a).iter().any(|item| fold(text_of(item), ci) == needle) != negated
+        }
+        Operator::ArrayLength(ord) => ordered(ord, Some(items(a).len() as f64), number_of(b)),
+    })
+}
+
+/// Sorts values: empty last, numbers by value, dates by time, the rest as text.
+fn compare_values(a: &Value, b: &Value) -> CmpOrdering {
+    match (is_blank(a), is_blank(b)) {
+        (true, true) => return CmpOrdering::Equal,
+        (true, false) => return CmpOrdering::Greater,
+        (false, true) => return CmpOrdering::Less,
+        _ => {}
+    }
+    if let (Value::Number(x), Value::Number(y)) = (a, b) {
+        return x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(CmpOrdering::Equal);
+    }
+    text_of(a).cmp(&text_of(b))
+}
+
+/// How a store error reaches a module: a refused value or an existing key is Make's
+/// `DataError`, an unknown store an `InvalidConfigurationError`, anything else a
+/// `RuntimeError`.
+fn module_error(e: StoreError) -> ModuleError {
+    match &e {
+        StoreError::InvalidInput { .. } => ModuleError::data(e.to_string()),
+        StoreError::Conflict { what, reason } if *what == RECORD_EXISTS => {
+            ModuleError::data(reason.clone())
+        }
+        StoreError::Conflict { reason, .. } => ModuleError::runtime(reason.clone()),
+        // The blueprint names a store that is not there: its configuration is wrong.
+        StoreError::NotFound { .. } => ModuleError::config(format!(
+            "{e} (create it with switchyard datastores create, or see datastores list)"
+        )),
+        _ => ModuleError::runtime(e.to_string()),
+    }
+}
+
+impl DataStores for Store {
+    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<DataStore, ModuleError>> {
+        Box::pin(async move { self.get_datastore(reference).await.map_err(module_error) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        store: &'a DataStore,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Record>, ModuleError>> {
+        Box::pin(async move {
+            self.datastore_record(&store.id, key)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn exists<'a>(
+        &'a self,
+        store: &'a DataStore,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ModuleError>> {
+        Box::pin(async move {
+            self.datastore_record_exists(&store.id, key)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn add<'a>(
+        &'a self,
+        store: &'a DataStore,
+        key: Option<&'a str>,
+        data: Map<String, Value>,
+        mode: AddMode,
+    ) -> BoxFuture<'a, Result<Record, ModuleError>> {
+        Box::pin(async move {
+            self.add_datastore_record(store, key, data, mode)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        store: &'a DataStore,
+        key: &'a str,
+        data: Map<String, Value>,
+        insert_missing: bool,
+    ) -> BoxFuture<'a, Result<Record, ModuleError>> {
+        Box::pin(async move {
+            self.update_datastore_record(store, key, data, insert_missing)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        store: &'a DataStore,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ModuleError>> {
+        Box::pin(async move {
+            self.delete_datastore_record(store, key)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn delete_all<'a>(&'a self, store: &'a DataStore) -> BoxFuture<'a, Result<u64, ModuleError>> {
+        Box::pin(async move {
+            self.delete_all_datastore_records(store)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        store: &'a DataStore,
+        query: &'a RecordQuery,
+    ) -> BoxFuture<'a, Result<Vec<Record>, ModuleError>> {
+        Box::pin(async move {
+            self.search_datastore_records(store, query)
+                .await
+                .map_err(module_error)
+        })
+    }
+
+    fn count<'a>(&'a self, store: &'a DataStore) -> BoxFuture<'a, Result<u64, ModuleError>> {
+        Box::pin(async move {
+            self.get_datastore(&store.id)
+                .await
+                .map(|s| s.records)
+                .map_err(module_error)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store(fields: &str) -> DataStore {
+        DataStore {
+            id: "1".into(),
+            name: "s".into(),
+            fields: crate::module::datastore::parse_fields(fields).unwrap(),
+            max_size_bytes: 1000,
+            size_bytes: 0,
+            records: 0,
+            created_at: 0,
+        }
+    }
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn values_are_converted_to_their_field_types() {
+        let s = store("t:text,n:number,b:boolean,d:date,a:array,c:collection,x:any");
+        let out = validate(
+            &s,
+            "k",
+            map(json!({"t": 5, "n": "2.5", "b": "TRUE", "d": "2026-01-02", "a": [1],
+                        "c": {"z": 1}, "x": [true]})),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(out),
+            json!({"t": "5", "n": 2.5, "b": true, "d": "2026-01-02T00:00:00.000Z", "a": [1],
+                   "c": {"z": 1}, "x": [true]})
+        );
+        let out = validate(&s, "k", map(json!({"n": ""})), true).unwrap();
+        assert_eq!(out["n"], Value::Null);
+        assert_eq!(out["t"], Value::Null, "missing fields are stored empty");
+    }
+
+    #[test]
+    fn every_wrong_field_is_named() {
+        let s = store("n:number,d:date");
+        let err = validate(
+            &s,
+            "k1",
+            map(json!({"n": "many", "d": "soon", "zz": 1})),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        for part in ["\"s\"", "\"k1\"", "3 field(s)", "\"n\"", "\"d\"", "\"zz\""] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
+        let err = check_required(&store("e:text!"), "k", &map(json!({"e": null})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("required") && err.contains("\"e\""), "{err}");
+    }
+
+    #[test]
+    fn filters_use_makes_operators() {
+        let s = store("email:text,count:number,seen:date,tags:array");
+        let record = Record {
+            key: "a1".into(),
+            data: map(
+                json!({"email": "Ann@x.org", "count": 3, "seen": "2026-01-02T00:00:00.000Z", "tags": ["x", "y"]}),
+            ),
+        };
+        let check = |a: &str, o: &str, b: Value| {
+            let conditions = vec![vec![RecordCondition {
+                a: a.into(),
+                o: o.into(),
+                b,
+            }]];
+            let compiled = compile_filter(&s, &conditions).unwrap();
+            filter_passes(&s, &compiled, &record).unwrap()
+        };
+        assert!(check("email", "text:equal:ci", json!("ann@x.org")));
+        assert!(!check("email", "text:equal", json!("ann@x.org")));
+        assert!(check("count", "number:greater", json!("2")));
+        assert!(!check("count", "number:less", json!(3)));
+        assert!(check("seen", "date:before", json!("2026-02-01")));
+        assert!(check("tags", "array:contain", json!("y")));
+        assert!(check("key", "text:startwith", json!("a")));
+        assert!(check("email", "exist", Value::Null));
+        let bad = vec![vec![RecordCondition {
+            a: "nope".into(),
+            o: "exist".into(),
+            b: Value::Null,
+        }]];
+        assert!(compile_filter(&s, &bad).is_err());
+        let bad = vec![vec![RecordCondition {
+            a: "email".into(),
+            o: "text:like".into(),
+            b: Value::Null,
+        }]];
+        let err = compile_filter(&s, &bad).unwrap_err().to_string();
+        assert!(err.contains("filter[0][0]") && err.contains("text:like"), "{err}");
+    }
+}
