@@ -390,10 +390,13 @@ impl Store {
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                 Err(StoreError::Conflict {
                     what: "data store",
-                    reason: format!(
-                        "a data store named \"{}\" (or with id \"{id}\") already exists",
-                        new.name
-                    ),
+                    reason: match new.id {
+                        Some(_) => format!(
+                            "a data store named \"{}\" or with id \"{id}\" already exists",
+                            new.name
+                        ),
+                        None => format!("a data store named \"{}\" already exists", new.name),
+                    },
                 })
             }
             Err(e) => Err(e.into()),
@@ -726,18 +729,18 @@ impl Store {
     }
 
     /// Adds or replaces many records in one transaction: all of them or, on the first record
-    /// the structure or the size limit refuses, none. Each record is validated first; the
-    /// error of a refused one starts with its position (`record N`).
+    /// the structure or the size limit refuses, none. Each record comes with its line number
+    /// (of a JSON lines file) and is validated first; a refused one's error starts `line N`.
     pub async fn import_datastore_records(
         &self,
         store: &DataStore,
-        records: Vec<Record>,
+        records: Vec<(usize, Record)>,
     ) -> Result<usize> {
         let mut checked = Vec::with_capacity(records.len());
-        for (i, record) in records.into_iter().enumerate() {
+        for (line, record) in records {
             let at = |e: StoreError| StoreError::InvalidInput {
                 what: "data store import",
-                reason: format!("record {}: {e}", i + 1),
+                reason: format!("line {line}: {e}"),
             };
             check_key(&record.key).map_err(at)?;
             let data = validate(store, &record.key, record.data, true).map_err(at)?;
