@@ -474,8 +474,8 @@ impl Store {
         if check_key(key).is_err() {
             return Ok(false);
         }
-        let row: Option<(i64,)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT 1 FROM datastore_records WHERE store_id = $1 AND key = $2")
+        let row: Option<(String,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT key FROM datastore_records WHERE store_id = $1 AND key = $2")
                 .bind(store_id)
                 .bind(key)
                 .fetch_optional(pool)
@@ -781,7 +781,7 @@ impl Store {
                 .await?;
             }
             let (used, count): (i64, i64) = sqlx::query_as(
-                "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM datastore_records \
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), COUNT(*) FROM datastore_records \
                  WHERE store_id = $1",
             )
             .bind(&store.id)
