@@ -57,7 +57,13 @@ macro_rules! backend_tests {
     };
 }
 
-backend_tests!(store_rules, modules, cli_round_trip, api, dedupe_once_per_key);
+backend_tests!(
+    store_rules,
+    modules,
+    cli_round_trip,
+    api,
+    dedupe_once_per_key
+);
 
 fn map(v: Value) -> Map<String, Value> {
     v.as_object().expect("an object").clone()
@@ -78,11 +84,22 @@ async fn create(store: &Store, name: &str, fields: &str, max: u64) -> DataStore 
 async fn store_rules(db: TestDb) {
     let store = db.store().await;
     let handle: DataStoresHandle = store.datastores_handle();
-    let contacts = create(&store, "contacts", "email:text!,count:number,seen:date,tags:array", 4096).await;
+    let contacts = create(
+        &store,
+        "contacts",
+        "email:text!,count:number,seen:date,tags:array",
+        4096,
+    )
+    .await;
 
     // Typed validation: converted when the text reads as the type, refused otherwise.
     let written = handle
-        .add(&contacts, Some("ann"), map(json!({"email": "ann@x.org", "count": "3", "seen": "2026-03-01"})), AddMode::InsertIfAbsent)
+        .add(
+            &contacts,
+            Some("ann"),
+            map(json!({"email": "ann@x.org", "count": "3", "seen": "2026-03-01"})),
+            AddMode::InsertIfAbsent,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -90,52 +107,103 @@ async fn store_rules(db: TestDb) {
         json!({"email": "ann@x.org", "count": 3, "seen": "2026-03-01T00:00:00.000Z", "tags": null})
     );
     let refused = handle
-        .add(&contacts, Some("bob"), map(json!({"email": "b@x.org", "count": "lots", "colour": "red"})), AddMode::Replace)
+        .add(
+            &contacts,
+            Some("bob"),
+            map(json!({"email": "b@x.org", "count": "lots", "colour": "red"})),
+            AddMode::Replace,
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::DataError);
     for part in ["\"contacts\"", "\"bob\"", "\"count\"", "\"colour\""] {
-        assert!(refused.message.contains(part), "{part} in {}", refused.message);
+        assert!(
+            refused.message.contains(part),
+            "{part} in {}",
+            refused.message
+        );
     }
     let required = handle
-        .add(&contacts, Some("bob"), map(json!({"count": 1})), AddMode::Replace)
+        .add(
+            &contacts,
+            Some("bob"),
+            map(json!({"count": 1})),
+            AddMode::Replace,
+        )
         .await
         .unwrap_err();
-    assert!(required.message.contains("required") && required.message.contains("\"email\""), "{}", required.message);
+    assert!(
+        required.message.contains("required") && required.message.contains("\"email\""),
+        "{}",
+        required.message
+    );
     assert!(!handle.exists(&contacts, "bob").await.unwrap());
 
     // Insert-if-absent refuses an existing key and changes nothing; replace replaces.
     let exists = handle
-        .add(&contacts, Some("ann"), map(json!({"email": "other@x.org"})), AddMode::InsertIfAbsent)
+        .add(
+            &contacts,
+            Some("ann"),
+            map(json!({"email": "other@x.org"})),
+            AddMode::InsertIfAbsent,
+        )
         .await
         .unwrap_err();
     assert_eq!(exists.kind, ErrorKind::DataError);
     assert!(exists.message.contains("\"ann\""), "{}", exists.message);
-    assert_eq!(handle.get(&contacts, "ann").await.unwrap().unwrap().data["email"], "ann@x.org");
+    assert_eq!(
+        handle.get(&contacts, "ann").await.unwrap().unwrap().data["email"],
+        "ann@x.org"
+    );
     handle
-        .add(&contacts, Some("ann"), map(json!({"email": "ann@y.org", "tags": ["a", "b"]})), AddMode::Replace)
+        .add(
+            &contacts,
+            Some("ann"),
+            map(json!({"email": "ann@y.org", "tags": ["a", "b"]})),
+            AddMode::Replace,
+        )
         .await
         .unwrap();
     let ann = handle.get(&contacts, "ann").await.unwrap().unwrap();
     assert_eq!(ann.data["email"], "ann@y.org");
-    assert_eq!(ann.data["count"], Value::Null, "replace writes the whole record");
+    assert_eq!(
+        ann.data["count"],
+        Value::Null,
+        "replace writes the whole record"
+    );
 
     // An empty key is generated.
     let generated = handle
-        .add(&contacts, None, map(json!({"email": "gen@x.org", "count": 10})), AddMode::InsertIfAbsent)
+        .add(
+            &contacts,
+            None,
+            map(json!({"email": "gen@x.org", "count": 10})),
+            AddMode::InsertIfAbsent,
+        )
         .await
         .unwrap();
     assert_eq!(generated.key.len(), 32);
 
     // Update merges; a missing record is created only with insert-missing.
-    let updated = handle.update(&contacts, "ann", map(json!({"count": 7})), false).await.unwrap();
+    let updated = handle
+        .update(&contacts, "ann", map(json!({"count": 7})), false)
+        .await
+        .unwrap();
     assert_eq!(updated.data["email"], "ann@y.org");
     assert_eq!(updated.data["count"], 7);
-    let missing = handle.update(&contacts, "zed", map(json!({"count": 1})), false).await.unwrap_err();
+    let missing = handle
+        .update(&contacts, "zed", map(json!({"count": 1})), false)
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind, ErrorKind::DataError);
     assert!(missing.message.contains("\"zed\""), "{}", missing.message);
     handle
-        .update(&contacts, "zed", map(json!({"email": "z@x.org", "count": 1})), true)
+        .update(
+            &contacts,
+            "zed",
+            map(json!({"email": "z@x.org", "count": 1})),
+            true,
+        )
         .await
         .unwrap();
 
@@ -148,9 +216,19 @@ async fn store_rules(db: TestDb) {
     let keys = |records: Vec<switchyard::module::datastore::Record>| {
         records.into_iter().map(|r| r.key).collect::<Vec<_>>()
     };
-    let by_count = vec![SortBy { field: "count".into(), descending: true }];
+    let by_count = vec![SortBy {
+        field: "count".into(),
+        descending: true,
+    }];
     let found = handle
-        .search(&contacts, &query(json!([[{"a": "count", "o": "number:greater", "b": 1}]]), by_count.clone(), None))
+        .search(
+            &contacts,
+            &query(
+                json!([[{"a": "count", "o": "number:greater", "b": 1}]]),
+                by_count.clone(),
+                None,
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(keys(found), [generated.key.as_str(), "ann"]);
@@ -167,14 +245,27 @@ async fn store_rules(db: TestDb) {
         .unwrap();
     assert_eq!(keys(found), ["zed"], "text:endwith is case-sensitive");
     let found = handle
-        .search(&contacts, &query(json!([[{"a": "email", "o": "text:endwith:ci", "b": "@Y.ORG"}]]), Vec::new(), None))
+        .search(
+            &contacts,
+            &query(
+                json!([[{"a": "email", "o": "text:endwith:ci", "b": "@Y.ORG"}]]),
+                Vec::new(),
+                None,
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(keys(found), ["ann"]);
-    let found = handle.search(&contacts, &query(json!([]), by_count, Some(1))).await.unwrap();
+    let found = handle
+        .search(&contacts, &query(json!([]), by_count, Some(1)))
+        .await
+        .unwrap();
     assert_eq!(keys(found), [generated.key.as_str()]);
     let bad = handle
-        .search(&contacts, &query(json!([[{"a": "phone", "o": "exist"}]]), Vec::new(), None))
+        .search(
+            &contacts,
+            &query(json!([[{"a": "phone", "o": "exist"}]]), Vec::new(), None),
+        )
         .await
         .unwrap_err();
     assert_eq!(bad.kind, ErrorKind::DataError);
@@ -188,17 +279,58 @@ async fn store_rules(db: TestDb) {
 
     // The size limit: a record that does not fit is refused, a smaller one still fits.
     let small = create(&store, "small", "note:text", 200).await;
-    handle.add(&small, Some("a"), map(json!({"note": "x".repeat(100)})), AddMode::Replace).await.unwrap();
+    handle
+        .add(
+            &small,
+            Some("a"),
+            map(json!({"note": "x".repeat(100)})),
+            AddMode::Replace,
+        )
+        .await
+        .unwrap();
     let full = handle
-        .add(&small, Some("b"), map(json!({"note": "y".repeat(100)})), AddMode::Replace)
+        .add(
+            &small,
+            Some("b"),
+            map(json!({"note": "y".repeat(100)})),
+            AddMode::Replace,
+        )
         .await
         .unwrap_err();
     assert_eq!(full.kind, ErrorKind::RuntimeError);
-    assert!(full.message.contains("\"small\"") && full.message.contains("full"), "{}", full.message);
-    handle.add(&small, Some("b"), map(json!({"note": "short"})), AddMode::Replace).await.unwrap();
+    assert!(
+        full.message.contains("\"small\"") && full.message.contains("full"),
+        "{}",
+        full.message
+    );
+    handle
+        .add(
+            &small,
+            Some("b"),
+            map(json!({"note": "short"})),
+            AddMode::Replace,
+        )
+        .await
+        .unwrap();
     // Replacing a record with a smaller one frees space.
-    handle.add(&small, Some("a"), map(json!({"note": "tiny"})), AddMode::Replace).await.unwrap();
-    handle.add(&small, Some("c"), map(json!({"note": "z".repeat(80)})), AddMode::Replace).await.unwrap();
+    handle
+        .add(
+            &small,
+            Some("a"),
+            map(json!({"note": "tiny"})),
+            AddMode::Replace,
+        )
+        .await
+        .unwrap();
+    handle
+        .add(
+            &small,
+            Some("c"),
+            map(json!({"note": "z".repeat(80)})),
+            AddMode::Replace,
+        )
+        .await
+        .unwrap();
     let info = store.get_datastore("small").await.unwrap();
     assert_eq!(info.records, 3);
     assert!(info.size_bytes <= 200, "{info:?}");
@@ -226,7 +358,12 @@ async fn store_rules(db: TestDb) {
         .await;
     let shared = handle.get(&wide, "shared").await.unwrap().unwrap();
     for i in 0..16 {
-        assert_eq!(shared.data[&format!("f{i}")], json!(i), "f{i} lost: {:?}", shared.data);
+        assert_eq!(
+            shared.data[&format!("f{i}")],
+            json!(i),
+            "f{i} lost: {:?}",
+            shared.data
+        );
     }
 
     // Concurrent insert-if-absent of one key: exactly one succeeds.
@@ -235,13 +372,30 @@ async fn store_rules(db: TestDb) {
     let outcomes: Vec<Result<_, _>> = futures::stream::iter(0..16)
         .map(|i| {
             let h = handles[i % 2].clone();
-            async move { h.add(dedupe_ref, Some("order-1"), Map::new(), AddMode::InsertIfAbsent).await }
+            async move {
+                h.add(
+                    dedupe_ref,
+                    Some("order-1"),
+                    Map::new(),
+                    AddMode::InsertIfAbsent,
+                )
+                .await
+            }
         })
         .buffer_unordered(16)
         .collect()
         .await;
-    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
-    assert!(outcomes.iter().filter_map(|o| o.as_ref().err()).all(|e| e.kind == ErrorKind::DataError));
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err())
+            .all(|e| e.kind == ErrorKind::DataError)
+    );
     assert_eq!(handle.count(&dedupe).await.unwrap(), 1);
 
     // Restart: the records are read back by a store opened afresh.
@@ -249,15 +403,20 @@ async fn store_rules(db: TestDb) {
     let reopened = db.store().await;
     let again = reopened.get_datastore("contacts").await.unwrap();
     assert_eq!(again.records, 2);
-    let ann = reopened.datastore_record(&again.id, "ann").await.unwrap().unwrap();
+    let ann = reopened
+        .datastore_record(&again.id, "ann")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ann.data["count"], 7);
     reopened.close().await;
 }
 
 /// Runs `flow` once on `input` with the data stores of `store` (none when `None`).
 async fn run(store: Option<&Store>, flow: Value, input: Value) -> Value {
-    let registry = switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
-        .expect("registry");
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .expect("registry");
     let blueprint = json!({"name": "datastore test", "flow": flow, "metadata": {}});
     let scenario = switchyard::scenario::load(&blueprint.to_string(), &registry)
         .unwrap_or_else(|e| panic!("load: {e}"));
@@ -269,7 +428,10 @@ async fn run(store: Option<&Store>, flow: Value, input: Value) -> Value {
         &scenario,
         RunInput {
             bundles: vec![input],
-            context: ExecutionContext { extensions, ..ExecutionContext::new("test") },
+            context: ExecutionContext {
+                extensions,
+                ..ExecutionContext::new("test")
+            },
             ..RunInput::default()
         },
     )
@@ -293,10 +455,14 @@ fn outputs(report: &Value, module: u64) -> Vec<Value> {
 
 async fn modules(db: TestDb) {
     let store = db.store().await;
-    create(&store, "people", "name:text,age:number,vip:boolean", 1 << 20).await;
-    let ds = |id: u64, module: &str, mapper: Value| {
-        json!({"id": id, "module": format!("datastore:{module}"), "parameters": {"datastore": "people"}, "mapper": mapper})
-    };
+    create(
+        &store,
+        "people",
+        "name:text,age:number,vip:boolean",
+        1 << 20,
+    )
+    .await;
+    let ds = |id: u64, module: &str, mapper: Value| json!({"id": id, "module": format!("datastore:{module}"), "parameters": {"datastore": "people"}, "mapper": mapper});
 
     // Add (with and without a key), exist, get (flat and wrapped), count.
     let report = run(
@@ -316,12 +482,21 @@ async fn modules(db: TestDb) {
     )
     .await;
     assert_eq!(report["status"], "success", "{report}");
-    assert_eq!(outputs(&report, 2), [json!({"key": "p1", "data": {"name": "Ann", "age": 41, "vip": null}})]);
+    assert_eq!(
+        outputs(&report, 2),
+        [json!({"key": "p1", "data": {"name": "Ann", "age": 41, "vip": null}})]
+    );
     assert_eq!(outputs(&report, 3)[0]["key"].as_str().unwrap().len(), 32);
     assert_eq!(outputs(&report, 4), [json!({"exist": true})]);
     assert_eq!(outputs(&report, 5), [json!({"exist": false})]);
-    assert_eq!(outputs(&report, 6), [json!({"name": "Ann", "age": 41, "vip": null, "key": "p1"})]);
-    assert_eq!(outputs(&report, 7), [json!({"key": "p1", "data": {"name": "Ann", "age": 41, "vip": null}})]);
+    assert_eq!(
+        outputs(&report, 6),
+        [json!({"name": "Ann", "age": 41, "vip": null, "key": "p1"})]
+    );
+    assert_eq!(
+        outputs(&report, 7),
+        [json!({"key": "p1", "data": {"name": "Ann", "age": 41, "vip": null}})]
+    );
     assert_eq!(outputs(&report, 8), [json!({})]);
     assert_eq!(outputs(&report, 9), [json!({"count": 2})]);
 
@@ -341,10 +516,16 @@ async fn modules(db: TestDb) {
     )
     .await;
     assert_eq!(report["status"], "success", "{report}");
-    assert_eq!(outputs(&report, 2), [json!({"key": "p1", "data": {"name": "Ann", "age": 41, "vip": true}})]);
+    assert_eq!(
+        outputs(&report, 2),
+        [json!({"key": "p1", "data": {"name": "Ann", "age": 41, "vip": true}})]
+    );
     let found = outputs(&report, 4);
     assert_eq!(found.len(), 2);
-    assert_eq!(found[0], json!({"key": "p2", "data": {"name": "Bob", "age": 30, "vip": null}}));
+    assert_eq!(
+        found[0],
+        json!({"key": "p2", "data": {"name": "Bob", "age": 30, "vip": null}})
+    );
     assert_eq!(found[1]["key"], "p1");
 
     let search = |continue_when_empty: bool| {
@@ -359,25 +540,78 @@ async fn modules(db: TestDb) {
 
     // Errors: an existing key with overwrite off (DataError), a value of the wrong type, an
     // update of a missing record, an unknown store, a bad filter, no store handle at all.
-    let error_of = |report: &Value| (report["error"]["name"].clone(), report["error"]["message"].as_str().unwrap_or("").to_string());
-    let report = run(Some(&store), json!([trigger(), ds(2, "AddRecord", json!({"key": "p1", "overwrite": false, "data": {"name": "again"}}))]), json!({})).await;
+    let error_of = |report: &Value| {
+        (
+            report["error"]["name"].clone(),
+            report["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    let report = run(
+        Some(&store),
+        json!([
+            trigger(),
+            ds(
+                2,
+                "AddRecord",
+                json!({"key": "p1", "overwrite": false, "data": {"name": "again"}})
+            )
+        ]),
+        json!({}),
+    )
+    .await;
     let (name, message) = error_of(&report);
     assert_eq!(name, "DataError", "{report}");
-    assert!(message.contains("datastore:AddRecord") && message.contains("\"p1\""), "{message}");
+    assert!(
+        message.contains("datastore:AddRecord") && message.contains("\"p1\""),
+        "{message}"
+    );
 
-    let report = run(Some(&store), json!([trigger(), ds(2, "AddRecord", json!({"key": "p9", "overwrite": true, "data": {"age": "old"}}))]), json!({})).await;
+    let report = run(
+        Some(&store),
+        json!([
+            trigger(),
+            ds(
+                2,
+                "AddRecord",
+                json!({"key": "p9", "overwrite": true, "data": {"age": "old"}})
+            )
+        ]),
+        json!({}),
+    )
+    .await;
     let (name, message) = error_of(&report);
     assert_eq!(name, "DataError", "{report}");
-    assert!(message.contains("\"age\"") && message.contains("number"), "{message}");
+    assert!(
+        message.contains("\"age\"") && message.contains("number"),
+        "{message}"
+    );
 
-    let report = run(Some(&store), json!([trigger(), ds(2, "UpdateRecord", json!({"key": "ghost", "data": {"age": 1}}))]), json!({})).await;
+    let report = run(
+        Some(&store),
+        json!([
+            trigger(),
+            ds(
+                2,
+                "UpdateRecord",
+                json!({"key": "ghost", "data": {"age": 1}})
+            )
+        ]),
+        json!({}),
+    )
+    .await;
     assert_eq!(error_of(&report).0, "DataError", "{report}");
 
     let unknown = json!([trigger(), {"id": 2, "module": "datastore:GetRecord", "parameters": {"datastore": "nope"}, "mapper": {"key": "a"}}]);
     let report = run(Some(&store), unknown.clone(), json!({})).await;
     let (name, message) = error_of(&report);
     assert_eq!(name, "InvalidConfigurationError", "{report}");
-    assert!(message.contains("datastore:GetRecord") && message.contains("\"nope\""), "{message}");
+    assert!(
+        message.contains("datastore:GetRecord") && message.contains("\"nope\""),
+        "{message}"
+    );
 
     let report = run(
         Some(&store),
@@ -398,8 +632,13 @@ async fn modules(db: TestDb) {
     // Delete one, then all.
     let report = run(
         Some(&store),
-        json!([trigger(), ds(2, "DeleteRecord", json!({"key": "p2"})), ds(3, "CountRecords", json!({})),
-               ds(4, "DeleteAllRecords", json!({})), ds(5, "CountRecords", json!({}))]),
+        json!([
+            trigger(),
+            ds(2, "DeleteRecord", json!({"key": "p2"})),
+            ds(3, "CountRecords", json!({})),
+            ds(4, "DeleteAllRecords", json!({})),
+            ds(5, "CountRecords", json!({}))
+        ]),
         json!({}),
     )
     .await;
@@ -408,17 +647,31 @@ async fn modules(db: TestDb) {
     assert_eq!(outputs(&report, 5), [json!({"count": 0})]);
 
     // A missing `datastore` parameter is a load error.
-    let registry = switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback()).unwrap();
+    let registry =
+        switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
+            .unwrap();
     let blueprint = json!({"name": "x", "flow": [trigger(), {"id": 2, "module": "datastore:GetRecord", "mapper": {"key": "a"}}]});
-    let err = switchyard::scenario::load(&blueprint.to_string(), &registry).err().expect("a load error").to_string();
+    let err = switchyard::scenario::load(&blueprint.to_string(), &registry)
+        .err()
+        .expect("a load error")
+        .to_string();
     assert!(err.contains("parameters.datastore"), "{err}");
     store.close().await;
 }
 
 async fn cli_round_trip(db: TestDb) {
-    let out = db.cli(&["datastores", "create", "leads", "--fields", "email:text,count:number,seen:date"]);
+    let out = db.cli(&[
+        "datastores",
+        "create",
+        "leads",
+        "--fields",
+        "email:text,count:number,seen:date",
+    ]);
     let created = stdout_ok(&out, "create");
-    assert!(created.contains("leads") && created.contains("email:text,count:number,seen:date"), "{created}");
+    assert!(
+        created.contains("leads") && created.contains("email:text,count:number,seen:date"),
+        "{created}"
+    );
     let out = db.cli(&["datastores", "create", "leads"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
@@ -428,7 +681,10 @@ async fn cli_round_trip(db: TestDb) {
 
     let list = stdout_json(&db.cli(&["datastores", "list", "--json"]), "list");
     assert_eq!(list["datastores"][0]["name"], "leads");
-    assert_eq!(list["datastores"][0]["fields"][1], json!({"name": "count", "type": "number"}));
+    assert_eq!(
+        list["datastores"][0]["fields"][1],
+        json!({"name": "count", "type": "number"})
+    );
 
     // A run writes records (the scenario names the store by its id); a later process reads them.
     let id = list["datastores"][0]["id"].as_str().unwrap().to_string();
@@ -441,11 +697,17 @@ async fn cli_round_trip(db: TestDb) {
     );
     let mut run_args: Vec<String> = vec!["run".into(), blueprint.to_string_lossy().into_owned()];
     run_args.extend(db.db_args());
-    let out = std::process::Command::new(binary()).args(&run_args).output().unwrap();
+    let out = std::process::Command::new(binary())
+        .args(&run_args)
+        .output()
+        .unwrap();
     stdout_ok(&out, "run --data-dir");
 
     let show = stdout_ok(&db.cli(&["datastores", "show", "leads"]), "show");
-    assert!(show.contains("records:   1") && show.contains("email:text,count:number,seen:date"), "{show}");
+    assert!(
+        show.contains("records:   1") && show.contains("email:text,count:number,seen:date"),
+        "{show}"
+    );
     let exported = stdout_ok(&db.cli(&["datastores", "export", "leads"]), "export");
     assert_eq!(
         exported,
@@ -454,19 +716,39 @@ async fn cli_round_trip(db: TestDb) {
 
     // Import: a wrong line is named and nothing is written; a good file is written.
     let bad = db.dir.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"key\":\"b\",\"data\":{\"count\":2}}\n{\"key\":\"c\",\"data\":{\"count\":\"two\"}}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"key\":\"b\",\"data\":{\"count\":2}}\n{\"key\":\"c\",\"data\":{\"count\":\"two\"}}\n",
+    )
+    .unwrap();
     let out = db.cli(&["datastores", "import", "leads", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("\"count\""), "{err}");
     let good = db.dir.path().join("good.jsonl");
-    std::fs::write(&good, format!("{exported}{{\"key\":\"b\",\"data\":{{\"count\":2}}}}\n")).unwrap();
-    let imported = stdout_json(&db.cli(&["datastores", "import", "leads", good.to_str().unwrap(), "--json"]), "import");
+    std::fs::write(
+        &good,
+        format!("{exported}{{\"key\":\"b\",\"data\":{{\"count\":2}}}}\n"),
+    )
+    .unwrap();
+    let imported = stdout_json(
+        &db.cli(&[
+            "datastores",
+            "import",
+            "leads",
+            good.to_str().unwrap(),
+            "--json",
+        ]),
+        "import",
+    );
     assert_eq!(imported["imported"], 2);
     assert_eq!(imported["datastore"]["records"], 2);
 
     let deleted = stdout_ok(&db.cli(&["datastores", "delete", "leads"]), "delete");
-    assert!(deleted.contains("leads") && deleted.contains("2 record"), "{deleted}");
+    assert!(
+        deleted.contains("leads") && deleted.contains("2 record"),
+        "{deleted}"
+    );
     let list = stdout_json(&db.cli(&["datastores", "list", "--json"]), "list");
     assert_eq!(list["datastores"], json!([]));
     let out = db.cli(&["datastores", "show", "leads"]);
@@ -478,23 +760,40 @@ async fn api(db: TestDb) {
     let svc = db.serve(&[]).await;
     let api = &svc.api;
     let created = api
-        .post("/api/datastores", &json!({"name": "orders", "fields": "ref:text!,total:number", "maxSizeBytes": 10000}))
+        .post(
+            "/api/datastores",
+            &json!({"name": "orders", "fields": "ref:text!,total:number", "maxSizeBytes": 10000}),
+        )
         .await
         .expect(201, "create")
         .json;
     assert_eq!(created["name"], "orders");
     assert_eq!(created["maxSizeBytes"], 10000);
     let by_id = api
-        .post("/api/datastores", &json!({"name": "legacy", "id": 148248, "fields": [{"name": "n", "type": "number"}]}))
+        .post(
+            "/api/datastores",
+            &json!({"name": "legacy", "id": 148248, "fields": [{"name": "n", "type": "number"}]}),
+        )
         .await
         .expect(201, "create with Make's id")
         .json;
     assert_eq!(by_id["id"], "148248");
-    let dup = api.post("/api/datastores", &json!({"name": "orders"})).await.expect(409, "duplicate");
+    let dup = api
+        .post("/api/datastores", &json!({"name": "orders"}))
+        .await
+        .expect(409, "duplicate");
     assert_eq!(dup.json["error"]["code"], "conflict");
-    let bad = api.post("/api/datastores", &json!({"name": "x", "fields": "a:colour"})).await.expect(422, "bad type");
+    let bad = api
+        .post(
+            "/api/datastores",
+            &json!({"name": "x", "fields": "a:colour"}),
+        )
+        .await
+        .expect(422, "bad type");
     assert_eq!(bad.json["error"]["path"], "fields");
-    api.post("/api/datastores", &json!({"name": "x", "size": 1})).await.expect(422, "unknown field");
+    api.post("/api/datastores", &json!({"name": "x", "size": 1}))
+        .await
+        .expect(422, "unknown field");
 
     let lines: String = (0..5)
         .map(|i| format!("{{\"key\":\"o{i}\",\"data\":{{\"ref\":\"R{i}\",\"total\":{i}}}}}\n"))
@@ -518,32 +817,96 @@ async fn api(db: TestDb) {
     };
     let reply = import(lines.clone()).await.expect(200, "import");
     assert_eq!(reply.json["imported"], 5);
-    let reply = import("{\"key\":\"o9\",\"data\":{\"total\":1}}\n".into()).await.expect(422, "import without a required field");
-    assert!(reply.json["error"]["message"].as_str().unwrap().contains("line 1"), "{}", reply.text);
-    let reply = import("{\"key\":\"o9\",\"data\":{\"ref\":\"R\"}}\nnot json\n".into()).await.expect(422, "import of a broken line");
-    assert!(reply.json["error"]["message"].as_str().unwrap().contains("line 2"), "{}", reply.text);
+    let reply = import("{\"key\":\"o9\",\"data\":{\"total\":1}}\n".into())
+        .await
+        .expect(422, "import without a required field");
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{}",
+        reply.text
+    );
+    let reply = import("{\"key\":\"o9\",\"data\":{\"ref\":\"R\"}}\nnot json\n".into())
+        .await
+        .expect(422, "import of a broken line");
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{}",
+        reply.text
+    );
 
-    let shown = api.get("/api/datastores/orders").await.expect(200, "show").json;
+    let shown = api
+        .get("/api/datastores/orders")
+        .await
+        .expect(200, "show")
+        .json;
     assert_eq!(shown["records"], 5);
     let list = api.get("/api/datastores").await.expect(200, "list").json;
     assert_eq!(list["datastores"].as_array().unwrap().len(), 2);
 
-    let page = api.get("/api/datastores/orders/records?limit=2").await.expect(200, "page 1").json;
-    assert_eq!(page["records"][0], json!({"key": "o0", "data": {"ref": "R0", "total": 0}}));
+    let page = api
+        .get("/api/datastores/orders/records?limit=2")
+        .await
+        .expect(200, "page 1")
+        .json;
+    assert_eq!(
+        page["records"][0],
+        json!({"key": "o0", "data": {"ref": "R0", "total": 0}})
+    );
     assert_eq!(page["next"], "o1");
-    let page = api.get("/api/datastores/orders/records?limit=2&after=o3").await.expect(200, "last page").json;
+    let page = api
+        .get("/api/datastores/orders/records?limit=2&after=o3")
+        .await
+        .expect(200, "last page")
+        .json;
     assert_eq!(page["records"].as_array().unwrap().len(), 1);
     assert_eq!(page["next"], Value::Null);
-    api.get("/api/datastores/orders/records?limit=0").await.expect(400, "limit 0");
+    api.get("/api/datastores/orders/records?limit=0")
+        .await
+        .expect(400, "limit 0");
 
-    let export = api.get("/api/datastores/orders/export").await.expect(200, "export");
+    let export = api
+        .get("/api/datastores/orders/export")
+        .await
+        .expect(200, "export");
     assert_eq!(export.text, lines);
     assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
 
-    api.send(reqwest::Method::DELETE, "/api/datastores/orders", &Value::Null).await.expect(204, "delete");
+    let openapi = api
+        .get("/openapi.json")
+        .await
+        .expect(200, "OpenAPI document")
+        .json;
+    for path in [
+        "/api/datastores",
+        "/api/datastores/{reference}",
+        "/api/datastores/{reference}/records",
+        "/api/datastores/{reference}/export",
+        "/api/datastores/{reference}/import",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "OpenAPI document lacks {path}"
+        );
+    }
+
+    api.send(
+        reqwest::Method::DELETE,
+        "/api/datastores/orders",
+        &Value::Null,
+    )
+    .await
+    .expect(204, "delete");
     let gone = api.get("/api/datastores/orders").await.expect(404, "gone");
     assert_eq!(gone.json["error"]["code"], "not_found");
-    api.get("/api/datastores/orders/export").await.expect(404, "export of an unknown store");
+    api.get("/api/datastores/orders/export")
+        .await
+        .expect(404, "export of an unknown store");
 }
 
 /// Webhook → ExistRecord → filter `exist = false` → AddRecord (`overwrite: false`) → the counter.
@@ -565,14 +928,17 @@ fn dedupe_scenario(counter: &str) -> Value {
 async fn deliver_16(svc: &Service, hook: &str, n: u64) {
     let client = reqwest::Client::new();
     let url = svc.url(hook);
-    let replies: Vec<Reply> = futures::stream::iter(0..16)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move { hook_json(&client, &url, &json!({"key": format!("order-{n}"), "n": n})).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let replies: Vec<Reply> =
+        futures::stream::iter(0..16)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    hook_json(&client, &url, &json!({"key": format!("order-{n}"), "n": n})).await
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
     assert!(replies.iter().all(|r| r.status.is_success()), "{replies:?}");
 }
 
@@ -580,18 +946,24 @@ async fn dedupe_once_per_key(db: TestDb) {
     let out = db.cli(&["datastores", "create", "seen"]);
     stdout_ok(&out, "create store");
     let (counter, counts) = counter_server(Duration::from_millis(5)).await;
-    let svc = db.serve(&["--concurrency", "16", "--hook-rate", "100000"]).await;
+    let svc = db
+        .serve(&["--concurrency", "16", "--hook-rate", "100000"])
+        .await;
     let (scenario, hook) = svc.api.create_active(&dedupe_scenario(&counter)).await;
     let hook = hook.expect("a hook");
     deliver_16(&svc, &hook, 1).await;
     let executions = svc.api.all_finished(&scenario, 16, 60).await;
     assert_eq!(executions.len(), 16);
-    let ok = executions.iter().filter(|e| e["status"] == "success").count();
+    let ok = executions
+        .iter()
+        .filter(|e| e["status"] == "success")
+        .count();
     assert!(ok >= 1, "{executions:?}");
     wait_distinct(&counts, 1, 30).await;
     // Let any straggler reach the counter before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(counts.lock().unwrap().get(&1), Some(&1), "one downstream call: {counts:?}");
+    let seen = counts.lock().unwrap().clone();
+    assert_eq!(seen.get(&1), Some(&1), "one downstream call: {seen:?}");
 
     // On PostgreSQL: the same with two worker processes doing the work.
     if db.backend == Backend::Postgres {
@@ -607,6 +979,7 @@ async fn dedupe_once_per_key(db: TestDb) {
         assert_eq!(executions.len(), 32);
         wait_distinct(&counts, 2, 30).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(counts.lock().unwrap().get(&2), Some(&1), "one downstream call: {counts:?}");
+        let seen = counts.lock().unwrap().clone();
+        assert_eq!(seen.get(&2), Some(&1), "one downstream call: {seen:?}");
     }
 }

@@ -45,8 +45,8 @@ pub fn parse_records(text: &str) -> Result<Vec<(usize, Record)>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line)
-            .map_err(|e| format!("line {number}: not JSON ({e})"))?;
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("line {number}: not JSON ({e})"))?;
         let Value::Object(mut object) = value else {
             return Err(format!(
                 "line {number}: expected an object {{\"key\": …, \"data\": {{…}}}}"
@@ -93,13 +93,19 @@ fn invalid(path: &str, reason: impl Into<String>) -> ApiError {
         "invalid_input",
         reason.into(),
     );
-    if path.is_empty() { error } else { error.at(path) }
+    if path.is_empty() {
+        error
+    } else {
+        error.at(path)
+    }
 }
 
 /// Store errors: a conflict (name taken, store full) is 409; the rest as everywhere.
 fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict { reason, .. } => ApiError::new(StatusCode::CONFLICT, "conflict", reason),
+        StoreError::Conflict { reason, .. } => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", reason)
+        }
         e => e.into(),
     }
 }
@@ -114,7 +120,10 @@ fn read_fields(value: Option<&Value>) -> ApiResult<Vec<Field>> {
             for (i, item) in items.iter().enumerate() {
                 let at = format!("fields[{i}]");
                 let name = item.get("name").and_then(Value::as_str).ok_or_else(|| {
-                    invalid(&format!("{at}.name"), format!("body field \"{at}.name\" must be text"))
+                    invalid(
+                        &format!("{at}.name"),
+                        format!("body field \"{at}.name\" must be text"),
+                    )
                 })?;
                 let kind = match item.get("type") {
                     None | Some(Value::Null) => FieldKind::Text,
@@ -134,7 +143,10 @@ fn read_fields(value: Option<&Value>) -> ApiResult<Vec<Field>> {
                         ));
                     }
                 };
-                let required = item.get("required").and_then(Value::as_bool).unwrap_or(false);
+                let required = item
+                    .get("required")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 fields.push(Field {
                     name: name.to_string(),
                     kind,
@@ -168,7 +180,9 @@ pub async fn create(
         let shown: String = key.chars().filter(|c| !c.is_control()).take(100).collect();
         return Err(invalid(
             &shown,
-            format!("body field \"{shown}\" is not a data store field (name, fields, maxSizeBytes, id)"),
+            format!(
+                "body field \"{shown}\" is not a data store field (name, fields, maxSizeBytes, id)"
+            ),
         ));
     }
     let name = match body.get("name") {
@@ -184,7 +198,10 @@ pub async fn create(
     let max_size_bytes = match body.get("maxSizeBytes") {
         None | Some(Value::Null) => DEFAULT_MAX_SIZE_BYTES,
         Some(v) => v.as_u64().ok_or_else(|| {
-            invalid("maxSizeBytes", "body field \"maxSizeBytes\" must be a positive integer")
+            invalid(
+                "maxSizeBytes",
+                "body field \"maxSizeBytes\" must be a positive integer",
+            )
         })?,
     };
     let fields = read_fields(body.get("fields"))?;
@@ -280,11 +297,7 @@ pub async fn export(
         }
         after = page.last().map(|r| r.key.clone());
     }
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        out,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
 pub async fn import(
@@ -300,7 +313,9 @@ pub async fn import(
         .await
         .map_err(store_error)?;
     let store = state.store().get_datastore(&store.id).await?;
-    Ok(Json(json!({"imported": imported, "datastore": datastore_json(&store)})))
+    Ok(Json(
+        json!({"imported": imported, "datastore": datastore_json(&store)}),
+    ))
 }
 
 #[cfg(test)]
@@ -309,8 +324,7 @@ mod tests {
 
     #[test]
     fn records_are_read_from_json_lines_naming_the_wrong_line() {
-        let records =
-            parse_records("{\"key\":\"a\",\"data\":{\"n\":1}}\n\n{\"key\":2}\n").unwrap();
+        let records = parse_records("{\"key\":\"a\",\"data\":{\"n\":1}}\n\n{\"key\":2}\n").unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].0, 3);
         assert_eq!(records[1].1.key, "2");

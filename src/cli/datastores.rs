@@ -110,7 +110,8 @@ async fn run(store: &Store, json_out: bool, command: DatastoresCommand) -> anyho
         }
         DatastoresCommand::List => {
             let stores = store.list_datastores().await?;
-            let value = json!({"datastores": stores.iter().map(datastore_json).collect::<Vec<_>>()});
+            let value =
+                json!({"datastores": stores.iter().map(datastore_json).collect::<Vec<_>>()});
             print(json_out, &value, || {
                 if stores.is_empty() {
                     return "no data stores".to_string();

@@ -14,9 +14,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::engine::{self, Report, RunInput, Status};
-use crate::module::{
-    ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Registry,
-};
+use crate::module::{ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Registry};
 use crate::scenario::{self, Scenario};
 
 #[derive(Args)]

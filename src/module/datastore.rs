@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(fields[3].kind, FieldKind::Array);
         assert_eq!(fields[4].kind, FieldKind::Text);
         let err = parse_fields("a:text,b:nubmer").unwrap_err();
-        assert!(err.contains("\"nubmer\"") && err.contains("field 2"), "{err}");
+        assert!(
+            err.contains("\"nubmer\"") && err.contains("field 2"),
+            "{err}"
+        );
         assert!(parse_fields("a,a").unwrap_err().contains("twice"));
         assert!(parse_fields("key:text").is_err());
         assert!(parse_fields("").unwrap().is_empty());

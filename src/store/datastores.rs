@@ -4,11 +4,13 @@
 //! it through a [`DataStoresHandle`] in the execution's extensions.
 //!
 //! Invariants:
-//! - **Every write is one transaction that first locks the store's row** (`BEGIN IMMEDIATE` on
-//!   SQLite, `SELECT … FOR UPDATE` on PostgreSQL), then reads the record, decides, writes it and
-//!   the store's counters. So concurrent writes to one key never lose an update, an
+//! - **Every write runs in a transaction that first locks the store's row** (`BEGIN IMMEDIATE`
+//!   on SQLite, `SELECT … FOR UPDATE` on PostgreSQL), then reads the record, decides, writes it
+//!   and the store's counters. So concurrent writes to one key never lose an update, an
 //!   insert-if-absent (`AddRecord` with `overwrite: false`) succeeds exactly once per key, and
-//!   the size limit holds whichever process writes.
+//!   the size limit holds whichever process writes. Modules reach the records through a
+//!   [`DataStoreService`], which runs the writes waiting at the same moment in one such
+//!   transaction, one after the other (group commit), and the reads of one store in one query.
 //! - **A record is validated against the structure before it is written**: no unknown field,
 //!   each value of its field's type (text, number, boolean, date, array, collection, any; text
 //!   that reads as the type is converted, dates are stored as ISO 8601 in UTC), required fields
@@ -17,11 +19,13 @@
 //! - Searches use Make's filter operators (`scenario::filter::Operator`) on concrete values.
 
 use std::cmp::Ordering as CmpOrdering;
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use sqlx::FromRow;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::module::ModuleError;
 use crate::module::datastore::{
@@ -171,7 +175,10 @@ fn coerce(field: &Field, value: Value) -> std::result::Result<Value, String> {
     let wrong = |value: &Value| {
         let shown = value.to_string();
         let shown: String = shown.chars().take(60).collect();
-        format!("expected {} for field \"{}\", got {shown}", field.kind, field.name)
+        format!(
+            "expected {} for field \"{}\", got {shown}",
+            field.kind, field.name
+        )
     };
     Ok(match (field.kind, value) {
         (FieldKind::Any, v) => v,
@@ -217,7 +224,11 @@ fn date_of(value: &Value) -> Option<DateTime<Utc>> {
             if let Ok(d) = DateTime::parse_from_rfc3339(s) {
                 return Some(d.with_timezone(&Utc));
             }
-            for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+            for format in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+            ] {
                 if let Ok(d) = NaiveDateTime::parse_from_str(s, format) {
                     return Some(d.and_utc());
                 }
@@ -321,6 +332,106 @@ enum Change {
     Remove,
 }
 
+/// Decides a write's change from the record found under its key. `Fn`, not `FnOnce`: a
+/// batch the database fails is retried one write at a time.
+type Decide =
+    Box<dyn Fn(&DataStore, &str, Option<Map<String, Value>>) -> Result<Change> + Send + Sync>;
+
+/// One validated write, waiting for its transaction.
+struct Write {
+    store: DataStore,
+    key: String,
+    decide: Decide,
+}
+
+/// What a write did.
+struct Written {
+    /// The data stored (`None` for a removal).
+    data: Option<Map<String, Value>>,
+    /// Whether a record was under the key before.
+    existed: bool,
+}
+
+impl Write {
+    /// `AddRecord`: validated here; with [`AddMode::InsertIfAbsent`] an existing key is a
+    /// conflict.
+    fn add(
+        store: &DataStore,
+        key: Option<&str>,
+        data: Map<String, Value>,
+        mode: AddMode,
+    ) -> Result<Write> {
+        let key = match key.map(str::trim) {
+            Some(key) if !key.is_empty() => key.to_string(),
+            _ => new_key(),
+        };
+        check_key(&key)?;
+        let data = validate(store, &key, data, true)?;
+        check_required(store, &key, &data)?;
+        Ok(Write {
+            store: store.clone(),
+            key,
+            decide: Box::new(move |store, key, old| {
+                if old.is_some() && mode == AddMode::InsertIfAbsent {
+                    return Err(StoreError::Conflict {
+                        what: RECORD_EXISTS,
+                        reason: format!(
+                            "data store \"{}\" already has a record with key \"{key}\" \
+                             (overwrite is off)",
+                            store.name
+                        ),
+                    });
+                }
+                Ok(Change::Put(data.clone()))
+            }),
+        })
+    }
+
+    /// `UpdateRecord`: the fields given replace theirs; a missing record is created only when
+    /// `insert_missing`.
+    fn update(
+        store: &DataStore,
+        key: &str,
+        data: Map<String, Value>,
+        insert_missing: bool,
+    ) -> Result<Write> {
+        check_key(key)?;
+        let data = validate(store, key, data, false)?;
+        Ok(Write {
+            store: store.clone(),
+            key: key.to_string(),
+            decide: Box::new(move |store, key, old| {
+                let merged = match old {
+                    Some(mut old) => {
+                        old.extend(data.clone());
+                        old
+                    }
+                    None if insert_missing => validate(store, key, data.clone(), true)?,
+                    None => {
+                        return Err(invalid(
+                            store,
+                            format!(
+                                "no record with key \"{key}\" to update (insert missing \
+                                 records is off)"
+                            ),
+                        ));
+                    }
+                };
+                check_required(store, key, &merged)?;
+                Ok(Change::Put(merged))
+            }),
+        })
+    }
+
+    fn delete(store: &DataStore, key: &str) -> Write {
+        Write {
+            store: store.clone(),
+            key: key.to_string(),
+            decide: Box::new(|_, _, _| Ok(Change::Remove)),
+        }
+    }
+}
+
 fn record_size(key: &str, data: &str) -> i64 {
     (key.len() + data.len()) as i64
 }
@@ -356,12 +467,11 @@ impl Store {
             }
             None => super::new_id(),
         };
-        let structure = serde_json::to_string(&new.fields).map_err(|e| {
-            StoreError::InvalidInput {
+        let structure =
+            serde_json::to_string(&new.fields).map_err(|e| StoreError::InvalidInput {
                 what: "data store structure",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let now = now_ms();
         let inserted = on_pool!(self, pool => {
             sqlx::query(
@@ -515,31 +625,12 @@ impl Store {
         data: Map<String, Value>,
         mode: AddMode,
     ) -> Result<Record> {
-        let key = match key.map(str::trim) {
-            Some(key) if !key.is_empty() => key.to_string(),
-            _ => new_key(),
-        };
-        check_key(&key)?;
-        let data = validate(store, &key, data, true)?;
-        check_required(store, &key, &data)?;
-        let written = self
-            .write_record(store, &key, move |store, key, old| {
-                if old.is_some() && mode == AddMode::InsertIfAbsent {
-                    return Err(StoreError::Conflict {
-                        what: RECORD_EXISTS,
-                        reason: format!(
-                            "data store \"{}\" already has a record with key \"{key}\" \
-                             (overwrite is off)",
-                            store.name
-                        ),
-                    });
-                }
-                Ok(Change::Put(data))
-            })
-            .await?;
+        let write = Write::add(store, key, data, mode)?;
+        let key = write.key.clone();
+        let written = self.write_one(write).await?;
         Ok(Record {
             key,
-            data: written.unwrap_or_default(),
+            data: written.data.unwrap_or_default(),
         })
     }
 
@@ -551,33 +642,12 @@ impl Store {
         data: Map<String, Value>,
         insert_missing: bool,
     ) -> Result<Record> {
-        check_key(key)?;
-        let data = validate(store, key, data, false)?;
         let written = self
-            .write_record(store, key, move |store, key, old| {
-                let merged = match old {
-                    Some(mut old) => {
-                        old.extend(data);
-                        old
-                    }
-                    None if insert_missing => validate(store, key, data, true)?,
-                    None => {
-                        return Err(invalid(
-                            store,
-                            format!(
-                                "no record with key \"{key}\" to update (insert missing \
-                                 records is off)"
-                            ),
-                        ));
-                    }
-                };
-                check_required(store, key, &merged)?;
-                Ok(Change::Put(merged))
-            })
+            .write_one(Write::update(store, key, data, insert_missing)?)
             .await?;
         Ok(Record {
             key: key.to_string(),
-            data: written.unwrap_or_default(),
+            data: written.data.unwrap_or_default(),
         })
     }
 
@@ -586,118 +656,173 @@ impl Store {
         if check_key(key).is_err() {
             return Ok(false);
         }
-        let mut existed = false;
-        self.write_record(store, key, |_, _, old| {
-            existed = old.is_some();
-            Ok(Change::Remove)
-        })
-        .await?;
-        Ok(existed)
+        Ok(self.write_one(Write::delete(store, key)).await?.existed)
     }
 
-    /// The one write path: locks the store's row, reads the record under `key`, lets `decide`
-    /// choose the change, writes it and the store's counters, commits. Returns the data stored.
-    async fn write_record<F>(
-        &self,
-        store: &DataStore,
-        key: &str,
-        decide: F,
-    ) -> Result<Option<Map<String, Value>>>
-    where
-        F: FnOnce(&DataStore, &str, Option<Map<String, Value>>) -> Result<Change> + Send,
-    {
+    async fn write_one(&self, write: Write) -> Result<Written> {
+        self.write_batch(std::slice::from_ref(&write))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(store_not_found(&write.store.name)))
+    }
+
+    /// The one write path, for one write or a batch of them (in order, one transaction): locks
+    /// the rows of the stores written (in id order, so two batches never wait on each other in
+    /// a cycle), then for each write reads the record under its key, lets it decide the change
+    /// and writes that; then the stores' counters; commits. A write its store refuses (the
+    /// key exists, the store is full, validation) fails alone; the outer `Err` is the
+    /// database failing the whole transaction.
+    async fn write_batch(&self, writes: &[Write]) -> Result<Vec<Result<Written>>> {
         let now = now_ms();
+        let mut ids: Vec<&str> = writes.iter().map(|w| w.store.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
         on_pool!(self, pool => {
             let mut tx = begin_write(pool).await?;
-            let locked: Option<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT max_size_bytes, size_bytes, record_count FROM datastores WHERE id = $1{}",
-                for_update_in(&tx)
-            )))
-            .bind(&store.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((max, used, count)) = locked else {
-                return Err(store_not_found(&store.name));
-            };
-            let old: Option<(String, i64)> = sqlx::query_as(
-                "SELECT data, size FROM datastore_records WHERE store_id = $1 AND key = $2",
-            )
-            .bind(&store.id)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let old_size = old.as_ref().map_or(0, |(_, size)| *size);
-            let old_data = old
-                .as_ref()
-                .map(|(data, _)| record_from(key.to_string(), data).map(|r| r.data))
-                .transpose()?;
-            let existed = old.is_some();
-            match decide(store, key, old_data)? {
-                Change::Put(data) => {
-                    let text = serde_json::to_string(&data).map_err(|e| {
-                        StoreError::InvalidInput { what: "data store record", reason: e.to_string() }
-                    })?;
-                    let size = record_size(key, &text);
-                    let new_used = used - old_size + size;
-                    if new_used > max && size > old_size {
-                        return Err(StoreError::Conflict {
-                            what: STORE_FULL,
-                            reason: format!(
-                                "data store \"{}\" is full: record \"{key}\" takes {size} bytes, \
-                                 {} of {max} bytes are free",
-                                store.name,
-                                (max - used + old_size).max(0)
-                            ),
-                        });
+            // (max size, size, records) of each store, `None` when it is gone.
+            let mut counters: HashMap<&str, Option<(i64, i64, i64)>> = HashMap::new();
+            for id in ids {
+                let locked: Option<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT max_size_bytes, size_bytes, record_count FROM datastores \
+                     WHERE id = $1{}",
+                    for_update_in(&tx)
+                )))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                counters.insert(id, locked);
+            }
+            let mut results = Vec::with_capacity(writes.len());
+            for write in writes {
+                let (store, key) = (&write.store, write.key.as_str());
+                let Some(Some((max, used, count))) = counters.get(store.id.as_str()).copied() else {
+                    results.push(Err(store_not_found(&store.name)));
+                    continue;
+                };
+                let old: Option<(String, i64)> = sqlx::query_as(
+                    "SELECT data, size FROM datastore_records WHERE store_id = $1 AND key = $2",
+                )
+                .bind(&store.id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let old_size = old.as_ref().map_or(0, |(_, size)| *size);
+                let existed = old.is_some();
+                let change = old
+                    .as_ref()
+                    .map(|(data, _)| record_from(key.to_string(), data).map(|r| r.data))
+                    .transpose()
+                    .and_then(|old_data| (write.decide)(store, key, old_data));
+                let change = match change {
+                    Ok(change) => change,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
                     }
-                    sqlx::query(
-                        "INSERT INTO datastore_records (store_id, key, data, size, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (store_id, key) DO UPDATE SET data = excluded.data, \
-                         size = excluded.size, updated_at = excluded.updated_at",
-                    )
-                    .bind(&store.id)
-                    .bind(key)
-                    .bind(&text)
-                    .bind(size)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "UPDATE datastores SET size_bytes = $2, record_count = $3 WHERE id = $1",
-                    )
-                    .bind(&store.id)
-                    .bind(new_used)
-                    .bind(count + i64::from(!existed))
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    Ok(Some(data))
-                }
-                Change::Remove => {
-                    if existed {
+                };
+                match change {
+                    Change::Put(data) => {
+                        let text = match serde_json::to_string(&data) {
+                            Ok(text) => text,
+                            Err(e) => {
+                                results.push(Err(StoreError::InvalidInput {
+                                    what: "data store record",
+                                    reason: e.to_string(),
+                                }));
+                                continue;
+                            }
+                        };
+                        let size = record_size(key, &text);
+                        let new_used = used - old_size + size;
+                        if new_used > max && size > old_size {
+                            results.push(Err(StoreError::Conflict {
+                                what: STORE_FULL,
+                                reason: format!(
+                                    "data store \"{}\" is full: record \"{key}\" takes {size} \
+                                     bytes, {} of {max} bytes are free",
+                                    store.name,
+                                    (max - used + old_size).max(0)
+                                ),
+                            }));
+                            continue;
+                        }
                         sqlx::query(
-                            "DELETE FROM datastore_records WHERE store_id = $1 AND key = $2",
+                            "INSERT INTO datastore_records (store_id, key, data, size, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (store_id, key) DO UPDATE SET data = excluded.data, \
+                             size = excluded.size, updated_at = excluded.updated_at",
                         )
                         .bind(&store.id)
                         .bind(key)
+                        .bind(&text)
+                        .bind(size)
+                        .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query(
-                            "UPDATE datastores SET size_bytes = $2, record_count = $3 \
-                             WHERE id = $1",
-                        )
-                        .bind(&store.id)
-                        .bind(used - old_size)
-                        .bind(count - 1)
-                        .execute(&mut *tx)
-                        .await?;
-                        tx.commit().await?;
+                        counters.insert(
+                            store.id.as_str(),
+                            Some((max, new_used, count + i64::from(!existed))),
+                        );
+                        results.push(Ok(Written { data: Some(data), existed }));
                     }
-                    Ok(None)
+                    Change::Remove => {
+                        if existed {
+                            sqlx::query(
+                                "DELETE FROM datastore_records WHERE store_id = $1 AND key = $2",
+                            )
+                            .bind(&store.id)
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
+                            counters.insert(
+                                store.id.as_str(),
+                                Some((max, used - old_size, count - 1)),
+                            );
+                        }
+                        results.push(Ok(Written { data: None, existed }));
+                    }
                 }
             }
+            for (id, counter) in &counters {
+                if let Some((_, used, count)) = counter {
+                    sqlx::query(
+                        "UPDATE datastores SET size_bytes = $2, record_count = $3 WHERE id = $1",
+                    )
+                    .bind(*id)
+                    .bind(*used)
+                    .bind(*count)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(results)
         })
+    }
+
+    /// The records under `keys` of store `store_id` (one statement per chunk of keys).
+    async fn records_by_key(
+        &self,
+        store_id: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, String>> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in super::pow2_chunks(keys, 64) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT key, data FROM datastore_records WHERE store_id = $1 AND key IN ({})",
+                placeholders.join(", ")
+            );
+            let rows: Vec<(String, String)> = on_pool!(self, pool => {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(store_id);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                query.fetch_all(pool).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
     }
 
     /// Deletes every record of the store; how many there were.
@@ -839,7 +964,8 @@ impl Store {
         if !query.sort.is_empty() {
             found.sort_by(|x, y| {
                 for sort in &query.sort {
-                    let ord = compare_values(&field_value(x, &sort.field), &field_value(y, &sort.field));
+                    let ord =
+                        compare_values(&field_value(x, &sort.field), &field_value(y, &sort.field));
                     let ord = if sort.descending { ord.reverse() } else { ord };
                     if ord != CmpOrdering::Equal {
                         return ord;
@@ -854,9 +980,11 @@ impl Store {
         Ok(found)
     }
 
-    /// A [`DataStoresHandle`] on this store, for an execution's extensions.
+    /// A [`DataStoresHandle`] on this store, for an execution's extensions: a
+    /// [`DataStoreService`] whose task (spawned here, on the current tokio runtime) batches the
+    /// record reads and writes of every execution of the process. Call it once per process.
     pub fn datastores_handle(&self) -> DataStoresHandle {
-        std::sync::Arc::new(self.clone())
+        std::sync::Arc::new(DataStoreService::start(self.clone()))
     }
 }
 
@@ -1023,7 +1151,10 @@ fn holds(store: &DataStore, op: Operator, a: &Value, b: &Value) -> Result<bool> 
         },
         Operator::ArrayContains(negated, ci) => {
             let needle = fold(text_of(b), ci);
-            items(a).iter().any(|item| fold(text_of(item), ci) == needle) != negated
+            items(a)
+                .iter()
+                .any(|item| fold(text_of(item), ci) == needle)
+                != negated
         }
         Operator::ArrayLength(ord) => ordered(ord, Some(items(a).len() as f64), number_of(b)),
     })
@@ -1064,9 +1195,159 @@ fn module_error(e: StoreError) -> ModuleError {
     }
 }
 
-impl DataStores for Store {
+/// The data stores of one process as modules use them: record reads and writes go to one
+/// task that takes every call waiting and runs them together — the reads of a store as one
+/// `SELECT … IN (…)`, the writes in one transaction (group commit: one sync for the batch
+/// instead of one per write). A batch the database fails is retried one write at a time, so
+/// one bad write never fails the others. Other calls (resolve, search, count, delete all) go
+/// straight to the store.
+pub struct DataStoreService {
+    store: Store,
+    ops: mpsc::UnboundedSender<Op>,
+}
+
+/// One call waiting for the service's task.
+enum Op {
+    Read {
+        store_id: String,
+        key: String,
+        reply: oneshot::Sender<Result<Option<Record>>>,
+    },
+    Write {
+        write: Write,
+        reply: oneshot::Sender<Result<Written>>,
+    },
+}
+
+/// The most calls one batch takes.
+const MAX_BATCH: usize = 256;
+
+impl DataStoreService {
+    /// Starts the service's task on the current tokio runtime; it ends with the service.
+    pub fn start(store: Store) -> DataStoreService {
+        let (ops, queue) = mpsc::unbounded_channel();
+        tokio::spawn(serve_ops(store.clone(), queue));
+        DataStoreService { store, ops }
+    }
+
+    fn stopped() -> StoreError {
+        StoreError::corrupt("data store service", "its task has stopped")
+    }
+
+    async fn read(&self, store_id: &str, key: &str) -> Result<Option<Record>> {
+        if check_key(key).is_err() {
+            return Ok(None);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.ops
+            .send(Op::Read {
+                store_id: store_id.to_string(),
+                key: key.to_string(),
+                reply,
+            })
+            .map_err(|_| Self::stopped())?;
+        answer.await.map_err(|_| Self::stopped())?
+    }
+
+    async fn write(&self, write: Write) -> Result<Written> {
+        let (reply, answer) = oneshot::channel();
+        self.ops
+            .send(Op::Write { write, reply })
+            .map_err(|_| Self::stopped())?;
+        answer.await.map_err(|_| Self::stopped())?
+    }
+}
+
+/// The service's task: takes the first call waiting and every other one waiting with it (up
+/// to [`MAX_BATCH`]), runs the reads, then the writes, answers each; until the service is
+/// dropped.
+async fn serve_ops(store: Store, mut queue: mpsc::UnboundedReceiver<Op>) {
+    while let Some(first) = queue.recv().await {
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next {
+            match op {
+                Op::Read {
+                    store_id,
+                    key,
+                    reply,
+                } => reads.push((store_id, key, reply)),
+                Op::Write { write, reply } => writes.push((write, reply)),
+            }
+            next = if reads.len() + writes.len() < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !reads.is_empty() {
+            read_batch(&store, reads).await;
+        }
+        if !writes.is_empty() {
+            write_batch(&store, writes).await;
+        }
+    }
+}
+
+type ReadReply = oneshot::Sender<Result<Option<Record>>>;
+
+async fn read_batch(store: &Store, reads: Vec<(String, String, ReadReply)>) {
+    let mut by_store: HashMap<String, Vec<(String, ReadReply)>> = HashMap::new();
+    for (store_id, key, reply) in reads {
+        by_store.entry(store_id).or_default().push((key, reply));
+    }
+    for (store_id, reads) in by_store {
+        let keys: Vec<&str> = reads.iter().map(|(key, _)| key.as_str()).collect();
+        match store.records_by_key(&store_id, &keys).await {
+            Ok(found) => {
+                for (key, reply) in reads {
+                    let record = found
+                        .get(&key)
+                        .map(|data| record_from(key, data))
+                        .transpose();
+                    let _ = reply.send(record);
+                }
+            }
+            // Each read again on its own, with its own error.
+            Err(_) => {
+                for (key, reply) in reads {
+                    let _ = reply.send(store.datastore_record(&store_id, &key).await);
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(store: &Store, writes: Vec<(Write, oneshot::Sender<Result<Written>>)>) {
+    let (batch, replies): (Vec<Write>, Vec<_>) = writes.into_iter().unzip();
+    match store.write_batch(&batch).await {
+        Ok(results) => {
+            for (result, reply) in results.into_iter().zip(replies) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(_) if batch.len() > 1 => {
+            for (write, reply) in batch.into_iter().zip(replies) {
+                let _ = reply.send(store.write_one(write).await);
+            }
+        }
+        Err(e) => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+impl DataStores for DataStoreService {
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<DataStore, ModuleError>> {
-        Box::pin(async move { self.get_datastore(reference).await.map_err(module_error) })
+        Box::pin(async move {
+            self.store
+                .get_datastore(reference)
+                .await
+                .map_err(module_error)
+        })
     }
 
     fn get<'a>(
@@ -1074,11 +1355,7 @@ impl DataStores for Store {
         store: &'a DataStore,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Record>, ModuleError>> {
-        Box::pin(async move {
-            self.datastore_record(&store.id, key)
-                .await
-                .map_err(module_error)
-        })
+        Box::pin(async move { self.read(&store.id, key).await.map_err(module_error) })
     }
 
     fn exists<'a>(
@@ -1087,8 +1364,9 @@ impl DataStores for Store {
         key: &'a str,
     ) -> BoxFuture<'a, Result<bool, ModuleError>> {
         Box::pin(async move {
-            self.datastore_record_exists(&store.id, key)
+            self.read(&store.id, key)
                 .await
+                .map(|record| record.is_some())
                 .map_err(module_error)
         })
     }
@@ -1101,9 +1379,13 @@ impl DataStores for Store {
         mode: AddMode,
     ) -> BoxFuture<'a, Result<Record, ModuleError>> {
         Box::pin(async move {
-            self.add_datastore_record(store, key, data, mode)
-                .await
-                .map_err(module_error)
+            let write = Write::add(store, key, data, mode).map_err(module_error)?;
+            let key = write.key.clone();
+            let written = self.write(write).await.map_err(module_error)?;
+            Ok(Record {
+                key,
+                data: written.data.unwrap_or_default(),
+            })
         })
     }
 
@@ -1115,9 +1397,12 @@ impl DataStores for Store {
         insert_missing: bool,
     ) -> BoxFuture<'a, Result<Record, ModuleError>> {
         Box::pin(async move {
-            self.update_datastore_record(store, key, data, insert_missing)
-                .await
-                .map_err(module_error)
+            let write = Write::update(store, key, data, insert_missing).map_err(module_error)?;
+            let written = self.write(write).await.map_err(module_error)?;
+            Ok(Record {
+                key: key.to_string(),
+                data: written.data.unwrap_or_default(),
+            })
         })
     }
 
@@ -1127,15 +1412,21 @@ impl DataStores for Store {
         key: &'a str,
     ) -> BoxFuture<'a, Result<bool, ModuleError>> {
         Box::pin(async move {
-            self.delete_datastore_record(store, key)
+            if check_key(key).is_err() {
+                return Ok(false);
+            }
+            let written = self
+                .write(Write::delete(store, key))
                 .await
-                .map_err(module_error)
+                .map_err(module_error)?;
+            Ok(written.existed)
         })
     }
 
     fn delete_all<'a>(&'a self, store: &'a DataStore) -> BoxFuture<'a, Result<u64, ModuleError>> {
         Box::pin(async move {
-            self.delete_all_datastore_records(store)
+            self.store
+                .delete_all_datastore_records(store)
                 .await
                 .map_err(module_error)
         })
@@ -1147,7 +1438,8 @@ impl DataStores for Store {
         query: &'a RecordQuery,
     ) -> BoxFuture<'a, Result<Vec<Record>, ModuleError>> {
         Box::pin(async move {
-            self.search_datastore_records(store, query)
+            self.store
+                .search_datastore_records(store, query)
                 .await
                 .map_err(module_error)
         })
@@ -1155,7 +1447,8 @@ impl DataStores for Store {
 
     fn count<'a>(&'a self, store: &'a DataStore) -> BoxFuture<'a, Result<u64, ModuleError>> {
         Box::pin(async move {
-            self.get_datastore(&store.id)
+            self.store
+                .get_datastore(&store.id)
                 .await
                 .map(|s| s.records)
                 .map_err(module_error)
@@ -1190,8 +1483,10 @@ mod tests {
         let out = validate(
             &s,
             "k",
-            map(json!({"t": 5, "n": "2.5", "b": "TRUE", "d": "2026-01-02", "a": [1],
-                        "c": {"z": 1}, "x": [true]})),
+            map(
+                json!({"t": 5, "n": "2.5", "b": "TRUE", "d": "2026-01-02", "a": [1],
+                        "c": {"z": 1}, "x": [true]}),
+            ),
             true,
         )
         .unwrap();
@@ -1263,6 +1558,9 @@ mod tests {
             b: Value::Null,
         }]];
         let err = compile_filter(&s, &bad).unwrap_err().to_string();
-        assert!(err.contains("filter[0][0]") && err.contains("text:like"), "{err}");
+        assert!(
+            err.contains("filter[0][0]") && err.contains("text:like"),
+            "{err}"
+        );
     }
 }

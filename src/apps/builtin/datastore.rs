@@ -216,14 +216,14 @@ async fn run(
                 }
                 None => Vec::new(),
             };
-            let limit = match pick(mapper, &["limit"]).or_else(|| pick(Some(parameters), &["limit"]))
-            {
-                Some((_, value)) => number(Some(value))
-                    .map_err(|e| ModuleError::data(format!("limit: {e}")))?
-                    .filter(|n| *n >= 0.0)
-                    .map(|n| n as usize),
-                None => None,
-            };
+            let limit =
+                match pick(mapper, &["limit"]).or_else(|| pick(Some(parameters), &["limit"])) {
+                    Some((_, value)) => number(Some(value))
+                        .map_err(|e| ModuleError::data(format!("limit: {e}")))?
+                        .filter(|n| *n >= 0.0)
+                        .map(|n| n as usize),
+                    None => None,
+                };
             let continue_when_empty = match parameters.get("continueWhenNoRes") {
                 Some(value) => flag(Some(value), false)
                     .map_err(|e| ModuleError::data(format!("parameters.continueWhenNoRes: {e}")))?,
@@ -270,7 +270,10 @@ fn optional_key(mapper: Option<&Map<String, Value>>) -> Option<String> {
 
 fn required_key(mapper: Option<&Map<String, Value>>) -> Result<String, ModuleError> {
     key_text(mapper).ok_or_else(|| {
-        ModuleError::new(ErrorKind::DataError, "mapper.key: is required (it was empty)")
+        ModuleError::new(
+            ErrorKind::DataError,
+            "mapper.key: is required (it was empty)",
+        )
     })
 }
 
@@ -392,9 +395,10 @@ mod tests {
 
     #[test]
     fn filter_and_sort_are_read_in_makes_shape() {
-        let filter =
-            read_filter(&json!([[{"a": "email", "o": "text:equal", "b": "x"}], [{"a": "n", "o": "exist"}]]))
-                .unwrap();
+        let filter = read_filter(
+            &json!([[{"a": "email", "o": "text:equal", "b": "x"}], [{"a": "n", "o": "exist"}]]),
+        )
+        .unwrap();
         assert_eq!(filter.len(), 2);
         assert_eq!(filter[1][0].b, Value::Null);
         let sort = read_sort(&json!([{"key": "n", "order": "desc"}])).unwrap();

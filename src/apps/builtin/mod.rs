@@ -91,7 +91,10 @@ impl BuiltinRegistry {
 
     /// The module types this registry serves.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        MODULES.iter().chain(datastore::MODULES).map(|(name, _)| *name)
+        MODULES
+            .iter()
+            .chain(datastore::MODULES)
+            .map(|(name, _)| *name)
     }
 }
 
