@@ -146,6 +146,14 @@ pub fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// `$first, $first+1, …`: `count` numbered parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A new record key (Make generates one when the key is left empty).
 fn new_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -692,6 +700,42 @@ impl Store {
                 .await?;
                 counters.insert(id, locked);
             }
+            // The records the batch writes, read at once, (store, key) → (data, size) or
+            // `None`; kept current as the writes apply and written at the end (`dirty`).
+            let mut current: HashMap<(&str, &str), Option<(String, i64)>> = HashMap::new();
+            let mut keys_of: HashMap<&str, Vec<&str>> = HashMap::new();
+            for write in writes {
+                keys_of
+                    .entry(write.store.id.as_str())
+                    .or_default()
+                    .push(write.key.as_str());
+            }
+            for (id, keys) in &mut keys_of {
+                keys.sort_unstable();
+                keys.dedup();
+                for key in keys.iter() {
+                    current.insert((*id, *key), None);
+                }
+                for chunk in super::pow2_chunks(keys, 64) {
+                    let sql = format!(
+                        "SELECT key, data, size FROM datastore_records \
+                         WHERE store_id = $1 AND key IN ({})",
+                        placeholders(2, chunk.len())
+                    );
+                    let mut query =
+                        sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(sql))
+                            .bind(*id);
+                    for key in chunk {
+                        query = query.bind(*key);
+                    }
+                    for (key, data, size) in query.fetch_all(&mut *tx).await? {
+                        if let Some(key) = chunk.iter().find(|k| **k == key) {
+                            current.insert((*id, *key), Some((data, size)));
+                        }
+                    }
+                }
+            }
+            let mut dirty: Vec<(&str, &str)> = Vec::new();
             let mut results = Vec::with_capacity(writes.len());
             for write in writes {
                 let (store, key) = (&write.store, write.key.as_str());
@@ -699,13 +743,8 @@ impl Store {
                     results.push(Err(store_not_found(&store.name)));
                     continue;
                 };
-                let old: Option<(String, i64)> = sqlx::query_as(
-                    "SELECT data, size FROM datastore_records WHERE store_id = $1 AND key = $2",
-                )
-                .bind(&store.id)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let at = (store.id.as_str(), key);
+                let old = current.get(&at).cloned().flatten();
                 let old_size = old.as_ref().map_or(0, |(_, size)| *size);
                 let existed = old.is_some();
                 let change = old
@@ -746,19 +785,10 @@ impl Store {
                             }));
                             continue;
                         }
-                        sqlx::query(
-                            "INSERT INTO datastore_records (store_id, key, data, size, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5) \
-                             ON CONFLICT (store_id, key) DO UPDATE SET data = excluded.data, \
-                             size = excluded.size, updated_at = excluded.updated_at",
-                        )
-                        .bind(&store.id)
-                        .bind(key)
-                        .bind(&text)
-                        .bind(size)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                        current.insert(at, Some((text, size)));
+                        if !dirty.contains(&at) {
+                            dirty.push(at);
+                        }
                         counters.insert(
                             store.id.as_str(),
                             Some((max, new_used, count + i64::from(!existed))),
@@ -767,19 +797,44 @@ impl Store {
                     }
                     Change::Remove => {
                         if existed {
-                            sqlx::query(
-                                "DELETE FROM datastore_records WHERE store_id = $1 AND key = $2",
-                            )
-                            .bind(&store.id)
-                            .bind(key)
-                            .execute(&mut *tx)
-                            .await?;
+                            current.insert(at, None);
+                            if !dirty.contains(&at) {
+                                dirty.push(at);
+                            }
                             counters.insert(
                                 store.id.as_str(),
                                 Some((max, used - old_size, count - 1)),
                             );
                         }
                         results.push(Ok(Written { data: None, existed }));
+                    }
+                }
+            }
+            for at in &dirty {
+                match &current[at] {
+                    Some((text, size)) => {
+                        sqlx::query(
+                            "INSERT INTO datastore_records (store_id, key, data, size, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (store_id, key) DO UPDATE SET data = excluded.data, \
+                             size = excluded.size, updated_at = excluded.updated_at",
+                        )
+                        .bind(at.0)
+                        .bind(at.1)
+                        .bind(text)
+                        .bind(*size)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query(
+                            "DELETE FROM datastore_records WHERE store_id = $1 AND key = $2",
+                        )
+                        .bind(at.0)
+                        .bind(at.1)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
             }
@@ -808,10 +863,9 @@ impl Store {
     ) -> Result<HashMap<String, String>> {
         let mut found = HashMap::with_capacity(keys.len());
         for chunk in super::pow2_chunks(keys, 64) {
-            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT key, data FROM datastore_records WHERE store_id = $1 AND key IN ({})",
-                placeholders.join(", ")
+                placeholders(2, chunk.len())
             );
             let rows: Vec<(String, String)> = on_pool!(self, pool => {
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(store_id);
