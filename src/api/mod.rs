@@ -10,6 +10,7 @@
 
 mod canned;
 mod connections;
+mod datastores;
 mod error;
 mod executions;
 mod extract;
@@ -21,6 +22,7 @@ mod status;
 mod time;
 
 pub use connections::connection_json;
+pub use datastores::{datastore_json, parse_records, records_jsonl};
 pub use error::{ApiError, ApiResult};
 pub use executions::{DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
@@ -164,6 +166,17 @@ pub fn app(state: AppState) -> Router {
         .route("/connections/{reference}/test", post(connections::test))
         .route("/integrations", get(oauth::list))
         .route("/secrets/{alias}", axum::routing::put(oauth::put_secret))
+        .route(
+            "/datastores",
+            get(datastores::list).post(datastores::create),
+        )
+        .route(
+            "/datastores/{reference}",
+            get(datastores::get).delete(datastores::delete),
+        )
+        .route("/datastores/{reference}/records", get(datastores::records))
+        .route("/datastores/{reference}/export", get(datastores::export))
+        .route("/datastores/{reference}/import", post(datastores::import))
         .route(
             "/incomplete/{id}/resolve",
             post(executions::resolve_incomplete),

@@ -97,7 +97,7 @@ pub async fn scenarios(
     let vault = super::service::vault(&store, &args.db, &modules, None).await?;
     let options = CatalogOptions {
         public_url: args.public_url.clone(),
-        services: super::service::services(&vault),
+        services: super::service::services(&vault, &store),
         ..CatalogOptions::default()
     };
     let catalog = Catalog::new(store.clone(), modules, options);

@@ -3,6 +3,7 @@
 
 mod admin;
 mod connections;
+mod datastores;
 mod eval;
 mod run;
 mod service;
@@ -84,6 +85,13 @@ enum Command {
         #[command(subcommand)]
         command: connections::ConnectionsCommand,
     },
+    /// Manages data stores (the records `datastore:*` modules read and write).
+    Datastores {
+        #[command(flatten)]
+        args: admin::AdminArgs,
+        #[command(subcommand)]
+        command: datastores::DatastoresCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -128,6 +136,9 @@ pub fn main() -> ExitCode {
             command,
         } => modules(&egress)
             .and_then(|modules| service_main(connections::connections(args, command, modules))),
+        Command::Datastores { args, command } => {
+            service_main(datastores::datastores(args, command))
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -2,7 +2,8 @@
 //! one execution in-process. Prints a readable trace, or with `--json` exactly the execution
 //! report. The execution is not stored; with `--data-dir` (or `--database-url`) its modules
 //! resolve `parameters.__IMTCONN__` among that database's stored connections, unsealed with the
-//! master key (`SWITCHYARD_MASTER_KEY` or the data directory's key file).
+//! master key (`SWITCHYARD_MASTER_KEY` or the data directory's key file), and `datastore:*`
+//! modules read and write that database's data stores.
 //! Exit code 0 on success, 1 when the execution ended in error or incomplete, 2 when the
 //! scenario or the input cannot be read.
 
@@ -13,7 +14,9 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::engine::{self, Report, RunInput, Status};
-use crate::module::{ConnectionsHandle, ExecutionContext, Extensions, Redactions, Registry};
+use crate::module::{
+    ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Redactions, Registry,
+};
 use crate::scenario::{self, Scenario};
 
 #[derive(Args)]
@@ -40,8 +43,8 @@ pub struct RunArgs {
     pub budget: super::BudgetArgs,
 }
 
-/// The stored connections `args` name, with every one checked to open with the master key;
-/// none without `--data-dir` or `--database-url`.
+/// The stored connections `args` name, with every one checked to open with the master key,
+/// and the data stores of that database; none without `--data-dir` or `--database-url`.
 async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
     let mut extensions = Extensions::default();
     if args.data_dir.is_none() && args.database_url.is_none() {
@@ -57,6 +60,7 @@ async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
     let vault = super::connections::open_vault(&db).await?;
     vault.check_keys().await?;
     extensions.insert::<ConnectionsHandle>(vault.handle());
+    extensions.insert::<DataStoresHandle>(db.open().await?.datastores_handle());
     Ok(extensions)
 }
 

@@ -17,7 +17,7 @@ use crate::api::{self, AppState, HookLimits};
 use crate::apps::{AppRegistry, EgressPolicy};
 use crate::catalog::{Catalog, CatalogOptions};
 use crate::connections::{OAuthSettings, Vault};
-use crate::module::{ConnectionsHandle, Extensions};
+use crate::module::{ConnectionsHandle, DataStoresHandle, Extensions};
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::{SqliteSync, Store};
 use crate::triggers::scheduler::Scheduler;
@@ -220,10 +220,12 @@ pub(super) async fn vault(
     Ok(vault)
 }
 
-/// What modules are handed by this process: the stored connections.
-pub fn services(vault: &Arc<Vault>) -> Extensions {
+/// What modules are handed by this process: the stored connections and the data stores of
+/// `store`.
+pub fn services(vault: &Arc<Vault>, store: &Store) -> Extensions {
     let mut services = Extensions::default();
     services.insert::<ConnectionsHandle>(vault.handle());
+    services.insert::<DataStoresHandle>(store.datastores_handle());
     services
 }
 
@@ -378,7 +380,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
         CatalogOptions {
             min_interval: args.min_interval_seconds,
             public_url: Some(public_url),
-            services: services(&vault),
+            services: services(&vault, &store),
         },
     );
     let runner = runner(&catalog, &queue, &args.worker)?;
@@ -477,7 +479,7 @@ pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Resu
     .await?;
     let options = CatalogOptions {
         public_url: Some(public_url),
-        services: services(&vault),
+        services: services(&vault, &store),
         ..CatalogOptions::default()
     };
     let catalog = Catalog::new(store.clone(), modules, options);

@@ -8,16 +8,19 @@
 //! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`] and
 //! its execution's [`context`], Make's typed errors ([`error`]), polling-trigger state
 //! ([`polling`]), the webhook side of instant triggers ([`webhook`]) and the stored
-//! connections a module authenticates with ([`connection`]).
+//! connections a module authenticates with ([`connection`]) and Make's data stores
+//! ([`datastore`]).
 
 pub mod connection;
 pub mod context;
+pub mod datastore;
 pub mod error;
 pub mod polling;
 pub mod webhook;
 
 pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
 pub use context::{ExecutionContext, Extensions, Redactions};
+pub use datastore::{DataStores, DataStoresHandle};
 pub use error::{ErrorKind, ModuleError};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
 pub use webhook::{HookReply, HookRequest, HookTarget, InstantTrigger};

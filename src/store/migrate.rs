@@ -35,6 +35,10 @@ const SQLITE: &[(&str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_hook_attachments.sql"),
     ),
     (
+        "0005_datastores.sql",
+        include_str!("../../migrations/sqlite/0005_datastores.sql"),
+    ),
+    (
         "0006_oauth.sql",
         include_str!("../../migrations/sqlite/0006_oauth.sql"),
     ),
@@ -57,6 +61,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0004_hook_attachments.sql",
         include_str!("../../migrations/postgres/0004_hook_attachments.sql"),
+    ),
+    (
+        "0005_datastores.sql",
+        include_str!("../../migrations/postgres/0005_datastores.sql"),
     ),
     (
         "0006_oauth.sql",

@@ -12,6 +12,7 @@
 //! - `executions.rs`: executions, per-module data, webhook deliveries;
 //! - `triggers.rs`: trigger state, schedule ticks, incomplete executions;
 //! - `connections.rs`: stored connections (metadata and sealed values, never opened here);
+//! - `datastores.rs`: Make's data stores and their records (the modules' `DataStores`);
 //! - `jobs.rs`: the job queue's rows (apalis's table: its set-up and workers are the queue's);
 //! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token;
 //! - `files.rs`: the data directory's and the database files' permissions (owner only);
@@ -83,6 +84,7 @@ macro_rules! on_tx {
 }
 
 mod connections;
+mod datastores;
 mod error;
 mod executions;
 mod files;
@@ -101,6 +103,9 @@ mod types;
 pub use connections::{
     ConnectionRow, IntegrationLink, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection,
     Resealed, STATUS_CONNECTED, STATUS_NEEDS_REAUTH, SealedConnection, check_connection_name,
+};
+pub use datastores::{
+    MAX_DATASTORE_BYTES, MAX_DATASTORE_NAME_BYTES, NewDataStore, check_datastore_name, check_key,
 };
 pub use error::StoreError;
 pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};

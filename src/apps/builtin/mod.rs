@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::apps::transport::{HttpOptions, Transport};
 use crate::module::{Module, Registry};
 
+mod datastore;
 mod fields;
 pub mod http;
 mod json;
@@ -117,6 +118,7 @@ impl BuiltinRegistry {
         let transport = Arc::new(Transport::new(options)?);
         let modules = MODULES
             .iter()
+            .chain(datastore::MODULES)
             .map(|(name, build)| (*name, build(&transport)))
             .collect();
         Ok(BuiltinRegistry { modules })
@@ -124,7 +126,10 @@ impl BuiltinRegistry {
 
     /// The module types this registry serves.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        MODULES.iter().map(|(name, _)| *name)
+        MODULES
+            .iter()
+            .chain(datastore::MODULES)
+            .map(|(name, _)| *name)
     }
 }
 
