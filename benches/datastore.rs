@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
+use switchyard::module::DataStoresHandle;
 use switchyard::module::datastore::{AddMode, DataStore, parse_fields};
-use switchyard::module::{DataStores, DataStoresHandle};
 use switchyard::store::{NewDataStore, SqliteSync, Store};
 
 // The same allocator as the `switchyard` binary.

@@ -651,10 +651,10 @@ async fn modules(db: TestDb) {
         switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
             .unwrap();
     let blueprint = json!({"name": "x", "flow": [trigger(), {"id": 2, "module": "datastore:GetRecord", "mapper": {"key": "a"}}]});
-    let err = switchyard::scenario::load(&blueprint.to_string(), &registry)
-        .err()
-        .expect("a load error")
-        .to_string();
+    let err = match switchyard::scenario::load(&blueprint.to_string(), &registry) {
+        Ok(_) => panic!("a blueprint without parameters.datastore loaded"),
+        Err(e) => e.to_string(),
+    };
     assert!(err.contains("parameters.datastore"), "{err}");
     store.close().await;
 }
