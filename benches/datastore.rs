@@ -1,7 +1,8 @@
 //! Data store throughput on SQLite, in-process, through the `DataStores` service the
 //! `datastore:*` modules call: `get` of existing keys, `add` (replace) of new keys, and a 50/50
-//! mix, each with 16 calls in flight on a multi-threaded runtime. Prints operations per second;
-//! the target (issue 12) is at least 20,000 get/add operations per second.
+//! mix, each with as many calls in flight as `serve` runs executions by default (128;
+//! `DATASTORE_BENCH_IN_FLIGHT` to change it). Prints operations per second; the target
+//! (issue 12) is at least 20,000 get/add operations per second.
 //!
 //! `cargo bench --bench datastore` (set `DATASTORE_BENCH_OPS` to change the operations per
 //! phase, default 40,000). The database is a fresh data directory opened as `serve` opens it
@@ -21,7 +22,14 @@ use switchyard::store::{NewDataStore, SqliteSync, Store};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const IN_FLIGHT: usize = 16;
+/// Calls in flight: `serve`'s default concurrency unless `DATASTORE_BENCH_IN_FLIGHT` says.
+fn in_flight() -> usize {
+    std::env::var("DATASTORE_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(switchyard::cli::DEFAULT_CONCURRENCY)
+}
 
 fn record(i: usize) -> Map<String, Value> {
     json!({"email": format!("user{i}@example.org"), "count": i, "seen": "2026-01-01T00:00:00Z"})
@@ -30,7 +38,7 @@ fn record(i: usize) -> Map<String, Value> {
         .clone()
 }
 
-/// Runs `ops` calls of `op` (given the call's number), `IN_FLIGHT` at a time; ops/s.
+/// Runs `ops` calls of `op` (given the call's number), [`in_flight`] at a time; ops/s.
 async fn phase<F, Fut>(name: &str, ops: usize, op: F) -> f64
 where
     F: Fn(usize) -> Fut,
@@ -39,7 +47,7 @@ where
     let started = Instant::now();
     futures::stream::iter(0..ops)
         .map(&op)
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight())
         .collect::<Vec<()>>()
         .await;
     let rate = ops as f64 / started.elapsed().as_secs_f64();

@@ -9,6 +9,8 @@ mod run;
 mod service;
 mod validate;
 
+pub use service::DEFAULT_CONCURRENCY;
+
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
