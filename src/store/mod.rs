@@ -93,7 +93,9 @@ mod json;
 mod maintenance;
 mod migrate;
 mod oauth_states;
+mod overview;
 mod scenarios;
+mod sessions;
 mod ticks;
 mod triggers;
 mod types;
@@ -113,6 +115,8 @@ pub use json::MAX_JSON_DEPTH;
 pub use maintenance::TICK_RETENTION_DAYS;
 pub use migrate::MIGRATIONS_TABLE;
 pub use scenarios::{MAX_BLUEPRINT_BYTES, MAX_NAME_BYTES};
+pub use overview::ScenarioActivity;
+pub use sessions::ConsoleSession;
 pub use triggers::MAX_TRIGGER_KEY_BYTES;
 pub use types::*;
 
