@@ -286,7 +286,11 @@ pub async fn scenario(
                 } @else {
                     (action_button(&session, &format!("/scenarios/{id}/activate"), "Activate", "secondary"))
                 }
-                (action_button(&session, &format!("/scenarios/{id}/run"), "Run now", "primary"))
+                form.inline.run method="post" action=(format!("/scenarios/{id}/run")) {
+                    (csrf_field(&session))
+                    input.payload type="text" name="payload" value="{}" aria-label="Input bundle (JSON)" title="The trigger's input bundle (JSON); empty for none";
+                    button.primary type="submit" { "Run now" }
+                }
                 a.button.secondary href=(format!("/scenarios/{id}/executions")) { "Executions" }
                 a.button.secondary href=(format!("/scenarios/{id}/versions")) { "Versions" }
                 form.inline.confirm method="post" action=(format!("/scenarios/{id}/delete")) data-confirm="Delete this scenario and its history?" {
@@ -727,11 +731,28 @@ pub async fn run_now(
         Ok(r) => r,
         Err(e) => return store_failure(&session, e),
     };
+    // The trigger's input bundle (JSON), as the API's body; empty for none.
+    let text = form.get("payload").map(|p| p.trim()).unwrap_or("");
+    let payload: Option<Value> = if text.is_empty() {
+        None
+    } else {
+        match serde_json::from_str(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return failure(
+                    &session,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Not run",
+                    &format!("The input bundle is not JSON (column {}): {e}", e.column()),
+                );
+            }
+        }
+    };
     let new = NewExecution {
         scenario_id: &id,
         version: row.version,
         source: ExecutionSource::Manual,
-        payload: None,
+        payload: payload.as_ref(),
     };
     let execution_id = match state.store().create_execution(new).await {
         Ok(e) => e,
