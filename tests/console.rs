@@ -284,7 +284,6 @@ async fn walk(client: Client, base: String) {
     client.goto(&format!("{base}/scenarios")).await.unwrap();
     let link = format!("#scenarios a[href='{scenario_path}']");
     assert_eq!(count(client, &link).await, 1);
-    screenshot(client, "scenarios").await;
 
     // Run it now: the execution page, once finished, draws operations per module.
     client.goto(&format!("{base}{scenario_path}")).await.unwrap();
@@ -322,17 +321,50 @@ async fn walk(client: Client, base: String) {
     let retried = client.current_url().await.unwrap().to_string();
     assert!(retried.contains("/executions/") && retried != execution_url, "{retried}");
 
+    // The list shows the last run and today's runs.
+    client.goto(&format!("{base}/scenarios")).await.unwrap();
+    let row = css(client, "#scenarios tbody tr").await.text().await.unwrap();
+    assert!(row.contains("2"), "{row}");
+    screenshot(client, "scenarios").await;
+
     // The executions list has both, and filters by status.
     client.goto(&format!("{base}{scenario_path}/executions")).await.unwrap();
     css(client, "#execution-rows tr[data-execution]").await;
-    assert!(count(client, "#execution-rows tr[data-execution]").await >= 2);
+    let before = count(client, "#execution-rows tr[data-execution]").await;
+    assert!(before >= 2, "{before}");
+    // A new execution appears without a reload (server-sent events).
+    let http = reqwest::Client::new();
+    let id = scenario_path.trim_start_matches("/scenarios/").to_string();
+    let started = http
+        .post(format!("{base}/api/scenarios/{id}/run"))
+        .bearer_auth(TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(client, "#execution-rows tr[data-execution]").await <= before {
+        assert!(Instant::now() < deadline, "the list did not update live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     screenshot(client, "executions").await;
+    // Filtered by status.
+    client
+        .goto(&format!("{base}{scenario_path}/executions?status=success"))
+        .await
+        .unwrap();
+    css(client, "#execution-rows").await;
+    assert_eq!(count(client, "#execution-rows tr[data-execution]").await, 0);
+    client
+        .goto(&format!("{base}{scenario_path}/executions?status=incomplete"))
+        .await
+        .unwrap();
+    css(client, "#execution-rows tr[data-execution]").await;
 
     // Versions: a second version, and the diff of the two.
     let mut second = blueprint();
     second["flow"][1]["routes"][0]["flow"][0]["mapper"]["value"] = json!("hello, version two");
-    let http = reqwest::Client::new();
-    let id = scenario_path.trim_start_matches("/scenarios/");
     let updated = http
         .put(format!("{base}/api/scenarios/{id}"))
         .bearer_auth(TOKEN)

@@ -50,6 +50,11 @@
     var form = event.target;
     if (form.classList.contains("confirm") && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
   });
+  var file = document.getElementById("blueprint-file");
+  if (file) file.addEventListener("change", function () {
+    if (!file.files.length) return;
+    file.files[0].text().then(function (text) { document.getElementById("blueprint").value = text; });
+  });
   var rows = document.querySelector("[data-events]");
   if (rows && window.EventSource) {
     var source = new EventSource(rows.getAttribute("data-events"));

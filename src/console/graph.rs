@@ -20,7 +20,8 @@ use crate::scenario::compiled::{Directive, Ix, Next, NodeKind};
 const COLUMN: f64 = 190.0;
 const ROW: f64 = 140.0;
 const RADIUS: f64 = 30.0;
-const MARGIN: f64 = 70.0;
+const MARGIN_X: f64 = 110.0;
+const MARGIN_Y: f64 = 70.0;
 
 /// What a link is, for its look and its label.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,10 +212,10 @@ pub fn svg(scenario: &Scenario, raw: &Raw<'_>, runs: Option<&Runs>) -> Markup {
     let layout = layout(scenario);
     let center = |ix: Ix| {
         let (c, r) = layout.position[ix].unwrap_or((0, 0));
-        (MARGIN + c as f64 * COLUMN, MARGIN + r as f64 * ROW)
+        (MARGIN_X + c as f64 * COLUMN, MARGIN_Y + r as f64 * ROW)
     };
-    let width = MARGIN * 2.0 + layout.columns.saturating_sub(1) as f64 * COLUMN + 40.0;
-    let height = MARGIN * 2.0 + layout.rows.saturating_sub(1) as f64 * ROW + 20.0;
+    let width = MARGIN_X * 2.0 + layout.columns.saturating_sub(1) as f64 * COLUMN;
+    let height = MARGIN_Y * 2.0 + layout.rows.saturating_sub(1) as f64 * ROW + 20.0;
     html! {
         svg.flow xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
             viewBox=(format!("0 0 {width} {height}")) role="img"
@@ -290,13 +291,14 @@ fn draw_link(
     let filter_json = filter.map(|f| {
         serde_json::to_string_pretty(f.get("conditions").unwrap_or(f)).unwrap_or_default()
     });
-    let (lx, ly) = (sx + 14.0, if (y1 - y2).abs() < 0.5 { y1 - 10.0 } else { y1 + (y2 - y1) * 0.18 - 8.0 });
+    // Route and branch labels sit just before the target, where links no longer overlap.
+    let (lx, ly) = (ex - 8.0, y2 - 9.0);
     let (fx, fy) = ((sx + ex) / 2.0, (y1 + y2) / 2.0 + if (y1 - y2).abs() < 0.5 { 0.0 } else { (y2 - y1) * 0.25 });
     html! {
         g class=(class) data-from=(from) data-to=(to) data-filter=[filter_json.as_deref()] {
             path d=(d) fill="none" marker-end=(if error { "url(#arrow-error)" } else { "url(#arrow)" }) {}
             @if let Some(label) = &label {
-                text.link-label x=(lx) y=(ly) { (label) }
+                text.link-label x=(lx) y=(ly) text-anchor="end" { (label) }
             }
             @if let Some(name) = &filter_name {
                 g.filter tabindex="0" {
@@ -328,7 +330,13 @@ fn draw_node(scenario: &Scenario, ix: Ix, (x, y): (f64, f64), runs: Option<&Runs
     if errored {
         class.push_str(" errored");
     }
-    if run.as_ref().is_some_and(|r| r.operations == 0 && r.errors == 0) {
+    // Flow control and directives cost no operations: only a module that costs them looks
+    // idle when it did not run.
+    let free = matches!(
+        node.kind,
+        NodeKind::Router { .. } | NodeKind::IfElse { .. } | NodeKind::Merge { .. } | NodeKind::Directive(_)
+    );
+    if !free && run.as_ref().is_some_and(|r| r.operations == 0 && r.errors == 0) {
         class.push_str(" idle");
     }
     let fill = if directive {

@@ -128,7 +128,12 @@ fn trigger_text(state: &AppState, scenario: &Scenario, hooks: &[(u32, String)]) 
             .catalog()
             .hook_url(hook)
             .unwrap_or_else(|| format!("/hooks/{hook}"));
-        return html! { code.hook { (url) } };
+        // The secret part of the URL is long: the list shows its start, the title all of it.
+        let short = match url.rsplit_once('/') {
+            Some((head, id)) if id.len() > 12 => format!("{head}/{}…", &id[..10]),
+            _ => url.clone(),
+        };
+        return html! { code.hook title=(url) { (short) } };
     }
     match &scenario.scheduling {
         Some(s) => {
@@ -862,6 +867,7 @@ fn import_page(session: &Session, text: &str, problems: Option<Markup>) -> Marku
             }
             form.stack method="post" action="/scenarios/new" {
                 (csrf_field(session))
+                label.upload { "Or upload a file: " input #blueprint-file type="file" accept=".json,application/json"; }
                 label for="blueprint" { "Blueprint JSON" }
                 textarea #blueprint name="blueprint" rows="18" spellcheck="false" required { (text) }
                 div { button.primary type="submit" { "Import" } }
