@@ -27,9 +27,9 @@
 pub mod api;
 pub mod apps;
 pub mod catalog;
-pub mod console;
 pub mod cli;
 pub mod connections;
+pub mod console;
 pub mod engine;
 pub mod expr;
 pub mod module;

@@ -174,7 +174,12 @@ async fn count(client: &Client, selector: &str) -> usize {
 }
 
 async fn current_path(client: &Client) -> String {
-    client.current_url().await.expect("current URL").path().to_string()
+    client
+        .current_url()
+        .await
+        .expect("current URL")
+        .path()
+        .to_string()
 }
 
 /// Sets a field's value through the page's script (long text without typing it).
@@ -231,11 +236,23 @@ async fn walk(client: Client, base: String) {
         .send_keys("not-the-token")
         .await
         .unwrap();
-    css(client, "form[action='/login'] button").await.click().await.unwrap();
+    css(client, "form[action='/login'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     let alert = css(client, ".problem").await.text().await.unwrap();
     assert!(alert.contains("not this server's API token"), "{alert}");
-    css(client, "input[name=token]").await.send_keys(TOKEN).await.unwrap();
-    css(client, "form[action='/login'] button").await.click().await.unwrap();
+    css(client, "input[name=token]")
+        .await
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    css(client, "form[action='/login'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     css(client, "a[href='/scenarios/new']").await;
     assert_eq!(current_path(client).await, "/scenarios");
     let cookie = client
@@ -251,15 +268,29 @@ async fn walk(client: Client, base: String) {
     bad["flow"][1]["routes"][0]["flow"][0]["module"] = json!("nosuch:Module");
     bad["flow"][1]["routes"][1]["flow"][0]["mapper"]["json"] = json!("{{1.body");
     set_value(client, "#blueprint", &bad.to_string()).await;
-    css(client, "form[action='/scenarios/new'] button").await.click().await.unwrap();
+    css(client, "form[action='/scenarios/new'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     let problems = css(client, "#problems").await.text().await.unwrap();
-    assert!(problems.contains("flow[1].routes[0].flow[0].module"), "{problems}");
-    assert!(problems.contains("flow[1].routes[1].flow[0].mapper.json"), "{problems}");
+    assert!(
+        problems.contains("flow[1].routes[0].flow[0].module"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("flow[1].routes[1].flow[0].mapper.json"),
+        "{problems}"
+    );
     screenshot(client, "import-problems").await;
 
     // The good one: its page draws the graph.
     set_value(client, "#blueprint", &blueprint().to_string()).await;
-    css(client, "form[action='/scenarios/new'] button").await.click().await.unwrap();
+    css(client, "form[action='/scenarios/new'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     css(client, "svg.flow").await;
     let scenario_path = current_path(client).await;
     assert!(scenario_path.starts_with("/scenarios/"), "{scenario_path}");
@@ -273,7 +304,11 @@ async fn walk(client: Client, base: String) {
     assert_eq!(count(client, "svg.flow .link.fallback").await, 1);
     assert_eq!(count(client, "svg.flow .filter").await, 1);
     // Clicking a module shows its mapper.
-    css(client, "svg.flow [data-module='4']").await.click().await.unwrap();
+    css(client, "svg.flow [data-module='4']")
+        .await
+        .click()
+        .await
+        .unwrap();
     let detail = css(client, "#detail-4").await;
     assert!(detail.is_displayed().await.unwrap());
     let text = detail.text().await.unwrap();
@@ -286,13 +321,19 @@ async fn walk(client: Client, base: String) {
     assert_eq!(count(client, &link).await, 1);
 
     // Run it now: the execution page, once finished, draws operations per module.
-    client.goto(&format!("{base}{scenario_path}")).await.unwrap();
+    client
+        .goto(&format!("{base}{scenario_path}"))
+        .await
+        .unwrap();
     css(client, "form.run button").await.click().await.unwrap();
     css(client, "svg.flow").await;
     let execution_url = client.current_url().await.unwrap().to_string();
     assert!(execution_url.contains("/executions/"), "{execution_url}");
     until_present(client, &execution_url, "#incomplete").await;
-    assert_eq!(count(client, "svg.flow [data-module][data-operations]").await, 6);
+    assert_eq!(
+        count(client, "svg.flow [data-module][data-operations]").await,
+        6
+    );
     let ops = css(client, "svg.flow [data-module='3']")
         .await
         .attr("data-operations")
@@ -307,28 +348,57 @@ async fn walk(client: Client, base: String) {
     assert_eq!(fallback_ops.as_deref(), Some("0"));
     // The module that failed is marked, in colour and in words.
     let failed = css(client, "svg.flow [data-module='4']").await;
-    assert!(failed.attr("class").await.unwrap().unwrap_or_default().contains("errored"));
+    assert!(
+        failed
+            .attr("class")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .contains("errored")
+    );
     assert!(failed.text().await.unwrap().contains("error"));
     // Clicking a node shows its output bundle.
-    css(client, "svg.flow [data-module='3']").await.click().await.unwrap();
-    let output = css(client, "#detail-3 pre.output").await.text().await.unwrap();
+    css(client, "svg.flow [data-module='3']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let output = css(client, "#detail-3 pre.output")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(output.contains("hello from route one"), "{output}");
     screenshot(client, "execution").await;
 
     // Retry the incomplete execution: a new execution.
-    css(client, "#incomplete form[action$='/retry'] button").await.click().await.unwrap();
+    css(client, "#incomplete form[action$='/retry'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     css(client, "svg.flow").await;
     let retried = client.current_url().await.unwrap().to_string();
-    assert!(retried.contains("/executions/") && retried != execution_url, "{retried}");
+    assert!(
+        retried.contains("/executions/") && retried != execution_url,
+        "{retried}"
+    );
 
     // The list shows the last run and today's runs.
     client.goto(&format!("{base}/scenarios")).await.unwrap();
-    let row = css(client, "#scenarios tbody tr").await.text().await.unwrap();
+    let row = css(client, "#scenarios tbody tr")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(row.contains("2"), "{row}");
     screenshot(client, "scenarios").await;
 
     // The executions list has both, and filters by status.
-    client.goto(&format!("{base}{scenario_path}/executions")).await.unwrap();
+    client
+        .goto(&format!("{base}{scenario_path}/executions"))
+        .await
+        .unwrap();
     css(client, "#execution-rows tr[data-execution]").await;
     let before = count(client, "#execution-rows tr[data-execution]").await;
     assert!(before >= 2, "{before}");
@@ -357,7 +427,9 @@ async fn walk(client: Client, base: String) {
     css(client, "#execution-rows").await;
     assert_eq!(count(client, "#execution-rows tr[data-execution]").await, 0);
     client
-        .goto(&format!("{base}{scenario_path}/executions?status=incomplete"))
+        .goto(&format!(
+            "{base}{scenario_path}/executions?status=incomplete"
+        ))
         .await
         .unwrap();
     css(client, "#execution-rows tr[data-execution]").await;
@@ -373,7 +445,10 @@ async fn walk(client: Client, base: String) {
         .await
         .unwrap();
     assert!(updated.status().is_success());
-    client.goto(&format!("{base}{scenario_path}/versions?a=1&b=2")).await.unwrap();
+    client
+        .goto(&format!("{base}{scenario_path}/versions?a=1&b=2"))
+        .await
+        .unwrap();
     let removed = css(client, "pre.diff .del").await.text().await.unwrap();
     let added = css(client, "pre.diff .ins").await.text().await.unwrap();
     assert!(removed.contains("hello from route one"), "{removed}");
@@ -383,18 +458,40 @@ async fn walk(client: Client, base: String) {
     // An API-key connection through the form: listed, its value nowhere.
     client.goto(&format!("{base}/connect")).await.unwrap();
     let form = "#new-http-api_key";
-    css(client, &format!("{form} input[name=name]")).await.send_keys("crm-key").await.unwrap();
-    css(client, &format!("{form} input[name='field.name']")).await.send_keys("X-Api-Key").await.unwrap();
-    css(client, &format!("{form} input[name='field.key']")).await.send_keys(SECRET).await.unwrap();
-    css(client, &format!("{form} button[type=submit]")).await.click().await.unwrap();
+    css(client, &format!("{form} input[name=name]"))
+        .await
+        .send_keys("crm-key")
+        .await
+        .unwrap();
+    css(client, &format!("{form} input[name='field.name']"))
+        .await
+        .send_keys("X-Api-Key")
+        .await
+        .unwrap();
+    css(client, &format!("{form} input[name='field.key']"))
+        .await
+        .send_keys(SECRET)
+        .await
+        .unwrap();
+    css(client, &format!("{form} button[type=submit]"))
+        .await
+        .click()
+        .await
+        .unwrap();
     let row = css(client, "#connections tr[data-connection='crm-key']").await;
     assert!(row.text().await.unwrap().contains("api_key"));
     let source = client.source().await.unwrap();
-    assert!(!source.contains(SECRET), "the connect page carries the stored key");
+    assert!(
+        !source.contains(SECRET),
+        "the connect page carries the stored key"
+    );
     screenshot(client, "connect").await;
 
     // A form without the CSRF token is refused: in the browser, and with the session cookie.
-    client.goto(&format!("{base}{scenario_path}")).await.unwrap();
+    client
+        .goto(&format!("{base}{scenario_path}"))
+        .await
+        .unwrap();
     client
         .execute(
             "const f = document.querySelector('form.run'); f.querySelector('[name=csrf]').remove(); f.submit();",
@@ -433,7 +530,11 @@ async fn walk(client: Client, base: String) {
 
     // Sign out: the session is gone.
     client.goto(&format!("{base}/scenarios")).await.unwrap();
-    css(client, "form[action='/logout'] button").await.click().await.unwrap();
+    css(client, "form[action='/logout'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
     css(client, "input[name=token]").await;
     let after = http
         .get(format!("{base}/scenarios"))
@@ -441,5 +542,9 @@ async fn walk(client: Client, base: String) {
         .send()
         .await
         .unwrap();
-    assert_eq!(after.url().path(), "/login", "a signed-out session still opens pages");
+    assert_eq!(
+        after.url().path(),
+        "/login",
+        "a signed-out session still opens pages"
+    );
 }

@@ -46,7 +46,14 @@ fn routes_fan_out_in_order_and_error_routes_are_links() {
         .map(|l| (s.nodes[l.from].id, s.nodes[l.to].id, l.kind.clone()))
         .collect();
     assert_eq!(kinds.len(), 6);
-    assert!(kinds.contains(&(2, 7, LinkKind::Route { index: 2, fallback: true })));
+    assert!(kinds.contains(&(
+        2,
+        7,
+        LinkKind::Route {
+            index: 2,
+            fallback: true
+        }
+    )));
     assert!(kinds.contains(&(5, 6, LinkKind::OnError)));
 }
 

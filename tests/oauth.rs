@@ -135,7 +135,10 @@ fn assert_nowhere(service: &Service, db: &TestDb, texts: &[&str], secrets: &[Str
     for secret in secrets {
         assert!(!log.contains(secret.as_str()), "a token is in the log");
         for text in texts {
-            assert!(!text.contains(secret.as_str()), "a token is in an API response");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a token is in an API response"
+            );
         }
         let files = common::connections::files_containing(&db.data_dir(), secret);
         assert!(files.is_empty(), "a token is in {files:?}");
@@ -172,7 +175,11 @@ async fn auth_code_end_to_end(db: TestDb) {
     .await
     .expect(302, "start");
     let location = reqwest::Url::parse(start.header("location").unwrap()).unwrap();
-    assert!(location.as_str().starts_with(&format!("{}/authorize", mock.issuer)));
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{}/authorize", mock.issuer))
+    );
     let query: std::collections::HashMap<String, String> =
         location.query_pairs().into_owned().collect();
     assert_eq!(query["code_challenge_method"], "S256");
@@ -200,7 +207,10 @@ async fn auth_code_end_to_end(db: TestDb) {
     assert_eq!(connection["status"], "connected");
     assert_eq!(connection["kind"], "oauth2");
     assert!(connection["expiresAt"].as_str().is_some(), "{connection}");
-    let integrations = api.get("/api/integrations").await.expect(200, "integrations");
+    let integrations = api
+        .get("/api/integrations")
+        .await
+        .expect(200, "integrations");
     assert_eq!(integrations.json["integrations"][0]["status"], "connected");
     assert_eq!(integrations.json["integrations"][0]["flow"], "auth_code");
 
@@ -219,7 +229,10 @@ async fn auth_code_end_to_end(db: TestDb) {
                         "headers": [{"name": "Authorization", "value": "Bearer {{2.accessToken}}"}]}}
         ]
     });
-    let id = api.create(&blueprint).await["id"].as_str().unwrap().to_string();
+    let id = api.create(&blueprint).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let execution = run_now(api, &id).await;
     assert_eq!(execution["status"], "success", "{execution}");
     let log = api.log(execution["id"].as_str().unwrap()).await;
@@ -235,9 +248,12 @@ async fn auth_code_end_to_end(db: TestDb) {
     let texts = [
         api.get("/api/connections").await.text,
         integrations.text,
-        api.get(&format!("/api/executions/{}", execution["id"].as_str().unwrap()))
-            .await
-            .text,
+        api.get(&format!(
+            "/api/executions/{}",
+            execution["id"].as_str().unwrap()
+        ))
+        .await
+        .text,
         log.to_string(),
         page.text,
     ];
@@ -394,7 +410,9 @@ async fn user_links_and_token_events(db: TestDb) {
 
     let page = open(&link).await;
     assert_eq!(page.status, 200, "{}", page.text);
-    let connection = listed(api, "google:user-42").await.expect("the user's token");
+    let connection = listed(api, "google:user-42")
+        .await
+        .expect("the user's token");
     assert_eq!(connection["context"], "user");
     assert_eq!(connection["user"], "user-42");
     assert_eq!(connection["provider"], "google");
@@ -436,11 +454,12 @@ async fn refresh_single_flight(db: TestDb) {
 
     // 50 concurrent executions meet the expired token: one refresh.
     let mut blueprint = resource_scenario(&mock, "crm");
-    blueprint["flow"]
-        .as_array_mut()
-        .unwrap()
-        .insert(0, json!({"id": 9, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}}));
-    blueprint["flow"][1]["mapper"]["url"] = json!(format!("{}/resource?n={{{{9.n}}}}", mock.control));
+    blueprint["flow"].as_array_mut().unwrap().insert(
+        0,
+        json!({"id": 9, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}}),
+    );
+    blueprint["flow"][1]["mapper"]["url"] =
+        json!(format!("{}/resource?n={{{{9.n}}}}", mock.control));
     let (id, hook) = api.create_active(&blueprint).await;
     let hook = service.url(&hook.unwrap());
     let client = reqwest::Client::new();
@@ -456,14 +475,14 @@ async fn refresh_single_flight(db: TestDb) {
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(mock.grants("refresh_token").await, 1, "exactly one refresh");
     assert!(
-        listed(api, "crm").await.unwrap()["expiresAt"].as_str().is_some()
+        listed(api, "crm").await.unwrap()["expiresAt"]
+            .as_str()
+            .is_some()
     );
 
     // A token the resource refuses (401) is refreshed once and the request sent again.
     mock.invalidate_access_tokens().await;
-    let single = api
-        .create(&resource_scenario(&mock, "crm"))
-        .await["id"]
+    let single = api.create(&resource_scenario(&mock, "crm")).await["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -476,20 +495,32 @@ async fn refresh_single_flight(db: TestDb) {
     mock.invalidate_access_tokens().await;
     let execution = run_now(api, &single).await;
     assert_eq!(execution["status"], "error", "{execution}");
-    assert_eq!(execution["error"]["name"], "InvalidAccessTokenError", "{execution}");
+    assert_eq!(
+        execution["error"]["name"], "InvalidAccessTokenError",
+        "{execution}"
+    );
     assert_eq!(listed(api, "crm").await.unwrap()["status"], "needs_reauth");
     let again = run_now(api, &single).await;
     assert_eq!(again["error"]["name"], "InvalidAccessTokenError");
-    assert_eq!(mock.stats().await["refused"], 1, "no refresh is tried again");
+    assert_eq!(
+        mock.stats().await["refused"],
+        1,
+        "no refresh is tried again"
+    );
     let integrations = api.get("/api/integrations").await.json;
     assert_eq!(integrations["integrations"][0]["status"], "needs_reauth");
     // Connecting again repairs it (the designer's browser, with the signed link).
-    let connect = integrations["integrations"][0]["connectUrl"].as_str().unwrap();
+    let connect = integrations["integrations"][0]["connectUrl"]
+        .as_str()
+        .unwrap();
     assert_eq!(open(connect).await.status, 200);
     assert_eq!(listed(api, "crm").await.unwrap()["status"], "connected");
     assert_eq!(run_now(api, &single).await["status"], "success");
 
-    let texts = [execution.to_string(), api.get("/api/connections").await.text];
+    let texts = [
+        execution.to_string(),
+        api.get("/api/connections").await.text,
+    ];
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     assert_nowhere(&service, &db, &texts, &mock.issued().await);
 }
@@ -510,9 +541,7 @@ async fn client_credentials_and_secrets(db: TestDb) {
 
     // Connected on first use; re-requested when it expires (at half its 4 s life).
     mock.set_expires_in(4).await;
-    let id = api
-        .create(&resource_scenario(&mock, "machine"))
-        .await["id"]
+    let id = api.create(&resource_scenario(&mock, "machine")).await["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -522,7 +551,11 @@ async fn client_credentials_and_secrets(db: TestDb) {
     assert_eq!(connection["status"], "connected");
     mock.set_expires_in(3600).await;
     assert_eq!(run_now(api, &id).await["status"], "success");
-    assert_eq!(mock.grants("client_credentials").await, 1, "used while fresh");
+    assert_eq!(
+        mock.grants("client_credentials").await,
+        1,
+        "used while fresh"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(run_now(api, &id).await["status"], "success");
     assert_eq!(
@@ -531,12 +564,14 @@ async fn client_credentials_and_secrets(db: TestDb) {
         "the expired token was re-requested"
     );
     assert_eq!(run_now(api, &id).await["status"], "success");
-    assert_eq!(mock.grants("client_credentials").await, 2, "and then reused");
+    assert_eq!(
+        mock.grants("client_credentials").await,
+        2,
+        "and then reused"
+    );
 
     // A secret: stored through the API, read only through getAccessToken.
-    let unknown = api
-        .put("/api/secrets/nope", &json!({"value": "x"}))
-        .await;
+    let unknown = api.put("/api/secrets/nope", &json!({"value": "x"})).await;
     assert_eq!(unknown.status, 404, "{}", unknown.text);
     let empty = api
         .put("/api/secrets/myapi_key", &json!({"value": ""}))
@@ -582,9 +617,15 @@ async fn client_credentials_and_secrets(db: TestDb) {
         .unwrap()
         .to_string();
     let first = run_now(api, &delete).await;
-    assert_eq!(api.log(first["id"].as_str().unwrap()).await[0]["output"]["deleted"], true);
+    assert_eq!(
+        api.log(first["id"].as_str().unwrap()).await[0]["output"]["deleted"],
+        true
+    );
     let second = run_now(api, &delete).await;
-    assert_eq!(api.log(second["id"].as_str().unwrap()).await[0]["output"]["deleted"], false);
+    assert_eq!(
+        api.log(second["id"].as_str().unwrap()).await[0]["output"]["deleted"],
+        false
+    );
 
     let texts = [
         log.to_string(),
@@ -602,7 +643,14 @@ fn rsa_key_pair(dir: &std::path::Path) -> (String, String) {
     let private = dir.join("sa.pem");
     let public = dir.join("sa.pub.pem");
     let ok = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&private)
         .stderr(std::process::Stdio::null())
         .status()
@@ -689,7 +737,10 @@ async fn service_account(db: TestDb) {
         "token_uri": token_uri,
     });
     let bad = api
-        .put("/api/secrets/bigquery", &json!({"value": {"client_email": "x"}}))
+        .put(
+            "/api/secrets/bigquery",
+            &json!({"value": {"client_email": "x"}}),
+        )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
     assert!(bad.text.contains("value.private_key"), "{}", bad.text);
@@ -727,13 +778,16 @@ async fn service_account(db: TestDb) {
     );
     let log = api.log(first["id"].as_str().unwrap()).await;
     assert_eq!(log[0]["output"]["accessToken"], "[redacted]", "{log}");
-    assert_eq!(log[1]["output"]["credentials"]["key"]["private_key"], "[redacted]");
-    let texts = [log.to_string(), stored.text, api.get("/api/connections").await.text];
+    assert_eq!(
+        log[1]["output"]["credentials"]["key"]["private_key"],
+        "[redacted]"
+    );
+    let texts = [
+        log.to_string(),
+        stored.text,
+        api.get("/api/connections").await.text,
+    ];
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let key_body: String = private_pem
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let key_body: String = private_pem.lines().nth(1).unwrap_or_default().to_string();
     assert_nowhere(&service, &db, &texts, &[key_body]);
 }

@@ -83,9 +83,7 @@ impl From<ConnectionError> for ApiError {
                 "integration_refused",
                 e.to_string(),
             ),
-            ConnectionError::Csrf(reason) => {
-                ApiError::bad_request(format!("refused: {reason}"))
-            }
+            ConnectionError::Csrf(reason) => ApiError::bad_request(format!("refused: {reason}")),
             e => ApiError::internal("connections", e),
         }
     }

@@ -21,10 +21,10 @@ mod status;
 mod time;
 
 pub use connections::connection_json;
-pub use oauth::integrations_json;
 pub use error::{ApiError, ApiResult};
 pub use executions::{DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
+pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};
 pub use time::rfc3339;
 

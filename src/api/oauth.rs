@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Json, Path};
 use super::{ApiError, ApiResult, AppState, connection_json, rfc3339};
-use crate::connections::{Connected, Context, ConnectionError, Grant, Vault};
+use crate::connections::{Connected, ConnectionError, Context, Grant, Vault};
 use crate::store::{NewDelivery, STATUS_CONNECTED};
 
 /// The trigger module that receives `token:<alias>` events.
@@ -143,8 +143,8 @@ pub(super) async fn start(
             Some(user.to_string())
         }
         Context::Bot => {
-            let trusted = has_api_token(&state, &headers)
-                || (query.sig.is_some() && signed("").is_ok());
+            let trusted =
+                has_api_token(&state, &headers) || (query.sig.is_some() && signed("").is_ok());
             if !trusted {
                 let connected = vault
                     .get(&alias)
@@ -274,7 +274,10 @@ async fn fire_token_event(state: &AppState, connected: &Connected) -> ApiResult<
             continue;
         };
         let watches = node.module == TOKEN_EVENTS_MODULE
-            && node.configuration().get("integration").and_then(Value::as_str)
+            && node
+                .configuration()
+                .get("integration")
+                .and_then(Value::as_str)
                 == Some(connected.alias.as_str());
         if !watches {
             continue;

@@ -181,9 +181,11 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
                 public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
                 egress: Default::default(),
             };
-            let vault = Vault::new(vault.store().clone(), vault.keyring())
-                .with_integrations(settings)?;
-            let row = vault.set_secret(&alias, &Value::String(text.to_string())).await?;
+            let vault =
+                Vault::new(vault.store().clone(), vault.keyring()).with_integrations(settings)?;
+            let row = vault
+                .set_secret(&alias, &Value::String(text.to_string()))
+                .await?;
             print(json_out, &row_json(&row), || {
                 format!(
                     "stored the secret of integration \"{alias}\" (connection {}, sealed under \

@@ -454,9 +454,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
         max_connections: args.max_connections,
         body_timeout: Duration::from_secs(args.body_timeout_seconds.max(1)),
     };
-    let console = crate::console::router(crate::console::ConsoleOptions {
-        secure_cookies,
-    });
+    let console = crate::console::router(crate::console::ConsoleOptions { secure_cookies });
     api::serve(
         listener,
         api::app_with(state, console),

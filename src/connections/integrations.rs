@@ -304,9 +304,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Integration>, IntegrationErr
             // `unknown field `x`, expected one of …` names keys, never values.
             problem(at(""), reason)
         })?;
-        let integration = entry_to_integration(file, entry, &at).map_err(|(path, reason)| {
-            problem(path, reason)
-        })?;
+        let integration = entry_to_integration(file, entry, &at)
+            .map_err(|(path, reason)| problem(path, reason))?;
         if let Some(first) = out.iter().find(|o| o.alias == integration.alias) {
             return Err(problem(
                 at("alias"),
@@ -333,7 +332,12 @@ fn entry_to_integration(
             at("provider"),
             format!(
                 "\"{provider}\" is not a supported provider; expected one of: {}",
-                presets.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                presets
+                    .providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     };
@@ -542,7 +546,11 @@ mod tests {
         .unwrap();
         let all = load_files(&[a.clone(), b.clone()]).unwrap();
         assert_eq!(all.len(), 2);
-        std::fs::write(&b, r#"[{"provider": "secret", "alias": "k", "context": "bot"}]"#).unwrap();
+        std::fs::write(
+            &b,
+            r#"[{"provider": "secret", "alias": "k", "context": "bot"}]"#,
+        )
+        .unwrap();
         let e = load_files(&[a, b]).unwrap_err().to_string();
         assert!(e.contains("main.yaml") && e.contains("skill.json"), "{e}");
     }

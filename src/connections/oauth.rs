@@ -25,8 +25,7 @@ use hmac::{Hmac, Mac};
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
-    TokenUrl,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use reqwest::Url;
 use serde_json::{Map, Value, json};
@@ -299,10 +298,7 @@ impl Vault {
         check_subject(subject)?;
         let expires = now_ms() / 1000 + LINK_TTL_SECS;
         let mut url = oauth.settings.public_url.clone();
-        let path = format!(
-            "{}/oauth/start/{alias}",
-            url.path().trim_end_matches('/')
-        );
+        let path = format!("{}/oauth/start/{alias}", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.query_pairs_mut()
             .clear()
@@ -318,10 +314,7 @@ impl Vault {
         let oauth = self.oauth()?;
         let expires = (now_ms() + STATE_TTL_MS) / 1000;
         let mut url = oauth.settings.public_url.clone();
-        let path = format!(
-            "{}/oauth/start/{alias}",
-            url.path().trim_end_matches('/')
-        );
+        let path = format!("{}/oauth/start/{alias}", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.query_pairs_mut()
             .clear()
@@ -399,9 +392,7 @@ impl Vault {
                 AuthUrl::new(authorize.to_string())
                     .map_err(|_| oauth_error(alias, "authorize_url is not a URL"))?,
             )
-            .set_redirect_uri(
-                RedirectUrl::from_url(oauth.callback.clone()),
-            );
+            .set_redirect_uri(RedirectUrl::from_url(oauth.callback.clone()));
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(CsrfToken::new_random)
@@ -451,15 +442,17 @@ impl Vault {
             })?;
         let integration = self.integration(&taken.alias)?;
         let Grant::AuthCode(endpoints) = &integration.grant else {
-            return Err(oauth_error(&taken.alias, "is no longer an auth_code integration"));
+            return Err(oauth_error(
+                &taken.alias,
+                "is no longer an auth_code integration",
+            ));
         };
         let key = self.key(&taken.key_id).ok_or_else(|| {
             ConnectionError::Csrf("the state was sealed under another master key".into())
         })?;
         let verifier = seal::unseal(&key, &taken.state_hash, &taken.sealed)?;
-        let verifier = String::from_utf8(verifier).map_err(|_| {
-            ConnectionError::Csrf("the stored verifier is unreadable".into())
-        })?;
+        let verifier = String::from_utf8(verifier)
+            .map_err(|_| ConnectionError::Csrf("the stored verifier is unreadable".into()))?;
         let alias = integration.alias.clone();
         oauth.check_url(&alias, &endpoints.token_url)?;
         let token = token_client(endpoints, &alias)?
@@ -477,7 +470,10 @@ impl Vault {
         let userinfo = self
             .userinfo(integration, endpoints, token.access_token().secret())
             .await;
-        fields.insert("info".into(), Value::Object(integration.token_info(&userinfo)));
+        fields.insert(
+            "info".into(),
+            Value::Object(integration.token_info(&userinfo)),
+        );
         let connection = self
             .store_integration_connection(
                 integration,
@@ -800,7 +796,9 @@ impl Vault {
                     "the provider gave no refresh token".into(),
                 )),
                 Some(refresh) => {
-                    let oauth = self.oauth().map_err(|e| e.to_module_error(&connection.id))?;
+                    let oauth = self
+                        .oauth()
+                        .map_err(|e| e.to_module_error(&connection.id))?;
                     match oauth.check_url(&integration.alias, &endpoints.token_url) {
                         Err(e) => Err(GrantFailure::Unavailable(e.to_string())),
                         Ok(_) => match token_client(endpoints, &integration.alias) {
@@ -820,8 +818,8 @@ impl Vault {
         match outcome {
             Ok((fields, expires_at)) => {
                 let key = self.keyring().current().clone();
-                let plaintext = serde_json::to_vec(&fields)
-                    .map_err(|e| ModuleError::runtime(e.to_string()))?;
+                let plaintext =
+                    serde_json::to_vec(&fields).map_err(|e| ModuleError::runtime(e.to_string()))?;
                 let sealed = seal::seal(&key, &connection.id, &plaintext)
                     .map_err(|e| ModuleError::runtime(e.to_string()))?;
                 self.store()
@@ -833,7 +831,9 @@ impl Vault {
                         crate::store::STATUS_CONNECTED,
                     )
                     .await
-                    .map_err(|e| ModuleError::runtime(format!("connection {}: {e}", connection.id)))?;
+                    .map_err(|e| {
+                        ModuleError::runtime(format!("connection {}: {e}", connection.id))
+                    })?;
                 self.forget_opened();
                 tracing::info!(connection = %connection.id, integration = %integration.alias,
                     "token refreshed");
@@ -873,8 +873,13 @@ impl Vault {
     }
 
     /// A service account connection with an access token (minted, or the cached one).
-    async fn with_minted_token(&self, mut connection: Connection) -> Result<Connection, ModuleError> {
-        let oauth = self.oauth().map_err(|e| e.to_module_error(&connection.id))?;
+    async fn with_minted_token(
+        &self,
+        mut connection: Connection,
+    ) -> Result<Connection, ModuleError> {
+        let oauth = self
+            .oauth()
+            .map_err(|e| e.to_module_error(&connection.id))?;
         let cached = oauth
             .minted
             .lock()
@@ -917,8 +922,12 @@ impl Vault {
 
     /// Exchanges a service account's signed assertion for an access token.
     async fn mint(&self, connection: &Connection) -> Result<(String, i64), ModuleError> {
-        let oauth = self.oauth().map_err(|e| e.to_module_error(&connection.id))?;
-        let alias = connection_alias(self, &connection.id).await.unwrap_or_default();
+        let oauth = self
+            .oauth()
+            .map_err(|e| e.to_module_error(&connection.id))?;
+        let alias = connection_alias(self, &connection.id)
+            .await
+            .unwrap_or_default();
         let scope = self
             .integration(&alias)
             .ok()
@@ -949,7 +958,10 @@ impl Vault {
         let response = oauth
             .http
             .post(url)
-            .form(&[("grant_type", JWT_BEARER), ("assertion", assertion.as_str())])
+            .form(&[
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+            ])
             .send()
             .await
             .map_err(|e| {
@@ -966,7 +978,9 @@ impl Vault {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let code = body["error"].as_str().unwrap_or("no error code");
-            return Err(failed(format!("the token endpoint answered {status} ({code})")));
+            return Err(failed(format!(
+                "the token endpoint answered {status} ({code})"
+            )));
         }
         let token = body["access_token"]
             .as_str()
@@ -1066,7 +1080,10 @@ fn token_client(
 /// Checks a Google service account's JSON key: `(field path, what is wrong)` otherwise.
 pub fn check_service_account_key(key: &Value) -> Result<(), (String, String)> {
     if !key.is_object() {
-        return Err(("value".into(), "must be the service account's JSON key (an object)".into()));
+        return Err((
+            "value".into(),
+            "must be the service account's JSON key (an object)".into(),
+        ));
     }
     for field in ["client_email", "private_key"] {
         if key[field].as_str().is_none_or(str::is_empty) {
@@ -1164,7 +1181,10 @@ mod tests {
     #[test]
     fn the_callback_is_under_the_public_url() {
         let u = |s: &str| callback_url(&Url::parse(s).unwrap()).to_string();
-        assert_eq!(u("http://127.0.0.1:8080"), "http://127.0.0.1:8080/oauth/callback");
+        assert_eq!(
+            u("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/oauth/callback"
+        );
         assert_eq!(
             u("https://x.example/base/"),
             "https://x.example/base/oauth/callback"

@@ -28,9 +28,15 @@ const MARGIN_Y: f64 = 70.0;
 pub enum LinkKind {
     Next,
     /// The `n`-th route of a router (0-based), and whether it is the fallback.
-    Route { index: usize, fallback: bool },
+    Route {
+        index: usize,
+        fallback: bool,
+    },
     /// The `n`-th branch of an if-else, `else` when it has no condition.
-    Branch { index: usize, otherwise: bool },
+    Branch {
+        index: usize,
+        otherwise: bool,
+    },
     /// An if-else branch's end into its merge.
     Merge,
     /// Into a module's error-handler route.
@@ -293,7 +299,8 @@ fn draw_link(
     });
     // Route and branch labels sit just before the target, where links no longer overlap.
     let (lx, ly) = (ex - 8.0, y2 - 9.0);
-    let (fx, fy) = ((sx + ex) / 2.0, (y1 + y2) / 2.0 + if (y1 - y2).abs() < 0.5 { 0.0 } else { (y2 - y1) * 0.25 });
+    // The filter sits at the link's middle (the curve's point at t = ½), named to its left.
+    let (fx, fy) = ((sx + ex) / 2.0, (y1 + y2) / 2.0);
     html! {
         g class=(class) data-from=(from) data-to=(to) data-filter=[filter_json.as_deref()] {
             path d=(d) fill="none" marker-end=(if error { "url(#arrow-error)" } else { "url(#arrow)" }) {}
@@ -305,7 +312,7 @@ fn draw_link(
                     title { "Filter: " (name) }
                     rect x=(fx - 9.0) y=(fy - 9.0) width="18" height="18" rx="4" {}
                     path d=(format!("M {} {} L {} {} L {} {} L {} {} L {} {} Z", fx - 5.0, fy - 4.0, fx + 5.0, fy - 4.0, fx + 1.0, fy + 1.0, fx + 1.0, fy + 5.0, fx - 1.0, fy + 1.0)) {}
-                    text.filter-label x=(fx) y=(fy + 24.0) text-anchor="middle" { (name) }
+                    text.filter-label x=(fx - 14.0) y=(fy + 4.0) text-anchor="end" { (name) }
                 }
             }
         }
@@ -334,9 +341,16 @@ fn draw_node(scenario: &Scenario, ix: Ix, (x, y): (f64, f64), runs: Option<&Runs
     // idle when it did not run.
     let free = matches!(
         node.kind,
-        NodeKind::Router { .. } | NodeKind::IfElse { .. } | NodeKind::Merge { .. } | NodeKind::Directive(_)
+        NodeKind::Router { .. }
+            | NodeKind::IfElse { .. }
+            | NodeKind::Merge { .. }
+            | NodeKind::Directive(_)
     );
-    if !free && run.as_ref().is_some_and(|r| r.operations == 0 && r.errors == 0) {
+    if !free
+        && run
+            .as_ref()
+            .is_some_and(|r| r.operations == 0 && r.errors == 0)
+    {
         class.push_str(" idle");
     }
     let fill = if directive {
@@ -389,10 +403,9 @@ pub fn raw_modules(blueprint: &Value) -> Raw<'_> {
             Value::Object(map) => {
                 if let (Some(id), Some(Value::String(_))) =
                     (map.get("id").and_then(Value::as_u64), map.get("module"))
+                    && let Ok(id) = u32::try_from(id)
                 {
-                    if let Ok(id) = u32::try_from(id) {
-                        out.entry(id).or_insert(value);
-                    }
+                    out.entry(id).or_insert(value);
                 }
                 // The designer's metadata holds no modules.
                 stack.extend(

@@ -173,7 +173,11 @@ pub async fn scenarios(State(state): State<AppState>, session: Session) -> Respo
             Ok(Ok(s)) => trigger_text(&state, s, &its_hooks),
             _ => html! { span.problem { "does not compile" } },
         };
-        items.push((row, trigger, activity.get(&row.id).cloned().unwrap_or_default()));
+        items.push((
+            row,
+            trigger,
+            activity.get(&row.id).cloned().unwrap_or_default(),
+        ));
     }
     let body = html! {
         div.head {
@@ -199,7 +203,10 @@ pub async fn scenarios(State(state): State<AppState>, session: Session) -> Respo
             }
         }
     };
-    page(StatusCode::OK, layout("Scenarios", Some(&session.csrf), body))
+    page(
+        StatusCode::OK,
+        layout("Scenarios", Some(&session.csrf), body),
+    )
 }
 
 /// The stored blueprint of a scenario version, parsed (`Null` when unreadable).
@@ -383,7 +390,9 @@ fn parse_status(status: &Option<String>) -> Result<Option<ExecutionStatus>, Stri
     match status.as_deref() {
         None | Some("") => Ok(None),
         Some(s) => ExecutionStatus::from_str(s).map(Some).map_err(|_| {
-            format!("unknown status \"{s}\": expected queued, running, success, error or incomplete")
+            format!(
+                "unknown status \"{s}\": expected queued, running, success, error or incomplete"
+            )
         }),
     }
 }
@@ -562,7 +571,7 @@ pub async fn execution(
                 h1 { "Execution " code { (e.id.get(..12).unwrap_or(&e.id)) "…" } }
                 p.muted {
                     "of " a href=(format!("/scenarios/{}", e.scenario_id)) { (scenario_name) } " v" (e.version) " · "
-                    (status_badge(e.status.as_str())) " · " (e.operations) " operations · " (e.cycles) " cycles · started "
+                    (status_badge(e.status.as_str())) " · " (e.operations) " operation" @if e.operations != 1 { "s" } " · " (e.cycles) " cycle" @if e.cycles != 1 { "s" } " · started "
                     (rfc3339(e.started_at.unwrap_or(e.created_at)))
                 }
             }
@@ -624,7 +633,10 @@ pub async fn execution(
             _ => { p.problem { "The scenario version this execution ran no longer compiles; its graph cannot be drawn." } }
         }
     };
-    page(StatusCode::OK, layout("Execution", Some(&session.csrf), body))
+    page(
+        StatusCode::OK,
+        layout("Execution", Some(&session.csrf), body),
+    )
 }
 
 #[derive(Deserialize)]
@@ -681,11 +693,6 @@ pub async fn bundles(
     .into_response()
 }
 
-/// Reads a form, refusing it (403) without the session's CSRF token.
-fn checked(session: &Session, form: &Form_) -> Result<(), Response> {
-    session.check(form)
-}
-
 pub async fn activate(
     State(state): State<AppState>,
     session: Session,
@@ -711,7 +718,7 @@ async fn set_active(
     form: Form_,
     active: bool,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     match state.catalog().set_active(&id, active).await {
@@ -729,7 +736,7 @@ pub async fn run_now(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let row = match state.store().get_scenario(&id).await {
@@ -776,7 +783,7 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     match state.catalog().delete(&id).await {
@@ -794,7 +801,7 @@ pub async fn retry_execution(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let e = match state.store().get_execution(&id).await {
@@ -818,7 +825,7 @@ pub async fn retry_incomplete(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let i = match state.store().get_incomplete(&id).await {
@@ -842,7 +849,7 @@ pub async fn resolve_incomplete(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let i = match state.store().get_incomplete(&id).await {
@@ -885,7 +892,7 @@ pub async fn import(
     session: Session,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let text = form.get("blueprint").cloned().unwrap_or_default();
@@ -950,7 +957,10 @@ pub async fn versions(
             (diff_view(left, right))
         }
     };
-    page(StatusCode::OK, layout("Versions", Some(&session.csrf), body))
+    page(
+        StatusCode::OK,
+        layout("Versions", Some(&session.csrf), body),
+    )
 }
 
 fn diff_view(left: &str, right: &str) -> Markup {
@@ -1010,19 +1020,21 @@ fn http_connection_types() -> Vec<(String, &'static str, Value)> {
 fn secret_field(name: &str, schema: &Value) -> bool {
     schema.get("format").and_then(Value::as_str) == Some("password")
         || schema.get("writeOnly").and_then(Value::as_bool) == Some(true)
-        || ["key", "token", "password", "secret", "value", "apiKey", "clientSecret"]
-            .contains(&name)
+        || [
+            "key",
+            "token",
+            "password",
+            "secret",
+            "value",
+            "apiKey",
+            "clientSecret",
+        ]
+        .contains(&name)
 }
 
 /// A form creating a connection of `kind` for `app`, its fields generated from `schema`
 /// (an object schema: properties, required, enum, title, description).
-fn schema_form(
-    session: &Session,
-    app: &str,
-    kind: &str,
-    title: &str,
-    schema: &Value,
-) -> Markup {
+fn schema_form(session: &Session, app: &str, kind: &str, title: &str, schema: &Value) -> Markup {
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
@@ -1208,7 +1220,7 @@ pub async fn create_connection(
     session: Session,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let Some(vault) = state.vault() else {
@@ -1242,7 +1254,7 @@ pub async fn test_connection(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let Some(vault) = state.vault() else {
@@ -1271,7 +1283,7 @@ pub async fn remove_connection(
     Path(id): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let Some(vault) = state.vault() else {
@@ -1294,7 +1306,7 @@ pub async fn put_secret(
     Path(alias): Path<String>,
     Form(form): Form<Form_>,
 ) -> Response {
-    if let Err(refused) = checked(&session, &form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     let Some(vault) = state.vault() else {

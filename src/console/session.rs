@@ -1,6 +1,6 @@
 //! Console sessions: sign-in with the API token, the session cookie, sign-out, and the
 //! [`Session`] extractor every page takes (302 to `/login` without a live session) with its
-//! CSRF check for forms ([`Session::check`]: 403 without the session's token).
+//! CSRF check for forms ([`Session::refusal`]: 403 without the session's token).
 //!
 //! The cookie holds a random 256-bit id; the store keeps only its SHA-256
 //! (`store::ConsoleSession`), so the database alone signs nobody in.
@@ -35,7 +35,11 @@ pub struct Session {
 
 /// A 302 to `location`.
 pub fn found(location: &str) -> Response {
-    (StatusCode::FOUND, [(header::LOCATION, location.to_string())]).into_response()
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
 }
 
 /// A 303 to `location`: the answer to a form post.
@@ -76,7 +80,11 @@ impl FromRequestParts<AppState> for Session {
                 tracing::error!(error = %e, "reading a console session failed");
                 Err(page(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    layout("Unavailable", None, html! { h1 { "The store is unavailable" } }),
+                    layout(
+                        "Unavailable",
+                        None,
+                        html! { h1 { "The store is unavailable" } },
+                    ),
                 ))
             }
         }
@@ -85,7 +93,7 @@ impl FromRequestParts<AppState> for Session {
 
 impl Session {
     /// Refuses (403) a form that does not carry this session's CSRF token as `csrf`.
-    pub fn check(&self, form: &HashMap<String, String>) -> Result<(), Response> {
+    pub fn refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
         let presented = form.get("csrf").map(String::as_str).unwrap_or("");
         let ok = presented.len() == self.csrf.len()
             && presented
@@ -94,9 +102,9 @@ impl Session {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
         if ok {
-            return Ok(());
+            return None;
         }
-        Err(page(
+        Some(page(
             StatusCode::FORBIDDEN,
             layout(
                 "Refused",
@@ -200,7 +208,7 @@ pub async fn logout(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = session.check(&form) {
+    if let Some(refused) = session.refusal(&form) {
         return refused;
     }
     if let Err(e) = state

@@ -132,7 +132,10 @@ impl Report {
         }
         if let Some(response) = &mut self.response {
             value(&mut response.body, secrets);
-            response.headers.values_mut().for_each(|h| value(h, secrets));
+            response
+                .headers
+                .values_mut()
+                .for_each(|h| value(h, secrets));
         }
         for parked in &mut self.incomplete {
             error(&mut parked.error, secrets);

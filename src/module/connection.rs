@@ -96,7 +96,11 @@ pub trait Connections: Send + Sync {
     /// Deletes the connection `reference` (the token helpers' `deleteToken`): true when it
     /// was there.
     fn delete<'a>(&'a self, _reference: &'a str) -> BoxFuture<'a, Result<bool, ModuleError>> {
-        Box::pin(async { Err(ModuleError::config("this process cannot delete connections")) })
+        Box::pin(async {
+            Err(ModuleError::config(
+                "this process cannot delete connections",
+            ))
+        })
     }
 
     /// The connection `reference` as `getFullToken` shows it: its metadata and which

@@ -104,7 +104,6 @@ pub use connections::{
     ConnectionRow, IntegrationLink, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection,
     Resealed, STATUS_CONNECTED, STATUS_NEEDS_REAUTH, SealedConnection, check_connection_name,
 };
-pub use oauth_states::OAuthState;
 pub use error::StoreError;
 pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};
 pub use files::{DATA_DIR_MODE, DATABASE_FILE_MODE, ensure_data_dir};
@@ -114,8 +113,9 @@ pub use jobs::{JobPush, NewJob, SpentJob};
 pub use json::MAX_JSON_DEPTH;
 pub use maintenance::TICK_RETENTION_DAYS;
 pub use migrate::MIGRATIONS_TABLE;
-pub use scenarios::{MAX_BLUEPRINT_BYTES, MAX_NAME_BYTES};
+pub use oauth_states::OAuthState;
 pub use overview::ScenarioActivity;
+pub use scenarios::{MAX_BLUEPRINT_BYTES, MAX_NAME_BYTES};
 pub use sessions::ConsoleSession;
 pub use triggers::MAX_TRIGGER_KEY_BYTES;
 pub use types::*;

@@ -15,10 +15,18 @@ pub struct ScenarioActivity {
     pub runs_since: u64,
 }
 
+/// `(scenario id, status of its latest execution)`.
+type LatestStatus = (String, String);
+/// `(scenario id, executions since)`.
+type RunCount = (String, i64);
+
 impl Store {
     /// Every scenario's [`ScenarioActivity`] that has executions, by scenario id.
-    pub async fn scenario_activity(&self, since_ms: i64) -> Result<HashMap<String, ScenarioActivity>> {
-        let (latest, counts): (Vec<(String, String)>, Vec<(String, i64)>) = on_pool!(self, pool => {
+    pub async fn scenario_activity(
+        &self,
+        since_ms: i64,
+    ) -> Result<HashMap<String, ScenarioActivity>> {
+        let (latest, counts): (Vec<LatestStatus>, Vec<RunCount>) = on_pool!(self, pool => {
             let latest = sqlx::query_as(
                 "SELECT e.scenario_id, e.status FROM executions e \
                  JOIN (SELECT scenario_id, MAX(created_at) AS created_at FROM executions \

@@ -30,7 +30,10 @@ fn ensure_installed() {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _once = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = oauth_dir();
-    if dir.join("node_modules/oauth2-mock-server/package.json").exists() {
+    if dir
+        .join("node_modules/oauth2-mock-server/package.json")
+        .exists()
+    {
         return;
     }
     let status = Command::new("npm")

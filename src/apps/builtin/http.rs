@@ -841,13 +841,16 @@ fn connections<'c>(
     keychain: &Keychain,
     context: &'c ExecutionContext,
 ) -> Result<&'c ConnectionsHandle, ModuleError> {
-    context.extensions.get::<ConnectionsHandle>().ok_or_else(|| {
-        ModuleError::config(format!(
-            "{}: connection \"{}\" cannot be used: this process has no stored connections \
+    context
+        .extensions
+        .get::<ConnectionsHandle>()
+        .ok_or_else(|| {
+            ModuleError::config(format!(
+                "{}: connection \"{}\" cannot be used: this process has no stored connections \
              (`switchyard run` needs the --data-dir that holds them)",
-            keychain.field, keychain.reference
-        ))
-    })
+                keychain.field, keychain.reference
+            ))
+        })
 }
 
 /// The credentials of the stored connection `keychain` names, found through the execution's
@@ -1740,7 +1743,10 @@ mod tests {
             ..basic.clone()
         };
         for (kind, fields) in [
-            ("oauth2", json!({"access_token": "at-1", "refresh_token": "rt-1"})),
+            (
+                "oauth2",
+                json!({"access_token": "at-1", "refresh_token": "rt-1"}),
+            ),
             ("bearer", json!({"token": "at-1"})),
         ] {
             assert_eq!(
@@ -1754,7 +1760,10 @@ mod tests {
             &connection("basic", json!({"username": "ann", "password": "planted"})),
         )
         .unwrap_err();
-        assert!(err.message.contains("needs an OAuth2 connection"), "{err:?}");
+        assert!(
+            err.message.contains("needs an OAuth2 connection"),
+            "{err:?}"
+        );
         assert!(!err.message.contains("planted"));
         let api_key = Keychain {
             kind: KeychainKind::ApiKey,

@@ -81,7 +81,9 @@ const MODULES: &[(&str, Constructor)] = &[
     ("tokens:OAuthLink", |_| {
         Arc::new(tokens::TokenHelper(tokens::Helper::OAuthLink))
     }),
-    ("tokens:WatchTokenEvents", |_| Arc::new(tokens::WatchTokenEvents)),
+    ("tokens:WatchTokenEvents", |_| {
+        Arc::new(tokens::WatchTokenEvents)
+    }),
     ("util:Switcher", |_| Arc::new(util::Switcher::default())),
     ("util:ComposeTransformer", |_| Arc::new(util::Compose)),
     ("util:FunctionSleep", |_| Arc::new(util::Sleep::new())),

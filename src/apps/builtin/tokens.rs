@@ -52,12 +52,15 @@ pub(crate) enum Helper {
 pub(crate) struct TokenHelper(pub(crate) Helper);
 
 fn connections(context: &ExecutionContext) -> Result<&ConnectionsHandle, ModuleError> {
-    context.extensions.get::<ConnectionsHandle>().ok_or_else(|| {
-        ModuleError::config(
-            "tokens are stored connections: this process has none (`switchyard run` needs the \
+    context
+        .extensions
+        .get::<ConnectionsHandle>()
+        .ok_or_else(|| {
+            ModuleError::config(
+                "tokens are stored connections: this process has none (`switchyard run` needs the \
              --data-dir that holds them)",
-        )
-    })
+            )
+        })
 }
 
 /// A required text field of the mapper.
@@ -76,7 +79,8 @@ fn required<'m>(mapper: &'m Value, field: &str, what: &str) -> Result<&'m str, M
     }
 }
 
-const TOKEN_WHAT: &str = "a token reference such as {{bot.tokens.google}} or {{user.tokens.google}}";
+const TOKEN_WHAT: &str =
+    "a token reference such as {{bot.tokens.google}} or {{user.tokens.google}}";
 
 impl Module for TokenHelper {
     fn check(&self, _parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
@@ -124,10 +128,13 @@ impl Module for TokenHelper {
                     let info = connection.fields.get("info");
                     let mut out = Map::new();
                     for field in INFO_FIELDS {
-                        let value = info
-                            .and_then(|i| i.get(*field))
-                            .cloned()
-                            .unwrap_or(if *field == "urls" { json!({}) } else { Value::Null });
+                        let value = info.and_then(|i| i.get(*field)).cloned().unwrap_or(
+                            if *field == "urls" {
+                                json!({})
+                            } else {
+                                Value::Null
+                            },
+                        );
                         out.insert((*field).into(), value);
                     }
                     Value::Object(out)
