@@ -357,6 +357,17 @@ async fn walk(client: Client, base: String) {
             .contains("errored")
     );
     assert!(failed.text().await.unwrap().contains("error"));
+    // The failed module's panel names the error's kind and message.
+    failed.click().await.unwrap();
+    let error = css(client, "#detail-4 .module-error")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        error.contains("DataError") && error.contains("not valid JSON"),
+        "{error}"
+    );
     // Clicking a node shows its output bundle.
     css(client, "svg.flow [data-module='3']")
         .await

@@ -17,7 +17,7 @@ use crate::scenario::Scenario;
 use crate::scenario::compiled::{Directive, Ix, Next, NodeKind};
 
 /// Distance between two columns and two rows, and the nodes' radius, in SVG units.
-const COLUMN: f64 = 190.0;
+const COLUMN: f64 = 210.0;
 const ROW: f64 = 140.0;
 const RADIUS: f64 = 30.0;
 const MARGIN_X: f64 = 110.0;
@@ -299,7 +299,7 @@ fn draw_link(
     });
     // Route and branch labels sit just before the target, where links no longer overlap.
     let (lx, ly) = (ex - 8.0, y2 - 9.0);
-    // The filter sits at the link's middle (the curve's point at t = ½), named to its left.
+    // The filter sits at the link's middle (the curve's point at t = ½), named to its right.
     let (fx, fy) = ((sx + ex) / 2.0, (y1 + y2) / 2.0);
     html! {
         g class=(class) data-from=(from) data-to=(to) data-filter=[filter_json.as_deref()] {
@@ -312,7 +312,7 @@ fn draw_link(
                     title { "Filter: " (name) }
                     rect x=(fx - 9.0) y=(fy - 9.0) width="18" height="18" rx="4" {}
                     path d=(format!("M {} {} L {} {} L {} {} L {} {} L {} {} Z", fx - 5.0, fy - 4.0, fx + 5.0, fy - 4.0, fx + 1.0, fy + 1.0, fx + 1.0, fy + 5.0, fx - 1.0, fy + 1.0)) {}
-                    text.filter-label x=(fx - 14.0) y=(fy + 4.0) text-anchor="end" { (name) }
+                    text.filter-label x=(fx + 14.0) y=(fy + 4.0) { (name) }
                 }
             }
         }

@@ -217,10 +217,14 @@ async fn blueprint_value(state: &AppState, id: &str, version: u32) -> Result<Val
 
 /// The side panel of each module: its parameters and mapper as pretty JSON (hidden until its
 /// node is clicked), and with an execution, its figures and a place for its bundles.
+/// The errors of one execution by module: `(kind, message)` of the error that ended it and of
+/// each bundle it parked.
+type ModuleErrors = HashMap<u32, Vec<(String, String)>>;
+
 fn module_details(
     scenario: &Scenario,
     raw: &graph::Raw<'_>,
-    execution: Option<(&str, &Runs)>,
+    execution: Option<(&str, &Runs, &ModuleErrors)>,
 ) -> Markup {
     html! {
         @for node in &scenario.nodes {
@@ -228,11 +232,14 @@ fn module_details(
             section.detail id=(format!("detail-{}", node.id)) data-detail=(node.id) hidden {
                 h2 { (node.label.clone().unwrap_or_else(|| node.module.clone())) }
                 p.muted { code { (node.module) } " · module " (node.id) " · app " (app_of(&node.module)) }
-                @if let Some((execution_id, runs)) = execution {
+                @if let Some((execution_id, runs, errors)) = execution {
                     @let run = runs.get(&node.id).cloned().unwrap_or_default();
                     p.figures {
                         span { "Operations: " strong { (run.operations) } }
                         @if run.errors > 0 { span.error-text { " · errors: " strong { (run.errors) } } }
+                    }
+                    @for (kind, message) in errors.get(&node.id).map(Vec::as_slice).unwrap_or(&[]) {
+                        div.module-error role="alert" { strong { (kind) } ": " (message) }
                     }
                     h3 { "Output bundles" }
                     div.bundles data-src=(format!("/executions/{execution_id}/bundles?module={}", node.id)) {
@@ -554,6 +561,28 @@ pub async fn execution(
         .filter(|i| i.execution_id == e.id)
         .collect();
     let response = e.report.as_ref().and_then(|r| r.get("response")).cloned();
+    let mut errors = ModuleErrors::new();
+    let mut runs = runs;
+    let error_docs = e
+        .error
+        .iter()
+        .chain(incomplete.iter().filter_map(|i| i.error.as_ref()));
+    for err in error_docs {
+        let Some(module) = err
+            .get("module")
+            .and_then(Value::as_u64)
+            .and_then(|m| u32::try_from(m).ok())
+        else {
+            continue;
+        };
+        let text = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        errors
+            .entry(module)
+            .or_default()
+            .push((text("name"), text("message")));
+        let run = runs.entry(module).or_default();
+        run.errors = run.errors.max(1);
+    }
     let raw = graph::raw_modules(&blueprint);
     let error_kind = e
         .error
@@ -626,7 +655,7 @@ pub async fn execution(
                     aside.panel {
                         p.hint #hint { "Click a module to see the bundles it produced." }
                         section.detail #filter-detail hidden { h2 { "Filter" } pre.json {} }
-                        (module_details(scenario, &raw, Some((&id, &runs))))
+                        (module_details(scenario, &raw, Some((&id, &runs, &errors))))
                     }
                 }
             }
