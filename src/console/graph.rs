@@ -324,7 +324,12 @@ fn draw_node(scenario: &Scenario, ix: Ix, (x, y): (f64, f64), runs: Option<&Runs
     let directive = matches!(node.kind, NodeKind::Directive(_));
     let in_error_route = node.handles.is_some() || directive;
     let app = app_of(&node.module);
-    let title = node.label.clone().unwrap_or_else(|| node.module.clone());
+    // Without a designer's label, the module's name without its app (the sublabel has both).
+    let title = node.label.clone().unwrap_or_else(|| {
+        node.module
+            .split_once(':')
+            .map_or(node.module.clone(), |(_, name)| name.to_string())
+    });
     let run = runs.map(|r| r.get(&node.id).cloned().unwrap_or_default());
     let errored = run.as_ref().is_some_and(|r| r.errors > 0);
     let mut class = String::from("node");
