@@ -474,7 +474,9 @@ pub async fn executions(
 }
 
 /// `GET /scenarios/{id}/executions/events`: server-sent events, one `rows` event (the table's
-/// body) whenever the list changes, polled every second.
+/// body) whenever the list changes, polled every second. A stream ends after
+/// [`EVENTS_LIFETIME`] (the browser reconnects at once), so an open page never holds a
+/// shutting-down server for long.
 pub async fn execution_events(
     State(state): State<AppState>,
     session: Session,
@@ -491,24 +493,30 @@ pub async fn execution_events(
         .into_response()
 }
 
+/// How long one events stream lives.
+const EVENTS_LIFETIME: Duration = Duration::from_secs(20);
+
 fn rows_stream(
     state: AppState,
     id: String,
     status: Option<ExecutionStatus>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let until = tokio::time::Instant::now() + EVENTS_LIFETIME;
     futures::stream::unfold(
-        (state, id, status, None::<String>, true),
-        |(state, id, status, last, first)| async move {
-            if !first {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            let mut last = last;
+        (state, id, status, None::<String>),
+        move |(state, id, status, mut last)| async move {
             loop {
+                if tokio::time::Instant::now() >= until {
+                    return None;
+                }
                 if let Ok(rows) = execution_list(&state, &id, status).await {
                     let html = execution_rows(&rows).into_string();
                     if last.as_deref() != Some(html.as_str()) {
-                        let event = Event::default().event("rows").data(&html);
-                        return Some((Ok(event), (state, id, status, Some(html), false)));
+                        let event = Event::default()
+                            .event("rows")
+                            .retry(Duration::from_millis(500))
+                            .data(&html);
+                        return Some((Ok(event), (state, id, status, Some(html))));
                     }
                     last = Some(html);
                 }
