@@ -19,6 +19,8 @@
 //! - [`triggers`]: schedules and the scheduler loop;
 //! - [`connections`]: stored connections, sealed under a master key kept out of the database;
 //! - [`api`]: the HTTP API, webhook ingest, health and metrics (axum);
+//! - [`console`]: the web console served by `serve` at `/` — scenarios drawn as graphs, the
+//!   execution inspector, the connect page (server-rendered, cookie sessions with CSRF);
 //! - [`cli`]: the `switchyard` command line, the only place that wires everything together.
 //!
 //! `docs/architecture.md` has the data flow and the invariants.
@@ -27,6 +29,7 @@ pub mod apps;
 pub mod catalog;
 pub mod cli;
 pub mod connections;
+pub mod console;
 pub mod engine;
 pub mod expr;
 pub mod module;

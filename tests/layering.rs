@@ -35,6 +35,19 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "console",
+        &[
+            "module",
+            "scenario",
+            "engine",
+            "store",
+            "queue",
+            "catalog",
+            "connections",
+            "api",
+        ],
+    ),
+    (
         "cli",
         &[
             "expr",
@@ -48,6 +61,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "triggers",
             "connections",
             "api",
+            "console",
         ],
     ),
 ];

@@ -26,6 +26,7 @@ pub use datastores::{datastore_json, parse_records, records_jsonl};
 pub use error::{ApiError, ApiResult};
 pub use executions::{DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
+pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};
 pub use time::rfc3339;
 
@@ -104,25 +105,35 @@ impl AppState {
         self
     }
 
-    fn store(&self) -> &Store {
+    pub fn store(&self) -> &Store {
         self.inner.catalog.store()
     }
 
-    fn catalog(&self) -> &Catalog {
+    pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
 
-    /// A scenario was edited, (de)activated or deleted: forget cached webhook routes (the
-    /// catalog tells the scheduler itself).
+    /// The job queue executions are pushed to ("run now", retries).
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    /// The stored connections, when this server has them.
+    pub fn vault(&self) -> Option<&Arc<Vault>> {
+        self.connections.as_ref()
+    }
+
     /// Whether `token` is the API token.
-    fn token_matches(&self, token: &str) -> bool {
+    pub fn token_matches(&self, token: &str) -> bool {
         constant_time_eq(
             token_hash(token).as_bytes(),
             self.inner.token_sha256.as_bytes(),
         )
     }
 
-    fn scenarios_changed(&self) {
+    /// A scenario was edited, (de)activated or deleted: forget cached webhook routes (the
+    /// catalog tells the scheduler itself).
+    pub fn scenarios_changed(&self) {
         self.inner.hook_cache.clear();
     }
 }
@@ -134,6 +145,12 @@ pub fn token_hash(token: &str) -> String {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// The HTTP application with `extra` routes (the web console's) merged in: they share the
+/// API's state, and unknown paths still get the API's 404 envelope (axum allows one fallback).
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
         .route("/scenarios", post(scenarios::create).get(scenarios::list))
         .route(
@@ -192,6 +209,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics))
         .route("/openapi.json", get(status::openapi))
+        .merge(extra)
         .method_not_allowed_fallback(method_not_allowed)
         // Also answers unknown paths under `/api`: a nested router without a fallback of its
         // own uses this one.

@@ -321,7 +321,12 @@ async fn fire_token_event(state: &AppState, connected: &Connected) -> ApiResult<
 /// `GET /api/integrations`: every declared integration, how it stands, and for a bot
 /// integration connected through the browser a signed `connectUrl` (valid 10 minutes).
 pub(super) async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let vault = vault(&state)?;
+    Ok(axum::Json(integrations_json(vault(&state)?).await?))
+}
+
+/// `GET /api/integrations`'s body: every declared integration, its status and, for a bot's
+/// OAuth flow, its signed `connectUrl` (also the console's connect page).
+pub async fn integrations_json(vault: &Vault) -> ApiResult<Value> {
     let connections = vault.list().await?;
     let mut out = Vec::new();
     for integration in vault.integrations() {
@@ -365,7 +370,7 @@ pub(super) async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<
             "connectUrl": connect_url,
         }));
     }
-    Ok(axum::Json(json!({"integrations": out})))
+    Ok(json!({"integrations": out}))
 }
 
 #[derive(Debug, Deserialize)]

@@ -368,6 +368,8 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
         .clone()
         .unwrap_or(format!("http://{local}"));
     let settings = integration_settings(&args.worker, &public_url)?;
+    // Session cookies are `Secure` when browsers reach the console over https.
+    let secure_cookies = public_url.starts_with("https://");
     let vault = vault(&store, &args.worker.db, &modules, Some(settings)).await?;
     let queue = Queue::open(
         &store,
@@ -454,7 +456,14 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
         max_connections: args.max_connections,
         body_timeout: Duration::from_secs(args.body_timeout_seconds.max(1)),
     };
-    api::serve(listener, api::app(state), server, shutdown_signal()).await;
+    let console = crate::console::router(crate::console::ConsoleOptions { secure_cookies });
+    api::serve(
+        listener,
+        api::app_with(state, console),
+        server,
+        shutdown_signal(),
+    )
+    .await;
     // Executions already running finish (and commit) before the process ends; no new ones
     // start once the signal came.
     stopping.drain();

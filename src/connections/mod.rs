@@ -173,6 +173,18 @@ pub struct NewConnectionInput {
     pub fields: Map<String, Value>,
 }
 
+/// A connection type an app declares, for forms that create connections of it (the
+/// console's connect page): its `configuration` JSON Schema and the universal kind to store.
+#[derive(Debug, Clone)]
+pub struct ConnectionTypeInfo {
+    pub app: String,
+    pub name: String,
+    pub label: Option<String>,
+    /// One of [`KINDS`].
+    pub kind: &'static str,
+    pub configuration: Value,
+}
+
 /// The result of a connection's test.
 #[derive(Debug, Clone)]
 pub struct TestReport {
@@ -472,6 +484,24 @@ impl Vault {
     pub fn with_apps(mut self, apps: Arc<DefinedApps>) -> Vault {
         self.apps = Some(apps);
         self
+    }
+
+    /// The connection types of the apps this vault checks connections with, by app.
+    pub fn connection_types(&self) -> Vec<ConnectionTypeInfo> {
+        let Some(apps) = &self.apps else {
+            return Vec::new();
+        };
+        apps.apps()
+            .flat_map(|app| {
+                app.connection_types().iter().map(|t| ConnectionTypeInfo {
+                    app: app.name().to_string(),
+                    name: t.name.clone(),
+                    label: t.label.clone(),
+                    kind: t.kind.name(),
+                    configuration: t.configuration.clone(),
+                })
+            })
+            .collect()
     }
 
     /// This vault as the connections handle of an execution's extensions.

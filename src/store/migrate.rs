@@ -42,6 +42,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0006_oauth.sql",
         include_str!("../../migrations/sqlite/0006_oauth.sql"),
     ),
+    (
+        "0007_console_sessions.sql",
+        include_str!("../../migrations/sqlite/0007_console_sessions.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -69,6 +73,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0006_oauth.sql",
         include_str!("../../migrations/postgres/0006_oauth.sql"),
+    ),
+    (
+        "0007_console_sessions.sql",
+        include_str!("../../migrations/postgres/0007_console_sessions.sql"),
     ),
 ];
 

@@ -1,0 +1,152 @@
+//! The web console `switchyard serve` answers at `/`: server-rendered pages (`maud`) with one
+//! embedded stylesheet and a little script (`assets/console/`, embedded with `rust-embed`, no
+//! Node build). [`router`] gives the API's router ([`crate::api::app_with`]) the console's
+//! routes, which share its [`AppState`].
+//!
+//! Sessions: signing in posts the API token (`name="token"`); a good one starts a session — a
+//! random id in an HttpOnly, SameSite=Strict cookie (Secure when the public URL is https),
+//! stored only as its SHA-256 with an expiry and a CSRF token of its own
+//! (`store::ConsoleSession`). Every state-changing form carries that CSRF token and is refused
+//! with 403 without it. A page asked for without a live session redirects (302) to `/login`.
+//! The JSON API keeps its bearer token; a session cookie opens nothing under `/api`.
+//!
+//! Invariants: no page, fragment or redirect carries a stored secret (connections are shown
+//! by their metadata only); every text reaching HTML is escaped by `maud`.
+
+mod graph;
+mod pages;
+mod session;
+
+pub use graph::{Layout, LinkKind, layout as graph_layout};
+pub use session::{SESSION_COOKIE, SESSION_TTL_MS};
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use rust_embed::RustEmbed;
+
+use crate::api::AppState;
+
+/// How the console is served.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleOptions {
+    /// Session cookies are marked `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+}
+
+#[derive(RustEmbed)]
+#[folder = "assets/console/"]
+struct Assets;
+
+/// The console's routes, to merge into the API's router.
+pub fn router(options: ConsoleOptions) -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/scenarios", get(pages::scenarios))
+        .route(
+            "/scenarios/new",
+            get(pages::import_form).post(pages::import),
+        )
+        .route("/scenarios/{id}", get(pages::scenario))
+        .route("/scenarios/{id}/activate", post(pages::activate))
+        .route("/scenarios/{id}/deactivate", post(pages::deactivate))
+        .route("/scenarios/{id}/run", post(pages::run_now))
+        .route("/scenarios/{id}/delete", post(pages::delete))
+        .route("/scenarios/{id}/versions", get(pages::versions))
+        .route("/scenarios/{id}/executions", get(pages::executions))
+        .route(
+            "/scenarios/{id}/executions/events",
+            get(pages::execution_events),
+        )
+        .route("/executions/{id}", get(pages::execution))
+        .route("/executions/{id}/bundles", get(pages::bundles))
+        .route("/executions/{id}/retry", post(pages::retry_execution))
+        .route("/incomplete/{id}/retry", post(pages::retry_incomplete))
+        .route("/incomplete/{id}/resolve", post(pages::resolve_incomplete))
+        .route("/connect", get(pages::connect))
+        .route("/connect/connections", post(pages::create_connection))
+        .route(
+            "/connect/connections/{id}/test",
+            post(pages::test_connection),
+        )
+        .route(
+            "/connect/connections/{id}/remove",
+            post(pages::remove_connection),
+        )
+        .route("/connect/secrets/{alias}", post(pages::put_secret))
+        .route("/console/assets/{*file}", get(asset))
+        .layer(axum::Extension(options))
+}
+
+/// An embedded asset, cached for an hour.
+async fn asset(Path(file): Path<String>) -> Response {
+    match Assets::get(&file) {
+        Some(content) => {
+            let mime = match file.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("css") => "text/css; charset=utf-8",
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("svg") => "image/svg+xml",
+                _ => "application/octet-stream",
+            }
+            .to_string();
+            (
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CACHE_CONTROL, "public, max-age=3600".to_string()),
+                ],
+                content.data.into_owned(),
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+/// The page around every view: the header with the navigation (and the sign-out form, which
+/// carries the session's CSRF token), then `body`.
+pub(crate) fn layout(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Switchyard" }
+                link rel="stylesheet" href="/console/assets/console.css";
+                script src="/console/assets/console.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/scenarios" { span.logo { "⇄" } " Switchyard" }
+                    @if let Some(csrf) = csrf {
+                        nav {
+                            a href="/scenarios" { "Scenarios" }
+                            a href="/scenarios/new" { "Import" }
+                            a href="/connect" { "Connect" }
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page with `status` (an error page, a refused form).
+pub(crate) fn page(status: StatusCode, markup: Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,229 @@
+//! Console sessions: sign-in with the API token, the session cookie, sign-out, and the
+//! [`Session`] extractor every page takes (302 to `/login` without a live session) with its
+//! CSRF check for forms ([`Session::refusal`]: 403 without the session's token).
+//!
+//! The cookie holds a random 256-bit id; the store keeps only its SHA-256
+//! (`store::ConsoleSession`), so the database alone signs nobody in.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::Form;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use rand::RngCore;
+use serde::Deserialize;
+
+use super::{ConsoleOptions, layout, page};
+use crate::api::{AppState, token_hash};
+use crate::store::{ConsoleSession, now_ms};
+
+/// The cookie that carries the session id.
+pub const SESSION_COOKIE: &str = "switchyard_session";
+/// How long a session lives: twelve hours.
+pub const SESSION_TTL_MS: i64 = 12 * 60 * 60 * 1000;
+
+/// A signed-in request's session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub csrf: String,
+    id_sha256: String,
+}
+
+/// A 302 to `location`.
+pub fn found(location: &str) -> Response {
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
+
+/// A 303 to `location`: the answer to a form post.
+pub fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(id) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(found("/login"));
+        };
+        let id_sha256 = token_hash(id);
+        match state.store().console_session(&id_sha256).await {
+            Ok(Some(row)) => Ok(Session {
+                csrf: row.csrf_token,
+                id_sha256,
+            }),
+            Ok(None) => Err(found("/login")),
+            Err(e) => {
+                tracing::error!(error = %e, "reading a console session failed");
+                Err(page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    layout(
+                        "Unavailable",
+                        None,
+                        html! { h1 { "The store is unavailable" } },
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Refuses (403) a form that does not carry this session's CSRF token as `csrf`.
+    pub fn refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
+        let presented = form.get("csrf").map(String::as_str).unwrap_or("");
+        let ok = presented.len() == self.csrf.len()
+            && presented
+                .bytes()
+                .zip(self.csrf.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if ok {
+            return None;
+        }
+        Some(page(
+            StatusCode::FORBIDDEN,
+            layout(
+                "Refused",
+                Some(&self.csrf),
+                html! {
+                    h1 { "Refused" }
+                    p { "This form did not carry the page's security token (CSRF). Reload the page and try again." }
+                },
+            ),
+        ))
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+    page(
+        status,
+        layout(
+            "Sign in",
+            None,
+            html! {
+                section.card.narrow {
+                    h1 { "Sign in" }
+                    p.muted { "Use the API token this server was started with." }
+                    @if let Some(problem) = problem {
+                        p.problem role="alert" { (problem) }
+                    }
+                    form method="post" action="/login" {
+                        label for="token" { "API token" }
+                        input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                        button.primary type="submit" { "Sign in" }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+pub async fn login_form() -> Response {
+    login_page(StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /login`: a good API token starts a session (cookie, 303 to `/scenarios`); a bad one
+/// is 401 with the form again.
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(options): Extension<ConsoleOptions>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !state.token_matches(form.token.trim()) {
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That is not this server's API token."),
+        );
+    }
+    let id = random_hex();
+    let now = now_ms();
+    let session = ConsoleSession {
+        id_sha256: token_hash(&id),
+        csrf_token: random_hex(),
+        created_at: now,
+        expires_at: now + SESSION_TTL_MS,
+    };
+    if let Err(e) = state.store().insert_console_session(&session).await {
+        tracing::error!(error = %e, "storing a console session failed");
+        return login_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("The server could not start a session; see its log."),
+        );
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_TTL_MS / 1000,
+        if options.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let mut response = see_other("/scenarios");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = session.refusal(&form) {
+        return refused;
+    }
+    if let Err(e) = state
+        .store()
+        .delete_console_session(&session.id_sha256)
+        .await
+    {
+        tracing::error!(error = %e, "ending a console session failed");
+    }
+    let mut response = see_other("/login");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "switchyard_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    response
+}
