@@ -313,6 +313,19 @@ async fn walk(client: Client, base: String) {
     assert!(detail.is_displayed().await.unwrap());
     let text = detail.text().await.unwrap();
     assert!(text.contains("{{1.body}}{"), "{text}");
+    // Clicking a filter shows its conditions.
+    css(client, "svg.flow .filter").await.click().await.unwrap();
+    let conditions = css(client, "#filter-detail pre")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(conditions.contains("text:equal"), "{conditions}");
+    css(client, "svg.flow [data-module='4']")
+        .await
+        .click()
+        .await
+        .unwrap();
     screenshot(client, "scenario").await;
 
     // The list links to it.
@@ -497,6 +510,29 @@ async fn walk(client: Client, base: String) {
         "the connect page carries the stored key"
     );
     screenshot(client, "connect").await;
+    // Test answers on the page (the built-in http app has no test request); Remove removes.
+    css(
+        client,
+        "#connections tr[data-connection='crm-key'] form[action$='/test'] button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    css(client, "#test-result").await;
+    css(
+        client,
+        "#connections tr[data-connection='crm-key'] form[action$='/remove'] button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    css(client, "#connections").await;
+    assert_eq!(
+        count(client, "#connections tr[data-connection='crm-key']").await,
+        0
+    );
 
     // A form without the CSRF token is refused: in the browser, and with the session cookie.
     client
