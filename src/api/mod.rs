@@ -123,6 +123,17 @@ impl AppState {
         self.connections.as_ref()
     }
 
+    /// Whether `headers` carry the API token as `Authorization: Bearer <token>`.
+    fn bearer_matches(&self, headers: &axum::http::HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            // The scheme is case-insensitive (RFC 9110 §11.1): `bearer x` is `Bearer x`.
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .is_some_and(|(_, token)| self.token_matches(token.trim()))
+    }
+
     /// Whether `token` is the API token.
     pub fn token_matches(&self, token: &str) -> bool {
         constant_time_eq(
@@ -240,16 +251,7 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer x` is `Bearer x`.
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let ok = presented.is_some_and(|t| state.token_matches(t));
-    if !ok {
+    if !state.bearer_matches(request.headers()) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

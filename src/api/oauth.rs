@@ -94,16 +94,6 @@ fn flow_error(e: ConnectionError) -> Response {
     }
 }
 
-/// Whether the request carries the API token.
-fn has_api_token(state: &AppState, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, token)| state.token_matches(token.trim()))
-}
-
 /// `GET /oauth/start/{alias}`.
 pub(super) async fn start(
     State(state): State<AppState>,
@@ -144,7 +134,7 @@ pub(super) async fn start(
         }
         Context::Bot => {
             let trusted =
-                has_api_token(&state, &headers) || (query.sig.is_some() && signed("").is_ok());
+                state.bearer_matches(&headers) || (query.sig.is_some() && signed("").is_ok());
             if !trusted {
                 let connected = vault
                     .get(&alias)
