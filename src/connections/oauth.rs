@@ -307,15 +307,34 @@ impl Vault {
         }
         check_subject(subject)?;
         let expires = now_ms() / 1000 + LINK_TTL_SECS;
+        Ok(self.signed_start_url(oauth, alias, Some(subject), expires))
+    }
+
+    /// `<public>/oauth/start/<alias>?[user=…&]expires=…&sig=…`, signed for `subject` (the
+    /// bot's links sign the empty subject).
+    fn signed_start_url(
+        &self,
+        oauth: &OAuth,
+        alias: &str,
+        subject: Option<&str>,
+        expires: i64,
+    ) -> String {
         let mut url = oauth.settings.public_url.clone();
         let path = format!("{}/oauth/start/{alias}", url.path().trim_end_matches('/'));
         url.set_path(&path);
-        url.query_pairs_mut()
-            .clear()
-            .append_pair("user", subject)
+        let mut query = url.query_pairs_mut();
+        query.clear();
+        if let Some(subject) = subject {
+            query.append_pair("user", subject);
+        }
+        query
             .append_pair("expires", &expires.to_string())
-            .append_pair("sig", &self.link_signature(alias, subject, expires));
-        Ok(url.to_string())
+            .append_pair(
+                "sig",
+                &self.link_signature(alias, subject.unwrap_or(""), expires),
+            );
+        drop(query);
+        url.to_string()
     }
 
     /// A signed link that starts (or replaces) the connection of the bot integration `alias`
@@ -323,14 +342,7 @@ impl Vault {
     pub fn bot_connect_url(&self, alias: &str) -> Result<String, ConnectionError> {
         let oauth = self.oauth()?;
         let expires = (now_ms() + STATE_TTL_MS) / 1000;
-        let mut url = oauth.settings.public_url.clone();
-        let path = format!("{}/oauth/start/{alias}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-        url.query_pairs_mut()
-            .clear()
-            .append_pair("expires", &expires.to_string())
-            .append_pair("sig", &self.link_signature(alias, "", expires));
-        Ok(url.to_string())
+        Ok(self.signed_start_url(oauth, alias, None, expires))
     }
 
     /// Checks a per-user link's signature and expiry.
