@@ -292,6 +292,54 @@ async fn csrf_is_refused(db: TestDb) {
     .await;
     assert_eq!(missing.status, 400);
     assert!(listed(api, "crm").await.is_none(), "nothing was stored");
+    let unknown = Reply::from(
+        client
+            .get(format!("{}/oauth/start/nope", service.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+
+    // The user said no at the provider: 400, and the state is spent.
+    let start = Reply::from(
+        client
+            .get(format!("{}/oauth/start/crm", service.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(302, "start");
+    let location = reqwest::Url::parse(start.header("location").unwrap()).unwrap();
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let denied = Reply::from(
+        client
+            .get(format!("{}/oauth/callback", service.base))
+            .query(&[("error", "access_denied"), ("state", state.as_str())])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(denied.status, 400, "{}", denied.text);
+    assert!(denied.text.contains("access_denied"), "{}", denied.text);
+    let after = Reply::from(
+        client
+            .get(format!("{}/oauth/callback", service.base))
+            .query(&[("code", "abc"), ("state", state.as_str())])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(after.status, 400, "{}", after.text);
+    assert!(listed(api, "crm").await.is_none(), "nothing was stored");
 
     // The real flow step by step, then its callback replayed.
     let start = Reply::from(
@@ -794,4 +842,43 @@ async fn service_account(db: TestDb) {
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let key_body: String = private_pem.lines().nth(1).unwrap_or_default().to_string();
     assert_nowhere(&service, &db, &texts, &[key_body]);
+}
+
+/// Token calls go through the egress guard: with the default policy (no loopback), connecting
+/// a client-credentials integration whose token endpoint is on 127.0.0.1 is refused before any
+/// request, with an error naming the host, and nothing is stored; the provider sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_calls_respect_the_egress_guard() {
+    use switchyard::connections::{KeySource, Keyring, MasterKey, OAuthSettings, Vault};
+    let mock = MockOAuth::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = switchyard::store::Store::open_sqlite(dir.path())
+        .await
+        .unwrap();
+    let file = dir.path().join("integrations.json");
+    std::fs::write(
+        &file,
+        json!([mock.integration("machine", "bot", "client_credentials")]).to_string(),
+    )
+    .unwrap();
+    let vault = Vault::new(
+        store,
+        Keyring::new(MasterKey::generate(), KeySource::Environment),
+    )
+    .with_integrations(OAuthSettings {
+        integrations: switchyard::connections::load_files(&[file]).unwrap(),
+        public_url: reqwest::Url::parse("http://127.0.0.1:8080").unwrap(),
+        egress: Default::default(),
+    })
+    .unwrap();
+    let refused = vault
+        .connect_client_credentials("machine")
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("127.0.0.1"), "{message}");
+    assert!(message.contains("machine"), "{message}");
+    assert!(!message.contains(CLIENT_SECRET));
+    assert_eq!(mock.grants("client_credentials").await, 0);
+    assert!(vault.list().await.unwrap().is_empty(), "nothing stored");
 }
