@@ -1,7 +1,7 @@
 //! The web console in a real browser: `switchyard serve` (the binary) on 127.0.0.1, driven by
 //! headless Chromium through chromedriver (`fantoccini`). One walk through the console — sign
 //! in, import (a refused blueprint with its problems at their JSON paths, then a scenario with
-//! a router and an error route), its graph, run it, read a module's output bundle, retry the
+//! a router and an error route), its graph, run it, read a module's input and output bundles, retry the
 //! incomplete execution, versions, store an API-key connection and see it listed without its
 //! value, a form without its CSRF token refused, sign out — saving a screenshot of each page
 //! under `docs/console/`.
@@ -381,6 +381,14 @@ async fn walk(client: Client, base: String) {
         error.contains("DataError") && error.contains("not valid JSON"),
         "{error}"
     );
+    // Its input: the mapper as evaluated for the bundle it failed on (`{{1.body}}{` with no
+    // body is the unparseable `{`).
+    let input = css(client, "#detail-4 pre.input")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(input.contains(r#""json": "{""#), "{input}");
     // Clicking a node shows its output bundle.
     css(client, "svg.flow [data-module='3']")
         .await

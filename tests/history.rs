@@ -123,6 +123,7 @@ async fn module_pages_and_summaries() {
                 errors: Some(errors),
                 filtered: Some(filtered),
                 truncated,
+                inputs: 0,
             };
         let mut extra = summary(9, 0, 1, 1, 0, 0, 0, 0);
         (extra.runs, extra.errors, extra.filtered) = (None, None, None);
@@ -229,6 +230,7 @@ async fn module_pages_and_summaries() {
             errors: None,
             filtered: None,
             truncated,
+            inputs: 0,
         };
         assert_eq!(
             s.module_summaries(&other).await.unwrap(),
@@ -556,22 +558,23 @@ async fn a_large_execution_is_read_in_pages(db: TestDb) {
     assert_eq!(
         modules[0],
         json!({"module": 1, "runs": 1, "bundles": 1, "stored": 1, "omitted": 0, "errors": 0,
-               "filtered": 0, "truncated": 1})
+               "filtered": 0, "truncated": 1, "inputs": 0})
     );
     assert_eq!(
         modules[1],
         json!({"module": 2, "runs": 1, "bundles": n, "stored": repeater_stored,
-               "omitted": n - repeater_stored, "errors": 0, "filtered": 0, "truncated": 0})
+               "omitted": n - repeater_stored, "errors": 0, "filtered": 0, "truncated": 0,
+               "inputs": 1})
     );
     assert_eq!(
         modules[2],
         json!({"module": 3, "runs": 10, "bundles": 10, "stored": 10, "omitted": 0,
-               "errors": 0, "filtered": n - 10, "truncated": 0})
+               "errors": 0, "filtered": n - 10, "truncated": 0, "inputs": 10})
     );
     assert_eq!(
         modules[3],
         json!({"module": 4, "runs": 10, "bundles": 0, "stored": 0, "omitted": 0, "errors": 1,
-               "filtered": 0, "truncated": 0})
+               "filtered": 0, "truncated": 0, "inputs": 10})
     );
 
     // Every page of the repeater's bundles, 1,000 at a time: in order, `next` chaining them.
@@ -668,6 +671,49 @@ async fn a_large_execution_is_read_in_pages(db: TestDb) {
     assert_eq!(page["bundles"][0]["output"]["__truncated__"], true);
     assert_eq!(page["bundles"][0]["seq"], 0);
 
+    // The inputs of module 4's operations, evaluated per bundle: the first one's repeats
+    // made it fail; they come after every output in the log, and never in an output page.
+    let page = api
+        .get(&format!(
+            "/api/executions/{id}?module=4&bundles=input&limit=3"
+        ))
+        .await
+        .expect(200, "module 4's inputs")
+        .json;
+    assert_eq!((&page["total"], &page["next"]), (&json!(10), &json!(3)));
+    let inputs: Vec<&Value> = page["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["input"])
+        .collect();
+    assert_eq!(
+        inputs,
+        [
+            &json!({"start": 1, "repeats": 99999, "step": 1}),
+            &json!({"start": 1, "repeats": 0, "step": 1}),
+            &json!({"start": 1, "repeats": 0, "step": 1}),
+        ]
+    );
+    assert!(page["bundles"][0]["output"].is_null());
+    assert!(page["bundles"][0]["seq"].as_u64().unwrap() > *seqs.last().unwrap());
+    let page = api
+        .get(&format!("/api/executions/{id}?module=2&bundles=input"))
+        .await
+        .expect(200, "the repeater's input")
+        .json;
+    assert_eq!(
+        page["bundles"][0]["input"],
+        json!({"start": 1, "repeats": n, "step": 1})
+    );
+    // The trigger maps nothing: no input.
+    let page = api
+        .get(&format!("/api/executions/{id}?module=1&bundles=input"))
+        .await
+        .expect(200, "the trigger's input")
+        .json;
+    assert_eq!((&page["total"], &page["bundles"]), (&json!(0), &json!([])));
+
     // Bad parameters: 400 naming the parameter; a module that did not run: 404 naming it.
     for (query, path, message) in [
         (
@@ -698,12 +744,17 @@ async fn a_large_execution_is_read_in_pages(db: TestDb) {
         (
             "offset=100",
             "module",
-            "query parameter \"module\" is required with offset and limit: they page one module's bundles",
+            "query parameter \"module\" is required with offset, limit and bundles: they page one module's bundles",
+        ),
+        (
+            "bundles=input",
+            "module",
+            "query parameter \"module\" is required with offset, limit and bundles: they page one module's bundles",
         ),
         (
             "limit=10",
             "module",
-            "query parameter \"module\" is required with offset and limit: they page one module's bundles",
+            "query parameter \"module\" is required with offset, limit and bundles: they page one module's bundles",
         ),
     ] {
         let reply = api.get(&format!("/api/executions/{id}?{query}")).await;
@@ -720,6 +771,18 @@ async fn a_large_execution_is_read_in_pages(db: TestDb) {
             .as_str()
             .unwrap()
             .contains("unknown field `modul`"),
+        "{error}"
+    );
+    let reply = api
+        .get(&format!("/api/executions/{id}?module=2&bundles=sideways"))
+        .await;
+    let error = envelope(reply, 400, "an unknown side");
+    assert_eq!(error["path"], "bundles", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `sideways`, expected `input` or `output`"),
         "{error}"
     );
     let reply = api.get(&format!("/api/executions/{id}?module=7")).await;

@@ -1667,6 +1667,45 @@ async fn cli_admin(db: TestDb) {
         human.contains("bundles 1–1 of 1 stored") && human.contains(r#"{"n":42}"#),
         "{human}"
     );
+    // And the input of its operation (its mapper, evaluated), as the API pages it.
+    let inputs = stdout_json(
+        &db.cli(&[
+            "executions",
+            "show",
+            &execution_id,
+            "--module",
+            "2",
+            "--inputs",
+            "--json",
+        ]),
+        "executions show --module --inputs --json",
+    );
+    assert_eq!(
+        inputs,
+        api.get(&format!(
+            "/api/executions/{execution_id}?module=2&bundles=input"
+        ))
+        .await
+        .expect(200, "module input page")
+        .json
+    );
+    assert_eq!(
+        inputs["bundles"][0]["input"],
+        json!({"name": "n", "scope": "roundtrip", "value": 42}),
+        "{inputs}"
+    );
+    let human = stdout_ok(
+        &db.cli(&[
+            "executions",
+            "show",
+            &execution_id,
+            "--module",
+            "2",
+            "--inputs",
+        ]),
+        "executions show --module --inputs",
+    );
+    assert!(human.contains("input bundles 1–1 of 1 stored"), "{human}");
 
     // retry: queued by the CLI, run by the service.
     let retried = stdout_json(

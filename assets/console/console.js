@@ -22,8 +22,9 @@
     var section = document.getElementById("detail-" + id);
     show(section);
     if (!section) return;
-    var bundles = section.querySelector(".bundles[data-src]");
-    if (bundles && !bundles.dataset.loaded) loadBundles(bundles, bundles.getAttribute("data-src"), false);
+    section.querySelectorAll(".bundles[data-src]").forEach(function (bundles) {
+      if (!bundles.dataset.loaded) loadBundles(bundles, bundles.getAttribute("data-src"), false);
+    });
   }
   document.addEventListener("click", function (event) {
     var filter = event.target.closest && event.target.closest("svg.flow .filter");

@@ -9,7 +9,9 @@
 //! (`limit` 1 to [`MAX_PAGE`], default [`DEFAULT_PAGE`]) is one page of module M's stored
 //! output bundles, `{module, offset, limit, total, bundles: [{seq, output}], next}`, where
 //! `seq` is the bundle's position in the execution's log (so pages of several modules merge
-//! back into it) and `next` the offset of the next page, or null.
+//! back into it) and `next` the offset of the next page, or null. With `&bundles=input` the
+//! page is of the inputs of the module's first operations (its mapper, evaluated), in the
+//! order they ran, each `{seq, input}`.
 
 use std::str::FromStr;
 
@@ -131,6 +133,26 @@ pub struct ExecutionQuery {
     module: Option<u32>,
     offset: Option<u64>,
     limit: Option<u32>,
+    bundles: Option<Bundles>,
+}
+
+/// Which of a module's bundles a page reads: what it produced, or what its operations ran on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bundles {
+    Input,
+    #[default]
+    Output,
+}
+
+impl Bundles {
+    /// The key of each bundle in a page: `input` or `output`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Bundles::Input => "input",
+            Bundles::Output => "output",
+        }
+    }
 }
 
 /// Which page of which module's bundles to read.
@@ -139,6 +161,7 @@ pub struct PageRequest {
     pub module: u32,
     pub offset: u64,
     pub limit: u32,
+    pub bundles: Bundles,
 }
 
 impl ExecutionQuery {
@@ -146,10 +169,10 @@ impl ExecutionQuery {
     /// values are out of range or `offset`/`limit` come without `module`.
     fn page(&self) -> ApiResult<Option<PageRequest>> {
         let Some(module) = self.module else {
-            if self.offset.is_some() || self.limit.is_some() {
+            if self.offset.is_some() || self.limit.is_some() || self.bundles.is_some() {
                 return Err(ApiError::bad_request(
-                    "query parameter \"module\" is required with offset and limit: they page \
-                     one module's bundles",
+                    "query parameter \"module\" is required with offset, limit and bundles: \
+                     they page one module's bundles",
                 )
                 .at("module"));
             }
@@ -166,12 +189,13 @@ impl ExecutionQuery {
             module,
             offset: self.offset.unwrap_or(0),
             limit,
+            bundles: self.bundles.unwrap_or_default(),
         }))
     }
 }
 
 /// One page of a module's stored bundles in execution `e`: `{module, offset, limit, total,
-/// bundles: [{seq, output}], next}`. [`StoreError::NotFound`] when `e` has finished and
+/// bundles: [{seq, output}], next}` (`{seq, input}` for inputs). [`StoreError::NotFound`] when `e` has finished and
 /// module `page.module` neither ran in it nor has stored bundles (while it runs, a module
 /// may still come).
 pub async fn module_page(
@@ -180,9 +204,18 @@ pub async fn module_page(
     page: PageRequest,
 ) -> Result<Value, StoreError> {
     let execution_id = e.id.as_str();
-    let found = store
-        .module_page(execution_id, page.module, page.offset, page.limit)
-        .await?;
+    let found = match page.bundles {
+        Bundles::Output => {
+            store
+                .module_page(execution_id, page.module, page.offset, page.limit)
+                .await?
+        }
+        Bundles::Input => {
+            store
+                .input_page(execution_id, page.module, page.offset, page.limit)
+                .await?
+        }
+    };
     if found.total == 0
         && e.status.is_terminal()
         && !store
@@ -201,7 +234,7 @@ pub async fn module_page(
     let bundles: Vec<Value> = found
         .records
         .into_iter()
-        .map(|r| json!({"seq": r.seq, "output": r.output}))
+        .map(|r| json!({"seq": r.seq, page.bundles.key(): r.output}))
         .collect();
     Ok(json!({
         "module": page.module,

@@ -24,7 +24,7 @@ mod time;
 pub use connections::connection_json;
 pub use datastores::{datastore_json, parse_records, records_jsonl};
 pub use error::{ApiError, ApiResult};
-pub use executions::{DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
+pub use executions::{Bundles, DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
 pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};

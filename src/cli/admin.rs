@@ -59,6 +59,10 @@ pub enum ExecutionsCommand {
         #[arg(long, default_value_t = crate::api::DEFAULT_PAGE, requires = "module",
               value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::api::MAX_PAGE)))]
         limit: u32,
+        /// With `--module`: show the inputs of its first operations (its mapper, evaluated)
+        /// instead of its output bundles.
+        #[arg(long, requires = "module")]
+        inputs: bool,
     },
     /// Queues a new execution with the same trigger payload.
     Retry { id: String },
@@ -260,25 +264,32 @@ async fn executions_on(
             module: Some(module),
             offset,
             limit,
+            inputs,
         } => {
             let e = store.get_execution(&id).await?;
+            let side = match inputs {
+                true => crate::api::Bundles::Input,
+                false => crate::api::Bundles::Output,
+            };
             let page = crate::api::PageRequest {
                 module,
                 offset,
                 limit,
+                bundles: side,
             };
             let value = crate::api::module_page(store, &e, page).await?;
             print(json_out, &value, || {
                 let bundles = value["bundles"].as_array().map_or(&[][..], Vec::as_slice);
                 let mut s = format!(
-                    "module {module} of execution {}: bundles {}–{} of {} stored",
+                    "module {module} of execution {}: {} bundles {}–{} of {} stored",
                     e.id,
+                    side.key(),
                     offset.saturating_add(u64::from(!bundles.is_empty())),
                     offset.saturating_add(bundles.len() as u64),
                     value["total"]
                 );
                 for bundle in bundles {
-                    s.push_str(&format!("\n#{}  {}", bundle["seq"], bundle["output"]));
+                    s.push_str(&format!("\n#{}  {}", bundle["seq"], bundle[side.key()]));
                 }
                 if let Some(next) = value["next"].as_u64() {
                     s.push_str(&format!("\nmore: --offset {next}"));

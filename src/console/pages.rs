@@ -22,7 +22,9 @@ use serde_json::{Map, Value, json};
 use super::graph::{self, NodeRun, Runs, app_of};
 use super::session::{Session, found, see_other};
 use super::{layout, page};
-use crate::api::{AppState, PageRequest, connection_json, integrations_json, module_page, rfc3339};
+use crate::api::{
+    AppState, Bundles, PageRequest, connection_json, integrations_json, module_page, rfc3339,
+};
 use crate::catalog::CatalogError;
 use crate::connections::{ConnectionError, NewConnectionInput};
 use crate::scenario::Scenario;
@@ -241,8 +243,12 @@ fn module_details(
                     @for (kind, message) in errors.get(&node.id).map(Vec::as_slice).unwrap_or(&[]) {
                         div.module-error role="alert" { strong { (kind) } ": " (message) }
                     }
+                    h3 { "Input" }
+                    div.bundles.inputs data-src=(format!("/executions/{execution_id}/bundles?module={}&bundles=input", node.id)) {
+                        p.muted { "Loading…" }
+                    }
                     h3 { "Output bundles" }
-                    div.bundles data-src=(format!("/executions/{execution_id}/bundles?module={}", node.id)) {
+                    div.bundles.outputs data-src=(format!("/executions/{execution_id}/bundles?module={}", node.id)) {
                         p.muted { "Loading…" }
                     }
                 }
@@ -661,7 +667,7 @@ pub async fn execution(
                 div.workspace {
                     div.canvas { (graph::svg(scenario, &raw, Some(&runs))) }
                     aside.panel {
-                        p.hint #hint { "Click a module to see the bundles it produced." }
+                        p.hint #hint { "Click a module to see its input and the bundles it produced." }
                         section.detail #filter-detail hidden { h2 { "Filter" } pre.json {} }
                         (module_details(scenario, &raw, Some((&id, &runs, &errors))))
                     }
@@ -681,10 +687,13 @@ pub struct BundlesQuery {
     module: u32,
     #[serde(default)]
     offset: u64,
+    #[serde(default)]
+    bundles: Bundles,
 }
 
-/// `GET /executions/{id}/bundles?module=M&offset=O`: one page of a module's output bundles,
-/// as an HTML fragment for the inspector (a "more" button fetches the next page).
+/// `GET /executions/{id}/bundles?module=M&offset=O[&bundles=input]`: one page of a module's
+/// output bundles (or of its operations' inputs), as an HTML fragment for the inspector (a
+/// "more" button fetches the next page).
 pub async fn bundles(
     State(state): State<AppState>,
     session: Session,
@@ -699,6 +708,7 @@ pub async fn bundles(
         module: q.module,
         offset: q.offset,
         limit: BUNDLE_PAGE,
+        bundles: q.bundles,
     };
     let found = match module_page(state.store(), &e, request).await {
         Ok(p) => p,
@@ -715,16 +725,27 @@ pub async fn bundles(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    let key = q.bundles.key();
+    let (one, many) = match q.bundles {
+        Bundles::Input => ("Operation", "operation input"),
+        Bundles::Output => ("Bundle", "bundle"),
+    };
     html! {
-        @if q.offset == 0 { p.muted { (total) " bundle" @if total != 1 { "s" } " stored" } }
+        @if q.offset == 0 {
+            @if total == 0 && q.bundles == Bundles::Input {
+                p.muted { "No input stored: the module maps no fields." }
+            } @else {
+                p.muted { (total) " " (many) @if total != 1 { "s" } " stored" }
+            }
+        }
         @for (k, b) in items.iter().enumerate() {
             details.bundle open[q.offset == 0 && k == 0] {
-                summary { "Bundle " (q.offset + k as u64 + 1) }
-                pre.json.output { (pretty(b.get("output").unwrap_or(&Value::Null))) }
+                summary { (one) " " (q.offset + k as u64 + 1) }
+                pre class=(format!("json {key}")) { (pretty(b.get(key).unwrap_or(&Value::Null))) }
             }
         }
         @if let Some(next) = next {
-            button.more.secondary type="button" data-src=(format!("/executions/{id}/bundles?module={}&offset={next}", q.module)) { "Show more" }
+            button.more.secondary type="button" data-src=(format!("/executions/{id}/bundles?module={}&offset={next}&bundles={key}", q.module)) { "Show more" }
         }
     }
     .into_response()

@@ -11,7 +11,8 @@
 //! is cut off at the deadline), and the bytes of bundles held (on the work stack, in open
 //! aggregations, in the log, parked) are metered as they are produced. Running out ends the
 //! execution at once, rolled back, with an `ExecutionInterruptedError` no handler catches.
-//! The log keeps the first [`Budget::log_bundles_per_module`] outputs of each module.
+//! The log keeps the first [`Budget::log_bundles_per_module`] outputs of each module, and
+//! the report the inputs (evaluated mappers) of as many of its first operations.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -158,6 +159,7 @@ struct Execution<'s> {
     operations: u64,
     cycles: u32,
     log: Vec<LogEntry>,
+    inputs: Vec<InputEntry>,
     response: Option<WebhookResponse>,
     respond: Option<Responder>,
     incomplete: Vec<Incomplete>,
@@ -215,6 +217,7 @@ impl<'s> Execution<'s> {
             operations: 0,
             cycles: 0,
             log: Vec::new(),
+            inputs: Vec::new(),
             response: None,
             respond: input.respond,
             incomplete: Vec::new(),
@@ -252,6 +255,28 @@ impl<'s> Execution<'s> {
         true
     }
 
+    /// Keeps the input of an operation of module `ix` — its evaluated mapper, unless that is
+    /// empty — when it is among the module's first [`Budget::log_bundles_per_module`]; held
+    /// until the end like a logged output. False when holding it is over the budget (the
+    /// execution is then interrupted).
+    fn log_input(&mut self, ix: Ix, input: &Value) -> bool {
+        if input.as_object().is_some_and(Map::is_empty) || input.is_null() {
+            return true;
+        }
+        let room = self.budget.log_bundles_per_module();
+        let stats = self.stats(ix);
+        if stats.inputs_logged >= room {
+            return true;
+        }
+        stats.inputs_logged += 1;
+        let bytes = estimated_size(input) as u64 + BUNDLE_OVERHEAD;
+        self.inputs.push(InputEntry {
+            module: self.scenario.nodes[ix].id,
+            input: Arc::new(input.clone()),
+        });
+        self.hold(ix, bytes)
+    }
+
     /// Counts `bytes` more held (the caller gives them back, or they stay until the end);
     /// interrupts the execution at module `ix` (and returns `false`) when that is over the
     /// budget.
@@ -283,6 +308,7 @@ impl<'s> Execution<'s> {
             operations: self.operations,
             cycles: self.cycles,
             log: self.log,
+            inputs: self.inputs,
             error,
             response: self.response,
             incomplete: self.incomplete,
@@ -625,6 +651,9 @@ impl<'s> Execution<'s> {
         let mut out_of_time = false;
         let result = match self.mapper(ix, ancestry) {
             Ok(mapper) => {
+                if !self.log_input(ix, &mapper) {
+                    return None;
+                }
                 let invocation = Invocation {
                     module_id: node.id,
                     module: &node.module,
@@ -703,6 +732,10 @@ impl<'s> Execution<'s> {
             } => Value::Null,
             _ => self.mapper(ix, ancestry)?,
         };
+        if !self.log_input(ix, &mapper) {
+            // Interrupted: nothing runs after this.
+            return Ok(Some(Vec::new()));
+        }
         Ok(Some(match &node.kind {
             NodeKind::Iterator => {
                 let array = match mapper {
@@ -784,6 +817,15 @@ impl<'s> Execution<'s> {
                         }
                     ))
                 })?;
+                // Its input as Make shows it: the variable's name, scope and value.
+                let scope_name = match scope {
+                    VariableScope::Roundtrip => "roundtrip",
+                    VariableScope::Execution => "execution",
+                };
+                let input = json!({"name": name, "scope": scope_name, "value": value});
+                if !self.log_input(ix, &input) {
+                    return Ok(Some(Vec::new()));
+                }
                 let vars = self.variables(*scope);
                 vars.insert(name.clone(), value.clone());
                 vec![Value::Object(Map::from_iter([(name.clone(), value)]))]
@@ -1546,5 +1588,51 @@ mod budget_tests {
                 "module {module}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_report_keeps_the_evaluated_inputs_of_the_first_operations_of_each_module() {
+        let scenario = load(json!({"name": "inputs", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "builtin:BasicRepeater",
+             "mapper": {"start": 1, "repeats": 10, "step": 1}},
+            {"id": 3, "module": "util:SetVariables",
+             "mapper": {"scope": "roundtrip", "variables": [{"name": "twice", "value": "{{2.i * 2}}"}]}},
+            {"id": 4, "module": "util:SetVariable2",
+             "mapper": {"name": "last", "scope": "execution", "value": "{{2.i}}"}}
+        ]}));
+        let budget = Budget::default().with_log_bundles_per_module(4);
+        let report = run_with(&scenario, json!({}), budget).await;
+        assert_eq!(report.status, Status::Success, "{:?}", report.error);
+        let inputs = |module: u32| -> Vec<Value> {
+            report
+                .inputs
+                .iter()
+                .filter(|e| e.module == module)
+                .map(|e| (*e.input).clone())
+                .collect()
+        };
+        // The trigger has no mapper: no input is kept for it.
+        assert!(inputs(1).is_empty());
+        assert_eq!(
+            inputs(2),
+            vec![json!({"start": 1, "repeats": 10, "step": 1})]
+        );
+        // Evaluated against each bundle, the first four of ten operations.
+        assert_eq!(
+            inputs(3),
+            (1..=4)
+                .map(|i| json!({"scope": "roundtrip", "variables": [{"name": "twice", "value": i * 2}]}))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            inputs(4)[..2],
+            [
+                json!({"name": "last", "scope": "execution", "value": 1}),
+                json!({"name": "last", "scope": "execution", "value": 2})
+            ]
+        );
+        let stats = report.stats.iter().find(|s| s.module == 3).unwrap();
+        assert_eq!((stats.runs, stats.inputs_logged), (10, 4));
     }
 }

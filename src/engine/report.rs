@@ -27,6 +27,15 @@ pub struct LogEntry {
     pub output: Arc<Value>,
 }
 
+/// The bundle one operation of a module ran on: its mapper, evaluated (Make's "input" of an
+/// operation), in execution order. Not part of the JSON report: the service stores it with
+/// the execution's module data for the inspector.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputEntry {
+    pub module: u32,
+    pub input: Arc<Value>,
+}
+
 /// The error that stopped (or, for Break, paused) an execution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportError {
@@ -70,6 +79,9 @@ pub struct ModuleStats {
     /// Output bundles kept in the report's log: the first ones, up to the budget's
     /// `log_bundles_per_module`; `bundles_out - logged` were left out.
     pub logged: u64,
+    /// Inputs kept in the report's `inputs`: those of the first operations, up to the same
+    /// budget.
+    pub inputs_logged: u64,
     pub errors: u64,
     pub filtered: u64,
 }
@@ -80,6 +92,10 @@ pub struct Report {
     pub operations: u64,
     pub cycles: u32,
     pub log: Vec<LogEntry>,
+    /// The inputs of the first operations of each module, up to the budget's
+    /// `log_bundles_per_module` (not part of the JSON report).
+    #[serde(skip)]
+    pub inputs: Vec<InputEntry>,
     pub error: Option<ReportError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<WebhookResponse>,
@@ -97,7 +113,7 @@ pub struct Report {
 
 impl Report {
     /// Replaces each of `secrets` (longest first) by `[redacted]` wherever it appears in text
-    /// the report keeps: bundles of the log, the error, the webhook response, parked bundles.
+    /// the report keeps: bundles of the log, operations' inputs, the error, the webhook response, parked bundles.
     /// For the secrets an execution revealed to its bundles ([`crate::module::Redactions`]).
     pub fn redact(&mut self, secrets: &[String]) {
         if secrets.is_empty() {
@@ -126,6 +142,9 @@ impl Report {
         }
         for entry in &mut self.log {
             value(Arc::make_mut(&mut entry.output), secrets);
+        }
+        for entry in &mut self.inputs {
+            value(Arc::make_mut(&mut entry.input), secrets);
         }
         if let Some(e) = &mut self.error {
             error(e, secrets);
@@ -195,6 +214,10 @@ mod tests {
             log: vec![LogEntry {
                 module: 1,
                 output: Arc::new(serde_json::json!({"big": [1, 2, 3]})),
+            }],
+            inputs: vec![InputEntry {
+                module: 1,
+                input: Arc::new(serde_json::json!({"url": "https://example.com"})),
             }],
             error: with_extras.then(|| error.clone()),
             response: with_extras.then(|| WebhookResponse {

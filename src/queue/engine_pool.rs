@@ -123,6 +123,7 @@ fn failed(message: String) -> Report {
         operations: 0,
         cycles: 0,
         log: Vec::new(),
+        inputs: Vec::new(),
         error: Some(ReportError {
             module: 0,
             name: ErrorKind::RuntimeError.name().into(),

@@ -566,6 +566,14 @@ impl Runner {
                     .map(|e| (e.module, e.output.clone()))
                     .collect()
             }),
+            module_inputs: match scenario.settings.confidential {
+                true => Vec::new(),
+                false => report
+                    .inputs
+                    .iter()
+                    .map(|e| (e.module, e.input.clone()))
+                    .collect(),
+            },
             modules: report
                 .stats
                 .iter()

@@ -59,6 +59,9 @@ pub(crate) struct Finish {
     /// Output bundles by module, in order (shared with the report's log); `None` for a
     /// confidential scenario.
     pub module_data: Option<Vec<(u32, Arc<Value>)>>,
+    /// The inputs of modules' first operations, in order (shared with the report); empty for
+    /// a confidential scenario.
+    pub module_inputs: Vec<(u32, Arc<Value>)>,
     /// The engine's per-module counts, in order of first run: with what is stored, the
     /// execution's module summary.
     pub modules: Vec<ModuleCounts>,
@@ -119,11 +122,12 @@ impl Prepared {
     }
 }
 
-/// Serialises module outputs (capped at `cap` bytes each), summarises them with the
-/// engine's `counts` and splits them into the parts of their own transactions (the last, with
-/// the summary, goes with the finish).
+/// Serialises module outputs and operations' inputs (capped at `cap` bytes each), summarises
+/// them with the engine's `counts` and splits them into the parts of their own transactions
+/// (the last, with the summary, goes with the finish).
 fn prepare(
     outputs: &[(u32, Arc<Value>)],
+    inputs: &[(u32, Arc<Value>)],
     counts: &[ModuleCounts],
     cap: usize,
 ) -> Result<Vec<ModuleData>, StoreError> {
@@ -135,6 +139,7 @@ fn prepare(
         })
         .collect();
     let mut data = ModuleData::prepare(&entries, cap)?;
+    data.add_inputs(inputs.iter().map(|(m, input)| (*m, input.as_ref())), cap)?;
     data.summarise(counts);
     Ok(data.into_parts(MODULE_ROWS_PER_COMMIT, MODULE_BYTES_PER_COMMIT))
 }
@@ -198,12 +203,13 @@ impl Writer {
     /// by `finish.worker_id`, and no finish was written).
     pub async fn finish(&self, mut finish: Finish) -> Result<bool, QueueError> {
         let outputs = finish.module_data.take().unwrap_or_default();
+        let inputs = std::mem::take(&mut finish.module_inputs);
         let counts = std::mem::take(&mut finish.modules);
         let cap = self.module_data_cap;
-        let mut parts = if outputs.len() <= SERIALISE_INLINE {
-            prepare(&outputs, &counts, cap)?
+        let mut parts = if outputs.len() + inputs.len() <= SERIALISE_INLINE {
+            prepare(&outputs, &inputs, &counts, cap)?
         } else {
-            tokio::task::spawn_blocking(move || prepare(&outputs, &counts, cap))
+            tokio::task::spawn_blocking(move || prepare(&outputs, &inputs, &counts, cap))
                 .await
                 .map_err(|e| QueueError::Worker(format!("serialising module data: {e}")))??
         };

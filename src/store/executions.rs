@@ -3,9 +3,11 @@
 //! An execution's module data is one row per stored output bundle (`execution_modules`, keyed
 //! by execution, module and `seq`, its position in the log), each capped in bytes
 //! ([`truncated_marker`]), plus a per-module summary
-//! ([`ModuleSummary`], the `modules` column) written with the finish. It is read a page of one
-//! module at a time ([`Store::module_page`]), never whole, so a large execution costs a reader
-//! what it asks for. The outputs are serialised before any transaction ([`ModuleData`]), and
+//! ([`ModuleSummary`], the `modules` column) written with the finish. The inputs of modules'
+//! first operations are rows of the same table flagged `input`, placed after the outputs
+//! ([`ModuleData::add_inputs`]); every reader of outputs skips them. It is read a page of one
+//! module at a time ([`Store::module_page`], [`Store::input_page`]), never whole, so a large
+//! execution costs a reader what it asks for. The outputs are serialised before any transaction ([`ModuleData`]), and
 //! the data of a large execution can be written in parts ([`WriteTx::append_module_part`])
 //! that commit before its finish, so that no transaction holds the database for long; a part
 //! is written only while the execution is still claimed by the worker that ran it.
@@ -600,6 +602,31 @@ impl Store {
         offset: u64,
         limit: u32,
     ) -> Result<ModulePage> {
+        self.bundle_page(execution_id, module_id, false, offset, limit)
+            .await
+    }
+
+    /// As [`Store::module_page`], for the stored inputs of the module's first operations, in
+    /// the order they ran.
+    pub async fn input_page(
+        &self,
+        execution_id: &str,
+        module_id: u32,
+        offset: u64,
+        limit: u32,
+    ) -> Result<ModulePage> {
+        self.bundle_page(execution_id, module_id, true, offset, limit)
+            .await
+    }
+
+    async fn bundle_page(
+        &self,
+        execution_id: &str,
+        module_id: u32,
+        input: bool,
+        offset: u64,
+        limit: u32,
+    ) -> Result<ModulePage> {
         if !is_id(execution_id) {
             return Ok(ModulePage {
                 total: 0,
@@ -611,18 +638,21 @@ impl Store {
         let (total, rows): (i64, Vec<ModuleRow>) = on_pool!(self, pool => {
             let total = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM execution_modules \
-                 WHERE execution_id = $1 AND module_id = $2",
+                 WHERE execution_id = $1 AND module_id = $2 AND input = $3",
             )
             .bind(execution_id)
             .bind(i64::from(module_id))
+            .bind(input)
             .fetch_one(pool)
             .await?;
             let rows = sqlx::query_as(
                 "SELECT seq, module_id, output, truncated FROM execution_modules \
-                 WHERE execution_id = $1 AND module_id = $2 ORDER BY seq LIMIT $3 OFFSET $4",
+                 WHERE execution_id = $1 AND module_id = $2 AND input = $3 \
+                 ORDER BY seq LIMIT $4 OFFSET $5",
             )
             .bind(execution_id)
             .bind(i64::from(module_id))
+            .bind(input)
             .bind(i64::from(limit))
             .bind(offset)
             .fetch_all(pool)
@@ -658,10 +688,12 @@ impl Store {
                 Ok(Vec::new())
             }
             Some((_, None)) => {
-                let tallies: Vec<(i64, i64, i64)> = on_pool!(self, pool => {
+                let tallies: Vec<(i64, i64, i64, i64)> = on_pool!(self, pool => {
                     sqlx::query_as(
-                        "SELECT module_id, COUNT(*), \
-                         SUM(CASE WHEN truncated THEN 1 ELSE 0 END) \
+                        "SELECT module_id, \
+                         SUM(CASE WHEN input THEN 0 ELSE 1 END), \
+                         SUM(CASE WHEN truncated AND NOT input THEN 1 ELSE 0 END), \
+                         SUM(CASE WHEN input THEN 1 ELSE 0 END) \
                          FROM execution_modules WHERE execution_id = $1 \
                          GROUP BY module_id ORDER BY MIN(seq)",
                     )
@@ -671,7 +703,7 @@ impl Store {
                 });
                 tallies
                     .into_iter()
-                    .map(|(module, stored, truncated)| {
+                    .map(|(module, stored, truncated, inputs)| {
                         Ok(ModuleSummary {
                             module: stored_u32("module data module id", module)?,
                             runs: None,
@@ -681,6 +713,7 @@ impl Store {
                             errors: None,
                             filtered: None,
                             truncated: stored_u64("module data count", truncated)?,
+                            inputs: stored_u64("module data count", inputs)?,
                         })
                     })
                     .collect()
@@ -688,7 +721,7 @@ impl Store {
         }
     }
 
-    /// An execution's module data in log order (`seq`). Empty when there is none (or the
+    /// An execution's module outputs in log order (`seq`). Empty when there is none (or the
     /// execution does not exist). Reads all of it: the API reads pages ([`Store::module_page`]).
     pub async fn module_data(&self, execution_id: &str) -> Result<Vec<ModuleRecord>> {
         if !is_id(execution_id) {
@@ -697,7 +730,7 @@ impl Store {
         let rows: Vec<ModuleRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT seq, module_id, output, truncated FROM execution_modules \
-                 WHERE execution_id = $1 ORDER BY seq",
+                 WHERE execution_id = $1 AND NOT input ORDER BY seq",
             )
             .bind(execution_id)
             .fetch_all(pool)
@@ -890,9 +923,9 @@ impl WriteTx {
         on_tx!(self, tx => {
             for chunk in pow2_chunks(rows, MODULE_ROWS_PER_INSERT) {
                 let sql = format!(
-                    "INSERT INTO execution_modules (execution_id, module_id, seq, output, truncated) \
-                     VALUES {}",
-                    values_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
+                    "INSERT INTO execution_modules \
+                     (execution_id, module_id, seq, output, truncated, input) VALUES {}",
+                    values_rows("(?, ?, ?, ?, ?, ?)", chunk.len(), 1)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(positional_in(tx, sql)));
                 for (execution_id, row) in chunk {
@@ -901,7 +934,8 @@ impl WriteTx {
                         .bind(i64::from(row.module_id))
                         .bind(first_seq + row.seq)
                         .bind(&row.output)
-                        .bind(row.truncated);
+                        .bind(row.truncated)
+                        .bind(row.input);
                 }
                 query.execute(&mut **tx).await?;
             }
@@ -943,6 +977,8 @@ struct PreparedRow {
     seq: i64,
     output: JsonText,
     truncated: bool,
+    /// An operation's input rather than an output.
+    input: bool,
 }
 
 impl ModuleData {
@@ -955,7 +991,7 @@ impl ModuleData {
         let mut rows = entries
             .iter()
             .zip(0..)
-            .map(|(entry, seq)| module_row(entry, seq, cap_bytes))
+            .map(|(entry, seq)| module_row(entry.module_id, entry.output, seq, false, cap_bytes))
             .collect::<Result<Vec<_>>>()?;
         rows.sort_by_key(|row| (row.module_id, row.seq));
         let bytes = rows.iter().map(|r| r.output.len()).sum();
@@ -966,16 +1002,38 @@ impl ModuleData {
         })
     }
 
+    /// Adds the inputs of modules' operations — `(module id, input)`, in the order they ran —
+    /// capped like the outputs, positioned after every output. Before
+    /// [`ModuleData::summarise`], which counts them.
+    pub fn add_inputs<'a>(
+        &mut self,
+        inputs: impl IntoIterator<Item = (u32, &'a Value)>,
+        cap_bytes: usize,
+    ) -> Result<()> {
+        let first = self.rows.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+        for ((module_id, input), seq) in inputs.into_iter().zip(first..) {
+            let row = module_row(module_id, input, seq, true, cap_bytes)?;
+            self.bytes += row.output.len();
+            self.rows.push(row);
+        }
+        self.rows.sort_by_key(|row| (row.module_id, row.seq));
+        Ok(())
+    }
+
     /// Records the per-module summary of this data with the engine's `counts`: one entry per
     /// module of `counts`, in their order (the order of first run), plus any module with
     /// stored outputs but no counts, in order of its first output.
     pub fn summarise(&mut self, counts: &[ModuleCounts]) {
-        // Per module: stored, truncated, first position.
-        let mut tallies: HashMap<u32, (u64, u64, i64)> = HashMap::new();
+        // Per module: stored outputs, truncated outputs, first position, inputs.
+        let mut tallies: HashMap<u32, (u64, u64, i64, u64)> = HashMap::new();
         for row in &self.rows {
-            let tally = tallies.entry(row.module_id).or_insert((0, 0, row.seq));
-            tally.0 += 1;
-            tally.1 += u64::from(row.truncated);
+            let tally = tallies.entry(row.module_id).or_insert((0, 0, row.seq, 0));
+            if row.input {
+                tally.3 += 1;
+            } else {
+                tally.0 += 1;
+                tally.1 += u64::from(row.truncated);
+            }
             tally.2 = tally.2.min(row.seq);
         }
         let counted: HashSet<u32> = counts.iter().map(|c| c.module_id).collect();
@@ -988,8 +1046,8 @@ impl ModuleData {
         let mut summary: Vec<ModuleSummary> = counts
             .iter()
             .map(|c| {
-                let (stored, truncated, _) =
-                    tallies.get(&c.module_id).copied().unwrap_or((0, 0, 0));
+                let (stored, truncated, _, inputs) =
+                    tallies.get(&c.module_id).copied().unwrap_or((0, 0, 0, 0));
                 ModuleSummary {
                     module: c.module_id,
                     runs: Some(c.runs),
@@ -999,11 +1057,12 @@ impl ModuleData {
                     errors: Some(c.errors),
                     filtered: Some(c.filtered),
                     truncated,
+                    inputs,
                 }
             })
             .collect();
         summary.extend(uncounted.into_iter().map(|module| {
-            let (stored, truncated, _) = tallies[&module];
+            let (stored, truncated, _, inputs) = tallies[&module];
             ModuleSummary {
                 module,
                 runs: None,
@@ -1013,6 +1072,7 @@ impl ModuleData {
                 errors: None,
                 filtered: None,
                 truncated,
+                inputs,
             }
         }));
         self.summary = Some(summary);
@@ -1072,15 +1132,21 @@ impl ModuleData {
     }
 }
 
-fn module_row(entry: &ModuleEntry<'_>, seq: i64, cap_bytes: usize) -> Result<PreparedRow> {
-    let (output, truncated) = match JsonText::new("module output", entry.output) {
+fn module_row(
+    module_id: u32,
+    bundle: &Value,
+    seq: i64,
+    input: bool,
+    cap_bytes: usize,
+) -> Result<PreparedRow> {
+    let (output, truncated) = match JsonText::new("module output", bundle) {
         Ok(text) if text.len() <= cap_bytes => (text, false),
         Ok(text) => (
             JsonText::new("module output", &truncated_marker(text.len()))?,
             true,
         ),
         Err(StoreError::InvalidInput { .. }) => {
-            let bytes = serde_json::to_vec(entry.output).map_or(0, |v| v.len());
+            let bytes = serde_json::to_vec(bundle).map_or(0, |v| v.len());
             (
                 JsonText::new("module output", &truncated_marker(bytes))?,
                 true,
@@ -1089,10 +1155,11 @@ fn module_row(entry: &ModuleEntry<'_>, seq: i64, cap_bytes: usize) -> Result<Pre
         Err(e) => return Err(e),
     };
     Ok(PreparedRow {
-        module_id: entry.module_id,
+        module_id,
         seq,
         output,
         truncated,
+        input,
     })
 }
 

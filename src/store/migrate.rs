@@ -46,6 +46,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0007_console_sessions.sql",
         include_str!("../../migrations/sqlite/0007_console_sessions.sql"),
     ),
+    (
+        "0008_operation_inputs.sql",
+        include_str!("../../migrations/sqlite/0008_operation_inputs.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -77,6 +81,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0007_console_sessions.sql",
         include_str!("../../migrations/postgres/0007_console_sessions.sql"),
+    ),
+    (
+        "0008_operation_inputs.sql",
+        include_str!("../../migrations/postgres/0008_operation_inputs.sql"),
     ),
 ];
 

@@ -359,7 +359,8 @@ pub struct ModuleRecord {
     /// Position in the execution, from 0, in the order appended.
     pub seq: u32,
     pub module_id: u32,
-    /// The output, or `{"__truncated__": true, "bytes": N}` when it was larger than the cap.
+    /// The output (or, read by [`crate::store::Store::input_page`], the input), or
+    /// `{"__truncated__": true, "bytes": N}` when it was larger than the cap.
     pub output: Value,
     pub truncated: bool,
 }
@@ -396,9 +397,13 @@ pub struct ModuleSummary {
     pub errors: Option<u64>,
     pub filtered: Option<u64>,
     pub truncated: u64,
+    /// Inputs of its first operations stored (none before inputs were recorded).
+    #[serde(default)]
+    pub inputs: u64,
 }
 
-/// One page of a module's stored outputs ([`crate::store::Store::module_page`]).
+/// One page of a module's stored outputs ([`crate::store::Store::module_page`]) or inputs
+/// ([`crate::store::Store::input_page`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModulePage {
     /// The module's stored outputs in all.
