@@ -238,6 +238,20 @@ async fn auth_code_end_to_end(db: TestDb) {
     let log = api.log(execution["id"].as_str().unwrap()).await;
     assert_eq!(log[0]["output"]["data"]["ok"], true, "{log}");
     assert_eq!(log[1]["output"]["accessToken"], "[redacted]", "{log}");
+    // So is the input of the module it was mapped into.
+    let input = api
+        .get(&format!(
+            "/api/executions/{}?module=3&bundles=input",
+            execution["id"].as_str().unwrap()
+        ))
+        .await
+        .expect(200, "module 3's input")
+        .json;
+    assert_eq!(
+        input["bundles"][0]["input"]["headers"][0]["value"],
+        "Bearer [redacted]",
+        "{input}"
+    );
     let issued = mock.issued().await;
     assert_eq!(
         recorder.last().authorization.as_deref(),

@@ -259,20 +259,21 @@ impl<'s> Execution<'s> {
     /// empty — when it is among the module's first [`Budget::log_bundles_per_module`]; held
     /// until the end like a logged output. False when holding it is over the budget (the
     /// execution is then interrupted).
-    fn log_input(&mut self, ix: Ix, input: &Value) -> bool {
+    /// `input` is built only when it is kept.
+    fn log_input(&mut self, ix: Ix, input: impl FnOnce() -> Value) -> bool {
+        let room = self.budget.log_bundles_per_module();
+        if self.stats(ix).inputs_logged >= room {
+            return true;
+        }
+        let input = input();
         if input.as_object().is_some_and(Map::is_empty) || input.is_null() {
             return true;
         }
-        let room = self.budget.log_bundles_per_module();
-        let stats = self.stats(ix);
-        if stats.inputs_logged >= room {
-            return true;
-        }
-        stats.inputs_logged += 1;
-        let bytes = estimated_size(input) as u64 + BUNDLE_OVERHEAD;
+        self.stats(ix).inputs_logged += 1;
+        let bytes = estimated_size(&input) as u64 + BUNDLE_OVERHEAD;
         self.inputs.push(InputEntry {
             module: self.scenario.nodes[ix].id,
-            input: Arc::new(input.clone()),
+            input: Arc::new(input),
         });
         self.hold(ix, bytes)
     }
@@ -651,7 +652,7 @@ impl<'s> Execution<'s> {
         let mut out_of_time = false;
         let result = match self.mapper(ix, ancestry) {
             Ok(mapper) => {
-                if !self.log_input(ix, &mapper) {
+                if !self.log_input(ix, || mapper.clone()) {
                     return None;
                 }
                 let invocation = Invocation {
@@ -732,7 +733,7 @@ impl<'s> Execution<'s> {
             } => Value::Null,
             _ => self.mapper(ix, ancestry)?,
         };
-        if !self.log_input(ix, &mapper) {
+        if !self.log_input(ix, || mapper.clone()) {
             // Interrupted: nothing runs after this.
             return Ok(Some(Vec::new()));
         }
@@ -822,8 +823,8 @@ impl<'s> Execution<'s> {
                     VariableScope::Roundtrip => "roundtrip",
                     VariableScope::Execution => "execution",
                 };
-                let input = json!({"name": name, "scope": scope_name, "value": value});
-                if !self.log_input(ix, &input) {
+                let input = || json!({"name": name, "scope": scope_name, "value": value});
+                if !self.log_input(ix, input) {
                     return Ok(Some(Vec::new()));
                 }
                 let vars = self.variables(*scope);
