@@ -1166,7 +1166,10 @@ fn parse_number(text: &str, whole: bool) -> Option<serde_json::Number> {
 /// An empty optional field is left out (the vault and the schema decide about required ones);
 /// a `field.<name>` the schema does not have is refused. Every problem is reported at once,
 /// each at `fields.<name>`, and a secret field's value is never quoted in one.
-fn typed_fields(schema: &Value, form: &Form_) -> Result<Map<String, Value>, Vec<crate::connections::FieldProblem>> {
+fn typed_fields(
+    schema: &Value,
+    form: &Form_,
+) -> Result<Map<String, Value>, Vec<crate::connections::FieldProblem>> {
     let properties = schema.get("properties").and_then(Value::as_object);
     let mut fields = Map::new();
     let mut problems = Vec::new();
@@ -1219,8 +1222,10 @@ fn typed_fields(schema: &Value, form: &Form_) -> Result<Map<String, Value>, Vec<
                 match options.iter().find(|o| form_text(o) == text) {
                     Some(chosen) => Some(chosen.clone()),
                     None => {
-                        let listed: Vec<String> =
-                            options.iter().map(|o| format!("{:?}", form_text(o))).collect();
+                        let listed: Vec<String> = options
+                            .iter()
+                            .map(|o| format!("{:?}", form_text(o)))
+                            .collect();
                         problems.push(refuse(format!("one of {}", listed.join(", ")), text));
                         None
                     }
@@ -1278,7 +1283,12 @@ fn schema_field(name: &str, field: &Value, required: bool, posted: Option<&Form_
         None => field.get("default").map(form_text),
     };
     let kind = field_kind(field);
-    let bound = |key: &str| field.get(key).filter(|v| v.is_number()).map(Value::to_string);
+    let bound = |key: &str| {
+        field
+            .get(key)
+            .filter(|v| v.is_number())
+            .map(Value::to_string)
+    };
     html! {
         @if kind == FieldKind::Boolean {
             label.check {
@@ -1353,6 +1363,29 @@ fn schema_form(
     }
 }
 
+/// An expiry from the API's RFC 3339 text, as people read it (`2026-12-03 21:16 UTC`), in a
+/// `<time>` carrying the exact instant.
+fn expiry(rfc3339: &str) -> Markup {
+    let readable = chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_string());
+    html! { time datetime=(rfc3339) title=(rfc3339) { (readable) } }
+}
+
+/// How an integration is connected, in words.
+fn flow_words(flow: &str) -> &str {
+    match flow {
+        "auth_code" => "authorization code",
+        "client_credentials" => "client credentials",
+        "service_account" => "service account key",
+        other => other,
+    }
+}
+
 fn status_word(status: &str) -> &str {
     match status {
         "connected" => "connected",
@@ -1407,7 +1440,7 @@ async fn connect_page(
         @if integrations.is_empty() {
             p.muted { "No integrations are declared (" code { "serve --integrations FILE" } ")." }
         } @else {
-            div.grid {
+            div.grid.integrations {
                 @for i in &integrations {
                     @let alias = text(i, "alias");
                     @let flow = text(i, "flow");
@@ -1415,10 +1448,11 @@ async fn connect_page(
                     @let connected = status == "connected";
                     section.card.integration data-alias=(alias) data-status=(status) {
                         h3 { (i.get("title").and_then(Value::as_str).unwrap_or(&alias)) }
-                        p.muted { code { (alias) } " · " (text(i, "provider")) " · " (text(i, "context")) " · " (flow) }
+                        p.muted { code { (alias) } " · " (text(i, "provider")) " · " (text(i, "context"))
+                            @if flow != text(i, "provider") { " · " (flow_words(&flow)) } }
                         @if let Some(d) = i.get("description").and_then(Value::as_str) { p.muted { (d) } }
                         p { span class=(format!("status status-{status}")) { (status_word(&status)) }
-                            @if let Some(exp) = i.get("expiresAt").and_then(Value::as_str) { span.muted.expires { " · expires " (exp) } } }
+                            @if let Some(exp) = i.get("expiresAt").and_then(Value::as_str) { span.muted.expires { " expires " (expiry(exp)) } } }
                         @let label = if connected { "Connect again" } else { "Connect" };
                         @if let Some(url) = i.get("connectUrl").and_then(Value::as_str) {
                             a.button.primary.connect href=(url) { (label) }
@@ -1429,7 +1463,7 @@ async fn connect_page(
                             form.stack.secret method="post" action=(format!("/connect/secrets/{alias}")) {
                                 (csrf_field(session))
                                 label { @if flow == "secret" { "Secret value" } @else { "Service account key (JSON)" }
-                                    @let hint = if connected { "stored — type a new value to replace it" } else { "" };
+                                    @let hint = if connected { "stored · type to replace" } else { "" };
                                     @if flow == "secret" { input type="password" name="value" required autocomplete="off" placeholder=(hint); }
                                     @else { textarea name="value" rows="4" required placeholder=(hint) {} } }
                                 button.secondary type="submit" { @if connected { "Replace" } @else { "Save" } }
@@ -1450,7 +1484,7 @@ async fn connect_page(
                         td { (text(c, "app")) }
                         td { (text(c, "kind")) }
                         td { span class=(format!("status status-{}", text(c, "status"))) { (status_word(&text(c, "status"))) } }
-                        td.muted { (c.get("expiresAt").and_then(Value::as_str).unwrap_or("—")) }
+                        td.muted { @if let Some(exp) = c.get("expiresAt").and_then(Value::as_str) { (expiry(exp)) } @else { "—" } }
                         td.actions {
                             (action_button(session, &format!("/connect/connections/{id}/test"), "Test", "secondary"))
                             (action_button(session, &format!("/connect/connections/{id}/remove"), "Remove", "danger"))
@@ -1513,7 +1547,14 @@ pub async fn create_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
     let app = form.get("app").cloned().unwrap_or_default();
     let kind = form.get("kind").cloned().unwrap_or_default();
@@ -1555,7 +1596,14 @@ pub async fn test_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
     let notice = match vault.test(&id).await {
         Ok(report) => html! {
@@ -1584,7 +1632,14 @@ pub async fn remove_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
     match vault.remove(&id).await {
         Ok(_) => see_other("/connect"),
@@ -1609,7 +1664,14 @@ pub async fn put_secret(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
     let value = Value::String(form.get("value").cloned().unwrap_or_default());
     match vault.set_secret(&alias, &value).await {
@@ -1762,7 +1824,10 @@ mod tests {
         let port = field("port", true, None);
         assert!(port.contains(r#"type="number""#), "{port}");
         assert!(port.contains(r#"step="1""#), "{port}");
-        assert!(port.contains(r#"min="1""#) && port.contains(r#"max="65535""#), "{port}");
+        assert!(
+            port.contains(r#"min="1""#) && port.contains(r#"max="65535""#),
+            "{port}"
+        );
         assert!(port.contains(r#"value="5432""#), "{port}");
         assert!(port.contains("required"), "{port}");
         let timeout = field("timeout", false, None);
@@ -1770,10 +1835,16 @@ mod tests {
         assert!(timeout.contains("Seconds"), "{timeout}");
         assert!(!timeout.contains("value="), "{timeout}");
         let tls = field("tls", false, None);
-        assert!(tls.contains(r#"type="checkbox""#) && tls.contains(r#"value="true""#), "{tls}");
+        assert!(
+            tls.contains(r#"type="checkbox""#) && tls.contains(r#"value="true""#),
+            "{tls}"
+        );
         assert!(tls.contains("checked"), "{tls}");
         let mode = field("mode", false, None);
-        assert!(mode.contains(r#"<option value="" selected>—</option>"#), "{mode}");
+        assert!(
+            mode.contains(r#"<option value="" selected>—</option>"#),
+            "{mode}"
+        );
         let mode = field("mode", true, None);
         assert!(!mode.contains("—"), "{mode}");
         let password = field("password", false, None);
