@@ -61,6 +61,10 @@ fn blueprint() -> Value {
     })
 }
 
+/// The browser tests run one at a time: two servers and two browsers at once on a small
+/// machine make their page loads slow enough to race the waits.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -235,6 +239,7 @@ async fn until_present(client: &Client, url: &str, selector: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
+    let _alone = ONE_BROWSER_AT_A_TIME.lock().await;
     let Some((_driver, driver_url)) = start_chromedriver().await else {
         return;
     };
@@ -782,6 +787,7 @@ async fn until_absent(client: &Client, selector: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connect_page_in_a_real_browser() {
+    let _alone = ONE_BROWSER_AT_A_TIME.lock().await;
     let Some((_driver, driver_url)) = start_chromedriver().await else {
         return;
     };
