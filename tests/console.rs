@@ -6,8 +6,17 @@
 //! value, a form without its CSRF token refused, sign out — saving a screenshot of each page
 //! under `docs/console/`.
 //!
-//! chromedriver and chromium come from Debian (`.ci/run` installs them). Without them the test
-//! prints a notice and passes, except when `CI` is set: then it fails.
+//! A second test walks the connect page with an integrations file (a bot authorization-code
+//! integration against the mock OAuth2 server of `tests/common/oauth.rs`, and a secret) and an
+//! app whose connection type has typed fields: both integrations "not connected", **Connect**
+//! through the OAuth server and back, the secret saved, a typed form refused at its field
+//! (422) and then stored, **Test** and **Remove** — and nothing the browser received (every
+//! page, response header, redirect and body, from Chrome's performance log) carries the secret,
+//! the client secret or any token the OAuth server issued. Screenshots: `connect.png`,
+//! `connect-form.png`.
+//!
+//! chromedriver and chromium come from Debian (`.ci/run` installs them). Without them the tests
+//! print a notice and pass, except when `CI` is set: then they fail.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -16,6 +25,10 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+
+#[allow(dead_code)]
+#[path = "common/oauth.rs"]
+mod oauth;
 
 const TOKEN: &str = "console-browser-test-token";
 const SECRET: &str = "k3y-that-must-never-reach-the-browser";
@@ -48,6 +61,10 @@ fn blueprint() -> Value {
     })
 }
 
+/// The browser tests run one at a time: two servers and two browsers at once on a small
+/// machine make their page loads slow enough to race the waits.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -66,12 +83,26 @@ fn free_port() -> u16 {
 
 /// Starts `switchyard serve` on a free port; returns it and its base URL.
 fn start_server(data: &std::path::Path) -> (Killed, String) {
+    start_server_with(data, 0, &[], &[])
+}
+
+/// Starts `switchyard serve` on `port` (0: any free one) with more arguments and environment.
+fn start_server_with(
+    data: &std::path::Path,
+    port: u16,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Killed, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir"])
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--data-dir")
         .arg(data)
+        .args(args)
         .env("SWITCHYARD_API_TOKEN", TOKEN)
         .env_remove("SWITCHYARD_DATABASE_URL")
         .env_remove("SWITCHYARD_PUBLIC_URL")
+        .env_remove("SWITCHYARD_APPS_DIR")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -208,6 +239,7 @@ async fn until_present(client: &Client, url: &str, selector: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
+    let _alone = ONE_BROWSER_AT_A_TIME.lock().await;
     let Some((_driver, driver_url)) = start_chromedriver().await else {
         return;
     };
@@ -517,7 +549,6 @@ async fn walk(client: Client, base: String) {
         !source.contains(SECRET),
         "the connect page carries the stored key"
     );
-    screenshot(client, "connect").await;
     // Test answers on the page (the built-in http app has no test request); Remove removes.
     css(
         client,
@@ -602,4 +633,451 @@ async fn walk(client: Client, base: String) {
         "/login",
         "a signed-out session still opens pages"
     );
+}
+
+/// The secret integration's value typed in the connect page.
+const INTEGRATION_SECRET: &str = "rep0rting-s3cret-never-shown";
+/// The access token of the typed connection.
+const TYPED_SECRET: &str = "inv3ntory-key-never-shown";
+
+/// An app (loaded through `SWITCHYARD_APPS_DIR`) whose connection type has an integer, a number,
+/// a boolean and an optional enum — the built-in apps have none. The app's schema refuses
+/// `additionalProperties` and checks types, so a connection stored through its form proves
+/// the form sent numbers and booleans, not text. Its test request goes to
+/// `http://127.0.0.1:{{connection.port}}/stats` (the mock OAuth server's control port).
+fn inventory_app() -> Value {
+    json!({
+      "name": "inventory", "version": "1.0.0", "title": "Inventory",
+      "base": {"baseUrl": "http://127.0.0.1:{{connection.port}}"},
+      "connections": [{
+        "name": "token", "label": "Inventory access token", "kind": "bearer",
+        "configuration": {"type": "object", "required": ["token", "port"], "additionalProperties": false,
+          "properties": {
+            "token": {"type": "string", "title": "Access token", "writeOnly": true, "minLength": 1},
+            "port": {"type": "integer", "title": "Port", "minimum": 1, "maximum": 65535, "default": 8443,
+                     "description": "Where the inventory service listens."},
+            "timeout": {"type": "number", "title": "Timeout (seconds)", "default": 2.5},
+            "verbose": {"type": "boolean", "title": "Verbose responses", "default": false,
+                        "description": "Ask for every field of each item."},
+            "region": {"type": "string", "title": "Region", "enum": ["eu", "us"]}}},
+        "auth": {"headers": {"Authorization": "Bearer {{connection.token}}"}},
+        "test": {"url": "/stats"}
+      }],
+      "modules": {"GetStock": {"label": "Get stock", "type": "action", "connection": "token",
+                               "request": {"url": "/stock"}}}
+    })
+}
+
+/// A chromedriver command fantoccini has no method for: `POST /session/{id}/{path}`.
+#[derive(Debug)]
+struct ChromeCommand {
+    path: &'static str,
+    body: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ChromeCommand {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.body.to_string()))
+    }
+}
+
+/// A browser that records its network traffic (Chrome's performance log).
+async fn recording_browser(driver: &str) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": "/usr/bin/chromium",
+               "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                        "--disable-gpu", "--window-size=1360,900"]}),
+    );
+    caps.insert("goog:loggingPrefs".into(), json!({"performance": "ALL"}));
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("a browser session")
+}
+
+/// Everything the browser received since the last call, as text: the page's DOM; every
+/// response's URL, status and headers, redirects included (Chrome's performance log); and the
+/// bodies Chrome still holds — the current page's document and assets (a page's bodies are
+/// dropped when the next one loads, so this is called on every page). What the browser *sent*
+/// (a typed secret in a form's body) is left out.
+async fn received(client: &Client) -> Vec<String> {
+    let mut texts = vec![client.source().await.expect("page source")];
+    let log = client
+        .issue_cmd(ChromeCommand {
+            path: "se/log",
+            body: json!({"type": "performance"}),
+        })
+        .await
+        .expect("the performance log");
+    let mut bodies = 0;
+    for entry in log.as_array().expect("log entries") {
+        let message: Value =
+            serde_json::from_str(entry["message"].as_str().unwrap_or("{}")).expect("log JSON");
+        let (method, params) = (&message["message"]["method"], &message["message"]["params"]);
+        match method.as_str().unwrap_or_default() {
+            "Network.requestWillBeSent" => {
+                texts.push(params["request"]["url"].to_string());
+                texts.push(params["redirectResponse"].to_string());
+            }
+            "Network.responseReceivedExtraInfo" => texts.push(params["headers"].to_string()),
+            "Network.responseReceived" => {
+                texts.push(params["response"].to_string());
+                let body = client
+                    .issue_cmd(ChromeCommand {
+                        path: "goog/cdp/execute",
+                        body: json!({"cmd": "Network.getResponseBody",
+                                     "params": {"requestId": params["requestId"]}}),
+                    })
+                    .await;
+                if let Ok(body) = body {
+                    texts.push(body["body"].as_str().unwrap_or_default().to_string());
+                    bodies += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(bodies > 0, "no response body of this page could be read");
+    texts
+}
+
+async fn sign_in(client: &Client, base: &str) {
+    client.goto(&format!("{base}/login")).await.expect("goto");
+    css(client, "input[name=token]")
+        .await
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    css(client, "form[action='/login'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(client, "a[href='/scenarios/new']").await;
+}
+
+/// An integration card's status, as text and as the class that colours it.
+async fn integration_status(client: &Client, alias: &str) -> (String, String) {
+    let status = css(
+        client,
+        &format!("section.integration[data-alias='{alias}'] .status"),
+    )
+    .await;
+    (
+        status.text().await.unwrap(),
+        status.attr("class").await.unwrap().unwrap_or_default(),
+    )
+}
+
+/// Waits until `selector` matches nothing (the page after a form's post).
+async fn until_absent(client: &Client, selector: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(client, selector).await > 0 {
+        assert!(Instant::now() < deadline, "{selector} is still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_page_in_a_real_browser() {
+    let _alone = ONE_BROWSER_AT_A_TIME.lock().await;
+    let Some((_driver, driver_url)) = start_chromedriver().await else {
+        return;
+    };
+    let mock = oauth::MockOAuth::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let apps = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        apps.path().join("inventory.json"),
+        inventory_app().to_string(),
+    )
+    .unwrap();
+    let integrations = data.path().join("integrations.json");
+    let declared = json!([
+        mock.integration("crm", "bot", "auth_code"),
+        {"provider": "secret", "alias": "reporting_key", "context": "bot",
+         "title": "Reporting API", "description": "The key of the reporting API."}
+    ]);
+    std::fs::write(&integrations, declared.to_string()).unwrap();
+    // The callback must come back to this server: its public URL is the address it listens on.
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let (_server, base) = start_server_with(
+        data.path(),
+        port,
+        &[
+            "--integrations",
+            integrations.to_str().unwrap(),
+            "--public-url",
+            &public_url,
+        ],
+        &[
+            ("SWITCHYARD_APPS_DIR", apps.path().as_os_str()),
+            // The token endpoint and the typed connection's test are on loopback.
+            ("SWITCHYARD_ALLOW_EGRESS", std::ffi::OsStr::new("127.0.0.1")),
+        ],
+    );
+    assert_eq!(base, public_url);
+    let client = recording_browser(&driver_url).await;
+    let outcome = tokio::spawn(connect_walk(client.clone(), base, mock)).await;
+    let _ = client.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
+    let (client, base) = (&client, base.as_str());
+    let mut seen: Vec<String> = Vec::new();
+    sign_in(client, base).await;
+
+    // Both integrations are declared and not connected: in words, and in colour.
+    client.goto(&format!("{base}/connect")).await.unwrap();
+    for alias in ["crm", "reporting_key"] {
+        let (text, class) = integration_status(client, alias).await;
+        assert_eq!(text, "not connected", "{alias}");
+        assert!(class.contains("status-not_connected"), "{alias}: {class}");
+    }
+    seen.extend(received(client).await);
+
+    // Connect: through the OAuth server and back to this server's callback.
+    css(client, "section.integration[data-alias='crm'] a.connect")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let done = css(client, "h1.ok").await.text().await.unwrap();
+    assert_eq!(done, "Connected");
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&format!("{base}/oauth/callback")),
+        "the browser did not come back to the callback"
+    );
+    assert_eq!(mock.grants("authorization_code").await, 1);
+    seen.extend(received(client).await);
+    client.goto(&format!("{base}/connect")).await.unwrap();
+    let (text, class) = integration_status(client, "crm").await;
+    assert_eq!(text, "connected");
+    assert!(class.contains("status-connected"), "{class}");
+    let expires = css(client, "section.integration[data-alias='crm'] .expires")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(expires.contains("expires 20"), "{expires}");
+    let row = css(client, "#connections tr[data-connection='crm']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("oauth2") && row.contains("connected"), "{row}");
+    seen.extend(received(client).await);
+
+    // The secret: typed in, saved, connected — and not shown.
+    let secret_form = "section.integration[data-alias='reporting_key'] form.secret";
+    css(client, &format!("{secret_form} input[name=value]"))
+        .await
+        .send_keys(INTEGRATION_SECRET)
+        .await
+        .unwrap();
+    css(client, &format!("{secret_form} button[type=submit]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(
+        client,
+        "section.integration[data-alias='reporting_key'][data-status='connected']",
+    )
+    .await;
+    let (text, class) = integration_status(client, "reporting_key").await;
+    assert_eq!(text, "connected");
+    assert!(class.contains("status-connected"), "{class}");
+    seen.extend(received(client).await);
+
+    // A typed form: the number input is pre-filled with the schema's default, the optional
+    // enum starts unset, and the stored connection passes the app's type-checking schema.
+    let form = "#new-inventory-bearer";
+    let port = css(client, &format!("{form} input[name='field.port']")).await;
+    assert_eq!(port.attr("type").await.unwrap().as_deref(), Some("number"));
+    assert_eq!(port.prop("value").await.unwrap().as_deref(), Some("8443"));
+    let region = css(client, &format!("{form} select[name='field.region']")).await;
+    assert_eq!(region.prop("value").await.unwrap().as_deref(), Some(""));
+    let verbose = format!("{form} input[type=checkbox][name='field.verbose']");
+    assert_eq!(
+        css(client, &verbose)
+            .await
+            .prop("checked")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("false")
+    );
+    let control_port = reqwest::Url::parse(&mock.control)
+        .unwrap()
+        .port()
+        .expect("the control server's port")
+        .to_string();
+    css(client, &format!("{form} input[name=name]"))
+        .await
+        .send_keys("warehouse")
+        .await
+        .unwrap();
+    css(client, &format!("{form} input[name='field.token']"))
+        .await
+        .send_keys(TYPED_SECRET)
+        .await
+        .unwrap();
+    // A value that is not a number (typed where the browser allows it) comes back as a 422
+    // naming the field, the form filled in again without its secret.
+    client
+        .execute(
+            "const i = document.querySelector(arguments[0]); i.type = 'text'; i.value = 'abc';",
+            vec![json!(format!("{form} input[name='field.port']"))],
+        )
+        .await
+        .unwrap();
+    css(client, &format!("{form} button[type=submit]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let problems = css(client, "#problems").await.text().await.unwrap();
+    assert!(
+        problems.contains(r#"fields.port: expected a whole number, got "abc""#),
+        "{problems}"
+    );
+    let name = css(client, &format!("{form} input[name=name]")).await;
+    assert_eq!(
+        name.prop("value").await.unwrap().as_deref(),
+        Some("warehouse")
+    );
+    let token = css(client, &format!("{form} input[name='field.token']")).await;
+    assert_eq!(token.prop("value").await.unwrap().as_deref(), Some(""));
+    seen.extend(received(client).await);
+    // Now as a person fills it in.
+    token.send_keys(TYPED_SECRET).await.unwrap();
+    let port = css(client, &format!("{form} input[name='field.port']")).await;
+    port.clear().await.unwrap();
+    port.send_keys(&control_port).await.unwrap();
+    let timeout = css(client, &format!("{form} input[name='field.timeout']")).await;
+    assert_eq!(timeout.attr("step").await.unwrap().as_deref(), Some("any"));
+    timeout.clear().await.unwrap();
+    timeout.send_keys("0.75").await.unwrap();
+    css(client, &verbose).await.click().await.unwrap();
+    client
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
+            vec![json!(form)],
+        )
+        .await
+        .unwrap();
+    screenshot(client, "connect-form").await;
+    css(client, &format!("{form} button[type=submit]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let row = css(client, "#connections tr[data-connection='warehouse']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("inventory") && row.contains("bearer"), "{row}");
+    assert_eq!(count(client, "#problems").await, 0);
+    seen.extend(received(client).await);
+    screenshot(client, "connect").await;
+
+    // Test: the app's test request reaches the port stored as a number.
+    css(
+        client,
+        "#connections tr[data-connection='warehouse'] form[action$='/test'] button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let result = css(client, "#test-result").await.text().await.unwrap();
+    assert!(result.contains("Test of warehouse passed"), "{result}");
+    seen.extend(received(client).await);
+    // Remove: the row is gone.
+    css(
+        client,
+        "#connections tr[data-connection='warehouse'] form[action$='/remove'] button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    until_absent(client, "#connections tr[data-connection='warehouse']").await;
+    seen.extend(received(client).await);
+
+    // The refused form answers 422 (not 500) to a plain HTTP post with the session too.
+    let session = client.get_named_cookie("switchyard_session").await.unwrap();
+    let csrf = css(client, &format!("{form} input[name=csrf]"))
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let refused = reqwest::Client::new()
+        .post(format!("{base}/connect/connections"))
+        .header("cookie", format!("switchyard_session={}", session.value()))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("app", "inventory"),
+            ("kind", "bearer"),
+            ("name", "warehouse"),
+            ("field.token", TYPED_SECRET),
+            ("field.port", "8443"),
+            ("field.timeout", "soon"),
+            ("field.colour", "blue"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("fields.timeout</code>: expected a number, got &quot;soon&quot;"),
+        "{page}"
+    );
+    assert!(page.contains("fields.colour</code>: not a field of this connection type"));
+    seen.push(page);
+
+    // What was recorded covers the redirects through the OAuth server and the pages' bodies.
+    let recorded = |needle: &str| seen.iter().any(|text| text.contains(needle));
+    assert!(recorded(&format!("{}/authorize?", mock.issuer)));
+    assert!(recorded("/oauth/callback?code="));
+    assert!(recorded("You can close this window"));
+    assert!(recorded("Test of warehouse passed"));
+    // Nothing the browser got carries a secret: the typed values, the client secret, and
+    // every token the OAuth server issued.
+    let issued = mock.issued().await;
+    assert!(!issued.is_empty(), "the OAuth server issued no token");
+    let mut secrets = issued;
+    secrets
+        .extend([INTEGRATION_SECRET, TYPED_SECRET, "test-client-secret-5f1c"].map(str::to_string));
+    for secret in &secrets {
+        assert!(!recorded(secret), "a secret reached the browser");
+    }
 }

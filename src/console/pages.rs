@@ -1074,6 +1074,31 @@ fn http_connection_types() -> Vec<(String, &'static str, Value)> {
     ]
 }
 
+/// The schema of the connection type a form was posted for, found as the vault finds the type:
+/// one of the `http` app's standard kinds, else the app's type named `kind`, else its only type
+/// of that kind.
+fn posted_schema(vault: &crate::connections::Vault, app: &str, kind: &str) -> Option<Value> {
+    if app == "http" {
+        return http_connection_types()
+            .into_iter()
+            .find(|(_, k, _)| *k == kind)
+            .map(|(_, _, schema)| schema);
+    }
+    let types: Vec<crate::connections::ConnectionTypeInfo> = vault
+        .connection_types()
+        .into_iter()
+        .filter(|t| t.app == app)
+        .collect();
+    if let Some(named) = types.iter().find(|t| t.name == kind) {
+        return Some(named.configuration.clone());
+    }
+    let mut of_kind = types.into_iter().filter(|t| t.kind == kind);
+    match (of_kind.next(), of_kind.next()) {
+        (Some(only), None) => Some(only.configuration),
+        _ => None,
+    }
+}
+
 /// Whether a field holds a secret: typed as a password, or named like one.
 fn secret_field(name: &str, schema: &Value) -> bool {
     schema.get("format").and_then(Value::as_str) == Some("password")
@@ -1090,19 +1115,259 @@ fn secret_field(name: &str, schema: &Value) -> bool {
         .contains(&name)
 }
 
+/// How a schema property is entered in the form and sent to the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    /// Text (a password input for a secret).
+    Text,
+    /// A whole number: `<input type=number step=1>`, sent as a JSON integer.
+    Integer,
+    /// `<input type=number step=any>`, sent as a JSON number.
+    Number,
+    /// A checkbox, sent as `true`/`false`.
+    Boolean,
+    /// An `enum`: a select, sent as the chosen value with its JSON type.
+    Choice,
+}
+
+fn field_kind(field: &Value) -> FieldKind {
+    if field.get("enum").is_some_and(Value::is_array) {
+        return FieldKind::Choice;
+    }
+    // `"type": ["integer", "null"]` is an optional integer.
+    let ty = match field.get("type") {
+        Some(Value::String(ty)) => Some(ty.as_str()),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|ty| *ty != "null"),
+        _ => None,
+    };
+    match ty {
+        Some("integer") => FieldKind::Integer,
+        Some("number") => FieldKind::Number,
+        Some("boolean") => FieldKind::Boolean,
+        _ => FieldKind::Text,
+    }
+}
+
+/// An enum value or a default as the text a form shows and posts.
+fn form_text(value: &Value) -> String {
+    value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string())
+}
+
+/// The number `text` holds: an integer when it is whole, a fraction only when `whole` is
+/// false; `None` when it is not a finite number (or not whole when `whole` is asked).
+fn parse_number(text: &str, whole: bool) -> Option<serde_json::Number> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(i.into());
+    }
+    if let Ok(u) = text.parse::<u64>() {
+        return Some(u.into());
+    }
+    let f = text.parse::<f64>().ok().filter(|f| f.is_finite())?;
+    if whole {
+        // `10.0` is whole; `10.5` is not. Beyond 2^53 an f64 no longer says which it is.
+        return (f.fract() == 0.0 && f.abs() < 9.0e15).then(|| (f as i64).into());
+    }
+    serde_json::Number::from_f64(f)
+}
+
+/// The fields of a posted connection form — its `field.<name>` entries — typed by the connection
+/// type's JSON Schema, as the vault and the app's schema expect them:
+/// - `integer` / `number`: a JSON number (an integer refuses a fraction);
+/// - `boolean`: a checkbox, `true` when posted checked; HTML leaves an unchecked box out of the
+///   form, so a boolean of the schema that was not posted is `false`;
+/// - `enum`: the chosen value with its JSON type;
+/// - anything else: the text as typed.
+///
+/// An empty optional field is left out (the vault and the schema decide about required ones);
+/// a `field.<name>` the schema does not have is refused. Every problem is reported at once,
+/// each at `fields.<name>`, and a secret field's value is never quoted in one.
+fn typed_fields(
+    schema: &Value,
+    form: &Form_,
+) -> Result<Map<String, Value>, Vec<crate::connections::FieldProblem>> {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let mut fields = Map::new();
+    let mut problems = Vec::new();
+    for (name, field) in properties.into_iter().flatten() {
+        let posted = form.get(&format!("field.{name}")).map(String::as_str);
+        let kind = field_kind(field);
+        let refuse = |expected: String, text: &str| {
+            let got = if secret_field(name, field) {
+                String::new()
+            } else {
+                format!(", got {text:?}")
+            };
+            crate::connections::FieldProblem {
+                path: format!("fields.{name}"),
+                reason: format!("expected {expected}{got}"),
+            }
+        };
+        let value = match (kind, posted) {
+            (FieldKind::Boolean, None) => Some(Value::Bool(false)),
+            (_, None) => None,
+            (FieldKind::Boolean, Some("true" | "on")) => Some(Value::Bool(true)),
+            (FieldKind::Boolean, Some("false")) => Some(Value::Bool(false)),
+            (FieldKind::Boolean, Some(text)) => {
+                problems.push(refuse("true or false".into(), text));
+                None
+            }
+            (FieldKind::Integer | FieldKind::Number, Some(text)) => {
+                let text = text.trim();
+                if text.is_empty() {
+                    None
+                } else {
+                    let whole = kind == FieldKind::Integer;
+                    match parse_number(text, whole) {
+                        Some(n) => Some(Value::Number(n)),
+                        None => {
+                            let expected = if whole { "a whole number" } else { "a number" };
+                            problems.push(refuse(expected.into(), text));
+                            None
+                        }
+                    }
+                }
+            }
+            (FieldKind::Choice | FieldKind::Text, Some("")) => None,
+            (FieldKind::Choice, Some(text)) => {
+                let options = field
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                match options.iter().find(|o| form_text(o) == text) {
+                    Some(chosen) => Some(chosen.clone()),
+                    None => {
+                        let listed: Vec<String> = options
+                            .iter()
+                            .map(|o| format!("{:?}", form_text(o)))
+                            .collect();
+                        problems.push(refuse(format!("one of {}", listed.join(", ")), text));
+                        None
+                    }
+                }
+            }
+            (FieldKind::Text, Some(text)) => Some(Value::String(text.to_string())),
+        };
+        if let Some(value) = value {
+            fields.insert(name.clone(), value);
+        }
+    }
+    let mut unknown: Vec<&str> = form
+        .keys()
+        .filter_map(|k| k.strip_prefix("field."))
+        .filter(|name| !properties.is_some_and(|p| p.contains_key(*name)))
+        .collect();
+    unknown.sort_unstable();
+    let known: Vec<&str> = properties
+        .into_iter()
+        .flat_map(|p| p.keys().map(String::as_str))
+        .collect();
+    for name in unknown {
+        problems.push(crate::connections::FieldProblem {
+            path: format!("fields.{name}"),
+            reason: if known.is_empty() {
+                "this connection type has no fields".to_string()
+            } else {
+                format!(
+                    "not a field of this connection type (its fields: {})",
+                    known.join(", ")
+                )
+            },
+        });
+    }
+    if problems.is_empty() {
+        Ok(fields)
+    } else {
+        Err(problems)
+    }
+}
+
+/// One field of a connection form, from its schema property: a number input for numbers, a
+/// checkbox for booleans, a select for an enum (with an empty "—" first choice when the field
+/// is optional), a text input otherwise (a password input for a secret); its title and
+/// description. Pre-filled with what `posted` holds when the form comes back refused, else with
+/// the property's `default` — never for a secret field.
+fn schema_field(name: &str, field: &Value, required: bool, posted: Option<&Form_>) -> Markup {
+    let input_name = format!("field.{name}");
+    let title = field.get("title").and_then(Value::as_str).unwrap_or(name);
+    let description = field.get("description").and_then(Value::as_str);
+    let secret = secret_field(name, field);
+    let prefill: Option<String> = match posted {
+        _ if secret => None,
+        Some(form) => form.get(&input_name).filter(|v| !v.is_empty()).cloned(),
+        None => field.get("default").map(form_text),
+    };
+    let kind = field_kind(field);
+    let bound = |key: &str| {
+        field
+            .get(key)
+            .filter(|v| v.is_number())
+            .map(Value::to_string)
+    };
+    html! {
+        @if kind == FieldKind::Boolean {
+            label.check {
+                input type="checkbox" name=(input_name) value="true" checked[prefill.as_deref() == Some("true")];
+                span { (title) }
+                @if let Some(d) = description { small.muted { (d) } }
+            }
+        } @else {
+            label {
+                (title) @if required { " *" }
+                @match kind {
+                    FieldKind::Choice => {
+                        select name=(input_name) required[required] {
+                            @if !required { option value="" selected[prefill.is_none()] { "—" } }
+                            @for o in field.get("enum").and_then(Value::as_array).into_iter().flatten() {
+                                @let text = form_text(o);
+                                option value=(text) selected[prefill.as_deref() == Some(text.as_str())] { (text) }
+                            }
+                        }
+                    }
+                    FieldKind::Integer | FieldKind::Number => {
+                        input type="number" name=(input_name)
+                            step=(if kind == FieldKind::Integer { "1" } else { "any" })
+                            min=[bound("minimum")] max=[bound("maximum")]
+                            value=[prefill] required[required] autocomplete="off";
+                    }
+                    _ => {
+                        input type=(if secret { "password" } else { "text" }) name=(input_name)
+                            value=[prefill] required[required] autocomplete="off";
+                    }
+                }
+                @if let Some(d) = description { small.muted { (d) } }
+            }
+        }
+    }
+}
+
 /// A form creating a connection of `kind` for `app`, its fields generated from `schema`
-/// (an object schema: properties, required, enum, title, description).
-fn schema_form(session: &Session, app: &str, kind: &str, title: &str, schema: &Value) -> Markup {
+/// (an object schema: properties, required, type, enum, default, title, description), filled
+/// again from `posted` when it is this form coming back refused.
+fn schema_form(
+    session: &Session,
+    app: &str,
+    kind: &str,
+    title: &str,
+    schema: &Value,
+    posted: Option<&Form_>,
+) -> Markup {
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let empty = Map::new();
-    let properties = schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let posted = posted.filter(|form| {
+        form.get("app").map(String::as_str) == Some(app)
+            && form.get("kind").map(String::as_str) == Some(kind)
+    });
+    let name = posted.and_then(|form| form.get("name")).cloned();
     let form_id = format!("new-{app}-{kind}");
     html! {
         form.card.connection-form method="post" action="/connect/connections" id=(form_id) data-app=(app) data-kind=(kind) {
@@ -1110,25 +1375,35 @@ fn schema_form(session: &Session, app: &str, kind: &str, title: &str, schema: &V
             (csrf_field(session))
             input type="hidden" name="app" value=(app);
             input type="hidden" name="kind" value=(kind);
-            label { "Connection name" input type="text" name="name" required placeholder="my-connection"; }
-            @for (name, field) in properties {
-                @let label = field.get("title").and_then(Value::as_str).unwrap_or(name);
-                @let is_required = required.contains(&name.as_str());
-                label {
-                    (label) @if is_required { " *" }
-                    @if let Some(options) = field.get("enum").and_then(Value::as_array) {
-                        select name=(format!("field.{name}")) {
-                            @for o in options { @let o = o.as_str().map(str::to_string).unwrap_or_else(|| o.to_string()); option value=(o) { (o) } }
-                        }
-                    } @else {
-                        input type=(if secret_field(name, field) { "password" } else { "text" })
-                            name=(format!("field.{name}")) required[is_required] autocomplete="off";
-                    }
-                    @if let Some(d) = field.get("description").and_then(Value::as_str) { small.muted { (d) } }
-                }
+            label { "Connection name" input type="text" name="name" required placeholder="my-connection" value=[name]; }
+            @for (name, field) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+                (schema_field(name, field, required.contains(&name.as_str()), posted))
             }
             button.primary type="submit" { "Save connection" }
         }
+    }
+}
+
+/// An expiry from the API's RFC 3339 text, as people read it (`2026-12-03 21:16 UTC`), in a
+/// `<time>` carrying the exact instant.
+fn expiry(rfc3339: &str) -> Markup {
+    let readable = chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_string());
+    html! { time datetime=(rfc3339) title=(rfc3339) { (readable) } }
+}
+
+/// How an integration is connected, in words.
+fn flow_words(flow: &str) -> &str {
+    match flow {
+        "auth_code" => "authorization code",
+        "client_credentials" => "client credentials",
+        "service_account" => "service account key",
+        other => other,
     }
 }
 
@@ -1142,12 +1417,14 @@ fn status_word(status: &str) -> &str {
     }
 }
 
-/// The connect page, with a notice (a test's result) or problems (a refused form).
+/// The connect page, with a notice (a test's result) or problems (a refused form); `posted`
+/// is the refused connection form, filled in again (except its secrets).
 async fn connect_page(
     state: &AppState,
     session: &Session,
     status: StatusCode,
     notice: Option<Markup>,
+    posted: Option<&Form_>,
 ) -> Response {
     let Some(vault) = state.vault() else {
         return failure(
@@ -1184,27 +1461,33 @@ async fn connect_page(
         @if integrations.is_empty() {
             p.muted { "No integrations are declared (" code { "serve --integrations FILE" } ")." }
         } @else {
-            div.grid {
+            div.grid.integrations {
                 @for i in &integrations {
                     @let alias = text(i, "alias");
                     @let flow = text(i, "flow");
-                    section.card.integration data-alias=(alias) {
+                    @let status = text(i, "status");
+                    @let connected = status == "connected";
+                    section.card.integration data-alias=(alias) data-status=(status) {
                         h3 { (i.get("title").and_then(Value::as_str).unwrap_or(&alias)) }
-                        p.muted { code { (alias) } " · " (text(i, "provider")) " · " (text(i, "context")) " · " (flow) }
-                        p { span class=(format!("status status-{}", text(i, "status"))) { (status_word(&text(i, "status"))) }
-                            @if let Some(exp) = i.get("expiresAt").and_then(Value::as_str) { span.muted { " · expires " (exp) } } }
+                        p.muted { code { (alias) } " · " (text(i, "provider")) " · " (text(i, "context"))
+                            @if flow != text(i, "provider") { " · " (flow_words(&flow)) } }
+                        @if let Some(d) = i.get("description").and_then(Value::as_str) { p.muted { (d) } }
+                        p { span class=(format!("status status-{status}")) { (status_word(&status)) }
+                            @if let Some(exp) = i.get("expiresAt").and_then(Value::as_str) { span.muted.expires { " expires " (expiry(exp)) } } }
+                        @let label = if connected { "Connect again" } else { "Connect" };
                         @if let Some(url) = i.get("connectUrl").and_then(Value::as_str) {
-                            a.button.primary href=(url) { "Connect" }
-                        } @else if text(i, "context") == "bot" && (flow == "authorization_code" || flow == "client_credentials") {
-                            a.button.primary href=(format!("/oauth/start/{alias}")) { "Connect" }
+                            a.button.primary.connect href=(url) { (label) }
+                        } @else if text(i, "context") == "bot" && (flow == "auth_code" || flow == "client_credentials") {
+                            a.button.primary.connect href=(format!("/oauth/start/{alias}")) { (label) }
                         }
                         @if flow == "secret" || flow == "service_account" {
-                            form.stack method="post" action=(format!("/connect/secrets/{alias}")) {
+                            form.stack.secret method="post" action=(format!("/connect/secrets/{alias}")) {
                                 (csrf_field(session))
                                 label { @if flow == "secret" { "Secret value" } @else { "Service account key (JSON)" }
-                                    @if flow == "secret" { input type="password" name="value" required autocomplete="off"; }
-                                    @else { textarea name="value" rows="4" required {} } }
-                                button.secondary type="submit" { "Save" }
+                                    @let hint = if connected { "stored · type to replace" } else { "" };
+                                    @if flow == "secret" { input type="password" name="value" required autocomplete="off" placeholder=(hint); }
+                                    @else { textarea name="value" rows="4" required placeholder=(hint) {} } }
+                                button.secondary type="submit" { @if connected { "Replace" } @else { "Save" } }
                             }
                         }
                     }
@@ -1222,7 +1505,7 @@ async fn connect_page(
                         td { (text(c, "app")) }
                         td { (text(c, "kind")) }
                         td { span class=(format!("status status-{}", text(c, "status"))) { (status_word(&text(c, "status"))) } }
-                        td.muted { (c.get("expiresAt").and_then(Value::as_str).unwrap_or("—")) }
+                        td.muted { @if let Some(exp) = c.get("expiresAt").and_then(Value::as_str) { (expiry(exp)) } @else { "—" } }
                         td.actions {
                             (action_button(session, &format!("/connect/connections/{id}/test"), "Test", "secondary"))
                             (action_button(session, &format!("/connect/connections/{id}/remove"), "Remove", "danger"))
@@ -1235,10 +1518,10 @@ async fn connect_page(
         h2 { "New connection" }
         div.grid {
             @for (title, kind, schema) in http_connection_types() {
-                (schema_form(session, "http", kind, &title, &schema))
+                (schema_form(session, "http", kind, &title, &schema, posted))
             }
             @for t in vault.connection_types() {
-                (schema_form(session, &t.app, t.kind, t.label.as_deref().unwrap_or(&t.name), &t.configuration))
+                (schema_form(session, &t.app, t.kind, t.label.as_deref().unwrap_or(&t.name), &t.configuration, posted))
             }
         }
     };
@@ -1246,7 +1529,7 @@ async fn connect_page(
 }
 
 pub async fn connect(State(state): State<AppState>, session: Session) -> Response {
-    connect_page(&state, &session, StatusCode::OK, None).await
+    connect_page(&state, &session, StatusCode::OK, None, None).await
 }
 
 fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
@@ -1273,6 +1556,9 @@ fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
     )
 }
 
+/// `POST /connect/connections`: a connection from a form of the connect page, its fields typed
+/// by the connection type's schema ([`typed_fields`]). A refused form comes back, filled in
+/// again, with every problem at its field (422).
 pub async fn create_connection(
     State(state): State<AppState>,
     session: Session,
@@ -1282,26 +1568,41 @@ pub async fn create_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
-    let fields: Map<String, Value> = form
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("field.")?, v)))
-        // An optional field left empty is absent, not empty text.
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
-        .collect();
-    let input = NewConnectionInput {
-        name: form.get("name").cloned().unwrap_or_default(),
-        app: form.get("app").cloned().unwrap_or_default(),
-        kind: form.get("kind").cloned().filter(|k| !k.is_empty()),
-        fields,
+    let app = form.get("app").cloned().unwrap_or_default();
+    let kind = form.get("kind").cloned().unwrap_or_default();
+    let typed = match posted_schema(vault, &app, &kind) {
+        Some(schema) => typed_fields(&schema, &form),
+        None => Err(vec![crate::connections::FieldProblem {
+            path: "kind".into(),
+            reason: format!("the connect page offers no connection type {kind:?} of app {app:?}"),
+        }]),
     };
-    match vault.create(&input).await {
-        Ok(_) => see_other("/connect"),
+    let created = match typed {
+        Ok(fields) => {
+            let input = NewConnectionInput {
+                name: form.get("name").cloned().unwrap_or_default(),
+                app,
+                kind: Some(kind),
+                fields,
+            };
+            vault.create(&input).await.map(|_| ())
+        }
+        Err(problems) => Err(ConnectionError::Invalid(problems)),
+    };
+    match created {
+        Ok(()) => see_other("/connect"),
         Err(e) => {
             let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice)).await
+            connect_page(&state, &session, status, Some(notice), Some(&form)).await
         }
     }
 }
@@ -1316,7 +1617,14 @@ pub async fn test_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
     let notice = match vault.test(&id).await {
         Ok(report) => html! {
@@ -1332,7 +1640,7 @@ pub async fn test_connection(
             }
         },
     };
-    connect_page(&state, &session, StatusCode::OK, Some(notice)).await
+    connect_page(&state, &session, StatusCode::OK, Some(notice), None).await
 }
 
 pub async fn remove_connection(
@@ -1345,19 +1653,28 @@ pub async fn remove_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
     match vault.remove(&id).await {
         Ok(_) => see_other("/connect"),
         Err(e) => {
             let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice)).await
+            connect_page(&state, &session, status, Some(notice), None).await
         }
     }
 }
 
 /// `POST /connect/secrets/{alias}`: a secret integration's value (or a service account's key),
-/// stored through the vault as `PUT /api/secrets/{alias}` does.
+/// stored through the vault as `PUT /api/secrets/{alias}` does. The value goes as typed: a
+/// secret is text even when it looks like JSON; the vault reads a service account's key from
+/// its text.
 pub async fn put_secret(
     State(state): State<AppState>,
     session: Session,
@@ -1368,19 +1685,202 @@ pub async fn put_secret(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(&state, &session, StatusCode::SERVICE_UNAVAILABLE, None).await;
+        return connect_page(
+            &state,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            None,
+        )
+        .await;
     };
-    let text = form.get("value").cloned().unwrap_or_default();
-    // A service account's key is JSON; a secret is text.
-    let value = serde_json::from_str::<Value>(&text)
-        .ok()
-        .filter(Value::is_object)
-        .unwrap_or(Value::String(text));
+    let value = Value::String(form.get("value").cloned().unwrap_or_default());
     match vault.set_secret(&alias, &value).await {
         Ok(_) => see_other("/connect"),
         Err(e) => {
             let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice)).await
+            connect_page(&state, &session, status, Some(notice), None).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Form_ {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn schema() -> Value {
+        json!({"type": "object", "required": ["host", "port"], "properties": {
+            "host": {"type": "string", "title": "Host"},
+            "port": {"type": "integer", "default": 5432, "minimum": 1, "maximum": 65535},
+            "timeout": {"type": "number", "description": "Seconds"},
+            "tls": {"type": "boolean", "default": true},
+            "mode": {"type": "string", "enum": ["fast", "safe"]},
+            "level": {"enum": [1, 2, 3]},
+            "pin": {"type": ["integer", "null"], "writeOnly": true},
+            "password": {"type": "string", "format": "password", "default": "hunter2"}}})
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_sent_typed() {
+        let posted = form(&[
+            ("name", "db"),
+            ("field.host", "db.example.com"),
+            ("field.port", "5432"),
+            ("field.timeout", "2.5"),
+            ("field.tls", "true"),
+            ("field.level", "2"),
+            ("field.mode", "safe"),
+        ]);
+        let fields = typed_fields(&schema(), &posted).unwrap();
+        assert_eq!(
+            Value::Object(fields),
+            json!({"host": "db.example.com", "port": 5432, "timeout": 2.5, "tls": true,
+                   "mode": "safe", "level": 2})
+        );
+        // A whole number given to a `number` stays an integer; `10.0` is a whole number.
+        let fields = typed_fields(
+            &schema(),
+            &form(&[("field.timeout", " 3 "), ("field.port", "10.0")]),
+        )
+        .unwrap();
+        assert_eq!(fields["timeout"], json!(3));
+        assert_eq!(fields["port"], json!(10));
+    }
+
+    #[test]
+    fn an_unchecked_box_is_false_and_an_empty_optional_field_is_omitted() {
+        let fields = typed_fields(
+            &schema(),
+            &form(&[
+                ("field.host", "h"),
+                ("field.timeout", ""),
+                ("field.mode", ""),
+                ("field.pin", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(Value::Object(fields), json!({"host": "h", "tls": false}));
+        let fields = typed_fields(&schema(), &form(&[("field.tls", "false")])).unwrap();
+        assert_eq!(fields["tls"], json!(false));
+        // A schema without booleans adds nothing for an empty form.
+        let plain = json!({"properties": {"host": {"type": "string"}}});
+        assert!(typed_fields(&plain, &form(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_is_not_of_the_field_type_is_refused_naming_the_field() {
+        let problems = typed_fields(
+            &schema(),
+            &form(&[
+                ("field.timeout", "abc"),
+                ("field.port", "1.5"),
+                ("field.tls", "maybe"),
+                ("field.mode", "reckless"),
+                ("field.level", "4"),
+            ]),
+        )
+        .unwrap_err();
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.reason))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                r#"fields.port: expected a whole number, got "1.5""#,
+                r#"fields.timeout: expected a number, got "abc""#,
+                r#"fields.tls: expected true or false, got "maybe""#,
+                r#"fields.mode: expected one of "fast", "safe", got "reckless""#,
+                r#"fields.level: expected one of "1", "2", "3", got "4""#,
+            ]
+        );
+        for bad in ["NaN", "inf", "1e400", "0x10", "5 kg"] {
+            let problems = typed_fields(&schema(), &form(&[("field.timeout", bad)])).unwrap_err();
+            assert_eq!(problems[0].path, "fields.timeout", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_secret_field_is_never_quoted_in_a_problem() {
+        let problems = typed_fields(&schema(), &form(&[("field.pin", "12x4-secret")])).unwrap_err();
+        assert_eq!(problems[0].path, "fields.pin");
+        assert_eq!(problems[0].reason, "expected a whole number");
+        assert!(!format!("{problems:?}").contains("12x4-secret"));
+    }
+
+    #[test]
+    fn a_field_the_schema_does_not_have_is_refused() {
+        let problems = typed_fields(
+            &schema(),
+            &form(&[("field.host", "h"), ("field.hots", "x"), ("field.x", "y")]),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].path, "fields.hots");
+        assert_eq!(
+            problems[0].reason,
+            "not a field of this connection type (its fields: host, port, timeout, tls, mode, level, pin, password)"
+        );
+        assert_eq!(problems[1].path, "fields.x");
+        let none = typed_fields(&json!({"type": "object"}), &form(&[("field.a", "1")]));
+        assert_eq!(
+            none.unwrap_err()[0].reason,
+            "this connection type has no fields"
+        );
+    }
+
+    #[test]
+    fn fields_are_drawn_by_their_type_with_defaults_except_secrets() {
+        let s = schema();
+        let field = |name: &str, required: bool, posted: Option<&Form_>| {
+            schema_field(name, &s["properties"][name], required, posted).into_string()
+        };
+        let port = field("port", true, None);
+        assert!(port.contains(r#"type="number""#), "{port}");
+        assert!(port.contains(r#"step="1""#), "{port}");
+        assert!(
+            port.contains(r#"min="1""#) && port.contains(r#"max="65535""#),
+            "{port}"
+        );
+        assert!(port.contains(r#"value="5432""#), "{port}");
+        assert!(port.contains("required"), "{port}");
+        let timeout = field("timeout", false, None);
+        assert!(timeout.contains(r#"step="any""#), "{timeout}");
+        assert!(timeout.contains("Seconds"), "{timeout}");
+        assert!(!timeout.contains("value="), "{timeout}");
+        let tls = field("tls", false, None);
+        assert!(
+            tls.contains(r#"type="checkbox""#) && tls.contains(r#"value="true""#),
+            "{tls}"
+        );
+        assert!(tls.contains("checked"), "{tls}");
+        let mode = field("mode", false, None);
+        assert!(
+            mode.contains(r#"<option value="" selected>—</option>"#),
+            "{mode}"
+        );
+        let mode = field("mode", true, None);
+        assert!(!mode.contains("—"), "{mode}");
+        let password = field("password", false, None);
+        assert!(password.contains(r#"type="password""#), "{password}");
+        assert!(!password.contains("hunter2"), "{password}");
+        // A refused form comes back with what was typed, unchecked boxes unchecked, and
+        // secrets empty.
+        let posted = form(&[
+            ("field.port", "abc"),
+            ("field.mode", "safe"),
+            ("field.password", "typed-secret"),
+        ]);
+        assert!(field("port", true, Some(&posted)).contains(r#"value="abc""#));
+        assert!(!field("tls", false, Some(&posted)).contains("checked"));
+        assert!(field("mode", false, Some(&posted)).contains(r#"<option value="safe" selected>"#));
+        assert!(!field("password", false, Some(&posted)).contains("typed-secret"));
     }
 }
