@@ -229,4 +229,16 @@ async fn run() {
         "GET /executions/{id}/bundles (a page of 20 at offset 5,000)",
         &bundles,
     );
+    // Module 3's inputs come after its 10,000 outputs in its key range.
+    let inputs = timings(
+        &http,
+        &format!("{base}/executions/{execution}/bundles?module=3&offset=5000&bundles=input"),
+        &cookie,
+        20,
+    )
+    .await;
+    describe(
+        "GET /executions/{id}/bundles?bundles=input (a page of 20 inputs at offset 5,000)",
+        &inputs,
+    );
 }

@@ -248,8 +248,7 @@ async fn auth_code_end_to_end(db: TestDb) {
         .expect(200, "module 3's input")
         .json;
     assert_eq!(
-        input["bundles"][0]["input"]["headers"][0]["value"],
-        "Bearer [redacted]",
+        input["bundles"][0]["input"]["headers"][0]["value"], "Bearer [redacted]",
         "{input}"
     );
     let issued = mock.issued().await;

@@ -14,6 +14,7 @@
 //! The log keeps the first [`Budget::log_bundles_per_module`] outputs of each module, and
 //! the report the inputs (evaluated mappers) of as many of its first operations.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,6 +34,10 @@ use super::report::*;
 use super::system::SystemVariables;
 use crate::module::polling::{self, PollRequest, TriggerCommit, TriggerState};
 use crate::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, ModuleKind};
+
+/// The largest input of an operation kept whole in the report, in estimated bytes
+/// ([`estimated_size`]); a larger one is kept as a truncation marker.
+pub const MAX_LOGGED_INPUT_BYTES: usize = 256 << 10;
 
 /// What an execution starts from.
 #[derive(Debug, Clone, Default)]
@@ -257,10 +262,12 @@ impl<'s> Execution<'s> {
 
     /// Keeps the input of an operation of module `ix` — its evaluated mapper, unless that is
     /// empty — when it is among the module's first [`Budget::log_bundles_per_module`]; held
-    /// until the end like a logged output. False when holding it is over the budget (the
-    /// execution is then interrupted).
-    /// `input` is built only when it is kept.
-    fn log_input(&mut self, ix: Ix, input: impl FnOnce() -> Value) -> bool {
+    /// until the end like a logged output. An input over [`MAX_LOGGED_INPUT_BYTES`] is kept
+    /// as `{"__truncated__": true, "bytes": N}` (N estimated) instead of being copied: an
+    /// iterator's array is its upstream's output again, and more than the store keeps of one
+    /// bundle. `input` is made only when it is kept. False when holding it is over the budget
+    /// (the execution is then interrupted).
+    fn log_input<'v>(&mut self, ix: Ix, input: impl FnOnce() -> Cow<'v, Value>) -> bool {
         let room = self.budget.log_bundles_per_module();
         if self.stats(ix).inputs_logged >= room {
             return true;
@@ -270,6 +277,11 @@ impl<'s> Execution<'s> {
             return true;
         }
         self.stats(ix).inputs_logged += 1;
+        let size = estimated_size(&input);
+        let input = match size > MAX_LOGGED_INPUT_BYTES {
+            true => json!({"__truncated__": true, "bytes": size}),
+            false => input.into_owned(),
+        };
         let bytes = estimated_size(&input) as u64 + BUNDLE_OVERHEAD;
         self.inputs.push(InputEntry {
             module: self.scenario.nodes[ix].id,
@@ -652,7 +664,7 @@ impl<'s> Execution<'s> {
         let mut out_of_time = false;
         let result = match self.mapper(ix, ancestry) {
             Ok(mapper) => {
-                if !self.log_input(ix, || mapper.clone()) {
+                if !self.log_input(ix, || Cow::Borrowed(&mapper)) {
                     return None;
                 }
                 let invocation = Invocation {
@@ -733,7 +745,7 @@ impl<'s> Execution<'s> {
             } => Value::Null,
             _ => self.mapper(ix, ancestry)?,
         };
-        if !self.log_input(ix, || mapper.clone()) {
+        if !self.log_input(ix, || Cow::Borrowed(&mapper)) {
             // Interrupted: nothing runs after this.
             return Ok(Some(Vec::new()));
         }
@@ -823,7 +835,8 @@ impl<'s> Execution<'s> {
                     VariableScope::Roundtrip => "roundtrip",
                     VariableScope::Execution => "execution",
                 };
-                let input = || json!({"name": name, "scope": scope_name, "value": value});
+                let input =
+                    || Cow::Owned(json!({"name": name, "scope": scope_name, "value": value}));
                 if !self.log_input(ix, input) {
                     return Ok(Some(Vec::new()));
                 }
@@ -1635,5 +1648,24 @@ mod budget_tests {
         );
         let stats = report.stats.iter().find(|s| s.module == 3).unwrap();
         assert_eq!((stats.runs, stats.inputs_logged), (10, 4));
+
+        // An input larger than the cap is kept as a marker, not copied.
+        let scenario = load(json!({"name": "big input", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "builtin:BasicFeeder", "mapper": {"array": "{{1.items}}"}}
+        ]}));
+        let items: Vec<Value> = (0..5_000).map(|i| json!({"id": i, "name": "x"})).collect();
+        let report = run_with(&scenario, json!({"items": items}), Budget::default()).await;
+        assert_eq!(report.status, Status::Success, "{:?}", report.error);
+        let input = &report.inputs[0];
+        assert_eq!(
+            (input.module, &input.input["__truncated__"]),
+            (2, &json!(true))
+        );
+        assert!(
+            input.input["bytes"].as_u64().unwrap() > MAX_LOGGED_INPUT_BYTES as u64,
+            "{:?}",
+            input.input
+        );
     }
 }
