@@ -874,7 +874,14 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     );
     assert_eq!(mock.grants("authorization_code").await, 1);
     seen.extend(received(client).await);
-    client.goto(&format!("{base}/connect")).await.unwrap();
+    // The bot's callback page leads back to the connect page.
+    css(client, "a.back[href='/connect']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(client, "section.integration[data-alias='crm']").await;
+    assert_eq!(current_path(client).await, "/connect");
     let (text, class) = integration_status(client, "crm").await;
     assert_eq!(text, "connected");
     assert!(class.contains("status-connected"), "{class}");
@@ -1068,7 +1075,7 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     let recorded = |needle: &str| seen.iter().any(|text| text.contains(needle));
     assert!(recorded(&format!("{}/authorize?", mock.issuer)));
     assert!(recorded("/oauth/callback?code="));
-    assert!(recorded("You can close this window"));
+    assert!(recorded("Back to Connect"));
     assert!(recorded("Test of warehouse passed"));
     // Nothing the browser got carries a secret: the typed values, the client secret, and
     // every token the OAuth server issued.

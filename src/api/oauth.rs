@@ -50,6 +50,16 @@ pub(super) struct StartQuery {
 
 /// A page for the person in the browser.
 fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    page_with_link(status, title, message, None)
+}
+
+/// [`page`] with a link under the message: `(href, text)`.
+fn page_with_link(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -62,9 +72,14 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
          <title>{title}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;\
          margin:4rem auto;padding:0 1rem;color:#1f2933}}h1{{font-size:1.4rem}}\
          .ok{{color:#1a7f37}}.bad{{color:#b42318}}</style></head><body>\
-         <h1 class=\"{class}\">{title}</h1><p>{message}</p></body></html>",
+         <h1 class=\"{class}\">{title}</h1><p>{message}</p>{link}</body></html>",
         title = escape(title),
         message = escape(message),
+        link = link.map_or(String::new(), |(href, text)| format!(
+            "<p><a class=\"back\" href=\"{}\">{}</a></p>",
+            escape(href),
+            escape(text)
+        )),
         class = if status.is_success() { "ok" } else { "bad" },
     );
     (status, Html(html)).into_response()
@@ -231,17 +246,25 @@ pub(super) async fn callback(
         tracing::error!(integration = %connected.alias, error = ?e,
             "the token event could not be queued");
     }
-    page(
-        StatusCode::OK,
-        "Connected",
-        &format!(
-            "{} is connected. You can close this window.",
-            integration
-                .as_ref()
-                .map(title)
-                .unwrap_or(connected.alias.clone())
+    let name = integration
+        .as_ref()
+        .map(title)
+        .unwrap_or(connected.alias.clone());
+    match connected.context {
+        // The designer connected the bot from the console: back to it.
+        Context::Bot => page_with_link(
+            StatusCode::OK,
+            "Connected",
+            &format!("{name} is connected."),
+            Some(("/connect", "Back to Connect")),
         ),
-    )
+        // An end user, who has no console.
+        Context::User => page(
+            StatusCode::OK,
+            "Connected",
+            &format!("{name} is connected. You can close this window."),
+        ),
+    }
 }
 
 /// Queues `token:<alias>` on every active scenario whose trigger watches `alias`, with the
