@@ -275,17 +275,7 @@ async fn walk(client: Client, base: String) {
         .unwrap();
     let alert = css(client, ".problem").await.text().await.unwrap();
     assert!(alert.contains("not this server's API token"), "{alert}");
-    css(client, "input[name=token]")
-        .await
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    css(client, "form[action='/login'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
-    css(client, "a[href='/scenarios/new']").await;
+    sign_in(client, base).await;
     assert_eq!(current_path(client).await, "/scenarios");
     let cookie = client
         .get_named_cookie("switchyard_session")

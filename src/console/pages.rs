@@ -1556,6 +1556,11 @@ fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
     )
 }
 
+/// The connect page's answer to a form on a server without a connections store.
+async fn without_vault(state: &AppState, session: &Session) -> Response {
+    connect_page(state, session, StatusCode::SERVICE_UNAVAILABLE, None, None).await
+}
+
 /// `POST /connect/connections`: a connection from a form of the connect page, its fields typed
 /// by the connection type's schema ([`typed_fields`]). A refused form comes back, filled in
 /// again, with every problem at its field (422).
@@ -1568,14 +1573,7 @@ pub async fn create_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(
-            &state,
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            None,
-        )
-        .await;
+        return without_vault(&state, &session).await;
     };
     let app = form.get("app").cloned().unwrap_or_default();
     let kind = form.get("kind").cloned().unwrap_or_default();
@@ -1617,14 +1615,7 @@ pub async fn test_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(
-            &state,
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            None,
-        )
-        .await;
+        return without_vault(&state, &session).await;
     };
     let notice = match vault.test(&id).await {
         Ok(report) => html! {
@@ -1653,14 +1644,7 @@ pub async fn remove_connection(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(
-            &state,
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            None,
-        )
-        .await;
+        return without_vault(&state, &session).await;
     };
     match vault.remove(&id).await {
         Ok(_) => see_other("/connect"),
@@ -1685,14 +1669,7 @@ pub async fn put_secret(
         return refused;
     }
     let Some(vault) = state.vault() else {
-        return connect_page(
-            &state,
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            None,
-        )
-        .await;
+        return without_vault(&state, &session).await;
     };
     let value = Value::String(form.get("value").cloned().unwrap_or_default());
     match vault.set_secret(&alias, &value).await {
