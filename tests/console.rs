@@ -360,9 +360,9 @@ async fn walk(client: Client, base: String) {
         .goto(&format!("{base}{scenario_path}"))
         .await
         .unwrap();
+    let scenario_url = client.current_url().await.unwrap().to_string();
     css(client, "form.run button").await.click().await.unwrap();
-    css(client, "svg.flow").await;
-    let execution_url = client.current_url().await.unwrap().to_string();
+    let execution_url = left_for_graph(client, &scenario_url).await;
     assert!(execution_url.contains("/executions/"), "{execution_url}");
     until_present(client, &execution_url, "#incomplete").await;
     assert_eq!(
@@ -431,8 +431,7 @@ async fn walk(client: Client, base: String) {
         .click()
         .await
         .unwrap();
-    css(client, "svg.flow").await;
-    let retried = client.current_url().await.unwrap().to_string();
+    let retried = left_for_graph(client, &execution_url).await;
     assert!(
         retried.contains("/executions/") && retried != execution_url,
         "{retried}"
@@ -744,6 +743,21 @@ async fn received(client: &Client) -> Vec<String> {
     }
     assert!(bodies > 0, "no response body of this page could be read");
     texts
+}
+
+/// Waits until a click's navigation has left `from` (the page it was on, which may draw a
+/// graph too), then for the new page's graph; returns the new URL.
+async fn left_for_graph(client: &Client, from: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = client.current_url().await.expect("current URL").to_string();
+        if url != from {
+            css(client, "svg.flow").await;
+            return url;
+        }
+        assert!(Instant::now() < deadline, "the browser stayed on {from}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn sign_in(client: &Client, base: &str) {
