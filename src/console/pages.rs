@@ -27,6 +27,7 @@ use crate::api::{
 };
 use crate::catalog::CatalogError;
 use crate::connections::{ConnectionError, NewConnectionInput};
+use crate::queue::QueueError;
 use crate::scenario::Scenario;
 use crate::store::{
     ExecutionFilter, ExecutionSource, ExecutionStatus, ExecutionSummary, NewExecution, StoreError,
@@ -853,6 +854,19 @@ pub async fn delete(
     }
 }
 
+/// Where a retry leads: the new execution's page, or the reason there is none.
+fn to_new_execution(session: &Session, queued: Result<String, QueueError>) -> Response {
+    match queued {
+        Ok(new) => see_other(&format!("/executions/{new}")),
+        Err(err) => failure(
+            session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not retried",
+            &err.to_string(),
+        ),
+    }
+}
+
 pub async fn retry_execution(
     State(state): State<AppState>,
     session: Session,
@@ -866,15 +880,8 @@ pub async fn retry_execution(
         Ok(e) => e,
         Err(err) => return store_failure(&session, err),
     };
-    match crate::queue::retry::rerun(state.store(), state.queue(), &e).await {
-        Ok(new) => see_other(&format!("/executions/{new}")),
-        Err(err) => failure(
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not retried",
-            &err.to_string(),
-        ),
-    }
+    let retried = crate::queue::retry::rerun(state.store(), state.queue(), &e).await;
+    to_new_execution(&session, retried)
 }
 
 pub async fn retry_incomplete(
@@ -890,15 +897,8 @@ pub async fn retry_incomplete(
         Ok(i) => i,
         Err(err) => return store_failure(&session, err),
     };
-    match crate::queue::retry::resume(state.store(), state.queue(), &i).await {
-        Ok(new) => see_other(&format!("/executions/{new}")),
-        Err(err) => failure(
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not retried",
-            &err.to_string(),
-        ),
-    }
+    let resumed = crate::queue::retry::resume(state.store(), state.queue(), &i).await;
+    to_new_execution(&session, resumed)
 }
 
 pub async fn resolve_incomplete(
