@@ -196,6 +196,24 @@ async fn css(client: &Client, selector: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
 }
 
+/// Types `text` into the element `selector` finds (once it is there).
+async fn type_into(client: &Client, selector: &str, text: &str) {
+    css(client, selector)
+        .await
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
+}
+
+/// Clicks the element `selector` finds (once it is there).
+async fn click(client: &Client, selector: &str) {
+    css(client, selector)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
+}
+
 async fn count(client: &Client, selector: &str) -> usize {
     client
         .find_all(Locator::Css(selector))
@@ -263,16 +281,8 @@ async fn walk(client: Client, base: String) {
     screenshot(client, "login").await;
 
     // A wrong token is refused; the right one signs in.
-    css(client, "input[name=token]")
-        .await
-        .send_keys("not-the-token")
-        .await
-        .unwrap();
-    css(client, "form[action='/login'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "input[name=token]", "not-the-token").await;
+    click(client, "form[action='/login'] button").await;
     let alert = css(client, ".problem").await.text().await.unwrap();
     assert!(alert.contains("not this server's API token"), "{alert}");
     sign_in(client, base).await;
@@ -290,11 +300,7 @@ async fn walk(client: Client, base: String) {
     bad["flow"][1]["routes"][0]["flow"][0]["module"] = json!("nosuch:Module");
     bad["flow"][1]["routes"][1]["flow"][0]["mapper"]["json"] = json!("{{1.body");
     set_value(client, "#blueprint", &bad.to_string()).await;
-    css(client, "form[action='/scenarios/new'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "form[action='/scenarios/new'] button").await;
     let problems = css(client, "#problems").await.text().await.unwrap();
     assert!(
         problems.contains("flow[1].routes[0].flow[0].module"),
@@ -308,11 +314,7 @@ async fn walk(client: Client, base: String) {
 
     // The good one: its page draws the graph.
     set_value(client, "#blueprint", &blueprint().to_string()).await;
-    css(client, "form[action='/scenarios/new'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "form[action='/scenarios/new'] button").await;
     css(client, "svg.flow").await;
     let scenario_path = current_path(client).await;
     assert!(scenario_path.starts_with("/scenarios/"), "{scenario_path}");
@@ -326,28 +328,20 @@ async fn walk(client: Client, base: String) {
     assert_eq!(count(client, "svg.flow .link.fallback").await, 1);
     assert_eq!(count(client, "svg.flow .filter").await, 1);
     // Clicking a module shows its mapper.
-    css(client, "svg.flow [data-module='4']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "svg.flow [data-module='4']").await;
     let detail = css(client, "#detail-4").await;
     assert!(detail.is_displayed().await.unwrap());
     let text = detail.text().await.unwrap();
     assert!(text.contains("{{1.body}}{"), "{text}");
     // Clicking a filter shows its conditions.
-    css(client, "svg.flow .filter").await.click().await.unwrap();
+    click(client, "svg.flow .filter").await;
     let conditions = css(client, "#filter-detail pre")
         .await
         .text()
         .await
         .unwrap();
     assert!(conditions.contains("text:equal"), "{conditions}");
-    css(client, "svg.flow [data-module='4']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "svg.flow [data-module='4']").await;
     screenshot(client, "scenario").await;
 
     // The list links to it.
@@ -361,7 +355,7 @@ async fn walk(client: Client, base: String) {
         .await
         .unwrap();
     let scenario_url = client.current_url().await.unwrap().to_string();
-    css(client, "form.run button").await.click().await.unwrap();
+    click(client, "form.run button").await;
     let execution_url = left_for_graph(client, &scenario_url).await;
     assert!(execution_url.contains("/executions/"), "{execution_url}");
     until_present(client, &execution_url, "#incomplete").await;
@@ -412,11 +406,7 @@ async fn walk(client: Client, base: String) {
         .unwrap();
     assert!(input.contains(r#""json": "{""#), "{input}");
     // Clicking a node shows its output bundle.
-    css(client, "svg.flow [data-module='3']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "svg.flow [data-module='3']").await;
     let output = css(client, "#detail-3 pre.output")
         .await
         .text()
@@ -426,11 +416,7 @@ async fn walk(client: Client, base: String) {
     screenshot(client, "execution").await;
 
     // Retry the incomplete execution: a new execution.
-    css(client, "#incomplete form[action$='/retry'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "#incomplete form[action$='/retry'] button").await;
     let retried = left_for_graph(client, &execution_url).await;
     assert!(
         retried.contains("/executions/") && retried != execution_url,
@@ -511,26 +497,15 @@ async fn walk(client: Client, base: String) {
     // An API-key connection through the form: listed, its value nowhere.
     client.goto(&format!("{base}/connect")).await.unwrap();
     let form = "#new-http-api_key";
-    css(client, &format!("{form} input[name=name]"))
-        .await
-        .send_keys("crm-key")
-        .await
-        .unwrap();
-    css(client, &format!("{form} input[name='field.name']"))
-        .await
-        .send_keys("X-Api-Key")
-        .await
-        .unwrap();
-    css(client, &format!("{form} input[name='field.key']"))
-        .await
-        .send_keys(SECRET)
-        .await
-        .unwrap();
-    css(client, &format!("{form} button[type=submit]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(client, &format!("{form} input[name=name]"), "crm-key").await;
+    type_into(
+        client,
+        &format!("{form} input[name='field.name']"),
+        "X-Api-Key",
+    )
+    .await;
+    type_into(client, &format!("{form} input[name='field.key']"), SECRET).await;
+    click(client, &format!("{form} button[type=submit]")).await;
     let row = css(client, "#connections tr[data-connection='crm-key']").await;
     assert!(row.text().await.unwrap().contains("api_key"));
     let source = client.source().await.unwrap();
@@ -539,23 +514,17 @@ async fn walk(client: Client, base: String) {
         "the connect page carries the stored key"
     );
     // Test answers on the page (the built-in http app has no test request); Remove removes.
-    css(
+    click(
         client,
         "#connections tr[data-connection='crm-key'] form[action$='/test'] button",
     )
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     css(client, "#test-result").await;
-    css(
+    click(
         client,
         "#connections tr[data-connection='crm-key'] form[action$='/remove'] button",
     )
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     css(client, "#connections").await;
     assert_eq!(
         count(client, "#connections tr[data-connection='crm-key']").await,
@@ -605,11 +574,7 @@ async fn walk(client: Client, base: String) {
 
     // Sign out: the session is gone.
     client.goto(&format!("{base}/scenarios")).await.unwrap();
-    css(client, "form[action='/logout'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "form[action='/logout'] button").await;
     css(client, "input[name=token]").await;
     let after = http
         .get(format!("{base}/scenarios"))
@@ -762,16 +727,8 @@ async fn left_for_graph(client: &Client, from: &str) -> String {
 
 async fn sign_in(client: &Client, base: &str) {
     client.goto(&format!("{base}/login")).await.expect("goto");
-    css(client, "input[name=token]")
-        .await
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    css(client, "form[action='/login'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "input[name=token]", TOKEN).await;
+    click(client, "form[action='/login'] button").await;
     css(client, "a[href='/scenarios/new']").await;
 }
 
@@ -860,11 +817,7 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     seen.extend(received(client).await);
 
     // Connect: through the OAuth server and back to this server's callback.
-    css(client, "section.integration[data-alias='crm'] a.connect")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "section.integration[data-alias='crm'] a.connect").await;
     let done = css(client, "h1.ok").await.text().await.unwrap();
     assert_eq!(done, "Connected");
     assert!(
@@ -879,11 +832,7 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     assert_eq!(mock.grants("authorization_code").await, 1);
     seen.extend(received(client).await);
     // The bot's callback page leads back to the connect page.
-    css(client, "a.back[href='/connect']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, "a.back[href='/connect']").await;
     css(client, "section.integration[data-alias='crm']").await;
     assert_eq!(current_path(client).await, "/connect");
     let (text, class) = integration_status(client, "crm").await;
@@ -905,16 +854,13 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
 
     // The secret: typed in, saved, connected — and not shown.
     let secret_form = "section.integration[data-alias='reporting_key'] form.secret";
-    css(client, &format!("{secret_form} input[name=value]"))
-        .await
-        .send_keys(INTEGRATION_SECRET)
-        .await
-        .unwrap();
-    css(client, &format!("{secret_form} button[type=submit]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(
+        client,
+        &format!("{secret_form} input[name=value]"),
+        INTEGRATION_SECRET,
+    )
+    .await;
+    click(client, &format!("{secret_form} button[type=submit]")).await;
     css(
         client,
         "section.integration[data-alias='reporting_key'][data-status='connected']",
@@ -948,16 +894,13 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
         .port()
         .expect("the control server's port")
         .to_string();
-    css(client, &format!("{form} input[name=name]"))
-        .await
-        .send_keys("warehouse")
-        .await
-        .unwrap();
-    css(client, &format!("{form} input[name='field.token']"))
-        .await
-        .send_keys(TYPED_SECRET)
-        .await
-        .unwrap();
+    type_into(client, &format!("{form} input[name=name]"), "warehouse").await;
+    type_into(
+        client,
+        &format!("{form} input[name='field.token']"),
+        TYPED_SECRET,
+    )
+    .await;
     // A value that is not a number (typed where the browser allows it) comes back as a 422
     // naming the field, the form filled in again without its secret.
     client
@@ -967,11 +910,7 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
         )
         .await
         .unwrap();
-    css(client, &format!("{form} button[type=submit]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, &format!("{form} button[type=submit]")).await;
     let problems = css(client, "#problems").await.text().await.unwrap();
     assert!(
         problems.contains(r#"fields.port: expected a whole number, got "abc""#),
@@ -994,7 +933,7 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     assert_eq!(timeout.attr("step").await.unwrap().as_deref(), Some("any"));
     timeout.clear().await.unwrap();
     timeout.send_keys("0.75").await.unwrap();
-    css(client, &verbose).await.click().await.unwrap();
+    click(client, &verbose).await;
     client
         .execute(
             "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
@@ -1003,11 +942,7 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
         .await
         .unwrap();
     screenshot(client, "connect-form").await;
-    css(client, &format!("{form} button[type=submit]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(client, &format!("{form} button[type=submit]")).await;
     let row = css(client, "#connections tr[data-connection='warehouse']")
         .await
         .text()
@@ -1019,26 +954,20 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     screenshot(client, "connect").await;
 
     // Test: the app's test request reaches the port stored as a number.
-    css(
+    click(
         client,
         "#connections tr[data-connection='warehouse'] form[action$='/test'] button",
     )
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     let result = css(client, "#test-result").await.text().await.unwrap();
     assert!(result.contains("Test of warehouse passed"), "{result}");
     seen.extend(received(client).await);
     // Remove: the row is gone.
-    css(
+    click(
         client,
         "#connections tr[data-connection='warehouse'] form[action$='/remove'] button",
     )
-    .await
-    .click()
-    .await
-    .unwrap();
+    .await;
     until_absent(client, "#connections tr[data-connection='warehouse']").await;
     seen.extend(received(client).await);
 
