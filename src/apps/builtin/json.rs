@@ -224,22 +224,7 @@ fn normalise_numbers(value: Value) -> Value {
 mod tests {
     use super::*;
 
-    async fn run(
-        module: &dyn Module,
-        parameters: Value,
-        mapper: Value,
-    ) -> Result<Vec<Value>, ModuleError> {
-        let parameters = parameters.as_object().cloned().unwrap_or_default();
-        module
-            .call(Invocation {
-                module_id: 1,
-                module: "json:test",
-                parameters: &parameters,
-                mapper,
-                context: &crate::module::ExecutionContext::new("test"),
-            })
-            .await
-    }
+    use crate::apps::builtin::call_once as run;
 
     #[tokio::test]
     async fn parse_object_is_one_bundle() {

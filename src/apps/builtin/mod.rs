@@ -139,6 +139,26 @@ impl Registry for BuiltinRegistry {
     }
 }
 
+/// Calls `module` once with `parameters` and `mapper` (objects), as module 1 of an execution
+/// named "test": how the built-in modules' unit tests run them.
+#[cfg(test)]
+pub(crate) async fn call_once(
+    module: &dyn Module,
+    parameters: serde_json::Value,
+    mapper: serde_json::Value,
+) -> Result<Vec<serde_json::Value>, crate::module::ModuleError> {
+    let parameters = parameters.as_object().cloned().unwrap_or_default();
+    module
+        .call(crate::module::Invocation {
+            module_id: 1,
+            module: "test:Module",
+            parameters: &parameters,
+            mapper,
+            context: &crate::module::ExecutionContext::new("test"),
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

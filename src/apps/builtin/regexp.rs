@@ -486,22 +486,7 @@ impl Module for GetElementsFromText {
 mod tests {
     use super::*;
 
-    async fn run(
-        module: &dyn Module,
-        parameters: Value,
-        mapper: Value,
-    ) -> Result<Vec<Value>, ModuleError> {
-        let parameters = parameters.as_object().cloned().unwrap_or_default();
-        module
-            .call(Invocation {
-                module_id: 2,
-                module: "regexp:Test",
-                parameters: &parameters,
-                mapper,
-                context: &crate::module::ExecutionContext::new("test"),
-            })
-            .await
-    }
+    use crate::apps::builtin::call_once as run;
 
     #[tokio::test]
     async fn advanced_parser_reads_mapped_settings_and_outputs_groups() {

@@ -198,16 +198,7 @@ mod tests {
     use super::*;
 
     async fn run(parameters: Value, input: &str) -> Result<Vec<Value>, ModuleError> {
-        let parameters = parameters.as_object().cloned().unwrap_or_default();
-        Parser::default()
-            .call(Invocation {
-                module_id: 3,
-                module: "regexp:Parser",
-                parameters: &parameters,
-                mapper: json!({ "text": input }),
-                context: &crate::module::ExecutionContext::new("test"),
-            })
-            .await
+        super::super::call_once(&Parser::default(), parameters, json!({ "text": input })).await
     }
 
     #[tokio::test]

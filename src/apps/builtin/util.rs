@@ -228,16 +228,7 @@ mod tests {
     use std::time::Instant;
 
     async fn run(module: &dyn Module, mapper: Value) -> Result<Vec<Value>, ModuleError> {
-        let parameters = Map::new();
-        module
-            .call(Invocation {
-                module_id: 2,
-                module: "util:test",
-                parameters: &parameters,
-                mapper,
-                context: &crate::module::ExecutionContext::new("test"),
-            })
-            .await
+        super::super::call_once(module, json!({}), mapper).await
     }
 
     fn table() -> Value {
