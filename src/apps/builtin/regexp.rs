@@ -12,7 +12,7 @@
 //! no call outputs more than [`text::MAX_MATCHES`] bundles, and a replacement is measured
 //! before it is built (it cannot exceed `expr::value::MAX_VALUE_BYTES`).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use futures::future::BoxFuture;
 use regex::Regex;
@@ -119,6 +119,22 @@ fn config_error((field, reason): (String, String)) -> ModuleError {
     ModuleError::config(format!("{field}: {reason}"))
 }
 
+/// The module's pattern settings ([`pattern`]) and their regex, compiled through `cache`; a
+/// configuration error naming the field otherwise.
+fn compiled(
+    cache: &RegexCache,
+    parameters: &Map<String, Value>,
+    mapper: &Value,
+    global_default: bool,
+) -> Result<(Pattern, Arc<Regex>), ModuleError> {
+    let p = pattern(parameters, mapper, global_default).map_err(config_error)?;
+    let regex = cache.get(&p.pattern, p.flags).map_err(|reason| {
+        let at = field(parameters, mapper, "pattern");
+        ModuleError::config(format!("{at}: {reason}"))
+    })?;
+    Ok((p, regex))
+}
+
 fn input_text(mapper: &Value, name: &str) -> String {
     object(mapper)
         .and_then(|m| m.get(name))
@@ -146,12 +162,12 @@ impl Module for AdvancedParser {
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
-            let p =
-                pattern(invocation.parameters, &invocation.mapper, false).map_err(config_error)?;
-            let regex = self.cache.get(&p.pattern, p.flags).map_err(|reason| {
-                let at = field(invocation.parameters, &invocation.mapper, "pattern");
-                ModuleError::config(format!("{at}: {reason}"))
-            })?;
+            let (p, regex) = compiled(
+                &self.cache,
+                invocation.parameters,
+                &invocation.mapper,
+                false,
+            )?;
             let bundles =
                 parser::matches(&regex, &input_text(&invocation.mapper, "text"), p.global)?;
             if bundles.is_empty() && p.continue_when_no_result {
@@ -181,11 +197,7 @@ impl Module for Replace {
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
             let (parameters, mapper) = (invocation.parameters, &invocation.mapper);
-            let p = pattern(parameters, mapper, true).map_err(config_error)?;
-            let regex = self.cache.get(&p.pattern, p.flags).map_err(|reason| {
-                let at = field(parameters, mapper, "pattern");
-                ModuleError::config(format!("{at}: {reason}"))
-            })?;
+            let (p, regex) = compiled(&self.cache, parameters, mapper, true)?;
             let replacement = setting(parameters, mapper, "value")
                 .map(text)
                 .unwrap_or_default();
