@@ -1,11 +1,17 @@
 //! Compiled filters: Make's condition operators parsed once into [`Operator`], operands
-//! compiled to IML mappings. Evaluation lives in the engine; this file owns what is valid.
+//! compiled to IML mappings, and what an operator means for two values
+//! ([`Operator::holds`]); evaluating the operands in a bundle's scope is the engine's.
+
+use std::cmp::Ordering as CmpOrdering;
 
 use serde_json::Value;
 
+use crate::expr::functions::date::to_datetime;
+use crate::expr::value::{is_empty, to_number, to_text};
 use crate::expr::{Dialect, Mapping, ModuleRef};
 
 use super::model::Condition;
+use super::schedule::parse_time;
 
 /// How a condition compares its operands (`reference/make.md` §1.9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +217,129 @@ impl CompiledFilter {
             }
         }
         refs
+    }
+}
+
+impl Operator {
+    /// Whether the operator holds between operands `a` and `b` (already evaluated), with
+    /// Make's coercions: dates and times read in `tz`; a text pattern is `pattern` when
+    /// compiled ahead, else `b` compiled now (an invalid one is the error). Shared by the
+    /// engine's filters and data store searches.
+    pub fn holds(
+        self,
+        a: &Value,
+        b: &Value,
+        pattern: Option<&regex::Regex>,
+        tz: chrono_tz::Tz,
+    ) -> Result<bool, String> {
+        Ok(match self {
+            Operator::Exist => !is_empty(a),
+            Operator::NotExist => is_empty(a),
+            Operator::Text(op, negated, ci) => text(op, ci, a, b, pattern)? != negated,
+            Operator::Number(ord) => {
+                compare(ord, to_number(a), to_number(b), |x, y| x.partial_cmp(y))
+            }
+            Operator::Date(ord) => compare(ord, to_datetime(a, tz), to_datetime(b, tz), |x, y| {
+                Some(x.cmp(y))
+            }),
+            Operator::Time(ord) => compare(ord, time_of_day(a, tz), time_of_day(b, tz), |x, y| {
+                Some(x.cmp(y))
+            }),
+            Operator::Boolean(negated) => match (boolean(a), boolean(b)) {
+                (Some(x), Some(y)) => (x == y) != negated,
+                _ => negated,
+            },
+            Operator::ArrayContains(negated, ci) => {
+                let needle = fold(&to_text(b), ci);
+                let found = items(a)
+                    .iter()
+                    .any(|item| fold(&to_text(item), ci) == needle);
+                found != negated
+            }
+            Operator::ArrayLength(ord) => {
+                let len = items(a).len() as f64;
+                compare(ord, Some(len), to_number(b), |x, y| x.partial_cmp(y))
+            }
+        })
+    }
+}
+
+/// Orders two readings; when either side does not read as the type, only "not equal" holds.
+fn compare<T>(
+    ord: crate::scenario::filter::Ordering,
+    a: Option<T>,
+    b: Option<T>,
+    cmp: impl Fn(&T, &T) -> Option<CmpOrdering>,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => cmp(&a, &b).is_some_and(|o| ord.holds(o)),
+        _ => ord == crate::scenario::filter::Ordering::NotEqual,
+    }
+}
+
+fn fold(s: &str, ci: bool) -> String {
+    if ci { s.to_lowercase() } else { s.to_string() }
+}
+
+fn text(
+    op: TextOp,
+    ci: bool,
+    a: &Value,
+    b: &Value,
+    pattern: Option<&regex::Regex>,
+) -> Result<bool, String> {
+    if op == TextOp::Pattern {
+        let subject = to_text(a);
+        return match pattern {
+            Some(re) => Ok(re.is_match(&subject)),
+            None => regex::RegexBuilder::new(&to_text(b))
+                .case_insensitive(ci)
+                .build()
+                .map(|re| re.is_match(&subject))
+                .map_err(|e| format!("invalid pattern in filter: {e}")),
+        };
+    }
+    let (a, b) = (fold(&to_text(a), ci), fold(&to_text(b), ci));
+    Ok(match op {
+        TextOp::Equal => a == b,
+        TextOp::Contain => a.contains(&b),
+        TextOp::StartWith => a.starts_with(&b),
+        TextOp::EndWith => a.ends_with(&b),
+        TextOp::Pattern => unreachable!("handled above"),
+    })
+}
+
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" | "" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_f64().map(|f| f != 0.0),
+        Value::Null => Some(false),
+        _ => None,
+    }
+}
+
+/// Seconds after midnight of a `HH:MM[:SS]` text, or of a date's time of day in the scenario zone.
+fn time_of_day(v: &Value, tz: chrono_tz::Tz) -> Option<u32> {
+    if let Some(t) = v.as_str().and_then(parse_time) {
+        return Some(t);
+    }
+    to_datetime(v, tz).map(|d| {
+        use chrono::Timelike;
+        d.with_timezone(&tz).num_seconds_from_midnight()
+    })
+}
+
+/// An array operand's items; a single value counts as a one-item array, `null` as none.
+fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) => a,
+        Value::Null => &[],
+        other => std::slice::from_ref(other),
     }
 }
 

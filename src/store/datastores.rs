@@ -32,7 +32,7 @@ use crate::module::datastore::{
     AddMode, DataStore, DataStores, DataStoresHandle, Field, FieldKind, MAX_KEY_BYTES, Record,
     RecordCondition, RecordQuery, check_fields,
 };
-use crate::scenario::filter::{Operator, TextOp};
+use crate::scenario::filter::Operator;
 
 use super::error::StoreError;
 use super::{Result, Store, begin_write, check_text, for_update_in, now_ms};
@@ -1117,101 +1117,11 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn number_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Bool(b) => Some(f64::from(u8::from(*b))),
-        _ => None,
-    }
-}
-
-fn boolean_of(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Some(true),
-            "false" | "0" | "no" | "" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_f64().map(|f| f != 0.0),
-        Value::Null => Some(false),
-        _ => None,
-    }
-}
-
-fn seconds_of_day(v: &Value) -> Option<u32> {
-    if let Some(t) = v.as_str().and_then(crate::scenario::schedule::parse_time) {
-        return Some(t);
-    }
-    use chrono::Timelike;
-    date_of(v).map(|d| d.num_seconds_from_midnight())
-}
-
-fn fold(s: String, ci: bool) -> String {
-    if ci { s.to_lowercase() } else { s }
-}
-
-/// Orders two readings; when either side does not read as the type only "not equal" holds
-/// (the engine's filters do the same).
-fn ordered<T: PartialOrd>(
-    ord: crate::scenario::filter::Ordering,
-    a: Option<T>,
-    b: Option<T>,
-) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a.partial_cmp(&b).is_some_and(|o| ord.holds(o)),
-        _ => ord == crate::scenario::filter::Ordering::NotEqual,
-    }
-}
-
+/// Whether a search condition holds for a record's field value `a`: Make's operators, read as
+/// the engine's filters read them (dates and times in UTC).
 fn holds(store: &DataStore, op: Operator, a: &Value, b: &Value) -> Result<bool> {
-    let items = |v: &Value| -> Vec<Value> {
-        match v {
-            Value::Array(items) => items.clone(),
-            Value::Null => Vec::new(),
-            other => vec![other.clone()],
-        }
-    };
-    Ok(match op {
-        Operator::Exist => !is_blank(a),
-        Operator::NotExist => is_blank(a),
-        Operator::Text(text, negated, ci) => {
-            let subject = fold(text_of(a), ci);
-            let found = if text == TextOp::Pattern {
-                regex::RegexBuilder::new(&text_of(b))
-                    .case_insensitive(ci)
-                    .build()
-                    .map_err(|e| invalid(store, format!("invalid pattern in filter: {e}")))?
-                    .is_match(&subject)
-            } else {
-                let needle = fold(text_of(b), ci);
-                match text {
-                    TextOp::Equal => subject == needle,
-                    TextOp::Contain => subject.contains(&needle),
-                    TextOp::StartWith => subject.starts_with(&needle),
-                    TextOp::EndWith => subject.ends_with(&needle),
-                    TextOp::Pattern => false,
-                }
-            };
-            found != negated
-        }
-        Operator::Number(ord) => ordered(ord, number_of(a), number_of(b)),
-        Operator::Date(ord) => ordered(ord, date_of(a), date_of(b)),
-        Operator::Time(ord) => ordered(ord, seconds_of_day(a), seconds_of_day(b)),
-        Operator::Boolean(negated) => match (boolean_of(a), boolean_of(b)) {
-            (Some(x), Some(y)) => (x == y) != negated,
-            _ => negated,
-        },
-        Operator::ArrayContains(negated, ci) => {
-            let needle = fold(text_of(b), ci);
-            items(a)
-                .iter()
-                .any(|item| fold(text_of(item), ci) == needle)
-                != negated
-        }
-        Operator::ArrayLength(ord) => ordered(ord, Some(items(a).len() as f64), number_of(b)),
-    })
+    op.holds(a, b, None, chrono_tz::UTC)
+        .map_err(|reason| invalid(store, reason))
 }
 
 /// Sorts values: empty last, numbers by value, dates by time, the rest as text.
