@@ -563,6 +563,16 @@ async fn walk(client: Client, base: String) {
         .await
         .unwrap();
     assert_eq!(posted.status(), 403);
+    // The inspector's page of bundles refuses a side it does not know, saying which.
+    let fragment = http
+        .get(format!("{execution_url}/bundles?module=3&bundles=sideways"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fragment.status(), 400);
+    let text = fragment.text().await.unwrap();
+    assert!(text.contains("unknown variant `sideways`"), "{text}");
     // The cookie opens nothing under /api: the JSON API keeps its bearer token.
     let api = http
         .get(format!("{base}/api/scenarios"))
