@@ -63,6 +63,7 @@ async fn module_call_overhead() {
     fields.insert("baseUrl".into(), json!(fake.base_url));
     vault
         .create(&NewConnectionInput {
+            id: None,
             name: "chatbot".into(),
             app: "chatbot".into(),
             kind: None,

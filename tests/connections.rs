@@ -40,6 +40,7 @@ fn http_scenario(module: &str, parameters: Value, url: &str) -> Value {
 
 fn input(name: &str, app: &str, kind: &str, fields: Value) -> NewConnectionInput {
     NewConnectionInput {
+        id: None,
         name: name.into(),
         app: app.into(),
         kind: Some(kind.into()),

@@ -195,3 +195,279 @@ fn validate_command_exits_by_errors_and_strictness() {
     assert_eq!(results[0]["errors"][1]["path"], "flow[1].id");
     assert_eq!(results[0]["warnings"], json!([]));
 }
+
+/// `keychains-and-tls.json` (issue 20): saved with a byte-order mark; Make's keychains named
+/// by number in `key` (basic and API-key auth); a module reading one that runs after it;
+/// certificate checks turned off; a placeholder URL; a data store named by number. It loads
+/// with a warning for each, at its path, and no error.
+#[tokio::test]
+async fn keychains_tls_and_forward_references_load_with_warnings() {
+    let checked = check("keychains-and-tls.json");
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    assert_eq!(
+        listed(&checked.warnings),
+        [
+            "flow[1].mapper.value: column 3: module 4 runs after module 2 on this path, so {{4.…}} reads as empty (as in Make)",
+            "flow[2].mapper.rejectUnauthorized: is false: certificate checks stay on unless the operator allows the host (--allow-insecure-tls HOST); otherwise the module fails when it runs",
+            "flow[4].mapper.url: is not a valid URL (invalid international domain name)",
+        ]
+    );
+    let scenario = checked.scenario.as_ref().expect("loads");
+    // Nothing is stored yet: every connection and data store it names is reported, with
+    // the command that creates it.
+    let missing = switchyard::catalog::missing_references(None, scenario)
+        .await
+        .expect("no database to fail");
+    assert_eq!(
+        listed(&missing),
+        [
+            "flow[2].parameters.key: module 3 (http:ActionSendDataBasicAuth) uses connection 71843, which does not exist here: create it with `switchyard connections add NAME --app http --id 71843 …` (or on the console's Connect page)",
+            "flow[3].parameters.key: module 4 (http:ActionSendDataAPIKeyAuth) uses connection 14964, which does not exist here: create it with `switchyard connections add NAME --app http --id 14964 …` (or on the console's Connect page)",
+            "flow[5].parameters.datastore: module 6 (datastore:AddRecord) uses data store 148248, which does not exist here: create it with `switchyard datastores create NAME --id 148248 --fields …`",
+        ]
+    );
+}
+
+/// The contract of issue 20: `validate` exits 0 with only warnings, each printed with its
+/// JSON path; `connections add … --id N` stores a connection that `"key": N` resolves to,
+/// after which its warning is gone; importing the file (BOM and all) keeps the warnings.
+#[test]
+fn validate_and_import_report_missing_connections_until_they_exist() {
+    let exe = env!("CARGO_BIN_EXE_switchyard");
+    let file = format!(
+        "{}/tests/data/exports/keychains-and-tls.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().to_str().expect("UTF-8 path");
+    let switchyard = |args: &[&str]| {
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .env("SWITCHYARD_MASTER_KEY", "00".repeat(32))
+            .env_remove("SWITCHYARD_DATABASE_URL")
+            .output()
+            .expect("switchyard runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let both = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), both, stdout)
+    };
+    // No database yet: every reference is a warning; the file still validates.
+    let (code, out, _) = switchyard(&["validate", &file]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: flow[2].parameters.key: module 3 (http:ActionSendDataBasicAuth) uses connection 71843"),
+        "{out}"
+    );
+    assert!(out.contains("valid, with 6 warning(s)"), "{out}");
+
+    let (code, out, _) = switchyard(&[
+        "connections",
+        "add",
+        "intranet",
+        "--app",
+        "http",
+        "--kind",
+        "basic",
+        "--username",
+        "sync",
+        "--password",
+        "pw-0123",
+        "--id",
+        "71843",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, _) = switchyard(&[
+        "connections",
+        "add",
+        "status-api",
+        "--app",
+        "http",
+        "--kind",
+        "api_key",
+        "--key-name",
+        "X-Api-Key",
+        "--token",
+        "k-0123456789",
+        "--id",
+        "14964",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    // A number is Make's id, never a name; an id is taken once.
+    let (code, out, _) = switchyard(&[
+        "connections",
+        "add",
+        "71843",
+        "--app",
+        "http",
+        "--kind",
+        "bearer",
+        "--token",
+        "t",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("must not be a number"), "{out}");
+    let (code, out, _) = switchyard(&[
+        "connections",
+        "add",
+        "again",
+        "--app",
+        "http",
+        "--kind",
+        "bearer",
+        "--token",
+        "t",
+        "--id",
+        "71843",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("or with id 71843 already exists"), "{out}");
+
+    let (code, out, _) = switchyard(&["validate", &file, "--data-dir", data_dir]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("connection 71843"), "{out}");
+    assert!(!out.contains("connection 14964"), "{out}");
+    assert!(out.contains("uses data store 148248"), "{out}");
+    assert!(out.contains("valid, with 4 warning(s)"), "{out}");
+
+    // Imported with its byte-order mark, through the catalog the API and console use too.
+    let (code, out, stdout) = switchyard(&[
+        "scenarios",
+        "import",
+        &file,
+        "--data-dir",
+        data_dir,
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let imported: Value = serde_json::from_str(&stdout).expect("JSON output");
+    let warnings = imported["imported"][0]["warnings"]
+        .as_array()
+        .expect("warnings");
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    assert_eq!(warnings[3]["path"], "flow[5].parameters.datastore");
+    let (code, out, _) = switchyard(&["scenarios", "list", "--data-dir", data_dir, "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Intranet order sync"), "{out}");
+}
+
+/// An HTTPS server on 127.0.0.1 with a self-signed certificate, answering every request with
+/// `{"ok": true}`; its port.
+async fn self_signed_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .expect("TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to answer.
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"ok": true}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Make's `rejectUnauthorized: false` (issue 20): certificate checks stay on unless the
+/// operator allows the host (`--allow-insecure-tls`); the module's error says how. Allowed,
+/// the request reaches a self-signed server; a module that did not ask keeps its checks.
+#[tokio::test]
+async fn certificate_checks_are_off_only_for_hosts_the_operator_allows() {
+    use switchyard::apps::{AppOptions, HttpOptions};
+    let port = self_signed_server().await;
+    let blueprint = |reject: bool| {
+        json!({"name": "tls", "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+            {"id": 2, "module": "http:ActionSendData", "version": 3,
+             "parameters": {"handleErrors": false},
+             "mapper": {"url": format!("https://127.0.0.1:{port}/status"), "method": "get",
+                        "parseResponse": true, "rejectUnauthorized": reject}}
+        ]})
+        .to_string()
+    };
+    let run_with = |insecure: Vec<String>, reject: bool| {
+        let text = blueprint(reject);
+        async move {
+            let registry = AppRegistry::build(AppOptions {
+                http: HttpOptions {
+                    insecure_tls_hosts: insecure,
+                    ..HttpOptions::allowing_loopback()
+                },
+                ..AppOptions::default()
+            })
+            .expect("registry");
+            let scenario = scenario::load(&text, &registry).expect("loads");
+            engine::run(
+                &scenario,
+                RunInput {
+                    bundles: vec![json!({})],
+                    ..RunInput::default()
+                },
+            )
+            .await
+        }
+    };
+    let refused = run_with(Vec::new(), false).await;
+    assert_eq!(refused.status, engine::Status::Error);
+    let error = refused.error.expect("an error");
+    assert_eq!(error.name, "InvalidConfigurationError", "{error:?}");
+    assert!(
+        error.message.contains("--allow-insecure-tls 127.0.0.1"),
+        "{}",
+        error.message
+    );
+
+    let allowed = run_with(vec!["127.0.0.1".into()], false).await;
+    assert_eq!(
+        allowed.status,
+        engine::Status::Success,
+        "{:?}",
+        allowed.error
+    );
+    let output = allowed.log.last().expect("module 2 ran");
+    assert_eq!(output.output["data"], json!({"ok": true}));
+
+    // Allowing a host does not turn checks off for modules that keep them.
+    let checked = run_with(vec!["127.0.0.1".into()], true).await;
+    assert_eq!(checked.status, engine::Status::Error);
+    assert_eq!(checked.error.expect("an error").name, "ConnectionError");
+}

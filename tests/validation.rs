@@ -30,14 +30,44 @@ fn references_must_run_before_on_the_same_path() {
             {"flow": [set(4, "{{3.v}}"), set(5, "{{6.v}}"), set(6, "{{7.v}}")]}
         ]}]}),
     );
+    // Module 6 runs after module 5 on its path: a warning (below), not an error.
     assert_eq!(
         p,
         [
             "flow[1].routes[1].flow[0].mapper.value: column 3: module 3 does not run before module 4 on this path",
-            "flow[1].routes[1].flow[1].mapper.value: column 3: module 6 does not run before module 5 on this path",
             "flow[1].routes[1].flow[2].mapper.value: column 3: unknown module 7 in {{7.…}}",
         ]
     );
+}
+
+/// Make lets a mapping of a module that runs later stand after modules are reordered: it
+/// loads with a warning and reads as empty (issue 20).
+#[tokio::test]
+async fn a_reference_to_a_module_that_runs_later_warns_and_reads_empty() {
+    let registry = switchyard::apps::AppRegistry::build(Default::default()).expect("registry");
+    let blueprint = json!({"flow": [hook(1), set(2, "[{{3.v}}]"), set(3, "{{1.a}}"),
+        set(4, "{{2.v}}|{{3.v}}")]});
+    let checked =
+        scenario::check(&blueprint.to_string(), &registry, &Default::default()).expect("JSON");
+    assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+    let warnings: Vec<String> = checked.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "flow[1].mapper.value: column 4: module 3 runs after module 2 on this path, so {{3.…}} reads as empty (as in Make)"
+        ]
+    );
+    let report = switchyard::engine::run(
+        checked.scenario.as_ref().expect("runs"),
+        switchyard::engine::RunInput {
+            bundles: vec![json!({"a": "x"})],
+            ..Default::default()
+        },
+    )
+    .await;
+    let last = report.log.last().expect("module 4 ran");
+    assert_eq!(last.module, 4);
+    assert_eq!(*last.output, json!({"v": "[]|x"}));
 }
 
 #[test]

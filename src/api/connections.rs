@@ -115,7 +115,7 @@ fn invalid(path: &str, reason: &str) -> ApiError {
     error
 }
 
-/// Reads `{name, app, kind?, fields}`; a wrong shape names its field and never quotes a value.
+/// Reads `{id?, name, app, kind?, fields}`; a wrong shape names its field and never quotes a value.
 fn new_connection(body: Value) -> ApiResult<NewConnectionInput> {
     let Value::Object(body) = body else {
         return Err(invalid(
@@ -125,14 +125,21 @@ fn new_connection(body: Value) -> ApiResult<NewConnectionInput> {
     };
     if let Some(key) = body
         .keys()
-        .find(|k| !matches!(k.as_str(), "name" | "app" | "kind" | "fields"))
+        .find(|k| !matches!(k.as_str(), "id" | "name" | "app" | "kind" | "fields"))
     {
         let shown: String = key.chars().filter(|c| !c.is_control()).take(100).collect();
         return Err(invalid(
             &shown,
-            "is not a connection field (name, app, kind, fields)",
+            "is not a connection field (id, name, app, kind, fields)",
         ));
     }
+    // Make's connection id, as its exports write it: a number (or its digits as text).
+    let id = match body.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(invalid("id", "must be Make's numeric connection id")),
+    };
     let text = |name: &str, required: bool| match body.get(name) {
         Some(Value::String(s)) => Ok(Some(s.clone())),
         None | Some(Value::Null) if !required => Ok(None),
@@ -145,6 +152,7 @@ fn new_connection(body: Value) -> ApiResult<NewConnectionInput> {
         Some(_) => return Err(invalid("fields", "must be an object of field values")),
     };
     Ok(NewConnectionInput {
+        id,
         name: text("name", true)?.unwrap_or_default(),
         app: text("app", true)?.unwrap_or_default(),
         kind: text("kind", false)?,

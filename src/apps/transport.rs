@@ -64,6 +64,10 @@ pub struct HttpOptions {
     pub user_agent: String,
     /// Which non-public hosts and addresses requests may reach (by default none).
     pub egress: EgressPolicy,
+    /// Hosts whose certificates a request may ask not to check (Make's
+    /// `rejectUnauthorized: false`): `--allow-insecure-tls HOST`. Elsewhere such a request
+    /// fails; without any, certificate checks are always on.
+    pub insecure_tls_hosts: Vec<String>,
 }
 
 impl HttpOptions {
@@ -84,6 +88,7 @@ impl Default for HttpOptions {
             max_response_bytes: 10 * 1024 * 1024,
             user_agent: concat!("Switchyard/", env!("CARGO_PKG_VERSION")).to_string(),
             egress: EgressPolicy::default(),
+            insecure_tls_hosts: Vec::new(),
         }
     }
 }
@@ -217,6 +222,9 @@ pub struct Request {
     pub error_status: ErrorStatus,
     /// Largest response body accepted; `None` means [`HttpOptions::max_response_bytes`].
     pub max_response_bytes: Option<usize>,
+    /// Whether the server's certificate is checked. False (Make's `rejectUnauthorized:
+    /// false`) is honoured only for [`HttpOptions::insecure_tls_hosts`].
+    pub verify_tls: bool,
 }
 
 impl Request {
@@ -234,6 +242,7 @@ impl Request {
             redirects: Redirects::Follow,
             error_status: ErrorStatus::Raise,
             max_response_bytes: None,
+            verify_tls: true,
         }
     }
 
@@ -298,6 +307,9 @@ pub struct Response {
 /// decides per hop which credentials go along.
 pub struct Transport {
     client: Client,
+    /// The same client without certificate checks, for the hosts the operator allowed
+    /// ([`HttpOptions::insecure_tls_hosts`]); none when no host is.
+    insecure_client: Option<Client>,
     options: HttpOptions,
 }
 
@@ -333,15 +345,48 @@ struct Hop {
 impl Transport {
     /// The client for `options`; fails on an invalid user agent or a TLS set-up error.
     pub fn new(options: HttpOptions) -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
-            .user_agent(options.user_agent.clone())
-            .connect_timeout(options.connect_timeout)
-            .redirect(Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver::new(Arc::new(
-                options.egress.clone(),
-            ))))
-            .build()?;
-        Ok(Transport { client, options })
+        let builder = || {
+            Client::builder()
+                .user_agent(options.user_agent.clone())
+                .connect_timeout(options.connect_timeout)
+                .redirect(Policy::none())
+                .dns_resolver(Arc::new(GuardedResolver::new(Arc::new(
+                    options.egress.clone(),
+                ))))
+        };
+        let client = builder().build()?;
+        let insecure_client = if options.insecure_tls_hosts.is_empty() {
+            None
+        } else {
+            Some(builder().danger_accept_invalid_certs(true).build()?)
+        };
+        Ok(Transport {
+            client,
+            insecure_client,
+            options,
+        })
+    }
+
+    /// The client for one hop: certificate checks stay on unless the request asks them off
+    /// and the operator allowed the hop's host; asked off elsewhere, the request fails.
+    fn client_for(&self, url: &Url, verify_tls: bool) -> Result<&Client, ModuleError> {
+        if verify_tls {
+            return Ok(&self.client);
+        }
+        let host = url.host_str().unwrap_or_default().trim_end_matches('.');
+        let allowed = self
+            .options
+            .insecure_tls_hosts
+            .iter()
+            .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host));
+        match (&self.insecure_client, allowed) {
+            (Some(insecure), true) => Ok(insecure),
+            _ => Err(ModuleError::config(format!(
+                "rejectUnauthorized is false, but certificate checks stay on for {host}: an \
+                 operator can turn them off for this host with --allow-insecure-tls {host} \
+                 (or SWITCHYARD_ALLOW_INSECURE_TLS={host})"
+            ))),
+        }
     }
 
     pub fn options(&self) -> &HttpOptions {
@@ -422,7 +467,11 @@ impl Transport {
                 .egress
                 .check_url(&hop.url)
                 .map_err(ModuleError::from)?;
-            let response = self.build(&hop, &request.auth, timeout)?.send().await?;
+            let client = self.client_for(&hop.url, request.verify_tls)?;
+            let response = self
+                .build(client, &hop, &request.auth, timeout)?
+                .send()
+                .await?;
             if request.redirects == Redirects::Return {
                 break response;
             }
@@ -464,6 +513,7 @@ impl Transport {
     /// The `reqwest` request for one hop, with the credentials when the hop may carry them.
     fn build(
         &self,
+        client: &Client,
         hop: &Hop,
         auth: &Auth,
         timeout: Duration,
@@ -473,8 +523,7 @@ impl Transport {
         if hop.credentials {
             auth.apply(&mut url, &mut headers)?;
         }
-        let mut builder = self
-            .client
+        let mut builder = client
             .request(hop.method.clone(), url)
             .headers(headers)
             .timeout(timeout);

@@ -19,8 +19,14 @@
 //!   (`detach`), and so does an edit of an active scenario that changes the trigger (the new
 //!   one is registered in its place). The service reaches the hook at
 //!   [`CatalogOptions::public_url`] `/hooks/{id}`.
+//! - **Missing connections and data stores are warnings when stored** ([`missing_references`]):
+//!   an export loads before its designer creates them, as in Make.
 //! - **Changes are announced**: whoever plans work from the stored scenarios (the
 //!   scheduler) is woken through [`Catalog::changes`].
+
+mod references;
+
+pub use references::missing_references;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -184,6 +190,7 @@ impl Catalog {
 
     /// Stores a new scenario from blueprint text (checked first) with its hooks.
     pub async fn create(&self, text: &str) -> Result<Stored, CatalogError> {
+        let text = scenario::without_bom(text);
         let (blueprint, compiled) = self.check(text)?;
         let (id, version) = self.store().create_scenario(&blueprint.name, text).await?;
         self.stored(id, version, blueprint.name, compiled).await
@@ -194,6 +201,7 @@ impl Catalog {
     /// the old registration is removed and the new one made.
     pub async fn update(&self, id: &str, text: &str) -> Result<Stored, CatalogError> {
         let row = self.store().get_scenario(id).await?;
+        let text = scenario::without_bom(text);
         let (blueprint, compiled) = self.check(text)?;
         let previous = if row.active {
             self.compiled(id, row.version).await?.ok()
@@ -238,7 +246,8 @@ impl Catalog {
         compiled: Scenario,
     ) -> Result<Stored, CatalogError> {
         let hooks = self.sync_hooks(&id, &compiled).await?;
-        let warnings = compiled.warnings.clone();
+        let mut warnings = compiled.warnings.clone();
+        warnings.extend(missing_references(Some(self.store()), &compiled).await?);
         if let Ok(mut cache) = self.inner.compiled.lock() {
             cache.insert((id.clone(), version), Arc::new(compiled));
         }

@@ -152,8 +152,10 @@ async fn scenarios_on(
                     stored.version,
                     hooks_text(&stored.hooks)
                 ));
+                lines.extend(stored.warnings.iter().map(|w| format!("  warning: {w}")));
                 out.push(json!({"file": file.display().to_string(), "id": stored.id,
-                    "version": stored.version, "hooks": hooks_json(&stored.hooks)}));
+                    "version": stored.version, "hooks": hooks_json(&stored.hooks),
+                    "warnings": stored.warnings}));
             }
             print(json_out, &json!({"imported": out}), || lines.join("\n"));
         }

@@ -57,6 +57,10 @@ pub enum ConnectionsCommand {
 pub struct AddArgs {
     /// The connection's name, as scenarios give it in `parameters.__IMTCONN__`.
     name: String,
+    /// Make's id of the connection, so that exports naming it by number
+    /// (`"__IMTCONN__": 33477`, `"account": 33477`, `"key": 33477`) use this one.
+    #[arg(long, value_name = "N")]
+    id: Option<u64>,
     /// The app whose connection this is (`chatbot`, `http` …).
     #[arg(long)]
     app: String,
@@ -366,6 +370,7 @@ fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
         fields.insert(name.to_string(), Value::String(value.to_string()));
     }
     Ok(NewConnectionInput {
+        id: args.id.map(|id| id.to_string()),
         name: args.name,
         app: args.app,
         kind: Some(kind),

@@ -190,6 +190,17 @@ pub struct EgressArgs {
         global = true
     )]
     pub allow_egress: Vec<EgressAllowance>,
+    /// Let HTTP modules that turn certificate checks off (Make's `rejectUnauthorized:
+    /// false`) do so for this host name or IP address; elsewhere such a module fails and
+    /// checks stay on. Repeatable, or comma-separated.
+    #[arg(
+        long = "allow-insecure-tls",
+        value_name = "HOST",
+        env = "SWITCHYARD_ALLOW_INSECURE_TLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allow_insecure_tls: Vec<String>,
 }
 
 /// What each execution of a command that runs scenarios may spend (`engine::Budget`);
@@ -255,6 +266,12 @@ fn modules(egress: &EgressArgs) -> anyhow::Result<Arc<AppRegistry>> {
     let options = AppOptions {
         http: HttpOptions {
             egress: EgressPolicy::new(egress.allow_egress.clone()),
+            insecure_tls_hosts: egress
+                .allow_insecure_tls
+                .iter()
+                .map(|host| host.trim().to_string())
+                .filter(|host| !host.is_empty())
+                .collect(),
             ..HttpOptions::default()
         },
         apps: std::env::var_os("SWITCHYARD_APPS_DIR")

@@ -331,6 +331,9 @@ async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::R
                         format!(", hook {}", hooks.join(", "))
                     }
                 );
+                for warning in &stored.warnings {
+                    eprintln!("  warning: {warning}");
+                }
             }
             Err(e) => eprintln!("not imported {}: {e}", file.display()),
         }

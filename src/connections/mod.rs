@@ -42,7 +42,7 @@ use crate::apps::defined::DefinedApps;
 use crate::module::{Connection, Connections, ConnectionsHandle, ModuleError, Secrets};
 use crate::store::{
     ConnectionRow, NewConnection, Resealed, SealedConnection, Store, StoreError,
-    check_connection_name, new_id,
+    check_connection_name, is_make_id, new_id,
 };
 
 /// The universal connection kinds.
@@ -166,6 +166,9 @@ impl ConnectionError {
 /// A connection to store, as the CLI and the API receive it.
 #[derive(Debug, Clone, Default)]
 pub struct NewConnectionInput {
+    /// Make's numeric id of the connection (`connections add --id`), so an export's
+    /// `"__IMTCONN__": 33477` finds it; a new id when absent.
+    pub id: Option<String>,
     pub name: String,
     pub app: String,
     /// One of [`KINDS`]; when absent, inferred from the standard fields given.
@@ -591,7 +594,16 @@ impl Vault {
                 return Err(ConnectionError::Invalid(problems));
             }
         }
-        let id = new_id();
+        let id = match &input.id {
+            Some(id) if is_make_id(id) => id.clone(),
+            Some(_) => {
+                return Err(ConnectionError::Invalid(vec![FieldProblem::new(
+                    "id",
+                    "must be Make's connection id: a positive whole number of at most 18 digits",
+                )]));
+            }
+            None => new_id(),
+        };
         let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
             id: id.clone(),
             reason: e.to_string(),
@@ -968,6 +980,7 @@ mod tests {
 
     fn input(kind: Option<&str>, fields: Value) -> NewConnectionInput {
         NewConnectionInput {
+            id: None,
             name: "bot".into(),
             app: "chatbot".into(),
             kind: kind.map(str::to_string),
@@ -1052,6 +1065,7 @@ mod tests {
     fn problems_never_quote_values() {
         let secret = "planted-secret-value";
         let problems = validate(&NewConnectionInput {
+            id: None,
             name: String::new(),
             app: "bad app".into(),
             kind: Some("basic".into()),

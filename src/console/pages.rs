@@ -1368,6 +1368,7 @@ fn schema_form(
             && form.get("kind").map(String::as_str) == Some(kind)
     });
     let name = posted.and_then(|form| form.get("name")).cloned();
+    let make_id = posted.and_then(|form| form.get("id")).cloned();
     let form_id = format!("new-{app}-{kind}");
     html! {
         form.card.connection-form method="post" action="/connect/connections" id=(form_id) data-app=(app) data-kind=(kind) {
@@ -1376,6 +1377,8 @@ fn schema_form(
             input type="hidden" name="app" value=(app);
             input type="hidden" name="kind" value=(kind);
             label { "Connection name" input type="text" name="name" required placeholder="my-connection" value=[name]; }
+            label { "Make connection id (optional: the number an imported blueprint names it by)"
+                input type="text" name="id" inputmode="numeric" pattern="[1-9][0-9]{0,17}" placeholder="33477" value=[make_id]; }
             @for (name, field) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
                 (schema_field(name, field, required.contains(&name.as_str()), posted))
             }
@@ -1587,6 +1590,10 @@ pub async fn create_connection(
     let created = match typed {
         Ok(fields) => {
             let input = NewConnectionInput {
+                id: form
+                    .get("id")
+                    .map(|id| id.trim().to_string())
+                    .filter(|id| !id.is_empty()),
                 name: form.get("name").cloned().unwrap_or_default(),
                 app,
                 kind: Some(kind),

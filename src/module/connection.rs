@@ -31,6 +31,12 @@ pub const TOKEN_INFO_FIELDS: &[&str] = &[
 /// The blueprint parameter that names a module's connection (Make's own key).
 pub const CONNECTION_PARAMETER: &str = "__IMTCONN__";
 
+/// The parameters Make's modules name their connection in, in the order they are read:
+/// `__IMTCONN__` (most apps) and `account` (`http:ActionSendDataOAuth`, Gmail's
+/// `ActionSendEmail` and `TriggerNewEmail` …). Make's keychains (`key`, `apiKeyKeychain` …)
+/// are read by the HTTP modules that use them, not by every module.
+pub const CONNECTION_PARAMETERS: &[&str] = &[CONNECTION_PARAMETER, "account"];
+
 /// One stored connection, unsealed for the call that asked for it.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -193,14 +199,26 @@ pub async fn token_roots(
 /// What the layer that provides connections inserts into an execution's extensions.
 pub type ConnectionsHandle = Arc<dyn Connections>;
 
-/// The connection reference of a module's `parameters`: `__IMTCONN__` as text (Make writes a
-/// number, a stored connection's id), `None` when absent or empty.
+/// The connection reference of a module's `parameters`: the first of
+/// [`CONNECTION_PARAMETERS`] that holds one, as text (Make writes a number, a stored
+/// connection's id), `None` when none does.
 pub fn reference(parameters: &Map<String, Value>) -> Option<String> {
-    match parameters.get(CONNECTION_PARAMETER)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    reference_in(parameters, CONNECTION_PARAMETERS).map(|(_, reference)| reference)
+}
+
+/// The first of `fields` of `parameters` that names a stored thing, with the field: text
+/// (trimmed, not empty) or a number (Make's numeric ids).
+pub fn reference_in(
+    parameters: &Map<String, Value>,
+    fields: &[&'static str],
+) -> Option<(&'static str, String)> {
+    fields
+        .iter()
+        .find_map(|field| match parameters.get(*field)? {
+            Value::String(s) if !s.trim().is_empty() => Some((*field, s.trim().to_string())),
+            Value::Number(n) => Some((*field, n.to_string())),
+            _ => None,
+        })
 }
 
 #[cfg(test)]
@@ -229,5 +247,17 @@ mod tests {
         );
         assert_eq!(reference(&p(json!({"__IMTCONN__": ""}))), None);
         assert_eq!(reference(&p(json!({}))), None);
+        // Make's own modules that name their connection `account` (Gmail, HTTP OAuth).
+        assert_eq!(
+            reference(&p(json!({"account": 33477}))).as_deref(),
+            Some("33477")
+        );
+        assert_eq!(
+            reference_in(
+                &p(json!({"account": "", "key": 71843})),
+                &["account", "key"]
+            ),
+            Some(("key", "71843".to_string()))
+        );
     }
 }

@@ -79,6 +79,17 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
+    /// The stored things the module's `parameters` name — its connection, a data store —
+    /// each at its field, so loading can say which are missing before anything runs. The
+    /// default: the connection named in one of Make's connection parameters
+    /// ([`connection::CONNECTION_PARAMETERS`]).
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<StoredReference> {
+        connection::reference_in(parameters, connection::CONNECTION_PARAMETERS)
+            .map(|(field, reference)| StoredReference::connection(field, reference))
+            .into_iter()
+            .collect()
+    }
+
     /// The webhook side of an instant trigger (`ModuleKind::InstantTrigger`).
     fn instant(&self) -> Option<&dyn InstantTrigger> {
         None
@@ -108,6 +119,41 @@ pub trait Module: Send + Sync {
                 ..Polled::default()
             })
         })
+    }
+}
+
+/// What a module's parameters name in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredKind {
+    Connection,
+    DataStore,
+}
+
+/// One stored thing a module's parameters name ([`Module::references`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReference {
+    pub kind: StoredKind,
+    /// The field within the module, e.g. `parameters.__IMTCONN__`.
+    pub field: String,
+    /// The name or id as written (Make's exports carry numeric ids).
+    pub reference: String,
+}
+
+impl StoredReference {
+    pub fn connection(parameter: &str, reference: String) -> Self {
+        StoredReference {
+            kind: StoredKind::Connection,
+            field: format!("parameters.{parameter}"),
+            reference,
+        }
+    }
+
+    pub fn data_store(parameter: &str, reference: String) -> Self {
+        StoredReference {
+            kind: StoredKind::DataStore,
+            field: format!("parameters.{parameter}"),
+            reference,
+        }
     }
 }
 

@@ -99,6 +99,7 @@ pub(super) fn compile(
         warnings: blueprint.warnings.clone(),
         paths: HashMap::new(),
         visible_at: HashMap::new(),
+        not_before: Vec::new(),
     };
     c.collect_ids(&blueprint.flow, "flow");
     if c.paths.len() > MAX_MODULES {
@@ -131,6 +132,7 @@ pub(super) fn compile(
     }
     let (graph, feeds) = c.link_graph();
     c.check_feeders(&graph);
+    c.check_not_before(&graph);
     if !c.problems.is_empty() {
         return Compiled {
             scenario: None,
@@ -173,6 +175,18 @@ struct Compiler<'a> {
     paths: HashMap<u32, String>,
     /// Modules visible to each module's input (its ancestry), by module id.
     visible_at: HashMap<u32, Vec<u32>>,
+    /// References to existing modules that do not run before their reader.
+    not_before: Vec<NotBefore>,
+}
+
+/// `{{module.…}}` read by module `reader`, which `module` does not run before.
+struct NotBefore {
+    path: String,
+    column: usize,
+    module: u32,
+    reader: u32,
+    /// Where its error or warning goes among the others (found in flow order).
+    at: (usize, usize),
 }
 
 impl Compiler<'_> {
@@ -526,6 +540,55 @@ impl Compiler<'_> {
         ix
     }
 
+    /// A reference to a module that runs later on the reader's path is a warning and reads
+    /// as empty, as in Make, where reordering modules leaves such mappings standing; one to
+    /// a module on another route (or swallowed by an aggregator) stays an error.
+    fn check_not_before(&mut self, graph: &DiGraph<u32, Edge>) {
+        let index: HashMap<u32, Ix> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(ix, n)| (n.id, ix))
+            .collect();
+        // Inserted where they were found, so every problem stays in flow order.
+        let (mut errors_added, mut warnings_added) = (0, 0);
+        for found in std::mem::take(&mut self.not_before) {
+            let NotBefore {
+                path,
+                column,
+                module,
+                reader,
+                at: (error_at, warning_at),
+            } = found;
+            let later = match (index.get(&reader), index.get(&module)) {
+                (Some(&from), Some(&to)) => has_path_connecting(
+                    graph,
+                    Scenario::graph_index(from),
+                    Scenario::graph_index(to),
+                    None,
+                ),
+                _ => false,
+            };
+            if later {
+                let message = format!(
+                    "column {column}: module {module} runs after module {reader} on this path, \
+                     so {{{{{module}.…}}}} reads as empty (as in Make)"
+                );
+                self.warnings
+                    .insert(warning_at + warnings_added, Problem { path, message });
+                warnings_added += 1;
+            } else {
+                let message = format!(
+                    "column {column}: module {module} does not run before module {reader} on \
+                     this path"
+                );
+                self.problems
+                    .insert(error_at + errors_added, Problem { path, message });
+                errors_added += 1;
+            }
+        }
+    }
+
     fn check_refs(
         &mut self,
         refs: Vec<(String, crate::expr::ModuleRef)>,
@@ -544,10 +607,16 @@ impl Compiler<'_> {
                     r.column, r.id
                 )
             } else if self.paths.contains_key(&r.id) {
-                format!(
-                    "column {}: module {} does not run before module {own_id} on this path",
-                    r.column, r.id
-                )
+                // Decided once the flow is linked: a module that runs later on this path is
+                // Make's "reordered modules" case (a warning), any other one an error.
+                self.not_before.push(NotBefore {
+                    path,
+                    column: r.column,
+                    module: r.id,
+                    reader: own_id,
+                    at: (self.problems.len(), self.warnings.len()),
+                });
+                continue;
             } else {
                 format!(
                     "column {}: unknown module {} in {{{{{}.…}}}}",

@@ -8,7 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Map, Value};
 
 use crate::expr::{Mapping, Template};
-use crate::module::{Module, ModuleKind};
+use crate::module::{Module, ModuleKind, StoredReference};
 
 use super::filter::CompiledFilter;
 use super::model::{Scheduling, Settings};
@@ -42,6 +42,15 @@ impl std::fmt::Debug for Scenario {
             .field("modules", &self.nodes.len())
             .finish()
     }
+}
+
+/// A stored thing one module names ([`Scenario::references`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleReference {
+    /// JSON path of the naming field, e.g. `flow[2].parameters.__IMTCONN__`.
+    pub path: String,
+    pub module_id: u32,
+    pub reference: StoredReference,
 }
 
 /// Kinds of edges in [`Scenario::graph`].
@@ -256,6 +265,27 @@ impl Scenario {
     pub fn webhook_trigger(&self) -> Option<&CompiledNode> {
         let node = self.node(self.entry?);
         matches!(node.kind, NodeKind::InputTrigger { webhook: true, .. }).then_some(node)
+    }
+
+    /// Every stored thing (connection, data store) the scenario's modules name, in flow
+    /// order, each with the module that names it.
+    pub fn references(&self) -> Vec<ModuleReference> {
+        self.nodes
+            .iter()
+            .filter_map(|node| match &node.kind {
+                NodeKind::Module(module) => Some((node, module.references(&node.parameters))),
+                _ => None,
+            })
+            .flat_map(|(node, references)| {
+                references
+                    .into_iter()
+                    .map(move |reference| ModuleReference {
+                        path: format!("{}.{}", node.path, reference.field),
+                        module_id: node.id,
+                        reference,
+                    })
+            })
+            .collect()
     }
 
     /// The first module when it is a polling trigger (a module of kind `Trigger`).

@@ -75,8 +75,14 @@ pub fn parse(text: &str) -> Result<Blueprint, LoadError> {
     from_value(parse_json(text)?)
 }
 
+/// `text` without the UTF-8 byte-order mark that Windows editors put at the start of a file:
+/// JSON itself forbids it, but a blueprint saved so is still the designer's blueprint.
+pub fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 fn parse_json(text: &str) -> Result<serde_json::Value, LoadError> {
-    serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+    serde_json::from_str(without_bom(text)).map_err(|e| LoadError::Syntax {
         line: e.line(),
         column: e.column(),
         message: strip_position(&e.to_string()),

@@ -145,6 +145,8 @@ pub fn check_connection_name(name: &str) -> Result<()> {
         "must not contain control characters"
     } else if is_id(name) {
         "must not look like a connection id (32 or 64 hex digits)"
+    } else if is_make_id(name) {
+        "must not be a number: a number names a connection by its Make id (connections add --id)"
     } else {
         return Ok(());
     };
@@ -152,6 +154,13 @@ pub fn check_connection_name(name: &str) -> Result<()> {
         what: "connection name",
         reason: reason.into(),
     })
+}
+
+/// Whether `id` is a Make connection id (`connections add --id`): a positive whole number of
+/// at most 18 digits, as Make's exports write in `__IMTCONN__`, `account` and `key`. A
+/// number never names a connection (names cannot be numbers), so it resolves by id alone.
+pub fn is_make_id(id: &str) -> bool {
+    (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()) && !id.starts_with('0')
 }
 
 /// Whether `reference` can name a stored connection at all (by name or id); anything else is
@@ -187,10 +196,12 @@ impl Store {
         check_text("connection app", new.app, MAX_LABEL_BYTES)?;
         check_text("connection kind", new.kind, MAX_LABEL_BYTES)?;
         check_text("key id", new.key_id, MAX_LABEL_BYTES)?;
-        if !is_id(new.id) {
+        if !is_id(new.id) && !is_make_id(new.id) {
             return Err(StoreError::InvalidInput {
                 what: "connection id",
-                reason: "expected an id made by store::new_id".into(),
+                reason: "expected an id made by store::new_id, or a Make connection id (a \
+                         positive whole number)"
+                    .into(),
             });
         }
         if new.sealed.is_empty() || new.sealed.len() > MAX_SEALED_BYTES {
@@ -237,7 +248,14 @@ impl Store {
             }),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict {
                 what: "connection",
-                reason: format!("a connection named \"{}\" already exists", new.name),
+                reason: if is_make_id(new.id) {
+                    format!(
+                        "a connection named \"{}\" or with id {} already exists",
+                        new.name, new.id
+                    )
+                } else {
+                    format!("a connection named \"{}\" already exists", new.name)
+                },
             }),
             Err(e) => Err(e.into()),
         }
@@ -462,10 +480,10 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert!(check_connection_name("chatbot-prod").is_ok());
-        assert!(
-            check_connection_name("12345").is_ok(),
-            "Make's numeric keychain ids"
-        );
+        assert!(check_connection_name("v2-12345").is_ok());
+        // A number names a connection by its Make id (`--id`), never by name.
+        let number = check_connection_name("12345").unwrap_err().to_string();
+        assert!(number.contains("--id"), "{number}");
         for bad in [
             "",
             " padded",
@@ -475,6 +493,25 @@ mod tests {
             assert!(check_connection_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_connection_name(&"n".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn make_ids_are_positive_whole_numbers() {
+        for id in ["1", "33477", "999999999999999999"] {
+            assert!(is_make_id(id), "{id}");
+        }
+        for not in [
+            "",
+            "0",
+            "012",
+            "-5",
+            "3.5",
+            "1e3",
+            "1234567890123456789",
+            "a1",
+        ] {
+            assert!(!is_make_id(not), "{not}");
+        }
     }
 
     #[test]

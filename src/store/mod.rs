@@ -105,6 +105,7 @@ mod types;
 pub use connections::{
     ConnectionRow, IntegrationLink, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection,
     Resealed, STATUS_CONNECTED, STATUS_NEEDS_REAUTH, SealedConnection, check_connection_name,
+    is_make_id,
 };
 pub use datastores::{
     MAX_DATASTORE_BYTES, MAX_DATASTORE_NAME_BYTES, NewDataStore, check_datastore_name, check_key,

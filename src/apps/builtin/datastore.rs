@@ -15,7 +15,7 @@ use super::fields::{flag, is_blank, is_dynamic, number, object, pick, text};
 use crate::module::datastore::{
     self, AddMode, DataStore, DataStoresHandle, Record, RecordCondition, RecordQuery, SortBy,
 };
-use crate::module::{ErrorKind, Invocation, Module, ModuleError, ModuleKind};
+use crate::module::{ErrorKind, Invocation, Module, ModuleError, ModuleKind, StoredReference};
 
 /// What one `datastore:*` module does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +113,13 @@ impl Module for DataStoreModule {
             problems.push(("mapper.filter".to_string(), e));
         }
         problems
+    }
+
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<StoredReference> {
+        datastore::reference(parameters)
+            .map(|r| StoredReference::data_store(datastore::DATASTORE_PARAMETER, r))
+            .into_iter()
+            .collect()
     }
 
     fn call<'a>(

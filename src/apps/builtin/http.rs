@@ -44,7 +44,10 @@ use crate::apps::transport::{
     Auth, Body, ErrorStatus, MAX_TIMEOUT_SECS, Redirects, Request, Transport,
 };
 use crate::module::error::ModuleError;
-use crate::module::{Connection, ConnectionsHandle, ExecutionContext, Invocation, Module};
+use crate::module::{
+    Connection, ConnectionsHandle, ExecutionContext, Invocation, Module, StoredKind,
+    StoredReference,
+};
 
 const METHODS: &[&str] = &["get", "head", "post", "put", "patch", "delete", "options"];
 
@@ -128,6 +131,38 @@ impl HttpModule {
 impl Module for HttpModule {
     fn check(&self, parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
         check(self.dialect, self.credentials, parameters, mapper)
+    }
+
+    fn warnings(&self, parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> =
+            match read_spec(self.dialect, self.credentials, parameters, mapper) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems
+                    .into_iter()
+                    .filter(|p| p.at_load && placeholder_url(p))
+                    .map(|p| (p.field, p.reason))
+                    .collect(),
+            };
+        if !verifies_tls(self.dialect, object(mapper)) {
+            found.push((
+                "mapper.rejectUnauthorized".into(),
+                "is false: certificate checks stay on unless the operator allows the host \
+                 (--allow-insecure-tls HOST); otherwise the module fails when it runs"
+                    .into(),
+            ));
+        }
+        found
+    }
+
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<StoredReference> {
+        match keychain(self.dialect, self.credentials, parameters) {
+            Ok(Some(keychain)) => vec![StoredReference {
+                kind: StoredKind::Connection,
+                field: keychain.field,
+                reference: keychain.reference,
+            }],
+            _ => Vec::new(),
+        }
     }
 
     fn call<'a>(
@@ -692,15 +727,6 @@ fn unsupported(
                     Some(v),
                 );
             }
-            if let Some((_, v)) = pick(m, &["rejectUnauthorized"])
-                && flag(Some(v), true) == Ok(false)
-            {
-                add(
-                    "mapper.rejectUnauthorized",
-                    "certificate checks cannot be turned off",
-                    Some(v),
-                );
-            }
         }
     }
     out
@@ -778,15 +804,7 @@ fn keychain(
         at_load: true,
     };
     let named = |fields: &[&'static str], kind: KeychainKind, why: &str| {
-        let found = fields.iter().find_map(|field| {
-            let reference = match parameters.get(*field)? {
-                Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
-                Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            Some((*field, reference))
-        });
-        match found {
+        match crate::module::connection::reference_in(parameters, fields) {
             Some((field, reference)) => Ok(Some(Keychain {
                 field: format!("parameters.{field}"),
                 reference,
@@ -804,9 +822,10 @@ fn keychain(
     };
     const CONNECTION: &str = crate::module::connection::CONNECTION_PARAMETER;
     match (dialect, credentials) {
-        (_, Credentials::Basic) => named(&[CONNECTION], KeychainKind::Basic, ""),
-        (_, Credentials::ApiKey) => named(&[CONNECTION, "auth"], KeychainKind::ApiKey, ""),
-        (_, Credentials::OAuth) => named(&[CONNECTION, "auth"], KeychainKind::OAuth, ""),
+        // Make's exports name the keychain `key` (basic, API key) or `account` (OAuth).
+        (_, Credentials::Basic) => named(&[CONNECTION, "key"], KeychainKind::Basic, ""),
+        (_, Credentials::ApiKey) => named(&[CONNECTION, "key", "auth"], KeychainKind::ApiKey, ""),
+        (_, Credentials::OAuth) => named(&[CONNECTION, "account", "auth"], KeychainKind::OAuth, ""),
         (Dialect::SendData, Credentials::Fields) => Ok(None),
         (Dialect::MakeRequest, Credentials::Fields) => {
             let auth = parameters.get("authenticationType").map(text);
@@ -1064,6 +1083,7 @@ fn read_spec(
         } else {
             ErrorStatus::Return
         },
+        verify_tls: verifies_tls(dialect, m),
         ..Request::new(method, url)
     };
     Ok(Spec {
@@ -1090,7 +1110,27 @@ fn basic_auth(dialect: Dialect, m: Option<&Map<String, Value>>) -> Auth {
     }
 }
 
-/// The problems known at load time, as `(field, reason)`.
+/// Whether `problem` is a constant URL that is not one (`https://<organization>.example.com/`,
+/// a placeholder the designer fills in): Make loads it and the module fails when it runs, so
+/// loading warns instead of refusing.
+fn placeholder_url(problem: &Problem) -> bool {
+    problem.field == "mapper.url"
+        && (problem.reason.starts_with("is not a valid URL") || problem.reason == "has no host")
+}
+
+/// Whether the server's certificate is to be checked: v3's `rejectUnauthorized: false` asks
+/// not to (honoured only for hosts the operator allows: [`Request::verify_tls`]).
+fn verifies_tls(dialect: Dialect, m: Option<&Map<String, Value>>) -> bool {
+    match dialect {
+        Dialect::SendData => {
+            pick(m, &["rejectUnauthorized"]).is_none_or(|(_, v)| flag(Some(v), true) != Ok(false))
+        }
+        Dialect::MakeRequest => true,
+    }
+}
+
+/// The problems known at load time, as `(field, reason)`; a placeholder URL is a warning
+/// ([`Module::warnings`]).
 fn check(
     dialect: Dialect,
     credentials: Credentials,
@@ -1101,7 +1141,7 @@ fn check(
         Ok(_) => Vec::new(),
         Err(problems) => problems
             .into_iter()
-            .filter(|p| p.at_load)
+            .filter(|p| p.at_load && !placeholder_url(p))
             .map(|p| (p.field, p.reason))
             .collect(),
     }
@@ -1317,11 +1357,47 @@ mod tests {
             found.iter().any(|p| p.starts_with("mapper.useMtls")),
             "{found:?}"
         );
+        // Certificate checks turned off load with a warning (issue 20): they stay on at run
+        // time unless the operator allows the host.
         assert!(
-            found
+            !found
                 .iter()
                 .any(|p| p.starts_with("mapper.rejectUnauthorized")),
             "{found:?}"
+        );
+        let module = HttpModule::new(
+            Dialect::SendData,
+            Arc::new(Transport::new(Default::default()).unwrap()),
+        );
+        let tls_off = json!({"url": "https://x.org", "rejectUnauthorized": false});
+        let warned = module.warnings(&Map::new(), &tls_off);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!(warned[0].0, "mapper.rejectUnauthorized");
+        assert!(warned[0].1.contains("--allow-insecure-tls"), "{warned:?}");
+        let spec = build_spec(
+            Dialect::SendData,
+            Credentials::Fields,
+            &Map::new(),
+            &tls_off,
+        )
+        .map_err(|e| e.message)
+        .unwrap();
+        assert!(!spec.request.verify_tls);
+        // A placeholder URL is a warning at load, a data error when the module runs.
+        let placeholder = json!({"url": "https://<organization>.example.com/api"});
+        assert!(
+            check(
+                Dialect::SendData,
+                Credentials::Fields,
+                &Map::new(),
+                &placeholder
+            )
+            .is_empty()
+        );
+        let warned = module.warnings(&Map::new(), &placeholder);
+        assert!(
+            warned.len() == 1 && warned[0].0 == "mapper.url",
+            "{warned:?}"
         );
         let ok = problems(
             Dialect::SendData,
@@ -1663,6 +1739,21 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(k.field, "parameters.__IMTCONN__");
+        // Make's exports: `key` for the basic and API-key keychains, `account` for OAuth.
+        for (credentials, params, field) in [
+            (Credentials::Basic, json!({"key": 71843}), "parameters.key"),
+            (Credentials::ApiKey, json!({"key": 71843}), "parameters.key"),
+            (
+                Credentials::OAuth,
+                json!({"account": 33477}),
+                "parameters.account",
+            ),
+        ] {
+            let k = read(Dialect::SendData, credentials, params)
+                .unwrap()
+                .unwrap();
+            assert_eq!((k.field.as_str(), k.reference.len()), (field, 5));
+        }
         let k = read(
             Dialect::MakeRequest,
             Credentials::Fields,
