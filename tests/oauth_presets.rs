@@ -23,8 +23,10 @@
 //! requests' client authentication and grant types, the token the call carries, the
 //! normalized user info, and how the token is renewed (a refresh token, Facebook's
 //! re-exchange, or not at all for Notion, whose token never expires: the connection then
-//! needs re-authorization). No token or the client secret may appear in the log, the API's
-//! answers or the data files.
+//! needs re-authorization), and that a renewal the provider refuses in its own error shape
+//! (Slack's `ok: false` with HTTP 200, Facebook's `OAuthException` …) marks the connection
+//! `needs_reauth`. No token or the client secret may appear in the log, the API's answers or
+//! the data files.
 
 mod common;
 #[path = "service/harness.rs"]
@@ -342,6 +344,8 @@ struct Seen {
     live: HashSet<String>,
     userinfo_calls: usize,
     resource_bearers: Vec<String>,
+    /// Facebook: the user took the app's access back; no token is exchanged any more.
+    revoked: bool,
 }
 
 struct Front {
@@ -652,7 +656,7 @@ async fn token(
 fn facebook_exchange(front: &Front, form: &HashMap<String, String>) -> Response {
     let presented = form.get("fb_exchange_token").cloned().unwrap_or_default();
     let known = front.seen().handed_out.contains(&presented);
-    if !known {
+    if !known || front.seen().revoked {
         return front.refusal(StatusCode::BAD_REQUEST, "invalid_grant");
     }
     let long_lived = format!("EAAlong{}", uuid::Uuid::new_v4().simple());
@@ -1011,6 +1015,7 @@ async fn cycle(case: &'static Case) {
     assert_eq!(full["credentials"]["access_token"], "[redacted]", "{full}");
 
     // Refresh: the provider refuses the token; the connection renews it its way, once.
+    let mut texts: Vec<String> = Vec::new();
     front.invalidate();
     let second = run_now(api, &scenario).await;
     let tokens = front.seen().tokens.clone();
@@ -1042,6 +1047,20 @@ async fn cycle(case: &'static Case) {
                 "{provider}: the call was sent again with the renewed token"
             );
             assert_eq!(listed(api, &name).await["status"], "connected");
+
+            // A renewal the provider refuses (in its own error shape: Slack's `ok: false`,
+            // Facebook's OAuthException …) means connecting again.
+            mock.revoke_refresh_tokens().await;
+            front.seen().revoked = true;
+            front.invalidate();
+            let refused = run_now(api, &scenario).await;
+            assert_eq!(refused["status"], "error", "{provider}: {refused}");
+            assert_eq!(
+                refused["error"]["name"], "InvalidAccessTokenError",
+                "{provider}: {refused}"
+            );
+            assert_eq!(listed(api, &name).await["status"], "needs_reauth");
+            texts.push(refused.to_string());
         }
         Renewal::Never => {
             assert_eq!(second["status"], "error", "{provider}: {second}");
@@ -1057,13 +1076,13 @@ async fn cycle(case: &'static Case) {
     // No token and not the client secret anywhere they could leak.
     let mut secrets = front.seen().handed_out.clone();
     secrets.push(CLIENT_SECRET.to_string());
-    let texts = [
+    texts.extend([
         api.get("/api/connections").await.text,
         api.get("/api/integrations").await.text,
         log.to_string(),
         second.to_string(),
         page.text,
-    ];
+    ]);
     let data_log = service.proc.log();
     for secret in &secrets {
         assert!(

@@ -728,6 +728,85 @@ mod tests {
     }
 
     #[test]
+    fn microsofts_tenant_goes_into_its_urls_and_offline_access_into_its_scope() {
+        let list = parse_text(
+            "- provider: microsoft\n  context: bot\n  client_id: m\n  scope: User.Read\n\
+             - provider: microsoft\n  alias: contoso\n  context: bot\n  client_id: m\n  tenant: contoso.onmicrosoft.com\n  scope: openid offline_access\n  token_url: http://127.0.0.1:9/{tenant}/token\n",
+        )
+        .unwrap();
+        let common = list[0].grant.endpoints().unwrap();
+        assert_eq!(
+            common.authorize_url.as_deref(),
+            Some("https://login.microsoftonline.com/common/oauth2/v2.0/authorize")
+        );
+        assert_eq!(list[0].scopes(), ["User.Read", "offline_access"]);
+        let contoso = list[1].grant.endpoints().unwrap();
+        assert_eq!(
+            contoso.token_url,
+            "http://127.0.0.1:9/contoso.onmicrosoft.com/token"
+        );
+        assert_eq!(list[1].scopes(), ["openid", "offline_access"], "not twice");
+        assert_eq!(contoso.quirks.client_auth, ClientAuth::Body);
+
+        let e = parse_text("- provider: google\n  context: bot\n  client_id: g\n  tenant: x\n")
+            .unwrap_err();
+        assert_eq!(e.path, "[0].tenant");
+        let e = parse_text(
+            "- provider: microsoft\n  context: bot\n  client_id: m\n  tenant: ../evil?x=\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "[0].tenant");
+    }
+
+    #[test]
+    fn scopes_go_in_the_providers_parameter_with_its_separator() {
+        let list = parse_text(
+            "- provider: facebook\n  context: user\n  client_id: f\n  scope: email public_profile\n\
+             - provider: slack\n  context: user\n  client_id: s\n  scope: identity.basic identity.email\n\
+             - provider: slack\n  alias: slackbot\n  context: bot\n  client_id: s\n  scope: chat:write,commands\n\
+             - provider: zoom\n  context: bot\n  client_id: z\n\
+             - provider: google\n  context: user\n  client_id: g\n  scope: email,profile\n",
+        )
+        .unwrap();
+        let params: Vec<Option<(String, String)>> =
+            list.iter().map(Integration::scope_param).collect();
+        let p = |name: &str, value: &str| Some((name.to_string(), value.to_string()));
+        assert_eq!(params[0], p("scope", "email,public_profile"));
+        assert_eq!(params[1], p("user_scope", "identity.basic,identity.email"));
+        assert_eq!(params[2], p("scope", "chat:write,commands"));
+        assert_eq!(params[3], None);
+        assert_eq!(params[4], p("scope", "email profile"));
+        let slack = &list[1].grant.endpoints().unwrap().quirks;
+        assert_eq!(
+            slack.token_response.user_token_in.as_deref(),
+            Some("authed_user")
+        );
+        assert_eq!(
+            slack.token_response.error_codes["invalid_refresh_token"],
+            "invalid_grant"
+        );
+    }
+
+    #[test]
+    fn every_oauth_preset_is_complete() {
+        for (name, preset) in &PRESETS.providers {
+            if preset.grant != "auth_code" {
+                continue;
+            }
+            assert!(!preset.source.is_empty(), "{name} names no source");
+            assert!(preset.authorize_url.is_some(), "{name}");
+            assert!(preset.token_url.is_some(), "{name}");
+            assert!(
+                preset.userinfo_url.is_some() || preset.token_response.userinfo_in.is_some(),
+                "{name} has no way to the user's info"
+            );
+            for keys in preset.userinfo.keys() {
+                assert!(TOKEN_INFO_FIELDS.contains(&keys.as_str()), "{name}: {keys}");
+            }
+        }
+    }
+
+    #[test]
     fn userinfo_is_normalized() {
         let list = parse_text("- provider: google\n  context: user\n  client_id: c\n").unwrap();
         let info = list[0].token_info(&json!({

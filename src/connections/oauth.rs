@@ -1446,6 +1446,63 @@ mod tests {
         );
     }
 
+    fn slack(context: &str) -> Integration {
+        super::super::integrations::parse(
+            std::path::Path::new("integrations.yaml"),
+            &format!("- provider: slack\n  context: {context}\n  client_id: s\n  scope: a\n"),
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    fn shaped(integration: &Integration, body: Value) -> (u16, Value) {
+        let raw = Mutex::new(None);
+        let response = HttpResponse::new(serde_json::to_vec(&body).unwrap());
+        let shaped = shape_token_response(response, integration, &raw);
+        assert_eq!(
+            raw.lock().unwrap().as_ref(),
+            Some(&body),
+            "the body as received"
+        );
+        (
+            shaped.status().as_u16(),
+            serde_json::from_slice(shaped.body()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn slacks_answers_are_read_as_rfc_6749_ones() {
+        // `ok: false` with HTTP 200 is an error, its code mapped to the standard one.
+        let (status, body) = shaped(
+            &slack("user"),
+            json!({"ok": false, "error": "invalid_refresh_token"}),
+        );
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], "invalid_grant");
+        let (_, body) = shaped(&slack("bot"), json!({"ok": false, "error": "ratelimited"}));
+        assert_eq!(
+            body["error"], "ratelimited",
+            "an unknown code stays as it is"
+        );
+        // A user integration's token is the `authed_user` one; a bot's the top level one.
+        let answer = json!({"ok": true, "access_token": "xoxb-1", "token_type": "bot",
+            "authed_user": {"id": "U1", "access_token": "xoxp-1", "token_type": "user"}});
+        let (status, body) = shaped(&slack("user"), answer.clone());
+        assert_eq!(status, 200);
+        assert_eq!(body["access_token"], "xoxp-1");
+        let (_, body) = shaped(&slack("bot"), answer);
+        assert_eq!(body["access_token"], "xoxb-1");
+        // A refreshed user token comes at the top level.
+        let (_, body) = shaped(
+            &slack("user"),
+            json!({"ok": true, "access_token": "xoxp-2", "token_type": "user"}),
+        );
+        assert_eq!(body["access_token"], "xoxp-2");
+        // No token_type is a bearer token.
+        let (_, body) = shaped(&slack("bot"), json!({"ok": true, "access_token": "xoxb-3"}));
+        assert_eq!(body["token_type"], "bearer");
+    }
+
     #[test]
     fn a_bad_service_account_key_is_named_by_field() {
         let e = check_service_account_key(&json!({"client_email": "a@b"})).unwrap_err();
