@@ -2,7 +2,12 @@
 //! authorization (PKCE + single-use, expiring `state`), finishing it at the callback, client
 //! credentials, refresh, Google service-account JWT-bearer tokens, secrets, signed per-user
 //! links, and the token helpers' view of a token (info, redacted structure). The `oauth2`
-//! crate speaks the protocol; this file decides when.
+//! crate speaks the protocol; this file decides when, and bends it to each provider's
+//! documented departures, which its preset states as data ([`ProviderQuirks`]: client
+//! authentication, scope parameter, token answers in another shape, a long-lived-token
+//! exchange instead of refresh tokens, how the user's info is asked for).
+//!
+//! [`ProviderQuirks`]: super::integrations::ProviderQuirks
 //!
 //! Invariants:
 //! - **One refresh per connection at a time**, across executions and processes: a refresh
@@ -591,8 +596,13 @@ impl Vault {
                     .as_deref()
                     .is_some_and(|flag| body.get(flag) == Some(&Value::Bool(false)));
                 if refused {
-                    tracing::warn!(integration = %integration.alias,
-                        error = %body["error"].as_str().unwrap_or("no error code"),
+                    let code: String = body["error"]
+                        .as_str()
+                        .unwrap_or("no error code")
+                        .chars()
+                        .take(64)
+                        .collect();
+                    tracing::warn!(integration = %integration.alias, error = %code,
                         "the userinfo endpoint refused the new token; its info stays empty");
                     return json!({});
                 }
