@@ -1,9 +1,10 @@
 //! Integrations files: the list a bot (or any of its skills) declares of the services it may
 //! connect to, in the seeds' format (YAML or JSON) — `provider`, `alias`, `scope`,
 //! `context: bot|user`, `description`, `title`, `icon`, and for `provider: oauth2` the `flow`,
-//! `client_id`, `client_secret` and the provider's URLs. Each entry is read once into an
-//! [`Integration`] with its provider's preset (`src/connections/providers.json`) applied, so the
-//! rest of the layer never looks at the file again.
+//! `client_id`, `client_secret` and the provider's URLs, and Microsoft's `tenant`. Each entry is
+//! read once into an [`Integration`] with its provider's preset (`src/connections/providers.json`:
+//! URLs, `{tenant}`, required scopes, and the provider's quirks as [`ProviderQuirks`]) applied,
+//! so the rest of the layer never looks at the file again.
 //!
 //! Invariants:
 //! - Every problem names the file and the entry (`integrations.yaml: [2].client_id: …`); a
@@ -28,9 +29,15 @@ struct Presets {
     userinfo: BTreeMap<String, Vec<String>>,
 }
 
+/// One provider's preset as `providers.json` writes it (its `$comment` describes the fields).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Preset {
     grant: String,
+    /// Where the facts come from (the provider's documentation).
+    #[serde(default)]
+    #[allow(dead_code)]
+    source: Vec<String>,
     #[serde(default)]
     authorize_url: Option<String>,
     #[serde(default)]
@@ -41,6 +48,22 @@ struct Preset {
     authorize_params: BTreeMap<String, String>,
     #[serde(default)]
     userinfo: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    client_auth: ClientAuth,
+    #[serde(default)]
+    scope_separator: Option<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    #[serde(default)]
+    user_scope_param: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    token_response: TokenResponseQuirks,
+    #[serde(default)]
+    exchange: Option<String>,
+    #[serde(default)]
+    userinfo_request: UserinfoRequest,
 }
 
 static PRESETS: LazyLock<Presets> = LazyLock::new(|| {
@@ -105,7 +128,7 @@ impl Grant {
 }
 
 /// An OAuth2 client and the provider's endpoints.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct OAuthEndpoints {
     pub client_id: String,
     pub client_secret: Option<String>,
@@ -114,6 +137,82 @@ pub struct OAuthEndpoints {
     pub userinfo_url: Option<String>,
     /// Extra query parameters of the authorize URL (Google's `access_type=offline` …).
     pub authorize_params: BTreeMap<String, String>,
+    /// How the provider departs from plain OAuth2 (its preset's data).
+    pub quirks: ProviderQuirks,
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(client_id:client_secret)` (RFC 6749 §2.3.1's preferred form).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+}
+
+/// How the user's info is asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserinfoRequest {
+    /// `GET` with the bearer token.
+    #[default]
+    Get,
+    /// `POST` with the bearer token and no body (Dropbox's RPC endpoints).
+    Post,
+    /// An RFC 7662 introspection: `POST` of `client_id`, `client_secret` and `token`
+    /// (HubSpot's v3 token metadata).
+    Introspect,
+}
+
+/// Where a provider's token response departs from RFC 6749 §5.1.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenResponseQuirks {
+    /// A body whose flag is `false` is an error even with HTTP 200 (Slack's `ok`).
+    #[serde(default)]
+    pub ok_flag: Option<String>,
+    /// Where a `context: user` integration's token set is (Slack's `authed_user`).
+    #[serde(default)]
+    pub user_token_in: Option<String>,
+    /// Where the user's info is when the provider has no userinfo endpoint (Notion's
+    /// `owner.user`); a dotted path.
+    #[serde(default)]
+    pub userinfo_in: Option<String>,
+    /// The provider's error codes → the RFC 6749 ones, so that a refused grant is known as
+    /// such (Slack's `invalid_refresh_token` → `invalid_grant`).
+    #[serde(default)]
+    pub error_codes: BTreeMap<String, String>,
+}
+
+/// A provider's departures from plain OAuth2, read from its preset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderQuirks {
+    pub client_auth: ClientAuth,
+    /// How scopes are joined in the authorize URL (`" "`, or Facebook's and Slack's `","`).
+    pub scope_separator: String,
+    /// The authorize parameter a `context: user` integration's scopes go in (Slack's
+    /// `user_scope`); `scope` otherwise.
+    pub user_scope_param: Option<String>,
+    pub token_response: TokenResponseQuirks,
+    /// The grant type that swaps a short-lived token for a long-lived one, used right after
+    /// the callback and instead of a refresh (Facebook's `fb_exchange_token`).
+    pub exchange: Option<String>,
+    pub userinfo_request: UserinfoRequest,
+}
+
+impl Default for ProviderQuirks {
+    fn default() -> Self {
+        ProviderQuirks {
+            client_auth: ClientAuth::Basic,
+            scope_separator: " ".into(),
+            user_scope_param: None,
+            token_response: TokenResponseQuirks::default(),
+            exchange: None,
+            userinfo_request: UserinfoRequest::Get,
+        }
+    }
 }
 
 /// One declared integration, checked and with its provider's preset applied.
@@ -137,13 +236,27 @@ pub struct Integration {
 impl Integration {
     /// The scopes, split as the provider writes them (spaces or commas).
     pub fn scopes(&self) -> Vec<String> {
-        self.scope
-            .as_deref()
-            .unwrap_or("")
-            .split([' ', ','])
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
+        split_scopes(self.scope.as_deref().unwrap_or(""))
+    }
+
+    /// The authorize URL's scope parameter: its name (`scope`, or the preset's
+    /// `user_scope_param` for a `context: user` integration) and the scopes joined by the
+    /// provider's separator; `None` without scopes.
+    pub fn scope_param(&self) -> Option<(String, String)> {
+        let scopes = self.scopes();
+        if scopes.is_empty() {
+            return None;
+        }
+        let quirks = self
+            .grant
+            .endpoints()
+            .map(|e| e.quirks.clone())
+            .unwrap_or_default();
+        let name = match (self.context, quirks.user_scope_param) {
+            (Context::User, Some(param)) => param,
+            _ => "scope".to_string(),
+        };
+        Some((name, scopes.join(&quirks.scope_separator)))
     }
 
     /// The normalized token info of a provider's userinfo answer: every field of
@@ -158,7 +271,13 @@ impl Integration {
                     .filter_map(|k| {
                         let v = dotted(userinfo, k)?;
                         let text = v.as_str().filter(|s| !s.is_empty())?;
-                        Some((k.split('.').next().unwrap_or(k).to_string(), text.into()))
+                        // Named by the last step that says what it is: `picture.data.url`
+                        // is the picture, `user.image_192` the image.
+                        let name = k
+                            .rsplit('.')
+                            .find(|step| !matches!(*step, "url" | "data"))
+                            .unwrap_or(k);
+                        Some((name.to_string(), text.into()))
                     })
                     .collect();
                 info.insert("urls".into(), Value::Object(urls));
@@ -178,8 +297,17 @@ impl Integration {
     }
 }
 
+/// A scope as written, split on spaces and commas.
+fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// `a.b.c` in `value`.
-fn dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+pub fn dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 
@@ -222,6 +350,8 @@ struct Entry {
     token_url: Option<String>,
     #[serde(default)]
     userinfo_url: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 /// Every integration declared by `files`, gathered into one list (skills: each file adds its
@@ -365,9 +495,43 @@ fn entry_to_integration(
             },
         }
     };
-    let authorize_url = url("authorize_url", entry.authorize_url)?.or(preset.authorize_url.clone());
-    let token_url = url("token_url", entry.token_url)?.or(preset.token_url.clone());
-    let userinfo_url = url("userinfo_url", entry.userinfo_url)?.or(preset.userinfo_url.clone());
+    let tenant = match (&preset.tenant, entry.tenant.as_deref().map(str::trim)) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err((
+                at("tenant"),
+                format!("provider {provider} has no tenant (only microsoft does)"),
+            ));
+        }
+        (Some(default), None) => Some(default.clone()),
+        (Some(_), Some(t)) => {
+            // A tenant is a GUID, a domain or one of `common`, `organizations`, `consumers`:
+            // it goes into a URL path, so nothing else is let through.
+            let ok = !t.is_empty()
+                && t.len() <= 100
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+            if !ok {
+                return Err((
+                    at("tenant"),
+                    "must be a tenant ID or domain (letters, digits, `-`, `.`, `_`), or \
+                     `common`, `organizations` or `consumers`"
+                        .into(),
+                ));
+            }
+            Some(t.to_string())
+        }
+    };
+    // `{tenant}` in a preset's URL, or in an override of it, is the entry's tenant.
+    let with_tenant = |u: Option<String>| match (&tenant, u) {
+        (Some(t), Some(u)) => Some(u.replace("{tenant}", t)),
+        (_, u) => u,
+    };
+    let authorize_url =
+        with_tenant(url("authorize_url", entry.authorize_url)?.or(preset.authorize_url.clone()));
+    let token_url = with_tenant(url("token_url", entry.token_url)?.or(preset.token_url.clone()));
+    let userinfo_url =
+        with_tenant(url("userinfo_url", entry.userinfo_url)?.or(preset.userinfo_url.clone()));
     let grant = match preset.grant.as_str() {
         "none" => {
             if context != Context::Bot {
@@ -422,6 +586,14 @@ fn entry_to_integration(
                 token_url,
                 userinfo_url,
                 authorize_params: preset.authorize_params.clone(),
+                quirks: ProviderQuirks {
+                    client_auth: preset.client_auth,
+                    scope_separator: preset.scope_separator.clone().unwrap_or_else(|| " ".into()),
+                    user_scope_param: preset.user_scope_param.clone(),
+                    token_response: preset.token_response.clone(),
+                    exchange: preset.exchange.clone(),
+                    userinfo_request: preset.userinfo_request,
+                },
             };
             if flow == "auth_code" {
                 if endpoints.authorize_url.is_none() {
@@ -444,11 +616,22 @@ fn entry_to_integration(
     };
     let mut userinfo = presets.userinfo.clone();
     userinfo.extend(preset.userinfo.clone());
+    let separator = preset.scope_separator.as_deref().unwrap_or(" ");
+    let mut scope = entry.scope.filter(|s| !s.trim().is_empty());
+    let written = scope.as_deref().map(split_scopes).unwrap_or_default();
+    for required in &preset.required_scopes {
+        if !written.contains(required) {
+            scope = Some(match scope {
+                Some(s) => format!("{}{separator}{required}", s.trim_end()),
+                None => required.clone(),
+            });
+        }
+    }
     Ok(Integration {
         provider,
         alias,
         context,
-        scope: entry.scope.filter(|s| !s.trim().is_empty()),
+        scope,
         title: entry.title,
         description: entry.description,
         icon: entry.icon,
@@ -542,6 +725,85 @@ mod tests {
         .unwrap();
         let e = load_files(&[a, b]).unwrap_err().to_string();
         assert!(e.contains("main.yaml") && e.contains("skill.json"), "{e}");
+    }
+
+    #[test]
+    fn microsofts_tenant_goes_into_its_urls_and_offline_access_into_its_scope() {
+        let list = parse_text(
+            "- provider: microsoft\n  context: bot\n  client_id: m\n  scope: User.Read\n\
+             - provider: microsoft\n  alias: contoso\n  context: bot\n  client_id: m\n  tenant: contoso.onmicrosoft.com\n  scope: openid offline_access\n  token_url: http://127.0.0.1:9/{tenant}/token\n",
+        )
+        .unwrap();
+        let common = list[0].grant.endpoints().unwrap();
+        assert_eq!(
+            common.authorize_url.as_deref(),
+            Some("https://login.microsoftonline.com/common/oauth2/v2.0/authorize")
+        );
+        assert_eq!(list[0].scopes(), ["User.Read", "offline_access"]);
+        let contoso = list[1].grant.endpoints().unwrap();
+        assert_eq!(
+            contoso.token_url,
+            "http://127.0.0.1:9/contoso.onmicrosoft.com/token"
+        );
+        assert_eq!(list[1].scopes(), ["openid", "offline_access"], "not twice");
+        assert_eq!(contoso.quirks.client_auth, ClientAuth::Body);
+
+        let e = parse_text("- provider: google\n  context: bot\n  client_id: g\n  tenant: x\n")
+            .unwrap_err();
+        assert_eq!(e.path, "[0].tenant");
+        let e = parse_text(
+            "- provider: microsoft\n  context: bot\n  client_id: m\n  tenant: ../evil?x=\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "[0].tenant");
+    }
+
+    #[test]
+    fn scopes_go_in_the_providers_parameter_with_its_separator() {
+        let list = parse_text(
+            "- provider: facebook\n  context: user\n  client_id: f\n  scope: email public_profile\n\
+             - provider: slack\n  context: user\n  client_id: s\n  scope: identity.basic identity.email\n\
+             - provider: slack\n  alias: slackbot\n  context: bot\n  client_id: s\n  scope: chat:write,commands\n\
+             - provider: zoom\n  context: bot\n  client_id: z\n\
+             - provider: google\n  context: user\n  client_id: g\n  scope: email,profile\n",
+        )
+        .unwrap();
+        let params: Vec<Option<(String, String)>> =
+            list.iter().map(Integration::scope_param).collect();
+        let p = |name: &str, value: &str| Some((name.to_string(), value.to_string()));
+        assert_eq!(params[0], p("scope", "email,public_profile"));
+        assert_eq!(params[1], p("user_scope", "identity.basic,identity.email"));
+        assert_eq!(params[2], p("scope", "chat:write,commands"));
+        assert_eq!(params[3], None);
+        assert_eq!(params[4], p("scope", "email profile"));
+        let slack = &list[1].grant.endpoints().unwrap().quirks;
+        assert_eq!(
+            slack.token_response.user_token_in.as_deref(),
+            Some("authed_user")
+        );
+        assert_eq!(
+            slack.token_response.error_codes["invalid_refresh_token"],
+            "invalid_grant"
+        );
+    }
+
+    #[test]
+    fn every_oauth_preset_is_complete() {
+        for (name, preset) in &PRESETS.providers {
+            if preset.grant != "auth_code" {
+                continue;
+            }
+            assert!(!preset.source.is_empty(), "{name} names no source");
+            assert!(preset.authorize_url.is_some(), "{name}");
+            assert!(preset.token_url.is_some(), "{name}");
+            assert!(
+                preset.userinfo_url.is_some() || preset.token_response.userinfo_in.is_some(),
+                "{name} has no way to the user's info"
+            );
+            for keys in preset.userinfo.keys() {
+                assert!(TOKEN_INFO_FIELDS.contains(&keys.as_str()), "{name}: {keys}");
+            }
+        }
     }
 
     #[test]

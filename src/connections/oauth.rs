@@ -2,7 +2,12 @@
 //! authorization (PKCE + single-use, expiring `state`), finishing it at the callback, client
 //! credentials, refresh, Google service-account JWT-bearer tokens, secrets, signed per-user
 //! links, and the token helpers' view of a token (info, redacted structure). The `oauth2`
-//! crate speaks the protocol; this file decides when.
+//! crate speaks the protocol; this file decides when, and bends it to each provider's
+//! documented departures, which its preset states as data ([`ProviderQuirks`]: client
+//! authentication, scope parameter, token answers in another shape, a long-lived-token
+//! exchange instead of refresh tokens, how the user's info is asked for).
+//!
+//! [`ProviderQuirks`]: super::integrations::ProviderQuirks
 //!
 //! Invariants:
 //! - **One refresh per connection at a time**, across executions and processes: a refresh
@@ -24,14 +29,17 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    HttpClientError, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use reqwest::Url;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::integrations::{Context, Grant, Integration, OAuthEndpoints};
+use super::integrations::{
+    ClientAuth, Context, Grant, Integration, OAuthEndpoints, UserinfoRequest, dotted,
+};
 use super::{ConnectionError, Vault, seal};
 use crate::apps::EgressPolicy;
 use crate::apps::egress::GuardedResolver;
@@ -418,8 +426,11 @@ impl Vault {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(CsrfToken::new_random)
-            .add_scopes(integration.scopes().into_iter().map(Scope::new))
             .set_pkce_challenge(challenge);
+        // Joined by the provider's separator, in its parameter (Slack's `user_scope`).
+        if let Some((name, scopes)) = integration.scope_param() {
+            request = request.add_extra_param(name, scopes);
+        }
         for (k, v) in &endpoints.authorize_params {
             request = request.add_extra_param(k.clone(), v.clone());
         }
@@ -477,21 +488,51 @@ impl Vault {
             .map_err(|_| ConnectionError::Csrf("the stored verifier is unreadable".into()))?;
         let alias = integration.alias.clone();
         oauth.check_url(&alias, &endpoints.token_url)?;
+        let http = token_http(oauth, integration);
         let token = token_client(endpoints, &alias)?
             .set_redirect_uri(RedirectUrl::from_url(oauth.callback.clone()))
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-            .request_async(&oauth.http)
+            .request_async(&http)
             .await
             .map_err(|e| match grant_failure(e) {
                 GrantFailure::Refused(r) | GrantFailure::Unavailable(r) => {
                     oauth_error(&alias, &format!("the code exchange failed: {r}"))
                 }
             })?;
+        // The user's info where the token response carries it (Notion's `owner.user`).
+        let info_in_token = endpoints
+            .quirks
+            .token_response
+            .userinfo_in
+            .as_deref()
+            .map(|path| {
+                http.raw()
+                    .as_ref()
+                    .and_then(|body| dotted(body, path))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}))
+            });
+        // A short-lived token swapped for a long-lived one (Facebook's `fb_exchange_token`).
+        let token = match &endpoints.quirks.exchange {
+            None => token,
+            Some(grant) => exchange_token(oauth, endpoints, grant, token.access_token().secret())
+                .await
+                .map_err(|e| match e {
+                    GrantFailure::Refused(r) | GrantFailure::Unavailable(r) => oauth_error(
+                        &alias,
+                        &format!("the exchange for a long-lived token failed: {r}"),
+                    ),
+                })?,
+        };
         let (mut fields, expires_at) = token_fields(&token, None);
-        let userinfo = self
-            .userinfo(integration, endpoints, token.access_token().secret())
-            .await;
+        let userinfo = match info_in_token {
+            Some(info) => info,
+            None => {
+                self.userinfo(integration, endpoints, token.access_token().secret())
+                    .await
+            }
+        };
         fields.insert(
             "info".into(),
             Value::Object(integration.token_info(&userinfo)),
@@ -530,15 +571,43 @@ impl Vault {
         let Ok(url) = oauth.check_url(&integration.alias, url) else {
             return json!({});
         };
-        let response = oauth
-            .http
-            .get(url)
-            .bearer_auth(access_token)
-            .header("accept", "application/json")
-            .send()
-            .await;
+        let request = match endpoints.quirks.userinfo_request {
+            UserinfoRequest::Get => oauth.http.get(url).bearer_auth(access_token),
+            UserinfoRequest::Post => oauth.http.post(url).bearer_auth(access_token),
+            UserinfoRequest::Introspect => oauth.http.post(url).form(&[
+                ("client_id", endpoints.client_id.as_str()),
+                (
+                    "client_secret",
+                    endpoints.client_secret.as_deref().unwrap_or(""),
+                ),
+                ("token", access_token),
+                ("token_type_hint", "access_token"),
+            ]),
+        };
+        let response = request.header("accept", "application/json").send().await;
         match response {
-            Ok(r) if r.status().is_success() => r.json().await.unwrap_or_else(|_| json!({})),
+            Ok(r) if r.status().is_success() => {
+                let body: Value = r.json().await.unwrap_or_else(|_| json!({}));
+                // Slack answers errors with HTTP 200 and `ok: false`.
+                let refused = endpoints
+                    .quirks
+                    .token_response
+                    .ok_flag
+                    .as_deref()
+                    .is_some_and(|flag| body.get(flag) == Some(&Value::Bool(false)));
+                if refused {
+                    let code: String = body["error"]
+                        .as_str()
+                        .unwrap_or("no error code")
+                        .chars()
+                        .take(64)
+                        .collect();
+                    tracing::warn!(integration = %integration.alias, error = %code,
+                        "the userinfo endpoint refused the new token; its info stays empty");
+                    return json!({});
+                }
+                body
+            }
             Ok(r) => {
                 tracing::warn!(integration = %integration.alias, status = %r.status(),
                     "the userinfo endpoint refused the new token; its info stays empty");
@@ -708,10 +777,11 @@ impl Vault {
             ));
         };
         oauth.check_url(&integration.alias, &endpoints.token_url)?;
+        let http = token_http(oauth, integration);
         let token = token_client(endpoints, &integration.alias)?
             .exchange_client_credentials()
             .add_scopes(integration.scopes().into_iter().map(Scope::new))
-            .request_async(&oauth.http)
+            .request_async(&http)
             .await
             .map_err(|e| match grant_failure(e) {
                 GrantFailure::Refused(r) | GrantFailure::Unavailable(r) => oauth_error(
@@ -813,6 +883,19 @@ impl Vault {
                 .client_credentials_token(&integration)
                 .await
                 .map_err(|e| GrantFailure::Unavailable(e.to_string())),
+            // No refresh tokens: the token is swapped again while it is still good.
+            Grant::AuthCode(endpoints) if endpoints.quirks.exchange.is_some() => {
+                let grant = endpoints.quirks.exchange.as_deref().unwrap_or_default();
+                let oauth = self
+                    .oauth()
+                    .map_err(|e| e.to_module_error(&connection.id))?;
+                match connection.access_token() {
+                    None => Err(GrantFailure::Refused("it has no token to exchange".into())),
+                    Some(current) => exchange_token(oauth, endpoints, grant, &current)
+                        .await
+                        .map(|t| token_fields(&t, Some(&connection.fields.0))),
+                }
+            }
             Grant::AuthCode(endpoints) => match connection.fields.text("refresh_token") {
                 None => Err(GrantFailure::Refused(
                     "the provider gave no refresh token".into(),
@@ -821,13 +904,14 @@ impl Vault {
                     let oauth = self
                         .oauth()
                         .map_err(|e| e.to_module_error(&connection.id))?;
+                    let http = token_http(oauth, &integration);
                     match oauth.check_url(&integration.alias, &endpoints.token_url) {
                         Err(e) => Err(GrantFailure::Unavailable(e.to_string())),
                         Ok(_) => match token_client(endpoints, &integration.alias) {
                             Err(e) => Err(GrantFailure::Unavailable(e.to_string())),
                             Ok(client) => client
                                 .exchange_refresh_token(&RefreshToken::new(refresh))
-                                .request_async(&oauth.http)
+                                .request_async(&http)
                                 .await
                                 .map(|t| token_fields(&t, Some(&connection.fields.0)))
                                 .map_err(grant_failure),
@@ -1094,7 +1178,168 @@ fn token_client(
     if let Some(secret) = &endpoints.client_secret {
         client = client.set_client_secret(ClientSecret::new(secret.clone()));
     }
+    if endpoints.quirks.client_auth == ClientAuth::Body {
+        client = client.set_auth_type(AuthType::RequestBody);
+    }
     Ok(client)
+}
+
+/// The HTTP client of a token request to `integration`'s provider: the process's guarded
+/// client, with the answer brought to RFC 6749's shape where the provider's differs (its
+/// preset's `token_response`) before the `oauth2` crate reads it. The body as received is
+/// kept in `raw` (Notion's user info is in it).
+struct TokenHttp<'a> {
+    oauth: &'a OAuth,
+    integration: &'a Integration,
+    raw: Mutex<Option<Value>>,
+}
+
+fn token_http<'a>(oauth: &'a OAuth, integration: &'a Integration) -> TokenHttp<'a> {
+    TokenHttp {
+        oauth,
+        integration,
+        raw: Mutex::new(None),
+    }
+}
+
+impl TokenHttp<'_> {
+    /// The last answer's body as received.
+    fn raw(&self) -> Option<Value> {
+        self.raw.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.oauth.http.call(request).await?;
+            Ok(shape_token_response(response, self.integration, &self.raw))
+        })
+    }
+}
+
+/// `response` as RFC 6749 §5.1/§5.2 would have it, per the provider's `token_response`
+/// quirks: Slack's `ok: false` with HTTP 200 becomes a 400 with the error mapped to a
+/// standard code; a `context: user` integration's token set is read where the provider puts
+/// it (Slack's `authed_user`); a missing `token_type` is `bearer`.
+fn shape_token_response(
+    response: HttpResponse,
+    integration: &Integration,
+    raw: &Mutex<Option<Value>>,
+) -> HttpResponse {
+    let Some(endpoints) = integration.grant.endpoints() else {
+        return response;
+    };
+    let quirks = &endpoints.quirks.token_response;
+    let Ok(mut body) = serde_json::from_slice::<Value>(response.body()) else {
+        return response;
+    };
+    *raw.lock().unwrap_or_else(|p| p.into_inner()) = Some(body.clone());
+    let mut status = response.status();
+    if let Some(flag) = &quirks.ok_flag
+        && body.get(flag) == Some(&Value::Bool(false))
+    {
+        let code = body["error"]
+            .as_str()
+            .unwrap_or("unknown_error")
+            .to_string();
+        let standard = quirks
+            .error_codes
+            .get(&code)
+            .cloned()
+            .unwrap_or(code.clone());
+        body = json!({"error": standard, "error_description": format!("the provider said {code}")});
+        status = oauth2::http::StatusCode::BAD_REQUEST;
+    } else if status.is_success() {
+        if integration.context == Context::User
+            && let Some(at) = &quirks.user_token_in
+            && let Some(user) = body.get(at).filter(|u| u.get("access_token").is_some())
+        {
+            body = user.clone();
+        }
+        if let Some(object) = body.as_object_mut()
+            && object.contains_key("access_token")
+            && !object.contains_key("token_type")
+        {
+            object.insert("token_type".into(), "bearer".into());
+        }
+    }
+    let mut shaped = HttpResponse::new(serde_json::to_vec(&body).unwrap_or_default());
+    *shaped.status_mut() = status;
+    shaped.headers_mut().insert(
+        oauth2::http::header::CONTENT_TYPE,
+        oauth2::http::HeaderValue::from_static("application/json"),
+    );
+    shaped
+}
+
+/// Swaps `token` for a long-lived one with the provider's exchange grant (Facebook's
+/// `grant_type=fb_exchange_token&fb_exchange_token=…`, the client's id and secret in the
+/// form). A refusal (HTTP 400/401, Facebook's `OAuthException` or `invalid_grant`) is
+/// [`GrantFailure::Refused`].
+async fn exchange_token(
+    oauth: &OAuth,
+    endpoints: &OAuthEndpoints,
+    grant: &str,
+    token: &str,
+) -> Result<BasicTokenResponse, GrantFailure> {
+    let url = Url::parse(&endpoints.token_url)
+        .map_err(|_| GrantFailure::Unavailable("token_url is not a URL".into()))?;
+    oauth
+        .egress
+        .check_url(&url)
+        .map_err(|e| GrantFailure::Unavailable(e.to_string()))?;
+    let response = oauth
+        .http
+        .post(url)
+        .header("accept", "application/json")
+        .form(&[
+            ("grant_type", grant),
+            ("client_id", endpoints.client_id.as_str()),
+            (
+                "client_secret",
+                endpoints.client_secret.as_deref().unwrap_or(""),
+            ),
+            (grant, token),
+        ])
+        .send()
+        .await
+        .map_err(|e| {
+            GrantFailure::Unavailable(format!(
+                "the token endpoint could not be reached: {}",
+                error_chain(&e.without_url())
+            ))
+        })?;
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    if status.is_success() {
+        return serde_json::from_slice::<BasicTokenResponse>(&body).map_err(|_| {
+            GrantFailure::Unavailable("the token endpoint's answer is not a token response".into())
+        });
+    }
+    let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Facebook: {"error": {"type": "OAuthException", "code": 190, …}}; RFC 6749: {"error": "…"}.
+    let code = error["error"]["type"]
+        .as_str()
+        .or(error["error"].as_str())
+        .unwrap_or("no error code")
+        .to_string();
+    let reason = format!("the provider answered {status} ({code})");
+    if matches!(status.as_u16(), 400 | 401)
+        && matches!(
+            code.as_str(),
+            "OAuthException" | "invalid_grant" | "invalid_client"
+        )
+    {
+        Err(GrantFailure::Refused(reason))
+    } else {
+        Err(GrantFailure::Unavailable(reason))
+    }
 }
 
 /// Checks a Google service account's JSON key: `(field path, what is wrong)` otherwise.
@@ -1209,6 +1454,63 @@ mod tests {
             u("https://x.example/base/"),
             "https://x.example/base/oauth/callback"
         );
+    }
+
+    fn slack(context: &str) -> Integration {
+        super::super::integrations::parse(
+            std::path::Path::new("integrations.yaml"),
+            &format!("- provider: slack\n  context: {context}\n  client_id: s\n  scope: a\n"),
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    fn shaped(integration: &Integration, body: Value) -> (u16, Value) {
+        let raw = Mutex::new(None);
+        let response = HttpResponse::new(serde_json::to_vec(&body).unwrap());
+        let shaped = shape_token_response(response, integration, &raw);
+        assert_eq!(
+            raw.lock().unwrap().as_ref(),
+            Some(&body),
+            "the body as received"
+        );
+        (
+            shaped.status().as_u16(),
+            serde_json::from_slice(shaped.body()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn slacks_answers_are_read_as_rfc_6749_ones() {
+        // `ok: false` with HTTP 200 is an error, its code mapped to the standard one.
+        let (status, body) = shaped(
+            &slack("user"),
+            json!({"ok": false, "error": "invalid_refresh_token"}),
+        );
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], "invalid_grant");
+        let (_, body) = shaped(&slack("bot"), json!({"ok": false, "error": "ratelimited"}));
+        assert_eq!(
+            body["error"], "ratelimited",
+            "an unknown code stays as it is"
+        );
+        // A user integration's token is the `authed_user` one; a bot's the top level one.
+        let answer = json!({"ok": true, "access_token": "xoxb-1", "token_type": "bot",
+            "authed_user": {"id": "U1", "access_token": "xoxp-1", "token_type": "user"}});
+        let (status, body) = shaped(&slack("user"), answer.clone());
+        assert_eq!(status, 200);
+        assert_eq!(body["access_token"], "xoxp-1");
+        let (_, body) = shaped(&slack("bot"), answer);
+        assert_eq!(body["access_token"], "xoxb-1");
+        // A refreshed user token comes at the top level.
+        let (_, body) = shaped(
+            &slack("user"),
+            json!({"ok": true, "access_token": "xoxp-2", "token_type": "user"}),
+        );
+        assert_eq!(body["access_token"], "xoxp-2");
+        // No token_type is a bearer token.
+        let (_, body) = shaped(&slack("bot"), json!({"ok": true, "access_token": "xoxb-3"}));
+        assert_eq!(body["token_type"], "bearer");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 // The real OAuth2 server of the OAuth tests: the npm package oauth2-mock-server (authorize,
 // token, userinfo, PKCE checked), started on a free loopback port, with what the tests need
-// around it: refresh tokens that can be revoked (and rotate: each is good once), a chosen
+// around it: unique tokens, refresh tokens that can be revoked (and rotate: each is good once), a chosen
 // `expires_in`, counts of every grant, and a protected resource that accepts only live access
 // tokens. A second small server on another port controls it.
 //
 // Prints one line on stdout when ready: READY {"issuer": "...", "control": "..."}
 import http from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { OAuth2Server } from 'oauth2-mock-server';
 
 const server = new OAuth2Server();
@@ -17,6 +18,12 @@ let expiresIn = 3600;
 const refreshTokens = new Set();
 const accessTokens = new Set();
 const issued = [];
+
+// Every token unique (a JWT's claims alone repeat within a second): a refresh must be seen
+// to give a new access token.
+server.service.on('beforeTokenSigning', (token) => {
+  token.payload.jti = randomUUID();
+});
 
 server.service.on('beforeResponse', (response, req) => {
   const grant = req.body.grant_type;
