@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value, json};
 
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MimeHeaders};
 
 /// The raw input is not an e-mail message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,8 +136,12 @@ fn addresses_json(address: Option<&Address<'_>>) -> Value {
 fn headers_json(message: &mail_parser::Message<'_>, raw: &[u8]) -> Value {
     let mut headers = Map::new();
     for header in message.headers() {
+        // Unstructured headers (RFC 5322 §3.6.5 and unknown ones) are decoded; structured
+        // ones (`Message-ID: <…>`, addresses, dates) are kept as written.
+        let unstructured = matches!(header.name, HeaderName::Subject | HeaderName::Comments)
+            || header.name.is_other();
         let value = match header.value() {
-            HeaderValue::Text(text) => text.to_string(),
+            HeaderValue::Text(text) if unstructured => text.to_string(),
             _ => {
                 let start = header.offset_start() as usize;
                 let end = header.offset_end() as usize;
@@ -241,6 +245,7 @@ AP8QgA==\r\n\
         );
         assert_eq!(bundle["headers"]["subject"], json!("Order № 42"));
         assert_eq!(bundle["headers"]["received"], json!(["from a", "from b"]));
+        assert_eq!(bundle["headers"]["message-id"], json!("<m1@example.org>"));
         let attachments = bundle["attachments"].as_array().unwrap();
         assert_eq!(attachments.len(), 1);
         assert_eq!(attachments[0]["fileName"], json!("bytes.bin"));

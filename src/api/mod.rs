@@ -29,6 +29,7 @@ pub use datastores::{datastore_json, parse_records, records_jsonl};
 pub use error::{ApiError, ApiResult};
 pub use executions::{Bundles, DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
+pub use mail::{NotAMessage, mail_bundle};
 pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};
 pub use smtp::{SmtpError, SmtpOptions, serve_smtp, tls_config};
