@@ -2,10 +2,10 @@
 //! `--smtp-listen 127.0.0.1:PORT --mail-domain DOMAIN`, spoken to by a small SMTP client over
 //! loopback (in clear text and after STARTTLS with a certificate made for the test).
 //!
-//! - `smtp_delivery_runs_the_scenario`: the scenario lists its mailhook's address; `550` for
-//!   an unknown hook, another domain or a webhook's id; `503` out of sequence; `250` names
-//!   the execution, which is stored by then; the bundle is Make's (sender, to, cc, subject,
-//!   text, html, headers, attachments with binary data);
+//! - `smtp_delivery_runs_the_scenario`: the scenario lists its mailhook's address (API and
+//!   console); `550` for an unknown hook, another domain or a webhook's id; `503` out of
+//!   sequence; `250` names the execution, which is stored by then; the bundle is Make's
+//!   (sender, to, cc, subject, text, html, headers, attachments with binary data);
 //! - `over_the_size_limit_is_552`: announced (`SIZE=`) and actual size;
 //! - `raw_mime_posted_to_the_hook`: the hook URL takes the raw message; the same
 //!   `Message-ID` twice runs once;
@@ -206,6 +206,35 @@ async fn mail_hook(api: &Api) -> (String, String) {
     (id, address)
 }
 
+/// A console page, read in a session signed in with the API token.
+async fn console_page(svc: &Service, path: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(svc.url("/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {login:?}"))
+        .to_string();
+    let page = http
+        .get(svc.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("console page");
+    assert_eq!(page.status().as_u16(), 200, "{path}");
+    page.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_delivery_runs_the_scenario() {
     let db = TestDb::new(Backend::Sqlite).await.expect("a database");
@@ -225,6 +254,9 @@ async fn smtp_delivery_runs_the_scenario() {
         .expect(200, "hooks")
         .json;
     assert_eq!(listed["hooks"][0]["address"], json!(address), "{listed}");
+    // So does the console's scenario page.
+    let page = console_page(&svc, &format!("/scenarios/{scenario}")).await;
+    assert!(page.contains(&address), "{page}");
 
     let mut smtp = connect(port).await;
     // Out of sequence.
@@ -331,6 +363,17 @@ async fn over_the_size_limit_is_552() {
     );
     let (code, text) = smtp.data(&big).await;
     assert_eq!(code, 552, "{text}");
+    // A message may not exceed the size it declared either.
+    smtp.expect("MAIL FROM:<a@example.org> SIZE=100", 250).await;
+    smtp.expect(&format!("RCPT TO:<{address}>"), 250).await;
+    let (code, text) = smtp
+        .data(&format!(
+            "From: a@example.org\r\n\r\n{}\r\n",
+            "x".repeat(200)
+        ))
+        .await;
+    assert_eq!(code, 552, "{text}");
+    assert!(text.contains("declared SIZE"), "{text}");
     // The session goes on, and a message within the limit is taken.
     smtp.expect("MAIL FROM:<a@example.org>", 250).await;
     smtp.expect(&format!("RCPT TO:<{address}>"), 250).await;
@@ -467,6 +510,59 @@ async fn starttls() {
         log[0]["output"]["headers"]["received"]
             .as_str()
             .is_some_and(|r| r.contains("ESMTPS")),
+        "{log}"
+    );
+}
+
+#[test]
+fn smtp_flags_are_checked_before_start() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(binary())
+            .args(args)
+            .output()
+            .expect("run switchyard")
+    };
+    let out = run(&["serve", "--smtp-listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--mail-domain"), "{stderr}");
+    let out = run(&[
+        "serve",
+        "--smtp-listen",
+        "127.0.0.1:0",
+        "--mail-domain",
+        "not a domain",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not a domain name"), "{stderr}");
+    let out = run(&["serve", "--smtp-tls-cert", "cert.pem"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--smtp-tls-key"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_certificate_stops_the_start_naming_it() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("a database");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cert = db.dir.path().join("missing.crt");
+    let key = db.dir.path().join("missing.key");
+    let mut proc = db.spawn_serve(&[
+        "--smtp-listen",
+        &listen,
+        "--mail-domain",
+        DOMAIN,
+        "--smtp-tls-cert",
+        cert.to_str().unwrap(),
+        "--smtp-tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let status = proc.wait_exit(60).expect("serve exits");
+    assert!(!status.success());
+    let log = proc.log();
+    assert!(
+        log.contains("SMTP TLS certificate or key") && log.contains("missing.crt"),
         "{log}"
     );
 }

@@ -179,6 +179,8 @@ struct Session<'a> {
     helo: Option<String>,
     /// The reverse path of the transaction under way, once `MAIL` was accepted.
     from: Option<String>,
+    /// The size `MAIL` declared (RFC 1870 `SIZE=`): the message may not exceed it.
+    declared_size: Option<usize>,
     recipients: Vec<Recipient>,
     errors: usize,
 }
@@ -192,6 +194,7 @@ impl<'a> Session<'a> {
             tls,
             helo: None,
             from: None,
+            declared_size: None,
             recipients: Vec::new(),
             errors: 0,
         }
@@ -199,6 +202,7 @@ impl<'a> Session<'a> {
 
     fn reset(&mut self) {
         self.from = None;
+        self.declared_size = None;
         self.recipients.clear();
     }
 
@@ -318,6 +322,7 @@ impl<'a> Session<'a> {
         let Some((path, params)) = path_and_params(rest) else {
             return "501 5.1.7 expected MAIL FROM:<address>".into();
         };
+        let mut declared_size = None;
         for param in params.split_ascii_whitespace() {
             let (name, value) = param.split_once('=').unwrap_or((param, ""));
             if name.eq_ignore_ascii_case("SIZE") {
@@ -328,12 +333,13 @@ impl<'a> Session<'a> {
                             self.options.max_message_bytes
                         );
                     }
-                    Ok(_) => {}
+                    Ok(size) => declared_size = Some(size),
                     Err(_) => return "501 5.5.4 SIZE takes a number of bytes".into(),
                 }
             }
         }
         self.from = Some(path.to_string());
+        self.declared_size = declared_size;
         "250 2.1.0 OK".into()
     }
 
@@ -391,7 +397,12 @@ impl<'a> Session<'a> {
         if self.recipients.is_empty() {
             return Ok("503 5.5.1 send RCPT first".into());
         }
-        let max = self.options.max_message_bytes;
+        // A message that declared its size may not exceed it (RFC 1870 §6.3), so the room it
+        // waits for among the large payloads in flight is that size, else the limit.
+        let max = self
+            .declared_size
+            .unwrap_or(usize::MAX)
+            .min(self.options.max_message_bytes);
         let gate = self.state.inner.runner.payload_gate().clone();
         let Ok(admission) = tokio::time::timeout(ADMISSION_WAIT, gate.admit(max)).await else {
             self.reset();
@@ -411,10 +422,15 @@ impl<'a> Session<'a> {
             Ok(result) => result?,
         };
         let recipients = std::mem::take(&mut self.recipients);
+        let declared = self.declared_size;
         self.reset();
         if !complete {
+            let what = match declared {
+                Some(_) if max < self.options.max_message_bytes => "its declared SIZE",
+                _ => "this server's limit",
+            };
             return Ok(format!(
-                "552 5.3.4 the message is larger than the limit of {max} bytes"
+                "552 5.3.4 the message is larger than {max} bytes, {what}"
             ));
         }
         let payload = match super::mail::mail_bundle(&message) {

@@ -196,6 +196,29 @@ pub struct ServeArgs {
     pub smtp_tls_key: Option<PathBuf>,
 }
 
+/// The SMTP receiver `args` asks for: its listener (bound) and settings, the certificate
+/// read — so a bad address or certificate stops `serve` before anything else starts.
+async fn smtp_receiver(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, api::SmtpOptions)>> {
+    let Some(address) = &args.smtp_listen else {
+        return Ok(None);
+    };
+    let tls = match (&args.smtp_tls_cert, &args.smtp_tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls_config(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--smtp-listen {address}"))?;
+    let options = api::SmtpOptions {
+        domain: args.mail_domain.clone().unwrap_or_default(),
+        max_message_bytes: args.max_mail_bytes.unwrap_or(args.max_body_bytes),
+        tls,
+    };
+    Ok(Some((listener, options)))
+}
+
 /// A mail domain: a host name (letters, digits, `-`, `.`), stored in lower case.
 pub fn parse_mail_domain(text: &str) -> Result<String, String> {
     let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -401,6 +424,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let smtp = smtp_receiver(&args).await?;
     let public_url = args
         .worker
         .public_url
@@ -491,24 +515,12 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
     )
     .with_connections(vault);
     eprintln!("switchyard listening on http://{local}");
-    if let Some(address) = &args.smtp_listen {
-        let domain = args.mail_domain.clone().unwrap_or_default();
-        let tls = match (&args.smtp_tls_cert, &args.smtp_tls_key) {
-            (Some(cert), Some(key)) => Some(api::tls_config(cert, key)?),
-            _ => None,
-        };
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("--smtp-listen {address}"))?;
+    if let Some((listener, options)) = smtp {
         eprintln!(
-            "switchyard receiving mail for {domain} on smtp://{}",
+            "switchyard receiving mail for {} on smtp://{}",
+            options.domain,
             listener.local_addr()?
         );
-        let options = api::SmtpOptions {
-            domain,
-            max_message_bytes: args.max_mail_bytes.unwrap_or(args.max_body_bytes),
-            tls,
-        };
         tasks.spawn(api::serve_smtp(listener, state.clone(), options));
     }
     let server = api::ServerLimits {
