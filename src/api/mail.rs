@@ -184,7 +184,16 @@ pub fn message_id(raw: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expr::value::as_buffer;
+
+    /// The bytes of a buffer value, `{"type": "Buffer", "data": [..]}`.
+    fn as_buffer(value: &Value) -> Option<Vec<u8>> {
+        (value["type"] == "Buffer").then_some(())?;
+        value["data"]
+            .as_array()?
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect()
+    }
 
     const MIXED: &str = "From: \"Ann Lee\" <ann@example.org>\r\n\
 To: Orders <orders@example.com>, bob@example.com\r\n\
