@@ -1,6 +1,7 @@
 //! Mailhooks (`gateway:CustomMailHook`) end to end: the real `switchyard serve` started with
 //! `--smtp-listen 127.0.0.1:PORT --mail-domain DOMAIN`, spoken to by a small SMTP client over
-//! loopback (in clear text and after STARTTLS with a certificate made for the test).
+//! loopback (in clear text and after STARTTLS with a certificate made for the test). The
+//! first three run on SQLite and, when the test matrix has it, PostgreSQL.
 //!
 //! - `smtp_delivery_runs_the_scenario`: the scenario lists its mailhook's address (API and
 //!   console); `550` for an unknown hook, another domain or a webhook's id; `503` out of
@@ -27,6 +28,40 @@ use tokio::net::TcpStream;
 use harness::*;
 
 const DOMAIN: &str = "mail.test";
+
+/// `sqlite::name` and `postgres::name` (run when `SWITCHYARD_TEST_DATABASE_URL` is set) for
+/// each test taking its database.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::new(super::Backend::Sqlite)
+                        .await
+                        .expect("a SQLite database");
+                    super::$name(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+backend_tests!(
+    smtp_delivery_runs_the_scenario,
+    raw_mime_posted_to_the_hook,
+    acknowledged_mail_survives_kill_9,
+);
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
@@ -235,9 +270,7 @@ async fn console_page(svc: &Service, path: &str) -> String {
     page.text().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtp_delivery_runs_the_scenario() {
-    let db = TestDb::new(Backend::Sqlite).await.expect("a database");
+async fn smtp_delivery_runs_the_scenario(db: TestDb) {
     let (svc, port) = serve_mail(&db, &[]).await;
     let api = &svc.api;
     let (scenario, address) = mail_hook(api).await;
@@ -389,9 +422,7 @@ async fn over_the_size_limit_is_552() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_mime_posted_to_the_hook() {
-    let db = TestDb::new(Backend::Sqlite).await.expect("a database");
+async fn raw_mime_posted_to_the_hook(db: TestDb) {
     let (svc, _) = serve_mail(&db, &[]).await;
     let (scenario, address) = mail_hook(&svc.api).await;
     let hook_id = address.split('@').next().unwrap();
@@ -423,9 +454,7 @@ async fn raw_mime_posted_to_the_hook() {
     assert_eq!(svc.api.executions(&scenario).await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_mail_survives_kill_9() {
-    let db = TestDb::new(Backend::Sqlite).await.expect("a database");
+async fn acknowledged_mail_survives_kill_9(db: TestDb) {
     // No workers: the execution waits in the queue, so the kill finds it not yet run.
     let (mut svc, port) = serve_mail(&db, &["--no-workers"]).await;
     let (_, address) = mail_hook(&svc.api).await;
