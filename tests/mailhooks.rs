@@ -13,7 +13,9 @@
 //! - `acknowledged_mail_survives_kill_9`: `250` from a server with no workers, `kill -9`,
 //!   restart: the execution runs;
 //! - `starttls`: STARTTLS is offered with a certificate, the session after the handshake
-//!   takes mail, and it is not offered twice.
+//!   takes mail, and it is not offered twice;
+//! - the flags checked before anything starts (`--smtp-listen` needs `--mail-domain`, a bad
+//!   domain, a missing certificate), and `serve --import` naming a mailhook's address.
 
 mod common;
 #[path = "service/harness.rs"]
@@ -593,5 +595,23 @@ async fn a_missing_certificate_stops_the_start_naming_it() {
     assert!(
         log.contains("SMTP TLS certificate or key") && log.contains("missing.crt"),
         "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_names_the_mailhooks_address() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("a database");
+    let dir = db.dir.path().join("scenarios");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("mail.json"), mail_scenario().to_string()).unwrap();
+    let (svc, _) = serve_mail(&db, &["--import", dir.to_str().unwrap()]).await;
+    let log = svc.proc.log();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("imported"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("(mail to ") && line.contains(&format!("@{DOMAIN})")),
+        "{line}"
     );
 }

@@ -381,7 +381,14 @@ async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::R
     for (file, result) in imported {
         match result {
             Ok(stored) => {
-                let hooks: Vec<String> = stored.hooks.iter().map(|h| h.path()).collect();
+                let hooks: Vec<String> = stored
+                    .hooks
+                    .iter()
+                    .map(|h| match &h.address {
+                        Some(address) => format!("{} (mail to {address})", h.path()),
+                        None => h.path(),
+                    })
+                    .collect();
                 eprintln!(
                     "imported {} → scenario {} \"{}\"{}",
                     file.display(),
