@@ -14,6 +14,8 @@
 //!   restart: the execution runs;
 //! - `starttls`: STARTTLS is offered with a certificate, the session after the handshake
 //!   takes mail, and it is not offered twice;
+//! - `a_store_outage_is_a_temporary_failure`: `451` while the store is locked, `250` for the
+//!   same message afterwards, one execution;
 //! - the flags checked before anything starts (`--smtp-listen` needs `--mail-domain`, a bad
 //!   domain, a missing certificate), and `serve --import` naming a mailhook's address.
 
@@ -614,4 +616,31 @@ async fn import_names_the_mailhooks_address() {
         line.contains("(mail to ") && line.contains(&format!("@{DOMAIN})")),
         "{line}"
     );
+}
+
+/// A message the store cannot take now gets `451` (the sender retries); sent again once the
+/// store is back, it is taken, and it runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_is_a_temporary_failure() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("a database");
+    let (svc, port) = serve_mail(&db, &[]).await;
+    let (scenario, address) = mail_hook(&svc.api).await;
+    let mut smtp = connect(port).await;
+    smtp.expect("HELO c", 250).await;
+    smtp.expect("MAIL FROM:<a@example.org>", 250).await;
+    smtp.expect(&format!("RCPT TO:<{address}>"), 250).await;
+    // The write lock held past the store's busy timeout (5 s) and its retry.
+    let outage = db.outage(Duration::from_secs(12));
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        smtp.data(&message("outage", &address)).await
+    };
+    let ((), (code, text)) = tokio::join!(outage, send);
+    assert_eq!(code, 451, "{text}");
+    smtp.expect("MAIL FROM:<a@example.org>", 250).await;
+    smtp.expect(&format!("RCPT TO:<{address}>"), 250).await;
+    let (code, text) = smtp.data(&message("outage", &address)).await;
+    assert_eq!(code, 250, "{text}");
+    let all = svc.api.all_finished(&scenario, 1, 30).await;
+    assert_eq!(all.len(), 1, "{all:?}");
 }
