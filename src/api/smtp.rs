@@ -590,10 +590,19 @@ async fn read_data<R: AsyncBufReadExt + Unpin>(
     }
 }
 
+/// Sends one reply; a client that does not read its replies for [`COMMAND_TIMEOUT`] is
+/// dropped rather than holding its session forever.
 async fn reply<S: AsyncWrite + Unpin>(io: &mut S, text: &str) -> std::io::Result<()> {
-    io.write_all(text.as_bytes()).await?;
-    io.write_all(b"\r\n").await?;
-    io.flush().await
+    let send = async {
+        io.write_all(text.as_bytes()).await?;
+        io.write_all(b"\r\n").await?;
+        io.flush().await
+    };
+    tokio::time::timeout(COMMAND_TIMEOUT, send)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the client reads nothing")
+        })?
 }
 
 #[cfg(test)]
