@@ -4,9 +4,10 @@
 //! first three run on SQLite and, when the test matrix has it, PostgreSQL.
 //!
 //! - `smtp_delivery_runs_the_scenario`: the scenario lists its mailhook's address (API and
-//!   console); `550` for an unknown hook, another domain or a webhook's id; `503` out of
-//!   sequence; `250` names the execution, which is stored by then; the bundle is Make's
-//!   (sender, to, cc, subject, text, html, headers, attachments with binary data);
+//!   console); `550` for an unknown hook, another domain, a webhook's id or an inactive
+//!   scenario's mailhook; `503` out of sequence; `250` names the execution, which is stored
+//!   by then; the bundle is Make's (sender, to, cc, subject, text, html, headers,
+//!   attachments with binary data);
 //! - `over_the_size_limit_is_552`: announced (`SIZE=`) and actual size;
 //! - `raw_mime_posted_to_the_hook`: the hook URL takes the raw message; the same
 //!   `Message-ID` twice runs once;
@@ -380,6 +381,18 @@ async fn smtp_delivery_runs_the_scenario(db: TestDb) {
         json!({"from": "ann@example.org", "files": 1, "replyTo": "sales@example.org"}),
         "{log}"
     );
+
+    // An inactive scenario's mailhook takes no mail.
+    api.post(
+        &format!("/api/scenarios/{scenario}/deactivate"),
+        &Value::Null,
+    )
+    .await
+    .expect(200, "deactivate");
+    let mut smtp = connect(port).await;
+    smtp.expect("HELO c", 250).await;
+    smtp.expect("MAIL FROM:<a@example.org>", 250).await;
+    smtp.expect(&format!("RCPT TO:<{address}>"), 550).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
