@@ -312,11 +312,6 @@ impl Catalog {
             .map(|_| format!("{hook_id}@{domain}"))
     }
 
-    /// The domain mailhooks receive mail at, when the deployment has one.
-    pub fn mail_domain(&self) -> Option<&str> {
-        self.inner.options.mail_domain.as_deref()
-    }
-
     /// Activates or deactivates scenario `id`; its row afterwards. An instant trigger's hook is
     /// registered on its service before the scenario becomes active (an error leaves it
     /// inactive) and removed after it stops being active.
