@@ -10,6 +10,9 @@
 //!   (4), `json:ParseJSON` of constant invalid JSON as a warning handled by its error route
 //!   (5), one-item arrays where one value is expected (9);
 //! - `half-finished.json`: every error of every module in one pass, each with its path (6).
+//! - `mailhook-leads.json` (trimmed from a public export, see `tests/data/exports/README.md`):
+//!   a `gateway:CustomMailHook` scenario run on the bundle an e-mail becomes — a filter on
+//!   `1.subject`, `1.html`/`1.text` and `get(1.headers; "reply-to")` as the export maps them.
 
 use serde_json::{Value, json};
 use switchyard::apps::AppRegistry;
@@ -470,4 +473,61 @@ async fn certificate_checks_are_off_only_for_hosts_the_operator_allows() {
     let checked = run_with(vec!["127.0.0.1".into()], true).await;
     assert_eq!(checked.status, engine::Status::Error);
     assert_eq!(checked.error.expect("an error").name, "ConnectionError");
+}
+
+/// A lead e-mail as the portal sends it, in the bundle a mailhook makes of it.
+fn lead_mail(subject: &str) -> Value {
+    let raw = format!(
+        "From: Portal <noreply@portal.example>\r\n\
+To: leads@mail.example\r\n\
+Subject: {subject}\r\n\
+Reply-To: Maria K <maria@example.gr>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+plain text part\r\n\
+--b\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<html><style>p {{color: red}}</style><div>Ακίνητο #1234567</div><p>Maria&nbsp;K &amp; family</p><p>+306900000000</p></html>\r\n\
+--b--\r\n"
+    );
+    let bundle = switchyard::api::mail_bundle(raw.as_bytes()).expect("a message");
+    serde_json::from_str(&bundle).expect("JSON")
+}
+
+#[tokio::test]
+async fn a_mailhook_export_runs_on_a_received_mail() {
+    let checked = check("mailhook-leads.json");
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    let scenario = checked.scenario.as_ref().expect("loads");
+    assert_eq!(
+        scenario.mail_trigger().map(|n| n.id),
+        Some(1),
+        "the mailhook is the scenario's mail trigger"
+    );
+
+    let (report, outputs) = run(&checked, vec![lead_mail("Νέος Πελάτης για ακίνητό σας")]).await;
+    assert_eq!(report.status, engine::Status::Success, "{:?}", report.error);
+    let body = outputs_of(&outputs, 4);
+    assert_eq!(body.len(), 1, "{outputs:?}");
+    let text = body[0]["bodyText"].as_str().expect("bodyText");
+    // The HTML (over 99 characters) is the one read, its markup and entities gone.
+    assert!(text.contains("Ακίνητο #1234567"), "{text:?}");
+    assert!(text.contains("Maria K & family"), "{text:?}");
+    assert!(!text.contains('<') && !text.contains("color"), "{text:?}");
+    assert!(!text.contains("plain text part"), "{text:?}");
+    assert_eq!(
+        outputs_of(&outputs, 2),
+        [json!({"adIdRaw": "1234567", "replyTo": "maria@example.gr"})]
+    );
+
+    // Another portal mail: the filter on `1.subject` stops it.
+    let (report, outputs) = run(&checked, vec![lead_mail("Your weekly report")]).await;
+    assert_eq!(report.status, engine::Status::Success, "{:?}", report.error);
+    assert!(outputs_of(&outputs, 4).is_empty(), "{outputs:?}");
+    assert!(outputs_of(&outputs, 2).is_empty(), "{outputs:?}");
 }

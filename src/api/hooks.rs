@@ -5,6 +5,9 @@
 //! A hook fed to an app's instant trigger lets the module answer its service's verification
 //! requests (even before the scenario is active: services verify while the hook is being
 //! registered) and name each delivery for that deduplication (ChatBot's `x-request-id`).
+//! A mailhook's URL takes the raw message (RFC 5322, as mail providers' inbound routes post
+//! it), read into the same bundle as mail received over SMTP ([`super::smtp`]) and keyed by
+//! its `Message-ID` when no idempotency header names it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -77,16 +80,18 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
 
 /// Where a hook's deliveries go, as last read from the store.
 #[derive(Clone)]
-struct Route {
+pub(super) struct Route {
     scenario_id: String,
     version: u32,
-    active: bool,
+    pub(super) active: bool,
     /// The scenario answers the caller (`gateway:WebhookRespond`).
     responds: bool,
     /// Its executions must run one at a time, in arrival order (only the queue keeps that).
-    sequential: bool,
+    pub(super) sequential: bool,
     /// The app instant trigger the hook feeds, if it is one.
     instant: Option<std::sync::Arc<InstantRoute>>,
+    /// The hook is a mailhook's (`gateway:CustomMailHook`): deliveries are e-mails.
+    pub(super) mail: bool,
     read_at: Instant,
 }
 
@@ -145,7 +150,7 @@ impl HookCache {
 }
 
 /// The route of a hook: from the cache, else from the store. `None` for an unknown hook.
-async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
+pub(super) async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
     if let Some(r) = state.inner.hook_cache.get(id) {
         return Ok(Some(r));
     }
@@ -174,6 +179,9 @@ async fn route(state: &AppState, id: &str) -> ApiResult<Option<Route>> {
         });
     let route = Route {
         instant,
+        mail: compiled
+            .as_ref()
+            .is_some_and(|s| s.mail_trigger().is_some()),
         responds: compiled.as_ref().is_some_and(|s| {
             s.nodes
                 .iter()
@@ -206,7 +214,7 @@ impl RateLimiter {
     }
 
     /// `Err(seconds to wait)` when the hook is over its limit.
-    fn check(&self, hook: &str) -> Result<(), u64> {
+    pub(super) fn check(&self, hook: &str) -> Result<(), u64> {
         let Ok(mut windows) = self.windows.lock() else {
             return Ok(());
         };
@@ -391,29 +399,23 @@ async fn ingest(
     if !route.active {
         return Err(inactive());
     }
-    let payload = bundle(&headers, query, &body)?;
-    drop(body);
-    let key = match delivery_id {
+    let mut key = match delivery_id {
         Some(id) => HeaderValue::from_str(&id).ok().and_then(|v| dedupe_key(&v)),
         None => DEDUPE_HEADERS
             .iter()
             .find_map(|h| headers.get(*h))
             .and_then(dedupe_key),
     };
-    let delivery = NewDelivery::with_json_text(
-        &id,
-        key.as_deref(),
-        &route.scenario_id,
-        route.version,
-        payload,
-    )
-    .map_err(|e| match e {
-        // Nested one level too deep once wrapped in `{"value": …}`, say.
-        StoreError::InvalidInput { reason, .. } => {
-            ApiError::bad_request(format!("the body cannot be accepted: {reason}"))
-        }
-        e => e.into(),
-    })?;
+    let payload = if route.mail {
+        key = key.or_else(|| mail_key(&body));
+        super::mail::mail_bundle(&body).map_err(|e| {
+            ApiError::bad_request(format!("a mailhook takes the raw message as its body: {e}"))
+        })?
+    } else {
+        bundle(&headers, query, &body)?
+    };
+    drop(body);
+    let delivery = new_delivery(&id, &route, key.as_deref(), payload)?;
     // Subscribed before the execution can run, so its end cannot be missed.
     let completion = route.responds.then(|| {
         state
@@ -457,6 +459,29 @@ async fn ingest(
         )
             .into_response(),
     })
+}
+
+/// The delivery of `payload` (JSON text) to hook `id`, deduplicated by `key`.
+pub(super) fn new_delivery(
+    id: &str,
+    route: &Route,
+    key: Option<&str>,
+    payload: String,
+) -> ApiResult<NewDelivery> {
+    NewDelivery::with_json_text(id, key, &route.scenario_id, route.version, payload).map_err(|e| {
+        match e {
+            // Nested one level too deep once wrapped in `{"value": …}`, say.
+            StoreError::InvalidInput { reason, .. } => {
+                ApiError::bad_request(format!("the body cannot be accepted: {reason}"))
+            }
+            e => e.into(),
+        }
+    })
+}
+
+/// The key a mail message is accepted once by: its `Message-ID`, as a header's key is.
+pub(super) fn mail_key(raw: &[u8]) -> Option<String> {
+    super::mail::message_id(raw).and_then(|id| key_of(id.as_bytes()))
 }
 
 /// Query parameters as text pairs (the query was read as JSON strings).
@@ -520,7 +545,12 @@ const MAX_DEDUPE_KEY: usize = 200;
 /// short printable text, else `sha256:` and the hex SHA-256 of its bytes — a long or binary
 /// key still deduplicates instead of being dropped (which would run both copies).
 fn dedupe_key(value: &HeaderValue) -> Option<String> {
-    let bytes = value.as_bytes().trim_ascii();
+    key_of(value.as_bytes())
+}
+
+/// [`dedupe_key`] of any bytes.
+fn key_of(bytes: &[u8]) -> Option<String> {
+    let bytes = bytes.trim_ascii();
     if bytes.is_empty() {
         return None;
     }

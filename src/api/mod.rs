@@ -1,5 +1,6 @@
 //! The HTTP surface of `switchyard serve`: the JSON API under `/api` (bearer token), webhook
-//! ingest under `/hooks/{id}` (no token: the random hook id is the secret), `/health`,
+//! ingest under `/hooks/{id}` (no token: the random hook id is the secret; a mailhook's also
+//! over SMTP, [`serve_smtp`]), `/health`,
 //! `/metrics` (Prometheus) and `/openapi.json`. [`app`] builds the router from an
 //! [`AppState`], so tests drive it with `oneshot` or a real listener alike.
 //!
@@ -15,9 +16,11 @@ mod error;
 mod executions;
 mod extract;
 mod hooks;
+mod mail;
 mod oauth;
 mod scenarios;
 mod server;
+mod smtp;
 mod status;
 mod time;
 
@@ -26,8 +29,10 @@ pub use datastores::{datastore_json, parse_records, records_jsonl};
 pub use error::{ApiError, ApiResult};
 pub use executions::{Bundles, DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
 pub use hooks::HookLimits;
+pub use mail::{NotAMessage, mail_bundle};
 pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};
+pub use smtp::{SmtpError, SmtpOptions, serve_smtp, tls_config};
 pub use time::rfc3339;
 
 use std::sync::Arc;

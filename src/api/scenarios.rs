@@ -52,8 +52,13 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+/// A hook: its module and URL path, and a mailhook's e-mail address as `address`.
 fn hook_json(hook: &Hook) -> Value {
-    json!({"module": hook.module, "url": hook.path()})
+    let mut out = json!({"module": hook.module, "url": hook.path()});
+    if let Some(address) = &hook.address {
+        out["address"] = json!(address);
+    }
+    out
 }
 
 /// A stored version; `warnings` lists what loading found that does not stop the scenario
@@ -169,12 +174,24 @@ pub async fn hooks(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     state.store().get_scenario(&id).await?;
+    // The attached hooks as the catalog sees them carry a mailhook's address.
+    let attached = state.catalog().hooks(&id).await?;
     let hooks: Vec<Value> = state
         .store()
         .hooks_for(&id)
         .await?
         .into_iter()
-        .map(|h| json!({"id": h.id, "module": h.module_id, "url": format!("/hooks/{}", h.id), "active": h.active}))
+        .map(|h| {
+            let mut out = json!({"id": h.id, "module": h.module_id, "url": format!("/hooks/{}", h.id), "active": h.active});
+            if let Some(address) = attached
+                .iter()
+                .find(|a| a.id == h.id)
+                .and_then(|a| a.address.as_ref())
+            {
+                out["address"] = json!(address);
+            }
+            out
+        })
         .collect();
     Ok(Json(json!({"hooks": hooks})))
 }

@@ -21,6 +21,8 @@
 //!   [`CatalogOptions::public_url`] `/hooks/{id}`.
 //! - **Missing connections and data stores are warnings when stored** ([`missing_references`]):
 //!   an export loads before its designer creates them, as in Make.
+//! - **A mailhook's hook has an address**, `<hook id>@<`[`CatalogOptions::mail_domain`]`>`,
+//!   listed with its URL (which also takes the raw message).
 //! - **Changes are announced**: whoever plans work from the stored scenarios (the
 //!   scheduler) is woken through [`Catalog::changes`].
 
@@ -78,6 +80,9 @@ pub struct CatalogOptions {
     /// Services of higher layers that modules need outside executions too (the connections
     /// an instant trigger registers its hook with).
     pub services: Extensions,
+    /// The domain mailhooks receive mail at (`serve --mail-domain`): a mailhook's address is
+    /// `<hook id>@<domain>`. `None`: mailhooks have no address (their URL still takes mail).
+    pub mail_domain: Option<String>,
 }
 
 impl Default for CatalogOptions {
@@ -86,6 +91,7 @@ impl Default for CatalogOptions {
             min_interval: scenario::schedule::MIN_INTERVAL_SECONDS,
             public_url: None,
             services: Extensions::default(),
+            mail_domain: None,
         }
     }
 }
@@ -97,6 +103,9 @@ pub struct Hook {
     pub module: u32,
     /// The secret part of the URL.
     pub id: String,
+    /// A mailhook's e-mail address, `<id>@<mail domain>`, when the deployment has a mail
+    /// domain; `None` for every other hook.
+    pub address: Option<String>,
 }
 
 impl Hook {
@@ -270,6 +279,7 @@ impl Catalog {
             keep.push(trigger.id);
             hooks.push(Hook {
                 module: trigger.id,
+                address: self.mail_address(scenario, trigger.id, &hook),
                 id: hook,
             });
         }
@@ -279,17 +289,36 @@ impl Catalog {
 
     /// The scenario's attached hooks (the ones its current version receives on).
     pub async fn hooks(&self, id: &str) -> Result<Vec<Hook>, StoreError> {
-        Ok(self
-            .store()
-            .hooks_for(id)
-            .await?
+        let rows = self.store().hooks_for(id).await?;
+        // Only a mailhook's hook has an address: the current version says which one is.
+        let current = match self.inner.options.mail_domain {
+            Some(_) if rows.iter().any(|h| h.attached) => {
+                let row = self.store().get_scenario(id).await?;
+                self.compiled(id, row.version).await?.ok()
+            }
+            _ => None,
+        };
+        Ok(rows
             .into_iter()
             .filter(|h| h.attached)
             .map(|h| Hook {
                 module: h.module_id,
+                address: current
+                    .as_deref()
+                    .and_then(|s| self.mail_address(s, h.module_id, &h.id)),
                 id: h.id,
             })
             .collect())
+    }
+
+    /// The address of hook `hook_id` of module `module` when that module is `scenario`'s
+    /// mailhook and the deployment has a mail domain.
+    fn mail_address(&self, scenario: &Scenario, module: u32, hook_id: &str) -> Option<String> {
+        let domain = self.inner.options.mail_domain.as_deref()?;
+        scenario
+            .mail_trigger()
+            .filter(|node| node.id == module)
+            .map(|_| format!("{hook_id}@{domain}"))
     }
 
     /// Activates or deactivates scenario `id`; its row afterwards. An instant trigger's hook is

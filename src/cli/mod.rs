@@ -59,7 +59,8 @@ enum Command {
     /// Evaluates one IML expression, like Make's function tester.
     Eval(eval::EvalArgs),
     /// Runs the service: HTTP API, webhooks, scheduler and workers (embedded SQLite by default).
-    Serve(service::ServeArgs),
+    // Boxed: its flags make it much larger than the other commands.
+    Serve(Box<service::ServeArgs>),
     /// Runs workers only, sharing a PostgreSQL database with other processes.
     Worker(service::WorkerArgs),
     /// Manages stored scenarios.
@@ -120,7 +121,7 @@ pub fn main() -> ExitCode {
         }
         Command::Eval(args) => eval::eval(args),
         Command::Serve(args) => modules(&args.worker.egress)
-            .and_then(|modules| service_main(service::serve(args, modules))),
+            .and_then(|modules| service_main(service::serve(*args, modules))),
         Command::Worker(args) => {
             modules(&args.egress).and_then(|modules| service_main(service::worker(args, modules)))
         }

@@ -176,6 +176,68 @@ pub struct ServeArgs {
     /// Seconds a webhook caller waits for a scenario's response before 202.
     #[arg(long, default_value_t = 40)]
     pub respond_timeout_seconds: u64,
+    /// Receive mailhooks' mail over SMTP on this address (`127.0.0.1:2525`); needs
+    /// `--mail-domain`.
+    #[arg(long, requires = "mail_domain")]
+    pub smtp_listen: Option<String>,
+    /// The domain of mailhooks' addresses: a mailhook receives mail at
+    /// `<hook id>@<domain>` (point the domain's MX record at `--smtp-listen`).
+    #[arg(long, env = "SWITCHYARD_MAIL_DOMAIN", value_parser = parse_mail_domain)]
+    pub mail_domain: Option<String>,
+    /// Largest e-mail in bytes received over SMTP (larger get 552; one posted to a
+    /// mailhook's URL is a webhook body, `--max-body-bytes`). Default: `--max-body-bytes`.
+    #[arg(long)]
+    pub max_mail_bytes: Option<usize>,
+    /// PEM certificate chain offered with SMTP STARTTLS (with `--smtp-tls-key`).
+    #[arg(long, requires = "smtp_tls_key")]
+    pub smtp_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--smtp-tls-cert`.
+    #[arg(long, requires = "smtp_tls_cert")]
+    pub smtp_tls_key: Option<PathBuf>,
+}
+
+/// The SMTP receiver `args` asks for: its listener (bound) and settings, the certificate
+/// read — so a bad address or certificate stops `serve` before anything else starts.
+async fn smtp_receiver(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, api::SmtpOptions)>> {
+    let Some(address) = &args.smtp_listen else {
+        return Ok(None);
+    };
+    let tls = match (&args.smtp_tls_cert, &args.smtp_tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls_config(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--smtp-listen {address}"))?;
+    let options = api::SmtpOptions {
+        domain: args.mail_domain.clone().unwrap_or_default(),
+        max_message_bytes: args.max_mail_bytes.unwrap_or(args.max_body_bytes),
+        tls,
+    };
+    Ok(Some((listener, options)))
+}
+
+/// A mail domain: a host name (letters, digits, `-`, `.`), stored in lower case.
+pub fn parse_mail_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(domain)
+    } else {
+        Err(format!(
+            "`{text}` is not a domain name (letters, digits, `-` and `.`, like mail.example.com)"
+        ))
+    }
 }
 
 fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
@@ -319,7 +381,14 @@ async fn import_scenarios(catalog: &Catalog, dir: &std::path::Path) -> anyhow::R
     for (file, result) in imported {
         match result {
             Ok(stored) => {
-                let hooks: Vec<String> = stored.hooks.iter().map(|h| h.path()).collect();
+                let hooks: Vec<String> = stored
+                    .hooks
+                    .iter()
+                    .map(|h| match &h.address {
+                        Some(address) => format!("{} (mail to {address})", h.path()),
+                        None => h.path(),
+                    })
+                    .collect();
                 eprintln!(
                     "imported {} → scenario {} \"{}\"{}",
                     file.display(),
@@ -365,6 +434,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let smtp = smtp_receiver(&args).await?;
     let public_url = args
         .worker
         .public_url
@@ -386,6 +456,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
             min_interval: args.min_interval_seconds,
             public_url: Some(public_url),
             services: services(&vault, &store),
+            mail_domain: args.mail_domain.clone(),
         },
     );
     let runner = runner(&catalog, &queue, &args.worker)?;
@@ -454,6 +525,14 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
     )
     .with_connections(vault);
     eprintln!("switchyard listening on http://{local}");
+    if let Some((listener, options)) = smtp {
+        eprintln!(
+            "switchyard receiving mail for {} on smtp://{}",
+            options.domain,
+            listener.local_addr()?
+        );
+        tasks.spawn(api::serve_smtp(listener, state.clone(), options));
+    }
     let server = api::ServerLimits {
         header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
         max_connections: args.max_connections,

@@ -284,6 +284,15 @@ pub async fn scenario(
         Err(e) => return store_failure(&session, e),
     };
     let hooks = state.store().hooks_for(&id).await.unwrap_or_default();
+    // A mailhook's hook also has an e-mail address.
+    let addresses: Vec<String> = state
+        .catalog()
+        .hooks(&id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|h| h.address)
+        .collect();
     let recent = state
         .store()
         .list_executions(&ExecutionFilter {
@@ -303,6 +312,9 @@ pub async fn scenario(
                     @if row.active { span.pill.on { "active" } } @else { span.pill.off { "inactive" } }
                     @for hook in hooks.iter().filter(|h| h.attached) {
                         " · hook " code.hook { (state.catalog().hook_url(&hook.id).unwrap_or_else(|| format!("/hooks/{}", hook.id))) }
+                    }
+                    @for address in &addresses {
+                        " · mail to " code.hook.mail { (address) }
                     }
                 }
             }

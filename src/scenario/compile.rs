@@ -22,6 +22,7 @@ use super::schedule;
 /// Module types the executor implements itself.
 pub const FLOW_CONTROL: &[&str] = &[
     "gateway:CustomWebHook",
+    MAILHOOK,
     "util:BasicTrigger",
     "builtin:BasicRouter",
     "builtin:BasicFeeder",
@@ -659,9 +660,9 @@ impl Compiler<'_> {
     ) -> NodeKind {
         let p = &node.parameters;
         let kind = match node.module.as_str() {
-            "gateway:CustomWebHook" | "util:BasicTrigger" => NodeKind::InputTrigger {
+            "gateway:CustomWebHook" | MAILHOOK | "util:BasicTrigger" => NodeKind::InputTrigger {
                 max_results: self.max_results(node, at),
-                webhook: node.module == "gateway:CustomWebHook",
+                webhook: node.module != "util:BasicTrigger",
             },
             "builtin:BasicRouter" => {
                 let routes = node.routes.clone().unwrap_or_default();

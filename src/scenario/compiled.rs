@@ -13,6 +13,10 @@ use crate::module::{Module, ModuleKind, StoredReference};
 use super::filter::CompiledFilter;
 use super::model::{Scheduling, Settings};
 
+/// Make's mailhook trigger: a webhook whose deliveries are e-mails (`<hook id>@<mail domain>`
+/// over SMTP, or the raw message posted to the hook's URL), each one bundle.
+pub const MAILHOOK: &str = "gateway:CustomMailHook";
+
 /// Index of a module in [`Scenario::nodes`].
 pub type Ix = usize;
 
@@ -122,12 +126,12 @@ impl CompiledNode {
 /// What a module does, as far as the executor is concerned.
 #[derive(Clone)]
 pub enum NodeKind {
-    /// `gateway:CustomWebHook`, `util:BasicTrigger` or an app's instant trigger
-    /// (`ModuleKind::InstantTrigger`): bundles come from the caller.
+    /// `gateway:CustomWebHook`, `gateway:CustomMailHook`, `util:BasicTrigger` or an app's
+    /// instant trigger (`ModuleKind::InstantTrigger`): bundles come from the caller.
     InputTrigger {
         max_results: Option<usize>,
-        /// Bundles arrive on a webhook (`gateway:CustomWebHook`, an instant trigger): the
-        /// scenario gets a hook URL.
+        /// Bundles arrive on a webhook (`gateway:CustomWebHook`, `gateway:CustomMailHook`, an
+        /// instant trigger): the scenario gets a hook URL.
         webhook: bool,
     },
     Router {
@@ -286,6 +290,12 @@ impl Scenario {
                     })
             })
             .collect()
+    }
+
+    /// The first module when it is a mailhook ([`MAILHOOK`]): its hook receives e-mails.
+    pub fn mail_trigger(&self) -> Option<&CompiledNode> {
+        self.webhook_trigger()
+            .filter(|node| node.module == MAILHOOK)
     }
 
     /// The first module when it is a polling trigger (a module of kind `Trigger`).
