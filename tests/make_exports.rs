@@ -228,7 +228,7 @@ async fn subscenario_callee_reads_its_declared_inputs_and_ends_at_the_first_retu
         report.outputs.clone().map(Value::Object),
         Some(returned.clone())
     );
-    assert_eq!(outputs_of(&outputs, 4), [returned.clone()]);
+    assert_eq!(outputs_of(&outputs, 4), std::slice::from_ref(&returned));
     assert!(outputs_of(&outputs, 5).is_empty());
     assert_eq!(report.to_json()["outputs"], returned);
     // ReturnData costs no operation (Make does not bill it): trigger, variable.

@@ -332,3 +332,126 @@ async fn calls_nest_at_most_ten_deep() {
     })
     .await;
 }
+
+/// The service as `serve` wires it (API and console on one router, the queue's workers), on
+/// 127.0.0.1; its base URL.
+async fn http_service(s: &Service) -> String {
+    let options = RunnerOptions {
+        heartbeat: Duration::from_millis(200),
+        ..RunnerOptions::default()
+    };
+    let runner = Runner::new(s.catalog.clone(), &s.queue, options, Completions::default())
+        .unwrap()
+        .shared();
+    let state = switchyard::api::AppState::new(
+        s.queue.clone(),
+        runner,
+        switchyard::api::token_hash(TOKEN),
+        switchyard::api::HookLimits::default(),
+        2,
+    );
+    let app = switchyard::api::app_with(
+        state,
+        switchyard::console::router(switchyard::console::ConsoleOptions::default()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+const TOKEN: &str = "subscenario-test-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_over_http_shows_the_call_in_the_api_and_links_both_ways_in_the_console() {
+    each_backend(|db| async move {
+        let s = service(&db).await;
+        let base = http_service(&s).await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let callee = s.scenario(&export("subscenario-callee.json"), true).await;
+        let caller = s.scenario(&caller_of(&callee), false).await;
+        let started: Value = http
+            .post(format!("{base}/api/scenarios/{caller}/run"))
+            .bearer_auth(TOKEN)
+            .body(r#"{"order": "H-1", "qty": 2, "express": "false"}"#)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let run = started["executionId"]
+            .as_str()
+            .expect("an execution id")
+            .to_string();
+        assert_eq!(s.finished(&run).await.status, ExecutionStatus::Success);
+        let report: Value = http
+            .get(format!("{base}/api/executions/{run}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let called = report["calledExecutions"]
+            .as_array()
+            .expect("the calls")
+            .clone();
+        assert_eq!(called.len(), 2, "{report}");
+        let child = called[0]["executionId"].as_str().unwrap().to_string();
+        let child_report: Value = http
+            .get(format!("{base}/api/executions/{child}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(child_report["calledBy"]["executionId"], json!(run));
+        assert_eq!(
+            child_report["outputs"],
+            json!({"orderNumber": "H-1", "total": 20, "shipping": "standard"})
+        );
+
+        // The console's execution pages link the two executions both ways.
+        let login = http
+            .post(format!("{base}/login"))
+            .form(&[("token", TOKEN)])
+            .send()
+            .await
+            .unwrap();
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let page = |id: String| {
+            let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
+            async move {
+                let reply = http
+                    .get(format!("{base}/executions/{id}"))
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(reply.status(), 200);
+                reply.text().await.unwrap()
+            }
+        };
+        let caller_page = page(run.clone()).await;
+        assert!(caller_page.contains("Called scenarios"), "{caller_page}");
+        assert!(caller_page.contains(&format!("href=\"/executions/{child}\"")));
+        let child_page = page(child.clone()).await;
+        assert!(child_page.contains("Called by"), "{child_page}");
+        assert!(child_page.contains(&format!("href=\"/executions/{run}\"")));
+        assert!(child_page.contains("Outputs"));
+    })
+    .await;
+}
