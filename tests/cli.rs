@@ -328,3 +328,45 @@ fn a_public_url_that_services_cannot_call_is_refused() {
         }
     }
 }
+
+#[test]
+fn run_takes_a_called_scenarios_input_as_its_declared_inputs_and_a_call_needs_the_service() {
+    let callee = "tests/data/exports/subscenario-callee.json";
+    let out = switchyard(&[
+        "run",
+        callee,
+        "--input",
+        r#"{"orderNumber": "C-3", "quantity": "4", "express": "true"}"#,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["outputs"],
+        json!({"orderNumber": "C-3", "total": 40, "shipping": "express"})
+    );
+
+    let out = switchyard(&["run", callee, "--input", r#"{"quantity": "four"}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--input.orderNumber: is required (text)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--input.quantity: expected a number, got text \"four\""),
+        "{stderr}"
+    );
+
+    let out = switchyard(&[
+        "run",
+        "tests/data/exports/subscenario-caller.json",
+        "--input",
+        r#"{"order": "C-3"}"#,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["error"]["module"], json!(2));
+    assert_eq!(report["error"]["name"], json!("InvalidConfigurationError"));
+}

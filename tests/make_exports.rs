@@ -9,10 +9,16 @@
 //! - `order-routing.json`: a disabled branch (2), a nested if-else and a filter on an if-else
 //!   (4), `json:ParseJSON` of constant invalid JSON as a warning handled by its error route
 //!   (5), one-item arrays where one value is expected (9);
-//! - `half-finished.json`: every error of every module in one pass, each with its path (6).
+//! - `half-finished.json`: every error of every module in one pass, each with its path (6);
 //! - `mailhook-leads.json` (trimmed from a public export, see `tests/data/exports/README.md`):
 //!   a `gateway:CustomMailHook` scenario run on the bundle an e-mail becomes — a filter on
-//!   `1.subject`, `1.html`/`1.text` and `get(1.headers; "reply-to")` as the export maps them.
+//!   `1.subject`, `1.html`/`1.text` and `get(1.headers; "reply-to")` as the export maps them;
+//! - `subscenario-callee.json`, `subscenario-caller.json` (issue 20, point 7): a called
+//!   scenario's declared inputs (`interface`, `StartSubscenario`'s `metadata.interface`) read
+//!   as `{{var.input.NAME}}`, `ReturnData` ending the execution with its outputs, and a
+//!   `CallSubscenario` run without the service (`tests/subscenarios.rs` runs them through it);
+//! - `keychains-and-tls.json` (issue 20, points 1, 2, 4, 5, 6).
+//!   Where their shapes come from: `tests/data/exports/README.md`.
 
 use serde_json::{Value, json};
 use switchyard::apps::AppRegistry;
@@ -530,4 +536,98 @@ async fn a_mailhook_export_runs_on_a_received_mail() {
     assert_eq!(report.status, engine::Status::Success, "{:?}", report.error);
     assert!(outputs_of(&outputs, 4).is_empty(), "{outputs:?}");
     assert!(outputs_of(&outputs, 2).is_empty(), "{outputs:?}");
+}
+
+#[tokio::test]
+async fn subscenario_callee_reads_its_declared_inputs_and_ends_at_the_first_return_data() {
+    let checked = check("subscenario-callee.json");
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    let scenario = checked.scenario.as_ref().expect("the export loads");
+    assert!(scenario.is_callable());
+    let inputs: Vec<&str> = scenario
+        .interface
+        .input
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(inputs, ["orderNumber", "quantity", "express"]);
+    assert_eq!(scenario.interface.output.len(), 4);
+
+    // Express: the first route's ReturnData ends the execution; the second route never runs.
+    let (report, outputs) = run(
+        &checked,
+        vec![json!({"orderNumber": "A-1", "quantity": 3, "express": true})],
+    )
+    .await;
+    assert_eq!(report.status, engine::Status::Success, "{:?}", report.error);
+    let returned = json!({"orderNumber": "A-1", "total": 30, "shipping": "express"});
+    assert_eq!(
+        report.outputs.clone().map(Value::Object),
+        Some(returned.clone())
+    );
+    assert_eq!(outputs_of(&outputs, 4), std::slice::from_ref(&returned));
+    assert!(outputs_of(&outputs, 5).is_empty());
+    assert_eq!(report.to_json()["outputs"], returned);
+    // ReturnData costs no operation (Make does not bill it): trigger, variable.
+    assert_eq!(report.operations, 2);
+
+    let (report, _) = run(&checked, vec![json!({"orderNumber": "B-2", "quantity": 1})]).await;
+    assert_eq!(
+        report.outputs.map(Value::Object),
+        Some(json!({"orderNumber": "B-2", "total": 10, "shipping": "standard"}))
+    );
+}
+
+#[tokio::test]
+async fn subscenario_caller_loads_and_its_call_says_a_service_is_needed_when_run_alone() {
+    let checked = check("subscenario-caller.json");
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    let (report, _) = run(&checked, vec![json!({"order": "A-1", "qty": 2})]).await;
+    assert_eq!(report.status, engine::Status::Error);
+    let error = report.error.expect("the call fails");
+    assert_eq!(
+        (error.module, error.name.as_str()),
+        (2, "InvalidConfigurationError")
+    );
+    assert!(
+        error
+            .message
+            .contains("run the calling scenario under switchyard serve or worker"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn a_return_data_followed_by_a_module_or_a_malformed_interface_is_an_error_with_its_path() {
+    let registry = AppRegistry::build(Default::default()).expect("registry");
+    let checked = scenario::check(
+        r#"{"name": "x", "interface": {"input": [{"name": "a", "type": "text"}, {"name": "a"}], "output": 3},
+            "flow": [
+              {"id": 1, "module": "scenario-service:StartSubscenario"},
+              {"id": 2, "module": "scenario-service:ReturnData", "mapper": {"a": "{{1.a}}"}},
+              {"id": 3, "module": "util:SetVariable2", "mapper": {"name": "n", "value": "1"}}]}"#,
+        &registry,
+        &Default::default(),
+    )
+    .expect("valid JSON");
+    assert_eq!(
+        listed(&checked.errors),
+        [
+            "flow[1].module: scenario-service:ReturnData ends the execution: it must be the last module of its route",
+            "interface.output: invalid type: integer `3`, expected a sequence",
+        ]
+    );
+    let checked = scenario::check(
+        r#"{"name": "x", "flow": [
+              {"id": 1, "module": "scenario-service:StartSubscenario",
+               "metadata": {"interface": [{"name": "a", "type": "text"}, {"name": "a", "type": "number"}]}}]}"#,
+        &registry,
+        &Default::default(),
+    )
+    .expect("valid JSON");
+    assert_eq!(
+        listed(&checked.errors),
+        ["flow[0].metadata.interface[1].name: `a` is declared twice"]
+    );
 }

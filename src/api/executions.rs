@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use super::extract::{Json, Path, Query};
 use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::store::{
-    Execution, ExecutionCursor, ExecutionFilter, ExecutionStatus, ExecutionSummary,
+    CallLink, Execution, ExecutionCursor, ExecutionFilter, ExecutionStatus, ExecutionSummary,
     IncompleteExecution,
 };
 use crate::store::{Store, StoreError};
@@ -88,8 +88,9 @@ pub async fn list(
 }
 
 /// The execution report without its log (`status, operations, cycles, error` and, when
-/// present, `response` and `incomplete`), its per-module summary (`modules`), ids and
-/// timings. Its size does not grow with the bundles the execution produced.
+/// present, `response`, `incomplete` and a called scenario's `outputs`), its per-module
+/// summary (`modules`), its sub-scenario links (`calledBy`: the execution that called it, or
+/// null; `calledExecutions`: the executions it called), ids and timings. Its size does not grow with the bundles the execution produced.
 pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, StoreError> {
     let modules = store.module_summaries(&e.id).await?;
     let mut out = Map::new();
@@ -98,13 +99,22 @@ pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, Sto
     out.insert("cycles".into(), json!(e.cycles));
     out.insert("error".into(), e.error.clone().unwrap_or(Value::Null));
     if let Some(report) = &e.report {
-        for key in ["response", "incomplete"] {
+        for key in ["response", "incomplete", "outputs"] {
             if let Some(v) = report.get(key) {
                 out.insert(key.into(), v.clone());
             }
         }
     }
     out.insert("modules".into(), json!(modules));
+    let links = store.execution_links(&e.id).await?;
+    out.insert(
+        "calledBy".into(),
+        links.called_by.as_ref().map_or(Value::Null, link_json),
+    );
+    out.insert(
+        "calledExecutions".into(),
+        Value::Array(links.called.iter().map(link_json).collect()),
+    );
     for (k, v) in [
         ("id", json!(e.id)),
         ("scenarioId", json!(e.scenario_id)),
@@ -123,6 +133,13 @@ pub async fn execution_report(store: &Store, e: &Execution) -> Result<Value, Sto
         out.insert(k.into(), v);
     }
     Ok(Value::Object(out))
+}
+
+/// One end of a sub-scenario call: `{executionId, scenarioId, module, status}` (`module`: the
+/// caller's module that made the call).
+fn link_json(link: &CallLink) -> Value {
+    json!({"executionId": link.execution_id, "scenarioId": link.scenario_id,
+           "module": link.module_id, "status": link.status.as_str()})
 }
 
 /// `GET /api/executions/{id}`'s query: none for the summary, `module` (with `offset` and

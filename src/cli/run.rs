@@ -4,6 +4,9 @@
 //! resolve `parameters.__IMTCONN__` among that database's stored connections, unsealed with the
 //! master key (`SWITCHYARD_MASTER_KEY` or the data directory's key file), and `datastore:*`
 //! modules read and write that database's data stores.
+//! A called scenario (`scenario-service:StartSubscenario`) takes `--input` as its inputs,
+//! checked against their declared types; a `CallSubscenario` module fails here saying it
+//! needs `serve`/`worker` (a call starts a stored scenario's execution).
 //! Exit code 0 on success, 1 when the execution ended in error or incomplete, 2 when the
 //! scenario or the input cannot be read.
 
@@ -81,6 +84,26 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
             other => vec![other],
         },
     };
+    // A scenario started by `scenario-service:StartSubscenario` run on its own: `--input` is
+    // the call's inputs (none: one call without inputs), checked against the declared types
+    // as a call's are. Its own `CallSubscenario` modules need a service (serve/worker).
+    let bundles = if scenario.is_callable() {
+        match called_inputs(&scenario, bundles) {
+            Ok(bundles) => bundles,
+            Err(problems) => {
+                eprintln!(
+                    "{}: the input does not fit the declared inputs:",
+                    args.file.display()
+                );
+                for problem in problems {
+                    eprintln!("  {problem}");
+                }
+                return Ok(ExitCode::from(super::EXIT_UNREADABLE));
+            }
+        }
+    } else {
+        bundles
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -113,6 +136,42 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Each bundle of `--input` checked as a call's inputs (`--input.NAME` in problems); no
+/// bundle is one call without inputs.
+fn called_inputs(scenario: &Scenario, bundles: Vec<Value>) -> Result<Vec<Value>, Vec<String>> {
+    let bundles = if bundles.is_empty() {
+        vec![Value::Object(Default::default())]
+    } else {
+        bundles
+    };
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for (i, bundle) in bundles.iter().enumerate() {
+        let at = if i == 0 && checked.is_empty() && bundles.len() == 1 {
+            "--input".to_string()
+        } else {
+            format!("--input[{i}]")
+        };
+        let Value::Object(data) = bundle else {
+            problems.push(format!("{at}: expected an object of the scenario's inputs"));
+            continue;
+        };
+        match crate::module::subscenario::check_inputs(&scenario.interface.input, data, &at) {
+            Ok(inputs) => checked.push(Value::Object(inputs)),
+            Err(found) => problems.extend(
+                found
+                    .into_iter()
+                    .map(|(path, reason)| format!("{path}: {reason}")),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(problems)
+    }
 }
 
 fn plural(n: u64, word: &str) -> String {

@@ -588,6 +588,9 @@ pub async fn execution(
         .filter(|i| i.execution_id == e.id)
         .collect();
     let response = e.report.as_ref().and_then(|r| r.get("response")).cloned();
+    let outputs = e.report.as_ref().and_then(|r| r.get("outputs")).cloned();
+    // Sub-scenario calls, both ways: who called this execution, and whom it called.
+    let links = store.execution_links(&e.id).await.unwrap_or_default();
     let mut errors = ModuleErrors::new();
     let mut runs = runs;
     let error_docs = e
@@ -643,6 +646,40 @@ pub async fn execution(
                 h2 { "Error" @if let Some(kind) = error_kind { ": " span.kind { (kind) } } }
                 @if let Some(message) = error_message { p { (message) } }
                 details { summary { "Details" } pre.json { (pretty(err)) } }
+            }
+        }
+        @if let Some(parent) = &links.called_by {
+            section.card #called-by {
+                h2 { "Called by" }
+                p {
+                    "Module " (parent.module_id.map(|m| m.to_string()).unwrap_or_default()) " of execution "
+                    a href=(format!("/executions/{}", parent.execution_id)) { code { (parent.execution_id.get(..12).unwrap_or(&parent.execution_id)) "…" } }
+                    " " (status_badge(parent.status.as_str()))
+                }
+            }
+        }
+        @if !links.called.is_empty() {
+            section.card #called {
+                h2 { "Called scenarios" }
+                table.list {
+                    thead { tr { th { "Execution" } th { "Scenario" } th { "By module" } th { "Status" } } }
+                    tbody {
+                        @for call in &links.called {
+                            tr {
+                                td { a href=(format!("/executions/{}", call.execution_id)) { code { (call.execution_id.get(..12).unwrap_or(&call.execution_id)) "…" } } }
+                                td { a href=(format!("/scenarios/{}", call.scenario_id)) { (call.scenario_id) } }
+                                td { (call.module_id.map(|m| m.to_string()).unwrap_or_default()) }
+                                td { (status_badge(call.status.as_str())) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(outputs) = &outputs {
+            section.card #outputs {
+                h2 { "Outputs" }
+                pre.json { (pretty(outputs)) }
             }
         }
         @if !incomplete.is_empty() {

@@ -181,6 +181,8 @@ struct Execution<'s> {
     system: SystemVariables,
     /// Bytes of module output produced so far (`var.execution.dataConsumed`).
     data_bytes: u64,
+    /// What `scenario-service:ReturnData` returned (the execution ended there).
+    outputs: Option<Map<String, Value>>,
 }
 
 /// A polling trigger's state through an execution.
@@ -205,7 +207,24 @@ impl<'s> Execution<'s> {
             chrono::Utc::now(),
         )
         .with_roots(input.roots.clone());
+        // A called scenario reads its inputs as `var.input` too: every declared input, then
+        // what the call gave.
+        let system = if scenario.is_callable() {
+            let mut inputs: Map<String, Value> = scenario
+                .interface
+                .input
+                .iter()
+                .map(|f| (f.name.clone(), Value::Null))
+                .collect();
+            if let Some(Value::Object(given)) = input.bundles.first() {
+                inputs.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            system.with_input(Value::Object(inputs))
+        } else {
+            system
+        };
         Execution {
+            outputs: None,
             system,
             data_bytes: 0,
             scenario,
@@ -327,6 +346,7 @@ impl<'s> Execution<'s> {
             incomplete: self.incomplete,
             stats: self.stats,
             trigger: self.trigger.committed,
+            outputs: self.outputs,
         }
     }
 
@@ -620,6 +640,7 @@ impl<'s> Execution<'s> {
             }
             NodeKind::Directive(directive) => self.directive(ix, *directive, ancestry),
             NodeKind::Aggregator(agg) => self.accumulate(ix, agg, &ancestry),
+            NodeKind::ReturnData => self.return_data(ix, ancestry),
             NodeKind::Module(_) | NodeKind::InputTrigger { .. } => {
                 self.call(ix, &ancestry).await;
             }
@@ -725,6 +746,26 @@ impl<'s> Execution<'s> {
                 self.fail(ix, ancestry, e);
                 None
             }
+        }
+    }
+
+    /// `scenario-service:ReturnData`: its mapper, evaluated, is the execution's outputs, and
+    /// the execution ends here, committed (Make: "always finishes the scenario run"; the
+    /// modules of later routes do not run). It costs no operation, as in Make.
+    fn return_data(&mut self, ix: Ix, ancestry: Ancestry) {
+        self.stats(ix).runs += 1;
+        let mapper = match self.mapper(ix, &ancestry) {
+            Ok(mapper) => mapper,
+            Err(e) => return self.fail(ix, &ancestry, e),
+        };
+        if !self.log_input(ix, || Cow::Borrowed(&mapper)) {
+            return;
+        }
+        let outputs = into_object(mapper);
+        self.emit(ix, &ancestry, vec![Value::Object(outputs.clone())]);
+        self.outputs = Some(outputs);
+        if self.stop.is_none() {
+            self.stop = Some(Stop::Commit);
         }
     }
 

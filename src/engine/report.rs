@@ -1,7 +1,7 @@
 //! What one execution produced: the report printed by `switchyard run --json` and stored
 //! with each execution. Its JSON shape is a contract: `{status, operations, cycles, log, error}`
-//! plus `response` when the scenario answered a webhook and `incomplete` when bundles were
-//! stored by a Break.
+//! plus `response` when the scenario answered a webhook, `incomplete` when bundles were
+//! stored by a Break and `outputs` when a called scenario returned data.
 
 use std::sync::Arc;
 
@@ -109,6 +109,10 @@ pub struct Report {
     /// report).
     #[serde(skip)]
     pub trigger: Option<TriggerCommit>,
+    /// A called scenario's outputs: the mapper of the `scenario-service:ReturnData` that
+    /// ended it (`None`: none ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Map<String, Value>>,
 }
 
 impl Report {
@@ -156,6 +160,9 @@ impl Report {
                 .values_mut()
                 .for_each(|h| value(h, secrets));
         }
+        if let Some(outputs) = &mut self.outputs {
+            outputs.values_mut().for_each(|o| value(o, secrets));
+        }
         for parked in &mut self.incomplete {
             error(&mut parked.error, secrets);
             parked.bundle.values_mut().for_each(|b| value(b, secrets));
@@ -179,6 +186,8 @@ impl Report {
             response: Option<&'a WebhookResponse>,
             #[serde(skip_serializing_if = "<[Incomplete]>::is_empty")]
             incomplete: &'a [Incomplete],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            outputs: Option<&'a Map<String, Value>>,
         }
         serde_json::to_value(WithoutLog {
             status: &self.status,
@@ -187,6 +196,7 @@ impl Report {
             error: self.error.as_ref(),
             response: self.response.as_ref(),
             incomplete: &self.incomplete,
+            outputs: self.outputs.as_ref(),
         })
         .unwrap_or(Value::Null)
     }
@@ -237,6 +247,11 @@ mod tests {
             },
             stats: Vec::new(),
             trigger: None,
+            outputs: with_extras.then(|| {
+                let mut outputs = Map::new();
+                outputs.insert("total".into(), Value::from(3));
+                outputs
+            }),
         }
     }
 

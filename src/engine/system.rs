@@ -6,7 +6,8 @@
 //! so far) are filled in when an expression first reads `var` in an evaluation, so a
 //! scenario that never reads it pays nothing. URLs exist only when the deployment's public
 //! URL is known (`--public-url`); Switchyard has no organizations or teams, so their fields
-//! are `null` (see `docs/iml.md`).
+//! are `null` (see `docs/iml.md`). A called scenario (`scenario-service:StartSubscenario`)
+//! also has `var.input`, its inputs.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -24,6 +25,8 @@ pub struct SystemVariables {
     organization: Value,
     /// The other system roots of this execution (`bot`, `user`), as the process gave them.
     roots: Map<String, Value>,
+    /// A called scenario's inputs (`var.input`); `None` for other scenarios.
+    input: Option<Value>,
 }
 
 impl SystemVariables {
@@ -67,7 +70,14 @@ impl SystemVariables {
                 "zoneDomain": zone,
             }),
             roots: Map::new(),
+            input: None,
         }
+    }
+
+    /// The same variables with a called scenario's inputs (`{{var.input.NAME}}`).
+    pub fn with_input(mut self, input: Value) -> Self {
+        self.input = Some(input);
+        self
     }
 
     /// The same variables with the other system roots `roots` (`bot`, `user`).
@@ -87,12 +97,16 @@ impl SystemVariables {
         let mut execution = self.execution.clone();
         execution.insert("operationsConsumed".into(), operations.into());
         execution.insert("dataConsumed".into(), data_bytes.into());
-        json!({
+        let mut var = json!({
             "scenario": self.scenario,
             "execution": execution,
             "team": self.team,
             "organization": self.organization,
-        })
+        });
+        if let (Some(input), Value::Object(var)) = (&self.input, &mut var) {
+            var.insert("input".into(), input.clone());
+        }
+        var
     }
 }
 

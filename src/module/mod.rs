@@ -8,14 +8,15 @@
 //! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`] and
 //! its execution's [`context`], Make's typed errors ([`error`]), polling-trigger state
 //! ([`polling`]), the webhook side of instant triggers ([`webhook`]) and the stored
-//! connections a module authenticates with ([`connection`]) and Make's data stores
-//! ([`datastore`]).
+//! connections a module authenticates with ([`connection`]), Make's data stores
+//! ([`datastore`]) and the calls of other scenarios ([`subscenario`]).
 
 pub mod connection;
 pub mod context;
 pub mod datastore;
 pub mod error;
 pub mod polling;
+pub mod subscenario;
 pub mod webhook;
 
 pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
@@ -23,6 +24,7 @@ pub use context::{ExecutionContext, Extensions, Redactions};
 pub use datastore::{DataStores, DataStoresHandle};
 pub use error::{ErrorKind, ModuleError};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
+pub use subscenario::{Subscenarios, SubscenariosHandle};
 pub use webhook::{HookReply, HookRequest, HookTarget, InstantTrigger};
 
 use std::sync::Arc;

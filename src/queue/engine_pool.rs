@@ -134,5 +134,6 @@ fn failed(message: String) -> Report {
         incomplete: Vec::new(),
         stats: Vec::new(),
         trigger: None,
+        outputs: None,
     }
 }

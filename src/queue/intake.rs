@@ -54,6 +54,7 @@ impl Intake {
     /// their executions at a time run in this process at once (0: none), and a
     /// [`RunHere::Wait`] delivery waits up to `slot_wait` for one of those slots.
     pub fn new(runner: Arc<Runner>, direct_concurrency: usize, slot_wait: Duration) -> Intake {
+        runner.remember();
         Intake {
             runner,
             direct: (direct_concurrency > 0).then(|| Arc::new(Semaphore::new(direct_concurrency))),

@@ -22,6 +22,7 @@
 //! (`store::WriteTx::push_jobs` and its neighbours): this module holds no SQL and does not
 //! know which database it is on beyond handing apalis its pool.
 
+mod calls;
 mod engine_pool;
 mod gate;
 mod intake;
@@ -30,6 +31,7 @@ pub mod retry;
 mod runner;
 mod writer;
 
+pub use calls::CallService;
 pub use engine_pool::EnginePool;
 pub use gate::{Admission, DEFAULT_PAYLOAD_BUDGET, GATED_PAYLOAD_BYTES, PayloadGate};
 pub use intake::{Intake, RunHere, SLOT_WAIT};
@@ -351,6 +353,7 @@ impl Queue {
         concurrency: usize,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), QueueError> {
+        runner.remember();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;

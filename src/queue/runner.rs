@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::calls::CallService;
 use super::engine_pool::EnginePool;
 use super::gate::{Admission, PayloadGate};
 use super::writer::{Finish, TriggerProgress, Writer};
@@ -19,7 +20,9 @@ use crate::engine::report::WebhookResponse;
 use crate::engine::{Budget, Report, Responder, Resume, RunInput, Status};
 use crate::module::connection::token_roots;
 use crate::module::error::ErrorKind;
-use crate::module::{ConnectionsHandle, ExecutionContext, Redactions, TriggerState};
+use crate::module::{
+    ConnectionsHandle, ExecutionContext, Redactions, SubscenariosHandle, TriggerState,
+};
 use crate::scenario::Scenario;
 use crate::store::{Execution, ExecutionOutcome, FinalStatus, NewIncomplete, Store, StoreError};
 
@@ -134,6 +137,11 @@ pub struct Runner {
     /// Claims of one execution before it ends as crashed (the queue's
     /// [`super::QueueOptions::max_run_attempts`]).
     max_run_attempts: u32,
+    /// The queue, for the executions this one's `CallSubscenario` modules start.
+    queue: Queue,
+    /// This runner, once shared ([`Runner::remember`]): waiting sub-scenario calls run their
+    /// callee on it. Until then executions get no sub-scenario service.
+    shared: std::sync::OnceLock<std::sync::Weak<Runner>>,
 }
 
 /// Counts one running execution for as long as it lives (even if its future is dropped).
@@ -170,7 +178,23 @@ impl Runner {
             running: Arc::new(AtomicU64::new(0)),
             draining: std::sync::atomic::AtomicBool::new(false),
             max_run_attempts: queue.max_run_attempts(),
+            queue: queue.clone(),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// This runner, shared, and known to itself (see [`Runner::remember`]).
+    pub fn shared(self) -> Arc<Runner> {
+        let runner = Arc::new(self);
+        runner.remember();
+        runner
+    }
+
+    /// Lets the runner hand its executions the sub-scenario service, which runs waited-for
+    /// callees on this runner. The queue's workers and the intake call it with the runner
+    /// they are given.
+    pub fn remember(self: &Arc<Self>) {
+        let _ = self.shared.set(Arc::downgrade(self));
     }
 
     pub(crate) fn writer(&self) -> &Writer {
@@ -386,6 +410,13 @@ impl Runner {
             completions.notify(&execution_id, Finished::Ran { response });
         });
         let mut extensions = self.catalog.services().clone();
+        if let Some(me) = self.shared.get() {
+            extensions.insert(SubscenariosHandle(Arc::new(CallService::new(
+                self.catalog.clone(),
+                self.queue.clone(),
+                me.clone(),
+            ))));
+        }
         let redactions = Redactions::default();
         extensions.insert(redactions.clone());
         let roots = token_roots(extensions.get::<ConnectionsHandle>(), &bundles).await;

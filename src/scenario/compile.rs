@@ -43,6 +43,8 @@ pub const FLOW_CONTROL: &[&str] = &[
     "builtin:Commit",
     "builtin:Rollback",
     "builtin:Break",
+    "scenario-service:StartSubscenario",
+    "scenario-service:ReturnData",
 ];
 
 /// More modules than any designer can draw; the limit keeps validation's cost bounded.
@@ -134,6 +136,8 @@ pub(super) fn compile(
     let (graph, feeds) = c.link_graph();
     c.check_feeders(&graph);
     c.check_not_before(&graph);
+    let (interface, interface_problems) = super::interface::declared(blueprint);
+    c.problems.extend(interface_problems);
     if !c.problems.is_empty() {
         return Compiled {
             scenario: None,
@@ -159,6 +163,7 @@ pub(super) fn compile(
         feeds,
         graph,
         warnings: c.warnings.clone(),
+        interface,
     };
     Compiled {
         scenario: Some(scenario),
@@ -798,6 +803,20 @@ impl Compiler<'_> {
                 NodeKind::Merge { outputs }
             }
             "gateway:WebhookRespond" => NodeKind::WebhookRespond,
+            // A called scenario's trigger: its bundle is the call's inputs.
+            super::interface::START_SUBSCENARIO => NodeKind::InputTrigger {
+                max_results: None,
+                webhook: false,
+            },
+            super::interface::RETURN_DATA => {
+                if !is_last {
+                    self.problem(
+                        &format!("{at}.module"),
+                        "scenario-service:ReturnData ends the execution: it must be the last module of its route",
+                    );
+                }
+                NodeKind::ReturnData
+            }
             "builtin:Ignore" | "builtin:Resume" | "builtin:Commit" | "builtin:Rollback"
             | "builtin:Break" => {
                 let directive = match node.module.as_str() {

@@ -8,6 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Map, Value};
 
 use crate::expr::{Mapping, Template};
+use crate::module::subscenario::Interface;
 use crate::module::{Module, ModuleKind, StoredReference};
 
 use super::filter::CompiledFilter;
@@ -37,6 +38,9 @@ pub struct Scenario {
     /// What loading found that does not stop the scenario from running (unknown keys,
     /// skipped placeholders, modules that will fail when they run), each with its path.
     pub warnings: Vec<super::Problem>,
+    /// The declared inputs and outputs ([`super::interface`]): what a call must give
+    /// (`{{var.input.NAME}}`) and what it gets back.
+    pub interface: Interface,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -160,6 +164,8 @@ pub enum NodeKind {
         outputs: Vec<(String, Vec<Template>)>,
     },
     WebhookRespond,
+    /// `scenario-service:ReturnData`: ends the execution with its mapper as the outputs.
+    ReturnData,
     Directive(Directive),
     /// Any other module, run through the [`Module`] trait.
     Module(Arc<dyn Module>),
@@ -305,5 +311,12 @@ impl Scenario {
             NodeKind::Module(module) if module.kind() == ModuleKind::Trigger => Some(node),
             _ => None,
         }
+    }
+
+    /// Whether other scenarios may call this one: its trigger is
+    /// `scenario-service:StartSubscenario`.
+    pub fn is_callable(&self) -> bool {
+        self.entry
+            .is_some_and(|ix| self.node(ix).module == super::interface::START_SUBSCENARIO)
     }
 }

@@ -10,6 +10,7 @@
 mod compile;
 pub mod compiled;
 pub mod filter;
+pub mod interface;
 pub mod model;
 pub mod schedule;
 mod shape;

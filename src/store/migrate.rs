@@ -50,6 +50,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0008_operation_inputs.sql",
         include_str!("../../migrations/sqlite/0008_operation_inputs.sql"),
     ),
+    (
+        "0010_called_executions.sql",
+        include_str!("../../migrations/sqlite/0010_called_executions.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -85,6 +89,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0008_operation_inputs.sql",
         include_str!("../../migrations/postgres/0008_operation_inputs.sql"),
+    ),
+    (
+        "0010_called_executions.sql",
+        include_str!("../../migrations/postgres/0010_called_executions.sql"),
     ),
 ];
 

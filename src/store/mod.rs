@@ -83,6 +83,7 @@ macro_rules! on_tx {
     };
 }
 
+mod calls;
 mod connections;
 mod datastores;
 mod error;
@@ -102,6 +103,7 @@ mod ticks;
 mod triggers;
 mod types;
 
+pub use calls::{CallLink, ExecutionLinks, MAX_LISTED_CALLS};
 pub use connections::{
     ConnectionRow, IntegrationLink, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection,
     Resealed, STATUS_CONNECTED, STATUS_NEEDS_REAUTH, SealedConnection, check_connection_name,

@@ -79,6 +79,11 @@ impl Scheduler {
             let Ok(Ok(scenario)) = self.catalog.compiled(&row.id, row.version).await else {
                 continue;
             };
+            // A called scenario (`scenario-service:StartSubscenario`) runs on call only,
+            // whatever schedule its blueprint carries.
+            if scenario.is_callable() {
+                continue;
+            }
             let Some(spec) = &scenario.scheduling else {
                 continue;
             };

@@ -14,6 +14,7 @@ pub mod http;
 mod json;
 mod regexp;
 mod rss;
+mod scenarios;
 pub mod text;
 mod tokens;
 pub mod util;
@@ -97,6 +98,9 @@ const MODULES: &[(&str, Constructor)] = &[
     ("util:Switcher", |_| Arc::new(util::Switcher::default())),
     ("util:ComposeTransformer", |_| Arc::new(util::Compose)),
     ("util:FunctionSleep", |_| Arc::new(util::Sleep::new())),
+    (scenarios::CALL_SUBSCENARIO, |_| {
+        Arc::new(scenarios::CallSubscenario)
+    }),
 ];
 
 /// The registry could not be built.
