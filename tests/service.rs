@@ -1495,7 +1495,7 @@ async fn cli_admin(db: TestDb) {
     assert_eq!(
         imported,
         json!({"imported": [{"file": file_arg, "id": id, "version": 1,
-                             "hooks": [{"module": 1, "url": hook_url}]}]})
+                             "hooks": [{"module": 1, "url": hook_url}], "warnings": []}]})
     );
     let human = stdout_ok(
         &db.cli(&["scenarios", "import", &file_arg]),
