@@ -9,17 +9,19 @@
 //! definition's field nesting (bounded by its JSON), never the input's.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
-use regex::Regex;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 use super::model::{FieldSpec, FieldType, OneOrMany};
+use crate::expr::regexp::{self, JsRegex};
 use crate::expr::value;
 
-/// A field spec with its `validate.pattern` compiled.
+/// A field spec with its `validate.pattern` compiled (a JavaScript regular expression, as in
+/// Make's Custom Apps: [`regexp`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
     pub spec: FieldSpec,
-    pattern: Option<Regex>,
+    pattern: Option<Arc<JsRegex>>,
     nested: Vec<Vec<Field>>,
     items: Items,
 }
@@ -76,11 +78,11 @@ impl Field {
             .as_ref()
             .and_then(|v| v.pattern.as_ref())
             .and_then(|p| {
-                Regex::new(p)
+                regexp::cached(p, regexp::Flags::default())
                     .map_err(|e| {
                         problems.push((
                             format!("{path}.validate.pattern"),
-                            format!("not a regular expression: {e}"),
+                            format!("not a regular expression: {}", e.reason()),
                         ))
                     })
                     .ok()
@@ -425,10 +427,14 @@ fn convert(
 /// `validate`: the pattern (text) and bounds (numbers, or lengths of text and arrays).
 fn validate(field: &Field, value: &Value) -> Option<String> {
     let rules = field.spec.validate.as_ref()?;
-    if let (Some(pattern), Value::String(text)) = (&field.pattern, value)
-        && !pattern.is_match(text)
-    {
-        return Some(format!("does not match the pattern {}", pattern.as_str()));
+    if let (Some(pattern), Value::String(text)) = (&field.pattern, value) {
+        match pattern.is_match(text) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Some(format!("does not match the pattern {}", pattern.source()));
+            }
+            Err(too_complex) => return Some(too_complex.to_string()),
+        }
     }
     let (measure, what) = match value {
         Value::Number(n) => (n.as_f64()?, "the value"),
