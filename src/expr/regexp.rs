@@ -185,7 +185,6 @@ impl JsRegex {
         let translated = translate(pattern, flags).map_err(syntax)?;
         let compiled = fancy_regex::RegexBuilder::new(&translated)
             .case_insensitive(flags.ignore_case)
-            .multi_line(flags.multiline)
             .backtrack_limit(limit.max(1))
             .delegate_size_limit(SIZE_LIMIT)
             .delegate_dfa_size_limit(SIZE_LIMIT)
@@ -437,6 +436,16 @@ fn translate(pattern: &str, flags: Flags) -> Result<String, String> {
                 i += 1;
             }
             '(' => i = group(&p, i, &mut out)?,
+            // With `m`, JavaScript's `^` and `$` also match after and before `\r`, U+2028
+            // and U+2029, not only `\n` (an e-mail's CRLF lines).
+            '^' if flags.multiline => {
+                out.push_str(r"(?<![^\n\r\x{2028}\x{2029}])");
+                i += 1;
+            }
+            '$' if flags.multiline => {
+                out.push_str(r"(?![^\n\r\x{2028}\x{2029}])");
+                i += 1;
+            }
             '{' => match quantifier_len(&p, i) {
                 Some(len) => {
                     out.extend(&p[i..i + len]);

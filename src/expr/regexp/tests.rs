@@ -92,6 +92,13 @@ fn flags_i_m_s() {
     assert_eq!(first("^b$", "m", "a\nb\nc"), Some("b".into()));
     assert_eq!(first("^b$", "", "a\nb\nc"), None);
     assert_eq!(first("a.b", "s", "a\nb"), Some("a\nb".into()));
+    // With `m`, lines end at `\r` too, as in JavaScript (e-mails have CRLF lines).
+    assert_eq!(
+        first("^(.*order.*)$", "mi", "Hi\r\nYour ORDER 42\r\nBye"),
+        Some("Your ORDER 42".into())
+    );
+    assert_eq!(replace("^", "gm", "a\r\nb", "> "), "> a\r> \n> b");
+    assert_eq!(replace("$", "gm", "a\u{2028}b", "."), "a.\u{2028}b.");
     assert_eq!(first("a.b", "", "a\nb"), None);
 }
 
