@@ -283,6 +283,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn javascript_look_around_and_back_references() {
+        // The pattern of issue 20 (a Make community answer on parsing job e-mails).
+        let out = run(
+            json!({"pattern": "(?<=FULL JOB DESCRIPTION)(.*?)(?=&nbsp;Report)", "global": true}),
+            "FULL JOB DESCRIPTION Welder wanted&nbsp;Report it",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!({"i": 1, "$1": " Welder wanted", "__IMTMATCH__": " Welder wanted"})]
+        );
+        let out = run(
+            json!({"pattern": "(?:(\\w)\\1)(?!\\1)", "global": true}),
+            "aab xxxy",
+        )
+        .await
+        .unwrap();
+        let found: Vec<&Value> = out.iter().map(|b| &b["__IMTMATCH__"]).collect();
+        assert_eq!(found, [&json!("aa"), &json!("xx")]);
+    }
+
+    #[tokio::test]
     async fn no_match_stops_or_continues() {
         let none = run(json!({"pattern": "z+", "continueWhenNoRes": false}), "abc")
             .await

@@ -305,6 +305,22 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::DataError);
     }
 
+    #[tokio::test]
+    async fn switcher_cases_are_javascript_regular_expressions() {
+        let s = Switcher::default();
+        let cases = json!([
+            {"pattern": "/^(?!re:)(?<word>\\w+) \\k<word>/i", "output": "doubled"},
+            {"pattern": "(?<=\\$)\\d+", "output": "dollars"},
+        ]);
+        let route = |input: &'static str| json!({"input": input, "useRegExpMatch": true, "casesTable": cases.clone()});
+        let out = run(&s, route("Hello hello there")).await.unwrap();
+        assert_eq!(out, vec![json!({"output": "doubled"})]);
+        let out = run(&s, route("re: hello hello")).await.unwrap();
+        assert_eq!(out, vec![json!({"output": null})]);
+        let out = run(&s, route("costs $12")).await.unwrap();
+        assert_eq!(out, vec![json!({"output": "dollars"})]);
+    }
+
     #[test]
     fn switcher_check() {
         let s = Switcher::default();

@@ -652,6 +652,21 @@ mod tests {
     }
 
     #[test]
+    fn validate_patterns_are_javascript_regular_expressions() {
+        // Look-ahead, as Custom Apps' password and code rules use it.
+        let f = fields(json!([
+            {"name": "code", "type": "text", "validate": {"pattern": "^(?=.*\\d)(?=.*[A-Z])\\S{8,}$"}},
+        ]));
+        assert!(run(&f, json!({"code": "Secret123"}), Mode::Call).is_ok());
+        let err = run(&f, json!({"code": "secret123"}), Mode::Call).unwrap_err();
+        assert_eq!(err[0].0, "code");
+        assert!(
+            err[0].1.contains("does not match the pattern ^(?=.*"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn static_mode_skips_mapped_values() {
         let f = fields(json!([{"name": "limit", "type": "uinteger", "required": true}]));
         assert!(run(&f, json!({"limit": "{{1.count}}"}), Mode::Static).is_ok());
