@@ -14,6 +14,9 @@
 //! would keep a core busy for ever after its deadline. With the limit, one evaluation of a
 //! pattern does a bounded amount of work and then fails with [`RegexError::TooComplex`],
 //! naming the pattern and the flag that raises the limit (`--regex-backtrack-limit`).
+//! Not counted: the linear-time calls themselves, so a look-around followed by a failing
+//! unbounded repetition (`(?<=a)a*x`) can still take time quadratic in the text's length, as in
+//! JavaScript (documented in `docs/make-compatibility.md`).
 //!
 //! Invariants: a translated pattern matches what the JavaScript pattern matches, except for
 //! the documented differences (`docs/make-compatibility.md`): a look-behind must have a fixed
