@@ -3,7 +3,8 @@
 //! The crate reads bottom-up; each module is a layer, and a layer imports only the layers
 //! below it (`tests/layering.rs` checks every `crate::` path against one table, shown in
 //! `docs/architecture.md`):
-//! - [`expr`]: IML, Make's mapping language — parser, evaluator, function catalogue;
+//! - [`expr`]: IML, Make's mapping language — parser, evaluator, function catalogue — and
+//!   [`expr::regexp`], the ECMAScript regular expressions every higher layer uses;
 //! - [`module`]: the module contract — the [`module::Module`] and [`module::Registry`]
 //!   traits, one call's [`module::Invocation`] and its execution's context, Make's typed
 //!   module errors, polling-trigger state;

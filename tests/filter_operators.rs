@@ -106,3 +106,21 @@ fn an_operand_that_fails_names_the_filter_and_the_operand() {
         error.message
     );
 }
+
+#[test]
+fn a_pattern_that_backtracks_past_the_limit_fails_the_filter_naming_it() {
+    let runaway = format!("{}!", "a".repeat(30_000));
+    let cond = condition(json!(runaway), "text:pattern", Some(json!(r"^(a+)+\1$")));
+    let filter = CompiledFilter::compile("runaway", &[vec![cond]]).unwrap();
+    let error = passes(&filter, &bundle()).unwrap_err();
+    assert_eq!(error.kind.name(), "DataError");
+    assert!(
+        error.message.contains(r"/^(a+)+\1$/") && error.message.contains("--regex-backtrack-limit"),
+        "{}",
+        error.message
+    );
+    // The same pattern decides quickly on text it matches.
+    let cond = condition(json!("aaaa"), "text:pattern", Some(json!(r"^(a+)+\1$")));
+    let filter = CompiledFilter::compile("short", &[vec![cond]]).unwrap();
+    assert_eq!(passes(&filter, &bundle()), Ok(true));
+}

@@ -17,8 +17,11 @@
 //!   scenario's declared inputs (`interface`, `StartSubscenario`'s `metadata.interface`) read
 //!   as `{{var.input.NAME}}`, `ReturnData` ending the execution with its outputs, and a
 //!   `CallSubscenario` run without the service (`tests/subscenarios.rs` runs them through it);
-//! - `keychains-and-tls.json` (issue 20, points 1, 2, 4, 5, 6).
-//!   Where their shapes come from: `tests/data/exports/README.md`.
+//! - `keychains-and-tls.json` (issue 20, points 1, 2, 4, 5, 6);
+//! - `order-emails.json`: the Text parser modules of a published export, unchanged, over
+//!   e-mails with CRLF lines, matched with JavaScript's regular expressions (issue 20).
+//!
+//! `tests/data/exports/README.md` says where each export comes from.
 
 use serde_json::{Value, json};
 use switchyard::apps::AppRegistry;
@@ -153,6 +156,57 @@ async fn order_routing_runs_nested_if_else_and_handles_the_bad_json_at_run_time(
         outputs_of(&outputs, 6).is_empty(),
         "the disabled branch never runs"
     );
+}
+
+#[tokio::test]
+async fn order_emails_parse_subjects_and_crlf_lines_as_javascript_does() {
+    let checked = check("order-emails.json");
+    assert!(checked.errors.is_empty(), "{:#?}", checked.errors);
+    assert!(checked.warnings.is_empty(), "{:#?}", checked.warnings);
+    let email = |subject: &str, text: &str| {
+        json!({"subject": subject, "text": text, "messageId": "m-1",
+               "from": {"address": "shop@example.com"}})
+    };
+    let (report, outputs) = run(
+        &checked,
+        vec![
+            email(
+                "[Invoice] Order No. A1042: paid",
+                "Hello,\r\nyour ORDER A1042 has shipped.\r\nThanks",
+            ),
+            email("Newsletter", "Nothing\r\nhere"),
+        ],
+    )
+    .await;
+    assert_eq!(report.status, engine::Status::Success, "{:?}", report.error);
+    // Case-insensitive (`sensitive: false`); `.` in "no." matches any character.
+    assert_eq!(
+        outputs_of(&outputs, 17),
+        [
+            json!({"i": 1, "$1": "Invoice", "$2": "A1042", "$3": "paid",
+                   "__IMTMATCH__": "[Invoice] Order No. A1042: paid"}),
+            json!({}),
+        ]
+    );
+    // `^(.*order.*)$` with `multiline`: in JavaScript a line also ends at `\r`, so the match
+    // stops before it (the `regex` crate's `.` and `$` kept the `\r`).
+    assert_eq!(
+        outputs_of(&outputs, 23),
+        [
+            json!({"i": 1, "$1": "your ORDER A1042 has shipped.",
+                   "__IMTMATCH__": "your ORDER A1042 has shipped."}),
+            json!({}),
+        ]
+    );
+    let rows = outputs_of(&outputs, 22);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0],
+        json!({"from": "shop@example.com", "type": "Invoice", "order": "A1042",
+               "status": "paid", "line": "your ORDER A1042 has shipped.",
+               "messageId": "m-1"})
+    );
+    assert_eq!(rows[1]["order"], json!(null), "{}", rows[1]);
 }
 
 #[test]

@@ -224,10 +224,20 @@ pub struct BudgetArgs {
     /// are counted but not kept.
     #[arg(long, value_name = "N", default_value_t = Budget::DEFAULT_LOG_BUNDLES_PER_MODULE)]
     pub log_bundles_per_module: u64,
+    /// Backtracking steps one evaluation of a regular expression may take (IML `replace`, the
+    /// Text parser, filters' "Matches pattern" …) before it fails with an error naming the
+    /// pattern; a million take well under a second. For the whole process.
+    #[arg(long, value_name = "N", default_value_t = crate::expr::regexp::DEFAULT_BACKTRACK_LIMIT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub regex_backtrack_limit: usize,
 }
 
 impl BudgetArgs {
     pub fn budget(&self) -> anyhow::Result<Budget> {
+        // The regular-expression limit is the process's (patterns are compiled and cached
+        // once, outside any one execution): set here, where every command that runs
+        // scenarios reads its budget.
+        crate::expr::regexp::set_backtrack_limit(self.regex_backtrack_limit);
         Ok(Budget::default()
             .with_wall_time(std::time::Duration::from_secs(self.max_execution_seconds))?
             .with_operations(self.max_operations)?

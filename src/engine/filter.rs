@@ -47,6 +47,6 @@ fn holds(filter: &str, c: &CompiledCondition, scope: &dyn Scope) -> Result<bool,
         Some(b) => operand(b, scope, "b", filter)?,
         None => Value::Null,
     };
-    c.op.holds(&a, &b, c.pattern.as_ref(), scope.timezone())
+    c.op.holds(&a, &b, c.pattern.as_deref(), scope.timezone())
         .map_err(ModuleError::data)
 }

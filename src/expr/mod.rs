@@ -20,6 +20,7 @@ mod eval;
 pub mod functions;
 mod mapping;
 mod parser;
+pub mod regexp;
 mod template;
 pub mod value;
 

@@ -3,10 +3,12 @@
 //! ([`Operator::holds`]); evaluating the operands in a bundle's scope is the engine's.
 
 use std::cmp::Ordering as CmpOrdering;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::expr::functions::date::to_datetime;
+use crate::expr::regexp::{self, JsRegex};
 use crate::expr::value::{is_empty, to_number, to_text};
 use crate::expr::{Dialect, Mapping, ModuleRef};
 
@@ -132,7 +134,7 @@ pub struct CompiledCondition {
     pub op: Operator,
     pub b: Option<Mapping>,
     /// For `text:pattern` with a constant pattern: the regex, compiled once.
-    pub pattern: Option<regex::Regex>,
+    pub pattern: Option<Arc<JsRegex>>,
 }
 
 /// OR of AND-groups.
@@ -177,11 +179,12 @@ impl CompiledFilter {
                     (op, &cond.b)
                     && !p.contains("{{")
                 {
-                    match regex::RegexBuilder::new(p).case_insensitive(ci).build() {
+                    match regexp::cached(p, pattern_flags(ci)) {
                         Ok(re) => pattern = Some(re),
-                        Err(e) => {
-                            problems.push((format!("{at}.b"), format!("invalid pattern: {e}")))
-                        }
+                        Err(e) => problems.push((
+                            format!("{at}.b"),
+                            format!("invalid pattern: {}", e.reason()),
+                        )),
                     }
                 }
                 if let Some(a) = a {
@@ -229,7 +232,7 @@ impl Operator {
         self,
         a: &Value,
         b: &Value,
-        pattern: Option<&regex::Regex>,
+        pattern: Option<&JsRegex>,
         tz: chrono_tz::Tz,
     ) -> Result<bool, String> {
         Ok(match self {
@@ -277,6 +280,15 @@ fn compare<T>(
     }
 }
 
+/// A filter's pattern is a JavaScript regular expression written without slashes; the `:ci`
+/// operators add the flag `i`.
+fn pattern_flags(ci: bool) -> regexp::Flags {
+    regexp::Flags {
+        ignore_case: ci,
+        ..regexp::Flags::default()
+    }
+}
+
 fn fold(s: &str, ci: bool) -> String {
     if ci { s.to_lowercase() } else { s.to_string() }
 }
@@ -286,18 +298,20 @@ fn text(
     ci: bool,
     a: &Value,
     b: &Value,
-    pattern: Option<&regex::Regex>,
+    pattern: Option<&JsRegex>,
 ) -> Result<bool, String> {
     if op == TextOp::Pattern {
         let subject = to_text(a);
-        return match pattern {
-            Some(re) => Ok(re.is_match(&subject)),
-            None => regex::RegexBuilder::new(&to_text(b))
-                .case_insensitive(ci)
-                .build()
-                .map(|re| re.is_match(&subject))
-                .map_err(|e| format!("invalid pattern in filter: {e}")),
+        let compiled;
+        let re = match pattern {
+            Some(re) => re,
+            None => {
+                compiled = regexp::cached(&to_text(b), pattern_flags(ci))
+                    .map_err(|e| format!("invalid pattern in filter: {e}"))?;
+                &compiled
+            }
         };
+        return re.is_match(&subject).map_err(|e| e.to_string());
     }
     let (a, b) = (fold(&to_text(a), ci), fold(&to_text(b), ci));
     Ok(match op {

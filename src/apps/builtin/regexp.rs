@@ -4,8 +4,8 @@
 //!
 //! Every setting is read from the mapper first, then from the parameters: newer exports map
 //! them (`{{…}}` allowed), older ones keep them static. Patterns share `text`'s compiled-regex
-//! cache and syntax (the `regex` crate: JavaScript's minus look-around and back-references),
-//! and its output shape: one bundle per match `{"i", "$1", "<name>", "__IMTMATCH__"}`.
+//! cache and syntax (JavaScript's, through [`crate::expr::regexp`]), and its output shape: one
+//! bundle per match `{"i", "$1", "<name>", "__IMTMATCH__"}`.
 //!
 //! Invariants: a static pattern that does not compile is reported by `check()` with its field;
 //! a mapped one that does not compile is an `InvalidConfigurationError` when the module runs;
@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::fields::{flag, is_blank, is_dynamic, object, report, text};
 use super::text::{self as parser, Flags, RegexCache};
+use crate::expr::regexp::{JsRegex, NamedReferences, ReplaceError};
 use crate::module::error::{ErrorKind, ModuleError};
 use crate::module::{Invocation, Module, ModuleKind};
 
@@ -72,6 +73,7 @@ fn pattern(
             case_insensitive: !read("sensitive", true)?,
             multi_line: read("multiline", false)?,
             dot_matches_new_line: read("singleline", false)?,
+            unicode: false,
         },
         global: read("global", global_default)?,
         continue_when_no_result: read("continueWhenNoRes", false)?,
@@ -126,7 +128,7 @@ fn compiled(
     parameters: &Map<String, Value>,
     mapper: &Value,
     global_default: bool,
-) -> Result<(Pattern, Arc<Regex>), ModuleError> {
+) -> Result<(Pattern, Arc<JsRegex>), ModuleError> {
     let p = pattern(parameters, mapper, global_default).map_err(config_error)?;
     let regex = cache.get(&p.pattern, p.flags).map_err(|reason| {
         let at = field(parameters, mapper, "pattern");
@@ -211,84 +213,21 @@ impl Module for Replace {
 /// Replaces matches of `regex` in `input` by a JavaScript-style `replacement`, measuring the
 /// result as it grows.
 fn replace(
-    regex: &Regex,
+    regex: &JsRegex,
     input: &str,
     replacement: &str,
     global: bool,
 ) -> Result<String, ModuleError> {
-    let template = js_replacement(replacement);
-    let mut out = String::new();
-    let mut last = 0;
-    for (n, captures) in regex.captures_iter(input).enumerate() {
-        if !global && n > 0 {
-            break;
-        }
-        let Some(whole) = captures.get(0) else {
-            continue;
-        };
-        out.push_str(&input[last..whole.start()]);
-        captures.expand(&template, &mut out);
-        last = whole.end();
-        if out.len() > crate::expr::value::MAX_VALUE_BYTES {
-            return Err(ModuleError::data(format!(
-                "the replaced text would take more than {} bytes",
-                crate::expr::value::MAX_VALUE_BYTES
-            )));
-        }
-    }
-    out.push_str(&input[last..]);
-    Ok(out)
-}
-
-/// JavaScript's replacement syntax in the `regex` crate's: `$1`/`$12` → `${1}`/`${12}`,
-/// `$<name>` → `${name}`, `$&` → `${0}`, `$$` → `$$`; any other `$` is literal.
-fn js_replacement(js: &str) -> String {
-    let chars: Vec<char> = js.chars().collect();
-    let mut out = String::with_capacity(js.len() + 8);
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c != '$' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        match chars.get(i + 1) {
-            Some('$') => {
-                out.push_str("$$");
-                i += 2;
-            }
-            Some('&') => {
-                out.push_str("${0}");
-                i += 2;
-            }
-            Some(d) if d.is_ascii_digit() => {
-                let digits: String = chars[i + 1..]
-                    .iter()
-                    .take(2)
-                    .take_while(|c| c.is_ascii_digit())
-                    .collect();
-                out.push_str(&format!("${{{digits}}}"));
-                i += 1 + digits.len();
-            }
-            Some('<') => match chars[i + 2..].iter().position(|c| *c == '>') {
-                Some(len) => {
-                    let name: String = chars[i + 2..i + 2 + len].iter().collect();
-                    out.push_str(&format!("${{{name}}}"));
-                    i += 3 + len;
-                }
-                None => {
-                    out.push_str("$$");
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push_str("$$");
-                i += 1;
-            }
-        }
-    }
-    out
+    let max = crate::expr::value::MAX_VALUE_BYTES;
+    regex
+        .replace(input, replacement, global, NamedReferences::Expand, max)
+        .map_err(|e| match e {
+            ReplaceError::Regex(e) => parser::run_error(e),
+            ReplaceError::TooLarge(_) => ModuleError::data(format!(
+                "the replaced text would take more than {max} bytes"
+            )),
+            other => ModuleError::data(other.to_string()),
+        })
 }
 
 /// `regexp:HTMLToText`: `{"text": …}`, the text a reader sees in `mapper.html`: tags
@@ -588,7 +527,15 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(first, vec![json!({"text": "baa"})]);
-        assert_eq!(js_replacement("$9x$<n>$x$"), "${9}x${n}$$x$$");
+        // As in JavaScript, `$9` without a ninth group and a lone `$` stay as written.
+        let literal = run(
+            &module,
+            json!({}),
+            json!({"pattern": "(?<n>a)", "value": "$9x$<n>$x$", "text": "a"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(literal, vec![json!({"text": "$9xa$x$"})]);
     }
 
     #[tokio::test]

@@ -9,17 +9,18 @@
 //! route stops; with `continueWhenNoRes` it gives one empty bundle `{}` so the route goes on
 //! with empty fields.
 //!
-//! Patterns use the `regex` crate's syntax, which is JavaScript's minus look-around and
-//! back-references (those are reported by `check()`); `\d`, `\w` and `\b` are Unicode-aware.
+//! Patterns are JavaScript's, as in Make (look-around, back-references, named groups), compiled
+//! and run by [`crate::expr::regexp`]; one evaluation that backtracks past the process's limit
+//! is a `DataError` naming the pattern.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value, json};
 
 use super::fields::{flag, is_blank, object, report, text};
+use crate::expr::regexp::{self, JsRegex, RegexError};
 use crate::module::error::{ErrorKind, ModuleError};
 use crate::module::{Invocation, Module, ModuleKind};
 
@@ -27,8 +28,6 @@ use crate::module::{Invocation, Module, ModuleKind};
 pub const MAX_MATCHES: usize = 10_000;
 /// Compiled patterns kept per cache before it is emptied.
 const CACHE_CAPACITY: usize = 256;
-/// Upper bound on one compiled pattern's size.
-const REGEX_SIZE_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Matching options, as Make's Text parser names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -36,17 +35,31 @@ pub(crate) struct Flags {
     pub case_insensitive: bool,
     pub multi_line: bool,
     pub dot_matches_new_line: bool,
+    /// JavaScript's `u` (a `/…/u` literal in `util:Switcher`).
+    pub unicode: bool,
+}
+
+impl Flags {
+    /// The same options as JavaScript's flags `i`, `m`, `s` and `u`.
+    pub(crate) fn js(self) -> regexp::Flags {
+        regexp::Flags {
+            ignore_case: self.case_insensitive,
+            multiline: self.multi_line,
+            dot_all: self.dot_matches_new_line,
+            unicode: self.unicode,
+        }
+    }
 }
 
 /// Compiled regular expressions keyed by pattern and flags; patterns come from static
 /// parameters or mapped values, so the cache is bounded and simply emptied when full.
 #[derive(Default)]
 pub(crate) struct RegexCache {
-    compiled: Mutex<HashMap<(String, Flags), Arc<Regex>>>,
+    compiled: Mutex<HashMap<(String, Flags), Arc<JsRegex>>>,
 }
 
 impl RegexCache {
-    pub(crate) fn get(&self, pattern: &str, flags: Flags) -> Result<Arc<Regex>, String> {
+    pub(crate) fn get(&self, pattern: &str, flags: Flags) -> Result<Arc<JsRegex>, String> {
         let key = (pattern.to_string(), flags);
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
@@ -60,24 +73,23 @@ impl RegexCache {
         Ok(compiled)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Flags), Arc<Regex>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Flags), Arc<JsRegex>>> {
         // A panic elsewhere while holding the lock leaves a usable map.
         self.compiled.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-pub(crate) fn compile(pattern: &str, flags: Flags) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .case_insensitive(flags.case_insensitive)
-        .multi_line(flags.multi_line)
-        .dot_matches_new_line(flags.dot_matches_new_line)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| match e {
-            regex::Error::Syntax(detail) => format!("is not a valid regular expression:\n{detail}"),
-            regex::Error::CompiledTooBig(_) => "is too large once compiled".to_string(),
-            other => format!("is not a valid regular expression: {other}"),
-        })
+/// `pattern` compiled as JavaScript would with `flags`; the problem, for the field holding
+/// the pattern, otherwise.
+pub(crate) fn compile(pattern: &str, flags: Flags) -> Result<JsRegex, String> {
+    JsRegex::new(pattern, flags.js())
+        .map_err(|e| format!("is not a valid regular expression: {}", e.reason()))
+}
+
+/// A pattern that failed while it ran (it backtracked past the limit): a `DataError`, since
+/// the same pattern on the same text fails again.
+pub(crate) fn run_error(error: RegexError) -> ModuleError {
+    ModuleError::data(error.to_string())
 }
 
 /// `regexp:Parser`.
@@ -109,6 +121,7 @@ fn config(parameters: &Map<String, Value>) -> Result<Config, (String, String)> {
             case_insensitive: !read("sensitive", true)?,
             multi_line: read("multiline", false)?,
             dot_matches_new_line: read("singleline", false)?,
+            unicode: false,
         },
         global: read("global", false)?,
         continue_when_no_result: read("continueWhenNoRes", false)?,
@@ -161,10 +174,16 @@ impl Module for Parser {
     }
 }
 
-pub(crate) fn matches(regex: &Regex, input: &str, global: bool) -> Result<Vec<Value>, ModuleError> {
-    let names: Vec<Option<&str>> = regex.capture_names().collect();
+pub(crate) fn matches(
+    regex: &JsRegex,
+    input: &str,
+    global: bool,
+) -> Result<Vec<Value>, ModuleError> {
+    let names = regex.group_names();
     let mut bundles = Vec::new();
-    for (index, captures) in regex.captures_iter(input).enumerate() {
+    let most = if global { MAX_MATCHES + 1 } else { 1 };
+    for (index, found) in regex.matches(input, most).enumerate() {
+        let found = found.map_err(run_error)?;
         if bundles.len() == MAX_MATCHES {
             return Err(ModuleError::new(
                 ErrorKind::MaxResultsExceededError,
@@ -174,16 +193,16 @@ pub(crate) fn matches(regex: &Regex, input: &str, global: bool) -> Result<Vec<Va
         let mut bundle = Map::new();
         bundle.insert("i".into(), json!(index + 1));
         for (group, name) in names.iter().enumerate().skip(1) {
-            let Some(found) = captures.get(group) else {
+            let Some(text) = found.group(input, group) else {
                 continue;
             };
             let key = match name {
-                Some(name) => (*name).to_string(),
+                Some(name) => name.clone(),
                 None => format!("${group}"),
             };
-            bundle.insert(key, Value::String(found.as_str().to_string()));
+            bundle.insert(key, Value::String(text.to_string()));
         }
-        let whole = captures.get(0).map(|m| m.as_str()).unwrap_or_default();
+        let whole = found.group(input, 0).unwrap_or_default();
         bundle.insert("__IMTMATCH__".into(), Value::String(whole.to_string()));
         bundles.push(Value::Object(bundle));
         if !global {
@@ -264,6 +283,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn javascript_look_around_and_back_references() {
+        // The pattern of issue 20 (a Make community answer on parsing job e-mails).
+        let out = run(
+            json!({"pattern": "(?<=FULL JOB DESCRIPTION)(.*?)(?=&nbsp;Report)", "global": true}),
+            "FULL JOB DESCRIPTION Welder wanted&nbsp;Report it",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!({"i": 1, "$1": " Welder wanted", "__IMTMATCH__": " Welder wanted"})]
+        );
+        let out = run(
+            json!({"pattern": "(?:(\\w)\\1)(?!\\1)", "global": true}),
+            "aab xxxy",
+        )
+        .await
+        .unwrap();
+        let found: Vec<&Value> = out.iter().map(|b| &b["__IMTMATCH__"]).collect();
+        assert_eq!(found, [&json!("aa"), &json!("xx")]);
+    }
+
+    #[tokio::test]
     async fn no_match_stops_or_continues() {
         let none = run(json!({"pattern": "z+", "continueWhenNoRes": false}), "abc")
             .await
@@ -290,7 +332,8 @@ mod tests {
 
     #[tokio::test]
     async fn bad_pattern_is_a_configuration_error() {
-        let err = run(json!({"pattern": "(?=x)"}), "x").await.unwrap_err();
+        // Look-ahead is JavaScript's (and so Make's); an unclosed one is not.
+        let err = run(json!({"pattern": "(?=x"}), "x").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidConfigurationError);
     }
 
@@ -302,12 +345,18 @@ mod tests {
             parser.check(&p(json!({})), &json!({}))[0].0,
             "parameters.pattern"
         );
-        let lookbehind = parser.check(&p(json!({"pattern": "(?<=a)b"})), &json!({}));
-        assert_eq!(lookbehind.len(), 1);
+        let unclosed = parser.check(&p(json!({"pattern": "(?<=a b"})), &json!({}));
+        assert_eq!(unclosed.len(), 1);
         assert!(
-            lookbehind[0]
+            unclosed[0]
                 .1
                 .starts_with("is not a valid regular expression")
+        );
+        assert!(
+            parser
+                .check(&p(json!({"pattern": "(?<=a)b"})), &json!({}))
+                .is_empty(),
+            "look-behind is JavaScript's"
         );
         assert_eq!(
             parser.check(&p(json!({"pattern": "a", "global": "often"})), &json!({}))[0].0,

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::fields::{flag, is_blank, is_dynamic, number, object, report, text};
-use super::text::{Flags, RegexCache, compile};
+use super::text::{Flags, RegexCache, compile, run_error};
 use crate::module::error::ModuleError;
 use crate::module::{Invocation, Module};
 
@@ -22,8 +22,9 @@ pub const MAX_SLEEP_SECS: f64 = 300.0;
 /// `util:Switcher`: mapper `{input, useRegExpMatch, casesTable: [{pattern, output}],
 /// elseOutput}` → `{"output": …}`. Cases are tried in order; the first whose pattern equals the
 /// input (or, with `useRegExpMatch`, matches somewhere in it) wins. With no match the output is
-/// `elseOutput`, or `null` when there is none. Regular expressions may be written plain or as
-/// `/pattern/flags` (flags `i`, `m`, `s`; `g` is ignored).
+/// `elseOutput`, or `null` when there is none. Regular expressions are JavaScript's
+/// ([`crate::expr::regexp`]), written plain or as `/pattern/flags` (flags `i`, `m`, `s`, `u`;
+/// `g` and `y` are ignored).
 #[derive(Default)]
 pub(crate) struct Switcher {
     cache: RegexCache,
@@ -71,6 +72,7 @@ fn regex_literal(pattern: &str) -> (String, Flags) {
                     case_insensitive: flags.contains('i'),
                     multi_line: flags.contains('m'),
                     dot_matches_new_line: flags.contains('s'),
+                    unicode: flags.contains('u'),
                 },
             );
         }
@@ -135,7 +137,7 @@ impl Module for Switcher {
                             index + 1
                         ))
                     })?;
-                    regex.is_match(&input)
+                    regex.is_match(&input).map_err(run_error)?
                 } else {
                     case.pattern == input
                 };
@@ -301,6 +303,22 @@ mod tests {
         assert_eq!(out, vec![json!({"output": null})]);
         let err = run(&s, json!({"input": "x", "useRegExpMatch": true, "casesTable": [{"pattern": "(", "output": 1}]})).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::DataError);
+    }
+
+    #[tokio::test]
+    async fn switcher_cases_are_javascript_regular_expressions() {
+        let s = Switcher::default();
+        let cases = json!([
+            {"pattern": "/^(?!re:)(?<word>\\w+) \\k<word>/i", "output": "doubled"},
+            {"pattern": "(?<=\\$)\\d+", "output": "dollars"},
+        ]);
+        let route = |input: &'static str| json!({"input": input, "useRegExpMatch": true, "casesTable": cases.clone()});
+        let out = run(&s, route("Hello hello there")).await.unwrap();
+        assert_eq!(out, vec![json!({"output": "doubled"})]);
+        let out = run(&s, route("re: hello hello")).await.unwrap();
+        assert_eq!(out, vec![json!({"output": null})]);
+        let out = run(&s, route("costs $12")).await.unwrap();
+        assert_eq!(out, vec![json!({"output": "dollars"})]);
     }
 
     #[test]

@@ -9,17 +9,19 @@
 //! definition's field nesting (bounded by its JSON), never the input's.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
-use regex::Regex;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 use super::model::{FieldSpec, FieldType, OneOrMany};
+use crate::expr::regexp::{self, JsRegex};
 use crate::expr::value;
 
-/// A field spec with its `validate.pattern` compiled.
+/// A field spec with its `validate.pattern` compiled (a JavaScript regular expression, as in
+/// Make's Custom Apps: [`regexp`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
     pub spec: FieldSpec,
-    pattern: Option<Regex>,
+    pattern: Option<Arc<JsRegex>>,
     nested: Vec<Vec<Field>>,
     items: Items,
 }
@@ -76,11 +78,11 @@ impl Field {
             .as_ref()
             .and_then(|v| v.pattern.as_ref())
             .and_then(|p| {
-                Regex::new(p)
+                regexp::cached(p, regexp::Flags::default())
                     .map_err(|e| {
                         problems.push((
                             format!("{path}.validate.pattern"),
-                            format!("not a regular expression: {e}"),
+                            format!("not a regular expression: {}", e.reason()),
                         ))
                     })
                     .ok()
@@ -425,10 +427,14 @@ fn convert(
 /// `validate`: the pattern (text) and bounds (numbers, or lengths of text and arrays).
 fn validate(field: &Field, value: &Value) -> Option<String> {
     let rules = field.spec.validate.as_ref()?;
-    if let (Some(pattern), Value::String(text)) = (&field.pattern, value)
-        && !pattern.is_match(text)
-    {
-        return Some(format!("does not match the pattern {}", pattern.as_str()));
+    if let (Some(pattern), Value::String(text)) = (&field.pattern, value) {
+        match pattern.is_match(text) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Some(format!("does not match the pattern {}", pattern.source()));
+            }
+            Err(too_complex) => return Some(too_complex.to_string()),
+        }
     }
     let (measure, what) = match value {
         Value::Number(n) => (n.as_f64()?, "the value"),
@@ -643,6 +649,21 @@ mod tests {
         assert_eq!(paths, ["filters[0].type", "filters[1].type"]);
         let err = run(&f, json!({"customFields": "x"}), Mode::Call).unwrap_err();
         assert_eq!(err[0].0, "customFields");
+    }
+
+    #[test]
+    fn validate_patterns_are_javascript_regular_expressions() {
+        // Look-ahead, as Custom Apps' password and code rules use it.
+        let f = fields(json!([
+            {"name": "code", "type": "text", "validate": {"pattern": "^(?=.*\\d)(?=.*[A-Z])\\S{8,}$"}},
+        ]));
+        assert!(run(&f, json!({"code": "Secret123"}), Mode::Call).is_ok());
+        let err = run(&f, json!({"code": "secret123"}), Mode::Call).unwrap_err();
+        assert_eq!(err[0].0, "code");
+        assert!(
+            err[0].1.contains("does not match the pattern ^(?=.*"),
+            "{err:?}"
+        );
     }
 
     #[test]

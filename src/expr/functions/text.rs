@@ -9,14 +9,10 @@
 //! one over [`value::MAX_VALUE_BYTES`]; the others never outgrow their text argument by more
 //! than a few bytes per character.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use regex::{Captures, Regex, RegexBuilder};
 use serde_json::Value;
 use sha2::Digest;
 use unicode_normalization::UnicodeNormalization;
@@ -24,8 +20,9 @@ use unicode_normalization::char::is_combining_mark;
 
 use super::{
     FnCtx, FnError, FnResult, Function, arg, arity, ensure_fits, number_arg, push_capped, short,
-    text_arg,
+    text_arg, too_large,
 };
+use crate::expr::regexp::{self, NamedReferences, RegexError, ReplaceError};
 use crate::expr::value::{self, loose_eq};
 
 pub fn lookup(name: &str) -> Option<Function> {
@@ -135,107 +132,25 @@ fn regex_literal(s: &str) -> Option<(&str, &str)> {
     Some((pattern, flags))
 }
 
-thread_local! {
-    /// Compiled regular expressions by `flags/pattern`; cleared when it grows past 64.
-    static REGEX_CACHE: RefCell<HashMap<String, Regex>> = RefCell::new(HashMap::new());
-}
-
-fn compile_regex(pattern: &str, flags: &str) -> Result<Regex, FnError> {
-    let key = format!("{flags}/{pattern}");
-    if let Some(re) = REGEX_CACHE.with(|c| c.borrow().get(&key).cloned()) {
-        return Ok(re);
+/// The IML message of a pattern that failed: a syntax error keeps the wording
+/// "invalid regular expression /…/: why".
+fn regex_error(error: RegexError) -> FnError {
+    match &error {
+        RegexError::Syntax {
+            pattern,
+            flags,
+            reason,
+        } => FnError::new(format!(
+            "invalid regular expression /{pattern}/{flags}: {reason}"
+        )),
+        RegexError::TooComplex { .. } => FnError::new(error.to_string()),
     }
-    let re = RegexBuilder::new(pattern)
-        .case_insensitive(flags.contains('i'))
-        .multi_line(flags.contains('m'))
-        .dot_matches_new_line(flags.contains('s'))
-        .size_limit(1 << 21)
-        .build()
-        .map_err(|e| {
-            let detail = e.to_string();
-            let last = detail.lines().last().unwrap_or("").trim();
-            FnError::new(format!(
-                "invalid regular expression /{pattern}/: {last} (look-around and back-references are not supported)"
-            ))
-        })?;
-    REGEX_CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= 64 {
-            c.clear();
-        }
-        c.insert(key, re.clone());
-    });
-    Ok(re)
-}
-
-/// Expands a JavaScript replacement pattern: `$$`, `$&`, `` $` ``, `$'`, `$1`…`$99`.
-/// Named groups (`$<name>`) are an error, as in Make.
-fn expand(
-    replacement: &str,
-    caps: &Captures<'_>,
-    haystack: &str,
-    out: &mut String,
-) -> Result<(), FnError> {
-    let whole = caps.get_match();
-    // Each piece is checked before it is appended: `$'` repeated in a long replacement would
-    // otherwise copy the text once per repeat.
-    let chars: Vec<char> = replacement.chars().collect();
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        i += 1;
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        match chars.get(i).copied() {
-            Some('$') => {
-                out.push('$');
-                i += 1;
-            }
-            Some('&') => {
-                push_capped(out, whole.as_str())?;
-                i += 1;
-            }
-            Some('`') => {
-                push_capped(out, haystack.get(..whole.start()).unwrap_or(""))?;
-                i += 1;
-            }
-            Some('\'') => {
-                push_capped(out, haystack.get(whole.end()..).unwrap_or(""))?;
-                i += 1;
-            }
-            Some('<') => {
-                return Err(FnError::new(
-                    "named capture groups ($<name>) are not supported in the replacement",
-                ));
-            }
-            Some(d) if d.is_ascii_digit() => {
-                let one = d.to_digit(10).unwrap_or(0) as usize;
-                let two = chars
-                    .get(i + 1)
-                    .and_then(|e| e.to_digit(10))
-                    .map(|e| one * 10 + e as usize);
-                let groups = caps.len() - 1;
-                if let Some(n) = two.filter(|n| *n >= 1 && *n <= groups) {
-                    push_capped(out, caps.get(n).map_or("", |m| m.as_str()))?;
-                    i += 2;
-                } else if one >= 1 && one <= groups {
-                    push_capped(out, caps.get(one).map_or("", |m| m.as_str()))?;
-                    i += 1;
-                } else {
-                    out.push('$');
-                }
-            }
-            _ => out.push('$'),
-        }
-    }
-    // Plain characters are appended one by one, unchecked: at most the replacement's length.
-    ensure_fits(out.len())
 }
 
 /// `replace(text; search; replacement)`: every occurrence of plain `search`; or, when
-/// `search` is `/pattern/flags`, the first match (every match with `g`), with `$&` and
-/// `$1`… in the replacement. The result's size is known (plain) or checked piece by piece
+/// `search` is `/pattern/flags`, a JavaScript regular expression ([`regexp`]), the first
+/// match (every match with `g`), with `$&`, `` $` ``, `$'` and `$1`… in the replacement
+/// (`$<name>` is an error, as Make documents). The result's size is known (plain) or checked piece by piece
 /// (regex) before it is built: an empty `search` matches between every two characters, so
 /// `replace(A; ""; A)` is quadratic.
 fn replace(args: &[Value], _: &FnCtx) -> FnResult {
@@ -255,18 +170,21 @@ fn replace(args: &[Value], _: &FnCtx) -> FnResult {
         )?;
         return Ok(Value::String(text.replace(&search, &replacement)));
     };
-    let re = compile_regex(pattern, flags)?;
-    let limit = if flags.contains('g') { usize::MAX } else { 1 };
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for caps in re.captures_iter(&text).take(limit) {
-        let m = caps.get_match();
-        push_capped(&mut out, text.get(last..m.start()).unwrap_or(""))?;
-        expand(&replacement, &caps, &text, &mut out)?;
-        last = m.end();
+    let re = regexp::cached(pattern, regexp::Flags::from_letters(flags)).map_err(regex_error)?;
+    let all = flags.contains('g');
+    match re.replace(
+        &text,
+        &replacement,
+        all,
+        NamedReferences::Refuse,
+        value::MAX_VALUE_BYTES,
+    ) {
+        Ok(out) => Ok(Value::String(out)),
+        Err(ReplaceError::Regex(e)) => Err(regex_error(e)),
+        // Measured piece by piece: the size reached is at least the limit.
+        Err(ReplaceError::TooLarge(limit)) => Err(too_large(limit + 1)),
+        Err(e @ ReplaceError::NamedReference) => Err(FnError::new(e.to_string())),
     }
-    push_capped(&mut out, text.get(last..).unwrap_or(""))?;
-    Ok(Value::String(out))
 }
 
 // ---- positions ------------------------------------------------------------------------
