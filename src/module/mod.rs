@@ -46,6 +46,22 @@ pub enum ModuleKind {
     InstantTrigger,
 }
 
+/// A stored resource a module's parameters name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A stored connection, which must be of `app` (when given) and one of `kinds` (a
+    /// connection type's name or a universal kind; any when empty).
+    Connection {
+        /// Where the blueprint names it (`parameters.__IMTCONN__`).
+        path: String,
+        reference: String,
+        app: Option<String>,
+        kinds: Vec<String>,
+    },
+    /// A data store, by name or id.
+    DataStore { path: String, reference: String },
+}
+
 /// One call of a module on one bundle.
 pub struct Invocation<'a> {
     /// The module's id in the scenario (`{{N.…}}`).
@@ -80,6 +96,13 @@ pub trait Module: Send + Sync {
     }
 
     /// The webhook side of an instant trigger (`ModuleKind::InstantTrigger`).
+    /// The stored resources `parameters` name (its connection, its data store), with what
+    /// each must be: checked together, every problem at its path, when a scenario is
+    /// activated or run (`catalog::references`), instead of on every call.
+    fn references(&self, _parameters: &Map<String, Value>) -> Vec<Reference> {
+        Vec::new()
+    }
+
     fn instant(&self) -> Option<&dyn InstantTrigger> {
         None
     }

@@ -82,6 +82,16 @@ impl Module for DataStoreModule {
         }
     }
 
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
+        datastore::reference(parameters)
+            .map(|reference| crate::module::Reference::DataStore {
+                path: "parameters.datastore".into(),
+                reference,
+            })
+            .into_iter()
+            .collect()
+    }
+
     fn check(&self, parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         if datastore::reference(parameters).is_none() {
