@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! - A request is resent at most once per refusal, and only after a refresh that gave a
-//!   credential; a second 401 is the caller's error (`InvalidAccessTokenError`).
+//!   credential; a second 401 is the caller's error (`InvalidAccessTokenError` for apps
+//!   defined as data).
 //! - The credentials a signer held — the first and every refreshed one — are scrubbed from
 //!   the errors it returns ([`Signer::scrub`]); they are never logged.
 
@@ -18,8 +19,8 @@ use std::sync::Mutex;
 use reqwest::header::HeaderName;
 
 use crate::apps::transport::{Auth, Request, Response};
+use crate::module::ModuleError;
 use crate::module::connection::{Connection, ConnectionsHandle, Credential, KeyPlacement};
-use crate::module::{ErrorKind, ModuleError};
 
 /// The transport credential of `credential`; a `secret` has none (only templates read it).
 pub fn auth_of(credential: &Credential) -> Result<Auth, ModuleError> {
@@ -29,9 +30,8 @@ pub fn auth_of(credential: &Credential) -> Result<Auth, ModuleError> {
             key,
             placement: KeyPlacement::Header,
         } => Auth::ApiKeyHeader {
-            name: HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ModuleError::config(format!("'{name}' is not a valid header name"))
-            })?,
+            name: HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ModuleError::config(format!("'{name}' is not a valid header name")))?,
             value: key.clone(),
         },
         Credential::ApiKey {
@@ -151,17 +151,9 @@ impl Signer {
             .connections
             .refresh(&refresh.connection_id, &stale)
             .await?;
+        // Sent again even when the provider handed back the same token (a JWT issued again
+        // within the same second is the same text): the refresh may have revived it.
         let auth = auth_of(&fresh.credential()?)?;
-        if auth == retry.auth {
-            // Nothing new to send: the refusal stands.
-            return Err(ModuleError::new(
-                ErrorKind::InvalidAccessTokenError,
-                format!(
-                    "connection \"{}\": the service refused its token and no new one could be had",
-                    fresh.name
-                ),
-            ));
-        }
         self.secrets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -232,7 +224,10 @@ mod tests {
             })
             .is_err()
         );
-        assert_eq!(auth_of(&Credential::Secret("s".into())).unwrap(), Auth::None);
+        assert_eq!(
+            auth_of(&Credential::Secret("s".into())).unwrap(),
+            Auth::None
+        );
     }
 
     #[test]

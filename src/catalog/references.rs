@@ -53,7 +53,9 @@ pub async fn check(
             continue;
         };
         for reference in module.references(&node.parameters) {
-            let (Reference::Connection { reference: name, .. }
+            let (Reference::Connection {
+                reference: name, ..
+            }
             | Reference::DataStore {
                 reference: name, ..
             }) = &reference;
@@ -110,7 +112,12 @@ pub async fn check(
 }
 
 /// Why connection `info` does not fit a module that needs `app` and one of `kinds`.
-fn mismatch(module: &str, info: &ConnectionInfo, app: Option<&str>, kinds: &[String]) -> Option<String> {
+fn mismatch(
+    module: &str,
+    info: &ConnectionInfo,
+    app: Option<&str>,
+    kinds: &[String],
+) -> Option<String> {
     if let Some(app) = app
         && !info.app.is_empty()
         && info.app != app

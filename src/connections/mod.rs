@@ -496,13 +496,16 @@ impl Vault {
         apps.apps()
             .flat_map(|app| {
                 // Token types are connected through their integration, not typed in a form.
-                app.connection_types().iter().filter(|t| !t.kind.is_token_grant()).map(|t| ConnectionTypeInfo {
-                    app: app.name().to_string(),
-                    name: t.name.clone(),
-                    label: t.label.clone(),
-                    kind: t.kind.name(),
-                    configuration: t.configuration.clone(),
-                })
+                app.connection_types()
+                    .iter()
+                    .filter(|t| !t.kind.is_token_grant())
+                    .map(|t| ConnectionTypeInfo {
+                        app: app.name().to_string(),
+                        name: t.name.clone(),
+                        label: t.label.clone(),
+                        kind: t.kind.name(),
+                        configuration: t.configuration.clone(),
+                    })
             })
             .collect()
     }
@@ -890,8 +893,7 @@ impl Connections for Vault {
     fn find<'a>(
         &'a self,
         reference: &'a str,
-    ) -> BoxFuture<'a, Result<Option<crate::module::connection::ConnectionInfo>, ModuleError>>
-    {
+    ) -> BoxFuture<'a, Result<Option<crate::module::connection::ConnectionInfo>, ModuleError>> {
         Box::pin(async move {
             let info = |row: ConnectionRow| crate::module::connection::ConnectionInfo {
                 id: row.id,

@@ -774,6 +774,27 @@ impl Vault {
                 .await
                 .map_err(|e| ModuleError::runtime(format!("connection {id}: {e}")))?
             {
+                // Read again under the lease: another process may have stored a new token (and
+                // a rotated refresh token) between the read above and the lease.
+                let (connection, status) = match self.open_with_status(id).await {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        let _ = self.store().release_refresh(id).await;
+                        return Err(e.to_module_error(id));
+                    }
+                };
+                let still_needed = status != STATUS_NEEDS_REAUTH
+                    && match stale {
+                        Some(stale) => connection.access_token().as_deref() == Some(stale),
+                        None => is_expiring(&connection),
+                    };
+                if !still_needed {
+                    let _ = self.store().release_refresh(id).await;
+                    if status == STATUS_NEEDS_REAUTH {
+                        return Err(needs_reauth(&connection));
+                    }
+                    return Ok(connection);
+                }
                 return self.refresh_leased(connection).await;
             }
             // Another process is refreshing it: wait for its result.

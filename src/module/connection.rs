@@ -128,23 +128,26 @@ impl Connection {
     /// `InvalidAccessTokenError`).
     pub fn credential(&self) -> Result<Credential, ModuleError> {
         let field = |name: &str| {
-            self.fields.text(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                ModuleError::config(format!(
-                    "connection \"{}\" has no {name} field",
-                    self.name
-                ))
-            })
+            self.fields
+                .text(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    ModuleError::config(format!("connection \"{}\" has no {name} field", self.name))
+                })
         };
         let token = |name: &str| {
-            self.fields.text(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                ModuleError::new(
-                    super::ErrorKind::InvalidAccessTokenError,
-                    format!(
-                        "connection \"{}\" has no access token: connect it again",
-                        self.name
-                    ),
-                )
-            })
+            self.fields
+                .text(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    ModuleError::new(
+                        super::ErrorKind::InvalidAccessTokenError,
+                        format!(
+                            "connection \"{}\" has no access token: connect it again",
+                            self.name
+                        ),
+                    )
+                })
         };
         Ok(match self.kind.as_str() {
             "api_key" => Credential::ApiKey {
@@ -403,7 +406,10 @@ mod tests {
         assert!(!format!("{:?}", oauth.credential().unwrap()).contains("at-9"));
         let err = connection("oauth2", json!({})).credential().unwrap_err();
         assert_eq!(err.kind, super::super::ErrorKind::InvalidAccessTokenError);
-        let key = connection("api_key", json!({"name": "X-Key", "key": "k", "placement": "query"}));
+        let key = connection(
+            "api_key",
+            json!({"name": "X-Key", "key": "k", "placement": "query"}),
+        );
         assert_eq!(
             key.credential().unwrap(),
             Credential::ApiKey {

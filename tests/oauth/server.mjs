@@ -6,6 +6,7 @@
 //
 // Prints one line on stdout when ready: READY {"issuer": "...", "control": "..."}
 import http from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { OAuth2Server } from 'oauth2-mock-server';
 
 const server = new OAuth2Server();
@@ -17,6 +18,10 @@ let expiresIn = 3600;
 const refreshTokens = new Set();
 const accessTokens = new Set();
 const issued = [];
+
+// Every token unique, as a real provider's are (the package signs the same claims into the
+// same text within one second).
+server.service.on('beforeTokenSigning', (token) => { token.payload.jti = randomUUID(); });
 
 server.service.on('beforeResponse', (response, req) => {
   const grant = req.body.grant_type;
@@ -31,6 +36,9 @@ server.service.on('beforeResponse', (response, req) => {
     refreshTokens.delete(req.body.refresh_token);
   }
   if (response.statusCode !== 200) return;
+  // A refresh that asks for no scope keeps the scope first granted (RFC 6749 §6): say nothing
+  // of it, as providers do, instead of the package's placeholder scope "dummy".
+  if (grant === 'refresh_token' && req.body.scope === undefined) delete response.body.scope;
   response.body.expires_in = expiresIn;
   accessTokens.add(response.body.access_token);
   issued.push(response.body.access_token);

@@ -518,7 +518,11 @@ pub(crate) async fn resolve(
 /// Fails with an `InvalidAccessTokenError` naming the first scope of `needed` the token of
 /// `connection` was not granted. A token whose grant does not list its scopes passes (the
 /// provider then granted what was asked).
-fn check_scopes(needed: &[String], module: &str, connection: &Connection) -> Result<(), ModuleError> {
+fn check_scopes(
+    needed: &[String],
+    module: &str,
+    connection: &Connection,
+) -> Result<(), ModuleError> {
     if needed.is_empty() {
         return Ok(());
     }

@@ -250,7 +250,10 @@ impl Apps {
     /// The same apps with the base URL of each app named in `overrides` replaced (a sandbox,
     /// a proxy or a test server standing in for the real API). An override must name a
     /// loaded app and be an absolute http(s) URL without credentials.
-    pub fn with_base_urls(mut self, overrides: &[(String, reqwest::Url)]) -> Result<Apps, LoadError> {
+    pub fn with_base_urls(
+        mut self,
+        overrides: &[(String, reqwest::Url)],
+    ) -> Result<Apps, LoadError> {
         for (name, url) in overrides {
             let label = format!("--app-base-url {name}");
             let ok = matches!(url.scheme(), "http" | "https")
@@ -593,7 +596,11 @@ fn compile_connection(
     if let Err(reason) = fits {
         problems.push(Problem::new(&auth_path, reason));
     }
-    let provider = spec.provider.as_deref().map(str::trim).map(str::to_lowercase);
+    let provider = spec
+        .provider
+        .as_deref()
+        .map(str::trim)
+        .map(str::to_lowercase);
     match (spec.kind, &provider) {
         (ConnectionKind::OAuth2, None) => problems.push(Problem::new(
             &join(path, "provider"),

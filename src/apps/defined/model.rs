@@ -116,7 +116,10 @@ impl ConnectionKind {
     /// Whether the credential is an access token the vault obtains (`oauth2`,
     /// `service_account`) rather than a value stored as it is.
     pub fn is_token_grant(self) -> bool {
-        matches!(self, ConnectionKind::OAuth2 | ConnectionKind::ServiceAccount)
+        matches!(
+            self,
+            ConnectionKind::OAuth2 | ConnectionKind::ServiceAccount
+        )
     }
 }
 
