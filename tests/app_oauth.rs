@@ -13,6 +13,11 @@
 //!   use; a module needing a scope the token lacks fails with `InvalidAccessTokenError`
 //!   naming it; a revoked refresh token fails the module with `InvalidAccessTokenError` and
 //!   marks the connection `needs_reauth`; no token is in any output or data file.
+//! - `service_account_app`: an app's `service_account` connection stored from a JSON key
+//!   (`connections add --service-account-key`) after a token minted with it (a JWT-bearer
+//!   grant whose RS256 assertion a local token endpoint verifies, for the scopes of the type
+//!   and its modules) passed the type's test request; modules send the minted token; a key
+//!   the endpoint refuses is not stored; no key or token in the data files.
 //! - `run_lists_every_missing_reference`: `switchyard run` refuses a scenario naming a
 //!   missing connection, a missing data store and a connection of the wrong kind, listing
 //!   every one at its JSON path.
@@ -518,4 +523,205 @@ async fn activation_lists_every_missing_reference() {
         .post(&format!("/api/scenarios/{id}/activate"), &json!({}))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+/// An RSA key pair made by `openssl`: (private PEM, public PEM).
+fn rsa_key_pair(dir: &Path) -> (String, String) {
+    let private = dir.join("sa.pem");
+    let public = dir.join("sa.pub.pem");
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&private)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    assert!(ok, "openssl genpkey");
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .expect("openssl")
+        .success();
+    assert!(ok, "openssl pkey");
+    (
+        std::fs::read_to_string(private).unwrap(),
+        std::fs::read_to_string(public).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_app() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (private_pem, public_pem) = rsa_key_pair(dir.path());
+    // A JWT-bearer token endpoint that verifies the assertion as Google's does, and the app's
+    // API, which takes only the tokens it minted.
+    let claims: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let minted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let audience: Arc<Mutex<String>> = Arc::default();
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
+    let (seen, issued, expected) = (claims.clone(), minted.clone(), audience.clone());
+    let accepted = minted.clone();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(
+                move |axum::Form(form): axum::Form<HashMap<String, String>>| {
+                    let (seen, issued, expected, decoding) = (
+                        seen.clone(),
+                        issued.clone(),
+                        expected.clone(),
+                        decoding.clone(),
+                    );
+                    async move {
+                        let mut validation =
+                            jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+                        validation.set_audience(&[expected.lock().unwrap().clone()]);
+                        let assertion = form.get("assertion").cloned().unwrap_or_default();
+                        match jsonwebtoken::decode::<Value>(&assertion, &decoding, &validation) {
+                            Ok(token)
+                                if form.get("grant_type").map(String::as_str)
+                                    == Some("urn:ietf:params:oauth:grant-type:jwt-bearer") =>
+                            {
+                                seen.lock().unwrap().push(token.claims);
+                                let access = format!("ya29.sa-{}", uuid::Uuid::new_v4().simple());
+                                issued.lock().unwrap().push(access.clone());
+                                (
+                                    axum::http::StatusCode::OK,
+                                    axum::Json(json!({"access_token": access,
+                                                      "expires_in": 3599, "token_type": "Bearer"})),
+                                )
+                            }
+                            _ => (
+                                axum::http::StatusCode::BAD_REQUEST,
+                                axum::Json(json!({"error": "invalid_grant"})),
+                            ),
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/api/thing",
+            axum::routing::any(move |headers: axum::http::HeaderMap| {
+                let accepted = accepted.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let ok = auth
+                        .strip_prefix("Bearer ")
+                        .is_some_and(|t| accepted.lock().unwrap().iter().any(|m| m == t));
+                    if ok {
+                        (axum::http::StatusCode::OK, axum::Json(json!({"ok": true})))
+                    } else {
+                        (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            axum::Json(json!({"message": "invalid token"})),
+                        )
+                    }
+                }
+            }),
+        );
+    let addr = common::server::serve(app).await;
+    let token_uri = format!("http://{addr}/token");
+    *audience.lock().unwrap() = token_uri.clone();
+    let api = format!("http://{addr}/api/");
+    let key = json!({
+        "type": "service_account", "project_id": "switchyard-test", "private_key_id": "k1",
+        "private_key": private_pem, "client_email": "robot@switchyard-test.iam.gserviceaccount.com",
+        "token_uri": token_uri,
+    });
+    let key_file = dir.path().join("key.json");
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let with_base = |args: &[&str]| {
+        let mut command = switchyard("http://127.0.0.1:9", args);
+        command.env("SWITCHYARD_APP_BASE_URLS", format!("sademo={api}"));
+        command.output().unwrap()
+    };
+
+    // Stored after a token was minted with it and the type's test request took that token.
+    let out = with_base(&[
+        "connections",
+        "add",
+        "robot",
+        "--app",
+        "sademo",
+        "--service-account-key",
+        key_file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    assert_eq!(minted.lock().unwrap().len(), 1);
+    // The assertion asks for the scopes of the type and of every module using it.
+    assert_eq!(
+        claims.lock().unwrap()[0]["scope"],
+        "https://example.test/auth/read https://example.test/auth/write"
+    );
+    assert_eq!(
+        claims.lock().unwrap()[0]["iss"],
+        "robot@switchyard-test.iam.gserviceaccount.com"
+    );
+
+    let file = scenario(dir.path(), "write", "sademo:WriteThing", "robot");
+    let out = with_base(&[
+        "run",
+        file.to_str().unwrap(),
+        "--json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {:?}", texts(&out)));
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(report["log"][0]["output"]["ok"], true, "{report}");
+
+    // A key the token endpoint refuses is not stored.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (other_private, _) = rsa_key_pair(&other);
+    let mut wrong = key.clone();
+    wrong["private_key"] = Value::String(other_private);
+    std::fs::write(&key_file, wrong.to_string()).unwrap();
+    let out = with_base(&[
+        "connections",
+        "add",
+        "wrong",
+        "--app",
+        "sademo",
+        "--service-account-key",
+        key_file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        texts(&out).1.contains("failed its test"),
+        "{:?}",
+        texts(&out)
+    );
+    assert_eq!(listed("http://127.0.0.1:9", &data, "wrong"), Value::Null);
+
+    // The private key and the minted tokens are nowhere in the data files.
+    let needle = private_pem.lines().nth(1).unwrap().to_string();
+    assert!(common::connections::files_containing(&data, &needle).is_empty());
+    for token in minted.lock().unwrap().iter() {
+        assert!(common::connections::files_containing(&data, token).is_empty());
+    }
 }

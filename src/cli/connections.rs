@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::admin::AdminArgs;
 use super::service::DatabaseArgs;
 use crate::api::{connection_json, rfc3339};
-use crate::apps::AppRegistry;
+use crate::apps::{AppRegistry, EgressPolicy};
 use crate::connections::{
     KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, OAuthSettings, Vault,
 };
@@ -100,8 +100,8 @@ pub struct AddArgs {
     #[arg(long, requires = "access_token")]
     refresh_token: Option<String>,
     /// The integration (its alias, declared in --integrations) that issued the tokens and
-    /// refreshes them.
-    #[arg(long, requires = "access_token")]
+    /// refreshes them (with --service-account-key: whose scope its tokens get).
+    #[arg(long)]
     integration: Option<String>,
     /// Seconds the access token lives from now (refreshed ahead of its expiry).
     #[arg(long, value_name = "SECONDS", requires = "access_token")]
@@ -109,6 +109,12 @@ pub struct AddArgs {
     /// The scopes the token was granted (as the provider lists them).
     #[arg(long, requires = "access_token")]
     scope: Option<String>,
+    /// A service account's JSON key file: stores a connection of the app's
+    /// `service_account` connection type (its tokens are minted for the app's scopes, or
+    /// those of --integration).
+    #[arg(long, value_name = "FILE",
+          conflicts_with_all = ["token", "token_stdin", "username", "kind", "access_token"])]
+    service_account_key: Option<PathBuf>,
     /// Stores the connection without running its connection type's test request.
     #[arg(long)]
     no_test: bool,
@@ -141,13 +147,15 @@ pub async fn connections(
     args: AdminArgs,
     command: ConnectionsCommand,
     modules: Arc<AppRegistry>,
+    egress: super::EgressArgs,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
+    // `add` may name an integration, and mints a service account's token to test it.
     let integrations = match &command {
-        ConnectionsCommand::Add(add) if !add.integrations.is_empty() => Some(OAuthSettings {
+        ConnectionsCommand::Add(add) => Some(OAuthSettings {
             integrations: crate::connections::load_files(&add.integrations)?,
             public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
-            egress: Default::default(),
+            egress: EgressPolicy::new(egress.allow_egress.clone()),
         }),
         _ => None,
     };
@@ -174,6 +182,42 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
 
 async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyhow::Result<()> {
     match command {
+        ConnectionsCommand::Add(args) if args.service_account_key.is_some() => {
+            let path = args.service_account_key.clone().unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let key: Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a service account's JSON key (line {}, column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            let mut fields = Map::new();
+            if let Some(url) = &args.base_url {
+                fields.insert(
+                    crate::connections::BASE_URL_FIELD.into(),
+                    Value::String(url.clone()),
+                );
+            }
+            extra_fields(&args, &mut fields)?;
+            let input = crate::connections::NewServiceAccountConnection {
+                name: args.name.clone(),
+                app: args.app.clone(),
+                key,
+                integration: args.integration.clone(),
+                fields,
+                test: !args.no_test,
+            };
+            let row = vault.create_service_account(&input).await?;
+            print(json_out, &row_json(&row), || {
+                format!(
+                    "stored connection \"{}\" (id {}, app {}, kind {}, sealed under key {})",
+                    row.name, row.id, row.app, row.kind, row.key_id
+                )
+            });
+        }
         ConnectionsCommand::Add(args) if args.access_token.is_some() => {
             let input = token_input(*args)?;
             let row = vault.create_from_tokens(&input).await?;

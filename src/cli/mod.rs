@@ -136,8 +136,9 @@ pub fn main() -> ExitCode {
             args,
             egress,
             command,
-        } => modules(&egress)
-            .and_then(|modules| service_main(connections::connections(args, command, modules))),
+        } => modules(&egress).and_then(|modules| {
+            service_main(connections::connections(args, command, modules, egress))
+        }),
         Command::Datastores { args, command } => {
             service_main(datastores::datastores(args, command))
         }

@@ -17,9 +17,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
+use crate::apps::AppRegistry;
 use crate::engine::{self, Report, RunInput, Status};
 use crate::module::{
-    ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Redactions, Registry,
+    ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Redactions,
 };
 use crate::scenario::{self, Scenario};
 
@@ -53,7 +54,7 @@ pub struct RunArgs {
 
 /// The stored connections `args` name, with every one checked to open with the master key,
 /// and the data stores of that database; none without `--data-dir` or `--database-url`.
-async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
+async fn connections(args: &RunArgs, apps: &AppRegistry) -> anyhow::Result<Extensions> {
     let mut extensions = Extensions::default();
     if args.data_dir.is_none() && args.database_url.is_none() {
         return Ok(extensions);
@@ -65,23 +66,20 @@ async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
             .unwrap_or_else(|| PathBuf::from("./switchyard-data")),
         database_url: args.database_url.clone(),
     };
-    let integrations = if args.integrations.is_empty() {
-        None
-    } else {
-        Some(crate::connections::OAuthSettings {
-            integrations: crate::connections::load_files(&args.integrations)?,
-            public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
-            egress: crate::apps::EgressPolicy::new(args.egress.allow_egress.clone()),
-        })
-    };
-    let vault = super::connections::vault_on(db.open().await?, &db, None, integrations)?;
+    // Without --integrations too: a service account's tokens are minted for its app.
+    let integrations = Some(crate::connections::OAuthSettings {
+        integrations: crate::connections::load_files(&args.integrations)?,
+        public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
+        egress: crate::apps::EgressPolicy::new(args.egress.allow_egress.clone()),
+    });
+    let vault = super::connections::vault_on(db.open().await?, &db, Some(apps), integrations)?;
     vault.check_keys().await?;
     extensions.insert::<ConnectionsHandle>(vault.handle());
     extensions.insert::<DataStoresHandle>(db.open().await?.datastores_handle());
     Ok(extensions)
 }
 
-pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, registry: &AppRegistry) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     let scenario = match scenario::load(&text, registry) {
@@ -101,7 +99,7 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut extensions = runtime.block_on(connections(&args))?;
+    let mut extensions = runtime.block_on(connections(&args, registry))?;
     let problems = runtime.block_on(crate::catalog::references::check(
         &scenario,
         extensions.get::<ConnectionsHandle>(),

@@ -27,7 +27,7 @@ pub mod tokens;
 
 pub use integrations::{Context, Grant, Integration, IntegrationError, load_files};
 pub use oauth::{Connected, OAuthSettings};
-pub use tokens::NewTokenConnection;
+pub use tokens::{NewServiceAccountConnection, NewTokenConnection};
 
 pub use keys::{
     KEY_FILE_NAME, KeyError, KeySource, Keyring, MASTER_KEY_ENV, MasterKey, NEW_MASTER_KEY_ENV,

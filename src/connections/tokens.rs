@@ -7,12 +7,17 @@
 //! the app's connection, never the bot's `bot.tokens.<alias>`), so the vault refreshes it
 //! ahead of expiry and once after a 401 exactly as it refreshes an integration's own.
 //!
+//! An app's `service_account` connection holds a service account's JSON key (`connections add
+//! NAME --app APP --service-account-key FILE`): the vault mints its access tokens with the
+//! JWT-bearer grant for the scopes of the app's type and modules (or of the integration named
+//! with `--integration`), cached until they expire.
+//!
 //! Invariants: nothing is stored when a check fails or the app's test request refuses the
 //! token (unless the test is skipped); errors name the field or flag, never a token.
 
 use serde_json::{Map, Value};
 
-use super::oauth::{KIND_OAUTH2, REFRESH_SKEW_MS};
+use super::oauth::{KIND_OAUTH2, KIND_SERVICE_ACCOUNT, REFRESH_SKEW_MS};
 use super::{ConnectionError, FieldProblem, Vault, integrations::Grant, seal};
 use crate::apps::defined::ConnectionKind;
 use crate::module::{Connection, Secrets};
@@ -39,6 +44,20 @@ pub struct NewTokenConnection {
     /// Other fields of the connection type's configuration (`baseUrl` …).
     pub fields: Map<String, Value>,
     /// Whether the app's test request must accept the token before it is stored.
+    pub test: bool,
+}
+
+/// A service-account connection to store from its JSON key.
+#[derive(Debug, Clone, Default)]
+pub struct NewServiceAccountConnection {
+    pub name: String,
+    pub app: String,
+    /// The service account's JSON key (`client_email`, `private_key`, `token_uri` …).
+    pub key: Value,
+    /// A `google_service_account` integration whose scope to request instead of the app's.
+    pub integration: Option<String>,
+    pub fields: Map<String, Value>,
+    /// Whether a token is minted and the app's test request run before it is stored.
     pub test: bool,
 }
 
@@ -177,6 +196,112 @@ impl Vault {
                 sealed: &sealed,
                 integration: link.as_ref(),
                 expires_at,
+            })
+            .await?;
+        self.forget_opened();
+        Ok(row)
+    }
+
+    /// Checks and stores a service-account connection of `input.app` from its JSON key, after
+    /// minting a token with it and running the connection type's test request (when
+    /// `input.test`).
+    pub async fn create_service_account(
+        &self,
+        input: &NewServiceAccountConnection,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        if let Err(e) = check_connection_name(&input.name) {
+            return Err(problem("name", e.to_string()));
+        }
+        super::oauth::check_service_account_key(&input.key)
+            .map_err(|(path, reason)| problem(&path.replacen("value", "key", 1), reason))?;
+        let Some(apps) = &self.apps else {
+            return Err(problem(
+                "app",
+                "the app definitions are not loaded in this command",
+            ));
+        };
+        let Some(app) = apps.app(&input.app) else {
+            return Err(problem(
+                "app",
+                format!("no app named \"{}\" is defined", input.app),
+            ));
+        };
+        let Some(connection_type) = app
+            .connection_types()
+            .iter()
+            .find(|t| t.kind == ConnectionKind::ServiceAccount)
+        else {
+            return Err(problem(
+                "app",
+                format!(
+                    "the {} app has no service_account connection type",
+                    input.app
+                ),
+            ));
+        };
+        let link = match &input.integration {
+            None => None,
+            Some(alias) => {
+                let integration = self.integration(alias)?;
+                if !matches!(integration.grant, Grant::ServiceAccount) {
+                    return Err(problem(
+                        "integration",
+                        format!(
+                            "\"{alias}\" is a {} integration, not a google_service_account one",
+                            integration.grant.name()
+                        ),
+                    ));
+                }
+                Some(IntegrationLink {
+                    alias: alias.clone(),
+                    context: CONTEXT_APP.into(),
+                    subject: None,
+                })
+            }
+        };
+        let mut fields = input.fields.clone();
+        let problems = super::check_app_fields(apps, &input.app, &connection_type.name, &fields);
+        if !problems.is_empty() {
+            return Err(ConnectionError::Invalid(problems));
+        }
+        fields.insert("key".into(), input.key.clone());
+        let id = new_id();
+        if input.test {
+            let candidate = Connection {
+                id: id.clone(),
+                name: input.name.clone(),
+                app: input.app.clone(),
+                kind: KIND_SERVICE_ACCOUNT.into(),
+                fields: Secrets(fields.clone()),
+            };
+            let minted = self
+                .with_minted_token(candidate, input.integration.as_deref())
+                .await
+                .map_err(|e| ConnectionError::TestFailed {
+                    name: input.name.clone(),
+                    reason: format!("{}: {}", e.kind.name(), e.message),
+                })?;
+            if connection_type.test.is_some() {
+                self.run_app_test(&minted).await?;
+            }
+        }
+        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = self.keyring().current().clone();
+        let sealed = seal::seal(&key, &id, &plaintext)?;
+        let row = self
+            .store
+            .insert_connection(NewConnection {
+                id: &id,
+                name: &input.name,
+                app: &input.app,
+                kind: KIND_SERVICE_ACCOUNT,
+                key_id: key.id(),
+                sealed: &sealed,
+                integration: link.as_ref(),
+                expires_at: None,
             })
             .await?;
         self.forget_opened();

@@ -783,6 +783,22 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_names_the_token_connection_kinds() {
+        let text = json_schema().to_string();
+        for kind in ["\"oauth2\"", "\"service_account\"", "\"api_key\""] {
+            assert!(text.contains(kind), "{kind}");
+        }
+        let oauth: ConnectionType = parse(json!({
+            "name": "google", "kind": "oauth2", "provider": "google",
+            "scopes": ["https://www.googleapis.com/auth/tasks"]
+        }))
+        .unwrap();
+        assert_eq!(oauth.kind, ConnectionKind::OAuth2);
+        assert!(oauth.kind.is_token_grant());
+        assert_eq!(oauth.configuration, json!({"type": "object"}));
+    }
+
+    #[test]
     fn the_schema_names_every_top_level_key() {
         let schema = json_schema();
         let properties = schema["properties"].as_object().unwrap();
