@@ -995,6 +995,54 @@ mod tests {
     }
 
     #[test]
+    fn token_connection_types_are_checked_and_scopes_gathered() {
+        let mut v = minimal();
+        v["connections"] = json!([{"name": "google", "kind": "oauth2", "provider": "Google",
+                                   "scopes": ["a"]}]);
+        v["modules"]["GetThing"]["connection"] = json!("google");
+        v["modules"]["GetThing"]["scopes"] = json!(["b", "a"]);
+        v["modules"]["Other"] = json!({"label": "O", "type": "action", "connection": "google",
+                                       "scopes": ["c"], "request": {"url": "/o"}});
+        let app = load(v.clone()).unwrap();
+        assert_eq!(app.scopes("google"), ["a", "b", "c"]);
+        assert_eq!(app.provider("google"), Some("google"));
+        assert_eq!(app.modules["GetThing"].scopes, ["a", "b"]);
+
+        let mut bad = v.clone();
+        bad["connections"][0]["auth"] = json!({"headers": {"Authorization": "Bearer x"}});
+        bad["connections"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("provider");
+        bad["connections"][0]["scopes"] = json!(["two words"]);
+        bad["connections"].as_array_mut().unwrap().push(
+            json!({"name": "key", "kind": "bearer", "provider": "google", "scopes": ["a"],
+                         "configuration": {"type": "object"},
+                         "auth": {"headers": {"Authorization": "Bearer {{connection.t}}"}}}),
+        );
+        bad["modules"]["Other"]["connection"] = json!("key");
+        let err = load(bad).unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "connections[0].auth",
+                "connections[0].provider",
+                "connections[0].scopes[0]",
+                "connections[1].provider",
+                "connections[1].scopes",
+                "modules.Other.scopes",
+            ],
+            "{err}"
+        );
+        let mut service = minimal();
+        service["connections"] = json!([{"name": "robot", "kind": "service_account"}]);
+        service["modules"]["GetThing"]["connection"] = json!("robot");
+        let app = load(service).unwrap();
+        assert_eq!(app.provider("robot"), Some("google_service_account"));
+    }
+
+    #[test]
     fn multiple_requests_take_the_module_response_last() {
         let mut v = minimal();
         v["modules"]["GetThing"]["request"] = json!([
