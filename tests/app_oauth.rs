@@ -12,7 +12,8 @@
 //!   meet a refused token refresh it exactly once; an expiring token is refreshed before
 //!   use; a module needing a scope the token lacks fails with `InvalidAccessTokenError`
 //!   naming it; a revoked refresh token fails the module with `InvalidAccessTokenError` and
-//!   marks the connection `needs_reauth`; no token is in any output or data file.
+//!   marks the connection `needs_reauth`, shown so on the console's connect page; no token is
+//!   in any output, page or data file.
 //! - `service_account_app`: an app's `service_account` connection stored from a JSON key
 //!   (`connections add --service-account-key`) after a token minted with it (a JWT-bearer
 //!   grant whose RS256 assertion a local token endpoint verifies, for the scopes of the type
@@ -177,6 +178,73 @@ fn listed(api: &str, data: &Path, name: &str) -> Value {
         .find(|c| c["name"] == name)
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+/// The console's connect page of `serve` on `data`, signed in with the API token.
+async fn connect_page(api: &str, data: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let token = "app-oauth-test-token-0123456789abcdef";
+    let mut serve = switchyard(
+        api,
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ],
+    )
+    .env("SWITCHYARD_API_TOKEN", token)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let login = client
+        .post(format!("{base}/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = client
+        .get(format!("{base}/connect"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    page
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,6 +444,17 @@ async fn oauth2_app_end_to_end() {
         "{report}"
     );
     assert_eq!(listed(&api, &data, "demo-conn")["status"], "needs_reauth");
+
+    // The connect page shows it as needing to be connected again.
+    let page = connect_page(&api, &data).await;
+    let row = page
+        .split("<tr data-connection=\"demo-conn\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no demo-conn row in /connect"));
+    assert!(row.contains("status-needs_reauth"), "{row}");
+    assert!(row.contains("needs re-authorisation"), "{row}");
+    outputs.push(page);
 
     // No token anywhere: outputs, logs, data files.
     let mut secrets = mock.issued().await;
