@@ -23,7 +23,8 @@
 //!   missing connection, a missing data store and a connection of the wrong kind, listing
 //!   every one at its JSON path.
 //! - `activation_lists_every_missing_reference`: `POST /api/scenarios/{id}/activate` answers
-//!   422 with every problem at its path, and the scenario stays inactive.
+//!   422 with every problem at its path (the console's Activate button is refused alike), and
+//!   the scenario stays inactive.
 
 mod common;
 #[path = "service/harness.rs"]
@@ -582,6 +583,55 @@ async fn activation_lists_every_missing_reference() {
     );
     let row = api.get(&format!("/api/scenarios/{id}")).await.json;
     assert_eq!(row["active"], false, "{row}");
+
+    // The console's Activate button is refused the same way, listing every problem.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{}/login", service.base))
+        .form(&[("token", harness::TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = client
+        .get(format!("{}/scenarios/{id}", service.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token on the scenario page")
+        .to_string();
+    let refused = client
+        .post(format!("{}/scenarios/{id}/activate", service.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
+    for path in [
+        "flow[1].parameters.__IMTCONN__",
+        "flow[2].parameters.datastore",
+    ] {
+        assert!(text.contains(path), "{path} in {text}");
+    }
 
     // With the connection and the data store there, it activates.
     let out = db.cli(&[
