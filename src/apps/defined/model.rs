@@ -203,8 +203,8 @@ pub struct ModuleSpec {
     /// stored connection in `parameters.__IMTCONN__`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
-    /// The OAuth scopes this module needs beyond its connection type's `scopes`: connecting
-    /// asks for the union of every module's, and a token granted without one fails this
+    /// The OAuth scopes this module needs beyond its connection type's `scopes`
+    /// (`App::scopes` gives the union for a type); a token granted without one fails this
     /// module with an `InvalidAccessTokenError` naming it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
