@@ -37,6 +37,23 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::Invalid(e) => invalid(e),
             CatalogError::Store(e) => e.into(),
+            CatalogError::References(problems) => {
+                let first = problems.first().map(|p| p.path.clone());
+                let mut error = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "missing_references",
+                    format!(
+                        "the scenario cannot be activated: {} of the stored connections or data \
+                         stores it names are missing or of the wrong app or kind",
+                        problems.len()
+                    ),
+                )
+                .with_details(json!({"problems": problems}));
+                if let Some(path) = first {
+                    error = error.at(path);
+                }
+                error
+            }
             // The deployment's or the scenario's configuration (no connection, no public URL)
             // is the caller's to fix; anything else is the service's answer.
             CatalogError::Attach { ref error, .. } => {

@@ -4,6 +4,7 @@
 //! whatever compiles or runs scenarios. [`transport`] is the HTTP client they all send
 //! through, behind the [`egress`] guard.
 
+pub mod auth;
 pub mod builtin;
 pub mod defined;
 pub mod egress;
@@ -27,6 +28,8 @@ pub struct AppOptions {
     /// App definition files, or folders of them, loaded beside the built-in ones (an app of
     /// the same name as a built-in one replaces it).
     pub apps: Vec<PathBuf>,
+    /// Base URLs that replace apps' own (`--app-base-url APP=URL`), by app name.
+    pub base_urls: Vec<(String, reqwest::Url)>,
 }
 
 impl AppOptions {
@@ -62,7 +65,7 @@ impl AppRegistry {
     /// The registry of a process: the built-in modules, then the apps defined as data (those
     /// built into the binary and `options.apps`), each family with its shared HTTP client.
     pub fn build(options: AppOptions) -> Result<AppRegistry, BuildError> {
-        let apps = defined::Apps::load(&options.apps)?;
+        let apps = defined::Apps::load(&options.apps)?.with_base_urls(&options.base_urls)?;
         let builtin = Arc::new(BuiltinRegistry::new(options.http.clone())?);
         let defined = Arc::new(DefinedApps::new(
             apps,

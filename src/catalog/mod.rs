@@ -26,7 +26,7 @@
 //! - **Changes are announced**: whoever plans work from the stored scenarios (the
 //!   scheduler) is woken through [`Catalog::changes`].
 
-mod references;
+pub mod references;
 
 pub use references::missing_references;
 
@@ -51,6 +51,11 @@ pub enum CatalogError {
     Invalid(#[from] LoadError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The scenario names stored connections or data stores that do not exist, or
+    /// connections of another app or kind than its modules need: every problem, each at its
+    /// JSON path (the scenario stays inactive).
+    #[error("the scenario cannot be activated: {}", references::describe(.0))]
+    References(Vec<references::ReferenceProblem>),
     /// An instant trigger's hook could not be registered on its service (the scenario stays
     /// inactive), or could not be registered there without a public URL.
     #[error("module {module} ({app}) could not register its webhook: {error}")]
@@ -328,6 +333,16 @@ impl Catalog {
         let row = self.store().get_scenario(id).await?;
         let current = self.compiled(id, row.version).await?.ok();
         if active && let Some(scenario) = &current {
+            let services = &self.inner.options.services;
+            let problems = references::check(
+                scenario,
+                services.get::<crate::module::ConnectionsHandle>(),
+                services.get::<crate::module::DataStoresHandle>(),
+            )
+            .await;
+            if !problems.is_empty() {
+                return Err(CatalogError::References(problems));
+            }
             self.attach(id, scenario).await?;
         }
         self.store().set_active(id, active).await?;

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::admin::AdminArgs;
 use super::service::DatabaseArgs;
 use crate::api::{connection_json, rfc3339};
-use crate::apps::AppRegistry;
+use crate::apps::{AppRegistry, EgressPolicy};
 use crate::connections::{
     KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, OAuthSettings, Vault,
 };
@@ -96,13 +96,35 @@ pub struct AddArgs {
     /// Another field of the connection, as NAME=VALUE (repeatable).
     #[arg(long = "field", value_name = "NAME=VALUE")]
     fields: Vec<String>,
-}
-
-/// Opens the store and the vault of `db`: the master key from the environment or the data
-/// directory's key file (created on first use).
-pub async fn open_vault(db: &DatabaseArgs) -> anyhow::Result<Arc<Vault>> {
-    let store = db.open().await?;
-    vault_on(store, db, None, None)
+    /// An OAuth2 access token obtained elsewhere: stores a connection of the app's `oauth2`
+    /// connection type (servers without a browser; tests).
+    #[arg(long, conflicts_with_all = ["token", "token_stdin", "username", "kind"])]
+    access_token: Option<String>,
+    /// The refresh token issued with --access-token (needs --integration).
+    #[arg(long, requires = "access_token")]
+    refresh_token: Option<String>,
+    /// The integration (its alias, declared in --integrations) that issued the tokens and
+    /// refreshes them (with --service-account-key: whose scope its tokens get).
+    #[arg(long)]
+    integration: Option<String>,
+    /// Seconds the access token lives from now (refreshed ahead of its expiry).
+    #[arg(long, value_name = "SECONDS", requires = "access_token")]
+    expires_in: Option<i64>,
+    /// The scopes the token was granted (as the provider lists them).
+    #[arg(long, requires = "access_token")]
+    scope: Option<String>,
+    /// A service account's JSON key file: stores a connection of the app's
+    /// `service_account` connection type (its tokens are minted for the app's scopes, or
+    /// those of --integration).
+    #[arg(long, value_name = "FILE",
+          conflicts_with_all = ["token", "token_stdin", "username", "kind", "access_token"])]
+    service_account_key: Option<PathBuf>,
+    /// Stores the connection without running its connection type's test request.
+    #[arg(long)]
+    no_test: bool,
+    /// The integrations file(s) declaring --integration (as `serve --integrations`).
+    #[arg(long = "integrations", value_name = "FILE")]
+    integrations: Vec<PathBuf>,
 }
 
 /// The vault over `store`, with the master key `db`'s data directory (or the environment)
@@ -129,9 +151,19 @@ pub async fn connections(
     args: AdminArgs,
     command: ConnectionsCommand,
     modules: Arc<AppRegistry>,
+    egress: super::EgressArgs,
 ) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let vault = vault_on(store, &args.db, Some(&modules), None)?;
+    // `add` may name an integration, and mints a service account's token to test it.
+    let integrations = match &command {
+        ConnectionsCommand::Add(add) => Some(OAuthSettings {
+            integrations: crate::connections::load_files(&add.integrations)?,
+            public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
+            egress: EgressPolicy::new(egress.allow_egress.clone()),
+        }),
+        _ => None,
+    };
+    let vault = vault_on(store, &args.db, Some(&modules), integrations)?;
     let result = run(&vault, args.json, command).await;
     vault.store().close().await;
     result
@@ -154,6 +186,52 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce() -> String) {
 
 async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyhow::Result<()> {
     match command {
+        ConnectionsCommand::Add(args) if args.service_account_key.is_some() => {
+            let path = args.service_account_key.clone().unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let key: Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a service account's JSON key (line {}, column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            let mut fields = Map::new();
+            if let Some(url) = &args.base_url {
+                fields.insert(
+                    crate::connections::BASE_URL_FIELD.into(),
+                    Value::String(url.clone()),
+                );
+            }
+            extra_fields(&args, &mut fields)?;
+            let input = crate::connections::NewServiceAccountConnection {
+                name: args.name.clone(),
+                app: args.app.clone(),
+                key,
+                integration: args.integration.clone(),
+                fields,
+                test: !args.no_test,
+            };
+            let row = vault.create_service_account(&input).await?;
+            print(json_out, &row_json(&row), || {
+                format!(
+                    "stored connection \"{}\" (id {}, app {}, kind {}, sealed under key {})",
+                    row.name, row.id, row.app, row.kind, row.key_id
+                )
+            });
+        }
+        ConnectionsCommand::Add(args) if args.access_token.is_some() => {
+            let input = token_input(*args)?;
+            let row = vault.create_from_tokens(&input).await?;
+            print(json_out, &row_json(&row), || {
+                format!(
+                    "stored connection \"{}\" (id {}, app {}, kind {}, sealed under key {})",
+                    row.name, row.id, row.app, row.kind, row.key_id
+                )
+            });
+        }
         ConnectionsCommand::Add(args) => {
             let input = input(*args)?;
             let row = vault.create(&input).await?;
@@ -288,6 +366,47 @@ fn stdin_line(what: &str) -> anyhow::Result<String> {
     Ok(line)
 }
 
+/// The `--field NAME=VALUE` pairs of `args`.
+fn extra_fields(args: &AddArgs, fields: &mut Map<String, Value>) -> anyhow::Result<()> {
+    for field in &args.fields {
+        let (name, value) = field
+            .split_once('=')
+            // Not repeated: it may be a secret given the wrong way.
+            .context("--field: expected NAME=VALUE")?;
+        if fields.contains_key(name) {
+            anyhow::bail!("--field {name}: the connection already has this field");
+        }
+        fields.insert(name.to_string(), Value::String(value.to_string()));
+    }
+    Ok(())
+}
+
+/// The OAuth2 connection `args` describe (with --access-token).
+fn token_input(args: AddArgs) -> anyhow::Result<crate::connections::NewTokenConnection> {
+    if args.key_name.is_some() || args.placement.is_some() || args.password.is_some() {
+        anyhow::bail!("--key-name, --placement and --password are not for OAuth2 connections");
+    }
+    let mut fields = Map::new();
+    if let Some(url) = &args.base_url {
+        fields.insert(
+            crate::connections::BASE_URL_FIELD.into(),
+            Value::String(url.clone()),
+        );
+    }
+    extra_fields(&args, &mut fields)?;
+    Ok(crate::connections::NewTokenConnection {
+        name: args.name,
+        app: args.app,
+        access_token: args.access_token.unwrap_or_default(),
+        refresh_token: args.refresh_token,
+        integration: args.integration,
+        expires_in: args.expires_in,
+        scope: args.scope,
+        fields,
+        test: !args.no_test,
+    })
+}
+
 /// The connection `args` describe.
 fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
     let kind = args.kind.clone().unwrap_or_else(|| {
@@ -359,16 +478,7 @@ fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
     if let Some(url) = &args.base_url {
         put(crate::connections::BASE_URL_FIELD, url.clone());
     }
-    for field in &args.fields {
-        let (name, value) = field
-            .split_once('=')
-            // Not repeated: it may be a secret given the wrong way.
-            .context("--field: expected NAME=VALUE")?;
-        if fields.contains_key(name) {
-            anyhow::bail!("--field {name}: the connection already has this field");
-        }
-        fields.insert(name.to_string(), Value::String(value.to_string()));
-    }
+    extra_fields(&args, &mut fields)?;
     Ok(NewConnectionInput {
         id: args.id.map(|id| id.to_string()),
         name: args.name,

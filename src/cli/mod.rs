@@ -137,8 +137,9 @@ pub fn main() -> ExitCode {
             args,
             egress,
             command,
-        } => modules(&egress)
-            .and_then(|modules| service_main(connections::connections(args, command, modules))),
+        } => modules(&egress).and_then(|modules| {
+            service_main(connections::connections(args, command, modules, egress))
+        }),
         Command::Datastores { args, command } => {
             service_main(datastores::datastores(args, command))
         }
@@ -177,7 +178,8 @@ fn service_main(
     }
 }
 
-/// The egress guard's allowances of a command that runs scenarios.
+/// The outgoing requests of a command that runs scenarios: the egress guard's allowances and
+/// the apps' base URL overrides.
 #[derive(Args, Clone, Default)]
 pub struct EgressArgs {
     /// Let outgoing requests (HTTP and RSS modules) reach this host name, IP address or CIDR
@@ -202,6 +204,30 @@ pub struct EgressArgs {
         global = true
     )]
     pub allow_insecure_tls: Vec<String>,
+    /// Sends the requests of app APP to URL instead of its own base URL (a sandbox, a proxy
+    /// or a test server standing in for the real API; the egress guard still applies).
+    /// Repeatable, or comma-separated in SWITCHYARD_APP_BASE_URLS.
+    #[arg(
+        long = "app-base-url",
+        value_name = "APP=URL",
+        env = "SWITCHYARD_APP_BASE_URLS",
+        value_delimiter = ',',
+        value_parser = parse_app_base_url,
+        global = true
+    )]
+    pub app_base_url: Vec<(String, reqwest::Url)>,
+}
+
+/// `APP=URL`.
+fn parse_app_base_url(text: &str) -> Result<(String, reqwest::Url), String> {
+    let (app, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected APP=URL, got {text:?}"))?;
+    let url = reqwest::Url::parse(url.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| format!("{app}: expected an absolute http(s) URL"))?;
+    Ok((app.trim().to_string(), url))
 }
 
 /// What each execution of a command that runs scenarios may spend (`engine::Budget`);
@@ -288,6 +314,7 @@ fn modules(egress: &EgressArgs) -> anyhow::Result<Arc<AppRegistry>> {
         apps: std::env::var_os("SWITCHYARD_APPS_DIR")
             .map(|paths| std::env::split_paths(&paths).collect())
             .unwrap_or_default(),
+        base_urls: egress.app_base_url.clone(),
     };
     Ok(Arc::new(AppRegistry::build(options)?))
 }

@@ -1,4 +1,5 @@
-//! `switchyard run FILE [--input JSON|@file|-] [--json] [--data-dir DIR | --database-url URL]`:
+//! `switchyard run FILE [--input JSON|@file|-] [--json] [--data-dir DIR | --database-url URL]
+//! [--integrations FILE]`:
 //! one execution in-process. Prints a readable trace, or with `--json` exactly the execution
 //! report. The execution is not stored; with `--data-dir` (or `--database-url`) its modules
 //! resolve `parameters.__IMTCONN__` among that database's stored connections, unsealed with the
@@ -7,8 +8,11 @@
 //! A called scenario (`scenario-service:StartSubscenario`) takes `--input` as its inputs,
 //! checked against their declared types; a `CallSubscenario` module fails here saying it
 //! needs `serve`/`worker` (a call starts a stored scenario's execution).
+//! Before it runs, every stored connection and data store the scenario names is checked to
+//! exist (and each connection to be of the app and kind its module needs), every problem on
+//! its own line with its JSON path (`catalog::references`).
 //! Exit code 0 on success, 1 when the execution ended in error or incomplete, 2 when the
-//! scenario or the input cannot be read.
+//! scenario or the input cannot be read, or names missing or mismatched resources.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,9 +20,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
+use crate::apps::AppRegistry;
 use crate::engine::{self, Report, RunInput, Status};
 use crate::module::{
-    ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Redactions, Registry,
+    ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Redactions,
 };
 use crate::scenario::{self, Scenario};
 
@@ -40,6 +45,10 @@ pub struct RunArgs {
     /// (the master key then comes from SWITCHYARD_MASTER_KEY, or the key file of --data-dir).
     #[arg(long)]
     database_url: Option<String>,
+    /// An integrations file (as `serve --integrations`): OAuth2 connections made through its
+    /// integrations are refreshed in this run as `serve` refreshes them. Repeatable.
+    #[arg(long = "integrations", value_name = "FILE")]
+    integrations: Vec<PathBuf>,
     #[command(flatten)]
     pub egress: super::EgressArgs,
     #[command(flatten)]
@@ -48,7 +57,7 @@ pub struct RunArgs {
 
 /// The stored connections `args` name, with every one checked to open with the master key,
 /// and the data stores of that database; none without `--data-dir` or `--database-url`.
-async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
+async fn connections(args: &RunArgs, apps: &AppRegistry) -> anyhow::Result<Extensions> {
     let mut extensions = Extensions::default();
     if args.data_dir.is_none() && args.database_url.is_none() {
         return Ok(extensions);
@@ -60,14 +69,20 @@ async fn connections(args: &RunArgs) -> anyhow::Result<Extensions> {
             .unwrap_or_else(|| PathBuf::from("./switchyard-data")),
         database_url: args.database_url.clone(),
     };
-    let vault = super::connections::open_vault(&db).await?;
+    // Without --integrations too: a service account's tokens are minted for its app.
+    let integrations = Some(crate::connections::OAuthSettings {
+        integrations: crate::connections::load_files(&args.integrations)?,
+        public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
+        egress: crate::apps::EgressPolicy::new(args.egress.allow_egress.clone()),
+    });
+    let vault = super::connections::vault_on(db.open().await?, &db, Some(apps), integrations)?;
     vault.check_keys().await?;
     extensions.insert::<ConnectionsHandle>(vault.handle());
     extensions.insert::<DataStoresHandle>(db.open().await?.datastores_handle());
     Ok(extensions)
 }
 
-pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, registry: &AppRegistry) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     let scenario = match scenario::load(&text, registry) {
@@ -107,7 +122,23 @@ pub fn run(args: RunArgs, registry: &dyn Registry) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut extensions = runtime.block_on(connections(&args))?;
+    let mut extensions = runtime.block_on(connections(&args, registry))?;
+    let problems = runtime.block_on(crate::catalog::references::check(
+        &scenario,
+        extensions.get::<ConnectionsHandle>(),
+        extensions.get::<DataStoresHandle>(),
+    ));
+    if !problems.is_empty() {
+        eprintln!(
+            "{}: the stored connections or data stores it names are missing or of the wrong \
+             app or kind:",
+            args.file.display()
+        );
+        for problem in &problems {
+            eprintln!("  {problem}");
+        }
+        return Ok(ExitCode::from(super::EXIT_UNREADABLE));
+    }
     let redactions = Redactions::default();
     extensions.insert(redactions.clone());
     let roots = runtime.block_on(crate::module::connection::token_roots(

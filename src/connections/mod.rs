@@ -23,9 +23,11 @@ pub mod integrations;
 pub mod keys;
 pub mod oauth;
 pub mod seal;
+pub mod tokens;
 
 pub use integrations::{Context, Grant, Integration, IntegrationError, load_files};
 pub use oauth::{Connected, OAuthSettings};
+pub use tokens::{NewServiceAccountConnection, NewTokenConnection};
 
 pub use keys::{
     KEY_FILE_NAME, KeyError, KeySource, Keyring, MASTER_KEY_ENV, MasterKey, NEW_MASTER_KEY_ENV,
@@ -496,13 +498,17 @@ impl Vault {
         };
         apps.apps()
             .flat_map(|app| {
-                app.connection_types().iter().map(|t| ConnectionTypeInfo {
-                    app: app.name().to_string(),
-                    name: t.name.clone(),
-                    label: t.label.clone(),
-                    kind: t.kind.name(),
-                    configuration: t.configuration.clone(),
-                })
+                // Token types are connected through their integration, not typed in a form.
+                app.connection_types()
+                    .iter()
+                    .filter(|t| !t.kind.is_token_grant())
+                    .map(|t| ConnectionTypeInfo {
+                        app: app.name().to_string(),
+                        name: t.name.clone(),
+                        label: t.label.clone(),
+                        kind: t.kind.name(),
+                        configuration: t.configuration.clone(),
+                    })
             })
             .collect()
     }
@@ -893,6 +899,38 @@ impl Connections for Vault {
                 );
             }
             Ok(connection)
+        })
+    }
+
+    fn find<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::module::connection::ConnectionInfo>, ModuleError>> {
+        Box::pin(async move {
+            let info = |row: ConnectionRow| crate::module::connection::ConnectionInfo {
+                id: row.id,
+                name: row.name,
+                app: row.app,
+                kind: row.kind,
+            };
+            match self.get(reference).await {
+                Ok(row) => Ok(Some(info(row))),
+                Err(ConnectionError::Store(e)) if e.is_not_found() => {
+                    // A client-credentials integration connects itself on first use.
+                    Ok(self.integration(reference).ok().and_then(|i| {
+                        matches!(i.grant, integrations::Grant::ClientCredentials(_)).then(|| {
+                            crate::module::connection::ConnectionInfo {
+                                id: String::new(),
+                                name: i.alias.clone(),
+                                app: i.provider.clone(),
+                                kind: oauth::KIND_OAUTH2.into(),
+                            }
+                        })
+                    }))
+                }
+                Err(ConnectionError::Store(StoreError::InvalidInput { .. })) => Ok(None),
+                Err(e) => Err(e.to_module_error(reference)),
+            }
         })
     }
 

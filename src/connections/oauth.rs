@@ -805,7 +805,7 @@ impl Vault {
         }
         match connection.kind.as_str() {
             KIND_OAUTH2 if is_expiring(&connection) => self.refreshed(&connection.id, None).await,
-            KIND_SERVICE_ACCOUNT => self.with_minted_token(connection).await,
+            KIND_SERVICE_ACCOUNT => self.with_minted_token(connection, None).await,
             _ => Ok(connection),
         }
     }
@@ -844,6 +844,27 @@ impl Vault {
                 .await
                 .map_err(|e| ModuleError::runtime(format!("connection {id}: {e}")))?
             {
+                // Read again under the lease: another process may have stored a new token (and
+                // a rotated refresh token) between the read above and the lease.
+                let (connection, status) = match self.open_with_status(id).await {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        let _ = self.store().release_refresh(id).await;
+                        return Err(e.to_module_error(id));
+                    }
+                };
+                let still_needed = status != STATUS_NEEDS_REAUTH
+                    && match stale {
+                        Some(stale) => connection.access_token().as_deref() == Some(stale),
+                        None => is_expiring(&connection),
+                    };
+                if !still_needed {
+                    let _ = self.store().release_refresh(id).await;
+                    if status == STATUS_NEEDS_REAUTH {
+                        return Err(needs_reauth(&connection));
+                    }
+                    return Ok(connection);
+                }
                 return self.refresh_leased(connection).await;
             }
             // Another process is refreshing it: wait for its result.
@@ -979,9 +1000,11 @@ impl Vault {
     }
 
     /// A service account connection with an access token (minted, or the cached one).
-    async fn with_minted_token(
+    /// `alias` names its integration when the connection is not stored yet.
+    pub(crate) async fn with_minted_token(
         &self,
         mut connection: Connection,
+        alias: Option<&str>,
     ) -> Result<Connection, ModuleError> {
         let oauth = self
             .oauth()
@@ -995,7 +1018,7 @@ impl Vault {
                 match cached() {
                     Some(token) => token,
                     None => {
-                        let (token, expires_at) = self.mint(&connection).await?;
+                        let (token, expires_at) = self.mint(&connection, alias).await?;
                         oauth
                             .minted
                             .lock()
@@ -1014,17 +1037,26 @@ impl Vault {
     }
 
     /// Exchanges a service account's signed assertion for an access token.
-    async fn mint(&self, connection: &Connection) -> Result<(String, i64), ModuleError> {
+    async fn mint(
+        &self,
+        connection: &Connection,
+        alias: Option<&str>,
+    ) -> Result<(String, i64), ModuleError> {
         let oauth = self
             .oauth()
             .map_err(|e| e.to_module_error(&connection.id))?;
-        let alias = connection_alias(self, &connection.id)
-            .await
-            .unwrap_or_default();
+        let alias = match alias {
+            Some(alias) => alias.to_string(),
+            None => connection_alias(self, &connection.id)
+                .await
+                .unwrap_or_default(),
+        };
+        // The integration's scope, else (an app's connection) its app's type and modules'.
         let scope = self
             .integration(&alias)
             .ok()
             .and_then(|i| i.scope.clone())
+            .or_else(|| self.app_service_account_scope(&connection.app))
             .ok_or_else(|| {
                 ModuleError::config(format!(
                     "connection \"{}\": its google_service_account integration is not declared \
@@ -1080,6 +1112,18 @@ impl Vault {
             .ok_or_else(|| failed("the answer has no access_token".into()))?;
         let expires_in = body["expires_in"].as_i64().unwrap_or(3600);
         Ok((token.to_string(), now_ms() + expires_in * 1000))
+    }
+
+    /// The scopes of app `app`'s service-account connection type and of its modules, as one
+    /// space-separated scope; `None` when the app defines none.
+    fn app_service_account_scope(&self, app: &str) -> Option<String> {
+        let app = self.apps.as_ref()?.app(app)?;
+        let kind = app
+            .connection_types()
+            .iter()
+            .find(|t| t.kind == crate::apps::defined::ConnectionKind::ServiceAccount)?;
+        let scopes = app.scopes(&kind.name);
+        (!scopes.is_empty()).then(|| scopes.join(" "))
     }
 
     /// The user connections of end user `subject`: alias → connection id.

@@ -65,6 +65,146 @@ impl Connection {
     }
 }
 
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPlacement {
+    Header,
+    Query,
+}
+
+/// A stored connection's credential, typed by its kind: what the transport sends (the one
+/// conversion to the transport's `Auth` is `apps::auth::auth_of`). `Debug` shows no value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `api_key`: a key under a header or query parameter name.
+    ApiKey {
+        name: String,
+        key: String,
+        placement: KeyPlacement,
+    },
+    /// `bearer`: a token sent as `Authorization: Bearer`.
+    Bearer(String),
+    /// `basic`: a user name and password.
+    Basic { user: String, password: String },
+    /// `oauth2`: an access token obtained through an integration (refreshable).
+    OAuth2 { access_token: String },
+    /// `service_account`: an access token minted from a service account's key.
+    ServiceAccount { access_token: String },
+    /// `secret`: a value only an app's templates read.
+    Secret(String),
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Credential::ApiKey { .. } => "ApiKey",
+            Credential::Bearer(_) => "Bearer",
+            Credential::Basic { .. } => "Basic",
+            Credential::OAuth2 { .. } => "OAuth2",
+            Credential::ServiceAccount { .. } => "ServiceAccount",
+            Credential::Secret(_) => "Secret",
+        };
+        write!(f, "{kind}(<redacted>)")
+    }
+}
+
+impl Credential {
+    /// The kind name (`connections::KINDS`, plus `oauth2` and `service_account`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::ApiKey { .. } => "api_key",
+            Credential::Bearer(_) => "bearer",
+            Credential::Basic { .. } => "basic",
+            Credential::OAuth2 { .. } => "oauth2",
+            Credential::ServiceAccount { .. } => "service_account",
+            Credential::Secret(_) => "secret",
+        }
+    }
+
+    /// Whether a refused request may be retried once with a refreshed credential.
+    pub fn is_refreshable(&self) -> bool {
+        matches!(self, Credential::OAuth2 { .. })
+    }
+}
+
+impl Connection {
+    /// The connection's credential by its kind. A connection whose kind is not a universal
+    /// one, or that lacks its kind's field, is an error naming the connection and the field
+    /// (an OAuth2 or service account connection without an access token: an
+    /// `InvalidAccessTokenError`).
+    pub fn credential(&self) -> Result<Credential, ModuleError> {
+        let field = |name: &str| {
+            self.fields
+                .text(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    ModuleError::config(format!("connection \"{}\" has no {name} field", self.name))
+                })
+        };
+        let token = |name: &str| {
+            self.fields
+                .text(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    ModuleError::new(
+                        super::ErrorKind::InvalidAccessTokenError,
+                        format!(
+                            "connection \"{}\" has no access token: connect it again",
+                            self.name
+                        ),
+                    )
+                })
+        };
+        Ok(match self.kind.as_str() {
+            "api_key" => Credential::ApiKey {
+                name: field("name")?,
+                key: field("key")?,
+                placement: match self.fields.text("placement").as_deref() {
+                    None | Some("header") => KeyPlacement::Header,
+                    Some("query") => KeyPlacement::Query,
+                    Some(_) => {
+                        return Err(ModuleError::config(format!(
+                            "connection \"{}\": its placement must be header or query",
+                            self.name
+                        )));
+                    }
+                },
+            },
+            "bearer" => Credential::Bearer(field("token")?),
+            "basic" => Credential::Basic {
+                user: field("username")?,
+                password: self.fields.text("password").unwrap_or_default(),
+            },
+            "oauth2" => Credential::OAuth2 {
+                access_token: token("access_token")?,
+            },
+            "service_account" => Credential::ServiceAccount {
+                access_token: token("access_token")?,
+            },
+            "secret" => Credential::Secret(field("value")?),
+            other => {
+                return Err(ModuleError::config(format!(
+                    "connection \"{}\" is of kind {other}, which carries no credential",
+                    self.name
+                )));
+            }
+        })
+    }
+
+    /// The scopes the connection's token was granted (`scope`, separated by spaces or
+    /// commas as the provider wrote them); `None` when the provider did not say.
+    pub fn granted_scopes(&self) -> Option<Vec<String>> {
+        let scope = self.fields.text("scope")?;
+        Some(
+            scope
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+}
+
 /// A connection's values; `Debug` shows the field names only.
 #[derive(Clone, Default, PartialEq)]
 pub struct Secrets(pub Map<String, Value>);
@@ -91,11 +231,40 @@ impl fmt::Debug for Secrets {
     }
 }
 
+/// What a connection is, without its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub id: String,
+    pub name: String,
+    pub app: String,
+    pub kind: String,
+}
+
 /// Where a module finds connections.
 pub trait Connections: Send + Sync {
     /// The connection named or numbered `reference`. Unknown: an
     /// `InvalidConfigurationError` naming the reference.
     fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>>;
+
+    /// The name, app and kind of the connection named or numbered `reference`, without
+    /// using it; `None` when there is no such connection. By default, found by resolving it.
+    fn find<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConnectionInfo>, ModuleError>> {
+        Box::pin(async move {
+            match self.resolve(reference).await {
+                Ok(c) => Ok(Some(ConnectionInfo {
+                    id: c.id,
+                    name: c.name,
+                    app: c.app,
+                    kind: c.kind,
+                })),
+                Err(e) if e.kind == super::ErrorKind::InvalidConfigurationError => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
 
     /// A new token for connection `id`, whose token `stale` a service just refused (401):
     /// refreshed once however many requests ask at the same time. A source without
@@ -232,6 +401,44 @@ mod tests {
         let printed = format!("{secrets:?}");
         assert!(printed.contains("token"));
         assert!(!printed.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn credentials_are_typed_by_kind_and_never_printed() {
+        let connection = |kind: &str, fields: Value| Connection {
+            id: "1".into(),
+            name: "c".into(),
+            app: "a".into(),
+            kind: kind.into(),
+            fields: Secrets(fields.as_object().unwrap().clone()),
+        };
+        let oauth = connection("oauth2", json!({"access_token": "at-9", "scope": "a b,c"}));
+        assert_eq!(
+            oauth.credential().unwrap(),
+            Credential::OAuth2 {
+                access_token: "at-9".into()
+            }
+        );
+        assert!(oauth.credential().unwrap().is_refreshable());
+        assert_eq!(oauth.granted_scopes().unwrap(), ["a", "b", "c"]);
+        assert!(!format!("{:?}", oauth.credential().unwrap()).contains("at-9"));
+        let err = connection("oauth2", json!({})).credential().unwrap_err();
+        assert_eq!(err.kind, super::super::ErrorKind::InvalidAccessTokenError);
+        let key = connection(
+            "api_key",
+            json!({"name": "X-Key", "key": "k", "placement": "query"}),
+        );
+        assert_eq!(
+            key.credential().unwrap(),
+            Credential::ApiKey {
+                name: "X-Key".into(),
+                key: "k".into(),
+                placement: KeyPlacement::Query
+            }
+        );
+        let err = connection("basic", json!({})).credential().unwrap_err();
+        assert!(err.message.contains("username"), "{}", err.message);
+        assert!(connection("other", json!({})).credential().is_err());
     }
 
     #[test]

@@ -48,6 +48,22 @@ pub enum ModuleKind {
     InstantTrigger,
 }
 
+/// A stored resource a module's parameters name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A stored connection, which must be of `app` (when given) and one of `kinds` (a
+    /// connection type's name or a universal kind; any when empty).
+    Connection {
+        /// Where the blueprint names it (`parameters.__IMTCONN__`).
+        path: String,
+        reference: String,
+        app: Option<String>,
+        kinds: Vec<String>,
+    },
+    /// A data store, by name or id.
+    DataStore { path: String, reference: String },
+}
+
 /// One call of a module on one bundle.
 pub struct Invocation<'a> {
     /// The module's id in the scenario (`{{N.…}}`).
@@ -81,15 +97,12 @@ pub trait Module: Send + Sync {
         Vec::new()
     }
 
-    /// The stored things the module's `parameters` name — its connection, a data store —
-    /// each at its field, so loading can say which are missing before anything runs. The
-    /// default: the connection named in one of Make's connection parameters
-    /// ([`connection::CONNECTION_PARAMETERS`]).
-    fn references(&self, parameters: &Map<String, Value>) -> Vec<StoredReference> {
-        connection::reference_in(parameters, connection::CONNECTION_PARAMETERS)
-            .map(|(field, reference)| StoredReference::connection(field, reference))
-            .into_iter()
-            .collect()
+    /// The stored resources `parameters` name (its connection, its data store), with what
+    /// each must be: checked together, every problem at its path, when a scenario is stored
+    /// (warnings) and when it is activated or run (errors) (`catalog::references`), instead
+    /// of on every call.
+    fn references(&self, _parameters: &Map<String, Value>) -> Vec<Reference> {
+        Vec::new()
     }
 
     /// The webhook side of an instant trigger (`ModuleKind::InstantTrigger`).
@@ -121,41 +134,6 @@ pub trait Module: Send + Sync {
                 ..Polled::default()
             })
         })
-    }
-}
-
-/// What a module's parameters name in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoredKind {
-    Connection,
-    DataStore,
-}
-
-/// One stored thing a module's parameters name ([`Module::references`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredReference {
-    pub kind: StoredKind,
-    /// The field within the module, e.g. `parameters.__IMTCONN__`.
-    pub field: String,
-    /// The name or id as written (Make's exports carry numeric ids).
-    pub reference: String,
-}
-
-impl StoredReference {
-    pub fn connection(parameter: &str, reference: String) -> Self {
-        StoredReference {
-            kind: StoredKind::Connection,
-            field: format!("parameters.{parameter}"),
-            reference,
-        }
-    }
-
-    pub fn data_store(parameter: &str, reference: String) -> Self {
-        StoredReference {
-            kind: StoredKind::DataStore,
-            field: format!("parameters.{parameter}"),
-            reference,
-        }
     }
 }
 

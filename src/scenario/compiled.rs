@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::expr::{Mapping, Template};
 use crate::module::subscenario::Interface;
-use crate::module::{Module, ModuleKind, StoredReference};
+use crate::module::{Module, ModuleKind, Reference};
 
 use super::filter::CompiledFilter;
 use super::model::{Scheduling, Settings};
@@ -52,13 +52,14 @@ impl std::fmt::Debug for Scenario {
     }
 }
 
-/// A stored thing one module names ([`Scenario::references`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleReference {
+/// A stored resource one module names ([`Scenario::references`]).
+#[derive(Clone)]
+pub struct ModuleReference<'a> {
+    /// The module that names it.
+    pub node: &'a CompiledNode,
     /// JSON path of the naming field, e.g. `flow[2].parameters.__IMTCONN__`.
     pub path: String,
-    pub module_id: u32,
-    pub reference: StoredReference,
+    pub reference: Reference,
 }
 
 /// Kinds of edges in [`Scenario::graph`].
@@ -277,25 +278,26 @@ impl Scenario {
         matches!(node.kind, NodeKind::InputTrigger { webhook: true, .. }).then_some(node)
     }
 
-    /// Every stored thing (connection, data store) the scenario's modules name, in flow
-    /// order, each with the module that names it.
-    pub fn references(&self) -> Vec<ModuleReference> {
-        self.nodes
-            .iter()
-            .filter_map(|node| match &node.kind {
-                NodeKind::Module(module) => Some((node, module.references(&node.parameters))),
-                _ => None,
-            })
-            .flat_map(|(node, references)| {
-                references
-                    .into_iter()
-                    .map(move |reference| ModuleReference {
-                        path: format!("{}.{}", node.path, reference.field),
-                        module_id: node.id,
-                        reference,
-                    })
-            })
-            .collect()
+    /// Every stored resource (connection, data store) the scenario's modules name, in the
+    /// order of its modules, each with the module that names it and the field's JSON path.
+    pub fn references(&self) -> Vec<ModuleReference<'_>> {
+        let mut found = Vec::new();
+        for node in &self.nodes {
+            let NodeKind::Module(module) = &node.kind else {
+                continue;
+            };
+            for reference in module.references(&node.parameters) {
+                let field = match &reference {
+                    Reference::Connection { path, .. } | Reference::DataStore { path, .. } => path,
+                };
+                found.push(ModuleReference {
+                    node,
+                    path: format!("{}.{field}", node.path),
+                    reference,
+                });
+            }
+        }
+        found
     }
 
     /// The first module when it is a mailhook ([`MAILHOOK`]): its hook receives e-mails.

@@ -1,6 +1,7 @@
 //! The real OAuth2 server the OAuth tests run against: the npm package `oauth2-mock-server`
-//! (`tests/oauth/server.mjs`, installed by `npm ci` in `tests/oauth/`, which `.ci/run` does and
-//! which is done here on first use when missing), started as a child process on loopback ports.
+//! (`tests/oauth/server.mjs`, installed by `npm ci` in `tests/oauth/` — with Prism, which
+//! `tests/app_prism.rs` runs — which `.ci/run` does and which is done here on first use when
+//! missing), started as a child process on loopback ports.
 //! Its control server counts grants, sets `expires_in`, revokes refresh tokens, invalidates
 //! access tokens, lists every token it issued, and serves a protected `/resource`.
 
@@ -25,14 +26,18 @@ fn oauth_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oauth")
 }
 
-/// `npm ci` in `tests/oauth` unless the package is there (once per test binary).
-fn ensure_installed() {
+/// `npm ci` in `tests/oauth` unless its packages (the OAuth2 server, Prism) are there (once
+/// per test binary).
+pub fn ensure_installed() {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _once = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = oauth_dir();
     if dir
         .join("node_modules/oauth2-mock-server/package.json")
         .exists()
+        && dir
+            .join("node_modules/@stoplight/prism-cli/package.json")
+            .exists()
     {
         return;
     }

@@ -38,6 +38,9 @@ server.service.on('beforeResponse', (response, req) => {
     refreshTokens.delete(req.body.refresh_token);
   }
   if (response.statusCode !== 200) return;
+  // A refresh that asks for no scope keeps the scope first granted (RFC 6749 §6): say nothing
+  // of it, as providers do, instead of the package's placeholder scope "dummy".
+  if (grant === 'refresh_token' && req.body.scope === undefined) delete response.body.scope;
   response.body.expires_in = expiresIn;
   accessTokens.add(response.body.access_token);
   issued.push(response.body.access_token);

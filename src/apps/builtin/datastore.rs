@@ -15,7 +15,7 @@ use super::fields::{flag, is_blank, is_dynamic, number, object, pick, text};
 use crate::module::datastore::{
     self, AddMode, DataStore, DataStoresHandle, Record, RecordCondition, RecordQuery, SortBy,
 };
-use crate::module::{ErrorKind, Invocation, Module, ModuleError, ModuleKind, StoredReference};
+use crate::module::{ErrorKind, Invocation, Module, ModuleError, ModuleKind};
 
 /// What one `datastore:*` module does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,16 @@ impl Module for DataStoreModule {
         }
     }
 
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
+        datastore::reference(parameters)
+            .map(|reference| crate::module::Reference::DataStore {
+                path: "parameters.datastore".into(),
+                reference,
+            })
+            .into_iter()
+            .collect()
+    }
+
     fn check(&self, parameters: &Map<String, Value>, mapper: &Value) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         if datastore::reference(parameters).is_none() {
@@ -113,13 +123,6 @@ impl Module for DataStoreModule {
             problems.push(("mapper.filter".to_string(), e));
         }
         problems
-    }
-
-    fn references(&self, parameters: &Map<String, Value>) -> Vec<StoredReference> {
-        datastore::reference(parameters)
-            .map(|r| StoredReference::data_store(datastore::DATASTORE_PARAMETER, r))
-            .into_iter()
-            .collect()
     }
 
     fn call<'a>(

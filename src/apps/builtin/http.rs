@@ -44,10 +44,7 @@ use crate::apps::transport::{
     Auth, Body, ErrorStatus, MAX_TIMEOUT_SECS, Redirects, Request, Transport,
 };
 use crate::module::error::ModuleError;
-use crate::module::{
-    Connection, ConnectionsHandle, ExecutionContext, Invocation, Module, StoredKind,
-    StoredReference,
-};
+use crate::module::{Connection, ConnectionsHandle, ExecutionContext, Invocation, Module};
 
 const METHODS: &[&str] = &["get", "head", "post", "put", "patch", "delete", "options"];
 
@@ -154,15 +151,21 @@ impl Module for HttpModule {
         found
     }
 
-    fn references(&self, parameters: &Map<String, Value>) -> Vec<StoredReference> {
-        match keychain(self.dialect, self.credentials, parameters) {
-            Ok(Some(keychain)) => vec![StoredReference {
-                kind: StoredKind::Connection,
-                field: keychain.field,
-                reference: keychain.reference,
-            }],
-            _ => Vec::new(),
-        }
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
+        let Ok(Some(keychain)) = keychain(self.dialect, self.credentials, parameters) else {
+            return Vec::new();
+        };
+        let kinds: &[&str] = match keychain.kind {
+            KeychainKind::Basic => &["basic"],
+            KeychainKind::ApiKey => &["api_key"],
+            KeychainKind::OAuth => &["oauth2", "service_account", "bearer"],
+        };
+        vec![crate::module::Reference::Connection {
+            path: keychain.field,
+            reference: keychain.reference,
+            app: None,
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        }]
     }
 
     fn call<'a>(
@@ -176,38 +179,33 @@ impl Module for HttpModule {
                 invocation.parameters,
                 &invocation.mapper,
             )?;
-            let mut token = None;
+            let mut signer = None;
             if let Some(keychain) = &spec.keychain {
                 let (auth, connection) =
                     keychain_auth(keychain, invocation.module, invocation.context).await?;
-                spec.request.auth = auth;
-                if keychain.kind == KeychainKind::OAuth {
-                    token = Some(connection);
-                }
+                spec.request.auth = auth.clone();
+                // An OAuth token refused with 401 is refreshed once and the request sent
+                // again: the authenticated send every app shares.
+                signer = Some(if keychain.kind == KeychainKind::OAuth {
+                    let connections = connections(keychain, invocation.context)?.clone();
+                    crate::apps::auth::Signer::for_connection(&connection, Some(connections))?
+                } else {
+                    crate::apps::auth::Signer::fixed(auth)
+                });
             }
-            // An OAuth token refused with 401 is refreshed once and the request sent again.
-            let retry = token.as_ref().map(|_| spec.request.clone());
-            let mut response = self
-                .transport
-                .send(spec.request, invocation.module_id)
-                .await;
-            if let (Some(connection), Some(mut again)) = (token, retry) {
-                let refused = match &response {
-                    Ok(r) => r.status == StatusCode::UNAUTHORIZED,
-                    Err(e) => e.status() == Some(401),
-                };
-                if refused {
-                    let keychain = spec.keychain.as_ref().expect("set with the token");
-                    let stale = match &again.auth {
-                        Auth::Bearer(t) => t.clone(),
-                        _ => String::new(),
-                    };
-                    let connections = connections(keychain, invocation.context)?;
-                    let fresh = connections.refresh(&connection.id, &stale).await?;
-                    again.auth = connection_auth(keychain, invocation.module, &fresh)?;
-                    response = self.transport.send(again, invocation.module_id).await;
+            let response = match &signer {
+                Some(signer) => signer
+                    .send(spec.request, |request| {
+                        self.transport.send(request, invocation.module_id)
+                    })
+                    .await
+                    .map_err(|e| signer.scrub(e)),
+                None => {
+                    self.transport
+                        .send(spec.request, invocation.module_id)
+                        .await
                 }
-            }
+            };
             let response = response?;
             let bundle = output_bundle(
                 response.status,
@@ -899,62 +897,30 @@ fn connection_auth(
             keychain.field, connection.name, connection.kind
         )));
     }
-    let field = |name: &str| {
-        connection.fields.text(name).ok_or_else(|| {
-            ModuleError::config(format!(
-                "{}: connection \"{}\" has no {name} field",
-                keychain.field, connection.name
-            ))
-        })
-    };
-    match keychain.kind {
-        KeychainKind::Basic => Ok(Auth::Basic {
-            user: field("username")?,
-            password: connection.fields.text("password").unwrap_or_default(),
-        }),
-        KeychainKind::ApiKey => {
-            let (name, value) = (field("name")?, field("key")?);
-            let placement = connection.fields.text("placement");
-            match placement.as_deref().unwrap_or("header") {
-                "header" => Ok(Auth::ApiKeyHeader {
-                    name: HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        ModuleError::config(format!(
-                            "{}: connection \"{}\": '{name}' is not a valid header name",
-                            keychain.field, connection.name
-                        ))
-                    })?,
-                    value,
-                }),
-                "query" => Ok(Auth::ApiKeyQuery { name, value }),
-                _ => Err(ModuleError::config(format!(
-                    "{}: connection \"{}\": its placement must be header or query",
-                    keychain.field, connection.name
-                ))),
-            }
-        }
-        KeychainKind::OAuth => {
-            let token = match connection.kind.as_str() {
-                "oauth2" | "service_account" => connection.fields.text("access_token"),
-                "bearer" => connection.fields.text("token"),
-                _ => {
-                    return Err(ModuleError::config(format!(
-                        "{}: connection \"{}\" is a {} connection; {module} needs an OAuth2 \
-                         connection (an integration's token, or a bearer token)",
-                        keychain.field, connection.name, connection.kind
-                    )));
-                }
-            };
-            token.map(Auth::Bearer).ok_or_else(|| {
-                ModuleError::new(
-                    crate::module::ErrorKind::InvalidAccessTokenError,
-                    format!(
-                        "{}: connection \"{}\" has no access token",
-                        keychain.field, connection.name
-                    ),
-                )
-            })
-        }
+    if keychain.kind == KeychainKind::OAuth
+        && !matches!(
+            connection.kind.as_str(),
+            "oauth2" | "service_account" | "bearer"
+        )
+    {
+        return Err(ModuleError::config(format!(
+            "{}: connection \"{}\" is a {} connection; {module} needs an OAuth2 \
+             connection (an integration's token, or a bearer token)",
+            keychain.field, connection.name, connection.kind
+        )));
     }
+    // The one conversion: the connection's typed credential, then its transport `Auth`.
+    let credential = connection.credential().map_err(|mut e| {
+        e.message = format!("{}: {}", keychain.field, e.message);
+        e
+    })?;
+    crate::apps::auth::auth_of(&credential).map_err(|mut e| {
+        e.message = format!(
+            "{}: connection \"{}\": {}",
+            keychain.field, connection.name, e.message
+        );
+        e
+    })
 }
 
 /// Reads the module's fields into a [`Spec`], or returns every problem found in them, in the

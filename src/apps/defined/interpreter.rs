@@ -33,6 +33,7 @@ use super::input::{self, Mode};
 use super::load::{App, AuthPlace, CompiledModule};
 use super::model::{BodyType, ModuleType};
 use super::template::{self, CompiledRequest, CompiledResponse, Rendered, Vars};
+use crate::apps::auth::Signer;
 use crate::apps::transport::{self, Auth, Body, ErrorStatus, Request, Response, Transport};
 use crate::expr::value;
 use crate::module::connection::{self, CONNECTION_PARAMETER, Connection, ConnectionsHandle};
@@ -84,7 +85,9 @@ pub(crate) struct Call {
     pub base_url: Option<Url>,
     pub base_qs: Vec<(String, String)>,
     pub base_headers: Vec<(String, String)>,
-    pub auth: Auth,
+    /// The call's credential, applied to each request (refreshed once on a 401 when it is
+    /// an OAuth2 token).
+    pub signer: Signer,
     /// The header and query names that carry the credential (refused from users).
     auth_header: Option<String>,
     auth_query: Option<String>,
@@ -106,7 +109,8 @@ impl Call {
     }
 
     /// `error` with every connection value replaced by `<redacted>`.
-    pub(crate) fn scrub(&self, mut error: ModuleError) -> ModuleError {
+    pub(crate) fn scrub(&self, error: ModuleError) -> ModuleError {
+        let mut error = self.signer.scrub(error);
         for secret in &self.secrets {
             if error.message.contains(secret.as_str()) {
                 error.message = error.message.replace(secret.as_str(), "<redacted>");
@@ -224,14 +228,17 @@ impl AppModule {
     ) -> Result<Call, ModuleError> {
         let connection = match self.module.connection {
             None => None,
-            Some(index) => Some((
-                index,
-                resolve(&self.app, index, &self.type_name(), raw_parameters, context).await?,
-            )),
+            Some(index) => {
+                let found =
+                    resolve(&self.app, index, &self.type_name(), raw_parameters, context).await?;
+                check_scopes(&self.module.scopes, &self.type_name(), &found)?;
+                Some((index, found))
+            }
         };
         prepare_call(
             &self.app,
             connection.as_ref().map(|(i, c)| (*i, c)),
+            context.extensions.get::<ConnectionsHandle>().cloned(),
             module_id,
             parameters,
         )
@@ -403,6 +410,21 @@ impl Module for AppModule {
         problems
     }
 
+    fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
+        let (Some(index), Some(reference)) =
+            (self.module.connection, connection::reference(parameters))
+        else {
+            return Vec::new();
+        };
+        let wanted = &self.app.connections[index];
+        vec![crate::module::Reference::Connection {
+            path: format!("parameters.{CONNECTION_PARAMETER}"),
+            reference,
+            app: Some(self.app.name().to_string()),
+            kinds: vec![wanted.name.clone(), wanted.kind.name().to_string()],
+        }]
+    }
+
     fn instant(&self) -> Option<&dyn InstantTrigger> {
         (self.module.kind == ModuleType::InstantTrigger).then_some(self as &dyn InstantTrigger)
     }
@@ -493,11 +515,41 @@ pub(crate) async fn resolve(
     Ok(found)
 }
 
+/// Fails with an `InvalidAccessTokenError` naming the first scope of `needed` the token of
+/// `connection` was not granted. A token whose grant does not list its scopes passes (the
+/// provider then granted what was asked).
+fn check_scopes(
+    needed: &[String],
+    module: &str,
+    connection: &Connection,
+) -> Result<(), ModuleError> {
+    if needed.is_empty() {
+        return Ok(());
+    }
+    let Some(granted) = connection.granted_scopes() else {
+        return Ok(());
+    };
+    match needed.iter().find(|s| !granted.contains(s)) {
+        None => Ok(()),
+        Some(missing) => Err(ModuleError::new(
+            ErrorKind::InvalidAccessTokenError,
+            format!(
+                "{module} needs the scope {missing}, which the token of connection \"{}\" was \
+                 not granted: connect it again, granting that scope",
+                connection.name
+            ),
+        )
+        .with_details(json!({"scope": missing, "connection": connection.name}))),
+    }
+}
+
 /// The call's roots, base URL, base query and headers and credential. `connection` is the
-/// app's connection type index and the stored connection, when the call has one.
+/// app's connection type index and the stored connection, when the call has one; with
+/// `connections`, an OAuth2 token the service refuses is refreshed through it.
 pub(crate) fn prepare_call(
     app: &App,
     connection: Option<(usize, &Connection)>,
+    connections: Option<ConnectionsHandle>,
     module_id: u32,
     parameters: Value,
 ) -> Result<Call, ModuleError> {
@@ -536,7 +588,7 @@ pub(crate) fn prepare_call(
         base_url: None,
         base_qs: Vec::new(),
         base_headers: Vec::new(),
-        auth: Auth::None,
+        signer: Signer::fixed(Auth::None),
         auth_header: None,
         auth_query: None,
         secrets,
@@ -546,6 +598,7 @@ pub(crate) fn prepare_call(
         let empty = Value::Object(Map::new());
         let vars = call.vars(&empty);
         let base_url = match &app.base.base_url {
+            _ if app.base_url_override.is_some() => app.base_url_override.clone(),
             Some(expr) => {
                 let text = expr.text(&vars)?;
                 let text = text.trim();
@@ -565,21 +618,29 @@ pub(crate) fn prepare_call(
             Some(headers) => template::pairs(&headers.eval(&vars)?, headers.path())?,
             None => Vec::new(),
         };
-        let mut auth = (Auth::None, None, None);
-        if let Some((compiled, stored)) = compiled
-            && let Some((place, name, expr)) = &compiled.auth
-        {
-            let value = expr.text(&vars)?;
-            auth = credential(*place, name, value.trim(), &stored.name)?;
+        let mut auth = (Signer::fixed(Auth::None), None, None);
+        if let Some((compiled, stored)) = compiled {
+            if compiled.kind.is_token_grant() {
+                // The access token is the credential as it is: nothing to render.
+                auth = (
+                    Signer::for_connection(stored, connections.clone())?,
+                    Some("authorization".to_string()),
+                    None,
+                );
+            } else if let Some((place, name, expr)) = &compiled.auth {
+                let value = expr.text(&vars)?;
+                let (fixed, header, query) = credential(*place, name, value.trim(), &stored.name)?;
+                auth = (Signer::fixed(fixed), header, query);
+            }
         }
         Ok::<_, ModuleError>((base_url, base_qs, base_headers, auth))
     })();
     match result {
-        Ok((base_url, base_qs, base_headers, (auth, header, query))) => {
+        Ok((base_url, base_qs, base_headers, (signer, header, query))) => {
             call.base_url = base_url;
             call.base_qs = base_qs;
             call.base_headers = base_headers;
-            call.auth = auth;
+            call.signer = signer;
             call.auth_header = header;
             call.auth_query = query;
             Ok(call)
@@ -692,7 +753,10 @@ pub(crate) async fn exchange(
     universal: bool,
 ) -> Result<Exchanged, ModuleError> {
     let request = build(call, rendered, universal)?;
-    let answer = send(transport, request, call.module_id).await?;
+    let answer = call
+        .signer
+        .send(request, |request| send(transport, request, call.module_id))
+        .await?;
     let exchanged = Exchanged {
         status: json!(answer.status.as_u16()),
         headers: headers_value(&answer.headers),
@@ -765,7 +829,6 @@ fn build(call: &Call, rendered: &Rendered, universal: bool) -> Result<Request, M
         None => None,
         Some(body) => Some(encode_body(body, rendered.body_type)?),
     };
-    request.auth = call.auth.clone();
     request.error_status = ErrorStatus::Return;
     Ok(request)
 }
@@ -1237,7 +1300,13 @@ pub(crate) async fn test_connection(
             compiled.name
         )));
     };
-    let call = prepare_call(app, Some((index, connection)), 0, Value::Object(Map::new()))?;
+    let call = prepare_call(
+        app,
+        Some((index, connection)),
+        None,
+        0,
+        Value::Object(Map::new()),
+    )?;
     let run = async {
         let temp = Value::Object(Map::new());
         let rendered = test.render(&call.vars(&temp), &call.base_qs, &call.base_headers)?;
@@ -1389,7 +1458,7 @@ mod tests {
             base_url: None,
             base_qs: Vec::new(),
             base_headers: Vec::new(),
-            auth: Auth::None,
+            signer: Signer::fixed(Auth::None),
             auth_header: None,
             auth_query: None,
             secrets: vec!["s3cr3t-token".into()],

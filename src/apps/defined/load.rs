@@ -94,6 +94,8 @@ pub struct App {
     pub(crate) base: CompiledBase,
     pub(crate) connections: Vec<CompiledConnection>,
     pub(crate) modules: IndexMap<String, Arc<CompiledModule>>,
+    /// The base URL this process uses instead of `base.baseUrl` (`--app-base-url`).
+    pub(crate) base_url_override: Option<reqwest::Url>,
 }
 
 impl App {
@@ -122,6 +124,35 @@ impl App {
         self.definition.connections.iter().find(|c| c.name == name)
     }
 
+    /// The scopes a connection of type `name` must be granted for every module of the app
+    /// that uses it: the type's own `scopes` and each such module's, in order, without
+    /// repeats (what connecting asks for).
+    pub fn scopes(&self, name: &str) -> Vec<String> {
+        let Some(index) = self.connections.iter().position(|c| c.name == name) else {
+            return Vec::new();
+        };
+        let mut scopes = self.connections[index].scopes.clone();
+        for module in self.modules.values() {
+            if module.connection == Some(index) {
+                for scope in &module.scopes {
+                    if !scopes.contains(scope) {
+                        scopes.push(scope.clone());
+                    }
+                }
+            }
+        }
+        scopes
+    }
+
+    /// The OAuth provider of connection type `name` (`oauth2` and `service_account` types;
+    /// a service account's is `google_service_account` unless it names one).
+    pub fn provider(&self, name: &str) -> Option<&str> {
+        self.connections
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.provider.as_deref())
+    }
+
     /// The module types this app serves (`chatbot:GetUser` …).
     pub fn module_types(&self) -> impl Iterator<Item = String> + '_ {
         self.modules.keys().map(|m| format!("{}:{m}", self.name()))
@@ -143,6 +174,9 @@ pub(crate) struct CompiledBase {
 pub(crate) struct CompiledConnection {
     pub name: String,
     pub kind: ConnectionKind,
+    /// `oauth2`/`service_account` types: the provider and the scopes of the type itself.
+    pub provider: Option<String>,
+    pub scopes: Vec<String>,
     /// At most one header or query parameter (the transport applies one credential).
     pub auth: Option<(AuthPlace, String, Expr)>,
     pub test: Option<CompiledRequest>,
@@ -165,6 +199,8 @@ pub(crate) struct CompiledModule {
     pub kind: ModuleType,
     /// Index into the app's connections.
     pub connection: Option<usize>,
+    /// The scopes the module needs: its connection type's and its own.
+    pub scopes: Vec<String>,
     pub parameters: Vec<Field>,
     pub expect: Vec<Field>,
     /// The requests in order; the module's own `response`/`pagination` are folded into the
@@ -209,6 +245,44 @@ impl Apps {
     /// The apps built into the binary (`modules/*.json`).
     pub fn embedded() -> Result<Apps, LoadError> {
         Apps::load(&[])
+    }
+
+    /// The same apps with the base URL of each app named in `overrides` replaced (a sandbox,
+    /// a proxy or a test server standing in for the real API). An override must name a
+    /// loaded app and be an absolute http(s) URL without credentials.
+    pub fn with_base_urls(
+        mut self,
+        overrides: &[(String, reqwest::Url)],
+    ) -> Result<Apps, LoadError> {
+        for (name, url) in overrides {
+            let label = format!("--app-base-url {name}");
+            let ok = matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.username().is_empty()
+                && url.password().is_none();
+            if !ok {
+                return Err(LoadError::one(
+                    &label,
+                    "",
+                    "expected an absolute http(s) URL without credentials",
+                ));
+            }
+            let Some(app) = self.apps.get_mut(name) else {
+                return Err(LoadError::one(
+                    &label,
+                    "",
+                    format!(
+                        "no app named \"{name}\" is loaded (apps: {})",
+                        self.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            };
+            let Some(app) = Arc::get_mut(app) else {
+                return Err(LoadError::one(&label, "", "the app is already in use"));
+            };
+            app.base_url_override = Some(url.clone());
+        }
+        Ok(self)
     }
 
     /// The embedded apps plus those of `extra`: files, or folders whose `*.json` files are
@@ -442,6 +516,7 @@ fn compile(file: &str, definition: AppDefinition) -> Result<App, LoadError> {
         connections,
         modules,
         definition,
+        base_url_override: None,
     })
 }
 
@@ -501,6 +576,10 @@ fn compile_connection(
         e.0 == AuthPlace::Header && e.1.eq_ignore_ascii_case("authorization")
     };
     let fits = match spec.kind {
+        ConnectionKind::OAuth2 | ConnectionKind::ServiceAccount if !entries.is_empty() => Err(
+            "an oauth2 or service_account connection sends its access token as the bearer \
+             credential: leave `auth` out",
+        ),
         _ if entries.len() > 1 => {
             Err("at most one header or query parameter: the transport applies one credential")
         }
@@ -517,15 +596,65 @@ fn compile_connection(
     if let Err(reason) = fits {
         problems.push(Problem::new(&auth_path, reason));
     }
+    let provider = spec
+        .provider
+        .as_deref()
+        .map(str::trim)
+        .map(str::to_lowercase);
+    match (spec.kind, &provider) {
+        (ConnectionKind::OAuth2, None) => problems.push(Problem::new(
+            &join(path, "provider"),
+            "an oauth2 connection type names its OAuth provider (`google`, `microsoft`, \
+             `slack`, … or `oauth2`)",
+        )),
+        (ConnectionKind::OAuth2 | ConnectionKind::ServiceAccount, Some(p))
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            problems.push(Problem::new(
+                &join(path, "provider"),
+                "expected a provider name: letters, digits and underscores",
+            ))
+        }
+        (ConnectionKind::OAuth2 | ConnectionKind::ServiceAccount, _) => {}
+        (_, Some(_)) => problems.push(Problem::new(
+            &join(path, "provider"),
+            "only oauth2 and service_account connection types have a provider",
+        )),
+        (_, None) => {}
+    }
+    if !spec.scopes.is_empty() && !spec.kind.is_token_grant() {
+        problems.push(Problem::new(
+            &join(path, "scopes"),
+            "only oauth2 and service_account connection types have scopes",
+        ));
+    }
+    check_scopes(&spec.scopes, &join(path, "scopes"), problems);
     CompiledConnection {
         name: spec.name.clone(),
         kind: spec.kind,
+        provider: provider.or_else(|| {
+            (spec.kind == ConnectionKind::ServiceAccount)
+                .then(|| "google_service_account".to_string())
+        }),
+        scopes: spec.scopes.clone(),
         auth: entries.into_iter().next(),
         test: spec
             .test
             .as_ref()
             .map(|t| compile_request(t, &join(path, "test"), problems)),
         defaults,
+    }
+}
+
+/// Each scope is one non-empty word (no spaces: providers separate scopes with them).
+fn check_scopes(scopes: &[String], path: &str, problems: &mut Vec<Problem>) {
+    for (i, scope) in scopes.iter().enumerate() {
+        if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c == ',') {
+            problems.push(Problem::new(
+                &format!("{path}[{i}]"),
+                "a scope is one word without spaces or commas",
+            ));
+        }
     }
 }
 
@@ -546,6 +675,23 @@ fn compile_module(
         }
         found
     });
+    check_scopes(&spec.scopes, &join(path, "scopes"), problems);
+    let mut scopes = connection
+        .map(|i| definition.connections[i].scopes.clone())
+        .unwrap_or_default();
+    if !spec.scopes.is_empty() {
+        if !connection.is_some_and(|i| definition.connections[i].kind.is_token_grant()) {
+            problems.push(Problem::new(
+                &join(path, "scopes"),
+                "scopes are for modules whose connection type is oauth2 or service_account",
+            ));
+        }
+        for scope in &spec.scopes {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+    }
     let mut field_problems = Vec::new();
     let parameters = Field::compile_all(
         &spec.parameters,
@@ -716,6 +862,7 @@ fn compile_module(
         name: name.to_string(),
         kind: spec.kind,
         connection,
+        scopes,
         parameters,
         expect,
         requests,
@@ -845,6 +992,54 @@ mod tests {
             ],
             "{err}"
         );
+    }
+
+    #[test]
+    fn token_connection_types_are_checked_and_scopes_gathered() {
+        let mut v = minimal();
+        v["connections"] = json!([{"name": "google", "kind": "oauth2", "provider": "Google",
+                                   "scopes": ["a"]}]);
+        v["modules"]["GetThing"]["connection"] = json!("google");
+        v["modules"]["GetThing"]["scopes"] = json!(["b", "a"]);
+        v["modules"]["Other"] = json!({"label": "O", "type": "action", "connection": "google",
+                                       "scopes": ["c"], "request": {"url": "/o"}});
+        let app = load(v.clone()).unwrap();
+        assert_eq!(app.scopes("google"), ["a", "b", "c"]);
+        assert_eq!(app.provider("google"), Some("google"));
+        assert_eq!(app.modules["GetThing"].scopes, ["a", "b"]);
+
+        let mut bad = v.clone();
+        bad["connections"][0]["auth"] = json!({"headers": {"Authorization": "Bearer x"}});
+        bad["connections"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("provider");
+        bad["connections"][0]["scopes"] = json!(["two words"]);
+        bad["connections"].as_array_mut().unwrap().push(
+            json!({"name": "key", "kind": "bearer", "provider": "google", "scopes": ["a"],
+                         "configuration": {"type": "object"},
+                         "auth": {"headers": {"Authorization": "Bearer {{connection.t}}"}}}),
+        );
+        bad["modules"]["Other"]["connection"] = json!("key");
+        let err = load(bad).unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "connections[0].auth",
+                "connections[0].provider",
+                "connections[0].scopes[0]",
+                "connections[1].provider",
+                "connections[1].scopes",
+                "modules.Other.scopes",
+            ],
+            "{err}"
+        );
+        let mut service = minimal();
+        service["connections"] = json!([{"name": "robot", "kind": "service_account"}]);
+        service["modules"]["GetThing"]["connection"] = json!("robot");
+        let app = load(service).unwrap();
+        assert_eq!(app.provider("robot"), Some("google_service_account"));
     }
 
     #[test]

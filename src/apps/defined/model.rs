@@ -91,6 +91,14 @@ pub enum ConnectionKind {
     Basic,
     /// Any other secret the app's templates use.
     Secret,
+    /// An OAuth2 token set obtained through an integration of the type's `provider`: sent as
+    /// `Authorization: Bearer <access token>`, refreshed before it expires and once when the
+    /// API answers 401.
+    #[serde(rename = "oauth2")]
+    OAuth2,
+    /// A Google-style service account: its JSON key is exchanged (JWT-bearer grant) for
+    /// short-lived access tokens, sent as `Authorization: Bearer …`.
+    ServiceAccount,
 }
 
 impl ConnectionKind {
@@ -100,7 +108,18 @@ impl ConnectionKind {
             ConnectionKind::Bearer => "bearer",
             ConnectionKind::Basic => "basic",
             ConnectionKind::Secret => "secret",
+            ConnectionKind::OAuth2 => "oauth2",
+            ConnectionKind::ServiceAccount => "service_account",
         }
+    }
+
+    /// Whether the credential is an access token the vault obtains (`oauth2`,
+    /// `service_account`) rather than a value stored as it is.
+    pub fn is_token_grant(self) -> bool {
+        matches!(
+            self,
+            ConnectionKind::OAuth2 | ConnectionKind::ServiceAccount
+        )
     }
 }
 
@@ -113,17 +132,36 @@ pub struct ConnectionType {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub kind: ConnectionKind,
+    /// `oauth2` and `service_account` types: the OAuth provider whose integrations obtain
+    /// the tokens (a preset of `providers.json` such as `google`, `microsoft`, `slack`, or
+    /// `oauth2` for any provider declared with its URLs; `google_service_account` for a
+    /// service account). A connection made through an integration of another provider is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// `oauth2` and `service_account` types: the scopes every connection of this type needs
+    /// (each module may add its own with its `scopes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
     /// A JSON Schema (an object schema) of the fields a stored connection holds; stored
     /// connections are validated against it. A property's `default` is used when the stored
-    /// connection has no value for it.
+    /// connection has no value for it. Optional for `oauth2` and `service_account` types
+    /// (their token fields are the vault's, never checked against it).
+    #[serde(default = "any_object_schema")]
     pub configuration: Value,
     /// How a request carries the connection: one header or one query parameter, IML over
     /// `connection`. `Authorization: Bearer …` / `Basic …` become the transport's bearer or
-    /// basic credential, any other header or parameter an API key.
+    /// basic credential, any other header or parameter an API key. Left out for `oauth2` and
+    /// `service_account` types: their access token is always the bearer credential.
+    #[serde(default)]
     pub auth: AuthSpec,
     /// A request that proves a connection works (`connections test`): any 2xx answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<RequestSpec>,
+}
+
+fn any_object_schema() -> Value {
+    serde_json::json!({"type": "object"})
 }
 
 /// `connections[].auth`.
@@ -165,6 +203,11 @@ pub struct ModuleSpec {
     /// stored connection in `parameters.__IMTCONN__`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// The OAuth scopes this module needs beyond its connection type's `scopes`
+    /// (`App::scopes` gives the union for a type); a token granted without one fails this
+    /// module with an `InvalidAccessTokenError` naming it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
     /// Static fields, read from the blueprint's `parameters`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<FieldSpec>,
@@ -737,6 +780,22 @@ mod tests {
             parse(json!({"container": "{{body.data}}", "condition": "{{item.ok}}"})).unwrap();
         assert_eq!(spec.condition, Some(json!("{{item.ok}}")));
         assert!(parse::<IterateSpec>(json!({"contaner": "x"})).is_err());
+    }
+
+    #[test]
+    fn the_schema_names_the_token_connection_kinds() {
+        let text = json_schema().to_string();
+        for kind in ["\"oauth2\"", "\"service_account\"", "\"api_key\""] {
+            assert!(text.contains(kind), "{kind}");
+        }
+        let oauth: ConnectionType = parse(json!({
+            "name": "google", "kind": "oauth2", "provider": "google",
+            "scopes": ["https://www.googleapis.com/auth/tasks"]
+        }))
+        .unwrap();
+        assert_eq!(oauth.kind, ConnectionKind::OAuth2);
+        assert!(oauth.kind.is_token_grant());
+        assert_eq!(oauth.configuration, json!({"type": "object"}));
     }
 
     #[test]

@@ -1,0 +1,310 @@
+//! Connections of an app's `oauth2` connection type made from tokens obtained elsewhere
+//! (`switchyard connections add NAME --app APP --access-token T [--refresh-token R
+//! --integration ALIAS] [--expires-in S]`): servers without a browser, and tests.
+//!
+//! Such a connection is a row like those the OAuth flows make — kind `oauth2`, the tokens
+//! sealed, its expiry — linked to the integration that refreshes it (context `app`: it is
+//! the app's connection, never the bot's `bot.tokens.<alias>`), so the vault refreshes it
+//! ahead of expiry and once after a 401 exactly as it refreshes an integration's own.
+//!
+//! An app's `service_account` connection holds a service account's JSON key (`connections add
+//! NAME --app APP --service-account-key FILE`): the vault mints its access tokens with the
+//! JWT-bearer grant for the scopes of the app's type and modules (or of the integration named
+//! with `--integration`), cached until they expire.
+//!
+//! Invariants: nothing is stored when a check fails or the app's test request refuses the
+//! token (unless the test is skipped); errors name the field or flag, never a token.
+
+use serde_json::{Map, Value};
+
+use super::oauth::{KIND_OAUTH2, KIND_SERVICE_ACCOUNT, REFRESH_SKEW_MS};
+use super::{ConnectionError, FieldProblem, Vault, integrations::Grant, seal};
+use crate::apps::defined::ConnectionKind;
+use crate::module::{Connection, Secrets};
+use crate::store::{
+    ConnectionRow, IntegrationLink, NewConnection, check_connection_name, new_id, now_ms,
+};
+
+/// The context of an app connection linked to an integration.
+pub const CONTEXT_APP: &str = "app";
+
+/// An OAuth2 connection to store from tokens.
+#[derive(Debug, Clone, Default)]
+pub struct NewTokenConnection {
+    pub name: String,
+    pub app: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// The integration (its alias) whose provider issued the tokens and which refreshes them.
+    pub integration: Option<String>,
+    /// Seconds the access token lives from now.
+    pub expires_in: Option<i64>,
+    /// The scopes granted, as the provider wrote them.
+    pub scope: Option<String>,
+    /// Other fields of the connection type's configuration (`baseUrl` …).
+    pub fields: Map<String, Value>,
+    /// Whether the app's test request must accept the token before it is stored.
+    pub test: bool,
+}
+
+/// A service-account connection to store from its JSON key.
+#[derive(Debug, Clone, Default)]
+pub struct NewServiceAccountConnection {
+    pub name: String,
+    pub app: String,
+    /// The service account's JSON key (`client_email`, `private_key`, `token_uri` …).
+    pub key: Value,
+    /// A `google_service_account` integration whose scope to request instead of the app's.
+    pub integration: Option<String>,
+    pub fields: Map<String, Value>,
+    /// Whether a token is minted and the app's test request run before it is stored.
+    pub test: bool,
+}
+
+fn problem(path: &str, reason: impl Into<String>) -> ConnectionError {
+    ConnectionError::Invalid(vec![FieldProblem::new(path, reason)])
+}
+
+impl Vault {
+    /// Checks and stores an OAuth2 connection of `input.app` from its tokens, after running
+    /// the connection type's test request with it (when `input.test` and the type has one).
+    pub async fn create_from_tokens(
+        &self,
+        input: &NewTokenConnection,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        if let Err(e) = check_connection_name(&input.name) {
+            return Err(problem("name", e.to_string()));
+        }
+        if input.access_token.trim().is_empty() {
+            return Err(problem("access_token", "must not be empty"));
+        }
+        if input.refresh_token.is_some() && input.integration.is_none() {
+            return Err(problem(
+                "integration",
+                "a refresh token is used through the integration that issued it: name it \
+                 (--integration ALIAS)",
+            ));
+        }
+        let Some(apps) = &self.apps else {
+            return Err(problem(
+                "app",
+                "the app definitions are not loaded in this command",
+            ));
+        };
+        let Some(app) = apps.app(&input.app) else {
+            return Err(problem(
+                "app",
+                format!("no app named \"{}\" is defined", input.app),
+            ));
+        };
+        let Some(connection_type) = app
+            .connection_types()
+            .iter()
+            .find(|t| t.kind == ConnectionKind::OAuth2)
+        else {
+            return Err(problem(
+                "app",
+                format!("the {} app has no oauth2 connection type", input.app),
+            ));
+        };
+        let link = match &input.integration {
+            None => None,
+            Some(alias) => {
+                let integration = self.integration(alias)?;
+                if !matches!(
+                    integration.grant,
+                    Grant::AuthCode(_) | Grant::ClientCredentials(_)
+                ) {
+                    return Err(problem(
+                        "integration",
+                        format!(
+                            "\"{alias}\" is a {} integration, not an OAuth2 one",
+                            integration.grant.name()
+                        ),
+                    ));
+                }
+                let wanted = app.provider(&connection_type.name).unwrap_or("oauth2");
+                if wanted != "oauth2" && integration.provider != wanted {
+                    return Err(problem(
+                        "integration",
+                        format!(
+                            "\"{alias}\" is a {} integration; the {} app's connections are made \
+                             with a {wanted} one",
+                            integration.provider, input.app
+                        ),
+                    ));
+                }
+                Some(IntegrationLink {
+                    alias: alias.clone(),
+                    context: CONTEXT_APP.into(),
+                    subject: None,
+                })
+            }
+        };
+        let mut fields = input.fields.clone();
+        let problems = super::check_app_fields(apps, &input.app, &connection_type.name, &fields);
+        if !problems.is_empty() {
+            return Err(ConnectionError::Invalid(problems));
+        }
+        fields.insert("access_token".into(), input.access_token.clone().into());
+        if let Some(refresh) = &input.refresh_token {
+            fields.insert("refresh_token".into(), refresh.clone().into());
+        }
+        fields.insert("token_type".into(), "bearer".into());
+        if let Some(scope) = &input.scope {
+            fields.insert("scope".into(), scope.clone().into());
+        }
+        let expires_at = match input.expires_in {
+            None => None,
+            Some(secs) if secs >= 0 => {
+                let ms = secs.saturating_mul(1000);
+                let at = now_ms().saturating_add(ms);
+                fields.insert("expires_at".into(), at.into());
+                fields.insert(
+                    "refresh_at".into(),
+                    (at - REFRESH_SKEW_MS.min(ms / 2)).into(),
+                );
+                Some(at)
+            }
+            Some(_) => return Err(problem("expires_in", "must be 0 or more seconds")),
+        };
+        if input.test && connection_type.test.is_some() {
+            let candidate = Connection {
+                id: String::new(),
+                name: input.name.clone(),
+                app: input.app.clone(),
+                kind: KIND_OAUTH2.into(),
+                fields: Secrets(fields.clone()),
+            };
+            self.run_app_test(&candidate).await?;
+        }
+        let id = new_id();
+        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = self.keyring().current().clone();
+        let sealed = seal::seal(&key, &id, &plaintext)?;
+        let row = self
+            .store
+            .insert_connection(NewConnection {
+                id: &id,
+                name: &input.name,
+                app: &input.app,
+                kind: KIND_OAUTH2,
+                key_id: key.id(),
+                sealed: &sealed,
+                integration: link.as_ref(),
+                expires_at,
+            })
+            .await?;
+        self.forget_opened();
+        Ok(row)
+    }
+
+    /// Checks and stores a service-account connection of `input.app` from its JSON key, after
+    /// minting a token with it and running the connection type's test request (when
+    /// `input.test`).
+    pub async fn create_service_account(
+        &self,
+        input: &NewServiceAccountConnection,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        if let Err(e) = check_connection_name(&input.name) {
+            return Err(problem("name", e.to_string()));
+        }
+        super::oauth::check_service_account_key(&input.key)
+            .map_err(|(path, reason)| problem(&path.replacen("value", "key", 1), reason))?;
+        let Some(apps) = &self.apps else {
+            return Err(problem(
+                "app",
+                "the app definitions are not loaded in this command",
+            ));
+        };
+        let Some(app) = apps.app(&input.app) else {
+            return Err(problem(
+                "app",
+                format!("no app named \"{}\" is defined", input.app),
+            ));
+        };
+        let Some(connection_type) = app
+            .connection_types()
+            .iter()
+            .find(|t| t.kind == ConnectionKind::ServiceAccount)
+        else {
+            return Err(problem(
+                "app",
+                format!(
+                    "the {} app has no service_account connection type",
+                    input.app
+                ),
+            ));
+        };
+        let link = match &input.integration {
+            None => None,
+            Some(alias) => {
+                let integration = self.integration(alias)?;
+                if !matches!(integration.grant, Grant::ServiceAccount) {
+                    return Err(problem(
+                        "integration",
+                        format!(
+                            "\"{alias}\" is a {} integration, not a google_service_account one",
+                            integration.grant.name()
+                        ),
+                    ));
+                }
+                Some(IntegrationLink {
+                    alias: alias.clone(),
+                    context: CONTEXT_APP.into(),
+                    subject: None,
+                })
+            }
+        };
+        let mut fields = input.fields.clone();
+        let problems = super::check_app_fields(apps, &input.app, &connection_type.name, &fields);
+        if !problems.is_empty() {
+            return Err(ConnectionError::Invalid(problems));
+        }
+        fields.insert("key".into(), input.key.clone());
+        let id = new_id();
+        if input.test {
+            let candidate = Connection {
+                id: id.clone(),
+                name: input.name.clone(),
+                app: input.app.clone(),
+                kind: KIND_SERVICE_ACCOUNT.into(),
+                fields: Secrets(fields.clone()),
+            };
+            let minted = self
+                .with_minted_token(candidate, input.integration.as_deref())
+                .await
+                .map_err(|e| ConnectionError::TestFailed {
+                    name: input.name.clone(),
+                    reason: format!("{}: {}", e.kind.name(), e.message),
+                })?;
+            if connection_type.test.is_some() {
+                self.run_app_test(&minted).await?;
+            }
+        }
+        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = self.keyring().current().clone();
+        let sealed = seal::seal(&key, &id, &plaintext)?;
+        let row = self
+            .store
+            .insert_connection(NewConnection {
+                id: &id,
+                name: &input.name,
+                app: &input.app,
+                kind: KIND_SERVICE_ACCOUNT,
+                key_id: key.id(),
+                sealed: &sealed,
+                integration: link.as_ref(),
+                expires_at: None,
+            })
+            .await?;
+        self.forget_opened();
+        Ok(row)
+    }
+}
