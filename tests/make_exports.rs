@@ -17,7 +17,8 @@
 //!   scenario's declared inputs (`interface`, `StartSubscenario`'s `metadata.interface`) read
 //!   as `{{var.input.NAME}}`, `ReturnData` ending the execution with its outputs, and a
 //!   `CallSubscenario` run without the service (`tests/subscenarios.rs` runs them through it);
-//! - `keychains-and-tls.json` (issue 20, points 1, 2, 4, 5, 6);
+//! - `keychains-and-tls.json` (issue 20, points 1, 2, 4, 5, 6) and `call-log-keychain.json`
+//!   (a published export whose keychains are named by Make's id);
 //! - `order-emails.json`: the Text parser modules of a published export, unchanged, over
 //!   e-mails with CRLF lines, matched with JavaScript's regular expressions (issue 20).
 //!
@@ -259,6 +260,26 @@ fn validate_command_exits_by_errors_and_strictness() {
     assert_eq!(results[0]["warnings"], json!([]));
 }
 
+/// Runs the `switchyard` binary with a fixed master key and no database from the
+/// environment: its exit code, its standard output and error together, and its standard
+/// output alone.
+fn switchyard_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_MASTER_KEY", "00".repeat(32))
+        .env_remove("SWITCHYARD_DATABASE_URL")
+        .output()
+        .expect("switchyard runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let both = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), both, stdout)
+}
+
+/// The path of an export of the corpus.
+fn export_path(file: &str) -> String {
+    format!("{}/tests/data/exports/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// `keychains-and-tls.json` (issue 20): saved with a byte-order mark; Make's keychains named
 /// by number in `key` (basic and API-key auth); a module reading one that runs after it;
 /// certificate checks turned off; a placeholder URL; a data store named by number. It loads
@@ -296,24 +317,10 @@ async fn keychains_tls_and_forward_references_load_with_warnings() {
 /// after which its warning is gone; importing the file (BOM and all) keeps the warnings.
 #[test]
 fn validate_and_import_report_missing_connections_until_they_exist() {
-    let exe = env!("CARGO_BIN_EXE_switchyard");
-    let file = format!(
-        "{}/tests/data/exports/keychains-and-tls.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let file = export_path("keychains-and-tls.json");
     let data = tempfile::tempdir().expect("temp dir");
     let data_dir = data.path().to_str().expect("UTF-8 path");
-    let switchyard = |args: &[&str]| {
-        let out = std::process::Command::new(exe)
-            .args(args)
-            .env("SWITCHYARD_MASTER_KEY", "00".repeat(32))
-            .env_remove("SWITCHYARD_DATABASE_URL")
-            .output()
-            .expect("switchyard runs");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let both = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.code(), both, stdout)
-    };
+    let switchyard = switchyard_cli;
     // No database yet: every reference is a warning; the file still validates.
     let (code, out, _) = switchyard(&["validate", &file]);
     assert_eq!(code, Some(0), "{out}");
@@ -684,4 +691,69 @@ fn a_return_data_followed_by_a_module_or_a_malformed_interface_is_an_error_with_
         listed(&checked.errors),
         ["flow[0].metadata.interface[1].name: `a` is declared twice"]
     );
+}
+
+/// `call-log-keychain.json`, a published export (`tests/data/exports/README.md`): its HTTP
+/// modules name their basic-auth keychain by Make's id (`"key": 199013`). The export loads;
+/// each use of the missing keychain is a warning at its path until a connection carrying that
+/// id exists (`connections add … --id 199013`), after which only the placeholder is left.
+#[test]
+fn a_published_export_finds_its_keychain_by_make_id() {
+    let file = export_path("call-log-keychain.json");
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().to_str().expect("UTF-8 path");
+    let switchyard = |args: &[&str]| {
+        let (code, out, _) = switchyard_cli(args);
+        (code, out)
+    };
+    let (code, out) = switchyard(&[
+        "connections",
+        "add",
+        "crm-basic",
+        "--app",
+        "http",
+        "--kind",
+        "basic",
+        "--username",
+        "calls",
+        "--password",
+        "pw-4567",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = switchyard(&["validate", &file, "--data-dir", data_dir]);
+    assert_eq!(code, Some(0), "{out}");
+    for path in [
+        "flow[2].parameters.key",
+        "flow[3].branches[0].flow[0].parameters.key",
+    ] {
+        assert!(
+            out.contains(&format!("warning: {path}: ")) && out.contains("connection 199013"),
+            "{path}: {out}"
+        );
+    }
+    // A connection with another id does not stand in for it; one with Make's id does.
+    let (code, out) = switchyard(&[
+        "connections",
+        "add",
+        "estate-prime",
+        "--app",
+        "http",
+        "--kind",
+        "basic",
+        "--username",
+        "calls",
+        "--password",
+        "pw-4567",
+        "--id",
+        "199013",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = switchyard(&["validate", &file, "--data-dir", data_dir]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("199013"), "{out}");
+    assert!(out.contains("valid, with 1 warning(s)"), "{out}");
 }

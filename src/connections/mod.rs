@@ -43,7 +43,7 @@ use serde_json::{Map, Value};
 use crate::apps::defined::DefinedApps;
 use crate::module::{Connection, Connections, ConnectionsHandle, ModuleError, Secrets};
 use crate::store::{
-    ConnectionRow, NewConnection, Resealed, SealedConnection, Store, StoreError,
+    ConnectionRow, IntegrationLink, NewConnection, Resealed, SealedConnection, Store, StoreError,
     check_connection_name, is_make_id, new_id,
 };
 
@@ -163,6 +163,17 @@ impl ConnectionError {
             other => ModuleError::config(other.to_string()),
         }
     }
+}
+
+/// A new connection's row with its values still in the clear ([`Vault::insert_sealed`]).
+pub(crate) struct Unsealed<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub app: &'a str,
+    pub kind: &'a str,
+    pub fields: &'a Map<String, Value>,
+    pub integration: Option<&'a IntegrationLink>,
+    pub expires_at: Option<i64>,
 }
 
 /// A connection to store, as the CLI and the API receive it.
@@ -610,25 +621,45 @@ impl Vault {
             }
             None => new_id(),
         };
-        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
+        self.insert_sealed(Unsealed {
+            id: &id,
+            name: &input.name,
+            app: &input.app,
+            kind: &kind,
+            fields: &fields,
+            integration: None,
+            expires_at: None,
+        })
+        .await
+    }
+
+    /// Seals a new connection's values under the current key (its id as associated data)
+    /// and stores its row: the one place a connection is first written.
+    pub(crate) async fn insert_sealed(
+        &self,
+        new: Unsealed<'_>,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        let plaintext =
+            serde_json::to_vec(new.fields).map_err(|e| ConnectionError::Unreadable {
+                id: new.id.to_string(),
+                reason: e.to_string(),
+            })?;
         let key = self.keyring().current().clone();
-        let sealed = seal::seal(&key, &id, &plaintext)?;
+        let sealed = seal::seal(&key, new.id, &plaintext)?;
         let row = self
             .store
             .insert_connection(NewConnection {
-                id: &id,
-                name: &input.name,
-                app: &input.app,
-                kind: &kind,
+                id: new.id,
+                name: new.name,
+                app: new.app,
+                kind: new.kind,
                 key_id: key.id(),
                 sealed: &sealed,
-                integration: None,
-                expires_at: None,
+                integration: new.integration,
+                expires_at: new.expires_at,
             })
             .await?;
+        self.forget_opened();
         Ok(row)
     }
 

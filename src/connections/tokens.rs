@@ -15,15 +15,15 @@
 //! Invariants: nothing is stored when a check fails or the app's test request refuses the
 //! token (unless the test is skipped); errors name the field or flag, never a token.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::oauth::{KIND_OAUTH2, KIND_SERVICE_ACCOUNT, REFRESH_SKEW_MS};
-use super::{ConnectionError, FieldProblem, Vault, integrations::Grant, seal};
-use crate::apps::defined::ConnectionKind;
+use super::{ConnectionError, FieldProblem, Unsealed, Vault, integrations::Grant};
+use crate::apps::defined::{App, ConnectionKind, ConnectionType, DefinedApps};
 use crate::module::{Connection, Secrets};
-use crate::store::{
-    ConnectionRow, IntegrationLink, NewConnection, check_connection_name, new_id, now_ms,
-};
+use crate::store::{ConnectionRow, IntegrationLink, check_connection_name, new_id, now_ms};
 
 /// The context of an app connection linked to an integration.
 pub const CONTEXT_APP: &str = "app";
@@ -85,28 +85,7 @@ impl Vault {
                  (--integration ALIAS)",
             ));
         }
-        let Some(apps) = &self.apps else {
-            return Err(problem(
-                "app",
-                "the app definitions are not loaded in this command",
-            ));
-        };
-        let Some(app) = apps.app(&input.app) else {
-            return Err(problem(
-                "app",
-                format!("no app named \"{}\" is defined", input.app),
-            ));
-        };
-        let Some(connection_type) = app
-            .connection_types()
-            .iter()
-            .find(|t| t.kind == ConnectionKind::OAuth2)
-        else {
-            return Err(problem(
-                "app",
-                format!("the {} app has no oauth2 connection type", input.app),
-            ));
-        };
+        let (apps, app, connection_type) = self.app_type(&input.app, ConnectionKind::OAuth2)?;
         let link = match &input.integration {
             None => None,
             Some(alias) => {
@@ -179,27 +158,16 @@ impl Vault {
             self.run_app_test(&candidate).await?;
         }
         let id = new_id();
-        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
-        let key = self.keyring().current().clone();
-        let sealed = seal::seal(&key, &id, &plaintext)?;
-        let row = self
-            .store
-            .insert_connection(NewConnection {
-                id: &id,
-                name: &input.name,
-                app: &input.app,
-                kind: KIND_OAUTH2,
-                key_id: key.id(),
-                sealed: &sealed,
-                integration: link.as_ref(),
-                expires_at,
-            })
-            .await?;
-        self.forget_opened();
-        Ok(row)
+        self.insert_sealed(Unsealed {
+            id: &id,
+            name: &input.name,
+            app: &input.app,
+            kind: KIND_OAUTH2,
+            fields: &fields,
+            integration: link.as_ref(),
+            expires_at,
+        })
+        .await
     }
 
     /// Checks and stores a service-account connection of `input.app` from its JSON key, after
@@ -214,31 +182,8 @@ impl Vault {
         }
         super::oauth::check_service_account_key(&input.key)
             .map_err(|(path, reason)| problem(&path.replacen("value", "key", 1), reason))?;
-        let Some(apps) = &self.apps else {
-            return Err(problem(
-                "app",
-                "the app definitions are not loaded in this command",
-            ));
-        };
-        let Some(app) = apps.app(&input.app) else {
-            return Err(problem(
-                "app",
-                format!("no app named \"{}\" is defined", input.app),
-            ));
-        };
-        let Some(connection_type) = app
-            .connection_types()
-            .iter()
-            .find(|t| t.kind == ConnectionKind::ServiceAccount)
-        else {
-            return Err(problem(
-                "app",
-                format!(
-                    "the {} app has no service_account connection type",
-                    input.app
-                ),
-            ));
-        };
+        let (apps, _, connection_type) =
+            self.app_type(&input.app, ConnectionKind::ServiceAccount)?;
         let link = match &input.integration {
             None => None,
             Some(alias) => {
@@ -285,26 +230,40 @@ impl Vault {
                 self.run_app_test(&minted).await?;
             }
         }
-        let plaintext = serde_json::to_vec(&fields).map_err(|e| ConnectionError::Unreadable {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
-        let key = self.keyring().current().clone();
-        let sealed = seal::seal(&key, &id, &plaintext)?;
-        let row = self
-            .store
-            .insert_connection(NewConnection {
-                id: &id,
-                name: &input.name,
-                app: &input.app,
-                kind: KIND_SERVICE_ACCOUNT,
-                key_id: key.id(),
-                sealed: &sealed,
-                integration: link.as_ref(),
-                expires_at: None,
-            })
-            .await?;
-        self.forget_opened();
-        Ok(row)
+        self.insert_sealed(Unsealed {
+            id: &id,
+            name: &input.name,
+            app: &input.app,
+            kind: KIND_SERVICE_ACCOUNT,
+            fields: &fields,
+            integration: link.as_ref(),
+            expires_at: None,
+        })
+        .await
+    }
+
+    /// The loaded app definitions, app `app` and its connection type of `kind`, or the
+    /// problem at `app` saying which is missing.
+    fn app_type(
+        &self,
+        app: &str,
+        kind: ConnectionKind,
+    ) -> Result<(&DefinedApps, &Arc<App>, &ConnectionType), ConnectionError> {
+        let Some(apps) = &self.apps else {
+            return Err(problem(
+                "app",
+                "the app definitions are not loaded in this command",
+            ));
+        };
+        let Some(found) = apps.app(app) else {
+            return Err(problem("app", format!("no app named \"{app}\" is defined")));
+        };
+        let Some(connection_type) = found.connection_types().iter().find(|t| t.kind == kind) else {
+            return Err(problem(
+                "app",
+                format!("the {app} app has no {} connection type", kind.name()),
+            ));
+        };
+        Ok((apps, found, connection_type))
     }
 }
