@@ -1426,8 +1426,9 @@ fn schema_form(
             input type="hidden" name="app" value=(app);
             input type="hidden" name="kind" value=(kind);
             label { "Connection name" input type="text" name="name" required placeholder="my-connection" value=[name]; }
-            label { "Make connection id (optional: the number an imported blueprint names it by)"
-                input type="text" name="id" inputmode="numeric" pattern="[1-9][0-9]{0,17}" placeholder="33477" value=[make_id]; }
+            label { "Make connection id"
+                input type="text" name="id" inputmode="numeric" pattern="[1-9][0-9]{0,17}" placeholder="33477" value=[make_id];
+                small.muted { "Optional: the number imported blueprints name this connection by." } }
             @for (name, field) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
                 (schema_field(name, field, required.contains(&name.as_str()), posted))
             }
