@@ -68,6 +68,7 @@ async fn module_call_overhead() {
             app: "chatbot".into(),
             kind: None,
             fields,
+            test: false,
         })
         .await
         .unwrap();

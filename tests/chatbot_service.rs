@@ -62,8 +62,10 @@ fn planted_token() -> String {
     format!("cb-planted-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Stores the connection `chatbot` (the name the examples use) pointing at `fake`.
+/// Stores the connection `chatbot` (the name the examples use) pointing at `fake`, after its
+/// test request (`GET /users?limit=1`) succeeded there.
 fn add_connection(db: &TestDb, fake: &FakeChatBot, token: &str) {
+    let tested = fake.calls("GET", "/users");
     let out = db.cli(&[
         "connections",
         "add",
@@ -77,6 +79,71 @@ fn add_connection(db: &TestDb, fake: &FakeChatBot, token: &str) {
     ]);
     let printed = stdout_ok(&out, "connections add");
     assert!(!printed.contains(token), "add printed the token: {printed}");
+    assert_eq!(fake.calls("GET", "/users"), tested + 1, "tested when made");
+}
+
+/// A connection is tested when it is made (issue 21): a token the API refuses is not
+/// stored, and the error carries the provider's answer, never the token; `--no-test` stores
+/// it untested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_tested_when_added() {
+    let db = TestDb::new(Backend::Sqlite)
+        .await
+        .expect("a SQLite database");
+    let token = planted_token();
+    let fake = FakeChatBot::start(&token).await;
+    let wrong = planted_token();
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "connections",
+            "add",
+            name,
+            "--app",
+            "chatbot",
+            "--token",
+            &wrong,
+            "--base-url",
+            &fake.base_url,
+        ];
+        args.extend_from_slice(extra);
+        db.cli(&args)
+    };
+    let out = add("refused", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("failed its test"), "{stderr}");
+    assert!(stderr.contains("InvalidAccessTokenError"), "{stderr}");
+    assert!(
+        !stderr.contains(&wrong),
+        "the error quoted the token: {stderr}"
+    );
+    let listed = stdout_ok(&db.cli(&["connections", "list"]), "connections list");
+    assert!(!listed.contains("refused"), "{listed}");
+
+    let out = add("untested", &["--no-test"]);
+    stdout_ok(&out, "connections add --no-test");
+    let listed = stdout_ok(&db.cli(&["connections", "list"]), "connections list");
+    assert!(listed.contains("untested"), "{listed}");
+    add_connection(&db, &fake, &token);
+
+    // The API likewise: 422 `test_failed` with the provider's answer, or `"test": false`.
+    let svc = db.serve(&[]).await;
+    let body = |name: &str| {
+        json!({"name": name, "app": "chatbot", "kind": "bearer",
+               "fields": {"token": wrong, "baseUrl": fake.base_url}})
+    };
+    let refused = svc.api.post("/api/connections", &body("api-refused")).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(
+        refused.json["error"]["code"], "test_failed",
+        "{}",
+        refused.text
+    );
+    assert!(!refused.text.contains(&wrong), "{}", refused.text);
+    let mut untested = body("api-untested");
+    untested["test"] = json!(false);
+    let stored = svc.api.post("/api/connections", &untested).await;
+    assert_eq!(stored.status, 201, "{}", stored.text);
 }
 
 /// The example blueprint at `path` (`scenarios/…`).
@@ -142,8 +209,8 @@ async fn watch_new_messages(db: TestDb) {
     assert_eq!(webhooks[0]["url"], svc.url(&hook));
     assert_eq!(webhooks[0]["name"], "Switchyard: new messages");
     assert!(
-        fake.calls("GET", "/users") == 0 && fake.calls("POST", "/webhooks") == 1,
-        "one registration, nothing else"
+        fake.calls("GET", "/users") == 1 && fake.calls("POST", "/webhooks") == 1,
+        "one registration after the connection's test, nothing else"
     );
     // A verification with another token is refused; it starts nothing.
     let client = reqwest::Client::new();

@@ -45,6 +45,7 @@ fn input(name: &str, app: &str, kind: &str, fields: Value) -> NewConnectionInput
         app: app.into(),
         kind: Some(kind.into()),
         fields: fields.as_object().unwrap().clone(),
+        test: false,
     }
 }
 
@@ -79,6 +80,8 @@ fn cli_round_trip_on_a_data_dir() {
             &token,
             "--base-url",
             "https://api.chatbot.com",
+            // Storage is what this test is about; testing on creation is in chatbot_service.
+            "--no-test",
             "--data-dir",
             data_arg,
         ],
@@ -361,6 +364,7 @@ fn a_wrong_master_key_names_the_connections_not_their_secrets() {
             // fails without leaving this machine, after the connection opened.
             "--base-url",
             "http://127.0.0.1:9",
+            "--no-test",
             "--data-dir",
             data_arg,
         ],

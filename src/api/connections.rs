@@ -115,7 +115,7 @@ fn invalid(path: &str, reason: &str) -> ApiError {
     error
 }
 
-/// Reads `{id?, name, app, kind?, fields}`; a wrong shape names its field and never quotes a value.
+/// Reads `{id?, name, app, kind?, fields, test?}`; a wrong shape names its field and never quotes a value.
 fn new_connection(body: Value) -> ApiResult<NewConnectionInput> {
     let Value::Object(body) = body else {
         return Err(invalid(
@@ -123,16 +123,24 @@ fn new_connection(body: Value) -> ApiResult<NewConnectionInput> {
             "must be a JSON object {name, app, kind?, fields}",
         ));
     };
-    if let Some(key) = body
-        .keys()
-        .find(|k| !matches!(k.as_str(), "id" | "name" | "app" | "kind" | "fields"))
-    {
+    if let Some(key) = body.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "id" | "name" | "app" | "kind" | "fields" | "test"
+        )
+    }) {
         let shown: String = key.chars().filter(|c| !c.is_control()).take(100).collect();
         return Err(invalid(
             &shown,
-            "is not a connection field (id, name, app, kind, fields)",
+            "is not a connection field (id, name, app, kind, fields, test)",
         ));
     }
+    // The type's test request runs first unless the body says `"test": false`.
+    let test = match body.get("test") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("test", "must be true or false")),
+    };
     // Make's connection id, as its exports write it: a number (or its digits as text).
     let id = match body.get("id") {
         None | Some(Value::Null) => None,
@@ -157,6 +165,7 @@ fn new_connection(body: Value) -> ApiResult<NewConnectionInput> {
         app: text("app", true)?.unwrap_or_default(),
         kind: text("kind", false)?,
         fields,
+        test,
     })
 }
 

@@ -485,5 +485,6 @@ fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
         app: args.app,
         kind: Some(kind),
         fields,
+        test: !args.no_test,
     })
 }

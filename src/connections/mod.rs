@@ -187,6 +187,10 @@ pub struct NewConnectionInput {
     /// One of [`KINDS`]; when absent, inferred from the standard fields given.
     pub kind: Option<String>,
     pub fields: Map<String, Value>,
+    /// Run the connection type's test request first and refuse the connection when it fails
+    /// (`connections add` without `--no-test`, the API, the console's form); types without a
+    /// test request are stored as they are.
+    pub test: bool,
 }
 
 /// A connection type an app declares, for forms that create connections of it (the
@@ -621,6 +625,30 @@ impl Vault {
             }
             None => new_id(),
         };
+        let has_test = self
+            .apps
+            .as_ref()
+            .and_then(|apps| apps.connection_type(&input.app, &kind))
+            .is_some_and(|t| t.test.is_some());
+        if input.test && has_test {
+            // A name already taken is refused before the provider is asked anything (the
+            // insert below refuses it again, whatever happens in between).
+            if self.store.get_connection(&input.name).await.is_ok() {
+                return Err(StoreError::Conflict {
+                    what: "connection",
+                    reason: format!("a connection named \"{}\" already exists", input.name),
+                }
+                .into());
+            }
+            let candidate = Connection {
+                id: id.clone(),
+                name: input.name.clone(),
+                app: input.app.clone(),
+                kind: kind.clone(),
+                fields: Secrets(fields.clone()),
+            };
+            self.run_app_test(&candidate).await?;
+        }
         self.insert_sealed(Unsealed {
             id: &id,
             name: &input.name,
@@ -1054,6 +1082,7 @@ mod tests {
             app: "chatbot".into(),
             kind: kind.map(str::to_string),
             fields: fields.as_object().unwrap().clone(),
+            test: false,
         }
     }
 
@@ -1142,6 +1171,7 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .clone(),
+            test: false,
         })
         .unwrap_err();
         let text = ConnectionError::Invalid(problems).to_string();

@@ -1432,6 +1432,11 @@ fn schema_form(
             @for (name, field) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
                 (schema_field(name, field, required.contains(&name.as_str()), posted))
             }
+            label.check {
+                input type="checkbox" name="test" value="true" checked[posted.is_none_or(|form| form.contains_key("test"))];
+                span { "Test the connection before saving" }
+                small.muted { "Runs the app's test request; a connection that fails it is not stored." }
+            }
             button.primary type="submit" { "Save connection" }
         }
     }
@@ -1648,6 +1653,8 @@ pub async fn create_connection(
                 app,
                 kind: Some(kind),
                 fields,
+                // "Test before saving" is checked unless unticked.
+                test: form.contains_key("test"),
             };
             vault.create(&input).await.map(|_| ())
         }
