@@ -54,14 +54,15 @@ impl Connection {
     /// The token a request or `tokens:GetAccessToken` uses: an OAuth2 or service-account
     /// access token, a bearer token, an API key, or a secret's value.
     pub fn access_token(&self) -> Option<String> {
-        let field = match self.kind.as_str() {
-            "oauth2" | "service_account" => "access_token",
-            "bearer" => "token",
-            "api_key" => "key",
-            "secret" => "value",
-            _ => return None,
-        };
-        self.fields.text(field)
+        match self.credential().ok()? {
+            Credential::OAuth2 { access_token } | Credential::ServiceAccount { access_token } => {
+                Some(access_token)
+            }
+            Credential::Bearer(token) => Some(token),
+            Credential::ApiKey { key, .. } => Some(key),
+            Credential::Secret(value) => Some(value),
+            Credential::Basic { .. } => None,
+        }
     }
 }
 
@@ -109,18 +110,6 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
-    /// The kind name (`connections::KINDS`, plus `oauth2` and `service_account`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Credential::ApiKey { .. } => "api_key",
-            Credential::Bearer(_) => "bearer",
-            Credential::Basic { .. } => "basic",
-            Credential::OAuth2 { .. } => "oauth2",
-            Credential::ServiceAccount { .. } => "service_account",
-            Credential::Secret(_) => "secret",
-        }
-    }
-
     /// Whether a refused request may be retried once with a refreshed credential.
     pub fn is_refreshable(&self) -> bool {
         matches!(self, Credential::OAuth2 { .. })

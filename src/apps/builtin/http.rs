@@ -81,12 +81,19 @@ enum KeychainKind {
 }
 
 impl KeychainKind {
-    /// The connection kind (`connections::KINDS`) it needs.
+    /// The connection kind it needs, as messages name it: the first it accepts.
     fn connection_kind(self) -> &'static str {
+        self.accepted_kinds()[0]
+    }
+
+    /// The stored connection kinds it accepts: what the activation check asks of the
+    /// connection and what a call refuses otherwise.
+    fn accepted_kinds(self) -> &'static [&'static str] {
         match self {
-            KeychainKind::Basic => "basic",
-            KeychainKind::ApiKey => "api_key",
-            KeychainKind::OAuth => "oauth2",
+            KeychainKind::Basic => &["basic"],
+            KeychainKind::ApiKey => &["api_key"],
+            // An integration's token, a service account's, or a bearer token.
+            KeychainKind::OAuth => &["oauth2", "service_account", "bearer"],
         }
     }
 }
@@ -155,16 +162,16 @@ impl Module for HttpModule {
         let Ok(Some(keychain)) = keychain(self.dialect, self.credentials, parameters) else {
             return Vec::new();
         };
-        let kinds: &[&str] = match keychain.kind {
-            KeychainKind::Basic => &["basic"],
-            KeychainKind::ApiKey => &["api_key"],
-            KeychainKind::OAuth => &["oauth2", "service_account", "bearer"],
-        };
         vec![crate::module::Reference::Connection {
+            kinds: keychain
+                .kind
+                .accepted_kinds()
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             path: keychain.field,
             reference: keychain.reference,
             app: None,
-            kinds: kinds.iter().map(|k| k.to_string()).collect(),
         }]
     }
 
@@ -173,7 +180,7 @@ impl Module for HttpModule {
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
-            let mut spec = build_spec(
+            let spec = build_spec(
                 self.dialect,
                 self.credentials,
                 invocation.parameters,
@@ -183,9 +190,9 @@ impl Module for HttpModule {
             if let Some(keychain) = &spec.keychain {
                 let (auth, connection) =
                     keychain_auth(keychain, invocation.module, invocation.context).await?;
-                spec.request.auth = auth.clone();
-                // An OAuth token refused with 401 is refreshed once and the request sent
-                // again: the authenticated send every app shares.
+                // The signer sets the request's credential. An OAuth token refused with 401 is
+                // refreshed once and the request sent again: the authenticated send every app
+                // shares.
                 signer = Some(if keychain.kind == KeychainKind::OAuth {
                     let connections = connections(keychain, invocation.context)?.clone();
                     crate::apps::auth::Signer::for_connection(&connection, Some(connections))?
@@ -890,22 +897,19 @@ fn connection_auth(
     module: &str,
     connection: &Connection,
 ) -> Result<Auth, ModuleError> {
-    let needed = keychain.kind.connection_kind();
-    if keychain.kind != KeychainKind::OAuth && connection.kind != needed {
-        return Err(ModuleError::config(format!(
-            "{}: connection \"{}\" is a {} connection; {module} needs a {needed} connection",
-            keychain.field, connection.name, connection.kind
-        )));
-    }
-    if keychain.kind == KeychainKind::OAuth
-        && !matches!(
-            connection.kind.as_str(),
-            "oauth2" | "service_account" | "bearer"
-        )
+    if !keychain
+        .kind
+        .accepted_kinds()
+        .contains(&connection.kind.as_str())
     {
+        let needed = match keychain.kind {
+            KeychainKind::OAuth => {
+                "an OAuth2 connection (an integration's token, or a bearer token)".to_string()
+            }
+            kind => format!("a {} connection", kind.connection_kind()),
+        };
         return Err(ModuleError::config(format!(
-            "{}: connection \"{}\" is a {} connection; {module} needs an OAuth2 \
-             connection (an integration's token, or a bearer token)",
+            "{}: connection \"{}\" is a {} connection; {module} needs {needed}",
             keychain.field, connection.name, connection.kind
         )));
     }
