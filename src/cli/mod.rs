@@ -97,6 +97,9 @@ enum Command {
     },
 }
 
+/// Where the database lives when no `--data-dir` is given (the README's first command).
+pub const DEFAULT_DATA_DIR: &str = "./switchyard-data";
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -66,7 +66,7 @@ async fn connections(args: &RunArgs, apps: &AppRegistry) -> anyhow::Result<Exten
         data_dir: args
             .data_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("./switchyard-data")),
+            .unwrap_or_else(|| PathBuf::from(super::DEFAULT_DATA_DIR)),
         database_url: args.database_url.clone(),
     };
     // Without --integrations too: a service account's tokens are minted for its app.
@@ -75,10 +75,12 @@ async fn connections(args: &RunArgs, apps: &AppRegistry) -> anyhow::Result<Exten
         public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
         egress: crate::apps::EgressPolicy::new(args.egress.allow_egress.clone()),
     });
-    let vault = super::connections::vault_on(db.open().await?, &db, Some(apps), integrations)?;
+    // One pool for the connections and the data stores.
+    let store = db.open().await?;
+    let vault = super::connections::vault_on(store.clone(), &db, Some(apps), integrations)?;
     vault.check_keys().await?;
     extensions.insert::<ConnectionsHandle>(vault.handle());
-    extensions.insert::<DataStoresHandle>(db.open().await?.datastores_handle());
+    extensions.insert::<DataStoresHandle>(store.datastores_handle());
     Ok(extensions)
 }
 

@@ -27,7 +27,7 @@ use crate::triggers::scheduler::Scheduler;
 #[derive(Args, Clone)]
 pub struct DatabaseArgs {
     /// Directory of the embedded SQLite database.
-    #[arg(long, global = true, default_value = "./switchyard-data")]
+    #[arg(long, global = true, default_value = super::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// `postgres://…` (or `sqlite://…`) instead of the data directory.
     #[arg(long, global = true, env = "SWITCHYARD_DATABASE_URL")]

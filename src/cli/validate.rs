@@ -17,9 +17,6 @@ use crate::module::Registry;
 use crate::scenario::{self, CompileOptions, LoadError, Problem};
 use crate::store::Store;
 
-/// Where `serve` keeps its database by default (the README's first command).
-const DEFAULT_DATA_DIR: &str = "./switchyard-data";
-
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Scenario blueprint files.
@@ -50,7 +47,7 @@ async fn reference_store(args: &ValidateArgs) -> anyhow::Result<Option<Store>> {
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        .unwrap_or_else(|| PathBuf::from(super::DEFAULT_DATA_DIR));
     if args.database_url.is_none() && !data_dir.join(crate::store::SQLITE_FILE_NAME).exists() {
         if args.data_dir.is_some() {
             anyhow::bail!("{} holds no Switchyard database", data_dir.display());

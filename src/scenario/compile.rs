@@ -135,7 +135,13 @@ pub(super) fn compile(
     }
     let (graph, feeds) = c.link_graph();
     c.check_feeders(&graph);
-    c.check_not_before(&graph);
+    let by_id: HashMap<u32, Ix> = c
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(ix, n)| (n.id, ix))
+        .collect();
+    c.check_not_before(&graph, &by_id);
     let (interface, interface_problems) = super::interface::declared(blueprint);
     c.problems.extend(interface_problems);
     if !c.problems.is_empty() {
@@ -145,12 +151,6 @@ pub(super) fn compile(
             warnings: c.warnings,
         };
     }
-    let by_id = c
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(ix, n)| (n.id, ix))
-        .collect();
     let mut settings = settings;
     settings.roundtrips = settings.roundtrips.max(1);
     let scenario = Scenario {
@@ -549,13 +549,7 @@ impl Compiler<'_> {
     /// A reference to a module that runs later on the reader's path is a warning and reads
     /// as empty, as in Make, where reordering modules leaves such mappings standing; one to
     /// a module on another route (or swallowed by an aggregator) stays an error.
-    fn check_not_before(&mut self, graph: &DiGraph<u32, Edge>) {
-        let index: HashMap<u32, Ix> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(ix, n)| (n.id, ix))
-            .collect();
+    fn check_not_before(&mut self, graph: &DiGraph<u32, Edge>, index: &HashMap<u32, Ix>) {
         // Inserted where they were found, so every problem stays in flow order.
         let (mut errors_added, mut warnings_added) = (0, 0);
         for found in std::mem::take(&mut self.not_before) {
