@@ -144,6 +144,25 @@ async fn connections_are_tested_when_added() {
     untested["test"] = json!(false);
     let stored = svc.api.post("/api/connections", &untested).await;
     assert_eq!(stored.status, 201, "{}", stored.text);
+
+    // Bad input is a 422 naming the field: a Make id that is no whole number, a test switch
+    // that is no boolean.
+    for (field, value) in [
+        ("id", json!("33a77")),
+        ("id", json!(-5)),
+        ("test", json!("yes")),
+    ] {
+        let mut bad = body("api-bad");
+        bad["test"] = json!(false);
+        bad[field] = value.clone();
+        let refused = svc.api.post("/api/connections", &bad).await;
+        assert_eq!(refused.status, 422, "{field}={value}: {}", refused.text);
+        assert!(
+            refused.text.contains(field),
+            "{field}={value}: {}",
+            refused.text
+        );
+    }
 }
 
 /// The example blueprint at `path` (`scenarios/…`).
