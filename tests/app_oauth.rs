@@ -14,6 +14,13 @@
 //!   naming it; a revoked refresh token fails the module with `InvalidAccessTokenError` and
 //!   marks the connection `needs_reauth`, shown so on the console's connect page; no token is
 //!   in any output, page or data file.
+//! - `oauth2_app_connected_in_a_browser`: `connections authorize` prints the provider's URL
+//!   asking for the union of the scopes the app's type, its modules and the integration need,
+//!   and returns once the running `serve` stored the connection from the callback (or says no
+//!   callback came); the console's connect page offers the app's type with the integrations
+//!   that can connect it, and its Reconnect button gives the stored connection new tokens;
+//!   `POST /api/authorizations` answers the URL and refuses a wrong integration or body at its
+//!   path; the connection made in the browser then runs the app's module.
 //! - `service_account_app`: an app's `service_account` connection stored from a JSON key
 //!   (`connections add --service-account-key`) after a token minted with it (a JWT-bearer
 //!   grant whose RS256 assertion a local token endpoint verifies, for the scopes of the type
@@ -31,7 +38,7 @@ mod common;
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
@@ -455,6 +462,10 @@ async fn oauth2_app_end_to_end() {
         .unwrap_or_else(|| panic!("no demo-conn row in /connect"));
     assert!(row.contains("status-needs_reauth"), "{row}");
     assert!(row.contains("needs re-authorisation"), "{row}");
+    assert!(
+        row.contains("action=\"/connect/authorize\"") && row.contains(">Reconnect<"),
+        "a Reconnect button: {row}"
+    );
     outputs.push(page);
 
     // No token anywhere: outputs, logs, data files.
@@ -852,5 +863,342 @@ async fn service_account_app() {
     assert!(common::connections::files_containing(&data, &needle).is_empty());
     for token in minted.lock().unwrap().iter() {
         assert!(common::connections::files_containing(&data, token).is_empty());
+    }
+}
+
+/// The `serve` of `data` on a free port, with the integrations of `integrations`; its base URL.
+async fn serve_app(api: &str, data: &Path, integrations: &Path, token: &str) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let serve = switchyard(
+        api,
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--integrations",
+            integrations.to_str().unwrap(),
+        ],
+    )
+    .env("SWITCHYARD_API_TOKEN", token)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reqwest::get(format!("{base}/health"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (serve, base)
+}
+
+/// A browser that consents at once: follows the provider's authorize URL to the callback of
+/// `base` and answers the callback's page.
+async fn consent(client: &reqwest::Client, authorize_url: &str, base: &str) -> (u16, String) {
+    let consent = client.get(authorize_url).send().await.unwrap();
+    let callback = consent
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("the provider answered {}", consent.status()))
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        callback.starts_with(&format!("{base}/oauth/callback?")),
+        "{callback}"
+    );
+    let page = client.get(&callback).send().await.unwrap();
+    (page.status().as_u16(), page.text().await.unwrap())
+}
+
+fn scopes_asked(authorize_url: &str) -> Vec<String> {
+    reqwest::Url::parse(authorize_url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.split(' ').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_app_connected_in_a_browser() {
+    let mock = MockOAuth::start().await;
+    let api = mock.control.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let integrations = dir.path().join("integrations.json");
+    std::fs::write(
+        &integrations,
+        serde_json::to_vec(&json!([
+            mock.integration("demo", "bot", "auth_code"),
+            mock.integration("machine", "bot", "client_credentials"),
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let token = "app-oauth-browser-token-0123456789abcdef";
+    let (mut serve, base) = serve_app(&api, &data, &integrations, token).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The type's scope, its modules' (AdminResource's `admin`), then the integration's own.
+    let wanted = ["profile", "admin", "openid", "email"];
+    let mut outputs: Vec<String> = Vec::new();
+
+    // `connections authorize`: the URL first, then it waits for the running serve.
+    let authorize = |name: &str, timeout: &str| {
+        switchyard(
+            &api,
+            &[
+                "connections",
+                "authorize",
+                name,
+                "--app",
+                "oauthdemo",
+                "--integration",
+                "demo",
+                "--integrations",
+                integrations.to_str().unwrap(),
+                "--public-url",
+                &base,
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--timeout",
+                timeout,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let mut waiting = authorize("browser-conn", "60");
+    let mut stdout = std::io::BufReader::new(waiting.stdout.take().unwrap());
+    let url = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        (line.trim().to_string(), stdout)
+    })
+    .await
+    .unwrap();
+    let (url, mut stdout) = url;
+    assert!(
+        url.starts_with(&format!("{}/authorize?", mock.issuer)),
+        "{url}"
+    );
+    assert_eq!(scopes_asked(&url), wanted, "{url}");
+    let (status, page) = consent(&client, &url, &base).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("The oauthdemo connection &quot;browser-conn&quot; is connected"),
+        "{page}"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let out = waiting.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            rest,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, Some(0), "{out:?}");
+    assert!(out.1.contains("connected \"browser-conn\""), "{out:?}");
+    outputs.extend([out.1, out.2, page]);
+    let stored = listed(&api, &data, "browser-conn");
+    assert_eq!(stored["kind"], "oauth2", "{stored}");
+    assert_eq!(stored["context"], "app", "{stored}");
+    assert_eq!(stored["alias"], "demo", "{stored}");
+    assert_eq!(stored["status"], "connected", "{stored}");
+
+    // Without a callback it gives up, saying why.
+    let out = authorize("never-conn", "1").wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let (stdout_text, stderr_text) = texts(&out);
+    assert!(
+        stderr_text.contains("no callback came within 1 s"),
+        "{stderr_text}"
+    );
+    assert_eq!(listed(&api, &data, "never-conn"), Value::Null);
+    outputs.extend([stdout_text, stderr_text]);
+
+    // The console: the app's type with the integrations that can connect it (an auth_code
+    // one of its provider), and a Reconnect button on the stored connection.
+    let login = client
+        .post(format!("{base}/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let connect = client
+        .get(format!("{base}/connect"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let card = connect
+        .split("data-app=\"oauthdemo\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .unwrap_or_else(|| panic!("no oauthdemo card on /connect: {connect}"));
+    assert!(card.contains("<option value=\"demo\""), "{card}");
+    assert!(
+        !card.contains("machine"),
+        "a client_credentials integration is offered: {card}"
+    );
+    // The card names what the app needs (the integration adds its own when connecting).
+    assert!(
+        card.contains("asks for <code>profile</code>, <code>admin</code></p>"),
+        "{card}"
+    );
+    let row = connect
+        .split("<tr data-connection=\"browser-conn\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no browser-conn row"));
+    assert!(row.contains(">Reconnect<"), "{row}");
+    let csrf = connect
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let post = |form: Vec<(&'static str, String)>| {
+        client
+            .post(format!("{base}/connect/authorize"))
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+    };
+    let form = |name: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", name.to_string()),
+            ("app", "oauthdemo".to_string()),
+            ("integration", "demo".to_string()),
+        ]
+    };
+    // Reconnecting gives the same connection new tokens.
+    let started = post(form("browser-conn")).await.unwrap();
+    assert_eq!(started.status(), 303);
+    let location = started.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(scopes_asked(&location), wanted, "{location}");
+    let (status, page) = consent(&client, &location, &base).await;
+    assert_eq!(status, 200, "{page}");
+    let again = listed(&api, &data, "browser-conn");
+    assert_eq!(again["id"], stored["id"], "the same connection");
+    assert_ne!(again["updatedAt"], stored["updatedAt"], "new tokens");
+    // A name that is another kind of connection is refused at its field.
+    let out = switchyard(
+        &api,
+        &[
+            "connections",
+            "add",
+            "typed-conn",
+            "--app",
+            "oauthdemo",
+            "--access-token",
+            "typed-in",
+            "--no-test",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    let refused = post(form("typed-conn")).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("<code>name</code>"), "{text}");
+    assert!(text.contains("choose another name"), "{text}");
+    // Without the CSRF token: refused.
+    let mut forged = form("forged-conn");
+    forged[0].1 = "not-the-token".into();
+    assert_eq!(post(forged).await.unwrap().status(), 403);
+
+    // The API.
+    let api_post = |body: Value| {
+        client
+            .post(format!("{base}/api/authorizations"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let reply = api_post(json!({"name": "api-conn", "app": "oauthdemo", "integration": "demo"}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let body: Value = reply.json().await.unwrap();
+    let authorize_url = body["authorizeUrl"].as_str().unwrap().to_string();
+    assert!(authorize_url.starts_with(&mock.issuer), "{body}");
+    assert_eq!(body["scopes"], json!(wanted), "{body}");
+    let reply = api_post(json!({"name": "api-conn", "app": "oauthdemo", "integration": "machine"}))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 422);
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["path"], "integration", "{body}");
+    let reply = api_post(
+        json!({"name": "api-conn", "app": "oauthdemo", "integration": "demo",
+                                "scope": "more"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 422);
+    let body: Value = reply.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("scope"),
+        "{body}"
+    );
+    let (status, page) = consent(&client, &authorize_url, &base).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(listed(&api, &data, "api-conn")["context"], "app");
+    outputs.push(connect);
+    let _ = serve.kill();
+    let _ = serve.wait();
+
+    // The connection made in the browser runs the app's module.
+    let get = scenario(
+        dir.path(),
+        "browser",
+        "oauthdemo:GetResource",
+        "browser-conn",
+    );
+    let (report, out) = run(&api, &get, &data, &integrations);
+    assert_eq!(report["status"], "success", "{report}");
+    let (stdout_text, stderr_text) = texts(&out);
+    outputs.extend([stdout_text, stderr_text]);
+
+    // No token anywhere.
+    for secret in mock.issued().await {
+        for text in &outputs {
+            assert!(!text.contains(secret.as_str()), "a token is in an output");
+        }
+        let files = common::connections::files_containing(&data, &secret);
+        assert!(files.is_empty(), "a token is in {files:?}");
     }
 }

@@ -9,7 +9,9 @@
 //! A second test walks the connect page with an integrations file (a bot authorization-code
 //! integration against the mock OAuth2 server of `tests/common/oauth.rs`, and a secret) and an
 //! app whose connection type has typed fields: both integrations "not connected", **Connect**
-//! through the OAuth server and back, the secret saved, a typed form refused at its field
+//! through the OAuth server and back, an app that signs in with OAuth2 connected from its card
+//! (asking for its modules' scopes) and connected again from its row, the secret saved, a
+//! typed form refused at its field
 //! (422) and then stored, **Test** and **Remove** — and nothing the browser received (every
 //! page, response header, redirect and body, from Chrome's performance log) carries the secret,
 //! the client secret or any token the OAuth server issued. Screenshots: `connect.png`,
@@ -632,6 +634,20 @@ fn inventory_app() -> Value {
     })
 }
 
+/// An app that signs in with OAuth2 (any provider), its API the OAuth server's protected
+/// `/resource` at `api`; its modules need `tasks.read` and `tasks.write`.
+fn tasks_app(api: &str) -> Value {
+    json!({
+      "name": "tasks", "version": "1.0.0", "title": "Tasks",
+      "base": {"baseUrl": api},
+      "connections": [{"name": "oauth", "label": "Tasks account", "kind": "oauth2",
+                       "provider": "oauth2", "scopes": ["tasks.read"],
+                       "test": {"url": "/resource"}}],
+      "modules": {"AddTask": {"label": "Add a task", "type": "action", "connection": "oauth",
+                              "scopes": ["tasks.write"], "request": {"url": "/resource"}}}
+    })
+}
+
 /// A chromedriver command fantoccini has no method for: `POST /session/{id}/{path}`.
 #[derive(Debug)]
 struct ChromeCommand {
@@ -778,6 +794,11 @@ async fn the_connect_page_in_a_real_browser() {
         inventory_app().to_string(),
     )
     .unwrap();
+    std::fs::write(
+        apps.path().join("tasks.json"),
+        tasks_app(&mock.control).to_string(),
+    )
+    .unwrap();
     let integrations = data.path().join("integrations.json");
     let declared = json!([
         mock.integration("crm", "bot", "auth_code"),
@@ -861,6 +882,51 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
         .unwrap();
     assert!(row.contains("oauth2") && row.contains("connected"), "{row}");
     seen.extend(received(client).await);
+
+    // An app that signs in: its card asks for its modules' scopes; Connect goes through the
+    // OAuth server and stores the app's connection, which can be connected again.
+    let card = "section.app-sign-in[data-app='tasks']";
+    let scopes = css(client, &format!("{card} p.muted"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scopes.contains("asks for tasks.read, tasks.write"),
+        "{scopes}"
+    );
+    type_into(client, &format!("{card} input[name=name]"), "my-tasks").await;
+    click(client, &format!("{card} button.connect")).await;
+    let done = css(client, "h1.ok").await.text().await.unwrap();
+    assert_eq!(done, "Connected");
+    assert_eq!(mock.grants("authorization_code").await, 2);
+    seen.extend(received(client).await);
+    click(client, "a.back[href='/connect']").await;
+    let row = css(client, "#connections tr[data-connection='my-tasks']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("tasks") && row.contains("oauth2") && row.contains("connected"),
+        "{row}"
+    );
+    assert!(row.contains("Reconnect"), "{row}");
+    click(
+        client,
+        "#connections tr[data-connection='my-tasks'] form[action='/connect/authorize'] button",
+    )
+    .await;
+    let done = css(client, "h1.ok").await.text().await.unwrap();
+    assert_eq!(done, "Connected");
+    assert_eq!(mock.grants("authorization_code").await, 3);
+    seen.extend(received(client).await);
+    client.goto(&format!("{base}/connect")).await.unwrap();
+    assert_eq!(
+        count(client, "#connections tr[data-connection='my-tasks']").await,
+        1,
+        "connected again, not twice"
+    );
 
     // The secret: typed in, saved, connected — and not shown.
     let secret_form = "section.integration[data-alias='reporting_key'] form.secret";

@@ -1,5 +1,7 @@
 //! `/api/connections`: store a connection (`POST {name, app, kind?, fields}` → 201), list them,
-//! read one, delete one and test one, by name or id. Responses carry metadata only (name, id,
+//! read one, delete one and test one, by name or id; `POST /api/authorizations {name, app,
+//! integration}` starts connecting an app's `oauth2` connection type in a browser (the
+//! provider's URL to open; the callback stores the connection). Responses carry metadata only (name, id,
 //! app, kind, key id, times): a connection's values go in sealed and never come out. The rules
 //! (kinds, fields, sealing) are the `connections` layer's; these handlers translate HTTP.
 //!
@@ -210,5 +212,35 @@ pub async fn test(
         "connection": connection_json(&report.connection),
         "ok": true,
         "detail": report.detail,
+    })))
+}
+
+/// `POST /api/authorizations`'s body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationBody {
+    name: String,
+    app: String,
+    integration: String,
+}
+
+/// `POST /api/authorizations {name, app, integration}`: the authorize URL (valid 10 minutes)
+/// that connects `name`, a connection of `app`'s `oauth2` type, through the `auth_code`
+/// integration `integration`, asking for the scopes the app's modules need; opening it and
+/// consenting brings the browser to `/oauth/callback`, which stores the connection (or gives an
+/// existing one of that app and integration new tokens).
+pub async fn authorize(
+    State(state): State<AppState>,
+    Json(body): Json<AuthorizationBody>,
+) -> ApiResult<Json<Value>> {
+    let started = vault(&state)?
+        .start_app_authorization(&body.name, &body.app, &body.integration)
+        .await?;
+    Ok(Json(json!({
+        "authorizeUrl": started.url.as_str(),
+        "name": body.name,
+        "app": body.app,
+        "integration": body.integration,
+        "scopes": started.scopes,
     })))
 }

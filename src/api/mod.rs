@@ -197,6 +197,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
             get(connections::get).delete(connections::delete),
         )
         .route("/connections/{reference}/test", post(connections::test))
+        .route("/authorizations", post(connections::authorize))
         .route("/integrations", get(oauth::list))
         .route("/secrets/{alias}", axum::routing::put(oauth::put_secret))
         .route(

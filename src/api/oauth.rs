@@ -95,7 +95,10 @@ fn flow_error(e: ConnectionError) -> Response {
         e @ ConnectionError::UnknownIntegration { .. } => {
             page(StatusCode::NOT_FOUND, "Not connected", &e.to_string())
         }
-        e @ (ConnectionError::OAuth { .. } | ConnectionError::Invalid(_)) => {
+        e @ (ConnectionError::OAuth { .. }
+        | ConnectionError::Invalid(_)
+        | ConnectionError::TestFailed { .. }
+        | ConnectionError::TestUnavailable { .. }) => {
             page(StatusCode::BAD_GATEWAY, "Not connected", &e.to_string())
         }
         e => {
@@ -237,6 +240,19 @@ pub(super) async fn callback(
         Ok(c) => c,
         Err(e) => return flow_error(e),
     };
+    if let Some(app) = &connected.app {
+        tracing::info!(integration = %connected.alias, connection = %connected.connection.id,
+            app = %app, "app connection connected");
+        return page_with_link(
+            StatusCode::OK,
+            "Connected",
+            &format!(
+                "The {app} connection \"{}\" is connected.",
+                connected.connection.name
+            ),
+            Some(("/connect", "Back to Connect")),
+        );
+    }
     let integration = vault.integration(&connected.alias).ok().cloned();
     tracing::info!(integration = %connected.alias, connection = %connected.connection.id,
         context = connected.context.as_str(), "integration connected");

@@ -44,6 +44,13 @@ pub enum ConnectionsCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Connects NAME, a connection of APP's oauth2 connection type, in a browser through the
+    /// auth_code integration ALIAS: prints the provider's URL to open (the first line of
+    /// standard output), then waits until the running `serve` of this data directory (or
+    /// database), started with the same --integrations and --public-url, has stored it from
+    /// the provider's callback. Connecting an existing oauth2 connection of APP made through
+    /// ALIAS again gives it new tokens.
+    Authorize(AuthorizeArgs),
     /// Re-seals every connection under a new master key, in one transaction.
     RotateKey {
         /// The new key (64 hex digits or base64 of 32 bytes) from this file; else from
@@ -51,6 +58,30 @@ pub enum ConnectionsCommand {
         #[arg(long)]
         new_key_file: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+pub struct AuthorizeArgs {
+    /// The connection's name, as scenarios give it in `parameters.__IMTCONN__`.
+    name: String,
+    /// The app whose oauth2 connection type to connect.
+    #[arg(long)]
+    app: String,
+    /// The auth_code integration (its alias) to connect through.
+    #[arg(long)]
+    integration: String,
+    /// The integrations file(s) declaring it, as the running `serve` was given them.
+    #[arg(long = "integrations", value_name = "FILE", required = true)]
+    integrations: Vec<PathBuf>,
+    /// The running `serve`'s public URL (the provider sends the browser back to
+    /// `URL/oauth/callback`): as `serve --public-url`, whose default is the address it listens on.
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL", value_parser = super::service::parse_public_url,
+          default_value = "http://127.0.0.1:8080")]
+    public_url: String,
+    /// How long to wait for the callback, in seconds (an authorization lives 10 minutes).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    timeout: u64,
 }
 
 #[derive(Args)]
@@ -159,6 +190,11 @@ pub async fn connections(
         ConnectionsCommand::Add(add) => Some(OAuthSettings {
             integrations: crate::connections::load_files(&add.integrations)?,
             public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
+            egress: EgressPolicy::new(egress.allow_egress.clone()),
+        }),
+        ConnectionsCommand::Authorize(authorize) => Some(OAuthSettings {
+            integrations: crate::connections::load_files(&authorize.integrations)?,
+            public_url: reqwest::Url::parse(&authorize.public_url)?,
             egress: EgressPolicy::new(egress.allow_egress.clone()),
         }),
         _ => None,
@@ -273,6 +309,15 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
                     "stored the secret of integration \"{alias}\" (connection {}, sealed under \
                      key {})",
                     row.id, row.key_id
+                )
+            });
+        }
+        ConnectionsCommand::Authorize(args) => {
+            let row = authorize(vault, &args).await?;
+            print(json_out, &row_json(&row), || {
+                format!(
+                    "connected \"{}\" (id {}, app {}, through integration \"{}\")",
+                    row.name, row.id, row.app, args.integration
                 )
             });
         }
@@ -487,4 +532,67 @@ fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
         fields,
         test: !args.no_test,
     })
+}
+
+/// How long the callback may take to store the connection once it has taken the state: the
+/// code exchange, the userinfo call and the app's test request.
+const CALLBACK_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `connections authorize`: starts the authorization, prints its URL and waits for the
+/// running `serve` to store the connection (the state taken, then the connection written).
+async fn authorize(vault: &Vault, args: &AuthorizeArgs) -> anyhow::Result<ConnectionRow> {
+    let store = vault.store();
+    let before = match store.get_connection(&args.name).await {
+        Ok(existing) => Some(existing.row.updated_at),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let started = vault
+        .start_app_authorization(&args.name, &args.app, &args.integration)
+        .await?;
+    println!("{}", started.url);
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    eprintln!(
+        "Open the URL above in a browser and consent (scopes: {}). Waiting up to {} s for the \
+         provider to send the browser back to {}/oauth/callback …",
+        if started.scopes.is_empty() {
+            "none".to_string()
+        } else {
+            started.scopes.join(" ")
+        },
+        args.timeout,
+        args.public_url.trim_end_matches('/'),
+    );
+    let poll = std::time::Duration::from_millis(250);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    while store.oauth_state_pending(&started.state_hash).await? {
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "no callback came within {} s: is `serve` running on this data directory with \
+                 --public-url {} and these --integrations? Run this command again to get a new URL",
+                args.timeout,
+                args.public_url
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+    let grace = tokio::time::Instant::now() + CALLBACK_GRACE;
+    loop {
+        match store.get_connection(&args.name).await {
+            Ok(stored) if Some(stored.row.updated_at) != before => return Ok(stored.row),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if tokio::time::Instant::now() >= grace {
+            anyhow::bail!(
+                "the authorization ended without storing \"{}\": the provider refused, the \
+                 authorization expired, or the app's test request failed (the browser's page and \
+                 serve's log say which)",
+                args.name
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
 }

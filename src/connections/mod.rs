@@ -27,7 +27,7 @@ pub mod tokens;
 
 pub use integrations::{Context, Grant, Integration, IntegrationError, load_files};
 pub use oauth::{Connected, OAuthSettings};
-pub use tokens::{NewServiceAccountConnection, NewTokenConnection};
+pub use tokens::{AppAuthorization, NewServiceAccountConnection, NewTokenConnection, OAuthAppType};
 
 pub use keys::{
     KEY_FILE_NAME, KeyError, KeySource, Keyring, MASTER_KEY_ENV, MasterKey, NEW_MASTER_KEY_ENV,
@@ -689,6 +689,34 @@ impl Vault {
             .await?;
         self.forget_opened();
         Ok(row)
+    }
+
+    /// Seals new values of the stored connection `id` under the current key and marks it
+    /// connected: the one place a connection's values are replaced (new tokens from a
+    /// callback or a refresh).
+    pub(crate) async fn reseal(
+        &self,
+        id: &str,
+        fields: &Map<String, Value>,
+        expires_at: Option<i64>,
+    ) -> Result<(), ConnectionError> {
+        let plaintext = serde_json::to_vec(fields).map_err(|e| ConnectionError::Unreadable {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        let key = self.keyring().current().clone();
+        let sealed = seal::seal(&key, id, &plaintext)?;
+        self.store
+            .update_connection_values(
+                id,
+                key.id(),
+                &sealed,
+                expires_at,
+                crate::store::STATUS_CONNECTED,
+            )
+            .await?;
+        self.forget_opened();
+        Ok(())
     }
 
     /// Every stored connection, by name (metadata only).

@@ -256,6 +256,9 @@ pub struct Connected {
     pub alias: String,
     pub context: Context,
     pub subject: Option<String>,
+    /// The app whose connection it is, when the authorization connected an app's `oauth2`
+    /// connection type rather than the integration itself.
+    pub app: Option<String>,
 }
 
 impl Vault {
@@ -389,17 +392,7 @@ impl Vault {
         alias: &str,
         subject: Option<&str>,
     ) -> Result<Url, ConnectionError> {
-        let oauth = self.oauth()?;
         let integration = self.integration(alias)?;
-        let Grant::AuthCode(endpoints) = &integration.grant else {
-            return Err(oauth_error(
-                alias,
-                &format!(
-                    "is a {} integration: it is not connected through an authorization",
-                    integration.grant.name()
-                ),
-            ));
-        };
         match (integration.context, subject) {
             (Context::User, None) => {
                 return Err(oauth_error(
@@ -416,6 +409,34 @@ impl Vault {
             }
             _ => {}
         }
+        let (url, _) = self
+            .authorization_url(integration, subject, None, integration.scope_param())
+            .await?;
+        Ok(url)
+    }
+
+    /// The provider's authorize URL for `integration` (an `auth_code` one), asking for
+    /// `scope` (`(parameter, scopes joined)`), with its state and PKCE verifier recorded for
+    /// the callback; `app` names the app connection `(app, name)` the callback is to store
+    /// instead of the integration's own. Returns the URL and the SHA-256 of its state.
+    pub(super) async fn authorization_url(
+        &self,
+        integration: &Integration,
+        subject: Option<&str>,
+        app: Option<(&str, &str)>,
+        scope: Option<(String, String)>,
+    ) -> Result<(Url, String), ConnectionError> {
+        let oauth = self.oauth()?;
+        let alias = integration.alias.as_str();
+        let Grant::AuthCode(endpoints) = &integration.grant else {
+            return Err(oauth_error(
+                alias,
+                &format!(
+                    "is a {} integration: it is not connected through an authorization",
+                    integration.grant.name()
+                ),
+            ));
+        };
         let authorize = endpoints.authorize_url.as_deref().unwrap_or_default();
         let client = BasicClient::new(ClientId::new(endpoints.client_id.clone()))
             .set_auth_uri(
@@ -428,7 +449,7 @@ impl Vault {
             .authorize_url(CsrfToken::new_random)
             .set_pkce_challenge(challenge);
         // Joined by the provider's separator, in its parameter (Slack's `user_scope`).
-        if let Some((name, scopes)) = integration.scope_param() {
+        if let Some((name, scopes)) = scope {
             request = request.add_extra_param(name, scopes);
         }
         for (k, v) in &endpoints.authorize_params {
@@ -441,16 +462,18 @@ impl Vault {
         let now = now_ms();
         self.store()
             .insert_oauth_state(&OAuthState {
-                state_hash,
+                state_hash: state_hash.clone(),
                 alias: alias.to_string(),
                 subject: subject.map(str::to_string),
+                app: app.map(|(app, _)| app.to_string()),
+                connection_name: app.map(|(_, name)| name.to_string()),
                 key_id: key.id().to_string(),
                 sealed,
                 created_at: now,
                 expires_at: now + STATE_TTL_MS,
             })
             .await?;
-        Ok(url)
+        Ok((url, state_hash))
     }
 
     /// Finishes an authorization: takes its state (once; an unknown, replayed or expired state
@@ -537,20 +560,28 @@ impl Vault {
             "info".into(),
             Value::Object(integration.token_info(&userinfo)),
         );
-        let connection = self
-            .store_integration_connection(
-                integration,
-                taken.subject.as_deref(),
-                KIND_OAUTH2,
-                fields,
-                expires_at,
-            )
-            .await?;
+        let connection = match (&taken.app, &taken.connection_name) {
+            (Some(app), Some(name)) => {
+                self.store_app_connection(app, name, integration, fields, expires_at)
+                    .await?
+            }
+            _ => {
+                self.store_integration_connection(
+                    integration,
+                    taken.subject.as_deref(),
+                    KIND_OAUTH2,
+                    fields,
+                    expires_at,
+                )
+                .await?
+            }
+        };
         Ok(Connected {
             connection,
             alias,
             context: integration.context,
             subject: taken.subject,
+            app: taken.app,
         })
     }
 
@@ -662,17 +693,7 @@ impl Vault {
                             ),
                         }));
                     }
-                    let sealed = seal::seal(&key, &existing.row.id, &plaintext)?;
-                    self.store()
-                        .update_connection_values(
-                            &existing.row.id,
-                            key.id(),
-                            &sealed,
-                            expires_at,
-                            crate::store::STATUS_CONNECTED,
-                        )
-                        .await?;
-                    self.forget_opened();
+                    self.reseal(&existing.row.id, &fields, expires_at).await?;
                     return Ok(self.store().get_connection(&existing.row.id).await?.row);
                 }
                 Err(e) if e.is_not_found() => {}
@@ -944,24 +965,11 @@ impl Vault {
         };
         match outcome {
             Ok((fields, expires_at)) => {
-                let key = self.keyring().current().clone();
-                let plaintext =
-                    serde_json::to_vec(&fields).map_err(|e| ModuleError::runtime(e.to_string()))?;
-                let sealed = seal::seal(&key, &connection.id, &plaintext)
-                    .map_err(|e| ModuleError::runtime(e.to_string()))?;
-                self.store()
-                    .update_connection_values(
-                        &connection.id,
-                        key.id(),
-                        &sealed,
-                        expires_at,
-                        crate::store::STATUS_CONNECTED,
-                    )
+                self.reseal(&connection.id, &fields, expires_at)
                     .await
                     .map_err(|e| {
                         ModuleError::runtime(format!("connection {}: {e}", connection.id))
                     })?;
-                self.forget_opened();
                 tracing::info!(connection = %connection.id, integration = %integration.alias,
                     "token refreshed");
                 Ok(Connection {

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::integrations::{Grant, Integration};
 use super::oauth::{KIND_OAUTH2, KIND_SERVICE_ACCOUNT, REFRESH_SKEW_MS};
-use super::{ConnectionError, FieldProblem, Unsealed, Vault, integrations::Grant};
+use super::{ConnectionError, FieldProblem, Unsealed, Vault};
 use crate::apps::defined::{App, ConnectionKind, ConnectionType, DefinedApps};
 use crate::module::{Connection, Secrets};
 use crate::store::{ConnectionRow, IntegrationLink, check_connection_name, new_id, now_ms};
@@ -45,6 +46,41 @@ pub struct NewTokenConnection {
     pub fields: Map<String, Value>,
     /// Whether the app's test request must accept the token before it is stored.
     pub test: bool,
+}
+
+/// An app connection's authorization in progress.
+#[derive(Debug, Clone)]
+pub struct AppAuthorization {
+    /// The provider's authorize URL, for the person connecting to open.
+    pub url: reqwest::Url,
+    /// The SHA-256 of its state: pending until the callback takes it.
+    pub state_hash: String,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+}
+
+/// An app's `oauth2` connection type, as the connect page offers it.
+#[derive(Debug, Clone)]
+pub struct OAuthAppType {
+    pub app: String,
+    /// The type's name (`oauth`).
+    pub name: String,
+    pub label: Option<String>,
+    /// The provider its tokens come from (`google`, or `oauth2` for any).
+    pub provider: String,
+    /// What connecting asks for: the type's and its modules' scopes.
+    pub scopes: Vec<String>,
+    /// The `auth_code` integrations it can be connected through (their aliases).
+    pub integrations: Vec<String>,
+}
+
+/// The link of an app connection to the integration that refreshes it.
+fn app_link(alias: &str) -> IntegrationLink {
+    IntegrationLink {
+        alias: alias.to_string(),
+        context: CONTEXT_APP.into(),
+        subject: None,
+    }
 }
 
 /// A service-account connection to store from its JSON key.
@@ -89,35 +125,8 @@ impl Vault {
         let link = match &input.integration {
             None => None,
             Some(alias) => {
-                let integration = self.integration(alias)?;
-                if !matches!(
-                    integration.grant,
-                    Grant::AuthCode(_) | Grant::ClientCredentials(_)
-                ) {
-                    return Err(problem(
-                        "integration",
-                        format!(
-                            "\"{alias}\" is a {} integration, not an OAuth2 one",
-                            integration.grant.name()
-                        ),
-                    ));
-                }
-                let wanted = app.provider(&connection_type.name).unwrap_or("oauth2");
-                if wanted != "oauth2" && integration.provider != wanted {
-                    return Err(problem(
-                        "integration",
-                        format!(
-                            "\"{alias}\" is a {} integration; the {} app's connections are made \
-                             with a {wanted} one",
-                            integration.provider, input.app
-                        ),
-                    ));
-                }
-                Some(IntegrationLink {
-                    alias: alias.clone(),
-                    context: CONTEXT_APP.into(),
-                    subject: None,
-                })
+                self.app_integration(app, connection_type, alias)?;
+                Some(app_link(alias))
             }
         };
         let mut fields = input.fields.clone();
@@ -244,6 +253,206 @@ impl Vault {
 
     /// The loaded app definitions, app `app` and its connection type of `kind`, or the
     /// problem at `app` saying which is missing.
+    /// The integration `alias`, checked to be an OAuth2 one of the provider connection type
+    /// `connection_type` of `app` works with.
+    fn app_integration(
+        &self,
+        app: &App,
+        connection_type: &ConnectionType,
+        alias: &str,
+    ) -> Result<&Integration, ConnectionError> {
+        let integration = self.integration(alias)?;
+        if !matches!(
+            integration.grant,
+            Grant::AuthCode(_) | Grant::ClientCredentials(_)
+        ) {
+            return Err(problem(
+                "integration",
+                format!(
+                    "\"{alias}\" is a {} integration, not an OAuth2 one",
+                    integration.grant.name()
+                ),
+            ));
+        }
+        let wanted = app.provider(&connection_type.name).unwrap_or("oauth2");
+        if wanted != "oauth2" && integration.provider != wanted {
+            return Err(problem(
+                "integration",
+                format!(
+                    "\"{alias}\" is a {} integration; the {} app's connections are made \
+                     with a {wanted} one",
+                    integration.provider,
+                    app.name()
+                ),
+            ));
+        }
+        Ok(integration)
+    }
+
+    /// Every app's `oauth2` connection type, with the integrations it can be connected
+    /// through in a browser.
+    pub fn oauth_app_types(&self) -> Vec<OAuthAppType> {
+        let Some(apps) = &self.apps else {
+            return Vec::new();
+        };
+        let mut types = Vec::new();
+        for app in apps.apps() {
+            for connection_type in app.connection_types() {
+                if connection_type.kind != ConnectionKind::OAuth2 {
+                    continue;
+                }
+                let integrations = self
+                    .integrations()
+                    .iter()
+                    .filter(|i| matches!(i.grant, Grant::AuthCode(_)))
+                    .filter(|i| self.app_integration(app, connection_type, &i.alias).is_ok())
+                    .map(|i| i.alias.clone())
+                    .collect();
+                types.push(OAuthAppType {
+                    app: app.name().to_string(),
+                    name: connection_type.name.clone(),
+                    label: connection_type.label.clone(),
+                    provider: app
+                        .provider(&connection_type.name)
+                        .unwrap_or("oauth2")
+                        .to_string(),
+                    scopes: app.scopes(&connection_type.name),
+                    integrations,
+                });
+            }
+        }
+        types
+    }
+
+    /// Starts connecting the connection `name` of `app`'s `oauth2` connection type through the
+    /// `auth_code` integration `alias` (the console's connect page, `switchyard connections
+    /// authorize`): the provider is asked for the union of the scopes the app's modules need
+    /// and the integration's own. The callback stores the connection, or — when `name` is an
+    /// `oauth2` connection of `app` made through `alias` already — gives it the new tokens
+    /// (connecting again after the provider revoked them).
+    pub async fn start_app_authorization(
+        &self,
+        name: &str,
+        app: &str,
+        alias: &str,
+    ) -> Result<AppAuthorization, ConnectionError> {
+        if let Err(e) = check_connection_name(name) {
+            return Err(problem("name", e.to_string()));
+        }
+        let (_, found, connection_type) = self.app_type(app, ConnectionKind::OAuth2)?;
+        let integration = self.app_integration(found, connection_type, alias)?;
+        let Grant::AuthCode(endpoints) = &integration.grant else {
+            return Err(problem(
+                "integration",
+                format!(
+                    "\"{alias}\" is a {} integration: an app's connection is authorized \
+                     through an auth_code one",
+                    integration.grant.name()
+                ),
+            ));
+        };
+        self.reconnectable(name, app, alias).await?;
+        let mut scopes = found.scopes(&connection_type.name);
+        for scope in integration.scopes() {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        let scope = (!scopes.is_empty()).then(|| {
+            (
+                "scope".to_string(),
+                scopes.join(&endpoints.quirks.scope_separator),
+            )
+        });
+        let (url, state_hash) = self
+            .authorization_url(integration, None, Some((app, name)), scope)
+            .await?;
+        Ok(AppAuthorization {
+            url,
+            state_hash,
+            scopes,
+        })
+    }
+
+    /// The stored connection `name` when connecting `app` through `alias` may give it new
+    /// tokens (an `oauth2` connection of `app` made through `alias`); `None` when there is
+    /// none; refused when the name is another connection's.
+    async fn reconnectable(
+        &self,
+        name: &str,
+        app: &str,
+        alias: &str,
+    ) -> Result<Option<ConnectionRow>, ConnectionError> {
+        match self.store().get_connection(name).await {
+            Ok(existing) => {
+                let row = existing.row;
+                let same = row.app == app
+                    && row.kind == KIND_OAUTH2
+                    && row
+                        .integration
+                        .as_ref()
+                        .is_some_and(|l| l.alias == alias && l.context == CONTEXT_APP);
+                if same {
+                    Ok(Some(row))
+                } else {
+                    Err(problem(
+                        "name",
+                        format!(
+                            "a connection named \"{name}\" exists (app {}, kind {}); connecting \
+                             again replaces only an oauth2 connection of the {app} app made \
+                             through integration \"{alias}\": remove it or choose another name",
+                            row.app, row.kind
+                        ),
+                    ))
+                }
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores the tokens an authorization of `app` brought as its connection `name` (see
+    /// [`Vault::start_app_authorization`]), after the app's test request accepted them.
+    pub(super) async fn store_app_connection(
+        &self,
+        app: &str,
+        name: &str,
+        integration: &Integration,
+        fields: Map<String, Value>,
+        expires_at: Option<i64>,
+    ) -> Result<ConnectionRow, ConnectionError> {
+        let (_, _, connection_type) = self.app_type(app, ConnectionKind::OAuth2)?;
+        if connection_type.test.is_some() {
+            let candidate = Connection {
+                id: String::new(),
+                name: name.to_string(),
+                app: app.to_string(),
+                kind: KIND_OAUTH2.into(),
+                fields: Secrets(fields.clone()),
+            };
+            self.run_app_test(&candidate).await?;
+        }
+        match self.reconnectable(name, app, &integration.alias).await? {
+            Some(row) => {
+                self.reseal(&row.id, &fields, expires_at).await?;
+                Ok(self.store().get_connection(&row.id).await?.row)
+            }
+            None => {
+                let id = new_id();
+                self.insert_sealed(Unsealed {
+                    id: &id,
+                    name,
+                    app,
+                    kind: KIND_OAUTH2,
+                    fields: &fields,
+                    integration: Some(&app_link(&integration.alias)),
+                    expires_at,
+                })
+                .await
+            }
+        }
+    }
+
     fn app_type(
         &self,
         app: &str,

@@ -13,6 +13,7 @@
 //! Invariants: no page, fragment or redirect carries a stored secret (connections are shown
 //! by their metadata only); every text reaching HTML is escaped by `maud`.
 
+mod authorize;
 mod graph;
 mod pages;
 mod session;
@@ -70,6 +71,7 @@ pub fn router(options: ConsoleOptions) -> Router<AppState> {
         .route("/incomplete/{id}/resolve", post(pages::resolve_incomplete))
         .route("/connect", get(pages::connect))
         .route("/connect/connections", post(pages::create_connection))
+        .route("/connect/authorize", post(authorize::authorize))
         .route(
             "/connect/connections/{id}/test",
             post(pages::test_connection),

@@ -94,7 +94,7 @@ fn status_badge(status: &str) -> Markup {
     html! { span class=(format!("status status-{status}")) { (status) } }
 }
 
-fn csrf_field(session: &Session) -> Markup {
+pub(super) fn csrf_field(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }
 }
 
@@ -1477,7 +1477,7 @@ fn status_word(status: &str) -> &str {
 
 /// The connect page, with a notice (a test's result) or problems (a refused form); `posted`
 /// is the refused connection form, filled in again (except its secrets).
-async fn connect_page(
+pub(super) async fn connect_page(
     state: &AppState,
     session: &Session,
     status: StatusCode,
@@ -1552,6 +1552,7 @@ async fn connect_page(
                 }
             }
         }
+        (super::authorize::sign_in_section(session, vault, posted))
         h2 { "Connections" }
         table.list #connections {
             thead { tr { th { "Name" } th { "App" } th { "Kind" } th { "Status" } th { "Expires" } th {} } }
@@ -1565,6 +1566,7 @@ async fn connect_page(
                         td { span class=(format!("status status-{}", text(c, "status"))) { (status_word(&text(c, "status"))) } }
                         td.muted { @if let Some(exp) = c.get("expiresAt").and_then(Value::as_str) { (expiry(exp)) } @else { "—" } }
                         td.actions {
+                            (super::authorize::reconnect_button(session, c))
                             (action_button(session, &format!("/connect/connections/{id}/test"), "Test", "secondary"))
                             (action_button(session, &format!("/connect/connections/{id}/remove"), "Remove", "danger"))
                         }
@@ -1590,7 +1592,7 @@ pub async fn connect(State(state): State<AppState>, session: Session) -> Respons
     connect_page(&state, &session, StatusCode::OK, None, None).await
 }
 
-fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
+pub(super) fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
     let status = match e {
         ConnectionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         e if e.to_string().contains("not found") => StatusCode::NOT_FOUND,
@@ -1615,7 +1617,7 @@ fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
 }
 
 /// The connect page's answer to a form on a server without a connections store.
-async fn without_vault(state: &AppState, session: &Session) -> Response {
+pub(super) async fn without_vault(state: &AppState, session: &Session) -> Response {
     connect_page(state, session, StatusCode::SERVICE_UNAVAILABLE, None, None).await
 }
 

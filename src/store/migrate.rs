@@ -54,6 +54,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0010_called_executions.sql",
         include_str!("../../migrations/sqlite/0010_called_executions.sql"),
     ),
+    (
+        "0011_app_authorizations.sql",
+        include_str!("../../migrations/sqlite/0011_app_authorizations.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -93,6 +97,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0010_called_executions.sql",
         include_str!("../../migrations/postgres/0010_called_executions.sql"),
+    ),
+    (
+        "0011_app_authorizations.sql",
+        include_str!("../../migrations/postgres/0011_app_authorizations.sql"),
     ),
 ];
 

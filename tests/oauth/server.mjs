@@ -25,8 +25,22 @@ server.service.on('beforeTokenSigning', (token) => {
   token.payload.jti = randomUUID();
 });
 
+// What each code was authorized for: its token grants the scopes consented to, as real
+// providers answer, instead of the package's placeholder scope "dummy".
+const codeScopes = new Map();
+server.service.on('beforeAuthorizeRedirect', (redirect, req) => {
+  const code = redirect.url.searchParams.get('code');
+  if (code) codeScopes.set(code, req.query.scope);
+});
+
 server.service.on('beforeResponse', (response, req) => {
   const grant = req.body.grant_type;
+  if (grant === 'authorization_code' && response.statusCode === 200) {
+    const scope = codeScopes.get(req.body.code);
+    codeScopes.delete(req.body.code);
+    if (scope === undefined) delete response.body.scope;
+    else response.body.scope = scope;
+  }
   stats[grant] = (stats[grant] ?? 0) + 1;
   if (grant === 'refresh_token') {
     if (!refreshTokens.has(req.body.refresh_token)) {
