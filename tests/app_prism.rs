@@ -7,6 +7,10 @@
 //! token — with an error instead of a mock, so a module that sends what Google's API would
 //! refuse fails here.
 //!
+//! - `google_sheets_follows_the_published_contract`: every module of the Google Sheets app,
+//!   mapped as a real Make export maps it (connection by Make's numeric id, the picker's
+//!   `/ID`, a sheet name with a space and a quote), sends what Google's Sheets v4 description
+//!   accepts; a query it does not allow gets Prism's 422.
 //! - `requests_follow_the_published_contract`: listing and creating task lists succeed (the
 //!   token sent as the description's OAuth2 scheme wants); a module whose query breaks the
 //!   contract fails with Prism's 422.
@@ -15,104 +19,39 @@ mod common;
 #[path = "service/harness.rs"]
 mod harness;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
+use common::prism::Prism;
 use harness::binary;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// Prism serving `spec` on a free loopback port; killed on drop.
-struct Prism {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Prism {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prism {
-    async fn start(spec: &Path) -> Prism {
-        common::oauth::ensure_installed();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let mut child = Command::new(repo("tests/oauth/node_modules/.bin/prism"))
-            .args([
-                "mock",
-                "--errors",
-                "--dynamic",
-                "--host",
-                "127.0.0.1",
-                "--port",
-            ])
-            .arg(port.to_string())
-            .arg(spec)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("Prism (npm ci in tests/oauth) is needed");
-        let stdout = child.stdout.take().unwrap();
-        // Ready when it says it listens (its first lines list the operations it serves); its
-        // output is read to the end, or Prism fails writing to a closed pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.unwrap_or_default();
-                if line.contains("Prism is listening") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let ready =
-            tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)).is_ok())
-                .await
-                .unwrap();
-        assert!(ready, "Prism did not start");
-        Prism {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-fn switchyard(api: &str, args: &[&str]) -> Output {
+/// The binary with the test apps loaded and the apps' base URLs `bases` (`APP=URL,…`).
+fn switchyard(bases: &str, args: &[&str]) -> Output {
     Command::new(binary())
         .args(args)
         .env("SWITCHYARD_APPS_DIR", repo("tests/apps"))
         .env("SWITCHYARD_ALLOW_EGRESS", "127.0.0.1")
         .env_remove("SWITCHYARD_DATABASE_URL")
         .env_remove("SWITCHYARD_MASTER_KEY")
-        .env_remove("SWITCHYARD_APP_BASE_URLS")
-        .arg("--app-base-url")
-        .arg(format!("gtasks={api}/tasks/v1/"))
+        .env("SWITCHYARD_APP_BASE_URLS", bases)
         .stdin(Stdio::null())
         .output()
         .unwrap()
 }
 
-fn run(api: &str, dir: &Path, data: &Path, module: &str, mapper: Value) -> Value {
+/// `switchyard run` of a one-module scenario; its report.
+fn run(bases: &str, dir: &Path, data: &Path, module: Value) -> Value {
     let file = dir.join("scenario.json");
-    let blueprint = json!({
-        "name": module,
-        "flow": [{"id": 1, "module": module, "version": 1,
-                  "parameters": {"__IMTCONN__": "tasks"}, "mapper": mapper}]
-    });
+    let blueprint = json!({"name": "contract", "flow": [module]});
     std::fs::write(&file, serde_json::to_vec(&blueprint).unwrap()).unwrap();
     let out = switchyard(
-        api,
+        bases,
         &[
             "run",
             file.to_str().unwrap(),
@@ -132,10 +71,15 @@ fn run(api: &str, dir: &Path, data: &Path, module: &str, mapper: Value) -> Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_follow_the_published_contract() {
     let prism = Prism::start(&repo("tests/apps/specs/google-tasks-v1.yaml")).await;
+    let bases = format!("gtasks={}/tasks/v1/", prism.url);
+    let tasks = |module: &str, mapper: Value| {
+        json!({"id": 1, "module": module, "version": 1,
+               "parameters": {"__IMTCONN__": "tasks"}, "mapper": mapper})
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = switchyard(
-        &prism.url,
+        &bases,
         &[
             "connections",
             "add",
@@ -157,31 +101,28 @@ async fn requests_follow_the_published_contract() {
     );
 
     let report = run(
-        &prism.url,
+        &bases,
         dir.path(),
         &data,
-        "gtasks:ListTaskLists",
-        json!({"limit": 3}),
+        tasks("gtasks:ListTaskLists", json!({"limit": 3})),
     );
     assert_eq!(report["status"], "success", "{report}");
 
     let report = run(
-        &prism.url,
+        &bases,
         dir.path(),
         &data,
-        "gtasks:CreateTaskList",
-        json!({"title": "Groceries"}),
+        tasks("gtasks:CreateTaskList", json!({"title": "Groceries"})),
     );
     assert_eq!(report["status"], "success", "{report}");
     assert!(report["log"][0]["output"].is_object(), "{report}");
 
     // A query the description does not allow: Prism refuses it (422), the module fails.
     let report = run(
-        &prism.url,
+        &bases,
         dir.path(),
         &data,
-        "gtasks:BrokenQuery",
-        json!({}),
+        tasks("gtasks:BrokenQuery", json!({})),
     );
     assert_eq!(report["status"], "error", "{report}");
     assert_eq!(report["error"]["name"], "DataError", "{report}");
@@ -190,6 +131,98 @@ async fn requests_follow_the_published_contract() {
             .as_str()
             .unwrap()
             .contains("[422]"),
+        "{report}"
+    );
+}
+
+/// Every module of the Google Sheets app (`modules/google-sheets.json`), mapped as a Make
+/// export maps it, sends what Google's Sheets description accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_sheets_follows_the_published_contract() {
+    let prism = Prism::start(&repo("tests/apps/specs/google-sheets-v4.yaml")).await;
+    let bases = format!("google-sheets={}", prism.url);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = switchyard(
+        &bases,
+        &[
+            "connections",
+            "add",
+            "sheets",
+            "--app",
+            "google-sheets",
+            "--access-token",
+            "ya29.test-token",
+            "--id",
+            "5032701",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sheet = |module: &str, mapper: Value| {
+        let mut mapper = mapper;
+        for (k, v) in [
+            ("from", json!("drive")),
+            ("mode", json!("select")),
+            ("spreadsheetId", json!("/1sHP64Jy2mvFSuWFvwFvxOx")),
+            ("sheetId", json!("Raw UCC's")),
+        ] {
+            mapper[k] = v;
+        }
+        json!({"id": 1, "module": format!("google-sheets:{module}"), "version": 2,
+               "parameters": {"__IMTCONN__": 5032701}, "mapper": mapper})
+    };
+    for (module, mapper) in [
+        (
+            "addRow",
+            json!({"values": {"0": "Ann", "2": "ann@example.com"}, "includesHeaders": true,
+                   "insertDataOption": "INSERT_ROWS", "valueInputOption": "USER_ENTERED",
+                   "insertUnformatted": false}),
+        ),
+        (
+            "updateRow",
+            json!({"rowNumber": 5, "values": {"1": "paid"}, "valueInputOption": "RAW"}),
+        ),
+        (
+            "getSheetContent",
+            json!({"range": "A1:D20", "includesHeaders": true,
+                   "valueRenderOption": "UNFORMATTED_VALUE"}),
+        ),
+        ("getCell", json!({"cell": "B7"})),
+        ("updateCell", json!({"cell": "C3", "value": 42})),
+        ("clearCell", json!({"cell": "C3"})),
+        ("clearValuesFromRange", json!({"range": "A2:D9"})),
+        (
+            "makeApiCall",
+            json!({"url": "/v4/spreadsheets/1sHP64/values/A1:B2", "method": "GET",
+                   "qs": [{"key": "majorDimension", "value": "COLUMNS"}]}),
+        ),
+    ] {
+        let report = run(&bases, dir.path(), &data, sheet(module, mapper));
+        assert_eq!(report["status"], "success", "{module}: {report}");
+    }
+    // A query Google's description does not allow is refused before it reaches a sheet.
+    let report = run(
+        &bases,
+        dir.path(),
+        &data,
+        sheet(
+            "makeApiCall",
+            json!({"url": "/v4/spreadsheets/1sHP64/values/A1:B2", "method": "GET",
+                   "qs": [{"key": "majorDimension", "value": "DIAGONAL"}]}),
+        ),
+    );
+    assert_eq!(report["status"], "error", "{report}");
+    assert_eq!(report["error"]["details"]["statusCode"], 422, "{report}");
+    assert!(
+        report["error"]["details"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("majordimension")),
         "{report}"
     );
 }

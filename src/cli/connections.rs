@@ -244,6 +244,7 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
             extra_fields(&args, &mut fields)?;
             let input = crate::connections::NewServiceAccountConnection {
                 name: args.name.clone(),
+                id: args.id.map(|n| n.to_string()),
                 app: args.app.clone(),
                 key,
                 integration: args.integration.clone(),
@@ -441,6 +442,7 @@ fn token_input(args: AddArgs) -> anyhow::Result<crate::connections::NewTokenConn
     extra_fields(&args, &mut fields)?;
     Ok(crate::connections::NewTokenConnection {
         name: args.name,
+        id: args.id.map(|n| n.to_string()),
         app: args.app,
         access_token: args.access_token.unwrap_or_default(),
         refresh_token: args.refresh_token,

@@ -176,6 +176,19 @@ pub(crate) struct Unsealed<'a> {
     pub expires_at: Option<i64>,
 }
 
+/// The id of a new connection: Make's numeric id when one is given (so exports naming the
+/// connection by number find it), else a new one.
+pub(crate) fn connection_id(requested: Option<&str>) -> Result<String, ConnectionError> {
+    match requested {
+        Some(id) if is_make_id(id) => Ok(id.to_string()),
+        Some(_) => Err(ConnectionError::Invalid(vec![FieldProblem::new(
+            "id",
+            "must be Make's connection id: a positive whole number of at most 18 digits",
+        )])),
+        None => Ok(new_id()),
+    }
+}
+
 /// A connection to store, as the CLI and the API receive it.
 #[derive(Debug, Clone, Default)]
 pub struct NewConnectionInput {
@@ -615,16 +628,7 @@ impl Vault {
                 return Err(ConnectionError::Invalid(problems));
             }
         }
-        let id = match &input.id {
-            Some(id) if is_make_id(id) => id.clone(),
-            Some(_) => {
-                return Err(ConnectionError::Invalid(vec![FieldProblem::new(
-                    "id",
-                    "must be Make's connection id: a positive whole number of at most 18 digits",
-                )]));
-            }
-            None => new_id(),
-        };
+        let id = connection_id(input.id.as_deref())?;
         let has_test = self
             .apps
             .as_ref()

@@ -33,6 +33,8 @@ pub const CONTEXT_APP: &str = "app";
 #[derive(Debug, Clone, Default)]
 pub struct NewTokenConnection {
     pub name: String,
+    /// Make's numeric id of the connection (`--id`), else a new id.
+    pub id: Option<String>,
     pub app: String,
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -87,6 +89,8 @@ fn app_link(alias: &str) -> IntegrationLink {
 #[derive(Debug, Clone, Default)]
 pub struct NewServiceAccountConnection {
     pub name: String,
+    /// Make's numeric id of the connection (`--id`), else a new id.
+    pub id: Option<String>,
     pub app: String,
     /// The service account's JSON key (`client_email`, `private_key`, `token_uri` …).
     pub key: Value,
@@ -111,6 +115,7 @@ impl Vault {
         if let Err(e) = check_connection_name(&input.name) {
             return Err(problem("name", e.to_string()));
         }
+        let id = super::connection_id(input.id.as_deref())?;
         if input.access_token.trim().is_empty() {
             return Err(problem("access_token", "must not be empty"));
         }
@@ -166,7 +171,6 @@ impl Vault {
             };
             self.run_app_test(&candidate).await?;
         }
-        let id = new_id();
         self.insert_sealed(Unsealed {
             id: &id,
             name: &input.name,
@@ -189,6 +193,7 @@ impl Vault {
         if let Err(e) = check_connection_name(&input.name) {
             return Err(problem("name", e.to_string()));
         }
+        let id = super::connection_id(input.id.as_deref())?;
         super::oauth::check_service_account_key(&input.key)
             .map_err(|(path, reason)| problem(&path.replacen("value", "key", 1), reason))?;
         let (apps, _, connection_type) =
@@ -206,11 +211,7 @@ impl Vault {
                         ),
                     ));
                 }
-                Some(IntegrationLink {
-                    alias: alias.clone(),
-                    context: CONTEXT_APP.into(),
-                    subject: None,
-                })
+                Some(app_link(alias))
             }
         };
         let mut fields = input.fields.clone();
@@ -219,7 +220,6 @@ impl Vault {
             return Err(ConnectionError::Invalid(problems));
         }
         fields.insert("key".into(), input.key.clone());
-        let id = new_id();
         if input.test {
             let candidate = Connection {
                 id: id.clone(),

@@ -750,7 +750,7 @@ impl Parser {
         // `name(` is always a call (an unknown name is an error); in an argument,
         // `Note (see below)` with a space is a call only when the function exists.
         if t.tok == Tok::LParen
-            && (!lenient || t.col == col + name.chars().count() || is_callable(&name))
+            && (!lenient || t.col == col + name.chars().count() || is_callable(&name, self.dialect))
         {
             return Ok((self.call(name, col)?, false));
         }
@@ -842,7 +842,7 @@ impl Parser {
     }
 
     fn call(&mut self, name: String, col: usize) -> Result<Node, ParseError> {
-        let Some(target) = Target::resolve(&name) else {
+        let Some(target) = Target::resolve(&name, self.dialect) else {
             return Err(self.unknown_function(&name, col));
         };
         self.next()?; // "("
@@ -1121,12 +1121,17 @@ enum Target {
 }
 
 impl Target {
-    fn resolve(name: &str) -> Option<Target> {
+    /// The function `name` calls; app definitions may also call the app family
+    /// (`functions::app`).
+    fn resolve(name: &str, dialect: Dialect) -> Option<Target> {
         Some(match name {
             "if" => Target::Lazy(Lazy::If),
             "ifempty" => Target::Lazy(Lazy::IfEmpty),
             "switch" => Target::Lazy(Lazy::Switch),
-            _ => Target::Func(functions::lookup(name)?),
+            _ => Target::Func(functions::lookup(name).or_else(|| match dialect {
+                Dialect::App => functions::app::lookup(name),
+                Dialect::Scenario => None,
+            })?),
         })
     }
 }
@@ -1134,8 +1139,8 @@ impl Target {
 const SCENARIO_SEPARATOR_HINT: &str = " (scenario mappings separate arguments with \";\")";
 
 /// `if`, `ifempty`, `switch` or a catalogue function.
-fn is_callable(name: &str) -> bool {
-    Target::resolve(name).is_some()
+fn is_callable(name: &str, dialect: Dialect) -> bool {
+    Target::resolve(name, dialect).is_some()
 }
 
 /// True when evaluating the node reads something: a reference, variable or call.

@@ -6,6 +6,7 @@
 pub mod backends;
 pub mod chatbot;
 pub mod oauth;
+pub mod prism;
 pub mod server;
 
 use serde_json::Value;

@@ -5,6 +5,7 @@
 //! which every function whose result can grow larger than its arguments (`replace`, `join`,
 //! `split`, `merge`, `add`, `toString`, encodings …) calls before building it.
 
+pub mod app;
 pub mod array;
 pub mod date;
 pub mod general;
