@@ -37,7 +37,9 @@
 //! - **One owner per SQLite database.** The long-running processes (`serve`, `worker`) open
 //!   SQLite with [`Store::open_sqlite_owned`] / [`Store::connect_owned`], which hold an
 //!   exclusive OS file lock ([`SQLITE_LOCK_FILE_NAME`] next to the database, `flock`) for the
-//!   store's lifetime: a second one is refused with [`StoreError::Locked`], because two
+//!   store's lifetime — one lock per database file however it is named (`--data-dir D` or
+//!   `sqlite://D/switchyard.db`, relative, absolute, through a symlink, with query
+//!   parameters: [`owner_lock_of`]): a second one is refused with [`StoreError::Locked`], because two
 //!   processes running one SQLite queue run its executions twice. The lock dies with its
 //!   process (even `kill -9`). One-shot admin commands (`scenarios …`, `executions …`) open
 //!   without it ([`Store::open_sqlite`]): they run no executions and write through SQLite's
@@ -221,13 +223,13 @@ impl Store {
 
     /// As [`Store::open_sqlite`], for the one process that runs executions on this data
     /// directory (`serve`, `worker`), with commits synced as `sync` says: first takes the
-    /// exclusive lock on `dir/switchyard.lock`, and fails with [`StoreError::Locked`] naming
-    /// `dir` when another process holds it; then checks the database's integrity
-    /// ([`Store::check_integrity`], waiting up to [`STARTUP_CHECK_WAIT`]) and fails with
-    /// [`StoreError::Damaged`] when it is damaged.
+    /// exclusive lock of its database file ([`owner_lock_of`]: `dir/switchyard.lock`), and
+    /// fails with [`StoreError::Locked`] naming `dir` when another process holds it; then
+    /// checks the database's integrity ([`Store::check_integrity`], waiting up to
+    /// [`STARTUP_CHECK_WAIT`]) and fails with [`StoreError::Damaged`] when it is damaged.
     pub async fn open_sqlite_owned(dir: &Path, sync: SqliteSync) -> Result<Store> {
         files::ensure_data_dir(dir)?;
-        let lock = take_owner_lock(&dir.join(SQLITE_LOCK_FILE_NAME), dir)?;
+        let lock = take_database_lock(&dir.join(SQLITE_FILE_NAME))?;
         let mut store = Store::open_sqlite_synced(dir, sync).await?;
         store.owner_lock = Some(Arc::new(std::sync::Mutex::new(Some(lock))));
         store.check_integrity(STARTUP_CHECK_WAIT).await?;
@@ -236,16 +238,13 @@ impl Store {
 
     /// As [`Store::connect`], for the one process that runs executions on the database: on
     /// SQLite (`sqlite://PATH`, commits synced as `sync` says) first takes the exclusive lock
-    /// on `PATH.lock` and then checks the database's integrity (see
-    /// [`Store::open_sqlite_owned`]); PostgreSQL takes no lock (several processes may share
-    /// it) and ignores `sync`.
+    /// of the database file — the same lock as [`Store::open_sqlite_owned`] for the same file
+    /// however the URL spells it ([`owner_lock_of`]) — and then checks the database's
+    /// integrity; PostgreSQL takes no lock (several processes may share it) and ignores `sync`.
     pub async fn connect_owned(url: &str, sync: SqliteSync) -> Result<Store> {
         let lock = if url.starts_with("sqlite:") && !url.contains(":memory:") {
             let options = sqlite_url_options(url)?;
-            let file = options.get_filename();
-            let mut lock_path = file.as_os_str().to_owned();
-            lock_path.push(".lock");
-            Some(take_owner_lock(Path::new(&lock_path), file)?)
+            Some(take_database_lock(options.get_filename())?)
         } else {
             None
         };
@@ -303,7 +302,20 @@ impl Store {
         }
     }
 
+    /// Opens the SQLite database of `options`; damage met on the way (a bad header, a
+    /// truncated file, an unreadable schema) is [`StoreError::Damaged`] naming the file.
     async fn open_sqlite_with(options: SqliteConnectOptions, sync: SqliteSync) -> Result<Store> {
+        let file = options.get_filename().to_path_buf();
+        integrity::check_header(&file)?;
+        Store::open_sqlite_unchecked(options, sync)
+            .await
+            .map_err(|e| integrity::damage_when_opening(&file, e))
+    }
+
+    async fn open_sqlite_unchecked(
+        options: SqliteConnectOptions,
+        sync: SqliteSync,
+    ) -> Result<Store> {
         let options = options
             .create_if_missing(true)
             // `auto_vacuum` is applied before `journal_mode` and so before the first table.
@@ -410,10 +422,56 @@ fn sqlite_url_options(url: &str) -> Result<SqliteConnectOptions> {
     })
 }
 
+/// Where the owner lock of the SQLite database file `file` is, and how a refusal names the
+/// database: one answer for one file however it was spelled. The directory (and the file,
+/// when it is a symlink) is resolved to its canonical path; the lock is
+/// [`SQLITE_LOCK_FILE_NAME`] next to the default file [`SQLITE_FILE_NAME`] (the name the data
+/// directory's lock has always had) and `FILE.lock` next to any other file. The directory
+/// must exist.
+pub fn owner_lock_of(
+    file: &Path,
+) -> Result<(std::path::PathBuf, &'static str, std::path::PathBuf)> {
+    let resolved = match std::fs::canonicalize(file) {
+        Ok(resolved) => resolved,
+        // Not created yet: its directory exists and is resolved.
+        Err(_) => {
+            let dir = match file.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let dir = std::fs::canonicalize(dir).map_err(|source| StoreError::Io {
+                action: "find the database's directory",
+                source,
+            })?;
+            let name = file.file_name().ok_or_else(|| StoreError::InvalidInput {
+                what: "database path",
+                reason: "it names no file".into(),
+            })?;
+            dir.join(name)
+        }
+    };
+    let dir = resolved.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = resolved.file_name().unwrap_or_default();
+    if name == SQLITE_FILE_NAME {
+        Ok((dir.join(SQLITE_LOCK_FILE_NAME), "data directory", dir))
+    } else {
+        let mut lock = name.to_owned();
+        lock.push(".lock");
+        Ok((dir.join(lock), "database", resolved))
+    }
+}
+
+/// Takes the owner lock of the SQLite database file `file` ([`owner_lock_of`]).
+fn take_database_lock(file: &Path) -> Result<File> {
+    let (lock, what, shown) = owner_lock_of(file)?;
+    take_owner_lock(&lock, what, &shown)
+}
+
 /// Takes the exclusive, non-blocking OS lock (`flock`) on `lock_path`, created if missing,
 /// and writes this process's id into it (for whoever is refused). [`StoreError::Locked`]
-/// names `shown` (the data directory or database file) when another process holds the lock.
-fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
+/// names `shown` (the data directory or database file, a `what`) when another process holds
+/// the lock.
+fn take_owner_lock(lock_path: &Path, what: &'static str, shown: &Path) -> Result<File> {
     use std::io::{Read, Seek, Write};
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
@@ -431,6 +489,7 @@ fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
             return Err(StoreError::Locked {
+                what,
                 path: shown.to_path_buf(),
                 holder: if !holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()) {
                     format!(" (process {holder})")
