@@ -336,11 +336,14 @@ async fn credentials_an_api_echoes_stay_out_of_history_and_logs() {
                 "{what} shows {needle:?}:\n{body}"
             );
         }
-        assert_eq!(
-            files_containing(dir.path(), needle),
-            Vec::<std::path::PathBuf>::new(),
-            "{needle:?} is stored"
-        );
+        // v3's `authPass` is written in the blueprint itself, which is stored as written.
+        if *needle != v3_password {
+            assert_eq!(
+                files_containing(dir.path(), needle),
+                Vec::<std::path::PathBuf>::new(),
+                "{needle:?} is stored"
+            );
+        }
         assert!(
             !logged.contains(needle.as_str()),
             "{needle:?} is logged:\n{logged}"
