@@ -496,6 +496,9 @@ fn assert_refused(cwd: &Path, dir: &Path, args: &[&str], expected: &str) -> Stri
     log
 }
 
+/// A way of damaging a database file's bytes.
+type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_met_when_opening_is_refused_with_the_same_message() {
     let root = tempfile::tempdir().unwrap();
@@ -504,7 +507,7 @@ async fn damage_met_when_opening_is_refused_with_the_same_message() {
     let original = std::fs::read(intact.join(SQLITE_FILE_NAME)).unwrap();
     const PAGE: usize = 4096;
     let half = (pages as usize / 2) * PAGE;
-    let damages: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 5] = [
+    let damages: [(&str, Damage); 5] = [
         // The 100-byte header written over: SQLite does not recognise the file.
         ("header", Box::new(|db: &mut Vec<u8>| db[..100].fill(b'x'))),
         // Cut inside the header: a file too short to be a database.
