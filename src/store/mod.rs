@@ -52,7 +52,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -422,15 +422,25 @@ fn sqlite_url_options(url: &str) -> Result<SqliteConnectOptions> {
     })
 }
 
+/// The owner lock of one SQLite database file ([`owner_lock_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerLock {
+    /// The lock file.
+    pub lock_file: PathBuf,
+    /// How a refusal names the database: "data directory" or "database".
+    pub what: &'static str,
+    /// The data directory (for the default file `switchyard.db`) or the database file,
+    /// resolved: what a refusal names.
+    pub shown: PathBuf,
+}
+
 /// Where the owner lock of the SQLite database file `file` is, and how a refusal names the
 /// database: one answer for one file however it was spelled. The directory (and the file,
 /// when it is a symlink) is resolved to its canonical path; the lock is
 /// [`SQLITE_LOCK_FILE_NAME`] next to the default file [`SQLITE_FILE_NAME`] (the name the data
 /// directory's lock has always had) and `FILE.lock` next to any other file. The directory
 /// must exist.
-pub fn owner_lock_of(
-    file: &Path,
-) -> Result<(std::path::PathBuf, &'static str, std::path::PathBuf)> {
+pub fn owner_lock_of(file: &Path) -> Result<OwnerLock> {
     let resolved = match std::fs::canonicalize(file) {
         Ok(resolved) => resolved,
         // Not created yet: its directory exists and is resolved.
@@ -452,19 +462,27 @@ pub fn owner_lock_of(
     };
     let dir = resolved.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = resolved.file_name().unwrap_or_default();
-    if name == SQLITE_FILE_NAME {
-        Ok((dir.join(SQLITE_LOCK_FILE_NAME), "data directory", dir))
+    Ok(if name == SQLITE_FILE_NAME {
+        OwnerLock {
+            lock_file: dir.join(SQLITE_LOCK_FILE_NAME),
+            what: "data directory",
+            shown: dir,
+        }
     } else {
         let mut lock = name.to_owned();
         lock.push(".lock");
-        Ok((dir.join(lock), "database", resolved))
-    }
+        OwnerLock {
+            lock_file: dir.join(lock),
+            what: "database",
+            shown: resolved,
+        }
+    })
 }
 
 /// Takes the owner lock of the SQLite database file `file` ([`owner_lock_of`]).
 fn take_database_lock(file: &Path) -> Result<File> {
-    let (lock, what, shown) = owner_lock_of(file)?;
-    take_owner_lock(&lock, what, &shown)
+    let owner = owner_lock_of(file)?;
+    take_owner_lock(&owner.lock_file, owner.what, &owner.shown)
 }
 
 /// Takes the exclusive, non-blocking OS lock (`flock`) on `lock_path`, created if missing,
@@ -751,6 +769,41 @@ fn check_text(what: &'static str, value: &str, max_len: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn one_database_file_has_one_owner_lock_however_it_is_spelled() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, root.path().join("link")).unwrap();
+        let resolved = real.canonicalize().unwrap();
+        let expected = OwnerLock {
+            lock_file: resolved.join(SQLITE_LOCK_FILE_NAME),
+            what: "data directory",
+            shown: resolved.clone(),
+        };
+        for spelling in ["real", "link", "link/../real", "real/./"] {
+            let file = root.path().join(spelling).join(SQLITE_FILE_NAME);
+            assert_eq!(owner_lock_of(&file).unwrap(), expected, "{spelling}");
+        }
+        // The file of a URL with query parameters, as the store reads it.
+        let url = format!(
+            "sqlite://{}/link/{SQLITE_FILE_NAME}?mode=rwc",
+            root.path().display()
+        );
+        let options = sqlite_url_options(&url).unwrap();
+        assert_eq!(owner_lock_of(options.get_filename()).unwrap(), expected);
+        // A file of another name: its own lock next to it, the file named.
+        let other = owner_lock_of(&root.path().join("link").join("jobs.db")).unwrap();
+        assert_eq!(other.lock_file, resolved.join("jobs.db.lock"));
+        assert_eq!(
+            (other.what, other.shown),
+            ("database", resolved.join("jobs.db"))
+        );
+        // A directory that does not exist is an error, not a second lock somewhere else.
+        assert!(owner_lock_of(&root.path().join("missing").join(SQLITE_FILE_NAME)).is_err());
+    }
 
     #[test]
     fn values_rows_numbers_parameters() {
