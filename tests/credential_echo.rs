@@ -6,7 +6,7 @@
 //! connection and from v3's `authUser`/`authPass`, a bearer token) and through an app defined
 //! as data (ChatBot's token). Every value of every connection, in every spelling the API
 //! echoes (raw, percent-encoded, basic's base64 `user:password`), is then looked for in the
-//! execution history as the API serves it, in every file of the data directory (the SQLite
+//! execution history as the API serves it and as `switchyard executions show` prints it, in every file of the data directory (the SQLite
 //! database and its WAL) and in everything the process logged (at `debug`): never found.
 //!
 //! - `credentials_an_api_echoes_stay_out_of_history_and_logs`
@@ -27,7 +27,7 @@ use switchyard::connections::{Keyring, NewConnectionInput, Vault};
 use switchyard::module::ConnectionsHandle;
 use switchyard::store::Store;
 
-use common::connections::{file_count, files_containing, planted};
+use common::connections::{file_count, files_containing, planted, switchyard, texts};
 
 const API_TOKEN: &str = "credential-echo-test-api-token-0123456789";
 
@@ -272,6 +272,7 @@ async fn credentials_an_api_echoes_stay_out_of_history_and_logs() {
         ),
     ];
     let mut bodies = Vec::new();
+    let mut executions = Vec::new();
     for blueprint in scenarios {
         let name = blueprint["name"].as_str().unwrap().to_string();
         let (status, body) = call(reqwest::Method::POST, "scenarios".into(), Some(blueprint)).await;
@@ -292,6 +293,7 @@ async fn credentials_an_api_echoes_stay_out_of_history_and_logs() {
             .unwrap()
             .to_string();
         runner.execute(&execution).await.unwrap();
+        executions.push(execution.clone());
         let (status, summary) = call(
             reqwest::Method::GET,
             format!("executions/{execution}"),
@@ -325,6 +327,31 @@ async fn credentials_an_api_echoes_stay_out_of_history_and_logs() {
         }
     }
     store.close().await;
+
+    // The command line shows the same history.
+    let data_arg = dir.path().to_str().unwrap();
+    for execution in &executions {
+        for extra in [&[][..], &["--module", "2"], &["--module", "3"]] {
+            let mut args = vec![
+                "executions",
+                "show",
+                execution.as_str(),
+                "--data-dir",
+                data_arg,
+            ];
+            args.extend_from_slice(extra);
+            let out = switchyard(&args, &[], None);
+            let (stdout, stderr) = texts(&out);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+            if extra.contains(&"2") {
+                assert!(
+                    stdout.contains("[redacted]"),
+                    "{args:?}: the echo, scrubbed: {stdout}"
+                );
+            }
+            bodies.push((format!("{args:?}"), format!("{stdout}\n{stderr}")));
+        }
+    }
 
     let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     assert!(!logged.is_empty(), "the test sees the logs");
