@@ -18,9 +18,9 @@
 //!   the driver's error.
 //! - `one_owner_whatever_the_database_is_called`: with `serve` on a data directory (or on its
 //!   file through a symlinked directory), a `worker` given the same database in any spelling —
-//!   `--data-dir` absolute, relative, through a symlink; `--database-url sqlite://…/switchyard.db`
-//!   absolute, relative, through a symlink, with query parameters — is refused with the one
-//!   message naming the resolved data directory and the owner.
+//!   `--data-dir` absolute, relative, through a symlink; `--database-url
+//!   sqlite://…/switchyard.db` absolute, relative, through a symlink, with query parameters —
+//!   is refused with the one message naming the resolved data directory and the owner.
 
 #![cfg(unix)]
 

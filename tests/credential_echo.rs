@@ -6,8 +6,9 @@
 //! connection and from v3's `authUser`/`authPass`, a bearer token) and through an app defined
 //! as data (ChatBot's token). Every value of every connection, in every spelling the API
 //! echoes (raw, percent-encoded, basic's base64 `user:password`), is then looked for in the
-//! execution history as the API serves it and as `switchyard executions show` prints it, in every file of the data directory (the SQLite
-//! database and its WAL) and in everything the process logged (at `debug`): never found.
+//! execution history as the API serves it and as `switchyard executions show` prints it, in
+//! every file of the data directory (the SQLite database and its WAL) and in everything the
+//! process logged (at `debug`): never found.
 //!
 //! - `credentials_an_api_echoes_stay_out_of_history_and_logs`
 

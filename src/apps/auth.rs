@@ -10,12 +10,12 @@
 //! - A request is resent at most once per refusal, and only after a refresh that gave a
 //!   credential; a second 401 is the caller's error (`InvalidAccessTokenError` for apps
 //!   defined as data).
-//! - The credentials a signer held — the first and every refreshed one, with every other value
-//!   of the connection its caller names ([`Signer::hide`]) — are scrubbed from the errors it
-//!   returns ([`Signer::scrub`]) and, once the caller keeps them out of the execution's
-//!   history ([`Signer::keep_out_of_history`]), from the outputs and inputs the history keeps;
-//!   they are never logged. Both go through [`crate::module::Scrubber`], in every spelling an
-//!   API may echo: raw, percent-encoded, a basic credential's base64 `user:password`.
+//! - The credentials a signer held — the first and every refreshed one — are scrubbed from the
+//!   errors it returns ([`Signer::scrub`]) and, once the caller keeps them out of the
+//!   execution's history ([`Signer::keep_out_of_history`]), from the outputs, inputs and
+//!   errors the history keeps; they are never logged. Both go through
+//!   [`crate::module::Scrubber`], in every spelling an API may echo: raw, percent-encoded,
+//!   JSON-escaped, and a basic credential's base64 `user:password`.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -177,9 +177,9 @@ impl Signer {
         send(again).await
     }
 
-    /// Hides `secret` too: another value of the connection (a field a template put in a
-    /// header, a user name that is a key), from errors and, when kept, from the history.
-    pub fn hide(&self, secret: &str) {
+    /// Hides `secret` too (a refreshed credential): from errors and, when kept, from the
+    /// history.
+    fn hide(&self, secret: &str) {
         {
             let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
             if !secrets.iter().any(|s| s == secret) {
@@ -192,7 +192,7 @@ impl Signer {
     }
 
     /// Keeps every value this signer holds, and every one it is given later (a refreshed
-    /// token, [`Signer::hide`]), out of the history of the execution of `context`: they are
+    /// token), out of the history of the execution of `context`: they are
     /// added to its [`Redactions`], which the runner and `switchyard run` scrub from the
     /// outputs, inputs and errors they store or print. Without redactions (a connection test)
     /// there is no history to keep them out of.

@@ -55,7 +55,7 @@ const BLOCKED_V6: &[(u128, u8, &str)] = &[
     (0x0064_ff9b_0001 << 80, 48, "local-use NAT64"),
 ];
 
-/// IPv6 forms that carry an IPv4 address, judged by it: (prefix, prefix length, what it is).
+/// IPv6 forms that carry an IPv4 address, judged by it ([`embedded_v4`]): (prefix, length).
 const NAT64: (u128, u8) = (0x0064_ff9b << 96, 96);
 const SIIT: (u128, u8) = (0xffff_0000 << 32, 96);
 const SIX_TO_FOUR: (u128, u8) = (0x2002 << 112, 16);

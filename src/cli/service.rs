@@ -1,9 +1,9 @@
 //! `switchyard serve` (API, webhooks, scheduler and workers in one process) and
 //! `switchyard worker` (workers only, for scale-out on PostgreSQL), plus the database
 //! options every service command shares. Both open the stored connections with the master key
-//! (`--master-key-file`, `SWITCHYARD_MASTER_KEY`, or the data directory's key file) and refuse to start when stored
-//! connections are sealed under another key; their executions' modules resolve connections
-//! through it.
+//! (`--master-key-file`, `SWITCHYARD_MASTER_KEY`, or the data directory's key file) and refuse
+//! to start when stored connections are sealed under another key; their executions' modules
+//! resolve connections through it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -39,16 +39,17 @@
 //!   exclusive OS file lock ([`SQLITE_LOCK_FILE_NAME`] next to the database, `flock`) for the
 //!   store's lifetime — one lock per database file however it is named (`--data-dir D` or
 //!   `sqlite://D/switchyard.db`, relative, absolute, through a symlink, with query
-//!   parameters: [`owner_lock_of`]): a second one is refused with [`StoreError::Locked`], because two
-//!   processes running one SQLite queue run its executions twice. The lock dies with its
-//!   process (even `kill -9`). One-shot admin commands (`scenarios …`, `executions …`) open
-//!   without it ([`Store::open_sqlite`]): they run no executions and write through SQLite's
-//!   own locking, so they work next to a running `serve`. PostgreSQL takes no lock: several
+//!   parameters: [`owner_lock_of`]): a second one is refused with [`StoreError::Locked`],
+//!   because two processes running one SQLite queue run its executions twice. The lock dies
+//!   with its process (even `kill -9`). One-shot admin commands (`scenarios …`,
+//!   `executions …`) open without it ([`Store::open_sqlite`]): they run no executions and
+//!   write through SQLite's own locking, so they work next to a running `serve`. PostgreSQL takes no lock: several
 //!   processes on one PostgreSQL database is the supported way to scale out.
 //! - **At rest, SQLite is owner-only and durable**: the data directory is created `0700` and
 //!   the database files are `0600` (`files.rs`); commits are `synchronous = FULL` unless the
 //!   caller asks for [`SqliteSync::Normal`], so an acknowledged webhook survives a power
-//!   loss; an owning open refuses a database that fails its integrity check (`integrity.rs`).
+//!   loss; an owning open refuses a database that fails its integrity check, and every open
+//!   one whose damage shows while opening it (`integrity.rs`).
 
 use std::fmt;
 use std::fs::File;
