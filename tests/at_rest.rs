@@ -12,6 +12,15 @@
 //!   non-zero saying the database is damaged and how to recover, where `/health` said "ok".
 //! - `health_reports_a_damaged_store`: the same damage found by the check after start-up
 //!   (a database too large to check before serving): `/health` answers 503 "degraded".
+//! - `damage_met_when_opening_is_refused_with_the_same_message`: a database whose header,
+//!   length or schema page is damaged fails before any integrity check can run; `serve`,
+//!   `worker` and `scenarios list` still exit naming the file and the `.recover` way out, not
+//!   the driver's error.
+//! - `one_owner_whatever_the_database_is_called`: with `serve` on a data directory (or on its
+//!   file through a symlinked directory), a `worker` given the same database in any spelling —
+//!   `--data-dir` absolute, relative, through a symlink; `--database-url
+//!   sqlite://…/switchyard.db` absolute, relative, through a symlink, with query parameters —
+//!   is refused with the one message naming the resolved data directory and the owner.
 
 #![cfg(unix)]
 
@@ -41,9 +50,15 @@ struct Proc {
 impl Proc {
     /// `switchyard ARGS` under `umask 000`, so that every mode it leaves was set on purpose.
     fn spawn(dir: &Path, args: &[&str]) -> Proc {
+        Proc::spawn_in(dir, dir, args)
+    }
+
+    /// [`Proc::spawn`] in the working directory `cwd` (for relative paths).
+    fn spawn_in(cwd: &Path, dir: &Path, args: &[&str]) -> Proc {
         let log = dir.join(format!("switchyard-{}.log", switchyard::store::new_id()));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new("sh")
+            .current_dir(cwd)
             .arg("-c")
             .arg("umask 000 && exec \"$0\" \"$@\"")
             .arg(env!("CARGO_BIN_EXE_switchyard"))
@@ -463,4 +478,160 @@ async fn health_is_ok_on_a_sound_store() {
         assert_eq!(s.health().await, StoreHealth::Ok, "with an execution");
     })
     .await;
+}
+
+/// `switchyard ARGS` in `cwd` is refused within 60 s: exits non-zero with a log holding
+/// `expected`; the log.
+fn assert_refused(cwd: &Path, dir: &Path, args: &[&str], expected: &str) -> String {
+    let mut refused = Proc::spawn_in(cwd, dir, args);
+    let status = refused
+        .wait_exit(60)
+        .unwrap_or_else(|| panic!("{args:?} was not refused:\n{}", refused.log()));
+    let log = refused.log();
+    assert!(!status.success(), "{args:?}: {status}\n{log}");
+    assert!(
+        log.contains(expected),
+        "{args:?}: expected {expected:?} in:\n{log}"
+    );
+    log
+}
+
+/// A way of damaging a database file's bytes.
+type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_met_when_opening_is_refused_with_the_same_message() {
+    let root = tempfile::tempdir().unwrap();
+    let intact = root.path().join("intact");
+    let pages = database_with_data(&intact).await;
+    let original = std::fs::read(intact.join(SQLITE_FILE_NAME)).unwrap();
+    const PAGE: usize = 4096;
+    let half = (pages as usize / 2) * PAGE;
+    let damages: [(&str, Damage); 5] = [
+        // The 100-byte header written over: SQLite does not recognise the file.
+        ("header", Box::new(|db: &mut Vec<u8>| db[..100].fill(b'x'))),
+        // Cut inside the header: a file too short to be a database.
+        ("header cut", Box::new(|db: &mut Vec<u8>| db.truncate(60))),
+        // Cut at a page boundary, half the pages gone.
+        (
+            "half cut",
+            Box::new(move |db: &mut Vec<u8>| db.truncate(half)),
+        ),
+        // Page 1's b-tree (the schema) zeroed behind an intact header.
+        (
+            "schema page",
+            Box::new(|db: &mut Vec<u8>| db[100..PAGE].fill(0)),
+        ),
+        // The schema's page turned into garbage that claims to be an interior page.
+        (
+            "schema page garbage",
+            Box::new(|db: &mut Vec<u8>| {
+                db[100] = 0x05;
+                db[101..PAGE].fill(0xff);
+            }),
+        ),
+    ];
+    assert!(pages > 100, "{pages} pages");
+    for (name, damage) in damages {
+        let data = root.path().join(name.replace(' ', "-"));
+        std::fs::create_dir(&data).unwrap();
+        let mut bytes = original.clone();
+        damage(&mut bytes);
+        let file = data.join(SQLITE_FILE_NAME);
+        std::fs::write(&file, bytes).unwrap();
+        let expected = format!("the SQLite database {} is damaged (", file.display());
+        let data_arg = data.to_str().unwrap();
+        let port = free_port().to_string();
+        for args in [
+            vec!["serve", "--data-dir", data_arg, "--port", &port],
+            vec!["worker", "--data-dir", data_arg],
+            vec!["scenarios", "list", "--data-dir", data_arg],
+        ] {
+            let log = assert_refused(root.path(), root.path(), &args, &expected);
+            assert!(
+                log.contains(".recover"),
+                "{name}: {args:?}: the way out:\n{log}"
+            );
+            assert!(
+                !log.contains("database error") && !log.contains("error returned from database"),
+                "{name}: {args:?}: not the driver's error:\n{log}"
+            );
+        }
+        // The library says the same to its callers.
+        let err = match Store::open_sqlite(&data).await {
+            Ok(_) => panic!("{name}: opened"),
+            Err(err) => err,
+        };
+        assert!(matches!(err, StoreError::Damaged { .. }), "{name}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_whatever_the_database_is_called() {
+    let root = tempfile::tempdir().unwrap();
+    let real = root.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = root.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let resolved = real.canonicalize().unwrap();
+    let real_arg = real.to_str().unwrap().to_string();
+    let link_arg = link.to_str().unwrap().to_string();
+    let db_args = |spelling: &str| -> Vec<String> {
+        match spelling {
+            "dir" => vec!["--data-dir".into(), real_arg.clone()],
+            "dir relative" => vec!["--data-dir".into(), "real".into()],
+            "dir symlink" => vec!["--data-dir".into(), link_arg.clone()],
+            "dir dotted" => vec!["--data-dir".into(), format!("{link_arg}/../real/.")],
+            "url" => vec![
+                "--database-url".into(),
+                format!("sqlite://{real_arg}/{SQLITE_FILE_NAME}"),
+            ],
+            "url relative" => vec![
+                "--database-url".into(),
+                format!("sqlite://real/{SQLITE_FILE_NAME}"),
+            ],
+            "url symlink" => vec![
+                "--database-url".into(),
+                format!("sqlite://{link_arg}/{SQLITE_FILE_NAME}"),
+            ],
+            "url query" => vec![
+                "--database-url".into(),
+                format!("sqlite:{link_arg}/{SQLITE_FILE_NAME}?mode=rwc&cache=private"),
+            ],
+            other => unreachable!("{other}"),
+        }
+    };
+    let spellings = [
+        "dir",
+        "dir relative",
+        "dir symlink",
+        "dir dotted",
+        "url",
+        "url relative",
+        "url symlink",
+        "url query",
+    ];
+    for owner_spelling in ["dir", "url symlink"] {
+        let owner_args = db_args(owner_spelling);
+        let owner_refs: Vec<&str> = owner_args.iter().map(String::as_str).collect();
+        let mut owner = serve(root.path(), &owner_refs, &[]).await;
+        let expected = format!(
+            "the SQLite data directory {} is already used by another Switchyard process \
+             (process {})",
+            resolved.display(),
+            owner.child.id()
+        );
+        for spelling in spellings {
+            let mut args = vec!["worker".to_string()];
+            args.extend(db_args(spelling));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let log = assert_refused(root.path(), root.path(), &refs, &expected);
+            assert!(
+                log.contains("PostgreSQL"),
+                "{owner_spelling}/{spelling}:\n{log}"
+            );
+        }
+        owner.stop();
+    }
 }

@@ -170,6 +170,17 @@ async fn start() -> (String, Shared) {
         .route("/rss", get(rss))
         .route("/atom", get(atom))
         .route("/private", get(private))
+        .route(
+            "/echoing",
+            get(|headers: HeaderMap| async move {
+                let sent = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                (StatusCode::FORBIDDEN, format!("forbidden: you sent {sent}"))
+            }),
+        )
         .route("/sink/{id}", get(sink).post(sink))
         .route(
             "/html",
@@ -461,6 +472,18 @@ async fn basic_auth_is_sent_and_the_password_never_shows() {
     assert!(err.message.contains("401"), "{err:?}");
     let shown = format!("{err:?} {}", serde_json::to_string(&err).unwrap());
     assert!(!shown.contains("not-the-pw-xyz"), "{shown}");
+
+    // A server that echoes the credential in its error page: neither the password nor the
+    // header's base64 of `reader:s3cret-pw` is in the error.
+    let echoing = params(json!({"url": format!("{base}/echoing"), "maxResults": 5,
+        "username": "reader", "password": "s3cret-pw"}));
+    let err = poll(&registry, &echoing, &TriggerState::default(), 5)
+        .await
+        .unwrap_err();
+    let shown = format!("{err:?} {}", serde_json::to_string(&err).unwrap());
+    assert!(shown.contains("403"), "{shown}");
+    assert!(shown.contains("you sent Basic [redacted]"), "{shown}");
+    assert!(!shown.contains("cmVhZGVyOnMzY3JldC1wdw=="), "{shown}");
 }
 
 #[tokio::test]

@@ -10,17 +10,23 @@
 //! - A request is resent at most once per refusal, and only after a refresh that gave a
 //!   credential; a second 401 is the caller's error (`InvalidAccessTokenError` for apps
 //!   defined as data).
-//! - The credentials a signer held — the first and every refreshed one — are scrubbed from
-//!   the errors it returns ([`Signer::scrub`]); they are never logged.
+//! - The credentials a signer held — the first and every refreshed one — are scrubbed from the
+//!   errors it returns ([`Signer::scrub`]) and, once the caller keeps them out of the
+//!   execution's history ([`Signer::keep_out_of_history`]), from the outputs, inputs and
+//!   errors the history keeps; they are never logged. Both go through
+//!   [`crate::module::Scrubber`], in every spelling an API may echo: raw, percent-encoded,
+//!   JSON-escaped, and a basic credential's base64 `user:password`.
 
 use std::future::Future;
 use std::sync::Mutex;
 
 use reqwest::header::HeaderName;
 
+use base64::Engine as _;
+
 use crate::apps::transport::{Auth, Request, Response};
-use crate::module::ModuleError;
 use crate::module::connection::{Connection, ConnectionsHandle, Credential, KeyPlacement};
+use crate::module::{ExecutionContext, ModuleError, Redactions, Scrubber};
 
 /// The transport credential of `credential`; a `secret` has none (only templates read it).
 pub fn auth_of(credential: &Credential) -> Result<Auth, ModuleError> {
@@ -57,12 +63,16 @@ pub fn auth_of(credential: &Credential) -> Result<Auth, ModuleError> {
     })
 }
 
-/// The secret values of an [`Auth`] (what errors must not show).
+/// The secret values of an [`Auth`] (what errors and history must not show), as sent: a
+/// basic credential's password and the base64 of `user:password` its header carries.
 fn secrets_of(auth: &Auth) -> Vec<String> {
     match auth {
         Auth::None => Vec::new(),
         Auth::Bearer(token) => vec![token.clone()],
-        Auth::Basic { password, .. } => vec![password.clone()],
+        Auth::Basic { user, password } => vec![
+            password.clone(),
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+        ],
         Auth::ApiKeyHeader { value, .. } | Auth::ApiKeyQuery { value, .. } => {
             vec![value.clone()]
         }
@@ -91,6 +101,9 @@ pub struct Signer {
     refresh: Option<Refresh>,
     /// Every credential value held, for [`Signer::scrub`].
     secrets: Mutex<Vec<String>>,
+    /// The execution's redactions once the call keeps its values out of the history
+    /// ([`Signer::keep_out_of_history`]): every value held is added to them.
+    history: Mutex<Option<Redactions>>,
 }
 
 impl Signer {
@@ -100,6 +113,7 @@ impl Signer {
             secrets: Mutex::new(secrets_of(&auth)),
             auth: Mutex::new(auth),
             refresh: None,
+            history: Mutex::new(None),
         }
     }
 
@@ -154,32 +168,54 @@ impl Signer {
         // Sent again even when the provider handed back the same token (a JWT issued again
         // within the same second is the same text): the refresh may have revived it.
         let auth = auth_of(&fresh.credential()?)?;
-        self.secrets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(secrets_of(&auth));
+        for secret in secrets_of(&auth) {
+            self.hide(&secret);
+        }
         *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth.clone();
         let mut again = retry;
         again.auth = auth;
         send(again).await
     }
 
-    /// `error` with every credential value this signer held replaced by `<redacted>`.
-    pub fn scrub(&self, mut error: ModuleError) -> ModuleError {
-        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        for secret in secrets.iter().filter(|s| s.len() >= 4) {
-            if error.message.contains(secret.as_str()) {
-                error.message = error.message.replace(secret.as_str(), "<redacted>");
-            }
-            if let Some(details) = &error.details {
-                let text = details.to_string();
-                if text.contains(secret.as_str()) {
-                    error.details =
-                        serde_json::from_str(&text.replace(secret.as_str(), "<redacted>")).ok();
-                }
+    /// Hides `secret` too (a refreshed credential): from errors and, when kept, from the
+    /// history.
+    fn hide(&self, secret: &str) {
+        {
+            let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+            if !secrets.iter().any(|s| s == secret) {
+                secrets.push(secret.to_string());
             }
         }
-        error
+        if let Some(history) = &*self.history.lock().unwrap_or_else(|p| p.into_inner()) {
+            history.add(secret);
+        }
+    }
+
+    /// Keeps every value this signer holds, and every one it is given later (a refreshed
+    /// token), out of the history of the execution of `context`: they are
+    /// added to its [`Redactions`], which the runner and `switchyard run` scrub from the
+    /// outputs, inputs and errors they store or print. Without redactions (a connection test)
+    /// there is no history to keep them out of.
+    pub fn keep_out_of_history(&self, context: &ExecutionContext) {
+        let Some(redactions) = context.extensions.get::<Redactions>() else {
+            return;
+        };
+        for secret in self
+            .secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            redactions.add(secret);
+        }
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = Some(redactions.clone());
+    }
+
+    /// `error` with every credential value this signer held replaced by `[redacted]`, in
+    /// every spelling ([`Scrubber`]).
+    pub fn scrub(&self, error: ModuleError) -> ModuleError {
+        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        Scrubber::of(secrets.iter()).error(error)
     }
 }
 
@@ -236,7 +272,21 @@ mod tests {
         let error = ModuleError::data("echo tok-secret-1")
             .with_details(serde_json::json!({"body": "tok-secret-1"}));
         let scrubbed = signer.scrub(error);
-        assert_eq!(scrubbed.message, "echo <redacted>");
-        assert_eq!(scrubbed.details.unwrap()["body"], "<redacted>");
+        assert_eq!(scrubbed.message, "echo [redacted]");
+        assert_eq!(scrubbed.details.unwrap()["body"], "[redacted]");
+    }
+
+    #[test]
+    fn a_basic_credential_is_hidden_raw_and_as_its_header() {
+        let signer = Signer::fixed(Auth::Basic {
+            user: "ann".into(),
+            password: "pa ss/wd".into(),
+        });
+        // base64("ann:pa ss/wd"), and the password as a query string would carry it.
+        let error = ModuleError::data("got Basic YW5uOnBhIHNzL3dk for pa+ss%2Fwd (pa ss/wd)");
+        assert_eq!(
+            signer.scrub(error).message,
+            "got Basic [redacted] for [redacted] ([redacted])"
+        );
     }
 }

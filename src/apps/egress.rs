@@ -1,8 +1,12 @@
 //! The egress guard: which hosts and addresses outgoing requests may reach. By default every
 //! address that is not on the public internet is refused — loopback, private (RFC 1918, ULA),
-//! link-local, CGNAT, multicast, unspecified, reserved, and the IPv4-mapped/compatible IPv6
-//! forms of them — so that a scenario cannot make the service call itself, its neighbours or
-//! a cloud metadata endpoint. An [`EgressPolicy`] opens specific targets: a host name (allowed
+//! link-local, CGNAT, multicast, unspecified, reserved, deprecated site-local — and every IPv6
+//! form that embeds an IPv4 address is judged by the IPv4 address it embeds ([`embedded_v4`]:
+//! IPv4-mapped, IPv4-compatible, SIIT-translated, NAT64 `64:ff9b::/96`, 6to4, Teredo) or, where
+//! the embedding cannot be read without the network's configuration (local-use NAT64
+//! `64:ff9b:1::/48`), refused — so that a scenario cannot make the service call itself, its
+//! neighbours or a cloud metadata endpoint (`http://[64:ff9b::a9fe:a9fe]/` is
+//! `169.254.169.254`). An [`EgressPolicy`] opens specific targets: a host name (allowed
 //! whatever it resolves to) or an IP address or CIDR block (addresses in it are allowed).
 //!
 //! Invariants:
@@ -39,13 +43,23 @@ const BLOCKED_V4: &[([u8; 4], u8, &str)] = &[
     ([240, 0, 0, 0], 4, "reserved"),
 ];
 
-/// IPv6 ranges refused by default. IPv4-mapped (`::ffff:0:0/96`) and IPv4-compatible (`::/96`)
-/// addresses are judged by the IPv4 address they carry, see [`blocked_range`].
+/// IPv6 ranges refused by default. Addresses that embed an IPv4 address are judged by it
+/// first ([`embedded_v4`], [`blocked_range`]).
 const BLOCKED_V6: &[(u128, u8, &str)] = &[
     (0xfc00 << 112, 7, "unique local (ULA)"),
     (0xfe80 << 112, 10, "link-local"),
+    (0xfec0 << 112, 10, "site-local (deprecated)"),
     (0xff00 << 112, 8, "multicast"),
+    // RFC 8215: the network's own NAT64 prefix, of a length (and so an IPv4 position) only
+    // its operator knows; what it reaches cannot be told from the address.
+    (0x0064_ff9b_0001 << 80, 48, "local-use NAT64"),
 ];
+
+/// IPv6 forms that carry an IPv4 address, judged by it ([`embedded_v4`]): (prefix, length).
+const NAT64: (u128, u8) = (0x0064_ff9b << 96, 96);
+const SIIT: (u128, u8) = (0xffff_0000 << 32, 96);
+const SIX_TO_FOUR: (u128, u8) = (0x2002 << 112, 16);
+const TEREDO: (u128, u8) = (0x2001_0000 << 96, 32);
 
 /// One target an [`EgressPolicy`] opens: `example.internal`, `127.0.0.1`, `::1`, `10.0.0.0/8`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,23 +218,25 @@ impl EgressPolicy {
     }
 
     /// Whether a connection to `address` is refused: `host` names the target in the error.
+    /// An IPv6 address that embeds an IPv4 one is judged, and named in the refusal, by the
+    /// IPv4 address; an allowance of either opens it.
     pub fn check_address(&self, host: &str, address: IpAddr) -> Result<(), EgressRefused> {
-        let address = canonical(address);
         let Some(range) = blocked_range(address) else {
             return Ok(());
         };
+        let embedded = canonical(address);
         if self.allowed.iter().any(|allowance| match allowance {
             EgressAllowance::Network {
                 address: network,
                 prefix,
-            } => contains(*network, *prefix, address),
+            } => contains(*network, *prefix, embedded) || contains(*network, *prefix, address),
             EgressAllowance::Host(_) => false,
         }) {
             return Ok(());
         }
         Err(EgressRefused {
             host: host.to_string(),
-            address,
+            address: embedded,
             range,
         })
     }
@@ -243,15 +259,41 @@ impl EgressPolicy {
     }
 }
 
-/// The IPv4 address an IPv4-mapped IPv6 address carries, else the address itself.
+/// The IPv4 address an IPv6 address embeds, else the address itself.
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => IpAddr::V4(v4),
             None => address,
         },
         v4 => v4,
     }
+}
+
+/// The IPv4 address `v6` carries, in every IPv6 form that carries one where it is: IPv4-mapped
+/// `::ffff:a.b.c.d`, SIIT-translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` (RFC 6052's
+/// well-known prefix), 6to4 `2002:AABB:CCDD::/48` and Teredo `2001:0:SSSS:SSSS:…:CCCC:CCCC`
+/// (the client's address, stored inverted). IPv4-compatible `::a.b.c.d` is handled by
+/// [`blocked_range`] (`::` and `::1` are not IPv4 addresses).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(v6);
+    let within = |(network, prefix): (u128, u8)| contains_v6(network, prefix, bits);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if within(SIIT) || within(NAT64) {
+        return Some(Ipv4Addr::from(bits as u32));
+    }
+    if within(SIX_TO_FOUR) {
+        return Some(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    if within(TEREDO) {
+        return Some(Ipv4Addr::from(!(bits as u32)));
+    }
+    if bits >> 32 == 0 && bits > 1 {
+        return Some(Ipv4Addr::from(bits as u32));
+    }
+    None
 }
 
 /// What kind of non-public address `address` is, or `None` for a public one.
@@ -270,7 +312,7 @@ fn blocked_range(address: IpAddr) -> Option<&'static str> {
             if bits >> 32 == 0 {
                 return blocked_v4(Ipv4Addr::from(bits as u32)).or(Some("IPv4-compatible"));
             }
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return blocked_v4(v4);
             }
             BLOCKED_V6
@@ -441,6 +483,80 @@ mod tests {
             "::ffff:8.8.8.8",
         ] {
             assert_eq!(refused(&policy, public), None, "{public}");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_that_embed_ipv4_are_judged_by_the_ipv4_they_embed() {
+        let policy = EgressPolicy::default();
+        for (address, embedded, range) in [
+            // NAT64, RFC 6052's well-known prefix: the metadata address, loopback, private.
+            ("64:ff9b::a9fe:a9fe", "169.254.169.254", "link-local"),
+            ("64:ff9b::169.254.169.254", "169.254.169.254", "link-local"),
+            ("64:ff9b::7f00:1", "127.0.0.1", "loopback"),
+            ("64:ff9b::a00:1", "10.0.0.1", "private (RFC 1918)"),
+            // SIIT (RFC 2765's IPv4-translated form).
+            ("::ffff:0:a9fe:a9fe", "169.254.169.254", "link-local"),
+            ("::ffff:0:7f00:1", "127.0.0.1", "loopback"),
+            // 6to4: the IPv4 address is bits 16 to 48.
+            ("2002:a9fe:a9fe::1", "169.254.169.254", "link-local"),
+            ("2002:7f00:1::", "127.0.0.1", "loopback"),
+            ("2002:c0a8:101:5::9", "192.168.1.1", "private (RFC 1918)"),
+            // Teredo: the client's IPv4 address, inverted, in the last 32 bits.
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                "169.254.169.254",
+                "link-local",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                "127.0.0.1",
+                "loopback",
+            ),
+            // IPv4-mapped and IPv4-compatible, as before.
+            ("::ffff:169.254.169.254", "169.254.169.254", "link-local"),
+            ("::169.254.169.254", "169.254.169.254", "link-local"),
+        ] {
+            let ip: IpAddr = address.parse().unwrap();
+            let refusal = policy.check_address("h", ip).unwrap_err();
+            assert_eq!(refusal.range, range, "{address}");
+            assert_eq!(refusal.address.to_string(), embedded, "{address}");
+            // Allowing the IPv4 address (what the refusal says to do) opens the form too.
+            let allowed = EgressPolicy::allowing([embedded]).unwrap();
+            assert_eq!(refused(&allowed, address), None, "{address}");
+        }
+        // Forms whose embedding cannot be read, and deprecated site-local: refused as such.
+        for (address, range) in [
+            ("64:ff9b:1::a9fe:a9fe", "local-use NAT64"),
+            ("64:ff9b:1:ffff::1", "local-use NAT64"),
+            ("fec0::1", "site-local (deprecated)"),
+            ("feff:ffff::1", "site-local (deprecated)"),
+        ] {
+            assert_eq!(refused(&policy, address), Some(range), "{address}");
+        }
+        // The same forms of public addresses are public; a v6 allowance of the form opens it.
+        for public in [
+            "64:ff9b::808:808",
+            "::ffff:0:808:808",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "2001:db8:a9fe:a9fe::1",
+        ] {
+            assert_eq!(refused(&policy, public), None, "{public}");
+        }
+        let by_block = EgressPolicy::allowing(["64:ff9b:1::/48"]).unwrap();
+        assert_eq!(refused(&by_block, "64:ff9b:1::a9fe:a9fe"), None);
+        // And in URLs, as a scenario would write them.
+        for url in [
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[fec0::1]/",
+        ] {
+            let err = policy.check_url(&Url::parse(url).unwrap()).unwrap_err();
+            assert!(err.to_string().contains("--allow-egress"), "{url}: {err}");
         }
     }
 

@@ -17,7 +17,7 @@ use super::service::DatabaseArgs;
 use crate::api::{connection_json, rfc3339};
 use crate::apps::{AppRegistry, EgressPolicy};
 use crate::connections::{
-    KINDS, Keyring, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, OAuthSettings, Vault,
+    KINDS, MasterKey, NEW_MASTER_KEY_ENV, NewConnectionInput, OAuthSettings, Vault,
 };
 use crate::store::{ConnectionRow, Store};
 
@@ -167,7 +167,7 @@ pub fn vault_on(
     apps: Option<&AppRegistry>,
     integrations: Option<OAuthSettings>,
 ) -> anyhow::Result<Arc<Vault>> {
-    let keys = Keyring::load(&db.key_dir()).context("cannot load the master key")?;
+    let keys = db.keyring()?;
     let mut vault = Vault::new(store, keys);
     if let Some(apps) = apps {
         vault = vault.with_apps(apps.defined().clone());

@@ -42,9 +42,14 @@ pub struct RunArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A `postgres://…` (or `sqlite://…`) database whose stored connections the modules use
-    /// (the master key then comes from SWITCHYARD_MASTER_KEY, or the key file of --data-dir).
+    /// (the master key then comes from --master-key-file, SWITCHYARD_MASTER_KEY, or the key
+    /// file of --data-dir).
     #[arg(long)]
     database_url: Option<String>,
+    /// The master key of the stored connections, from this file kept apart from the data
+    /// directory (as `serve --master-key-file`).
+    #[arg(long, value_name = "PATH", env = "SWITCHYARD_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     /// An integrations file (as `serve --integrations`): OAuth2 connections made through its
     /// integrations are refreshed in this run as `serve` refreshes them. Repeatable.
     #[arg(long = "integrations", value_name = "FILE")]
@@ -68,6 +73,7 @@ async fn connections(args: &RunArgs, apps: &AppRegistry) -> anyhow::Result<Exten
             .clone()
             .unwrap_or_else(|| PathBuf::from(super::DEFAULT_DATA_DIR)),
         database_url: args.database_url.clone(),
+        master_key_file: args.master_key_file.clone(),
     };
     // Without --integrations too: a service account's tokens are minted for its app.
     let integrations = Some(crate::connections::OAuthSettings {

@@ -1,9 +1,9 @@
 //! `switchyard serve` (API, webhooks, scheduler and workers in one process) and
 //! `switchyard worker` (workers only, for scale-out on PostgreSQL), plus the database
 //! options every service command shares. Both open the stored connections with the master key
-//! (`SWITCHYARD_MASTER_KEY`, or the data directory's key file) and refuse to start when stored
-//! connections are sealed under another key; their executions' modules resolve connections
-//! through it.
+//! (`--master-key-file`, `SWITCHYARD_MASTER_KEY`, or the data directory's key file) and refuse
+//! to start when stored connections are sealed under another key; their executions' modules
+//! resolve connections through it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use clap::{Args, ValueEnum};
 use crate::api::{self, AppState, HookLimits};
 use crate::apps::{AppRegistry, EgressPolicy};
 use crate::catalog::{Catalog, CatalogOptions};
-use crate::connections::{OAuthSettings, Vault};
+use crate::connections::{KEY_FILE_NAME, Keyring, MASTER_KEY_ENV, OAuthSettings, Vault};
 use crate::module::{ConnectionsHandle, DataStoresHandle, Extensions};
 use crate::queue::{Completions, Queue, QueueOptions, Runner, RunnerOptions};
 use crate::store::{SqliteSync, Store};
@@ -32,6 +32,17 @@ pub struct DatabaseArgs {
     /// `postgres://…` (or `sqlite://…`) instead of the data directory.
     #[arg(long, global = true, env = "SWITCHYARD_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The master key of stored connections, read from this file (64 hex digits or base64 of
+    /// 32 bytes), kept apart from the data directory: it must exist, and may not lie inside
+    /// the data directory. Instead of SWITCHYARD_MASTER_KEY or the data directory's
+    /// master.key.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SWITCHYARD_MASTER_KEY_FILE"
+    )]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl DatabaseArgs {
@@ -58,6 +69,51 @@ impl DatabaseArgs {
             Some(_) => PathBuf::from("."),
             None => self.data_dir.clone(),
         }
+    }
+
+    /// The master key (and the key of a rotation in progress) of this process: from
+    /// `--master-key-file`, else `SWITCHYARD_MASTER_KEY`, else the key file of
+    /// [`DatabaseArgs::key_dir`] (created when missing). A key file given with
+    /// `--master-key-file` must exist and hold a key, and is refused when it lies inside the
+    /// data directory (a copy or backup of the data would carry the key that opens it), as is
+    /// giving both it and `SWITCHYARD_MASTER_KEY`.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        let Some(file) = &self.master_key_file else {
+            return Keyring::load(&self.key_dir()).context("cannot load the master key");
+        };
+        if std::env::var_os(MASTER_KEY_ENV).is_some() {
+            anyhow::bail!(
+                "both --master-key-file and {MASTER_KEY_ENV} give a master key: give one of them"
+            );
+        }
+        let keys = Keyring::load_key_file(file).with_context(|| {
+            format!(
+                "cannot load the master key from --master-key-file {}",
+                file.display()
+            )
+        })?;
+        let on_postgres = self
+            .database_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("postgres"));
+        if !on_postgres {
+            let data_dir = self.key_dir();
+            if let (Ok(key), Ok(dir)) = (file.canonicalize(), data_dir.canonicalize())
+                && key.starts_with(&dir)
+            {
+                anyhow::bail!(
+                    "the master key file {} (--master-key-file) lies inside the data directory \
+                     {}: keep it apart from the data, so that a copy or backup of the data \
+                     does not carry the key that opens its connections; move it outside {}, \
+                     or leave out --master-key-file to use {}",
+                    file.display(),
+                    data_dir.display(),
+                    data_dir.display(),
+                    data_dir.join(KEY_FILE_NAME).display()
+                );
+            }
+        }
+        Ok(keys)
     }
 
     /// Opens the database for a process that runs executions (`serve`, `worker`): on SQLite
@@ -663,6 +719,7 @@ mod tests {
         let args = |url: Option<&str>| DatabaseArgs {
             data_dir: PathBuf::from("/data"),
             database_url: url.map(str::to_string),
+            master_key_file: None,
         };
         assert_eq!(args(None).key_dir(), PathBuf::from("/data"));
         assert_eq!(

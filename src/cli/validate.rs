@@ -39,6 +39,11 @@ pub struct ValidateArgs {
     /// A `postgres://…` (or `sqlite://…`) database to look the references up in instead.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
     database_url: Option<String>,
+    /// Accepted as every command that opens the store accepts it (`serve
+    /// --master-key-file`); validating reads no connection's sealed values, so the key is not
+    /// needed, and the file is not read.
+    #[arg(long, value_name = "PATH", env = "SWITCHYARD_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 /// The database references are looked up in: the one named, else the default data
@@ -57,6 +62,7 @@ async fn reference_store(args: &ValidateArgs) -> anyhow::Result<Option<Store>> {
     let db = super::service::DatabaseArgs {
         data_dir,
         database_url: args.database_url.clone(),
+        master_key_file: args.master_key_file.clone(),
     };
     Ok(Some(db.open().await?))
 }

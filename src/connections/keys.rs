@@ -1,13 +1,15 @@
 //! The master key that seals stored connections, and where a process finds it: the
-//! `SWITCHYARD_MASTER_KEY` environment variable (32 bytes as 64 hex digits or base64), else the
-//! key file `master.key` in the data directory, created owner-only (`0600`) with a random key on
-//! first start.
+//! `SWITCHYARD_MASTER_KEY` environment variable (32 bytes as 64 hex digits or base64), or a key
+//! file kept apart from the data directory (`--master-key-file PATH`, [`Keyring::load_key_file`]:
+//! it must exist), else the key file `master.key` in the data directory, created owner-only
+//! (`0600`) with a random key on first start.
 //!
 //! Invariants:
 //! - The key is never in the database, a log, an error or `Debug` output; only its id is shown.
 //!   The id is a short hash of the key (16 hex digits), enough to tell keys apart and useless
 //!   for finding the key.
-//! - A key rotation in progress (`connections rotate-key`) is a second file, `master.key.next`:
+//! - A key rotation in progress (`connections rotate-key`) is a second file, `master.key.next`
+//!   (`PATH.next` next to a key file `PATH`, [`next_key_file`]):
 //!   while it exists both keys are accepted for unsealing, and the rotation ends by renaming it
 //!   over `master.key` once every row is re-sealed under it. A crash at any point leaves a
 //!   keyring that opens every row.
@@ -220,26 +222,31 @@ impl Keyring {
     /// The keys of the key files of `data_dir`, ignoring the environment.
     pub fn load_file(data_dir: &Path) -> Result<Keyring, KeyError> {
         let path = data_dir.join(KEY_FILE_NAME);
-        let current = match MasterKey::read_file(&path) {
-            Ok(key) => key,
+        match MasterKey::read_file(&path) {
             Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 ensure_data_dir(data_dir)?;
                 let key = MasterKey::generate();
                 match key.write_new_file(&path) {
-                    Ok(()) => key,
-                    // Another process created it first: use that one.
+                    Ok(()) => {}
+                    // Another process created it first: that one is read.
                     Err(KeyError::Io { source, .. })
-                        if source.kind() == io::ErrorKind::AlreadyExists =>
-                    {
-                        MasterKey::read_file(&path)?
-                    }
+                        if source.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
                 }
             }
+            Ok(_) => {}
             Err(e) => return Err(e),
-        };
-        warn_if_open(&path);
-        let next_path = data_dir.join(NEXT_KEY_FILE_NAME);
+        }
+        Keyring::load_key_file(&path)
+    }
+
+    /// The keys of the key file `path` (which must exist: a missing file is an error, never a
+    /// new key that would not open the stored connections) and of a rotation in progress
+    /// there ([`next_key_file`]), ignoring the environment.
+    pub fn load_key_file(path: &Path) -> Result<Keyring, KeyError> {
+        let current = MasterKey::read_file(path)?;
+        warn_if_open(path);
+        let next_path = next_key_file(path);
         let next = match MasterKey::read_file(&next_path) {
             Ok(key) => Some(key),
             Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
@@ -248,7 +255,7 @@ impl Keyring {
         Ok(Keyring {
             current,
             next,
-            source: KeySource::File(path),
+            source: KeySource::File(path.to_path_buf()),
         })
     }
 
@@ -281,6 +288,14 @@ impl Keyring {
             .map(MasterKey::id)
             .collect()
     }
+}
+
+/// The new key's file while a rotation of the key file `path` is in progress: `PATH.next`
+/// (`master.key.next` for the data directory's `master.key`).
+pub fn next_key_file(path: &Path) -> PathBuf {
+    let mut next = path.as_os_str().to_owned();
+    next.push(".next");
+    PathBuf::from(next)
 }
 
 /// Warns when the key file can be read by others (it was made `0600`; someone widened it).

@@ -31,7 +31,7 @@ pub use tokens::{AppAuthorization, NewServiceAccountConnection, NewTokenConnecti
 
 pub use keys::{
     KEY_FILE_NAME, KeyError, KeySource, Keyring, MASTER_KEY_ENV, MasterKey, NEW_MASTER_KEY_ENV,
-    NEXT_KEY_FILE_NAME,
+    NEXT_KEY_FILE_NAME, next_key_file,
 };
 pub use seal::SealError;
 
@@ -91,8 +91,8 @@ pub enum ConnectionError {
     #[error(
         "{count} stored connection(s) ({ids}) are sealed under master key id(s) {sealed_with}, \
          but this process has master key id(s) {have} (from {source_name}); start it with the \
-         master key they were sealed with ({MASTER_KEY_ENV} or the key file {KEY_FILE_NAME} of \
-         the data directory where they were stored)"
+         master key they were sealed with ({MASTER_KEY_ENV}, --master-key-file, or the key file \
+         {KEY_FILE_NAME} of the data directory where they were stored)"
     )]
     WrongKey {
         count: usize,
@@ -576,8 +576,7 @@ impl Vault {
         let KeySource::File(path) = keyring.source() else {
             return None;
         };
-        let dir = path.parent()?;
-        let reloaded = Keyring::load_file(dir).ok()?;
+        let reloaded = Keyring::load_key_file(path).ok()?;
         let key = reloaded.find(key_id).cloned();
         if key.is_some() {
             self.set_keyring(reloaded);
@@ -869,11 +868,9 @@ impl Vault {
         new_key: Option<MasterKey>,
     ) -> Result<Rotation, ConnectionError> {
         let mut keyring = self.keyring();
-        if let KeySource::File(path) = keyring.source()
-            && let Some(dir) = path.parent()
-        {
+        if let KeySource::File(path) = keyring.source() {
             // Another process may have changed the files since this one read them.
-            keyring = Keyring::load_file(dir)?;
+            keyring = Keyring::load_key_file(path)?;
         }
         let old_key_id = keyring.current().id().to_string();
         let (new_key, files) = match (keyring.source().clone(), keyring.next().cloned()) {
@@ -894,12 +891,12 @@ impl Vault {
                         pending.id()
                     )));
                 }
-                let next = path.with_file_name(NEXT_KEY_FILE_NAME);
+                let next = keys::next_key_file(&path);
                 (pending, Some((path, next)))
             }
             (KeySource::File(path), None) => {
                 let new_key = new_key.unwrap_or_else(MasterKey::generate);
-                let next = path.with_file_name(NEXT_KEY_FILE_NAME);
+                let next = keys::next_key_file(&path);
                 new_key.write_new_file(&next)?;
                 (new_key, Some((path, next)))
             }

@@ -116,34 +116,24 @@ pub struct Report {
 }
 
 impl Report {
-    /// Replaces each of `secrets` (longest first) by `[redacted]` wherever it appears in text
-    /// the report keeps: bundles of the log, operations' inputs, the error, the webhook response, parked bundles.
-    /// For the secrets an execution revealed to its bundles ([`crate::module::Redactions`]).
+    /// Replaces each of `secrets`, in every spelling ([`crate::module::scrub`]), by
+    /// `[redacted]` wherever it appears in text the report keeps: bundles of the log,
+    /// operations' inputs, the error, the webhook response, parked bundles. For the secrets an
+    /// execution revealed to its bundles and the connection values its modules sent
+    /// ([`crate::module::Redactions`]).
     pub fn redact(&mut self, secrets: &[String]) {
-        if secrets.is_empty() {
+        let scrubber = crate::module::Scrubber::of(secrets);
+        if scrubber.is_empty() {
             return;
         }
-        fn text(s: &mut String, secrets: &[String]) {
-            for secret in secrets {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), "[redacted]");
-                }
-            }
-        }
-        fn value(v: &mut Value, secrets: &[String]) {
-            match v {
-                Value::String(s) => text(s, secrets),
-                Value::Array(items) => items.iter_mut().for_each(|i| value(i, secrets)),
-                Value::Object(map) => map.values_mut().for_each(|i| value(i, secrets)),
-                _ => {}
-            }
-        }
-        fn error(e: &mut ReportError, secrets: &[String]) {
-            text(&mut e.message, secrets);
+        let value = |v: &mut Value, scrubber: &crate::module::Scrubber| scrubber.value(v);
+        let error = |e: &mut ReportError, scrubber: &crate::module::Scrubber| {
+            scrubber.text(&mut e.message);
             if let Some(details) = &mut e.details {
-                value(details, secrets);
+                scrubber.value(details);
             }
-        }
+        };
+        let secrets = &scrubber;
         for entry in &mut self.log {
             value(Arc::make_mut(&mut entry.output), secrets);
         }

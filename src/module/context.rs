@@ -31,17 +31,27 @@ impl ExecutionContext {
 }
 
 /// The secret values an execution revealed to its bundles (an access token from
-/// `tokens:GetAccessToken`): the runner and `switchyard run` replace each of them by
-/// `[redacted]` in everything they store or print about the execution, so a token a scenario
-/// needed to read never reaches its history. One per execution, shared by its module calls.
-#[derive(Debug, Clone, Default)]
+/// `tokens:GetAccessToken`) or sent with its requests (every value of the connections its
+/// modules authenticated with): the runner and `switchyard run` replace each of them, in every
+/// spelling ([`super::scrub`]), by `[redacted]` in everything they store or print about the
+/// execution, so a token a scenario needed to read, or an API echoed, never reaches its
+/// history. One per execution, shared by its module calls.
+#[derive(Clone, Default)]
 pub struct Redactions(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl std::fmt::Debug for Redactions {
+    /// The count only: the values are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.lock().map(|s| s.len()).unwrap_or_default();
+        write!(f, "Redactions({count} value(s))")
+    }
+}
 
 impl Redactions {
     /// Adds a value to hide (values shorter than 4 characters would hide too much text and
     /// are too short to be secrets).
     pub fn add(&self, secret: &str) {
-        if secret.len() < 4 {
+        if secret.chars().count() < super::scrub::MIN_SECRET_CHARS {
             return;
         }
         let mut secrets = self.0.lock().unwrap_or_else(|p| p.into_inner());

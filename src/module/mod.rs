@@ -8,7 +8,8 @@
 //! Its parts: the [`Module`] and [`Registry`] traits with one call's [`Invocation`] and
 //! its execution's [`context`], Make's typed errors ([`error`]), polling-trigger state
 //! ([`polling`]), the webhook side of instant triggers ([`webhook`]) and the stored
-//! connections a module authenticates with ([`connection`]), Make's data stores
+//! connections a module authenticates with ([`connection`]) and how their values are kept out
+//! of errors and history ([`scrub`]), Make's data stores
 //! ([`datastore`]) and the calls of other scenarios ([`subscenario`]).
 
 pub mod connection;
@@ -16,6 +17,7 @@ pub mod context;
 pub mod datastore;
 pub mod error;
 pub mod polling;
+pub mod scrub;
 pub mod subscenario;
 pub mod webhook;
 
@@ -24,6 +26,7 @@ pub use context::{ExecutionContext, Extensions, Redactions};
 pub use datastore::{DataStores, DataStoresHandle};
 pub use error::{ErrorKind, ModuleError};
 pub use polling::{PollRequest, Polled, TriggerCommit, TriggerState};
+pub use scrub::Scrubber;
 pub use subscenario::{Subscenarios, SubscenariosHandle};
 pub use webhook::{HookReply, HookRequest, HookTarget, InstantTrigger};
 

@@ -34,22 +34,30 @@ pub enum StoreError {
     },
 
     /// Another process owns the SQLite database (see [`super::Store::open_sqlite_owned`]).
+    /// However the database was named (`--data-dir D`, `sqlite://D/switchyard.db`, relative,
+    /// through a symlink, with query parameters), `path` is the one resolved spelling.
     #[error(
-        "the SQLite data directory {} is already used by another Switchyard process{holder} \
+        "the SQLite {what} {} is already used by another Switchyard process{holder} \
          (serve or worker); stop that process first, or use PostgreSQL (--database-url) to run \
          several processes on one database",
         path.display()
     )]
     Locked {
-        /// The data directory (or the database file of a `sqlite://` URL).
+        /// "data directory" for the default database file `switchyard.db` (then `path` is
+        /// its directory), else "database" (then `path` is the file).
+        what: &'static str,
+        /// The data directory or database file, symlinks resolved.
         path: std::path::PathBuf,
         /// ` (process PID)` when the owner wrote its id into the lock file, else empty.
         holder: String,
     },
 
-    /// The SQLite database failed its integrity check (see [`super::Store::check_integrity`]).
+    /// The SQLite database is damaged: its integrity check failed (see
+    /// [`super::Store::check_integrity`]), or opening it met the damage first (a bad header,
+    /// a truncated file, an unreadable schema). Never the driver's error alone: always the
+    /// file and the way out.
     #[error(
-        "the SQLite database {} is damaged (PRAGMA quick_check: {problems}); Switchyard does \
+        "the SQLite database {} is damaged ({found_by}: {problems}); Switchyard does \
          not run on a damaged database: restore it from a backup, or recover what it holds \
          with `sqlite3 {} .recover | sqlite3 recovered.db` and use that file",
         path.display(),
@@ -57,6 +65,8 @@ pub enum StoreError {
     )]
     Damaged {
         path: std::path::PathBuf,
+        /// What found the damage: "PRAGMA quick_check", or "opening it".
+        found_by: &'static str,
         problems: String,
     },
 

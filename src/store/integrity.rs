@@ -12,6 +12,9 @@
 //! - [`Store::health`] is cheap: one small read per call (a page or two of `executions`)
 //!   and the check's last result. A read that meets a damaged page reports the store
 //!   degraded too; a database that cannot be reached at all is [`StoreHealth::Unavailable`].
+//! - Damage met before the check — while opening, setting up or migrating the database (a
+//!   bad header, a truncated file, an unreadable schema) — is [`StoreError::Damaged`] too,
+//!   with the same message, for every open ([`damage_when_opening`]).
 //! - The check never runs on the store's own connection: on SQLite that one serves every
 //!   request, and a check holds its connection for as long as it reads.
 
@@ -110,6 +113,7 @@ impl Store {
             }
             Ok(Ok(Ok(Some(problems)))) => Err(StoreError::Damaged {
                 path: file,
+                found_by: "PRAGMA quick_check",
                 problems,
             }),
             // Not a sign of damage: the store is used as it is, as without the check.
@@ -172,6 +176,59 @@ async fn quick_check(
             Some(message) => Ok(Some(message)),
             None => Err(e),
         },
+    }
+}
+
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses an existing, non-empty `file` that does not start with SQLite's header: SQLite
+/// itself takes a file shorter than a page for an empty database and would write a new one
+/// over what is left. An empty file is a new database (its first pages may still be in the
+/// WAL).
+pub(crate) fn check_header(file: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let Ok(mut opened) = std::fs::File::open(file) else {
+        return Ok(());
+    };
+    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+    let read = (&mut opened)
+        .take(SQLITE_MAGIC.len() as u64)
+        .read_to_end(&mut head);
+    match read {
+        Ok(0) => Ok(()),
+        Ok(_) if head.as_slice() == SQLITE_MAGIC => Ok(()),
+        Ok(n) => Err(StoreError::Damaged {
+            path: file.to_path_buf(),
+            found_by: "opening it",
+            problems: if n < SQLITE_MAGIC.len() {
+                format!("the file is {n} bytes long, too short for SQLite's header")
+            } else {
+                "the file does not start with SQLite's header".into()
+            },
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// `error`, met while opening the SQLite database `file` (connecting, setting it up,
+/// migrating it), as [`StoreError::Damaged`] when it says the database is damaged: the file
+/// and the way out instead of the driver's error. Other errors are returned as they are.
+pub(crate) fn damage_when_opening(file: &std::path::Path, error: StoreError) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    let driver = match &error {
+        StoreError::Database(e)
+        | StoreError::Migrate(MigrateError::Execute(e))
+        | StoreError::Migrate(MigrateError::ExecuteMigration(e, _)) => e,
+        _ => return error,
+    };
+    match corruption(driver) {
+        Some(problems) => StoreError::Damaged {
+            path: file.to_path_buf(),
+            found_by: "opening it",
+            problems,
+        },
+        None => error,
     }
 }
 

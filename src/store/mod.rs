@@ -37,20 +37,23 @@
 //! - **One owner per SQLite database.** The long-running processes (`serve`, `worker`) open
 //!   SQLite with [`Store::open_sqlite_owned`] / [`Store::connect_owned`], which hold an
 //!   exclusive OS file lock ([`SQLITE_LOCK_FILE_NAME`] next to the database, `flock`) for the
-//!   store's lifetime: a second one is refused with [`StoreError::Locked`], because two
-//!   processes running one SQLite queue run its executions twice. The lock dies with its
-//!   process (even `kill -9`). One-shot admin commands (`scenarios …`, `executions …`) open
-//!   without it ([`Store::open_sqlite`]): they run no executions and write through SQLite's
-//!   own locking, so they work next to a running `serve`. PostgreSQL takes no lock: several
+//!   store's lifetime — one lock per database file however it is named (`--data-dir D` or
+//!   `sqlite://D/switchyard.db`, relative, absolute, through a symlink, with query
+//!   parameters: [`owner_lock_of`]): a second one is refused with [`StoreError::Locked`],
+//!   because two processes running one SQLite queue run its executions twice. The lock dies
+//!   with its process (even `kill -9`). One-shot admin commands (`scenarios …`,
+//!   `executions …`) open without it ([`Store::open_sqlite`]): they run no executions and
+//!   write through SQLite's own locking, so they work next to a running `serve`. PostgreSQL takes no lock: several
 //!   processes on one PostgreSQL database is the supported way to scale out.
 //! - **At rest, SQLite is owner-only and durable**: the data directory is created `0700` and
 //!   the database files are `0600` (`files.rs`); commits are `synchronous = FULL` unless the
 //!   caller asks for [`SqliteSync::Normal`], so an acknowledged webhook survives a power
-//!   loss; an owning open refuses a database that fails its integrity check (`integrity.rs`).
+//!   loss; an owning open refuses a database that fails its integrity check, and every open
+//!   one whose damage shows while opening it (`integrity.rs`).
 
 use std::fmt;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,13 +224,13 @@ impl Store {
 
     /// As [`Store::open_sqlite`], for the one process that runs executions on this data
     /// directory (`serve`, `worker`), with commits synced as `sync` says: first takes the
-    /// exclusive lock on `dir/switchyard.lock`, and fails with [`StoreError::Locked`] naming
-    /// `dir` when another process holds it; then checks the database's integrity
-    /// ([`Store::check_integrity`], waiting up to [`STARTUP_CHECK_WAIT`]) and fails with
-    /// [`StoreError::Damaged`] when it is damaged.
+    /// exclusive lock of its database file ([`owner_lock_of`]: `dir/switchyard.lock`), and
+    /// fails with [`StoreError::Locked`] naming `dir` when another process holds it; then
+    /// checks the database's integrity ([`Store::check_integrity`], waiting up to
+    /// [`STARTUP_CHECK_WAIT`]) and fails with [`StoreError::Damaged`] when it is damaged.
     pub async fn open_sqlite_owned(dir: &Path, sync: SqliteSync) -> Result<Store> {
         files::ensure_data_dir(dir)?;
-        let lock = take_owner_lock(&dir.join(SQLITE_LOCK_FILE_NAME), dir)?;
+        let lock = take_database_lock(&dir.join(SQLITE_FILE_NAME))?;
         let mut store = Store::open_sqlite_synced(dir, sync).await?;
         store.owner_lock = Some(Arc::new(std::sync::Mutex::new(Some(lock))));
         store.check_integrity(STARTUP_CHECK_WAIT).await?;
@@ -236,16 +239,13 @@ impl Store {
 
     /// As [`Store::connect`], for the one process that runs executions on the database: on
     /// SQLite (`sqlite://PATH`, commits synced as `sync` says) first takes the exclusive lock
-    /// on `PATH.lock` and then checks the database's integrity (see
-    /// [`Store::open_sqlite_owned`]); PostgreSQL takes no lock (several processes may share
-    /// it) and ignores `sync`.
+    /// of the database file — the same lock as [`Store::open_sqlite_owned`] for the same file
+    /// however the URL spells it ([`owner_lock_of`]) — and then checks the database's
+    /// integrity; PostgreSQL takes no lock (several processes may share it) and ignores `sync`.
     pub async fn connect_owned(url: &str, sync: SqliteSync) -> Result<Store> {
         let lock = if url.starts_with("sqlite:") && !url.contains(":memory:") {
             let options = sqlite_url_options(url)?;
-            let file = options.get_filename();
-            let mut lock_path = file.as_os_str().to_owned();
-            lock_path.push(".lock");
-            Some(take_owner_lock(Path::new(&lock_path), file)?)
+            Some(take_database_lock(options.get_filename())?)
         } else {
             None
         };
@@ -303,7 +303,20 @@ impl Store {
         }
     }
 
+    /// Opens the SQLite database of `options`; damage met on the way (a bad header, a
+    /// truncated file, an unreadable schema) is [`StoreError::Damaged`] naming the file.
     async fn open_sqlite_with(options: SqliteConnectOptions, sync: SqliteSync) -> Result<Store> {
+        let file = options.get_filename().to_path_buf();
+        integrity::check_header(&file)?;
+        Store::open_sqlite_unchecked(options, sync)
+            .await
+            .map_err(|e| integrity::damage_when_opening(&file, e))
+    }
+
+    async fn open_sqlite_unchecked(
+        options: SqliteConnectOptions,
+        sync: SqliteSync,
+    ) -> Result<Store> {
         let options = options
             .create_if_missing(true)
             // `auto_vacuum` is applied before `journal_mode` and so before the first table.
@@ -410,10 +423,74 @@ fn sqlite_url_options(url: &str) -> Result<SqliteConnectOptions> {
     })
 }
 
+/// The owner lock of one SQLite database file ([`owner_lock_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerLock {
+    /// The lock file.
+    pub lock_file: PathBuf,
+    /// How a refusal names the database: "data directory" or "database".
+    pub what: &'static str,
+    /// The data directory (for the default file `switchyard.db`) or the database file,
+    /// resolved: what a refusal names.
+    pub shown: PathBuf,
+}
+
+/// Where the owner lock of the SQLite database file `file` is, and how a refusal names the
+/// database: one answer for one file however it was spelled. The directory (and the file,
+/// when it is a symlink) is resolved to its canonical path; the lock is
+/// [`SQLITE_LOCK_FILE_NAME`] next to the default file [`SQLITE_FILE_NAME`] (the name the data
+/// directory's lock has always had) and `FILE.lock` next to any other file. The directory
+/// must exist.
+pub fn owner_lock_of(file: &Path) -> Result<OwnerLock> {
+    let resolved = match std::fs::canonicalize(file) {
+        Ok(resolved) => resolved,
+        // Not created yet: its directory exists and is resolved.
+        Err(_) => {
+            let dir = match file.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let dir = std::fs::canonicalize(dir).map_err(|source| StoreError::Io {
+                action: "find the database's directory",
+                source,
+            })?;
+            let name = file.file_name().ok_or_else(|| StoreError::InvalidInput {
+                what: "database path",
+                reason: "it names no file".into(),
+            })?;
+            dir.join(name)
+        }
+    };
+    let dir = resolved.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = resolved.file_name().unwrap_or_default();
+    Ok(if name == SQLITE_FILE_NAME {
+        OwnerLock {
+            lock_file: dir.join(SQLITE_LOCK_FILE_NAME),
+            what: "data directory",
+            shown: dir,
+        }
+    } else {
+        let mut lock = name.to_owned();
+        lock.push(".lock");
+        OwnerLock {
+            lock_file: dir.join(lock),
+            what: "database",
+            shown: resolved,
+        }
+    })
+}
+
+/// Takes the owner lock of the SQLite database file `file` ([`owner_lock_of`]).
+fn take_database_lock(file: &Path) -> Result<File> {
+    let owner = owner_lock_of(file)?;
+    take_owner_lock(&owner.lock_file, owner.what, &owner.shown)
+}
+
 /// Takes the exclusive, non-blocking OS lock (`flock`) on `lock_path`, created if missing,
 /// and writes this process's id into it (for whoever is refused). [`StoreError::Locked`]
-/// names `shown` (the data directory or database file) when another process holds the lock.
-fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
+/// names `shown` (the data directory or database file, a `what`) when another process holds
+/// the lock.
+fn take_owner_lock(lock_path: &Path, what: &'static str, shown: &Path) -> Result<File> {
     use std::io::{Read, Seek, Write};
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
@@ -431,6 +508,7 @@ fn take_owner_lock(lock_path: &Path, shown: &Path) -> Result<File> {
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
             return Err(StoreError::Locked {
+                what,
                 path: shown.to_path_buf(),
                 holder: if !holder.is_empty() && holder.bytes().all(|b| b.is_ascii_digit()) {
                     format!(" (process {holder})")
@@ -692,6 +770,41 @@ fn check_text(what: &'static str, value: &str, max_len: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn one_database_file_has_one_owner_lock_however_it_is_spelled() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, root.path().join("link")).unwrap();
+        let resolved = real.canonicalize().unwrap();
+        let expected = OwnerLock {
+            lock_file: resolved.join(SQLITE_LOCK_FILE_NAME),
+            what: "data directory",
+            shown: resolved.clone(),
+        };
+        for spelling in ["real", "link", "link/../real", "real/./"] {
+            let file = root.path().join(spelling).join(SQLITE_FILE_NAME);
+            assert_eq!(owner_lock_of(&file).unwrap(), expected, "{spelling}");
+        }
+        // The file of a URL with query parameters, as the store reads it.
+        let url = format!(
+            "sqlite://{}/link/{SQLITE_FILE_NAME}?mode=rwc",
+            root.path().display()
+        );
+        let options = sqlite_url_options(&url).unwrap();
+        assert_eq!(owner_lock_of(options.get_filename()).unwrap(), expected);
+        // A file of another name: its own lock next to it, the file named.
+        let other = owner_lock_of(&root.path().join("link").join("jobs.db")).unwrap();
+        assert_eq!(other.lock_file, resolved.join("jobs.db.lock"));
+        assert_eq!(
+            (other.what, other.shown),
+            ("database", resolved.join("jobs.db"))
+        );
+        // A directory that does not exist is an error, not a second lock somewhere else.
+        assert!(owner_lock_of(&root.path().join("missing").join(SQLITE_FILE_NAME)).is_err());
+    }
 
     #[test]
     fn values_rows_numbers_parameters() {

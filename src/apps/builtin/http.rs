@@ -27,6 +27,8 @@
 //! (`apiKeyKeychain`) or `oAuth` (`oAuthKeychain`). A connection of another kind is refused
 //! with an error naming it and the kind needed. An OAuth token the server refuses with 401 is
 //! refreshed once (through the connections' single-flight refresh) and the request sent again.
+//! Every credential a request carries is scrubbed from the module's errors and kept out of the
+//! execution's history ([`crate::apps::auth::Signer`]), in every spelling an API may echo.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,6 +201,13 @@ impl Module for HttpModule {
                 } else {
                     crate::apps::auth::Signer::fixed(auth)
                 });
+            } else if spec.request.auth != Auth::None {
+                // v3's basic-authentication fields: sent, and so scrubbed, the same way.
+                signer = Some(crate::apps::auth::Signer::fixed(spec.request.auth.clone()));
+            }
+            // What an API echoes of the credential stays out of errors and of the history.
+            if let Some(signer) = &signer {
+                signer.keep_out_of_history(invocation.context);
             }
             let response = match &signer {
                 Some(signer) => signer

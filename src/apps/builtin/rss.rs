@@ -19,7 +19,9 @@
 //! 8601 date — *Since specific date*: items dated then or later (and undated ones).
 //!
 //! `gzip` is accepted (the client does not ask for compression, so nothing needs it) and
-//! `include` is accepted and not interpreted. The password is never logged or echoed.
+//! `include` is accepted and not interpreted. The password is never logged or echoed: it is
+//! sent, scrubbed from errors and kept out of the history as every credential is
+//! ([`Signer`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::{flag, is_blank, report, text};
 use super::http;
+use crate::apps::auth::Signer;
 use crate::apps::transport::{Auth, Request, Transport};
 use crate::module::error::ModuleError;
 use crate::module::polling::{self, DateCursor, PollRequest, Polled, TriggerCommit};
@@ -190,7 +193,12 @@ impl Module for WatchFeed {
                 None => None,
                 Some(value) => Some(DateCursor::from_value(value, "an RSS cursor")?),
             };
-            let feed = fetch(&self.transport, &config, invocation.module_id).await?;
+            // The feed's password, as every credential, stays out of errors and the history.
+            let signer = Signer::fixed(config.auth.clone());
+            signer.keep_out_of_history(invocation.context);
+            let feed = fetch(&self.transport, &config, &signer, invocation.module_id)
+                .await
+                .map_err(|e| signer.scrub(e))?;
             let items = items(&feed);
             Ok(select(
                 items,
@@ -211,6 +219,7 @@ impl Module for WatchFeed {
 async fn fetch(
     transport: &Transport,
     config: &Config,
+    signer: &Signer,
     module_id: u32,
 ) -> Result<Feed, ModuleError> {
     let host = config.url.host_str().unwrap_or_default().to_string();
@@ -218,9 +227,8 @@ async fn fetch(
     request
         .headers
         .insert(ACCEPT, HeaderValue::from_static(FEED_TYPES));
-    request.auth = config.auth.clone();
-    let response = transport
-        .send(request, module_id)
+    let response = signer
+        .send(request, |request| transport.send(request, module_id))
         .await
         .map_err(|e| ModuleError {
             message: format!("could not read the feed from {host}: {}", e.message),

@@ -39,7 +39,7 @@ use crate::expr::value;
 use crate::module::connection::{self, CONNECTION_PARAMETER, Connection, ConnectionsHandle};
 use crate::module::{
     ErrorKind, ExecutionContext, InstantTrigger, Invocation, Module, ModuleError, ModuleKind,
-    PollRequest, Polled,
+    PollRequest, Polled, Scrubber,
 };
 
 /// Attempts of one request (the first and its retries).
@@ -108,25 +108,10 @@ impl Call {
         }
     }
 
-    /// `error` with every connection value replaced by `<redacted>`.
+    /// `error` with every connection value (the credential the signer sent and every other
+    /// text field of the connection) replaced by `[redacted]`, in every spelling.
     pub(crate) fn scrub(&self, error: ModuleError) -> ModuleError {
-        let mut error = self.signer.scrub(error);
-        for secret in &self.secrets {
-            if error.message.contains(secret.as_str()) {
-                error.message = error.message.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        if let Some(details) = &error.details {
-            let text = details.to_string();
-            if self.secrets.iter().any(|s| text.contains(s.as_str())) {
-                let mut text = text;
-                for secret in &self.secrets {
-                    text = text.replace(secret.as_str(), "<redacted>");
-                }
-                error.details = serde_json::from_str(&text).ok();
-            }
-        }
-        error
+        Scrubber::of(&self.secrets).error(self.signer.scrub(error))
     }
 }
 
@@ -235,13 +220,17 @@ impl AppModule {
                 Some((index, found))
             }
         };
-        prepare_call(
+        let call = prepare_call(
             &self.app,
             connection.as_ref().map(|(i, c)| (*i, c)),
             context.extensions.get::<ConnectionsHandle>().cloned(),
             module_id,
             parameters,
-        )
+        )?;
+        // The credential sent is kept out of the execution's history (an API that echoes it
+        // in a body the module outputs) as it is out of the call's errors.
+        call.signer.keep_out_of_history(context);
+        Ok(call)
     }
 
     /// Runs an action, search or universal module: its requests in order, the last one's
@@ -1467,7 +1456,7 @@ mod tests {
         let error = ModuleError::data("bad s3cr3t-token here")
             .with_details(json!({"body": "echo s3cr3t-token"}));
         let scrubbed = call.scrub(error);
-        assert_eq!(scrubbed.message, "bad <redacted> here");
-        assert_eq!(scrubbed.details.unwrap()["body"], "echo <redacted>");
+        assert_eq!(scrubbed.message, "bad [redacted] here");
+        assert_eq!(scrubbed.details.unwrap()["body"], "echo [redacted]");
     }
 }
