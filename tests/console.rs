@@ -15,6 +15,12 @@
 //! the client secret or any token the OAuth server issued. Screenshots: `connect.png`,
 //! `connect-form.png`.
 //!
+//! A third test reproduces the attack of issue 22 point 1: a hook whose scenario answers
+//! HTML with the caller's input, opened by the signed-in administrator, with a script that
+//! reads a console page's CSRF token and deletes a scenario — and shows it fail (the reply is
+//! sandboxed). Both walks also fail on any Content-Security-Policy violation the browser
+//! reports.
+//!
 //! chromedriver and chromium come from Debian (`.ci/run` installs them). Without them the tests
 //! print a notice and pass, except when `CI` is set: then they fail.
 

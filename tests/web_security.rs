@@ -96,7 +96,14 @@ async fn hook_replies_are_sandboxed() {
     ] {
         assert_eq!(reply.header(dropped), None, "{dropped} was sent");
     }
-    assert_eq!(reply.headers.get_all("content-security-policy").iter().count(), 1);
+    assert_eq!(
+        reply
+            .headers
+            .get_all("content-security-policy")
+            .iter()
+            .count(),
+        1
+    );
 
     // The acknowledgement of a scenario that does not answer, and an error, are sandboxed too.
     let (_, plain) = svc.api.create_active(&hook_scenario("plain")).await;

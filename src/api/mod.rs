@@ -1,6 +1,7 @@
-//! The HTTP surface of `switchyard serve`: the JSON API under `/api` (bearer token), webhook
+//! The HTTP surface of `switchyard serve`: the JSON API under `/api` (bearer token; wrong
+//! tokens throttled per client address, [`Throttle`]), webhook
 //! ingest under `/hooks/{id}` (no token: the random hook id is the secret; a mailhook's also
-//! over SMTP, [`serve_smtp`]), `/health`,
+//! over SMTP, [`serve_smtp`]; every reply sandboxed, `reply_headers`), `/health`,
 //! `/metrics` (Prometheus) and `/openapi.json`. [`app`] builds the router from an
 //! [`AppState`], so tests drive it with `oneshot` or a real listener alike.
 //!
