@@ -17,6 +17,12 @@
 //! the client secret or any token the OAuth server issued. Screenshots: `connect.png`,
 //! `connect-form.png`.
 //!
+//! A third test reproduces the attack of issue 22 point 1: a hook whose scenario answers
+//! HTML with the caller's input, opened by the signed-in administrator, with a script that
+//! reads a console page's CSRF token and deletes a scenario — and shows it fail (the reply is
+//! sandboxed). Both walks also fail on any Content-Security-Policy violation the browser
+//! reports.
+//!
 //! chromedriver and chromium come from Debian (`.ci/run` installs them). Without them the tests
 //! print a notice and pass, except when `CI` is set: then they fail.
 
@@ -171,6 +177,7 @@ async fn browser(driver: &str) -> Client {
                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                         "--disable-gpu", "--window-size=1360,900"]}),
     );
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(driver)
@@ -460,6 +467,26 @@ async fn walk(client: Client, base: String) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     screenshot(client, "executions").await;
+    // Choosing a status filters at once (the page's script; no inline handler).
+    css(client, "select#status")
+        .await
+        .select_by_value("success")
+        .await
+        .expect("choose a status");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client
+        .current_url()
+        .await
+        .unwrap()
+        .query()
+        .is_some_and(|q| q.contains("status=success"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "choosing a status did not filter"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Filtered by status.
     client
         .goto(&format!("{base}{scenario_path}/executions?status=success"))
@@ -599,6 +626,28 @@ async fn walk(client: Client, base: String) {
         "/login",
         "a signed-out session still opens pages"
     );
+    assert_no_policy_violations(client).await;
+}
+
+/// Fails if the browser's console reported a Content-Security-Policy violation since the last
+/// call: a console page that needs something the policy forbids (an inline script, handler
+/// or style) would otherwise break quietly.
+async fn assert_no_policy_violations(client: &Client) {
+    let log = client
+        .issue_cmd(ChromeCommand {
+            path: "se/log",
+            body: json!({"type": "browser"}),
+        })
+        .await
+        .expect("the browser's console log");
+    let violations: Vec<&str> = log
+        .as_array()
+        .expect("log entries")
+        .iter()
+        .filter_map(|entry| entry["message"].as_str())
+        .filter(|message| message.contains("Content Security Policy"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}");
 }
 
 /// The secret integration's value typed in the connect page.
@@ -682,7 +731,10 @@ async fn recording_browser(driver: &str) -> Client {
                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                         "--disable-gpu", "--window-size=1360,900"]}),
     );
-    caps.insert("goog:loggingPrefs".into(), json!({"performance": "ALL"}));
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        json!({"performance": "ALL", "browser": "ALL"}),
+    );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(driver)
@@ -1096,4 +1148,150 @@ async fn connect_walk(client: Client, base: String, mock: oauth::MockOAuth) {
     for secret in &secrets {
         assert!(!recorded(secret), "a secret reached the browser");
     }
+    assert_no_policy_violations(client).await;
+}
+
+/// A scenario that thanks its caller by name, as HTML, with the name as sent — the shape that
+/// let a link run script as the signed-in administrator (issue 22 point 1).
+fn thanks_page() -> Value {
+    json!({
+      "name": "Thanks page",
+      "flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "version": 1, "parameters": {"hook": "thanks"}},
+        {"id": 2, "module": "gateway:WebhookRespond", "version": 1, "mapper": {
+          "status": "200",
+          "headers": [{"key": "Content-Type", "value": "text/html; charset=utf-8"}],
+          "body": "<h1>Thanks {{1.name}}</h1>"}}
+      ]
+    })
+}
+
+/// A scenario whose reply tries to replace the console's session cookie.
+fn cookie_setter() -> Value {
+    json!({
+      "name": "Cookie setter",
+      "flow": [
+        {"id": 1, "module": "gateway:CustomWebHook", "version": 1, "parameters": {"hook": "cookie"}},
+        {"id": 2, "module": "gateway:WebhookRespond", "version": 1, "mapper": {
+          "status": "200",
+          "headers": [{"key": "Set-Cookie", "value": "switchyard_session=planted-by-a-scenario; Path=/"}],
+          "body": "cookie set"}}
+      ]
+    })
+}
+
+/// Creates (and activates, when it has a hook) a scenario through the API; returns its id and
+/// its first hook's path.
+async fn create_scenario(base: &str, blueprint: &Value, activate: bool) -> (String, String) {
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{base}/api/scenarios"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(blueprint.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_str().expect("an id").to_string();
+    if activate {
+        let activated = http
+            .post(format!("{base}/api/scenarios/{id}/activate"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(activated.status(), 200);
+    }
+    let hook = created["hooks"][0]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (id, hook)
+}
+
+/// Issue 22 point 1 in a real browser: a signed-in administrator follows a link to a hook
+/// whose scenario answers HTML with the caller's input, and the input is a script that reads
+/// a console page's CSRF token and deletes a scenario (synchronous requests, so it is done by
+/// the time the page has loaded). The hook's reply is sandboxed (`Content-Security-Policy:
+/// sandbox`): the page renders, the script never runs and the scenario is still there. A
+/// reply's `Set-Cookie` does not replace the session either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_reply_cannot_act_as_the_console() {
+    let _alone = ONE_BROWSER_AT_A_TIME.lock().await;
+    let Some((_driver, driver_url)) = start_chromedriver().await else {
+        return;
+    };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_server, base) = start_server(data.path());
+    let client = browser(&driver_url).await;
+    let outcome = tokio::spawn(hook_attack(client.clone(), base)).await;
+    let _ = client.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn hook_attack(client: Client, base: String) {
+    let (client, base) = (&client, base.as_str());
+    let (victim, _) = create_scenario(base, &blueprint(), false).await;
+    let (_, hook) = create_scenario(base, &thanks_page(), true).await;
+    assert!(hook.starts_with("/hooks/"), "{hook}");
+    let (_, cookie_hook) = create_scenario(base, &cookie_setter(), true).await;
+    sign_in(client, base).await;
+    let session = client
+        .get_named_cookie("switchyard_session")
+        .await
+        .expect("the session cookie")
+        .value()
+        .to_string();
+
+    let script = format!(
+        "<script>\
+         var page = new XMLHttpRequest(); page.open('GET', '/scenarios/{victim}', false); page.send();\
+         var csrf = page.responseText.match(/name=\"csrf\" value=\"([0-9a-f]+)\"/)[1];\
+         var del = new XMLHttpRequest(); del.open('POST', '/scenarios/{victim}/delete', false);\
+         del.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');\
+         del.send('csrf=' + csrf); document.title = 'deleted ' + del.status;\
+         </script>"
+    );
+    let name = percent_encoding::utf8_percent_encode(&script, percent_encoding::NON_ALPHANUMERIC);
+    client
+        .goto(&format!("{base}{hook}?name={name}"))
+        .await
+        .expect("follow the link");
+    // The reply was rendered (it is HTML, in an opaque origin)…
+    let heading = css(client, "h1").await.text().await.unwrap();
+    assert_eq!(heading, "Thanks");
+    // …and its script did not run.
+    let title = client.title().await.unwrap();
+    assert!(!title.starts_with("deleted"), "the script ran: {title}");
+    let still_there = reqwest::Client::new()
+        .get(format!("{base}/api/scenarios/{victim}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        still_there.status(),
+        200,
+        "the hook's page deleted a scenario"
+    );
+    // A reply's cookie does not replace the session, which still opens pages.
+    client
+        .goto(&format!("{base}{cookie_hook}"))
+        .await
+        .expect("a hook that sets a cookie");
+    assert_eq!(
+        css(client, "body").await.text().await.unwrap(),
+        "cookie set"
+    );
+    client.goto(&format!("{base}/scenarios")).await.unwrap();
+    let cookie = client
+        .get_named_cookie("switchyard_session")
+        .await
+        .expect("the session cookie");
+    assert_eq!(cookie.value(), session);
+    assert_eq!(current_path(client).await, "/scenarios");
 }

@@ -1,4 +1,6 @@
-// Switchyard console: module details on click, paged bundles, live execution lists, confirms.
+// Switchyard console: module details on click, paged bundles, live execution lists, confirms,
+// filters that apply on change. No inline script or handler anywhere: the console's
+// Content-Security-Policy allows only this file.
 (function () {
   "use strict";
   function show(section) {
@@ -50,6 +52,10 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.classList.contains("confirm") && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+  });
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (select.matches && select.matches("select[data-autosubmit]") && select.form) select.form.submit();
   });
   var file = document.getElementById("blueprint-file");
   if (file) file.addEventListener("change", function () {

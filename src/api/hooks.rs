@@ -73,9 +73,11 @@ const DEDUPE_HEADERS: &[&str] = &[
 ];
 
 pub fn router(max_body_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route("/hooks/{id}", get(ingest).post(ingest).put(ingest))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+    super::reply_headers::guard(
+        Router::new()
+            .route("/hooks/{id}", get(ingest).post(ingest).put(ingest))
+            .layer(DefaultBodyLimit::max(max_body_bytes)),
+    )
 }
 
 /// Where a hook's deliveries go, as last read from the store.
@@ -624,8 +626,8 @@ fn reply(execution_id: &str, response: Option<&WebhookResponse>) -> Response {
 }
 
 /// The HTTP response for a `WebhookRespond` reply: its status, its headers (a header whose
-/// name or value HTTP does not allow is left out) and its body, text as is and other JSON
-/// values as JSON text.
+/// name or value HTTP does not allow is left out, and so is one a scenario may not set:
+/// [`super::reply_headers`]) and its body, text as is and other JSON values as JSON text.
 fn webhook_reply(r: &WebhookResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let body = match &r.body {
@@ -638,7 +640,8 @@ fn webhook_reply(r: &WebhookResponse) -> Response {
         if let (Ok(name), Some(Ok(value))) = (
             HeaderName::from_bytes(k.as_bytes()),
             v.as_str().map(HeaderValue::from_str),
-        ) {
+        ) && super::reply_headers::scenario_may_set(&name)
+        {
             response.headers_mut().insert(name, value);
         }
     }
@@ -750,6 +753,9 @@ mod tests {
                 // Not allowed by HTTP: left out, the rest of the reply goes.
                 ("bad header".to_string(), json!("x")),
                 ("X-Line".to_string(), json!("a\nb")),
+                // Not a scenario's to set: left out too.
+                ("Set-Cookie".to_string(), json!("session=x; Path=/")),
+                ("Access-Control-Allow-Origin".to_string(), json!("*")),
             ]),
             body: json!({"order": "A-9"}),
         }
@@ -762,6 +768,8 @@ mod tests {
         assert_eq!(header(&response, "x-order"), Some("A-9"));
         assert_eq!(header(&response, "content-type"), Some("application/json"));
         assert_eq!(header(&response, "x-line"), None);
+        assert_eq!(header(&response, "set-cookie"), None);
+        assert_eq!(header(&response, "access-control-allow-origin"), None);
         assert_eq!(response.headers().len(), 2, "{:?}", response.headers());
         assert_eq!(body(response).await, r#"{"order":"A-9"}"#);
 

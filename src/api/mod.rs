@@ -1,6 +1,7 @@
-//! The HTTP surface of `switchyard serve`: the JSON API under `/api` (bearer token), webhook
+//! The HTTP surface of `switchyard serve`: the JSON API under `/api` (bearer token; wrong
+//! tokens throttled per client address, [`Throttle`]), webhook
 //! ingest under `/hooks/{id}` (no token: the random hook id is the secret; a mailhook's also
-//! over SMTP, [`serve_smtp`]), `/health`,
+//! over SMTP, [`serve_smtp`]; every reply sandboxed, `reply_headers`), `/health`,
 //! `/metrics` (Prometheus) and `/openapi.json`. [`app`] builds the router from an
 //! [`AppState`], so tests drive it with `oneshot` or a real listener alike.
 //!
@@ -18,10 +19,12 @@ mod extract;
 mod hooks;
 mod mail;
 mod oauth;
+mod reply_headers;
 mod scenarios;
 mod server;
 mod smtp;
 mod status;
+mod throttle;
 mod time;
 
 pub use connections::connection_json;
@@ -33,6 +36,7 @@ pub use mail::{NotAMessage, mail_bundle};
 pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};
 pub use smtp::{SmtpError, SmtpOptions, serve_smtp, tls_config};
+pub use throttle::{ClientIp, Throttle, retry_after_secs};
 pub use time::rfc3339;
 
 use std::sync::Arc;
@@ -41,7 +45,7 @@ use axum::Router;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 
@@ -68,6 +72,7 @@ struct Inner {
     limiter: hooks::RateLimiter,
     metrics: status::Metrics,
     hook_cache: hooks::HookCache,
+    throttle: throttle::Throttle,
 }
 
 impl AppState {
@@ -99,6 +104,7 @@ impl AppState {
                 limiter,
                 metrics: status::Metrics::default(),
                 hook_cache: hooks::HookCache::default(),
+                throttle: throttle::Throttle::default(),
             }),
             connections: None,
         }
@@ -145,6 +151,12 @@ impl AppState {
             token_hash(token).as_bytes(),
             self.inner.token_sha256.as_bytes(),
         )
+    }
+
+    /// The failed guesses at the API token by client address, shared by the API's bearer
+    /// check and the console's sign-in.
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
     }
 
     /// A scenario was edited, (de)activated or deleted: forget cached webhook routes (the
@@ -252,19 +264,48 @@ async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Ap
     )
 }
 
+/// The bearer check of `/api`, throttled per client address ([`throttle`]): a request that
+/// presents a wrong `Authorization` counts as a failed guess, and an address blocked for its
+/// failures gets 429 with `Retry-After` without its token being looked at.
 async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
+    let presented = request.headers().contains_key(header::AUTHORIZATION);
+    let client = ClientIp::of(request.extensions());
+    let throttle = state.throttle();
+    if presented && let Some(wait) = throttle.blocked(client) {
+        return Err(too_many_failures(wait));
+    }
     if !state.bearer_matches(request.headers()) {
+        if presented && let Some(wait) = throttle.failed(client) {
+            return Err(too_many_failures(wait));
+        }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid `Authorization: Bearer <token>` header is required",
-        ));
+        )
+        .into_response());
     }
+    throttle.succeeded(client);
     Ok(next.run(request).await)
+}
+
+/// 429 `too_many_failures` with `Retry-After`: this address guessed wrong too often.
+fn too_many_failures(wait: std::time::Duration) -> Response {
+    let secs = retry_after_secs(wait);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        format!("too many wrong tokens from this address; retry in {secs} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    response
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

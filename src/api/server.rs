@@ -4,8 +4,10 @@
 //! off: slowloris), the same deadline for an idle keep-alive connection's next request, and a
 //! cap on open connections (past it, new ones wait in the kernel's backlog instead of taking
 //! memory and tasks), and a deadline for a request's body counted from its first read
-//! (a body sent a byte at a time is cut off with 408, however steady its trickle). On
-//! shutdown it stops accepting and lets open requests finish.
+//! (a body sent a byte at a time is cut off with 408, however steady its trickle). Each
+//! request carries its client's address (`ConnectInfo<SocketAddr>`, read by the throttle of
+//! failed guesses, `super::throttle`). On shutdown it stops accepting and lets open requests
+//! finish.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,9 +84,9 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, say: pause instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -111,8 +113,12 @@ pub async fn serve(
             let app = TowerToHyperService::new(app);
             let service = {
                 let calls = calls.clone();
-                hyper::service::service_fn(move |request| {
+                hyper::service::service_fn(move |mut request: hyper::Request<_>| {
                     calls.count();
+                    // The client's address, for the throttle of failed guesses.
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
                     hyper::service::Service::call(&app, request)
                 })
             };

@@ -10,11 +10,17 @@
 //! with 403 without it. A page asked for without a live session redirects (302) to `/login`.
 //! The JSON API keeps its bearer token; a session cookie opens nothing under `/api`.
 //!
+//! Every console response carries the security headers of [`headers`] (no framing, a
+//! Content-Security-Policy without inline script, `no-store`). Sign-in shares the API's
+//! throttle of failed guesses per client address: while it holds, `/login` answers 429 with
+//! the wait.
+//!
 //! Invariants: no page, fragment or redirect carries a stored secret (connections are shown
 //! by their metadata only); every text reaching HTML is escaped by `maud`.
 
 mod authorize;
 mod graph;
+mod headers;
 mod pages;
 mod session;
 
@@ -42,9 +48,10 @@ pub struct ConsoleOptions {
 #[folder = "assets/console/"]
 struct Assets;
 
-/// The console's routes, to merge into the API's router.
+/// The console's routes, to merge into the API's router, each response with the console's
+/// security headers ([`headers`]).
 pub fn router(options: ConsoleOptions) -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(pages::home))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
@@ -82,7 +89,8 @@ pub fn router(options: ConsoleOptions) -> Router<AppState> {
         )
         .route("/connect/secrets/{alias}", post(pages::put_secret))
         .route("/console/assets/{*file}", get(asset))
-        .layer(axum::Extension(options))
+        .layer(axum::Extension(options));
+    headers::secure(routes)
 }
 
 /// An embedded asset, cached for an hour.

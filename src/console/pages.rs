@@ -472,7 +472,7 @@ pub async fn executions(
             h1 { "Executions of " a href=(format!("/scenarios/{id}")) { (row.name) } }
             form.filters method="get" {
                 label for="status" { "Status" }
-                select #status name="status" onchange="this.form.submit()" {
+                select #status name="status" data-autosubmit {
                     @for s in ["", "queued", "running", "success", "error", "incomplete"] {
                         option value=(s) selected[s == selected] { @if s.is_empty() { "any" } @else { (s) } }
                     }

@@ -1,4 +1,5 @@
-//! Console sessions: sign-in with the API token, the session cookie, sign-out, and the
+//! Console sessions: sign-in with the API token (wrong tokens throttled per client address,
+//! with the API's bearer failures), the session cookie, sign-out, and the
 //! [`Session`] extractor every page takes (302 to `/login` without a live session) with its
 //! CSRF check for forms ([`Session::refusal`]: 403 without the session's token).
 //!
@@ -18,7 +19,7 @@ use rand::RngCore;
 use serde::Deserialize;
 
 use super::{ConsoleOptions, layout, page};
-use crate::api::{AppState, token_hash};
+use crate::api::{AppState, ClientIp, retry_after_secs, token_hash};
 use crate::store::{ConsoleSession, now_ms};
 
 /// The cookie that carries the session id.
@@ -148,8 +149,29 @@ fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
     )
 }
 
-pub async fn login_form() -> Response {
-    login_page(StatusCode::OK, None)
+/// The sign-in page of an address blocked for its failed guesses: 429, `Retry-After` and the
+/// wait in words. `status` is 200 for the form asked for with `GET`.
+fn blocked_page(status: StatusCode, wait: std::time::Duration) -> Response {
+    let secs = retry_after_secs(wait);
+    let mut response = login_page(
+        status,
+        Some(&format!(
+            "Too many wrong tokens from your address. Try again in {secs} second{}.",
+            if secs == 1 { "" } else { "s" }
+        )),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+/// `GET /login`: the form, saying how long to wait while this address is blocked.
+pub async fn login_form(State(state): State<AppState>, client: ClientIp) -> Response {
+    match state.throttle().blocked(client) {
+        Some(wait) => blocked_page(StatusCode::OK, wait),
+        None => login_page(StatusCode::OK, None),
+    }
 }
 
 #[derive(Deserialize)]
@@ -159,18 +181,28 @@ pub struct LoginForm {
 }
 
 /// `POST /login`: a good API token starts a session (cookie, 303 to `/scenarios`); a bad one
-/// is 401 with the form again.
+/// is 401 with the form again. Wrong tokens count against the client's address with the
+/// API's (`crate::api::Throttle`): once it is blocked, 429 with the wait, the token unread.
 pub async fn login(
     State(state): State<AppState>,
     Extension(options): Extension<ConsoleOptions>,
+    client: ClientIp,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let throttle = state.throttle();
+    if let Some(wait) = throttle.blocked(client) {
+        return blocked_page(StatusCode::TOO_MANY_REQUESTS, wait);
+    }
     if !state.token_matches(form.token.trim()) {
+        if let Some(wait) = throttle.failed(client) {
+            return blocked_page(StatusCode::TOO_MANY_REQUESTS, wait);
+        }
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not this server's API token."),
         );
     }
+    throttle.succeeded(client);
     let id = random_hex();
     let now = now_ms();
     let session = ConsoleSession {
