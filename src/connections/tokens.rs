@@ -324,6 +324,34 @@ impl Vault {
         types
     }
 
+    /// The origins (`https://accounts.google.com`) of the authorize URLs of the integrations
+    /// that connect apps' `oauth2` types: where the connect page's forms lead.
+    pub fn app_authorize_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = Vec::new();
+        for t in self.oauth_app_types() {
+            for alias in &t.integrations {
+                let Ok(integration) = self.integration(alias) else {
+                    continue;
+                };
+                let Grant::AuthCode(endpoints) = &integration.grant else {
+                    continue;
+                };
+                let origin = endpoints
+                    .authorize_url
+                    .as_deref()
+                    .and_then(|u| reqwest::Url::parse(u).ok())
+                    .map(|u| u.origin().ascii_serialization())
+                    .filter(|o| o != "null");
+                if let Some(origin) = origin
+                    && !origins.contains(&origin)
+                {
+                    origins.push(origin);
+                }
+            }
+        }
+        origins
+    }
+
     /// Starts connecting the connection `name` of `app`'s `oauth2` connection type through the
     /// `auth_code` integration `alias` (the console's connect page, `switchyard connections
     /// authorize`): the provider is asked for the union of the scopes the app's modules need

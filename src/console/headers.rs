@@ -18,10 +18,24 @@ pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
+/// The console's policy for a page whose forms lead to other `origins` (`https://host`): the
+/// connect page's *Connect* posts to the console, which answers with a redirect to the OAuth
+/// provider, and browsers hold the whole redirect chain of a form to `form-action`.
+pub fn csp_with_form_targets(origins: &[String]) -> String {
+    let mut targets = String::from("form-action 'self'");
+    for origin in origins {
+        targets.push(' ');
+        targets.push_str(origin);
+    }
+    CONSOLE_CSP.replace("form-action 'self'", &targets)
+}
+
 /// `router` with the console's security headers on every response of its routes.
 pub fn secure<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
-        .layer(SetResponseHeaderLayer::overriding(
+        // A page that posts forms to other origins says so in its own policy
+        // ([`csp_with_form_targets`]); every other response gets the console's.
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONSOLE_CSP),
         ))

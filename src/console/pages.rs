@@ -1585,7 +1585,17 @@ pub(super) async fn connect_page(
             }
         }
     };
-    page(status, layout("Connect", Some(&session.csrf), body))
+    let mut response = page(status, layout("Connect", Some(&session.csrf), body));
+    let origins = vault.app_authorize_origins();
+    if !origins.is_empty()
+        && let Ok(policy) =
+            axum::http::HeaderValue::from_str(&super::headers::csp_with_form_targets(&origins))
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 pub async fn connect(State(state): State<AppState>, session: Session) -> Response {

@@ -176,8 +176,7 @@ mod tests {
     fn only_app_definitions_may_call_them() {
         use crate::expr::{Dialect, Template};
         let err = Template::parse("{{columnsToArray(1.values)}}", Dialect::Scenario)
-            .err()
-            .expect("a scenario mapping cannot call it");
+            .expect_err("a scenario mapping cannot call it");
         assert!(err.to_string().contains("unknown function"), "{err}");
         assert!(Template::parse("{{columnsToArray(parameters.values)}}", Dialect::App).is_ok());
     }
