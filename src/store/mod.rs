@@ -26,8 +26,9 @@
 //!   both drivers accept, and run through `on_pool!`, which expands the same code for each
 //!   pool type. Where the dialects differ (row locks, write transactions), the `Dialect`
 //!   trait says so.
-//! - **Ids are generated in Rust**: 128 random bits as 32 lowercase hex characters
-//!   (UUID v4, simple form); hook ids, which are bearer secrets in a URL, have 256 bits.
+//! - **Ids are generated in Rust**: time-ordered UUID v7 (milliseconds, then 74 random
+//!   bits) as 32 lowercase hex characters ([`new_id`]); hook ids, which are bearer secrets in
+//!   a URL, have 256 random bits.
 //!   A lookup with a string that cannot be an id answers "not found" without a query.
 //! - **Time is UTC milliseconds** in `BIGINT`/`INTEGER` columns, identical on both dialects.
 //! - **State changes are compare-and-set.** A finished execution is never touched again, a
