@@ -1644,6 +1644,85 @@ async fn incomplete_executions_wait_retry_and_close() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_bundles_commit_with_their_transaction_once_per_execution() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Parking").await;
+        let exec = execution(s, &sc, json!({})).await;
+        let (one, two) = (json!({"1": {"n": 1}}), json!({"1": {"n": 2}}));
+        let parked = |bundle| NewIncomplete {
+            execution_id: &exec,
+            scenario_id: &sc,
+            version: 1,
+            module_id: 2,
+            bundle,
+            error: None,
+            retry: None,
+            next_attempt_at: None,
+        };
+        let bundles = |s: &Store| {
+            let (s, sc) = (s.clone(), sc.clone());
+            async move {
+                let mut rows = s.list_incomplete(&sc, None, 100).await.unwrap();
+                rows.sort_by_key(|r| r.bundle["1"]["n"].as_i64());
+                rows.into_iter().map(|r| r.bundle).collect::<Vec<_>>()
+            }
+        };
+
+        // A transaction that does not commit parks nothing.
+        let mut tx = s.begin_write().await.unwrap();
+        assert_eq!(
+            tx.park_bundles(&[parked(&one), parked(&two)])
+                .await
+                .unwrap(),
+            2
+        );
+        drop(tx);
+        assert!(bundles(s).await.is_empty());
+
+        let mut tx = s.begin_write().await.unwrap();
+        tx.park_bundles(&[parked(&one), parked(&two)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(bundles(s).await, vec![one.clone(), two.clone()]);
+
+        // The same execution's bundles written again (its finish retried) are not doubled.
+        let mut tx = s.begin_write().await.unwrap();
+        assert_eq!(
+            tx.park_bundles(&[parked(&one), parked(&two)])
+                .await
+                .unwrap(),
+            0
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(bundles(s).await, vec![one.clone(), two.clone()]);
+
+        // A bundle parked on its own is numbered after them.
+        let three = json!({"1": {"n": 3}});
+        s.insert_incomplete(parked(&three)).await.unwrap();
+        assert_eq!(
+            bundles(s).await,
+            vec![one.clone(), two.clone(), three.clone()]
+        );
+
+        // Bundles of two executions, or of none stored, are refused.
+        let other = execution(s, &sc, json!({})).await;
+        let mut tx = s.begin_write().await.unwrap();
+        let x = json!({});
+        let mixed = [
+            parked(&x),
+            NewIncomplete {
+                execution_id: &other,
+                ..parked(&x)
+            },
+        ];
+        assert!(tx.park_bundles(&mixed).await.is_err());
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retention, maintenance, metrics, token
 // ---------------------------------------------------------------------------------------------

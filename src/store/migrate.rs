@@ -54,6 +54,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0010_called_executions.sql",
         include_str!("../../migrations/sqlite/0010_called_executions.sql"),
     ),
+    (
+        "0012_parked_bundles.sql",
+        include_str!("../../migrations/sqlite/0012_parked_bundles.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -93,6 +97,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0010_called_executions.sql",
         include_str!("../../migrations/postgres/0010_called_executions.sql"),
+    ),
+    (
+        "0012_parked_bundles.sql",
+        include_str!("../../migrations/postgres/0012_parked_bundles.sql"),
     ),
 ];
 
