@@ -13,7 +13,9 @@
 //!   reaches modules only through the contract and does no I/O of its own;
 //! - [`apps`]: module implementations (HTTP, RSS, JSON, regexp, …) and [`apps::AppRegistry`],
 //!   the one registry a process builds;
-//! - [`store`]: the durable store — every SQL statement, for SQLite and PostgreSQL;
+//! - [`store`]: the durable store — every SQL statement, for SQLite and PostgreSQL — including
+//!   Make's data stores ([`store::Store::datastores_handle`], the [`module::datastore::DataStores`]
+//!   service the `datastore:*` modules of [`apps`] reach);
 //! - [`catalog`]: stored scenarios — create, edit, (de)activate, delete, hooks, and the
 //!   compiled form of each version, cached;
 //! - [`queue`]: jobs (apalis), the webhook intake, the runner and the store writer;

@@ -25,33 +25,7 @@ use serde_json::{Value, json};
 use common::chatbot::FakeChatBot;
 use harness::*;
 
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let db = super::TestDb::new(super::Backend::Sqlite)
-                        .await
-                        .expect("a SQLite database");
-                    super::$test(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$test(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+common::backend_tests!(
     watch_new_messages,
     nightly_stories_report,
     watch_users_cursor

@@ -170,6 +170,11 @@ async fn start_chromedriver() -> Option<(Killed, String)> {
 }
 
 async fn browser(driver: &str) -> Client {
+    session(driver, chromium()).await
+}
+
+/// Headless Chromium's capabilities, the same window size for every test (screenshots).
+fn chromium() -> serde_json::Map<String, Value> {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -177,7 +182,12 @@ async fn browser(driver: &str) -> Client {
                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                         "--disable-gpu", "--window-size=1360,900"]}),
     );
+    // The browser's console log: a Content-Security-Policy violation fails a walk.
     caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    caps
+}
+
+async fn session(driver: &str, caps: serde_json::Map<String, Value>) -> Client {
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(driver)
@@ -724,22 +734,12 @@ impl fantoccini::wd::WebDriverCompatibleCommand for ChromeCommand {
 
 /// A browser that records its network traffic (Chrome's performance log).
 async fn recording_browser(driver: &str) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({"binary": "/usr/bin/chromium",
-               "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                        "--disable-gpu", "--window-size=1360,900"]}),
-    );
+    let mut caps = chromium();
     caps.insert(
         "goog:loggingPrefs".into(),
         json!({"performance": "ALL", "browser": "ALL"}),
     );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(driver)
-        .await
-        .expect("a browser session")
+    session(driver, caps).await
 }
 
 /// Everything the browser received since the last call, as text: the page's DOM; every

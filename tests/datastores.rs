@@ -31,33 +31,7 @@ use switchyard::store::{NewDataStore, Store};
 
 use harness::*;
 
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::new(super::Backend::Sqlite)
-                        .await
-                        .expect("a SQLite database");
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-backend_tests!(
+common::backend_tests!(
     store_rules,
     modules,
     cli_round_trip,

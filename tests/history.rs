@@ -463,33 +463,7 @@ async fn a_database_of_the_first_schema_keeps_its_history() {
 // The service
 // ---------------------------------------------------------------------------------------------
 
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::new(super::Backend::Sqlite)
-                        .await
-                        .expect("a SQLite database");
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-backend_tests!(
+common::backend_tests!(
     a_large_execution_is_read_in_pages,
     saving_a_large_execution_does_not_stall_the_service,
 );

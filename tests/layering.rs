@@ -2,7 +2,9 @@
 //! `src/<layer>/**.rs` (in `use` items and inline paths, comments aside) must name a layer that
 //! [`LAYERS`] allows that layer to import. The table is kept here, once, and
 //! `docs/architecture.md` shows it: the test fails when the two differ, when a folder of `src/`
-//! has no row, or when a file reaches a layer above its own.
+//! has no row, or when a file reaches a layer above its own. The docs cannot drift from the
+//! folders either: every folder of `src/` is declared and listed in `src/lib.rs` and has a
+//! section in the code map, and every layer the map or its table names exists.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -240,4 +242,92 @@ fn docs_show_the_same_table() {
             "docs/architecture.md lacks the layering row {row:?} (tests/layering.rs is the source)"
         );
     }
+}
+
+fn architecture_doc() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"))
+        .expect("read docs/architecture.md")
+}
+
+/// The folders of `src/`: the layers.
+fn src_folders() -> BTreeSet<String> {
+    std::fs::read_dir(src())
+        .expect("read src/")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.is_dir())
+        .map(|path| path.file_name().unwrap().to_string_lossy().to_string())
+        .collect()
+}
+
+/// The folders the code map of `doc` has a section for (`### \`src/NAME/\``).
+fn mapped_folders(doc: &str) -> BTreeSet<String> {
+    doc.lines()
+        .filter_map(|line| line.strip_prefix("### `src/"))
+        .filter_map(|rest| rest.split_once("/`").map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+/// The layers of the doc's layering table (`| \`NAME\` | … |` rows).
+fn tabled_layers(doc: &str) -> BTreeSet<String> {
+    doc.lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once("` |").map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_folder_is_declared_and_mapped() {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).expect("read src/lib.rs");
+    let doc = architecture_doc();
+    let mapped = mapped_folders(&doc);
+    let mut problems = Vec::new();
+    for layer in src_folders() {
+        if !lib.contains(&format!("pub mod {layer};")) {
+            problems.push(format!("src/lib.rs does not declare `pub mod {layer};`"));
+        }
+        if !lib.contains(&format!("//! - [`{layer}`]")) {
+            problems.push(format!(
+                "src/lib.rs's layer list has no entry \"- [`{layer}`]: …\""
+            ));
+        }
+        if !mapped.contains(&layer) {
+            problems.push(format!(
+                "docs/architecture.md's code map has no section \"### `src/{layer}/` — …\""
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_layer_the_docs_name_exists() {
+    let doc = architecture_doc();
+    let folders = src_folders();
+    let mut problems = Vec::new();
+    for layer in mapped_folders(&doc) {
+        if !folders.contains(&layer) {
+            problems.push(format!(
+                "docs/architecture.md maps src/{layer}/, which does not exist"
+            ));
+        }
+    }
+    for layer in tabled_layers(&doc) {
+        if allowed(&layer).is_none() {
+            problems.push(format!(
+                "docs/architecture.md's layering table has `{layer}`, which LAYERS does not"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_doc_readers_find_sections_and_rows() {
+    let doc =
+        "### `src/expr/` — IML\n### `src/gone/` — old\n| `expr` | — |\n| layer | may import |\n";
+    assert_eq!(
+        mapped_folders(doc),
+        BTreeSet::from(["expr".to_string(), "gone".to_string()])
+    );
+    assert_eq!(tabled_layers(doc), BTreeSet::from(["expr".to_string()]));
 }

@@ -34,35 +34,7 @@ use harness::*;
 
 const DOMAIN: &str = "mail.test";
 
-/// `sqlite::name` and `postgres::name` (run when `SWITCHYARD_TEST_DATABASE_URL` is set) for
-/// each test taking its database.
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::new(super::Backend::Sqlite)
-                        .await
-                        .expect("a SQLite database");
-                    super::$name(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-backend_tests!(
+common::backend_tests!(
     smtp_delivery_runs_the_scenario,
     raw_mime_posted_to_the_hook,
     acknowledged_mail_survives_kill_9,

@@ -34,33 +34,7 @@ use serde_json::{Value, json};
 use common::oauth::MockOAuth;
 use harness::*;
 
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let db = super::TestDb::new(super::Backend::Sqlite)
-                        .await
-                        .expect("a SQLite database");
-                    super::$test(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$test(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+common::backend_tests!(
     auth_code_end_to_end,
     csrf_is_refused,
     user_links_and_token_events,

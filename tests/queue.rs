@@ -544,6 +544,99 @@ async fn pushing_a_queued_execution_again_is_told_and_writes_nothing() {
     .await;
 }
 
+/// The contract with apalis, pinned so that an upgrade cannot silently break run-once: the
+/// store writes job rows in apalis's format (`Store::push_job`), and apalis's worker fetches
+/// them and runs each execution once; the finish deletes the job, and apalis's
+/// acknowledgement that follows, finding no row, does not stop the worker; a job apalis
+/// acknowledges itself (its execution was finished elsewhere) is marked with the status the
+/// store reads as spent (`Store::spent_jobs`), by the execution id it was pushed with, and
+/// the sweep clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apalis_runs_the_stores_jobs_once_and_its_acknowledgements_are_understood() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let payload = json!({"n": 1});
+        let new = NewExecution {
+            scenario_id: &scenario,
+            version: 1,
+            source: ExecutionSource::Manual,
+            payload: Some(&payload),
+        };
+        let (stop, worker) = start_worker(&queue, &store, 2);
+
+        // Run once, its job gone with the finish.
+        let first = store.create_execution(new).await.unwrap();
+        assert_eq!(queue.enqueue(&first).await.unwrap(), JobPush::Queued);
+        wait_for(
+            &store,
+            std::slice::from_ref(&first),
+            ExecutionStatus::Success,
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while jobs(&store).await > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(jobs(&store).await, 0, "the finish deletes the job");
+
+        // An execution finished before its job is fetched: apalis acknowledges the job.
+        let finished = store.create_execution(new).await.unwrap();
+        let outcome = ExecutionOutcome {
+            status: FinalStatus::Success,
+            operations: 0,
+            cycles: 0,
+            report: None,
+            error: None,
+            trigger: None,
+        };
+        assert!(store.finish_execution(&finished, outcome).await.unwrap());
+        queue.enqueue(&finished).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let spent = loop {
+            let spent = store.spent_jobs(switchyard::queue::QUEUE).await.unwrap();
+            if !spent.is_empty() || tokio::time::Instant::now() >= deadline {
+                break spent;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            spent.len(),
+            1,
+            "apalis's acknowledgement reads as spent: {spent:?}"
+        );
+        assert_eq!(spent[0].execution_id.as_deref(), Some(finished.as_str()));
+        assert_eq!(spent[0].attempts, 1, "{spent:?}");
+        assert_eq!(
+            queue
+                .settle_spent_jobs(&store, Duration::from_secs(30))
+                .await
+                .unwrap(),
+            0,
+            "a finished execution is left as it is"
+        );
+        assert_eq!(jobs(&store).await, 0, "the sweep clears the spent job");
+
+        // The same worker goes on running jobs, each once.
+        let last = store.create_execution(new).await.unwrap();
+        queue.enqueue(&last).await.unwrap();
+        wait_for(
+            &store,
+            std::slice::from_ref(&last),
+            ExecutionStatus::Success,
+        )
+        .await;
+        assert!(!worker.is_finished(), "the worker is still running");
+        for id in [&first, &last] {
+            assert_eq!(store.get_execution(id).await.unwrap().attempt, 1, "{id}");
+        }
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
+    })
+    .await;
+}
+
 /// A job handed out again while the worker running its execution is alive (a missed queue
 /// heartbeat, a slow database, a process that just died) does not run the execution a second
 /// time: the runner waits while that worker's heartbeats are recent, and takes the execution

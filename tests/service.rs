@@ -46,43 +46,7 @@ use serde_json::{Value, json};
 use common::json_diff;
 use harness::*;
 
-/// `sqlite::name` and `postgres::name` for each test of `both`; `postgres::name` only for
-/// each of `postgres_only`.
-macro_rules! backend_tests {
-    (both: [$($both:ident),* $(,)?], postgres_only: [$($pg:ident),* $(,)?] $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $both() {
-                    let db = super::TestDb::new(super::Backend::Sqlite)
-                        .await
-                        .expect("a SQLite database");
-                    super::$both(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $both() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$both(db).await;
-                    }
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $pg() {
-                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
-                        super::$pg(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-backend_tests!(
+common::backend_tests!(
     both: [
         api_and_webhooks,
         api_conventions,

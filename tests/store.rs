@@ -1644,6 +1644,85 @@ async fn incomplete_executions_wait_retry_and_close() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_bundles_commit_with_their_transaction_once_per_execution() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Parking").await;
+        let exec = execution(s, &sc, json!({})).await;
+        let (one, two) = (json!({"1": {"n": 1}}), json!({"1": {"n": 2}}));
+        let parked = |bundle| NewIncomplete {
+            execution_id: &exec,
+            scenario_id: &sc,
+            version: 1,
+            module_id: 2,
+            bundle,
+            error: None,
+            retry: None,
+            next_attempt_at: None,
+        };
+        let bundles = |s: &Store| {
+            let (s, sc) = (s.clone(), sc.clone());
+            async move {
+                let mut rows = s.list_incomplete(&sc, None, 100).await.unwrap();
+                rows.sort_by_key(|r| r.bundle["1"]["n"].as_i64());
+                rows.into_iter().map(|r| r.bundle).collect::<Vec<_>>()
+            }
+        };
+
+        // A transaction that does not commit parks nothing.
+        let mut tx = s.begin_write().await.unwrap();
+        assert_eq!(
+            tx.park_bundles(&[parked(&one), parked(&two)])
+                .await
+                .unwrap(),
+            2
+        );
+        drop(tx);
+        assert!(bundles(s).await.is_empty());
+
+        let mut tx = s.begin_write().await.unwrap();
+        tx.park_bundles(&[parked(&one), parked(&two)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(bundles(s).await, vec![one.clone(), two.clone()]);
+
+        // The same execution's bundles written again (its finish retried) are not doubled.
+        let mut tx = s.begin_write().await.unwrap();
+        assert_eq!(
+            tx.park_bundles(&[parked(&one), parked(&two)])
+                .await
+                .unwrap(),
+            0
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(bundles(s).await, vec![one.clone(), two.clone()]);
+
+        // A bundle parked on its own is numbered after them.
+        let three = json!({"1": {"n": 3}});
+        s.insert_incomplete(parked(&three)).await.unwrap();
+        assert_eq!(
+            bundles(s).await,
+            vec![one.clone(), two.clone(), three.clone()]
+        );
+
+        // Bundles of two executions, or of none stored, are refused.
+        let other = execution(s, &sc, json!({})).await;
+        let mut tx = s.begin_write().await.unwrap();
+        let x = json!({});
+        let mixed = [
+            parked(&x),
+            NewIncomplete {
+                execution_id: &other,
+                ..parked(&x)
+            },
+        ];
+        assert!(tx.park_bundles(&mixed).await.is_err());
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retention, maintenance, metrics, token
 // ---------------------------------------------------------------------------------------------
@@ -1882,16 +1961,20 @@ async fn sqlite_file_shrinks_after_prune_and_maintain() {
 async fn sqlite_wal_starts_over_under_steady_writes() {
     // A passive checkpoint never reaches the end of a WAL that is appended to meanwhile, so
     // without the checkpointer's restart the WAL grows for as long as the writes go on. With
-    // it, the WAL starts over once past 16,384 frames and is cut back to
-    // `journal_size_limit` (64 MB): its file shrinks while the writes go on.
+    // it, the WAL starts over once past 16,384 frames (64 MB) and is cut back to
+    // `journal_size_limit` (64 MB): its file shrinks while the writes go on. The checkpointer
+    // looks every 500 ms while the writer commits (an idle one is woken by the first commit),
+    // so the restart comes after 64 MB and whatever is written in one look: the writes go on
+    // until the file shrinks, failing after 1000 MB or two minutes.
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_sqlite(dir.path()).await.unwrap();
     let wal = dir.path().join(SQLITE_FILE_NAME).with_extension("db-wal");
     let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     let sc = scenario(&s, "Steady").await;
     let chunk = json!({"blob": "0123456789abcdef".repeat(64 * 1024)}); // 1 MB
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let (mut largest, mut written) = (0, 0);
-    while written < 1000 {
+    let started_over = loop {
         let id = execution(&s, &sc, json!({"n": written})).await;
         let entry = ModuleEntry {
             module_id: 1,
@@ -1901,13 +1984,16 @@ async fn sqlite_wal_starts_over_under_steady_writes() {
         written += 1;
         let now = wal_len();
         if now < largest {
-            break;
+            break true;
         }
         largest = now;
-    }
+        if written >= 1000 || std::time::Instant::now() > deadline {
+            break false;
+        }
+    };
     let after = wal_len();
     assert!(
-        after < largest && after <= 64 << 20,
+        started_over && after <= 64 << 20,
         "the WAL never started over: {largest} bytes after {written} MB written"
     );
     s.close().await;

@@ -3,7 +3,7 @@
 //! ingest under `/hooks/{id}` (no token: the random hook id is the secret; a mailhook's also
 //! over SMTP, [`serve_smtp`]; every reply sandboxed, `reply_headers`), `/health`,
 //! `/metrics` (Prometheus) and `/openapi.json`. [`app`] builds the router from an
-//! [`AppState`], so tests drive it with `oneshot` or a real listener alike.
+//! [`AppState`]; tests serve it on a real listener on 127.0.0.1 and talk HTTP to it.
 //!
 //! Conventions: every failure, including a rejected query string, path parameter or body, an
 //! unknown route (404) and a wrong method (405), is the JSON error envelope of [`ApiError`]

@@ -13,8 +13,10 @@
 //! - **Secrets stay sealed at rest and out of sight.** Only the sealed blob holds a
 //!   connection's values; every listing is metadata only (name, id, app, kind, key id, times);
 //!   errors name a connection by name or id and a field by its name, never a value.
-//! - **Nothing secret is cached.** A connection is unsealed for the call that asks for it
-//!   ([`Connections::resolve`]) and handed to that call alone; the vault keeps only keys.
+//! - **Unsealed connections live in memory only, and briefly.** A connection is unsealed
+//!   when a call asks for it ([`Connections::resolve`]) and kept in the vault's memory for
+//!   [`OPENED_TTL`] (10 s) so that the next calls need no store round trip; every change made
+//!   through the vault forgets them all. Nothing unsealed is ever written anywhere.
 //! - **Kinds are universal.** A connection's `kind` is one of [`KINDS`] and carries the
 //!   standard fields of its kind ([`validate`]); an app may add fields of its own, such as
 //!   ChatBot's `baseUrl`.

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::calls::CallService;
 use super::engine_pool::EnginePool;
 use super::gate::{Admission, PayloadGate};
-use super::writer::{Finish, TriggerProgress, Writer};
+use super::writer::{Finish, Parked, TriggerProgress, Writer};
 use super::{ExecutionPayload, Queue};
 use crate::catalog::Catalog;
 use crate::engine::report::WebhookResponse;
@@ -24,7 +24,7 @@ use crate::module::{
     ConnectionsHandle, ExecutionContext, Redactions, SubscenariosHandle, TriggerState,
 };
 use crate::scenario::Scenario;
-use crate::store::{Execution, ExecutionOutcome, FinalStatus, NewIncomplete, Store, StoreError};
+use crate::store::{Execution, ExecutionOutcome, FinalStatus, Store, StoreError};
 
 /// Why an execution could not be run (the execution itself failing is not an error here:
 /// it is a finished execution with status `error`).
@@ -542,25 +542,30 @@ impl Runner {
         park: bool,
         trigger_key: Option<&str>,
     ) -> Result<(), RunnerError> {
-        for parked in report.incomplete.iter().filter(|_| park) {
-            let bundle = Value::Object(parked.bundle.clone());
-            let error = serde_json::to_value(&parked.error).unwrap_or(Value::Null);
-            let new = NewIncomplete {
-                execution_id: id,
-                scenario_id,
-                version,
-                module_id: parked.module,
-                bundle: &bundle,
-                error: Some(&error),
-                retry: parked.retry.as_ref(),
-                next_attempt_at: super::retry::first_attempt_at(
-                    Some(&error),
-                    parked.retry.as_ref(),
-                    crate::store::now_ms(),
-                ),
-            };
-            self.store.insert_incomplete(new).await?;
-        }
+        // Stored with the finish, in its transaction: the execution ends with its parked
+        // bundles or not at all.
+        let now = crate::store::now_ms();
+        let parked = report
+            .incomplete
+            .iter()
+            .filter(|_| park)
+            .map(|parked| {
+                let error = serde_json::to_value(&parked.error).unwrap_or(Value::Null);
+                Parked {
+                    scenario_id: scenario_id.to_string(),
+                    version,
+                    module_id: parked.module,
+                    bundle: Value::Object(parked.bundle.clone()),
+                    next_attempt_at: super::retry::first_attempt_at(
+                        Some(&error),
+                        parked.retry.as_ref(),
+                        now,
+                    ),
+                    error: Some(error),
+                    retry: parked.retry.clone(),
+                }
+            })
+            .collect();
         let status = match report.status {
             Status::Success => FinalStatus::Success,
             Status::Error => FinalStatus::Error,
@@ -617,6 +622,7 @@ impl Runner {
                 })
                 .collect(),
             worker_id: self.options.worker_id.clone(),
+            parked,
         };
         // The final status, the module data with its summary, the trigger's state and the
         // end of the job commit together, with other runners' (group commit); a large

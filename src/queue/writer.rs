@@ -1,6 +1,7 @@
 //! Group commit. One writer task takes what request handlers and runners hand it — webhook
 //! deliveries with their executions (and the jobs of those no process runs at once), and
-//! finished executions with their module data, trigger state and job deletion — writes all
+//! finished executions with their module data, parked bundles, trigger state and job
+//! deletion — writes all
 //! that is waiting in one transaction, and answers each after that single commit. While a
 //! commit is in flight the next writes queue up and go together in the next one, so batches
 //! grow with the load and a lone write waits for nothing.
@@ -27,7 +28,7 @@ use super::{Queue, QueueError};
 use crate::module::polling::SEEN_IDS_CAP;
 use crate::store::{
     Delivery, ExecutionFinish, ExecutionOutcome, FinalStatus, ModuleCounts, ModuleData,
-    ModuleEntry, NewDelivery, Store, StoreError, TriggerStateChange,
+    ModuleEntry, NewDelivery, NewIncomplete, Store, StoreError, TriggerStateChange, WriteTx,
 };
 
 /// Most writes in one transaction.
@@ -68,6 +69,23 @@ pub(crate) struct Finish {
     /// The worker that ran it: module data written in parts is written only while the
     /// execution is still claimed by it.
     pub worker_id: String,
+    /// The bundles it parked as incomplete executions, in order: stored with the finish,
+    /// only when this finish ends the execution.
+    pub parked: Vec<Parked>,
+}
+
+/// A bundle an execution parked, to store as a pending incomplete execution.
+pub(crate) struct Parked {
+    pub scenario_id: String,
+    pub version: u32,
+    /// The module that failed, where a retry resumes.
+    pub module_id: u32,
+    pub bundle: Value,
+    pub error: Option<Value>,
+    /// Break's `{retry, count, interval}` settings, if any.
+    pub retry: Option<Value>,
+    /// When an automatic retry is due; `None` for manual replay only.
+    pub next_attempt_at: Option<i64>,
 }
 
 /// What the cycles of a polling trigger that committed processed, to merge into its state.
@@ -94,6 +112,7 @@ struct Prepared {
     /// Set when leading parts of the data were written before: finish only while the
     /// execution is claimed by this worker.
     owner: Option<String>,
+    parked: Vec<Parked>,
 }
 
 /// A leading part of an execution's module data, written ahead of its finish.
@@ -240,6 +259,7 @@ impl Writer {
             trigger: finish.trigger,
             module_data: last,
             owner: in_parts.then_some(finish.worker_id),
+            parked: finish.parked,
         };
         self.send(|reply| Write::Finish(Box::new(prepared), reply))
             .await
@@ -415,8 +435,8 @@ type Committed = (Vec<Result<Delivery, StoreError>>, Vec<bool>, Vec<bool>);
 /// One transaction: the deliveries, their executions and the jobs of those not claimed;
 /// the leading parts of module data of executions still claimed by their worker; then, for
 /// each execution still open (and, when its data was written in parts, still claimed by
-/// its worker), its final status, module data and summary, trigger state and the deletion
-/// of its job.
+/// its worker), its final status, module data and summary, parked bundles, trigger state and
+/// the deletion of its job.
 async fn commit(
     store: &Store,
     queue: &Queue,
@@ -464,18 +484,42 @@ async fn commit(
         .iter()
         .map(|&owned| owned && answers.next().unwrap_or(false))
         .collect();
-    let done: Vec<&str> = finishes
+    let done: Vec<&Prepared> = finishes
         .iter()
         .zip(&finished)
         .filter(|(_, finished)| **finished)
-        .map(|(f, _)| f.id.as_str())
+        .map(|(f, _)| f)
         .collect();
+    for f in &done {
+        park(&mut tx, f).await?;
+    }
+    let done: Vec<&str> = done.iter().map(|f| f.id.as_str()).collect();
     Queue::delete_jobs_in(&mut tx, &done).await?;
     tx.commit().await?;
     if !jobs.is_empty() {
         queue.pushed();
     }
     Ok((accepted, appended, finished))
+}
+
+/// Stores the bundles `finish` parked, in the transaction that finishes its execution.
+async fn park(tx: &mut WriteTx, finish: &Prepared) -> Result<(), QueueError> {
+    let parked: Vec<NewIncomplete<'_>> = finish
+        .parked
+        .iter()
+        .map(|p| NewIncomplete {
+            execution_id: &finish.id,
+            scenario_id: &p.scenario_id,
+            version: p.version,
+            module_id: p.module_id,
+            bundle: &p.bundle,
+            error: p.error.as_ref(),
+            retry: p.retry.as_ref(),
+            next_attempt_at: p.next_attempt_at,
+        })
+        .collect();
+    tx.park_bundles(&parked).await?;
+    Ok(())
 }
 
 fn missing() -> StoreError {

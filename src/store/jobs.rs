@@ -8,6 +8,11 @@
 //! A job's idempotency key is its execution's id, unique per queue: pushing a key that is
 //! already queued writes nothing and says so ([`JobPush::AlreadyQueued`]), on both backends,
 //! without failing the transaction it is part of.
+//!
+//! These statements follow apalis's table format (columns, `Pending`/`Done`/`Killed`/`Failed`
+//! statuses, its JSON codec), which is not its public API: `tests/queue.rs`
+//! (`apalis_runs_the_stores_jobs_once_and_its_acknowledgements_are_understood`) pins the
+//! contract on both backends, so an apalis upgrade that changes it fails there.
 
 use super::{Dialect, Result, Store, WriteTx, positional_in, pow2_chunks, values_rows};
 

@@ -58,6 +58,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0011_app_authorizations.sql",
         include_str!("../../migrations/sqlite/0011_app_authorizations.sql"),
     ),
+    (
+        "0012_parked_bundles.sql",
+        include_str!("../../migrations/sqlite/0012_parked_bundles.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -101,6 +105,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0011_app_authorizations.sql",
         include_str!("../../migrations/postgres/0011_app_authorizations.sql"),
+    ),
+    (
+        "0012_parked_bundles.sql",
+        include_str!("../../migrations/postgres/0012_parked_bundles.sql"),
     ),
 ];
 

@@ -26,8 +26,9 @@
 //!   both drivers accept, and run through `on_pool!`, which expands the same code for each
 //!   pool type. Where the dialects differ (row locks, write transactions), the `Dialect`
 //!   trait says so.
-//! - **Ids are generated in Rust**: 128 random bits as 32 lowercase hex characters
-//!   (UUID v4, simple form); hook ids, which are bearer secrets in a URL, have 256 bits.
+//! - **Ids are generated in Rust**: time-ordered UUID v7 (milliseconds, then 74 random
+//!   bits) as 32 lowercase hex characters ([`new_id`]); hook ids, which are bearer secrets in
+//!   a URL, have 256 random bits.
 //!   A lookup with a string that cannot be an id answers "not found" without a query.
 //! - **Time is UTC milliseconds** in `BIGINT`/`INTEGER` columns, identical on both dialects.
 //! - **State changes are compare-and-set.** A finished execution is never touched again, a
@@ -345,12 +346,25 @@ impl Store {
         // pool is far cheaper than connections contending for the file lock (whose busy
         // handler sleeps). The job queue's set-up runs on a connection of its own
         // (`queue::Queue::open`), so this pool's `synchronous` is never changed.
+        // Every commit on the writer wakes an idle checkpointer ([`checkpoint_wal`]).
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let hook = committed.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             // A ping per acquire is a round trip to the connection's thread for every
             // statement; a broken SQLite connection shows on the statement itself anyway.
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                let hook = hook.clone();
+                Box::pin(async move {
+                    conn.lock_handle().await?.set_commit_hook(move || {
+                        hook.notify_one();
+                        true // `false` would turn the commit into a rollback
+                    });
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await?;
         migrate::run_sqlite(&pool).await?;
@@ -362,6 +376,7 @@ impl Store {
         tokio::spawn(checkpoint_wal(
             checkpointer.clone(),
             pool.clone(),
+            committed,
             Arc::downgrade(&alive),
         ));
         Ok(Store {
@@ -604,7 +619,7 @@ fn for_update_in<DB: Dialect>(_tx: &Transaction<'_, DB>) -> &'static str {
 }
 
 /// How often the SQLite checkpointer copies the WAL into the database file while there is
-/// something to copy, and how long it waits after finding nothing (no wake-ups while idle).
+/// something to copy, and how long at most it waits for the next commit after finding nothing.
 const CHECKPOINT_BUSY: Duration = Duration::from_millis(500);
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(5);
 
@@ -619,13 +634,30 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// the writer start the WAL over (`journal_size_limit` then trims the file). That one runs on
 /// the store's own connection (`writer`), taking its turn between transactions — on a
 /// connection of its own it would lose every race for the write lock to a busy writer — and
-/// after the passive one has little left to copy. Ends when the last [`Store`] clone is
-/// dropped or [`Store::close`] is called.
-async fn checkpoint_wal(pool: SqlitePool, writer: SqlitePool, alive: std::sync::Weak<()>) {
-    let mut wait = CHECKPOINT_BUSY;
+/// after the passive one has little left to copy.
+///
+/// While idle it waits for the writer's next commit (`committed`, notified by the
+/// connection's commit hook), not for a fixed time: a burst of writes after a quiet spell
+/// is checkpointed from its first commit on, so the WAL grows by at most what the writer
+/// appends in one [`CHECKPOINT_BUSY`] before it is restarted. Ends when the last [`Store`]
+/// clone is dropped or [`Store::close`] is called (an idle wait ends after
+/// [`CHECKPOINT_IDLE`] to notice that).
+async fn checkpoint_wal(
+    pool: SqlitePool,
+    writer: SqlitePool,
+    committed: Arc<tokio::sync::Notify>,
+    alive: std::sync::Weak<()>,
+) {
+    let mut next = Next::Busy;
     let mut last = (-1, -1);
     loop {
-        tokio::time::sleep(wait).await;
+        match next {
+            Next::Busy => tokio::time::sleep(CHECKPOINT_BUSY).await,
+            Next::Quiet => {
+                let _ = tokio::time::timeout(CHECKPOINT_IDLE, committed.notified()).await;
+            }
+            Next::Failed => tokio::time::sleep(CHECKPOINT_IDLE).await,
+        }
         if alive.upgrade().is_none() || pool.is_closed() || writer.is_closed() {
             break;
         }
@@ -640,25 +672,31 @@ async fn checkpoint_wal(pool: SqlitePool, writer: SqlitePool, alive: std::sync::
                 .fetch_one(&writer)
                 .await;
         }
-        wait = match result {
+        next = match result {
             // Frames in the WAL and frames copied: all copied and nothing new since the last
             // look means nobody is writing.
             Ok((_, frames, copied)) => {
-                let idle = copied >= frames && (frames, copied) == last;
+                let quiet = copied >= frames && (frames, copied) == last;
                 last = (frames, copied);
-                if idle {
-                    CHECKPOINT_IDLE
-                } else {
-                    CHECKPOINT_BUSY
-                }
+                if quiet { Next::Quiet } else { Next::Busy }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "SQLite WAL checkpoint failed");
-                CHECKPOINT_IDLE
+                Next::Failed
             }
         };
     }
     pool.close().await;
+
+    /// What the checkpointer waits for before its next look.
+    enum Next {
+        /// [`CHECKPOINT_BUSY`]: the writer is appending.
+        Busy,
+        /// The writer's next commit (at most [`CHECKPOINT_IDLE`]).
+        Quiet,
+        /// [`CHECKPOINT_IDLE`]: the last checkpoint failed; do not retry at every commit.
+        Failed,
+    }
 }
 
 /// Splits `items` into runs whose lengths are powers of two, longest first, none longer

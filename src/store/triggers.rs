@@ -8,7 +8,10 @@
 //! - **Schedule ticks** are claimed with `INSERT … ON CONFLICT DO NOTHING`: of any number of
 //!   schedulers racing for one (scenario, tick), exactly one sees a row inserted.
 //! - **Incomplete executions** are bundles parked by Break; a retrier takes due ones with
-//!   [`Store::due_incomplete`] and claims each attempt with [`Store::bump_incomplete`].
+//!   [`Store::due_incomplete`] and claims each attempt with [`Store::bump_incomplete`]. The
+//!   bundles a run parks are written by [`WriteTx::park_bundles`] in the transaction that
+//!   finishes the execution, numbered by position: (execution, `seq`) is unique (migration
+//!   0012), so a finish written twice parks each bundle once.
 
 use serde_json::Value;
 use sqlx::FromRow;
@@ -344,10 +347,13 @@ impl Store {
         let id = new_id();
         let now = now_ms();
         let result: Result<(), sqlx::Error> = on_pool!(self, pool => {
+            // Numbered after the execution's bundles parked so far.
             sqlx::query(
                 "INSERT INTO incomplete_executions (id, execution_id, scenario_id, version, \
                  module_id, bundle, error, retry, attempts, next_attempt_at, status, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 'pending', $10, $10)",
+                 updated_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 'pending', $10, \
+                 $10, (SELECT COALESCE(MAX(seq) + 1, 0) FROM incomplete_executions \
+                 WHERE execution_id = $2))",
             )
             .bind(&id)
             .bind(new.execution_id)
@@ -537,6 +543,58 @@ impl WriteTx {
             }
             other => other,
         }
+    }
+}
+
+impl WriteTx {
+    /// Pending incomplete executions of the bundles an execution parked, numbered by their
+    /// position in `parked` (they all belong to the execution of the first). Meant for the
+    /// transaction that finishes the execution, so that the execution ends with its parked
+    /// bundles or not at all; a bundle already stored under its number is not stored again
+    /// (the finish written twice parks once). Returns how many were written.
+    pub async fn park_bundles(&mut self, parked: &[NewIncomplete<'_>]) -> Result<u64> {
+        let Some(first) = parked.first() else {
+            return Ok(0);
+        };
+        if !is_id(first.execution_id) || parked.iter().any(|p| p.execution_id != first.execution_id)
+        {
+            return Err(StoreError::InvalidInput {
+                what: "parked bundles",
+                reason: "expected the bundles of one stored execution".into(),
+            });
+        }
+        let now = now_ms();
+        let mut written = 0;
+        for (seq, new) in parked.iter().enumerate() {
+            let bundle = JsonText::new("incomplete bundle", new.bundle)?;
+            let error = json::opt("incomplete error", new.error)?;
+            let retry = json::opt("incomplete retry settings", new.retry)?;
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            written += on_tx!(self, tx => {
+                sqlx::query(
+                    "INSERT INTO incomplete_executions (id, execution_id, scenario_id, version, \
+                     module_id, bundle, error, retry, attempts, next_attempt_at, status, \
+                     created_at, updated_at, seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 'pending', $10, $10, $11) \
+                     ON CONFLICT (execution_id, seq) DO NOTHING",
+                )
+                .bind(new_id())
+                .bind(new.execution_id)
+                .bind(new.scenario_id)
+                .bind(i64::from(new.version))
+                .bind(i64::from(new.module_id))
+                .bind(bundle)
+                .bind(error)
+                .bind(retry)
+                .bind(new.next_attempt_at)
+                .bind(now)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+            });
+        }
+        Ok(written)
     }
 }
 

@@ -11,6 +11,52 @@ pub mod server;
 
 use serde_json::Value;
 
+/// The backend matrix of the service tests (`tests/service/harness.rs`): for each named test
+/// `async fn name(db: TestDb)` of the invoking file, `sqlite::name` on a fresh SQLite data
+/// directory and `postgres::name` on a fresh PostgreSQL database (run when
+/// `SWITCHYARD_TEST_DATABASE_URL` is set, skipped otherwise). `both: [...], postgres_only:
+/// [...]` also makes `postgres::name` alone for tests that need several processes on one
+/// database. The invoking file has `TestDb` and `Backend` in scope.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    (both: [$($both:ident),* $(,)?], postgres_only: [$($pg:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $both() {
+                    let db = super::TestDb::new(super::Backend::Sqlite)
+                        .await
+                        .expect("a SQLite database");
+                    super::$both(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $both() {
+                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
+                        super::$both(db).await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $pg() {
+                    if let Some(db) = super::TestDb::new(super::Backend::Postgres).await {
+                        super::$pg(db).await;
+                    }
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::common::backend_tests!(both: [$($name),*], postgres_only: []);
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_tests;
+
 /// Compares `actual` with `expected`, where the string `"$any"` in `expected` matches any
 /// value. Returns every difference as `path: expected X, got Y`.
 pub fn json_diff(expected: &Value, actual: &Value) -> Vec<String> {

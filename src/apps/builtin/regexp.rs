@@ -230,8 +230,8 @@ fn replace(
         })
 }
 
-/// `regexp:HTMLToText`: `{"text": …}`, the text a reader sees in `mapper.html`: tags
-/// removed (`script`, `style` and comments with their content), block ends and `<br>` as line
+/// `regexp:HTMLToText`: `{"text": …}`, the text a reader sees in `mapper.html` ([`html_to_text`]):
+/// tags removed (`script`, `style` and comments with their content), blocks and `<br>` as line
 /// breaks, entities decoded, runs of blanks collapsed.
 pub(crate) struct HtmlToText;
 
@@ -255,76 +255,27 @@ impl Module for HtmlToText {
     }
 }
 
-static HIDDEN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?is)<!--.*?-->|<script\b.*?</script\s*>|<style\b.*?</style\s*>|<head\b.*?</head\s*>",
-    )
-    .expect("static pattern")
-});
-static BREAK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6]|blockquote|pre|table|ul|ol|section|article)\s*>",
-    )
-    .expect("static pattern")
-});
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").expect("static pattern"));
 static BLANKS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[ \t\r\f\u{a0}]+").expect("static pattern"));
 static LINES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r" *\n[ \n]*").expect("static pattern"));
 
-fn html_to_text(html: &str) -> String {
-    let visible = HIDDEN.replace_all(html, "");
-    // Source line breaks are layout in HTML; only tags break lines.
-    let flat = visible.replace(['\r', '\n'], " ");
-    let broken = BREAK.replace_all(&flat, "\n");
-    let bare = TAG.replace_all(&broken, "");
-    let collapsed = BLANKS.replace_all(&bare, " ");
-    let lines = LINES.replace_all(&collapsed, "\n");
-    decode_entities(lines.trim())
-}
+/// Widest line the converter lays out: paragraphs are never wrapped.
+const NO_WRAP: usize = 1 << 20;
 
-/// Decodes `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`, `&nbsp;` and numeric references;
-/// other names stay as written.
-fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('&') {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let end = tail.find(';').filter(|e| *e <= 10);
-        let decoded = end.and_then(|e| {
-            let name = &tail[1..e];
-            let c = match name {
-                "amp" => '&',
-                "lt" => '<',
-                "gt" => '>',
-                "quot" => '"',
-                "apos" => '\'',
-                "nbsp" => ' ',
-                _ => {
-                    let code = match name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                        None => name.strip_prefix('#').and_then(|d| d.parse().ok()),
-                    };
-                    char::from_u32(code?)?
-                }
-            };
-            Some((c, e))
-        });
-        match decoded {
-            Some((c, e)) => {
-                out.push(c);
-                rest = &tail[e + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+/// The text of `html` as an HTML5 parser reads it (`html2text`: entities decoded from the
+/// full table, `script`, `style`, `head` and comments left out), without decorations (no list
+/// bullets or heading marks), in Make's shape: one line per block or `<br>`, runs of blanks as
+/// one space, no empty lines.
+fn html_to_text(html: &str) -> String {
+    let text = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+        .raw_mode(true)
+        .allow_width_overflow()
+        .string_from_read(html.as_bytes(), NO_WRAP)
+        // The parser recovers from any input; an error is a layout limit: keep the source.
+        .unwrap_or_else(|_| html.to_string());
+    let collapsed = BLANKS.replace_all(&text, " ");
+    LINES.replace_all(&collapsed, "\n").trim().to_string()
 }
 
 /// What `regexp:GetElementsFromText` looks for (`parameters.pattern` or `mapper.pattern`).
@@ -551,9 +502,12 @@ mod tests {
             out,
             vec![json!({"text": "Hi there\nOne & two\nthree éA\na\nb"})]
         );
+        // An unknown name stays as written; `&amp` without `;` is decoded as HTML5 reads it.
+        assert_eq!(html_to_text("a &unknown; & b &amp"), "a &unknown; & b &");
+        // Names beyond the common few come from the full table.
         assert_eq!(
-            decode_entities("a &unknown; & b &amp"),
-            "a &unknown; & b &amp"
+            html_to_text("caf&eacute; &hellip; &rarr; &NotEqualTilde;"),
+            "café … → ≂̸"
         );
     }
 
