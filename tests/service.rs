@@ -1578,6 +1578,44 @@ async fn cli_admin(db: TestDb) {
         human.starts_with(&execution_id) && human.contains("success") && human.contains("2 ops"),
         "{human}"
     );
+    // A scenario is also named by its name, when only one has it.
+    let twice = db.cli(&["executions", "list", "--scenario", "from the CLI"]);
+    assert_ne!(twice.status.code(), Some(0));
+    let refusal = String::from_utf8_lossy(&twice.stderr).into_owned();
+    assert!(
+        refusal.contains("2 scenarios are named \"from the CLI\"") && refusal.contains(&id),
+        "{refusal}"
+    );
+    let once = db.write_json("once.json", &hook_scenario("named once"));
+    let once_id = stdout_json(
+        &db.cli(&["scenarios", "import", &once.to_string_lossy(), "--json"]),
+        "scenarios import named once",
+    )["imported"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_name = stdout_json(
+        &db.cli(&["executions", "list", "--scenario", "named once", "--json"]),
+        "executions list --scenario NAME",
+    );
+    assert_eq!(by_name["executions"], json!([]));
+    let unknown = db.cli(&["executions", "list", "--scenario", "no such scenario"]);
+    assert_ne!(unknown.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no scenario has the id or name"),
+        "{unknown:?}"
+    );
+    // Export prints the blueprint as imported, by name or id.
+    let exported = stdout_json(
+        &db.cli(&["scenarios", "export", "named once"]),
+        "scenarios export NAME",
+    );
+    assert_eq!(exported, hook_scenario("named once"));
+    let exported = stdout_json(
+        &db.cli(&["scenarios", "export", &once_id]),
+        "scenarios export ID",
+    );
+    assert_eq!(exported["name"], "named once");
     let shown = stdout_json(
         &db.cli(&["executions", "show", &execution_id, "--json"]),
         "executions show --json",

@@ -23,21 +23,63 @@ pub enum ScenariosCommand {
         id: Option<String>,
     },
     List,
+    /// Prints the blueprint JSON of a scenario's current version (or `--version N`), as
+    /// `scenarios import` and Make's import take it.
+    Export {
+        /// The scenario's id or name.
+        scenario: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Activates a scenario (by id or name): its triggers start.
     Activate {
+        /// The scenario's id or name.
         id: String,
     },
+    /// Deactivates a scenario (by id or name).
     Deactivate {
+        /// The scenario's id or name.
         id: String,
     },
     /// Forgets a polling trigger's cursor: the next run starts afresh.
     ResetTrigger {
+        /// The scenario's id or name.
         id: String,
     },
+}
+
+/// The id of the scenario `reference` names: its id, or else its name (which must be
+/// unique: several scenarios of one name are listed by id).
+pub async fn scenario_id(store: &Store, reference: &str) -> anyhow::Result<String> {
+    match store.get_scenario(reference).await {
+        Ok(row) => return Ok(row.id),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let named: Vec<String> = store
+        .list_scenarios()
+        .await?
+        .into_iter()
+        .filter(|row| row.name == reference)
+        .map(|row| row.id)
+        .collect();
+    match named.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => anyhow::bail!(
+            "no scenario has the id or name \"{reference}\" (`switchyard scenarios list` lists them)"
+        ),
+        ids => anyhow::bail!(
+            "{} scenarios are named \"{reference}\": give one of their ids ({})",
+            ids.len(),
+            ids.join(", ")
+        ),
+    }
 }
 
 #[derive(Subcommand)]
 pub enum ExecutionsCommand {
     List {
+        /// Only this scenario's executions (its id or name).
         #[arg(long)]
         scenario: Option<String>,
         #[arg(long)]
@@ -184,19 +226,33 @@ async fn scenarios_on(
                     .join("\n")
             });
         }
+        ScenariosCommand::Export { scenario, version } => {
+            let id = scenario_id(catalog.store(), &scenario).await?;
+            let version = match version {
+                Some(v) => v,
+                None => catalog.store().get_scenario(&id).await?.version,
+            };
+            let stored = catalog.store().get_version(&id, version).await?;
+            // The blueprint as stored, pretty-printed (it was valid JSON when it was stored).
+            let blueprint: Value = serde_json::from_str(&stored.blueprint)?;
+            println!("{}", serde_json::to_string_pretty(&blueprint)?);
+        }
         ScenariosCommand::Activate { id } => {
+            let id = scenario_id(catalog.store(), &id).await?;
             catalog.set_active(&id, true).await?;
             print(json_out, &json!({"id": id, "active": true}), || {
                 format!("scenario {id} activated")
             });
         }
         ScenariosCommand::Deactivate { id } => {
+            let id = scenario_id(catalog.store(), &id).await?;
             catalog.set_active(&id, false).await?;
             print(json_out, &json!({"id": id, "active": false}), || {
                 format!("scenario {id} deactivated")
             });
         }
         ScenariosCommand::ResetTrigger { id } => {
+            let id = scenario_id(catalog.store(), &id).await?;
             let (key, reset) = catalog.reset_trigger(&id).await?;
             print(
                 json_out,
@@ -237,9 +293,13 @@ async fn executions_on(
                 .map(ExecutionStatus::from_str)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--status: {e}"))?;
+            let scenario_id = match &scenario {
+                Some(reference) => Some(self::scenario_id(store, reference).await?),
+                None => None,
+            };
             let rows = store
                 .list_executions(&ExecutionFilter {
-                    scenario_id: scenario,
+                    scenario_id,
                     status,
                     limit,
                     before: None,
