@@ -25,18 +25,27 @@
 mod calls;
 mod engine_pool;
 mod gate;
+mod hook_bundle;
 mod intake;
+mod mail;
 mod payload;
 pub mod retry;
 mod runner;
+mod webhook;
 mod writer;
 
 pub use calls::CallService;
 pub use engine_pool::EnginePool;
 pub use gate::{Admission, DEFAULT_PAYLOAD_BUDGET, GATED_PAYLOAD_BYTES, PayloadGate};
+pub use hook_bundle::BadBody;
 pub use intake::{Intake, RunHere, SLOT_WAIT};
+pub use mail::{NotAMessage, mail_bundle};
 pub use payload::{ExecutionPayload, PayloadError, ResumePoint};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
+pub use webhook::{
+    Accepted, CROSS_PROCESS_POLL, Delivered, HookLimits, MailRefusal, PendingReply, Refusal, Reply,
+    Route, WebhookRequest,
+};
 
 use std::pin::Pin;
 use std::sync::Arc;
