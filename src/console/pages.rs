@@ -29,9 +29,7 @@ use crate::catalog::CatalogError;
 use crate::connections::{ConnectionError, NewConnectionInput};
 use crate::queue::QueueError;
 use crate::scenario::Scenario;
-use crate::store::{
-    ExecutionFilter, ExecutionSource, ExecutionStatus, ExecutionSummary, NewExecution, StoreError,
-};
+use crate::store::{ExecutionFilter, ExecutionStatus, ExecutionSummary, StoreError};
 
 /// Bundles shown per page in the inspector.
 const BUNDLE_PAGE: u32 = 20;
@@ -847,10 +845,6 @@ pub async fn run_now(
     if let Some(refused) = session.refusal(&form) {
         return refused;
     }
-    let row = match state.store().get_scenario(&id).await {
-        Ok(r) => r,
-        Err(e) => return store_failure(&session, e),
-    };
     // The trigger's input bundle (JSON), as the API's body; empty for none.
     let text = form.get("payload").map(|p| p.trim()).unwrap_or("");
     let payload: Option<Value> = if text.is_empty() {
@@ -868,21 +862,16 @@ pub async fn run_now(
             }
         }
     };
-    let new = NewExecution {
-        scenario_id: &id,
-        version: row.version,
-        source: ExecutionSource::Manual,
-        payload: payload.as_ref(),
-    };
-    let execution_id = match state.store().create_execution(new).await {
-        Ok(e) => e,
-        Err(e) => return store_failure(&session, e),
-    };
-    if let Err(e) = state.queue().enqueue(&execution_id).await {
-        // The orphan sweep pushes it later; the execution exists.
-        tracing::warn!(error = %e, execution = %execution_id, "queueing a console run failed");
+    match state.queue().run_now(&id, payload.as_ref()).await {
+        Ok(execution_id) => see_other(&format!("/executions/{execution_id}")),
+        Err(QueueError::Store(e)) => store_failure(&session, e),
+        Err(e) => failure(
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not run",
+            &e.to_string(),
+        ),
     }
-    see_other(&format!("/executions/{execution_id}"))
 }
 
 pub async fn delete(
@@ -929,7 +918,7 @@ pub async fn retry_execution(
         Ok(e) => e,
         Err(err) => return store_failure(&session, err),
     };
-    let retried = crate::queue::retry::rerun(state.store(), state.queue(), &e).await;
+    let retried = crate::queue::retry::rerun(state.queue(), &e).await;
     to_new_execution(&session, retried)
 }
 
@@ -946,7 +935,7 @@ pub async fn retry_incomplete(
         Ok(i) => i,
         Err(err) => return store_failure(&session, err),
     };
-    let resumed = crate::queue::retry::resume(state.store(), state.queue(), &i).await;
+    let resumed = crate::queue::retry::resume(state.queue(), &i).await;
     to_new_execution(&session, resumed)
 }
 

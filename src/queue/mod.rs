@@ -31,6 +31,7 @@ mod mail;
 mod payload;
 pub mod retry;
 mod runner;
+mod submit;
 mod webhook;
 mod writer;
 
@@ -42,6 +43,7 @@ pub use intake::{Intake, RunHere, SLOT_WAIT};
 pub use mail::{NotAMessage, mail_bundle};
 pub use payload::{ExecutionPayload, PayloadError, ResumePoint};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
+pub use submit::Submission;
 pub use webhook::{
     Accepted, CROSS_PROCESS_POLL, Delivered, HookLimits, MailRefusal, PendingReply, Refusal, Reply,
     Route, WebhookRequest,
