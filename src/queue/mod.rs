@@ -14,6 +14,11 @@
 //! process (out of memory, killed) ends as error "crashed the worker N times" — neither the
 //! claim nor the orphan sweep starts it again.
 //!
+//! Executions come in two ways: webhook and mailhook deliveries through the [`Intake`]
+//! ([`Intake::deliver`] makes every decision about a webhook request below the HTTP layer, and
+//! hands the caller the scenario's reply as a future), and everything else — run now, retry,
+//! resume, a schedule's tick, a sub-scenario call — through [`Queue::submit`].
+//!
 //! Writes go through one store writer per process ([`writer`]): new deliveries with their
 //! jobs and finished executions with their job's deletion, many per transaction.
 //!

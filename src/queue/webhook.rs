@@ -345,12 +345,18 @@ pub struct PendingReply {
     watch: Watch,
     store: Store,
     completions: super::Completions,
+    /// This delivery subscribed to the execution's completion (it is no duplicate).
+    subscribed: bool,
     timeout: Duration,
 }
 
 impl Drop for PendingReply {
     fn drop(&mut self) {
-        self.completions.forget(&self.execution);
+        // Only a delivery that subscribed forgets: a duplicate's execution is the first
+        // delivery's, whose own caller may still be waiting for it.
+        if self.subscribed {
+            self.completions.forget(&self.execution);
+        }
     }
 }
 
@@ -659,6 +665,7 @@ impl Intake {
                 watch,
                 store: self.runner().catalog().store().clone(),
                 completions: completions.clone(),
+                subscribed: !duplicate,
                 timeout: self.hooks().limits.respond_timeout,
             }
         });
