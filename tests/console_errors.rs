@@ -20,11 +20,14 @@ async fn serve(dir: &std::path::Path) -> String {
     let registry = Arc::new(
         switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::default()).unwrap(),
     );
-    let catalog = switchyard::catalog::Catalog::new(
-        store.clone(),
-        registry,
-        switchyard::catalog::CatalogOptions::default(),
-    );
+    // The data stores, as `serve` gives them, so activation checks a module's data store.
+    let mut services = switchyard::module::Extensions::default();
+    services.insert::<switchyard::module::DataStoresHandle>(store.datastores_handle());
+    let options = switchyard::catalog::CatalogOptions {
+        services,
+        ..switchyard::catalog::CatalogOptions::default()
+    };
+    let catalog = switchyard::catalog::Catalog::new(store.clone(), registry, options);
     let runner = Arc::new(
         switchyard::queue::Runner::new(
             catalog,
@@ -237,4 +240,44 @@ async fn bad_form_bodies_get_the_console_page() {
     assert_eq!(run.status(), 303);
     let location = run.headers()[LOCATION].to_str().unwrap();
     assert!(location.starts_with("/executions/"), "{location}");
+}
+
+/// A refused action is the console's 422 page with every problem at its JSON path: here
+/// activating a scenario whose module names a data store that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_activation_lists_its_problems_at_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = serve(dir.path()).await;
+    let http = client();
+    let (cookie, csrf) = sign_in(&http, &base).await;
+    let created: Value = http
+        .post(format!("{base}/api/scenarios"))
+        .bearer_auth(TOKEN)
+        .body(
+            r#"{"name": "Keep", "flow": [
+                {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
+                {"id": 2, "module": "datastore:AddRecord", "parameters": {"datastore": 4242},
+                 "mapper": {"key": "k", "data": {"a": "1"}}}
+            ]}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scenario = created["id"].as_str().expect("a scenario id");
+    let refused = http
+        .post(format!("{base}/scenarios/{scenario}/activate"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error_page(refused, 422, "Refused").await;
+    assert!(body.contains(r#"<ul id="problems">"#), "{body}");
+    assert!(
+        body.contains("<code>flow[1].parameters.datastore</code>"),
+        "{body}"
+    );
 }

@@ -11,6 +11,7 @@ use maud::html;
 use super::{layout, page};
 use crate::catalog::CatalogError;
 use crate::queue::QueueError;
+use crate::scenario::LoadError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -85,6 +86,15 @@ impl From<CatalogError> for ConsoleError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Store(e) => e.into(),
+            CatalogError::Invalid(LoadError::Invalid(ref problems))
+            | CatalogError::References(ref problems) => ConsoleError::Refused {
+                title: "Refused",
+                message: e.to_string(),
+                problems: problems
+                    .iter()
+                    .map(|p| (p.path.clone(), p.message.clone()))
+                    .collect(),
+            },
             other => ConsoleError::refused("Refused", other.to_string()),
         }
     }
