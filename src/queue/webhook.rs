@@ -16,11 +16,13 @@
 //!   answered by the runner's [`Completions`](super::Completions) when the module runs or
 //!   the execution ends; nothing reads the store;
 //! - an execution handed to the queue may be run by any process's worker (several processes
-//!   share a PostgreSQL store): this process's workers still answer through the
-//!   completions, and the store's record of the finished execution is read every
-//!   [`CROSS_PROCESS_POLL`] for one run elsewhere (the store has no notification of an
-//!   execution's end to listen for); a duplicate delivery's execution, which may have ended
-//!   long ago, is read from the store the same way.
+//!   share a PostgreSQL store), so the store is read every [`CROSS_PROCESS_POLL`] until
+//!   the execution ends there or is claimed: once the store shows it claimed by this
+//!   process's runner, only the completions are awaited (no more reads); claimed by
+//!   another process, the store's record of the ended execution is the reply (the store has
+//!   no notification of an execution's end to listen for, so this cross-process case is the
+//!   one that polls); a duplicate delivery's execution, which may have ended long ago, is
+//!   read from the store the same way.
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
@@ -38,7 +40,7 @@ use crate::catalog::Hook;
 use crate::engine::report::WebhookResponse;
 use crate::module::{HookReply, HookRequest, HookTarget, Module};
 use crate::scenario::compiled::NodeKind;
-use crate::store::{Delivery, NewDelivery, Store, StoreError};
+use crate::store::{Delivery, ExecutionStatus, NewDelivery, Store, StoreError};
 
 /// Limits on webhook traffic.
 #[derive(Debug, Clone)]
@@ -347,6 +349,8 @@ pub struct PendingReply {
     completions: super::Completions,
     /// This delivery subscribed to the execution's completion (it is no duplicate).
     subscribed: bool,
+    /// The name this process's runner claims executions under.
+    worker_id: String,
     timeout: Duration,
 }
 
@@ -370,13 +374,10 @@ impl IntoFuture for PendingReply {
             let watch = std::mem::replace(&mut self.watch, Watch::Anywhere(None));
             let completion = match watch {
                 Watch::Here(rx) => {
-                    match tokio::time::timeout_at(deadline, rx).await {
-                        Err(_) => return Ok(Reply::TimedOut),
-                        Ok(Ok(Finished::Ran { response })) => return Ok(ran(response)),
-                        // The run failed before it was recorded (it is pushed again, maybe
-                        // to another process): what the store knows from now on.
-                        Ok(Ok(Finished::Unknown) | Err(_)) => None,
+                    if let Some(reply) = from_runner(rx, deadline).await {
+                        return Ok(reply);
                     }
+                    None
                 }
                 Watch::Anywhere(rx) => rx,
             };
@@ -394,8 +395,22 @@ impl PendingReply {
         deadline: tokio::time::Instant,
     ) -> Result<Reply, StoreError> {
         loop {
-            if let Some(reply) = self.stored_reply().await? {
-                return Ok(reply);
+            match self.stored().await? {
+                Stored::Ended(reply) => return Ok(reply),
+                // This process's worker claimed it: its runner tells the end, and the store
+                // is not read again (unless that run fails before it is recorded).
+                Stored::RunningHere if completion.is_some() => {
+                    if let Some(rx) = completion.take()
+                        && let Some(reply) = from_runner(rx, deadline).await
+                    {
+                        return Ok(reply);
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(Reply::TimedOut);
+                    }
+                    continue;
+                }
+                Stored::RunningHere | Stored::Open => {}
             }
             let finished = async {
                 match completion.as_mut() {
@@ -416,18 +431,47 @@ impl PendingReply {
         }
     }
 
-    /// The reply recorded with the execution, once it has ended.
-    async fn stored_reply(&self) -> Result<Option<Reply>, StoreError> {
+    /// Where the execution stands in the store: ended (with the reply recorded with it),
+    /// running in this process, or still open elsewhere.
+    async fn stored(&self) -> Result<Stored, StoreError> {
         let execution = self.store.get_execution(&self.execution).await?;
         if !execution.status.is_terminal() {
-            return Ok(None);
+            let here = execution.status == ExecutionStatus::Running
+                && execution.worker_id.as_deref() == Some(self.worker_id.as_str());
+            return Ok(if here {
+                Stored::RunningHere
+            } else {
+                Stored::Open
+            });
         }
         let response =
             stored_response(execution.report.as_ref()).map_err(|reason| StoreError::Corrupt {
                 what: "the execution's stored webhook response",
                 reason,
             })?;
-        Ok(Some(ran(response)))
+        Ok(Stored::Ended(ran(response)))
+    }
+}
+
+/// An execution as the store has it, for a caller waiting for its reply.
+enum Stored {
+    Ended(Reply),
+    /// Claimed by this process's runner.
+    RunningHere,
+    Open,
+}
+
+/// The reply this process's runner tells, or the timeout; `None` when the run ended
+/// without being recorded (it is pushed again, maybe to another process: the store knows
+/// what follows).
+async fn from_runner(
+    rx: oneshot::Receiver<Finished>,
+    deadline: tokio::time::Instant,
+) -> Option<Reply> {
+    match tokio::time::timeout_at(deadline, rx).await {
+        Err(_) => Some(Reply::TimedOut),
+        Ok(Ok(Finished::Ran { response })) => Some(ran(response)),
+        Ok(Ok(Finished::Unknown) | Err(_)) => None,
     }
 }
 
@@ -666,6 +710,7 @@ impl Intake {
                 store: self.runner().catalog().store().clone(),
                 completions: completions.clone(),
                 subscribed: !duplicate,
+                worker_id: self.runner().worker_id().to_string(),
                 timeout: self.hooks().limits.respond_timeout,
             }
         });
