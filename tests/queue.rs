@@ -888,3 +888,66 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
     })
     .await;
 }
+
+/// Renames the queue's table to `to` (and back), so pushing a job fails while the store's
+/// own tables still take writes.
+async fn rename_jobs(store: &Store, from: &str, to: &str) {
+    match store.pool() {
+        StorePool::Sqlite(pool) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE {from} RENAME TO {to}"
+            )))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        StorePool::Postgres(pool) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE apalis.{from} RENAME TO {to}"
+            )))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// Submitting has one failure behaviour (issue 23 point 2): once the execution is recorded it
+/// is accepted — a job that cannot be pushed is left to the orphan sweep, and the caller gets
+/// the execution's id, never an error about an execution that exists; an execution that
+/// cannot be recorded is an error and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_execution_whose_job_cannot_be_pushed_is_accepted_and_swept() {
+    each_backend(|db| async move {
+        let (store, queue, scenario, _hook) = hooked(&db, "Echo", BLUEPRINT).await;
+        let (table, away) = match store.pool() {
+            StorePool::Sqlite(_) => ("Jobs", "JobsAway"),
+            StorePool::Postgres(_) => ("jobs", "jobs_away"),
+        };
+        rename_jobs(&store, table, away).await;
+        let execution = queue
+            .run_now(&scenario, Some(&json!({"n": 1})))
+            .await
+            .expect("recorded, so accepted");
+        let recorded = store.get_execution(&execution).await.unwrap();
+        assert_eq!(recorded.status, ExecutionStatus::Queued);
+        assert_eq!(recorded.payload, Some(json!({"n": 1})));
+        rename_jobs(&store, away, table).await;
+        assert_eq!(jobs(&store).await, 0, "no job was pushed");
+        let pushed = queue
+            .requeue_orphans(&store, Some(Duration::ZERO), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(pushed, 1, "the sweep pushes the recorded execution");
+        assert_eq!(jobs(&store).await, 1);
+
+        // Nothing recorded: the caller is told, and no execution exists.
+        let missing = "0123456789abcdef0123456789abcdef";
+        let error = queue.run_now(missing, None).await.unwrap_err();
+        assert!(
+            matches!(&error, switchyard::queue::QueueError::Store(e) if e.is_not_found()),
+            "{error}"
+        );
+    })
+    .await;
+}

@@ -76,7 +76,12 @@ impl From<StoreError> for ApiError {
 
 impl From<crate::queue::QueueError> for ApiError {
     fn from(e: crate::queue::QueueError) -> Self {
-        ApiError::internal("queue", e)
+        match e {
+            // What the store said (a scenario that does not exist, a refused value) is
+            // answered as the store's own error is.
+            crate::queue::QueueError::Store(e) => e.into(),
+            e => ApiError::internal("queue", e),
+        }
     }
 }
 

@@ -289,7 +289,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let e = state.store().get_execution(&id).await?;
-    let execution_id = crate::queue::retry::rerun(state.store(), &state.inner.queue, &e).await?;
+    let execution_id = crate::queue::retry::rerun(&state.inner.queue, &e).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"executionId": execution_id})),
@@ -328,7 +328,7 @@ pub async fn retry_incomplete(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let i = state.store().get_incomplete(&id).await?;
-    let execution_id = crate::queue::retry::resume(state.store(), &state.inner.queue, &i).await?;
+    let execution_id = crate::queue::retry::resume(&state.inner.queue, &i).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"executionId": execution_id})),

@@ -17,7 +17,6 @@ mod error;
 mod executions;
 mod extract;
 mod hooks;
-mod mail;
 mod oauth;
 mod reply_headers;
 mod scenarios;
@@ -27,12 +26,11 @@ mod status;
 mod throttle;
 mod time;
 
+pub use crate::queue::{HookLimits, NotAMessage, mail_bundle};
 pub use connections::connection_json;
 pub use datastores::{datastore_json, parse_records, records_jsonl};
 pub use error::{ApiError, ApiResult};
 pub use executions::{Bundles, DEFAULT_PAGE, MAX_PAGE, PageRequest, execution_report, module_page};
-pub use hooks::HookLimits;
-pub use mail::{NotAMessage, mail_bundle};
 pub use oauth::integrations_json;
 pub use server::{ServerLimits, serve};
 pub use smtp::{SmtpError, SmtpOptions, serve_smtp, tls_config};
@@ -68,10 +66,7 @@ struct Inner {
     intake: crate::queue::Intake,
     runner: Arc<Runner>,
     token_sha256: String,
-    limits: HookLimits,
-    limiter: hooks::RateLimiter,
     metrics: status::Metrics,
-    hook_cache: hooks::HookCache,
     throttle: throttle::Throttle,
 }
 
@@ -88,22 +83,19 @@ impl AppState {
         direct_concurrency: usize,
     ) -> Self {
         let catalog = runner.catalog().clone();
-        let limiter = hooks::RateLimiter::new(limits.rate_per_window, limits.rate_window);
         AppState {
             inner: Arc::new(Inner {
                 intake: crate::queue::Intake::new(
                     runner.clone(),
                     direct_concurrency,
                     crate::queue::SLOT_WAIT,
-                ),
+                )
+                .with_hook_limits(limits),
                 catalog,
                 queue,
                 runner,
                 token_sha256,
-                limits,
-                limiter,
                 metrics: status::Metrics::default(),
-                hook_cache: hooks::HookCache::default(),
                 throttle: throttle::Throttle::default(),
             }),
             connections: None,
@@ -162,7 +154,7 @@ impl AppState {
     /// A scenario was edited, (de)activated or deleted: forget cached webhook routes (the
     /// catalog tells the scheduler itself).
     pub fn scenarios_changed(&self) {
-        self.inner.hook_cache.clear();
+        self.inner.intake.forget_routes();
     }
 }
 
@@ -232,7 +224,9 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api", api)
-        .merge(hooks::router(state.inner.limits.max_body_bytes))
+        .merge(hooks::router(
+            state.inner.intake.hook_limits().max_body_bytes,
+        ))
         .route("/oauth/start/{alias}", get(oauth::start))
         .route("/oauth/callback", get(oauth::callback))
         .route("/health", get(status::health))

@@ -14,7 +14,7 @@ use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::catalog::{CatalogError, Hook, Stored};
 use crate::module::ErrorKind;
 use crate::scenario::LoadError;
-use crate::store::{ExecutionSource, NewExecution, ScenarioRow};
+use crate::store::ScenarioRow;
 
 /// An invalid blueprint: 422 with every problem and its path (the first one's as `path`).
 fn invalid(e: LoadError) -> ApiError {
@@ -160,7 +160,6 @@ pub async fn run_now(
     Path(id): Path<String>,
     Text(body): Text,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let row = state.store().get_scenario(&id).await?;
     let payload: Option<Value> = if body.trim().is_empty() {
         None
     } else {
@@ -172,14 +171,7 @@ pub async fn run_now(
             ))
         })?)
     };
-    let new = NewExecution {
-        scenario_id: &id,
-        version: row.version,
-        source: ExecutionSource::Manual,
-        payload: payload.as_ref(),
-    };
-    let execution_id = state.store().create_execution(new).await?;
-    state.inner.queue.enqueue(&execution_id).await?;
+    let execution_id = state.queue().run_now(&id, payload.as_ref()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"executionId": execution_id})),

@@ -1,7 +1,8 @@
 //! The SMTP receiver of mailhooks (`serve --smtp-listen ADDR --mail-domain DOMAIN`): a small
 //! RFC 5321 server taking mail for `<hook id>@<mail domain>`, with RFC 3207 STARTTLS when a
-//! certificate is given. Each message becomes the mailhook bundle ([`super::mail`]) and is
-//! accepted through the same durable intake as a webhook delivery: `250` is sent only after
+//! certificate is given. Each message becomes the mailhook bundle ([`crate::queue::mail_bundle`])
+//! and is accepted through the same durable intake as a webhook delivery
+//! ([`crate::queue::Intake::deliver_mail`]): `250` is sent only after
 //! the delivery and its queued execution are committed.
 //!
 //! Replies: `550` for a recipient that is not an active mailhook at this domain, `552` for a
@@ -28,8 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 
 use super::AppState;
-use super::hooks::{self, Route};
-use crate::queue::RunHere;
+use crate::queue::{MailRefusal, Route};
 
 /// Longest command line accepted (RFC 5321 asks for 512 at least; extensions add parameters).
 pub const MAX_COMMAND_LINE: usize = 4096;
@@ -368,18 +368,18 @@ impl<'a> Session<'a> {
         }
         // Hook ids are lower-case hex; senders may change the case of a local part.
         let hook = local.to_ascii_lowercase();
-        let route = match hooks::route(self.state, &hook).await {
-            Ok(Some(route)) if route.mail && route.active => route,
+        let route = match self.state.inner.intake.route(&hook).await {
+            Ok(Some(route)) if route.mail() && route.active() => route,
             Ok(_) => return unknown,
             Err(e) => {
-                tracing::warn!(error = %e.message, "SMTP: a mailhook could not be looked up");
+                tracing::warn!(error = %e, "SMTP: a mailhook could not be looked up");
                 return "451 4.3.0 temporary failure; try again later".into();
             }
         };
         if self.recipients.iter().any(|r| r.hook == hook) {
             return "250 2.1.5 OK".into();
         }
-        if let Err(wait) = self.state.inner.limiter.check(&hook) {
+        if let Err(wait) = self.state.inner.intake.check_rate(&hook) {
             return format!("451 4.7.1 this mailhook takes too many messages; retry in {wait} s");
         }
         self.recipients.push(Recipient { hook, route });
@@ -433,46 +433,18 @@ impl<'a> Session<'a> {
                 "552 5.3.4 the message is larger than {max} bytes, {what}"
             ));
         }
-        let payload = match super::mail::mail_bundle(&message) {
-            Ok(payload) => payload,
-            Err(e) => return Ok(format!("554 5.6.0 {e}")),
-        };
-        let key = hooks::mail_key(&message);
-        drop(message);
-        let mut admission = Some(admission);
-        let mut executions = Vec::new();
-        for recipient in recipients {
-            let delivery = match hooks::new_delivery(
-                &recipient.hook,
-                &recipient.route,
-                key.as_deref(),
-                payload.clone(),
-            ) {
-                Ok(delivery) => delivery,
-                Err(e) => return Ok(format!("554 5.6.0 {}", e.message)),
-            };
-            // The message's admission goes with the first delivery, which may run here;
-            // the others go to the queue, whose workers admit their payloads themselves.
-            let run_here = match (&admission, recipient.route.sequential) {
-                (Some(_), false) => RunHere::IfFree,
-                _ => RunHere::No,
-            };
-            let accepted = self
-                .state
-                .inner
-                .intake
-                .accept_admitted(delivery, run_here, admission.take().unwrap_or_default())
-                .await;
-            match accepted {
-                Ok(delivery) => {
-                    self.state.inner.metrics.webhook_accepted();
-                    executions.push(delivery.execution_id().to_string());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SMTP: a message could not be stored");
-                    return Ok("451 4.3.0 the message could not be stored; try again later".into());
-                }
+        let recipients = recipients.into_iter().map(|r| (r.hook, r.route)).collect();
+        let intake = &self.state.inner.intake;
+        let executions = match intake.deliver_mail(recipients, message, admission).await {
+            Ok(executions) => executions,
+            Err(MailRefusal::Rejected(reason)) => return Ok(format!("554 5.6.0 {reason}")),
+            Err(MailRefusal::Failed(e)) => {
+                tracing::warn!(error = %e, "SMTP: a message could not be stored");
+                return Ok("451 4.3.0 the message could not be stored; try again later".into());
             }
+        };
+        for _ in &executions {
+            self.state.inner.metrics.webhook_accepted();
         }
         tracing::debug!(peer = %self.peer, executions = executions.len(), "SMTP message accepted");
         Ok(format!("250 2.0.0 OK queued as {}", executions.join(" ")))

@@ -399,7 +399,7 @@ async fn executions_on(
             let e = store.get_execution(&id).await?;
             let queue =
                 crate::queue::Queue::open(store, crate::queue::QueueOptions::default()).await?;
-            let execution_id = crate::queue::retry::rerun(store, &queue, &e).await?;
+            let execution_id = crate::queue::retry::rerun(&queue, &e).await?;
             print(json_out, &json!({"executionId": execution_id}), || {
                 format!("queued execution {execution_id}")
             });

@@ -6,21 +6,23 @@
 //! way is connected again from its row of the connections table (after the provider revoked
 //! its tokens, it shows as needing re-authorisation).
 //!
-//! Invariants: every form carries the session's CSRF token and is refused without it; a
+//! Invariants: every form carries the session's CSRF token and is refused without it
+//! ([`ConsoleForm`]); a
 //! refused form comes back on the connect page with the problem at its field; no page shows a
 //! token.
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::pages::{connect_page, connection_problem, csrf_field, without_vault};
+use super::connect::{connect_page, connection_problem, without_vault};
+use super::extract::ConsoleForm;
 use super::session::Session;
+use super::widgets::csrf_field;
 use crate::api::AppState;
 use crate::connections::tokens::CONTEXT_APP;
 use crate::connections::{OAuthAppType, Vault};
@@ -102,12 +104,11 @@ pub fn reconnect_button(session: &Session, connection: &Value) -> Markup {
 /// page, or the connect page with the problem.
 pub async fn authorize(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<Form_>,
+    ConsoleForm {
+        session,
+        fields: form,
+    }: ConsoleForm,
 ) -> Response {
-    if let Some(refused) = session.refusal(&form) {
-        return refused;
-    }
     let Some(vault) = state.vault() else {
         return without_vault(&state, &session).await;
     };

@@ -19,10 +19,17 @@
 //! by their metadata only); every text reaching HTML is escaped by `maud`.
 
 mod authorize;
+mod blueprints;
+mod connect;
+mod connection_form;
+mod error;
+mod executions;
+mod extract;
 mod graph;
 mod headers;
-mod pages;
+mod scenarios;
 mod session;
+mod widgets;
 
 pub use graph::{Layout, LinkKind, layout as graph_layout};
 pub use session::{SESSION_COOKIE, SESSION_TTL_MS};
@@ -52,42 +59,45 @@ struct Assets;
 /// security headers ([`headers`]).
 pub fn router(options: ConsoleOptions) -> Router<AppState> {
     let routes = Router::new()
-        .route("/", get(pages::home))
+        .route("/", get(scenarios::home))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
-        .route("/scenarios", get(pages::scenarios))
+        .route("/scenarios", get(scenarios::scenarios))
         .route(
             "/scenarios/new",
-            get(pages::import_form).post(pages::import),
+            get(blueprints::import_form).post(blueprints::import),
         )
-        .route("/scenarios/{id}", get(pages::scenario))
-        .route("/scenarios/{id}/activate", post(pages::activate))
-        .route("/scenarios/{id}/deactivate", post(pages::deactivate))
-        .route("/scenarios/{id}/run", post(pages::run_now))
-        .route("/scenarios/{id}/delete", post(pages::delete))
-        .route("/scenarios/{id}/versions", get(pages::versions))
-        .route("/scenarios/{id}/executions", get(pages::executions))
+        .route("/scenarios/{id}", get(scenarios::scenario))
+        .route("/scenarios/{id}/activate", post(scenarios::activate))
+        .route("/scenarios/{id}/deactivate", post(scenarios::deactivate))
+        .route("/scenarios/{id}/run", post(scenarios::run_now))
+        .route("/scenarios/{id}/delete", post(scenarios::delete))
+        .route("/scenarios/{id}/versions", get(blueprints::versions))
+        .route("/scenarios/{id}/executions", get(executions::executions))
         .route(
             "/scenarios/{id}/executions/events",
-            get(pages::execution_events),
+            get(executions::execution_events),
         )
-        .route("/executions/{id}", get(pages::execution))
-        .route("/executions/{id}/bundles", get(pages::bundles))
-        .route("/executions/{id}/retry", post(pages::retry_execution))
-        .route("/incomplete/{id}/retry", post(pages::retry_incomplete))
-        .route("/incomplete/{id}/resolve", post(pages::resolve_incomplete))
-        .route("/connect", get(pages::connect))
-        .route("/connect/connections", post(pages::create_connection))
+        .route("/executions/{id}", get(executions::execution))
+        .route("/executions/{id}/bundles", get(executions::bundles))
+        .route("/executions/{id}/retry", post(executions::retry_execution))
+        .route("/incomplete/{id}/retry", post(executions::retry_incomplete))
+        .route(
+            "/incomplete/{id}/resolve",
+            post(executions::resolve_incomplete),
+        )
+        .route("/connect", get(connect::connect))
+        .route("/connect/connections", post(connect::create_connection))
         .route("/connect/authorize", post(authorize::authorize))
         .route(
             "/connect/connections/{id}/test",
-            post(pages::test_connection),
+            post(connect::test_connection),
         )
         .route(
             "/connect/connections/{id}/remove",
-            post(pages::remove_connection),
+            post(connect::remove_connection),
         )
-        .route("/connect/secrets/{alias}", post(pages::put_secret))
+        .route("/connect/secrets/{alias}", post(connect::put_secret))
         .route("/console/assets/{*file}", get(asset))
         .layer(axum::Extension(options));
     headers::secure(routes)

@@ -1,15 +1,12 @@
 //! Console sessions: sign-in with the API token (wrong tokens throttled per client address,
-//! with the API's bearer failures), the session cookie, sign-out, and the
-//! [`Session`] extractor every page takes (302 to `/login` without a live session) with its
-//! CSRF check for forms ([`Session::refusal`]: 403 without the session's token).
+//! with the API's bearer failures), the session cookie, sign-out, and the [`Session`]
+//! extractor every page takes (302 to `/login` without a live session); forms are checked
+//! against its CSRF token by [`super::extract::ConsoleForm`].
 //!
 //! The cookie holds a random 256-bit id; the store keeps only its SHA-256
 //! (`store::ConsoleSession`), so the database alone signs nobody in.
 
-use std::collections::HashMap;
-
 use axum::Extension;
-use axum::Form;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -18,6 +15,7 @@ use maud::html;
 use rand::RngCore;
 use serde::Deserialize;
 
+use super::extract::{ConsoleForm, PlainForm};
 use super::{ConsoleOptions, layout, page};
 use crate::api::{AppState, ClientIp, retry_after_secs, token_hash};
 use crate::store::{ConsoleSession, now_ms};
@@ -93,29 +91,14 @@ impl FromRequestParts<AppState> for Session {
 }
 
 impl Session {
-    /// Refuses (403) a form that does not carry this session's CSRF token as `csrf`.
-    pub fn refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
-        let presented = form.get("csrf").map(String::as_str).unwrap_or("");
-        let ok = presented.len() == self.csrf.len()
+    /// Whether `presented` is this session's CSRF token (compared in constant time).
+    pub fn csrf_matches(&self, presented: &str) -> bool {
+        presented.len() == self.csrf.len()
             && presented
                 .bytes()
                 .zip(self.csrf.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if ok {
-            return None;
-        }
-        Some(page(
-            StatusCode::FORBIDDEN,
-            layout(
-                "Refused",
-                Some(&self.csrf),
-                html! {
-                    h1 { "Refused" }
-                    p { "This form did not carry the page's security token (CSRF). Reload the page and try again." }
-                },
-            ),
-        ))
+                == 0
     }
 }
 
@@ -187,7 +170,7 @@ pub async fn login(
     State(state): State<AppState>,
     Extension(options): Extension<ConsoleOptions>,
     client: ClientIp,
-    Form(form): Form<LoginForm>,
+    PlainForm(form): PlainForm<LoginForm>,
 ) -> Response {
     let throttle = state.throttle();
     if let Some(wait) = throttle.blocked(client) {
@@ -237,12 +220,8 @@ pub async fn login(
 /// `POST /logout`: ends the session and clears the cookie.
 pub async fn logout(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<HashMap<String, String>>,
+    ConsoleForm { session, .. }: ConsoleForm,
 ) -> Response {
-    if let Some(refused) = session.refusal(&form) {
-        return refused;
-    }
     if let Err(e) = state
         .store()
         .delete_console_session(&session.id_sha256)

@@ -23,8 +23,8 @@ use std::sync::{Arc, Weak};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use super::Queue;
 use super::runner::Runner;
+use super::{Queue, QueueError, Submission};
 use crate::catalog::Catalog;
 use crate::module::ModuleError;
 use crate::module::subscenario::{
@@ -156,15 +156,23 @@ impl CallService {
             payload: Some(&inputs),
         };
         let store = self.catalog.store();
-        let execution_id = store
-            .create_called_execution(new, &request.caller_execution, request.caller_module)
-            .await
-            .map_err(store_error)?;
+        let call = Submission::Call {
+            new,
+            caller: &request.caller_execution,
+            module: request.caller_module,
+            run_here: request.wait,
+        };
+        let execution_id = match self.queue.submit(call).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return Err(ModuleError::runtime("the call was not recorded")),
+            Err(QueueError::Store(e)) => return Err(store_error(e)),
+            Err(e) => {
+                return Err(ModuleError::runtime(format!(
+                    "could not queue the call: {e}"
+                )));
+            }
+        };
         if !request.wait {
-            self.queue
-                .enqueue(&execution_id)
-                .await
-                .map_err(|e| ModuleError::runtime(format!("could not queue the call: {e}")))?;
             return Ok(CallOutcome::Started { execution_id });
         }
         let Some(runner) = self.runner.upgrade() else {

@@ -15,6 +15,9 @@
 //! (a job, a worker's fetch, claim and acknowledgement) is the slower one. One whose caller
 //! is answered on acceptance never waits: it goes to the queue at once when every slot is
 //! taken.
+//!
+//! Webhook requests come in through [`Intake::deliver`] ([`super::webhook`]), which makes
+//! every decision about them before the delivery reaches [`Intake::accept_admitted`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::gate::Admission;
+use super::webhook::{HookDesk, HookLimits};
 use super::{QueueError, Runner};
 use crate::store::{Delivery, NewDelivery};
 
@@ -47,6 +51,8 @@ pub struct Intake {
     /// Run slots for accepted executions; `None`: every one goes to the workers.
     direct: Option<Arc<Semaphore>>,
     slot_wait: Duration,
+    /// Webhook limits, routes and rates.
+    hooks: Arc<HookDesk>,
 }
 
 impl Intake {
@@ -59,7 +65,22 @@ impl Intake {
             runner,
             direct: (direct_concurrency > 0).then(|| Arc::new(Semaphore::new(direct_concurrency))),
             slot_wait,
+            hooks: Arc::new(HookDesk::new(HookLimits::default())),
         }
+    }
+
+    /// The same intake applying `limits` to webhook requests ([`Intake::deliver`]).
+    pub fn with_hook_limits(mut self, limits: HookLimits) -> Intake {
+        self.hooks = Arc::new(HookDesk::new(limits));
+        self
+    }
+
+    pub(super) fn hooks(&self) -> &HookDesk {
+        &self.hooks
+    }
+
+    pub(super) fn runner(&self) -> &Arc<Runner> {
+        &self.runner
     }
 
     async fn slot(&self, run_here: RunHere) -> Option<OwnedSemaphorePermit> {
@@ -96,19 +117,32 @@ impl Intake {
     /// the queue, until the delivery is committed).
     pub async fn accept_admitted(
         &self,
-        mut delivery: NewDelivery,
+        delivery: NewDelivery,
         run_here: RunHere,
         admission: Admission,
     ) -> Result<Delivery, QueueError> {
+        self.commit(delivery, run_here, admission).await.0
+    }
+
+    /// [`Intake::accept_admitted`], and whether this process runs the execution (it was
+    /// handed to this process's runner rather than to the queue).
+    pub(super) async fn commit(
+        &self,
+        mut delivery: NewDelivery,
+        run_here: RunHere,
+        admission: Admission,
+    ) -> (Result<Delivery, QueueError>, bool) {
         let slot = self.slot(run_here).await;
         if slot.is_some() {
             delivery.claim_for(self.runner.worker_id());
         }
         let execution = delivery.claimed_execution();
         let result = self.runner.writer().accept(delivery).await;
+        let mut ran_here = false;
         if let (Some(slot), Some(execution), Ok(Delivery::Accepted { .. })) =
             (slot, execution, &result)
         {
+            ran_here = true;
             let runner = self.runner.clone();
             tokio::spawn(async move {
                 let _slot = slot;
@@ -119,6 +153,6 @@ impl Intake {
                 }
             });
         }
-        result
+        (result, ran_here)
     }
 }

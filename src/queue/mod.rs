@@ -14,6 +14,11 @@
 //! process (out of memory, killed) ends as error "crashed the worker N times" — neither the
 //! claim nor the orphan sweep starts it again.
 //!
+//! Executions come in two ways: webhook and mailhook deliveries through the [`Intake`]
+//! ([`Intake::deliver`] makes every decision about a webhook request below the HTTP layer, and
+//! hands the caller the scenario's reply as a future), and everything else — run now, retry,
+//! resume, a schedule's tick, a sub-scenario call — through [`Queue::submit`].
+//!
 //! Writes go through one store writer per process ([`writer`]): new deliveries with their
 //! jobs and finished executions with their job's deletion, many per transaction.
 //!
@@ -25,18 +30,29 @@
 mod calls;
 mod engine_pool;
 mod gate;
+mod hook_bundle;
 mod intake;
+mod mail;
 mod payload;
 pub mod retry;
 mod runner;
+mod submit;
+mod webhook;
 mod writer;
 
 pub use calls::CallService;
 pub use engine_pool::EnginePool;
 pub use gate::{Admission, DEFAULT_PAYLOAD_BUDGET, GATED_PAYLOAD_BYTES, PayloadGate};
+pub use hook_bundle::BadBody;
 pub use intake::{Intake, RunHere, SLOT_WAIT};
+pub use mail::{NotAMessage, mail_bundle};
 pub use payload::{ExecutionPayload, PayloadError, ResumePoint};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
+pub use submit::Submission;
+pub use webhook::{
+    Accepted, CROSS_PROCESS_POLL, Delivered, HookLimits, MailRefusal, PendingReply, Refusal, Reply,
+    Route, WebhookRequest,
+};
 
 use std::pin::Pin;
 use std::sync::Arc;

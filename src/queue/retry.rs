@@ -77,11 +77,7 @@ pub fn first_attempt_at(error: Option<&Value>, retry: Option<&Value>, now: i64) 
 /// Queues a new execution that resumes a parked bundle at the module that failed, on the
 /// scenario version it was parked on (the payload `Runner` reads). The incomplete execution
 /// is resolved when that execution succeeds.
-pub async fn resume(
-    store: &Store,
-    queue: &Queue,
-    i: &IncompleteExecution,
-) -> Result<String, QueueError> {
+pub async fn resume(queue: &Queue, i: &IncompleteExecution) -> Result<String, QueueError> {
     let bundle = match &i.bundle {
         Value::Object(bundle) => bundle.clone(),
         other => {
@@ -106,9 +102,7 @@ pub async fn resume(
         source: ExecutionSource::Retry,
         payload: payload.as_ref(),
     };
-    let execution_id = store.create_execution(new).await?;
-    queue.enqueue(&execution_id).await?;
-    Ok(execution_id)
+    queue.submit_new(new).await
 }
 
 /// The JSON type of `value`, to name it without its content.
@@ -125,21 +119,15 @@ fn json_type(value: &Value) -> &'static str {
 
 /// Queues a new execution that runs `execution`'s trigger payload again, on the scenario's
 /// current version.
-pub async fn rerun(
-    store: &Store,
-    queue: &Queue,
-    execution: &Execution,
-) -> Result<String, QueueError> {
-    let row = store.get_scenario(&execution.scenario_id).await?;
+pub async fn rerun(queue: &Queue, execution: &Execution) -> Result<String, QueueError> {
+    let row = queue.store.get_scenario(&execution.scenario_id).await?;
     let new = NewExecution {
         scenario_id: &execution.scenario_id,
         version: row.version,
         source: ExecutionSource::Retry,
         payload: execution.payload.as_ref(),
     };
-    let execution_id = store.create_execution(new).await?;
-    queue.enqueue(&execution_id).await?;
-    Ok(execution_id)
+    queue.submit_new(new).await
 }
 
 /// Queues a resuming execution for every incomplete execution whose time has come; gives up
@@ -161,7 +149,7 @@ pub async fn retry_due(store: &Store, queue: &Queue, now: i64) -> Result<usize, 
         if !store.bump_incomplete(&i.id, now, next).await? {
             continue; // another process took this attempt
         }
-        resume(store, queue, &i).await?;
+        resume(queue, &i).await?;
         queued += 1;
     }
     Ok(queued)

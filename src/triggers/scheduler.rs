@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::catalog::Catalog;
-use crate::queue::Queue;
+use crate::queue::{Queue, Submission};
 use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 use super::schedule::Schedule;
@@ -126,13 +126,13 @@ impl Scheduler {
                         _ => break,
                     }
                 }
-                let claimed = self
-                    .store
-                    .claim_tick_execution(&row.id, row.version, due.timestamp_millis(), None)
-                    .await?;
-                if let Some(execution_id) = claimed {
+                let tick = Submission::Tick {
+                    scenario_id: &row.id,
+                    version: row.version,
+                    tick_at: due.timestamp_millis(),
+                };
+                if self.queue.submit(tick).await?.is_some() {
                     tracing::info!(scenario = %row.id, tick = %due, "scheduled run queued");
-                    self.queue.enqueue(&execution_id).await?;
                 }
                 match schedule.next_after(due, anchor) {
                     Some(after) => next = after,
