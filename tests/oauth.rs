@@ -188,6 +188,44 @@ async fn auth_code_end_to_end(db: TestDb) {
     assert_eq!(integrations.json["integrations"][0]["status"], "connected");
     assert_eq!(integrations.json["integrations"][0]["flow"], "auth_code");
 
+    // Tested with its provider (it has no app to define a test request): the API, and the
+    // CLI with the integrations file; without the file the CLI says what it needs.
+    let tested = api
+        .post("/api/connections/crm/test", &json!({}))
+        .await
+        .expect(200, "test crm");
+    assert!(
+        tested.json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("accepted its token")),
+        "{}",
+        tested.text
+    );
+    let file = db.write_json(
+        "integrations.json",
+        &json!([mock.integration("crm", "bot", "auth_code")]),
+    );
+    let out = db.cli(&[
+        "connections",
+        "test",
+        "crm",
+        "--integrations",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted its token"));
+    let out = db.cli(&["connections", "test", "crm"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains("--integrations") && !said.contains("no app named"),
+        "{said}"
+    );
+
     // A module uses it; GetAccessToken hands it on, redacted in the history.
     let (recorder, recorder_url) = common::connections::Recorder::start().await;
     let blueprint = json!({
@@ -232,9 +270,26 @@ async fn auth_code_end_to_end(db: TestDb) {
         "the later module got the real token"
     );
 
+    // A token the provider no longer accepts fails the test, with the way out.
+    mock.invalidate_access_tokens().await;
+    let refused = api.post("/api/connections/crm/test", &json!({})).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(
+        refused.json["error"]["code"], "test_failed",
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.text.contains("connect it again"),
+        "{}",
+        refused.text
+    );
+
     let texts = [
         api.get("/api/connections").await.text,
         integrations.text,
+        tested.text,
+        refused.text,
         api.get(&format!(
             "/api/executions/{}",
             execution["id"].as_str().unwrap()
@@ -621,6 +676,20 @@ async fn client_credentials_and_secrets(db: TestDb) {
         .await
         .expect(200, "put secret");
     assert_eq!(stored.json["kind"], "secret");
+    // Its test says it is stored and opens, and shows nothing of it.
+    let tested = api
+        .post("/api/connections/myapi_key/test", &json!({}))
+        .await
+        .expect(200, "test the secret");
+    assert!(
+        tested.text.contains("is stored and opens"),
+        "{}",
+        tested.text
+    );
+    assert!(
+        !tested.text.contains(&secret_value),
+        "the secret is in the test's answer"
+    );
     let (recorder, recorder_url) = common::connections::Recorder::start().await;
     let use_secret = api
         .create(&json!({
@@ -788,6 +857,16 @@ async fn service_account(db: TestDb) {
         .await
         .expect(200, "put the key");
     assert_eq!(stored.json["kind"], "service_account");
+    // Its test mints a token with the key.
+    let tested = api
+        .post("/api/connections/bigquery/test", &json!({}))
+        .await
+        .expect(200, "test the service account");
+    assert!(
+        tested.text.contains("a token was minted"),
+        "{}",
+        tested.text
+    );
 
     let id = api
         .create(&json!({

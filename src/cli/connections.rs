@@ -27,8 +27,16 @@ pub enum ConnectionsCommand {
     Add(Box<AddArgs>),
     /// Lists the stored connections (name, id, app, kind, created, key id; never a secret).
     List,
-    /// Opens a connection with the master key and runs its app's test request.
-    Test { name: String },
+    /// Opens a connection with the master key and runs its app's test request; a connection
+    /// an integration made is checked with its provider (token refreshed when expiring and
+    /// shown to its userinfo endpoint, a service account's token minted, a secret opened).
+    Test {
+        name: String,
+        /// The integrations file(s) declaring the integration that made it (as `serve
+        /// --integrations`): needed to test an integration's connection.
+        #[arg(long = "integrations", value_name = "FILE")]
+        integrations: Vec<PathBuf>,
+    },
     /// Deletes a connection.
     Remove { name: String },
     /// Stores the value of a `provider: secret` integration, or the JSON key of a
@@ -192,6 +200,13 @@ pub async fn connections(
             public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
             egress: EgressPolicy::new(egress.allow_egress.clone()),
         }),
+        ConnectionsCommand::Test { integrations, .. } if !integrations.is_empty() => {
+            Some(OAuthSettings {
+                integrations: crate::connections::load_files(integrations)?,
+                public_url: reqwest::Url::parse("http://127.0.0.1:8080")?,
+                egress: EgressPolicy::new(egress.allow_egress.clone()),
+            })
+        }
         ConnectionsCommand::Authorize(authorize) => Some(OAuthSettings {
             integrations: crate::connections::load_files(&authorize.integrations)?,
             public_url: reqwest::Url::parse(&authorize.public_url)?,
@@ -347,7 +362,7 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
                 lines.join("\n")
             });
         }
-        ConnectionsCommand::Test { name } => {
+        ConnectionsCommand::Test { name, .. } => {
             let report = vault.test(&name).await?;
             print(
                 json_out,

@@ -846,10 +846,24 @@ impl Vault {
     }
 
     /// Unseals the connection named or numbered `reference` (proving the key and the blob) and
-    /// runs its app's test request.
+    /// runs its app's test request, or for an integration's own connection asks its provider
+    /// ([`Vault::test_integration_connection`]).
     pub async fn test(&self, reference: &str) -> Result<TestReport, ConnectionError> {
-        let connection = self.open(reference).await?;
-        let detail = self.run_app_test(&connection).await?;
+        let (connection, status) = self.open_with_status(reference).await?;
+        let row = self.get(&connection.id).await?;
+        // An integration's own connection (the bot's, an end user's) has no app to define a
+        // test request: its provider is asked instead. An app's connection runs its type's.
+        let detail = match row
+            .integration
+            .as_ref()
+            .filter(|link| link.context != tokens::CONTEXT_APP)
+        {
+            Some(link) => {
+                self.test_integration_connection(connection.clone(), &status, &link.alias)
+                    .await?
+            }
+            None => self.run_app_test(&connection).await?,
+        };
         let row = self.get(&connection.id).await?;
         Ok(TestReport {
             connection: row,

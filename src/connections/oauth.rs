@@ -728,6 +728,81 @@ impl Vault {
         }))
     }
 
+    /// Tests a connection an integration made (the bot's, or an end user's) — what its
+    /// provider can check, since no app defines a test request for it: an OAuth2 token is
+    /// refreshed when it is about to expire (re-requested for client credentials) and shown
+    /// to the provider's userinfo endpoint when it has one; a service account's key mints a
+    /// token; a secret is stored and opens. The detail names no value.
+    pub(crate) async fn test_integration_connection(
+        &self,
+        connection: Connection,
+        status: &str,
+        alias: &str,
+    ) -> Result<String, ConnectionError> {
+        let name = connection.name.clone();
+        let failed = |reason: String| ConnectionError::TestFailed {
+            name: name.clone(),
+            reason,
+        };
+        if connection.kind == "secret" {
+            let stored = connection
+                .fields
+                .0
+                .get("value")
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty());
+            return if stored {
+                Ok(format!(
+                    "the secret of integration \"{alias}\" is stored and opens with the master key"
+                ))
+            } else {
+                Err(failed("the stored secret is empty".into()))
+            };
+        }
+        let integration =
+            self.integration(alias)
+                .map_err(|_| ConnectionError::TestUnavailable {
+                    name: name.clone(),
+                    reason: format!(
+                        "integration \"{alias}\", which made it, is not declared in this process \
+                     (give the --integrations file that declares it)"
+                    ),
+                })?;
+        let kind = connection.kind.clone();
+        let ready = self
+            .ready(connection, status)
+            .await
+            .map_err(|e| failed(format!("{}: {}", e.kind.name(), e.message)))?;
+        if kind == KIND_SERVICE_ACCOUNT {
+            return Ok(format!(
+                "a token was minted with the service account key of integration \"{alias}\""
+            ));
+        }
+        let Some(token) = ready.access_token() else {
+            return Err(failed("it holds no access token".into()));
+        };
+        let Some(endpoints) = integration
+            .grant
+            .endpoints()
+            .filter(|e| e.userinfo_url.is_some())
+        else {
+            return Ok(format!(
+                "its token from integration \"{alias}\" opens and has not expired (the provider \
+                 has no userinfo endpoint to ask)"
+            ));
+        };
+        let info = self.userinfo(integration, endpoints, &token).await;
+        if info.as_object().is_none_or(Map::is_empty) {
+            return Err(failed(format!(
+                "the userinfo endpoint of integration \"{alias}\" did not accept its token: \
+                 connect it again"
+            )));
+        }
+        Ok(format!(
+            "the provider of integration \"{alias}\" accepted its token (userinfo answered)"
+        ))
+    }
+
     /// Stores the value of a `secret` integration, or a `google_service_account`'s JSON key
     /// (an object, or its text).
     pub async fn set_secret(

@@ -64,8 +64,15 @@ server.service.on('beforeResponse', (response, req) => {
   }
 });
 
-server.service.on('beforeUserinfo', (response) => {
+server.service.on('beforeUserinfo', (response, req) => {
   stats.userinfo += 1;
+  // A bearer token is answered only while it is live, as providers do.
+  const bearer = req.headers.authorization;
+  if (bearer && !accessTokens.has(bearer.replace(/^Bearer /, ''))) {
+    response.statusCode = 401;
+    response.body = { error: 'invalid_token' };
+    return;
+  }
   response.body = {
     sub: 'ada-1815', name: 'Ada Lovelace', given_name: 'Ada', family_name: 'Lovelace',
     email: 'ada@example.com', picture: 'https://example.com/ada.png', phone_number: '+44 20 7946 0000',
