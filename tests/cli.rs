@@ -370,3 +370,52 @@ fn run_takes_a_called_scenarios_input_as_its_declared_inputs_and_a_call_needs_th
     assert_eq!(report["error"]["module"], json!(2));
     assert_eq!(report["error"]["name"], json!("InvalidConfigurationError"));
 }
+
+#[test]
+fn apps_list_names_the_apps_and_an_unknown_module_says_which_part_is_missing() {
+    let out = switchyard(&["apps", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    for app in ["chatbot", "google-sheets", "http"] {
+        assert!(
+            listed.lines().any(|l| l.starts_with(&format!("{app} "))),
+            "{app} in {listed}"
+        );
+    }
+    let out = switchyard(&["apps", "list", "google-sheets", "--json"]);
+    let modules: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        modules["modules"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("addRow")),
+        "{modules}"
+    );
+    let out = switchyard(&["apps", "list", "acme-crm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no app \"acme-crm\" is installed"));
+
+    // validate: a missing app, and a module its app lacks, each with the way on.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unknown.json");
+    std::fs::write(
+        &file,
+        json!({"name": "unknown", "flow": [
+            {"id": 1, "module": "acme-crm:AddLead", "mapper": {}},
+            {"id": 2, "module": "google-sheets:noSuchModule", "version": 2, "mapper": {}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = switchyard(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains("flow[0].module: unknown module type \"acme-crm:AddLead\": no app \"acme-crm\" is installed (`switchyard apps list` lists the apps"),
+        "{said}"
+    );
+    assert!(
+        said.contains("flow[1].module: unknown module type \"google-sheets:noSuchModule\": the google-sheets app has no module \"noSuchModule\" (`switchyard apps list google-sheets` lists its modules)"),
+        "{said}"
+    );
+}

@@ -221,7 +221,7 @@ fn half_finished_export_reports_every_error_in_one_pass() {
         "flow[4].routes[0].flow[0].routes: invalid type: string \"none\", expected a sequence",
         "flow[2].mapper.value: column 3: unknown module 9 in {{9.…}}",
         "flow[2].filter.conditions[0][0].o: unknown operator \"text:sortof\"",
-        "flow[3].module: unknown module type \"acme-crm:AddLead\"",
+        "flow[3].module: unknown module type \"acme-crm:AddLead\": no app \"acme-crm\" is installed (`switchyard apps list` lists the apps; an app can be added as data, docs/apps.md)",
     ];
     assert_eq!(errors, expected);
 }

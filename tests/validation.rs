@@ -115,7 +115,7 @@ fn structural_rules_are_all_reported() {
         "flow[3].id: duplicate module id 2 (first used at flow[1])",
         "flow[0].filter: the first module of a scenario cannot have a filter",
         "flow[1].module: builtin:Ignore is an error-handler directive: it can only end an `onerror` route",
-        "flow[2].module: unknown module type \"nope:Nothing\"",
+        "flow[2].module: unknown module type \"nope:Nothing\": no app \"nope\" is installed (`switchyard apps list` lists the apps; an app can be added as data, docs/apps.md)",
         "flow[3].onerror[0].module: builtin:Commit must be the last module of its error-handler route",
         "flow[4].routes: at most one route can be the fallback route",
         "flow[4].routes[0].flow: a route needs at least one module",
@@ -255,7 +255,7 @@ fn every_problem_of_every_module_is_reported_in_one_pass() {
         "flow[4].routes[0].flow[1].filter.conditions: invalid type: string \"x\", expected a sequence",
         "flow[4].routes[1].flow: expected an array of modules, got a string",
         "flow[1].mapper.value: column 3: unknown module 9 in {{9.…}}",
-        "flow[4].routes[0].flow[0].module: unknown module type \"nope:Nothing\"",
+        "flow[4].routes[0].flow[0].module: unknown module type \"nope:Nothing\": no app \"nope\" is installed (`switchyard apps list` lists the apps; an app can be added as data, docs/apps.md)",
     ] {
         assert!(
             errors.iter().any(|e| e == expected),
@@ -339,7 +339,9 @@ fn placeholder_modules_are_skipped_with_a_warning() {
     // The error after the placeholder names the module's position as written.
     assert_eq!(
         listed(&checked.errors),
-        ["flow[2].module: unknown module type \"nope:Nothing\""]
+        [
+            "flow[2].module: unknown module type \"nope:Nothing\": no app \"nope\" is installed (`switchyard apps list` lists the apps; an app can be added as data, docs/apps.md)"
+        ]
     );
 }
 

@@ -93,6 +93,18 @@ impl Registry for AppRegistry {
     fn module(&self, name: &str) -> Option<Arc<dyn Module>> {
         self.layers.iter().find_map(|layer| layer.module(name))
     }
+
+    /// Every layer's module types, sorted, each once.
+    fn module_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .layers
+            .iter()
+            .flat_map(|layer| layer.module_types())
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,12 @@ enum Command {
     },
     /// Evaluates one IML expression, like Make's function tester.
     Eval(eval::EvalArgs),
+    /// Lists the apps this binary runs (built in, and defined as data in `modules/` or
+    /// `SWITCHYARD_APPS_DIR`), or with APP that app's module types.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
     /// Runs the service: HTTP API, webhooks, scheduler and workers (embedded SQLite by default).
     // Boxed: its flags make it much larger than the other commands.
     Serve(Box<service::ServeArgs>),
@@ -97,6 +103,67 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// The apps and how many modules each has; with APP, its module types.
+    List {
+        /// One app (`google-sheets`).
+        app: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `switchyard apps list [APP]`.
+fn apps_list(modules: &crate::apps::AppRegistry, app: Option<&str>, json: bool) -> ExitCode {
+    use crate::module::Registry as _;
+    let types = modules.module_types();
+    let mut apps: Vec<(&str, Vec<&str>)> = Vec::new();
+    for t in &types {
+        let Some((name, module)) = t.split_once(':') else {
+            continue;
+        };
+        match apps.last_mut() {
+            Some((last, modules)) if *last == name => modules.push(module),
+            _ => apps.push((name, vec![module])),
+        }
+    }
+    match app {
+        Some(app) => {
+            let Some((_, modules)) = apps.iter().find(|(name, _)| *name == app) else {
+                let names: Vec<&str> = apps.iter().map(|(name, _)| *name).collect();
+                eprintln!(
+                    "error: no app \"{app}\" is installed (apps: {})",
+                    names.join(", ")
+                );
+                return ExitCode::from(1);
+            };
+            if json {
+                println!("{}", serde_json::json!({"app": app, "modules": modules}));
+            } else {
+                for module in modules {
+                    println!("{app}:{module}");
+                }
+            }
+        }
+        None if json => {
+            let listed: Vec<serde_json::Value> = apps
+                .iter()
+                .map(|(name, modules)| serde_json::json!({"app": name, "modules": modules.len()}))
+                .collect();
+            println!("{}", serde_json::json!({"apps": listed}));
+        }
+        None => {
+            for (name, modules) in &apps {
+                let plural = if modules.len() == 1 { "" } else { "s" };
+                println!("{name:<20} {} module{plural}", modules.len());
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Where the database lives when no `--data-dir` is given (the README's first command).
 pub const DEFAULT_DATA_DIR: &str = "./switchyard-data";
 
@@ -123,6 +190,10 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval::eval(args),
+        Command::Apps {
+            command: AppsCommand::List { app, json },
+        } => modules(&EgressArgs::default())
+            .map(|modules| apps_list(modules.as_ref(), app.as_deref(), json)),
         Command::Serve(args) => modules(&args.worker.egress)
             .and_then(|modules| service_main(service::serve(*args, modules))),
         Command::Worker(args) => {

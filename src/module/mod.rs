@@ -143,4 +143,9 @@ pub trait Module: Send + Sync {
 /// Resolves module type names (`app:Name`) to implementations.
 pub trait Registry: Send + Sync {
     fn module(&self, name: &str) -> Option<Arc<dyn Module>>;
+    /// Every module type it serves (`app:Module`), for messages that name what exists; empty
+    /// when it cannot list them.
+    fn module_types(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

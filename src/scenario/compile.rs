@@ -869,7 +869,7 @@ impl Compiler<'_> {
                 None => {
                     self.problem(
                         &format!("{at}.module"),
-                        format!("unknown module type \"{name}\""),
+                        unknown_module(name, &self.registry.module_types()),
                     );
                     NodeKind::Directive(Directive::Ignore)
                 }
@@ -1110,5 +1110,28 @@ fn join_path(base: &str, rest: &str) -> String {
         format!("{base}{rest}")
     } else {
         format!("{base}.{rest}")
+    }
+}
+
+/// Why `name` is no module here, with the way on: the app is missing, or the app exists
+/// without that module. (Not a list of what exists: `switchyard apps list` prints it, and the
+/// message stays the same as apps are added.)
+fn unknown_module(name: &str, known: &[String]) -> String {
+    let Some((app, module)) = name.split_once(':') else {
+        return format!("unknown module type \"{name}\": module types are APP:Module");
+    };
+    let app_exists = known
+        .iter()
+        .any(|t| t.split_once(':').is_some_and(|(a, _)| a == app));
+    if app_exists {
+        format!(
+            "unknown module type \"{name}\": the {app} app has no module \"{module}\" \
+             (`switchyard apps list {app}` lists its modules)"
+        )
+    } else {
+        format!(
+            "unknown module type \"{name}\": no app \"{app}\" is installed (`switchyard apps \
+             list` lists the apps; an app can be added as data, docs/apps.md)"
+        )
     }
 }

@@ -141,6 +141,10 @@ impl Registry for BuiltinRegistry {
     fn module(&self, name: &str) -> Option<Arc<dyn Module>> {
         self.modules.get(name).cloned()
     }
+
+    fn module_types(&self) -> Vec<String> {
+        Self::names().map(str::to_string).collect()
+    }
 }
 
 /// Calls `module` once with `parameters` and `mapper` (objects), as module 1 of an execution

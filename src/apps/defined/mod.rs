@@ -119,4 +119,8 @@ impl Registry for DefinedApps {
     fn module(&self, name: &str) -> Option<Arc<dyn Module>> {
         self.modules.get(name).cloned()
     }
+
+    fn module_types(&self) -> Vec<String> {
+        DefinedApps::module_types(self)
+    }
 }
