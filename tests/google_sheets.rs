@@ -9,6 +9,9 @@
 //!   `getSheetContent` gives a bundle per row keyed by column index with `__ROW_NUMBER__`
 //!   (the header row skipped), `getCell`/`updateCell`/`clearCell`/`clearValuesFromRange` read,
 //!   write and clear; a refused token fails the module with `InvalidAccessTokenError`.
+//! - `the_example_logs_an_order`: `scenarios/google-sheets-log-orders.json` (a webhook's order
+//!   appended as a row, the webhook answered with where it went) run as the README runs
+//!   examples.
 //! - `watch_rows_emits_each_new_row_once`: a scheduled `watchRows` scenario served by `serve`
 //!   copies each new row into a log sheet exactly once — rows already there when it starts
 //!   are not emitted, rows added between polls are, oldest first — also after `serve`
@@ -627,4 +630,38 @@ async fn service_executions(db: &TestDb) -> usize {
             .filter(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
             .count()
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_logs_an_order() {
+    let (api, grid) =
+        fake_sheets(&[("Orders", json!([["Order", "Email", "Total", "Lines"]]))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    add_connection(&api, &data, "google", "41", TOKEN);
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/google-sheets-log-orders.json");
+    let order = json!({"id": "A-1042", "customer": {"email": "ann@example.com"},
+                       "lines": [{"sku": "tea", "price": 4.5}, {"sku": "cup", "price": 12}]});
+    let out = switchyard(
+        &api,
+        &[
+            "run",
+            example.to_str().unwrap(),
+            "--input",
+            &order.to_string(),
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(
+        sheet(&grid, "Orders")[1],
+        json!(["A-1042", "ann@example.com", 16.5, 2])
+    );
+    let body: Value = serde_json::from_str(report["response"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body, json!({"order": "A-1042", "logged": "'Orders'!A2:D2"}));
 }
