@@ -188,6 +188,45 @@ fn listed(api: &str, data: &Path, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Signs in to the console at `base` with the API token; the session cookie.
+async fn sign_in(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let login = client
+        .post(format!("{base}/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The console page at `path`, signed in with `cookie`.
+async fn console_page(client: &reqwest::Client, base: &str, path: &str, cookie: &str) -> String {
+    client
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The CSRF token a console page's forms carry.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token in {page}"))
+        .to_string()
+}
+
 /// The console's connect page of `serve` on `data`, signed in with the API token.
 async fn connect_page(api: &str, data: &Path) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -225,31 +264,8 @@ async fn connect_page(api: &str, data: &Path) -> String {
         assert!(std::time::Instant::now() < deadline, "serve did not start");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let login = client
-        .post(format!("{base}/login"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .expect("a session cookie")
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let page = client
-        .get(format!("{base}/connect"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cookie = sign_in(&client, &base, token).await;
+    let page = console_page(&client, &base, "/connect", &cookie).await;
     let _ = serve.kill();
     let _ = serve.wait();
     page
@@ -600,34 +616,9 @@ async fn activation_lists_every_missing_reference() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = client
-        .post(format!("{}/login", service.base))
-        .form(&[("token", harness::TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let page = client
-        .get(format!("{}/scenarios/{id}", service.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF token on the scenario page")
-        .to_string();
+    let cookie = sign_in(&client, &service.base, harness::TOKEN).await;
+    let page = console_page(&client, &service.base, &format!("/scenarios/{id}"), &cookie).await;
+    let csrf = csrf_of(&page);
     let refused = client
         .post(format!("{}/scenarios/{id}/activate", service.base))
         .header("cookie", &cookie)
@@ -1037,28 +1028,8 @@ async fn oauth2_app_connected_in_a_browser() {
 
     // The console: the app's type with the integrations that can connect it (an auth_code
     // one of its provider), and a Reconnect button on the stored connection.
-    let login = client
-        .post(format!("{base}/login"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let connect = client
-        .get(format!("{base}/connect"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cookie = sign_in(&client, &base, token).await;
+    let connect = console_page(&client, &base, "/connect", &cookie).await;
     let card = connect
         .split("data-app=\"oauthdemo\"")
         .nth(1)
@@ -1080,12 +1051,7 @@ async fn oauth2_app_connected_in_a_browser() {
         .and_then(|rest| rest.split("</tr>").next())
         .unwrap_or_else(|| panic!("no browser-conn row"));
     assert!(row.contains(">Reconnect<"), "{row}");
-    let csrf = connect
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&connect);
     let post = |form: Vec<(&'static str, String)>| {
         client
             .post(format!("{base}/connect/authorize"))

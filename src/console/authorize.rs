@@ -11,15 +11,13 @@
 //! refused form comes back on the connect page with the problem at its field; no page shows a
 //! token.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::connect::{connect_page, connection_problem, without_vault};
+use super::connect::{refused, without_vault};
 use super::extract::ConsoleForm;
 use super::session::Session;
 use super::widgets::csrf_field;
@@ -27,7 +25,7 @@ use crate::api::AppState;
 use crate::connections::tokens::CONTEXT_APP;
 use crate::connections::{OAuthAppType, Vault};
 
-type Form_ = HashMap<String, String>;
+use super::widgets::Form_;
 
 /// The "Apps that sign in" cards: one per app `oauth2` connection type; `posted` is a refused
 /// form of this section, filled in again.
@@ -125,9 +123,6 @@ pub async fn authorize(
             ],
         )
             .into_response(),
-        Err(e) => {
-            let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice), Some(&form)).await
-        }
+        Err(e) => refused(&state, &session, &e, Some(&form)).await,
     }
 }

@@ -51,7 +51,7 @@ fn status_word(status: &str) -> &str {
 
 /// The connect page, with a notice (a test's result) or problems (a refused form); `posted`
 /// is the refused connection form, filled in again (except its secrets).
-pub(super) async fn connect_page(
+async fn connect_page(
     state: &AppState,
     session: &Session,
     status: StatusCode,
@@ -175,7 +175,7 @@ pub async fn connect(State(state): State<AppState>, session: Session) -> Respons
     connect_page(&state, &session, StatusCode::OK, None, None).await
 }
 
-pub(super) fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
+fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
     let status = match e {
         ConnectionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         e if e.to_string().contains("not found") => StatusCode::NOT_FOUND,
@@ -197,6 +197,17 @@ pub(super) fn connection_problem(e: &ConnectionError) -> (StatusCode, Markup) {
             }
         },
     )
+}
+
+/// The connect page again, with why the vault refused a form (`posted`, filled in again).
+pub(super) async fn refused(
+    state: &AppState,
+    session: &Session,
+    e: &ConnectionError,
+    posted: Option<&Form_>,
+) -> Response {
+    let (status, notice) = connection_problem(e);
+    connect_page(state, session, status, Some(notice), posted).await
 }
 
 /// The connect page's answer to a form on a server without a connections store.
@@ -246,10 +257,7 @@ pub async fn create_connection(
     };
     match created {
         Ok(()) => see_other("/connect"),
-        Err(e) => {
-            let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice), Some(&form)).await
-        }
+        Err(e) => refused(&state, &session, &e, Some(&form)).await,
     }
 }
 
@@ -288,10 +296,7 @@ pub async fn remove_connection(
     };
     match vault.remove(&id).await {
         Ok(_) => see_other("/connect"),
-        Err(e) => {
-            let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice), None).await
-        }
+        Err(e) => refused(&state, &session, &e, None).await,
     }
 }
 
@@ -313,9 +318,6 @@ pub async fn put_secret(
     let value = Value::String(form.get("value").cloned().unwrap_or_default());
     match vault.set_secret(&alias, &value).await {
         Ok(_) => see_other("/connect"),
-        Err(e) => {
-            let (status, notice) = connection_problem(&e);
-            connect_page(&state, &session, status, Some(notice), None).await
-        }
+        Err(e) => refused(&state, &session, &e, None).await,
     }
 }

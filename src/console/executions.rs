@@ -23,7 +23,6 @@ use super::session::{Session, see_other};
 use super::widgets::*;
 use super::{layout, page};
 use crate::api::{AppState, Bundles, PageRequest, module_page, rfc3339};
-use crate::queue::QueueError;
 use crate::store::{ExecutionFilter, ExecutionStatus, ExecutionSummary, StoreError};
 
 /// Bundles shown per page in the inspector.
@@ -459,51 +458,35 @@ pub async fn bundles(
     .into_response()
 }
 
-/// Where a retry leads: the new execution's page, or the reason there is none.
-fn to_new_execution(queued: Result<String, QueueError>) -> Response {
-    match queued {
-        Ok(new) => see_other(&format!("/executions/{new}")),
-        Err(err) => ConsoleError::from(err).into_response(),
-    }
-}
-
+/// `POST /executions/{id}/retry`: the new execution's page.
 pub async fn retry_execution(
     State(state): State<AppState>,
     Path(id): Path<String>,
     _form: ConsoleForm,
-) -> Response {
-    let e = match state.store().get_execution(&id).await {
-        Ok(e) => e,
-        Err(err) => return ConsoleError::from(err).into_response(),
-    };
-    let retried = crate::queue::retry::rerun(state.queue(), &e).await;
-    to_new_execution(retried)
+) -> Result<Response, ConsoleError> {
+    let e = state.store().get_execution(&id).await?;
+    let new = crate::queue::retry::rerun(state.queue(), &e).await?;
+    Ok(see_other(&format!("/executions/{new}")))
 }
 
+/// `POST /incomplete/{id}/retry`: the resumed execution's page.
 pub async fn retry_incomplete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     _form: ConsoleForm,
-) -> Response {
-    let i = match state.store().get_incomplete(&id).await {
-        Ok(i) => i,
-        Err(err) => return ConsoleError::from(err).into_response(),
-    };
-    let resumed = crate::queue::retry::resume(state.queue(), &i).await;
-    to_new_execution(resumed)
+) -> Result<Response, ConsoleError> {
+    let i = state.store().get_incomplete(&id).await?;
+    let new = crate::queue::retry::resume(state.queue(), &i).await?;
+    Ok(see_other(&format!("/executions/{new}")))
 }
 
+/// `POST /incomplete/{id}/resolve`: back to the execution it came from.
 pub async fn resolve_incomplete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     _form: ConsoleForm,
-) -> Response {
-    let i = match state.store().get_incomplete(&id).await {
-        Ok(i) => i,
-        Err(err) => return ConsoleError::from(err).into_response(),
-    };
-    match state.store().resolve_incomplete(&id).await {
-        Ok(_) => see_other(&format!("/executions/{}", i.execution_id)),
-        Err(err) => ConsoleError::from(err).into_response(),
-    }
+) -> Result<Response, ConsoleError> {
+    let i = state.store().get_incomplete(&id).await?;
+    state.store().resolve_incomplete(&id).await?;
+    Ok(see_other(&format!("/executions/{}", i.execution_id)))
 }
