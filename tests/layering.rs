@@ -331,3 +331,44 @@ fn the_doc_readers_find_sections_and_rows() {
     );
     assert_eq!(tabled_layers(doc), BTreeSet::from(["expr".to_string()]));
 }
+
+/// Every file the repository keeps (`git ls-files`), as text where it is text.
+fn tracked_text_files() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .expect("git lists the repository's files");
+    assert!(out.status.success(), "git ls-files failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(root.join(f)).ok()?;
+            Some((f.to_string(), text))
+        })
+        .collect()
+}
+
+#[test]
+fn no_file_points_outside_the_repository() {
+    // A clone has nothing beside it: a path climbing out of the repository (the workspace's
+    // `../shared/`) is a dead link for every reader and a missing file for every script.
+    let files = tracked_text_files();
+    assert!(files.len() > 100, "only {} files read", files.len());
+    let outside: Vec<String> = files
+        .iter()
+        .flat_map(|(file, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| line.contains("../shared/") || line.contains("../../../shared"))
+                .map(move |(n, _)| format!("{file}:{}", n + 1))
+        })
+        .filter(|place| !place.starts_with("tests/layering.rs:"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "paths outside the repository: {outside:#?}"
+    );
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of `switchyard serve` with wrk on loopback — the peer benchmark's scenario
-# (../../../shared/bench/peers/README.md): webhook → set `greeting` → HTTP POST to a mock API →
-# answer the caller (`sync`), or acknowledge once durably queued (`ingest`).
+# (docs/performance.md): webhook → set `greeting` → HTTP POST to a mock API (mock-api.js beside
+# this script) → answer the caller (`sync`), or acknowledge once durably queued (`ingest`).
 #
 #   benches/load/run.sh                       # SQLite, modes sync+ingest, c = 1 16 64, 10 s each
 #   DATABASE_URL_PG=postgres://… benches/load/run.sh   # also PostgreSQL
@@ -10,7 +10,7 @@
 #
 # Prints one line per window: backend, mode, concurrency, req/s, p50/p99 ms, non-2xx, and for
 # ingest how many executions the mock saw in the window. Needs wrk (apt-get install wrk) and
-# node (the mock API of the shared harness, or a copy of it).
+# node (for mock-api.js).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -22,7 +22,7 @@ CONCURRENCY="${CONCURRENCY:-1 16 64}"
 DURATION="${DURATION:-10}"
 PORT="${PORT:-18900}"
 MOCK_PORT="${MOCK_PORT:-18080}"
-MOCK="${MOCK:-$ROOT/../shared/bench/peers/mock-api.js}"
+MOCK="${MOCK:-$ROOT/benches/load/mock-api.js}"
 TOKEN="load-test-token-0123456789"
 WORK=$(mktemp -d)
 PIDS=()
