@@ -249,14 +249,7 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
                     e.column()
                 )
             })?;
-            let mut fields = Map::new();
-            if let Some(url) = &args.base_url {
-                fields.insert(
-                    crate::connections::BASE_URL_FIELD.into(),
-                    Value::String(url.clone()),
-                );
-            }
-            extra_fields(&args, &mut fields)?;
+            let fields = token_type_fields(&args)?;
             let input = crate::connections::NewServiceAccountConnection {
                 name: args.name.clone(),
                 id: args.id.map(|n| n.to_string()),
@@ -442,11 +435,9 @@ fn extra_fields(args: &AddArgs, fields: &mut Map<String, Value>) -> anyhow::Resu
     Ok(())
 }
 
-/// The OAuth2 connection `args` describe (with --access-token).
-fn token_input(args: AddArgs) -> anyhow::Result<crate::connections::NewTokenConnection> {
-    if args.key_name.is_some() || args.placement.is_some() || args.password.is_some() {
-        anyhow::bail!("--key-name, --placement and --password are not for OAuth2 connections");
-    }
+/// The type fields of an `oauth2` or `service_account` connection: `--base-url` and the
+/// `--field NAME=VALUE`s (its token or key is the vault's).
+fn token_type_fields(args: &AddArgs) -> anyhow::Result<Map<String, Value>> {
     let mut fields = Map::new();
     if let Some(url) = &args.base_url {
         fields.insert(
@@ -454,7 +445,16 @@ fn token_input(args: AddArgs) -> anyhow::Result<crate::connections::NewTokenConn
             Value::String(url.clone()),
         );
     }
-    extra_fields(&args, &mut fields)?;
+    extra_fields(args, &mut fields)?;
+    Ok(fields)
+}
+
+/// The OAuth2 connection `args` describe (with --access-token).
+fn token_input(args: AddArgs) -> anyhow::Result<crate::connections::NewTokenConnection> {
+    if args.key_name.is_some() || args.placement.is_some() || args.password.is_some() {
+        anyhow::bail!("--key-name, --placement and --password are not for OAuth2 connections");
+    }
+    let fields = token_type_fields(&args)?;
     Ok(crate::connections::NewTokenConnection {
         name: args.name,
         id: args.id.map(|n| n.to_string()),

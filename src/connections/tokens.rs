@@ -161,15 +161,9 @@ impl Vault {
             }
             Some(_) => return Err(problem("expires_in", "must be 0 or more seconds")),
         };
-        if input.test && connection_type.test.is_some() {
-            let candidate = Connection {
-                id: String::new(),
-                name: input.name.clone(),
-                app: input.app.clone(),
-                kind: KIND_OAUTH2.into(),
-                fields: Secrets(fields.clone()),
-            };
-            self.run_app_test(&candidate).await?;
+        if input.test {
+            self.test_token(connection_type, &input.name, &input.app, &fields)
+                .await?;
         }
         self.insert_sealed(Unsealed {
             id: &id,
@@ -450,16 +444,7 @@ impl Vault {
         expires_at: Option<i64>,
     ) -> Result<ConnectionRow, ConnectionError> {
         let (_, _, connection_type) = self.app_type(app, ConnectionKind::OAuth2)?;
-        if connection_type.test.is_some() {
-            let candidate = Connection {
-                id: String::new(),
-                name: name.to_string(),
-                app: app.to_string(),
-                kind: KIND_OAUTH2.into(),
-                fields: Secrets(fields.clone()),
-            };
-            self.run_app_test(&candidate).await?;
-        }
+        self.test_token(connection_type, name, app, &fields).await?;
         match self.reconnectable(name, app, &integration.alias).await? {
             Some(row) => {
                 self.reseal(&row.id, &fields, expires_at).await?;
@@ -479,6 +464,28 @@ impl Vault {
                 .await
             }
         }
+    }
+
+    /// Runs the test request of `app`'s `oauth2` type with the token `fields` hold, before
+    /// they are stored (nothing to run when the type has no test).
+    async fn test_token(
+        &self,
+        connection_type: &ConnectionType,
+        name: &str,
+        app: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<(), ConnectionError> {
+        if connection_type.test.is_none() {
+            return Ok(());
+        }
+        let candidate = Connection {
+            id: String::new(),
+            name: name.to_string(),
+            app: app.to_string(),
+            kind: KIND_OAUTH2.into(),
+            fields: Secrets(fields.clone()),
+        };
+        self.run_app_test(&candidate).await.map(|_| ())
     }
 
     fn app_type(
