@@ -18,7 +18,8 @@
 //!   service the `datastore:*` modules of [`apps`] reach);
 //! - [`catalog`]: stored scenarios — create, edit, (de)activate, delete, hooks, and the
 //!   compiled form of each version, cached;
-//! - [`queue`]: jobs (apalis), the webhook intake, the runner and the store writer;
+//! - [`queue`]: the job queue (its jobs are queued executions), the webhook intake, the
+//!   runner and the store writer;
 //! - [`triggers`]: schedules and the scheduler loop;
 //! - [`connections`]: stored connections, sealed under a master key kept out of the database;
 //! - [`api`]: the HTTP API, webhook ingest, health and metrics (axum);

@@ -407,9 +407,7 @@ async fn health_reports_a_damaged_store() {
     store.check_integrity(Duration::ZERO).await.unwrap();
 
     // /health of a server on this store.
-    let queue = switchyard::queue::Queue::open(&store, switchyard::queue::QueueOptions::default())
-        .await
-        .unwrap();
+    let queue = switchyard::queue::Queue::new(&store, switchyard::queue::QueueOptions::default());
     let registry = Arc::new(
         switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::default()).unwrap(),
     );

@@ -871,9 +871,7 @@ struct Service {
 impl Service {
     async fn start(store: &Store, vault: Arc<Vault>) -> Service {
         let queue =
-            switchyard::queue::Queue::open(store, switchyard::queue::QueueOptions::default())
-                .await
-                .unwrap();
+            switchyard::queue::Queue::new(store, switchyard::queue::QueueOptions::default());
         let registry = Arc::new(AppRegistry::build(AppOptions::allowing_loopback()).unwrap());
         let mut services = switchyard::module::Extensions::default();
         services.insert::<ConnectionsHandle>(vault.handle());

@@ -14,9 +14,7 @@ const TOKEN: &str = "console-errors-test-token";
 /// `switchyard serve`'s application (API and console) on a fresh SQLite store, on loopback.
 async fn serve(dir: &std::path::Path) -> String {
     let store = switchyard::store::Store::open_sqlite(dir).await.unwrap();
-    let queue = switchyard::queue::Queue::open(&store, switchyard::queue::QueueOptions::default())
-        .await
-        .unwrap();
+    let queue = switchyard::queue::Queue::new(&store, switchyard::queue::QueueOptions::default());
     let registry = Arc::new(
         switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::default()).unwrap(),
     );

@@ -181,9 +181,7 @@ async fn credentials_an_api_echoes_stay_out_of_history_and_logs() {
     }
 
     // The API and its runner, on that store.
-    let queue = switchyard::queue::Queue::open(&store, switchyard::queue::QueueOptions::default())
-        .await
-        .unwrap();
+    let queue = switchyard::queue::Queue::new(&store, switchyard::queue::QueueOptions::default());
     let registry = Arc::new(AppRegistry::build(AppOptions::allowing_loopback()).unwrap());
     let mut services = switchyard::module::Extensions::default();
     services.insert::<ConnectionsHandle>(vault.handle());

@@ -1,7 +1,8 @@
-//! The job queue on every backend: webhook deliveries group-committed with their jobs by the
-//! store writer, executions run by the accepting process without a job (and recovered when
-//! it dies), the runner deleting a job in the transaction that finishes its execution, and
-//! the sweep that ends executions the queue gave up on.
+//! The job queue on every backend. The queue is the executions table: webhook deliveries are
+//! group-committed by the store writer as queued executions, executions run by the accepting
+//! process are never queued (and are taken over when it dies), workers wake when executions
+//! are queued, two processes run each execution once, and one that keeps crashing its worker
+//! is not run forever.
 
 mod common;
 
@@ -16,8 +17,8 @@ use switchyard::queue::{
     RunnerOptions, SLOT_WAIT,
 };
 use switchyard::store::{
-    Delivery, ExecutionOutcome, ExecutionSource, ExecutionStatus, FinalStatus, JobPush,
-    NewDelivery, NewExecution, Store, StorePool,
+    Delivery, ExecutionOutcome, ExecutionSource, ExecutionStatus, FinalStatus, NewDelivery,
+    NewExecution, Store, StorePool, now_ms,
 };
 
 const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
@@ -25,38 +26,18 @@ const BLUEPRINT: &str = r#"{"name": "Echo", "flow": [
     {"id": 2, "module": "util:SetVariable2", "mapper": {"name": "n", "value": "{{1.n}}"}}
 ]}"#;
 
-/// Job rows of the queue's table.
+/// Executions waiting in the queue (`queued`): the queue's jobs.
 async fn jobs(store: &Store) -> i64 {
+    const SQL: &str = "SELECT COUNT(*) FROM executions WHERE status = 'queued'";
     match store.pool() {
-        StorePool::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-        StorePool::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM apalis.jobs")
-            .fetch_one(pool)
-            .await
-            .unwrap(),
+        StorePool::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await.unwrap(),
+        StorePool::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await.unwrap(),
     }
 }
 
-/// Runs `sql` against the queue's table (`{jobs}` is replaced with its name).
-async fn on_jobs(store: &Store, sql: &str, execution_id: &str) {
-    match store.pool() {
-        StorePool::Sqlite(pool) => {
-            sqlx::query(sqlx::AssertSqlSafe(sql.replace("{jobs}", "Jobs")))
-                .bind(execution_id)
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-        StorePool::Postgres(pool) => {
-            sqlx::query(sqlx::AssertSqlSafe(sql.replace("{jobs}", "apalis.jobs")))
-                .bind(execution_id)
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-    }
+/// Whether execution `id` waits in the queue for a worker.
+async fn is_queued(store: &Store, id: &str) -> bool {
+    store.get_execution(id).await.unwrap().status == ExecutionStatus::Queued
 }
 
 /// A runner with heartbeats every 100 ms: a claim without one for 300 ms counts as a dead
@@ -103,7 +84,7 @@ fn start_worker(
 /// The test's store, a queue on it, and a scenario of `blueprint` with its webhook's id.
 async fn hooked(db: &TestDb, name: &str, blueprint: &str) -> (Store, Queue, String, String) {
     let store = db.store.clone();
-    let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+    let queue = Queue::new(&store, QueueOptions::default());
     let (scenario, _) = store.create_scenario(name, blueprint).await.unwrap();
     let hook = store.ensure_hook(&scenario, 1).await.unwrap();
     (store, queue, scenario, hook)
@@ -166,7 +147,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         }
         // Keys evt-0 (n = 0, 100) and evt-50 (n = 50, 150): one of each pair is a duplicate.
         assert_eq!((accepted.len(), duplicates), (198, 2));
-        assert_eq!(jobs(&store).await, 198, "one job per accepted delivery");
+        assert_eq!(jobs(&store).await, 198, "each accepted delivery is queued");
 
         // A delivery that cannot be stored fails alone, in the middle of good ones.
         let mut handles = Vec::new();
@@ -193,7 +174,7 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         assert_eq!(failed, 1);
         assert_eq!(jobs(&store).await, 217);
 
-        // Workers run each once; finishing an execution deletes its job.
+        // Workers run each once, and nothing is left queued.
         let (stop, worker) = start_worker(&queue, &store, 8);
         wait_for(&store, &accepted, ExecutionStatus::Success).await;
         for id in &accepted {
@@ -203,126 +184,69 @@ async fn concurrent_deliveries_are_queued_with_their_jobs_and_run_once() {
         while jobs(&store).await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(
-            jobs(&store).await,
-            0,
-            "finished executions take their jobs along"
-        );
+        assert_eq!(jobs(&store).await, 0, "every queued execution ran");
         let _ = stop.send(());
         worker.await.unwrap().unwrap();
     })
     .await;
 }
 
+/// Idle workers wait for no poll: polls an hour apart, executions queued by the workers'
+/// own process start at once, and on PostgreSQL so do those another process queues
+/// (LISTEN/NOTIFY from the executions table's trigger). Two processes' workers on one
+/// database run each execution once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executions_the_queue_gave_up_on_end_with_an_error() {
+async fn idle_workers_wake_when_executions_are_queued_and_two_processes_run_each_once() {
     each_backend(|db| async move {
         let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
-        let payload = json!({"n": 1});
-        let new = || NewExecution {
-            scenario_id: &scenario,
-            version: 1,
-            source: switchyard::store::ExecutionSource::Manual,
-            payload: Some(&payload),
+        let other = db.another_store().await;
+        let hourly = QueueOptions {
+            poll_interval: Duration::from_secs(3600),
+            ..QueueOptions::default()
         };
-        let abandoned = store.create_execution(new()).await.unwrap();
-        let alive = store.create_execution(new()).await.unwrap();
-        let pending = store.create_execution(new()).await.unwrap();
-        for id in [&abandoned, &alive, &pending] {
-            queue.enqueue(id).await.unwrap();
-        }
-        // Two jobs spent all their attempts; one of their executions has a live worker.
-        for id in [&abandoned, &alive] {
-            on_jobs(
-                &store,
-                "UPDATE {jobs} SET status = 'Failed', attempts = max_attempts \
-                 WHERE idempotency_key = $1",
-                id,
-            )
-            .await;
-        }
-        store
-            .claim_execution(&alive, "w1", 3)
-            .await
-            .unwrap()
-            .unwrap();
+        let (queue, other_queue) = (
+            Queue::new(&store, hourly.clone()),
+            Queue::new(&other, hourly),
+        );
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let (stop, worker) = start_worker(&queue, &store, 4);
+        let (other_stop, other_worker) = start_worker(&other_queue, &other, 4);
+        // Both have looked at the empty queue and wait.
+        tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let ended = queue
-            .settle_spent_jobs(&store, Duration::from_secs(30))
-            .await
-            .unwrap();
-        assert_eq!(ended, 1);
-        let e = store.get_execution(&abandoned).await.unwrap();
-        assert_eq!(e.status, ExecutionStatus::Error);
-        let error = e.error.expect("an error is recorded");
-        assert_eq!(error["name"], "QueueError");
-        assert!(
-            error["message"].as_str().unwrap().contains("5 attempt(s)"),
-            "{error}"
-        );
-        assert_eq!(
-            store.get_execution(&alive).await.unwrap().status,
-            ExecutionStatus::Running,
-            "a running execution with a live worker is left to finish"
-        );
-        assert_eq!(
-            store.get_execution(&pending).await.unwrap().status,
-            ExecutionStatus::Queued
-        );
-        assert_eq!(
-            jobs(&store).await,
-            2,
-            "the spent job of the live execution stays"
-        );
+        let mut ids = Vec::new();
+        for n in 0..60 {
+            ids.push(
+                queue
+                    .run_now(&scenario, Some(&json!({"n": n})))
+                    .await
+                    .unwrap(),
+            );
+        }
+        wait_for(&store, &ids, ExecutionStatus::Success).await;
+        for id in &ids {
+            assert_eq!(store.get_execution(id).await.unwrap().attempt, 1, "{id}");
+        }
+        assert_eq!(jobs(&store).await, 0);
+        let _ = stop.send(());
+        worker.await.unwrap().unwrap();
 
-        // Once its worker is silent past the limit, it ends too.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let ended = queue
-            .settle_spent_jobs(&store, Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(ended, 1);
-        assert_eq!(
-            store.get_execution(&alive).await.unwrap().status,
-            ExecutionStatus::Error
-        );
-        assert_eq!(jobs(&store).await, 1, "only the pending job is left");
+        if matches!(store.pool(), StorePool::Postgres(_)) {
+            // Only the other process works now: it hears of this one's execution.
+            let id = queue
+                .run_now(&scenario, Some(&json!({"n": "far"})))
+                .await
+                .unwrap();
+            wait_for(&store, std::slice::from_ref(&id), ExecutionStatus::Success).await;
+        }
+        let _ = other_stop.send(());
+        other_worker.await.unwrap().unwrap();
     })
     .await;
 }
 
-/// Due time (unix seconds) of execution `id`'s job, if it has one.
-async fn job_due(store: &Store, id: &str) -> Option<i64> {
-    match store.pool() {
-        StorePool::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT run_at FROM Jobs WHERE idempotency_key = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .unwrap()
-        }
-        StorePool::Postgres(pool) => sqlx::query_scalar(
-            "SELECT extract(epoch FROM run_at)::bigint FROM apalis.jobs \
-             WHERE idempotency_key = $1",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .unwrap(),
-    }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_process_dies() {
+async fn accepted_executions_run_here_unqueued_and_are_taken_over_if_their_process_dies() {
     each_backend(|db| async move {
         let (store, queue, scenario, hook) = hooked(&db, "Echo", BLUEPRINT).await;
         let delivery =
@@ -335,7 +259,7 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
         for n in 0..10 {
             match intake.accept(delivery(n), RunHere::IfFree).await.unwrap() {
                 Delivery::Accepted { execution_id } => {
-                    assert_eq!(job_due(&store, &execution_id).await, None, "no job");
+                    assert!(!is_queued(&store, &execution_id).await, "never queued");
                     direct.push(execution_id);
                 }
                 other => panic!("unexpected {other:?}"),
@@ -344,15 +268,14 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
         wait_for(&store, &direct, ExecutionStatus::Success).await;
         assert_eq!(jobs(&store).await, 0);
 
-        // Not allowed to run here (a sequential scenario's): queued for the workers, due now.
+        // Not allowed to run here (a sequential scenario's): queued for the workers.
         let Delivery::Accepted {
             execution_id: queued,
         } = intake.accept(delivery(99), RunHere::No).await.unwrap()
         else {
             panic!("expected a new delivery")
         };
-        let due = job_due(&store, &queued).await.expect("a job");
-        assert!((due - unix_now()).abs() <= 1, "due now, got {due}");
+        assert!(is_queued(&store, &queued).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
             store.get_execution(&queued).await.unwrap().status,
@@ -361,7 +284,7 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
         );
 
         // A process that accepted an execution to run itself, and died: the execution stays
-        // `running` without a job until its heartbeats are missed, then goes to the workers.
+        // `running`, never queued; once its heartbeats are missed it is runnable again.
         let mut orphan = delivery(7);
         orphan.claim_for("a-dead-process");
         let mut tx = store.begin_write().await.unwrap();
@@ -370,28 +293,24 @@ async fn accepted_executions_run_here_without_a_job_and_are_recovered_if_their_p
             .unwrap();
         tx.commit().await.unwrap();
         let orphan = orphan.execution_id().to_string();
-        assert_eq!(job_due(&store, &orphan).await, None);
+        assert!(!is_queued(&store, &orphan).await);
         let silent_for = Duration::from_millis(200);
+        let runnable = || async {
+            let alive_since = now_ms() - silent_for.as_millis() as i64;
+            store.runnable_executions(10, alive_since).await.unwrap()
+        };
         assert_eq!(
-            queue
-                .requeue_orphans(&store, None, silent_for)
-                .await
-                .unwrap(),
-            0,
+            runnable().await,
+            vec![queued.clone()],
             "its heartbeats are not missed yet"
         );
         tokio::time::sleep(silent_for * 2).await;
         assert_eq!(
-            queue
-                .requeue_orphans(&store, None, silent_for)
-                .await
-                .unwrap(),
-            1,
-            "only the silent running one (queued ones are left alone without queued_for)"
+            runnable().await,
+            vec![orphan.clone(), queued.clone()],
+            "the silent one first, then the queued one"
         );
-        assert!(job_due(&store, &orphan).await.is_some(), "pushed again");
         let (stop, worker) = start_worker(&queue, &store, 2);
-        queue.pushed();
         wait_for(&store, &[orphan.clone(), queued], ExecutionStatus::Success).await;
         let recovered = store.get_execution(&orphan).await.unwrap();
         assert_eq!(recovered.attempt, 2, "run again by a worker");
@@ -418,29 +337,23 @@ async fn a_caller_waiting_for_a_reply_waits_for_a_run_slot_the_others_do_not() {
         // has no job ran here.
         let intake = Intake::new(runner(&store, &queue), 1, Duration::from_secs(10));
         let first = accepted(intake.accept(delivery(), RunHere::IfFree).await.unwrap());
-        assert_eq!(job_due(&store, &first).await, None, "ran here");
+        assert!(!is_queued(&store, &first).await, "ran here");
         let not_waiting = accepted(intake.accept(delivery(), RunHere::IfFree).await.unwrap());
-        assert!(
-            job_due(&store, &not_waiting).await.is_some(),
-            "queued at once"
-        );
+        assert!(is_queued(&store, &not_waiting).await, "queued at once");
         let waiting = accepted(intake.accept(delivery(), RunHere::Wait).await.unwrap());
         assert_eq!(
             store.get_execution(&first).await.unwrap().status,
             ExecutionStatus::Success,
             "it got the slot the first one left"
         );
-        assert_eq!(job_due(&store, &waiting).await, None, "runs here");
+        assert!(!is_queued(&store, &waiting).await, "runs here");
         wait_for(&store, &[waiting], ExecutionStatus::Success).await;
 
         // A slot wait shorter than the run: the waiting delivery goes to the queue too.
         let intake = Intake::new(runner(&store, &queue), 1, Duration::from_millis(50));
         let busy = accepted(intake.accept(delivery(), RunHere::IfFree).await.unwrap());
         let waited = accepted(intake.accept(delivery(), RunHere::Wait).await.unwrap());
-        assert!(
-            job_due(&store, &waited).await.is_some(),
-            "queued after the wait"
-        );
+        assert!(is_queued(&store, &waited).await, "queued after the wait");
         wait_for(&store, &[busy], ExecutionStatus::Success).await;
         assert_eq!(
             store.get_execution(&waited).await.unwrap().status,
@@ -457,9 +370,6 @@ async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
             {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "h"}},
             {"id": 2, "module": "util:FunctionSleep", "mapper": {"duration": "1"}}
         ], "metadata": {"scenario": {"sequential": true}}}"#;
-        Queue::open(&db.store, QueueOptions::default())
-            .await
-            .unwrap();
         let (scenario, _) = db.store.create_scenario("Seq", blueprint).await.unwrap();
         let payload = json!({});
         let mut ids = Vec::new();
@@ -476,10 +386,8 @@ async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
         // Two processes' runners, given the executions latest first.
         let other = db.another_store().await;
         let (queue, other_queue) = (
-            Queue::open(&db.store, QueueOptions::default())
-                .await
-                .unwrap(),
-            Queue::open(&other, QueueOptions::default()).await.unwrap(),
+            Queue::new(&db.store, QueueOptions::default()),
+            Queue::new(&other, QueueOptions::default()),
         );
         // Heartbeats every second: a loaded machine (CI runs the suites in parallel) can delay
         // 100 ms beats past the three that mark a worker dead, and then the other process
@@ -514,48 +422,13 @@ async fn a_sequential_scenario_runs_in_arrival_order_across_processes() {
     .await;
 }
 
+/// What the queue hands out, pinned on both backends (the queue owns its table: there is no
+/// other): running executions whose worker is silent, then queued ones, each oldest first,
+/// up to the limit; never a running one with a live worker, nor one that has ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushing_a_queued_execution_again_is_told_and_writes_nothing() {
+async fn runnable_executions_are_the_silent_running_then_the_queued_oldest_first() {
     each_backend(|db| async move {
         let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
-        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
-        let payload = json!({"n": 1});
-        let new = NewExecution {
-            scenario_id: &scenario,
-            version: 1,
-            source: switchyard::store::ExecutionSource::Manual,
-            payload: Some(&payload),
-        };
-        let id = store.create_execution(new).await.unwrap();
-        assert_eq!(queue.enqueue(&id).await.unwrap(), JobPush::Queued);
-        assert_eq!(queue.enqueue(&id).await.unwrap(), JobPush::AlreadyQueued);
-        assert_eq!(jobs(&store).await, 1);
-
-        // Inside a transaction, a repeated key is skipped without spoiling the transaction
-        // (on PostgreSQL a failed statement would abort it): the other job commits.
-        let other = store.create_execution(new).await.unwrap();
-        let mut tx = store.begin_write().await.unwrap();
-        queue.push_in(&mut tx, &[&id, &other]).await.unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(jobs(&store).await, 2);
-        assert!(job_due(&store, &other).await.is_some());
-    })
-    .await;
-}
-
-/// The contract with apalis, pinned so that an upgrade cannot silently break run-once: the
-/// store writes job rows in apalis's format (`Store::push_job`), and apalis's worker fetches
-/// them and runs each execution once; the finish deletes the job, and apalis's
-/// acknowledgement that follows, finding no row, does not stop the worker; a job apalis
-/// acknowledges itself (its execution was finished elsewhere) is marked with the status the
-/// store reads as spent (`Store::spent_jobs`), by the execution id it was pushed with, and
-/// the sweep clears it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apalis_runs_the_stores_jobs_once_and_its_acknowledgements_are_understood() {
-    each_backend(|db| async move {
-        let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
         let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
         let payload = json!({"n": 1});
         let new = NewExecution {
@@ -564,25 +437,22 @@ async fn apalis_runs_the_stores_jobs_once_and_its_acknowledgements_are_understoo
             source: ExecutionSource::Manual,
             payload: Some(&payload),
         };
-        let (stop, worker) = start_worker(&queue, &store, 2);
-
-        // Run once, its job gone with the finish.
-        let first = store.create_execution(new).await.unwrap();
-        assert_eq!(queue.enqueue(&first).await.unwrap(), JobPush::Queued);
-        wait_for(
-            &store,
-            std::slice::from_ref(&first),
-            ExecutionStatus::Success,
-        )
-        .await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while jobs(&store).await > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(store.create_execution(new).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert_eq!(jobs(&store).await, 0, "the finish deletes the job");
-
-        // An execution finished before its job is fetched: apalis acknowledges the job.
-        let finished = store.create_execution(new).await.unwrap();
+        let [silent, live, queued, ended, last] = <[String; 5]>::try_from(ids).unwrap();
+        store
+            .claim_execution(&silent, "dead", 3)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .claim_execution(&live, "alive", 3)
+            .await
+            .unwrap()
+            .unwrap();
         let outcome = ExecutionOutcome {
             status: FinalStatus::Success,
             operations: 0,
@@ -591,36 +461,71 @@ async fn apalis_runs_the_stores_jobs_once_and_its_acknowledgements_are_understoo
             error: None,
             trigger: None,
         };
-        assert!(store.finish_execution(&finished, outcome).await.unwrap());
-        queue.enqueue(&finished).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let spent = loop {
-            let spent = store.spent_jobs(switchyard::queue::QUEUE).await.unwrap();
-            if !spent.is_empty() || tokio::time::Instant::now() >= deadline {
-                break spent;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        assert!(store.finish_execution(&ended, outcome).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(store.heartbeat_execution(&live, "alive").await.unwrap());
+        let alive_since = now_ms() - 25;
         assert_eq!(
-            spent.len(),
-            1,
-            "apalis's acknowledgement reads as spent: {spent:?}"
+            store.runnable_executions(10, alive_since).await.unwrap(),
+            vec![silent.clone(), queued.clone(), last.clone()]
         );
-        assert_eq!(spent[0].execution_id.as_deref(), Some(finished.as_str()));
-        assert_eq!(spent[0].attempts, 1, "{spent:?}");
         assert_eq!(
-            queue
-                .settle_spent_jobs(&store, Duration::from_secs(30))
-                .await
-                .unwrap(),
-            0,
-            "a finished execution is left as it is"
+            store.runnable_executions(2, alive_since).await.unwrap(),
+            vec![silent.clone(), queued.clone()],
+            "up to the limit"
         );
-        assert_eq!(jobs(&store).await, 0, "the sweep clears the spent job");
+        // Nobody is silent yet: only the queued ones.
+        assert_eq!(
+            store.runnable_executions(10, 0).await.unwrap(),
+            vec![queued, last]
+        );
+    })
+    .await;
+}
 
-        // The same worker goes on running jobs, each once.
-        let last = store.create_execution(new).await.unwrap();
-        queue.enqueue(&last).await.unwrap();
+/// A worker runs what is queued once, never an execution that ended before it looked, and
+/// goes on running what comes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_each_queued_execution_once_and_never_one_that_ended() {
+    each_backend(|db| async move {
+        let store = db.store.clone();
+        let queue = Queue::new(&store, QueueOptions::default());
+        let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
+        let payload = json!({"n": 1});
+        let new = NewExecution {
+            scenario_id: &scenario,
+            version: 1,
+            source: ExecutionSource::Manual,
+            payload: Some(&payload),
+        };
+        // Recorded (so queued) before any worker looks; one of them ends first.
+        let first = store.create_execution(new).await.unwrap();
+        let finished = store.create_execution(new).await.unwrap();
+        let outcome = ExecutionOutcome {
+            status: FinalStatus::Success,
+            operations: 7,
+            cycles: 1,
+            report: None,
+            error: None,
+            trigger: None,
+        };
+        assert!(store.finish_execution(&finished, outcome).await.unwrap());
+        let (stop, worker) = start_worker(&queue, &store, 2);
+        wait_for(
+            &store,
+            std::slice::from_ref(&first),
+            ExecutionStatus::Success,
+        )
+        .await;
+        let e = store.get_execution(&finished).await.unwrap();
+        assert_eq!(
+            (e.attempt, e.operations),
+            (0, 7),
+            "never claimed, never run"
+        );
+
+        // The same worker goes on running executions, each once.
+        let last = queue.run_now(&scenario, Some(&payload)).await.unwrap();
         wait_for(
             &store,
             std::slice::from_ref(&last),
@@ -631,17 +536,18 @@ async fn apalis_runs_the_stores_jobs_once_and_its_acknowledgements_are_understoo
         for id in [&first, &last] {
             assert_eq!(store.get_execution(id).await.unwrap().attempt, 1, "{id}");
         }
+        assert_eq!(jobs(&store).await, 0);
         let _ = stop.send(());
         worker.await.unwrap().unwrap();
     })
     .await;
 }
 
-/// A job handed out again while the worker running its execution is alive (a missed queue
-/// heartbeat, a slow database, a process that just died) does not run the execution a second
-/// time: the runner waits while that worker's heartbeats are recent, and takes the execution
-/// over only once the worker has been silent for three heartbeats; if the worker finishes it
-/// meanwhile, the job ends without a run.
+/// A runner asked to run an execution a live worker is running (a waiting sub-scenario call
+/// whose callee a worker took first, a process that just died) does not run it a second
+/// time: it waits while that worker's heartbeats are recent, and takes the execution over
+/// only once the worker has been silent for three heartbeats; if the worker finishes it
+/// meanwhile, the runner ends without a run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_workers_running_execution_is_never_claimed() {
     each_backend(|db| async move {
@@ -719,7 +625,7 @@ async fn a_live_workers_running_execution_is_never_claimed() {
 async fn a_resume_payload_round_trips_and_a_malformed_one_ends_its_execution() {
     each_backend(|db| async move {
         let store = db.store.clone();
-        let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+        let queue = Queue::new(&store, QueueOptions::default());
         let (scenario, _) = store.create_scenario("Echo", BLUEPRINT).await.unwrap();
         let create = |payload: Option<serde_json::Value>| {
             let store = store.clone();
@@ -775,9 +681,9 @@ async fn a_resume_payload_round_trips_and_a_malformed_one_ends_its_execution() {
 }
 
 /// An execution whose runs kept ending with their process (claimed, never finished) is run
-/// at most `max_run_attempts` times: over the cap, neither the worker's claim nor the orphan
-/// sweep starts it again; it ends as error "crashed the worker N times". One below the cap
-/// still runs. The scenario's HTTP call counts the runs that really happened.
+/// at most `max_run_attempts` times: over the cap, the worker that finds it silent does not
+/// start it again; it ends as error "crashed the worker N times". One below the cap still
+/// runs. The scenario's HTTP call counts the runs that really happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -805,7 +711,7 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
             max_run_attempts: 3,
             ..QueueOptions::default()
         };
-        let queue = Queue::open(&store, options).await.unwrap();
+        let queue = Queue::new(&store, options);
         let (scenario, _) = store.create_scenario("Counted", &blueprint).await.unwrap();
         // Claimed `claims` times by processes that died mid-run.
         let crashed = |claims: u32| {
@@ -827,33 +733,17 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
                 id
             }
         };
-        let swept = crashed(3).await;
+        let over_cap = crashed(3).await;
         let below_cap = crashed(2).await;
         let crash_error = json!({
             "name": "QueueError",
             "message": "crashed the worker 3 times; not run again",
         });
 
-        // The orphan sweep ends the one over the cap instead of pushing it again.
-        let silent_for = Duration::from_millis(200);
-        tokio::time::sleep(silent_for * 2).await;
-        let pushed = queue
-            .requeue_orphans(&store, None, silent_for)
-            .await
-            .unwrap();
-        assert_eq!(pushed, 1, "only the one below the cap is pushed");
-        assert_eq!(job_due(&store, &swept).await, None, "not pushed");
-        let e = store.get_execution(&swept).await.unwrap();
-        assert_eq!(e.status, ExecutionStatus::Error);
-        assert_eq!(e.error, Some(crash_error.clone()));
-        assert_eq!(e.attempt, 3);
-
-        // A job still delivers one over the cap (a dead worker's job handed out again): the
-        // claim refuses to run it and ends it.
-        let delivered = crashed(3).await;
-        queue.enqueue(&delivered).await.unwrap();
+        // Once both are silent, a worker finds them: it ends the one over the cap and runs
+        // the other.
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let (stop, worker) = start_worker(&queue, &store, 2);
-        queue.pushed();
         wait_for(
             &store,
             std::slice::from_ref(&below_cap),
@@ -862,11 +752,11 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
         .await;
         wait_for(
             &store,
-            std::slice::from_ref(&delivered),
+            std::slice::from_ref(&over_cap),
             ExecutionStatus::Error,
         )
         .await;
-        let e = store.get_execution(&delivered).await.unwrap();
+        let e = store.get_execution(&over_cap).await.unwrap();
         assert_eq!(e.error, Some(crash_error));
         assert_eq!(e.attempt, 3, "the refused claim counts no attempt");
         assert_eq!(store.get_execution(&below_cap).await.unwrap().attempt, 3);
@@ -878,7 +768,7 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
         // Ended for good: a further claim neither runs nor reopens it.
         assert!(
             store
-                .claim_execution(&delivered, "w", 10)
+                .claim_execution(&over_cap, "w", 10)
                 .await
                 .unwrap()
                 .is_none()
@@ -889,42 +779,14 @@ async fn an_execution_that_keeps_crashing_its_worker_is_not_run_forever() {
     .await;
 }
 
-/// Renames the queue's table to `to` (and back), so pushing a job fails while the store's
-/// own tables still take writes.
-async fn rename_jobs(store: &Store, from: &str, to: &str) {
-    match store.pool() {
-        StorePool::Sqlite(pool) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER TABLE {from} RENAME TO {to}"
-            )))
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-        StorePool::Postgres(pool) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER TABLE apalis.{from} RENAME TO {to}"
-            )))
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-    }
-}
-
-/// Submitting has one failure behaviour (issue 23 point 2): once the execution is recorded it
-/// is accepted — a job that cannot be pushed is left to the orphan sweep, and the caller gets
-/// the execution's id, never an error about an execution that exists; an execution that
-/// cannot be recorded is an error and leaves nothing behind.
+/// Submitting has one failure behaviour (issue 23 point 2): recording the execution is the
+/// acceptance and the queueing at once (a queued execution is the queue's job: there is no
+/// second write to fail), so the caller gets the id of an execution that is queued with its
+/// payload; an execution that cannot be recorded is an error and leaves nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submitted_execution_whose_job_cannot_be_pushed_is_accepted_and_swept() {
+async fn a_submitted_execution_is_queued_by_its_record_alone() {
     each_backend(|db| async move {
         let (store, queue, scenario, _hook) = hooked(&db, "Echo", BLUEPRINT).await;
-        let (table, away) = match store.pool() {
-            StorePool::Sqlite(_) => ("Jobs", "JobsAway"),
-            StorePool::Postgres(_) => ("jobs", "jobs_away"),
-        };
-        rename_jobs(&store, table, away).await;
         let execution = queue
             .run_now(&scenario, Some(&json!({"n": 1})))
             .await
@@ -932,13 +794,6 @@ async fn a_submitted_execution_whose_job_cannot_be_pushed_is_accepted_and_swept(
         let recorded = store.get_execution(&execution).await.unwrap();
         assert_eq!(recorded.status, ExecutionStatus::Queued);
         assert_eq!(recorded.payload, Some(json!({"n": 1})));
-        rename_jobs(&store, away, table).await;
-        assert_eq!(jobs(&store).await, 0, "no job was pushed");
-        let pushed = queue
-            .requeue_orphans(&store, Some(Duration::ZERO), Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(pushed, 1, "the sweep pushes the recorded execution");
         assert_eq!(jobs(&store).await, 1);
 
         // Nothing recorded: the caller is told, and no execution exists.
@@ -948,6 +803,7 @@ async fn a_submitted_execution_whose_job_cannot_be_pushed_is_accepted_and_swept(
             matches!(&error, switchyard::queue::QueueError::Store(e) if e.is_not_found()),
             "{error}"
         );
+        assert_eq!(jobs(&store).await, 1);
     })
     .await;
 }

@@ -62,7 +62,7 @@ struct Setup {
 async fn setup(url: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path()).await.unwrap();
-    let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+    let queue = Queue::new(&store, QueueOptions::default());
     let registry = Arc::new(
         switchyard::apps::AppRegistry::build(switchyard::apps::AppOptions::allowing_loopback())
             .unwrap(),

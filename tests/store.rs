@@ -175,40 +175,60 @@ async fn open_applies_settings_and_migrations_once() {
     .await;
 }
 
+/// A database upgraded from the apalis-backed queue loses apalis's tables and migration
+/// book (migration 0013: the queue is the executions table now) and keeps everything else;
+/// a queued execution left behind is still queued, so no job is lost with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_job_queue_can_share_the_database() {
+async fn the_upgrade_drops_the_old_job_tables_and_keeps_queued_executions() {
     each_backend(|db| async move {
         let (id, _) = db
             .store
             .create_scenario("before", BLUEPRINT_V1)
             .await
             .unwrap();
-        match db.store.pool() {
-            switchyard::store::StorePool::Sqlite(pool) => {
-                switchyard::queue::Queue::open(
-                    &db.store,
-                    switchyard::queue::QueueOptions::default(),
-                )
-                .await
-                .expect("queue set-up");
-                // apalis's set-up switches its connection to `synchronous = OFF`; the queue
-                // gives it a connection of its own, so the store's stays FULL.
-                let mut conn = pool.acquire().await.unwrap();
-                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap();
-                assert_eq!(sync, 2, "synchronous = FULL");
-            }
-            switchyard::store::StorePool::Postgres(pool) => {
-                apalis_postgres::PostgresStorage::setup(pool)
-                    .await
-                    .expect("apalis setup");
-            }
+        let payload = json!({"n": 1});
+        let queued = db
+            .store
+            .create_execution(NewExecution {
+                scenario_id: &id,
+                version: 1,
+                source: ExecutionSource::Manual,
+                payload: Some(&payload),
+            })
+            .await
+            .unwrap();
+        // The tables apalis kept, as a database from before 0013 has them, and 0013 not
+        // yet applied.
+        let (old_tables, count_old, tables): (&[&str], &str, i64) = match db.store.pool() {
+            switchyard::store::StorePool::Sqlite(_) => (
+                &["CREATE TABLE Jobs (id TEXT)", "CREATE TABLE Workers (id TEXT)",
+                  "CREATE TABLE _sqlx_migrations (version BIGINT)"],
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('Jobs', 'Workers', '_sqlx_migrations')",
+                3,
+            ),
+            switchyard::store::StorePool::Postgres(_) => (
+                &["CREATE SCHEMA apalis", "CREATE TABLE apalis.jobs (id TEXT)",
+                  "CREATE TABLE _sqlx_migrations (version BIGINT)"],
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = 'apalis' OR table_name = '_sqlx_migrations'",
+                2,
+            ),
+        };
+        let mut statements: Vec<&str> = old_tables.to_vec();
+        statements.push("DELETE FROM _switchyard_migrations WHERE version = 13");
+        for sql in &statements {
+            execute(&db.store, sql).await;
         }
-        // Our migrations and apalis's keep separate books: reopening migrates cleanly.
+        assert_eq!(count_rows(&db.store, count_old).await, tables);
+
         let reopened = db.another_store().await;
+        assert_eq!(count_rows(&reopened, count_old).await, 0, "the old tables are gone");
         assert_eq!(reopened.get_scenario(&id).await.unwrap().name, "before");
+        assert_eq!(
+            reopened.runnable_executions(10, 0).await.unwrap(),
+            vec![queued],
+            "the queued execution is still the queue's"
+        );
         reopened
             .create_scenario("after", BLUEPRINT_V1)
             .await
@@ -216,6 +236,30 @@ async fn the_job_queue_can_share_the_database() {
         assert_eq!(db.store.list_scenarios().await.unwrap().len(), 2);
     })
     .await;
+}
+
+async fn execute(store: &switchyard::store::Store, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match store.pool() {
+        switchyard::store::StorePool::Sqlite(pool) => {
+            sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        }
+        switchyard::store::StorePool::Postgres(pool) => {
+            sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        }
+    }
+}
+
+async fn count_rows(store: &switchyard::store::Store, sql: &str) -> i64 {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match store.pool() {
+        switchyard::store::StorePool::Sqlite(pool) => {
+            sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+        }
+        switchyard::store::StorePool::Postgres(pool) => {
+            sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+        }
+    }
 }
 
 #[tokio::test]
@@ -783,7 +827,7 @@ async fn executions_list_newest_first_with_filters_and_cursor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_executions_are_found_for_the_reaper() {
+async fn runnable_executions_are_found_for_the_workers() {
     each_backend(|db| async move {
         let s = &db.store;
         let sc = scenario(s, "Stale").await;
@@ -794,32 +838,19 @@ async fn stale_executions_are_found_for_the_reaper() {
         finish(s, &done, FinalStatus::Success).await;
 
         let now = switchyard::store::now_ms();
-        assert!(
-            s.stale_executions(Some(now - 60_000), now - 60_000, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let ids = |found: Vec<switchyard::store::ExecutionSummary>| -> HashSet<String> {
-            found.into_iter().map(|e| e.id).collect()
-        };
-        // Without `queued_before`, only the silent running one.
-        let silent = ids(s.stale_executions(None, now + 60_000, 10).await.unwrap());
-        assert_eq!(silent, HashSet::from([running.clone()]));
-        let stale: HashSet<String> = s
-            .stale_executions(Some(now + 60_000), now + 60_000, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(stale, HashSet::from([queued.clone(), running.clone()]));
+        // The running one's worker is alive: only the queued one.
         assert_eq!(
-            s.stale_executions(Some(now + 60_000), now + 60_000, 1)
-                .await
-                .unwrap()
-                .len(),
-            1
+            s.runnable_executions(10, now - 60_000).await.unwrap(),
+            vec![queued.clone()]
+        );
+        // Silent: it comes first; the finished one never.
+        assert_eq!(
+            s.runnable_executions(10, now + 60_000).await.unwrap(),
+            vec![running.clone(), queued.clone()]
+        );
+        assert_eq!(
+            s.runnable_executions(1, now + 60_000).await.unwrap(),
+            vec![running]
         );
     })
     .await;

@@ -31,7 +31,7 @@ struct Service {
 
 async fn service(db: &TestDb) -> Service {
     let store = db.store.clone();
-    let queue = Queue::open(&store, QueueOptions::default()).await.unwrap();
+    let queue = Queue::new(&store, QueueOptions::default());
     let registry = Arc::new(switchyard::apps::AppRegistry::build(Default::default()).unwrap());
     let catalog = Catalog::new(store.clone(), registry, CatalogOptions::default());
     let options = RunnerOptions {
@@ -85,7 +85,7 @@ impl Service {
             })
             .await
             .unwrap();
-        self.queue.enqueue(&execution).await.unwrap();
+        self.queue.wake_workers();
         self.finished(&execution).await
     }
 

@@ -397,8 +397,7 @@ async fn executions_on(
         }
         ExecutionsCommand::Retry { id } => {
             let e = store.get_execution(&id).await?;
-            let queue =
-                crate::queue::Queue::open(store, crate::queue::QueueOptions::default()).await?;
+            let queue = crate::queue::Queue::new(store, crate::queue::QueueOptions::default());
             let execution_id = crate::queue::retry::rerun(&queue, &e).await?;
             print(json_out, &json!({"executionId": execution_id}), || {
                 format!("queued execution {execution_id}")

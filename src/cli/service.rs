@@ -296,9 +296,8 @@ pub fn parse_mail_domain(text: &str) -> Result<String, String> {
     }
 }
 
-fn queue_options(heartbeat: u64, max_run_attempts: u32) -> QueueOptions {
+fn queue_options(max_run_attempts: u32) -> QueueOptions {
     QueueOptions {
-        heartbeat: Duration::from_secs(heartbeat.max(1)),
         max_run_attempts,
         ..QueueOptions::default()
     }
@@ -500,11 +499,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
     // Session cookies are `Secure` when browsers reach the console over https.
     let secure_cookies = public_url.starts_with("https://");
     let vault = vault(&store, &args.worker.db, &modules, Some(settings)).await?;
-    let queue = Queue::open(
-        &store,
-        queue_options(args.worker.heartbeat_seconds, args.worker.max_attempts),
-    )
-    .await?;
+    let queue = Queue::new(&store, queue_options(args.worker.max_attempts));
     let catalog = Catalog::new(
         store.clone(),
         modules,
@@ -519,22 +514,9 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
     if let Some(dir) = &args.import {
         import_scenarios(&catalog, dir).await?;
     }
-    let heartbeat = Duration::from_secs(args.worker.heartbeat_seconds.max(1));
-    // What was queued when a previous run stopped is pushed at once; what was running is
-    // pushed once its worker has missed its heartbeats (it may be another live process's).
-    let requeued = queue
-        .requeue_orphans(&store, Some(Duration::ZERO), heartbeat * MISSED_HEARTBEATS)
-        .await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "queued executions found at start-up were pushed again"
-        );
-    }
     let scheduler = Scheduler::new(catalog, queue.clone(), args.min_interval_seconds);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.run());
-    tasks.spawn(sweep_orphans(store.clone(), queue.clone(), heartbeat));
     tasks.spawn(crate::queue::retry::run_retries(
         store.clone(),
         queue.clone(),
@@ -619,11 +601,7 @@ pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Resu
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
     let settings = integration_settings(&args, &public_url)?;
     let vault = vault(&store, &args.db, &modules, Some(settings)).await?;
-    let queue = Queue::open(
-        &store,
-        queue_options(args.heartbeat_seconds, args.max_attempts),
-    )
-    .await?;
+    let queue = Queue::new(&store, queue_options(args.max_attempts));
     let options = CatalogOptions {
         public_url: Some(public_url),
         services: services(&vault, &store),
@@ -636,10 +614,6 @@ pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Resu
         std::process::id(),
         args.concurrency
     );
-    // Workers also look for executions whose process died, so a dead `serve` leaves
-    // nothing behind while workers live.
-    let heartbeat = Duration::from_secs(args.heartbeat_seconds.max(1));
-    let sweep = tokio::spawn(sweep_orphans(store.clone(), queue.clone(), heartbeat));
     let worked = queue
         .work(
             &format!("worker-{}", std::process::id()),
@@ -648,49 +622,9 @@ pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Resu
             drained(runner),
         )
         .await;
-    sweep.abort();
     worked?;
     store.close().await;
     Ok(())
-}
-
-/// How long a queued execution waits before its job is presumed lost (pushed again), and
-/// how often that and the queue's spent jobs are looked at.
-const QUEUED_SWEEP: Duration = Duration::from_secs(30);
-
-/// Heartbeats an execution's worker may miss before the execution is pushed to the queue
-/// again.
-const MISSED_HEARTBEATS: u32 = 3;
-
-/// Pushes executions whose worker died (every heartbeat) and those whose queue push was lost
-/// (committed, then a crash), and ends those the queue gave up on (every [`QUEUED_SWEEP`]).
-async fn sweep_orphans(store: Store, queue: Queue, heartbeat: Duration) {
-    let mut last_full = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(heartbeat).await;
-        let full = last_full.elapsed() >= QUEUED_SWEEP;
-        let queued_for = full.then_some(QUEUED_SWEEP);
-        match queue
-            .requeue_orphans(&store, queued_for, heartbeat * MISSED_HEARTBEATS)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(executions = n, "abandoned executions were pushed again"),
-            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
-        }
-        if !full {
-            continue;
-        }
-        last_full = tokio::time::Instant::now();
-        match queue.settle_spent_jobs(&store, QUEUED_SWEEP).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                executions = n,
-                "executions the job queue gave up on ended with an error"
-            ),
-            Err(e) => tracing::warn!(error = %e, "spent-job sweep failed"),
-        }
-    }
 }
 
 /// Retention and, on SQLite, checkpoint + incremental vacuum so the file shrinks.

@@ -1,7 +1,7 @@
 //! The runner's side of `scenario-service:CallSubscenario` ([`Subscenarios`]): a call
 //! becomes an execution of the callee like any other — stored, then run — linked to its
 //! caller (`Store::create_called_execution`), so it is durable, shows in history and is
-//! re-run by the orphan sweep if this process dies.
+//! taken over by the queue's workers if this process dies.
 //!
 //! - **Resolution.** `parameters.scenario` is the callee's id, Make's `SCN_<id>`, or its name
 //!   (exactly one scenario of that name). The callee must be active and start with

@@ -3,16 +3,16 @@
 //! after that commit.
 //!
 //! While the process has room (its direct-run concurrency), it runs what it accepted
-//! itself: the execution is created already claimed by this process's runner and handed
-//! straight to it, with no job — sparing the job's insert and deletion, the workers' fetch,
-//! lock and acknowledgement, and the claim. Should the process die, the execution is left
-//! `running` with no heartbeat, and [`super::Queue::requeue_orphans`] (at the next start, or
-//! in any live process once its heartbeats are missed) pushes it to the workers. A
+//! itself: the execution is created already claimed by this process's runner (`running`,
+//! never `queued`) and handed straight to it — sparing the workers' look and the claim.
+//! Should the process die, the execution is left `running` with no heartbeat, and the
+//! workers (at the next start, or in any live process once its heartbeats are missed)
+//! take it over. A
 //! sequential scenario's deliveries always go through the queue, which keeps their order.
 //!
 //! A delivery whose caller waits for the scenario's `WebhookRespond` reply may wait a little
 //! for a run slot before it is committed: the caller waits anyway, and the queue's path
-//! (a job, a worker's fetch, claim and acknowledgement) is the slower one. One whose caller
+//! (a worker's look and claim) is the slower one. One whose caller
 //! is answered on acceptance never waits: it goes to the queue at once when every slot is
 //! taken.
 //!

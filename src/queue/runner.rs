@@ -144,6 +144,16 @@ pub struct Runner {
     shared: std::sync::OnceLock<std::sync::Weak<Runner>>,
 }
 
+/// What a claim on an execution found.
+enum Claim {
+    /// This runner holds it now.
+    Won(Box<Execution>),
+    /// Open, and held by a worker with recent signs of life.
+    Held,
+    /// Ended (or never existed): nothing to run.
+    Gone,
+}
+
 /// Counts one running execution for as long as it lives (even if its future is dropped).
 struct RunningGuard(Arc<AtomicU64>);
 
@@ -235,54 +245,87 @@ impl Runner {
         )
     }
 
-    /// Runs execution `id` if it is still to be run; a finished one is left alone.
+    /// Runs execution `id` if it is still to be run; a finished one is left alone. While a
+    /// live worker runs it, waits until that worker finishes it or is presumed dead (then
+    /// takes it over): a waiting sub-scenario call needs its callee's end.
     pub async fn execute(&self, id: &str) -> Result<(), RunnerError> {
-        if self.draining.load(Ordering::SeqCst) {
+        if self.is_draining() {
             return std::future::pending().await;
         }
         self.running.fetch_add(1, Ordering::SeqCst);
         let _running = RunningGuard(self.running.clone());
-        // A large payload waits for room before it is read (its job says nothing of its size).
-        let _admission = match self.store.payload_bytes(id).await {
-            Ok(bytes) => self.payload_gate.admit(bytes).await,
-            Err(e) if e.is_not_found() => Admission::default(),
-            Err(e) => return Err(e.into()),
-        };
-        // Running in a live worker (its job handed out again: a missed queue heartbeat, or
-        // the worker's process just died and its heartbeats are not stale yet): wait until it
-        // finishes, or until its worker is presumed dead and the claim takes it over.
-        let execution = loop {
-            let claimed = self
-                .store
-                .claim_execution_unless_alive(
-                    id,
-                    &self.options.worker_id,
-                    self.max_run_attempts,
-                    self.alive_since(),
-                )
-                .await;
-            match claimed {
-                Ok(Some(e)) => break e,
-                Ok(None) if self.store.is_open(id).await? => {
-                    if self.draining.load(Ordering::SeqCst) {
+        let _admission = self.admit(id).await?;
+        loop {
+            match self.claim(id).await? {
+                Claim::Won(execution) => return self.run_to_the_end(*execution).await,
+                Claim::Held => {
+                    if self.is_draining() {
                         return std::future::pending().await;
                     }
                     tokio::time::sleep(self.options.heartbeat).await;
                 }
-                // Finished already (a second delivery of its job, or the claim ended it as
-                // crashed: over `max_run_attempts`), or deleted.
-                Ok(None) => {
-                    self.completions.notify(id, Finished::Unknown);
-                    return Ok(());
-                }
-                Err(e) if e.is_not_found() => {
-                    self.completions.notify(id, Finished::Unknown);
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
+                Claim::Gone => return Ok(()),
             }
-        };
-        self.run_to_the_end(execution).await
+        }
+    }
+
+    /// Runs execution `id`, which a queue worker found runnable, if this runner's claim wins;
+    /// one another worker holds, or that has ended, is left alone. Claims nothing while the
+    /// process is stopping.
+    pub(crate) async fn run_found(&self, id: &str) -> Result<(), RunnerError> {
+        if self.is_draining() {
+            return Ok(());
+        }
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let _running = RunningGuard(self.running.clone());
+        let _admission = self.admit(id).await?;
+        match self.claim(id).await? {
+            Claim::Won(execution) => self.run_to_the_end(*execution).await,
+            Claim::Held | Claim::Gone => Ok(()),
+        }
+    }
+
+    /// Room in the payload gate for execution `id`'s payload: a large one waits for room
+    /// before it is read.
+    async fn admit(&self, id: &str) -> Result<Admission, RunnerError> {
+        match self.store.payload_bytes(id).await {
+            Ok(bytes) => Ok(self.payload_gate.admit(bytes).await),
+            Err(e) if e.is_not_found() => Ok(Admission::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// This runner's claim on execution `id` (see [`Claim`]). An execution that ended —
+    /// finished, deleted, or ended by the claim as crashed (over `max_run_attempts`) — is
+    /// reported to whoever waits for it here.
+    async fn claim(&self, id: &str) -> Result<Claim, RunnerError> {
+        let claimed = self
+            .store
+            .claim_execution_unless_alive(
+                id,
+                &self.options.worker_id,
+                self.max_run_attempts,
+                self.alive_since(),
+            )
+            .await;
+        match claimed {
+            Ok(Some(execution)) => Ok(Claim::Won(Box::new(execution))),
+            Ok(None) if self.store.is_open(id).await? => Ok(Claim::Held),
+            Ok(None) => {
+                self.completions.notify(id, Finished::Unknown);
+                Ok(Claim::Gone)
+            }
+            Err(e) if e.is_not_found() => {
+                self.completions.notify(id, Finished::Unknown);
+                Ok(Claim::Gone)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the process is stopping ([`Runner::drain`]).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Runs an execution this worker claimed when it was created (see
@@ -293,7 +336,7 @@ impl Runner {
         execution: Execution,
         _admission: Admission,
     ) -> Result<(), RunnerError> {
-        if self.draining.load(Ordering::SeqCst) {
+        if self.is_draining() {
             return std::future::pending().await;
         }
         self.running.fetch_add(1, Ordering::SeqCst);
@@ -478,7 +521,7 @@ impl Runner {
 
     /// The oldest sign of life (milliseconds) of a worker still presumed alive: three
     /// missed heartbeats count as dead.
-    fn alive_since(&self) -> i64 {
+    pub(crate) fn alive_since(&self) -> i64 {
         crate::store::now_ms() - (self.options.heartbeat * 3).as_millis() as i64
     }
 

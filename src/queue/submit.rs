@@ -1,13 +1,12 @@
 //! The one way an execution is submitted outside the webhook intake: run now (API and
 //! console), retry, resume, a schedule's tick and a sub-scenario call all go through
 //! [`Queue::submit`]. (A webhook delivery goes through [`super::Intake`], which records the
-//! delivery, its execution and its job in one transaction of the store writer.)
+//! delivery and its execution in one transaction of the store writer.)
 //!
-//! One failure behaviour: the execution is recorded first, and that is the acceptance — an
-//! error before it means nothing was created, and the caller is told. Once recorded, a job
-//! that cannot be pushed is not the caller's failure: the execution stays `queued` and the
-//! orphan sweep ([`Queue::requeue_orphans`]) pushes it, so the caller gets the execution's
-//! id either way and never an error about an execution that exists.
+//! One failure behaviour: recording the execution, `queued`, is the acceptance and the
+//! queueing at once (a queued execution is the queue's job) — an error means nothing was
+//! created, and the caller is told; once recorded, the caller gets the execution's id and a
+//! worker runs it.
 
 use serde_json::Value;
 
@@ -26,8 +25,8 @@ pub enum Submission<'a> {
         tick_at: i64,
     },
     /// A sub-scenario called by module `module` of execution `caller`. With `run_here`
-    /// the caller runs it at once itself: no job is pushed (should that process die, the
-    /// orphan sweep pushes the execution).
+    /// the caller runs it at once itself: workers are not woken for it (should another
+    /// claim it first, the caller waits for its end).
     Call {
         new: NewExecution<'a>,
         caller: &'a str,
@@ -53,7 +52,7 @@ impl Queue {
                     .claim_tick_execution(scenario_id, version, tick_at, None)
                     .await?;
                 match claimed {
-                    Some(id) => Ok(Some(self.queued(id).await)),
+                    Some(id) => Ok(Some(self.queued(id))),
                     None => Ok(None),
                 }
             }
@@ -67,7 +66,7 @@ impl Queue {
                     .store
                     .create_called_execution(new, caller, module)
                     .await?;
-                Ok(Some(if run_here { id } else { self.queued(id).await }))
+                Ok(Some(if run_here { id } else { self.queued(id) }))
             }
         }
     }
@@ -75,16 +74,12 @@ impl Queue {
     /// [`Queue::submit`] of a new execution (run now, retry, resume), whose id it always has.
     pub async fn submit_new(&self, new: NewExecution<'_>) -> Result<String, QueueError> {
         let id = self.store.create_execution(new).await?;
-        Ok(self.queued(id).await)
+        Ok(self.queued(id))
     }
 
-    /// Pushes the job of recorded execution `execution_id`; a push that fails is left to the
-    /// orphan sweep (the execution is recorded: it is not lost).
-    async fn queued(&self, execution_id: String) -> String {
-        if let Err(e) = self.enqueue(&execution_id).await {
-            tracing::warn!(execution = %execution_id, error = %e,
-                "the execution is recorded but its job could not be pushed; the orphan sweep pushes it");
-        }
+    /// Wakes this process's workers for recorded execution `execution_id`.
+    fn queued(&self, execution_id: String) -> String {
+        self.wake_workers();
         execution_id
     }
 

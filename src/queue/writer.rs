@@ -1,13 +1,12 @@
 //! Group commit. One writer task takes what request handlers and runners hand it — webhook
-//! deliveries with their executions (and the jobs of those no process runs at once), and
-//! finished executions with their module data, parked bundles, trigger state and job
-//! deletion — writes all
-//! that is waiting in one transaction, and answers each after that single commit. While a
+//! deliveries with their executions (queued, unless the process that accepted them runs
+//! them at once), and finished executions with their module data, parked bundles and trigger
+//! state — writes all that is waiting in one transaction, and answers each after that single commit. While a
 //! commit is in flight the next writes queue up and go together in the next one, so batches
 //! grow with the load and a lone write waits for nothing.
 //!
-//! Nothing is answered before its commit: a delivery is `Ok` only once its execution (and
-//! job) are durable. A failed batch is retried one write per transaction, so one bad write
+//! Nothing is answered before its commit: a delivery is `Ok` only once its execution is
+//! durable (a queued execution is the queue's job). A failed batch is retried one write per transaction, so one bad write
 //! fails alone.
 //!
 //! No transaction holds the database for long (on SQLite one connection serves every request,
@@ -204,8 +203,8 @@ impl Writer {
         }
     }
 
-    /// Records the delivery and its execution — with a job, unless the execution was
-    /// claimed for this process ([`NewDelivery::claim_for`]) — and returns once they are
+    /// Records the delivery and its execution — queued, unless the execution was claimed
+    /// for this process ([`NewDelivery::claim_for`]) — and returns once they are
     /// committed (or the key was seen before: [`Delivery::Duplicate`]).
     pub async fn accept(&self, delivery: NewDelivery) -> Result<Delivery, QueueError> {
         let (reply, answer) = oneshot::channel();
@@ -432,11 +431,11 @@ async fn one_by_one(
 /// whether each execution was finished.
 type Committed = (Vec<Result<Delivery, StoreError>>, Vec<bool>, Vec<bool>);
 
-/// One transaction: the deliveries, their executions and the jobs of those not claimed;
-/// the leading parts of module data of executions still claimed by their worker; then, for
-/// each execution still open (and, when its data was written in parts, still claimed by
-/// its worker), its final status, module data and summary, parked bundles, trigger state and
-/// the deletion of its job.
+/// One transaction: the deliveries and their executions (queued, unless claimed by the
+/// process that accepted them); the leading parts of module data of executions still claimed
+/// by their worker; then, for each execution still open (and, when its data was written in
+/// parts, still claimed by its worker), its final status, module data and summary, parked
+/// bundles and trigger state.
 async fn commit(
     store: &Store,
     queue: &Queue,
@@ -446,17 +445,11 @@ async fn commit(
 ) -> Result<Committed, QueueError> {
     let mut tx = store.begin_write().await?;
     let accepted = tx.accept_deliveries(deliveries).await?;
-    let jobs: Vec<&str> = accepted
+    // Executions that wait for a worker (not claimed by the process that accepted them).
+    let queued = accepted
         .iter()
         .zip(deliveries)
-        .filter_map(|(r, delivery)| match r {
-            Ok(Delivery::Accepted { execution_id }) if !delivery.is_claimed() => {
-                Some(execution_id.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    queue.push_in(&mut tx, &jobs).await?;
+        .any(|(r, delivery)| matches!(r, Ok(Delivery::Accepted { .. })) && !delivery.is_claimed());
     let mut appended = Vec::with_capacity(appends.len());
     for a in appends {
         appended.push(tx.append_module_part(&a.id, &a.worker_id, &a.part).await?);
@@ -493,11 +486,9 @@ async fn commit(
     for f in &done {
         park(&mut tx, f).await?;
     }
-    let done: Vec<&str> = done.iter().map(|f| f.id.as_str()).collect();
-    Queue::delete_jobs_in(&mut tx, &done).await?;
     tx.commit().await?;
-    if !jobs.is_empty() {
-        queue.pushed();
+    if queued {
+        queue.wake_workers();
     }
     Ok((accepted, appended, finished))
 }

@@ -204,7 +204,7 @@ impl Store {
     }
 
     /// Claims an execution for `worker_id`: `queued → running`, or `running → running` when
-    /// the queue re-delivers the job of a worker that died. Increments the attempt (counted
+    /// a worker takes over the execution of a worker that died. Increments the attempt (counted
     /// before the run starts, so a run that kills its process is counted), stamps
     /// `started_at`/`heartbeat_at`, and on a re-claim drops the per-module data of the lost
     /// attempt (the new attempt runs from the start). `None` when the execution has already
@@ -227,7 +227,8 @@ impl Store {
     /// sign of life at `alive_since` or later (milliseconds) is left to that worker: its job
     /// handed out again (a missed queue heartbeat, a slow database) does not run it twice.
     /// The answer is then `None`, as for a finished execution; should that worker die, its
-    /// heartbeats stop and the orphan sweep pushes the execution again.
+    /// heartbeats stop and the queue's workers take the execution over
+    /// ([`Store::runnable_executions`]).
     pub async fn claim_execution_unless_alive(
         &self,
         id: &str,
@@ -467,33 +468,6 @@ impl Store {
         records.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Executions that look abandoned, oldest first: running with no sign of life (claim or
-    /// heartbeat) since before `silent_since` (their worker died), and, with
-    /// `queued_before`, queued since before it (their job may never have reached the queue).
-    /// A reaper re-enqueues or fails them.
-    pub async fn stale_executions(
-        &self,
-        queued_before: Option<i64>,
-        silent_since: i64,
-        limit: u32,
-    ) -> Result<Vec<ExecutionSummary>> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM executions \
-             WHERE (status = 'queued' AND created_at < $1) \
-                OR (status = 'running' AND COALESCE(heartbeat_at, started_at, created_at) < $2) \
-             ORDER BY created_at, id LIMIT $3"
-        );
-        let records: Vec<SummaryRecord> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(queued_before.unwrap_or(i64::MIN))
-                .bind(silent_since)
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
-        });
-        records.into_iter().map(TryInto::try_into).collect()
-    }
-
     /// Whether an execution of `scenario_id` that arrived before the one created at
     /// `created_at` with id `id` is still to finish: queued, or running with a sign of life
     /// since `alive_since` (a worker that died does not hold the others back).
@@ -518,46 +492,6 @@ impl Store {
             .await?
         });
         Ok(found.is_some())
-    }
-
-    /// Ends an execution the job queue gave up on with status `error` and `error`, unless
-    /// it is finished or a worker has shown signs of life since `stale_before` (it may
-    /// still finish). Returns whether this call ended it, and the execution's status
-    /// afterwards (`None` when it does not exist).
-    pub async fn abandon_execution(
-        &self,
-        id: &str,
-        error: &Value,
-        stale_before: i64,
-    ) -> Result<(bool, Option<ExecutionStatus>)> {
-        if !is_id(id) {
-            return Ok((false, None));
-        }
-        let error = JsonText::new("execution error", error)?;
-        let now = now_ms();
-        let (ended, status): (u64, Option<String>) = on_pool!(self, pool => {
-            let ended = sqlx::query(
-                "UPDATE executions SET status = 'error', error = $2, finished_at = $3 \
-                 WHERE id = $1 AND (status = 'queued' OR (status = 'running' \
-                 AND COALESCE(heartbeat_at, started_at, created_at) < $4))",
-            )
-            .bind(id)
-            .bind(error.clone())
-            .bind(now)
-            .bind(stale_before)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            let status = sqlx::query_scalar("SELECT status FROM executions WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-            (ended, status)
-        });
-        let status = status
-            .map(|s| parse_stored("execution status", &s))
-            .transpose()?;
-        Ok((ended == 1, status))
     }
 
     /// Appends module outputs to an execution's data (see

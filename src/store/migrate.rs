@@ -3,8 +3,8 @@
 //!
 //! The files are embedded with `include_str!`, so editing one rebuilds the crate (the
 //! `sqlx::migrate!` macro needs a build script for that). A unit test checks that the lists
-//! below match the folders. Applied versions are recorded in `_switchyard_migrations`: apalis
-//! owns `_sqlx_migrations` on SQLite.
+//! below match the folders. Applied versions are recorded in `_switchyard_migrations` (sqlx's
+//! default `_sqlx_migrations` was apalis's, until migration 0013 dropped it with apalis's tables).
 
 use std::borrow::Cow;
 
@@ -62,6 +62,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0012_parked_bundles.sql",
         include_str!("../../migrations/sqlite/0012_parked_bundles.sql"),
     ),
+    (
+        "0013_queue_owns_its_table.sql",
+        include_str!("../../migrations/sqlite/0013_queue_owns_its_table.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -109,6 +113,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0012_parked_bundles.sql",
         include_str!("../../migrations/postgres/0012_parked_bundles.sql"),
+    ),
+    (
+        "0013_queue_owns_its_table.sql",
+        include_str!("../../migrations/postgres/0013_queue_owns_its_table.sql"),
     ),
 ];
 

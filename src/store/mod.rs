@@ -13,15 +13,14 @@
 //! - `triggers.rs`: trigger state, schedule ticks, incomplete executions;
 //! - `connections.rs`: stored connections (metadata and sealed values, never opened here);
 //! - `datastores.rs`: Make's data stores and their records (the modules' `DataStores`);
-//! - `jobs.rs`: the job queue's rows (apalis's table: its set-up and workers are the queue's);
+//! - `runnable.rs`: what the job queue hands out (the queue is the executions table itself);
 //! - `maintenance.rs`: retention, SQLite maintenance, metrics, the API token;
 //! - `files.rs`: the data directory's and the database files' permissions (owner only);
 //! - `integrity.rs`: the integrity check of a SQLite database and the health `/health` reports.
 //!
 //! # Invariants
 //! - **Only this module knows which database it is on, and it owns every statement** — the
-//!   job queue's rows included (`jobs.rs`); the pool is exposed only so that apalis can set up
-//!   its tables and run its workers on the same database. Queries are runtime `sqlx::query` calls (never the `query!`
+//!   job queue's included (`runnable.rs`): the queue's jobs are executions. Queries are runtime `sqlx::query` calls (never the `query!`
 //!   macros, see `shared/reference/rust-stack.md`) written once with `$N` placeholders, which
 //!   both drivers accept, and run through `on_pool!`, which expands the same code for each
 //!   pool type. Where the dialects differ (row locks, write transactions), the `Dialect`
@@ -95,12 +94,12 @@ mod executions;
 mod files;
 mod intake;
 mod integrity;
-mod jobs;
 mod json;
 mod maintenance;
 mod migrate;
 mod oauth_states;
 mod overview;
+mod runnable;
 mod scenarios;
 mod sessions;
 mod ticks;
@@ -121,7 +120,6 @@ pub use executions::{CRASH_ERROR_NAME, ModuleData, crash_error};
 pub use files::{DATA_DIR_MODE, DATABASE_FILE_MODE, ensure_data_dir};
 pub use intake::{NewDelivery, WriteTx};
 pub use integrity::{STARTUP_CHECK_WAIT, StoreHealth};
-pub use jobs::{JobPush, NewJob, SpentJob};
 pub use json::MAX_JSON_DEPTH;
 pub use maintenance::TICK_RETENTION_DAYS;
 pub use migrate::MIGRATIONS_TABLE;
@@ -171,8 +169,8 @@ pub struct Store {
     integrity: Arc<integrity::Integrity>,
 }
 
-/// The connection pool behind a [`Store`], exposed so that the job queue (apalis) can share
-/// the database.
+/// The connection pool behind a [`Store`], exposed so that the job queue can LISTEN on
+/// PostgreSQL and tests can look at rows the store's API does not read.
 #[derive(Clone)]
 pub enum StorePool {
     Sqlite(SqlitePool),
@@ -344,8 +342,7 @@ impl Store {
         sqlx::Connection::close(conn).await?;
         // One connection: SQLite has one writer at a time, and queueing statements in the
         // pool is far cheaper than connections contending for the file lock (whose busy
-        // handler sleeps). The job queue's set-up runs on a connection of its own
-        // (`queue::Queue::open`), so this pool's `synchronous` is never changed.
+        // handler sleeps).
         // Every commit on the writer wakes an idle checkpointer ([`checkpoint_wal`]).
         let committed = Arc::new(tokio::sync::Notify::new());
         let hook = committed.clone();
@@ -556,9 +553,6 @@ trait Dialect: Sized + sqlx::Database {
     /// Whether multi-row statements take plain `?` parameters ([`positional_in`]).
     const POSITIONAL: bool;
 
-    /// The job queue's table, as apalis creates it on this database (`jobs.rs`).
-    const JOBS: jobs::JobTable;
-
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a read followed by a write cannot fail with `SQLITE_BUSY`
     /// halfway; the wait for the lock is bounded by `busy_timeout`.
@@ -570,11 +564,6 @@ trait Dialect: Sized + sqlx::Database {
 impl Dialect for Sqlite {
     const FOR_UPDATE: &'static str = "";
     const POSITIONAL: bool = true;
-    const JOBS: jobs::JobTable = jobs::JobTable {
-        name: "Jobs",
-        due_now: "CAST(strftime('%s', 'now') AS INTEGER)",
-        no_metadata: "'{}'",
-    };
 
     fn begin_write(
         pool: &sqlx::Pool<Self>,
@@ -587,11 +576,6 @@ impl Dialect for Sqlite {
 impl Dialect for Postgres {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const POSITIONAL: bool = false;
-    const JOBS: jobs::JobTable = jobs::JobTable {
-        name: "apalis.jobs",
-        due_now: "now()",
-        no_metadata: "''::hstore",
-    };
 
     fn begin_write(
         pool: &sqlx::Pool<Self>,
@@ -998,7 +982,6 @@ mod tests {
             s.finish_execution("a", outcome(&v));
             s.get_execution("a");
             s.list_executions(&ExecutionFilter::default());
-            s.stale_executions(Some(0), 0, 1);
             s.append_module_data("a", &[ModuleEntry { module_id: 1, output: &v }], 1);
             s.module_data("a");
             s.module_page("a", 1, 0, 100);
@@ -1021,9 +1004,7 @@ mod tests {
             s.count_executions_by_status();
             s.api_token_hash();
             s.set_api_token_hash("a");
-            s.push_job("q", 1, NewJob { id: "j".into(), key: "a", args: Vec::new() });
-            s.spent_jobs("q");
-            s.delete_job("j");
+            s.runnable_executions(1, 0);
             s.close();
         }
     }
