@@ -26,6 +26,9 @@
 //!   directory a `serve` runs on is refused with a message naming it; admin commands still
 //!   work; the lock is released by a graceful stop and by `kill -9`.
 //!
+//! - `consecutive_errors_turn_a_scenario_off`: Make's `maxErrors` on a webhook scenario: an
+//!   error, a success, then two errors in a row turn it off with the reason in the API; every
+//!   failure is logged at `warn`; activating it again clears the reason.
 //! - `polling_cursor`: `rss:TriggerNewArticle` on a fake feed that publishes 500 items over
 //!   time and lists only the newest 50; the scenario is edited and re-activated and the
 //!   server stopped with SIGTERM and restarted: each item reaches the sink exactly once; after
@@ -57,6 +60,7 @@ common::backend_tests!(
         polling_cursor,
         first_five_minutes,
         slow_clients_are_cut_off,
+        consecutive_errors_turn_a_scenario_off,
     ],
     postgres_only: [two_workers],
 );
@@ -2592,4 +2596,90 @@ async fn polling_cursor(db: TestDb) {
         started.elapsed().as_secs_f64()
     );
     store.close().await;
+}
+
+/// Make's `maxErrors`: an active scenario is turned off once its last `maxErrors` executions
+/// all ended with an error (instant triggers included); a success in between breaks the run.
+async fn consecutive_errors_turn_a_scenario_off(db: TestDb) {
+    let svc = db.serve(&[]).await;
+    let api = &svc.api;
+    let http = reqwest::Client::new();
+    let blueprint = json!({
+        "name": "Parses",
+        "flow": [
+            {"id": 1, "module": "gateway:CustomWebHook", "parameters": {"hook": "parses"}},
+            {"id": 2, "module": "json:ParseJSON", "mapper": {"json": "{{1.text}}"}}
+        ],
+        "metadata": {"scenario": {"maxErrors": 2}}
+    });
+    let (id, hook) = api.create_active(&blueprint).await;
+    let hook = svc.url(&hook.expect("a hook"));
+    let send = |text: &'static str| {
+        let (http, hook) = (http.clone(), hook.clone());
+        async move {
+            let reply = hook_json(&http, &hook, &json!({"text": text}))
+                .await
+                .expect(200, "hook");
+            api.finished(&execution_header(&reply)).await
+        }
+    };
+    let scenario = || async {
+        api.get(&format!("/api/scenarios/{id}"))
+            .await
+            .expect(200, "get")
+            .json
+    };
+
+    // An error, a success, an error: never two in a row.
+    for (text, status) in [
+        ("{oops", "error"),
+        ("{\"ok\": 1}", "success"),
+        ("{oops", "error"),
+    ] {
+        assert_eq!(send(text).await["status"], status, "{text}");
+        let now = scenario().await;
+        assert_eq!(now["active"], true, "after {text}: {now}");
+        assert_eq!(now["deactivatedReason"], Value::Null);
+    }
+    // The second error in a row turns it off, saying why.
+    assert_eq!(send("{oops").await["status"], "error");
+    let off = eventually("the scenario to be turned off", 20, || async {
+        let now = scenario().await;
+        if now["active"] == false {
+            Ok(now)
+        } else {
+            Err(now.to_string())
+        }
+    })
+    .await;
+    let reason = off["deactivatedReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("2 consecutive executions") && reason.contains("maxErrors 2"),
+        "{off}"
+    );
+    // Each failure was logged, with its module and error kind.
+    let log = svc.proc.log();
+    assert_eq!(log.matches("an execution failed").count(), 3, "{log}");
+    assert!(log.contains("DataError"), "{log}");
+    // Its hook no longer takes deliveries (once the process's cached route, kept for up to
+    // a second, is read again).
+    eventually("the hook to refuse deliveries", 10, || async {
+        let reply = hook_json(&http, &hook, &json!({"text": "{}"})).await;
+        if reply.status == 200 {
+            Err(format!("{reply:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+
+    // Turned on again: the reason is gone and the count starts afresh.
+    api.post(&format!("/api/scenarios/{id}/activate"), &Value::Null)
+        .await
+        .expect(200, "activate");
+    let again = scenario().await;
+    assert_eq!(
+        (again["active"].clone(), again["deactivatedReason"].clone()),
+        (json!(true), Value::Null)
+    );
 }

@@ -88,6 +88,7 @@ fn stored_json(stored: &Stored) -> Value {
 
 fn scenario_json(row: &ScenarioRow) -> Value {
     json!({"id": row.id, "name": row.name, "version": row.version, "active": row.active,
+           "deactivatedReason": row.deactivated_reason,
            "createdAt": rfc3339(row.created_at), "updatedAt": rfc3339(row.updated_at)})
 }
 

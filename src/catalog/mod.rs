@@ -353,6 +353,35 @@ impl Catalog {
         Ok(self.store().get_scenario(id).await?)
     }
 
+    /// Turns scenario `id` off, as Make does, once its last `maxErrors` executions (the
+    /// setting of `scenario`, the version that just ran) all ended with an error — whatever
+    /// its trigger, instant ones included. Records why (shown by the API and the console),
+    /// stops its schedule and removes its instant trigger's registration. Returns whether
+    /// this call turned it off; `maxErrors: 0` never does.
+    pub async fn deactivate_after_errors(
+        &self,
+        id: &str,
+        scenario: &Scenario,
+    ) -> Result<bool, CatalogError> {
+        let max_errors = scenario.settings.max_errors;
+        let plural = if max_errors == 1 { "" } else { "s" };
+        let reason = format!(
+            "turned off after {max_errors} consecutive execution{plural} ended with an error \
+             (maxErrors {max_errors})"
+        );
+        if !self
+            .store()
+            .deactivate_after_errors(id, max_errors, &reason)
+            .await?
+        {
+            return Ok(false);
+        }
+        tracing::warn!(scenario = id, max_errors, "{reason}");
+        self.inner.changes.notify_one();
+        self.detach(id, scenario).await?;
+        Ok(true)
+    }
+
     /// The registration of `scenario`'s instant trigger, when its first module is one: the
     /// module, its configuration, its hook and the context a registration call runs in.
     async fn registration<'s>(

@@ -109,7 +109,10 @@ pub async fn scenarios(State(state): State<AppState>, session: Session) -> Respo
                     @for (row, trigger, act) in &items {
                         tr data-scenario=(row.id) {
                             td { a href=(format!("/scenarios/{}", row.id)) { (row.name) } span.muted { " v" (row.version) } }
-                            td { @if row.active { span.pill.on { "active" } } @else { span.pill.off { "inactive" } } }
+                            td {
+                                @if row.active { span.pill.on { "active" } } @else { span.pill.off { "inactive" } }
+                                @if row.deactivated_reason.is_some() { " " span.problem title=[row.deactivated_reason.as_deref()] { "after errors" } }
+                            }
                             td { (trigger) }
                             td { @match &act.last_status { Some(s) => (status_badge(s)), None => span.muted { "never" } } }
                             td.num { (act.runs_since) }
@@ -227,6 +230,9 @@ pub async fn scenario(
                 p.muted {
                     "version " (row.version) " · "
                     @if row.active { span.pill.on { "active" } } @else { span.pill.off { "inactive" } }
+                    @if let Some(reason) = &row.deactivated_reason {
+                        " · " span.problem role="status" { (reason) }
+                    }
                     @for hook in hooks.iter().filter(|h| h.attached) {
                         " · hook " code.hook { (state.catalog().hook_url(&hook.id).unwrap_or_else(|| format!("/hooks/{}", hook.id))) }
                     }

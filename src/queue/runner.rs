@@ -671,6 +671,38 @@ impl Runner {
         // end of the job commit together, with other runners' (group commit); a large
         // execution's module data goes first, in parts (see `writer`).
         self.writer.finish(finish).await?;
+        if status == FinalStatus::Error {
+            self.after_error(scenario_id, id, scenario, report).await;
+        }
         Ok(())
+    }
+
+    /// A recorded execution that ended with an error: said at `warn` (so a failure is never
+    /// silent in the service's log), and counted towards the scenario's `maxErrors`, which
+    /// turns the scenario off after that many in a row.
+    async fn after_error(&self, scenario_id: &str, id: &str, scenario: &Scenario, report: &Report) {
+        match &report.error {
+            Some(error) => tracing::warn!(
+                scenario = scenario_id,
+                execution = id,
+                module = error.module,
+                kind = %error.name,
+                message = %error.message,
+                "an execution failed"
+            ),
+            None => tracing::warn!(
+                scenario = scenario_id,
+                execution = id,
+                "an execution failed"
+            ),
+        }
+        if let Err(e) = self
+            .catalog
+            .deactivate_after_errors(scenario_id, scenario)
+            .await
+        {
+            tracing::warn!(scenario = scenario_id, error = %e,
+                "could not turn the scenario off after its consecutive errors");
+        }
     }
 }

@@ -66,6 +66,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0013_queue_owns_its_table.sql",
         include_str!("../../migrations/sqlite/0013_queue_owns_its_table.sql"),
     ),
+    (
+        "0015_deactivation_reason.sql",
+        include_str!("../../migrations/sqlite/0015_deactivation_reason.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -117,6 +121,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0013_queue_owns_its_table.sql",
         include_str!("../../migrations/postgres/0013_queue_owns_its_table.sql"),
+    ),
+    (
+        "0015_deactivation_reason.sql",
+        include_str!("../../migrations/postgres/0015_deactivation_reason.sql"),
     ),
 ];
 

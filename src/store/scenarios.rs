@@ -29,6 +29,7 @@ struct ScenarioRecord {
     name: String,
     version: i64,
     active: bool,
+    deactivated_reason: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -42,6 +43,7 @@ impl TryFrom<ScenarioRecord> for ScenarioRow {
             id: r.id,
             name: r.name,
             active: r.active,
+            deactivated_reason: r.deactivated_reason,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -213,7 +215,7 @@ impl Store {
         }
         let record: Option<ScenarioRecord> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, name, version, active, created_at, updated_at \
+                "SELECT id, name, version, active, deactivated_reason, created_at, updated_at \
                  FROM scenarios WHERE id = $1",
             )
             .bind(id)
@@ -278,7 +280,7 @@ impl Store {
     pub async fn list_scenarios(&self) -> Result<Vec<ScenarioRow>> {
         let records: Vec<ScenarioRecord> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, name, version, active, created_at, updated_at \
+                "SELECT id, name, version, active, deactivated_reason, created_at, updated_at \
                  FROM scenarios ORDER BY name, id",
             )
             .fetch_all(pool)
@@ -332,7 +334,10 @@ impl Store {
         }
         let now = now_ms();
         let rows = on_pool!(self, pool => {
-            sqlx::query("UPDATE scenarios SET active = $2, updated_at = $3 WHERE id = $1")
+            sqlx::query(
+                "UPDATE scenarios SET active = $2, deactivated_reason = NULL, updated_at = $3, \
+                 activated_at = CASE WHEN $2 THEN $3 ELSE activated_at END WHERE id = $1",
+            )
                 .bind(id)
                 .bind(active)
                 .bind(now)
@@ -344,6 +349,45 @@ impl Store {
             return Err(StoreError::not_found("scenario", id));
         }
         Ok(())
+    }
+
+    /// Turns active scenario `id` off with `reason` if its last `max_errors` finished
+    /// executions (in arrival order, since it was last turned on) all ended with status
+    /// `error`; an execution that succeeded or parked its bundles as incomplete in between
+    /// breaks the run. One
+    /// statement, so two workers finishing errors at once turn it off once. Returns whether
+    /// this call turned it off.
+    pub async fn deactivate_after_errors(
+        &self,
+        id: &str,
+        max_errors: u32,
+        reason: &str,
+    ) -> Result<bool> {
+        if !is_id(id) || max_errors == 0 {
+            return Ok(false);
+        }
+        let rows = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE scenarios SET active = $2, deactivated_reason = $3, updated_at = $4 \
+                 WHERE id = $1 AND active = $5 AND $6 = (SELECT COUNT(*) FROM \
+                 (SELECT status FROM executions WHERE scenario_id = $1 \
+                  AND status IN ('success', 'error', 'incomplete') \
+                  AND created_at >= COALESCE((SELECT activated_at FROM scenarios \
+                  WHERE id = $1), 0) \
+                  ORDER BY created_at DESC, id DESC LIMIT $6) AS last_finished \
+                 WHERE status = 'error')",
+            )
+            .bind(id)
+            .bind(false)
+            .bind(reason)
+            .bind(now_ms())
+            .bind(true)
+            .bind(i64::from(max_errors))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(rows == 1)
     }
 
     /// The hook of `module_id` in a scenario, created on first use and (re)attached.

@@ -145,6 +145,9 @@ pub struct ScenarioRow {
     /// The current version: what new executions run.
     pub version: u32,
     pub active: bool,
+    /// Why Switchyard turned the scenario off (`maxErrors` consecutive errors); `None` while
+    /// it is active or when a person turned it off.
+    pub deactivated_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
