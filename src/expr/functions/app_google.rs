@@ -10,7 +10,11 @@
 //!   column letter or `__ROW_NUMBER__`) and `sortOrder` (`asc`/`desc`) sort them (numbers as
 //!   numbers when both cells read as numbers, else text); at most `limit` are kept (none or
 //!   `0`: all); each bundle gains `__IMTINDEX__` (1-based) and `__IMTLENGTH__`, as Make's
-//!   search modules emit.
+//!   search modules emit. With `continueIfNone` true and no row found, one bundle
+//!   `{__IMTINDEX__: 0, __IMTLENGTH__: 0}` stands for "no match" so the route goes on (Make's
+//!   "Continue the execution of the route even if the module finds no matches").
+//! - `wrapEach(items, key)`: each item as `{key: item}` (Sheets' `[{title}]` become
+//!   `[{properties: {title}}]`).
 //!
 //! Invariants: a malformed filter is an error naming its place (`[0][1].o`), never an empty
 //! result; the result is no larger than the rows given plus the two counters per row.
@@ -26,6 +30,7 @@ use crate::expr::value::{self, estimated_size, is_empty, to_number, to_text};
 pub fn lookup(name: &str) -> Option<Function> {
     Some(match name {
         "sheetSearch" => sheet_search,
+        "wrapEach" => wrap_each,
         _ => return None,
     })
 }
@@ -158,9 +163,9 @@ fn compare_cells(a: &Value, b: &Value) -> Ordering {
 }
 
 fn sheet_search(args: &[Value], ctx: &FnCtx) -> FnResult {
-    arity(args, 1, 5)?;
-    let rows = match arg(args, 0) {
-        Value::Null => return Ok(Value::Array(Vec::new())),
+    arity(args, 1, 6)?;
+    let rows: &[Value] = match arg(args, 0) {
+        Value::Null => &[],
         Value::Array(rows) => rows,
         other => {
             return Err(FnError::new(format!(
@@ -232,6 +237,12 @@ fn sheet_search(args: &[Value], ctx: &FnCtx) -> FnResult {
     }
     found.truncate(limit);
     let total = found.len();
+    if total == 0 && value::truthy(arg(args, 5)) {
+        let mut none = Map::new();
+        none.insert("__IMTINDEX__".into(), Value::from(0));
+        none.insert("__IMTLENGTH__".into(), Value::from(0));
+        return Ok(Value::Array(vec![Value::Object(none)]));
+    }
     Ok(Value::Array(
         found
             .into_iter()
@@ -241,6 +252,29 @@ fn sheet_search(args: &[Value], ctx: &FnCtx) -> FnResult {
                 bundle.insert("__IMTINDEX__".into(), Value::from(i + 1));
                 bundle.insert("__IMTLENGTH__".into(), Value::from(total));
                 Value::Object(bundle)
+            })
+            .collect(),
+    ))
+}
+
+fn wrap_each(args: &[Value], _: &FnCtx) -> FnResult {
+    arity(args, 2, 2)?;
+    let key = value::to_text(arg(args, 1));
+    let items = match arg(args, 0) {
+        Value::Null => return Ok(Value::Array(Vec::new())),
+        Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    ensure_fits(
+        estimated_size(arg(args, 0)).saturating_add(items.len().saturating_mul(key.len() + 8)),
+    )?;
+    Ok(Value::Array(
+        items
+            .iter()
+            .map(|item| {
+                let mut wrapped = Map::new();
+                wrapped.insert(key.clone(), item.clone());
+                Value::Object(wrapped)
             })
             .collect(),
     ))
@@ -317,6 +351,31 @@ mod tests {
         assert_eq!(found[0]["__IMTLENGTH__"], 1);
         let found = search(&[rows(), Value::Null, json!(""), json!("asc"), json!(0)]).unwrap();
         assert_eq!(names(&found), ["Ann", "Bob", "Cy"]);
+        let none = json!([[{"a": "A", "o": "text:equal", "b": "Zed"}]]);
+        let found = search(&[rows(), none.clone()]).unwrap();
+        assert_eq!(found, json!([]));
+        let found = search(&[
+            rows(),
+            none,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            json!(true),
+        ]);
+        assert_eq!(
+            found.unwrap(),
+            json!([{"__IMTINDEX__": 0, "__IMTLENGTH__": 0}])
+        );
+    }
+
+    #[test]
+    fn wraps_each_item() {
+        let ctx = FnCtx {
+            now: chrono::Utc::now(),
+            timezone: chrono_tz::UTC,
+        };
+        let wrapped = wrap_each(&[json!([{"title": "A"}]), json!("properties")], &ctx);
+        assert_eq!(wrapped.unwrap(), json!([{"properties": {"title": "A"}}]));
     }
 
     #[test]
