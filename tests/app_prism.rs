@@ -18,6 +18,8 @@
 //! - `google_forms_follows_the_published_contract`: the Google Forms app's trigger list (its
 //!   `timestamp >=` filter), `getResponse` and an API call send what Google's Forms v1
 //!   description accepts.
+//! - `google_docs_follows_the_published_contract`: the Google Docs app's modules (create with
+//!   text, insert, append, get, an API call) send what Google's Docs v1 description accepts.
 //! - `requests_follow_the_published_contract`: listing and creating task lists succeed (the
 //!   token sent as the description's OAuth2 scheme wants); a module whose query breaks the
 //!   contract fails with Prism's 422.
@@ -441,4 +443,76 @@ async fn google_forms_follows_the_published_contract() {
     );
     assert_eq!(report["status"], "error", "{report}");
     assert_eq!(report["error"]["details"]["statusCode"], 404, "{report}");
+}
+
+/// Every module of the Google Docs app (`modules/google-docs.json`) sends what Google's Docs
+/// description accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_docs_follows_the_published_contract() {
+    let prism = Prism::start(&repo("tests/apps/specs/google-docs-v1.yaml")).await;
+    let bases = format!("google-docs={}", prism.url);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = switchyard(
+        &bases,
+        &[
+            "connections",
+            "add",
+            "docs",
+            "--app",
+            "google-docs",
+            "--access-token",
+            "ya29.test-token",
+            "--id",
+            "6661",
+            "--no-test",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (module, mapper) in [
+        (
+            "createADocument",
+            json!({"name": "Minutes", "content": "Agreed: ship."}),
+        ),
+        ("createADocument", json!({"name": "Empty"})),
+        (
+            "insertText",
+            json!({"documentId": "/1DocId0001", "text": "Hello\n", "index": 1}),
+        ),
+        (
+            "appendText",
+            json!({"documentId": "1DocId0001", "text": "Bye"}),
+        ),
+        (
+            "getADocument",
+            json!({"select": "map", "documentId": "1DocId0001"}),
+        ),
+        (
+            "makeApiCall",
+            json!({"url": "/v1/documents/1DocId0001", "method": "GET"}),
+        ),
+    ] {
+        let blueprint = json!({"id": 1, "module": format!("google-docs:{module}"),
+            "version": 1, "parameters": {"__IMTCONN__": 6661}, "mapper": mapper});
+        let report = run(&bases, dir.path(), &data, blueprint);
+        assert_eq!(report["status"], "success", "{module}: {report}");
+    }
+    // A query the description does not allow is Prism's 422.
+    let report = run(
+        &bases,
+        dir.path(),
+        &data,
+        json!({"id": 1, "module": "google-docs:makeApiCall", "version": 1,
+               "parameters": {"__IMTCONN__": 6661},
+               "mapper": {"url": "/v1/documents/1DocId0001", "method": "GET",
+                          "qs": [{"key": "suggestionsViewMode", "value": "ALL"}]}}),
+    );
+    assert_eq!(report["status"], "error", "{report}");
+    assert_eq!(report["error"]["details"]["statusCode"], 422, "{report}");
 }

@@ -1,8 +1,8 @@
-//! The Google Calendar and Google Forms apps (`modules/google-calendar.json`,
-//! `modules/google-forms.json`) run by the real binary against a stateful fake of the Calendar
+//! The Google Calendar, Forms and Docs apps (`modules/google-calendar.json`,
+//! `modules/google-forms.json`, `modules/google-docs.json`) run by the real binary against a stateful fake of the Calendar
 //! API v3 (events per calendar, paged as Google pages them, free/busy computed from them) and
-//! of the Forms API v1 (responses per form, filtered by submission time, paged) on 127.0.0.1,
-//! reached through `--app-base-url google-calendar=…,google-forms=…`; the fake checks the bearer token as Google does (401 for a token it
+//! of the Forms API v1 (responses per form, filtered by submission time, paged) and the Docs
+//! API v1 (documents as text) on 127.0.0.1, reached through `--app-base-url`; the fake checks the bearer token as Google does (401 for a token it
 //! does not know, 403 "insufficient authentication scopes" for a read-only token that writes),
 //! and issues tokens at its own `/token` (the `google` integration's token URL overridden), so
 //! a refused token is refreshed for real. What Google's published description accepts is
@@ -19,6 +19,10 @@
 //!   and a 429 (`Retry-After`) and a 500 retried; an unknown response is the API's 404 as a
 //!   `DataError`; a form ID that could leave the API's path, and a token not granted the
 //!   Forms scope, are refused before any request.
+//! - `documents_are_written_and_read`: Google Docs' `createADocument` (title, then its text),
+//!   `insertText` at an index, `appendText` at the end and `getADocument`, after a refused
+//!   token is refreshed and a 503 retried; an index past the end is the API's 400 and an
+//!   unknown document its 404, both `DataError`s.
 //! - `watch_triggers_emit_each_new_item_once`: scheduled `watchEvents` and `watchResponses`
 //!   scenarios served by `serve` copy each new event of a calendar, and note each new form
 //!   response, exactly once — what is there when they start is not emitted, what comes between
@@ -67,6 +71,9 @@ struct Calendar {
     sheet: Vec<Vec<Value>>,
     /// Google Forms: responses by form ID, in submission order.
     forms: BTreeMap<String, Vec<Value>>,
+    /// Google Docs: title and body text (ending in the body's final newline) by document ID,
+    /// and each document's revision.
+    documents: BTreeMap<String, (String, String, u64)>,
 }
 
 type Shared = Arc<Mutex<Calendar>>;
@@ -284,7 +291,8 @@ async fn token(
     axum::Json(
         json!({"access_token": FRESH, "token_type": "Bearer", "expires_in": 3599,
                       "scope": concat!("https://www.googleapis.com/auth/calendar ",
-                                       "https://www.googleapis.com/auth/forms.responses.readonly")}),
+                                       "https://www.googleapis.com/auth/forms.responses.readonly ",
+                                       "https://www.googleapis.com/auth/documents")}),
     )
     .into_response()
 }
@@ -392,6 +400,87 @@ fn submit(state: &Shared, form: &str, email: &str, answer: &str) -> String {
     id
 }
 
+fn document_json(id: &str, (title, text, revision): &(String, String, u64)) -> Value {
+    let end = text.encode_utf16().count() + 1;
+    json!({"documentId": id, "title": title, "revisionId": format!("rev{revision}"),
+           "body": {"content": [{"startIndex": 1, "endIndex": end,
+               "paragraph": {"elements": [{"startIndex": 1, "endIndex": end,
+                                           "textRun": {"content": text}}]}}]}})
+}
+
+/// `POST /v1/documents` (a blank document with the title) and `POST /v1/documents/{id}:batchUpdate`
+/// (`insertText` at an index, 1 being the body's start, or at the end of the body).
+async fn documents_post(
+    State(state): State<Shared>,
+    path: Option<UrlPath<String>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut cal = state.lock().unwrap();
+    if let Some(refused) = gate(&mut cal, &Method::POST, &headers, "/v1/documents") {
+        return refused;
+    }
+    let Some(UrlPath(target)) = path else {
+        cal.next_id += 1;
+        let id = format!("1DocId{:04}", cal.next_id);
+        let doc = (
+            body["title"]
+                .as_str()
+                .unwrap_or("Untitled document")
+                .to_string(),
+            "\n".to_string(),
+            1,
+        );
+        let answer = document_json(&id, &doc);
+        cal.documents.insert(id, doc);
+        return axum::Json(answer).into_response();
+    };
+    let id = target.strip_suffix(":batchUpdate").expect(":batchUpdate");
+    let Some(doc) = cal.documents.get_mut(id) else {
+        return error(StatusCode::NOT_FOUND, "Requested entity was not found.");
+    };
+    for request in body["requests"].as_array().unwrap() {
+        let insert = &request["insertText"];
+        let text = insert["text"].as_str().unwrap();
+        let units: Vec<u16> = doc.1.encode_utf16().collect();
+        let at = if insert.get("endOfSegmentLocation").is_some() {
+            units.len() - 1
+        } else {
+            let index = insert["location"]["index"].as_u64().unwrap() as usize;
+            if index < 1 || index > units.len() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Index must be less than the end index of the referenced segment.",
+                );
+            }
+            index - 1
+        };
+        let mut out = String::from_utf16(&units[..at]).unwrap();
+        out.push_str(text);
+        out.push_str(&String::from_utf16(&units[at..]).unwrap());
+        doc.1 = out;
+    }
+    doc.2 += 1;
+    axum::Json(json!({"documentId": id, "replies": [{}],
+                      "writeControl": {"requiredRevisionId": format!("rev{}", doc.2)}}))
+    .into_response()
+}
+
+async fn document_get(
+    State(state): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut cal = state.lock().unwrap();
+    if let Some(refused) = gate(&mut cal, &Method::GET, &headers, "/v1/documents") {
+        return refused;
+    }
+    match cal.documents.get(&id) {
+        Some(doc) => axum::Json(document_json(&id, doc)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Requested entity was not found."),
+    }
+}
+
 async fn fake_google() -> (String, Shared) {
     let state: Shared = Arc::default();
     let app = Router::new()
@@ -406,6 +495,8 @@ async fn fake_google() -> (String, Shared) {
         .route("/calendar/v3/freeBusy", post(free_busy))
         .route("/v1/forms/{form}/responses", get(form_responses))
         .route("/v1/forms/{form}/responses/{id}", get(form_response))
+        .route("/v1/documents", post(documents_post))
+        .route("/v1/documents/{id}", get(document_get).post(documents_post))
         .route("/token", post(token))
         .route("/v4/spreadsheets/{id}/values/{range}", get(sheet_values))
         .with_state(state.clone());
@@ -419,7 +510,9 @@ fn switchyard(api: &str, args: &[&str]) -> Output {
         .env("SWITCHYARD_ALLOW_EGRESS", "127.0.0.1")
         .env(
             "SWITCHYARD_APP_BASE_URLS",
-            format!("google-calendar={api},google-sheets={api},google-forms={api}"),
+            format!(
+                "google-calendar={api},google-sheets={api},google-forms={api},google-docs={api}"
+            ),
         )
         .env_remove("SWITCHYARD_DATABASE_URL")
         .env_remove("SWITCHYARD_MASTER_KEY")
@@ -432,7 +525,9 @@ fn switchyard(api: &str, args: &[&str]) -> Output {
 fn integrations(api: &str, dir: &Path) -> std::path::PathBuf {
     let file = dir.join("integrations.json");
     let entry = json!([{"provider": "google", "alias": "google", "context": "bot",
-        "scope": "https://www.googleapis.com/auth/calendar https://www.googleapis.com/auth/forms.responses.readonly",
+        "scope": concat!("https://www.googleapis.com/auth/calendar ",
+            "https://www.googleapis.com/auth/forms.responses.readonly ",
+            "https://www.googleapis.com/auth/documents"),
         "client_id": "cid.apps.googleusercontent.com",
         "client_secret": "calendar-test-secret", "token_url": format!("{api}/token")}]);
     std::fs::write(&file, entry.to_string()).unwrap();
@@ -859,6 +954,120 @@ async fn form_responses_are_read() {
         "{report}"
     );
     assert_eq!(requests(&state).len(), before, "nothing sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_written_and_read() {
+    let (api, state) = fake_google().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let integrations = integrations(&api, dir.path());
+    let out = switchyard(
+        &api,
+        &[
+            "connections",
+            "add",
+            "docs",
+            "--app",
+            "google-docs",
+            "--id",
+            "6661",
+            "--no-test",
+            "--access-token",
+            "ya29.stale",
+            "--refresh-token",
+            REFRESH,
+            "--integration",
+            "google",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--integrations",
+            integrations.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = |id: u32, name: &str, mapper: Value| {
+        json!({"id": id, "module": format!("google-docs:{name}"), "version": 1,
+               "parameters": {"__IMTCONN__": 6661}, "mapper": mapper})
+    };
+    // Create (after the refused token is refreshed), insert at the start, append, read back;
+    // a 503 on the way is retried.
+    state.lock().unwrap().failures.push_back((503, None));
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        &integrations,
+        vec![
+            docs(
+                1,
+                "createADocument",
+                json!({"name": "Minutes", "content": "Agreed: ship.\n"}),
+            ),
+            docs(
+                2,
+                "insertText",
+                json!({"documentId": "{{1.documentId}}",
+                                          "text": "Minutes of Monday\n", "index": 1}),
+            ),
+            docs(
+                3,
+                "appendText",
+                json!({"documentId": "/{{1.documentId}}", "text": "Next: Friday."}),
+            ),
+            docs(
+                4,
+                "getADocument",
+                json!({"select": "map", "documentId": "{{1.documentId}}"}),
+            ),
+        ],
+    );
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(state.lock().unwrap().grants, 1);
+    let created = &outputs(&report, 1)[0];
+    assert_eq!(created["title"], "Minutes");
+    let id = created["documentId"].as_str().unwrap().to_string();
+    assert_eq!(
+        state.lock().unwrap().documents[&id].1,
+        "Minutes of Monday\nAgreed: ship.\nNext: Friday.\n"
+    );
+    let read = &outputs(&report, 4)[0];
+    assert_eq!(
+        read["body"]["content"][0]["paragraph"]["elements"][0]["textRun"]["content"],
+        "Minutes of Monday\nAgreed: ship.\nNext: Friday.\n"
+    );
+    // An index past the end is the API's 400, a DataError; an unknown document its 404.
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        &integrations,
+        vec![docs(
+            1,
+            "insertText",
+            json!({"documentId": id, "text": "x", "index": 999}),
+        )],
+    );
+    assert_eq!(report["error"]["name"], "DataError", "{report}");
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        &integrations,
+        vec![docs(1, "getADocument", json!({"documentId": "1NoSuchDoc"}))],
+    );
+    assert_eq!(report["error"]["name"], "DataError", "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[404]"),
+        "{report}"
+    );
 }
 
 fn add_event(state: &Shared, calendar: &str, summary: &str) {
