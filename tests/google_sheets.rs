@@ -9,6 +9,11 @@
 //!   `getSheetContent` gives a bundle per row keyed by column index with `__ROW_NUMBER__`
 //!   (the header row skipped), `getCell`/`updateCell`/`clearCell`/`clearValuesFromRange` read,
 //!   write and clear; a refused token fails the module with `InvalidAccessTokenError`.
+//! - `search_delete_and_sheets`: `filterRows` (Search Rows) applies Make's filter (OR of AND,
+//!   columns by letter), sort and limit to the table's rows and numbers the bundles as Make
+//!   does; with `continue` a search without match still passes one bundle; a malformed filter
+//!   says where; `deleteRow` finds the sheet's numeric id and deletes the row (a sheet name the
+//!   spreadsheet lacks is a `DataError`, nothing deleted); `addSheet` and `createSpreadsheet`.
 //! - `the_example_logs_an_order`: `scenarios/google-sheets-log-orders.json` (a webhook's order
 //!   appended as a row, the webhook answered with where it went) run as the README runs
 //!   examples.
@@ -31,7 +36,7 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use harness::{Backend, TestDb, binary};
@@ -269,6 +274,110 @@ async fn values_post(
     axum::Json(json!({"spreadsheetId": id, "clearedRange": range})).into_response()
 }
 
+/// A sheet's numeric id as Google gives one: stable for its name.
+fn sheet_number(name: &str) -> u32 {
+    name.bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        & 0x7fff_ffff
+}
+
+/// `GET /v4/spreadsheets/{id}`: the spreadsheet's sheets (their properties).
+async fn spreadsheet_get(
+    State(grid): State<Grid>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&headers) {
+        return refused;
+    }
+    let grid = grid.lock().unwrap();
+    let sheets: Vec<Value> = grid
+        .keys()
+        .enumerate()
+        .map(|(index, title)| {
+            json!({"properties": {"sheetId": sheet_number(title), "title": title,
+                                  "index": index, "sheetType": "GRID"}})
+        })
+        .collect();
+    axum::Json(json!({"spreadsheetId": id, "sheets": sheets})).into_response()
+}
+
+/// `POST /v4/spreadsheets/{id}:batchUpdate` with `addSheet` and `deleteDimension` requests.
+async fn spreadsheet_post(
+    State(grid): State<Grid>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if let Some(refused) = refusal(&headers) {
+        return refused;
+    }
+    let id = id.strip_suffix(":batchUpdate").expect(":batchUpdate");
+    let mut grid = grid.lock().unwrap();
+    let mut replies = Vec::new();
+    for request in body["requests"].as_array().unwrap() {
+        if let Some(add) = request.get("addSheet") {
+            let title = add["properties"]["title"].as_str().unwrap().to_string();
+            if grid.contains_key(&title) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": {"code": 400,
+                    "message": format!("A sheet with the name \"{title}\" already exists.")}})),
+                )
+                    .into_response();
+            }
+            grid.insert(title.clone(), Vec::new());
+            replies.push(
+                json!({"addSheet": {"properties": {"sheetId": sheet_number(&title),
+                "title": title, "index": grid.len() - 1, "sheetType": "GRID"}}}),
+            );
+        } else if let Some(delete) = request.get("deleteDimension") {
+            let range = &delete["range"];
+            assert_eq!(range["dimension"], "ROWS");
+            let (start, end) = (
+                range["startIndex"].as_u64().unwrap() as usize,
+                range["endIndex"].as_u64().unwrap() as usize,
+            );
+            let Some(rows) = grid
+                .iter_mut()
+                .find(|(name, _)| Some(u64::from(sheet_number(name))) == range["sheetId"].as_u64())
+                .map(|(_, rows)| rows)
+            else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": {"code": 400,
+                    "message": "No grid with id"}})),
+                )
+                    .into_response();
+            };
+            let end = end.min(rows.len());
+            if start < end {
+                rows.drain(start..end);
+            }
+            replies.push(json!({}));
+        } else {
+            panic!("unexpected request {request}");
+        }
+    }
+    axum::Json(json!({"spreadsheetId": id, "replies": replies})).into_response()
+}
+
+/// `POST /v4/spreadsheets`: a new spreadsheet with the given sheets (one `Sheet1` without).
+async fn spreadsheet_create(headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+    if let Some(refused) = refusal(&headers) {
+        return refused;
+    }
+    let mut spreadsheet = body.clone();
+    let id = "1NewSpreadsheet";
+    spreadsheet["spreadsheetId"] = json!(id);
+    spreadsheet["spreadsheetUrl"] =
+        json!(format!("https://docs.google.com/spreadsheets/d/{id}/edit"));
+    if spreadsheet["sheets"].as_array().is_none_or(Vec::is_empty) {
+        spreadsheet["sheets"] = json!([{"properties": {"title": "Sheet1"}}]);
+    }
+    axum::Json(spreadsheet).into_response()
+}
+
 async fn fake_sheets(sheets: &[(&str, Value)]) -> (String, Grid) {
     let grid: Grid = Arc::new(Mutex::new(
         sheets
@@ -289,6 +398,11 @@ async fn fake_sheets(sheets: &[(&str, Value)]) -> (String, Grid) {
             "/v4/spreadsheets/{id}/values/{range}",
             get(values_get).put(values_put).post(values_post),
         )
+        .route(
+            "/v4/spreadsheets/{id}",
+            get(spreadsheet_get).post(spreadsheet_post),
+        )
+        .route("/v4/spreadsheets", post(spreadsheet_create))
         .with_state(grid.clone());
     let addr = common::server::serve(app).await;
     (format!("http://{addr}"), grid)
@@ -493,6 +607,151 @@ async fn rows_and_cells() {
         "{report}"
     );
     assert_eq!(sheet(&grid, "Leads"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_delete_and_sheets() {
+    let (api, grid) = fake_sheets(&[(
+        "Leads",
+        json!([
+            ["Name", "Status", "Total"],
+            ["Ann", "new", "12"],
+            ["Bob", "won", "9"],
+            [],
+            ["Cy", "New", "100"],
+            ["Di", "lost", "40"]
+        ]),
+    )])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    add_connection(&api, &data, "google", "5032701", TOKEN);
+    let run = |flow: Vec<Value>| run(&api, dir.path(), &data, flow);
+    let outputs = |report: &Value, id: u32| -> Vec<Value> {
+        report["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["module"] == id)
+            .map(|e| e["output"].clone())
+            .collect()
+    };
+
+    // Search Rows as a Make export maps it: status new (any case) or total over 30, the
+    // largest total first, two at most; the blank row is no row.
+    let report = run(vec![module(
+        1,
+        "filterRows",
+        5032701,
+        json!({"includesHeaders": true, "tableFirstRow": "A1:Z1", "limit": "2",
+               "filter": [[{"a": "B", "b": "new", "o": "text:equal:ci"}],
+                          [{"a": "C", "b": "30", "o": "number:greater"}]],
+               "sortOrder": "desc", "orderBy": "C",
+               "valueRenderOption": "FORMATTED_VALUE", "dateTimeRenderOption": "FORMATTED_STRING"}),
+    )]);
+    assert_eq!(report["status"], "success", "{report}");
+    let rows = outputs(&report, 1);
+    assert_eq!(rows.len(), 2, "{report}");
+    assert_eq!(
+        rows[0],
+        json!({"0": "Cy", "1": "New", "2": "100", "__ROW_NUMBER__": 5,
+               "__IMTINDEX__": 1, "__IMTLENGTH__": 2})
+    );
+    assert_eq!(rows[1]["0"], "Di");
+    assert_eq!(rows[1]["__ROW_NUMBER__"], 6);
+
+    // No match: the route stops, unless the module is told to continue.
+    let none = json!({"filter": [[{"a": "A", "b": "Zed", "o": "text:equal"}]]});
+    let report = run(vec![module(1, "filterRows", 5032701, none.clone())]);
+    assert_eq!(report["status"], "success", "{report}");
+    assert!(outputs(&report, 1).is_empty(), "{report}");
+    let mut go_on = none;
+    go_on["continue"] = json!(true);
+    let report = run(vec![module(1, "filterRows", 5032701, go_on)]);
+    assert_eq!(
+        outputs(&report, 1),
+        [json!({"__IMTINDEX__": 0, "__IMTLENGTH__": 0})]
+    );
+
+    // A filter Make would not accept says where it is wrong, before anything is read.
+    let report = run(vec![module(
+        1,
+        "filterRows",
+        5032701,
+        json!({"filter": [[{"a": "B", "b": "x", "o": "text:sounds-like"}]]}),
+    )]);
+    assert_eq!(report["status"], "error", "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("filter[0][0].o"),
+        "{report}"
+    );
+
+    // Delete a Row: the sheet's numeric id is looked up, the row removed, rows below move up.
+    let report = run(vec![module(
+        1,
+        "deleteRow",
+        5032701,
+        json!({"rowNumber": 3}),
+    )]);
+    assert_eq!(report["status"], "success", "{report}");
+    let leads = sheet(&grid, "Leads");
+    assert_eq!(leads.as_array().unwrap().len(), 5);
+    assert_eq!(leads[2], json!([]));
+    assert_eq!(leads[3], json!(["Cy", "New", "100"]));
+    // A sheet name the spreadsheet lacks is the module's error, and nothing is deleted.
+    let report = run(vec![module(
+        1,
+        "deleteRow",
+        5032701,
+        json!({"rowNumber": 2, "sheetId": "Leeds"}),
+    )]);
+    assert_eq!(report["status"], "error", "{report}");
+    assert_eq!(report["error"]["name"], "DataError", "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no sheet named \"Leeds\""),
+        "{report}"
+    );
+    assert_eq!(sheet(&grid, "Leads"), leads);
+
+    // Add a Sheet, then write to it; Create a Spreadsheet.
+    let report = run(vec![
+        json!({"id": 1, "module": "google-sheets:addSheet", "version": 2,
+               "parameters": {"__IMTCONN__": 5032701},
+               "mapper": {"from": "drive", "mode": "select",
+                          "spreadsheetId": "/1sHP64Jy2mvFSuWFvwFvxOxYli4TyicFSv4m",
+                          "properties": {"title": "Q3 orders"}}}),
+        module(
+            2,
+            "addRow",
+            5032701,
+            json!({"sheetId": "{{1.title}}", "values": {"0": "first"}}),
+        ),
+        json!({"id": 3, "module": "google-sheets:createSpreadsheet", "version": 2,
+               "parameters": {"__IMTCONN__": 5032701},
+               "mapper": {"title": "Budget", "locale": "en_GB", "timeZone": "Europe/London",
+                          "recalculationInterval": "ON_CHANGE",
+                          "sheets": [{"title": "Income"}, {"title": "Costs"}]}}),
+    ]);
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(outputs(&report, 1)[0]["title"], "Q3 orders");
+    assert_eq!(sheet(&grid, "Q3 orders"), json!([["first"]]));
+    let created = &outputs(&report, 3)[0];
+    assert_eq!(created["spreadsheetId"], "1NewSpreadsheet");
+    assert_eq!(
+        created["properties"],
+        json!({"title": "Budget", "locale": "en_GB", "timeZone": "Europe/London",
+               "autoRecalc": "ON_CHANGE"})
+    );
+    assert_eq!(
+        created["sheets"],
+        json!([{"properties": {"title": "Income"}}, {"properties": {"title": "Costs"}}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

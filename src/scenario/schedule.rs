@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use super::model::{ScheduleKind, Scheduling};
 
+/// `HH:MM` (or `HH:MM:SS`) → seconds after midnight (shared with filters' `time:` operators).
+pub use crate::expr::condition::parse_time;
+
 /// The shortest interval Make allows for `indefinitely`, in seconds.
 pub const MIN_INTERVAL_SECONDS: u64 = 60;
 
@@ -117,21 +120,6 @@ pub fn check(s: &Scheduling, min_interval: u64) -> Vec<(String, String)> {
         );
     }
     problems
-}
-
-/// `HH:MM` (or `HH:MM:SS`) → seconds after midnight.
-pub fn parse_time(t: &str) -> Option<u32> {
-    let mut parts = t.split(':');
-    let h: u32 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let s: u32 = match parts.next() {
-        Some(s) => s.parse().ok()?,
-        None => 0,
-    };
-    if parts.next().is_some() || h > 23 || m > 59 || s > 59 {
-        return None;
-    }
-    Some(h * 3600 + m * 60 + s)
 }
 
 /// Parses a cron expression. The 5-field form users write (minute first, weekday 0–7 with

@@ -470,6 +470,15 @@ pub struct TriggerSpec {
     /// How the API lists items (default `unordered`).
     #[serde(default)]
     pub order: Order,
+    /// The request asks the API only for items dated `data.lastDate` or later (Google
+    /// Calendar's `updatedMin`): a first poll from now that lists nothing then keeps that
+    /// poll's time as the cursor, so the next poll does not ask for everything.
+    #[serde(
+        default,
+        rename = "sinceLastDate",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub since_last_date: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

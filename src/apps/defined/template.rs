@@ -272,6 +272,7 @@ pub(crate) struct CompiledTrigger {
     pub id: Expr,
     pub date: Option<Expr>,
     pub order: Order,
+    pub since_last_date: bool,
 }
 
 /// `pagination`, compiled.
@@ -389,6 +390,7 @@ fn compile_trigger(
         id: id?,
         date,
         order: spec.order,
+        since_last_date: spec.since_last_date,
     })
 }
 

@@ -11,7 +11,8 @@
 //! `order: desc`), emits the new items oldest first, at most the limit, and says whether more
 //! were left. Where a fresh trigger starts is `parameters.start`: `now` (Make's *From now
 //! on*, the default: what the API lists at the first poll counts as processed), `since` (items
-//! dated `parameters.since` or later) or `all`. Templates read the cursor as `data.lastDate`
+//! dated `parameters.since` or later) or `all`; a `sinceLastDate` trigger whose first poll from
+//! now lists nothing keeps that poll's time as its cursor. Templates read the cursor as `data.lastDate`
 //! and `data.lastId`.
 //!
 //! **Instant.** `attach` renders and sends `webhook.attach` (with `webhook.url`,
@@ -241,6 +242,9 @@ async fn poll_prepared(
             next.advance(&candidate.id, candidate.date);
             ids.push(candidate.id);
         }
+        if trigger.since_last_date {
+            start_from_now(&mut next, call.now);
+        }
         return Ok(Polled {
             bundles: Vec::new(),
             change: TriggerCommit {
@@ -266,6 +270,16 @@ async fn poll_prepared(
         },
         more,
     })
+}
+
+/// A fresh *From now on* trigger that asks the API only for items since `data.lastDate`
+/// (`trigger.sinceLastDate`: Google Calendar's `updatedMin`, Google Forms' `timestamp >=`)
+/// and whose first poll listed none starts at the time that poll was told: a cursor left
+/// without a date would make the next poll ask for, and emit, everything from the start.
+fn start_from_now(next: &mut DateCursor, now: DateTime<Utc>) {
+    if next.date.is_none() {
+        next.date = DateTime::from_timestamp_millis(now.timestamp_millis());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

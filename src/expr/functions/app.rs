@@ -28,7 +28,8 @@ pub fn lookup(name: &str) -> Option<Function> {
         "rowsToBundles" => rows_to_bundles,
         "columnLetter" => column_letter,
         "rangeRow" => range_row,
-        _ => return None,
+        // The Google apps' own (one file of theirs).
+        _ => return super::app_google::lookup(name),
     })
 }
 
