@@ -28,7 +28,8 @@ pub fn lookup(name: &str) -> Option<Function> {
         "rowsToBundles" => rows_to_bundles,
         "columnLetter" => column_letter,
         "rangeRow" => range_row,
-        _ => return None,
+        // The AI apps' own functions live in their own file.
+        _ => return super::app_ai::lookup(name),
     })
 }
 
