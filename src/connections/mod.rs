@@ -475,9 +475,7 @@ fn credential_place(
     auth: &crate::apps::defined::model::AuthSpec,
 ) -> Option<(&'static str, String)> {
     let first = |entries: &Option<Map<String, Value>>| {
-        entries
-            .as_ref()
-            .and_then(|m| m.keys().next().cloned())
+        entries.as_ref().and_then(|m| m.keys().next().cloned())
     };
     first(&auth.headers)
         .map(|name| ("header", name))

@@ -558,13 +558,17 @@ pub(crate) fn prepare_call(
                     fields.insert(name.clone(), default.clone());
                 }
             }
-            // Every text value is scrubbed from errors except base URLs, which are addresses.
+            // Every text value is scrubbed from errors except base URLs, which are addresses,
+            // and the name of the header or parameter the credential goes in (an `api_key`
+            // connection's `name`), which the definition itself declares.
+            let place = compiled.auth.as_ref().map(|(_, name, _)| name.as_str());
             let secrets = stored
                 .fields
                 .0
                 .values()
                 .filter_map(Value::as_str)
                 .filter(|s| s.len() >= 4 && !s.starts_with("http://") && !s.starts_with("https://"))
+                .filter(|s| place.is_none_or(|name| !name.eq_ignore_ascii_case(s)))
                 .map(str::to_string)
                 .collect();
             (Value::Object(fields), secrets, Some((compiled, stored)))
@@ -904,7 +908,8 @@ async fn send(
         let wait = match &outcome {
             Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
                 let body = parse_body(&answer.headers, &answer.body);
-                let told = retry_after(app, &answer.headers, &body, &headers_value(&answer.headers));
+                let told =
+                    retry_after(app, &answer.headers, &body, &headers_value(&answer.headers));
                 if let (Some(rate), Some(told)) = (&app.base.rate, told) {
                     rate.pause(&call.connection_id, told);
                 }

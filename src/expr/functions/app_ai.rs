@@ -88,7 +88,9 @@ fn chat_messages(args: &[Value], _: &FnCtx) -> FnResult {
                 if !text.is_empty() {
                     parts.push(json!({"type": "text", "text": text}));
                 }
-                parts.push(json!({"type": "image_url", "image_url": {"url": url, "detail": detail}}));
+                parts.push(
+                    json!({"type": "image_url", "image_url": {"url": url, "detail": detail}}),
+                );
                 Value::Array(parts)
             }
         };
@@ -123,7 +125,10 @@ fn collections<'a>(
         .enumerate()
         .map(|(i, item)| match item {
             Value::Object(map) => Ok(map),
-            _ => Err(FnError::new(format!("{what} {} is not a collection", i + 1))),
+            _ => Err(FnError::new(format!(
+                "{what} {} is not a collection",
+                i + 1
+            ))),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -240,7 +245,11 @@ mod tests {
             ])
         );
         assert_eq!(call("chatMessages", &[Value::Null]).unwrap(), Value::Null);
-        let err = call("chatMessages", &[json!([{"role": "user"}, {"content": "x"}])]).unwrap_err();
+        let err = call(
+            "chatMessages",
+            &[json!([{"role": "user"}, {"content": "x"}])],
+        )
+        .unwrap_err();
         assert_eq!(err.0, "message 2 has no role");
         let err = call("chatMessages", &[json!(["hi"])]).unwrap_err();
         assert!(err.0.starts_with("message 1 "), "{err}");
