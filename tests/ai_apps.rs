@@ -17,6 +17,9 @@
 //!   second at the fake (counted there, per window), and none fails with a 429; a 429 whose
 //!   wait is in its body (Telegram's `parameters.retry_after`) is honoured.
 
+// The fake's checks return the API's refusal as an axum response.
+#![allow(clippy::result_large_err)]
+
 mod common;
 #[path = "service/harness.rs"]
 mod harness;
@@ -392,7 +395,7 @@ async fn anthropic_message(
             json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}}),
         )
     };
-    if !body["max_tokens"].as_u64().is_some_and(|n| n >= 1) {
+    if body["max_tokens"].as_u64().is_none_or(|n| n < 1) {
         return invalid("max_tokens: Field required".into());
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();

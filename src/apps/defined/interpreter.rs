@@ -883,7 +883,7 @@ fn retry_after(
         ..Vars::empty(now)
     };
     let seconds = value::to_number(&expr.eval(&vars).ok()?)?;
-    (seconds.is_finite() && seconds >= 0.0 && seconds <= 86_400.0)
+    (seconds.is_finite() && (0.0..=86_400.0).contains(&seconds))
         .then(|| Duration::from_secs_f64(seconds))
 }
 
