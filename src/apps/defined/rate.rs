@@ -170,6 +170,42 @@ mod tests {
         assert_eq!(RateLimiter::new(&bad).unwrap_err().0, "per");
     }
 
+    #[test]
+    fn a_definition_declares_its_rate_with_paths_in_errors() {
+        let app = |rate: &str| {
+            format!(
+                r#"{{"name": "rated", "version": "1.0.0", "title": "Rated",
+                    "base": {{"baseUrl": "https://api.rated.test", "rateLimit": {rate}}},
+                    "modules": {{}}}}"#
+            )
+        };
+        let ok = super::super::parse_app(
+            "rated.json",
+            &app(
+                r#"{"requests": 5, "per": "1s", "retryAfter": "{{body.parameters.retry_after}}"}"#,
+            ),
+        )
+        .unwrap();
+        assert!(ok.base.rate.is_some() && ok.base.retry_after.is_some());
+        for (rate, path) in [
+            (r#"{"requests": 0, "per": "1s"}"#, "base.rateLimit.requests"),
+            (r#"{"requests": 5, "per": "soon"}"#, "base.rateLimit.per"),
+            (
+                r#"{"requests": 5, "per": "1s", "retryAfter": "{{body.x"}"#,
+                "base.rateLimit.retryAfter",
+            ),
+            (
+                r#"{"requests": 5, "per": "1s", "burst": 2}"#,
+                "base.rateLimit",
+            ),
+        ] {
+            let err = super::super::parse_app("rated.json", &app(rate)).unwrap_err();
+            assert!(err.to_string().contains(path), "{rate}: {err}");
+        }
+        let schema = super::super::json_schema().to_string();
+        assert!(schema.contains("rateLimit") && schema.contains("retryAfter"));
+    }
+
     #[tokio::test]
     async fn no_window_holds_more_than_the_declared_requests() {
         let limiter = limiter(5, "1s");
