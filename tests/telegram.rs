@@ -425,6 +425,24 @@ async fn telegram_modules_against_the_fake() {
     assert_eq!(err.kind, ErrorKind::ConnectionError);
     assert_eq!(err.message, "[502] Bad Gateway");
     assert_no_token(&err, TOKEN);
+
+    // A Bot API that cannot be reached: the error names no URL with the token in it.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}")
+    };
+    let err = call(
+        &registry,
+        "SendReplyMessage",
+        json!({"chatId": "42", "text": "x"}),
+        &context(&closed, TOKEN),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConnectionError);
+    assert_no_token(&err, TOKEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
