@@ -103,7 +103,9 @@ pub struct AddArgs {
     /// The app whose connection this is (`chatbot`, `http` …).
     #[arg(long)]
     app: String,
-    /// One of api_key, bearer, basic, secret [default: basic with --username, else bearer].
+    /// One of api_key, bearer, basic, secret [default: basic with --username, else the kind of
+    /// the app's one connection type that is typed in (an api_key type's key going where the
+    /// app puts it), else bearer].
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(KINDS))]
     kind: Option<String>,
     /// The secret: a bearer token, an API key (`--kind api_key`) or a secret's value
