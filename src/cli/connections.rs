@@ -103,7 +103,9 @@ pub struct AddArgs {
     /// The app whose connection this is (`chatbot`, `http` …).
     #[arg(long)]
     app: String,
-    /// One of api_key, bearer, basic, secret [default: basic with --username, else bearer].
+    /// One of api_key, bearer, basic, secret [default: basic with --username, else the kind of
+    /// the app's one connection type that is typed in (an api_key type's key going where the
+    /// app puts it), else bearer].
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(KINDS))]
     kind: Option<String>,
     /// The secret: a bearer token, an API key (`--kind api_key`) or a secret's value
@@ -278,7 +280,7 @@ async fn run(vault: &Vault, json_out: bool, command: ConnectionsCommand) -> anyh
             });
         }
         ConnectionsCommand::Add(args) => {
-            let input = input(*args)?;
+            let input = input(*args, &vault.connection_types())?;
             let row = vault.create(&input).await?;
             print(json_out, &row_json(&row), || {
                 format!(
@@ -469,15 +471,38 @@ fn token_input(args: AddArgs) -> anyhow::Result<crate::connections::NewTokenConn
     })
 }
 
-/// The connection `args` describe.
-fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
+/// The connection `args` describe. Without `--kind`, an app defined as data with one
+/// connection type (of those typed in, not OAuth2) gives it: `--token T` is then that type's
+/// secret — an `api_key` type's key going where the app's `auth` puts it, unless
+/// `--key-name`/`--placement` say otherwise.
+fn input(
+    args: AddArgs,
+    types: &[crate::connections::ConnectionTypeInfo],
+) -> anyhow::Result<NewConnectionInput> {
+    let mut of_app = types.iter().filter(|t| t.app == args.app);
+    let app_type = match (of_app.next(), of_app.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    };
     let kind = args.kind.clone().unwrap_or_else(|| {
         if args.username.is_some() {
             "basic".into()
         } else {
-            "bearer".into()
+            app_type.map_or_else(|| "bearer".into(), |t| t.kind.to_string())
         }
     });
+    // The key's place an api_key type's `auth` declares, when the command line says none.
+    let declared = app_type
+        .filter(|t| t.kind == kind)
+        .and_then(|t| t.credential_place.clone());
+    let key_name = args
+        .key_name
+        .clone()
+        .or_else(|| declared.as_ref().map(|(_, name)| name.clone()));
+    let placement = args
+        .placement
+        .clone()
+        .or_else(|| declared.as_ref().map(|(place, _)| place.to_string()));
     let secret = match (&args.token, args.token_stdin) {
         (Some(token), _) => Some(token.clone()),
         (None, true) => Some(stdin_line("secret")?),
@@ -522,13 +547,13 @@ fn input(args: AddArgs) -> anyhow::Result<NewConnectionInput> {
                     put("key", secret);
                     put(
                         "name",
-                        args.key_name
+                        key_name
                             .clone()
                             .context("an api_key connection needs --key-name (e.g. X-Api-Key)")?,
                     );
                     put(
                         "placement",
-                        args.placement.clone().unwrap_or_else(|| "header".into()),
+                        placement.clone().unwrap_or_else(|| "header".into()),
                     );
                 }
             }

@@ -218,6 +218,9 @@ pub struct ConnectionTypeInfo {
     /// One of [`KINDS`].
     pub kind: &'static str,
     pub configuration: Value,
+    /// Where the type's `auth` puts the credential: `("header", name)` or `("query", name)`;
+    /// `None` when its requests carry none (a `secret` read by templates only).
+    pub credential_place: Option<(&'static str, String)>,
 }
 
 /// The result of a connection's test.
@@ -467,6 +470,18 @@ fn schema_expectation(error: &jsonschema::ValidationError<'_>) -> String {
     }
 }
 
+/// Where an app's `auth` puts its one credential entry (a header, else a query parameter).
+fn credential_place(
+    auth: &crate::apps::defined::model::AuthSpec,
+) -> Option<(&'static str, String)> {
+    let first = |entries: &Option<Map<String, Value>>| {
+        entries.as_ref().and_then(|m| m.keys().next().cloned())
+    };
+    first(&auth.headers)
+        .map(|name| ("header", name))
+        .or_else(|| first(&auth.qs).map(|name| ("query", name)))
+}
+
 /// The stored connections of a process, over its store and master keys.
 pub struct Vault {
     store: Store,
@@ -538,6 +553,7 @@ impl Vault {
                         label: t.label.clone(),
                         kind: t.kind.name(),
                         configuration: t.configuration.clone(),
+                        credential_place: credential_place(&t.auth),
                     })
             })
             .collect()

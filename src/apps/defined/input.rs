@@ -179,6 +179,27 @@ pub(crate) fn check(
     out: &mut Map<String, Value>,
     problems: &mut Vec<(String, String)>,
 ) {
+    check_fields(fields, input, prefix, mode, out, problems);
+    for (key, value) in input {
+        if !out.contains_key(key)
+            && !fields.iter().any(|f| &f.spec.name == key)
+            && !nested_name(fields, key)
+        {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// [`check`] of `fields` alone: a chosen option's nested fields are checked here too, without
+/// copying the keys they do not describe (a described field left empty stays out).
+fn check_fields(
+    fields: &[Field],
+    input: &Map<String, Value>,
+    prefix: &str,
+    mode: Mode,
+    out: &mut Map<String, Value>,
+    problems: &mut Vec<(String, String)>,
+) {
     for field in fields {
         let spec = &field.spec;
         let path = if prefix.is_empty() {
@@ -208,19 +229,11 @@ pub(crate) fn check(
                         .iter()
                         .position(|o| same_option(&o.value, &value))
                 {
-                    check(&field.nested[i], input, prefix, mode, out, problems);
+                    check_fields(&field.nested[i], input, prefix, mode, out, problems);
                 }
                 out.insert(spec.name.clone(), value);
             }
             None => continue,
-        }
-    }
-    for (key, value) in input {
-        if !out.contains_key(key)
-            && !fields.iter().any(|f| &f.spec.name == key)
-            && !nested_name(fields, key)
-        {
-            out.insert(key.clone(), value.clone());
         }
     }
 }
@@ -541,6 +554,37 @@ mod tests {
         } else {
             Err(problems)
         }
+    }
+
+    #[test]
+    fn a_chosen_option_leaves_empty_siblings_out() {
+        // Telegram's SendReplyMessage as exports map it: a select whose option has no nested
+        // fields, beside fields left empty.
+        let f = fields(json!([
+            {"name": "text", "type": "text", "required": true},
+            {"name": "parseMode", "type": "select", "options": [{"value": "HTML"}]},
+            {"name": "threadId", "type": "number"},
+            {"name": "assemble", "type": "select", "options": [
+                {"value": "enter", "nested": [{"name": "markup", "type": "text"}]},
+                {"value": "build"}]},
+        ]));
+        let ok = run(
+            &f,
+            json!({"text": "hi", "parseMode": "", "threadId": "", "assemble": "build", "extra": 1}),
+            Mode::Call,
+        )
+        .unwrap();
+        assert_eq!(ok, json!({"text": "hi", "assemble": "build", "extra": 1}));
+        let ok = run(
+            &f,
+            json!({"text": "hi", "assemble": "enter", "markup": "m", "threadId": ""}),
+            Mode::Call,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            json!({"text": "hi", "assemble": "enter", "markup": "m"})
+        );
     }
 
     #[test]

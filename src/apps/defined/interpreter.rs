@@ -74,6 +74,8 @@ pub(crate) struct AppModule {
 /// Everything one call knows before its first request.
 pub(crate) struct Call {
     pub module_id: u32,
+    /// The stored connection's id (`""` without one): what the app's rate is counted by.
+    pub connection_id: String,
     /// The checked input (static parameters and mapper), as templates read `parameters`.
     pub parameters: Value,
     /// The stored connection's fields with the configuration's defaults (`null` without one).
@@ -556,13 +558,17 @@ pub(crate) fn prepare_call(
                     fields.insert(name.clone(), default.clone());
                 }
             }
-            // Every text value is scrubbed from errors except base URLs, which are addresses.
+            // Every text value is scrubbed from errors except base URLs, which are addresses,
+            // and the name of the header or parameter the credential goes in (an `api_key`
+            // connection's `name`), which the definition itself declares.
+            let place = compiled.auth.as_ref().map(|(_, name, _)| name.as_str());
             let secrets = stored
                 .fields
                 .0
                 .values()
                 .filter_map(Value::as_str)
                 .filter(|s| s.len() >= 4 && !s.starts_with("http://") && !s.starts_with("https://"))
+                .filter(|s| place.is_none_or(|name| !name.eq_ignore_ascii_case(s)))
                 .map(str::to_string)
                 .collect();
             (Value::Object(fields), secrets, Some((compiled, stored)))
@@ -570,6 +576,7 @@ pub(crate) fn prepare_call(
     };
     let mut call = Call {
         module_id,
+        connection_id: connection.map(|(_, c)| c.id.clone()).unwrap_or_default(),
         parameters,
         connection: connection_value,
         data: Value::Null,
@@ -744,7 +751,7 @@ pub(crate) async fn exchange(
     let request = build(call, rendered, universal)?;
     let answer = call
         .signer
-        .send(request, |request| send(transport, request, call.module_id))
+        .send(request, |request| send(app, transport, request, call))
         .await?;
     let exchanged = Exchanged {
         status: json!(answer.status.as_u16()),
@@ -857,21 +864,57 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
     })
 }
 
-/// Sends `request`, retrying 429 (after `Retry-After`, or the backoff), 5xx, timeouts and
-/// failed connections, at most [`MAX_ATTEMPTS`] times.
+/// How long a 429 answer says to wait: its `Retry-After` header, else what the app's
+/// `base.rateLimit.retryAfter` reads from its body (seconds).
+fn retry_after(
+    app: &App,
+    headers: &HeaderMap,
+    body: &Value,
+    headers_value: &Value,
+) -> Option<Duration> {
+    if let Some(ms) = transport::retry_after_ms(headers) {
+        return Some(Duration::from_millis(ms));
+    }
+    let expr = app.base.retry_after.as_ref()?;
+    let now = Utc::now();
+    let vars = Vars {
+        body,
+        headers: headers_value,
+        ..Vars::empty(now)
+    };
+    let seconds = value::to_number(&expr.eval(&vars).ok()?)?;
+    (seconds.is_finite() && (0.0..=86_400.0).contains(&seconds))
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+/// Sends `request`, retrying 429 (after the wait it gives, or the backoff), 5xx, timeouts and
+/// failed connections, at most [`MAX_ATTEMPTS`] times; every attempt first waits for a slot
+/// of the app's declared rate for the call's connection, and a 429's wait holds the
+/// connection's next slots too.
 async fn send(
+    app: &App,
     transport: &Transport,
     request: Request,
-    module_id: u32,
+    call: &Call,
 ) -> Result<Response, ModuleError> {
+    let module_id = call.module_id;
     let mut attempt = 1;
     loop {
+        if let Some(rate) = &app.base.rate {
+            rate.acquire(&call.connection_id).await;
+        }
         let outcome = transport.send(request.clone(), module_id).await;
         let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
         let wait = match &outcome {
-            Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => Some(
-                transport::retry_after_ms(&answer.headers).map_or(backoff, Duration::from_millis),
-            ),
+            Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => {
+                let body = parse_body(&answer.headers, &answer.body);
+                let told =
+                    retry_after(app, &answer.headers, &body, &headers_value(&answer.headers));
+                if let (Some(rate), Some(told)) = (&app.base.rate, told) {
+                    rate.pause(&call.connection_id, told);
+                }
+                Some(told.unwrap_or(backoff))
+            }
             Ok(answer) if answer.status.is_server_error() => Some(backoff),
             Err(e)
                 if matches!(
@@ -1108,9 +1151,9 @@ fn status_error(
     });
     let mut error = ModuleError::new(kind, message).with_details(details(status, &exchanged.body));
     if code == 429
-        && let Some(delay) = transport::retry_after_ms(headers)
+        && let Some(delay) = retry_after(app, headers, &exchanged.body, &exchanged.headers)
     {
-        error = error.with_delay_ms(delay);
+        error = error.with_delay_ms(delay.as_millis() as u64);
     }
     error
 }
@@ -1440,6 +1483,7 @@ mod tests {
     fn scrubbing_removes_connection_values() {
         let call = Call {
             module_id: 1,
+            connection_id: String::new(),
             parameters: Value::Null,
             connection: Value::Null,
             data: Value::Null,

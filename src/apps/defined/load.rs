@@ -167,6 +167,10 @@ pub(crate) struct CompiledBase {
     pub headers: Option<Json>,
     pub valid: Option<Json>,
     pub error: CompiledErrors,
+    /// `base.rateLimit`: the limiter every request of the app passes, and the IML reading a
+    /// 429 body's wait.
+    pub rate: Option<super::rate::RateLimiter>,
+    pub retry_after: Option<Expr>,
 }
 
 /// A connection type, compiled.
@@ -417,6 +421,20 @@ fn is_identifier(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// `base.rateLimit`'s limiter, or its problem at its path.
+fn compile_rate(
+    spec: Option<&super::model::RateLimitSpec>,
+    problems: &mut Vec<Problem>,
+) -> Option<super::rate::RateLimiter> {
+    match super::rate::RateLimiter::new(spec?) {
+        Ok(limiter) => Some(limiter),
+        Err((key, reason)) => {
+            problems.push(Problem::new(&format!("base.rateLimit.{key}"), reason));
+            None
+        }
+    }
+}
+
 /// App names taken by built-in module families.
 fn reserved(name: &str) -> bool {
     ["builtin", "gateway", "flow", "placeholder"].contains(&name)
@@ -467,6 +485,12 @@ fn compile(file: &str, definition: AppDefinition) -> Result<App, LoadError> {
             "base.response.error",
             &mut problems,
         ),
+        rate: compile_rate(base.rate_limit.as_ref(), &mut problems),
+        retry_after: base
+            .rate_limit
+            .as_ref()
+            .and_then(|r| r.retry_after.as_ref())
+            .and_then(|e| Expr::compile(e, "base.rateLimit.retryAfter", &mut problems)),
     };
 
     let mut connections = Vec::with_capacity(definition.connections.len());

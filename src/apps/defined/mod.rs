@@ -1,7 +1,8 @@
 //! Apps defined as data (`modules/*.json`, `docs/apps.md`): the definition format ([`model`]),
 //! loading and checking it ([`load`]), IML in definitions ([`template`]), the input checks of
 //! a module's fields ([`input`]), the one interpreter that runs every module of every app
-//! ([`interpreter`]) and its trigger parts ([`trigger`]).
+//! ([`interpreter`]), its trigger parts ([`trigger`]) and the outbound rate an app declares
+//! per connection ([`rate`]).
 //!
 //! [`DefinedApps`] is the registry of these modules (`app:ModuleName`, e.g. `chatbot:GetUser`)
 //! and the public face of the definitions for the layers that store connections: find an app,
@@ -14,6 +15,7 @@ mod input;
 mod interpreter;
 pub mod load;
 pub mod model;
+mod rate;
 mod template;
 mod trigger;
 

@@ -66,6 +66,27 @@ pub struct Base {
     /// How every response is judged: `valid` and `error` (a module's own win).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<BaseResponse>,
+    /// The most requests the API takes from one connection in a period, and where it says
+    /// how long to wait after a 429 (`rate.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// `base.rateLimit`: every request of the app through one stored connection — all its
+/// modules, all executions of the process — is held so that no window of `per` has more than
+/// `requests` of them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// The most requests in one window (1 to 100,000).
+    pub requests: u32,
+    /// The window: a whole number and a unit, `ms`, `s`, `m` or `h` (`1s`, `1m`).
+    pub per: String,
+    /// IML over `body` and `headers` of a 429 answer: the seconds to wait, when the API says
+    /// it in its body (Telegram: `{{body.parameters.retry_after}}`). A `Retry-After` header
+    /// is always honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
 }
 
 /// `base.response`.

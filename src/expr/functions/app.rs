@@ -28,8 +28,10 @@ pub fn lookup(name: &str) -> Option<Function> {
         "rowsToBundles" => rows_to_bundles,
         "columnLetter" => column_letter,
         "rangeRow" => range_row,
-        // The Google apps' own (one file of theirs).
-        _ => return super::app_google::lookup(name),
+        // The Google apps' own, then the AI apps' (one file each).
+        _ => {
+            return super::app_google::lookup(name).or_else(|| super::app_ai::lookup(name));
+        }
     })
 }
 

@@ -6,6 +6,7 @@
 //! `split`, `merge`, `add`, `toString`, encodings …) calls before building it.
 
 pub mod app;
+pub mod app_ai;
 pub mod app_google;
 pub mod array;
 pub mod date;
