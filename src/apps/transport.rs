@@ -13,6 +13,10 @@
 //!   sensitive, and neither the URL (its query may carry a key) nor any header value is put in a
 //!   message; only the host is logged.
 //! - A response body is never read past its cap: a larger one is an error, not a truncation.
+//!   A body saved as a file ([`SaveBody`]) streams to the binaries directory chunk by chunk,
+//!   within [`HttpOptions::max_file_bytes`]; a file or multipart body ([`Payload`]) streams
+//!   from there, opened (and a multipart form built) again for every hop and every resend,
+//!   so a file is never held in memory whole.
 //! - Every hop passes the egress guard of [`HttpOptions::egress`] before anything is sent: its
 //!   IP-literal host is checked here, a host name by the client's [`GuardedResolver`], so that
 //!   a redirect cannot lead to an address the first URL could not. A hop that leaves the origin
@@ -36,6 +40,7 @@ use reqwest::{Client, Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
 use crate::apps::egress::{EgressPolicy, EgressRefused, GuardedResolver};
+use crate::expr::binary::{self, Binary};
 use crate::module::error::{ErrorKind, ModuleError};
 
 /// Longest timeout a request may ask for, in seconds (Make's limit for its HTTP modules), and
@@ -60,6 +65,8 @@ pub struct HttpOptions {
     pub connect_timeout: Duration,
     /// Largest response body accepted unless a request sets its own cap.
     pub max_response_bytes: usize,
+    /// Largest response body saved as a file ([`SaveBody`]) unless a request sets its own cap.
+    pub max_file_bytes: usize,
     /// `User-Agent` sent unless the request sets its own header.
     pub user_agent: String,
     /// Which non-public hosts and addresses requests may reach (by default none).
@@ -86,6 +93,7 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(MAX_TIMEOUT_SECS),
             connect_timeout: Duration::from_secs(30),
             max_response_bytes: 10 * 1024 * 1024,
+            max_file_bytes: 1024 * 1024 * 1024,
             user_agent: concat!("Switchyard/", env!("CARGO_PKG_VERSION")).to_string(),
             egress: EgressPolicy::default(),
             insecure_tls_hosts: Vec::new(),
@@ -184,9 +192,81 @@ impl Auth {
 /// A request body and the content type it implies.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Body {
-    pub bytes: Vec<u8>,
-    /// Sent as `Content-Type` unless the request's headers already have one.
+    pub payload: Payload,
+    /// Sent as `Content-Type` unless the request's headers already have one (a multipart
+    /// body always sends its own, with its boundary).
     pub content_type: Option<String>,
+}
+
+impl Body {
+    /// A body of bytes held in memory.
+    pub fn bytes(bytes: Vec<u8>, content_type: Option<String>) -> Body {
+        Body {
+            payload: Payload::Bytes(bytes),
+            content_type,
+        }
+    }
+
+    /// The bytes of a body held in memory; `None` for a streamed one.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match &self.payload {
+            Payload::Bytes(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The body's size when it is known before sending.
+    fn len(&self) -> Option<u64> {
+        match &self.payload {
+            Payload::Bytes(bytes) => Some(bytes.len() as u64),
+            Payload::File(file) => Some(file.size),
+            Payload::Multipart(_) => None,
+        }
+    }
+}
+
+/// What a request body carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    /// A stored binary, streamed from the binaries directory.
+    File(Binary),
+    /// `multipart/form-data`: the parts, from which a `reqwest` form (which sending consumes)
+    /// is built for every attempt.
+    Multipart(Vec<FormPart>),
+}
+
+/// One part of a multipart body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormPart {
+    pub name: String,
+    pub content: PartContent,
+    /// A file part's file name (`filename=` of its `Content-Disposition`).
+    pub file_name: Option<String>,
+    /// A file part's `Content-Type`.
+    pub content_type: Option<String>,
+}
+
+/// What a multipart part holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartContent {
+    Text(String),
+    Bytes(Vec<u8>),
+    /// A stored binary, streamed.
+    File(Binary),
+}
+
+/// Where a response body goes: into memory ([`Response::body`]) or, streamed, into the
+/// binaries directory ([`Response::file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveBody {
+    #[default]
+    Memory,
+    /// Always a file (a download).
+    File,
+    /// A file unless the response's `Content-Type` is text ([`is_text_type`]): a response
+    /// read as text, JSON or a form when it is one, as a file when it is an image, a PDF …
+    FileUnlessText,
 }
 
 /// Whether redirects are followed or handed back as the response.
@@ -225,6 +305,8 @@ pub struct Request {
     /// Whether the server's certificate is checked. False (Make's `rejectUnauthorized:
     /// false`) is honoured only for [`HttpOptions::insecure_tls_hosts`].
     pub verify_tls: bool,
+    /// Where a successful response's body goes.
+    pub save_body: SaveBody,
 }
 
 impl Request {
@@ -243,6 +325,7 @@ impl Request {
             error_status: ErrorStatus::Raise,
             max_response_bytes: None,
             verify_tls: true,
+            save_body: SaveBody::Memory,
         }
     }
 
@@ -259,7 +342,7 @@ impl Request {
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Body")
-            .field("bytes", &self.bytes.len())
+            .field("bytes", &self.len())
             .field("content_type", &self.content_type)
             .finish()
     }
@@ -300,7 +383,10 @@ impl fmt::Debug for Request {
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body, unless it was saved as a file (then empty).
     pub body: Vec<u8>,
+    /// The body saved as a file ([`Request::save_body`]).
+    pub file: Option<Binary>,
 }
 
 /// The shared client. It never follows redirects itself: [`Transport::send`] does, so that it
@@ -337,7 +423,7 @@ struct Hop {
     method: Method,
     url: Url,
     headers: HeaderMap,
-    body: Option<Vec<u8>>,
+    body: Option<Payload>,
     /// False once a redirect has left the origin the request started on.
     credentials: bool,
 }
@@ -441,17 +527,20 @@ impl Transport {
         let mut headers = request.headers;
         let mut body = None;
         if let Some(Body {
-            bytes,
+            payload,
             content_type,
         }) = request.body
         {
-            if let Some(content_type) = content_type
+            if let Payload::Multipart(_) = payload {
+                // The form sends its own type, with its boundary.
+                headers.remove(CONTENT_TYPE);
+            } else if let Some(content_type) = content_type
                 && !headers.contains_key(CONTENT_TYPE)
                 && let Ok(value) = HeaderValue::from_str(&content_type)
             {
                 headers.insert(CONTENT_TYPE, value);
             }
-            body = Some(bytes);
+            body = Some(payload);
         }
         let mut hop = Hop {
             method: request.method,
@@ -491,6 +580,28 @@ impl Transport {
             let (body, _) = read_body(&mut response, limit.min(ERROR_BODY_READ_BYTES)).await?;
             return Err(Failure::Module(status_error(status, &headers, &body)));
         }
+        let to_file = match request.save_body {
+            SaveBody::Memory => false,
+            SaveBody::File => true,
+            SaveBody::FileUnlessText => !is_text_type(
+                headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
+            ),
+        };
+        if to_file && hop.method != Method::HEAD {
+            let limit = request
+                .max_response_bytes
+                .unwrap_or(self.options.max_file_bytes);
+            let file = save_body(&mut response, limit, &headers, &hop.url).await?;
+            return Ok(Response {
+                status,
+                headers,
+                body: Vec::new(),
+                file: Some(file),
+            });
+        }
         if hop.method != Method::HEAD
             && let Some(declared) = response.content_length()
             && declared > limit as u64
@@ -507,6 +618,7 @@ impl Transport {
             status,
             headers,
             body,
+            file: None,
         })
     }
 
@@ -527,8 +639,11 @@ impl Transport {
             .request(hop.method.clone(), url)
             .headers(headers)
             .timeout(timeout);
-        if let Some(body) = &hop.body {
-            builder = builder.body(body.clone());
+        match &hop.body {
+            None => {}
+            Some(Payload::Bytes(bytes)) => builder = builder.body(bytes.clone()),
+            Some(Payload::File(file)) => builder = builder.body(file_body(file)?),
+            Some(Payload::Multipart(parts)) => builder = builder.multipart(form(parts)?),
         }
         Ok(builder)
     }
@@ -650,6 +765,166 @@ fn referer(next: &Url, previous: &Url) -> Option<HeaderValue> {
     let _ = referer.set_password(None);
     referer.set_fragment(None);
     HeaderValue::from_str(referer.as_str()).ok()
+}
+
+/// A stored binary as a streamed request body: opened now, read chunk by chunk as it is sent.
+fn file_body(file: &Binary) -> Result<reqwest::Body, ModuleError> {
+    let opened = file.open().map_err(|e| no_longer_stored(file, &e))?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(opened));
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+fn no_longer_stored(file: &Binary, error: &std::io::Error) -> ModuleError {
+    ModuleError::data(format!(
+        "the file {:?} ({}) cannot be read from the binaries directory: {error}",
+        file.file_name,
+        file.summary()
+    ))
+}
+
+/// A `multipart/form-data` form of `parts`, built for one attempt (sending consumes it); file
+/// parts stream from the binaries directory with their length.
+fn form(parts: &[FormPart]) -> Result<reqwest::multipart::Form, ModuleError> {
+    use reqwest::multipart::{Form, Part};
+    // Names quoted as browsers quote them, not percent-encoded as `reqwest` would.
+    let quote = |s: &str| {
+        s.replace('"', "%22")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let mut form = Form::new().percent_encode_noop();
+    for part in parts {
+        let mut built = match &part.content {
+            PartContent::Text(text) if part.file_name.is_none() => Part::text(text.clone()),
+            PartContent::Text(text) => Part::bytes(text.clone().into_bytes()),
+            PartContent::Bytes(bytes) => Part::bytes(bytes.clone()),
+            PartContent::File(file) => Part::stream_with_length(file_body(file)?, file.size),
+        };
+        if let Some(file_name) = &part.file_name {
+            built = built.file_name(quote(file_name));
+        }
+        if let Some(content_type) = &part.content_type {
+            built = built.mime_str(content_type).map_err(|_| {
+                ModuleError::data(format!(
+                    "the multipart part {:?} has an invalid content type {content_type:?}",
+                    part.name
+                ))
+            })?;
+        }
+        form = form.part(quote(&part.name), built);
+    }
+    Ok(form)
+}
+
+/// Whether a `Content-Type` is read as text (no type at all counts as text, as before files
+/// existed): `text/*`, JSON, XML, forms, JavaScript.
+pub fn is_text_type(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media.is_empty()
+        || media.starts_with("text/")
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
+        || matches!(
+            media.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/x-www-form-urlencoded"
+                | "application/javascript"
+                | "application/ecmascript"
+                | "application/x-ndjson"
+        )
+}
+
+/// The file name a response names: `Content-Disposition`'s `filename*` or `filename`, else
+/// the URL's last path segment, else `file`.
+pub fn response_file_name(headers: &HeaderMap, url: &Url) -> String {
+    let disposition = headers
+        .get(reqwest::header::CONTENT_DISPOSITION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut plain = None;
+    for param in disposition.split(';').map(str::trim) {
+        let Some((key, value)) = param.split_once('=') else {
+            continue;
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "filename*" => {
+                // RFC 5987: charset'language'percent-encoded
+                if let Some((_, encoded)) = value.trim().rsplit_once('\'') {
+                    let decoded = percent_encoding::percent_decode_str(encoded)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    if !decoded.is_empty() {
+                        return sanitize_file_name(&decoded);
+                    }
+                }
+            }
+            "filename" => plain = Some(value.trim().trim_matches('"').to_string()),
+            _ => {}
+        }
+    }
+    if let Some(name) = plain.filter(|n| !n.is_empty()) {
+        return sanitize_file_name(&name);
+    }
+    url.path_segments()
+        .and_then(|mut segments| segments.next_back().map(str::to_string))
+        .map(|s| {
+            percent_encoding::percent_decode_str(&s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .filter(|s| !s.is_empty())
+        .map(|s| sanitize_file_name(&s))
+        .unwrap_or_else(|| "file".to_string())
+}
+
+/// A file name without directories or control characters.
+fn sanitize_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    last.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// Streams the body into the binaries directory, within `limit` bytes.
+async fn save_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+    headers: &HeaderMap,
+    url: &Url,
+) -> Result<Binary, Failure> {
+    if let Some(declared) = response.content_length()
+        && declared > limit as u64
+    {
+        return Err(Failure::TooLarge {
+            declared: Some(declared),
+        });
+    }
+    let storage = |e: std::io::Error| {
+        Failure::Module(ModuleError::new(
+            ErrorKind::RuntimeError,
+            format!("the response body could not be stored in the binaries directory: {e}"),
+        ))
+    };
+    let mut writer = binary::Writer::new().map_err(storage)?;
+    while let Some(chunk) = response.chunk().await? {
+        if writer.size() + chunk.len() as u64 > limit as u64 {
+            return Err(Failure::TooLarge { declared: None });
+        }
+        writer.write(&chunk).map_err(storage)?;
+    }
+    let mime = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    writer
+        .finish(&mime, &response_file_name(headers, url))
+        .map_err(storage)
 }
 
 /// Reads at most `limit` bytes of the body; the flag says whether more was left unread.
@@ -1010,7 +1285,7 @@ mod tests {
         }
         let mut request = with_auth(get("http://x.test/"), all[1].clone());
         request.body = Some(Body {
-            bytes: b"{}".to_vec(),
+            payload: crate::apps::transport::Payload::Bytes(b"{}".to_vec()),
             content_type: Some("application/json".into()),
         });
         request.url = Url::parse("http://u:s3cret-pw@x.test/p?token=s3cret-1").unwrap();
@@ -1139,7 +1414,7 @@ mod tests {
             let mut request = redirected(&base, &format!("{base}/echo"), code, Auth::None);
             request.method = Method::POST;
             request.body = Some(Body {
-                bytes: b"payload".to_vec(),
+                payload: crate::apps::transport::Payload::Bytes(b"payload".to_vec()),
                 content_type: Some("text/plain".into()),
             });
             request

@@ -23,6 +23,7 @@ mod parser;
 pub mod regexp;
 mod template;
 pub mod value;
+pub mod binary;
 
 pub use error::{EvalError, ParseError};
 pub use mapping::Mapping;

@@ -825,7 +825,7 @@ fn build(call: &Call, rendered: &Rendered, universal: bool) -> Result<Request, M
 fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
     Ok(match body_type {
         BodyType::Json => Body {
-            bytes: serde_json::to_vec(body).unwrap_or_default(),
+            payload: crate::apps::transport::Payload::Bytes(serde_json::to_vec(body).unwrap_or_default()),
             content_type: Some("application/json".into()),
         },
         BodyType::Text => {
@@ -834,7 +834,7 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
                 || (text.trim_start().starts_with(['{', '['])
                     && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok());
             Body {
-                bytes: text.into_bytes(),
+                payload: crate::apps::transport::Payload::Bytes(text.into_bytes()),
                 content_type: Some(
                     if json {
                         "application/json"
@@ -850,7 +850,7 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
             let mut form = Url::parse("http://form.invalid/").unwrap_or_else(|_| unreachable!());
             form.query_pairs_mut().extend_pairs(pairs);
             Body {
-                bytes: form.query().unwrap_or_default().as_bytes().to_vec(),
+                payload: crate::apps::transport::Payload::Bytes(form.query().unwrap_or_default().as_bytes().to_vec()),
                 content_type: Some("application/x-www-form-urlencoded".into()),
             }
         }
