@@ -34,7 +34,10 @@ use super::load::{App, AuthPlace, CompiledModule};
 use super::model::{BodyType, ModuleType};
 use super::template::{self, CompiledRequest, CompiledResponse, Rendered, Vars};
 use crate::apps::auth::Signer;
-use crate::apps::transport::{self, Auth, Body, ErrorStatus, Request, Response, Transport};
+use super::files;
+use crate::apps::transport::{
+    self, Auth, Body, ErrorStatus, Payload, Request, Response, Transport,
+};
 use crate::expr::value;
 use crate::module::connection::{self, CONNECTION_PARAMETER, Connection, ConnectionsHandle};
 use crate::module::{
@@ -749,7 +752,8 @@ pub(crate) async fn exchange(
     let exchanged = Exchanged {
         status: json!(answer.status.as_u16()),
         headers: headers_value(&answer.headers),
-        body: parse_body(&answer.headers, &answer.body),
+        body: files::response_body(&answer)
+            .unwrap_or_else(|| parse_body(&answer.headers, &answer.body)),
     };
     let vars = exchanged.vars(call.vars(temp));
     let status = answer.status;
@@ -819,13 +823,18 @@ fn build(call: &Call, rendered: &Rendered, universal: bool) -> Result<Request, M
         Some(body) => Some(encode_body(body, rendered.body_type)?),
     };
     request.error_status = ErrorStatus::Return;
+    request.save_body = files::SAVE_BODY;
     Ok(request)
 }
 
 fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
+    if let Some(body) = files::request_body(body, body_type)? {
+        return Ok(body);
+    }
     Ok(match body_type {
+        BodyType::Multipart => unreachable!("files::request_body encodes every multipart body"),
         BodyType::Json => Body {
-            payload: crate::apps::transport::Payload::Bytes(serde_json::to_vec(body).unwrap_or_default()),
+            payload: Payload::Bytes(serde_json::to_vec(body).unwrap_or_default()),
             content_type: Some("application/json".into()),
         },
         BodyType::Text => {
@@ -834,7 +843,7 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
                 || (text.trim_start().starts_with(['{', '['])
                     && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok());
             Body {
-                payload: crate::apps::transport::Payload::Bytes(text.into_bytes()),
+                payload: Payload::Bytes(text.into_bytes()),
                 content_type: Some(
                     if json {
                         "application/json"
@@ -850,7 +859,7 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
             let mut form = Url::parse("http://form.invalid/").unwrap_or_else(|_| unreachable!());
             form.query_pairs_mut().extend_pairs(pairs);
             Body {
-                payload: crate::apps::transport::Payload::Bytes(form.query().unwrap_or_default().as_bytes().to_vec()),
+                payload: Payload::Bytes(form.query().unwrap_or_default().as_bytes().to_vec()),
                 content_type: Some("application/x-www-form-urlencoded".into()),
             }
         }

@@ -373,6 +373,9 @@ pub enum BodyType {
     /// The body as text: `application/json` when it is a JSON object or array, else
     /// `text/plain`, unless the headers set a `Content-Type`.
     Text,
+    /// `multipart/form-data` from an object: a file (binary value) becomes a file part,
+    /// streamed; anything else a text field.
+    Multipart,
 }
 
 /// How a response becomes bundles (Make's response directives).
