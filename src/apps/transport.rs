@@ -220,7 +220,7 @@ impl Body {
         match &self.payload {
             Payload::Bytes(bytes) => Some(bytes.len() as u64),
             Payload::File(file) => Some(file.size),
-            Payload::Multipart(_) => None,
+            Payload::Multipart(_) | Payload::Related(_) => None,
         }
     }
 }
@@ -234,6 +234,16 @@ pub enum Payload {
     /// `multipart/form-data`: the parts, from which a `reqwest` form (which sending consumes)
     /// is built for every attempt.
     Multipart(Vec<FormPart>),
+    /// `multipart/related` (RFC 2387; Google's upload of metadata and media in one request):
+    /// each part with its own type, files streamed.
+    Related(Vec<RelatedPart>),
+}
+
+/// One part of a `multipart/related` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelatedPart {
+    pub content_type: String,
+    pub content: PartContent,
 }
 
 /// One part of a multipart body.
@@ -531,7 +541,7 @@ impl Transport {
             content_type,
         }) = request.body
         {
-            if let Payload::Multipart(_) = payload {
+            if let Payload::Multipart(_) | Payload::Related(_) = payload {
                 // The form sends its own type, with its boundary.
                 headers.remove(CONTENT_TYPE);
             } else if let Some(content_type) = content_type
@@ -644,6 +654,10 @@ impl Transport {
             Some(Payload::Bytes(bytes)) => builder = builder.body(bytes.clone()),
             Some(Payload::File(file)) => builder = builder.body(file_body(file)?),
             Some(Payload::Multipart(parts)) => builder = builder.multipart(form(parts)?),
+            Some(Payload::Related(parts)) => {
+                let (content_type, body) = related(parts)?;
+                builder = builder.header(CONTENT_TYPE, content_type).body(body);
+            }
         }
         Ok(builder)
     }
@@ -814,6 +828,43 @@ fn form(parts: &[FormPart]) -> Result<reqwest::multipart::Form, ModuleError> {
         form = form.part(quote(&part.name), built);
     }
     Ok(form)
+}
+
+/// A `multipart/related` body of `parts` for one attempt, with its `Content-Type`: each part's
+/// headers and bytes in order, files streamed from the binaries directory.
+fn related(parts: &[RelatedPart]) -> Result<(String, reqwest::Body), ModuleError> {
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+    type Chunks = BoxStream<'static, std::io::Result<bytes::Bytes>>;
+    let boundary = format!("switchyard-{}", uuid::Uuid::new_v4().simple());
+    let once = |bytes: Vec<u8>| -> Chunks {
+        futures::stream::once(futures::future::ready(Ok(bytes::Bytes::from(bytes)))).boxed()
+    };
+    let mut streams: Vec<Chunks> = Vec::with_capacity(parts.len() * 2 + 1);
+    for part in parts {
+        let content_type: String = part
+            .content_type
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        streams.push(once(
+            format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").into_bytes(),
+        ));
+        streams.push(match &part.content {
+            PartContent::Text(text) => once(text.clone().into_bytes()),
+            PartContent::Bytes(bytes) => once(bytes.clone()),
+            PartContent::File(file) => {
+                let opened = file.open().map_err(|e| no_longer_stored(file, &e))?;
+                tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(opened)).boxed()
+            }
+        });
+        streams.push(once(b"\r\n".to_vec()));
+    }
+    streams.push(once(format!("--{boundary}--\r\n").into_bytes()));
+    Ok((
+        format!("multipart/related; boundary={boundary}"),
+        reqwest::Body::wrap_stream(futures::stream::iter(streams).flatten()),
+    ))
 }
 
 /// Whether a `Content-Type` is read as text (no type at all counts as text, as before files

@@ -174,11 +174,16 @@ impl Module for HttpModule {
             )?;
             // A body that is not text is a file (Make's buffer), streamed to the binaries
             // directory instead of read into memory.
-            spec.request.save_body = if self.get_file {
-                SaveBody::File
+            if self.get_file {
+                spec.request.save_body = SaveBody::File;
             } else {
-                SaveBody::FileUnlessText
-            };
+                // The response cap holds for every body of a request module, a file's too.
+                spec.request.save_body = SaveBody::FileUnlessText;
+                spec.request.max_response_bytes = spec
+                    .request
+                    .max_response_bytes
+                    .or(Some(self.transport.options().max_response_bytes));
+            }
             let mut signer = None;
             if let Some(keychain) = &spec.keychain {
                 let (auth, connection) =

@@ -8,13 +8,18 @@
 //!   headers say otherwise — whatever the request's `type`.
 //! - `"type": "multipart"` sends `multipart/form-data` from an object: a file value becomes a
 //!   file part (its name and type the file's), anything else a text field.
+//! - `"type": "related"` sends `multipart/related` from an object (Google's upload of a file's
+//!   metadata and its bytes in one request): each entry in order is a part, a file with its
+//!   own type (streamed), anything else as JSON.
 //!
 //! Make's JSON form of a buffer (`{"type":"Buffer","data":[…]}`) counts as a file too.
 
 use serde_json::Value;
 
 use super::model::BodyType;
-use crate::apps::transport::{Body, FormPart, PartContent, Payload, Response, SaveBody};
+use crate::apps::transport::{
+    Body, FormPart, PartContent, Payload, RelatedPart, Response, SaveBody,
+};
 use crate::expr::binary::Binary;
 use crate::expr::value;
 use crate::module::ModuleError;
@@ -31,8 +36,10 @@ pub(super) fn response_body(answer: &Response) -> Option<Value> {
 /// The body when it is a file or a multipart form; `None` for the other kinds, encoded by
 /// the caller.
 pub(super) fn request_body(body: &Value, body_type: BodyType) -> Result<Option<Body>, ModuleError> {
-    if body_type == BodyType::Multipart {
-        return multipart(body).map(Some);
+    match body_type {
+        BodyType::Multipart => return multipart(body).map(Some),
+        BodyType::Related => return related(body).map(Some),
+        _ => {}
     }
     if !is_file(body) {
         return Ok(None);
@@ -101,6 +108,48 @@ fn multipart(body: &Value) -> Result<Body, ModuleError> {
     })
 }
 
+/// A JSON part without the object entries that are `null` (fields not given), as a `json`
+/// body is sent.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `multipart/related` from an object: its entries in order.
+fn related(body: &Value) -> Result<Body, ModuleError> {
+    let Value::Object(fields) = body else {
+        return Err(ModuleError::data(
+            "body: a related body must be an object of parts",
+        ));
+    };
+    let mut parts = Vec::with_capacity(fields.len());
+    for (name, field) in fields {
+        parts.push(if is_file(field) {
+            let file = stored(field, &format!("body.{name}"))?;
+            RelatedPart {
+                content_type: file.mime_type.clone(),
+                content: PartContent::File(file),
+            }
+        } else {
+            RelatedPart {
+                content_type: "application/json; charset=UTF-8".into(),
+                content: PartContent::Text(without_nulls(field).to_string()),
+            }
+        });
+    }
+    Ok(Body {
+        payload: Payload::Related(parts),
+        content_type: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +180,16 @@ mod tests {
         assert_eq!(parts[0].content, PartContent::Text(r#"{"name":"r"}"#.into()));
         assert_eq!(parts[1].file_name.as_deref(), Some("r.pdf"));
         assert!(request_body(&json!("x"), BodyType::Multipart).is_err());
+        let related = request_body(
+            &json!({"metadata": {"name": "r.pdf", "parents": null}, "media": file.to_value()}),
+            BodyType::Related,
+        )
+        .unwrap()
+        .unwrap();
+        let Payload::Related(parts) = related.payload else {
+            panic!("not related")
+        };
+        assert_eq!(parts[0].content, PartContent::Text(r#"{"name":"r.pdf"}"#.into()));
+        assert_eq!(parts[1].content_type, "application/pdf");
     }
 }

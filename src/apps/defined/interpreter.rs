@@ -832,7 +832,9 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
         return Ok(body);
     }
     Ok(match body_type {
-        BodyType::Multipart => unreachable!("files::request_body encodes every multipart body"),
+        BodyType::Multipart | BodyType::Related => {
+            unreachable!("files::request_body encodes every multipart body")
+        }
         BodyType::Json => Body {
             payload: Payload::Bytes(serde_json::to_vec(body).unwrap_or_default()),
             content_type: Some("application/json".into()),
@@ -1442,7 +1444,7 @@ mod tests {
             Some("text/plain; charset=utf-8")
         );
         let body = encode_body(&json!({"a": "b c", "d": 1}), BodyType::Urlencoded).unwrap();
-        assert_eq!(body.bytes, b"a=b+c&d=1");
+        assert_eq!(body.in_memory(), Some(&b"a=b+c&d=1"[..]));
     }
 
     #[test]

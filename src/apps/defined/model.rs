@@ -376,6 +376,9 @@ pub enum BodyType {
     /// `multipart/form-data` from an object: a file (binary value) becomes a file part,
     /// streamed; anything else a text field.
     Multipart,
+    /// `multipart/related` from an object (Google's uploads of metadata and media): each
+    /// entry in order is a part, a file with its own type, anything else JSON.
+    Related,
 }
 
 /// How a response becomes bundles (Make's response directives).
