@@ -17,9 +17,6 @@ mod common;
 #[path = "service/harness.rs"]
 mod harness;
 
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -108,38 +105,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Runs `switchyard` with `args` to its end; its exit status, standard output and peak
-/// resident set size in bytes (`ru_maxrss` of this one child, from `wait4`).
-fn run_measured(args: &[&str], temp: &std::path::Path) -> (i32, String, u64) {
-    let mut child = Command::new(harness::binary())
-        .args(args)
-        .env("TMPDIR", temp)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("switchyard runs");
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    // The child is reaped: `Child` must not wait for it again.
-    std::mem::forget(child);
-    let code = std::process::ExitStatus::from_raw(status)
-        .code()
-        .unwrap_or(-1);
-    (code, stdout, usage.ru_maxrss as u64 * 1024)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20_mb_file_goes_through_download_and_multipart_upload_in_little_memory() {
     const SIZE: usize = 20 * 1024 * 1024;
@@ -163,7 +128,7 @@ async fn a_20_mb_file_goes_through_download_and_multipart_upload_in_little_memor
     let path = file.to_string_lossy().to_string();
     let (code, stdout, peak) = tokio::task::spawn_blocking(move || {
         let args = ["run", path.as_str(), "--json", "--allow-egress", "127.0.0.1"];
-        run_measured(&args, &temp)
+        common::rss::run_measured(harness::binary(), &args, &temp)
     })
     .await
     .unwrap();
