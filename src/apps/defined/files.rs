@@ -1,8 +1,9 @@
 //! Files in apps defined as data: what the interpreter does with binary values, in one place.
 //!
-//! - A response whose `Content-Type` is not text (a download: `alt=media`, a PDF export …)
-//!   is streamed to the binaries directory, and `body` is the file's handle
-//!   (`crate::expr::binary`) instead of parsed JSON or text.
+//! - A response whose `Content-Type` is not text (a download: `alt=media`, a PDF export …),
+//!   or any response of a request whose `response.type` is `binary`, is streamed to the
+//!   binaries directory, and `body` is the file's handle (`crate::expr::binary`) instead of
+//!   parsed JSON or text.
 //! - A request whose whole rendered `body` is a file (`"body": "{{parameters.data}}"`) sends
 //!   the file's bytes, streamed from the binaries directory, typed as the file unless the
 //!   headers say otherwise — whatever the request's `type`.
@@ -16,7 +17,7 @@
 
 use serde_json::Value;
 
-use super::model::BodyType;
+use super::model::{BodyType, ResponseBody};
 use crate::apps::transport::{
     Body, FormPart, PartContent, Payload, RelatedPart, Response, SaveBody,
 };
@@ -24,8 +25,14 @@ use crate::expr::binary::Binary;
 use crate::expr::value;
 use crate::module::ModuleError;
 
-/// Where every defined app's response bodies go: files unless they are text.
-pub(super) const SAVE_BODY: SaveBody = SaveBody::FileUnlessText;
+/// Where a response body goes: a file when the response says `"type": "binary"`, else a
+/// file unless it is text.
+pub(super) fn save_body(body: Option<ResponseBody>) -> SaveBody {
+    match body {
+        Some(ResponseBody::Binary) => SaveBody::File,
+        Some(ResponseBody::Auto) | None => SaveBody::FileUnlessText,
+    }
+}
 
 /// The `body` a file response is read as: the file's handle. `None` for a body read into
 /// memory (parsed as JSON or text by the caller).

@@ -744,7 +744,8 @@ pub(crate) async fn exchange(
     temp: &Value,
     universal: bool,
 ) -> Result<Exchanged, ModuleError> {
-    let request = build(call, rendered, universal)?;
+    let mut request = build(call, rendered, universal)?;
+    request.save_body = files::save_body(response.body);
     let answer = call
         .signer
         .send(request, |request| send(transport, request, call.module_id))
@@ -823,7 +824,6 @@ fn build(call: &Call, rendered: &Rendered, universal: bool) -> Result<Request, M
         Some(body) => Some(encode_body(body, rendered.body_type)?),
     };
     request.error_status = ErrorStatus::Return;
-    request.save_body = files::SAVE_BODY;
     Ok(request)
 }
 

@@ -409,6 +409,18 @@ pub struct ResponseSpec {
     /// IML values set as `temp.*` for the requests that follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temp: Option<Value>,
+    /// `binary`: the body is a file whatever its type (a download), `body` its handle;
+    /// `auto` (the default): a body whose `Content-Type` is not text is a file.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub body_type: Option<ResponseBody>,
+}
+
+/// How a response body is read (`response.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseBody {
+    Auto,
+    Binary,
 }
 
 /// `response.iterate`: `"{{body.data}}"`, or `{container, condition}`.
