@@ -127,7 +127,13 @@ async fn a_20_mb_file_goes_through_download_and_multipart_upload_in_little_memor
     std::fs::create_dir(&temp).unwrap();
     let path = file.to_string_lossy().to_string();
     let (code, stdout, peak) = tokio::task::spawn_blocking(move || {
-        let args = ["run", path.as_str(), "--json", "--allow-egress", "127.0.0.1"];
+        let args = [
+            "run",
+            path.as_str(),
+            "--json",
+            "--allow-egress",
+            "127.0.0.1",
+        ];
         common::rss::run_measured(harness::binary(), &args, &temp)
     })
     .await
@@ -140,10 +146,14 @@ async fn a_20_mb_file_goes_through_download_and_multipart_upload_in_little_memor
     let (content_type, body) = &uploads[0];
     let part = file_part(content_type, body, "report.pdf");
     assert_eq!(part.len(), SIZE);
-    assert!(part == file_bytes(SIZE).as_slice(), "the uploaded bytes differ");
+    assert!(
+        part == file_bytes(SIZE).as_slice(),
+        "the uploaded bytes differ"
+    );
     let headers_at = find(body, b"filename=\"report.pdf\"").unwrap();
     assert!(
-        body[headers_at..].starts_with(b"filename=\"report.pdf\"\r\nContent-Type: application/pdf\r\n"),
+        body[headers_at..]
+            .starts_with(b"filename=\"report.pdf\"\r\nContent-Type: application/pdf\r\n"),
         "{}",
         String::from_utf8_lossy(&body[headers_at..headers_at + 80])
     );
@@ -229,7 +239,10 @@ async fn history_shows_a_file_as_its_summary_with_a_download_link() {
     assert_eq!(output["fileName"], "report.pdf", "{output}");
     assert_eq!(output["fileSize"], SIZE, "{output}");
     let data = &output["data"];
-    assert_eq!(data["summary"], "(binary, 2.5 MB, application/pdf)", "{data}");
+    assert_eq!(
+        data["summary"], "(binary, 2.5 MB, application/pdf)",
+        "{data}"
+    );
     let link = data["download"].as_str().expect("a download link");
     assert!(link.starts_with("/api/binaries/"), "{link}");
 
@@ -241,7 +254,10 @@ async fn history_shows_a_file_as_its_summary_with_a_download_link() {
         .await
         .unwrap();
     assert_eq!(downloaded.status(), 200);
-    assert_eq!(downloaded.headers()[header::CONTENT_TYPE], "application/pdf");
+    assert_eq!(
+        downloaded.headers()[header::CONTENT_TYPE],
+        "application/pdf"
+    );
     let disposition = downloaded.headers()[header::CONTENT_DISPOSITION]
         .to_str()
         .unwrap()
@@ -249,7 +265,10 @@ async fn history_shows_a_file_as_its_summary_with_a_download_link() {
     assert_eq!(disposition, "attachment; filename*=UTF-8''report%2Epdf");
     assert_eq!(downloaded.headers()["x-content-type-options"], "nosniff");
     let bytes = downloaded.bytes().await.unwrap();
-    assert!(bytes.as_ref() == file_bytes(SIZE).as_slice(), "the downloaded bytes differ");
+    assert!(
+        bytes.as_ref() == file_bytes(SIZE).as_slice(),
+        "the downloaded bytes differ"
+    );
     let anonymous = http.get(svc.url(link)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
     let unknown = api.get(&format!("/api/binaries/{}", "0".repeat(64))).await;

@@ -67,7 +67,11 @@ impl Drive {
     fn add(&mut self, name: &str, mime: &str, parent: &str, bytes: Vec<u8>) -> String {
         self.next_id += 1;
         let id = format!("file{:04}", self.next_id);
-        let created = format!("2026-01-01T00:{:02}:{:02}.000Z", self.next_id / 60, self.next_id % 60);
+        let created = format!(
+            "2026-01-01T00:{:02}:{:02}.000Z",
+            self.next_id / 60,
+            self.next_id % 60
+        );
         self.files.push(File {
             id: id.clone(),
             name: name.into(),
@@ -95,18 +99,27 @@ fn resource(f: &File) -> Value {
 /// Google's error envelope.
 fn error(status: u16, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap();
-    (code, axum::Json(json!({"error": {"code": status, "message": message,
-        "errors": [{"message": message, "domain": "global"}]}}))).into_response()
+    (
+        code,
+        axum::Json(json!({"error": {"code": status, "message": message,
+        "errors": [{"message": message, "domain": "global"}]}})),
+    )
+        .into_response()
 }
 
 /// The token check and the injected faults, before any request is served.
 fn gate(drive: &Shared, headers: &HeaderMap, what: String) -> Option<Response> {
     let mut d = drive.lock().unwrap();
     d.requests.push(what);
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
         != Some(&format!("Bearer {TOKEN}"))
     {
-        return Some(error(401, "Request had invalid authentication credentials."));
+        return Some(error(
+            401,
+            "Request had invalid authentication credentials.",
+        ));
     }
     if !d.faults.is_empty() {
         let (status, retry) = d.faults.remove(0);
@@ -136,9 +149,16 @@ async fn get_file(
     };
     if q.get("alt").map(String::as_str) == Some("media") {
         if f.mime_type.starts_with("application/vnd.google-apps.") {
-            return error(403, "Only files with binary content can be downloaded. Use Export with Docs Editors files.");
+            return error(
+                403,
+                "Only files with binary content can be downloaded. Use Export with Docs Editors files.",
+            );
         }
-        return ([(header::CONTENT_TYPE, f.mime_type.clone())], f.bytes.clone()).into_response();
+        return (
+            [(header::CONTENT_TYPE, f.mime_type.clone())],
+            f.bytes.clone(),
+        )
+            .into_response();
     }
     axum::Json(resource(f)).into_response()
 }
@@ -269,7 +289,9 @@ async fn list_or_create(
         let parent = meta["parents"][0].as_str().unwrap_or("root").to_string();
         let id = d.add(
             meta["name"].as_str().unwrap_or("Untitled"),
-            meta["mimeType"].as_str().unwrap_or("application/octet-stream"),
+            meta["mimeType"]
+                .as_str()
+                .unwrap_or("application/octet-stream"),
             &parent,
             Vec::new(),
         );
@@ -280,9 +302,17 @@ async fn list_or_create(
     if q.get("orderBy").is_some_and(|o| o.ends_with(" desc")) {
         found.reverse();
     }
-    let size: usize = q.get("pageSize").and_then(|s| s.parse().ok()).unwrap_or(100);
+    let size: usize = q
+        .get("pageSize")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
     let start: usize = q.get("pageToken").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let page: Vec<Value> = found.iter().skip(start).take(size).map(|f| resource(f)).collect();
+    let page: Vec<Value> = found
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|f| resource(f))
+        .collect();
     let mut out = json!({"kind": "drive#fileList", "files": page});
     if start + size < found.len() {
         out["nextPageToken"] = json!((start + size).to_string());
@@ -344,10 +374,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 async fn fake_drive() -> (String, Shared) {
     let drive: Shared = Arc::default();
     let app = Router::new()
-        .route(
-            "/drive/v3/files",
-            get(list_or_create).post(list_or_create),
-        )
+        .route("/drive/v3/files", get(list_or_create).post(list_or_create))
         .route(
             "/drive/v3/files/{id}",
             get(get_file).patch(patch_file).delete(delete_file),
@@ -436,9 +463,19 @@ async fn every_module_against_a_stateful_drive() {
     let pdf: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     let (seed, doc, folder) = {
         let mut d = drive.lock().unwrap();
-        let folder = d.add("Invoices", "application/vnd.google-apps.folder", "root", Vec::new());
+        let folder = d.add(
+            "Invoices",
+            "application/vnd.google-apps.folder",
+            "root",
+            Vec::new(),
+        );
         let seed = d.add("invoice 7.pdf", "application/pdf", "root", pdf.clone());
-        let doc = d.add("Notes", "application/vnd.google-apps.document", "root", Vec::new());
+        let doc = d.add(
+            "Notes",
+            "application/vnd.google-apps.document",
+            "root",
+            Vec::new(),
+        );
         (seed, doc, folder)
     };
     let dir = tempfile::tempdir().unwrap();
@@ -446,19 +483,31 @@ async fn every_module_against_a_stateful_drive() {
     add_connection(&api, &data, TOKEN);
 
     // Download, then upload again into a folder picked in Make's picker (`/ID`).
-    let report = run(&api, dir.path(), &data, vec![
-        module(1, "getAFile", json!({"select": "map", "file": seed})),
-        module(2, "uploadAFile", json!({"select": "map", "destination": "drive",
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![
+            module(1, "getAFile", json!({"select": "map", "file": seed})),
+            module(
+                2,
+                "uploadAFile",
+                json!({"select": "map", "destination": "drive",
             "folderId": format!("/{folder}"), "filename": "{{1.fileName}}",
-            "title": "copy of {{1.fileName}}", "data": "{{1.data}}", "convert": false})),
-    ]);
+            "title": "copy of {{1.fileName}}", "data": "{{1.data}}", "convert": false}),
+            ),
+        ],
+    );
     assert_eq!(report["status"], "success", "{report}");
     let got = output(&report, 1);
     assert_eq!(got["fileName"], "invoice 7.pdf", "{got}");
     assert_eq!(got["data"]["size"], pdf.len(), "{got}");
     assert_eq!(got["data"]["mimeType"], "application/pdf", "{got}");
     let uploaded = output(&report, 2);
-    let new_id = uploaded["id"].as_str().expect("the new file's id").to_string();
+    let new_id = uploaded["id"]
+        .as_str()
+        .expect("the new file's id")
+        .to_string();
     {
         let d = drive.lock().unwrap();
         let f = d.file(&new_id).unwrap();
@@ -469,47 +518,121 @@ async fn every_module_against_a_stateful_drive() {
     }
 
     // A Google document is exported in the format chosen for documents.
-    let report = run(&api, dir.path(), &data, vec![module(1, "getAFile",
-        json!({"select": "map", "file": doc, "formatDocuments": "application/pdf"}))]);
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![module(
+            1,
+            "getAFile",
+            json!({"select": "map", "file": doc, "formatDocuments": "application/pdf"}),
+        )],
+    );
     assert_eq!(report["status"], "success", "{report}");
     let exported = output(&report, 1);
     assert_eq!(exported["fileName"], "Notes", "{exported}");
     assert_eq!(exported["mimeType"], "application/pdf", "{exported}");
-    assert_eq!(exported["data"]["mimeType"], "application/pdf", "{exported}");
+    assert_eq!(
+        exported["data"]["mimeType"], "application/pdf",
+        "{exported}"
+    );
 
     // A folder, a search paged up to its limit, a move, a share, a trash, a deletion.
-    let report = run(&api, dir.path(), &data, vec![
-        module(1, "createAFolder", json!({"name": "Archive", "folderId": format!("/{folder}")})),
-        module(2, "searchForFilesFolders", json!({"searchType": "files", "query": "invoice",
-            "limit": 1})),
-        module(3, "moveAFile", json!({"file": seed, "folderId": "{{1.id}}"})),
-        module(4, "shareAFile", json!({"file": seed, "role": "writer", "type": "user",
-            "emailAddress": "ann@example.com", "sendNotificationEmail": false})),
-        module(5, "makeApiCall", json!({"url": format!("/drive/v3/files/{seed}"),
-            "method": "GET"})),
-    ]);
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![
+            module(
+                1,
+                "createAFolder",
+                json!({"name": "Archive", "folderId": format!("/{folder}")}),
+            ),
+            module(
+                2,
+                "searchForFilesFolders",
+                json!({"searchType": "files", "query": "invoice",
+            "limit": 1}),
+            ),
+            module(
+                3,
+                "moveAFile",
+                json!({"file": seed, "folderId": "{{1.id}}"}),
+            ),
+            module(
+                4,
+                "shareAFile",
+                json!({"file": seed, "role": "writer", "type": "user",
+            "emailAddress": "ann@example.com", "sendNotificationEmail": false}),
+            ),
+            module(
+                5,
+                "makeApiCall",
+                json!({"url": format!("/drive/v3/files/{seed}"),
+            "method": "GET"}),
+            ),
+        ],
+    );
     assert_eq!(report["status"], "success", "{report}");
     let archive = output(&report, 1);
-    assert_eq!(archive["mimeType"], "application/vnd.google-apps.folder", "{archive}");
+    assert_eq!(
+        archive["mimeType"], "application/vnd.google-apps.folder",
+        "{archive}"
+    );
     assert_eq!(archive["parents"], json!([folder]), "{archive}");
-    let found: Vec<Value> = report["log"].as_array().unwrap().iter()
-        .filter(|e| e["module"] == 2).map(|e| e["output"].clone()).collect();
+    let found: Vec<Value> = report["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["module"] == 2)
+        .map(|e| e["output"].clone())
+        .collect();
     assert_eq!(found.len(), 1, "the limit holds: {report}");
-    assert!(found[0]["name"].as_str().unwrap().contains("invoice"), "{found:?}");
-    assert_eq!(output(&report, 3)["parents"], json!([archive["id"]]), "{report}");
+    assert!(
+        found[0]["name"].as_str().unwrap().contains("invoice"),
+        "{found:?}"
+    );
+    assert_eq!(
+        output(&report, 3)["parents"],
+        json!([archive["id"]]),
+        "{report}"
+    );
     assert_eq!(output(&report, 4)["role"], "writer", "{report}");
-    assert_eq!(output(&report, 5)["body"]["name"], "invoice 7.pdf", "{report}");
+    assert_eq!(
+        output(&report, 5)["body"]["name"],
+        "invoice 7.pdf",
+        "{report}"
+    );
     {
         let d = drive.lock().unwrap();
-        assert_eq!(d.permissions, [(seed.clone(), json!({"role": "writer", "type": "user",
-            "emailAddress": "ann@example.com"}))]);
+        assert_eq!(
+            d.permissions,
+            [(
+                seed.clone(),
+                json!({"role": "writer", "type": "user",
+            "emailAddress": "ann@example.com"})
+            )]
+        );
         let query = d.requests.iter().filter(|r| *r == "GET files").count();
-        assert_eq!(query, 1, "one page was enough for the limit: {:?}", d.requests);
+        assert_eq!(
+            query, 1,
+            "one page was enough for the limit: {:?}",
+            d.requests
+        );
     }
-    let report = run(&api, dir.path(), &data, vec![
-        module(1, "deleteAFile", json!({"file": new_id, "permanently": false})),
-        module(2, "deleteAFile", json!({"file": doc, "permanently": true})),
-    ]);
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![
+            module(
+                1,
+                "deleteAFile",
+                json!({"file": new_id, "permanently": false}),
+            ),
+            module(2, "deleteAFile", json!({"file": doc, "permanently": true})),
+        ],
+    );
     assert_eq!(report["status"], "success", "{report}");
     {
         let d = drive.lock().unwrap();
@@ -518,20 +641,40 @@ async fn every_module_against_a_stateful_drive() {
     }
 
     // Errors: 404 with Google's message, 403, 429 and 503 retried within the call.
-    let report = run(&api, dir.path(), &data, vec![module(1, "getAFile",
-        json!({"file": "nope"}))]);
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![module(1, "getAFile", json!({"file": "nope"}))],
+    );
     assert_eq!(report["status"], "error", "{report}");
     assert_eq!(report["error"]["name"], "DataError", "{report}");
-    assert!(report["error"]["message"].as_str().unwrap().contains("File not found: nope."),
-        "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("File not found: nope."),
+        "{report}"
+    );
     drive.lock().unwrap().faults = vec![(403, None)];
-    let report = run(&api, dir.path(), &data, vec![module(1, "getAFile",
-        json!({"file": seed}))]);
-    assert_eq!(report["error"]["name"], "InvalidAccessTokenError", "{report}");
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![module(1, "getAFile", json!({"file": seed}))],
+    );
+    assert_eq!(
+        report["error"]["name"], "InvalidAccessTokenError",
+        "{report}"
+    );
     drive.lock().unwrap().faults = vec![(429, Some(1)), (503, None)];
     let before = drive.lock().unwrap().requests.len();
-    let report = run(&api, dir.path(), &data, vec![module(1, "getAFile",
-        json!({"file": seed}))]);
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![module(1, "getAFile", json!({"file": seed}))],
+    );
     assert_eq!(report["status"], "success", "{report}");
     // Two refused attempts, then the metadata and the bytes.
     assert_eq!(drive.lock().unwrap().requests.len() - before, 4);
@@ -539,16 +682,25 @@ async fn every_module_against_a_stateful_drive() {
     // A token Google refuses fails the module as Make does.
     let other = tempfile::tempdir().unwrap();
     add_connection(&api, other.path(), "ya29.revoked");
-    let report = run(&api, dir.path(), other.path(), vec![module(1, "getAFile",
-        json!({"file": seed}))]);
-    assert_eq!(report["error"]["name"], "InvalidAccessTokenError", "{report}");
+    let report = run(
+        &api,
+        dir.path(),
+        other.path(),
+        vec![module(1, "getAFile", json!({"file": seed}))],
+    );
+    assert_eq!(
+        report["error"]["name"], "InvalidAccessTokenError",
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20_mb_drive_file_downloads_and_uploads_in_little_memory() {
     const SIZE: usize = 20 * 1024 * 1024;
     let (api, drive) = fake_drive().await;
-    let bytes: Vec<u8> = (0..SIZE).map(|i| ((i * 7 + i / 1000) % 251) as u8).collect();
+    let bytes: Vec<u8> = (0..SIZE)
+        .map(|i| ((i * 7 + i / 1000) % 251) as u8)
+        .collect();
     let seed = drive
         .lock()
         .unwrap()
@@ -559,24 +711,44 @@ async fn a_20_mb_drive_file_downloads_and_uploads_in_little_memory() {
     let file = dir.path().join("scenario.json");
     let flow = vec![
         module(1, "getAFile", json!({"select": "map", "file": seed})),
-        module(2, "uploadAFile", json!({"folderId": "/root", "filename": "again.pdf",
-            "data": "{{1.data}}"})),
+        module(
+            2,
+            "uploadAFile",
+            json!({"folderId": "/root", "filename": "again.pdf",
+            "data": "{{1.data}}"}),
+        ),
     ];
     std::fs::write(&file, json!({"name": "big", "flow": flow}).to_string()).unwrap();
     let temp = dir.path().join("tmp");
     std::fs::create_dir(&temp).unwrap();
-    let (path, data_dir) = (file.to_string_lossy().to_string(), data.to_string_lossy().to_string());
+    let (path, data_dir) = (
+        file.to_string_lossy().to_string(),
+        data.to_string_lossy().to_string(),
+    );
     let base = format!("google-drive={api}");
     let (code, stdout, peak) = tokio::task::spawn_blocking(move || {
-        let args = ["run", path.as_str(), "--json", "--data-dir", data_dir.as_str(),
-            "--allow-egress", "127.0.0.1", "--app-base-url", base.as_str()];
+        let args = [
+            "run",
+            path.as_str(),
+            "--json",
+            "--data-dir",
+            data_dir.as_str(),
+            "--allow-egress",
+            "127.0.0.1",
+            "--app-base-url",
+            base.as_str(),
+        ];
         common::rss::run_measured(binary(), &args, &temp)
     })
     .await
     .unwrap();
     assert_eq!(code, 0, "{stdout}");
     let d = drive.lock().unwrap();
-    let again = d.files.iter().find(|f| f.name == "again.pdf").expect("uploaded");
+    let again = d
+        .files
+        .iter()
+        .find(|f| f.name == "again.pdf")
+        .expect("uploaded");
     assert!(again.bytes == bytes, "the uploaded bytes differ");
     assert!(stdout.len() < 64 * 1024, "{} bytes of report", stdout.len());
     eprintln!("peak RSS of `switchyard run`: {peak} bytes for a {SIZE}-byte Drive file");
@@ -591,8 +763,18 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
     let (api, drive) = fake_drive().await;
     let (folder, log) = {
         let mut d = drive.lock().unwrap();
-        let folder = d.add("Inbox", "application/vnd.google-apps.folder", "root", Vec::new());
-        let log = d.add("Log", "application/vnd.google-apps.folder", "root", Vec::new());
+        let folder = d.add(
+            "Inbox",
+            "application/vnd.google-apps.folder",
+            "root",
+            Vec::new(),
+        );
+        let log = d.add(
+            "Log",
+            "application/vnd.google-apps.folder",
+            "root",
+            Vec::new(),
+        );
         d.add("old.txt", "text/plain", &folder, b"old".to_vec());
         (folder, log)
     };
@@ -600,10 +782,25 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
         return;
     };
     let base = format!("google-drive={api}");
-    let out = db.cli(&["connections", "add", "drive", "--app", "google-drive",
-        "--access-token", TOKEN, "--id", &CONNECTION.to_string(), "--no-test",
-        "--app-base-url", &base]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = db.cli(&[
+        "connections",
+        "add",
+        "drive",
+        "--app",
+        "google-drive",
+        "--access-token",
+        TOKEN,
+        "--id",
+        &CONNECTION.to_string(),
+        "--no-test",
+        "--app-base-url",
+        &base,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Each new file is copied into the log folder under its own name.
     let blueprint = json!({
         "name": "copy new files",
@@ -616,20 +813,38 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
         ],
         "scheduling": {"type": "indefinitely", "interval": 1}
     });
-    let serve_args = ["--min-interval-seconds", "1", "--allow-egress", "127.0.0.1",
-        "--app-base-url", &base];
+    let serve_args = [
+        "--min-interval-seconds",
+        "1",
+        "--allow-egress",
+        "127.0.0.1",
+        "--app-base-url",
+        &base,
+    ];
     let service = db.serve(&serve_args).await;
-    let id = service.api.create(&blueprint).await["id"].as_str().unwrap().to_string();
-    let reply = service.api.post(&format!("/api/scenarios/{id}/activate"), &json!({})).await;
+    let id = service.api.create(&blueprint).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = service
+        .api
+        .post(&format!("/api/scenarios/{id}/activate"), &json!({}))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 
     let logged = || -> Vec<(String, Vec<u8>)> {
         let d = drive.lock().unwrap();
-        d.files.iter().filter(|f| f.parents == [log.clone()])
-            .map(|f| (f.name.clone(), f.bytes.clone())).collect()
+        d.files
+            .iter()
+            .filter(|f| f.parents == [log.clone()])
+            .map(|f| (f.name.clone(), f.bytes.clone()))
+            .collect()
     };
     let add = |name: &str| {
-        drive.lock().unwrap().add(name, "text/plain", &folder, name.as_bytes().to_vec());
+        drive
+            .lock()
+            .unwrap()
+            .add(name, "text/plain", &folder, name.as_bytes().to_vec());
     };
     let wait_for = |count: usize| async move {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -642,10 +857,14 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
     add("a.txt");
     add("b.txt");
     wait_for(2).await;
-    let names = |all: Vec<(String, Vec<u8>)>| all.into_iter().map(|(n, b)| {
-        assert_eq!(n.as_bytes(), b.as_slice(), "the copy of {n} has its bytes");
-        n
-    }).collect::<Vec<_>>();
+    let names = |all: Vec<(String, Vec<u8>)>| {
+        all.into_iter()
+            .map(|(n, b)| {
+                assert_eq!(n.as_bytes(), b.as_slice(), "the copy of {n} has its bytes");
+                n
+            })
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(logged()), ["a.txt", "b.txt"]);
 
     executions_settled(&db).await;
@@ -677,10 +896,16 @@ async fn executions_settled(db: &TestDb) {
         let out = db.cli(&["executions", "list", "--json"]);
         let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         let all = list["executions"].as_array().cloned().unwrap_or_default();
-        if all.iter().all(|e| !matches!(e["status"].as_str(), Some("queued" | "running"))) {
+        if all
+            .iter()
+            .all(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "executions still running: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "executions still running: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -115,7 +115,10 @@ fn valid_mime(value: &str) -> bool {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     };
-    value.len() <= 255 && value.split_once('/').is_some_and(|(t, s)| token(t) && token(s))
+    value.len() <= 255
+        && value
+            .split_once('/')
+            .is_some_and(|(t, s)| token(t) && token(s))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! and [`Mapping`] are the public entry points; [`value`] holds Make's coercions.
 
 mod ast;
+pub mod binary;
 mod error;
 mod eval;
 pub mod functions;
@@ -23,7 +24,6 @@ mod parser;
 pub mod regexp;
 mod template;
 pub mod value;
-pub mod binary;
 
 pub use error::{EvalError, ParseError};
 pub use mapping::Mapping;

@@ -36,4 +36,3 @@ pub fn run_measured(binary: &str, args: &[&str], temp: &std::path::Path) -> (i32
         .unwrap_or(-1);
     (code, stdout, usage.ru_maxrss as u64 * 1024)
 }
-

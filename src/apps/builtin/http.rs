@@ -224,12 +224,8 @@ impl Module for HttpModule {
             }
             let bundle = match response.file {
                 Some(file) => {
-                    let mut bundle = output_bundle(
-                        response.status,
-                        &response.headers,
-                        Vec::new(),
-                        false,
-                    )?;
+                    let mut bundle =
+                        output_bundle(response.status, &response.headers, Vec::new(), false)?;
                     bundle["data"] = file.to_value();
                     bundle
                 }

@@ -184,7 +184,10 @@ mod tests {
         let Payload::Multipart(parts) = form.payload else {
             panic!("not multipart")
         };
-        assert_eq!(parts[0].content, PartContent::Text(r#"{"name":"r"}"#.into()));
+        assert_eq!(
+            parts[0].content,
+            PartContent::Text(r#"{"name":"r"}"#.into())
+        );
         assert_eq!(parts[1].file_name.as_deref(), Some("r.pdf"));
         assert!(request_body(&json!("x"), BodyType::Multipart).is_err());
         let related = request_body(
@@ -196,7 +199,10 @@ mod tests {
         let Payload::Related(parts) = related.payload else {
             panic!("not related")
         };
-        assert_eq!(parts[0].content, PartContent::Text(r#"{"name":"r.pdf"}"#.into()));
+        assert_eq!(
+            parts[0].content,
+            PartContent::Text(r#"{"name":"r.pdf"}"#.into())
+        );
         assert_eq!(parts[1].content_type, "application/pdf");
     }
 }

@@ -29,12 +29,12 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value, json};
 
+use super::files;
 use super::input::{self, Mode};
 use super::load::{App, AuthPlace, CompiledModule};
 use super::model::{BodyType, ModuleType};
 use super::template::{self, CompiledRequest, CompiledResponse, Rendered, Vars};
 use crate::apps::auth::Signer;
-use super::files;
 use crate::apps::transport::{
     self, Auth, Body, ErrorStatus, Payload, Request, Response, Transport,
 };
