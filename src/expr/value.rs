@@ -92,6 +92,9 @@ pub fn text_len(value: &Value) -> usize {
     total
 }
 
+/// The largest file [`text_len`] reads to measure exactly; a larger one counts its size.
+const EXACT_TEXT_LEN_BYTES: u64 = 1024 * 1024;
+
 /// [`text_len`] of a value that is not an array.
 fn scalar_text_len(value: &Value) -> usize {
     /// Counts what is written to it.
@@ -124,6 +127,12 @@ fn scalar_text_len(value: &Value) -> usize {
         Value::Object(_) => {
             if is_erase(value) {
                 0
+            } else if let Some(stored) = binary::Binary::from_value(value)
+                && stored.size > EXACT_TEXT_LEN_BYTES
+            {
+                // Not read to be measured: its size, exact for UTF-8 text (each invalid
+                // byte would read as a 3-byte replacement character).
+                usize::try_from(stored.size).unwrap_or(usize::MAX)
             } else if let Some(bytes) = as_buffer(value) {
                 String::from_utf8_lossy(&bytes).len()
             } else {
