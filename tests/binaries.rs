@@ -37,9 +37,12 @@ fn file_bytes(size: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Uploads received (their raw bodies and content types).
+/// One upload received: its content type and raw body.
+type Upload = (String, Vec<u8>);
+
+/// Uploads received.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Received(Arc<Mutex<Vec<Upload>>>);
 
 /// `GET /files/{size}/report.pdf`: `size` pattern bytes as `application/pdf`, streamed in
 /// 64 KiB chunks; `POST /upload`: the body is kept.

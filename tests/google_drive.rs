@@ -513,7 +513,7 @@ async fn every_module_against_a_stateful_drive() {
         let f = d.file(&new_id).unwrap();
         assert_eq!(f.name, "copy of invoice 7.pdf");
         assert_eq!(f.mime_type, "application/pdf");
-        assert_eq!(f.parents, [folder.clone()]);
+        assert_eq!(f.parents, std::slice::from_ref(&folder));
         assert!(f.bytes == pdf, "the uploaded bytes differ");
     }
 
