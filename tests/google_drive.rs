@@ -11,6 +11,10 @@
 //!   limit), `moveAFile`, `shareAFile`, `deleteAFile` (trash and for good), `makeApiCall`;
 //!   404 is a `DataError` with Google's message, 403 an `InvalidAccessTokenError`, a refused
 //!   token too, 429 with `Retry-After` and a 503 are retried within the call.
+//! - `requests_follow_the_published_contract`: every module but the upload (Google's
+//!   description has no `/upload` paths) against Prism serving an excerpt of Google's Drive v3
+//!   description (`tests/apps/specs/google-drive-v3.yaml`): method, path, query, body and
+//!   bearer token as Google's contract says; a page size it does not allow gets Prism's 422.
 //! - `a_20_mb_drive_file_downloads_and_uploads_in_little_memory`: `getAFile` → `uploadAFile`
 //!   of 20 MiB by `switchyard run`, its peak RSS under three times the file's size.
 //! - `watch_emits_each_new_file_once_across_a_restart`: a scheduled `watchFilesInAFolder`
@@ -692,6 +696,71 @@ async fn every_module_against_a_stateful_drive() {
         report["error"]["name"], "InvalidAccessTokenError",
         "{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_follow_the_published_contract() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/specs/google-drive-v3.yaml");
+    let prism = common::prism::Prism::start(&spec).await;
+    let api = prism.url.trim_end_matches('/').to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    add_connection(&api, &data, TOKEN);
+    for (name, mapper) in [
+        (
+            "getAFile",
+            json!({"select": "map", "file": "/1AbC", "formatDocuments": "application/pdf"}),
+        ),
+        (
+            "createAFolder",
+            json!({"name": "Archive", "folderId": "/1Parent"}),
+        ),
+        (
+            "searchForFilesFolders",
+            json!({"searchType": "folders", "folderId": "/1Parent",
+            "query": "O'Brien", "limit": 2}),
+        ),
+        (
+            "watchFilesInAFolder",
+            json!({"folderId": "/1Parent", "watch": "modifiedTime", "limit": 2}),
+        ),
+        ("moveAFile", json!({"file": "1AbC", "folderId": "/1Target"})),
+        (
+            "shareAFile",
+            json!({"file": "1AbC", "role": "reader", "type": "anyone",
+            "allowFileDiscovery": false}),
+        ),
+        (
+            "shareAFile",
+            json!({"file": "1AbC", "role": "writer", "type": "user",
+            "emailAddress": "ann@example.com", "sendNotificationEmail": true,
+            "emailMessage": "For you"}),
+        ),
+        ("deleteAFile", json!({"file": "1AbC", "permanently": false})),
+        ("deleteAFile", json!({"file": "1AbC", "permanently": true})),
+        (
+            "makeApiCall",
+            json!({"url": "/drive/v3/files", "method": "GET",
+            "qs": [{"key": "pageSize", "value": "5"}]}),
+        ),
+    ] {
+        let report = run(&api, dir.path(), &data, vec![module(1, name, mapper)]);
+        assert_eq!(report["status"], "success", "{name}: {report}");
+    }
+    // A page size Google's description does not allow is refused before it reaches Drive.
+    let report = run(
+        &api,
+        dir.path(),
+        &data,
+        vec![module(
+            1,
+            "makeApiCall",
+            json!({"url": "/drive/v3/files", "method": "GET",
+               "qs": [{"key": "pageSize", "value": "5000"}]}),
+        )],
+    );
+    assert_eq!(report["status"], "error", "{report}");
+    assert_eq!(report["error"]["details"]["statusCode"], 422, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
