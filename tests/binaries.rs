@@ -6,6 +6,8 @@
 //!   file part (`http:MakeRequest`); the server receives the same bytes, the report carries a
 //!   small handle, and the child's peak RSS (its `ru_maxrss`, read with `wait4`) stays under
 //!   three times the file's size;
+//! - `get_a_file_fails_on_an_error_status`: a 404 is the module's error, not a file of the
+//!   error page;
 //! - `history_shows_a_file_as_its_summary_with_a_download_link`: `switchyard serve` runs a
 //!   webhook → get a file → set variable scenario; the API's page of module 2 shows
 //!   `(binary, 2.5 MB, application/pdf)` and a link that returns the bytes with the token
@@ -17,6 +19,7 @@ mod common;
 #[path = "service/harness.rs"]
 mod harness;
 
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -172,6 +175,32 @@ async fn a_20_mb_file_goes_through_download_and_multipart_upload_in_little_memor
         peak < 3 * SIZE as u64,
         "peak RSS {peak} bytes is not under three times the file's {SIZE} bytes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_a_file_fails_on_an_error_status() {
+    let (base, _) = file_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let blueprint = json!({"name": "missing", "flow": [
+        {"id": 1, "module": "http:ActionGetFile", "version": 3,
+         "mapper": {"url": format!("{base}/nothing-here.pdf")}}
+    ]});
+    let file = dir.path().join("blueprint.json");
+    std::fs::write(&file, blueprint.to_string()).unwrap();
+    let out = Command::new(harness::binary())
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--json",
+            "--allow-egress",
+            "127.0.0.1",
+        ])
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "error", "{report}");
+    assert_eq!(report["error"]["details"]["statusCode"], 404, "{report}");
 }
 
 /// Signs in to the console; the session cookie.

@@ -175,7 +175,9 @@ impl Module for HttpModule {
             // A body that is not text is a file (Make's buffer), streamed to the binaries
             // directory instead of read into memory.
             if self.get_file {
+                // An error status is an error, not a file of its error page.
                 spec.request.save_body = SaveBody::File;
+                spec.request.error_status = ErrorStatus::Raise;
             } else {
                 // The response cap holds for every body of a request module, a file's too.
                 spec.request.save_body = SaveBody::FileUnlessText;

@@ -343,6 +343,10 @@ fn ascii(args: &[Value], _: &FnCtx) -> FnResult {
 /// `base64(text or buffer)`: standard Base64 of the UTF-8 text or the buffer's bytes.
 fn base64(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, 1)?;
+    // A stored file is measured before it is read.
+    if let Some(size) = crate::expr::binary::Binary::from_value(arg(args, 0)).map(|f| f.size) {
+        ensure_fits(usize::try_from(size.div_ceil(3).saturating_mul(4)).unwrap_or(usize::MAX))?;
+    }
     let bytes = value::to_bytes(arg(args, 0));
     ensure_fits(bytes.len().div_ceil(3).saturating_mul(4))?;
     Ok(Value::String(STANDARD.encode(bytes)))
