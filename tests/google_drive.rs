@@ -11,6 +11,9 @@
 //!   limit), `moveAFile`, `shareAFile`, `deleteAFile` (trash and for good), `makeApiCall`;
 //!   404 is a `DataError` with Google's message, 403 an `InvalidAccessTokenError`, a refused
 //!   token too, 429 with `Retry-After` and a 503 are retried within the call.
+//! - `a_refused_token_is_refreshed_and_the_request_sent_again`: a connection stored with a
+//!   refresh token and a `google` integration whose token endpoint is the fake's: Drive's 401
+//!   makes one refresh grant and the request is sent again with the new token.
 //! - `requests_follow_the_published_contract`: every module but the upload (Google's
 //!   description has no `/upload` paths) against Prism serving an excerpt of Google's Drive v3
 //!   description (`tests/apps/specs/google-drive-v3.yaml`): method, path, query, body and
@@ -43,6 +46,7 @@ use harness::{Backend, TestDb, binary};
 
 const TOKEN: &str = "ya29.drive-test-token";
 const CONNECTION: u64 = 6668027;
+const REFRESH: &str = "1//drive-refresh-token";
 
 #[derive(Clone, Debug)]
 struct File {
@@ -63,6 +67,10 @@ struct Drive {
     /// Faults answered to the next requests: (status, Retry-After).
     faults: Vec<(u16, Option<u64>)>,
     requests: Vec<String>,
+    /// The access token Drive accepts (`TOKEN` unless a test rotates it).
+    token: Option<String>,
+    /// Refresh grants the token endpoint answered.
+    refreshes: usize,
 }
 
 type Shared = Arc<Mutex<Drive>>;
@@ -115,10 +123,11 @@ fn error(status: u16, message: &str) -> Response {
 fn gate(drive: &Shared, headers: &HeaderMap, what: String) -> Option<Response> {
     let mut d = drive.lock().unwrap();
     d.requests.push(what);
+    let valid = d.token.clone().unwrap_or_else(|| TOKEN.to_string());
     if headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {TOKEN}"))
+        != Some(&format!("Bearer {valid}"))
     {
         return Some(error(
             401,
@@ -371,6 +380,34 @@ async fn upload(
     axum::Json(resource(d.file(&id).unwrap())).into_response()
 }
 
+/// Google's token endpoint for the refresh grant: the client's credentials and the refresh
+/// token issued with the connection give Drive's current access token.
+async fn token(State(drive): State<Shared>, body: Bytes) -> Response {
+    let url = reqwest::Url::parse(&format!(
+        "http://form.invalid/?{}",
+        String::from_utf8_lossy(&body)
+    ))
+    .unwrap();
+    let form: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let ok = form.get("grant_type").map(String::as_str) == Some("refresh_token")
+        && form.get("refresh_token").map(String::as_str) == Some(REFRESH);
+    if !ok {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    }
+    let mut d = drive.lock().unwrap();
+    d.refreshes += 1;
+    let token = d.token.clone().unwrap_or_else(|| TOKEN.to_string());
+    axum::Json(
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": 3599,
+                      "scope": "https://www.googleapis.com/auth/drive"}),
+    )
+    .into_response()
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -386,6 +423,7 @@ async fn fake_drive() -> (String, Shared) {
         .route("/drive/v3/files/{id}/export", get(export))
         .route("/drive/v3/files/{id}/permissions", post(permissions))
         .route("/upload/drive/v3/files", post(upload))
+        .route("/token", post(token))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(drive.clone());
     let addr = common::server::serve(app).await;
@@ -695,6 +733,84 @@ async fn every_module_against_a_stateful_drive() {
     assert_eq!(
         report["error"]["name"], "InvalidAccessTokenError",
         "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_refreshed_and_the_request_sent_again() {
+    let (api, drive) = fake_drive().await;
+    let seed = drive
+        .lock()
+        .unwrap()
+        .add("a.pdf", "application/pdf", "root", b"%PDF-1".to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let integrations = dir.path().join("integrations.json");
+    std::fs::write(
+        &integrations,
+        json!([{"provider": "google", "alias": "g", "context": "user",
+                "client_id": "drive-client", "client_secret": "drive-secret",
+                "token_url": format!("{api}/token")}])
+        .to_string(),
+    )
+    .unwrap();
+    let integrations = integrations.to_str().unwrap();
+    let out = switchyard(
+        &api,
+        &[
+            "connections",
+            "add",
+            "drive",
+            "--app",
+            "google-drive",
+            "--access-token",
+            TOKEN,
+            "--refresh-token",
+            REFRESH,
+            "--integration",
+            "g",
+            "--integrations",
+            integrations,
+            "--expires-in",
+            "3600",
+            "--id",
+            &CONNECTION.to_string(),
+            "--no-test",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Drive now refuses the stored token; the token endpoint hands out the new one.
+    drive.lock().unwrap().token = Some("ya29.rotated-token".into());
+    let file = dir.path().join("scenario.json");
+    let flow = vec![module(1, "getAFile", json!({"file": seed}))];
+    std::fs::write(&file, json!({"name": "drive", "flow": flow}).to_string()).unwrap();
+    let out = switchyard(
+        &api,
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--integrations",
+            integrations,
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["status"], "success", "{report}");
+    assert_eq!(output(&report, 1)["data"]["size"], 6, "{report}");
+    let d = drive.lock().unwrap();
+    assert_eq!(d.refreshes, 1, "one refresh grant");
+    assert_eq!(
+        d.requests.first().map(String::as_str),
+        Some(format!("GET {seed}").as_str())
     );
 }
 
