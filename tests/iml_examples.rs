@@ -118,7 +118,8 @@ fn check_case(case: &Value) -> Result<(), String> {
     let scope = scope_for(case)?;
     let outcome = Template::parse(expr, dialect)
         .map_err(|e| format!("parse error: {e}"))
-        .and_then(|t| t.eval(&scope).map_err(|e| format!("evaluation error: {e}")));
+        .and_then(|t| t.eval(&scope).map_err(|e| format!("evaluation error: {e}")))
+        .map(as_make_buffer);
     match (expected, error, outcome) {
         (Some(_), Some(_), _) => Err("a case has \"expected\" or \"error\", not both".to_string()),
         (None, None, _) => Err("a case needs \"expected\" or \"error\"".to_string()),
@@ -257,4 +258,14 @@ fn runner_reports_every_failure_by_file_and_index() {
         .map(|f| f.split(':').next().unwrap_or(""))
         .collect();
     assert_eq!(heads, ["a.json[1]", "b.json[0]", "c.json", "d.json"]);
+}
+
+/// A binary result in Make's JSON form of a buffer, `{"type":"Buffer","data":[…]}`, the form
+/// the cases are written in (from Make's documentation): the engine holds a binary as a
+/// handle to its stored bytes, and the bytes are what a case checks.
+fn as_make_buffer(value: Value) -> Value {
+    match switchyard::expr::binary::Binary::from_value(&value) {
+        Some(stored) => switchyard::expr::value::node_buffer(&stored.read().unwrap_or_default()),
+        None => value,
+    }
 }

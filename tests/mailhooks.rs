@@ -185,15 +185,19 @@ AAF/gP7/\r\n\
     )
 }
 
-/// The buffer value's bytes (`{"type": "Buffer", "data": [..]}`).
-fn buffer_bytes(value: &Value) -> Vec<u8> {
-    assert_eq!(value["type"], json!("Buffer"), "not binary data: {value}");
-    value["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(|b| b.as_u64().expect("a byte") as u8)
-        .collect()
+/// The bytes of a file in history: its handle (shown with its summary) names the stored file
+/// in the data directory's `binaries/`.
+fn buffer_bytes(db: &TestDb, value: &Value) -> Vec<u8> {
+    let id = value["__IMTBINARY__"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a file: {value}"));
+    assert!(
+        value["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("(binary, ")),
+        "history shows a file as its summary: {value}"
+    );
+    std::fs::read(db.data_dir().join("binaries").join(id)).expect("the stored file")
 }
 
 /// Creates and activates the mail scenario; its id and its mailhook's address.
@@ -347,7 +351,7 @@ async fn smtp_delivery_runs_the_scenario(db: TestDb) {
     assert_eq!(attachment["fileName"], json!("invoice.bin"));
     assert_eq!(attachment["contentType"], json!("application/octet-stream"));
     assert_eq!(attachment["fileSize"], json!(ATTACHMENT.len()));
-    assert_eq!(buffer_bytes(&attachment["data"]), ATTACHMENT);
+    assert_eq!(buffer_bytes(&db, &attachment["data"]), ATTACHMENT);
     assert_eq!(
         log[1]["output"],
         json!({"from": "ann@example.org", "files": 1, "replyTo": "sales@example.org"}),
@@ -427,7 +431,7 @@ async fn raw_mime_posted_to_the_hook(db: TestDb) {
     let log = svc.api.log(&execution).await;
     assert_eq!(log[0]["output"]["subject"], json!("Invoice 42"), "{log}");
     assert_eq!(
-        buffer_bytes(&log[0]["output"]["attachments"][0]["data"]),
+        buffer_bytes(&db, &log[0]["output"]["attachments"][0]["data"]),
         ATTACHMENT
     );
     // The same message again (a provider's retry) is accepted once.

@@ -272,12 +272,15 @@ pub async fn get(
     let e = state.store().get_execution(&id).await?;
     Ok(Json(match page {
         Some(page) => {
-            module_page(state.store(), &e, page)
+            let mut found = module_page(state.store(), &e, page)
                 .await
                 .map_err(|err| match err.is_not_found() {
                     true => ApiError::from(err).at("module"),
                     false => err.into(),
-                })?
+                })?;
+            // A file shows as its summary and a link, never as its bytes.
+            super::binaries::annotate(&mut found, "/api/binaries");
+            found
         }
         None => execution_report(state.store(), &e).await?,
     }))

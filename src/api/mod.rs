@@ -10,6 +10,7 @@
 //! (handlers take their input through [`extract`]'s extractors); every point in time is an
 //! RFC 3339 string ([`rfc3339`]); durations are milliseconds.
 
+pub mod binaries;
 mod canned;
 mod connections;
 mod datastores;
@@ -191,6 +192,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/retry", post(executions::retry))
         .route("/incomplete", get(executions::list_incomplete))
+        .route("/binaries/{id}", get(binaries::get))
         .route("/incomplete/{id}/retry", post(executions::retry_incomplete))
         .route(
             "/connections",

@@ -13,6 +13,10 @@
 //!   sensitive, and neither the URL (its query may carry a key) nor any header value is put in a
 //!   message; only the host is logged.
 //! - A response body is never read past its cap: a larger one is an error, not a truncation.
+//!   A body saved as a file ([`SaveBody`]) streams to the binaries directory chunk by chunk,
+//!   within [`HttpOptions::max_file_bytes`]; a file or multipart body ([`Payload`]) streams
+//!   from there, opened (and a multipart form built) again for every hop and every resend,
+//!   so a file is never held in memory whole.
 //! - Every hop passes the egress guard of [`HttpOptions::egress`] before anything is sent: its
 //!   IP-literal host is checked here, a host name by the client's [`GuardedResolver`], so that
 //!   a redirect cannot lead to an address the first URL could not. A hop that leaves the origin
@@ -36,7 +40,13 @@ use reqwest::{Client, Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 
 use crate::apps::egress::{EgressPolicy, EgressRefused, GuardedResolver};
+use crate::expr::binary::Binary;
+
+mod files;
+
 use crate::module::error::{ErrorKind, ModuleError};
+use files::{file_body, form, related, save_body};
+pub use files::{is_text_type, response_file_name};
 
 /// Longest timeout a request may ask for, in seconds (Make's limit for its HTTP modules), and
 /// the default timeout.
@@ -60,6 +70,8 @@ pub struct HttpOptions {
     pub connect_timeout: Duration,
     /// Largest response body accepted unless a request sets its own cap.
     pub max_response_bytes: usize,
+    /// Largest response body saved as a file ([`SaveBody`]) unless a request sets its own cap.
+    pub max_file_bytes: usize,
     /// `User-Agent` sent unless the request sets its own header.
     pub user_agent: String,
     /// Which non-public hosts and addresses requests may reach (by default none).
@@ -86,6 +98,7 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(MAX_TIMEOUT_SECS),
             connect_timeout: Duration::from_secs(30),
             max_response_bytes: 10 * 1024 * 1024,
+            max_file_bytes: 1024 * 1024 * 1024,
             user_agent: concat!("Switchyard/", env!("CARGO_PKG_VERSION")).to_string(),
             egress: EgressPolicy::default(),
             insecure_tls_hosts: Vec::new(),
@@ -184,9 +197,91 @@ impl Auth {
 /// A request body and the content type it implies.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Body {
-    pub bytes: Vec<u8>,
-    /// Sent as `Content-Type` unless the request's headers already have one.
+    pub payload: Payload,
+    /// Sent as `Content-Type` unless the request's headers already have one (a multipart
+    /// body always sends its own, with its boundary).
     pub content_type: Option<String>,
+}
+
+impl Body {
+    /// A body of bytes held in memory.
+    pub fn bytes(bytes: Vec<u8>, content_type: Option<String>) -> Body {
+        Body {
+            payload: Payload::Bytes(bytes),
+            content_type,
+        }
+    }
+
+    /// The bytes of a body held in memory; `None` for a streamed one.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match &self.payload {
+            Payload::Bytes(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The body's size when it is known before sending.
+    fn len(&self) -> Option<u64> {
+        match &self.payload {
+            Payload::Bytes(bytes) => Some(bytes.len() as u64),
+            Payload::File(file) => Some(file.size),
+            Payload::Multipart(_) | Payload::Related(_) => None,
+        }
+    }
+}
+
+/// What a request body carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    /// A stored binary, streamed from the binaries directory.
+    File(Binary),
+    /// `multipart/form-data`: the parts, from which a `reqwest` form (which sending consumes)
+    /// is built for every attempt.
+    Multipart(Vec<FormPart>),
+    /// `multipart/related` (RFC 2387; Google's upload of metadata and media in one request):
+    /// each part with its own type, files streamed.
+    Related(Vec<RelatedPart>),
+}
+
+/// One part of a `multipart/related` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelatedPart {
+    pub content_type: String,
+    pub content: PartContent,
+}
+
+/// One part of a multipart body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormPart {
+    pub name: String,
+    pub content: PartContent,
+    /// A file part's file name (`filename=` of its `Content-Disposition`).
+    pub file_name: Option<String>,
+    /// A file part's `Content-Type`.
+    pub content_type: Option<String>,
+}
+
+/// What a multipart part holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartContent {
+    Text(String),
+    Bytes(Vec<u8>),
+    /// A stored binary, streamed.
+    File(Binary),
+}
+
+/// Where a response body goes: into memory ([`Response::body`]) or, streamed, into the
+/// binaries directory ([`Response::file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaveBody {
+    #[default]
+    Memory,
+    /// Always a file (a download).
+    File,
+    /// A file unless the response's `Content-Type` is text ([`is_text_type`]): a response
+    /// read as text, JSON or a form when it is one, as a file when it is an image, a PDF …
+    FileUnlessText,
 }
 
 /// Whether redirects are followed or handed back as the response.
@@ -225,6 +320,8 @@ pub struct Request {
     /// Whether the server's certificate is checked. False (Make's `rejectUnauthorized:
     /// false`) is honoured only for [`HttpOptions::insecure_tls_hosts`].
     pub verify_tls: bool,
+    /// Where a successful response's body goes.
+    pub save_body: SaveBody,
 }
 
 impl Request {
@@ -243,6 +340,7 @@ impl Request {
             error_status: ErrorStatus::Raise,
             max_response_bytes: None,
             verify_tls: true,
+            save_body: SaveBody::Memory,
         }
     }
 
@@ -259,7 +357,7 @@ impl Request {
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Body")
-            .field("bytes", &self.bytes.len())
+            .field("bytes", &self.len())
             .field("content_type", &self.content_type)
             .finish()
     }
@@ -300,7 +398,10 @@ impl fmt::Debug for Request {
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body, unless it was saved as a file (then empty).
     pub body: Vec<u8>,
+    /// The body saved as a file ([`Request::save_body`]).
+    pub file: Option<Binary>,
 }
 
 /// The shared client. It never follows redirects itself: [`Transport::send`] does, so that it
@@ -337,7 +438,7 @@ struct Hop {
     method: Method,
     url: Url,
     headers: HeaderMap,
-    body: Option<Vec<u8>>,
+    body: Option<Payload>,
     /// False once a redirect has left the origin the request started on.
     credentials: bool,
 }
@@ -441,17 +542,20 @@ impl Transport {
         let mut headers = request.headers;
         let mut body = None;
         if let Some(Body {
-            bytes,
+            payload,
             content_type,
         }) = request.body
         {
-            if let Some(content_type) = content_type
+            if let Payload::Multipart(_) | Payload::Related(_) = payload {
+                // The form sends its own type, with its boundary.
+                headers.remove(CONTENT_TYPE);
+            } else if let Some(content_type) = content_type
                 && !headers.contains_key(CONTENT_TYPE)
                 && let Ok(value) = HeaderValue::from_str(&content_type)
             {
                 headers.insert(CONTENT_TYPE, value);
             }
-            body = Some(bytes);
+            body = Some(payload);
         }
         let mut hop = Hop {
             method: request.method,
@@ -491,6 +595,28 @@ impl Transport {
             let (body, _) = read_body(&mut response, limit.min(ERROR_BODY_READ_BYTES)).await?;
             return Err(Failure::Module(status_error(status, &headers, &body)));
         }
+        let to_file = match request.save_body {
+            SaveBody::Memory => false,
+            SaveBody::File => true,
+            SaveBody::FileUnlessText => !is_text_type(
+                headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
+            ),
+        };
+        if to_file && hop.method != Method::HEAD {
+            let limit = request
+                .max_response_bytes
+                .unwrap_or(self.options.max_file_bytes);
+            let file = save_body(&mut response, limit, &headers, &hop.url).await?;
+            return Ok(Response {
+                status,
+                headers,
+                body: Vec::new(),
+                file: Some(file),
+            });
+        }
         if hop.method != Method::HEAD
             && let Some(declared) = response.content_length()
             && declared > limit as u64
@@ -507,6 +633,7 @@ impl Transport {
             status,
             headers,
             body,
+            file: None,
         })
     }
 
@@ -527,8 +654,15 @@ impl Transport {
             .request(hop.method.clone(), url)
             .headers(headers)
             .timeout(timeout);
-        if let Some(body) = &hop.body {
-            builder = builder.body(body.clone());
+        match &hop.body {
+            None => {}
+            Some(Payload::Bytes(bytes)) => builder = builder.body(bytes.clone()),
+            Some(Payload::File(file)) => builder = builder.body(file_body(file)?),
+            Some(Payload::Multipart(parts)) => builder = builder.multipart(form(parts)?),
+            Some(Payload::Related(parts)) => {
+                let (content_type, body) = related(parts)?;
+                builder = builder.header(CONTENT_TYPE, content_type).body(body);
+            }
         }
         Ok(builder)
     }
@@ -1010,7 +1144,7 @@ mod tests {
         }
         let mut request = with_auth(get("http://x.test/"), all[1].clone());
         request.body = Some(Body {
-            bytes: b"{}".to_vec(),
+            payload: crate::apps::transport::Payload::Bytes(b"{}".to_vec()),
             content_type: Some("application/json".into()),
         });
         request.url = Url::parse("http://u:s3cret-pw@x.test/p?token=s3cret-1").unwrap();
@@ -1139,7 +1273,7 @@ mod tests {
             let mut request = redirected(&base, &format!("{base}/echo"), code, Auth::None);
             request.method = Method::POST;
             request.body = Some(Body {
-                bytes: b"payload".to_vec(),
+                payload: crate::apps::transport::Payload::Bytes(b"payload".to_vec()),
                 content_type: Some("text/plain".into()),
             });
             request

@@ -479,6 +479,7 @@ pub fn parse_public_url(text: &str) -> Result<String, String> {
 }
 
 pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result<()> {
+    binaries_in(&args.worker.db);
     let store = args
         .worker
         .db
@@ -594,6 +595,7 @@ pub async fn serve(args: ServeArgs, modules: Arc<AppRegistry>) -> anyhow::Result
 }
 
 pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Result<()> {
+    binaries_in(&args.db);
     let store = args.db.open_owned(args.sqlite_synchronous).await?;
     let public_url = args
         .public_url
@@ -627,7 +629,14 @@ pub async fn worker(args: WorkerArgs, modules: Arc<AppRegistry>) -> anyhow::Resu
     Ok(())
 }
 
-/// Retention and, on SQLite, checkpoint + incremental vacuum so the file shrinks.
+/// Files modules produce are stored in the data directory's `binaries` folder (workers of one
+/// PostgreSQL database share it when their data directories are one shared folder).
+fn binaries_in(db: &DatabaseArgs) {
+    crate::expr::binary::set_dir(db.data_dir.join("binaries"));
+}
+
+/// Retention and, on SQLite, checkpoint + incremental vacuum so the file shrinks. Stored
+/// files not written or reused within `keep_days` go with the executions that held them.
 async fn maintain(store: Store, keep_days: Option<u32>, keep_last: Option<u32>) {
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
@@ -636,6 +645,15 @@ async fn maintain(store: Store, keep_days: Option<u32>, keep_last: Option<u32>) 
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "old executions pruned"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            }
+        }
+        if let Some(days) = keep_days {
+            let age = Duration::from_secs(u64::from(days) * 86_400);
+            match tokio::task::spawn_blocking(move || crate::expr::binary::sweep(age)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "old stored files swept"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "sweeping stored files failed"),
+                Err(e) => tracing::warn!(error = %e, "sweeping stored files failed"),
             }
         }
         if let Err(e) = store.maintain().await {

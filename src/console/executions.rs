@@ -427,11 +427,15 @@ pub async fn bundles(
     };
     let total = found.get("total").and_then(Value::as_u64).unwrap_or(0);
     let next = found.get("next").and_then(Value::as_u64);
-    let items = found
+    let mut items = found
         .get("bundles")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    // A file shows as its summary and a download link, never as its bytes.
+    for item in &mut items {
+        crate::api::binaries::annotate(item, "/binaries");
+    }
     let key = q.bundles.key();
     let (one, many) = match q.bundles {
         Bundles::Input => ("Operation", "operation input"),
@@ -449,6 +453,7 @@ pub async fn bundles(
             details.bundle open[q.offset == 0 && k == 0] {
                 summary { (one) " " (q.offset + k as u64 + 1) }
                 pre class=(format!("json {key}")) { (pretty(b.get(key).unwrap_or(&Value::Null))) }
+                (files(b.get(key).unwrap_or(&Value::Null)))
             }
         }
         @if let Some(next) = next {
@@ -456,6 +461,37 @@ pub async fn bundles(
         }
     }
     .into_response()
+}
+
+/// The files in a bundle, each its summary as a download link.
+fn files(bundle: &Value) -> Markup {
+    let found = crate::module::binary::handles(bundle);
+    html! {
+        @if !found.is_empty() {
+            ul.files {
+                @for file in &found {
+                    li {
+                        a href=(crate::api::binaries::link("/binaries", file)) download {
+                            (file.summary())
+                        }
+                        @if !file.file_name.is_empty() { " " span.muted { (file.file_name) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /binaries/{id}`: a file of the history, downloaded under the console's session.
+pub async fn download(
+    _session: Session,
+    Path(id): Path<String>,
+    ConsoleQuery(q): ConsoleQuery<crate::api::binaries::DownloadQuery>,
+) -> Response {
+    match crate::api::binaries::download(&id, q).await {
+        Ok(response) => response,
+        Err(_) => ConsoleError::NotFound(format!("no stored file {id:?}")).into_response(),
+    }
 }
 
 /// `POST /executions/{id}/retry`: the new execution's page.

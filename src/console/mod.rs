@@ -80,6 +80,7 @@ pub fn router(options: ConsoleOptions) -> Router<AppState> {
         )
         .route("/executions/{id}", get(executions::execution))
         .route("/executions/{id}/bundles", get(executions::bundles))
+        .route("/binaries/{id}", get(executions::download))
         .route("/executions/{id}/retry", post(executions::retry_execution))
         .route("/incomplete/{id}/retry", post(executions::retry_incomplete))
         .route(

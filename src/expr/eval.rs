@@ -599,7 +599,7 @@ mod tests {
             ),
             (
                 "{{toBinary(1.t)}}",
-                json!({"1": {"t": "x".repeat(1_000_000)}}),
+                json!({"1": {"t": "x".repeat(crate::expr::value::MAX_VALUE_BYTES + 1)}}),
                 "toBinary(): ",
             ),
             (

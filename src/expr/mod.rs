@@ -15,6 +15,7 @@
 //! and [`Mapping`] are the public entry points; [`value`] holds Make's coercions.
 
 mod ast;
+pub mod binary;
 pub mod condition;
 mod error;
 mod eval;

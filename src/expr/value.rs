@@ -1,7 +1,8 @@
 //! Make's coercions between JSON values: how a value reads as text, as a number, as a
 //! boolean, when it counts as empty, and how two values compare. Shared by operators,
-//! functions and filters. Also owns the two special value shapes IML produces: binary buffers
-//! (`{"type":"Buffer","data":[…]}`, as Node serializes a `Buffer`) and the `erase` marker,
+//! functions and filters. Also owns the two special value shapes IML produces: binaries (a
+//! handle to bytes stored once, [`crate::expr::binary`]; Make's own JSON form of a buffer,
+//! `{"type":"Buffer","data":[…]}`, is read too) and the `erase` marker,
 //! and the measure of a value's size: [`estimated_size`] (memory) and [`text_len`] (its text),
 //! with [`MAX_VALUE_BYTES`], the most one value built by a function, an operator or a
 //! template may take. Both measures walk nesting with an explicit stack.
@@ -10,6 +11,8 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use serde_json::{Map, Number, Value};
+
+use crate::expr::binary;
 
 /// Key of the object the `erase` keyword evaluates to (see [`erase`]).
 pub const ERASE_KEY: &str = "__IMTERASE__";
@@ -89,6 +92,9 @@ pub fn text_len(value: &Value) -> usize {
     total
 }
 
+/// The largest file [`text_len`] reads to measure exactly; a larger one counts its size.
+const EXACT_TEXT_LEN_BYTES: u64 = 1024 * 1024;
+
 /// [`text_len`] of a value that is not an array.
 fn scalar_text_len(value: &Value) -> usize {
     /// Counts what is written to it.
@@ -121,6 +127,12 @@ fn scalar_text_len(value: &Value) -> usize {
         Value::Object(_) => {
             if is_erase(value) {
                 0
+            } else if let Some(stored) = binary::Binary::from_value(value)
+                && stored.size > EXACT_TEXT_LEN_BYTES
+            {
+                // Not read to be measured: its size, exact for UTF-8 text (each invalid
+                // byte would read as a 3-byte replacement character).
+                usize::try_from(stored.size).unwrap_or(usize::MAX)
             } else if let Some(bytes) = as_buffer(value) {
                 String::from_utf8_lossy(&bytes).len()
             } else {
@@ -278,8 +290,21 @@ pub fn is_erase(value: &Value) -> bool {
     }
 }
 
-/// A binary buffer, shaped as Node's JSON form of a `Buffer`: `{"type":"Buffer","data":[…]}`.
+/// A binary value of `bytes`: stored once ([`crate::expr::binary::store`]), a handle in the
+/// bundle. Should the binaries directory refuse the write, the bytes are kept in Make's own
+/// JSON form of a buffer instead, so nothing is lost.
 pub fn buffer(bytes: &[u8]) -> Value {
+    match binary::store(bytes, binary::DEFAULT_MIME, "") {
+        Ok(stored) => stored.to_value(),
+        Err(error) => {
+            tracing::warn!(%error, "the binaries directory refused a write; the bytes stay in the bundle");
+            node_buffer(bytes)
+        }
+    }
+}
+
+/// Make's (Node's) JSON form of a buffer: `{"type":"Buffer","data":[…]}`.
+pub fn node_buffer(bytes: &[u8]) -> Value {
     let mut map = Map::new();
     map.insert("type".to_string(), Value::from("Buffer"));
     map.insert(
@@ -289,8 +314,12 @@ pub fn buffer(bytes: &[u8]) -> Value {
     Value::Object(map)
 }
 
-/// The bytes of a buffer value (see [`buffer`]); `None` for anything else.
+/// The bytes of a binary value: a handle's stored bytes (see [`buffer`]) or Make's JSON form
+/// of a buffer; `None` for anything else, and for a handle whose bytes are no longer stored.
 pub fn as_buffer(value: &Value) -> Option<Vec<u8>> {
+    if let Some(stored) = binary::Binary::from_value(value) {
+        return stored.read().ok();
+    }
     let map = value.as_object()?;
     if map.len() != 2 || map.get("type")?.as_str()? != "Buffer" {
         return None;
@@ -300,6 +329,30 @@ pub fn as_buffer(value: &Value) -> Option<Vec<u8>> {
         .iter()
         .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
         .collect()
+}
+
+/// The bytes of a binary value, as [`as_buffer`]: the one function modules read a file
+/// (an attachment, an upload) through.
+pub fn bytes_of(value: &Value) -> Option<Vec<u8>> {
+    as_buffer(value)
+}
+
+/// The size in bytes of a binary value without reading it; `None` for anything else.
+pub fn binary_len(value: &Value) -> Option<u64> {
+    if let Some(stored) = binary::Binary::from_value(value) {
+        return Some(stored.size);
+    }
+    as_buffer(value).map(|bytes| bytes.len() as u64)
+}
+
+/// A binary value as a stored binary: a handle as it is, Make's JSON form of a buffer stored
+/// now; `None` for anything else (or when the bytes cannot be stored).
+pub fn as_binary(value: &Value) -> Option<binary::Binary> {
+    if let Some(stored) = binary::Binary::from_value(value) {
+        return Some(stored);
+    }
+    let bytes = as_buffer(value)?;
+    binary::store(&bytes, binary::DEFAULT_MIME, "").ok()
 }
 
 /// The bytes a value stands for: a buffer's bytes, or the UTF-8 of its text form.
@@ -459,9 +512,14 @@ mod tests {
 
     #[test]
     fn buffers() {
+        let node = json!({"type": "Buffer", "data": [1, 255]});
+        assert_eq!(node_buffer(&[1, 255]), node);
+        assert_eq!(as_buffer(&node), Some(vec![1, 255]));
         let b = buffer(&[1, 255]);
-        assert_eq!(b, json!({"type": "Buffer", "data": [1, 255]}));
+        assert!(b.get(binary::MARKER).is_some(), "{b}");
         assert_eq!(as_buffer(&b), Some(vec![1, 255]));
+        assert_eq!(binary_len(&b), Some(2));
+        assert_eq!(as_binary(&node).map(|s| s.size), Some(2));
         assert_eq!(as_buffer(&json!({"type": "Buffer", "data": [256]})), None);
         assert_eq!(as_buffer(&json!({"type": "Buffer"})), None);
         assert_eq!(to_bytes(&json!("é")), "é".as_bytes());

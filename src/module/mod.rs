@@ -21,6 +21,9 @@ pub mod scrub;
 pub mod subscenario;
 pub mod webhook;
 
+/// Files: the binary values modules produce and consume (see [`crate::expr::binary`]),
+/// re-exported for the layers above that show and serve them.
+pub use crate::expr::binary;
 pub use connection::{Connection, Connections, ConnectionsHandle, Secrets};
 pub use context::{ExecutionContext, Extensions, Redactions};
 pub use datastore::{DataStores, DataStoresHandle};

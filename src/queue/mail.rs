@@ -2,17 +2,20 @@
 //! (`gateway:CustomMailHook`): `sender` `{name, email}`, `to` and `cc` as lists of
 //! `{name, email}`, `subject`, `date`, `messageId`, `text`, `html`, `headers` (a collection
 //! keyed by lower-case header name; a repeated header is a list of its values in order) and
-//! `attachments` (`[{fileName, contentType, fileSize, data}]`, `data` binary — the engine's
-//! buffer value, `{"type": "Buffer", "data": [bytes]}`).
+//! `attachments` (`[{fileName, contentType, fileSize, data}]`, `data` a file: its bytes
+//! stored once in the binaries directory, a handle in the bundle, `crate::module::binary`).
 //!
-//! The bundle is written as JSON text directly, so an attachment's bytes cost their printed
-//! size here, never a value tree of one node per byte. Parsing is `mail-parser`'s, which
+//! The bundle is written as JSON text directly. Should the binaries directory refuse a write,
+//! that attachment's `data` is Make's JSON form of a buffer (`{"type": "Buffer", "data":
+//! [bytes]}`) written as text, never a value tree of one node per byte: nothing is lost. Parsing is `mail-parser`'s, which
 //! reads any bytes (it never fails on malformed MIME; missing parts are empty); only input
 //! that is not a message at all (no header) is refused.
 
 use serde_json::{Map, Value, json};
 
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MimeHeaders};
+
+use crate::module::binary;
 
 /// The raw input is not an e-mail message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,16 +87,26 @@ pub fn mail_bundle(raw: &[u8]) -> Result<String, NotAMessage> {
             })
             .unwrap_or_else(|| "application/octet-stream".into())
             .to_ascii_lowercase();
-        let meta = json!({
-            "fileName": part.attachment_name().unwrap_or_default(),
+        let file_name = part.attachment_name().unwrap_or_default();
+        let mut meta = json!({
+            "fileName": file_name,
             "contentType": content_type,
             "fileSize": bytes.len(),
-        })
-        .to_string();
-        out.push_str(&meta[..meta.len() - 1]);
-        out.push_str(",\"data\":{\"type\":\"Buffer\",\"data\":[");
-        push_bytes(&mut out, bytes);
-        out.push_str("]}}");
+        });
+        match binary::store(bytes, &content_type, file_name) {
+            Ok(file) => {
+                meta["data"] = file.to_value();
+                out.push_str(&meta.to_string());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the binaries directory refused an attachment; its bytes stay in the bundle");
+                let meta = meta.to_string();
+                out.push_str(&meta[..meta.len() - 1]);
+                out.push_str(",\"data\":{\"type\":\"Buffer\",\"data\":[");
+                push_bytes(&mut out, bytes);
+                out.push_str("]}}");
+            }
+        }
     }
     out.push_str("]}");
     Ok(out)
@@ -185,14 +198,9 @@ pub fn message_id(raw: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// The bytes of a buffer value, `{"type": "Buffer", "data": [..]}`.
+    /// The bytes of a file value (a handle to the binaries directory).
     fn as_buffer(value: &Value) -> Option<Vec<u8>> {
-        (value["type"] == "Buffer").then_some(())?;
-        value["data"]
-            .as_array()?
-            .iter()
-            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-            .collect()
+        binary::Binary::from_value(value)?.read().ok()
     }
 
     const MIXED: &str = "From: \"Ann Lee\" <ann@example.org>\r\n\

@@ -7,6 +7,7 @@ pub mod backends;
 pub mod chatbot;
 pub mod oauth;
 pub mod prism;
+pub mod rss;
 pub mod server;
 
 use serde_json::Value;

@@ -46,7 +46,7 @@ use super::fields::{
     self, Pair, flag, is_blank, json_error_reason, number, object, pairs, pick, text,
 };
 use crate::apps::transport::{
-    Auth, Body, ErrorStatus, MAX_TIMEOUT_SECS, Redirects, Request, Transport,
+    Auth, Body, ErrorStatus, MAX_TIMEOUT_SECS, Redirects, Request, SaveBody, Transport,
 };
 use crate::module::error::ModuleError;
 use crate::module::{Connection, ConnectionsHandle, ExecutionContext, Invocation, Module};
@@ -86,6 +86,9 @@ pub(crate) struct HttpModule {
     dialect: Dialect,
     credentials: Credentials,
     transport: Arc<Transport>,
+    /// `http:ActionGetFile`: the body is always a file, answered as `{fileName, fileSize,
+    /// data}` (Make's "Get a file").
+    get_file: bool,
 }
 
 impl HttpModule {
@@ -102,6 +105,15 @@ impl HttpModule {
             dialect,
             credentials,
             transport,
+            get_file: false,
+        }
+    }
+
+    /// `http:ActionGetFile`: a GET of `mapper.url` whose body is saved as a file.
+    pub(crate) fn get_file(transport: Arc<Transport>) -> Self {
+        HttpModule {
+            get_file: true,
+            ..HttpModule::new(Dialect::SendData, transport)
         }
     }
 }
@@ -154,12 +166,26 @@ impl Module for HttpModule {
         invocation: Invocation<'a>,
     ) -> BoxFuture<'a, Result<Vec<Value>, ModuleError>> {
         Box::pin(async move {
-            let spec = build_spec(
+            let mut spec = build_spec(
                 self.dialect,
                 self.credentials,
                 invocation.parameters,
                 &invocation.mapper,
             )?;
+            // A body that is not text is a file (Make's buffer), streamed to the binaries
+            // directory instead of read into memory.
+            if self.get_file {
+                // An error status is an error, not a file of its error page.
+                spec.request.save_body = SaveBody::File;
+                spec.request.error_status = ErrorStatus::Raise;
+            } else {
+                // The response cap holds for every body of a request module, a file's too.
+                spec.request.save_body = SaveBody::FileUnlessText;
+                spec.request.max_response_bytes = spec
+                    .request
+                    .max_response_bytes
+                    .or(Some(self.transport.options().max_response_bytes));
+            }
             let mut signer = None;
             if let Some(keychain) = &spec.keychain {
                 let (auth, connection) =
@@ -195,12 +221,23 @@ impl Module for HttpModule {
                 }
             };
             let response = response?;
-            let bundle = output_bundle(
-                response.status,
-                &response.headers,
-                response.body,
-                spec.parse_response,
-            )?;
+            if self.get_file {
+                return Ok(vec![file_bundle(response)]);
+            }
+            let bundle = match response.file {
+                Some(file) => {
+                    let mut bundle =
+                        output_bundle(response.status, &response.headers, Vec::new(), false)?;
+                    bundle["data"] = file.to_value();
+                    bundle
+                }
+                None => output_bundle(
+                    response.status,
+                    &response.headers,
+                    response.body,
+                    spec.parse_response,
+                )?,
+            };
             Ok(vec![bundle])
         })
     }
@@ -667,6 +704,19 @@ fn build_spec(
 // ---------------------------------------------------------------------------------------------
 // The answer
 
+/// `http:ActionGetFile`'s bundle: `{fileName, fileSize, data}` (the file's handle).
+fn file_bundle(response: crate::apps::transport::Response) -> Value {
+    let file = match response.file {
+        Some(file) => file,
+        // A HEAD-less GET always saves its body; an empty one is still a file.
+        None => match crate::expr::binary::store(&response.body, "", "file") {
+            Ok(file) => file,
+            Err(_) => return json!({"fileName": "file", "fileSize": 0, "data": ""}),
+        },
+    };
+    json!({"fileName": file.file_name, "fileSize": file.size, "data": file.to_value()})
+}
+
 /// Make's HTTP output bundle.
 fn output_bundle(
     status: StatusCode,
@@ -768,7 +818,7 @@ mod tests {
     }
 
     fn body(spec: &Spec) -> Option<&[u8]> {
-        spec.request.body.as_ref().map(|b| b.bytes.as_slice())
+        spec.request.body.as_ref().and_then(|b| b.in_memory())
     }
 
     fn problems(dialect: Dialect, params: Value, mapper: Value) -> Vec<String> {
@@ -1022,22 +1072,44 @@ mod tests {
 
     #[test]
     fn multipart_has_text_and_file_parts() {
+        use crate::apps::transport::{FormPart, PartContent};
+        let stored = crate::expr::binary::store(b"%PDF", "application/pdf", "r.pdf").unwrap();
         let items = pairs(Some(&json!([
             {"key": "title", "fieldType": "text", "value": "Hi \"there\""},
-            {"key": "upload", "fieldType": "file", "data": "file-bytes", "fileName": "a.txt", "contentType": "text/plain"}
+            {"key": "upload", "fieldType": "file", "data": "file-bytes", "fileName": "a.txt", "contentType": "text/plain"},
+            {"key": "say \"x\"", "fieldType": "file", "data": stored.to_value()},
+            {"key": "node", "fieldType": "file", "data": {"type": "Buffer", "data": [1, 2]}, "fileName": "n.bin"}
         ])))
         .unwrap();
-        let (body, content_type) = multipart(&items);
-        let boundary = content_type
-            .strip_prefix("multipart/form-data; boundary=")
-            .unwrap();
-        let body = String::from_utf8(body).unwrap();
-        assert!(body.starts_with(&format!("--{boundary}\r\n")));
-        assert!(body.contains("name=\"title\"\r\n\r\nHi \"there\"\r\n"));
-        assert!(body.contains(
-            "name=\"upload\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nfile-bytes\r\n"
-        ));
-        assert!(body.ends_with(&format!("--{boundary}--\r\n")));
+        let parts = multipart(&items);
+        assert_eq!(
+            parts[0],
+            FormPart {
+                name: "title".into(),
+                content: PartContent::Text("Hi \"there\"".into()),
+                file_name: None,
+                content_type: None
+            }
+        );
+        assert_eq!(
+            parts[1],
+            FormPart {
+                name: "upload".into(),
+                content: PartContent::Bytes(b"file-bytes".to_vec()),
+                file_name: Some("a.txt".into()),
+                content_type: Some("text/plain".into())
+            }
+        );
+        // A binary streams from the store under its own name and type.
+        assert_eq!(parts[2].name, "say \"x\"");
+        assert_eq!(parts[2].content, PartContent::File(stored.clone()));
+        assert_eq!(parts[2].file_name.as_deref(), Some("r.pdf"));
+        assert_eq!(parts[2].content_type.as_deref(), Some("application/pdf"));
+        // Make's JSON form of a buffer is still read.
+        match &parts[3].content {
+            PartContent::File(file) => assert_eq!(file.read().unwrap(), vec![1, 2]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ const MODULES: &[(&str, Constructor)] = &[
             transport.clone(),
         ))
     }),
+    ("http:ActionGetFile", |transport| {
+        Arc::new(http::HttpModule::get_file(transport.clone()))
+    }),
     ("json:ParseJSON", |_| Arc::new(json::ParseJson)),
     ("json:CreateJSON", |_| {
         Arc::new(json::ToJson::new(json::Source::Mapper))

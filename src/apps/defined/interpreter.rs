@@ -29,12 +29,15 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value, json};
 
+use super::files;
 use super::input::{self, Mode};
 use super::load::{App, AuthPlace, CompiledModule};
 use super::model::{BodyType, ModuleType};
 use super::template::{self, CompiledRequest, CompiledResponse, Rendered, Vars};
 use crate::apps::auth::Signer;
-use crate::apps::transport::{self, Auth, Body, ErrorStatus, Request, Response, Transport};
+use crate::apps::transport::{
+    self, Auth, Body, ErrorStatus, Payload, Request, Response, Transport,
+};
 use crate::expr::value;
 use crate::module::connection::{self, CONNECTION_PARAMETER, Connection, ConnectionsHandle};
 use crate::module::{
@@ -748,7 +751,8 @@ pub(crate) async fn exchange(
     temp: &Value,
     universal: bool,
 ) -> Result<Exchanged, ModuleError> {
-    let request = build(call, rendered, universal)?;
+    let mut request = build(call, rendered, universal)?;
+    request.save_body = files::save_body(response.body);
     let answer = call
         .signer
         .send(request, |request| send(app, transport, request, call))
@@ -756,7 +760,8 @@ pub(crate) async fn exchange(
     let exchanged = Exchanged {
         status: json!(answer.status.as_u16()),
         headers: headers_value(&answer.headers),
-        body: parse_body(&answer.headers, &answer.body),
+        body: files::response_body(&answer)
+            .unwrap_or_else(|| parse_body(&answer.headers, &answer.body)),
     };
     let vars = exchanged.vars(call.vars(temp));
     let status = answer.status;
@@ -830,9 +835,15 @@ fn build(call: &Call, rendered: &Rendered, universal: bool) -> Result<Request, M
 }
 
 fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
+    if let Some(body) = files::request_body(body, body_type)? {
+        return Ok(body);
+    }
     Ok(match body_type {
+        BodyType::Multipart | BodyType::Related => {
+            unreachable!("files::request_body encodes every multipart body")
+        }
         BodyType::Json => Body {
-            bytes: serde_json::to_vec(body).unwrap_or_default(),
+            payload: Payload::Bytes(serde_json::to_vec(body).unwrap_or_default()),
             content_type: Some("application/json".into()),
         },
         BodyType::Text => {
@@ -841,7 +852,7 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
                 || (text.trim_start().starts_with(['{', '['])
                     && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok());
             Body {
-                bytes: text.into_bytes(),
+                payload: Payload::Bytes(text.into_bytes()),
                 content_type: Some(
                     if json {
                         "application/json"
@@ -857,7 +868,7 @@ fn encode_body(body: &Value, body_type: BodyType) -> Result<Body, ModuleError> {
             let mut form = Url::parse("http://form.invalid/").unwrap_or_else(|_| unreachable!());
             form.query_pairs_mut().extend_pairs(pairs);
             Body {
-                bytes: form.query().unwrap_or_default().as_bytes().to_vec(),
+                payload: Payload::Bytes(form.query().unwrap_or_default().as_bytes().to_vec()),
                 content_type: Some("application/x-www-form-urlencoded".into()),
             }
         }
@@ -1476,7 +1487,7 @@ mod tests {
             Some("text/plain; charset=utf-8")
         );
         let body = encode_body(&json!({"a": "b c", "d": 1}), BodyType::Urlencoded).unwrap();
-        assert_eq!(body.bytes, b"a=b+c&d=1");
+        assert_eq!(body.in_memory(), Some(&b"a=b+c&d=1"[..]));
     }
 
     #[test]

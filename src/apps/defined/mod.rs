@@ -11,6 +11,7 @@
 //!
 //! Invariant: adding an app is adding a file; nothing here names an app.
 
+mod files;
 mod input;
 mod interpreter;
 pub mod load;

@@ -394,6 +394,12 @@ pub enum BodyType {
     /// The body as text: `application/json` when it is a JSON object or array, else
     /// `text/plain`, unless the headers set a `Content-Type`.
     Text,
+    /// `multipart/form-data` from an object: a file (binary value) becomes a file part,
+    /// streamed; anything else a text field.
+    Multipart,
+    /// `multipart/related` from an object (Google's uploads of metadata and media): each
+    /// entry in order is a part, a file with its own type, anything else JSON.
+    Related,
 }
 
 /// How a response becomes bundles (Make's response directives).
@@ -424,6 +430,18 @@ pub struct ResponseSpec {
     /// IML values set as `temp.*` for the requests that follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temp: Option<Value>,
+    /// `binary`: the body is a file whatever its type (a download), `body` its handle;
+    /// `auto` (the default): a body whose `Content-Type` is not text is a file.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub body_type: Option<ResponseBody>,
+}
+
+/// How a response body is read (`response.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseBody {
+    Auto,
+    Binary,
 }
 
 /// `response.iterate`: `"{{body.data}}"`, or `{container, condition}`.

@@ -246,6 +246,8 @@ pub(crate) struct CompiledResponse {
     pub trigger: Option<CompiledTrigger>,
     pub data: Option<Json>,
     pub temp: Option<Json>,
+    /// `response.type` (`crate::apps::defined::files`).
+    pub body: Option<super::model::ResponseBody>,
 }
 
 /// `response.error`, compiled.
@@ -350,6 +352,7 @@ pub(crate) fn compile_response(
             .and_then(|t| compile_trigger(t, &join(path, "trigger"), problems)),
         data: compile_opt(spec.data.as_ref(), path, "data", problems),
         temp: compile_opt(spec.temp.as_ref(), path, "temp", problems),
+        body: spec.body_type,
     }
 }
 

@@ -106,8 +106,8 @@ fn length(args: &[Value], _: &FnCtx) -> FnResult {
         Value::Null => 0,
         Value::String(s) => s.chars().count(),
         Value::Array(items) => items.len(),
-        Value::Object(map) => match value::as_buffer(v) {
-            Some(bytes) => bytes.len(),
+        Value::Object(map) => match value::binary_len(v) {
+            Some(size) => usize::try_from(size).unwrap_or(usize::MAX),
             None => map.len(),
         },
         other => value::to_text(other).chars().count(),
@@ -343,6 +343,10 @@ fn ascii(args: &[Value], _: &FnCtx) -> FnResult {
 /// `base64(text or buffer)`: standard Base64 of the UTF-8 text or the buffer's bytes.
 fn base64(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, 1)?;
+    // A stored file is measured before it is read.
+    if let Some(size) = crate::expr::binary::Binary::from_value(arg(args, 0)).map(|f| f.size) {
+        ensure_fits(usize::try_from(size.div_ceil(3).saturating_mul(4)).unwrap_or(usize::MAX))?;
+    }
     let bytes = value::to_bytes(arg(args, 0));
     ensure_fits(bytes.len().div_ceil(3).saturating_mul(4))?;
     Ok(Value::String(STANDARD.encode(bytes)))
@@ -391,9 +395,13 @@ fn decode_bytes(value: &Value, encoding: &str, what: &str) -> Result<Vec<u8>, Fn
 /// from `hex` or `base64`.
 fn to_binary(args: &[Value], _: &FnCtx) -> FnResult {
     arity(args, 1, 2)?;
+    // A binary already: the same bytes, stored once.
+    if crate::expr::binary::Binary::from_value(arg(args, 0)).is_some() {
+        return Ok(arg(args, 0).clone());
+    }
     let bytes = decode_bytes(arg(args, 0), &text_arg(args, 1), "argument 1")?;
-    // A buffer holds each byte as a number: 72 bytes of memory per byte.
-    ensure_fits((bytes.len() + 4).saturating_mul(value::VALUE_BYTES))?;
+    // The bytes go to the binaries directory; the bundle holds a handle.
+    ensure_fits(bytes.len())?;
     Ok(value::buffer(&bytes))
 }
 

@@ -1,12 +1,13 @@
 //! The request body of an HTTP module, from Make's body fields: which kind the module asks
 //! for (none, JSON, URL-encoded form, multipart form, raw text with its content type), the
 //! JSON checked before it is sent, form fields encoded as browsers do, multipart parts with
-//! their file names and content types.
+//! their file names and content types (files streamed, never read into memory).
 //!
 //! Invariants: a JSON body that does not parse is a problem naming its field, never sent; a
 //! part's name and file name are quoted as RFC 7578 says.
 
 use super::*;
+use crate::apps::transport::{FormPart, PartContent, Payload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BodyKind {
@@ -190,7 +191,7 @@ pub(super) fn build_body(
                 }
             };
             Ok(Some(Body {
-                bytes: json.into_bytes(),
+                payload: Payload::Bytes(json.into_bytes()),
                 content_type: Some("application/json".into()),
             }))
         }
@@ -203,16 +204,15 @@ pub(super) fn build_body(
                 .collect::<Vec<_>>()
                 .join("&");
             Ok(Some(Body {
-                bytes: encoded.into_bytes(),
+                payload: Payload::Bytes(encoded.into_bytes()),
                 content_type: Some("application/x-www-form-urlencoded".into()),
             }))
         }
         BodyKind::Multipart => {
             let items = body_pairs(dialect, BodyKind::Multipart, m)?;
-            let (bytes, content_type) = multipart(&items);
             Ok(Some(Body {
-                bytes,
-                content_type: Some(content_type),
+                payload: Payload::Multipart(multipart(&items)),
+                content_type: None,
             }))
         }
         BodyKind::Raw => {
@@ -220,7 +220,7 @@ pub(super) fn build_body(
                 .map(|(_, v)| body_text(v))
                 .unwrap_or_default();
             Ok(Some(Body {
-                bytes: body.into_bytes(),
+                payload: Payload::Bytes(body.into_bytes()),
                 content_type: raw_content_type(dialect, m),
             }))
         }
@@ -282,51 +282,52 @@ pub(super) fn form_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// Encodes `multipart/form-data`. An item with `fieldType: "file"` becomes a file part from its
-/// `data` (or `value`) with `fileName`; others are text fields.
-pub(super) fn multipart(items: &[Pair]) -> (Vec<u8>, String) {
-    let boundary = format!("switchyard-{}", uuid::Uuid::new_v4().simple());
-    let mut body = Vec::new();
+/// The parts of a `multipart/form-data` body (`reqwest` encodes and streams them, building
+/// the form again for every attempt). An item with `fieldType: "file"` becomes a file part
+/// from its `data` (or `value`) with `fileName` and `contentType`: a binary streams from the
+/// binaries directory (its own file name and type are the defaults), text is sent as its
+/// UTF-8; others are text fields. The transport quotes names as browsers do.
+pub(super) fn multipart(items: &[Pair]) -> Vec<FormPart> {
+    let mut parts = Vec::new();
     for item in items.iter().filter(|p| !p.name.is_empty()) {
         let is_file = item
             .item
             .get("fieldType")
             .is_some_and(|t| text(t).eq_ignore_ascii_case("file"));
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let mut disposition = format!(
-            "Content-Disposition: form-data; name=\"{}\"",
-            quote_param(&item.name)
-        );
-        let data = if is_file {
-            let file_name = pick(Some(&item.item), &["fileName", "filename"])
-                .map(|(_, v)| text(v))
-                .unwrap_or_else(|| "file".into());
-            disposition.push_str(&format!("; filename=\"{}\"", quote_param(&file_name)));
-            let content_type = pick(Some(&item.item), &["contentType", "mimeType", "mime"])
-                .map(|(_, v)| text(v))
-                .map(|t| t.chars().filter(|c| !c.is_control()).collect::<String>())
-                .filter(|t| !t.trim().is_empty())
-                .unwrap_or_else(|| "application/octet-stream".into());
-            body.extend_from_slice(disposition.as_bytes());
-            body.extend_from_slice(format!("\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
-            pick(Some(&item.item), &["data", "value"])
-                .map(|(_, v)| body_text(v))
-                .unwrap_or_default()
-        } else {
-            body.extend_from_slice(disposition.as_bytes());
-            body.extend_from_slice(b"\r\n\r\n");
-            text(&item.value)
+        let name = item.name.clone();
+        if !is_file {
+            parts.push(FormPart {
+                name,
+                content: PartContent::Text(text(&item.value)),
+                file_name: None,
+                content_type: None,
+            });
+            continue;
+        }
+        let data = pick(Some(&item.item), &["data", "value"]).map(|(_, v)| v);
+        let file = data.and_then(crate::expr::value::as_binary);
+        let file_name = pick(Some(&item.item), &["fileName", "filename"])
+            .map(|(_, v)| text(v))
+            .filter(|n| !n.is_empty())
+            .or_else(|| file.as_ref().map(|f| f.file_name.clone()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "file".into());
+        let content_type = pick(Some(&item.item), &["contentType", "mimeType", "mime"])
+            .map(|(_, v)| text(v))
+            .map(|t| t.chars().filter(|c| !c.is_control()).collect::<String>())
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| file.as_ref().map(|f| f.mime_type.clone()))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let content = match file {
+            Some(file) => PartContent::File(file),
+            None => PartContent::Bytes(data.map(body_text).unwrap_or_default().into_bytes()),
         };
-        body.extend_from_slice(data.as_bytes());
-        body.extend_from_slice(b"\r\n");
+        parts.push(FormPart {
+            name,
+            content,
+            file_name: Some(file_name),
+            content_type: Some(content_type),
+        });
     }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (body, format!("multipart/form-data; boundary={boundary}"))
-}
-
-/// Escapes a `Content-Disposition` parameter the way browsers do.
-pub(super) fn quote_param(s: &str) -> String {
-    s.replace('"', "%22")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    parts
 }
