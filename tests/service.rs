@@ -28,7 +28,8 @@
 //!
 //! - `consecutive_errors_turn_a_scenario_off`: Make's `maxErrors` on a webhook scenario: an
 //!   error, a success, then two errors in a row turn it off with the reason in the API; every
-//!   failure is logged at `warn`; activating it again clears the reason.
+//!   failure is logged at `warn` and POSTed to `--notify-url` with the deactivation;
+//!   activating it again clears the reason.
 //! - `polling_cursor`: `rss:TriggerNewArticle` on a fake feed that publishes 500 items over
 //!   time and lists only the newest 50; the scenario is edited and re-activated and the
 //!   server stopped with SIGTERM and restarted: each item reaches the sink exactly once; after
@@ -2601,7 +2602,21 @@ async fn polling_cursor(db: TestDb) {
 /// Make's `maxErrors`: an active scenario is turned off once its last `maxErrors` executions
 /// all ended with an error (instant triggers included); a success in between breaks the run.
 async fn consecutive_errors_turn_a_scenario_off(db: TestDb) {
-    let svc = db.serve(&[]).await;
+    // The operator's endpoint for `--notify-url`: it keeps what it is sent.
+    let events: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let kept = events.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |axum::Json(event): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(event);
+                "ok"
+            }
+        }),
+    );
+    let notify = format!("http://{}/events", common::server::serve(app).await);
+    let svc = db.serve(&["--notify-url", &notify]).await;
     let api = &svc.api;
     let http = reqwest::Client::new();
     let blueprint = json!({
@@ -2672,6 +2687,37 @@ async fn consecutive_errors_turn_a_scenario_off(db: TestDb) {
         }
     })
     .await;
+
+    // The operator was told of each failure and of the deactivation.
+    let (failed, deactivated) = eventually("the notifications", 10, || async {
+        let events = events.lock().unwrap().clone();
+        let of = |kind: &str| -> Vec<Value> {
+            events
+                .iter()
+                .filter(|e| e["event"] == kind)
+                .cloned()
+                .collect()
+        };
+        let (failed, deactivated) = (of("execution.failed"), of("scenario.deactivated"));
+        if failed.len() >= 3 && !deactivated.is_empty() {
+            Ok((failed, deactivated))
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for event in &failed {
+        assert_eq!(event["scenario"], json!(id), "{event}");
+        assert_eq!(event["error"]["module"], 2, "{event}");
+        assert_eq!(event["error"]["name"], "DataError", "{event}");
+        assert!(
+            event["execution"].is_string() && event["at"].is_string(),
+            "{event}"
+        );
+    }
+    assert_eq!(deactivated.len(), 1, "{deactivated:?}");
+    assert_eq!(deactivated[0]["reason"], off["deactivatedReason"]);
 
     // Turned on again: the reason is gone and the count starts afresh.
     api.post(&format!("/api/scenarios/{id}/activate"), &Value::Null)

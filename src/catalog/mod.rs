@@ -356,13 +356,13 @@ impl Catalog {
     /// Turns scenario `id` off, as Make does, once its last `maxErrors` executions (the
     /// setting of `scenario`, the version that just ran) all ended with an error — whatever
     /// its trigger, instant ones included. Records why (shown by the API and the console),
-    /// stops its schedule and removes its instant trigger's registration. Returns whether
-    /// this call turned it off; `maxErrors: 0` never does.
+    /// stops its schedule and removes its instant trigger's registration. Returns the reason
+    /// when this call turned it off; `maxErrors: 0` never does.
     pub async fn deactivate_after_errors(
         &self,
         id: &str,
         scenario: &Scenario,
-    ) -> Result<bool, CatalogError> {
+    ) -> Result<Option<String>, CatalogError> {
         let max_errors = scenario.settings.max_errors;
         let plural = if max_errors == 1 { "" } else { "s" };
         let reason = format!(
@@ -374,12 +374,12 @@ impl Catalog {
             .deactivate_after_errors(id, max_errors, &reason)
             .await?
         {
-            return Ok(false);
+            return Ok(None);
         }
         tracing::warn!(scenario = id, max_errors, "{reason}");
         self.inner.changes.notify_one();
         self.detach(id, scenario).await?;
-        Ok(true)
+        Ok(Some(reason))
     }
 
     /// The registration of `scenario`'s instant trigger, when its first module is one: the

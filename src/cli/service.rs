@@ -153,7 +153,7 @@ pub struct WorkerArgs {
     /// through the slower queue, so the default is high: measured in `docs/performance.md`.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
-    /// Seconds between a worker's heartbeats; a worker silent for two is presumed dead.
+    /// Seconds between a worker's heartbeats; a worker silent for three is presumed dead.
     #[arg(long, default_value_t = 5)]
     pub heartbeat_seconds: u64,
     /// Runs of one execution before it is given up: an execution whose runs keep ending
@@ -171,6 +171,10 @@ pub struct WorkerArgs {
     pub egress: super::EgressArgs,
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+    /// POST a JSON event to this URL for every failed execution (`execution.failed`) and
+    /// every scenario turned off after its consecutive errors (`scenario.deactivated`).
+    #[arg(long, env = "SWITCHYARD_NOTIFY_URL", value_name = "URL")]
+    pub notify_url: Option<String>,
     /// The base URL external services and users reach the server at: an app's instant
     /// trigger registers `URL/hooks/<id>` on its service when its scenario is activated, and
     /// OAuth providers send users back to `URL/oauth/callback`. Default: the address `serve`
@@ -354,6 +358,11 @@ fn runner(catalog: &Catalog, queue: &Queue, args: &WorkerArgs) -> anyhow::Result
             .engine_threads
             .map_or(defaults.engine_threads, usize::from),
         budget: args.budget.budget()?,
+        notify: args
+            .notify_url
+            .as_deref()
+            .map(crate::queue::Notifier::new)
+            .transpose()?,
         ..defaults
     };
     let runner = Runner::new(catalog.clone(), queue, options, Completions::default())

@@ -36,6 +36,7 @@ mod gate;
 mod hook_bundle;
 mod intake;
 mod mail;
+mod notify;
 mod payload;
 pub mod retry;
 mod runner;
@@ -50,6 +51,7 @@ pub use gate::{Admission, DEFAULT_PAYLOAD_BUDGET, GATED_PAYLOAD_BYTES, PayloadGa
 pub use hook_bundle::BadBody;
 pub use intake::{Intake, RunHere, SLOT_WAIT};
 pub use mail::{NotAMessage, mail_bundle};
+pub use notify::{Notifier, NotifyUrlError};
 pub use payload::{ExecutionPayload, PayloadError, ResumePoint};
 pub use runner::{Completions, Finished, Runner, RunnerOptions};
 pub use submit::Submission;

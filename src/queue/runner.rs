@@ -56,6 +56,8 @@ pub struct RunnerOptions {
     pub payload_budget: usize,
     /// What each execution may spend (`engine::Budget`).
     pub budget: Budget,
+    /// Where failures and deactivations are announced (`--notify-url`).
+    pub notify: Option<super::Notifier>,
 }
 
 impl Default for RunnerOptions {
@@ -67,6 +69,7 @@ impl Default for RunnerOptions {
             engine_threads: EnginePool::default_threads(),
             payload_budget: super::DEFAULT_PAYLOAD_BUDGET,
             budget: Budget::default(),
+            notify: None,
         }
     }
 }
@@ -696,13 +699,26 @@ impl Runner {
                 "an execution failed"
             ),
         }
-        if let Err(e) = self
+        let notify = self.options.notify.as_ref();
+        if let Some(notify) = notify {
+            let error = report.error.as_ref().map(
+                |e| serde_json::json!({"module": e.module, "name": e.name, "message": e.message}),
+            );
+            notify.execution_failed(scenario_id, id, error);
+        }
+        match self
             .catalog
             .deactivate_after_errors(scenario_id, scenario)
             .await
         {
-            tracing::warn!(scenario = scenario_id, error = %e,
-                "could not turn the scenario off after its consecutive errors");
+            Ok(Some(reason)) => {
+                if let Some(notify) = notify {
+                    notify.scenario_deactivated(scenario_id, &reason);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(scenario = scenario_id, error = %e,
+                "could not turn the scenario off after its consecutive errors"),
         }
     }
 }
