@@ -1038,7 +1038,7 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    executions_at_least(&db, 1).await;
+    db.executions_at_least(1).await;
     add("a.txt");
     add("b.txt");
     wait_for(2).await;
@@ -1052,55 +1052,13 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
     };
     assert_eq!(names(logged()), ["a.txt", "b.txt"]);
 
-    executions_settled(&db).await;
+    db.executions_settled().await;
     drop(service);
     let service = db.serve(&serve_args).await;
     add("c.txt");
     wait_for(3).await;
-    let before = service_executions(&db).await;
-    executions_at_least(&db, before + 2).await;
+    let before = db.ended_executions();
+    db.executions_at_least(before + 2).await;
     assert_eq!(names(logged()), ["a.txt", "b.txt", "c.txt"]);
     drop(service);
-}
-
-async fn executions_at_least(db: &TestDb, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let count = service_executions(db).await;
-        if count >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "only {count} executions");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn executions_settled(db: &TestDb) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = db.cli(&["executions", "list", "--json"]);
-        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let all = list["executions"].as_array().cloned().unwrap_or_default();
-        if all
-            .iter()
-            .all(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "executions still running: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn service_executions(db: &TestDb) -> usize {
-    let out = db.cli(&["executions", "list", "--json"]);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    list["executions"].as_array().map_or(0, |all| {
-        all.iter()
-            .filter(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
-            .count()
-    })
 }

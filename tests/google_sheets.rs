@@ -822,7 +822,7 @@ async fn watch_rows_emits_each_new_row_once() {
         }
     };
     // The first poll counts the rows already there as seen; later rows are copied, in order.
-    executions_at_least(&db, 1).await;
+    db.executions_at_least(1).await;
     add_lead("Ann");
     add_lead("Bob");
     wait_for(2).await;
@@ -831,64 +831,18 @@ async fn watch_rows_emits_each_new_row_once() {
     // Across a restart the cursor holds: nothing is copied twice, a new row is copied once.
     // (Stopped once the execution that copied them has ended: one killed half-way would run
     // again from its start after the restart, as an interrupted execution does.)
-    executions_settled(&db).await;
+    db.executions_settled().await;
     drop(service);
     let service = db.serve(&serve_args).await;
     add_lead("Cy");
     wait_for(3).await;
-    let before = service_executions(&db).await;
-    executions_at_least(&db, before + 2).await;
+    let before = db.ended_executions();
+    db.executions_at_least(before + 2).await;
     assert_eq!(
         logged(),
         [json!(["Ann", 3]), json!(["Bob", 4]), json!(["Cy", 5])]
     );
     drop(service);
-}
-
-/// Waits until `n` executions have ended (polls that found rows or none alike).
-async fn executions_at_least(db: &TestDb, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let count = service_executions(db).await;
-        if count >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "only {count} executions");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until no execution of the database is queued or running.
-async fn executions_settled(db: &TestDb) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = db.cli(&["executions", "list", "--json"]);
-        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let all = list["executions"].as_array().cloned().unwrap_or_default();
-        if all
-            .iter()
-            .all(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "executions still running: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// How many executions of the database have ended (a poll reads the sheet while its
-/// execution runs: rows added before it ends may be that poll's).
-async fn service_executions(db: &TestDb) -> usize {
-    let out = db.cli(&["executions", "list", "--json"]);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    list["executions"].as_array().map_or(0, |all| {
-        all.iter()
-            .filter(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
-            .count()
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1116,47 +1116,6 @@ fn add_served_connection(db: &TestDb, bases: &str, app: &str, id: &str) {
     );
 }
 
-/// Waits until `n` executions have ended.
-async fn executions_at_least(db: &TestDb, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let count = ended_executions(db);
-        if count >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "only {count} executions");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn ended_executions(db: &TestDb) -> usize {
-    let out = db.cli(&["executions", "list", "--json"]);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    list["executions"].as_array().map_or(0, |all| {
-        all.iter()
-            .filter(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
-            .count()
-    })
-}
-
-/// Waits until no execution is queued or running.
-async fn executions_settled(db: &TestDb) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = db.cli(&["executions", "list", "--json"]);
-        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let all = list["executions"].as_array().cloned().unwrap_or_default();
-        if all
-            .iter()
-            .all(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "still running: {list}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn wait_for(what: impl Fn() -> usize, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while what() < count {
@@ -1223,7 +1182,7 @@ async fn watch_triggers_emit_each_new_item_once() {
 
     // The first polls count the events and responses already there as seen; later ones are
     // copied (three responses: two pages).
-    executions_at_least(&db, 2).await;
+    db.executions_at_least(2).await;
     add_event(&state, "team@example.com", "Ann's review");
     add_event(&state, "team@example.com", "Bob's review");
     for (who, what) in [("ann", "yes"), ("bob", "no"), ("cy", "maybe")] {
@@ -1250,15 +1209,15 @@ async fn watch_triggers_emit_each_new_item_once() {
     );
 
     // Across a restart the cursor holds: nothing copied twice, a new event copied once.
-    executions_settled(&db).await;
+    db.executions_settled().await;
     drop(service);
     let service = db.serve(&serve_args).await;
     add_event(&state, "team@example.com", "Cy's review");
     submit(&state, "1FAIpQLSf-form", "di@example.com", "later");
     wait_for(logged, 3).await;
     wait_for(noted, 4).await;
-    let before = ended_executions(&db);
-    executions_at_least(&db, before + 4).await;
+    let before = db.ended_executions();
+    db.executions_at_least(before + 4).await;
     assert_eq!(
         summaries(&state, "log@example.com"),
         ["Ann's review", "Bob's review", "Cy's review"]
@@ -1306,7 +1265,7 @@ async fn the_example_turns_rows_into_events() {
         .post(&format!("/api/scenarios/{id}/activate"), &json!({}))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    executions_at_least(&db, 1).await;
+    db.executions_at_least(1).await;
     state.lock().unwrap().sheet.push(vec![
         json!("Rust in production"),
         json!("2026-12-02T13:00:00Z"),
@@ -1315,7 +1274,7 @@ async fn the_example_turns_rows_into_events() {
         json!("B"),
     ]);
     wait_for(|| summaries(&state, "primary").len(), 1).await;
-    executions_settled(&db).await;
+    db.executions_settled().await;
     let events = state.lock().unwrap().events["primary"].clone();
     assert_eq!(events.len(), 1, "{events:?}");
     let event = &events[0];

@@ -201,6 +201,48 @@ impl TestDb {
 
     /// Runs a one-shot CLI command (`scenarios …`, `executions …`) on this database; the
     /// database arguments go after the subcommand, as users type them.
+    /// How many executions of the database have ended (`executions list --json`; a poll
+    /// reads its source while its execution runs: items added before it ends may be its).
+    pub fn ended_executions(&self) -> usize {
+        let out = self.cli(&["executions", "list", "--json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        list["executions"].as_array().map_or(0, |all| {
+            all.iter()
+                .filter(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
+                .count()
+        })
+    }
+
+    /// Waits until `n` executions have ended (polls that found items or none alike).
+    pub async fn executions_at_least(&self, n: usize) {
+        eventually(&format!("{n} executions to end"), 60, || async move {
+            let count = self.ended_executions();
+            if count >= n {
+                Ok(())
+            } else {
+                Err(format!("{count} ended"))
+            }
+        })
+        .await
+    }
+
+    /// Waits until no execution of the database is queued or running.
+    pub async fn executions_settled(&self) {
+        eventually("every execution to end", 60, || async move {
+            let out = self.cli(&["executions", "list", "--json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let all = list["executions"].as_array().cloned().unwrap_or_default();
+            match all
+                .iter()
+                .all(|e| !matches!(e["status"].as_str(), Some("queued" | "running")))
+            {
+                true => Ok(()),
+                false => Err(list.to_string()),
+            }
+        })
+        .await
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(self.db_args());
