@@ -403,6 +403,11 @@ pub struct ResponseSpec {
     /// IML values set as `temp.*` for the requests that follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temp: Option<Value>,
+    /// With `iterate`: a request sent once per item (its IML reads the item as `item`), whose
+    /// output (its own `response.output`, default its body) replaces the item — for an API
+    /// that lists ids and is asked for each item by its id (Gmail's messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub each: Option<Box<RequestSpec>>,
 }
 
 /// `response.iterate`: `"{{body.data}}"`, or `{container, condition}`.

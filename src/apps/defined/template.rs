@@ -246,6 +246,8 @@ pub(crate) struct CompiledResponse {
     pub trigger: Option<CompiledTrigger>,
     pub data: Option<Json>,
     pub temp: Option<Json>,
+    /// `each`: the request sent per iterated item.
+    pub each: Option<Box<CompiledRequest>>,
 }
 
 /// `response.error`, compiled.
@@ -349,7 +351,28 @@ pub(crate) fn compile_response(
             .and_then(|t| compile_trigger(t, &join(path, "trigger"), problems)),
         data: compile_opt(spec.data.as_ref(), path, "data", problems),
         temp: compile_opt(spec.temp.as_ref(), path, "temp", problems),
+        each: compile_each(spec, path, problems),
     }
+}
+
+/// `response.each`: only with `iterate`, and it does not page itself.
+fn compile_each(
+    spec: &ResponseSpec,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Box<CompiledRequest>> {
+    let each = spec.each.as_ref()?;
+    let at = join(path, "each");
+    if spec.iterate.is_none() {
+        problems.push(Problem::new(&at, "`each` needs `iterate` (a request per item)"));
+    }
+    if each.pagination.is_some() {
+        problems.push(Problem::new(
+            &join(&at, "pagination"),
+            "a request per item does not page",
+        ));
+    }
+    Some(Box::new(compile_request(each, &at, problems)))
 }
 
 pub(crate) fn compile_errors(

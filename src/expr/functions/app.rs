@@ -28,7 +28,8 @@ pub fn lookup(name: &str) -> Option<Function> {
         "rowsToBundles" => rows_to_bundles,
         "columnLetter" => column_letter,
         "rangeRow" => range_row,
-        _ => return None,
+        // E-mail (MIME) functions live in their own file.
+        _ => return super::mime::lookup(name),
     })
 }
 
