@@ -475,6 +475,11 @@ pub struct TriggerSpec {
     /// How the API lists items (default `unordered`).
     #[serde(default)]
     pub order: Order,
+    /// A request sent for each bundle a poll emits, once the poll has chosen them (its IML
+    /// reads the bundle as `item`): an acknowledgement such as Gmail's "mark as read", never
+    /// sent for items a limit leaves to a later poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted: Option<Box<RequestSpec>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

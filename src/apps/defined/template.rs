@@ -274,6 +274,8 @@ pub(crate) struct CompiledTrigger {
     pub id: Expr,
     pub date: Option<Expr>,
     pub order: Order,
+    /// `emitted`: the request sent per emitted bundle.
+    pub emitted: Option<Box<CompiledRequest>>,
 }
 
 /// `pagination`, compiled.
@@ -408,10 +410,21 @@ fn compile_trigger(
 ) -> Option<CompiledTrigger> {
     let id = Expr::compile(&spec.id, &join(path, "id"), problems);
     let date = compile_text(spec.date.as_ref(), path, "date", problems);
+    let emitted = spec.emitted.as_ref().map(|request| {
+        let at = join(path, "emitted");
+        if request.pagination.is_some() {
+            problems.push(Problem::new(
+                &join(&at, "pagination"),
+                "a request per emitted bundle does not page",
+            ));
+        }
+        Box::new(compile_request(request, &at, problems))
+    });
     Some(CompiledTrigger {
         id: id?,
         date,
         order: spec.order,
+        emitted,
     })
 }
 
