@@ -80,7 +80,9 @@ fn raw_message(from: &str, subject: &str, text: &str) -> Vec<u8> {
             Some(name.trim().to_string()),
             rest.trim_end_matches('>').to_string(),
         ),
-        None => mail_builder::headers::address::Address::new_address(None::<String>, from.to_string()),
+        None => {
+            mail_builder::headers::address::Address::new_address(None::<String>, from.to_string())
+        }
     };
     mail_builder::MessageBuilder::new()
         .from(sender)
@@ -98,7 +100,10 @@ fn deliver(mailbox: &Shared, from: &str, subject: &str) -> String {
     m.next_id += 1;
     let id = format!("18c{:05x}", m.next_id);
     // Each delivery a second after the last, as Gmail's `after:` has second granularity.
-    let date = m.messages.last().map_or(1_760_000_000_000, |l| l.internal_date + 1500);
+    let date = m
+        .messages
+        .last()
+        .map_or(1_760_000_000_000, |l| l.internal_date + 1500);
     m.messages.push(Message {
         id: id.clone(),
         labels: ["INBOX", "UNREAD"].iter().map(|s| s.to_string()).collect(),
@@ -306,8 +311,10 @@ async fn draft(State(mailbox): State<Shared>, headers: HeaderMap, body: String) 
     let body: Value = serde_json::from_str(&body).unwrap();
     let mut m = mailbox.lock().unwrap();
     m.drafts.push(decoded_raw(&body["message"]["raw"]));
-    axum::Json(json!({"id": "r-1", "message": {"id": "d1", "threadId": "d1", "labelIds": ["DRAFT"]}}))
-        .into_response()
+    axum::Json(
+        json!({"id": "r-1", "message": {"id": "d1", "threadId": "d1", "labelIds": ["DRAFT"]}}),
+    )
+    .into_response()
 }
 
 async fn labels(State(mailbox): State<Shared>, headers: HeaderMap) -> Response {
@@ -608,7 +615,10 @@ async fn sent_messages_are_mime_built_by_the_crate() {
                "content": "draft body"}),
     )]);
     assert_eq!(report["status"], "success", "{report}");
-    assert_eq!(outputs(&report, 1)[0]["message"]["labelIds"], json!(["DRAFT"]));
+    assert_eq!(
+        outputs(&report, 1)[0]["message"]["labelIds"],
+        json!(["DRAFT"])
+    );
     let drafts = f.mailbox.lock().unwrap().drafts.clone();
     let draft = MessageParser::default().parse(&drafts[0]).unwrap();
     assert_eq!(draft.subject(), Some("Later"));
@@ -667,7 +677,10 @@ async fn read_modules_follow_the_mailbox() {
         .iter()
         .map(|e| e["subject"].clone())
         .collect();
-    assert_eq!(found, [json!("Order 5"), json!("Order 4"), json!("Order 3")]);
+    assert_eq!(
+        found,
+        [json!("Order 5"), json!("Order 4"), json!("Order 3")]
+    );
     assert_eq!(
         f.mailbox
             .lock()
@@ -938,7 +951,11 @@ async fn watch_emails_emits_each_new_message_once() {
         ]
     );
     assert!(!unread(&ann) && !unread(&bob));
-    assert!(unread(&mailbox.lock().unwrap().messages[0].id.clone()));
+    let old = mailbox.lock().unwrap().messages[0].id.clone();
+    assert!(
+        unread(&old),
+        "the message there before the first poll stays unread"
+    );
 
     executions_settled(&db).await;
     drop(service);
@@ -982,7 +999,10 @@ async fn executions_settled(db: &TestDb) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "executions still running: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "executions still running: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -366,7 +366,10 @@ fn compile_each(
     let each = spec.each.as_ref()?;
     let at = join(path, "each");
     if spec.iterate.is_none() {
-        problems.push(Problem::new(&at, "`each` needs `iterate` (a request per item)"));
+        problems.push(Problem::new(
+            &at,
+            "`each` needs `iterate` (a request per item)",
+        ));
     }
     if each.pagination.is_some() {
         problems.push(Problem::new(

@@ -69,7 +69,12 @@ fn mime_message(args: &[Value], _: &FnCtx) -> FnResult {
     if let Some(from) = field("from") {
         builder = builder.from(one_or_list(addresses(from, "from")?));
     }
-    for (name, header) in [("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"), ("replyTo", "Reply-To")] {
+    for (name, header) in [
+        ("to", "To"),
+        ("cc", "Cc"),
+        ("bcc", "Bcc"),
+        ("replyTo", "Reply-To"),
+    ] {
         if let Some(found) = field(name) {
             let list = addresses(found, name)?;
             if !list.is_empty() {
@@ -658,10 +663,16 @@ mod tests {
         assert_eq!(parsed["headers"]["in-reply-to"], "<a@b>");
         let attachments = parsed["attachments"].as_array().unwrap();
         assert_eq!(attachments.len(), 2);
-        let pdf = attachments.iter().find(|a| a["fileName"] == "report.pdf").unwrap();
+        let pdf = attachments
+            .iter()
+            .find(|a| a["fileName"] == "report.pdf")
+            .unwrap();
         assert_eq!(pdf["contentType"], "application/pdf");
         assert_eq!(value::as_buffer(&pdf["data"]).unwrap(), vec![0, 1, 2, 255]);
-        let logo = attachments.iter().find(|a| a["fileName"] == "logo.png").unwrap();
+        let logo = attachments
+            .iter()
+            .find(|a| a["fileName"] == "logo.png")
+            .unwrap();
         assert_eq!(logo["contentId"], "logo");
         let text = String::from_utf8_lossy(&raw);
         assert!(text.contains("multipart/related"), "{text}");
