@@ -4,7 +4,9 @@
 //!
 //! - `mimeMessage(message)`: a collection `{from, to, cc, bcc, replyTo, subject, text, html,
 //!   attachments: [{fileName, data, contentType, contentId}], headers: [{key, value}],
-//!   inReplyTo, references}` as the message's bytes in base64url — Gmail's `raw`. UTF-8
+//!   inReplyTo, references}` as the message's bytes in base64 — Gmail's `raw` (standard
+//!   base64 with padding, the `format: byte` of Google's description; Gmail's JSON accepts it
+//!   as it accepts base64url, and answers with base64url, which `gmailMessage` reads). UTF-8
 //!   subjects and display names are RFC 2047 encoded, `text` and `html` become
 //!   `multipart/alternative`, attachments with a `contentId` (or `cid`) are inline parts of a
 //!   `multipart/related` beside the HTML, the others attachments of a `multipart/mixed`.
@@ -23,7 +25,7 @@
 //! [`value::buffer`]; a result over the value size limit is refused before it is built.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address as OutAddress;
 use mail_builder::headers::raw::Raw;
@@ -110,7 +112,7 @@ fn mime_message(args: &[Value], _: &FnCtx) -> FnResult {
         .write_to_vec()
         .map_err(|e| FnError::new(format!("the message could not be written: {e}")))?;
     ensure_fits(bytes.len().saturating_mul(4) / 3 + 4)?;
-    Ok(Value::String(URL_SAFE.encode(bytes)))
+    Ok(Value::String(STANDARD.encode(bytes)))
 }
 
 /// The body's MIME tree: the text alternatives, inline parts related to them, attachments
@@ -628,7 +630,7 @@ mod tests {
 
     fn build(message: Value) -> Vec<u8> {
         let raw = mime_message(&[message], &ctx()).unwrap();
-        URL_SAFE.decode(raw.as_str().unwrap()).unwrap()
+        STANDARD.decode(raw.as_str().unwrap()).unwrap()
     }
 
     #[test]
@@ -649,7 +651,10 @@ mod tests {
             ]
         }));
         let mut out = Map::new();
-        out.insert("raw".into(), Value::from(URL_SAFE.encode(&raw)));
+        out.insert(
+            "raw".into(),
+            Value::from(base64::engine::general_purpose::URL_SAFE.encode(&raw)),
+        );
         let parsed = gmail_message(&[Value::Object(out)], &ctx()).unwrap();
         assert_eq!(parsed["subject"], "Grüße — 你好");
         assert_eq!(parsed["from"]["name"], "Zoë Ärger");
