@@ -1263,7 +1263,9 @@ impl<'a> Pager<'a> {
         self.pages += 1;
         let vars = exchanged.vars(self.call.vars(self.temp));
         let mut items = items(self.response, &vars)?;
-        if let (Some(each), Some(listed)) = (&self.response.each, items.take()) {
+        if let Some(each) = &self.response.each
+            && let Some(listed) = items.take()
+        {
             items = Some(
                 self.module
                     .each_item(self.call, each, listed, self.temp)
