@@ -613,6 +613,31 @@ async fn sent_messages_are_mime_built_by_the_crate() {
     let rich = MessageParser::default().parse(&sent[2]).unwrap();
     assert_eq!(rich.body_html(0).as_deref(), Some("<b>rich</b>"));
 
+    // A connection named in `account` that does not exist is reported at that field.
+    let file = f.dir.path().join("missing.json");
+    let mut missing = module(
+        1,
+        "ActionSendEmail",
+        json!({"to": "ann@example.org", "subject": "x", "html": "x"}),
+    );
+    missing["parameters"] = json!({"account": 777});
+    std::fs::write(&file, json!({"name": "m", "flow": [missing]}).to_string()).unwrap();
+    let out = switchyard(
+        &f.api,
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--data-dir",
+            f.data.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flow[0].parameters.account:") && stderr.contains("777"),
+        "{stderr}"
+    );
+
     // A draft carries the message too; an address that is none fails before any request.
     let report = f.run(vec![module(
         1,

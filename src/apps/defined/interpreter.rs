@@ -434,14 +434,16 @@ impl Module for AppModule {
     }
 
     fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
-        let (Some(index), Some(reference)) =
-            (self.module.connection, connection::reference(parameters))
-        else {
+        let (Some(index), Some((field, reference))) = (
+            self.module.connection,
+            connection::reference_in(parameters, connection::CONNECTION_PARAMETERS),
+        ) else {
             return Vec::new();
         };
         let wanted = &self.app.connections[index];
+        // Where the blueprint names it: `__IMTCONN__`, or `account` (Make's Gmail v1/v2 …).
         vec![crate::module::Reference::Connection {
-            path: format!("parameters.{CONNECTION_PARAMETER}"),
+            path: format!("parameters.{field}"),
             reference,
             app: Some(self.app.name().to_string()),
             kinds: vec![wanted.name.clone(), wanted.kind.name().to_string()],
