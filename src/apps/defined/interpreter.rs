@@ -346,6 +346,40 @@ impl AppModule {
     }
 }
 
+impl AppModule {
+    /// `response.each`: sends the per-item request for every listed item, in order, and
+    /// returns the items replaced by its output (each request is retried and judged like any
+    /// other; its failure fails the call).
+    async fn each_item(
+        &self,
+        call: &Call,
+        each: &CompiledRequest,
+        listed: Vec<Value>,
+        temp: &Value,
+    ) -> Result<Vec<Value>, ModuleError> {
+        let default = CompiledResponse::default();
+        let response = each.response.as_ref().unwrap_or(&default);
+        let mut out = Vec::with_capacity(listed.len());
+        for item in listed {
+            let vars = Vars {
+                item: &item,
+                ..call.vars(temp)
+            };
+            if let Some(condition) = &each.condition
+                && !condition.truthy(&vars)?
+            {
+                out.push(item);
+                continue;
+            }
+            let rendered = each.render(&vars, &call.base_qs, &call.base_headers)?;
+            let exchanged = self.exchange(call, &rendered, response, temp).await?;
+            let got = output(response, &exchanged.vars(vars))?;
+            out.push(got);
+        }
+        Ok(out)
+    }
+}
+
 impl Module for AppModule {
     fn kind(&self) -> ModuleKind {
         kind_of_module(self.module.kind)
@@ -405,14 +439,16 @@ impl Module for AppModule {
     }
 
     fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
-        let (Some(index), Some(reference)) =
-            (self.module.connection, connection::reference(parameters))
-        else {
+        let (Some(index), Some((field, reference))) = (
+            self.module.connection,
+            connection::reference_in(parameters, connection::CONNECTION_PARAMETERS),
+        ) else {
             return Vec::new();
         };
         let wanted = &self.app.connections[index];
+        // Where the blueprint names it: `__IMTCONN__`, or `account` (Make's Gmail v1/v2 …).
         vec![crate::module::Reference::Connection {
-            path: format!("parameters.{CONNECTION_PARAMETER}"),
+            path: format!("parameters.{field}"),
             reference,
             app: Some(self.app.name().to_string()),
             kinds: vec![wanted.name.clone(), wanted.kind.name().to_string()],
@@ -1282,7 +1318,16 @@ impl<'a> Pager<'a> {
             .await?;
         self.pages += 1;
         let vars = exchanged.vars(self.call.vars(self.temp));
-        let items = items(self.response, &vars)?;
+        let mut items = items(self.response, &vars)?;
+        if let Some(each) = &self.response.each
+            && let Some(listed) = items.take()
+        {
+            items = Some(
+                self.module
+                    .each_item(self.call, each, listed, self.temp)
+                    .await?,
+            );
+        }
         if let Some(pagination) = &self.request.pagination {
             let found = items
                 .as_ref()

@@ -927,6 +927,42 @@ mod tests {
     }
 
     #[test]
+    fn per_item_and_per_emitted_requests_are_checked() {
+        let mut v = minimal();
+        v["modules"]["GetThing"]["response"] = json!({
+            "each": {"url": "/things/{{item.id}}",
+                     "pagination": {"qs": {"page": "2"}}}});
+        let err = load(v).unwrap_err().to_string();
+        assert!(
+            err.contains("modules.GetThing.response.each: `each` needs `iterate`"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "modules.GetThing.response.each.pagination: a request per item does not page"
+            ),
+            "{err}"
+        );
+        let mut v = minimal();
+        v["modules"]["GetThing"]["type"] = json!("trigger");
+        v["modules"]["GetThing"]["response"] = json!({
+            "iterate": "{{body.data}}",
+            "each": {"url": "/things/{{item.id}}", "qs": {"full": "{{item.id"}},
+            "trigger": {"id": "{{item.id}}",
+                        "emitted": {"url": "/things/{{item.id}}/seen", "method": "POST",
+                                    "pagination": {"qs": {"page": "2"}}}}});
+        let err = load(v).unwrap_err().to_string();
+        assert!(
+            err.contains("modules.GetThing.response.each.qs.full"),
+            "{err}"
+        );
+        assert!(
+            err.contains("modules.GetThing.response.trigger.emitted.pagination"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_minimal_app_loads() {
         let app = load(minimal()).unwrap();
         assert_eq!(app.name(), "demo");

@@ -434,6 +434,11 @@ pub struct ResponseSpec {
     /// `auto` (the default): a body whose `Content-Type` is not text is a file.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub body_type: Option<ResponseBody>,
+    /// With `iterate`: a request sent once per item (its IML reads the item as `item`), whose
+    /// output (its own `response.output`, default its body) replaces the item — for an API
+    /// that lists ids and is asked for each item by its id (Gmail's messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub each: Option<Box<RequestSpec>>,
 }
 
 /// How a response body is read (`response.type`).
@@ -518,6 +523,11 @@ pub struct TriggerSpec {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub since_last_date: bool,
+    /// A request sent for each bundle a poll emits, once the poll has chosen them (its IML
+    /// reads the bundle as `item`): an acknowledgement such as Gmail's "mark as read", never
+    /// sent for items a limit leaves to a later poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted: Option<Box<RequestSpec>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -248,6 +248,8 @@ pub(crate) struct CompiledResponse {
     pub temp: Option<Json>,
     /// `response.type` (`crate::apps::defined::files`).
     pub body: Option<super::model::ResponseBody>,
+    /// `each`: the request sent per iterated item.
+    pub each: Option<Box<CompiledRequest>>,
 }
 
 /// `response.error`, compiled.
@@ -275,6 +277,8 @@ pub(crate) struct CompiledTrigger {
     pub date: Option<Expr>,
     pub order: Order,
     pub since_last_date: bool,
+    /// `emitted`: the request sent per emitted bundle.
+    pub emitted: Option<Box<CompiledRequest>>,
 }
 
 /// `pagination`, compiled.
@@ -353,7 +357,31 @@ pub(crate) fn compile_response(
         data: compile_opt(spec.data.as_ref(), path, "data", problems),
         temp: compile_opt(spec.temp.as_ref(), path, "temp", problems),
         body: spec.body_type,
+        each: compile_each(spec, path, problems),
     }
+}
+
+/// `response.each`: only with `iterate`, and it does not page itself.
+fn compile_each(
+    spec: &ResponseSpec,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Box<CompiledRequest>> {
+    let each = spec.each.as_ref()?;
+    let at = join(path, "each");
+    if spec.iterate.is_none() {
+        problems.push(Problem::new(
+            &at,
+            "`each` needs `iterate` (a request per item)",
+        ));
+    }
+    if each.pagination.is_some() {
+        problems.push(Problem::new(
+            &join(&at, "pagination"),
+            "a request per item does not page",
+        ));
+    }
+    Some(Box::new(compile_request(each, &at, problems)))
 }
 
 pub(crate) fn compile_errors(
@@ -389,11 +417,22 @@ fn compile_trigger(
 ) -> Option<CompiledTrigger> {
     let id = Expr::compile(&spec.id, &join(path, "id"), problems);
     let date = compile_text(spec.date.as_ref(), path, "date", problems);
+    let emitted = spec.emitted.as_ref().map(|request| {
+        let at = join(path, "emitted");
+        if request.pagination.is_some() {
+            problems.push(Problem::new(
+                &join(&at, "pagination"),
+                "a request per emitted bundle does not page",
+            ));
+        }
+        Box::new(compile_request(request, &at, problems))
+    });
     Some(CompiledTrigger {
         id: id?,
         date,
         order: spec.order,
         since_last_date: spec.since_last_date,
+        emitted,
     })
 }
 

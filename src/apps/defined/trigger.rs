@@ -31,7 +31,7 @@ use super::input::parse_date;
 use super::interpreter::{AppModule, Call, Pager, output};
 use super::load::CompiledWebhook;
 use super::model::{Order, RespondType};
-use super::template::{CompiledResponse, Vars};
+use super::template::{CompiledRequest, CompiledResponse, Vars};
 use crate::expr::value;
 use crate::module::polling::{self, DateCursor, PollRequest, Polled, TriggerCommit, TriggerState};
 use crate::module::{
@@ -262,6 +262,9 @@ async fn poll_prepared(
         ids.push(candidate.id);
         bundles.push(candidate.bundle);
     }
+    if let Some(emitted) = &trigger.emitted {
+        acknowledge(module, call, emitted, &bundles, &temp).await?;
+    }
     Ok(Polled {
         bundles,
         change: TriggerCommit {
@@ -280,6 +283,34 @@ fn start_from_now(next: &mut DateCursor, now: DateTime<Utc>) {
     if next.date.is_none() {
         next.date = DateTime::from_timestamp_millis(now.timestamp_millis());
     }
+}
+
+/// `response.trigger.emitted`: the request sent for each emitted bundle, in order. A failure
+/// fails the poll, so nothing is committed and the bundles come again at the next poll (an
+/// acknowledgement such as "mark as read" is idempotent).
+async fn acknowledge(
+    module: &AppModule,
+    call: &Call,
+    emitted: &CompiledRequest,
+    bundles: &[Value],
+    temp: &Value,
+) -> Result<(), ModuleError> {
+    let default = CompiledResponse::default();
+    let response = emitted.response.as_ref().unwrap_or(&default);
+    for bundle in bundles {
+        let vars = Vars {
+            item: bundle,
+            ..call.vars(temp)
+        };
+        if let Some(condition) = &emitted.condition
+            && !condition.truthy(&vars)?
+        {
+            continue;
+        }
+        let rendered = emitted.render(&vars, &call.base_qs, &call.base_headers)?;
+        module.exchange(call, &rendered, response, temp).await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ pub mod array;
 pub mod date;
 pub mod general;
 pub mod math;
+pub mod mime;
 pub mod text;
 
 use chrono::{DateTime, Utc};
