@@ -279,3 +279,68 @@ async fn a_refused_activation_lists_its_problems_at_their_paths() {
         "{body}"
     );
 }
+
+/// A scenario Switchyard turned off after its consecutive errors (`maxErrors`) says so on its
+/// console page, next to its status, in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_turned_off_after_errors_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = serve(dir.path()).await;
+    let http = client();
+    let (cookie, _) = sign_in(&http, &base).await;
+    let id = a_scenario(&http, &base).await;
+    let activated = http
+        .post(format!("{base}/api/scenarios/{id}/activate"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activated.status(), 200);
+    // One execution that ended with an error, then the check a runner makes after it.
+    let store = switchyard::store::Store::open_sqlite(dir.path())
+        .await
+        .unwrap();
+    let execution = store
+        .create_execution(switchyard::store::NewExecution {
+            scenario_id: &id,
+            version: 1,
+            source: switchyard::store::ExecutionSource::Manual,
+            payload: None,
+        })
+        .await
+        .unwrap();
+    let error = serde_json::json!({"name": "DataError", "message": "bad"});
+    let outcome = switchyard::store::ExecutionOutcome {
+        status: switchyard::store::FinalStatus::Error,
+        operations: 1,
+        cycles: 1,
+        report: None,
+        error: Some(&error),
+        trigger: None,
+    };
+    assert!(store.finish_execution(&execution, outcome).await.unwrap());
+    let reason = "turned off after 1 consecutive execution ended with an error (maxErrors 1)";
+    assert!(store.deactivate_after_errors(&id, 1, reason).await.unwrap());
+
+    let page = http
+        .get(format!("{base}/scenarios/{id}"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("inactive"), "{page}");
+    assert!(page.contains(reason), "{page}");
+    let list = http
+        .get(format!("{base}/scenarios"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("after errors"), "{list}");
+}
