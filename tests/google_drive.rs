@@ -967,24 +967,12 @@ async fn watch_emits_each_new_file_once_across_a_restart() {
         return;
     };
     let base = format!("google-drive={api}");
-    let out = db.cli(&[
-        "connections",
-        "add",
+    db.add_access_token_connection(
         "drive",
-        "--app",
         "google-drive",
-        "--access-token",
         TOKEN,
-        "--id",
         &CONNECTION.to_string(),
-        "--no-test",
-        "--app-base-url",
         &base,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     // Each new file is copied into the log folder under its own name.
     let blueprint = json!({

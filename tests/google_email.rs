@@ -882,25 +882,7 @@ async fn watch_emails_emits_each_new_message_once() {
     deliver(&mailbox, "old@example.org", "Already there");
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let base = format!("google-email={api}");
-    let out = db.cli(&[
-        "connections",
-        "add",
-        "gmail",
-        "--app",
-        "google-email",
-        "--access-token",
-        TOKEN,
-        "--id",
-        "4854887",
-        "--no-test",
-        "--app-base-url",
-        &base,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    db.add_access_token_connection("gmail", "google-email", TOKEN, "4854887", &base);
     // As a Make export writes it: version 2, the connection in `account`, unread mail of
     // the inbox, marked as read when fetched; each new e-mail forwarded as a note.
     let blueprint = json!({

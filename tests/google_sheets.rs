@@ -766,25 +766,7 @@ async fn watch_rows_emits_each_new_row_once() {
     .await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let base = format!("google-sheets={api}");
-    let out = db.cli(&[
-        "connections",
-        "add",
-        "google",
-        "--app",
-        "google-sheets",
-        "--access-token",
-        TOKEN,
-        "--id",
-        "5032701",
-        "--no-test",
-        "--app-base-url",
-        &base,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    db.add_access_token_connection("google", "google-sheets", TOKEN, "5032701", &base);
     let blueprint = json!({
         "name": "copy new leads",
         "flow": [

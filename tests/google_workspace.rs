@@ -1094,28 +1094,6 @@ fn summaries(state: &Shared, calendar: &str) -> Vec<String> {
         .collect()
 }
 
-fn add_served_connection(db: &TestDb, bases: &str, app: &str, id: &str) {
-    let out = db.cli(&[
-        "connections",
-        "add",
-        app,
-        "--app",
-        app,
-        "--access-token",
-        FRESH,
-        "--id",
-        id,
-        "--no-test",
-        "--app-base-url",
-        bases,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn wait_for(what: impl Fn() -> usize, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while what() < count {
@@ -1131,8 +1109,14 @@ async fn watch_triggers_emit_each_new_item_once() {
     submit(&state, "1FAIpQLSf-form", "old@example.com", "before");
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let bases = format!("google-calendar={api},google-forms={api}");
-    add_served_connection(&db, &bases, "google-calendar", "4728231");
-    add_served_connection(&db, &bases, "google-forms", "5551");
+    db.add_access_token_connection(
+        "google-calendar",
+        "google-calendar",
+        FRESH,
+        "4728231",
+        &bases,
+    );
+    db.add_access_token_connection("google-forms", "google-forms", FRESH, "5551", &bases);
     let blueprint = json!({
         "name": "copy new team events",
         "flow": [
@@ -1247,8 +1231,8 @@ async fn the_example_turns_rows_into_events() {
     ];
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let bases = format!("google-calendar={api},google-sheets={api}");
-    add_served_connection(&db, &bases, "google-sheets", "41");
-    add_served_connection(&db, &bases, "google-calendar", "42");
+    db.add_access_token_connection("google-sheets", "google-sheets", FRESH, "41", &bases);
+    db.add_access_token_connection("google-calendar", "google-calendar", FRESH, "42", &bases);
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/google-sheets-rows-to-calendar.json");
     let mut blueprint: Value = serde_json::from_slice(&std::fs::read(example).unwrap()).unwrap();

@@ -201,6 +201,38 @@ impl TestDb {
 
     /// Runs a one-shot CLI command (`scenarios …`, `executions …`) on this database; the
     /// database arguments go after the subcommand, as users type them.
+    /// Stores an `oauth2` connection of `app` named `name` with Make's id `id` from a token
+    /// obtained elsewhere (`connections add --access-token … --no-test`), the app pointed at a
+    /// test server by `app_base_urls` (`APP=URL,…`).
+    pub fn add_access_token_connection(
+        &self,
+        name: &str,
+        app: &str,
+        token: &str,
+        id: &str,
+        app_base_urls: &str,
+    ) {
+        let out = self.cli(&[
+            "connections",
+            "add",
+            name,
+            "--app",
+            app,
+            "--access-token",
+            token,
+            "--id",
+            id,
+            "--no-test",
+            "--app-base-url",
+            app_base_urls,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// How many executions of the database have ended (`executions list --json`; a poll
     /// reads its source while its execution runs: items added before it ends may be its).
     pub fn ended_executions(&self) -> usize {
