@@ -86,3 +86,27 @@ impl Notifier {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_absolute_http_url_is_taken_and_a_refusal_says_why() {
+        assert!(Notifier::new("https://ops.example.com/switchyard").is_ok());
+        assert!(Notifier::new("http://127.0.0.1:9000/events").is_ok());
+        for (url, problem) in [
+            ("ops.example.com/events", "not an absolute URL"),
+            ("", "not an absolute URL"),
+            ("ftp://ops.example.com/events", "only http and https"),
+            ("file:///etc/passwd", "only http and https"),
+        ] {
+            let message = Notifier::new(url).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("--notify-url `{url}`")),
+                "{message}"
+            );
+            assert!(message.contains(problem), "{message}");
+        }
+    }
+}
