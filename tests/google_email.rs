@@ -1152,11 +1152,15 @@ fn request_accepted(report: &Value) -> bool {
     if details["statusCode"] != 500 {
         return false;
     }
-    let body: Value = details["body"]
-        .as_str()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    body["validation"]
-        .as_array()
-        .is_some_and(|all| !all.is_empty() && all.iter().all(|v| v["location"][0] == "response"))
+    let text = details["body"].as_str().unwrap_or_default();
+    match serde_json::from_str::<Value>(text) {
+        Ok(body) => body["validation"].as_array().is_some_and(|all| {
+            !all.is_empty() && all.iter().all(|v| v["location"][0] == "response")
+        }),
+        // The stored body is cut at the error details' cap when Prism made up many messages:
+        // judge by the violations it shows, which must all be the response's.
+        Err(_) => {
+            text.contains(r#""location":["response""#) && !text.contains(r#""location":["request""#)
+        }
+    }
 }
