@@ -1276,9 +1276,22 @@ async fn trigger_state_survives_edits_and_caps_seen_ids() {
         // Another key of the same scenario is independent.
         assert!(s.trigger_state(&sc, "module:2").await.unwrap().is_none());
 
+        assert_eq!(read.generation, 0);
         assert!(s.reset_trigger_state(&sc, key).await.unwrap());
-        assert!(s.trigger_state(&sc, key).await.unwrap().is_none());
+        let reset = s
+            .trigger_state(&sc, key)
+            .await
+            .unwrap()
+            .expect("an emptied row");
+        assert_eq!((reset.cursor, reset.seen_ids.len()), (None, 0));
+        assert_eq!(reset.generation, 1);
+        // Resetting an empty state forgets nothing and starts no new generation.
         assert!(!s.reset_trigger_state(&sc, key).await.unwrap());
+        assert_eq!(
+            s.trigger_state(&sc, key).await.unwrap().unwrap().generation,
+            1
+        );
+        assert!(!s.reset_trigger_state(&sc, "module:2").await.unwrap());
 
         assert_not_found(s.commit_trigger_state(MISSING, key, None, &[], 10).await);
         let err = s.trigger_state(&sc, "").await.unwrap_err();
@@ -1315,6 +1328,7 @@ async fn trigger_state_commits_with_the_finish_and_only_once() {
                     cursor: Some(&cursor),
                     new_seen_ids: &new,
                     cap: 100,
+                    generation: 0,
                 };
                 let outcome = ExecutionOutcome {
                     trigger: Some(change),
@@ -1395,6 +1409,7 @@ async fn trigger_state_commits_with_the_finish_and_only_once() {
                 cursor: Some(&cursor),
                 new_seen_ids: &new,
                 cap: 100,
+                generation: 0,
             };
             let outcome = ExecutionOutcome {
                 trigger: Some(change),
@@ -1422,6 +1437,7 @@ async fn trigger_state_commits_with_the_finish_and_only_once() {
             cursor: None,
             new_seen_ids: &none,
             cap: 10,
+            generation: 0,
         };
         let outcome = ExecutionOutcome {
             trigger: Some(change),
@@ -1432,6 +1448,54 @@ async fn trigger_state_commits_with_the_finish_and_only_once() {
             s.get_execution(&e5).await.unwrap().status,
             ExecutionStatus::Queued
         );
+    })
+    .await;
+}
+
+/// A poll that read the state before a reset and finishes after it commits nothing: its
+/// progress belongs to the state the reset forgot, so the next poll starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_drops_the_progress_of_a_poll_that_read_before_it() {
+    each_backend(|db| async move {
+        let s = &db.store;
+        let sc = scenario(s, "Poller").await;
+        let key = "module:1";
+        let report = json!({"status": "success"});
+        let finish_poll = |cursor: Value, generation: i64| {
+            let (sc, report) = (sc.clone(), report.clone());
+            async move {
+                let id = execution(s, &sc, json!(null)).await;
+                s.claim_execution(&id, "w", 3).await.unwrap().unwrap();
+                let new = vec![cursor.to_string()];
+                let change = TriggerStateChange {
+                    scenario_id: &sc,
+                    key,
+                    cursor: Some(&cursor),
+                    new_seen_ids: &new,
+                    cap: 100,
+                    generation,
+                };
+                let outcome = ExecutionOutcome {
+                    trigger: Some(change),
+                    ..outcome(FinalStatus::Success, &report)
+                };
+                assert!(s.finish_execution(&id, outcome).await.unwrap(), "finished");
+                s.trigger_state(&sc, key).await.unwrap().unwrap()
+            }
+        };
+
+        // The first poll read no state (generation 0) and commits.
+        let state = finish_poll(json!(1), 0).await;
+        assert_eq!(state.cursor, Some(json!(1)));
+        // A second poll reads generation 0; a reset comes before it finishes.
+        assert!(s.reset_trigger_state(&sc, key).await.unwrap());
+        let state = finish_poll(json!(2), 0).await;
+        assert_eq!(state.cursor, None, "the reset was undone: {state:?}");
+        assert!(state.seen_ids.is_empty(), "{state:?}");
+        // A poll that read the new generation commits as usual.
+        let state = finish_poll(json!(3), 1).await;
+        assert_eq!(state.cursor, Some(json!(3)));
+        assert_eq!(state.seen_ids, ["3"]);
     })
     .await;
 }

@@ -436,14 +436,19 @@ impl Runner {
         let trigger_key = polling
             .filter(|&module| resume.as_ref().is_none_or(|r| r.module == module))
             .map(|_| scenario.trigger_key());
+        // Its generation goes with the commit: a reset meanwhile drops this poll's progress.
+        let mut generation = 0;
         let trigger = match &trigger_key {
             Some(key) => Some(
                 self.store
                     .trigger_state(&execution.scenario_id, key)
                     .await?
-                    .map(|stored| TriggerState {
-                        cursor: stored.cursor,
-                        seen_ids: stored.seen_ids,
+                    .map(|stored| {
+                        generation = stored.generation;
+                        TriggerState {
+                            cursor: stored.cursor,
+                            seen_ids: stored.seen_ids,
+                        }
                     })
                     .unwrap_or_default(),
             ),
@@ -497,7 +502,7 @@ impl Runner {
             &scenario,
             &report,
             park,
-            trigger_key.as_deref(),
+            trigger_key.as_deref().map(|key| (key, generation)),
         )
         .await?;
         if let (Some(incomplete), Status::Success) = (incomplete_id, report.status) {
@@ -576,7 +581,8 @@ impl Runner {
     }
 
     /// Stores what the execution produced and finishes it; a polling trigger's committed
-    /// state change (`trigger_key`'s) is stored in the same transaction as the finish.
+    /// state change (for `trigger_read`: its key and the generation read) is stored in the
+    /// same transaction as the finish.
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
@@ -586,7 +592,7 @@ impl Runner {
         scenario: &Scenario,
         report: &Report,
         park: bool,
-        trigger_key: Option<&str>,
+        trigger_read: Option<(&str, i64)>,
     ) -> Result<(), RunnerError> {
         // Stored with the finish, in its transaction: the execution ends with its parked
         // bundles or not at all.
@@ -630,12 +636,13 @@ impl Runner {
             cycles: report.cycles,
             report: json,
             error,
-            trigger: match (trigger_key, &report.trigger) {
-                (Some(key), Some(change)) => Some(TriggerProgress {
+            trigger: match (trigger_read, &report.trigger) {
+                (Some((key, generation)), Some(change)) => Some(TriggerProgress {
                     scenario_id: scenario_id.to_string(),
                     key: key.to_string(),
                     cursor: change.cursor.clone(),
                     new_seen_ids: change.new_seen_ids.clone(),
+                    generation,
                 }),
                 _ => None,
             },

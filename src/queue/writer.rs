@@ -96,6 +96,8 @@ pub(crate) struct TriggerProgress {
     pub cursor: Option<Value>,
     /// Ids emitted since the state was read, added to the ids seen.
     pub new_seen_ids: Vec<String>,
+    /// The generation of the state read: a reset since then drops this progress.
+    pub generation: i64,
 }
 
 /// A [`Finish`] with its module data (or the last part of it) serialised.
@@ -135,6 +137,7 @@ impl Prepared {
                 cursor: t.cursor.as_ref(),
                 new_seen_ids: &t.new_seen_ids,
                 cap: SEEN_IDS_CAP,
+                generation: t.generation,
             }),
         }
     }

@@ -70,6 +70,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0015_deactivation_reason.sql",
         include_str!("../../migrations/sqlite/0015_deactivation_reason.sql"),
     ),
+    (
+        "0016_trigger_generation.sql",
+        include_str!("../../migrations/sqlite/0016_trigger_generation.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -125,6 +129,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0015_deactivation_reason.sql",
         include_str!("../../migrations/postgres/0015_deactivation_reason.sql"),
+    ),
+    (
+        "0016_trigger_generation.sql",
+        include_str!("../../migrations/postgres/0016_trigger_generation.sql"),
     ),
 ];
 

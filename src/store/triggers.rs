@@ -72,6 +72,14 @@ impl TryFrom<IncompleteRecord> for IncompleteExecution {
     }
 }
 
+#[derive(FromRow)]
+struct TriggerStateRecord {
+    cursor: Option<Json<Value>>,
+    seen_ids: Json<Value>,
+    updated_at: i64,
+    generation: i64,
+}
+
 /// Reads a stored seen-id list; anything but an array of strings is corrupt.
 fn seen_ids_from(value: Value) -> Result<Vec<String>> {
     serde_json::from_value(value)
@@ -95,11 +103,14 @@ fn merge_seen(mut seen: Vec<String>, new_ids: &[String], cap: usize) -> Vec<Stri
 /// (shared by [`Store::commit_trigger_state`] and [`Store::finish_execution`]): creates the
 /// row if needed, reads it under a row lock (`$lock` is the dialect's `FOR UPDATE`), sets
 /// the cursor unless `$cursor` (`Option<JsonText>`) is `None`, appends `$new_seen_ids`
-/// keeping the newest `$cap`, and stamps `$now`. Evaluates to `(old cursor, seen ids)`;
-/// `?` propagates database errors to the enclosing `Result<_, StoreError>`.
+/// keeping the newest `$cap`, and stamps `$now`. With `$generation` `Some(g)` the change
+/// applies only if the row is still in generation `g` (no reset since the poll read it);
+/// otherwise the stored state is left as it is. Evaluates to `(old cursor, seen ids,
+/// generation)` as stored afterwards; `?` propagates database errors to the enclosing
+/// `Result<_, StoreError>`.
 macro_rules! merge_trigger_state {
     ($tx:expr, $lock:expr, $scenario_id:expr, $key:expr, $cursor:expr, $new_seen_ids:expr,
-     $cap:expr, $now:expr) => {{
+     $cap:expr, $generation:expr, $now:expr) => {{
         let empty = JsonText::new("trigger seen ids", &Value::Array(Vec::new()))?;
         // Create the row if needed, so that there is a row to lock.
         sqlx::query(
@@ -114,38 +125,46 @@ macro_rules! merge_trigger_state {
         .execute(&mut *$tx)
         .await?;
         let select = format!(
-            "SELECT cursor, seen_ids FROM trigger_state \
+            "SELECT cursor, seen_ids, generation FROM trigger_state \
              WHERE scenario_id = $1 AND trigger_key = $2{}",
             $lock
         );
-        let (old_cursor, Json(seen)): (Option<Json<Value>>, Json<Value>) =
+        let (old_cursor, Json(seen), generation): (Option<Json<Value>>, Json<Value>, i64) =
             sqlx::query_as(sqlx::AssertSqlSafe(select))
                 .bind($scenario_id)
                 .bind($key)
                 .fetch_one(&mut *$tx)
                 .await?;
-        let seen = merge_seen(seen_ids_from(seen)?, $new_seen_ids, $cap);
-        let seen_text = JsonText::new(
-            "trigger seen ids",
-            &Value::Array(seen.iter().cloned().map(Value::String).collect()),
-        )?;
-        sqlx::query(
-            "UPDATE trigger_state SET cursor = COALESCE($3, cursor), seen_ids = $4, \
+        let seen = seen_ids_from(seen)?;
+        if $generation.is_some_and(|read: i64| read != generation) {
+            // A reset came between the poll's read and this commit: its progress belongs
+            // to the state the reset forgot.
+            (old_cursor, seen, generation)
+        } else {
+            let seen = merge_seen(seen, $new_seen_ids, $cap);
+            let seen_text = JsonText::new(
+                "trigger seen ids",
+                &Value::Array(seen.iter().cloned().map(Value::String).collect()),
+            )?;
+            sqlx::query(
+                "UPDATE trigger_state SET cursor = COALESCE($3, cursor), seen_ids = $4, \
              updated_at = $5 WHERE scenario_id = $1 AND trigger_key = $2",
-        )
-        .bind($scenario_id)
-        .bind($key)
-        .bind($cursor)
-        .bind(seen_text)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        (old_cursor, seen)
+            )
+            .bind($scenario_id)
+            .bind($key)
+            .bind($cursor)
+            .bind(seen_text)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+            (old_cursor, seen, generation)
+        }
     }};
 }
 
 impl Store {
-    /// A polling trigger's state, or `None` before its first commit (or after a reset).
+    /// A polling trigger's state, or `None` before its first commit. After a reset it is
+    /// empty (no cursor, no seen ids) in a new generation.
     pub async fn trigger_state(
         &self,
         scenario_id: &str,
@@ -155,9 +174,9 @@ impl Store {
         if !is_id(scenario_id) {
             return Ok(None);
         }
-        let row: Option<(Option<Json<Value>>, Json<Value>, i64)> = on_pool!(self, pool => {
+        let row: Option<TriggerStateRecord> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT cursor, seen_ids, updated_at FROM trigger_state \
+                "SELECT cursor, seen_ids, updated_at, generation FROM trigger_state \
                  WHERE scenario_id = $1 AND trigger_key = $2",
             )
             .bind(scenario_id)
@@ -165,11 +184,12 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        row.map(|(cursor, Json(seen), updated_at)| {
+        row.map(|r| {
             Ok(TriggerState {
-                cursor: json::unwrap_opt(cursor),
-                seen_ids: seen_ids_from(seen)?,
-                updated_at,
+                cursor: json::unwrap_opt(r.cursor),
+                seen_ids: seen_ids_from(r.seen_ids.0)?,
+                updated_at: r.updated_at,
+                generation: r.generation,
             })
         })
         .transpose()
@@ -178,7 +198,8 @@ impl Store {
     /// Records a poll's progress: sets the cursor (unless `cursor` is `None`, which keeps
     /// the stored one) and adds `new_seen_ids` to the seen list, which keeps the newest
     /// `cap` ids. Atomic: concurrent commits are serialised and none is lost. Returns the
-    /// state as stored.
+    /// state as stored. Unconditional: a poll's own commit goes with its execution's finish
+    /// ([`TriggerStateChange`]), which applies only within the generation the poll read.
     pub async fn commit_trigger_state(
         &self,
         scenario_id: &str,
@@ -196,7 +217,7 @@ impl Store {
         let result: Result<TriggerState> = on_pool!(self, pool => {
             async {
                 let mut tx = begin_write(pool).await?;
-                let (old_cursor, seen) = merge_trigger_state!(
+                let (old_cursor, seen, generation) = merge_trigger_state!(
                     tx,
                     for_update(pool),
                     scenario_id,
@@ -204,6 +225,7 @@ impl Store {
                     cursor.clone(),
                     new_seen_ids,
                     cap,
+                    None,
                     now
                 );
                 tx.commit().await?;
@@ -215,6 +237,7 @@ impl Store {
                     cursor,
                     seen_ids: seen,
                     updated_at: now,
+                    generation,
                 })
             }
             .await
@@ -228,18 +251,29 @@ impl Store {
     }
 
     /// Forgets a trigger's state; the next poll starts afresh. Returns whether there was any.
+    /// The row stays, empty, in a new generation: a poll that read the old state and has not
+    /// finished yet cannot commit its progress back (see [`TriggerStateChange::generation`]).
+    /// An empty state needs no new generation: a poll that read it started afresh already.
     pub async fn reset_trigger_state(&self, scenario_id: &str, key: &str) -> Result<bool> {
         check_text("trigger key", key, MAX_TRIGGER_KEY_BYTES)?;
         if !is_id(scenario_id) {
             return Ok(false);
         }
+        let empty = JsonText::new("trigger seen ids", &Value::Array(Vec::new()))?;
         let rows = on_pool!(self, pool => {
-            sqlx::query("DELETE FROM trigger_state WHERE scenario_id = $1 AND trigger_key = $2")
-                .bind(scenario_id)
-                .bind(key)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE trigger_state SET cursor = NULL, seen_ids = $3, \
+                 generation = generation + 1, updated_at = $4 \
+                 WHERE scenario_id = $1 AND trigger_key = $2 \
+                 AND (cursor IS NOT NULL OR seen_ids <> $3)",
+            )
+            .bind(scenario_id)
+            .bind(key)
+            .bind(empty.clone())
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         Ok(rows == 1)
     }
@@ -531,6 +565,7 @@ impl WriteTx {
                     cursor.clone(),
                     change.new_seen_ids,
                     change.cap,
+                    Some(change.generation),
                     now
                 );
                 Ok::<_, StoreError>(())

@@ -284,6 +284,9 @@ pub struct TriggerStateChange<'a> {
     pub cursor: Option<&'a Value>,
     pub new_seen_ids: &'a [String],
     pub cap: usize,
+    /// The generation of the state the poll read (0 when there was none): the change
+    /// applies only if no reset came since.
+    pub generation: i64,
 }
 
 /// A position in the newest-first list of executions: list what comes after it.
@@ -442,6 +445,8 @@ pub struct TriggerState {
     /// Oldest first; at most the cap given to `commit_trigger_state`.
     pub seen_ids: Vec<String>,
     pub updated_at: i64,
+    /// How many resets emptied this state ([`crate::store::Store::reset_trigger_state`]).
+    pub generation: i64,
 }
 
 /// What [`crate::store::Store::insert_incomplete`] needs.
