@@ -1464,50 +1464,113 @@ async fn cli_admin(db: TestDb) {
     assert_eq!(
         imported,
         json!({"imported": [{"file": file_arg, "id": id, "version": 1,
-                             "hooks": [{"module": 1, "url": hook_url}], "warnings": []}]})
+                             "hooks": [{"module": 1, "url": hook_url}], "warnings": []}],
+               "refused": []})
     );
-    let human = stdout_ok(
-        &db.cli(&["scenarios", "import", &file_arg]),
-        "scenarios import",
-    );
+    // The same blueprint again is refused (its name is taken), and says how to update.
+    let again = db.cli(&["scenarios", "import", &file_arg]);
+    assert_ne!(again.status.code(), Some(0));
+    let human = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(
-        human.contains("→ scenario ")
-            && human.contains("(version 1)")
-            && human.contains("hook /hooks/"),
+        human.contains(&format!(
+            "refused: a scenario named \"from the CLI\" exists ({id}): `--update`"
+        )),
         "{human}"
     );
-    let second_id = human
-        .split("→ scenario ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    assert_ne!(second_id, id);
-    // A new version of the first.
+    // `--update` stores it as the named scenario's new version.
     let mut v2 = blueprint.clone();
     v2["flow"][1]["mapper"]["value"] = json!("{{1.n + 1}}");
     let v2_file = db.write_json("cli-v2.json", &v2);
+    let v2_arg = v2_file.to_string_lossy().into_owned();
     let updated = stdout_json(
-        &db.cli(&[
-            "scenarios",
-            "import",
-            &v2_file.to_string_lossy(),
-            "--id",
-            &id,
-            "--json",
-        ]),
+        &db.cli(&["scenarios", "import", &v2_arg, "--update", "--json"]),
+        "scenarios import --update",
+    );
+    assert_eq!(updated["imported"][0]["id"], id.as_str(), "{updated}");
+    assert_eq!(updated["imported"][0]["version"], 2, "{updated}");
+    // A second scenario of that name (the API does not refuse one): `--update` cannot
+    // choose, `--id` can.
+    let second_id = api.create(&blueprint).await["id"]
+        .as_str()
+        .expect("second id")
+        .to_string();
+    assert_ne!(second_id, id);
+    let ambiguous = db.cli(&["scenarios", "import", &v2_arg, "--update"]);
+    assert_ne!(ambiguous.status.code(), Some(0));
+    let human = String::from_utf8_lossy(&ambiguous.stdout).into_owned();
+    assert!(
+        human.contains("2 scenarios are named \"from the CLI\"") && human.contains(&second_id),
+        "{human}"
+    );
+    let updated = stdout_json(
+        &db.cli(&["scenarios", "import", &v2_arg, "--id", &second_id, "--json"]),
         "scenarios import --id",
     );
+    assert_eq!(updated["imported"][0]["id"], second_id.as_str());
     assert_eq!(updated["imported"][0]["version"], 2);
     // An invalid file is refused with the problem's path.
     let bad = db.write_json(
         "bad.json",
         &json!({"name": "bad", "flow": [{"id": 1, "module": "nope:Nothing"}]}),
     );
-    let out = db.cli(&["scenarios", "import", &bad.to_string_lossy()]);
+    let bad_arg = bad.to_string_lossy().into_owned();
+    let out = db.cli(&["scenarios", "import", &bad_arg]);
     assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("flow[0].module"), "{stdout}");
+    // Several files: all or nothing, every file's outcome reported; `--continue` stores the
+    // valid ones.
+    let one = db.write_json("one.json", &hook_scenario("batch one"));
+    let two = db.write_json("two.json", &hook_scenario("batch two"));
+    let (one_arg, two_arg) = (one.to_string_lossy(), two.to_string_lossy());
+    let batch = [
+        "scenarios",
+        "import",
+        &one_arg,
+        &bad_arg,
+        &two_arg,
+        "--json",
+    ];
+    let out = db.cli(&batch);
+    assert_ne!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["imported"], json!([]), "{report}");
+    assert_eq!(report["refused"][0]["file"], bad_arg.as_ref(), "{report}");
+    assert_eq!(report["refused"].as_array().unwrap().len(), 1, "{report}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("flow[0].module"), "{stderr}");
+    assert!(
+        stderr.contains("nothing imported: 1 of 3 files refused (`--continue` imports the others)"),
+        "{stderr}"
+    );
+    let human = String::from_utf8_lossy(&db.cli(&batch[..5]).stdout).into_owned();
+    assert!(
+        human.contains(&format!("{one_arg}: valid, not imported"))
+            && human.contains(&format!("{bad_arg}: refused:"))
+            && human.contains(&format!("{two_arg}: valid, not imported")),
+        "{human}"
+    );
+    let scenarios = |db: &TestDb| {
+        stdout_json(&db.cli(&["scenarios", "list", "--json"]), "scenarios list")["scenarios"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(scenarios(&db), 2, "a refused batch stored nothing");
+    let out = db.cli(&[&batch[..], &["--continue"]].concat());
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a refused file still fails the command"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let files: Vec<&str> = report["imported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, [one_arg.as_ref(), two_arg.as_ref()], "{report}");
+    assert_eq!(scenarios(&db), 4);
 
     // list.
     let list = stdout_json(
@@ -1527,7 +1590,7 @@ async fn cli_admin(db: TestDb) {
         json!({"id": id, "name": "from the CLI", "version": 2, "active": false,
                "hooks": [{"module": 1, "url": hook_url}]})
     );
-    assert_eq!(list["scenarios"].as_array().unwrap().len(), 2);
+    assert_eq!(list["scenarios"].as_array().unwrap().len(), 4);
     let human = stdout_ok(&db.cli(&["scenarios", "list"]), "scenarios list");
     let line = human
         .lines()

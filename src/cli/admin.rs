@@ -15,12 +15,21 @@ use crate::store::{ExecutionFilter, ExecutionStatus, Store};
 
 #[derive(Subcommand)]
 pub enum ScenariosCommand {
-    /// Validates and stores scenario files (a new version when `--id` is given).
+    /// Validates and stores scenario files, all or nothing: when any file is refused, none
+    /// is stored (unless `--continue`), and every file's outcome is reported. A file whose
+    /// scenario name is taken is refused, or with `--update` stored as that scenario's new
+    /// version.
     Import {
         files: Vec<PathBuf>,
-        /// Update this scenario instead of creating one (one file only).
-        #[arg(long)]
+        /// Store the file as a new version of this scenario (one file only).
+        #[arg(long, conflicts_with = "update")]
         id: Option<String>,
+        /// A file named like a stored scenario becomes that scenario's new version.
+        #[arg(long)]
+        update: bool,
+        /// Store the valid files even when others are refused.
+        #[arg(long = "continue")]
+        keep_going: bool,
     },
     List,
     /// Prints the blueprint JSON of a scenario's current version (or `--version N`), as
@@ -159,6 +168,156 @@ fn hooks_json(hooks: &[Hook]) -> Value {
         .collect()
 }
 
+/// Where `scenarios import` stores each file.
+enum ImportTarget {
+    /// A new version of this scenario (`--id`).
+    Scenario(String),
+    /// A new scenario, or with `update` a new version of the one its name names.
+    ByName { update: bool },
+}
+
+/// What importing one file will do, once every file is checked.
+enum Planned {
+    Create(String),
+    Update { id: String, text: String },
+}
+
+/// Checks every file first (its JSON, its blueprint, where it goes), then stores them: all,
+/// or none when one is refused unless `keep_going`. Prints each file's outcome; fails when
+/// any file was refused.
+async fn import_files(
+    catalog: &Catalog,
+    json_out: bool,
+    files: &[PathBuf],
+    target: &ImportTarget,
+    keep_going: bool,
+) -> anyhow::Result<()> {
+    let stored_names = catalog.store().list_scenarios().await?;
+    let mut plans: Vec<Result<Planned, String>> = Vec::with_capacity(files.len());
+    let mut names_here: Vec<(String, &PathBuf)> = Vec::new();
+    for file in files {
+        plans.push(match plan_import(catalog, file, target, &stored_names) {
+            Ok((name, plan)) => match names_here.iter().find(|(n, _)| *n == name) {
+                Some((_, first)) if matches!(target, ImportTarget::ByName { .. }) => Err(format!(
+                    "{} also has the scenario name \"{name}\": import one of them",
+                    first.display()
+                )),
+                _ => {
+                    names_here.push((name, file));
+                    Ok(plan)
+                }
+            },
+            Err(problem) => Err(problem),
+        });
+    }
+    let refused = plans.iter().filter(|p| p.is_err()).count();
+    let store_any = refused == 0 || keep_going;
+    let (mut imported, mut refusals, mut lines) = (Vec::new(), Vec::new(), Vec::new());
+    for (file, plan) in files.iter().zip(plans) {
+        let shown = file.display().to_string();
+        let plan = match plan {
+            Ok(plan) if store_any => plan,
+            Ok(_) => {
+                lines.push(format!("{shown}: valid, not imported"));
+                continue;
+            }
+            Err(problem) => {
+                lines.push(format!("{shown}: refused: {problem}"));
+                refusals.push(json!({"file": shown, "error": problem}));
+                continue;
+            }
+        };
+        let stored = match plan {
+            Planned::Create(text) => catalog.create(&text).await,
+            Planned::Update { id, text } => catalog.update(&id, &text).await,
+        };
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                lines.push(format!("{shown}: refused: {e}"));
+                refusals.push(json!({"file": shown, "error": e.to_string()}));
+                continue;
+            }
+        };
+        lines.push(format!(
+            "{shown} → scenario {} (version {}){}",
+            stored.id,
+            stored.version,
+            hooks_text(&stored.hooks)
+        ));
+        lines.extend(stored.warnings.iter().map(|w| format!("  warning: {w}")));
+        imported.push(
+            json!({"file": shown, "id": stored.id, "version": stored.version,
+            "hooks": hooks_json(&stored.hooks), "warnings": stored.warnings}),
+        );
+    }
+    let failed = refusals.len();
+    print(
+        json_out,
+        &json!({"imported": imported, "refused": refusals}),
+        || lines.join("\n"),
+    );
+    match (failed, store_any) {
+        (0, _) => Ok(()),
+        (n, false) => anyhow::bail!(
+            "nothing imported: {n} of {} files refused (`--continue` imports the others)",
+            files.len()
+        ),
+        (n, true) => anyhow::bail!("{n} of {} files refused", files.len()),
+    }
+}
+
+/// Reads and checks one file and decides where it goes: its scenario name and plan, or why
+/// it is refused.
+fn plan_import(
+    catalog: &Catalog,
+    file: &std::path::Path,
+    target: &ImportTarget,
+    stored: &[crate::store::ScenarioRow],
+) -> Result<(String, Planned), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let (blueprint, _) = catalog
+        .check(crate::scenario::without_bom(&text))
+        .map_err(|e| e.to_string())?;
+    let name = blueprint.name;
+    let update = match target {
+        ImportTarget::Scenario(id) => {
+            return Ok((
+                name,
+                Planned::Update {
+                    id: id.clone(),
+                    text,
+                },
+            ));
+        }
+        ImportTarget::ByName { update } => *update,
+    };
+    let named: Vec<&str> = stored
+        .iter()
+        .filter(|row| row.name == name)
+        .map(|row| row.id.as_str())
+        .collect();
+    match (named.as_slice(), update) {
+        ([], _) => Ok((name, Planned::Create(text))),
+        ([id], true) => Ok((
+            name,
+            Planned::Update {
+                id: id.to_string(),
+                text,
+            },
+        )),
+        ([id], false) => Err(format!(
+            "a scenario named \"{name}\" exists ({id}): `--update` stores this file as its new \
+             version"
+        )),
+        (ids, _) => Err(format!(
+            "{} scenarios are named \"{name}\" ({}): give one with `--id`",
+            ids.len(),
+            ids.join(", ")
+        )),
+    }
+}
+
 /// `  hook /hooks/…` for a human line (nothing without hooks).
 fn hooks_text(hooks: &[Hook]) -> String {
     hooks
@@ -173,33 +332,21 @@ async fn scenarios_on(
     command: ScenariosCommand,
 ) -> anyhow::Result<()> {
     match command {
-        ScenariosCommand::Import { files, id } => {
+        ScenariosCommand::Import {
+            files,
+            id,
+            update,
+            keep_going,
+        } => {
             if id.is_some() && files.len() != 1 {
                 anyhow::bail!("--id updates one scenario: give exactly one file");
             }
-            let mut out = Vec::new();
-            let mut lines = Vec::new();
-            for file in files {
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-                let stored = match &id {
-                    Some(existing) => catalog.update(existing, &text).await,
-                    None => catalog.create(&text).await,
-                }
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                lines.push(format!(
-                    "{} → scenario {} (version {}){}",
-                    file.display(),
-                    stored.id,
-                    stored.version,
-                    hooks_text(&stored.hooks)
-                ));
-                lines.extend(stored.warnings.iter().map(|w| format!("  warning: {w}")));
-                out.push(json!({"file": file.display().to_string(), "id": stored.id,
-                    "version": stored.version, "hooks": hooks_json(&stored.hooks),
-                    "warnings": stored.warnings}));
-            }
-            print(json_out, &json!({"imported": out}), || lines.join("\n"));
+            let target = match id {
+                Some(id) => ImportTarget::Scenario(scenario_id(catalog.store(), &id).await?),
+                None if update => ImportTarget::ByName { update: true },
+                None => ImportTarget::ByName { update: false },
+            };
+            import_files(catalog, json_out, &files, &target, keep_going).await?;
         }
         ScenariosCommand::List => {
             let rows = catalog.store().list_scenarios().await?;
