@@ -260,8 +260,7 @@ impl Catalog {
         compiled: Scenario,
     ) -> Result<Stored, CatalogError> {
         let hooks = self.sync_hooks(&id, &compiled).await?;
-        let mut warnings = compiled.warnings.clone();
-        warnings.extend(missing_references(Some(self.store()), &compiled).await?);
+        let warnings = self.warnings(&compiled).await?;
         if let Ok(mut cache) = self.inner.compiled.lock() {
             cache.insert((id.clone(), version), Arc::new(compiled));
         }
@@ -273,6 +272,19 @@ impl Catalog {
             hooks,
             warnings,
         })
+    }
+
+    /// What a checked scenario would be stored with, but deserves a look: its compile
+    /// warnings (misspelt keys, placeholders …) and the connections and data stores it names
+    /// that do not exist. The import forms show them before storing; the scenario page keeps
+    /// showing them.
+    pub async fn warnings(
+        &self,
+        compiled: &Scenario,
+    ) -> Result<Vec<scenario::Problem>, StoreError> {
+        let mut warnings = compiled.warnings.clone();
+        warnings.extend(missing_references(Some(self.store()), compiled).await?);
+        Ok(warnings)
     }
 
     /// Ensures the hook of the version's webhook trigger and detaches every other.

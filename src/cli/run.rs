@@ -21,6 +21,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::apps::AppRegistry;
+use crate::console::plural;
 use crate::engine::{self, Report, RunInput, Status};
 use crate::module::{
     ConnectionsHandle, DataStoresHandle, ExecutionContext, Extensions, Redactions,
@@ -210,14 +211,6 @@ fn called_inputs(scenario: &Scenario, bundles: Vec<Value>) -> Result<Vec<Value>,
         Ok(checked)
     } else {
         Err(problems)
-    }
-}
-
-fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }
 

@@ -16,29 +16,54 @@ use super::{layout, page};
 use crate::api::{AppState, rfc3339};
 use crate::catalog::CatalogError;
 
-fn import_page(session: &Session, text: &str, problems: Option<Markup>) -> Markup {
+/// What the import form says about the text it shows again: why it was not stored, or the
+/// warnings to read before storing it anyway.
+enum Checked<'a> {
+    Fresh,
+    Invalid(Markup),
+    Warnings(&'a [crate::scenario::Problem]),
+}
+
+fn import_page(session: &Session, text: &str, checked: Checked<'_>) -> Markup {
     layout(
         "Import",
         Some(&session.csrf),
         html! {
             h1 { "Import a blueprint" }
             p.muted { "Paste a Make blueprint (the JSON of " em { "Export blueprint" } "). It is checked before it is stored; every problem is listed with its JSON path." }
-            @if let Some(problems) = problems {
-                section.card.error-card #problems role="alert" { h2 { "The blueprint was not imported" } (problems) }
+            @match &checked {
+                Checked::Invalid(problems) => {
+                    section.card.error-card #problems role="alert" { h2 { "The blueprint was not imported" } (problems) }
+                }
+                Checked::Warnings(warnings) => {
+                    section.card.warning-card #warnings role="status" {
+                        h2 { "Not imported yet: " (plural(warnings.len() as u64, "warning")) " to read first" }
+                        p { "The blueprint is valid, but these may not do what you mean. Fix them below and check again, or import it as it is (the scenario page keeps showing them)." }
+                        (problems_list(warnings))
+                    }
+                }
+                Checked::Fresh => {}
             }
             form.stack method="post" action="/scenarios/new" {
                 (csrf_field(session))
                 label.upload { "Or upload a file: " input #blueprint-file type="file" accept=".json,application/json"; }
                 label for="blueprint" { "Blueprint JSON" }
                 textarea #blueprint name="blueprint" rows="18" spellcheck="false" required { (text) }
-                div { button.primary type="submit" { "Import" } }
+                div.buttons {
+                    @if matches!(checked, Checked::Warnings(_)) {
+                        button.primary type="submit" name="confirm" value="yes" { "Import anyway" }
+                        button.secondary type="submit" { "Check again" }
+                    } @else {
+                        button.primary type="submit" { "Import" }
+                    }
+                }
             }
         },
     )
 }
 
 pub async fn import_form(session: Session) -> Response {
-    page(StatusCode::OK, import_page(&session, "", None))
+    page(StatusCode::OK, import_page(&session, "", Checked::Fresh))
 }
 
 pub async fn import(
@@ -49,12 +74,34 @@ pub async fn import(
     }: ConsoleForm,
 ) -> Response {
     let text = form.get("blueprint").cloned().unwrap_or_default();
+    let invalid = |e: crate::scenario::LoadError| {
+        page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            import_page(
+                &session,
+                &text,
+                Checked::Invalid(problems_list(&e.problems())),
+            ),
+        )
+    };
+    // Warnings are shown before anything is stored, until the designer confirms.
+    if form.get("confirm").is_none_or(|c| c != "yes") {
+        let compiled = match state.catalog().check(crate::scenario::without_bom(&text)) {
+            Ok((_, compiled)) => compiled,
+            Err(e) => return invalid(e),
+        };
+        match state.catalog().warnings(&compiled).await {
+            Ok(warnings) if warnings.is_empty() => {}
+            Ok(warnings) => {
+                let body = import_page(&session, &text, Checked::Warnings(&warnings));
+                return page(StatusCode::OK, body);
+            }
+            Err(e) => return ConsoleError::from(e).into_response(),
+        }
+    }
     match state.catalog().create(&text).await {
         Ok(stored) => see_other(&format!("/scenarios/{}", stored.id)),
-        Err(CatalogError::Invalid(e)) => page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            import_page(&session, &text, Some(problems_list(&e.problems()))),
-        ),
+        Err(CatalogError::Invalid(e)) => invalid(e),
         Err(e) => ConsoleError::from(e).into_response(),
     }
 }

@@ -33,6 +33,7 @@ mod widgets;
 
 pub use graph::{Layout, LinkKind, layout as graph_layout};
 pub use session::{SESSION_COOKIE, SESSION_TTL_MS};
+pub use widgets::plural;
 
 use axum::Router;
 use axum::extract::Path;

@@ -203,6 +203,14 @@ pub async fn scenario(
         Ok(c) => c,
         Err(e) => return ConsoleError::from(e).into_response(),
     };
+    // What the import showed before storing stays in view until a new version fixes it.
+    let warnings = match &compiled {
+        Ok(scenario) => match state.catalog().warnings(scenario).await {
+            Ok(w) => w,
+            Err(e) => return ConsoleError::from(e).into_response(),
+        },
+        Err(_) => Vec::new(),
+    };
     let hooks = state.store().hooks_for(&id).await.unwrap_or_default();
     // A mailhook's hook also has an e-mail address.
     let addresses: Vec<String> = state
@@ -258,6 +266,12 @@ pub async fn scenario(
                     (csrf_field(&session))
                     button.danger type="submit" { "Delete" }
                 }
+            }
+        }
+        @if !warnings.is_empty() {
+            section.card.warning-card #warnings role="status" {
+                h2 { (plural(warnings.len() as u64, "warning")) }
+                (problems_list(&warnings))
             }
         }
         @match &compiled {

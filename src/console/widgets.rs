@@ -10,6 +10,15 @@ use super::session::Session;
 
 pub(super) type Form_ = HashMap<String, String>;
 
+/// `1 warning`, `2 warnings`: a count with its noun, in the plural unless it is one.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 pub(super) fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
