@@ -666,6 +666,81 @@ async fn walk(client: Client, base: String) {
         .unwrap();
     assert_eq!(api.status(), 401);
 
+    // A module whose mapper fails: the inspector marks the field and the column the error
+    // names, and says why there is no input (not "the module maps no fields").
+    let failing = json!({"name": "Mapper fails", "flow": [
+        {"id": 1, "module": "util:SetVariable2",
+         "mapper": {"name": "a", "value": "x", "scope": "roundtrip"}},
+        {"id": 2, "module": "util:ComposeTransformer",
+         "mapper": {"value": "{{1.a}} on {{parseDate(\"nope\"; \"YYYY-MM-DD\")}}"}}]});
+    let created: Value = http
+        .post(format!("{base}/api/scenarios"))
+        .bearer_auth(TOKEN)
+        .json(&failing)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let failing_id = created["id"].as_str().expect("created").to_string();
+    let run: Value = http
+        .post(format!("{base}/api/scenarios/{failing_id}/run"))
+        .bearer_auth(TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_url = format!(
+        "{base}/executions/{}",
+        run["executionId"].as_str().expect("id")
+    );
+    // Reloaded until the execution has ended with its error (the graph may show the failed
+    // module a moment before the finish is committed).
+    until_present(client, &run_url, "#detail-2 table.mapper tr.failed").await;
+    click(client, "svg.flow [data-module='2']").await;
+    let marked = css(
+        client,
+        "#detail-2 table.mapper tr.failed[data-field='value']",
+    )
+    .await;
+    let text = marked.text().await.unwrap();
+    assert!(text.contains("failed at column 14"), "{text}");
+    let mark = css(client, "#detail-2 table.mapper tr.failed mark")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(mark.starts_with("parseDate(\"nope\""), "{mark}");
+    let no_input = css(client, "#detail-2 .bundles.inputs p.muted")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        no_input.contains("failed before its mapper was evaluated"),
+        "{no_input}"
+    );
+    // A module that failed after its mapper was evaluated has no field marked.
+    click(client, "svg.flow [data-module='1']").await;
+    assert_eq!(
+        count(client, "#detail-1 table.mapper tr[data-field]").await,
+        3
+    );
+    assert_eq!(count(client, "#detail-1 table.mapper tr.failed").await, 0);
+    click(client, "svg.flow [data-module='2']").await;
+    client
+        .execute(
+            "document.querySelector('#detail-2 table.mapper').scrollIntoView({block: 'center'});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(client, "execution-mapper-error").await;
+
     // Sign out: the session is gone.
     client.goto(&format!("{base}/scenarios")).await.unwrap();
     click(client, "form[action='/logout'] button").await;

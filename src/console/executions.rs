@@ -396,6 +396,9 @@ pub struct BundlesQuery {
     offset: u64,
     #[serde(default)]
     bundles: Bundles,
+    /// The module's mapper has fields (so no input means its evaluation failed).
+    #[serde(default)]
+    mapped: bool,
 }
 
 /// `GET /executions/{id}/bundles?module=M&offset=O[&bundles=input]`: one page of a module's
@@ -443,7 +446,9 @@ pub async fn bundles(
     };
     html! {
         @if q.offset == 0 {
-            @if total == 0 && q.bundles == Bundles::Input {
+            @if total == 0 && q.bundles == Bundles::Input && q.mapped {
+                p.muted { "No input stored: the module failed before its mapper was evaluated in full (see its error and the marked field of its mapper)." }
+            } @else if total == 0 && q.bundles == Bundles::Input {
                 p.muted { "No input stored: the module maps no fields." }
             } @else {
                 p.muted { (total) " " (many) @if total != 1 { "s" } " stored" }

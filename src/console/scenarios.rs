@@ -164,8 +164,10 @@ pub(super) fn module_details(
                     @for (kind, message) in errors.get(&node.id).map(Vec::as_slice).unwrap_or(&[]) {
                         div.module-error role="alert" { strong { (kind) } ": " (message) }
                     }
+                    @let mapper = module.and_then(|m| m.get("mapper")).unwrap_or(&Value::Null);
+                    @let mapped = !mapper_fields(mapper).is_empty();
                     h3 { "Input" }
-                    div.bundles.inputs data-src=(format!("/executions/{execution_id}/bundles?module={}&bundles=input", node.id)) {
+                    div.bundles.inputs data-src=(format!("/executions/{execution_id}/bundles?module={}&bundles=input{}", node.id, if mapped { "&mapped=true" } else { "" })) {
                         p.muted { "Loading…" }
                     }
                     h3 { "Output bundles" }
@@ -180,7 +182,81 @@ pub(super) fn module_details(
                 h3 { "Parameters" }
                 pre.json { (pretty(module.and_then(|m| m.get("parameters")).unwrap_or(&json!({})))) }
                 h3 { "Mapper" }
-                pre.json { (pretty(module.and_then(|m| m.get("mapper")).unwrap_or(&json!({})))) }
+                @let mapper = module.and_then(|m| m.get("mapper")).unwrap_or(&Value::Null);
+                @match execution {
+                    Some((_, _, errors)) if !mapper_fields(mapper).is_empty() => {
+                        (mapper_table(mapper, errors.get(&node.id).map(Vec::as_slice).unwrap_or(&[])))
+                    }
+                    _ => { pre.json { (pretty(module.and_then(|m| m.get("mapper")).unwrap_or(&json!({})))) } }
+                }
+            }
+        }
+    }
+}
+
+/// A mapper's fields, leaf by leaf: `(path below mapper, expression or JSON text)`, e.g.
+/// `("variables[0].value", "{{1.x}}")`, in the blueprint's order.
+fn mapper_fields(mapper: &Value) -> Vec<(String, String)> {
+    fn walk(value: &Value, path: String, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(fields) => {
+                for (key, v) in fields {
+                    let path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(v, path, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, format!("{path}[{i}]"), out);
+                }
+            }
+            Value::String(text) => out.push((path, text.clone())),
+            Value::Null => {}
+            other => out.push((path, other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(mapper, String::new(), &mut out);
+    out
+}
+
+/// The mapper field an evaluation error names, and the column in its text (1-based): the
+/// engine's messages start `mapper.FIELD: column N: …`.
+fn failed_field(message: &str) -> Option<(&str, usize)> {
+    let rest = message.strip_prefix("mapper.")?;
+    let (field, rest) = rest.split_once(": column ")?;
+    let column = rest.split_once(':')?.0.parse().ok()?;
+    Some((field, column))
+}
+
+/// An executed module's mapper as a table of fields and expressions; the field an error of
+/// the module names is marked, with the failing part of its expression highlighted from the
+/// column the error gives.
+fn mapper_table(mapper: &Value, errors: &[(String, String)]) -> Markup {
+    let failed: Vec<(&str, usize)> = errors.iter().filter_map(|(_, m)| failed_field(m)).collect();
+    html! {
+        table.list.mapper {
+            thead { tr { th { "Field" } th { "Expression" } } }
+            tbody {
+                @for (field, text) in mapper_fields(mapper) {
+                    @let column = failed.iter().find(|(f, _)| *f == field).map(|(_, c)| *c);
+                    tr.failed[column.is_some()] data-field=(field) {
+                        td { code { (field) } }
+                        td {
+                            @match column.map(|c| text.char_indices().nth(c.saturating_sub(1)).map_or(text.len(), |(i, _)| i)) {
+                                Some(at) => {
+                                    code.expression { (&text[..at]) mark { (&text[at..]) } }
+                                    div.error-text { "failed at column " (column.unwrap_or(0)) " (see the error above)" }
+                                }
+                                None => { code.expression { (text) } }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
