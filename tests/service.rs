@@ -2739,6 +2739,11 @@ async fn consecutive_errors_turn_a_scenario_off(db: TestDb) {
     let log = svc.proc.log();
     assert_eq!(log.matches("an execution failed").count(), 3, "{log}");
     assert!(log.contains("DataError"), "{log}");
+    // Written to a file, not a terminal: no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log file: {log:?}"
+    );
     // Its hook no longer takes deliveries (once the process's cached route, kept for up to
     // a second, is read again).
     eventually("the hook to refuse deliveries", 10, || async {

@@ -285,7 +285,7 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options.application_name("switchyard"))
+                    .connect_with(quiet_statements(options.application_name("switchyard")))
                     .await?;
                 migrate::run_postgres(&pool).await?;
                 Ok(Store {
@@ -337,6 +337,7 @@ impl Store {
             // Room for every shape of the multi-row statements ([`pow2_chunks`]) besides the
             // single-row ones.
             .statement_cache_capacity(256);
+        let options = quiet_statements(options);
         let mut conn = sqlx::ConnectOptions::connect(&options).await?;
         maintenance::ensure_incremental_vacuum(&mut conn).await?;
         sqlx::Connection::close(conn).await?;
@@ -425,6 +426,15 @@ impl Store {
             drop(lock.lock().map(|mut held| held.take()));
         }
     }
+}
+
+/// sqlx logs every statement at `debug` and a slow one (over a second) at `warn` with its
+/// whole SQL text, many lines into the operator's log. Both go to `debug`: a slow statement
+/// is the store's concern, its text is seen with `SWITCHYARD_LOG=sqlx=debug`.
+fn quiet_statements<O: sqlx::ConnectOptions>(options: O) -> O {
+    options
+        .log_statements(log::LevelFilter::Debug)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
 }
 
 /// The connection options of a `sqlite://` URL.
