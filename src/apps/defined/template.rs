@@ -257,6 +257,8 @@ pub(crate) struct CompiledResponse {
 pub(crate) struct CompiledErrors {
     pub message: Option<Expr>,
     pub kind: Option<ErrorKind>,
+    /// `type` as IML: the kind of an invalid 2xx response, by what it says.
+    pub kind_of: Option<Expr>,
     pub statuses: Vec<(u16, Option<Expr>, Option<ErrorKind>)>,
 }
 
@@ -395,6 +397,7 @@ pub(crate) fn compile_errors(
     CompiledErrors {
         message: compile_text(spec.message.as_ref(), path, "message", problems),
         kind: spec.kind,
+        kind_of: compile_text(spec.kind_of.as_ref(), path, "type", problems),
         statuses: spec
             .statuses
             .iter()
