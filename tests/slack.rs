@@ -1112,3 +1112,172 @@ async fn requests_follow_slacks_published_contract() {
     .unwrap_err();
     assert_eq!(err.details.as_ref().unwrap()["statusCode"], 422, "{err:?}");
 }
+
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:<timestamp>:<body>`.
+fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn slack_headers(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
+    vec![
+        ("content-type".into(), "application/json".into()),
+        ("x-slack-request-timestamp".into(), timestamp.to_string()),
+        ("x-slack-signature".into(), sign(secret, timestamp, body)),
+    ]
+}
+
+#[test]
+fn watch_events_checks_every_request_of_the_events_api() {
+    use switchyard::module::{HookRequest, HookTarget};
+    let registry = AppRegistry::build(AppOptions::allowing_loopback()).unwrap();
+    let module = registry.module("slack:WatchEvents").unwrap();
+    let instant = module.instant().unwrap();
+    let data = Value::Null;
+    let target = HookTarget {
+        url: "https://switchyard.test/hooks/5",
+        token: "tok-5",
+        data: &data,
+    };
+    let parameters = json!({"signingSecret": "a1b2c3d4e5f60718293a4b5c6d7e8f90"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let now = chrono::Utc::now().timestamp();
+    let verify = |headers: &[(String, String)], body: &[u8]| {
+        instant.verify(
+            &parameters,
+            target,
+            HookRequest {
+                method: "POST",
+                query: &[],
+                headers,
+                body,
+            },
+        )
+    };
+
+    // The URL verification challenge, signed: answered with the challenge, not queued.
+    let challenge = br#"{"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}"#;
+    let reply = verify(&slack_headers(secret, now, challenge), challenge).unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.content_type, "application/json");
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    // Not signed with the app's secret: refused, even the challenge.
+    let reply = verify(&slack_headers(SIGNING_SECRET, now, challenge), challenge).unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(!reply.body.contains(secret));
+
+    // An event signed now: a delivery (not answered here), named by its event id.
+    let event = br#"{"token": "x", "team_id": "T0ACME", "api_app_id": "A0APP", "type": "event_callback", "event_id": "Ev0PV52K21", "event_time": 1765100000, "event": {"type": "message", "channel": "C0GENERAL", "user": "U0ANN", "text": "hi", "ts": "1765100000.000100"}}"#;
+    assert!(verify(&slack_headers(secret, now, event), event).is_none());
+    // Slack's retry repeats the event id: the intake runs it once.
+    let mut retry = slack_headers(secret, now + 60, event);
+    retry.push(("x-slack-retry-num".into(), "1".into()));
+    retry.push(("x-slack-retry-reason".into(), "http_timeout".into()));
+    assert!(verify(&retry, event).is_none());
+    let request = HookRequest {
+        method: "POST",
+        query: &[],
+        headers: &retry,
+        body: event,
+    };
+    assert_eq!(instant.delivery_id(request).as_deref(), Some("Ev0PV52K21"));
+
+    // Within five minutes either way the timestamp is accepted; beyond, refused (a replay).
+    assert!(verify(&slack_headers(secret, now - 290, event), event).is_none());
+    assert!(verify(&slack_headers(secret, now + 290, event), event).is_none());
+    for stale in [now - 310, now + 310, now - 86_400] {
+        let reply = verify(&slack_headers(secret, stale, event), event).unwrap();
+        assert_eq!(reply.status, 401, "{stale}");
+    }
+    // A body changed after signing, a signature or timestamp missing: refused.
+    let mut tampered = event.to_vec();
+    tampered.extend_from_slice(b" ");
+    assert_eq!(
+        verify(&slack_headers(secret, now, event), &tampered)
+            .unwrap()
+            .status,
+        401
+    );
+    let unsigned = vec![("content-type".to_string(), "application/json".to_string())];
+    assert_eq!(verify(&unsigned, event).unwrap().status, 401);
+    let mut no_time = slack_headers(secret, now, event);
+    no_time.retain(|(n, _)| n != "x-slack-request-timestamp");
+    assert_eq!(verify(&no_time, event).unwrap().status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_api_deliveries_run_once_per_event() {
+    let (fake, base) = FakeSlack::start(0, 0).await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let bases = format!("slack={base}/api");
+    db.add_access_token_connection("slack", "slack", TOKEN, "2545853", &bases);
+    let blueprint = json!({
+        "name": "relay events",
+        "flow": [
+            {"id": 1, "module": "slack:WatchEvents", "version": 4,
+             "parameters": {"signingSecret": SIGNING_SECRET.replace(['y', 'z'], "e")}},
+            {"id": 2, "module": "slack:CreateMessage", "version": 4,
+             "parameters": {"__IMTCONN__": 2545853},
+             "mapper": {"channelWType": "manualy", "channel": "C0LOG",
+                        "text": "{{1.event.user}}: {{1.event.text}}"}}
+        ],
+        "scheduling": {"type": "immediately"}
+    });
+    let secret = SIGNING_SECRET.replace(['y', 'z'], "e");
+    let service = db.serve(&["--app-base-url", &bases]).await;
+    let (_, hook) = service.api.create_active(&blueprint).await;
+    let hook = hook.expect("the scenario's hook");
+    let hook = if hook.starts_with('/') {
+        format!("{}{hook}", service.base)
+    } else {
+        hook
+    };
+    let client = reqwest::Client::new();
+    let send = |body: &'static [u8], headers: Vec<(String, String)>| {
+        let client = client.clone();
+        let hook = hook.clone();
+        async move {
+            let mut request = client.post(&hook).body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let challenge = br#"{"token": "x", "challenge": "ch-1", "type": "url_verification"}"#;
+    let answer = send(challenge, slack_headers(&secret, now, challenge)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap(),
+        json!({"challenge": "ch-1"})
+    );
+    let event = br#"{"type": "event_callback", "event_id": "Ev0001", "event_time": 1765100000, "event": {"type": "message", "channel": "C0GENERAL", "user": "U0ANN", "text": "hello", "ts": "1765100000.000100"}}"#;
+    // A forged delivery is refused and runs nothing.
+    let forged = send(event, slack_headers(SIGNING_SECRET, now, event)).await;
+    assert_eq!(forged.status(), 401);
+    // The event, then Slack's retry of it: relayed once.
+    let first = send(event, slack_headers(&secret, now, event)).await;
+    assert!(first.status().is_success(), "{}", first.status());
+    let mut retry = slack_headers(&secret, now + 3, event);
+    retry.push(("x-slack-retry-num".into(), "1".into()));
+    let again = send(event, retry).await;
+    assert!(again.status().is_success(), "{}", again.status());
+    db.executions_at_least(1).await;
+    db.executions_settled().await;
+    assert_eq!(fake.texts("C0LOG"), ["U0ANN: hello"]);
+    assert_eq!(db.ended_executions(), 1);
+    drop(service);
+}

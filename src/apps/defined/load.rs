@@ -228,6 +228,7 @@ impl CompiledModule {
 pub(crate) struct CompiledWebhook {
     pub attach: Option<CompiledRequest>,
     pub detach: Option<CompiledRequest>,
+    pub authenticate: Option<Json>,
     pub verification: Option<CompiledVerification>,
     pub delivery_id: Option<Expr>,
 }
@@ -857,6 +858,10 @@ fn compile_module(
                 .detach
                 .as_ref()
                 .map(|r| compile_request(r, &join(&at, "detach"), problems)),
+            authenticate: w
+                .authenticate
+                .as_ref()
+                .and_then(|a| Json::compile(a, &join(&at, "authenticate"), problems)),
             verification: w.verification.as_ref().and_then(|v| {
                 let vat = join(&at, "verification");
                 let condition = Json::compile(&v.condition, &join(&vat, "condition"), problems);

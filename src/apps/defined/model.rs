@@ -584,6 +584,12 @@ pub struct WebhookSpec {
     /// Removes it; `webhook.*` holds what attach kept. A 404 counts as removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detach: Option<RequestSpec>,
+    /// IML over `method`, `query`, `headers`, `body`, `rawBody` (the body as received),
+    /// `now`, `parameters` and `webhook`: whether a request on the hook is genuine (a
+    /// provider's signature, its timestamp recent). A request for which it does not hold is
+    /// answered 401 and never queued — verification requests too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticate: Option<Value>,
     /// How the service's verification requests are recognised and answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationSpec>,
