@@ -14,6 +14,10 @@
 //!   each new message once, also across a restart of `serve`.
 //! - `connections add NAME --app slack --token T` stores the token and checks it with
 //!   `auth.test` first.
+//! - `WatchEvents` (the Events API): every request's `X-Slack-Signature` is checked with the
+//!   signing secret and its timestamp held to 5 minutes before the URL verification challenge
+//!   is answered; through `serve`, a forged delivery is refused and Slack's retry of an event
+//!   (same `event_id`) runs once.
 
 // The fake's checks return the API's refusal as an axum response.
 #![allow(clippy::result_large_err)]
