@@ -911,6 +911,34 @@ async fn every_module_reports_slack_errors() {
         );
         assert_no_token(&err, TOKEN);
     }
+    // A stored connection of neither accepted type is refused before any request.
+    let mut other = context(&api, TOKEN);
+    let connection = Connection {
+        id: "sl-2".into(),
+        name: "slack".into(),
+        app: "slack".into(),
+        kind: "basic".into(),
+        fields: Secrets(Map::new()),
+    };
+    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
+    other.extensions.insert(handle);
+    let calls = fake.requests("chat.postMessage").len();
+    let err = call(
+        &registry,
+        "CreateMessage",
+        json!({"channel": "C0GENERAL", "text": "x"}),
+        &other,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidConfigurationError, "{err:?}");
+    assert!(
+        err.message.contains("needs one of the types slack, token"),
+        "{}",
+        err.message
+    );
+    assert_eq!(fake.requests("chat.postMessage").len(), calls);
+
     // The module before the message's deletion used it; DeleteMessage (last) removed it.
     assert!(!fake.texts("C0GENERAL").contains(&"target".to_string()));
 }
