@@ -218,9 +218,15 @@ impl AppModule {
     ) -> Result<Call, ModuleError> {
         let connection = match self.module.connection {
             None => None,
-            Some(index) => {
-                let found =
-                    resolve(&self.app, index, &self.type_name(), raw_parameters, context).await?;
+            Some(_) => {
+                let (index, found) = resolve(
+                    &self.app,
+                    &self.module.accepted,
+                    &self.type_name(),
+                    raw_parameters,
+                    context,
+                )
+                .await?;
                 check_scopes(&self.module.scopes, &self.type_name(), &found)?;
                 Some((index, found))
             }
@@ -439,19 +445,27 @@ impl Module for AppModule {
     }
 
     fn references(&self, parameters: &Map<String, Value>) -> Vec<crate::module::Reference> {
-        let (Some(index), Some((field, reference))) = (
+        let (Some(_), Some((field, reference))) = (
             self.module.connection,
             connection::reference_in(parameters, connection::CONNECTION_PARAMETERS),
         ) else {
             return Vec::new();
         };
-        let wanted = &self.app.connections[index];
+        let mut kinds = Vec::new();
+        for &accepted in &self.module.accepted {
+            let wanted = &self.app.connections[accepted];
+            for kind in [wanted.name.clone(), wanted.kind.name().to_string()] {
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+        }
         // Where the blueprint names it: `__IMTCONN__`, or `account` (Make's Gmail v1/v2 …).
         vec![crate::module::Reference::Connection {
             path: format!("parameters.{field}"),
             reference,
             app: Some(self.app.name().to_string()),
-            kinds: vec![wanted.name.clone(), wanted.kind.name().to_string()],
+            kinds,
         }]
     }
 
@@ -497,15 +511,16 @@ impl Module for AppModule {
 // ---------------------------------------------------------------------------------------------
 // Connections and the call's base
 
-/// The stored connection named by `parameters.__IMTCONN__`, checked to be one of `app`'s
-/// connection type `index`.
+/// The stored connection named by `parameters.__IMTCONN__`, checked to be of one of `app`'s
+/// connection types `accepted` (indexes, the module's first type first), with the index of
+/// the type it is of: the type whose name it names, else the first whose kind it has.
 pub(crate) async fn resolve(
     app: &App,
-    index: usize,
+    accepted: &[usize],
     module: &str,
     parameters: &Map<String, Value>,
     context: &ExecutionContext,
-) -> Result<Connection, ModuleError> {
+) -> Result<(usize, Connection), ModuleError> {
     let named = format!("parameters.{CONNECTION_PARAMETER}");
     let Some(reference) = connection::reference(parameters) else {
         return Err(ModuleError::config(format!(
@@ -524,6 +539,17 @@ pub(crate) async fn resolve(
         }
         e
     })?;
+    let index = accepted
+        .iter()
+        .copied()
+        .find(|&i| found.kind == app.connections[i].name)
+        .or_else(|| {
+            accepted
+                .iter()
+                .copied()
+                .find(|&i| found.kind == app.connections[i].kind.name())
+        })
+        .unwrap_or(accepted[0]);
     let wanted = &app.connections[index];
     if !found.app.is_empty() && found.app != app.name() {
         return Err(ModuleError::config(format!(
@@ -534,6 +560,18 @@ pub(crate) async fn resolve(
         )));
     }
     if !found.kind.is_empty() && found.kind != wanted.name && found.kind != wanted.kind.name() {
+        let names: Vec<&str> = accepted
+            .iter()
+            .map(|&i| app.connections[i].name.as_str())
+            .collect();
+        if names.len() > 1 {
+            return Err(ModuleError::config(format!(
+                "{named}: the connection \"{}\" is of type {}; {module} needs one of the types {}",
+                found.name,
+                found.kind,
+                names.join(", ")
+            )));
+        }
         return Err(ModuleError::config(format!(
             "{named}: the connection \"{}\" is of type {}; {module} needs one of type {} ({})",
             found.name,
@@ -542,7 +580,7 @@ pub(crate) async fn resolve(
             wanted.kind.name()
         )));
     }
-    Ok(found)
+    Ok((index, found))
 }
 
 /// Fails with an `InvalidAccessTokenError` naming the first scope of `needed` the token of
@@ -818,7 +856,9 @@ pub(crate) async fn exchange(
     if !valid {
         let message = message(app, response, status.as_u16(), &vars)
             .unwrap_or_else(|| format!("[{}] the response is not valid", status.as_u16()));
-        let kind = error_kind(app, response, status.as_u16()).unwrap_or(ErrorKind::RuntimeError);
+        let kind = invalid_kind(app, response, &vars)
+            .or_else(|| error_kind(app, response, status.as_u16()))
+            .unwrap_or(ErrorKind::RuntimeError);
         return Err(ModuleError::new(kind, message).with_details(details(status, &exchanged.body)));
     }
     Ok(exchanged)
@@ -1156,6 +1196,18 @@ fn message(app: &App, response: &CompiledResponse, status: u16, vars: &Vars<'_>)
     let text = template.text(vars).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
+}
+
+/// The kind an invalid 2xx response is, when the module's (else the base's) `error.type` is
+/// IML naming one by what the response says; an empty or unknown name leaves it to
+/// [`error_kind`].
+fn invalid_kind(app: &App, response: &CompiledResponse, vars: &Vars<'_>) -> Option<ErrorKind> {
+    let expr = response
+        .error
+        .kind_of
+        .as_ref()
+        .or(app.base.error.kind_of.as_ref())?;
+    expr.text(vars).ok()?.trim().parse().ok()
 }
 
 /// The kind the definition gives for `status`, in the same order as [`message`].

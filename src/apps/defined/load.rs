@@ -133,7 +133,7 @@ impl App {
         };
         let mut scopes = self.connections[index].scopes.clone();
         for module in self.modules.values() {
-            if module.connection == Some(index) {
+            if module.accepted.contains(&index) {
                 for scope in &module.scopes {
                     if !scopes.contains(scope) {
                         scopes.push(scope.clone());
@@ -201,8 +201,11 @@ pub(crate) struct CompiledModule {
     pub app: String,
     pub name: String,
     pub kind: ModuleType,
-    /// Index into the app's connections.
+    /// Index into the app's connections: the first type the module names.
     pub connection: Option<usize>,
+    /// Every type the module accepts (`"connection": "bot,user"`, Make's
+    /// `account:slack2,slack3`), the first one first; a stored connection of any of them works.
+    pub accepted: Vec<usize>,
     /// The scopes the module needs: its connection type's and its own.
     pub scopes: Vec<String>,
     pub parameters: Vec<Field>,
@@ -225,6 +228,7 @@ impl CompiledModule {
 pub(crate) struct CompiledWebhook {
     pub attach: Option<CompiledRequest>,
     pub detach: Option<CompiledRequest>,
+    pub authenticate: Option<Json>,
     pub verification: Option<CompiledVerification>,
     pub delivery_id: Option<Expr>,
 }
@@ -689,16 +693,23 @@ fn compile_module(
     path: &str,
     problems: &mut Vec<Problem>,
 ) -> CompiledModule {
-    let connection = spec.connection.as_ref().and_then(|c| {
-        let found = definition.connections.iter().position(|t| &t.name == c);
-        if found.is_none() {
-            problems.push(Problem::new(
-                &join(path, "connection"),
-                format!("no connection type named `{c}` in `connections`"),
-            ));
-        }
-        found
-    });
+    let accepted: Vec<usize> = spec
+        .connection
+        .iter()
+        .flat_map(|c| c.split(','))
+        .filter_map(|c| {
+            let c = c.trim();
+            let found = definition.connections.iter().position(|t| t.name == c);
+            if found.is_none() {
+                problems.push(Problem::new(
+                    &join(path, "connection"),
+                    format!("no connection type named `{c}` in `connections`"),
+                ));
+            }
+            found
+        })
+        .collect();
+    let connection = accepted.first().copied();
     check_scopes(&spec.scopes, &join(path, "scopes"), problems);
     let mut scopes = connection
         .map(|i| definition.connections[i].scopes.clone())
@@ -847,6 +858,10 @@ fn compile_module(
                 .detach
                 .as_ref()
                 .map(|r| compile_request(r, &join(&at, "detach"), problems)),
+            authenticate: w
+                .authenticate
+                .as_ref()
+                .and_then(|a| Json::compile(a, &join(&at, "authenticate"), problems)),
             verification: w.verification.as_ref().and_then(|v| {
                 let vat = join(&at, "verification");
                 let condition = Json::compile(&v.condition, &join(&vat, "condition"), problems);
@@ -886,6 +901,7 @@ fn compile_module(
         name: name.to_string(),
         kind: spec.kind,
         connection,
+        accepted,
         scopes,
         parameters,
         expect,

@@ -468,6 +468,11 @@ pub struct ErrorSpec {
     /// A Make error kind name (`DataError` …) instead of the one the status implies.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<ErrorKind>,
+    /// `type` written as IML (`{{…}}` over `statusCode`, `body`, `headers`): the kind of an
+    /// invalid 2xx response chosen by what it says (Slack's `{"ok": false, "error": "invalid_auth"}`
+    /// is an `InvalidAccessTokenError`, `channel_not_found` a `DataError`).
+    #[serde(rename = "type", skip)]
+    pub kind_of: Option<String>,
     /// By status code.
     #[serde(flatten)]
     pub statuses: IndexMap<u16, StatusError>,
@@ -579,6 +584,12 @@ pub struct WebhookSpec {
     /// Removes it; `webhook.*` holds what attach kept. A 404 counts as removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detach: Option<RequestSpec>,
+    /// IML over `method`, `query`, `headers`, `body`, `rawBody` (the body as received),
+    /// `now`, `parameters` and `webhook`: whether a request on the hook is genuine (a
+    /// provider's signature, its timestamp recent). A request for which it does not hold is
+    /// answered 401 and never queued — verification requests too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticate: Option<Value>,
     /// How the service's verification requests are recognised and answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationSpec>,
@@ -727,6 +738,23 @@ impl JsonSchema for IterateSpec {
     }
 }
 
+/// `error.type`: a Make error kind's name, or IML (`{{…}}`) naming one.
+enum KindOrIml {
+    Kind(ErrorKind),
+    Iml(String),
+}
+
+impl<'de> Deserialize<'de> for KindOrIml {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.contains("{{") {
+            Ok(KindOrIml::Iml(text))
+        } else {
+            text.parse().map(KindOrIml::Kind).map_err(de::Error::custom)
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for ErrorSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ErrorVisitor;
@@ -740,7 +768,10 @@ impl<'de> Deserialize<'de> for ErrorSpec {
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "message" => spec.message = Some(map.next_value()?),
-                        "type" => spec.kind = Some(map.next_value()?),
+                        "type" => match map.next_value::<KindOrIml>()? {
+                            KindOrIml::Kind(kind) => spec.kind = Some(kind),
+                            KindOrIml::Iml(text) => spec.kind_of = Some(text),
+                        },
                         code => match code.parse::<u16>() {
                             Ok(status) if (100..=599).contains(&status) && code.len() == 3 => {
                                 spec.statuses.insert(status, map.next_value()?);
@@ -774,7 +805,8 @@ impl JsonSchema for ErrorSpec {
             "description": "The error of an HTTP error status (or of an invalid response): a default `message` (IML over statusCode, body, headers) and `type` (a Make error kind), and per status code.",
             "properties": {
                 "message": {"type": "string"},
-                "type": kind,
+                "type": {"anyOf": [kind, {"type": "string", "pattern": "\\{\\{",
+                    "description": "IML naming the kind of an invalid 2xx response (`valid` false) by what it says"}]},
             },
             "patternProperties": {"^[1-5][0-9][0-9]$": status},
             "additionalProperties": false,
@@ -828,6 +860,14 @@ mod tests {
         assert!(err.starts_with("404"), "{err}");
         let err = parse::<ErrorSpec>(json!({"type": "NoSuchError"})).unwrap_err();
         assert!(err.starts_with("type"), "{err}");
+        // IML choosing the kind of an invalid answer by what it says.
+        let spec: ErrorSpec =
+            parse(json!({"type": "{{if(body.error == 'x', 'DataError', '')}}"})).unwrap();
+        assert_eq!(spec.kind, None);
+        assert_eq!(
+            spec.kind_of.as_deref(),
+            Some("{{if(body.error == 'x', 'DataError', '')}}")
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub(crate) struct Vars<'a> {
     pub query: &'a Value,
     pub method: &'a Value,
     pub body: &'a Value,
+    /// A hook request's body as received (text), for signatures computed over its bytes.
+    pub raw_body: &'a Value,
     pub headers: &'a Value,
     pub status_code: &'a Value,
     pub item: &'a Value,
@@ -59,6 +61,7 @@ impl Vars<'static> {
             query: &NULL,
             method: &NULL,
             body: &NULL,
+            raw_body: &NULL,
             headers: &NULL,
             status_code: &NULL,
             item: &NULL,
@@ -82,6 +85,7 @@ impl Scope for Vars<'_> {
             "query" => self.query,
             "method" => self.method,
             "body" => self.body,
+            "rawBody" => self.raw_body,
             "headers" => self.headers,
             "statusCode" => self.status_code,
             "item" => self.item,
@@ -257,6 +261,8 @@ pub(crate) struct CompiledResponse {
 pub(crate) struct CompiledErrors {
     pub message: Option<Expr>,
     pub kind: Option<ErrorKind>,
+    /// `type` as IML: the kind of an invalid 2xx response, by what it says.
+    pub kind_of: Option<Expr>,
     pub statuses: Vec<(u16, Option<Expr>, Option<ErrorKind>)>,
 }
 
@@ -395,6 +401,7 @@ pub(crate) fn compile_errors(
     CompiledErrors {
         message: compile_text(spec.message.as_ref(), path, "message", problems),
         kind: spec.kind,
+        kind_of: compile_text(spec.kind_of.as_ref(), path, "type", problems),
         statuses: spec
             .statuses
             .iter()

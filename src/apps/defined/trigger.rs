@@ -18,7 +18,8 @@
 //! **Instant.** `attach` renders and sends `webhook.attach` (with `webhook.url`,
 //! `webhook.token`, `parameters`, `connection`) and returns its `response.data`; `detach`
 //! sends `webhook.detach` with `webhook.*` holding that data (a 404 counts as removed);
-//! `verify` answers a request `verification.condition` recognises — `respond` when
+//! `verify` answers 401 to any request `authenticate` does not hold for (a provider's
+//! signature), then a request `verification.condition` recognises — `respond` when
 //! `verification.valid` holds, 401 otherwise; `delivery_id` renders `deliveryId`.
 
 use std::collections::HashSet;
@@ -335,6 +336,7 @@ struct Received {
     query: Value,
     headers: Value,
     body: Value,
+    raw_body: Value,
 }
 
 impl Received {
@@ -358,11 +360,17 @@ impl Received {
                 Value::String(String::from_utf8_lossy(request.body).into_owned())
             })
         };
+        let raw_body = if with_body {
+            Value::String(String::from_utf8_lossy(request.body).into_owned())
+        } else {
+            Value::Null
+        };
         Received {
             method: Value::from(request.method),
             query: Value::Object(query),
             headers: Value::Object(headers),
             body,
+            raw_body,
         }
     }
 
@@ -374,6 +382,7 @@ impl Received {
             query: &self.query,
             headers: &self.headers,
             body: &self.body,
+            raw_body: &self.raw_body,
             ..Vars::empty(Utc::now())
         }
     }
@@ -449,11 +458,29 @@ impl InstantTrigger for AppModule {
         hook: HookTarget<'_>,
         request: HookRequest<'_>,
     ) -> Option<HookReply> {
-        let verification = self.module.webhook.as_ref()?.verification.as_ref()?;
+        let spec = self.module.webhook.as_ref()?;
+        if spec.authenticate.is_none() && spec.verification.is_none() {
+            return None;
+        }
         let received = Received::new(&request, true);
         let parameters = Value::Object(parameters.clone());
         let webhook = hook_value(&hook);
         let vars = received.vars(&parameters, &webhook);
+        if let Some(authenticate) = &spec.authenticate {
+            let genuine = authenticate.truthy(&vars).unwrap_or_else(|e| {
+                tracing::warn!(module = %self.type_name(), error = %e.message, "the webhook authentication failed");
+                false
+            });
+            if !genuine {
+                return Some(HookReply {
+                    status: 401,
+                    content_type: "application/json".into(),
+                    body: json!({"error": "the request is not authentic for this hook"})
+                        .to_string(),
+                });
+            }
+        }
+        let verification = spec.verification.as_ref()?;
         match verification.condition.truthy(&vars) {
             Ok(true) => {}
             Ok(false) => return None,
