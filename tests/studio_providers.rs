@@ -304,6 +304,35 @@ async fn fake_twilio() -> String {
                 },
             ),
         );
+    let app = app.route(
+        "/2010-04-01/Accounts/{account}/Calls.json",
+        post(
+            |UrlPath(account): UrlPath<String>,
+             headers: HeaderMap,
+             axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| async move {
+                if !authorized(&headers, &account) {
+                    return refused();
+                }
+                // One of Url, Twiml or ApplicationSid says what the call does.
+                if !["Url", "Twiml", "ApplicationSid"]
+                    .iter()
+                    .any(|k| form.contains_key(*k))
+                {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"code": 21205, "status": 400,
+                                          "message": "Url parameter is required."})),
+                    );
+                }
+                (
+                    StatusCode::CREATED,
+                    axum::Json(json!({"sid": "CA0123456789abcdef0123456789abcdef",
+                                      "to": form.get("To"), "from": form.get("From"),
+                                      "status": "queued"})),
+                )
+            },
+        ),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -421,14 +450,48 @@ async fn connections_add_takes_the_fields_of_the_apps_connection_schema() {
         "the connection's sender: {stdout}"
     );
     assert!(!stdout.contains(AUTH_TOKEN), "{stdout}");
-    // Twilio's own 400 message comes back as the module's error.
+    // A missing recipient is refused before any request, naming the field.
     let mut without_to = blueprint.clone();
     without_to["flow"][0]["mapper"] = json!({"to": "", "body": "x"});
     std::fs::write(&file, without_to.to_string()).unwrap();
     let out = run(&file);
     let said = text(&out.stdout) + &text(&out.stderr);
     assert!(!out.status.success(), "{said}");
-    assert!(said.contains("to"), "{said}");
+    assert!(said.contains("to: this field is required"), "{said}");
+
+    // WhatsApp (Twilio's `whatsapp:` prefix on both numbers), a call, and an API call.
+    let flow = json!({"name": "Twilio", "flow": [
+        {"id": 1, "module": "twilio:SendWhatsApp", "version": 1,
+         "parameters": {"__IMTCONN__": "twilio"},
+         "mapper": {"to": "+31612345678", "body": "Booked"}},
+        {"id": 2, "module": "twilio:MakeACall", "version": 1,
+         "parameters": {"__IMTCONN__": "twilio"},
+         "mapper": {"to": "+31612345678", "twiml": "<Response><Say>Booked</Say></Response>"}},
+        {"id": 3, "module": "twilio:makeApiCall", "version": 1,
+         "parameters": {"__IMTCONN__": "twilio"},
+         "mapper": {"url": format!("/2010-04-01/Accounts/{SID}.json"), "method": "GET"}}
+    ], "metadata": {}});
+    std::fs::write(&file, flow.to_string()).unwrap();
+    let out = run(&file);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("whatsapp:+31612345678"), "{stdout}");
+    assert!(stdout.contains("whatsapp:+15017122661"), "{stdout}");
+    assert!(
+        stdout.contains("CA0123456789abcdef0123456789abcdef"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"active\""), "the account, read: {stdout}");
+    // A call without instructions: Twilio's 400 message is the module's error.
+    let mut no_twiml = flow.clone();
+    no_twiml["flow"] = json!([flow["flow"][1].clone()]);
+    no_twiml["flow"][0]["mapper"] = json!({"to": "+31612345678"});
+    std::fs::write(&file, no_twiml.to_string()).unwrap();
+    let out = run(&file);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("Url parameter is required."), "{said}");
+    assert!(said.contains("21205"), "{said}");
+    assert!(!said.contains(AUTH_TOKEN), "{said}");
 }
 
 // ---------------------------------------------------------------------------------------
