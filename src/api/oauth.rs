@@ -372,13 +372,36 @@ pub async fn integrations_json(vault: &Vault) -> ApiResult<Value> {
                     .is_some_and(|l| l.alias == integration.alias && l.context == "user")
             })
             .count();
-        let status = match (integration.context, bot) {
-            (Context::User, _) => "per_user",
-            (Context::Bot, Some(row)) => row.status.as_str(),
-            (Context::Bot, None) => "not_connected",
+        // A studio provider's connection is the app connection named by the alias.
+        let app = match &integration.grant {
+            Grant::App { app } => Some(app.as_str()),
+            _ => None,
         };
+        let bot = bot.or_else(|| {
+            app.and_then(|app| {
+                connections
+                    .iter()
+                    .find(|c| c.name == integration.alias && c.app == app)
+            })
+        });
+        let status = match (&integration.grant, integration.context, bot) {
+            (Grant::Calendar, ..) => "builtin",
+            (_, Context::User, _) => "per_user",
+            (_, Context::Bot, Some(row)) => row.status.as_str(),
+            (_, Context::Bot, None) if integration.check_configured().is_err() => {
+                "needs_configuration"
+            }
+            (_, Context::Bot, None) => "not_connected",
+        };
+        let missing: Vec<Value> = integration
+            .missing
+            .iter()
+            .map(|m| json!({"field": m.field, "how": m.how, "blocking": m.blocking}))
+            .collect();
         let connect_url = match (&integration.grant, integration.context) {
-            (Grant::AuthCode(_) | Grant::ClientCredentials(_), Context::Bot) => {
+            (Grant::AuthCode(_) | Grant::ClientCredentials(_), Context::Bot)
+                if integration.check_configured().is_ok() =>
+            {
                 Some(vault.bot_connect_url(&integration.alias)?)
             }
             _ => None,
@@ -397,6 +420,8 @@ pub async fn integrations_json(vault: &Vault) -> ApiResult<Value> {
             "connection": bot.map(|b| b.id.clone()),
             "userConnections": users,
             "connectUrl": connect_url,
+            "app": app,
+            "missing": missing,
         }));
     }
     Ok(json!({"integrations": out}))

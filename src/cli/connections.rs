@@ -134,7 +134,10 @@ pub struct AddArgs {
     /// The base URL of the app's API (http:// or https://).
     #[arg(long)]
     base_url: Option<String>,
-    /// Another field of the connection, as NAME=VALUE (repeatable).
+    /// Another field of the connection, as NAME=VALUE (repeatable). Without --token,
+    /// --username or --password, the fields are the whole connection of the app's own type,
+    /// checked against its connection schema (Twilio: `--field accountSid=AC… --field
+    /// authToken=… --field from=+15017122661`).
     #[arg(long = "field", value_name = "NAME=VALUE")]
     fields: Vec<String>,
     /// An OAuth2 access token obtained elsewhere: stores a connection of the app's `oauth2`
@@ -423,6 +426,67 @@ fn stdin_line(what: &str) -> anyhow::Result<String> {
 }
 
 /// The `--field NAME=VALUE` pairs of `args`.
+/// A connection of the app's own type given field by field (`--field accountSid=AC… --field
+/// authToken=… --field from=+1…`): each value typed as the type's `configuration` schema
+/// declares it (a number, true/false, else text); the vault then checks them against the
+/// schema, each problem naming its field.
+fn schema_fields_input(
+    args: AddArgs,
+    app_type: &crate::connections::ConnectionTypeInfo,
+    kind: String,
+) -> anyhow::Result<NewConnectionInput> {
+    let properties = app_type
+        .configuration
+        .get("properties")
+        .and_then(Value::as_object);
+    let mut fields = Map::new();
+    if let Some(url) = &args.base_url {
+        fields.insert(
+            crate::connections::BASE_URL_FIELD.into(),
+            Value::String(url.clone()),
+        );
+    }
+    extra_fields(&args, &mut fields)?;
+    for (name, value) in fields.iter_mut() {
+        let declared = properties
+            .and_then(|p| p.get(name))
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str);
+        let Value::String(text) = value else { continue };
+        let typed = match declared {
+            Some("integer") => text.trim().parse::<i64>().ok().map(Value::from),
+            Some("number") => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number),
+            Some("boolean") => match text.trim() {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            _ => continue,
+        };
+        // The value itself is never repeated: it may be a secret.
+        *value = typed.with_context(|| {
+            format!(
+                "--field {name}: the {} app's connection expects {} here",
+                app_type.app,
+                declared.unwrap_or("text")
+            )
+        })?;
+    }
+    Ok(NewConnectionInput {
+        id: args.id.map(|id| id.to_string()),
+        name: args.name,
+        app: args.app,
+        kind: Some(kind),
+        fields,
+        test: !args.no_test,
+    })
+}
+
 fn extra_fields(args: &AddArgs, fields: &mut Map<String, Value>) -> anyhow::Result<()> {
     for field in &args.fields {
         let (name, value) = field
@@ -503,6 +567,19 @@ fn input(
         .placement
         .clone()
         .or_else(|| declared.as_ref().map(|(place, _)| place.to_string()));
+    let standard_flags = args.token.is_some()
+        || args.token_stdin
+        || args.username.is_some()
+        || args.password.is_some()
+        || args.password_stdin
+        || args.key_name.is_some()
+        || args.placement.is_some();
+    if let Some(app_type) = app_type.filter(|t| t.kind == kind)
+        && !standard_flags
+        && !args.fields.is_empty()
+    {
+        return schema_fields_input(args, app_type, kind);
+    }
     let secret = match (&args.token, args.token_stdin) {
         (Some(token), _) => Some(token.clone()),
         (None, true) => Some(stdin_line("secret")?),

@@ -5,6 +5,7 @@ mod admin;
 mod connections;
 mod datastores;
 mod eval;
+mod integrations;
 mod run;
 mod service;
 mod validate;
@@ -63,6 +64,11 @@ enum Command {
     Apps {
         #[command(subcommand)]
         command: AppsCommand,
+    },
+    /// Checks integrations files: what each entry lacks before it can be connected.
+    Integrations {
+        #[command(subcommand)]
+        command: integrations::IntegrationsCommand,
     },
     /// Runs the service: HTTP API, webhooks, scheduler and workers (embedded SQLite by default).
     // Boxed: its flags make it much larger than the other commands.
@@ -194,6 +200,8 @@ pub fn main() -> ExitCode {
             command: AppsCommand::List { app, json },
         } => modules(&EgressArgs::default())
             .map(|modules| apps_list(modules.as_ref(), app.as_deref(), json)),
+        Command::Integrations { command } => modules(&EgressArgs::default())
+            .and_then(|modules| integrations::run(command, modules.as_ref())),
         Command::Serve(args) => modules(&args.worker.egress)
             .and_then(|modules| service_main(service::serve(*args, modules))),
         Command::Worker(args) => {

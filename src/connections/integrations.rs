@@ -64,6 +64,9 @@ struct Preset {
     exchange: Option<String>,
     #[serde(default)]
     userinfo_request: UserinfoRequest,
+    /// `grant: app` (a studio provider): the app whose connection type holds its credentials.
+    #[serde(default)]
+    app: Option<String>,
 }
 
 static PRESETS: LazyLock<Presets> = LazyLock::new(|| {
@@ -99,8 +102,14 @@ pub enum Grant {
     ClientCredentials(OAuthEndpoints),
     /// A Google service account's JSON key, exchanged with a JWT-bearer grant.
     ServiceAccount,
-    /// A value the designer types in (`provider: secret`).
+    /// A value the designer types in (`provider: secret`, or any bot-level entry with
+    /// `secret:`).
     Secret,
+    /// A studio provider (`twilio`, `mailgun` …): a connection of the app's connection type,
+    /// typed in on `/connect` and stored under the entry's alias.
+    App { app: String },
+    /// The built-in booking calendar (`provider: calendar`): declared, nothing to connect.
+    Calendar,
 }
 
 impl fmt::Debug for Grant {
@@ -116,6 +125,8 @@ impl Grant {
             Grant::ClientCredentials(_) => "client_credentials",
             Grant::ServiceAccount => "service_account",
             Grant::Secret => "secret",
+            Grant::App { .. } => "app_connection",
+            Grant::Calendar => "builtin",
         }
     }
 
@@ -231,9 +242,52 @@ pub struct Integration {
     pub userinfo: BTreeMap<String, Vec<String>>,
     /// The file it was declared in.
     pub file: PathBuf,
+    /// What the entry lacks before it can be connected (an OAuth client's credentials, a
+    /// service account's scope): it loads, and says so on `/connect` and in
+    /// `switchyard integrations check`.
+    pub missing: Vec<MissingSetting>,
+}
+
+/// A setting an integration lacks, and how to supply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingSetting {
+    /// The entry's key (`client_id`).
+    pub field: String,
+    /// How to supply it, in words (the key in the file, or the environment variable).
+    pub how: String,
+    /// Whether connecting is refused without it (a client secret is not needed by every
+    /// provider: a public client connects with PKCE alone).
+    pub blocking: bool,
+}
+
+/// The environment variable that supplies `setting` (`CLIENT_ID`, `CLIENT_SECRET`) of the
+/// integration `alias`: `SWITCHYARD_OAUTH_<ALIAS>_<SETTING>`, the alias upper-cased with `-`
+/// as `_`.
+pub fn oauth_env_var(alias: &str, setting: &str) -> String {
+    format!(
+        "SWITCHYARD_OAUTH_{}_{setting}",
+        alias.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 impl Integration {
+    /// `Ok` when the integration can be connected; else why not, naming each missing setting
+    /// and how to supply it (never a value).
+    pub fn check_configured(&self) -> Result<(), String> {
+        if !self.missing.iter().any(|m| m.blocking) {
+            return Ok(());
+        }
+        let list: Vec<String> = self
+            .missing
+            .iter()
+            .map(|m| format!("{} ({})", m.field, m.how))
+            .collect();
+        Err(format!(
+            "is not configured yet: missing {}",
+            list.join("; ")
+        ))
+    }
+
     /// The scopes, split as the provider writes them (spaces or commas).
     pub fn scopes(&self) -> Vec<String> {
         split_scopes(self.scope.as_deref().unwrap_or(""))
@@ -352,11 +406,34 @@ struct Entry {
     userinfo_url: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
+    /// Seed 000: "for bot-level providers, secret can be specified to indicate this is a
+    /// user-editable secret, not connected to an OAuth flow".
+    #[serde(default)]
+    secret: Option<Value>,
 }
 
 /// Every integration declared by `files`, gathered into one list (skills: each file adds its
 /// entries). A duplicate alias is an error naming both files.
 pub fn load_files(files: &[PathBuf]) -> Result<Vec<Integration>, IntegrationError> {
+    load_files_with(files, &|name| std::env::var(name).ok())
+}
+
+/// A studio provider declared twice (skills that each need Twilio; seed 000 lists `twilio` in
+/// its main example and again in its snippet): the bot has one such connection, so the
+/// declarations are one integration, the first kept. Any other alias declared twice stays an
+/// error.
+fn same_declaration(a: &Integration, b: &Integration) -> bool {
+    matches!(a.grant, Grant::App { .. } | Grant::Calendar)
+        && a.provider == b.provider
+        && a.grant == b.grant
+}
+
+/// [`load_files`] with `env` for the `SWITCHYARD_OAUTH_<ALIAS>_CLIENT_ID`/`_CLIENT_SECRET`
+/// lookups.
+pub fn load_files_with(
+    files: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Integration>, IntegrationError> {
     let mut all: Vec<Integration> = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| IntegrationError {
@@ -364,8 +441,11 @@ pub fn load_files(files: &[PathBuf]) -> Result<Vec<Integration>, IntegrationErro
             path: "(file)".into(),
             reason: format!("cannot be read: {e}"),
         })?;
-        for integration in parse(file, &text)? {
+        for integration in parse_with(file, &text, env)? {
             if let Some(first) = all.iter().find(|i| i.alias == integration.alias) {
+                if same_declaration(first, &integration) {
+                    continue;
+                }
                 return Err(IntegrationError {
                     file: file.display().to_string(),
                     path: format!("alias \"{}\"", integration.alias),
@@ -384,12 +464,75 @@ pub fn load_files(files: &[PathBuf]) -> Result<Vec<Integration>, IntegrationErro
 
 /// The integrations of one file's text (YAML, of which JSON is a subset).
 pub fn parse(file: &Path, text: &str) -> Result<Vec<Integration>, IntegrationError> {
+    parse_with(file, text, &|name| std::env::var(name).ok())
+}
+
+/// Seed 001's copy of the list lost its dashes: one block of `key: value` lines in which keys
+/// repeat. Each repeated key starts the next entry, so the text is read as the list it was
+/// (with the dashes put back). `None` when the text is not such a block or no key repeats.
+fn with_dashes_restored(text: &str) -> Option<String> {
+    let indent_of = |line: &str| line.len() - line.trim_start().len();
+    let meaningful = |line: &&str| {
+        let t = line.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let top = text.lines().filter(meaningful).map(indent_of).min()?;
+    let mut keys: Vec<String> = Vec::new();
+    let mut repeated = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if !meaningful(&line) {
+            out.push_str(line);
+        } else if indent_of(line) == top {
+            let trimmed = line.trim_start();
+            let (key, _) = trimmed.split_once(':')?;
+            if trimmed.starts_with('-') || key.contains(' ') {
+                return None;
+            }
+            let key = key.to_string();
+            let starts_entry = keys.is_empty() || keys.contains(&key);
+            if keys.contains(&key) {
+                repeated = true;
+                keys.clear();
+            }
+            keys.push(key);
+            out.push_str(if starts_entry { "- " } else { "  " });
+            out.push_str(trimmed);
+        } else {
+            out.push_str("  ");
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    repeated.then_some(out)
+}
+
+/// [`parse`] with `env` for the client credentials' environment variables.
+pub fn parse_with(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Integration>, IntegrationError> {
     let problem = |path: String, reason: String| IntegrationError {
         file: file.display().to_string(),
         path,
         reason,
     };
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+    let as_list = |text: &str| -> Option<Value> {
+        serde_yaml_ng::from_str::<Value>(text)
+            .ok()
+            .filter(Value::is_array)
+    };
+    let parsed = serde_yaml_ng::from_str::<Value>(text);
+    let restored = match &parsed {
+        Ok(Value::Array(_) | Value::Null) => None,
+        _ => with_dashes_restored(text).and_then(|t| as_list(&t)),
+    };
+    let value: Value = match restored {
+        Some(list) => Ok(list),
+        None => parsed,
+    }
+    .map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("line {}, column {}", l.line(), l.column()))
@@ -423,9 +566,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Integration>, IntegrationErr
             // `unknown field `x`, expected one of …` names keys, never values.
             problem(at(""), reason)
         })?;
-        let integration = entry_to_integration(file, entry, &at)
+        let integration = entry_to_integration(file, entry, &at, env)
             .map_err(|(path, reason)| problem(path, reason))?;
         if let Some(first) = out.iter().find(|o| o.alias == integration.alias) {
+            if same_declaration(first, &integration) {
+                continue;
+            }
             return Err(problem(
                 at("alias"),
                 format!(
@@ -443,10 +589,28 @@ fn entry_to_integration(
     file: &Path,
     entry: Entry,
     at: &dyn Fn(&str) -> String,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Integration, (String, String)> {
     let presets = &*PRESETS;
     let provider = entry.provider.trim().to_lowercase();
-    let Some(preset) = presets.providers.get(&provider) else {
+    // `secret:` makes any bot-level entry a typed-in secret, whatever its provider is called.
+    let user_editable_secret = match &entry.secret {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !matches!(s.trim(), "" | "false" | "no"),
+        Some(_) => {
+            return Err((
+                at("secret"),
+                "must be true or false (true: a user-editable secret, not an OAuth flow)".into(),
+            ));
+        }
+    };
+    let preset_name = if user_editable_secret {
+        "secret"
+    } else {
+        provider.as_str()
+    };
+    let Some(preset) = presets.providers.get(preset_name) else {
         return Err((
             at("provider"),
             format!(
@@ -532,6 +696,7 @@ fn entry_to_integration(
     let token_url = with_tenant(url("token_url", entry.token_url)?.or(preset.token_url.clone()));
     let userinfo_url =
         with_tenant(url("userinfo_url", entry.userinfo_url)?.or(preset.userinfo_url.clone()));
+    let mut missing: Vec<MissingSetting> = Vec::new();
     let grant = match preset.grant.as_str() {
         "none" => {
             if context != Context::Bot {
@@ -542,14 +707,31 @@ fn entry_to_integration(
             }
             Grant::Secret
         }
+        "app" | "calendar" => {
+            if context != Context::Bot {
+                return Err((
+                    at("context"),
+                    format!(
+                        "provider {provider} is a studio provider, configured once for the \
+                         bot: use `context: bot`"
+                    ),
+                ));
+            }
+            match &preset.app {
+                Some(app) if preset.grant == "app" => Grant::App { app: app.clone() },
+                _ => Grant::Calendar,
+            }
+        }
         "jwt_bearer" => {
             if entry.scope.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                return Err((
-                    at("scope"),
-                    "is required for a google_service_account (the Google OAuth scopes to \
-                     request, e.g. https://www.googleapis.com/auth/bigquery)"
+                missing.push(MissingSetting {
+                    field: "scope".into(),
+                    how: "add `scope:` to the entry: the Google OAuth scopes its tokens are \
+                          minted for (e.g. https://www.googleapis.com/auth/bigquery); without \
+                          it only an app's own scopes are asked for"
                         .into(),
-                ));
+                    blocking: false,
+                });
             }
             Grant::ServiceAccount
         }
@@ -572,16 +754,46 @@ fn entry_to_integration(
                     ));
                 }
             };
-            let client_id = entry
-                .client_id
-                .filter(|c| !c.trim().is_empty())
-                .ok_or_else(|| (at("client_id"), "is required".into()))?;
+            // The file's value, else the environment's (so the file can be committed
+            // without secrets); neither is an error only when connecting.
+            let setting = |written: Option<String>, name: &str| {
+                written
+                    .filter(|v| !v.trim().is_empty())
+                    .or_else(|| env(&oauth_env_var(&alias, name)).filter(|v| !v.trim().is_empty()))
+            };
+            let client_id = setting(entry.client_id, "CLIENT_ID");
+            let client_secret = setting(entry.client_secret, "CLIENT_SECRET");
+            if client_id.is_none() {
+                missing.push(MissingSetting {
+                    field: "client_id".into(),
+                    how: format!(
+                        "add `client_id:` to the entry, or set {}",
+                        oauth_env_var(&alias, "CLIENT_ID")
+                    ),
+                    blocking: true,
+                });
+            }
+            if client_secret.is_none() {
+                missing.push(MissingSetting {
+                    field: "client_secret".into(),
+                    how: format!(
+                        "add `client_secret:` to the entry, or set {}{}",
+                        oauth_env_var(&alias, "CLIENT_SECRET"),
+                        if flow == "client_credentials" {
+                            ""
+                        } else {
+                            " (not needed by a provider that accepts a public client with PKCE)"
+                        }
+                    ),
+                    blocking: flow == "client_credentials",
+                });
+            }
             let Some(token_url) = token_url else {
                 return Err((at("token_url"), "is required for provider oauth2".into()));
             };
             let endpoints = OAuthEndpoints {
-                client_id,
-                client_secret: entry.client_secret.filter(|s| !s.is_empty()),
+                client_id: client_id.unwrap_or_default(),
+                client_secret,
                 authorize_url,
                 token_url,
                 userinfo_url,
@@ -638,6 +850,7 @@ fn entry_to_integration(
         grant,
         userinfo,
         file: file.to_path_buf(),
+        missing,
     })
 }
 
@@ -654,7 +867,22 @@ mod tests {
     fn presets_parse() {
         assert!(PRESETS.providers.contains_key("google"));
         for p in PRESETS.providers.values() {
-            assert!(["auth_code", "from_flow", "jwt_bearer", "none"].contains(&p.grant.as_str()));
+            assert!(
+                [
+                    "auth_code",
+                    "from_flow",
+                    "jwt_bearer",
+                    "none",
+                    "app",
+                    "calendar"
+                ]
+                .contains(&p.grant.as_str())
+            );
+            assert_eq!(
+                p.grant == "app",
+                p.app.is_some(),
+                "an app preset names its app"
+            );
         }
     }
 
@@ -690,18 +918,110 @@ mod tests {
         let e = parse_text("- provider: myspace\n  context: bot\n").unwrap_err();
         assert_eq!(e.path, "[0].provider");
         assert!(e.reason.contains("google"), "{e}");
-        let e = parse_text("- provider: google\n  context: user\n").unwrap_err();
-        assert_eq!(e.path, "[0].client_id");
+        // Without client credentials (seed 000's own example) the entry loads and says what
+        // it lacks; connecting it is refused with the same words.
+        let list = parse_text("- provider: google\n  context: user\n").unwrap();
+        let missing: Vec<&str> = list[0].missing.iter().map(|m| m.field.as_str()).collect();
+        assert_eq!(missing, ["client_id", "client_secret"]);
+        let why = list[0].check_configured().unwrap_err();
+        assert!(why.contains("SWITCHYARD_OAUTH_GOOGLE_CLIENT_ID"), "{why}");
         let e = parse_text("- provider: google\n  client_id: a\n").unwrap_err();
         assert_eq!(e.path, "[0].context");
-        let e = parse_text("- provider: google_service_account\n  context: bot\n").unwrap_err();
-        assert_eq!(e.path, "[0].scope");
+        let list = parse_text("- provider: google_service_account\n  context: bot\n").unwrap();
+        assert_eq!(list[0].missing[0].field, "scope");
         let e = parse_text("- provider: google\n  context: user\n  client_id: a\n  colour: red\n")
             .unwrap_err();
         assert!(e.reason.contains("colour"), "{e}");
         let e = parse_text("provider: google").unwrap_err();
         assert!(e.reason.contains("list"), "{e}");
         let e = parse_text("- provider: google\n  context: user\n  client_id: a\n- provider: google\n  context: bot\n  client_id: b\n").unwrap_err();
+        assert_eq!(e.path, "[1].alias");
+    }
+
+    #[test]
+    fn client_credentials_come_from_the_environment_by_alias() {
+        let env = |name: &str| match name {
+            "SWITCHYARD_OAUTH_MY_CRM_CLIENT_ID" => Some("from-env".to_string()),
+            "SWITCHYARD_OAUTH_MY_CRM_CLIENT_SECRET" => Some("env-secret".to_string()),
+            _ => None,
+        };
+        let text = "- provider: oauth2\n  alias: my-crm\n  context: bot\n  flow: client_credentials\n  token_url: https://crm.example/token\n";
+        let list = parse_with(Path::new("i.yaml"), text, &env).unwrap();
+        let endpoints = list[0].grant.endpoints().unwrap();
+        assert_eq!(endpoints.client_id, "from-env");
+        assert_eq!(endpoints.client_secret.as_deref(), Some("env-secret"));
+        assert!(list[0].missing.is_empty());
+        assert!(list[0].check_configured().is_ok());
+        // The file wins over the environment; without either, a client_credentials entry
+        // cannot be connected without its secret either.
+        let list = parse_with(Path::new("i.yaml"), text, &|_| None).unwrap();
+        assert!(list[0].missing.iter().all(|m| m.blocking));
+        let why = list[0].check_configured().unwrap_err();
+        assert!(
+            why.contains("SWITCHYARD_OAUTH_MY_CRM_CLIENT_ID")
+                && why.contains("SWITCHYARD_OAUTH_MY_CRM_CLIENT_SECRET"),
+            "{why}"
+        );
+        let written = format!("{text}  client_id: from-file\n");
+        let list = parse_with(Path::new("i.yaml"), &written, &env).unwrap();
+        assert_eq!(list[0].grant.endpoints().unwrap().client_id, "from-file");
+    }
+
+    #[test]
+    fn a_list_that_lost_its_dashes_is_read_as_the_list_it_was() {
+        // Seed 001's copy: keys repeat in one block; each repeated key starts an entry.
+        let list = parse_text(
+            "  provider: google\n  alias: google\n  scope: email\n  context: user\n  provider: facebook\n  context: user\n",
+        )
+        .unwrap();
+        let aliases: Vec<&str> = list.iter().map(|i| i.alias.as_str()).collect();
+        assert_eq!(aliases, ["google", "facebook"]);
+        assert_eq!(list[0].scopes(), ["email"]);
+        assert_eq!(list[1].context, Context::User);
+    }
+
+    #[test]
+    fn studio_providers_secret_keys_and_repeated_declarations() {
+        let list = parse_text(
+            "- provider: twilio\n  context: bot\n  description: Allow bot to send SMS notifications\n\
+             - provider: twilio\n  context: bot\n  description: Integrate with Twilio\n\
+             - provider: masvoz_sms\n  context: bot\n\
+             - provider: calendar\n  context: bot\n  icon: calendar\n  title: Booking\n  alias: booking\n\
+             - provider: weather_api\n  context: bot\n  secret: true\n",
+        )
+        .unwrap();
+        let aliases: Vec<&str> = list.iter().map(|i| i.alias.as_str()).collect();
+        assert_eq!(aliases, ["twilio", "masvoz_sms", "booking", "weather_api"]);
+        assert_eq!(
+            list[0].grant,
+            Grant::App {
+                app: "twilio".into()
+            }
+        );
+        assert_eq!(
+            list[0].description.as_deref(),
+            Some("Allow bot to send SMS notifications")
+        );
+        assert_eq!(
+            list[1].grant,
+            Grant::App {
+                app: "masvoz-sms".into()
+            }
+        );
+        assert_eq!(list[2].grant, Grant::Calendar);
+        assert_eq!(list[3].grant, Grant::Secret);
+        assert_eq!(list[3].provider, "weather_api");
+        let e = parse_text("- provider: twilio\n  context: user\n").unwrap_err();
+        assert_eq!(e.path, "[0].context");
+        assert!(e.reason.contains("context: bot"), "{e}");
+        let e =
+            parse_text("- provider: weather_api\n  context: user\n  secret: true\n").unwrap_err();
+        assert_eq!(e.path, "[0].context");
+        let e = parse_text("- provider: x\n  context: bot\n  secret: [1]\n").unwrap_err();
+        assert_eq!(e.path, "[0].secret");
+        // The same alias for something else is still refused.
+        let e = parse_text("- provider: twilio\n  context: bot\n- provider: secret\n  alias: twilio\n  context: bot\n")
+            .unwrap_err();
         assert_eq!(e.path, "[1].alias");
     }
 

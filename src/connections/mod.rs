@@ -27,7 +27,10 @@ pub mod oauth;
 pub mod seal;
 pub mod tokens;
 
-pub use integrations::{Context, Grant, Integration, IntegrationError, load_files};
+pub use integrations::{
+    Context, Grant, Integration, IntegrationError, MissingSetting, load_files, load_files_with,
+    oauth_env_var,
+};
 pub use oauth::{Connected, OAuthSettings};
 pub use tokens::{AppAuthorization, NewServiceAccountConnection, NewTokenConnection, OAuthAppType};
 
@@ -248,6 +251,17 @@ pub struct Rotation {
 pub fn validate(
     input: &NewConnectionInput,
 ) -> Result<(String, Map<String, Value>), Vec<FieldProblem>> {
+    validate_as(input, true)
+}
+
+/// [`validate`]; with `standard_fields` false the kind's standard fields (a basic
+/// connection's `username` …) are not required, for a connection of an app's own type whose
+/// `configuration` schema names its fields (Twilio's `accountSid` and `authToken`, its `auth`
+/// template building the credential) and is checked instead ([`check_app_fields`]).
+pub fn validate_as(
+    input: &NewConnectionInput,
+    standard_fields: bool,
+) -> Result<(String, Map<String, Value>), Vec<FieldProblem>> {
     let mut problems = Vec::new();
     if let Err(e) = check_connection_name(&input.name) {
         problems.push(FieldProblem::new("name", store_reason(&e)));
@@ -326,7 +340,7 @@ pub fn validate(
             )),
             Err(p) => problems.push(p),
         };
-    match kind.as_deref() {
+    match kind.as_deref().filter(|_| standard_fields) {
         Some("bearer") => required(&fields, "token", false),
         Some("basic") => {
             required(&fields, "username", false);
@@ -638,7 +652,15 @@ impl Vault {
         &self,
         input: &NewConnectionInput,
     ) -> Result<ConnectionRow, ConnectionError> {
-        let (kind, fields) = validate(input).map_err(ConnectionError::Invalid)?;
+        let app_typed = self.apps.as_ref().is_some_and(|apps| {
+            input.app != "http"
+                && input
+                    .kind
+                    .as_deref()
+                    .and_then(|kind| apps.connection_type(&input.app, kind))
+                    .is_some_and(|t| t.configuration.get("properties").is_some())
+        });
+        let (kind, fields) = validate_as(input, !app_typed).map_err(ConnectionError::Invalid)?;
         if let Some(apps) = &self.apps {
             let problems = check_app_fields(apps, &input.app, &kind, &fields);
             if !problems.is_empty() {

@@ -437,6 +437,9 @@ impl Vault {
                 ),
             ));
         };
+        integration
+            .check_configured()
+            .map_err(|reason| oauth_error(alias, &reason))?;
         let authorize = endpoints.authorize_url.as_deref().unwrap_or_default();
         let client = BasicClient::new(ClientId::new(endpoints.client_id.clone()))
             .set_auth_uri(
@@ -872,6 +875,9 @@ impl Vault {
                 "is not a client_credentials integration",
             ));
         };
+        integration
+            .check_configured()
+            .map_err(|reason| oauth_error(&integration.alias, &reason))?;
         oauth.check_url(&integration.alias, &endpoints.token_url)?;
         let http = token_http(oauth, integration);
         let token = token_client(endpoints, &integration.alias)?

@@ -35,6 +35,8 @@ fn flow_words(flow: &str) -> &str {
         "auth_code" => "authorization code",
         "client_credentials" => "client credentials",
         "service_account" => "service account key",
+        "app_connection" => "credentials typed in",
+        "builtin" => "built in",
         other => other,
     }
 }
@@ -45,6 +47,8 @@ fn status_word(status: &str) -> &str {
         "needs_reauth" => "needs re-authorisation",
         "not_connected" => "not connected",
         "per_user" => "per user",
+        "needs_configuration" => "needs configuration",
+        "builtin" => "built in",
         other => other,
     }
 }
@@ -108,8 +112,30 @@ async fn connect_page(
                         @let label = if connected { "Connect again" } else { "Connect" };
                         @if let Some(url) = i.get("connectUrl").and_then(Value::as_str) {
                             a.button.primary.connect href=(url) { (label) }
-                        } @else if text(i, "context") == "bot" && (flow == "auth_code" || flow == "client_credentials") {
+                        } @else if text(i, "context") == "bot" && status != "needs_configuration" && (flow == "auth_code" || flow == "client_credentials") {
                             a.button.primary.connect href=(format!("/oauth/start/{alias}")) { (label) }
+                        }
+                        @if let Some(missing) = i.get("missing").and_then(Value::as_array).filter(|m| !m.is_empty()) {
+                            div.missing {
+                                p { "Missing settings:" }
+                                ul { @for m in missing {
+                                    li { code { (text(m, "field")) } " — " (text(m, "how")) }
+                                } }
+                            }
+                        }
+                        @if flow == "builtin" {
+                            p.muted { "Built in: the calendar is kept by this server; there is nothing to connect." }
+                        }
+                        @if flow == "app_connection" {
+                            @let app = text(i, "app");
+                            @let types: Vec<crate::connections::ConnectionTypeInfo> = vault.connection_types().into_iter().filter(|t| t.app == app).collect();
+                            @if connected {
+                                p.muted { "Stored as connection " code { (alias) } " (app " (app) "): remove it below to type in new credentials." }
+                            } @else if let Some(t) = types.first() {
+                                (integration_form(session, &alias, &app, t.kind, &t.configuration, posted))
+                            } @else {
+                                p.muted { "The " (app) " app is not loaded in this server, so its connection cannot be typed in." }
+                            }
                         }
                         @if flow == "secret" || flow == "service_account" {
                             form.stack.secret method="post" action=(format!("/connect/secrets/{alias}")) {

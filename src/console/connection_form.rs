@@ -326,6 +326,31 @@ pub(super) fn schema_form(
     schema: &Value,
     posted: Option<&Form_>,
 ) -> Markup {
+    connection_form(session, app, kind, title, schema, posted, None)
+}
+
+/// The form of a studio provider's integration card: [`schema_form`] with the connection's
+/// name fixed to the integration's alias (so `"__IMTCONN__": "twilio"` uses it).
+pub(super) fn integration_form(
+    session: &Session,
+    alias: &str,
+    app: &str,
+    kind: &str,
+    schema: &Value,
+    posted: Option<&Form_>,
+) -> Markup {
+    connection_form(session, app, kind, "", schema, posted, Some(alias))
+}
+
+fn connection_form(
+    session: &Session,
+    app: &str,
+    kind: &str,
+    title: &str,
+    schema: &Value,
+    posted: Option<&Form_>,
+    fixed_name: Option<&str>,
+) -> Markup {
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
@@ -334,20 +359,28 @@ pub(super) fn schema_form(
     let posted = posted.filter(|form| {
         form.get("app").map(String::as_str) == Some(app)
             && form.get("kind").map(String::as_str) == Some(kind)
+            && fixed_name.is_none_or(|fixed| form.get("name").map(String::as_str) == Some(fixed))
     });
     let name = posted.and_then(|form| form.get("name")).cloned();
     let make_id = posted.and_then(|form| form.get("id")).cloned();
-    let form_id = format!("new-{app}-{kind}");
+    let form_id = match fixed_name {
+        Some(alias) => format!("integration-{alias}-form"),
+        None => format!("new-{app}-{kind}"),
+    };
     html! {
-        form.card.connection-form method="post" action="/connect/connections" id=(form_id) data-app=(app) data-kind=(kind) {
-            h3 { (title) " " span.muted { "(" (app) ")" } }
+        form.connection-form.card[fixed_name.is_none()] method="post" action="/connect/connections" id=(form_id) data-app=(app) data-kind=(kind) {
+            @if fixed_name.is_none() { h3 { (title) " " span.muted { "(" (app) ")" } } }
             (csrf_field(session))
             input type="hidden" name="app" value=(app);
             input type="hidden" name="kind" value=(kind);
+            @if let Some(alias) = fixed_name {
+                input type="hidden" name="name" value=(alias);
+            } @else {
             label { "Connection name" input type="text" name="name" required placeholder="my-connection" value=[name]; }
             label { "Make connection id"
                 input type="text" name="id" inputmode="numeric" pattern="[1-9][0-9]{0,17}" placeholder="33477" value=[make_id];
                 small.muted { "Optional: the number imported blueprints name this connection by." } }
+            }
             @for (name, field) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
                 (schema_field(name, field, required.contains(&name.as_str()), posted))
             }
