@@ -147,11 +147,12 @@ impl DateCursor {
     }
 }
 
-/// A trigger's bundle limit per cycle: `parameters.maxResults` (RSS, webhooks) or
-/// `parameters.limit` (most app triggers), a whole number from 1 to [`MAX_LIMIT`];
+/// A trigger's bundle limit per cycle: `parameters.maxResults` (RSS, webhooks),
+/// `parameters.limit` (most app triggers) or `parameters.maxRecords` (Airtable's Watch
+/// Records), a whole number from 1 to [`MAX_LIMIT`];
 /// [`DEFAULT_LIMIT`] when neither is set. The error names the field.
 pub fn limit(parameters: &Map<String, Value>) -> Result<usize, (String, String)> {
-    let Some((name, value)) = ["maxResults", "limit"]
+    let Some((name, value)) = ["maxResults", "limit", "maxRecords"]
         .iter()
         .find_map(|k| parameters.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
     else {

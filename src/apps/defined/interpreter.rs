@@ -77,8 +77,11 @@ pub(crate) struct AppModule {
 /// Everything one call knows before its first request.
 pub(crate) struct Call {
     pub module_id: u32,
-    /// The stored connection's id (`""` without one): what the app's rate is counted by.
+    /// The stored connection's id (`""` without one).
     pub connection_id: String,
+    /// What the app's rate is counted by: the connection's id, and the rendered
+    /// `base.rateLimit.key` when the app declares one ([`rate_key`]).
+    pub rate_key: String,
     /// The checked input (static parameters and mapper), as templates read `parameters`.
     pub parameters: Value,
     /// The stored connection's fields with the configuration's defaults (`null` without one).
@@ -654,6 +657,7 @@ pub(crate) fn prepare_call(
     let mut call = Call {
         module_id,
         connection_id: connection.map(|(_, c)| c.id.clone()).unwrap_or_default(),
+        rate_key: String::new(),
         parameters,
         connection: connection_value,
         data: Value::Null,
@@ -706,10 +710,12 @@ pub(crate) fn prepare_call(
                 auth = (Signer::fixed(fixed), header, query);
             }
         }
-        Ok::<_, ModuleError>((base_url, base_qs, base_headers, auth))
+        let rate_key = rate_key(app, &call.connection_id, &vars)?;
+        Ok::<_, ModuleError>((base_url, base_qs, base_headers, auth, rate_key))
     })();
     match result {
-        Ok((base_url, base_qs, base_headers, (signer, header, query))) => {
+        Ok((base_url, base_qs, base_headers, (signer, header, query), rate_key)) => {
+            call.rate_key = rate_key;
             call.base_url = base_url;
             call.base_qs = base_qs;
             call.base_headers = base_headers;
@@ -720,6 +726,22 @@ pub(crate) fn prepare_call(
         }
         Err(e) => Err(call.scrub(e)),
     }
+}
+
+/// What a call's requests are counted by in the app's declared rate: the stored connection's
+/// id, followed by the rendered `base.rateLimit.key` when the app declares one and it is not
+/// empty (Airtable's limit is per base: `{{parameters.base}}`).
+fn rate_key(app: &App, connection_id: &str, vars: &Vars<'_>) -> Result<String, ModuleError> {
+    let Some(key) = &app.base.rate_key else {
+        return Ok(connection_id.to_string());
+    };
+    let key = key.text(vars)?;
+    let key = key.trim();
+    Ok(if key.is_empty() {
+        connection_id.to_string()
+    } else {
+        format!("{connection_id}\u{1f}{key}")
+    })
 }
 
 /// The base URL: absolute http(s), without credentials.
@@ -988,7 +1010,7 @@ async fn send(
     let mut attempt = 1;
     loop {
         if let Some(rate) = &app.base.rate {
-            rate.acquire(&call.connection_id).await;
+            rate.acquire(&call.rate_key).await;
         }
         let outcome = transport.send(request.clone(), module_id).await;
         let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
@@ -998,7 +1020,7 @@ async fn send(
                 let told =
                     retry_after(app, &answer.headers, &body, &headers_value(&answer.headers));
                 if let (Some(rate), Some(told)) = (&app.base.rate, told) {
-                    rate.pause(&call.connection_id, told);
+                    rate.pause(&call.rate_key, told);
                 }
                 Some(told.unwrap_or(backoff))
             }
@@ -1284,7 +1306,7 @@ pub(crate) fn limit(
 /// One bundle: `output` over `vars`, or the item (when iterating) or the body.
 pub(crate) fn output(response: &CompiledResponse, vars: &Vars<'_>) -> Result<Value, ModuleError> {
     match &response.output {
-        Some(output) => output.eval(vars),
+        Some(output) => output.eval(vars).map(template::spread),
         None if response.iterate.is_some() => Ok(vars.item.clone()),
         None => Ok(vars.body.clone()),
     }
@@ -1592,6 +1614,7 @@ mod tests {
         let call = Call {
             module_id: 1,
             connection_id: String::new(),
+            rate_key: String::new(),
             parameters: Value::Null,
             connection: Value::Null,
             data: Value::Null,

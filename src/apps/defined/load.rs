@@ -171,6 +171,8 @@ pub(crate) struct CompiledBase {
     /// 429 body's wait.
     pub rate: Option<super::rate::RateLimiter>,
     pub retry_after: Option<Expr>,
+    /// `base.rateLimit.key`: what the rate is counted by within a connection.
+    pub rate_key: Option<Expr>,
 }
 
 /// A connection type, compiled.
@@ -495,6 +497,11 @@ fn compile(file: &str, definition: AppDefinition) -> Result<App, LoadError> {
             .as_ref()
             .and_then(|r| r.retry_after.as_ref())
             .and_then(|e| Expr::compile(e, "base.rateLimit.retryAfter", &mut problems)),
+        rate_key: base
+            .rate_limit
+            .as_ref()
+            .and_then(|r| r.key.as_ref())
+            .and_then(|e| Expr::compile(e, "base.rateLimit.key", &mut problems)),
     };
 
     let mut connections = Vec::with_capacity(definition.connections.len());

@@ -87,6 +87,12 @@ pub struct RateLimitSpec {
     /// is always honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<String>,
+    /// IML over `parameters` and `connection`: what the rate is counted by within one stored
+    /// connection, for an API whose limit is per resource rather than per token (Airtable:
+    /// `{{parameters.base}}`, 5 requests per second per base). An empty value counts with the
+    /// connection's other calls that have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// `base.response`.

@@ -143,6 +143,7 @@ mod tests {
             requests,
             per: per.into(),
             retry_after: None,
+            key: None,
         })
         .unwrap()
     }
@@ -160,12 +161,14 @@ mod tests {
             requests,
             per: "1s".into(),
             retry_after: None,
+            key: None,
         };
         assert_eq!(RateLimiter::new(&spec(0)).unwrap_err().0, "requests");
         let bad = RateLimitSpec {
             requests: 5,
             per: "soon".into(),
             retry_after: None,
+            key: None,
         };
         assert_eq!(RateLimiter::new(&bad).unwrap_err().0, "per");
     }
@@ -193,6 +196,10 @@ mod tests {
             (
                 r#"{"requests": 5, "per": "1s", "retryAfter": "{{body.x"}"#,
                 "base.rateLimit.retryAfter",
+            ),
+            (
+                r#"{"requests": 5, "per": "1s", "key": "{{parameters.base"}"#,
+                "base.rateLimit.key",
             ),
             (
                 r#"{"requests": 5, "per": "1s", "burst": 2}"#,

@@ -618,6 +618,39 @@ pub(crate) fn pairs(value: &Value, path: &str) -> Result<Vec<(String, String)>, 
     Ok(out)
 }
 
+/// An `output` as its bundle: every `{{...}}` key's collection spread into the object around
+/// it (Airtable's record: `{"id": …, "{{...}}": "{{body.fields}}"}` → the fields beside the
+/// id); a `{{...}}` that is not a collection adds nothing. Unlike [`clean`], nulls are kept.
+pub(crate) fn spread(value: Value) -> Value {
+    match value {
+        Value::Object(map) if map.contains_key(SPREAD_KEY) || map.values().any(has_spread) => {
+            let mut out = Map::with_capacity(map.len());
+            for (key, v) in map {
+                if key == SPREAD_KEY {
+                    if let Value::Object(fields) = spread(v) {
+                        out.extend(fields);
+                    }
+                } else {
+                    out.insert(key, spread(v));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) if items.iter().any(has_spread) => {
+            Value::Array(items.into_iter().map(spread).collect())
+        }
+        other => other,
+    }
+}
+
+fn has_spread(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key(SPREAD_KEY) || map.values().any(has_spread),
+        Value::Array(items) => items.iter().any(has_spread),
+        _ => false,
+    }
+}
+
 /// Adds `own` to `pairs`, replacing entries of the same name (case-insensitively for headers).
 pub(crate) fn merge_pairs(
     pairs: &mut Vec<(String, String)>,
@@ -758,6 +791,14 @@ mod tests {
         );
         assert!(pairs(&json!("x"), "qs").is_err());
         assert!(pairs(&json!({"{{...}}": [1]}), "qs").is_err());
+        assert_eq!(
+            spread(
+                json!({"id": "rec1", "{{...}}": {"Name": "Ann", "Notes": null},
+                          "list": [{"{{...}}": {"a": 1}}], "{{...}}x": 1})
+            ),
+            json!({"id": "rec1", "Name": "Ann", "Notes": null, "list": [{"a": 1}], "{{...}}x": 1})
+        );
+        assert_eq!(spread(json!({"id": 1, "{{...}}": null})), json!({"id": 1}));
         let mut merged = vec![("Accept".to_string(), "a".to_string())];
         merge_pairs(&mut merged, vec![("accept".into(), "b".into())], true);
         assert_eq!(merged, [("accept".to_string(), "b".to_string())]);

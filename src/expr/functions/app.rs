@@ -28,11 +28,12 @@ pub fn lookup(name: &str) -> Option<Function> {
         "rowsToBundles" => rows_to_bundles,
         "columnLetter" => column_letter,
         "rangeRow" => range_row,
-        // The Google apps' own, the AI apps' and e-mail's (MIME): one file each.
+        // The Google apps' own, the AI apps', e-mail's (MIME) and Notion's: one file each.
         _ => {
             return super::app_google::lookup(name)
                 .or_else(|| super::app_ai::lookup(name))
-                .or_else(|| super::mime::lookup(name));
+                .or_else(|| super::mime::lookup(name))
+                .or_else(|| super::app_notion::lookup(name));
         }
     })
 }

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod app_ai;
 pub mod app_google;
+pub mod app_notion;
 pub mod array;
 pub mod date;
 pub mod general;
