@@ -1440,6 +1440,9 @@ async fn watch_records_emits_created_and_modified_records_once_across_restarts()
     // The first poll counts the records already there as seen; later ones are logged.
     db.executions_at_least(1).await;
     let ann = fake.add("Ann");
+    // Created a moment apart, as two requests to Airtable are: records of the same
+    // millisecond have no order for the trigger to keep.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     fake.add("Bob");
     wait_for(2).await;
     assert_eq!(logged(), ["Ann", "Bob"]);
