@@ -10,7 +10,7 @@
 //! - `sent_mail_with_attachments_reads_back_through_imap`: `ActionSendEmail` over STARTTLS
 //!   (self-signed certificate accepted through `rejectUnauthorized: false` for a host the
 //!   operator allowed) sends to, cc and bcc (bcc in the envelope only), HTML, an attachment
-//!   from binary data, the sender's name and priority; `TriggerNewEmail` reads it back as
+//!   from binary data, the sender's name and priority, a copy kept in `Sent`; `TriggerNewEmail` reads it back as
 //!   Make's bundle (`from`, `to`, `subject`, `html`, `attachments[]` with the same bytes), then
 //!   `MarkAsRead` and `MoveEmail` change it on the server.
 //! - `trigger_emits_each_message_once_across_restarts`: a scheduled `TriggerNewEmail` (implicit
@@ -257,6 +257,7 @@ impl MailServers {
         };
         servers.create_folder("Delivered");
         servers.create_folder("Archive");
+        servers.create_folder("Sent");
         servers
     }
 
@@ -459,7 +460,7 @@ async fn sent_mail_with_attachments_reads_back_through_imap() {
     let csv = "region,total\nnorth,12\nsouth,7\n";
     let sender = json!({"name": "send", "flow": [
         {"id": 1, "module": "email:ActionSendEmail", "version": 7,
-         "parameters": {"account": 4095630, "saveAfterSent": false},
+         "parameters": {"account": 4095630, "saveAfterSent": true, "folder": "Sent"},
          "mapper": {
             "to": ["bob@example.test"], "cc": ["carol@example.test"], "bcc": ["dave@example.test"],
             "from": USER, "sender": "Alice Example", "headers": [], "replyTo": "",
@@ -499,6 +500,15 @@ async fn sent_mail_with_attachments_reads_back_through_imap() {
             "dave@example.test"
         ])
     );
+
+    // `saveAfterSent` kept a copy, read, in the folder the module names.
+    let saved = servers.messages("Sent").await;
+    assert_eq!(saved.len(), 1);
+    assert!(saved[0].1.iter().any(|f| f == "Seen"), "{:?}", saved[0].1);
+    let copy = mail_parser::MessageParser::default()
+        .parse(&saved[0].2)
+        .unwrap();
+    assert_eq!(copy.subject(), Some("Quarterly report ✓"));
 
     let read = run(&registry, &vault, &reader, Some(state.clone())).await;
     assert_eq!(read.status, Status::Success, "{:?}", read.error);
@@ -554,6 +564,34 @@ async fn sent_mail_with_attachments_reads_back_through_imap() {
     assert_eq!(state.cursor.as_ref().unwrap()["uid"], uid);
     let again = run(&registry, &vault, &reader, Some(state)).await;
     assert!(outputs(&again, 1).is_empty());
+
+    // A cursor of another UIDVALIDITY (the folder was rebuilt: its UIDs name other messages)
+    // starts again at the folder's end instead of emitting the folder twice; a state that is
+    // not an IMAP cursor is an error saying how to start again.
+    let archive = json!({"name": "archive", "flow": [watch("Archive", json!({}))]});
+    let renumbered = TriggerState {
+        cursor: Some(json!({"uidValidity": 1, "uid": 0})),
+        seen_ids: Vec::new(),
+    };
+    let report = run(&registry, &vault, &archive, Some(renumbered)).await;
+    assert_eq!(report.status, Status::Success, "{:?}", report.error);
+    assert!(outputs(&report, 1).is_empty());
+    let cursor = report.trigger.unwrap().cursor.unwrap();
+    assert_ne!(cursor["uidValidity"], 1);
+    assert_eq!(
+        cursor["uid"], 1,
+        "the archive's one message is behind the new cursor"
+    );
+    let corrupt = TriggerState {
+        cursor: Some(json!({"page": 3})),
+        seen_ids: Vec::new(),
+    };
+    let error = run(&registry, &vault, &archive, Some(corrupt))
+        .await
+        .error
+        .unwrap();
+    assert_eq!(error.name, "InconsistencyError");
+    assert!(error.message.contains("reset-trigger"), "{}", error.message);
 
     // A message the module cannot find is a DataError naming it.
     let missing = json!({"name": "mark", "flow": [

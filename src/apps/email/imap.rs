@@ -654,3 +654,89 @@ pub(crate) async fn test(net: &Network, account: &Account) -> Result<(), ModuleE
     close(session).await;
     result
 }
+
+/// Appends `message` to `folder`, marked as read: the copy `ActionSendEmail` keeps with
+/// `saveAfterSent`.
+pub(crate) async fn append_sent(
+    net: &Network,
+    account: &Account,
+    folder: &str,
+    message: &[u8],
+) -> Result<(), ModuleError> {
+    let name = mailbox_name(folder, "folder")?;
+    let mut session = open(net, account).await?;
+    let result = session
+        .append(name, Some("(\\Seen)"), None, message)
+        .await
+        .map_err(|e| {
+            imap_error(
+                account,
+                &format!("the sent message could not be saved in \"{folder}\""),
+                e,
+            )
+        });
+    close(session).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn criteria_and_filters_become_search_keys() {
+        let p = params(json!({"criteria": "UNSEEN", "from": "ann@example.org",
+                              "subject": "say \"hi\"", "to": "", "text": null}));
+        assert_eq!(
+            search_keys(&p, &json!({})).unwrap(),
+            "UNSEEN FROM \"ann@example.org\" SUBJECT \"say \\\"hi\\\"\""
+        );
+        // The mapper wins over the parameters (WatchEmails maps them).
+        assert_eq!(
+            search_keys(&p, &json!({"criteria": "all", "from": "bob@x.org"})).unwrap(),
+            "ALL FROM \"bob@x.org\" SUBJECT \"say \\\"hi\\\"\""
+        );
+        let err = search_keys(&params(json!({"criteria": "NEW"})), &json!({})).unwrap_err();
+        assert!(
+            err.message.contains("ALL, SEEN or UNSEEN"),
+            "{}",
+            err.message
+        );
+        let err = search_keys(&params(json!({"subject": "a\r\nb"})), &json!({})).unwrap_err();
+        assert!(err.message.starts_with("subject:"), "{}", err.message);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_foreign_state() {
+        let cursor = Cursor {
+            uid_validity: 7,
+            uid: 42,
+        };
+        assert_eq!(Cursor::from_value(&cursor.to_value()).unwrap(), cursor);
+        for bad in [
+            json!({"date": null, "ids": []}),
+            json!({"uidValidity": -1, "uid": 2}),
+        ] {
+            let err = Cursor::from_value(&bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InconsistencyError);
+        }
+    }
+
+    #[test]
+    fn uids_are_whole_positive_numbers() {
+        assert_eq!(
+            uid_of(&params(json!({})), &json!({"emailId": "12"})).unwrap(),
+            12
+        );
+        assert_eq!(uid_of(&params(json!({"uid": 3})), &json!({})).unwrap(), 3);
+        for bad in [json!("0"), json!("abc"), json!(1.5)] {
+            let err = uid_of(&params(json!({})), &json!({"emailId": bad})).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::DataError);
+        }
+        assert!(uid_of(&params(json!({})), &json!({})).is_err());
+    }
+}

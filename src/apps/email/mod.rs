@@ -539,3 +539,103 @@ impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyCertificate
 
 /// A module future: every email module's `call`.
 type Call<'a> = BoxFuture<'a, Result<Vec<Value>, ModuleError>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::Secrets;
+    use serde_json::json;
+
+    fn connection(app: &str, fields: Value) -> Connection {
+        Connection {
+            id: "1".into(),
+            name: "mail".into(),
+            app: app.into(),
+            kind: "basic".into(),
+            fields: Secrets(fields.as_object().cloned().unwrap()),
+        }
+    }
+
+    #[test]
+    fn accounts_take_defaults_by_tls_mode() {
+        let account = Account::of(&connection(
+            APP,
+            json!({"host": "imap.example.org", "smtpHost": "smtp.example.org", "smtpTls": "implicit",
+                   "username": "ann@example.org", "password": "pw"}),
+        ))
+        .unwrap();
+        let imap = account.imap().unwrap();
+        assert_eq!((imap.port, imap.security), (993, Security::Implicit));
+        let smtp = account.smtp().unwrap();
+        assert_eq!((smtp.port, smtp.security), (465, Security::Implicit));
+        assert!(account.reject_unauthorized);
+        assert_eq!(account.default_from.as_deref(), Some("ann@example.org"));
+
+        let account = Account::of(&connection(
+            APP,
+            json!({"host": "h", "tls": "starttls", "username": "ann", "password": "pw",
+                   "rejectUnauthorized": "false", "port": "1143"}),
+        ))
+        .unwrap();
+        assert_eq!(account.imap().unwrap().port, 1143);
+        assert!(!account.reject_unauthorized);
+        assert!(account.default_from.is_none());
+        let err = account.smtp().err().unwrap();
+        assert!(err.message.contains("smtpHost"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_accounts_name_the_field_and_never_the_password() {
+        for (fields, expected) in [
+            (
+                json!({"host": "h", "tls": "maybe"}),
+                "tls must be implicit, starttls or none",
+            ),
+            (
+                json!({"host": "h", "port": "99999"}),
+                "port must be a port number",
+            ),
+            (
+                json!({"host": "h", "rejectUnauthorized": 3}),
+                "rejectUnauthorized must be",
+            ),
+            (json!({"host": "a b"}), "is not a host name"),
+        ] {
+            let mut fields = fields;
+            fields["username"] = json!("ann");
+            fields["password"] = json!("s3cret-pw");
+            let err = Account::of(&connection(APP, fields)).err().unwrap();
+            assert!(err.message.contains(expected), "{}", err.message);
+            assert!(!err.message.contains("s3cret-pw"));
+        }
+        let err = Account::of(&connection(
+            "http",
+            json!({"username": "ann", "password": "pw"}),
+        ))
+        .err()
+        .unwrap();
+        assert!(err.message.contains("--app email"), "{}", err.message);
+        let account = Account::of(&connection(
+            APP,
+            json!({"host": "h", "username": "ann", "password": "s3cret-pw"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            account.scrub("NO [AUTHENTICATIONFAILED] s3cret-pw"),
+            "NO [AUTHENTICATIONFAILED] [redacted]"
+        );
+    }
+
+    #[test]
+    fn serves_every_listed_module() {
+        let registry = EmailRegistry::new(&HttpOptions::default());
+        for name in registry.module_types() {
+            assert!(registry.module(&name).is_some(), "{name}");
+        }
+        assert_eq!(
+            registry.module("email:TriggerNewEmail").unwrap().kind(),
+            crate::module::ModuleKind::Trigger
+        );
+        assert!(registry.module("email:Nope").is_none());
+    }
+}

@@ -3,6 +3,9 @@
 //! over SMTP (implicit TLS, STARTTLS required, or plain) to the address the egress guard
 //! checked, the TLS name being the configured host.
 //!
+//! With `saveAfterSent` the message (without its `Bcc`) is then appended, read, to the IMAP
+//! folder `folder` (`Sent` by default) of the same connection.
+//!
 //! Invariants: `bcc` recipients are in the envelope only, never in the message's headers; an
 //! SMTP refusal is an error whose kind says whether a retry may help (4xx transient, 5xx a
 //! `DataError`, a refused login `InvalidAccessTokenError`), its text without the password.
@@ -18,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Account, Call, NETWORK_TIMEOUT, Network, Security, Server, account_for, connection_problems,
-    connection_reference, setting,
+    connection_reference, flag, setting,
 };
 use crate::expr::functions::mime;
 use crate::expr::value;
@@ -67,6 +70,18 @@ impl Module for SendEmail {
                 .send_raw(&envelope, &bytes)
                 .await
                 .map_err(|e| smtp_error(&account, server, e))?;
+            if flag(
+                invocation.parameters,
+                &invocation.mapper,
+                "saveAfterSent",
+                false,
+            )? {
+                let folder = setting(invocation.parameters, &invocation.mapper, "folder")
+                    .map(value::to_text)
+                    .filter(|f| !f.trim().is_empty())
+                    .unwrap_or_else(|| "Sent".into());
+                super::imap::append_sent(&self.net, &account, folder.trim(), &bytes).await?;
+            }
             let message_id = mail_parser::MessageParser::default()
                 .parse_headers(&bytes)
                 .and_then(|m| m.message_id().map(|id| format!("<{id}>")));
