@@ -196,7 +196,7 @@ impl MailServers {
              protocols = imap\nlisten = 127.0.0.1\nssl = yes\nssl_cert = <{b}/cert.pem\n\
              ssl_key = <{b}/key.pem\ndisable_plaintext_auth = no\n\
              auth_mechanisms = plain login\nmail_location = maildir:{b}/mail/%u\n\
-             first_valid_uid = 1\nfirst_valid_gid = 1\n{extra}\
+             first_valid_uid = 1\nfirst_valid_gid = 1\nauth_failure_delay = 0\n{extra}\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {b}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={b}/home/%u\n}}\n\
              service imap-login {{\n  inet_listener imap {{\n    port = {imap_port}\n  }}\n\
