@@ -8,6 +8,7 @@ pub mod auth;
 pub mod builtin;
 pub mod defined;
 pub mod egress;
+pub mod email;
 pub mod transport;
 
 pub use builtin::{BuiltinRegistry, RegistryError};
@@ -67,12 +68,15 @@ impl AppRegistry {
     pub fn build(options: AppOptions) -> Result<AppRegistry, BuildError> {
         let apps = defined::Apps::load(&options.apps)?.with_base_urls(&options.base_urls)?;
         let builtin = Arc::new(BuiltinRegistry::new(options.http.clone())?);
+        // The Email app speaks IMAP and SMTP, not HTTP: native modules (`email/`) beside the
+        // connection type `modules/email.json` declares.
+        let email = Arc::new(email::EmailRegistry::new(&options.http));
         let defined = Arc::new(DefinedApps::new(
             apps,
             Arc::new(Transport::new(options.http)?),
         ));
         Ok(AppRegistry {
-            layers: vec![builtin, defined.clone()],
+            layers: vec![builtin, email, defined.clone()],
             defined,
         })
     }

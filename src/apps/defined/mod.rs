@@ -82,6 +82,10 @@ impl DefinedApps {
     /// module would get (401 → `InvalidAccessTokenError` …), with no secret in it. An unknown
     /// app or type, or a type without a test, is an `InvalidConfigurationError`.
     pub async fn test_connection(&self, connection: &Connection) -> Result<(), ModuleError> {
+        // The Email app's connections are tried over IMAP and SMTP, not by a request.
+        if connection.app == crate::apps::email::APP {
+            return crate::apps::email::test_connection(self.transport.options(), connection).await;
+        }
         let app = self.apps.get(&connection.app).ok_or_else(|| {
             ModuleError::config(format!("no app named \"{}\" is defined", connection.app))
         })?;

@@ -65,6 +65,14 @@ fn mime_message(args: &[Value], _: &FnCtx) -> FnResult {
     };
     // base64 of the message: 4/3 of its size, and the message about its parts' size.
     ensure_fits(estimated_size(arg(args, 0)).saturating_mul(4) / 3 + 4096)?;
+    let bytes = build_message(message)?;
+    ensure_fits(bytes.len().saturating_mul(4) / 3 + 4)?;
+    Ok(Value::String(STANDARD.encode(bytes)))
+}
+
+/// The RFC 5322/MIME bytes of a Make-shaped message (`mimeMessage`'s collection, without the
+/// base64): what the Gmail app sends as `raw` and the Email app hands to SMTP.
+pub fn build_message(message: &Map<String, Value>) -> Result<Vec<u8>, FnError> {
     let field = |name: &str| message.get(name).filter(|v| !is_empty(v));
 
     let mut builder = MessageBuilder::new();
@@ -108,11 +116,30 @@ fn mime_message(args: &[Value], _: &FnCtx) -> FnResult {
         parts.into_iter().partition(|p| p.content_id.is_some());
     builder = builder.body(body(text, html, inline, attached));
 
-    let bytes = builder
+    builder
         .write_to_vec()
-        .map_err(|e| FnError::new(format!("the message could not be written: {e}")))?;
-    ensure_fits(bytes.len().saturating_mul(4) / 3 + 4)?;
-    Ok(Value::String(STANDARD.encode(bytes)))
+        .map_err(|e| FnError::new(format!("the message could not be written: {e}")))
+}
+
+/// The bare e-mail addresses of a message field (`to`, `cc`, `bcc` as `build_message` reads
+/// them): what an SMTP envelope lists.
+pub fn address_list(value: &Value, field: &str) -> Result<Vec<String>, FnError> {
+    if is_empty(value) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for address in addresses(value, field)? {
+        emails_of(address, &mut out);
+    }
+    Ok(out)
+}
+
+fn emails_of(address: OutAddress<'static>, out: &mut Vec<String>) {
+    match address {
+        OutAddress::Address(one) => out.push(one.email.into_owned()),
+        OutAddress::Group(group) => group.addresses.into_iter().for_each(|a| emails_of(a, out)),
+        OutAddress::List(list) => list.into_iter().for_each(|a| emails_of(a, out)),
+    }
 }
 
 /// The body's MIME tree: the text alternatives, inline parts related to them, attachments
@@ -466,6 +493,14 @@ fn gmail_message(args: &[Value], _: &FnCtx) -> FnResult {
     );
     parsed_into(&raw, &mut out)?;
     Ok(Value::Object(out))
+}
+
+/// The raw message `raw` as Make's e-mail bundle (the fields `parsed_into` writes): what
+/// the Email app's IMAP modules emit.
+pub fn read_message(raw: &[u8]) -> Result<Map<String, Value>, FnError> {
+    let mut out = Map::new();
+    parsed_into(raw, &mut out)?;
+    Ok(out)
 }
 
 /// The fields of the parsed message, as Make's e-mail bundle.
