@@ -7,6 +7,9 @@
 //! - Every module: success, a wrong token (401, the token in no error), an unknown method
 //!   (404), a refused request (400 `chat not found`), 429 waited for as its body says, 5xx
 //!   retried then a `ConnectionError`; `GetUpdates` pages by `offset` until its limit.
+//! - `SendPhoto`/`SendDocument` post `multipart/form-data` (parsed by the fake, which keeps the
+//!   uploaded bytes): an upload under the mapped or the file's own name and type, or a URL or
+//!   file_id as a text field; fields not given are not sent; a 429 or 5xx sends the file again.
 //! - `connections add NAME --app telegram --token T` stores the bot token and checks it with
 //!   `getMe` first.
 
@@ -23,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures::future::BoxFuture;
@@ -40,6 +44,8 @@ struct BotState {
     next_message_id: i64,
     messages: Vec<Value>,
     updates: Vec<Value>,
+    /// The bytes of every file uploaded to sendPhoto/sendDocument, in order.
+    uploads: Vec<Vec<u8>>,
     /// Method and body of every request with the right token, and when it arrived.
     seen: Vec<(String, Value, Instant)>,
     /// Faults for the next requests of a method: (method, times, status, body).
@@ -64,11 +70,66 @@ fn ok(result: Value) -> Response {
     answer(200, json!({"ok": true, "result": result}))
 }
 
+/// A file part of a form: its field name and bytes.
+type Upload = (String, Vec<u8>);
+
+/// The fields of a `multipart/form-data` body: text fields as JSON strings, file parts as
+/// `{"file_name", "mime_type", "size"}` with their bytes in `files` (by field name).
+fn form_fields(content_type: &str, body: &[u8]) -> Option<(Value, Vec<Upload>)> {
+    let boundary = content_type.split("boundary=").nth(1)?.trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let mut fields = serde_json::Map::new();
+    let mut files = Vec::new();
+    let mut rest = body;
+    loop {
+        let start = find(rest, delimiter.as_bytes())? + delimiter.len();
+        rest = &rest[start..];
+        if rest.starts_with(b"--") {
+            return Some((Value::Object(fields), files));
+        }
+        let part_end = find(rest, delimiter.as_bytes())?;
+        let part = &rest[2..part_end - 2]; // after the CRLF, before the CRLF of the next delimiter
+        let head_end = find(part, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&part[..head_end]).to_string();
+        let content = part[head_end + 4..].to_vec();
+        let attribute = |key: &str| {
+            let at = head.find(&format!("{key}=\""))? + key.len() + 2;
+            Some(head[at..].split('"').next()?.to_string())
+        };
+        let name = attribute("name")?;
+        match attribute("filename") {
+            Some(file_name) => {
+                let mime_type = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-type: ")
+                            .or_else(|| l.strip_prefix("Content-Type: "))
+                    })
+                    .unwrap_or("")
+                    .to_string();
+                fields.insert(
+                    name.clone(),
+                    json!({"file_name": file_name, "mime_type": mime_type, "size": content.len()}),
+                );
+                files.push((name, content));
+            }
+            None => {
+                fields.insert(name, Value::String(String::from_utf8(content).ok()?));
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 async fn bot_api(
     State(fake): State<FakeBot>,
     UrlPath((bot, method_name)): UrlPath<(String, String)>,
     method: Method,
-    body: String,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if bot.strip_prefix("bot") != Some(TOKEN) {
         return refused(401, "Unauthorized");
@@ -76,10 +137,23 @@ async fn bot_api(
     if method != Method::POST && method != Method::GET {
         return refused(405, "Method Not Allowed");
     }
-    let body: Value = if body.trim().is_empty() {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut files = Vec::new();
+    let body: Value = if content_type.starts_with("multipart/form-data") {
+        match form_fields(content_type, &body) {
+            Some((fields, parts)) => {
+                files = parts;
+                fields
+            }
+            None => return refused(400, "Bad Request: can't parse multipart form"),
+        }
+    } else if body.trim_ascii().is_empty() {
         json!({})
     } else {
-        match serde_json::from_str(&body) {
+        match serde_json::from_slice(&body) {
             Ok(b) => b,
             Err(_) => return refused(400, "Bad Request: can't parse JSON"),
         }
@@ -148,6 +222,79 @@ async fn bot_api(
             message["text"] = body["text"].clone();
             message["edit_date"] = json!(1765100100);
             ok(message.clone())
+        }
+        "sendPhoto" | "sendDocument" => {
+            let field = if method_name == "sendPhoto" {
+                "photo"
+            } else {
+                "document"
+            };
+            let Some(chat) = body["chat_id"].as_str().map(str::to_string) else {
+                return refused(400, "Bad Request: chat_id is empty");
+            };
+            if chat == "404404" {
+                return refused(400, "Bad Request: chat not found");
+            }
+            // An upload (its bytes kept), or a URL or file_id as text.
+            let (file_name, mime_type, size, file_id) = match &body[field] {
+                Value::String(reference) => (
+                    reference.rsplit('/').next().unwrap_or("").to_string(),
+                    String::new(),
+                    0,
+                    format!("ref:{reference}"),
+                ),
+                Value::Object(upload) => {
+                    let bytes = files
+                        .iter()
+                        .find(|(name, _)| name == field)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    state.uploads.push(bytes);
+                    (
+                        upload["file_name"].as_str().unwrap_or("").to_string(),
+                        upload["mime_type"].as_str().unwrap_or("").to_string(),
+                        upload["size"].as_u64().unwrap_or(0),
+                        format!("upload:{}", state.uploads.len()),
+                    )
+                }
+                _ => {
+                    return refused(
+                        400,
+                        &format!("Bad Request: there is no {field} in the request"),
+                    );
+                }
+            };
+            for json_field in ["reply_markup", "reply_parameters"] {
+                if let Some(text) = body[json_field].as_str()
+                    && !serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object())
+                {
+                    return refused(
+                        400,
+                        &format!("Bad Request: can't parse {json_field} JSON object"),
+                    );
+                }
+            }
+            state.next_message_id += 1;
+            let mut message = json!({"message_id": state.next_message_id,
+                "chat": {"id": chat.parse::<i64>().unwrap_or(0), "type": "private"},
+                "date": 1765100000});
+            message[field] = if field == "photo" {
+                json!([{"file_id": file_id, "file_unique_id": "AQAD1", "file_size": size, "width": 1, "height": 1}])
+            } else {
+                json!({"file_id": file_id, "file_unique_id": "AQAD2", "file_name": file_name,
+                       "mime_type": mime_type, "file_size": size})
+            };
+            if let Some(caption) = body["caption"].as_str() {
+                message["caption"] = json!(caption);
+            }
+            if let Some(thread) = body["message_thread_id"].as_str() {
+                message["message_thread_id"] = json!(thread.parse::<i64>().unwrap_or(0));
+            }
+            if let Some(markup) = body["reply_markup"].as_str() {
+                message["reply_markup"] = serde_json::from_str(markup).unwrap();
+            }
+            state.messages.push(message.clone());
+            ok(message)
         }
         "getUpdates" => {
             let offset = body["offset"].as_i64().unwrap_or(0);
@@ -442,6 +589,162 @@ async fn telegram_modules_against_the_fake() {
     .await
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ConnectionError);
+    assert_no_token(&err, TOKEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_and_documents_upload_their_bytes_or_send_a_url() {
+    let (fake, url) = FakeBot::start(0).await;
+    let registry = AppRegistry::build(AppOptions::allowing_loopback()).unwrap();
+    let ctx = context(&url, TOKEN);
+    // Bytes a multipart encoder could mangle: CR LF, a boundary-like line, NUL, non-UTF-8.
+    let bytes = b"\x89PNG\r\n\x1a\n\r\n--boundary\r\n\x00\xff\xfe end".to_vec();
+    let image = switchyard::expr::binary::store(&bytes, "application/octet-stream", "").unwrap();
+
+    let sent = one(
+        &registry,
+        "SendPhoto",
+        json!({"chatId": "42", "sendType": "send_bydata", "data": image.to_value(),
+               "filename": "cat.png", "contentType": "image/png", "caption": "A <b>cat</b>",
+               "parseMode": "HTML", "messageThreadId": 7, "replyToMessageId": "",
+               "replyMarkupAssembleType": "reply_markup_enter",
+               "replyMarkup": "{\"inline_keyboard\": [[{\"text\": \"Open\", \"url\": \"https://example.com\"}]]}"}),
+        &ctx,
+    )
+    .await;
+    assert_eq!(sent["caption"], "A <b>cat</b>");
+    assert_eq!(sent["message_thread_id"], 7);
+    assert_eq!(sent["photo"][0]["file_id"], "upload:1");
+    assert_eq!(
+        sent["reply_markup"]["inline_keyboard"][0][0]["text"],
+        "Open"
+    );
+    assert_eq!(fake.0.lock().unwrap().uploads, vec![bytes.clone()]);
+    let (body, _) = fake.requests("sendPhoto").pop().unwrap();
+    assert_eq!(
+        body,
+        json!({"chat_id": "42", "caption": "A <b>cat</b>", "parse_mode": "HTML",
+               "message_thread_id": "7",
+               "photo": {"file_name": "cat.png", "mime_type": "image/png", "size": bytes.len()},
+               "reply_markup": "{\"inline_keyboard\":[[{\"text\":\"Open\",\"url\":\"https://example.com\"}]]}"}),
+        "empty fields are not sent"
+    );
+
+    // A document under its own name and type; a reply as reply_parameters.
+    let pdf = switchyard::expr::binary::store(b"%PDF-1.7 report", "application/pdf", "report.pdf")
+        .unwrap();
+    let sent = one(
+        &registry,
+        "SendDocument",
+        json!({"chatId": "42", "sendType": "send_bydata", "data": pdf.to_value(),
+               "replyToMessageId": 1}),
+        &ctx,
+    )
+    .await;
+    assert_eq!(sent["document"]["file_name"], "report.pdf");
+    assert_eq!(sent["document"]["mime_type"], "application/pdf");
+    assert_eq!(fake.0.lock().unwrap().uploads[1], b"%PDF-1.7 report");
+    let (body, _) = fake.requests("sendDocument").pop().unwrap();
+    assert_eq!(body["reply_parameters"], "{\"message_id\":1}");
+
+    // By URL or file_id: a text field, nothing uploaded.
+    let sent = one(
+        &registry,
+        "SendDocument",
+        json!({"chatId": "42", "sendType": "send_byurl", "httpUrl": "https://example.com/r.pdf",
+               "filename": "ignored.pdf", "data": pdf.to_value()}),
+        &ctx,
+    )
+    .await;
+    assert_eq!(sent["document"]["file_id"], "ref:https://example.com/r.pdf");
+    let sent = one(
+        &registry,
+        "SendPhoto",
+        json!({"chatId": "42", "sendType": "send_byurl", "httpUrl": "AgACAgIAAxkBAAIB"}),
+        &ctx,
+    )
+    .await;
+    assert_eq!(sent["photo"][0]["file_id"], "ref:AgACAgIAAxkBAAIB");
+    assert_eq!(fake.0.lock().unwrap().uploads.len(), 2);
+
+    // An upload without its data: refused before any request.
+    let before = fake.requests("sendPhoto").len();
+    let err = call(
+        &registry,
+        "SendPhoto",
+        json!({"chatId": "42", "sendType": "send_bydata", "filename": "x.png"}),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("data"), "{err:?}");
+    assert_eq!(fake.requests("sendPhoto").len(), before);
+
+    // Refusals, a wrong token (the token in no error).
+    let err = call(
+        &registry,
+        "SendPhoto",
+        json!({"chatId": "404404", "sendType": "send_bydata", "data": image.to_value()}),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DataError);
+    assert_eq!(err.message, "[400] Bad Request: chat not found");
+    let wrong = "7712345678:AAH-wrong_Token-000000";
+    let err = call(
+        &registry,
+        "SendDocument",
+        json!({"chatId": "42", "sendType": "send_bydata", "data": pdf.to_value()}),
+        &context(&url, wrong),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidAccessTokenError);
+    assert_eq!(err.message, "[401] Unauthorized");
+    assert_no_token(&err, wrong);
+
+    // 429: waited for as the body says, and the whole file sent again.
+    let uploads_before = fake.0.lock().unwrap().uploads.len();
+    let before = fake.requests("sendPhoto").len();
+    fake.fail_next(
+        "sendPhoto",
+        1,
+        429,
+        json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
+    );
+    one(
+        &registry,
+        "SendPhoto",
+        json!({"chatId": "42", "sendType": "send_bydata", "data": image.to_value()}),
+        &ctx,
+    )
+    .await;
+    let tries = fake.requests("sendPhoto");
+    assert_eq!(tries.len(), before + 2);
+    assert!(tries[before + 1].1.duration_since(tries[before].1) >= Duration::from_secs(1));
+    assert_eq!(tries[before + 1].0["photo"]["size"], bytes.len());
+    let uploads = fake.0.lock().unwrap().uploads.clone();
+    assert_eq!(uploads.len(), uploads_before + 1);
+    assert_eq!(uploads.last().unwrap(), &bytes);
+
+    // 5xx: retried (the form built again each time), then a ConnectionError.
+    fake.fail_next(
+        "sendDocument",
+        4,
+        503,
+        json!({"ok": false, "error_code": 503, "description": "Service Unavailable"}),
+    );
+    let err = call(
+        &registry,
+        "SendDocument",
+        json!({"chatId": "42", "sendType": "send_bydata", "data": pdf.to_value()}),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConnectionError);
+    assert_eq!(err.message, "[503] Service Unavailable");
     assert_no_token(&err, TOKEN);
 }
 

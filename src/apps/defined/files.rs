@@ -8,7 +8,10 @@
 //!   the file's bytes, streamed from the binaries directory, typed as the file unless the
 //!   headers say otherwise — whatever the request's `type`.
 //! - `"type": "multipart"` sends `multipart/form-data` from an object: a file value becomes a
-//!   file part (its name and type the file's), anything else a text field.
+//!   file part (its name and type the file's), `null` is left out, anything else a text field.
+//!   An entry `{"file": F, "fileName": N, "mimeType": M}` (only those keys) is F as a file part
+//!   named N of type M (empty: the file's own) when F is a file, else F as a text field — one
+//!   field that takes either an upload or a URL/id (Telegram's `photo`, `document`).
 //! - `"type": "related"` sends `multipart/related` from an object (Google's upload of a file's
 //!   metadata and its bytes in one request): each entry in order is a part, a file with its
 //!   own type (streamed), anything else as JSON.
@@ -84,8 +87,15 @@ fn multipart(body: &Value) -> Result<Body, ModuleError> {
     };
     let mut parts = Vec::with_capacity(fields.len());
     for (name, field) in fields {
+        let (field, file_name, mime_type) = match named_file(field) {
+            Some(named) => named,
+            None => (field, None, None),
+        };
+        if field.is_null() {
+            continue;
+        }
         let part = if is_file(field) {
-            let file = stored(field, &format!("body.{name}"))?;
+            let file = stored(field, &format!("body.{name}"))?.renamed(file_name, mime_type);
             FormPart {
                 name: name.clone(),
                 file_name: Some(if file.file_name.is_empty() {
@@ -113,6 +123,21 @@ fn multipart(body: &Value) -> Result<Body, ModuleError> {
         payload: Payload::Multipart(parts),
         content_type: None,
     })
+}
+
+/// The parts of an entry `{"file", "fileName", "mimeType"}` (only those keys, `file` among
+/// them): the file (or text) and the name and type it is sent under.
+fn named_file(field: &Value) -> Option<(&Value, Option<&str>, Option<&str>)> {
+    let entry = field.as_object()?;
+    let file = entry.get("file")?;
+    if !entry
+        .keys()
+        .all(|k| matches!(k.as_str(), "file" | "fileName" | "mimeType"))
+    {
+        return None;
+    }
+    let text = |key: &str| entry.get(key).and_then(Value::as_str);
+    Some((file, text("fileName"), text("mimeType")))
 }
 
 /// A JSON part without the object entries that are `null` (fields not given), as a `json`
@@ -204,5 +229,30 @@ mod tests {
             PartContent::Text(r#"{"name":"r.pdf"}"#.into())
         );
         assert_eq!(parts[1].content_type, "application/pdf");
+    }
+
+    #[test]
+    fn a_named_file_entry_is_a_renamed_upload_or_its_text_and_nulls_are_left_out() {
+        let file = crate::expr::binary::store(b"\x89PNG", "application/octet-stream", "").unwrap();
+        let form = request_body(
+            &json!({"chat_id": "42", "caption": null,
+                    "photo": {"file": file.to_value(), "fileName": "cat.png", "mimeType": "image/png"},
+                    "thumbnail": {"file": "https://example.com/t.jpg", "fileName": null}}),
+            BodyType::Multipart,
+        )
+        .unwrap()
+        .unwrap();
+        let Payload::Multipart(parts) = form.payload else {
+            panic!("not multipart")
+        };
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["chat_id", "photo", "thumbnail"]);
+        assert_eq!(parts[1].file_name.as_deref(), Some("cat.png"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("image/png"));
+        assert_eq!(
+            parts[2].content,
+            PartContent::Text("https://example.com/t.jpg".into())
+        );
+        assert_eq!(parts[2].file_name, None);
     }
 }
