@@ -74,6 +74,10 @@ const SQLITE: &[(&str, &str)] = &[
         "0016_trigger_generation.sql",
         include_str!("../../migrations/sqlite/0016_trigger_generation.sql"),
     ),
+    (
+        "0017_booking_calendar.sql",
+        include_str!("../../migrations/sqlite/0017_booking_calendar.sql"),
+    ),
 ];
 
 /// `(file name, SQL)` of every PostgreSQL migration, in order.
@@ -133,6 +137,10 @@ const POSTGRES: &[(&str, &str)] = &[
     (
         "0016_trigger_generation.sql",
         include_str!("../../migrations/postgres/0016_trigger_generation.sql"),
+    ),
+    (
+        "0017_booking_calendar.sql",
+        include_str!("../../migrations/postgres/0017_booking_calendar.sql"),
     ),
 ];
 

@@ -86,6 +86,7 @@ macro_rules! on_tx {
     };
 }
 
+mod calendars;
 mod calls;
 mod connections;
 mod datastores;
@@ -106,6 +107,10 @@ mod ticks;
 mod triggers;
 mod types;
 
+pub use calendars::{
+    Booking, BookingCalendar, BookingStatus, FreeSlot, MAX_CALENDAR_ALIAS_BYTES,
+    MAX_CALENDAR_SPAN_DAYS, Window, check_calendar_alias, check_windows, iso,
+};
 pub use calls::{CallLink, ExecutionLinks, MAX_LISTED_CALLS};
 pub use connections::{
     ConnectionRow, IntegrationLink, MAX_CONNECTION_NAME_BYTES, MAX_SEALED_BYTES, NewConnection,
