@@ -20,7 +20,7 @@
 //! sends `webhook.detach` with `webhook.*` holding that data (a 404 counts as removed);
 //! `verify` answers 401 to any request `authenticate` does not hold for (a provider's
 //! signature, computed with the module's stored connection as `connection`, which
-//! `credentials` resolves once per hook route — a module with a connection whose connection is
+//! `credentials` resolves once per hook route — an `authenticate` whose module's connection is
 //! unavailable refuses every request), then a request `verification.condition` recognises — `respond` when
 //! `verification.valid` holds, 401 otherwise; `delivery_id` renders `deliveryId`.
 
@@ -546,8 +546,8 @@ impl InstantTrigger for AppModule {
         if spec.authenticate.is_none() && spec.verification.is_none() {
             return None;
         }
-        // Checked with a connection it does not have, nothing is authentic.
-        if self.module.connection.is_some() && connection.is_none() {
+        // Authenticated with a connection it does not have, nothing is authentic.
+        if spec.authenticate.is_some() && self.module.connection.is_some() && connection.is_none() {
             tracing::warn!(module = %self.type_name(), "the hook's connection is unavailable: every request is refused");
             return Some(not_authentic());
         }
