@@ -1442,5 +1442,7 @@ async fn events_api_deliveries_run_once_per_event() {
         scenario.to_string().contains("slack-events"),
         "the blueprint names the connection: {scenario}"
     );
+    // Nor is it in the service's log.
+    assert!(!service.proc.log().contains(&secret));
     drop(service);
 }
