@@ -1333,7 +1333,7 @@ async fn hook_endpoint(
         token: &hook.token,
         data: &data,
     };
-    if let Some(reply) = instant.verify(&Map::new(), target, request) {
+    if let Some(reply) = instant.verify(&Map::new(), None, target, request) {
         return (
             StatusCode::from_u16(reply.status).unwrap(),
             [(axum::http::header::CONTENT_TYPE, reply.content_type)],
@@ -1531,7 +1531,12 @@ async fn verification_and_delivery_ids_are_read_from_the_hook_request() {
     let none = Map::new();
     let challenge = pairs(&[("challenge", "c-1"), ("token", "tok-9")]);
     let reply = instant
-        .verify(&none, target, hook_request("GET", &challenge, &[], b""))
+        .verify(
+            &none,
+            None,
+            target,
+            hook_request("GET", &challenge, &[], b""),
+        )
         .unwrap();
     assert_eq!(
         (
@@ -1543,16 +1548,16 @@ async fn verification_and_delivery_ids_are_read_from_the_hook_request() {
     );
     let wrong = pairs(&[("challenge", "c-1"), ("token", "other")]);
     let refused = instant
-        .verify(&none, target, hook_request("GET", &wrong, &[], b""))
+        .verify(&none, None, target, hook_request("GET", &wrong, &[], b""))
         .unwrap();
     assert_eq!(refused.status, 401);
     assert!(!refused.body.contains("tok-9"));
     // A delivery, or a GET without a challenge, is not a verification.
     let event = hook_request("POST", &[], &[], b"{\"chatId\": \"c\"}");
-    assert!(instant.verify(&none, target, event).is_none());
+    assert!(instant.verify(&none, None, target, event).is_none());
     assert!(
         instant
-            .verify(&none, target, hook_request("GET", &[], &[], b""))
+            .verify(&none, None, target, hook_request("GET", &[], &[], b""))
             .is_none()
     );
 

@@ -295,7 +295,8 @@ async fn watch_new_messages(db: TestDb) {
         );
     }
 
-    // A trigger whose connection does not exist cannot register: the scenario stays inactive.
+    // A trigger whose connection does not exist cannot register: activation's check of the
+    // references names it at its path, and the scenario stays inactive.
     let mut orphan = example("scenarios/chatbot-upsert-user.json");
     orphan["name"] = json!("no connection");
     orphan["flow"][0]["parameters"]["__IMTCONN__"] = json!("nobody");
@@ -309,7 +310,11 @@ async fn watch_new_messages(db: TestDb) {
         .await
         .expect(422, "activate without a connection");
     assert_eq!(
-        refused.json["error"]["code"], "webhook_attach_failed",
+        refused.json["error"]["code"], "missing_references",
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.json["error"]["path"], "flow[0].parameters.__IMTCONN__",
         "{refused:?}"
     );
     assert!(refused.text.contains("nobody"), "{}", refused.text);

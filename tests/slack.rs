@@ -15,9 +15,11 @@
 //! - `connections add NAME --app slack --token T` stores the token and checks it with
 //!   `auth.test` first.
 //! - `WatchEvents` (the Events API): every request's `X-Slack-Signature` is checked with the
-//!   signing secret and its timestamp held to 5 minutes before the URL verification challenge
-//!   is answered; through `serve`, a forged delivery is refused and Slack's retry of an event
-//!   (same `event_id`) runs once.
+//!   signing secret of its `signingSecret` connection (resolved through the connections, a
+//!   token connection refused) and its timestamp held to 5 minutes before the URL verification
+//!   challenge is answered; through `serve`, activation refuses a missing or mistyped
+//!   connection, a forged or stale delivery is refused, Slack's retry of an event (same
+//!   `event_id`) runs once, and the secret appears in no API answer.
 
 // The fake's checks return the API's refusal as an axum response.
 #![allow(clippy::result_large_err)]
@@ -512,6 +514,13 @@ fn context(api: &str, token: &str) -> ExecutionContext {
     let mut context = ExecutionContext::new("test");
     let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
     context.extensions.insert(handle);
+    context
+}
+
+/// An execution's context whose one connection, `slack`, is a bot token.
+fn context_for_token() -> ExecutionContext {
+    let mut context = context("http://127.0.0.1:9/api", TOKEN);
+    context.execution_id = "hook".into();
     context
 }
 
@@ -1164,8 +1173,19 @@ fn slack_headers(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(String, Stri
     ]
 }
 
-#[test]
-fn watch_events_checks_every_request_of_the_events_api() {
+/// A stored `signingSecret` connection of the Slack app holding `secret`.
+fn signing_connection(secret: &str) -> Connection {
+    Connection {
+        id: "sl-events".into(),
+        name: "slack-events".into(),
+        app: "slack".into(),
+        kind: "secret".into(),
+        fields: Secrets(json!({"value": secret}).as_object().cloned().unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn watch_events_checks_every_request_of_the_events_api() {
     use switchyard::module::{HookRequest, HookTarget};
     let registry = AppRegistry::build(AppOptions::allowing_loopback()).unwrap();
     let module = registry.module("slack:WatchEvents").unwrap();
@@ -1176,15 +1196,46 @@ fn watch_events_checks_every_request_of_the_events_api() {
         token: "tok-5",
         data: &data,
     };
-    let parameters = json!({"signingSecret": "a1b2c3d4e5f60718293a4b5c6d7e8f90"})
+    let secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    // The blueprint names the connection only; the route resolves it through the execution's
+    // connections, as module calls do.
+    let parameters = json!({"__IMTCONN__": "slack-events"})
         .as_object()
         .cloned()
         .unwrap();
-    let secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let mut context = ExecutionContext::new("hook");
+    let handle: ConnectionsHandle = Arc::new(OneConnection(signing_connection(secret)));
+    context.extensions.insert(handle);
+    let connection = instant
+        .credentials(&parameters, &context)
+        .await
+        .unwrap()
+        .expect("the signing secret's connection");
+    assert_eq!(connection.fields.text("value").as_deref(), Some(secret));
+    // A connection of another type (the bot token) is refused by name, the value unnamed.
+    let token_context = context_for_token();
+    let err = instant
+        .credentials(
+            &json!({"__IMTCONN__": "slack"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            &token_context,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidConfigurationError, "{err:?}");
+    assert!(
+        err.message.contains("parameters.__IMTCONN__") && err.message.contains("signingSecret"),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains(TOKEN));
     let now = chrono::Utc::now().timestamp();
     let verify = |headers: &[(String, String)], body: &[u8]| {
         instant.verify(
             &parameters,
+            Some(&connection),
             target,
             HookRequest {
                 method: "POST",
@@ -1247,6 +1298,21 @@ fn watch_events_checks_every_request_of_the_events_api() {
     let mut no_time = slack_headers(secret, now, event);
     no_time.retain(|(n, _)| n != "x-slack-request-timestamp");
     assert_eq!(verify(&no_time, event).unwrap().status, 401);
+    // Without its connection (deleted since activation), even a signed request is refused.
+    let reply = instant
+        .verify(
+            &parameters,
+            None,
+            target,
+            HookRequest {
+                method: "POST",
+                query: &[],
+                headers: &slack_headers(secret, now, event),
+                body: event,
+            },
+        )
+        .unwrap();
+    assert_eq!(reply.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1255,21 +1321,58 @@ async fn events_api_deliveries_run_once_per_event() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let bases = format!("slack={base}/api");
     db.add_access_token_connection("slack", "slack", TOKEN, "2545853", &bases);
-    let blueprint = json!({
-        "name": "relay events",
-        "flow": [
-            {"id": 1, "module": "slack:WatchEvents", "version": 4,
-             "parameters": {"signingSecret": SIGNING_SECRET.replace(['y', 'z'], "e")}},
+    let secret = SIGNING_SECRET.replace(['y', 'z'], "e");
+    let blueprint = |connection: Value| {
+        json!({
+            "name": "relay events",
+            "flow": [
+                {"id": 1, "module": "slack:WatchEvents", "version": 4,
+                 "parameters": {"__IMTCONN__": connection}},
             {"id": 2, "module": "slack:CreateMessage", "version": 4,
              "parameters": {"__IMTCONN__": 2545853},
              "mapper": {"channelWType": "manualy", "channel": "C0LOG",
                         "text": "{{1.event.user}}: {{1.event.text}}"}}
-        ],
-        "scheduling": {"type": "immediately"}
-    });
-    let secret = SIGNING_SECRET.replace(['y', 'z'], "e");
+            ],
+            "scheduling": {"type": "immediately"}
+        })
+    };
     let service = db.serve(&["--app-base-url", &bases]).await;
-    let (_, hook) = service.api.create_active(&blueprint).await;
+    // The signing secret is a sealed connection of its own type; the blueprint names it.
+    service
+        .api
+        .post(
+            "/api/connections",
+            &json!({"name": "slack-events", "id": 2545900, "app": "slack",
+                    "kind": "secret", "fields": {"value": secret}}),
+        )
+        .await
+        .expect(201, "store the signing secret");
+    // Activation refuses a connection that does not exist or is of another type, by path.
+    for (connection, expected) in [
+        (
+            json!("no-such"),
+            "connection \\\"no-such\\\", which does not exist",
+        ),
+        (json!(2545853), "signingSecret"),
+    ] {
+        let created = service.api.create(&blueprint(connection)).await;
+        let id = created["id"].as_str().unwrap();
+        let refused = service
+            .api
+            .post(&format!("/api/scenarios/{id}/activate"), &Value::Null)
+            .await
+            .expect(422, "activate without its signing secret");
+        assert!(
+            refused.text.contains("flow[0].parameters.__IMTCONN__")
+                && refused.text.contains(expected),
+            "{}",
+            refused.text
+        );
+    }
+    let (id, hook) = service
+        .api
+        .create_active(&blueprint(json!("slack-events")))
+        .await;
     let hook = hook.expect("the scenario's hook");
     let hook = if hook.starts_with('/') {
         format!("{}{hook}", service.base)
@@ -1311,5 +1414,35 @@ async fn events_api_deliveries_run_once_per_event() {
     db.executions_settled().await;
     assert_eq!(fake.texts("C0LOG"), ["U0ANN: hello"]);
     assert_eq!(db.ended_executions(), 1);
+    // A stale timestamp, however well signed, is refused.
+    let stale = send(event, slack_headers(&secret, now - 600, event)).await;
+    assert_eq!(stale.status(), 401);
+    // The secret is in no answer of the API: the scenario with its blueprint, the scenario
+    // list, its hooks, the connection, its executions.
+    let mut paths = vec![
+        format!("/api/scenarios/{id}"),
+        "/api/scenarios".to_string(),
+        format!("/api/scenarios/{id}/hooks"),
+        "/api/connections/slack-events".to_string(),
+        "/api/connections".to_string(),
+        format!("/api/executions?scenario={id}"),
+    ];
+    for execution in service.api.executions(&id).await {
+        paths.push(format!(
+            "/api/executions/{}",
+            execution["id"].as_str().unwrap()
+        ));
+    }
+    for path in &paths {
+        let reply = service.api.get(path).await.expect(200, path);
+        assert!(!reply.text.contains(&secret), "{path}: {}", reply.text);
+    }
+    let scenario = service.api.get(&format!("/api/scenarios/{id}")).await.json;
+    assert!(
+        scenario.to_string().contains("slack-events"),
+        "the blueprint names the connection: {scenario}"
+    );
+    // Nor is it in the service's log.
+    assert!(!service.proc.log().contains(&secret));
     drop(service);
 }

@@ -7,11 +7,16 @@
 //!
 //! The catalog calls `attach`/`detach` and stores what `attach` returns with the hook; the
 //! webhook endpoint calls `verify` and `delivery_id` before a delivery is queued.
+//!
+//! A trigger that checks requests with a secret (a provider's signing secret) keeps it in its
+//! stored connection, never in the blueprint: the webhook route resolves that connection once
+//! ([`InstantTrigger::credentials`], through the execution's connections as module calls do)
+//! and hands it to every `verify` of the route.
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use super::{ExecutionContext, ModuleError};
+use super::{Connection, ExecutionContext, ModuleError};
 
 /// A scenario's hook as the service sees it.
 #[derive(Debug, Clone, Copy)]
@@ -62,14 +67,29 @@ pub struct HookReply {
 
 /// The webhook side of an instant-trigger module.
 pub trait InstantTrigger: Send + Sync {
-    /// `Some(reply)` when `request` is the service verifying the hook (answered, not queued);
-    /// `None` for a delivery.
+    /// `Some(reply)` when `request` is the service verifying the hook or is not authentic
+    /// (answered, not queued); `None` for a delivery. `connection` is what
+    /// [`InstantTrigger::credentials`] resolved for the hook's route (`None`: none, or it could
+    /// not be resolved).
     fn verify(
         &self,
         parameters: &Map<String, Value>,
+        connection: Option<&Connection>,
         hook: HookTarget<'_>,
         request: HookRequest<'_>,
     ) -> Option<HookReply>;
+
+    /// The stored connection `verify` checks requests with, resolved through `context`'s
+    /// connections (unsealed, checked to be of the module's app and type): once per hook route,
+    /// not per request. `None` when the trigger checks requests with no connection.
+    fn credentials<'a>(
+        &'a self,
+        parameters: &'a Map<String, Value>,
+        context: &'a ExecutionContext,
+    ) -> BoxFuture<'a, Result<Option<Connection>, ModuleError>> {
+        let _ = (parameters, context);
+        Box::pin(async { Ok(None) })
+    }
 
     /// The service's id of this delivery, the same when it redelivers it: a second delivery
     /// with the same id on the same hook is acknowledged and dropped.

@@ -38,7 +38,7 @@ use super::intake::{Intake, RunHere};
 use super::{Admission, Finished, QueueError};
 use crate::catalog::Hook;
 use crate::engine::report::WebhookResponse;
-use crate::module::{HookReply, HookRequest, HookTarget, Module};
+use crate::module::{Connection, ExecutionContext, HookReply, HookRequest, HookTarget, Module};
 use crate::scenario::compiled::NodeKind;
 use crate::store::{Delivery, ExecutionStatus, NewDelivery, Store, StoreError};
 
@@ -136,6 +136,10 @@ impl Route {
 struct InstantRoute {
     module: Arc<dyn Module>,
     parameters: Map<String, Value>,
+    /// The stored connection the trigger checks requests with (a signing secret), resolved
+    /// with the route (`None`: it needs none, or it could not be resolved — then `verify`
+    /// refuses). Held in memory only, like the route.
+    connection: Option<Connection>,
     url: String,
     token: String,
     attachment: Value,
@@ -501,6 +505,32 @@ pub enum MailRefusal {
     Failed(QueueError),
 }
 
+/// The connection `module` (the instant trigger of hook `hook_id`) checks requests with,
+/// resolved through the deployment's connections as its calls are; a failure (the connection
+/// deleted or mistyped since activation) is logged without any value and leaves none, so
+/// every request is refused until the route is read again.
+async fn instant_credentials(
+    catalog: &crate::catalog::Catalog,
+    module: &Arc<dyn Module>,
+    parameters: &Map<String, Value>,
+    scenario_id: &str,
+    hook_id: &str,
+) -> Option<Connection> {
+    let trigger = module.instant()?;
+    let context = ExecutionContext {
+        execution_id: String::new(),
+        scenario_id: Some(scenario_id.to_string()),
+        extensions: catalog.services().clone(),
+    };
+    match trigger.credentials(parameters, &context).await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::warn!(hook = hook_id, scenario = scenario_id, error = %e.message, "the instant trigger's connection cannot be used: its requests are refused");
+            None
+        }
+    }
+}
+
 impl Intake {
     /// The route of hook `id`: from the cache, else from the store. `None` for an unknown
     /// hook.
@@ -518,20 +548,29 @@ impl Intake {
             .compiled(&hook.scenario_id, scenario.version)
             .await?
             .ok();
-        let instant = compiled
+        let instant_node = compiled
             .as_ref()
             .and_then(|s| s.webhook_trigger())
             .and_then(|node| {
                 let module = catalog.registry().module(&node.module)?;
                 module.instant()?;
+                Some((module, node.configuration()))
+            });
+        let instant = match instant_node {
+            None => None,
+            Some((module, parameters)) => {
+                let connection =
+                    instant_credentials(catalog, &module, &parameters, &hook.scenario_id, id).await;
                 Some(Arc::new(InstantRoute {
-                    parameters: node.configuration(),
+                    parameters,
+                    connection,
                     url: catalog.hook_url(id).unwrap_or_default(),
                     token: Hook::token(id),
                     attachment: hook.attachment.clone().unwrap_or(Value::Null),
                     module,
                 }))
-            });
+            }
+        };
         let route = Route {
             instant,
             mail: compiled
@@ -646,9 +685,14 @@ impl Intake {
                 body: &request.body,
             };
             let trigger = instant.module.instant();
-            if let Some(reply) =
-                trigger.and_then(|t| t.verify(&instant.parameters, instant.target(), hook_request))
-            {
+            if let Some(reply) = trigger.and_then(|t| {
+                t.verify(
+                    &instant.parameters,
+                    instant.connection.as_ref(),
+                    instant.target(),
+                    hook_request,
+                )
+            }) {
                 return Ok(Delivered::Verified(reply));
             }
             delivery_id = trigger.and_then(|t| t.delivery_id(hook_request));

@@ -662,6 +662,7 @@ impl Compiler<'_> {
             "gateway:CustomWebHook" | MAILHOOK | "util:BasicTrigger" => NodeKind::InputTrigger {
                 max_results: self.max_results(node, at),
                 webhook: node.module != "util:BasicTrigger",
+                instant: None,
             },
             "builtin:BasicRouter" => {
                 let routes = node.routes.clone().unwrap_or_default();
@@ -801,6 +802,7 @@ impl Compiler<'_> {
             super::interface::START_SUBSCENARIO => NodeKind::InputTrigger {
                 max_results: None,
                 webhook: false,
+                instant: None,
             },
             super::interface::RETURN_DATA => {
                 if !is_last {
@@ -855,6 +857,7 @@ impl Compiler<'_> {
                         ModuleKind::InstantTrigger => NodeKind::InputTrigger {
                             max_results: self.max_results(node, at),
                             webhook: true,
+                            instant: Some(module),
                         },
                         ModuleKind::Trigger if !is_first => {
                             self.problem(

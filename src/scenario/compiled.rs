@@ -138,6 +138,9 @@ pub enum NodeKind {
         /// Bundles arrive on a webhook (`gateway:CustomWebHook`, `gateway:CustomMailHook`, an
         /// instant trigger): the scenario gets a hook URL.
         webhook: bool,
+        /// The app's instant trigger module, whose stored references (the connection its
+        /// requests are checked with) are checked as other modules' are.
+        instant: Option<Arc<dyn Module>>,
     },
     Router {
         routes: Vec<CompiledRoute>,
@@ -283,8 +286,13 @@ impl Scenario {
     pub fn references(&self) -> Vec<ModuleReference<'_>> {
         let mut found = Vec::new();
         for node in &self.nodes {
-            let NodeKind::Module(module) = &node.kind else {
-                continue;
+            let module = match &node.kind {
+                NodeKind::Module(module)
+                | NodeKind::InputTrigger {
+                    instant: Some(module),
+                    ..
+                } => module,
+                _ => continue,
             };
             for reference in module.references(&node.parameters) {
                 let field = match &reference {

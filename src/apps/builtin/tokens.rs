@@ -187,6 +187,7 @@ impl InstantTrigger for WatchTokenEvents {
     fn verify(
         &self,
         _parameters: &Map<String, Value>,
+        _connection: Option<&crate::module::Connection>,
         _hook: HookTarget<'_>,
         _request: HookRequest<'_>,
     ) -> Option<HookReply> {

@@ -19,7 +19,9 @@
 //! `webhook.token`, `parameters`, `connection`) and returns its `response.data`; `detach`
 //! sends `webhook.detach` with `webhook.*` holding that data (a 404 counts as removed);
 //! `verify` answers 401 to any request `authenticate` does not hold for (a provider's
-//! signature), then a request `verification.condition` recognises — `respond` when
+//! signature, computed with the module's stored connection as `connection`, which
+//! `credentials` resolves once per hook route — an `authenticate` whose module's connection is
+//! unavailable refuses every request), then a request `verification.condition` recognises — `respond` when
 //! `verification.valid` holds, 401 otherwise; `delivery_id` renders `deliveryId`.
 
 use std::collections::HashSet;
@@ -29,14 +31,15 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::input::parse_date;
-use super::interpreter::{AppModule, Call, Pager, output};
+use super::interpreter::{AppModule, Call, Pager, output, resolve};
 use super::load::CompiledWebhook;
 use super::model::{Order, RespondType};
 use super::template::{CompiledRequest, CompiledResponse, Vars};
 use crate::expr::value;
 use crate::module::polling::{self, DateCursor, PollRequest, Polled, TriggerCommit, TriggerState};
 use crate::module::{
-    ExecutionContext, HookReply, HookRequest, HookTarget, InstantTrigger, Invocation, ModuleError,
+    Connection, ExecutionContext, HookReply, HookRequest, HookTarget, InstantTrigger, Invocation,
+    ModuleError, Scrubber,
 };
 
 /// Items one poll reads at most; the pages beyond are left for the next poll.
@@ -375,8 +378,18 @@ impl Received {
     }
 
     fn vars<'a>(&'a self, parameters: &'a Value, webhook: &'a Value) -> Vars<'a> {
+        self.vars_with(parameters, &Value::Null, webhook)
+    }
+
+    fn vars_with<'a>(
+        &'a self,
+        parameters: &'a Value,
+        connection: &'a Value,
+        webhook: &'a Value,
+    ) -> Vars<'a> {
         Vars {
             parameters,
+            connection,
             webhook,
             method: &self.method,
             query: &self.query,
@@ -451,10 +464,81 @@ impl AppModule {
     }
 }
 
+/// The 401 of a request `authenticate` does not hold for.
+fn not_authentic() -> HookReply {
+    HookReply {
+        status: 401,
+        content_type: "application/json".into(),
+        body: json!({"error": "the request is not authentic for this hook"}).to_string(),
+    }
+}
+
+impl AppModule {
+    /// `connection`'s fields as templates read them (`connection.*`), its type's defaults
+    /// filled in, and a scrubber of its secret values for what is logged.
+    fn connection_root(&self, connection: Option<&Connection>) -> (Value, Scrubber) {
+        let Some(connection) = connection else {
+            return (Value::Null, Scrubber::default());
+        };
+        let mut fields = connection.fields.0.clone();
+        let kind = self
+            .app
+            .connections
+            .iter()
+            .find(|t| t.name == connection.kind)
+            .or_else(|| {
+                let accepted = self
+                    .module
+                    .accepted
+                    .iter()
+                    .map(|&i| &self.app.connections[i]);
+                accepted.clone().find(|t| t.kind.name() == connection.kind)
+            });
+        if let Some(kind) = kind {
+            for (name, default) in &kind.defaults {
+                if fields.get(name).is_none_or(Value::is_null) {
+                    fields.insert(name.clone(), default.clone());
+                }
+            }
+        }
+        let scrubber = Scrubber::of(
+            connection
+                .fields
+                .0
+                .values()
+                .filter_map(Value::as_str)
+                .filter(|s| s.len() >= 4),
+        );
+        (Value::Object(fields), scrubber)
+    }
+}
+
 impl InstantTrigger for AppModule {
+    fn credentials<'a>(
+        &'a self,
+        parameters: &'a Map<String, Value>,
+        context: &'a ExecutionContext,
+    ) -> BoxFuture<'a, Result<Option<Connection>, ModuleError>> {
+        Box::pin(async move {
+            if self.module.connection.is_none() {
+                return Ok(None);
+            }
+            let (_, found) = resolve(
+                &self.app,
+                &self.module.accepted,
+                &self.type_name(),
+                parameters,
+                context,
+            )
+            .await?;
+            Ok(Some(found))
+        })
+    }
+
     fn verify(
         &self,
         parameters: &Map<String, Value>,
+        connection: Option<&Connection>,
         hook: HookTarget<'_>,
         request: HookRequest<'_>,
     ) -> Option<HookReply> {
@@ -462,22 +546,25 @@ impl InstantTrigger for AppModule {
         if spec.authenticate.is_none() && spec.verification.is_none() {
             return None;
         }
+        // Authenticated with a connection it does not have, nothing is authentic.
+        if spec.authenticate.is_some() && self.module.connection.is_some() && connection.is_none() {
+            tracing::warn!(module = %self.type_name(), "the hook's connection is unavailable: every request is refused");
+            return Some(not_authentic());
+        }
         let received = Received::new(&request, true);
         let parameters = Value::Object(parameters.clone());
+        let (connection, scrubber) = self.connection_root(connection);
         let webhook = hook_value(&hook);
-        let vars = received.vars(&parameters, &webhook);
+        let vars = received.vars_with(&parameters, &connection, &webhook);
         if let Some(authenticate) = &spec.authenticate {
             let genuine = authenticate.truthy(&vars).unwrap_or_else(|e| {
-                tracing::warn!(module = %self.type_name(), error = %e.message, "the webhook authentication failed");
+                let mut error = e.message;
+                scrubber.text(&mut error);
+                tracing::warn!(module = %self.type_name(), %error, "the webhook authentication failed");
                 false
             });
             if !genuine {
-                return Some(HookReply {
-                    status: 401,
-                    content_type: "application/json".into(),
-                    body: json!({"error": "the request is not authentic for this hook"})
-                        .to_string(),
-                });
+                return Some(not_authentic());
             }
         }
         let verification = spec.verification.as_ref()?;
@@ -485,7 +572,9 @@ impl InstantTrigger for AppModule {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
-                tracing::warn!(module = %self.type_name(), error = %e.message, "the webhook verification condition failed");
+                let mut error = e.message;
+                scrubber.text(&mut error);
+                tracing::warn!(module = %self.type_name(), %error, "the webhook verification condition failed");
                 return None;
             }
         }
@@ -506,7 +595,9 @@ impl InstantTrigger for AppModule {
             Some(body) => match body.eval(&vars) {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(module = %self.type_name(), error = %e.message, "the webhook verification reply failed");
+                    let mut error = e.message;
+                    scrubber.text(&mut error);
+                    tracing::warn!(module = %self.type_name(), %error, "the webhook verification reply failed");
                     return Some(HookReply {
                         status: 500,
                         content_type: "application/json".into(),
