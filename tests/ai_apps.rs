@@ -21,6 +21,8 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
+
+use common::modules::OneConnection;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -34,10 +36,9 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, Connections, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 use common::prism::Prism;
@@ -558,22 +559,6 @@ async fn ping(State(fake): State<Fake>, method: Method) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Calling modules in process
-
-struct OneConnection(Connection);
-
-impl Connections for OneConnection {
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
-        Box::pin(async move {
-            if reference == self.0.name || reference == self.0.id {
-                Ok(self.0.clone())
-            } else {
-                Err(ModuleError::config(format!(
-                    "no connection named \"{reference}\""
-                )))
-            }
-        })
-    }
-}
 
 fn connection(app: &str, kind: &str, fields: Value) -> Connection {
     Connection {

@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::modules::OneConnection;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,11 +27,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use common::chatbot::{FakeChatBot, Fault, chatbot_date, epoch};
-use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
 use switchyard::engine::{self, RunInput, Status};
-use switchyard::module::connection::{Connection, Connections, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
 use switchyard::module::polling::{PollRequest, Polled, TriggerState};
 use switchyard::module::{
     ErrorKind, ExecutionContext, HookRequest, HookTarget, Invocation, Module, ModuleError, Registry,
@@ -39,22 +40,6 @@ use switchyard::scenario;
 const TOKEN: &str = "planted-s3cret-token-7f3a9c";
 
 /// Serves one stored connection, as the connections layer would.
-struct OneConnection(Connection);
-
-impl Connections for OneConnection {
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
-        Box::pin(async move {
-            if reference == self.0.name || reference == self.0.id {
-                Ok(self.0.clone())
-            } else {
-                Err(ModuleError::config(format!(
-                    "no connection named \"{reference}\""
-                )))
-            }
-        })
-    }
-}
-
 fn connection(base_url: &str, token: &str) -> Connection {
     Connection {
         id: "1".into(),

@@ -18,6 +18,8 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
+
+use common::modules::OneConnection;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -30,10 +32,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, patch, post};
-use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, Connections, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 use harness::{Backend, TestDb};
@@ -729,22 +730,6 @@ impl FakeNotion {
 // Calling the modules
 // ---------------------------------------------------------------------------------------------
 
-struct OneConnection(Connection);
-
-impl Connections for OneConnection {
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
-        Box::pin(async move {
-            if reference == self.0.name || reference == self.0.id {
-                Ok(self.0.clone())
-            } else {
-                Err(ModuleError::config(format!(
-                    "no connection named \"{reference}\""
-                )))
-            }
-        })
-    }
-}
-
 fn context(token: &str) -> ExecutionContext {
     let connection = Connection {
         id: "2882389".into(),
@@ -966,7 +951,11 @@ async fn notion_modules_against_the_fake() {
     )
     .await
     .unwrap();
-    assert_eq!(databases.len(), 2);
+    let ids: Vec<&str> = databases
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [TASKS, LOG, EDITS], "every database the fake holds");
 
     // makeApiCall: relative paths only; the version header is added.
     let out = one(

@@ -25,6 +25,8 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
+
+use common::modules::OneConnection;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -40,10 +42,9 @@ use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, Connections, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
 use switchyard::module::polling::{PollRequest, TriggerState};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
@@ -478,22 +479,6 @@ impl FakeSlack {
 
     fn uploaded(&self, id: &str) -> Option<Vec<u8>> {
         self.0.lock().unwrap().uploads.get(id)?.2.clone()
-    }
-}
-
-struct OneConnection(Connection);
-
-impl Connections for OneConnection {
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
-        Box::pin(async move {
-            if reference == self.0.name || reference == self.0.id {
-                Ok(self.0.clone())
-            } else {
-                Err(ModuleError::config(format!(
-                    "no connection named \"{reference}\""
-                )))
-            }
-        })
     }
 }
 

@@ -17,6 +17,8 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
+
+use common::modules::OneConnection;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -31,10 +33,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, Connections, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 const TOKEN: &str = "7712345678:AAH-test_Token-9f8e7d6c";
@@ -348,22 +349,6 @@ impl FakeBot {
             .filter(|(m, ..)| m == method)
             .map(|(_, b, t)| (b.clone(), *t))
             .collect()
-    }
-}
-
-struct OneConnection(Connection);
-
-impl Connections for OneConnection {
-    fn resolve<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Connection, ModuleError>> {
-        Box::pin(async move {
-            if reference == self.0.name || reference == self.0.id {
-                Ok(self.0.clone())
-            } else {
-                Err(ModuleError::config(format!(
-                    "no connection named \"{reference}\""
-                )))
-            }
-        })
     }
 }
 

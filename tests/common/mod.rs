@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod chatbot;
+pub mod modules;
 pub mod oauth;
 pub mod prism;
 pub mod rss;
