@@ -1684,6 +1684,34 @@ async fn cli_admin(db: TestDb) {
         "scenarios export ID",
     );
     assert_eq!(exported["name"], "named once");
+    // show: the summary, by name; delete: gone, by name.
+    let shown = stdout_json(
+        &db.cli(&["scenarios", "show", "named once", "--json"]),
+        "scenarios show --json",
+    );
+    assert_eq!(shown["id"], once_id.as_str(), "{shown}");
+    assert_eq!(
+        (&shown["version"], &shown["active"], &shown["warnings"]),
+        (&json!(1), &json!(false), &json!([])),
+        "{shown}"
+    );
+    assert_eq!(shown["hooks"].as_array().map(Vec::len), Some(1), "{shown}");
+    let human = stdout_ok(&db.cli(&["scenarios", "show", &once_id]), "scenarios show");
+    assert!(
+        human.contains("version 1 · inactive") && human.contains("hook /hooks/"),
+        "{human}"
+    );
+    let deleted = stdout_ok(
+        &db.cli(&["scenarios", "delete", "named once"]),
+        "scenarios delete",
+    );
+    assert_eq!(deleted.trim(), format!("scenario {once_id} deleted"));
+    let gone = db.cli(&["scenarios", "show", &once_id]);
+    assert_ne!(gone.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no scenario has the id or name"),
+        "{gone:?}"
+    );
     let shown = stdout_json(
         &db.cli(&["executions", "show", &execution_id, "--json"]),
         "executions show --json",

@@ -50,6 +50,18 @@ pub enum ScenariosCommand {
         /// The scenario's id or name.
         id: String,
     },
+    /// A scenario's summary: its version, whether it is active (and why not, when Switchyard
+    /// turned it off), its hooks and the warnings of its current version.
+    Show {
+        /// The scenario's id or name.
+        scenario: String,
+    },
+    /// Deletes a scenario with its versions, hooks and executions (its instant trigger's
+    /// registration on a service is removed first).
+    Delete {
+        /// The scenario's id or name.
+        scenario: String,
+    },
     /// Forgets a polling trigger's cursor: the next run starts afresh.
     ResetTrigger {
         /// The scenario's id or name.
@@ -396,6 +408,43 @@ async fn scenarios_on(
             catalog.set_active(&id, false).await?;
             print(json_out, &json!({"id": id, "active": false}), || {
                 format!("scenario {id} deactivated")
+            });
+        }
+        ScenariosCommand::Show { scenario } => {
+            let id = scenario_id(catalog.store(), &scenario).await?;
+            let row = catalog.store().get_scenario(&id).await?;
+            let hooks = catalog.hooks(&id).await?;
+            let warnings = match catalog.compiled(&id, row.version).await? {
+                Ok(compiled) => catalog.warnings(&compiled).await?,
+                Err(e) => e.problems(),
+            };
+            let value = json!({"id": id, "name": row.name, "version": row.version,
+                "active": row.active, "deactivatedReason": row.deactivated_reason,
+                "hooks": hooks_json(&hooks), "warnings": warnings});
+            print(json_out, &value, || {
+                let mut lines = vec![
+                    format!("{}  {}", row.id, row.name),
+                    format!(
+                        "version {} · {}",
+                        row.version,
+                        if row.active { "active" } else { "inactive" }
+                    ),
+                ];
+                lines.extend(
+                    row.deactivated_reason
+                        .iter()
+                        .map(|r| format!("turned off: {r}")),
+                );
+                lines.extend(hooks.iter().map(|h| format!("hook {}", h.path())));
+                lines.extend(warnings.iter().map(|w| format!("warning: {w}")));
+                lines.join("\n")
+            });
+        }
+        ScenariosCommand::Delete { scenario } => {
+            let id = scenario_id(catalog.store(), &scenario).await?;
+            catalog.delete(&id).await?;
+            print(json_out, &json!({"id": id, "deleted": true}), || {
+                format!("scenario {id} deleted")
             });
         }
         ScenariosCommand::ResetTrigger { id } => {
