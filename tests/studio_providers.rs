@@ -659,11 +659,13 @@ async fn walk(client: Client, base: String, twilio: String) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        // The submit navigates: an element found on the old page may go stale before it is
+        // read (WebDriver's StaleElementReference), which is only a reason to look again.
         let status = css(client, &format!("{card} .status"))
             .await
             .text()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| format!("(page changing: {e})"));
         if status == "connected" {
             break;
         }
