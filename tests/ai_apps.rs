@@ -23,6 +23,7 @@
 mod common;
 
 use common::modules::OneConnection;
+use common::multipart::form_fields;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -87,6 +88,7 @@ impl Fake {
             .route("/v1/completions", post(openai_chat))
             .route("/v1/responses", post(openai_response))
             .route("/v1/images/generations", post(openai_image))
+            .route("/v1/audio/transcriptions", post(openai_transcription))
             .route("/v1/messages", post(anthropic_message))
             .route("/v1beta/models", get(gemini_models))
             .route("/v1beta/models/{action}", post(gemini_generate))
@@ -372,6 +374,45 @@ async fn openai_image(
         .map(|i| json!({"url": format!("https://images.example/{i}.png"), "revised_prompt": body["prompt"]}))
         .collect();
     axum::Json(json!({"created": 1700000000, "data": data})).into_response()
+}
+
+/// `POST /v1/audio/transcriptions`: a `multipart/form-data` body with the audio as the `file`
+/// part and `model`; records the text fields (the file as its name, type and size) and keeps
+/// the uploaded bytes under the path `/v1/audio/transcriptions#file`.
+async fn openai_transcription(
+    State(fake): State<Fake>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let content_type = header(&headers, "content-type").unwrap_or("").to_string();
+    let Some((fields, files)) = form_fields(&content_type, &body) else {
+        return error(
+            400,
+            json!({"error": {"message": "Could not parse multipart form", "type": "invalid_request_error"}}),
+        );
+    };
+    if let Some(fault) = fake.record(&method, "/v1/audio/transcriptions", &fields) {
+        return fault;
+    }
+    if let Err(refused) = openai_auth(&headers) {
+        return refused;
+    }
+    let Some((_, audio)) = files.iter().find(|(name, _)| name == "file") else {
+        return error(
+            400,
+            json!({"error": {"message": "Missing required parameter: 'file'.", "type": "invalid_request_error"}}),
+        );
+    };
+    if fields["model"].as_str().unwrap_or("").is_empty() {
+        return error(
+            400,
+            json!({"error": {"message": "Missing required parameter: 'model'.", "type": "invalid_request_error"}}),
+        );
+    }
+    let audio = String::from_utf8_lossy(audio).into_owned();
+    fake.record(&method, "/v1/audio/transcriptions#file", &json!(audio));
+    axum::Json(json!({"text": format!("Transcribed {} bytes of {}", audio.len(), fields["file"]["file_name"].as_str().unwrap_or(""))})).into_response()
 }
 
 async fn anthropic_message(
@@ -753,6 +794,76 @@ async fn openai_follows_the_published_contract() {
 
 // ---------------------------------------------------------------------------------------------
 // OpenAI, Anthropic and Gemini against the fake
+
+/// `CreateTranscription` uploads another module's file as the `file` part, with the model and
+/// options as text fields, and outputs the API's `{text}` (what `{{3.text}}` reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_transcription_uploads_the_audio() {
+    let (fake, url) = Fake::start().await;
+    let registry = registry();
+    let ok = context(connection(
+        "openai-gpt-3",
+        "apiKey",
+        json!({"token": OPENAI_KEY, "baseUrl": url}),
+    ));
+    let audio = switchyard::expr::binary::store(b"ID3 fake mp3 audio", "audio/mpeg", "").unwrap();
+    let mapper = json!({"fileName": "call.mp3", "fileData": audio.to_value(), "model": "whisper-1",
+        "language": "en", "prompt": "Names: Ana, Bo.", "temperature": 0.2});
+    let out = call(
+        &registry,
+        "openai-gpt-3:CreateTranscription",
+        mapper.clone(),
+        &ok,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, json!({"text": "Transcribed 18 bytes of call.mp3"}));
+    let sent = fake.last_body("/v1/audio/transcriptions");
+    assert_eq!(
+        sent,
+        json!({"file": {"file_name": "call.mp3", "mime_type": "audio/mpeg", "size": 18},
+               "model": "whisper-1", "language": "en", "prompt": "Names: Ana, Bo.",
+               "temperature": "0.2", "response_format": "json"}),
+        "the options not given are not sent"
+    );
+    assert_eq!(
+        fake.last_body("/v1/audio/transcriptions#file"),
+        "ID3 fake mp3 audio"
+    );
+    // Only what is given is sent.
+    call(
+        &registry,
+        "openai-gpt-3:CreateTranscription",
+        json!({"fileName": "call.mp3", "fileData": audio.to_value(), "model": "whisper-1"}),
+        &ok,
+    )
+    .await
+    .unwrap();
+    let sent = fake.last_body("/v1/audio/transcriptions");
+    let keys: Vec<&str> = sent
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["file", "model", "response_format"], "{sent}");
+    // A wrong key: 401, the key in no error.
+    let wrong = context(connection(
+        "openai-gpt-3",
+        "apiKey",
+        json!({"token": "sk-wrong-key-123456", "baseUrl": url}),
+    ));
+    let err = call(
+        &registry,
+        "openai-gpt-3:CreateTranscription",
+        mapper,
+        &wrong,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidAccessTokenError, "{err}");
+    assert_hidden(&err, "sk-wrong-key-123456");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_modules_against_the_fake() {

@@ -6,6 +6,7 @@
 pub mod backends;
 pub mod chatbot;
 pub mod modules;
+pub mod multipart;
 pub mod oauth;
 pub mod prism;
 pub mod rss;
