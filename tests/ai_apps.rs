@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::modules::OneConnection;
+use common::modules::context_with as context;
 use common::multipart::form_fields;
 #[path = "service/harness.rs"]
 mod harness;
@@ -39,7 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 use common::prism::Prism;
@@ -609,13 +609,6 @@ fn connection(app: &str, kind: &str, fields: Value) -> Connection {
         kind: kind.into(),
         fields: Secrets(fields.as_object().cloned().unwrap()),
     }
-}
-
-fn context(connection: Connection) -> ExecutionContext {
-    let mut context = ExecutionContext::new("test");
-    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
-    context.extensions.insert(handle);
-    context
 }
 
 fn registry() -> AppRegistry {

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::modules::OneConnection;
+use common::modules::context_with;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 use harness::{Backend, TestDb};
@@ -877,10 +877,7 @@ fn context(token: &str) -> ExecutionContext {
         kind: "airtable2".into(),
         fields: Secrets(json!({"token": token}).as_object().cloned().unwrap()),
     };
-    let mut context = ExecutionContext::new("test");
-    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
-    context.extensions.insert(handle);
-    context
+    context_with(connection)
 }
 
 fn registry(url: &str) -> AppRegistry {

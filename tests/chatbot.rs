@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::modules::OneConnection;
+use common::modules::context_with;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use common::chatbot::{FakeChatBot, Fault, chatbot_date, epoch};
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
 use switchyard::engine::{self, RunInput, Status};
-use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, Secrets};
 use switchyard::module::polling::{PollRequest, Polled, TriggerState};
 use switchyard::module::{
     ErrorKind, ExecutionContext, HookRequest, HookTarget, Invocation, Module, ModuleError, Registry,
@@ -53,13 +53,6 @@ fn connection(base_url: &str, token: &str) -> Connection {
                 .unwrap(),
         ),
     }
-}
-
-fn context_with(connection: Connection) -> ExecutionContext {
-    let mut context = ExecutionContext::new("test");
-    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
-    context.extensions.insert(handle);
-    context
 }
 
 /// The fake, the registry and a context whose connection `bot` holds the fake's token.

@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::modules::OneConnection;
+use common::modules::context_with;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -34,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, patch, post};
 use serde_json::{Map, Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 use harness::{Backend, TestDb};
@@ -738,10 +738,7 @@ fn context(token: &str) -> ExecutionContext {
         kind: "notion2".into(),
         fields: Secrets(json!({"token": token}).as_object().cloned().unwrap()),
     };
-    let mut context = ExecutionContext::new("test");
-    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
-    context.extensions.insert(handle);
-    context
+    context_with(connection)
 }
 
 fn registry(url: &str) -> AppRegistry {

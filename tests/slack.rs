@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::modules::OneConnection;
+use common::modules::{OneConnection, context_with};
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -496,10 +496,7 @@ fn context(api: &str, token: &str) -> ExecutionContext {
                 .unwrap(),
         ),
     };
-    let mut context = ExecutionContext::new("test");
-    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
-    context.extensions.insert(handle);
-    context
+    context_with(connection)
 }
 
 /// An execution's context whose one connection, `slack`, is a bot token.

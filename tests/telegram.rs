@@ -20,7 +20,7 @@ mod common;
 
 use common::multipart::form_fields;
 
-use common::modules::OneConnection;
+use common::modules::context_with;
 #[path = "service/harness.rs"]
 mod harness;
 
@@ -37,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Value, json};
 use switchyard::apps::{AppOptions, AppRegistry};
-use switchyard::module::connection::{Connection, ConnectionsHandle, Secrets};
+use switchyard::module::connection::{Connection, Secrets};
 use switchyard::module::{ErrorKind, ExecutionContext, Invocation, ModuleError, Registry};
 
 const TOKEN: &str = "7712345678:AAH-test_Token-9f8e7d6c";
@@ -313,10 +313,7 @@ fn context(url: &str, token: &str) -> ExecutionContext {
                 .unwrap(),
         ),
     };
-    let mut context = ExecutionContext::new("test");
-    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
-    context.extensions.insert(handle);
-    context
+    context_with(connection)
 }
 
 async fn call(

@@ -1,9 +1,11 @@
 //! Calling app modules directly, without a store: the connections of an execution that holds
 //! exactly one stored connection, found by its name or id as a blueprint names it.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
-use switchyard::module::ModuleError;
-use switchyard::module::connection::{Connection, Connections};
+use switchyard::module::connection::{Connection, Connections, ConnectionsHandle};
+use switchyard::module::{ExecutionContext, ModuleError};
 
 /// An execution's connections: this one only; any other reference is a configuration error
 /// naming it, as the vault's would be.
@@ -21,4 +23,12 @@ impl Connections for OneConnection {
             }
         })
     }
+}
+
+/// A test execution's context whose connections are `connection` alone.
+pub fn context_with(connection: Connection) -> ExecutionContext {
+    let mut context = ExecutionContext::new("test");
+    let handle: ConnectionsHandle = Arc::new(OneConnection(connection));
+    context.extensions.insert(handle);
+    context
 }
